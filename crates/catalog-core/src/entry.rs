@@ -1,0 +1,177 @@
+//! What the catalog records about each model.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::digest::Digest;
+
+/// Whether a model may be handed out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Lifecycle {
+    /// Ready for use: `locate` and `ensure` return it.
+    Active,
+    /// Kept on disk but no longer handed out; `ensure` makes it Active again.
+    Retired,
+}
+
+impl fmt::Display for Lifecycle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Lifecycle::Active => "active",
+            Lifecycle::Retired => "retired",
+        })
+    }
+}
+
+/// The result of comparing an artifact with its expected digest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Outcome {
+    /// The computed digest equals the expected one.
+    Pass,
+    /// There was nothing to compare against: the artifact is unverified.
+    Warn,
+    /// The computed digest differs from the expected one.
+    Fail,
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Outcome::Pass => "pass",
+            Outcome::Warn => "warn",
+            Outcome::Fail => "fail",
+        })
+    }
+}
+
+/// The last verification of an entry's artifact.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Verification {
+    /// Pass, warn or fail.
+    pub outcome: Outcome,
+    /// The digest computed from the bytes on disk, when they were hashed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub computed: Option<Digest>,
+}
+
+impl Verification {
+    /// Nothing was compared and nothing hashed.
+    pub fn unverified() -> Self {
+        Verification {
+            outcome: Outcome::Warn,
+            computed: None,
+        }
+    }
+}
+
+/// Who owns the bytes an entry points at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Storage {
+    /// A user's file registered where it lies: the catalog never deletes it.
+    InPlace,
+    /// A file or directory inside the cache root, owned by the catalog.
+    Cache,
+}
+
+/// Cheap identity of a file as last seen: when it is unchanged, its digest is too.
+///
+/// For a directory, `size` is the total of its files, `mtime_ns` the newest of theirs, and
+/// `tree` a hash over every file's relative path, size, mtime, inode and device.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fingerprint {
+    /// Length in bytes.
+    pub size: u64,
+    /// Modification time, nanoseconds since the Unix epoch.
+    pub mtime_ns: i128,
+    /// Inode number.
+    pub inode: u64,
+    /// Device number.
+    pub device: u64,
+    /// For directories: the hash of the per-file fingerprints.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tree: Option<String>,
+}
+
+/// One file of a multi-file artifact, for provenance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileRecord {
+    /// Path relative to the artifact's root, `/`-separated.
+    pub path: String,
+    /// Length in bytes.
+    pub size: u64,
+    /// The file's digest, when it was computed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<Digest>,
+}
+
+/// Where an artifact came from and how it was obtained. Holds no secrets.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Provenance {
+    /// The fetcher that produced the artifact (`file`, `hf-native`, …).
+    pub fetcher: String,
+    /// That fetcher's version.
+    pub fetcher_version: String,
+    /// When the artifact was fetched, ms since the Unix epoch.
+    pub fetched_ms: u64,
+    /// The commit or version the source resolved to, when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolved_revision: Option<String>,
+    /// The files the artifact is made of.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<FileRecord>,
+}
+
+/// One model in the catalog.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CatalogEntry {
+    /// The stable id (see [`ModelRef::canonical_id`](crate::ModelRef::canonical_id)).
+    pub id: String,
+    /// The reference it was ensured from, without credentials.
+    pub source: String,
+    /// The file or directory to hand to an engine.
+    pub local_path: PathBuf,
+    /// Active or Retired.
+    pub lifecycle: Lifecycle,
+    /// Whether the catalog owns the bytes.
+    pub storage: Storage,
+    /// The digest the artifact is expected to have, when one was given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<Digest>,
+    /// The outcome of the last verification.
+    pub verification: Verification,
+    /// When the bytes were last hashed, ms since the Unix epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_verified_ms: Option<u64>,
+    /// Total length in bytes.
+    pub size_bytes: u64,
+    /// The artifact's fingerprint when it was last checked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<Fingerprint>,
+    /// When the entry was first recorded, ms since the Unix epoch.
+    pub created_ms: u64,
+    /// When the entry last changed, ms since the Unix epoch.
+    pub updated_ms: u64,
+    /// Where the artifact came from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provenance: Option<Provenance>,
+}
+
+/// What a caller needs to start an engine: the model's id and where its bytes are.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResolvedModel {
+    /// The stable catalog id.
+    pub id: String,
+    /// An absolute path to the file or directory.
+    pub local_path: PathBuf,
+}
+
+/// Milliseconds since the Unix epoch, now.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}

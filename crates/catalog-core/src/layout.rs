@@ -1,0 +1,347 @@
+//! The cache directory: where everything lives, and the file-system moves that keep it sound.
+//!
+//! ```text
+//! <root>/
+//! ├── catalog/
+//! │   ├── index.json         {"version": 1, "entries": {…}}, replaced atomically
+//! │   └── index.lock         advisory lock held for each read-modify-write of the index
+//! ├── blobs/sha256/<hex>     immutable, read-only, named by their content
+//! ├── models/<scheme>/…      what `local_path` points at: hard links into blobs/ under the
+//! │                          artifact's own file names (a repository is a directory of them)
+//! ├── tmp/                   in-flight files, unique names, locked by their writer
+//! └── locks/                 one lock file per model id
+//! ```
+//!
+//! Local files registered in place are not under the root at all; the catalog only records
+//! where they are.
+
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Component, Path, PathBuf};
+
+use crate::digest::{Digest, Hasher};
+use crate::error::{Error, Result};
+
+/// The environment variable that names the cache directory.
+pub const CACHE_ENV: &str = "MODEL_PROVISIONER_CACHE";
+
+/// The default cache directory: `$MODEL_PROVISIONER_CACHE`, else
+/// `$XDG_CACHE_HOME/model-provisioner`, else `~/.cache/model-provisioner`.
+pub fn default_model_cache_dir() -> Result<PathBuf> {
+    let var = |name: &str| {
+        std::env::var_os(name)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    if let Some(dir) = var(CACHE_ENV) {
+        return Ok(dir);
+    }
+    // The XDG spec says relative values are to be ignored.
+    if let Some(xdg) = var("XDG_CACHE_HOME").filter(|p| p.is_absolute()) {
+        return Ok(xdg.join("model-provisioner"));
+    }
+    var("HOME")
+        .map(|home| home.join(".cache").join("model-provisioner"))
+        .ok_or(Error::NoCacheDir)
+}
+
+/// The paths of one cache directory.
+#[derive(Debug, Clone)]
+pub struct CacheLayout {
+    root: PathBuf,
+}
+
+impl CacheLayout {
+    /// The layout under `root` (made absolute; nothing is created).
+    pub fn new(root: impl Into<PathBuf>) -> Result<Self> {
+        let root = root.into();
+        let root = std::path::absolute(&root).map_err(|e| Error::io("resolve", &root, e))?;
+        Ok(CacheLayout { root })
+    }
+
+    /// The cache root.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// `catalog/`.
+    pub fn catalog_dir(&self) -> PathBuf {
+        self.root.join("catalog")
+    }
+
+    /// `catalog/index.json`.
+    pub fn index_path(&self) -> PathBuf {
+        self.catalog_dir().join("index.json")
+    }
+
+    /// `catalog/index.lock`.
+    pub fn index_lock_path(&self) -> PathBuf {
+        self.catalog_dir().join("index.lock")
+    }
+
+    /// `blobs/sha256/`.
+    pub fn blobs_dir(&self) -> PathBuf {
+        self.root.join("blobs").join("sha256")
+    }
+
+    /// `blobs/sha256/<hex>`.
+    pub fn blob_path(&self, digest: &Digest) -> PathBuf {
+        self.blobs_dir().join(digest.value())
+    }
+
+    /// `models/`.
+    pub fn models_dir(&self) -> PathBuf {
+        self.root.join("models")
+    }
+
+    /// `tmp/`.
+    pub fn tmp_dir(&self) -> PathBuf {
+        self.root.join("tmp")
+    }
+
+    /// Fails unless the root is a directory or does not exist yet.
+    pub fn check_root(&self) -> Result<()> {
+        match fs::metadata(&self.root) {
+            Ok(m) if m.is_dir() => Ok(()),
+            Ok(_) => Err(Error::CacheRootNotDir {
+                path: self.root.clone(),
+            }),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::io("read", &self.root, e)),
+        }
+    }
+
+    /// Creates `dir` (which must be under the root) and its parents.
+    pub fn create_dir(&self, dir: &Path) -> Result<()> {
+        self.check_root()?;
+        self.check_lexically_inside(dir)?;
+        fs::create_dir_all(dir).map_err(|e| Error::io("create directory", dir, e))
+    }
+
+    fn check_lexically_inside(&self, path: &Path) -> Result<()> {
+        let inside = path.starts_with(&self.root)
+            && path
+                .strip_prefix(&self.root)
+                .is_ok_and(|rel| rel.components().all(|c| matches!(c, Component::Normal(_))));
+        if inside {
+            Ok(())
+        } else {
+            Err(Error::OutsideRoot {
+                path: path.to_owned(),
+                root: self.root.clone(),
+            })
+        }
+    }
+
+    /// Checks that `path` is inside the root once symlinks in its parent are resolved, and
+    /// returns the resolved path. The last component itself is not followed, so removing it
+    /// removes the link, never what a planted symlink points at.
+    pub fn resolve_inside(&self, path: &Path) -> Result<PathBuf> {
+        let outside = || Error::OutsideRoot {
+            path: path.to_owned(),
+            root: self.root.clone(),
+        };
+        self.check_lexically_inside(path)?;
+        let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+            return Err(outside());
+        };
+        let root = fs::canonicalize(&self.root).map_err(|e| Error::io("resolve", &self.root, e))?;
+        let parent = fs::canonicalize(parent).map_err(|e| Error::io("resolve", parent, e))?;
+        if parent.starts_with(&root) {
+            Ok(parent.join(name))
+        } else {
+            Err(outside())
+        }
+    }
+
+    /// Starts writing a new file under `tmp/`: bytes written are hashed on the way, and the
+    /// file is locked so that `gc` leaves it alone while its writer lives.
+    pub fn stage(&self) -> Result<Staging> {
+        let tmp = self.tmp_dir();
+        self.create_dir(&tmp)?;
+        let file = tempfile::Builder::new()
+            .prefix("stage-")
+            .tempfile_in(&tmp)
+            .map_err(|e| Error::io("create a temporary file in", &tmp, e))?;
+        file.as_file()
+            .lock()
+            .map_err(|e| Error::io("lock", file.path(), e))?;
+        Ok(Staging {
+            file,
+            hasher: Hasher::new(),
+        })
+    }
+
+    /// Moves a finished staged file to `blobs/sha256/<hex>`, read-only. When that blob exists
+    /// already the staged copy is dropped. Returns the blob's path.
+    pub fn publish_blob(&self, staged: StagedFile) -> Result<PathBuf> {
+        let dir = self.blobs_dir();
+        self.create_dir(&dir)?;
+        let blob = self.blob_path(&staged.digest);
+        if fs::symlink_metadata(&blob).is_ok_and(|m| m.is_file()) {
+            return Ok(blob);
+        }
+        let tmp = staged.path;
+        fs::set_permissions(&tmp, fs::Permissions::from_mode(0o444))
+            .map_err(|e| Error::io("make read-only", &*tmp, e))?;
+        tmp.persist(&blob)
+            .map_err(|e| Error::io("rename into the store", &blob, e.error))?;
+        sync_dir(&dir)?;
+        Ok(blob)
+    }
+
+    /// Hard-links `blob` at `dest` (under `models/`), replacing what was there, and syncs the
+    /// directory. The link appears atomically: it is made under a temporary name first.
+    pub fn link_model(&self, blob: &Path, dest: &Path) -> Result<()> {
+        let dir = dest.parent().ok_or_else(|| Error::OutsideRoot {
+            path: dest.to_owned(),
+            root: self.root.clone(),
+        })?;
+        self.create_dir(dir)?;
+        let dest = self.resolve_inside(dest)?;
+        let tmp = dir.join(format!(
+            ".{}.link-{}",
+            dest.file_name().unwrap_or_default().to_string_lossy(),
+            std::process::id()
+        ));
+        let _ = fs::remove_file(&tmp);
+        fs::hard_link(blob, &tmp).map_err(|e| Error::io("link", &tmp, e))?;
+        fs::rename(&tmp, &dest).map_err(|e| {
+            let _ = fs::remove_file(&tmp);
+            Error::io("rename", &dest, e)
+        })?;
+        sync_dir(dir)
+    }
+
+    /// Removes the blob of `digest` when nothing links to it any more. Returns bytes freed.
+    pub fn remove_blob_if_unused(&self, digest: &Digest) -> Result<u64> {
+        let blob = self.blob_path(digest);
+        match fs::symlink_metadata(&blob) {
+            Ok(m) if m.is_file() && m.nlink() == 1 => {
+                fs::remove_file(&blob).map_err(|e| Error::io("remove", &blob, e))?;
+                Ok(m.len())
+            }
+            _ => Ok(0),
+        }
+    }
+}
+
+/// A file being written under `tmp/`; see [`CacheLayout::stage`].
+#[derive(Debug)]
+pub struct Staging {
+    file: tempfile::NamedTempFile,
+    hasher: Hasher,
+}
+
+impl Staging {
+    /// The temporary file's path.
+    pub fn path(&self) -> &Path {
+        self.file.path()
+    }
+
+    /// Flushes the bytes to disk and returns the finished file with its digest.
+    pub fn finish(self) -> Result<StagedFile> {
+        let path = self.file.path().to_owned();
+        self.file
+            .as_file()
+            .sync_all()
+            .map_err(|e| Error::io("sync", &path, e))?;
+        let size = self.hasher.bytes();
+        Ok(StagedFile {
+            digest: self.hasher.finish(),
+            size,
+            path: self.file.into_temp_path(),
+        })
+    }
+}
+
+impl Write for Staging {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+}
+
+/// A staged file, synced, with its digest; removed on drop unless published.
+#[derive(Debug)]
+pub struct StagedFile {
+    /// The SHA-256 of its bytes.
+    pub digest: Digest,
+    /// Its length.
+    pub size: u64,
+    path: tempfile::TempPath,
+}
+
+/// Fsyncs a directory so that a rename or link inside it survives a crash.
+pub fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io("sync directory", dir, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolve_inside_refuses_escapes() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| Error::io("tmp", "", e))?;
+        let layout = CacheLayout::new(dir.path())?;
+        layout.create_dir(&layout.models_dir())?;
+        assert!(
+            layout
+                .resolve_inside(&layout.models_dir().join("x"))
+                .is_ok()
+        );
+        assert!(matches!(
+            layout.resolve_inside(&layout.models_dir().join("../../etc/passwd")),
+            Err(Error::OutsideRoot { .. })
+        ));
+        assert!(matches!(
+            layout.resolve_inside(Path::new("/etc/passwd")),
+            Err(Error::OutsideRoot { .. })
+        ));
+        let outside = tempfile::tempdir().map_err(|e| Error::io("tmp", "", e))?;
+        std::os::unix::fs::symlink(outside.path(), layout.models_dir().join("evil"))
+            .map_err(|e| Error::io("symlink", "", e))?;
+        assert!(matches!(
+            layout.resolve_inside(&layout.models_dir().join("evil/file")),
+            Err(Error::OutsideRoot { .. })
+        ));
+        Ok(())
+    }
+
+    #[test]
+    fn staged_blob_is_read_only_and_deduplicated() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| Error::io("tmp", "", e))?;
+        let layout = CacheLayout::new(dir.path())?;
+        let publish = || -> Result<PathBuf> {
+            let mut s = layout.stage()?;
+            s.write_all(b"weights")
+                .map_err(|e| Error::io("write", "", e))?;
+            layout.publish_blob(s.finish()?)
+        };
+        let blob = publish()?;
+        assert_eq!(publish()?, blob);
+        assert_eq!(blob, layout.blob_path(&Digest::sha256_of(b"weights")));
+        assert!(
+            fs::metadata(&blob)
+                .map_err(|e| Error::io("stat", "", e))?
+                .permissions()
+                .readonly()
+        );
+        assert_eq!(
+            fs::read_dir(layout.tmp_dir())
+                .map_err(|e| Error::io("ls", "", e))?
+                .count(),
+            0
+        );
+        Ok(())
+    }
+}

@@ -1,0 +1,31 @@
+//! Model references, digests, and the catalog of models present on this machine.
+//!
+//! This crate does no network I/O and starts no processes: it parses what users write
+//! ([`ModelRef`], [`Digest`]), hashes and fingerprints local files, and keeps the catalog
+//! ([`CatalogStore`], with [`FsCatalog`] as the default store) under a cache directory laid
+//! out as [`layout`] draws.
+#![deny(missing_docs)]
+
+mod digest;
+mod entry;
+mod error;
+mod fs_catalog;
+pub mod layout;
+mod model_ref;
+mod store;
+pub mod verify;
+
+pub use digest::{Algorithm, Digest, HASH_BUF_SIZE, Hasher, ParseDigestError, hash_reader};
+pub use entry::{
+    CatalogEntry, FileRecord, Fingerprint, Lifecycle, Outcome, Provenance, ResolvedModel, Storage,
+    Verification, now_ms,
+};
+pub use error::{Error, Result};
+pub use fs_catalog::{FsCatalog, GcReport, INDEX_VERSION, IndexTxn};
+pub use layout::{CACHE_ENV, CacheLayout, default_model_cache_dir};
+pub use model_ref::{
+    FileRef, HfRef, HttpRef, ModelRef, OciRef, OciReference, ParseRefError, S3Ref,
+    SUPPORTED_SCHEMES, Scheme, file_id,
+};
+pub use store::{ArtifactRemoval, CatalogStore, Deletion};
+pub use verify::verify_digest;

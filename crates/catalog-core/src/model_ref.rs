@@ -1,0 +1,728 @@
+//! Model references: what a user or a config file names, before anything is fetched.
+//!
+//! # Syntax and normalisation
+//!
+//! | form | meaning |
+//! |---|---|
+//! | `hf:org/repo` | a whole Hugging Face repository at its default branch |
+//! | `hf:org/repo/path/in/repo` | one file of that repository |
+//! | `hf:org/repo@rev[/path]` | the same, pinned to a branch, tag or commit |
+//! | `file:/abs/path`, `file:rel/path`, `file:///abs/path` | a local file or directory |
+//! | `/abs/path`, `./rel/path`, `rel/path` | the same, without the scheme |
+//! | `http://…`, `https://…` | a file served over HTTP |
+//! | `s3://bucket/key` | an object (or, with a trailing `/`, a prefix) in S3 |
+//! | `oci://registry[:port]/repo[:tag \| @sha256:…]` | an artifact in an OCI registry |
+//!
+//! The rules, which are stable:
+//! - Surrounding ASCII whitespace is trimmed; a control character anywhere is refused.
+//! - Scheme names are case-insensitive and displayed lowercase; `hf://` is accepted for `hf:`.
+//! - A word of two or more characters followed by `:` is a scheme; unknown schemes are refused
+//!   (a local file whose name has such a colon is written `./name` or `file:name`).
+//! - `hf:` names have at least two segments (`org/repo`), no empty, `.` or `..` segment, no
+//!   backslash; org, repo and revision use only ASCII letters, digits, `-`, `_` and `.`.
+//! - Local paths are kept as written; the catalog id is `file:` followed by the canonical
+//!   absolute path (symlinks resolved), computed by [`ModelRef::canonical_id`].
+//! - URLs are normalised by the WHATWG URL rules (lowercase host, default port dropped); their
+//!   id drops user info, query and fragment, so credentials never become part of an id.
+//!
+//! `Display` writes the normalised form, and parsing it gives back an equal value.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use crate::digest::Digest;
+
+/// The schemes a reference may use, for error messages.
+pub const SUPPORTED_SCHEMES: &str = "hf:, file:, http://, https://, s3://, oci://";
+
+/// A parsed model reference. See the [module docs](self) for the syntax.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum ModelRef {
+    /// A Hugging Face Hub repository or a file in one.
+    Hf(HfRef),
+    /// A local file or directory.
+    File(FileRef),
+    /// An `http://` or `https://` URL.
+    Http(HttpRef),
+    /// An S3 object or prefix.
+    S3(S3Ref),
+    /// An OCI registry artifact.
+    Oci(OciRef),
+}
+
+/// `hf:org/repo[@revision][/path]`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct HfRef {
+    /// The owner (user or organisation).
+    pub org: String,
+    /// The repository name.
+    pub repo: String,
+    /// A branch, tag or commit, when the reference pins one.
+    pub revision: Option<String>,
+    /// A file inside the repository, `/`-separated; `None` means the whole repository.
+    pub path: Option<String>,
+}
+
+impl HfRef {
+    /// `org/repo`.
+    pub fn repo_id(&self) -> String {
+        format!("{}/{}", self.org, self.repo)
+    }
+}
+
+/// A local path, with or without the `file:` scheme.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct FileRef {
+    /// The path as written.
+    pub path: PathBuf,
+    /// Whether it was written with `file:` (kept so that `Display` gives back the same form).
+    pub explicit_scheme: bool,
+}
+
+impl FileRef {
+    /// The canonical absolute path: relative paths are taken from the current directory and
+    /// symlinks are resolved. Reads the file system; writes nothing.
+    pub fn canonical_path(&self) -> std::io::Result<PathBuf> {
+        std::fs::canonicalize(&self.path)
+    }
+}
+
+/// An `http://` or `https://` URL.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct HttpRef {
+    url: url::Url,
+}
+
+impl HttpRef {
+    /// The full URL, credentials included: never log or store this.
+    pub fn url(&self) -> &url::Url {
+        &self.url
+    }
+
+    /// The URL without user info, query or fragment: safe to log and used as the id.
+    pub fn redacted(&self) -> String {
+        let mut url = self.url.clone();
+        // Both only fail for URLs that cannot have a host, which `parse` refuses.
+        let _ = url.set_username("");
+        let _ = url.set_password(None);
+        url.set_query(None);
+        url.set_fragment(None);
+        url.into()
+    }
+
+    /// The last path segment, if it is a usable file name.
+    pub fn file_name(&self) -> Option<&str> {
+        self.url
+            .path_segments()?
+            .next_back()
+            .filter(|s| !s.is_empty() && *s != "." && *s != "..")
+    }
+}
+
+/// `s3://bucket/key`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct S3Ref {
+    /// The bucket.
+    pub bucket: String,
+    /// The key; ends with `/` when it names a prefix.
+    pub key: String,
+}
+
+/// `oci://registry/repository[:tag|@digest]`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct OciRef {
+    /// The registry host, with its port if one was given.
+    pub registry: String,
+    /// The repository path inside the registry.
+    pub repository: String,
+    /// The tag or digest, if one was given.
+    pub reference: Option<OciReference>,
+}
+
+/// The part of an OCI reference after the repository.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum OciReference {
+    /// `:tag`.
+    Tag(String),
+    /// `@sha256:…`.
+    Digest(Digest),
+}
+
+/// The kind of reference, by scheme.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Scheme {
+    /// `hf:`
+    Hf,
+    /// `file:` or a bare path.
+    File,
+    /// `http://` or `https://`
+    Http,
+    /// `s3://`
+    S3,
+    /// `oci://`
+    Oci,
+}
+
+impl fmt::Display for Scheme {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Scheme::Hf => "hf",
+            Scheme::File => "file",
+            Scheme::Http => "http",
+            Scheme::S3 => "s3",
+            Scheme::Oci => "oci",
+        })
+    }
+}
+
+impl ModelRef {
+    /// Which scheme the reference uses.
+    pub fn scheme(&self) -> Scheme {
+        match self {
+            ModelRef::Hf(_) => Scheme::Hf,
+            ModelRef::File(_) => Scheme::File,
+            ModelRef::Http(_) => Scheme::Http,
+            ModelRef::S3(_) => Scheme::S3,
+            ModelRef::Oci(_) => Scheme::Oci,
+        }
+    }
+
+    /// The catalog id, when it follows from the text alone (every scheme but local files).
+    pub fn syntactic_id(&self) -> Option<String> {
+        match self {
+            ModelRef::File(_) => None,
+            ModelRef::Http(h) => Some(h.redacted()),
+            other => Some(other.to_string()),
+        }
+    }
+
+    /// The catalog id: `file:<canonical path>` for local files (reads the file system to
+    /// resolve it), the normalised reference without credentials for everything else.
+    pub fn canonical_id(&self) -> std::io::Result<String> {
+        match self {
+            ModelRef::File(f) => file_id(&f.canonical_path()?),
+            other => Ok(other
+                .syntactic_id()
+                .expect("only file references need the file system")),
+        }
+    }
+
+    /// The reference as safe to print: URLs lose their credentials and query.
+    pub fn redacted(&self) -> String {
+        match self {
+            ModelRef::Http(h) => h.redacted(),
+            other => other.to_string(),
+        }
+    }
+}
+
+/// The catalog id of a local file at canonical path `path`.
+pub fn file_id(path: &Path) -> std::io::Result<String> {
+    match path.to_str() {
+        Some(p) => Ok(format!("file:{p}")),
+        None => Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("path `{}` is not valid UTF-8", path.display()),
+        )),
+    }
+}
+
+impl fmt::Display for ModelRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ModelRef::Hf(h) => {
+                write!(f, "hf:{}/{}", h.org, h.repo)?;
+                if let Some(rev) = &h.revision {
+                    write!(f, "@{rev}")?;
+                }
+                if let Some(path) = &h.path {
+                    write!(f, "/{path}")?;
+                }
+                Ok(())
+            }
+            ModelRef::File(r) => {
+                if r.explicit_scheme {
+                    f.write_str("file:")?;
+                }
+                write!(f, "{}", r.path.display())
+            }
+            ModelRef::Http(h) => f.write_str(h.url.as_str()),
+            ModelRef::S3(s) => write!(f, "s3://{}/{}", s.bucket, s.key),
+            ModelRef::Oci(o) => {
+                write!(f, "oci://{}/{}", o.registry, o.repository)?;
+                match &o.reference {
+                    Some(OciReference::Tag(t)) => write!(f, ":{t}"),
+                    Some(OciReference::Digest(d)) => write!(f, "@{d}"),
+                    None => Ok(()),
+                }
+            }
+        }
+    }
+}
+
+/// Why a string is not a model reference.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid model reference `{input}`: {reason}")]
+pub struct ParseRefError {
+    input: String,
+    reason: String,
+    hint: Option<String>,
+}
+
+impl ParseRefError {
+    fn new(input: &str, reason: impl Into<String>) -> Self {
+        ParseRefError {
+            input: printable(input),
+            reason: reason.into(),
+            hint: None,
+        }
+    }
+
+    fn with_hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+
+    /// What the user can do about it, when there is something.
+    pub fn hint(&self) -> Option<&str> {
+        self.hint.as_deref()
+    }
+
+    /// Why the reference was refused, without the input.
+    pub fn reason(&self) -> &str {
+        &self.reason
+    }
+}
+
+/// `s` made safe to print: control characters escaped, long input shortened.
+pub(crate) fn printable(s: &str) -> String {
+    const MAX: usize = 200;
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i == MAX {
+            out.push('…');
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+impl FromStr for ModelRef {
+    type Err = ParseRefError;
+
+    fn from_str(input: &str) -> Result<Self, Self::Err> {
+        let s = input.trim_matches(|c: char| c.is_ascii_whitespace());
+        if s.is_empty() {
+            return Err(ParseRefError::new(input, "the reference is empty").with_hint(
+                format!("a reference looks like `hf:org/repo/file.gguf` or `./model.gguf`; supported schemes: {SUPPORTED_SCHEMES}"),
+            ));
+        }
+        if let Some(c) = s.chars().find(|c| c.is_control()) {
+            return Err(ParseRefError::new(
+                input,
+                format!("it contains the control character `{}`", c.escape_default()),
+            ));
+        }
+        let Some((scheme, rest)) = split_scheme(s) else {
+            return Ok(ModelRef::File(FileRef {
+                path: PathBuf::from(s),
+                explicit_scheme: false,
+            }));
+        };
+        match scheme.to_ascii_lowercase().as_str() {
+            "hf" => parse_hf(input, rest.strip_prefix("//").unwrap_or(rest)).map(ModelRef::Hf),
+            "file" => parse_file(input, rest),
+            "http" | "https" => parse_http(input, s),
+            "s3" => parse_s3(input, rest),
+            "oci" => parse_oci(input, rest),
+            other => Err(ParseRefError::new(
+                input,
+                format!(
+                    "unknown scheme `{}:`; supported: {SUPPORTED_SCHEMES}",
+                    printable(other)
+                ),
+            )
+            .with_hint(format!(
+                "if `{}` is a local file, write it as `./{}` or `file:{}`",
+                printable(s),
+                printable(s),
+                printable(s)
+            ))),
+        }
+    }
+}
+
+/// Splits `scheme:rest` when `s` starts with a URI scheme of two or more characters.
+fn split_scheme(s: &str) -> Option<(&str, &str)> {
+    let (scheme, rest) = s.split_once(':')?;
+    let mut chars = scheme.chars();
+    let first = chars.next()?;
+    let valid = scheme.len() >= 2
+        && first.is_ascii_alphabetic()
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+    valid.then_some((scheme, rest))
+}
+
+fn is_name_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')
+}
+
+/// Checks one `/`-separated segment of a repository path.
+fn check_segment(input: &str, what: &str, seg: &str) -> Result<(), ParseRefError> {
+    if seg.is_empty() {
+        return Err(ParseRefError::new(
+            input,
+            format!("the {what} has an empty segment"),
+        ));
+    }
+    if seg == "." || seg == ".." {
+        return Err(ParseRefError::new(
+            input,
+            format!("the {what} has a `{seg}` segment, which is not allowed"),
+        ));
+    }
+    if seg.contains('\\') {
+        return Err(ParseRefError::new(
+            input,
+            format!("the {what} contains a backslash; use `/` between segments"),
+        ));
+    }
+    Ok(())
+}
+
+fn check_name(input: &str, what: &str, name: &str) -> Result<(), ParseRefError> {
+    check_segment(input, what, name)?;
+    if let Some(c) = name.chars().find(|c| !is_name_char(*c)) {
+        return Err(ParseRefError::new(
+            input,
+            format!(
+                "the {what} `{}` contains `{}`; only ASCII letters, digits, `-`, `_` and `.` are allowed",
+                printable(name),
+                c.escape_default()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn parse_hf(input: &str, rest: &str) -> Result<HfRef, ParseRefError> {
+    let hint = "write `hf:org/repo`, `hf:org/repo/path/in/repo` or `hf:org/repo@revision/path`";
+    let mut segments = rest.split('/');
+    let org = segments.next().unwrap_or_default();
+    let Some(repo_rev) = segments.next() else {
+        return Err(
+            ParseRefError::new(input, "an `hf:` reference needs at least `org/repo`")
+                .with_hint(hint),
+        );
+    };
+    let (repo, revision) = match repo_rev.split_once('@') {
+        Some((repo, rev)) => (repo, Some(rev)),
+        None => (repo_rev, None),
+    };
+    check_name(input, "organisation", org).map_err(|e| e.with_hint(hint))?;
+    check_name(input, "repository name", repo).map_err(|e| e.with_hint(hint))?;
+    if let Some(rev) = revision {
+        check_name(input, "revision", rev).map_err(|e| e.with_hint(hint))?;
+    }
+    let path: Vec<&str> = segments.collect();
+    for seg in &path {
+        check_segment(input, "path in the repository", seg)?;
+    }
+    Ok(HfRef {
+        org: org.to_owned(),
+        repo: repo.to_owned(),
+        revision: revision.map(str::to_owned),
+        path: (!path.is_empty()).then(|| path.join("/")),
+    })
+}
+
+fn parse_file(input: &str, rest: &str) -> Result<ModelRef, ParseRefError> {
+    // `file:///abs` is the URL spelling of `file:/abs`; `file://host/…` names another machine.
+    let path = match rest.strip_prefix("//") {
+        Some(after) if after.starts_with('/') => after,
+        Some(_) => {
+            return Err(ParseRefError::new(
+                input,
+                "`file://` must be followed by an absolute path",
+            )
+            .with_hint("write `file:/abs/path` or `file:///abs/path`"));
+        }
+        None => rest,
+    };
+    if path.is_empty() {
+        return Err(ParseRefError::new(
+            input,
+            "the `file:` reference has no path",
+        ));
+    }
+    Ok(ModelRef::File(FileRef {
+        path: PathBuf::from(path),
+        explicit_scheme: true,
+    }))
+}
+
+fn parse_http(input: &str, s: &str) -> Result<ModelRef, ParseRefError> {
+    let url = url::Url::parse(s)
+        .map_err(|e| ParseRefError::new(input, format!("not a valid URL: {e}")))?;
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(ParseRefError::new(input, "the URL has no host"));
+    }
+    Ok(ModelRef::Http(HttpRef { url }))
+}
+
+fn parse_s3(input: &str, rest: &str) -> Result<ModelRef, ParseRefError> {
+    let hint = "write `s3://bucket/path/to/model`";
+    let Some(rest) = rest.strip_prefix("//") else {
+        return Err(
+            ParseRefError::new(input, "`s3:` must be followed by `//bucket/key`").with_hint(hint),
+        );
+    };
+    let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
+    let bucket_ok = (3..=63).contains(&bucket.len())
+        && bucket
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
+        && !bucket.starts_with(['-', '.'])
+        && !bucket.ends_with(['-', '.']);
+    if !bucket_ok {
+        return Err(ParseRefError::new(
+            input,
+            format!(
+                "`{}` is not a valid S3 bucket name (3 to 63 lowercase letters, digits, `-` or `.`)",
+                printable(bucket)
+            ),
+        )
+        .with_hint(hint));
+    }
+    if key.is_empty() {
+        return Err(ParseRefError::new(input, "the S3 reference has no key").with_hint(hint));
+    }
+    let segments: Vec<&str> = key.split('/').collect();
+    for (i, seg) in segments.iter().enumerate() {
+        // A trailing `/` marks a prefix, so only the last segment may be empty.
+        if seg.is_empty() && i + 1 == segments.len() {
+            continue;
+        }
+        check_segment(input, "S3 key", seg)?;
+    }
+    Ok(ModelRef::S3(S3Ref {
+        bucket: bucket.to_owned(),
+        key: key.to_owned(),
+    }))
+}
+
+fn parse_oci(input: &str, rest: &str) -> Result<ModelRef, ParseRefError> {
+    let hint = "write `oci://registry.example:5000/repo/name:tag` or `…/name@sha256:<hex>`";
+    let Some(rest) = rest.strip_prefix("//") else {
+        return Err(ParseRefError::new(
+            input,
+            "`oci:` must be followed by `//registry/repository`",
+        )
+        .with_hint(hint));
+    };
+    let Some((registry, remainder)) = rest.split_once('/') else {
+        return Err(
+            ParseRefError::new(input, "the OCI reference has no repository").with_hint(hint),
+        );
+    };
+    let registry_ok = !registry.is_empty()
+        && registry
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | ':' | '[' | ']'));
+    if !registry_ok {
+        return Err(ParseRefError::new(
+            input,
+            format!("`{}` is not a valid registry host", printable(registry)),
+        )
+        .with_hint(hint));
+    }
+    let (repository, reference) = if let Some((repo, digest)) = remainder.split_once('@') {
+        let digest = digest
+            .parse::<Digest>()
+            .map_err(|e| ParseRefError::new(input, e.to_string()))?;
+        (repo, Some(OciReference::Digest(digest)))
+    } else {
+        let last_slash = remainder.rfind('/').map_or(0, |i| i + 1);
+        match remainder[last_slash..].rfind(':') {
+            Some(colon) => {
+                let (repo, tag) = remainder.split_at(last_slash + colon);
+                let tag = &tag[1..];
+                let tag_ok = !tag.is_empty()
+                    && tag.len() <= 128
+                    && tag.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_')
+                    && tag.chars().all(is_name_char);
+                if !tag_ok {
+                    return Err(ParseRefError::new(
+                        input,
+                        format!("`{}` is not a valid tag", printable(tag)),
+                    )
+                    .with_hint(hint));
+                }
+                (repo, Some(OciReference::Tag(tag.to_owned())))
+            }
+            None => (remainder, None),
+        }
+    };
+    for seg in repository.split('/') {
+        check_segment(input, "repository", seg)?;
+        let ok = seg
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-'));
+        if !ok {
+            return Err(ParseRefError::new(
+                input,
+                format!(
+                    "the repository segment `{}` may hold only lowercase letters, digits, `.`, `_` and `-`",
+                    printable(seg)
+                ),
+            )
+            .with_hint(hint));
+        }
+    }
+    Ok(ModelRef::Oci(OciRef {
+        registry: registry.to_owned(),
+        repository: repository.to_owned(),
+        reference,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> ModelRef {
+        s.parse().unwrap_or_else(|e| panic!("{s:?}: {e}"))
+    }
+
+    #[test]
+    fn canonical_forms_round_trip() {
+        for s in [
+            "hf:org/repo",
+            "hf:org/repo/model.Q4_K_M.gguf",
+            "hf:org/repo/sub/dir/file.safetensors",
+            "hf:org/repo@main",
+            "hf:org/repo@v1.0/file.gguf",
+            "hf:TheBloke/Llama-2-7B-GGUF@2c9a0d7/llama.gguf",
+            "file:/abs/model.gguf",
+            "file:rel/model.gguf",
+            "/abs/model.gguf",
+            "./rel/model.gguf",
+            "rel/model.gguf",
+            "model.gguf",
+            "http://example.com/m.gguf",
+            "https://example.com/a/b/m.gguf?x=1",
+            "s3://bucket/key/model.gguf",
+            "s3://my.bucket/prefix/",
+            "oci://registry.example:5000/models/llama",
+            "oci://ghcr.io/org/models/llama:q4",
+            "oci://ghcr.io/org/llama@sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+        ] {
+            let r = parse(s);
+            assert_eq!(r.to_string(), s);
+            assert_eq!(parse(&r.to_string()), r);
+        }
+    }
+
+    #[test]
+    fn alternative_spellings_normalise() {
+        assert_eq!(parse("HF:org/repo").to_string(), "hf:org/repo");
+        assert_eq!(parse("hf://org/repo/f").to_string(), "hf:org/repo/f");
+        assert_eq!(parse("file:///abs/m").to_string(), "file:/abs/m");
+        assert_eq!(parse("  ./m.gguf \n".trim_end()).to_string(), "./m.gguf");
+        assert_eq!(
+            parse("HTTPS://EXAMPLE.com:443/m").to_string(),
+            "https://example.com/m"
+        );
+    }
+
+    #[test]
+    fn hf_parts() {
+        let ModelRef::Hf(h) = parse("hf:org/repo@abc123/sub/f.gguf") else {
+            panic!("not hf")
+        };
+        assert_eq!((h.org.as_str(), h.repo.as_str()), ("org", "repo"));
+        assert_eq!(h.revision.as_deref(), Some("abc123"));
+        assert_eq!(h.path.as_deref(), Some("sub/f.gguf"));
+    }
+
+    #[test]
+    fn ids_drop_credentials_and_query() {
+        let r = parse("https://user:secret@example.com/m.gguf?token=abc#frag");
+        assert_eq!(
+            r.syntactic_id().as_deref(),
+            Some("https://example.com/m.gguf")
+        );
+        assert!(!r.redacted().contains("secret"));
+        assert_eq!(
+            parse("hf:o/r@v/f").syntactic_id().as_deref(),
+            Some("hf:o/r@v/f")
+        );
+        assert_eq!(parse("./x").syntactic_id(), None);
+    }
+
+    #[test]
+    fn refusals_say_why() {
+        for (input, reason) in [
+            ("", "empty"),
+            ("   ", "empty"),
+            ("ftp://x/y", "unknown scheme `ftp:`"),
+            ("gs://bucket/key", "supported: hf:, file:"),
+            ("hf:org", "at least `org/repo`"),
+            ("hf:", "at least `org/repo`"),
+            ("hf:org/", "empty segment"),
+            ("hf:/repo", "empty segment"),
+            ("hf:org//f", "empty segment"),
+            ("hf:org/repo/", "empty segment"),
+            ("hf:org/../x", "`..` segment"),
+            ("hf:../repo", "`..` segment"),
+            ("hf:org/repo/../../etc/passwd", "`..` segment"),
+            ("hf:org/repo/./f", "`.` segment"),
+            ("hf:org\\x/repo", "backslash"),
+            ("hf:org/repo/a\\b", "backslash"),
+            ("hf:org/re po", "contains ` `"),
+            ("hf:org/repo@", "empty segment"),
+            ("hf:org/repo/f\u{0}", "control character `\\u{0}`"),
+            ("./m\n.gguf", "control character `\\n`"),
+            ("file:", "no path"),
+            ("file://host/x", "absolute path"),
+            ("https://", "not a valid URL"),
+            ("s3://Bucket/key", "not a valid S3 bucket"),
+            ("s3://bucket", "no key"),
+            ("s3://bucket/a/../b", "`..` segment"),
+            ("s3:bucket/key", "`//bucket/key`"),
+            ("oci://reg", "no repository"),
+            ("oci://reg/Repo", "lowercase"),
+            ("oci://reg/repo@sha256:xyz", "invalid digest"),
+            ("oci://reg/repo:", "not a valid tag"),
+        ] {
+            let err = input.parse::<ModelRef>().unwrap_err();
+            assert!(err.to_string().contains(reason), "{input:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn control_characters_are_escaped_in_errors() {
+        let err = "hf:o/r\u{1b}[31m"
+            .parse::<ModelRef>()
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains('\u{1b}'), "{err}");
+    }
+
+    #[test]
+    fn unknown_scheme_hints_at_local_path() {
+        let err = "weird:name.gguf".parse::<ModelRef>().unwrap_err();
+        assert!(err.hint().unwrap().contains("./weird:name.gguf"));
+    }
+
+    #[test]
+    fn single_letter_prefix_is_a_path() {
+        assert!(matches!(parse("c:model.gguf"), ModelRef::File(_)));
+    }
+}

@@ -1,0 +1,205 @@
+//! Hashing files and directory trees, fingerprints, and the pass / warn / fail verdict.
+//!
+//! # Tree digest
+//!
+//! A directory (a Transformers-style model folder) is hashed as a whole by its *tree digest*:
+//! the SHA-256 of a manifest with one line per regular file,
+//! `<sha256 hex of the file>  <path relative to the directory>\n`, in byte order of the paths
+//! (`/`-separated). Symlinks are followed (a Hugging Face snapshot is made of them); `.git`
+//! directories are skipped. It is what this shell pipeline prints:
+//!
+//! ```text
+//! cd DIR && find -L . -name .git -prune -o -type f -printf '%P\n' | LC_ALL=C sort \
+//!   | xargs -d '\n' sha256sum | sha256sum
+//! ```
+
+use std::collections::HashSet;
+use std::fs::{self, File, Metadata};
+use std::io;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use crate::digest::{Digest, Hasher, hash_reader};
+use crate::entry::{Fingerprint, Outcome};
+
+/// Compares a computed digest with the expected one: `Warn` when nothing was expected.
+pub fn verify_digest(expected: Option<&Digest>, computed: &Digest) -> Outcome {
+    match expected {
+        None => Outcome::Warn,
+        Some(e) if e == computed => Outcome::Pass,
+        Some(_) => Outcome::Fail,
+    }
+}
+
+/// A regular file found under a directory.
+#[derive(Debug)]
+pub struct TreeFile {
+    /// Relative path, `/`-separated.
+    pub rel: String,
+    /// Absolute path.
+    pub path: PathBuf,
+    /// Its metadata (symlinks followed).
+    pub meta: Metadata,
+}
+
+/// Every regular file under `dir`, sorted by relative path; symlinks followed, `.git` skipped.
+pub fn walk_tree(dir: &Path) -> io::Result<Vec<TreeFile>> {
+    fn visit(
+        dir: &Path,
+        prefix: &str,
+        seen: &mut HashSet<(u64, u64)>,
+        out: &mut Vec<TreeFile>,
+    ) -> io::Result<()> {
+        let meta = fs::metadata(dir)?;
+        if !seen.insert((meta.dev(), meta.ino())) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("`{}` is part of a symlink loop", dir.display()),
+            ));
+        }
+        for entry in fs::read_dir(dir)? {
+            let entry = entry?;
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("`{}` is not valid UTF-8", entry.path().display()),
+                ));
+            };
+            let path = entry.path();
+            let meta = fs::metadata(&path)?;
+            let rel = if prefix.is_empty() {
+                name.to_owned()
+            } else {
+                format!("{prefix}/{name}")
+            };
+            if meta.is_dir() {
+                if name != ".git" {
+                    visit(&path, &rel, seen, out)?;
+                }
+            } else if meta.is_file() {
+                out.push(TreeFile { rel, path, meta });
+            }
+        }
+        seen.remove(&(meta.dev(), meta.ino()));
+        Ok(())
+    }
+    let mut out = Vec::new();
+    visit(dir, "", &mut HashSet::new(), &mut out)?;
+    out.sort_by(|a, b| a.rel.as_bytes().cmp(b.rel.as_bytes()));
+    Ok(out)
+}
+
+fn mtime_ns(meta: &Metadata) -> i128 {
+    i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec())
+}
+
+/// The fingerprint of a file or directory (symlinks followed). Stats, never reads contents.
+pub fn fingerprint(path: &Path) -> io::Result<Fingerprint> {
+    let meta = fs::metadata(path)?;
+    if !meta.is_dir() {
+        return Ok(Fingerprint {
+            size: meta.len(),
+            mtime_ns: mtime_ns(&meta),
+            inode: meta.ino(),
+            device: meta.dev(),
+            tree: None,
+        });
+    }
+    let files = walk_tree(path)?;
+    let mut hasher = Hasher::new();
+    let mut size = 0;
+    let mut newest = mtime_ns(&meta);
+    for f in &files {
+        let line = format!(
+            "{}\0{}\0{}\0{}\0{}\n",
+            f.rel,
+            f.meta.len(),
+            mtime_ns(&f.meta),
+            f.meta.ino(),
+            f.meta.dev()
+        );
+        hasher.update(line.as_bytes());
+        size += f.meta.len();
+        newest = newest.max(mtime_ns(&f.meta));
+    }
+    Ok(Fingerprint {
+        size,
+        mtime_ns: newest,
+        inode: meta.ino(),
+        device: meta.dev(),
+        tree: Some(hasher.finish().value().to_owned()),
+    })
+}
+
+/// Total size of a file, or of the regular files under a directory.
+pub fn total_size(path: &Path) -> io::Result<u64> {
+    let meta = fs::metadata(path)?;
+    if meta.is_dir() {
+        Ok(walk_tree(path)?.iter().map(|f| f.meta.len()).sum())
+    } else {
+        Ok(meta.len())
+    }
+}
+
+/// Hashes a file, or a directory by its [tree digest](self#tree-digest), reading each byte
+/// once and reporting progress in bytes. Returns the digest and the number of bytes read.
+pub fn hash_path(path: &Path, progress: &mut dyn FnMut(u64)) -> io::Result<(Digest, u64)> {
+    let meta = fs::metadata(path)?;
+    if !meta.is_dir() {
+        return hash_reader(File::open(path)?, progress);
+    }
+    let mut manifest = Hasher::new();
+    let mut total = 0;
+    for f in walk_tree(path)? {
+        let (digest, n) = hash_reader(File::open(&f.path)?, &mut *progress)?;
+        manifest.update(format!("{}  {}\n", digest.value(), f.rel).as_bytes());
+        total += n;
+    }
+    Ok((manifest.finish(), total))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verdicts() {
+        let a = Digest::sha256_of(b"a");
+        let b = Digest::sha256_of(b"b");
+        assert_eq!(verify_digest(Some(&a), &a), Outcome::Pass);
+        assert_eq!(verify_digest(Some(&a), &b), Outcome::Fail);
+        assert_eq!(verify_digest(None, &a), Outcome::Warn);
+    }
+
+    #[test]
+    fn tree_digest_is_the_documented_manifest_hash() -> io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        fs::create_dir_all(dir.path().join("sub"))?;
+        fs::create_dir_all(dir.path().join(".git"))?;
+        fs::write(dir.path().join("config.json"), b"{}")?;
+        fs::write(dir.path().join("sub/b.bin"), b"bbb")?;
+        fs::write(dir.path().join(".git/HEAD"), b"ignored")?;
+        let manifest = format!(
+            "{}  config.json\n{}  sub/b.bin\n",
+            Digest::sha256_of(b"{}").value(),
+            Digest::sha256_of(b"bbb").value()
+        );
+        let (digest, n) = hash_path(dir.path(), &mut |_| {})?;
+        assert_eq!(digest, Digest::sha256_of(manifest.as_bytes()));
+        assert_eq!(n, 5);
+        Ok(())
+    }
+
+    #[test]
+    fn fingerprint_changes_with_contents() -> io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let f = dir.path().join("m");
+        fs::write(&f, b"one")?;
+        let before = fingerprint(dir.path())?;
+        assert_eq!(before, fingerprint(dir.path())?);
+        fs::write(&f, b"three")?;
+        assert_ne!(before, fingerprint(dir.path())?);
+        Ok(())
+    }
+}
