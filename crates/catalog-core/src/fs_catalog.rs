@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -144,6 +145,10 @@ impl FsCatalog {
             .tempfile_in(&dir)
             .map_err(fail)?;
         tmp.write_all(&bytes).map_err(fail)?;
+        // Temporary files are private; the index is as readable as the directory it is in.
+        tmp.as_file()
+            .set_permissions(fs::Permissions::from_mode(0o644))
+            .map_err(fail)?;
         tmp.as_file().sync_all().map_err(fail)?;
         tmp.persist(&path).map_err(|e| fail(e.error))?;
         sync_dir(&dir)
@@ -371,7 +376,10 @@ impl CatalogStore for FsCatalog {
                 Err(e) => ArtifactRemoval::Failed(e),
             },
         };
-        Ok(Deletion::Removed { entry, artifact })
+        Ok(Deletion::Removed {
+            entry: Box::new(entry),
+            artifact,
+        })
     }
 }
 

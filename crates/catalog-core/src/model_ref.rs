@@ -202,9 +202,8 @@ impl ModelRef {
     pub fn canonical_id(&self) -> std::io::Result<String> {
         match self {
             ModelRef::File(f) => file_id(&f.canonical_path()?),
-            other => Ok(other
-                .syntactic_id()
-                .expect("only file references need the file system")),
+            ModelRef::Http(h) => Ok(h.redacted()),
+            other => Ok(other.to_string()),
         }
     }
 

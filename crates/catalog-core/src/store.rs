@@ -1,6 +1,6 @@
 //! The storage interface the provisioner writes through, and its read-only helpers.
 
-use crate::entry::{CatalogEntry, Lifecycle, ResolvedModel};
+use crate::entry::{CatalogEntry, Lifecycle, Outcome, ResolvedModel};
 use crate::error::Result;
 use crate::model_ref::ModelRef;
 
@@ -28,7 +28,7 @@ pub enum Deletion {
     /// The entry was removed.
     Removed {
         /// The removed entry.
-        entry: CatalogEntry,
+        entry: Box<CatalogEntry>,
         /// What became of its artifact.
         artifact: ArtifactRemoval,
     },
@@ -59,7 +59,7 @@ pub trait CatalogStore {
     /// so a failed artifact removal never leaves an entry pointing at nothing.
     fn delete(&self, id: &str) -> Result<Deletion>;
 
-    /// Whether an Active entry with an artifact on disk exists for `id_or_ref`: a catalog id,
+    /// Whether an Active entry, not failed verification, with an artifact on disk exists for `id_or_ref`: a catalog id,
     /// or a reference whose id is computed (local paths are resolved). Writes nothing.
     fn exists(&self, id_or_ref: &str) -> Result<bool> {
         if let Some(entry) = self.get(id_or_ref)? {
@@ -85,5 +85,7 @@ pub trait CatalogStore {
 }
 
 fn is_usable(entry: &CatalogEntry) -> bool {
-    entry.lifecycle == Lifecycle::Active && entry.local_path.exists()
+    entry.lifecycle == Lifecycle::Active
+        && entry.verification.outcome != Outcome::Fail
+        && entry.local_path.exists()
 }

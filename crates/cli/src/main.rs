@@ -1,1 +1,75 @@
-fn main() {}
+//! `model-provisioner`: make sure a model is on this machine, verified, and in the catalog.
+
+mod cli;
+mod commands;
+mod output;
+mod progress;
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::cli::Cli;
+
+/// Exit status for a digest mismatch or a failed verification.
+const EXIT_VERIFY_FAILED: u8 = 3;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.quiet, cli.verbose);
+    match commands::run(cli) {
+        Ok(code) => code,
+        Err(err) => report(&err),
+    }
+}
+
+fn init_logging(quiet: bool, verbose: u8) {
+    let default = match (quiet, verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "info",
+        (false, 2) => "debug",
+        (false, _) => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("MODEL_PROVISIONER_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(verbose > 1)
+        .without_time()
+        .compact()
+        .init();
+}
+
+/// Prints an error as one line, plus a hint when there is one, and picks the exit status.
+fn report(err: &anyhow::Error) -> ExitCode {
+    if err.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    }) {
+        return ExitCode::SUCCESS;
+    }
+    eprintln!("error: {err:#}");
+    let mut code = ExitCode::FAILURE;
+    for cause in err.chain() {
+        if let Some(e) = cause.downcast_ref::<model_provisioner::Error>() {
+            if let Some(hint) = e.hint() {
+                eprintln!("hint: {hint}");
+            }
+            if e.is_verification_failure() {
+                code = ExitCode::from(EXIT_VERIFY_FAILED);
+            }
+            break;
+        }
+        if let Some(e) = cause.downcast_ref::<catalog_core::Error>() {
+            if let Some(hint) = e.hint() {
+                eprintln!("hint: {hint}");
+            }
+            break;
+        }
+    }
+    code
+}

@@ -1,1 +1,30 @@
-//! placeholder
+//! Make sure the model an inference engine needs is on this machine, verified, and recorded in
+//! the catalog.
+//!
+//! ```no_run
+//! # fn main() -> Result<(), model_provisioner::Error> {
+//! use model_provisioner::ModelProvisioner;
+//!
+//! let provisioner = ModelProvisioner::file_only("/var/cache/models")?;
+//! let model = provisioner.ensure_present_str("./weights/tiny.gguf", None)?;
+//! println!("{} is at {}", model.id, model.local_path.display());
+//! # Ok(()) }
+//! ```
+//!
+//! [`ModelProvisioner`] is generic over its catalog ([`CatalogStore`]) and its fetcher
+//! ([`ModelFetcher`]). [`ModelProvisioner::file_only`] uses [`FsCatalog`] and [`FileFetcher`]
+//! and performs no network I/O; in the default feature set this crate links no HTTP client.
+#![deny(missing_docs)]
+
+mod error;
+mod fetcher;
+mod file;
+mod provisioner;
+mod reporter;
+
+pub use catalog_core::{CatalogEntry, CatalogStore, Digest, FsCatalog, ModelRef, ResolvedModel};
+pub use error::{Error, Result};
+pub use fetcher::{FetchRequest, Fetched, ModelFetcher, unsupported};
+pub use file::FileFetcher;
+pub use provisioner::{Ensured, ModelProvisioner, Verified};
+pub use reporter::{NoReporter, Progress, Reporter};

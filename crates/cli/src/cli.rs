@@ -1,0 +1,158 @@
+//! Command-line arguments.
+
+use std::path::PathBuf;
+
+use catalog_core::{Digest, ModelRef};
+use clap::{Args, Parser, Subcommand};
+
+/// Make sure a model is on this machine, verified, and recorded in the local catalog.
+///
+/// A model reference is a local path (`./model.gguf`, `/models/llama`, `file:…`), or, where
+/// this build supports them, `hf:org/repo[/file]`, `https://…`, `s3://…`, `oci://…`.
+#[derive(Debug, Parser)]
+#[command(name = "model-provisioner", version, about, long_about = None)]
+#[command(after_help = "\
+Examples:
+  model-provisioner ensure ./models/tiny.gguf --digest sha256:<hex>
+  model-provisioner ls
+  model-provisioner verify --all
+
+Exit status: 0 success, 1 error, 2 usage error, 3 digest mismatch or failed verification.")]
+pub struct Cli {
+    /// The cache directory [default: `$MODEL_PROVISIONER_CACHE`, else
+    /// `$XDG_CACHE_HOME/model-provisioner`, else `~/.cache/model-provisioner`].
+    #[arg(long, global = true, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+
+    /// Print nothing but results and errors: no progress, no warnings.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+
+    /// Log more: -v for each operation, -vv for details, -vvv for everything.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Make sure a model is present and recorded; print its id and local path.
+    ///
+    /// A local file or directory is registered where it lies (nothing is copied) unless
+    /// `--copy` is given. With `--digest`, the bytes are hashed while read and compared; an
+    /// unchanged file seen before is not hashed again.
+    #[command(visible_alias = "pull")]
+    Ensure(EnsureArgs),
+    /// List the models in the catalog.
+    #[command(visible_alias = "list")]
+    Ls(JsonArg),
+    /// Show everything the catalog records about one model.
+    Show(ShowArgs),
+    /// Hash models again and compare with their expected digests.
+    Verify(VerifyArgs),
+    /// Mark a model as retired: it stays on disk but is no longer handed out.
+    Retire(TargetArg),
+    /// Remove a model from the catalog, and its files when they are in the cache.
+    ///
+    /// Files registered in place (your own files) are never deleted.
+    #[command(visible_alias = "remove")]
+    Rm(TargetArg),
+    /// Delete what the catalog no longer needs: stale temporary files, unreferenced blobs and
+    /// model files.
+    Gc(GcArgs),
+}
+
+/// `ensure`.
+#[derive(Debug, Args)]
+pub struct EnsureArgs {
+    /// The model reference: a local path, `file:…`, `hf:org/repo[/file]`, `https://…`.
+    #[arg(value_name = "REF", value_parser = parse_ref)]
+    pub reference: ModelRef,
+
+    /// The expected digest, `sha256:<64 hex digits>`; the bytes must match it.
+    #[arg(long, value_name = "sha256:HEX", value_parser = parse_digest)]
+    pub digest: Option<Digest>,
+
+    /// Copy a local file into the cache instead of registering it in place.
+    #[arg(long)]
+    pub copy: bool,
+
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `--json` alone.
+#[derive(Debug, Args)]
+pub struct JsonArg {
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `show`.
+#[derive(Debug, Args)]
+pub struct ShowArgs {
+    /// The model's id, or a reference that resolves to it.
+    #[arg(value_name = "ID|REF")]
+    pub target: String,
+
+    /// Print the entry as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `verify`.
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// The models' ids, or references that resolve to them.
+    #[arg(
+        value_name = "ID|REF",
+        required_unless_present = "all",
+        conflicts_with = "all"
+    )]
+    pub targets: Vec<String>,
+
+    /// Verify every model in the catalog.
+    #[arg(long)]
+    pub all: bool,
+
+    /// Print a JSON array with one object per model.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// A single model.
+#[derive(Debug, Args)]
+pub struct TargetArg {
+    /// The model's id, or a reference that resolves to it.
+    #[arg(value_name = "ID|REF")]
+    pub target: String,
+}
+
+/// `gc`.
+#[derive(Debug, Args)]
+pub struct GcArgs {
+    /// Only list what would be deleted.
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn parse_ref(s: &str) -> Result<ModelRef, String> {
+    s.parse::<ModelRef>().map_err(|e| match e.hint() {
+        Some(hint) => format!("{}\n\nhint: {hint}", e.reason()),
+        None => e.reason().to_owned(),
+    })
+}
+
+fn parse_digest(s: &str) -> Result<Digest, String> {
+    s.parse::<Digest>().map_err(|e| e.to_string())
+}

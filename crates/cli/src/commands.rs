@@ -1,0 +1,322 @@
+//! One function per subcommand.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use catalog_core::{
+    ArtifactRemoval, CatalogEntry, CatalogStore, Deletion, FsCatalog, Lifecycle, Outcome,
+};
+use model_provisioner::{Error, FileFetcher, ModelProvisioner};
+use serde::Serialize;
+
+use crate::cli::{Cli, Command, EnsureArgs, GcArgs, VerifyArgs};
+use crate::output::{entries_table, entry_details, human_bytes, outcome_text, print, print_json};
+use crate::progress::BarReporter;
+
+type Provisioner = ModelProvisioner<FsCatalog, FileFetcher>;
+
+/// Runs the command and returns the exit status for a run that did not fail outright.
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let cache_dir = match cli.cache_dir {
+        Some(dir) => dir,
+        None => catalog_core::default_model_cache_dir()?,
+    };
+    let context = Context {
+        cache_dir,
+        quiet: cli.quiet,
+    };
+    match cli.command {
+        Command::Ensure(args) => ensure(&context, &args),
+        Command::Ls(args) => ls(&context, args.json),
+        Command::Show(args) => show(&context, &args.target, args.json),
+        Command::Verify(args) => verify(&context, &args),
+        Command::Retire(args) => retire(&context, &args.target),
+        Command::Rm(args) => rm(&context, &args.target),
+        Command::Gc(args) => gc(&context, &args),
+    }
+}
+
+struct Context {
+    cache_dir: PathBuf,
+    quiet: bool,
+}
+
+impl Context {
+    fn provisioner(&self, fetcher: FileFetcher) -> anyhow::Result<Provisioner> {
+        Ok(ModelProvisioner::with_fetcher(&self.cache_dir, fetcher)?
+            .with_reporter(Arc::new(BarReporter::new(self.quiet))))
+    }
+}
+
+/// The `ensure --json` object.
+#[derive(Serialize)]
+struct EnsureJson<'a> {
+    id: &'a str,
+    local_path: &'a std::path::Path,
+    verification: Outcome,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    digest: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    computed: Option<String>,
+    bytes: u64,
+    bytes_read: u64,
+    cached: bool,
+    storage: catalog_core::Storage,
+    duration_ms: u64,
+}
+
+fn ensure(cx: &Context, args: &EnsureArgs) -> anyhow::Result<ExitCode> {
+    let fetcher = if args.copy {
+        FileFetcher::copying()
+    } else {
+        FileFetcher::in_place()
+    };
+    let provisioner = cx.provisioner(fetcher)?;
+    let ensured = provisioner.ensure(&args.reference, args.digest.as_ref())?;
+    let e = &ensured.entry;
+    if args.json {
+        print_json(&EnsureJson {
+            id: &e.id,
+            local_path: &e.local_path,
+            verification: e.verification.outcome,
+            digest: e.digest.as_ref().map(ToString::to_string),
+            computed: e.verification.computed.as_ref().map(ToString::to_string),
+            bytes: e.size_bytes,
+            bytes_read: ensured.bytes_read,
+            cached: ensured.cached,
+            storage: e.storage,
+            duration_ms: ensured.duration_ms,
+        })?;
+    } else {
+        let status = if ensured.cached {
+            "already present"
+        } else {
+            "ready"
+        };
+        print(&format!(
+            "id:            {}\npath:          {}\nverification:  {}\nsize:          {} ({status})\n",
+            e.id,
+            e.local_path.display(),
+            outcome_text(e.verification.outcome),
+            human_bytes(e.size_bytes),
+        ))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn ls(cx: &Context, json: bool) -> anyhow::Result<ExitCode> {
+    let entries = FsCatalog::open(&cx.cache_dir)?.list()?;
+    if json {
+        print_json(&entries)?;
+    } else {
+        print(&entries_table(&entries))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn show(cx: &Context, target: &str, json: bool) -> anyhow::Result<ExitCode> {
+    let entry = cx.provisioner(FileFetcher::in_place())?.find(target)?;
+    if json {
+        print_json(&entry)?;
+    } else {
+        print(&entry_details(&entry))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One line of `verify --json`.
+#[derive(Serialize)]
+struct VerifyJson {
+    id: String,
+    verification: Option<Outcome>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    expected: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    computed: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+fn verify(cx: &Context, args: &VerifyArgs) -> anyhow::Result<ExitCode> {
+    let provisioner = cx.provisioner(FileFetcher::in_place())?;
+    let targets: Vec<String> = if args.all {
+        provisioner
+            .catalog()
+            .list()?
+            .into_iter()
+            .map(|e| e.id)
+            .collect()
+    } else {
+        args.targets.clone()
+    };
+    let (mut failed, mut errors) = (0, 0);
+    let mut results = Vec::with_capacity(targets.len());
+    for target in &targets {
+        let result = match provisioner.verify(target) {
+            Ok(v) => VerifyJson {
+                id: v.entry.id.clone(),
+                verification: Some(v.entry.verification.outcome),
+                expected: v.entry.digest.as_ref().map(ToString::to_string),
+                computed: v
+                    .entry
+                    .verification
+                    .computed
+                    .as_ref()
+                    .map(ToString::to_string),
+                bytes: Some(v.bytes),
+                error: None,
+            },
+            Err(Error::DigestMismatch {
+                id,
+                expected,
+                computed,
+            }) => {
+                failed += 1;
+                VerifyJson {
+                    id,
+                    verification: Some(Outcome::Fail),
+                    expected: Some(expected.to_string()),
+                    computed: Some(computed.to_string()),
+                    bytes: None,
+                    error: None,
+                }
+            }
+            Err(e) => {
+                errors += 1;
+                VerifyJson {
+                    id: target.clone(),
+                    verification: None,
+                    expected: None,
+                    computed: None,
+                    bytes: None,
+                    error: Some(format!("{:#}", anyhow::Error::from(e))),
+                }
+            }
+        };
+        if !args.json {
+            print(&verify_line(&result))?;
+        }
+        results.push(result);
+    }
+    if args.json {
+        print_json(&results)?;
+    } else if targets.is_empty() {
+        print("no models in the catalog\n")?;
+    }
+    if failed > 0 {
+        eprintln!(
+            "error: {failed} of {} model(s) failed verification",
+            targets.len()
+        );
+        eprintln!(
+            "hint: fetch them again with `model-provisioner ensure`, or remove them with `model-provisioner rm`"
+        );
+        return Ok(ExitCode::from(crate::EXIT_VERIFY_FAILED));
+    }
+    if errors > 0 {
+        eprintln!(
+            "error: {errors} of {} model(s) could not be verified",
+            targets.len()
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn verify_line(r: &VerifyJson) -> String {
+    match (r.verification, &r.error) {
+        (_, Some(err)) => format!("error       {}: {err}\n", r.id),
+        (Some(Outcome::Fail), _) => format!(
+            "FAIL        {}: expected `{}`, computed `{}`\n",
+            r.id,
+            r.expected.as_deref().unwrap_or_default(),
+            r.computed.as_deref().unwrap_or_default()
+        ),
+        (Some(outcome), _) => format!(
+            "{:<12}{} ({})\n",
+            outcome_text(outcome),
+            r.id,
+            r.computed.as_deref().unwrap_or_default()
+        ),
+        (None, None) => String::new(),
+    }
+}
+
+fn retire(cx: &Context, target: &str) -> anyhow::Result<ExitCode> {
+    let provisioner = cx.provisioner(FileFetcher::in_place())?;
+    let entry = provisioner.find(target)?;
+    provisioner
+        .catalog()
+        .set_state(&entry.id, Lifecycle::Retired)?;
+    print(&format!("retired {}\n", entry.id))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn rm(cx: &Context, target: &str) -> anyhow::Result<ExitCode> {
+    let provisioner = cx.provisioner(FileFetcher::in_place())?;
+    let CatalogEntry { id, .. } = provisioner.find(target)?;
+    let Deletion::Removed { entry, artifact } = provisioner.catalog().delete(&id)? else {
+        return Err(Error::UnknownId { id }.into());
+    };
+    let detail = match artifact {
+        ArtifactRemoval::Removed { bytes } => format!(
+            "deleted its files from the cache, {} freed",
+            human_bytes(bytes)
+        ),
+        ArtifactRemoval::KeptInPlace => {
+            format!("left your file `{}` in place", entry.local_path.display())
+        }
+        ArtifactRemoval::Missing => "its files were already gone".to_owned(),
+        ArtifactRemoval::Failed(e) => {
+            print(&format!("removed {id}\n"))?;
+            return Err(anyhow::Error::from(e).context(format!(
+                "removed `{id}` from the catalog, but its files could not be deleted (`model-provisioner gc` will retry)"
+            )));
+        }
+    };
+    print(&format!("removed {id}; {detail}\n"))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn gc(cx: &Context, args: &GcArgs) -> anyhow::Result<ExitCode> {
+    let catalog = FsCatalog::open(&cx.cache_dir)?;
+    let report = catalog
+        .gc(args.dry_run)
+        .context("garbage collection failed")?;
+    if args.json {
+        #[derive(Serialize)]
+        struct GcJson<'a> {
+            dry_run: bool,
+            removed: Vec<&'a std::path::Path>,
+            bytes: u64,
+        }
+        print_json(&GcJson {
+            dry_run: args.dry_run,
+            removed: report.removed.iter().map(|(p, _)| p.as_path()).collect(),
+            bytes: report.bytes(),
+        })?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let verb = if args.dry_run {
+        "would remove"
+    } else {
+        "removed"
+    };
+    let mut text = String::new();
+    for (path, size) in &report.removed {
+        let _ = writeln!(text, "{verb} {} ({})", path.display(), human_bytes(*size));
+    }
+    let _ = writeln!(
+        text,
+        "{verb} {} item(s), {}",
+        report.removed.len(),
+        human_bytes(report.bytes())
+    );
+    print(&text)?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,122 @@
+//! The one error type of this crate.
+
+use std::io;
+use std::path::PathBuf;
+
+use catalog_core::{Digest, ParseRefError};
+
+/// What went wrong while ensuring or verifying a model.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The catalog or the cache directory failed.
+    #[error(transparent)]
+    Catalog(#[from] catalog_core::Error),
+    /// The reference does not parse.
+    #[error(transparent)]
+    InvalidRef(#[from] ParseRefError),
+    /// A local path does not exist.
+    #[error("`{path}` does not exist")]
+    NotFound {
+        /// The path as given.
+        path: PathBuf,
+    },
+    /// A local path is neither a regular file nor a directory.
+    #[error("`{path}` is not a regular file or a directory")]
+    NotAFile {
+        /// The path.
+        path: PathBuf,
+    },
+    /// Reading a local file failed.
+    #[error("failed to read `{path}`")]
+    Read {
+        /// The path.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: io::Error,
+    },
+    /// A file changed while it was being hashed, so the digest describes no version of it.
+    #[error("`{path}` changed while it was being hashed")]
+    ChangedWhileHashing {
+        /// The path.
+        path: PathBuf,
+    },
+    /// The bytes do not have the expected digest.
+    #[error("digest mismatch for `{id}`: expected `{expected}`, computed `{computed}`")]
+    DigestMismatch {
+        /// The model's id.
+        id: String,
+        /// The digest that was asked for.
+        expected: Digest,
+        /// The digest of the bytes.
+        computed: Digest,
+    },
+    /// This build cannot fetch references of this kind.
+    #[error("cannot fetch `{reference}`: {reason}")]
+    Unsupported {
+        /// The reference, without credentials.
+        reference: String,
+        /// Why, naming the feature or tool needed.
+        reason: String,
+        /// What to do about it.
+        hint: String,
+    },
+    /// The id is not in the catalog.
+    #[error("no model `{id}` in the catalog")]
+    UnknownId {
+        /// The id or reference given.
+        id: String,
+    },
+}
+
+impl Error {
+    /// Builds the one mismatch error, showing both digests.
+    pub fn mismatch(id: &str, expected: &Digest, computed: &Digest) -> Self {
+        Error::DigestMismatch {
+            id: id.to_owned(),
+            expected: expected.clone(),
+            computed: computed.clone(),
+        }
+    }
+
+    /// A failure to read a local path: `NotFound` when it is missing, `Read` otherwise.
+    pub fn read(path: &std::path::Path, source: io::Error) -> Self {
+        if source.kind() == io::ErrorKind::NotFound {
+            Error::NotFound {
+                path: path.to_owned(),
+            }
+        } else {
+            Error::Read {
+                path: path.to_owned(),
+                source,
+            }
+        }
+    }
+
+    /// Whether this is a failed verification (a digest mismatch).
+    pub fn is_verification_failure(&self) -> bool {
+        matches!(self, Error::DigestMismatch { .. })
+    }
+
+    /// What the user can do about it, when there is something.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            Error::Catalog(e) => e.hint(),
+            Error::InvalidRef(e) => e.hint().map(str::to_owned),
+            Error::NotFound { .. } => Some("check the path; relative paths are taken from the current directory".into()),
+            Error::Read { source, .. } if source.kind() == io::ErrorKind::PermissionDenied => {
+                Some("make the file readable by this user".into())
+            }
+            Error::ChangedWhileHashing { .. } => Some("wait until the file is fully written, then run again".into()),
+            Error::DigestMismatch { .. } => Some(
+                "the file is not the one expected: check the `--digest` value, or fetch the file again".into(),
+            ),
+            Error::Unsupported { hint, .. } => Some(hint.clone()),
+            Error::UnknownId { .. } => Some("`model-provisioner ls` lists the catalog".into()),
+            _ => None,
+        }
+    }
+}
+
+/// The result type of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,91 @@
+//! The fetcher interface: how the provisioner gets bytes for a reference.
+
+use std::path::PathBuf;
+
+use catalog_core::{CacheLayout, CatalogEntry, Digest, Fingerprint, ModelRef, Provenance, Storage};
+
+use crate::error::{Error, Result};
+use crate::reporter::Reporter;
+
+/// What a fetcher is asked for.
+#[derive(Debug)]
+pub struct FetchRequest<'a> {
+    /// The parsed reference.
+    pub reference: &'a ModelRef,
+    /// Its catalog id.
+    pub id: &'a str,
+    /// The digest the artifact must have, when the caller knows it.
+    pub expected: Option<&'a Digest>,
+    /// The cache directory, for staging and publishing.
+    pub layout: &'a CacheLayout,
+    /// Where progress goes.
+    pub reporter: &'a dyn Reporter,
+}
+
+/// What a fetcher produced: an artifact on disk, ready to be registered.
+#[derive(Debug, Clone)]
+pub struct Fetched {
+    /// The file or directory to hand out.
+    pub local_path: PathBuf,
+    /// Whether the cache owns it.
+    pub storage: Storage,
+    /// Total size.
+    pub size_bytes: u64,
+    /// The digest of the bytes, when they were hashed (always when a digest was expected).
+    pub computed: Option<Digest>,
+    /// The artifact's fingerprint as registered.
+    pub fingerprint: Fingerprint,
+    /// Bytes read or transferred to produce it (0 when nothing was read).
+    pub bytes_read: u64,
+    /// Where it came from.
+    pub provenance: Provenance,
+}
+
+/// Gets the bytes of a model reference onto this machine.
+///
+/// A fetcher that hashes must compare with `expected` *before* it publishes anything under
+/// the cache, and fail with [`Error::DigestMismatch`] (built by [`Error::mismatch`]).
+pub trait ModelFetcher {
+    /// A short name recorded in provenance (`file`, `hf-native`, …).
+    fn name(&self) -> &'static str;
+
+    /// Produces the artifact for `request`.
+    fn fetch(&self, request: &FetchRequest<'_>) -> Result<Fetched>;
+
+    /// Whether an existing entry is what this fetcher would produce, so that it can be reused.
+    fn accepts(&self, entry: &CatalogEntry) -> bool {
+        let _ = entry;
+        true
+    }
+}
+
+/// The error for references a fetcher cannot handle in this build, naming what is needed.
+pub fn unsupported(reference: &ModelRef) -> Error {
+    let (reason, hint) = match reference {
+        ModelRef::Hf(_) => (
+            "this build has no Hugging Face support (the `hf` cargo feature is off)",
+            "build with `--features hf`, or download the file (e.g. `hf download`) and pass its local path",
+        ),
+        ModelRef::Http(_) => (
+            "this build has no HTTP support (the `http` cargo feature is off)",
+            "build with `--features http`, or download the file and pass its local path",
+        ),
+        ModelRef::S3(_) => (
+            "`s3://` references are not supported yet",
+            "download the object (e.g. `aws s3 cp`) and pass its local path",
+        ),
+        ModelRef::Oci(_) => (
+            "`oci://` references are not supported yet",
+            "pull the artifact (e.g. `oras pull`) and pass its local path",
+        ),
+        ModelRef::File(_) => (
+            "local files need the file fetcher",
+            "use `ModelProvisioner::file_only`",
+        ),
+    };
+    Error::Unsupported {
+        reference: reference.redacted(),
+        reason: reason.to_owned(),
+        hint: hint.to_owned(),
+    }
+}

@@ -1,0 +1,361 @@
+//! [`ModelProvisioner`]: resolve a reference to a verified local path recorded in the catalog.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use catalog_core::verify::{fingerprint, hash_path};
+use catalog_core::{
+    CacheLayout, CatalogEntry, CatalogStore, Digest, FsCatalog, Lifecycle, ModelRef, Outcome,
+    ResolvedModel, Verification, now_ms, verify_digest,
+};
+
+use crate::error::{Error, Result};
+use crate::fetcher::{FetchRequest, ModelFetcher};
+use crate::file::FileFetcher;
+use crate::reporter::{NoReporter, Reporter};
+
+/// Makes sure models are present, verified and recorded, with catalog `C` and fetcher `F`.
+#[derive(Debug)]
+pub struct ModelProvisioner<C: CatalogStore, F: ModelFetcher> {
+    catalog: C,
+    fetcher: F,
+    layout: CacheLayout,
+    reporter: Arc<dyn Reporter>,
+}
+
+/// The full outcome of an ensure, for front ends that show more than the path.
+#[derive(Debug, Clone)]
+pub struct Ensured {
+    /// The id and local path.
+    pub resolved: ResolvedModel,
+    /// The entry as recorded.
+    pub entry: CatalogEntry,
+    /// Whether the catalog already had it and nothing was read or fetched.
+    pub cached: bool,
+    /// Bytes read or transferred by this call.
+    pub bytes_read: u64,
+    /// How long the call took.
+    pub duration_ms: u64,
+}
+
+/// The outcome of [`ModelProvisioner::verify`].
+#[derive(Debug, Clone)]
+pub struct Verified {
+    /// The entry as recorded after the check.
+    pub entry: CatalogEntry,
+    /// Bytes hashed.
+    pub bytes: u64,
+}
+
+impl ModelProvisioner<FsCatalog, FileFetcher> {
+    /// A provisioner for local files only, with the catalog under `cache_dir`. It performs no
+    /// network I/O: the file fetcher has none, and other schemes fail with an error that says
+    /// what would be needed.
+    pub fn file_only(cache_dir: impl Into<PathBuf>) -> Result<Self> {
+        let catalog = FsCatalog::open(cache_dir)?;
+        let layout = catalog.layout().clone();
+        Ok(Self::new(catalog, FileFetcher::in_place(), layout))
+    }
+}
+
+impl<F: ModelFetcher> ModelProvisioner<FsCatalog, F> {
+    /// A provisioner over an [`FsCatalog`] at `cache_dir` and the given fetcher.
+    pub fn with_fetcher(cache_dir: impl Into<PathBuf>, fetcher: F) -> Result<Self> {
+        let catalog = FsCatalog::open(cache_dir)?;
+        let layout = catalog.layout().clone();
+        Ok(Self::new(catalog, fetcher, layout))
+    }
+}
+
+impl<C: CatalogStore, F: ModelFetcher> ModelProvisioner<C, F> {
+    /// A provisioner from its parts; `layout` is where fetchers stage and publish files.
+    pub fn new(catalog: C, fetcher: F, layout: CacheLayout) -> Self {
+        ModelProvisioner {
+            catalog,
+            fetcher,
+            layout,
+            reporter: Arc::new(NoReporter),
+        }
+    }
+
+    /// Sends progress to `reporter`.
+    #[must_use]
+    pub fn with_reporter(mut self, reporter: Arc<dyn Reporter>) -> Self {
+        self.reporter = reporter;
+        self
+    }
+
+    /// The catalog.
+    pub fn catalog(&self) -> &C {
+        &self.catalog
+    }
+
+    /// Parses `model_ref` and ensures it; see [`ensure_present`](Self::ensure_present).
+    pub fn ensure_present_str(
+        &self,
+        model_ref: &str,
+        expected_digest: Option<Digest>,
+    ) -> Result<ResolvedModel> {
+        self.ensure_present(&model_ref.parse()?, expected_digest)
+    }
+
+    /// Makes sure the model is on this machine and recorded as Active, and returns its id and
+    /// local path. With `expected_digest`, the bytes are checked against it (a mismatch is an
+    /// error and leaves no Active entry). Without one, a digest recorded by an earlier ensure
+    /// is used when the bytes have to be read again; with neither, the artifact is recorded as
+    /// unverified and a warning is logged.
+    #[expect(
+        clippy::needless_pass_by_value,
+        reason = "the signature is the one the spec names"
+    )]
+    pub fn ensure_present(
+        &self,
+        mr: &ModelRef,
+        expected_digest: Option<Digest>,
+    ) -> Result<ResolvedModel> {
+        self.ensure(mr, expected_digest.as_ref())
+            .map(|e| e.resolved)
+    }
+
+    /// Like [`ensure_present`](Self::ensure_present), with everything a front end may show.
+    pub fn ensure(&self, mr: &ModelRef, expected: Option<&Digest>) -> Result<Ensured> {
+        let start = Instant::now();
+        let id = resolve_id(mr)?;
+        let previous = self.catalog.get(&id)?;
+        // A digest given once keeps guarding the entry: changed bytes are checked against it.
+        let expected = expected.or_else(|| previous.as_ref().and_then(|p| p.digest.as_ref()));
+        let result = match previous
+            .as_ref()
+            .and_then(|p| self.reuse(p, expected).transpose())
+        {
+            Some(reused) => reused.map(|entry| (entry, true, 0)),
+            None => self.fetch_and_record(mr, &id, expected, previous.as_ref()),
+        };
+        let duration_ms = u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX);
+        match result {
+            Ok((entry, cached, bytes_read)) => {
+                if expected.is_none() && entry.verification.outcome == Outcome::Warn {
+                    tracing::warn!(id = %entry.id, "artifact is unverified: no expected digest was given");
+                }
+                tracing::info!(
+                    id = %entry.id,
+                    bytes = entry.size_bytes,
+                    bytes_read,
+                    duration_ms,
+                    verification = %entry.verification.outcome,
+                    cached,
+                    "model ensured"
+                );
+                Ok(Ensured {
+                    resolved: ResolvedModel {
+                        id: entry.id.clone(),
+                        local_path: entry.local_path.clone(),
+                    },
+                    entry,
+                    cached,
+                    bytes_read,
+                    duration_ms,
+                })
+            }
+            Err(err) => {
+                tracing::error!(%id, duration_ms, verification = if err.is_verification_failure() { "fail" } else { "none" }, error = %err, "ensure failed");
+                Err(err)
+            }
+        }
+    }
+
+    /// The existing entry, if it can be handed out without reading the artifact: its bytes are
+    /// unchanged since they were recorded (same fingerprint) and agree with `expected`.
+    fn reuse(
+        &self,
+        entry: &CatalogEntry,
+        expected: Option<&Digest>,
+    ) -> Result<Option<CatalogEntry>> {
+        if entry.verification.outcome == Outcome::Fail || !self.fetcher.accepts(entry) {
+            return Ok(None);
+        }
+        let Ok(now) = fingerprint(&entry.local_path) else {
+            return Ok(None);
+        };
+        if entry.fingerprint.as_ref() != Some(&now) {
+            return Ok(None);
+        }
+        let mut updated = entry.clone();
+        if let Some(expected) = expected {
+            match &entry.verification.computed {
+                // Unchanged bytes with a known digest: compare without reading them.
+                Some(computed) if computed == expected => {
+                    updated.digest = Some(expected.clone());
+                    updated.verification.outcome = Outcome::Pass;
+                }
+                Some(computed) => return Err(Error::mismatch(&entry.id, expected, computed)),
+                None => return Ok(None),
+            }
+        }
+        updated.lifecycle = Lifecycle::Active;
+        if updated != *entry {
+            updated.updated_ms = now_ms();
+            self.catalog.put(updated.clone())?;
+        }
+        Ok(Some(updated))
+    }
+
+    fn fetch_and_record(
+        &self,
+        mr: &ModelRef,
+        id: &str,
+        expected: Option<&Digest>,
+        previous: Option<&CatalogEntry>,
+    ) -> Result<(CatalogEntry, bool, u64)> {
+        let request = FetchRequest {
+            reference: mr,
+            id,
+            expected,
+            layout: &self.layout,
+            reporter: &*self.reporter,
+        };
+        let fetched = match self.fetcher.fetch(&request) {
+            Ok(f) => f,
+            Err(err) => {
+                if let (Error::DigestMismatch { computed, .. }, Some(prev)) = (&err, previous) {
+                    self.record_failure(prev, computed)?;
+                }
+                return Err(err);
+            }
+        };
+        let outcome = match (&fetched.computed, expected) {
+            (Some(computed), _) => verify_digest(expected, computed),
+            (None, None) => Outcome::Warn,
+            (None, Some(_)) => unreachable!("fetchers hash whenever a digest is expected"),
+        };
+        if let (Outcome::Fail, Some(expected), Some(computed)) =
+            (outcome, expected, &fetched.computed)
+        {
+            // A fetcher is meant to catch this itself; this is the backstop.
+            if let Some(prev) = previous {
+                self.record_failure(prev, computed)?;
+            }
+            return Err(Error::mismatch(id, expected, computed));
+        }
+        let now = now_ms();
+        let entry = CatalogEntry {
+            id: id.to_owned(),
+            source: mr.redacted(),
+            local_path: fetched.local_path,
+            lifecycle: Lifecycle::Active,
+            storage: fetched.storage,
+            digest: expected.cloned(),
+            last_verified_ms: fetched.computed.as_ref().map(|_| now),
+            verification: Verification {
+                outcome,
+                computed: fetched.computed,
+            },
+            size_bytes: fetched.size_bytes,
+            fingerprint: Some(fetched.fingerprint),
+            created_ms: previous.map_or(now, |p| p.created_ms),
+            updated_ms: now,
+            provenance: Some(fetched.provenance),
+        };
+        self.catalog.put(entry.clone())?;
+        Ok((entry, false, fetched.bytes_read))
+    }
+
+    /// Records that `prev`'s artifact no longer matches, so that it is not handed out.
+    fn record_failure(&self, prev: &CatalogEntry, computed: &Digest) -> Result<()> {
+        let mut failed = prev.clone();
+        failed.lifecycle = Lifecycle::Retired;
+        failed.verification = Verification {
+            outcome: Outcome::Fail,
+            computed: Some(computed.clone()),
+        };
+        failed.last_verified_ms = Some(now_ms());
+        failed.updated_ms = now_ms();
+        self.catalog.put(failed)?;
+        Ok(())
+    }
+
+    /// Looks an entry up by id, or by a reference that resolves to one.
+    pub fn find(&self, id_or_ref: &str) -> Result<CatalogEntry> {
+        if let Some(entry) = self.catalog.get(id_or_ref)? {
+            return Ok(entry);
+        }
+        if let Ok(mr) = id_or_ref.parse::<ModelRef>()
+            && let Ok(id) = mr.canonical_id()
+            && let Some(entry) = self.catalog.get(&id)?
+        {
+            return Ok(entry);
+        }
+        Err(Error::UnknownId {
+            id: id_or_ref.to_owned(),
+        })
+    }
+
+    /// Re-hashes an entry's artifact, records the outcome, and fails on a mismatch with the
+    /// expected digest (or, when none was given, with the digest recorded earlier).
+    pub fn verify(&self, id_or_ref: &str) -> Result<Verified> {
+        let entry = self.find(id_or_ref)?;
+        let path = &entry.local_path;
+        let before = fingerprint(path).map_err(|e| Error::read(path, e))?;
+        let progress = self.reporter.start(&entry.id, Some(before.size));
+        let hashed = hash_path(path, &mut |n| progress.advance(n));
+        progress.finish();
+        let (computed, bytes) = hashed.map_err(|e| Error::read(path, e))?;
+        if fingerprint(path).map_err(|e| Error::read(path, e))? != before {
+            return Err(Error::ChangedWhileHashing { path: path.clone() });
+        }
+        let reference = entry
+            .digest
+            .as_ref()
+            .or(entry.verification.computed.as_ref());
+        let outcome = match reference {
+            Some(r) if r == &computed => {
+                if entry.digest.is_some() {
+                    Outcome::Pass
+                } else {
+                    Outcome::Warn
+                }
+            }
+            Some(_) => Outcome::Fail,
+            None => Outcome::Warn,
+        };
+        let mut updated = entry.clone();
+        updated.verification = Verification {
+            outcome,
+            computed: Some(computed.clone()),
+        };
+        // A mismatch keeps the digest recorded before, so later checks still compare with it.
+        if outcome == Outcome::Fail {
+            updated
+                .verification
+                .computed
+                .clone_from(&entry.verification.computed);
+        }
+        updated.last_verified_ms = Some(now_ms());
+        updated.fingerprint = Some(before);
+        updated.updated_ms = now_ms();
+        self.catalog.put(updated.clone())?;
+        tracing::info!(id = %updated.id, bytes, verification = %outcome, "model verified");
+        if let (Outcome::Fail, Some(expected)) = (outcome, reference) {
+            return Err(Error::mismatch(&updated.id, expected, &computed));
+        }
+        Ok(Verified {
+            entry: updated,
+            bytes,
+        })
+    }
+}
+
+/// The catalog id of `mr`; a local path that does not exist is an error here.
+fn resolve_id(mr: &ModelRef) -> Result<String> {
+    mr.canonical_id().map_err(|source| match mr {
+        ModelRef::File(f) if source.kind() == std::io::ErrorKind::NotFound => Error::NotFound {
+            path: f.path.clone(),
+        },
+        ModelRef::File(f) => Error::Read {
+            path: f.path.clone(),
+            source,
+        },
+        _ => unreachable!("only local paths touch the file system"),
+    })
+}
