@@ -29,11 +29,12 @@ pub const CACHE_ENV: &str = "MODEL_PROVISIONER_CACHE";
 /// The default cache directory: `$MODEL_PROVISIONER_CACHE`, else
 /// `$XDG_CACHE_HOME/model-provisioner`, else `~/.cache/model-provisioner`.
 pub fn default_model_cache_dir() -> Result<PathBuf> {
-    let var = |name: &str| {
-        std::env::var_os(name)
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-    };
+    cache_dir_from_env(|name| std::env::var_os(name))
+}
+
+/// [`default_model_cache_dir`] with the environment given by `lookup`.
+pub fn cache_dir_from_env(lookup: impl Fn(&str) -> Option<std::ffi::OsString>) -> Result<PathBuf> {
+    let var = |name: &str| lookup(name).filter(|v| !v.is_empty()).map(PathBuf::from);
     if let Some(dir) = var(CACHE_ENV) {
         return Ok(dir);
     }
@@ -288,6 +289,42 @@ pub fn sync_dir(dir: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cache_dir_precedence() -> Result<()> {
+        let env = |vars: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                vars.iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| (*v).into())
+            }
+        };
+        let all = env(&[
+            ("MODEL_PROVISIONER_CACHE", "/mp"),
+            ("XDG_CACHE_HOME", "/xdg"),
+            ("HOME", "/home/u"),
+        ]);
+        assert_eq!(cache_dir_from_env(all)?, Path::new("/mp"));
+        let xdg = env(&[
+            ("MODEL_PROVISIONER_CACHE", ""),
+            ("XDG_CACHE_HOME", "/xdg"),
+            ("HOME", "/home/u"),
+        ]);
+        assert_eq!(
+            cache_dir_from_env(xdg)?,
+            Path::new("/xdg/model-provisioner")
+        );
+        let relative_xdg = env(&[("XDG_CACHE_HOME", "rel"), ("HOME", "/home/u")]);
+        assert_eq!(
+            cache_dir_from_env(relative_xdg)?,
+            Path::new("/home/u/.cache/model-provisioner")
+        );
+        assert!(matches!(
+            cache_dir_from_env(env(&[])),
+            Err(Error::NoCacheDir)
+        ));
+        Ok(())
+    }
 
     #[test]
     fn resolve_inside_refuses_escapes() -> Result<()> {

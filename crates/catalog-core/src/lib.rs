@@ -22,7 +22,9 @@ pub use entry::{
 };
 pub use error::{Error, Result};
 pub use fs_catalog::{FsCatalog, GcReport, INDEX_VERSION, IndexTxn};
-pub use layout::{CACHE_ENV, CacheLayout, StagedFile, Staging, default_model_cache_dir};
+pub use layout::{
+    CACHE_ENV, CacheLayout, StagedFile, Staging, cache_dir_from_env, default_model_cache_dir,
+};
 pub use model_ref::{
     FileRef, HfRef, HttpRef, ModelRef, OciRef, OciReference, ParseRefError, S3Ref,
     SUPPORTED_SCHEMES, Scheme, file_id,
