@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Runs every test of the workspace on a fresh machine. Installs what the tests need first.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v cargo >/dev/null; then
+  echo "error: cargo is not installed; install Rust (https://rustup.rs) first" >&2
+  exit 1
+fi
+
+# The default build of the library must not link an HTTP client (file-only means no network).
+http_deps=$(cargo tree --locked -p model-provisioner -e normal --prefix none \
+  | grep -E '^(reqwest|hyper|ureq|curl|isahc|h2|tokio) ' || true)
+if [ -n "$http_deps" ]; then
+  echo "error: model-provisioner's default features pull in network crates:" >&2
+  echo "$http_deps" >&2
+  exit 1
+fi
+echo "ok: model-provisioner's default features link no HTTP client"
+
+cargo test --locked --workspace --all-targets
+cargo test --locked --workspace --doc
