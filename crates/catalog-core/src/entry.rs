@@ -9,6 +9,7 @@ use crate::digest::Digest;
 
 /// Whether a model may be handed out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Lifecycle {
     /// Ready for use: `locate` and `ensure` return it.
     Active,

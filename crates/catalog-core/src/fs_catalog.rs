@@ -230,12 +230,22 @@ impl FsCatalog {
     fn gc_tmp(&self, dry_run: bool, report: &mut GcReport) -> Result<()> {
         let tmp = self.layout.tmp_dir();
         for (path, meta) in list_dir(&tmp)? {
-            // A writer holds a lock on its temporary file; if we can take it, the writer is gone.
-            let stale = match File::open(&path) {
+            // A writer holds a lock on its temporary file (a download's resume state goes with
+            // its `.part` file); if we can take that lock, the writer is gone.
+            let locked_by = match path.extension() {
+                Some(ext) if ext == "state" && path.with_extension("part").exists() => {
+                    path.with_extension("part")
+                }
+                _ => path.clone(),
+            };
+            let stale = match File::open(&locked_by) {
                 Ok(f) => f.try_lock().is_ok(),
                 Err(_) => false,
             };
-            if stale {
+            if stale && meta.is_dir() {
+                let size = crate::verify::total_size(&path).unwrap_or(0);
+                report.remove(&path, size, dry_run, |p| fs::remove_dir_all(p))?;
+            } else if stale {
                 report.remove(&path, meta.len(), dry_run, |p| fs::remove_file(p))?;
             }
         }

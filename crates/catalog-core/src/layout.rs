@@ -156,6 +156,26 @@ impl CacheLayout {
         }
     }
 
+    /// The partial file and resume state of download `key` under `tmp/`
+    /// (`dl-<key>.part`, `dl-<key>.state`). `key` must be a lowercase hex string.
+    pub fn partial_paths(&self, key: &str) -> Result<(PathBuf, PathBuf)> {
+        let tmp = self.tmp_dir();
+        if key.is_empty()
+            || !key
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
+            return Err(Error::OutsideRoot {
+                path: tmp.join(key),
+                root: self.root.clone(),
+            });
+        }
+        Ok((
+            tmp.join(format!("dl-{key}.part")),
+            tmp.join(format!("dl-{key}.state")),
+        ))
+    }
+
     /// Starts writing a new file under `tmp/`: bytes written are hashed on the way, and the
     /// file is locked so that `gc` leaves it alone while its writer lives.
     pub fn stage(&self) -> Result<Staging> {
@@ -249,10 +269,12 @@ impl Staging {
             .sync_all()
             .map_err(|e| Error::io("sync", &path, e))?;
         let size = self.hasher.bytes();
+        let (file, path) = self.file.into_parts();
         Ok(StagedFile {
             digest: self.hasher.finish(),
             size,
-            path: self.file.into_temp_path(),
+            path,
+            _lock: Some(file),
         })
     }
 }
@@ -277,6 +299,24 @@ pub struct StagedFile {
     /// Its length.
     pub size: u64,
     path: tempfile::TempPath,
+    /// The writer's lock on the file, held until it is published or dropped.
+    _lock: Option<File>,
+}
+
+impl StagedFile {
+    /// A file under `tmp/` that the caller wrote, synced and hashed itself (a download that
+    /// may have resumed). It is removed on drop unless published; `lock`, the writer's locked
+    /// handle, is released then.
+    pub fn from_synced(path: &Path, digest: Digest, size: u64, lock: Option<File>) -> Result<Self> {
+        let path =
+            tempfile::TempPath::try_from_path(path).map_err(|e| Error::io("take over", path, e))?;
+        Ok(StagedFile {
+            digest,
+            size,
+            path,
+            _lock: lock,
+        })
+    }
 }
 
 /// Fsyncs a directory so that a rename or link inside it survives a crash.

@@ -30,4 +30,4 @@ pub use model_ref::{
     SUPPORTED_SCHEMES, Scheme, file_id,
 };
 pub use store::{ArtifactRemoval, CatalogStore, Deletion};
-pub use verify::verify_digest;
+pub use verify::{open_regular, verify_digest};

@@ -340,6 +340,17 @@ impl FromStr for ModelRef {
             "http" | "https" => parse_http(input, s),
             "s3" => parse_s3(input, rest),
             "oci" => parse_oci(input, rest),
+            // `x://…` is surely a URL; only a bare `name:…` may be a file name with a colon.
+            other if rest.starts_with("//") => Err(ParseRefError::new(
+                input,
+                format!(
+                    "unknown scheme `{}:`; supported: {SUPPORTED_SCHEMES}",
+                    printable(other)
+                ),
+            )
+            .with_hint(
+                "download the file with a tool that speaks this protocol and pass its local path",
+            )),
             other => Err(ParseRefError::new(
                 input,
                 format!(

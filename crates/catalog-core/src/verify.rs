@@ -50,15 +50,15 @@ pub fn walk_tree(dir: &Path) -> io::Result<Vec<TreeFile>> {
         seen: &mut HashSet<(u64, u64)>,
         out: &mut Vec<TreeFile>,
     ) -> io::Result<()> {
-        let meta = fs::metadata(dir)?;
+        let meta = fs::metadata(dir).map_err(|e| at(dir, e))?;
         if !seen.insert((meta.dev(), meta.ino())) {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
                 format!("`{}` is part of a symlink loop", dir.display()),
             ));
         }
-        for entry in fs::read_dir(dir)? {
-            let entry = entry?;
+        for entry in fs::read_dir(dir).map_err(|e| at(dir, e))? {
+            let entry = entry.map_err(|e| at(dir, e))?;
             let name = entry.file_name();
             let Some(name) = name.to_str() else {
                 return Err(io::Error::new(
@@ -67,7 +67,17 @@ pub fn walk_tree(dir: &Path) -> io::Result<Vec<TreeFile>> {
                 ));
             };
             let path = entry.path();
-            let meta = fs::metadata(&path)?;
+            let meta = match fs::metadata(&path) {
+                Ok(meta) => meta,
+                // A dangling symlink is no file, as for `find -L … -type f`.
+                Err(e)
+                    if e.kind() == io::ErrorKind::NotFound
+                        && fs::symlink_metadata(&path).is_ok() =>
+                {
+                    continue;
+                }
+                Err(e) => return Err(at(&path, e)),
+            };
             let rel = if prefix.is_empty() {
                 name.to_owned()
             } else {
@@ -88,6 +98,39 @@ pub fn walk_tree(dir: &Path) -> io::Result<Vec<TreeFile>> {
     visit(dir, "", &mut HashSet::new(), &mut out)?;
     out.sort_by(|a, b| a.rel.as_bytes().cmp(b.rel.as_bytes()));
     Ok(out)
+}
+
+/// `e` with `path` in its message, for errors deep inside a tree.
+#[expect(
+    clippy::needless_pass_by_value,
+    reason = "used as `map_err(|e| at(path, e))`"
+)]
+fn at(path: &Path, e: io::Error) -> io::Error {
+    io::Error::new(e.kind(), format!("`{}`: {e}", path.display()))
+}
+
+/// Opens `path` for reading if it is a regular file. Never blocks: a FIFO or a device is
+/// refused instead of waiting for a writer.
+pub fn open_regular(path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    const O_NONBLOCK: i32 = 0o4000;
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    const O_NONBLOCK: i32 = 0x0004;
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(O_NONBLOCK)
+        .open(path)
+        .map_err(|e| at(path, e))?;
+    if file.metadata().map_err(|e| at(path, e))?.is_file() {
+        // O_NONBLOCK means nothing for regular files, so reads behave as usual.
+        Ok(file)
+    } else {
+        Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("`{}` is not a regular file or a directory", path.display()),
+        ))
+    }
 }
 
 fn mtime_ns(meta: &Metadata) -> i128 {
@@ -147,12 +190,13 @@ pub fn total_size(path: &Path) -> io::Result<u64> {
 pub fn hash_path(path: &Path, progress: &mut dyn FnMut(u64)) -> io::Result<(Digest, u64)> {
     let meta = fs::metadata(path)?;
     if !meta.is_dir() {
-        return hash_reader(File::open(path)?, progress);
+        return hash_reader(open_regular(path)?, progress);
     }
     let mut manifest = Hasher::new();
     let mut total = 0;
     for f in walk_tree(path)? {
-        let (digest, n) = hash_reader(File::open(&f.path)?, &mut *progress)?;
+        let (digest, n) =
+            hash_reader(open_regular(&f.path)?, &mut *progress).map_err(|e| at(&f.path, e))?;
         manifest.update(format!("{}  {}\n", digest.value(), f.rel).as_bytes());
         total += n;
     }

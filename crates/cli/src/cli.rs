@@ -10,7 +10,7 @@ use clap::{Args, Parser, Subcommand};
 /// A model reference is a local path (`./model.gguf`, `/models/llama`, `file:…`), or, where
 /// this build supports them, `hf:org/repo[/file]`, `https://…`, `s3://…`, `oci://…`.
 #[derive(Debug, Parser)]
-#[command(name = "model-provisioner", version, about, long_about = None)]
+#[command(name = "model-provisioner", version)]
 #[command(after_help = "\
 Examples:
   model-provisioner ensure ./models/tiny.gguf --digest sha256:<hex>

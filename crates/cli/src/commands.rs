@@ -188,13 +188,19 @@ fn verify(cx: &Context, args: &VerifyArgs) -> anyhow::Result<ExitCode> {
             }
             Err(e) => {
                 errors += 1;
+                let hint = e.hint();
+                let message = format!("{:#}", anyhow::Error::from(e));
+                eprintln!("error: {message}");
+                if let Some(hint) = hint {
+                    eprintln!("hint: {hint}");
+                }
                 VerifyJson {
                     id: target.clone(),
                     verification: None,
                     expected: None,
                     computed: None,
                     bytes: None,
-                    error: Some(format!("{:#}", anyhow::Error::from(e))),
+                    error: Some(message),
                 }
             }
         };
@@ -230,7 +236,8 @@ fn verify(cx: &Context, args: &VerifyArgs) -> anyhow::Result<ExitCode> {
 
 fn verify_line(r: &VerifyJson) -> String {
     match (r.verification, &r.error) {
-        (_, Some(err)) => format!("error       {}: {err}\n", r.id),
+        // The reason went to stderr already.
+        (_, Some(_)) => format!("error       {}\n", r.id),
         (Some(Outcome::Fail), _) => format!(
             "FAIL        {}: expected `{}`, computed `{}`\n",
             r.id,

@@ -183,6 +183,6 @@ mod tests {
         assert_eq!(human_bytes(1536), "1.5 KiB");
         assert_eq!(human_bytes(1 << 30), "1.0 GiB");
         assert_eq!(timestamp(0), "1970-01-01T00:00:00Z");
-        assert_eq!(timestamp(1_795_640_400_000), "2026-11-25T17:00:00Z");
+        assert_eq!(timestamp(1_795_640_400_000), "2026-11-25T21:00:00Z");
     }
 }

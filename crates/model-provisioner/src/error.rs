@@ -61,6 +61,30 @@ pub enum Error {
         /// What to do about it.
         hint: String,
     },
+    /// A download failed for good (after its retries, or at once for a permanent error).
+    #[error("failed to download `{url}`: {reason}{}", attempts_note(*attempts))]
+    Download {
+        /// The URL, without credentials or query.
+        url: String,
+        /// The last HTTP status, when there was a response.
+        status: Option<u16>,
+        /// How many attempts were made.
+        attempts: u32,
+        /// What went wrong, in words.
+        reason: String,
+        /// The underlying error, scrubbed of URLs.
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
+    /// Setting up a component (an HTTP client, a runtime) failed.
+    #[error("failed to {what}")]
+    Setup {
+        /// What was being set up, as a verb phrase.
+        what: &'static str,
+        /// The cause.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// The id is not in the catalog.
     #[error("no model `{id}` in the catalog")]
     UnknownId {
@@ -79,9 +103,10 @@ impl Error {
         }
     }
 
-    /// A failure to read a local path: `NotFound` when it is missing, `Read` otherwise.
+    /// A failure to read a local path: `NotFound` when the path itself is missing, `Read`
+    /// otherwise (including a file missing deep inside a model folder).
     pub fn read(path: &std::path::Path, source: io::Error) -> Self {
-        if source.kind() == io::ErrorKind::NotFound {
+        if source.kind() == io::ErrorKind::NotFound && std::fs::symlink_metadata(path).is_err() {
             Error::NotFound {
                 path: path.to_owned(),
             }
@@ -113,6 +138,13 @@ impl Error {
             ),
             Error::Unsupported { hint, .. } => Some(hint.clone()),
             Error::UnknownId { .. } => Some("`model-provisioner ls` lists the catalog".into()),
+            Error::Download { status: Some(401 | 403), .. } => {
+                Some("the server refused access: check the URL and its credentials".into())
+            }
+            Error::Download { status: Some(404 | 410), .. } => Some("check the URL".into()),
+            Error::Download { attempts, .. } if *attempts > 1 => {
+                Some("run the same command again: the download resumes where it stopped".into())
+            }
             _ => None,
         }
     }
@@ -120,3 +152,11 @@ impl Error {
 
 /// The result type of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+fn attempts_note(attempts: u32) -> String {
+    if attempts > 1 {
+        format!(" (after {attempts} attempts)")
+    } else {
+        String::new()
+    }
+}

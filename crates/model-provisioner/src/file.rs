@@ -1,6 +1,5 @@
 //! [`FileFetcher`]: local files and directories, registered in place or copied into the cache.
 
-use std::fs::File;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
@@ -127,7 +126,7 @@ fn register_in_place(
 
 /// Copies `src` into the stage, hashing on the way.
 fn stage_copy(layout: &CacheLayout, src: &Path, progress: &dyn Progress) -> Result<StagedFile> {
-    let mut reader = File::open(src).map_err(|e| Error::read(src, e))?;
+    let mut reader = catalog_core::open_regular(src).map_err(|e| Error::read(src, e))?;
     let mut staging = layout.stage()?;
     let mut buf = vec![0u8; HASH_BUF_SIZE];
     loop {

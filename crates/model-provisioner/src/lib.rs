@@ -16,15 +16,23 @@
 //! and performs no network I/O; in the default feature set this crate links no HTTP client.
 #![deny(missing_docs)]
 
+mod any;
+#[cfg(feature = "http")]
+pub mod download;
 mod error;
 mod fetcher;
 mod file;
+#[cfg(feature = "http")]
+mod http;
 mod provisioner;
 mod reporter;
 
+pub use any::AnyFetcher;
 pub use catalog_core::{CatalogEntry, CatalogStore, Digest, FsCatalog, ModelRef, ResolvedModel};
 pub use error::{Error, Result};
 pub use fetcher::{FetchRequest, Fetched, ModelFetcher, unsupported};
 pub use file::FileFetcher;
+#[cfg(feature = "http")]
+pub use http::HttpFetcher;
 pub use provisioner::{Ensured, ModelProvisioner, Verified};
 pub use reporter::{NoReporter, Progress, Reporter};

@@ -159,7 +159,7 @@ impl<C: CatalogStore, F: ModelFetcher> ModelProvisioner<C, F> {
                 })
             }
             Err(err) => {
-                tracing::error!(%id, duration_ms, verification = if err.is_verification_failure() { "fail" } else { "none" }, error = %err, "ensure failed");
+                tracing::info!(%id, duration_ms, verification = if err.is_verification_failure() { "fail" } else { "none" }, error = %err, "ensure failed");
                 Err(err)
             }
         }

@@ -12,6 +12,10 @@ pub trait Reporter: Send + Sync + fmt::Debug {
 pub trait Progress: Send {
     /// `bytes` more were processed.
     fn advance(&self, bytes: u64);
+    /// The total became known (a download learns it from the response).
+    fn set_total(&self, total: u64) {
+        let _ = total;
+    }
     /// The task ended (successfully or not).
     fn finish(&self) {}
 }

@@ -1,6 +1,7 @@
 //! Integration tests of the catalog: concurrency, refusal of bad indexes, path safety.
 
 use std::fs;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -96,7 +97,8 @@ fn concurrent_writers_lose_no_entry_and_readers_never_see_a_torn_index() -> Test
 
 #[test]
 fn an_unreadable_index_is_refused_by_every_operation_and_never_rewritten() -> TestResult {
-    let cases: [(&str, fn(&Error) -> bool); 6] = [
+    type IsExpected = fn(&Error) -> bool;
+    let cases: [(&str, IsExpected); 6] = [
         ("not json at all", |e| matches!(e, Error::IndexParse { .. })),
         (r#"{"version": 1, "entries": {"#, |e| {
             matches!(e, Error::IndexParse { .. })
@@ -282,8 +284,7 @@ fn the_index_is_pretty_versioned_json_readable_by_others() -> TestResult {
     let text = fs::read_to_string(fx.index())?;
     let value: serde_json::Value = serde_json::from_str(&text)?;
     assert_eq!(value["version"], 1);
-    assert_eq!(value["entries"]["a"]["lifecycle"], "Active");
-    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(value["entries"]["a"]["lifecycle"], "active");
     assert_eq!(
         fs::metadata(fx.index())?.permissions().mode() & 0o777,
         0o644

@@ -358,31 +358,44 @@ impl std::io::Write for Captured {
     }
 }
 
+/// Every event of this test binary as JSON lines. A global subscriber, because callsite
+/// interest is cached process-wide and a scoped one would miss events that other tests'
+/// threads saw first.
+fn captured_events() -> &'static Captured {
+    static CAPTURED: std::sync::OnceLock<Captured> = std::sync::OnceLock::new();
+    CAPTURED.get_or_init(|| {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .with_max_level(tracing::Level::INFO)
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::set_global_default(subscriber).expect("no other global subscriber");
+        captured
+    })
+}
+
 #[test]
 fn every_ensure_emits_a_structured_event() -> TestResult {
+    let captured = captured_events();
     let fx = Fixture::new()?;
     let (path, digest) = fx.model("m.gguf", b"weights")?;
     let (other, _) = fx.model("n.gguf", b"other")?;
     let p = fx.provisioner()?;
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .json()
-        .with_max_level(tracing::Level::INFO)
-        .with_writer(move || writer.clone())
-        .finish();
-    tracing::subscriber::with_default(subscriber, || -> TestResult {
-        p.ensure_present_str(&path.display().to_string(), Some(digest))?;
-        p.ensure_present_str(&other.display().to_string(), None)?;
-        Ok(())
-    })?;
+    p.ensure_present_str(&path.display().to_string(), Some(digest))?;
+    p.ensure_present_str(&other.display().to_string(), None)?;
     let text = String::from_utf8(captured.0.lock().expect("poisoned").clone())?;
     let events: Vec<serde_json::Value> = text
         .lines()
         .map(serde_json::from_str)
         .collect::<Result<_, _>>()?;
+    let mine = |e: &&serde_json::Value| {
+        e["fields"]["id"] == id_of(&path) || e["fields"]["id"] == id_of(&other)
+    };
     let ensured: Vec<&serde_json::Value> = events
         .iter()
+        .filter(mine)
         .filter(|e| e["fields"]["message"] == "model ensured")
         .collect();
     assert_eq!(ensured.len(), 2, "{text}");

@@ -1,0 +1,13 @@
+//! Integration tests of the `model-provisioner` binary: each test runs the real executable
+//! against a temporary cache.
+
+mod bad_input;
+mod broken_pipe;
+mod cache_dir;
+mod exit_codes;
+mod fixture;
+mod happy;
+mod help;
+mod reuse;
+mod snapshots;
+mod verify;
