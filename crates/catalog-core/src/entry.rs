@@ -12,8 +12,10 @@ use crate::digest::Digest;
 #[serde(rename_all = "lowercase")]
 pub enum Lifecycle {
     /// Ready for use: `locate` and `ensure` return it.
+    #[serde(alias = "Active")]
     Active,
     /// Kept on disk but no longer handed out; `ensure` makes it Active again.
+    #[serde(alias = "Retired")]
     Retired,
 }
 

@@ -1,0 +1,695 @@
+//! `mp-bench`: wall-clock benchmarks of the release `model-provisioner` binary on local files.
+//!
+//! Every case runs the binary as a whole process, `--runs` times, and reports the median and
+//! the minimum wall time of the process, from spawn to exit. The binary is looked up next to
+//! this one (`target/release/model-provisioner`); build it first with `cargo build --release`.
+
+use std::fmt::Write as _;
+use std::fs::{self, File};
+use std::io::{self, Read, Write as _};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail, ensure};
+use catalog_core::{
+    CatalogEntry, Digest, Fingerprint, FsCatalog, Lifecycle, Outcome, Provenance, Storage,
+    Verification, now_ms,
+};
+use clap::Parser;
+
+/// Measure `model-provisioner` on a large local file and a large catalog.
+#[derive(Debug, Parser)]
+#[command(name = "mp-bench", version, about, long_about = None)]
+struct Args {
+    /// Size of the pseudo-random test file, in MiB.
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..))]
+    size_mib: u64,
+
+    /// How many times each case is run.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+    runs: u32,
+
+    /// Number of synthetic entries in the large catalog.
+    #[arg(long, default_value_t = 10_000)]
+    entries: u32,
+
+    /// Also write the Markdown report to this file.
+    #[arg(long, value_name = "FILE")]
+    out: Option<PathBuf>,
+
+    /// Where the test file and scratch caches live [default: `bench-data` in the target
+    /// directory, i.e. `target/bench-data`]. The test file is reused when its size matches.
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+
+    /// Keep the scratch caches under the data directory (for profiling) instead of deleting
+    /// them.
+    #[arg(long)]
+    keep_caches: bool,
+}
+
+const MIB: u64 = 1 << 20;
+
+fn main() -> ExitCode {
+    match run(&Args::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: &Args) -> anyhow::Result<()> {
+    let exe = std::env::current_exe().context("cannot locate the mp-bench executable")?;
+    let exe_dir = exe
+        .parent()
+        .context("the mp-bench executable has no parent directory")?;
+    let cli = exe_dir.join("model-provisioner");
+    if !cli.is_file() {
+        bail!(
+            "`{}` does not exist; build the CLI first with `cargo build --release` \
+             (mp-bench runs the `model-provisioner` binary that sits next to it)",
+            cli.display()
+        );
+    }
+    let data_dir = match &args.data_dir {
+        Some(dir) => dir.clone(),
+        None => exe_dir
+            .parent()
+            .context("the mp-bench executable is not inside a target directory")?
+            .join("bench-data"),
+    };
+    fs::create_dir_all(&data_dir)
+        .with_context(|| format!("cannot create `{}`", data_dir.display()))?;
+    let data_dir = fs::canonicalize(&data_dir)
+        .with_context(|| format!("cannot resolve `{}`", data_dir.display()))?;
+    let size = args
+        .size_mib
+        .checked_mul(MIB)
+        .context("--size-mib is too large")?;
+
+    let bench = Bench {
+        cli,
+        data_dir,
+        runs: args.runs,
+        keep_caches: args.keep_caches,
+    };
+    eprintln!("mp-bench: using {}", bench.cli.display());
+    let file = bench
+        .data_dir
+        .join(format!("random-{}MiB.bin", args.size_mib));
+    prepare_file(&file, size)?;
+
+    let mut rows = Vec::new();
+    let digest = bench.hash_cold_cache(&file, size, &mut rows)?;
+    bench.repeat_ensure(&file, &digest, &mut rows)?;
+    let index_bytes = bench.large_catalog(&file, &digest, args.entries, &mut rows)?;
+    bench.process_start(&mut rows)?;
+
+    let report = render(args, size, &rows, index_bytes);
+    print!("{report}");
+    io::stdout().flush()?;
+    if let Some(out) = &args.out {
+        fs::write(out, &report).with_context(|| format!("cannot write `{}`", out.display()))?;
+        eprintln!("mp-bench: wrote {}", out.display());
+    }
+    Ok(())
+}
+
+/// Wall times of one command, in the order they were taken.
+#[derive(Debug, Default)]
+struct Samples(Vec<Duration>);
+
+impl Samples {
+    fn sorted(&self) -> Vec<Duration> {
+        let mut v = self.0.clone();
+        v.sort_unstable();
+        v
+    }
+
+    fn median(&self) -> Duration {
+        let v = self.sorted();
+        let mid = v.len() / 2;
+        if v.len().is_multiple_of(2) {
+            (v[mid - 1] + v[mid]) / 2
+        } else {
+            v[mid]
+        }
+    }
+
+    fn min(&self) -> Duration {
+        self.sorted()[0]
+    }
+}
+
+/// What a case aims for.
+#[derive(Debug, Clone, Copy)]
+enum Goal {
+    /// Ours / baseline, medians, at most this.
+    Ratio(f64),
+    /// Median wall time at most this many milliseconds.
+    MaxMs(f64),
+    /// Reported only.
+    None,
+}
+
+#[derive(Debug)]
+struct Row {
+    case: String,
+    ours: Samples,
+    baseline: Option<Samples>,
+    goal: Goal,
+}
+
+impl Row {
+    fn ratio(&self) -> Option<f64> {
+        self.baseline
+            .as_ref()
+            .map(|b| self.ours.median().as_secs_f64() / b.median().as_secs_f64())
+    }
+
+    fn met(&self) -> Option<bool> {
+        match self.goal {
+            Goal::Ratio(max) => self.ratio().map(|r| r <= max),
+            Goal::MaxMs(max) => Some(ms(self.ours.median()) <= max),
+            Goal::None => None,
+        }
+    }
+}
+
+/// Where stdout of a measured command goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stdout {
+    Capture,
+    Null,
+}
+
+#[derive(Debug)]
+struct Bench {
+    cli: PathBuf,
+    data_dir: PathBuf,
+    runs: u32,
+    keep_caches: bool,
+}
+
+impl Bench {
+    /// `model-provisioner --cache-dir <cache>` followed by `args`.
+    fn cli(&self, cache: &Path, args: &[&str]) -> Command {
+        let mut cmd = Command::new(&self.cli);
+        cmd.arg("--cache-dir").arg(cache).args(args);
+        cmd
+    }
+
+    fn fresh_cache(&self) -> anyhow::Result<tempfile::TempDir> {
+        let dir = tempfile::Builder::new()
+            .prefix("cache-")
+            .disable_cleanup(self.keep_caches)
+            .tempdir_in(&self.data_dir)
+            .with_context(|| {
+                format!("cannot create a cache under `{}`", self.data_dir.display())
+            })?;
+        if self.keep_caches {
+            eprintln!("mp-bench: keeping {}", dir.path().display());
+        }
+        Ok(dir)
+    }
+
+    /// Case 1: hashing the whole file into a fresh cache, against `openssl dgst -sha256`.
+    /// Returns the file's digest.
+    fn hash_cold_cache(
+        &self,
+        file: &Path,
+        size: u64,
+        rows: &mut Vec<Row>,
+    ) -> anyhow::Result<Digest> {
+        let path = utf8(file)?;
+        let mut openssl = Samples::default();
+        let mut ours = Samples::default();
+        let mut digest: Option<Digest> = None;
+        for i in 0..self.runs {
+            eprintln!("mp-bench: hash, run {}/{}", i + 1, self.runs);
+            let mut cmd = Command::new("openssl");
+            cmd.args(["dgst", "-sha256", path]);
+            let (took, out) = timed(&mut cmd, Stdout::Capture).map_err(|e| {
+                match e.downcast_ref::<io::Error>() {
+                    Some(io) if io.kind() == io::ErrorKind::NotFound => anyhow::anyhow!(
+                        "`openssl` was not found on PATH; it is the baseline for hashing, \
+                         install it (the `openssl` package) and run again"
+                    ),
+                    _ => e,
+                }
+            })?;
+            openssl.0.push(took);
+            let found = parse_openssl(&out)?;
+            let expected = digest.get_or_insert_with(|| found.clone());
+            ensure!(
+                *expected == found,
+                "openssl printed {found} for `{path}`, earlier {expected}"
+            );
+            let arg = format!("{expected}");
+
+            let cache = self.fresh_cache()?;
+            let mut cmd = self.cli(cache.path(), &["ensure", path, "--digest", &arg, "--json"]);
+            let (took, out) = timed(&mut cmd, Stdout::Capture)?;
+            check_ensure(&out, false, Some(size))?;
+            ours.0.push(took);
+        }
+        rows.push(Row {
+            case: format!(
+                "sha256 of {}, fresh cache: `ensure --digest` vs `openssl dgst -sha256`",
+                human_size(size)
+            ),
+            ours,
+            baseline: Some(openssl),
+            goal: Goal::Ratio(1.15),
+        });
+        digest.context("no runs")
+    }
+
+    /// Case 2: `ensure` again on the unchanged file, with a cache that already has it.
+    fn repeat_ensure(
+        &self,
+        file: &Path,
+        digest: &Digest,
+        rows: &mut Vec<Row>,
+    ) -> anyhow::Result<()> {
+        let path = utf8(file)?;
+        let arg = digest.to_string();
+        let args = ["ensure", path, "--digest", &arg, "--json"];
+        let cache = self.fresh_cache()?;
+        eprintln!("mp-bench: repeat ensure, first (untimed) ensure");
+        let (_, out) = timed(&mut self.cli(cache.path(), &args), Stdout::Capture)?;
+        check_ensure(&out, false, None)?;
+        let ours = self.repeat(|| {
+            let (took, out) = timed(&mut self.cli(cache.path(), &args), Stdout::Capture)?;
+            check_ensure(&out, true, Some(0))?;
+            Ok(took)
+        })?;
+        rows.push(Row {
+            case: "repeat `ensure --digest`, unchanged file, catalog of 1".to_owned(),
+            ours,
+            baseline: None,
+            goal: Goal::MaxMs(10.0),
+        });
+        Ok(())
+    }
+
+    /// Case 3: `ensure` and `ls` with a catalog of `entries` synthetic entries plus the real
+    /// one. Returns the size of `index.json` in bytes.
+    fn large_catalog(
+        &self,
+        file: &Path,
+        digest: &Digest,
+        entries: u32,
+        rows: &mut Vec<Row>,
+    ) -> anyhow::Result<u64> {
+        let path = utf8(file)?;
+        let arg = digest.to_string();
+        let ensure_args = ["ensure", path, "--digest", &arg, "--json"];
+        let cache = self.fresh_cache()?;
+        eprintln!("mp-bench: building a catalog of {entries} entries");
+        let catalog = FsCatalog::open(cache.path())?;
+        let now = now_ms();
+        catalog.update(|txn| {
+            for i in 0..entries {
+                txn.insert(synthetic_entry(i, now));
+            }
+            Ok::<_, catalog_core::Error>(())
+        })?;
+        let (_, out) = timed(&mut self.cli(cache.path(), &ensure_args), Stdout::Capture).context(
+            "`model-provisioner` could not use the catalog mp-bench wrote; if it calls the \
+                 index corrupt, the two were built from different sources: run \
+                 `cargo build --release --workspace` and try again",
+        )?;
+        check_ensure(&out, false, None)?;
+        let total = u64::from(entries) + 1;
+        let index = catalog.layout().index_path();
+        let index_bytes = fs::metadata(&index)
+            .with_context(|| format!("cannot stat `{}`", index.display()))?
+            .len();
+
+        // One untimed `ls --json` to check that every entry is listed.
+        let (_, out) = timed(
+            &mut self.cli(cache.path(), &["ls", "--json"]),
+            Stdout::Capture,
+        )?;
+        let listed: serde_json::Value =
+            serde_json::from_slice(&out).context("`ls --json` did not print JSON")?;
+        let n = listed.as_array().map_or(0, Vec::len);
+        ensure!(
+            n as u64 == total,
+            "`ls --json` listed {n} entries, expected {total}"
+        );
+
+        eprintln!("mp-bench: ensure with {total} entries");
+        let ours = self.repeat(|| {
+            let (took, out) = timed(&mut self.cli(cache.path(), &ensure_args), Stdout::Capture)?;
+            check_ensure(&out, true, Some(0))?;
+            Ok(took)
+        })?;
+        rows.push(Row {
+            case: format!(
+                "`ensure --digest` of a present model, catalog of {}",
+                group(total)
+            ),
+            ours,
+            baseline: None,
+            goal: Goal::MaxMs(20.0),
+        });
+
+        eprintln!("mp-bench: ls with {total} entries");
+        let ours = self.repeat(|| {
+            let (took, _) = timed(&mut self.cli(cache.path(), &["ls", "--json"]), Stdout::Null)?;
+            Ok(took)
+        })?;
+        rows.push(Row {
+            case: format!("`ls --json` > /dev/null, catalog of {}", group(total)),
+            ours,
+            baseline: None,
+            goal: Goal::None,
+        });
+        Ok(index_bytes)
+    }
+
+    /// For reference: the cost of starting the binary at all.
+    fn process_start(&self, rows: &mut Vec<Row>) -> anyhow::Result<()> {
+        let ours = self.repeat(|| {
+            let mut cmd = Command::new(&self.cli);
+            cmd.arg("--version");
+            Ok(timed(&mut cmd, Stdout::Capture)?.0)
+        })?;
+        rows.push(Row {
+            case: "process start only: `model-provisioner --version`".to_owned(),
+            ours,
+            baseline: None,
+            goal: Goal::None,
+        });
+        Ok(())
+    }
+
+    fn repeat(&self, mut f: impl FnMut() -> anyhow::Result<Duration>) -> anyhow::Result<Samples> {
+        let mut samples = Samples::default();
+        for _ in 0..self.runs {
+            samples.0.push(f()?);
+        }
+        Ok(samples)
+    }
+}
+
+/// Runs `cmd` to completion and returns its wall time and stdout; a failure is an error that
+/// carries its stderr.
+fn timed(cmd: &mut Command, stdout: Stdout) -> anyhow::Result<(Duration, Vec<u8>)> {
+    cmd.stdin(Stdio::null()).stderr(Stdio::piped());
+    cmd.stdout(match stdout {
+        Stdout::Capture => Stdio::piped(),
+        Stdout::Null => Stdio::null(),
+    });
+    let start = Instant::now();
+    let child = cmd.spawn()?;
+    let output = child.wait_with_output()?;
+    let took = start.elapsed();
+    if !output.status.success() {
+        bail!(
+            "{cmd:?} failed ({}):\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim_end()
+        );
+    }
+    Ok((took, output.stdout))
+}
+
+/// The digest from `SHA2-256(FILE)= <hex>` (or `SHA256(FILE)= <hex>`).
+fn parse_openssl(out: &[u8]) -> anyhow::Result<Digest> {
+    let text = String::from_utf8_lossy(out);
+    let hex = text
+        .trim_end()
+        .rsplit_once("= ")
+        .map(|(_, hex)| hex.trim())
+        .with_context(|| format!("unexpected output from openssl: {text:?}"))?;
+    format!("sha256:{hex}")
+        .parse()
+        .with_context(|| format!("unexpected output from openssl: {text:?}"))
+}
+
+/// Checks the `ensure --json` object: verification passed, `cached` as expected, and
+/// `bytes_read` when given.
+fn check_ensure(out: &[u8], cached: bool, bytes_read: Option<u64>) -> anyhow::Result<()> {
+    let v: serde_json::Value =
+        serde_json::from_slice(out).context("`ensure --json` did not print JSON")?;
+    ensure!(
+        v["verification"] == "pass",
+        "`ensure` did not pass verification: {v}"
+    );
+    ensure!(
+        v["cached"] == cached,
+        "`ensure` reported cached = {}, expected {cached}: {v}",
+        v["cached"]
+    );
+    if let Some(n) = bytes_read {
+        ensure!(
+            v["bytes_read"] == n,
+            "`ensure` read {} bytes, expected {n}: {v}",
+            v["bytes_read"]
+        );
+    }
+    Ok(())
+}
+
+/// Writes `size` bytes of xorshift output to `path`, unless a file of that size is there.
+/// Then reads it once so that it sits in the page cache.
+fn prepare_file(path: &Path, size: u64) -> anyhow::Result<()> {
+    let reusable = fs::metadata(path).is_ok_and(|m| m.is_file() && m.len() == size);
+    if reusable {
+        eprintln!("mp-bench: reusing {}", path.display());
+    } else {
+        eprintln!(
+            "mp-bench: writing {} to {}",
+            human_size(size),
+            path.display()
+        );
+        let start = Instant::now();
+        let tmp = path.with_extension("partial");
+        let mut out =
+            File::create(&tmp).with_context(|| format!("cannot create `{}`", tmp.display()))?;
+        let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut buf = vec![0u8; 4 << 20];
+        let mut left = size;
+        while left > 0 {
+            for word in buf.chunks_exact_mut(8) {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                word.copy_from_slice(&state.to_le_bytes());
+            }
+            let n = usize::try_from(left.min(buf.len() as u64))?;
+            out.write_all(&buf[..n])
+                .with_context(|| format!("cannot write `{}`", tmp.display()))?;
+            left -= n as u64;
+        }
+        drop(out);
+        fs::rename(&tmp, path).with_context(|| format!("cannot rename `{}`", tmp.display()))?;
+        eprintln!(
+            "mp-bench: written in {:.1} s",
+            start.elapsed().as_secs_f64()
+        );
+    }
+    let start = Instant::now();
+    let mut f = File::open(path).with_context(|| format!("cannot open `{}`", path.display()))?;
+    let mut buf = vec![0u8; 4 << 20];
+    let mut read = 0u64;
+    loop {
+        match f.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => read += n as u64,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e).with_context(|| format!("cannot read `{}`", path.display())),
+        }
+    }
+    ensure!(
+        read == size,
+        "read {read} bytes of `{}`, expected {size}",
+        path.display()
+    );
+    eprintln!(
+        "mp-bench: warmed the page cache in {:.2} s",
+        start.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// An entry as the file fetcher would record a verified GGUF registered in place.
+fn synthetic_entry(i: u32, now: u64) -> CatalogEntry {
+    let path = format!("/models/org-{i}/model-{i}.Q4_K_M.gguf");
+    let digest = Digest::sha256_of(path.as_bytes());
+    let size = 4_000_000_000 + u64::from(i) * 4096;
+    CatalogEntry {
+        id: format!("file:{path}"),
+        source: path.clone(),
+        local_path: PathBuf::from(path),
+        lifecycle: Lifecycle::Active,
+        storage: Storage::InPlace,
+        digest: Some(digest.clone()),
+        verification: Verification {
+            outcome: Outcome::Pass,
+            computed: Some(digest),
+        },
+        last_verified_ms: Some(now),
+        size_bytes: size,
+        fingerprint: Some(Fingerprint {
+            size,
+            mtime_ns: i128::from(now) * 1_000_000 + i128::from(i),
+            inode: 1_000_000 + u64::from(i),
+            device: 2049,
+            tree: None,
+        }),
+        created_ms: now,
+        updated_ms: now,
+        provenance: Some(Provenance {
+            fetcher: "file".to_owned(),
+            fetcher_version: env!("CARGO_PKG_VERSION").to_owned(),
+            fetched_ms: now,
+            resolved_revision: None,
+            files: Vec::new(),
+        }),
+    }
+}
+
+fn utf8(path: &Path) -> anyhow::Result<&str> {
+    path.to_str()
+        .with_context(|| format!("`{}` is not valid UTF-8", path.display()))
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn fmt_ms(d: Duration) -> String {
+    let v = ms(d);
+    if v >= 100.0 {
+        format!("{v:.1} ms")
+    } else {
+        format!("{v:.2} ms")
+    }
+}
+
+fn human_size(bytes: u64) -> String {
+    if bytes >= 1 << 30 && bytes.is_multiple_of(1 << 30) {
+        format!("{} GiB", bytes >> 30)
+    } else {
+        format!("{} MiB", bytes as f64 / MIB as f64)
+    }
+}
+
+/// `10001` as `10,001`.
+fn group(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Facts about the machine for the header line.
+fn machine() -> String {
+    let cores = std::thread::available_parallelism().map_or(0, std::num::NonZero::get);
+    let cpu = fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".to_owned());
+    format!("{cores} cores (nproc), {cpu}")
+}
+
+fn date() -> String {
+    let from_date = Command::new("date")
+        .arg("-u")
+        .stderr(Stdio::null())
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned());
+    from_date.unwrap_or_else(|| {
+        let secs = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        format!("{secs} s since the Unix epoch (UTC)")
+    })
+}
+
+fn openssl_version() -> String {
+    Command::new("openssl")
+        .arg("version")
+        .stderr(Stdio::null())
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map_or_else(
+            || "unknown".to_owned(),
+            |o| String::from_utf8_lossy(&o.stdout).trim().to_owned(),
+        )
+}
+
+fn render(args: &Args, size: u64, rows: &[Row], index_bytes: u64) -> String {
+    let mut md = String::new();
+    let _ = writeln!(
+        md,
+        "Machine: {}; file: {} of pseudo-random bytes, in the page cache; {} runs per case; \
+         baseline: {}; date: {}",
+        machine(),
+        human_size(size),
+        args.runs,
+        openssl_version(),
+        date()
+    );
+    let _ = writeln!(md);
+    let _ = writeln!(
+        md,
+        "| case | ours (median) | ours (min) | baseline (median) | ratio | goal | met? |"
+    );
+    let _ = writeln!(md, "|---|---:|---:|---:|---:|---|---|");
+    for row in rows {
+        let baseline = row
+            .baseline
+            .as_ref()
+            .map_or_else(|| "—".to_owned(), |b| fmt_ms(b.median()));
+        let ratio = row
+            .ratio()
+            .map_or_else(|| "—".to_owned(), |r| format!("{r:.2}"));
+        let goal = match row.goal {
+            Goal::Ratio(r) => format!("ratio ≤ {r:.2}"),
+            Goal::MaxMs(m) => format!("≤ {m} ms"),
+            Goal::None => "—".to_owned(),
+        };
+        let met = match row.met() {
+            Some(true) => "yes",
+            Some(false) => "**no**",
+            None => "—",
+        };
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {baseline} | {ratio} | {goal} | {met} |",
+            row.case,
+            fmt_ms(row.ours.median()),
+            fmt_ms(row.ours.min()),
+        );
+    }
+    let _ = writeln!(md);
+    let _ = writeln!(
+        md,
+        "`index.json` with {} entries: {} bytes ({:.1} MiB).",
+        group(u64::from(args.entries) + 1),
+        group(index_bytes),
+        index_bytes as f64 / MIB as f64
+    );
+    md
+}
