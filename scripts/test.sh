@@ -8,6 +8,19 @@ if ! command -v cargo >/dev/null; then
   exit 1
 fi
 
+# Servers the tests run against, from Debian's packages.
+need=()
+command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx)
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then
+    echo "error: the tests need: ${need[*]}; install them (e.g. \`sudo apt-get install ${need[*]}\`)" >&2
+    exit 1
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
 # The default build of the library must not link an HTTP client (file-only means no network).
 http_deps=$(cargo tree --locked -p model-provisioner -e normal --prefix none \
   | grep -E '^(reqwest|hyper|ureq|curl|isahc|h2|tokio) ' || true)
@@ -18,5 +31,5 @@ if [ -n "$http_deps" ]; then
 fi
 echo "ok: model-provisioner's default features link no HTTP client"
 
-cargo test --locked --workspace --all-targets
-cargo test --locked --workspace --doc
+cargo test --locked --workspace --all-features --all-targets
+cargo test --locked --workspace --all-features --doc

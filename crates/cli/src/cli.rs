@@ -69,7 +69,7 @@ pub enum Command {
 /// `ensure`.
 #[derive(Debug, Args)]
 pub struct EnsureArgs {
-    /// The model reference: a local path, `file:…`, `hf:org/repo[/file]`, `https://…`.
+    /// The model reference: a local path, `file:…`, `https://…`, `hf:org/repo[/file]`.
     #[arg(value_name = "REF", value_parser = parse_ref)]
     pub reference: ModelRef,
 
@@ -81,7 +81,19 @@ pub struct EnsureArgs {
     #[arg(long)]
     pub copy: bool,
 
-    /// Print one JSON object instead of text.
+    /// Ranged requests in flight at once when downloading a large file (1 = one stream).
+    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub connections: u16,
+
+    /// Retries of a failed request before giving up (with exponential backoff).
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    pub retries: u32,
+
+    /// Abandon and retry a request that delivers no data for this many seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    pub stall_timeout: u64,
+
+    /// Print one JSON object instead of text (and no progress bars).
     #[arg(long)]
     pub json: bool,
 }

@@ -9,14 +9,15 @@ use anyhow::Context as _;
 use catalog_core::{
     ArtifactRemoval, CatalogEntry, CatalogStore, Deletion, FsCatalog, Lifecycle, Outcome,
 };
-use model_provisioner::{Error, FileFetcher, ModelProvisioner};
+use model_provisioner::download::DownloadConfig;
+use model_provisioner::{AnyFetcher, Error, FileFetcher, HttpFetcher, ModelProvisioner};
 use serde::Serialize;
 
 use crate::cli::{Cli, Command, EnsureArgs, GcArgs, VerifyArgs};
 use crate::output::{entries_table, entry_details, human_bytes, outcome_text, print, print_json};
 use crate::progress::BarReporter;
 
-type Provisioner = ModelProvisioner<FsCatalog, FileFetcher>;
+type Provisioner = ModelProvisioner<FsCatalog, AnyFetcher>;
 
 /// Runs the command and returns the exit status for a run that did not fail outright.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -45,9 +46,13 @@ struct Context {
 }
 
 impl Context {
-    fn provisioner(&self, fetcher: FileFetcher) -> anyhow::Result<Provisioner> {
-        Ok(ModelProvisioner::with_fetcher(&self.cache_dir, fetcher)?
-            .with_reporter(Arc::new(BarReporter::new(self.quiet))))
+    /// A provisioner for commands that fetch nothing.
+    fn provisioner(&self) -> anyhow::Result<Provisioner> {
+        Ok(ModelProvisioner::with_fetcher(
+            &self.cache_dir,
+            AnyFetcher::new(FileFetcher::in_place()),
+        )?
+        .with_reporter(Arc::new(BarReporter::new(self.quiet))))
     }
 }
 
@@ -69,12 +74,20 @@ struct EnsureJson<'a> {
 }
 
 fn ensure(cx: &Context, args: &EnsureArgs) -> anyhow::Result<ExitCode> {
-    let fetcher = if args.copy {
+    let file = if args.copy {
         FileFetcher::copying()
     } else {
         FileFetcher::in_place()
     };
-    let provisioner = cx.provisioner(fetcher)?;
+    let http = HttpFetcher::new(DownloadConfig {
+        connections: usize::from(args.connections),
+        retries: args.retries,
+        stall_timeout: std::time::Duration::from_secs(args.stall_timeout),
+        ..DownloadConfig::default()
+    });
+    let fetcher = AnyFetcher::new(file).with_http(http);
+    let provisioner = ModelProvisioner::with_fetcher(&cx.cache_dir, fetcher)?
+        .with_reporter(Arc::new(BarReporter::new(cx.quiet || args.json)));
     let ensured = provisioner.ensure(&args.reference, args.digest.as_ref())?;
     let e = &ensured.entry;
     if args.json {
@@ -118,7 +131,7 @@ fn ls(cx: &Context, json: bool) -> anyhow::Result<ExitCode> {
 }
 
 fn show(cx: &Context, target: &str, json: bool) -> anyhow::Result<ExitCode> {
-    let entry = cx.provisioner(FileFetcher::in_place())?.find(target)?;
+    let entry = cx.provisioner()?.find(target)?;
     if json {
         print_json(&entry)?;
     } else {
@@ -143,7 +156,7 @@ struct VerifyJson {
 }
 
 fn verify(cx: &Context, args: &VerifyArgs) -> anyhow::Result<ExitCode> {
-    let provisioner = cx.provisioner(FileFetcher::in_place())?;
+    let provisioner = cx.provisioner()?;
     let targets: Vec<String> = if args.all {
         provisioner
             .catalog()
@@ -255,7 +268,7 @@ fn verify_line(r: &VerifyJson) -> String {
 }
 
 fn retire(cx: &Context, target: &str) -> anyhow::Result<ExitCode> {
-    let provisioner = cx.provisioner(FileFetcher::in_place())?;
+    let provisioner = cx.provisioner()?;
     let entry = provisioner.find(target)?;
     provisioner
         .catalog()
@@ -265,7 +278,7 @@ fn retire(cx: &Context, target: &str) -> anyhow::Result<ExitCode> {
 }
 
 fn rm(cx: &Context, target: &str) -> anyhow::Result<ExitCode> {
-    let provisioner = cx.provisioner(FileFetcher::in_place())?;
+    let provisioner = cx.provisioner()?;
     let CatalogEntry { id, .. } = provisioner.find(target)?;
     let Deletion::Removed { entry, artifact } = provisioner.catalog().delete(&id)? else {
         return Err(Error::UnknownId { id }.into());

@@ -31,6 +31,15 @@ impl Progress for Bar {
         self.0.inc(bytes);
     }
 
+    fn restart(&self) {
+        self.0.set_position(0);
+    }
+
+    fn set_total(&self, total: u64) {
+        self.0.set_length(total);
+        self.0.set_style(bar_style());
+    }
+
     fn finish(&self) {
         self.0.finish_and_clear();
     }
@@ -39,16 +48,21 @@ impl Progress for Bar {
 impl Reporter for BarReporter {
     fn start(&self, label: &str, total: Option<u64>) -> Box<dyn Progress> {
         let bar = match total {
-            Some(n) => ProgressBar::new(n).with_style(
-                ProgressStyle::with_template(
-                    "{msg:>20!} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
-                )
-                .expect("valid template")
-                .progress_chars("=> "),
+            Some(n) => ProgressBar::new(n).with_style(bar_style()),
+            None => ProgressBar::no_length().with_style(
+                ProgressStyle::with_template("{msg:>20!} {spinner} {bytes} {bytes_per_sec}")
+                    .expect("valid template"),
             ),
-            None => ProgressBar::new_spinner(),
         };
         bar.set_message(label.to_owned());
         Box::new(Bar(self.multi.add(bar)))
     }
+}
+
+fn bar_style() -> ProgressStyle {
+    ProgressStyle::with_template(
+        "{msg:>20!} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+    )
+    .expect("valid template")
+    .progress_chars("=> ")
 }

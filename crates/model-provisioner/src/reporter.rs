@@ -12,6 +12,8 @@ pub trait Reporter: Send + Sync + fmt::Debug {
 pub trait Progress: Send {
     /// `bytes` more were processed.
     fn advance(&self, bytes: u64);
+    /// What was reported so far is void: the task starts over from zero.
+    fn restart(&self) {}
     /// The total became known (a download learns it from the response).
     fn set_total(&self, total: u64) {
         let _ = total;

@@ -1,4 +1,4 @@
-//! Integration tests of the provisioner over a real cache directory.
+//! The provisioner over local files.
 
 use std::fs;
 use std::io::Write as _;

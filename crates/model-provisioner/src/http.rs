@@ -1,0 +1,164 @@
+//! [`HttpFetcher`]: `http://` and `https://` references, through the [download engine](crate::download).
+
+use std::sync::OnceLock;
+
+use catalog_core::verify::fingerprint;
+use catalog_core::{Digest, FileRecord, ModelRef, Provenance, Storage, now_ms};
+
+use crate::download::{Download, DownloadConfig, Downloader, partial_key};
+use crate::error::{Error, Result};
+use crate::fetcher::{FetchRequest, Fetched, ModelFetcher, unsupported};
+
+/// Fetches a file over HTTP(S) into the cache's content-addressed store.
+///
+/// The id is the URL without credentials, query or fragment. The file lands in
+/// `blobs/sha256/<hex>` and is linked at `models/http/<host>/<id hash>/<file name>`. Its
+/// SHA-256 is always computed while streaming and compared with the expected digest, if any,
+/// before anything is published.
+#[derive(Debug, Default)]
+pub struct HttpFetcher {
+    config: DownloadConfig,
+    // Built on first use, so that a cache hit never pays for a runtime or TLS set-up.
+    engine: OnceLock<Downloader>,
+}
+
+impl HttpFetcher {
+    /// A fetcher with its own download engine, configured by `config`.
+    pub fn new(config: DownloadConfig) -> Self {
+        HttpFetcher {
+            config,
+            engine: OnceLock::new(),
+        }
+    }
+
+    /// The download engine, built on first use.
+    pub fn engine(&self) -> Result<&Downloader> {
+        if let Some(engine) = self.engine.get() {
+            return Ok(engine);
+        }
+        let engine = Downloader::new(self.config.clone())?;
+        Ok(self.engine.get_or_init(|| engine))
+    }
+}
+
+impl ModelFetcher for HttpFetcher {
+    fn name(&self) -> &'static str {
+        "http"
+    }
+
+    fn fetch(&self, req: &FetchRequest<'_>) -> Result<Fetched> {
+        let ModelRef::Http(http) = req.reference else {
+            return Err(unsupported(req.reference));
+        };
+        let display_url = http.redacted();
+        let name = http
+            .file_name()
+            .and_then(file_name)
+            .unwrap_or_else(|| "download".to_owned());
+        let progress = req.reporter.start(&name, None);
+        let downloaded = self.engine()?.fetch(
+            req.layout,
+            &Download {
+                url: http.url(),
+                display_url: &display_url,
+                headers: reqwest::header::HeaderMap::new(),
+                expected: req.expected,
+                id: req.id,
+                key: &partial_key(req.id),
+            },
+            &*progress,
+        );
+        progress.finish();
+        let downloaded = downloaded?;
+        let (size, digest) = (downloaded.staged.size, downloaded.staged.digest.clone());
+        let blob = req.layout.publish_blob(downloaded.staged)?;
+        let host = match (http.url().host_str(), http.url().port()) {
+            (Some(h), Some(p)) => format!("{h}-{p}"),
+            (Some(h), None) => h.to_owned(),
+            (None, _) => "unknown-host".to_owned(),
+        };
+        let dest = req
+            .layout
+            .models_dir()
+            .join("http")
+            .join(host)
+            .join(&Digest::sha256_of(req.id.as_bytes()).value()[..16])
+            .join(&name);
+        req.layout.link_model(&blob, &dest)?;
+        let fingerprint = fingerprint(&dest).map_err(|e| Error::read(&dest, e))?;
+        Ok(Fetched {
+            local_path: dest,
+            storage: Storage::Cache,
+            size_bytes: size,
+            computed: Some(digest.clone()),
+            fingerprint,
+            bytes_read: downloaded.transferred,
+            provenance: Provenance {
+                fetcher: "http".to_owned(),
+                fetcher_version: env!("CARGO_PKG_VERSION").to_owned(),
+                fetched_ms: now_ms(),
+                resolved_revision: downloaded.etag,
+                files: vec![FileRecord {
+                    path: name,
+                    size,
+                    digest: Some(digest),
+                }],
+            },
+        })
+    }
+}
+
+/// The last URL segment, percent-decoded, if it is a safe file name.
+fn file_name(segment: &str) -> Option<String> {
+    let bytes = segment.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| char::from(b).to_digit(16);
+        match (
+            bytes[i],
+            bytes.get(i + 1).copied().and_then(hex),
+            bytes.get(i + 2).copied().and_then(hex),
+        ) {
+            (b'%', Some(hi), Some(lo)) => {
+                out.push(u8::try_from(hi * 16 + lo).expect("two hex digits fit a byte"));
+                i += 3;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    let name = String::from_utf8(out).ok()?;
+    let safe = !name.is_empty()
+        && name != "."
+        && name != ".."
+        && !name.starts_with('.')
+        && !name.contains(['/', '\\'])
+        && !name.chars().any(char::is_control)
+        && name.len() <= 255;
+    safe.then_some(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::file_name;
+
+    #[test]
+    fn file_names_are_decoded_and_checked() {
+        assert_eq!(
+            file_name("model.Q4_K_M.gguf").as_deref(),
+            Some("model.Q4_K_M.gguf")
+        );
+        assert_eq!(
+            file_name("my%20model.gguf").as_deref(),
+            Some("my model.gguf")
+        );
+        for bad in [
+            "", ".", "..", "%2e%2e", "a%2Fb", "a%5Cb", "%00x", ".hidden", "%ff",
+        ] {
+            assert_eq!(file_name(bad), None, "{bad}");
+        }
+    }
+}

@@ -1,0 +1,370 @@
+//! The provisioner over HTTP, against nginx and a scripted fault server on loopback.
+
+use std::fs;
+use std::path::Path;
+use std::time::Duration;
+
+use catalog_core::{CatalogStore, Digest, Outcome, Storage};
+use model_provisioner::download::DownloadConfig;
+use model_provisioner::{AnyFetcher, Error, FileFetcher, FsCatalog, HttpFetcher, ModelProvisioner};
+use test_support::{Answer, FaultServer, Nginx};
+
+type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+/// Small chunks and quick retries, so that parallel ranges and retries show at test sizes.
+fn config() -> DownloadConfig {
+    DownloadConfig {
+        connections: 4,
+        chunk_size: 256 << 10,
+        parallel_threshold: 1 << 20,
+        retries: 3,
+        backoff: Duration::from_millis(10),
+        stall_timeout: Duration::from_secs(1),
+        connect_timeout: Duration::from_secs(2),
+    }
+}
+
+fn provisioner(
+    cache: &Path,
+    config: DownloadConfig,
+) -> Result<ModelProvisioner<FsCatalog, AnyFetcher>, Error> {
+    let fetcher = AnyFetcher::new(FileFetcher::in_place()).with_http(HttpFetcher::new(config));
+    ModelProvisioner::with_fetcher(cache, fetcher)
+}
+
+/// Deterministic pseudo-random bytes.
+fn bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x.to_le_bytes()[0]
+        })
+        .collect()
+}
+
+fn dir_is_empty(dir: &Path) -> bool {
+    fs::read_dir(dir).map_or(true, |mut d| d.next().is_none())
+}
+
+#[test]
+fn a_small_file_is_fetched_in_one_stream_recorded_and_then_reused() -> TestResult {
+    let nginx = Nginx::start();
+    let body = bytes(300_000, 1);
+    nginx.put("tiny.gguf", &body)?;
+    let cache = tempfile::tempdir()?;
+    let p = provisioner(cache.path(), config())?;
+    let url = nginx.url("files/tiny.gguf");
+
+    let ensured = p.ensure(&url.parse()?, None)?;
+    assert!(!ensured.cached);
+    assert_eq!(ensured.bytes_read, 300_000);
+    assert_eq!(ensured.resolved.id, url);
+    let path = &ensured.resolved.local_path;
+    assert!(path.starts_with(cache.path().join("models/http")));
+    assert_eq!(path.file_name().and_then(|n| n.to_str()), Some("tiny.gguf"));
+    assert_eq!(fs::read(path)?, body);
+    assert!(fs::metadata(path)?.permissions().readonly());
+    // No digest was given, yet the bytes were hashed on the way and the digest recorded.
+    let entry = &ensured.entry;
+    assert_eq!(entry.storage, Storage::Cache);
+    assert_eq!(entry.verification.outcome, Outcome::Warn);
+    assert_eq!(entry.verification.computed, Some(Digest::sha256_of(&body)));
+    assert!(dir_is_empty(&cache.path().join("tmp")));
+    assert_eq!(nginx.log_of_at_least(1).len(), 1, "{:?}", nginx.log());
+
+    let again = p.ensure(&url.parse()?, Some(&Digest::sha256_of(&body)))?;
+    assert!(again.cached);
+    assert_eq!(again.entry.verification.outcome, Outcome::Pass);
+    assert_eq!(nginx.log().len(), 1, "a cache hit sends no request");
+    Ok(())
+}
+
+#[test]
+fn a_large_file_is_fetched_in_parallel_ranges_and_verified() -> TestResult {
+    let nginx = Nginx::start();
+    let body = bytes(6 << 20, 2);
+    nginx.put("big.safetensors", &body)?;
+    let cache = tempfile::tempdir()?;
+    let p = provisioner(cache.path(), config())?;
+    let digest = Digest::sha256_of(&body);
+    let ensured = p.ensure(&nginx.url("files/big.safetensors").parse()?, Some(&digest))?;
+    assert_eq!(fs::read(&ensured.resolved.local_path)?, body);
+    assert_eq!(ensured.entry.verification.outcome, Outcome::Pass);
+    let bounded: Vec<_> = nginx
+        .log()
+        .into_iter()
+        .filter(|l| l.status == 206 && l.range.as_deref().is_some_and(|r| !r.ends_with('-')))
+        .collect();
+    assert!(
+        bounded.len() >= 20,
+        "expected chunked ranges, got {bounded:?}"
+    );
+    Ok(())
+}
+
+#[test]
+fn a_server_without_range_support_is_streamed_whole() -> TestResult {
+    let nginx = Nginx::start();
+    let body = bytes(3 << 20, 3);
+    nginx.put("whole.gguf", &body)?;
+    let cache = tempfile::tempdir()?;
+    let p = provisioner(cache.path(), config())?;
+    let ensured = p.ensure(
+        &nginx.url("norange/whole.gguf").parse()?,
+        Some(&Digest::sha256_of(&body)),
+    )?;
+    assert_eq!(fs::read(&ensured.resolved.local_path)?, body);
+    let log = nginx.log_of_at_least(1);
+    assert_eq!(log.len(), 1, "{log:?}");
+    assert_eq!(log[0].status, 200);
+    Ok(())
+}
+
+#[test]
+fn a_digest_mismatch_publishes_nothing_and_leaves_no_partial() -> TestResult {
+    let nginx = Nginx::start();
+    nginx.put("m.gguf", &bytes(2 << 20, 4))?;
+    let cache = tempfile::tempdir()?;
+    let p = provisioner(cache.path(), config())?;
+    let wrong = Digest::sha256_of(b"something else");
+    let err = p
+        .ensure(&nginx.url("files/m.gguf").parse()?, Some(&wrong))
+        .expect_err("mismatch");
+    assert!(err.is_verification_failure(), "{err}");
+    assert!(err.to_string().contains(&wrong.to_string()));
+    assert!(dir_is_empty(&cache.path().join("tmp")));
+    assert!(dir_is_empty(&cache.path().join("blobs/sha256")));
+    assert!(!cache.path().join("models").exists());
+    assert!(!cache.path().join("catalog/index.json").exists());
+    Ok(())
+}
+
+#[test]
+fn http_errors_name_the_url_and_status_and_only_transient_ones_are_retried() -> TestResult {
+    let nginx = Nginx::start();
+    let cache = tempfile::tempdir()?;
+    let p = provisioner(cache.path(), config())?;
+
+    let err = p
+        .ensure(&nginx.url("files/missing.gguf").parse()?, None)
+        .expect_err("404");
+    assert!(
+        matches!(
+            err,
+            Error::Download {
+                status: Some(404),
+                attempts: 1,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string().contains(&nginx.url("files/missing.gguf")),
+        "{err}"
+    );
+    assert_eq!(err.hint().as_deref(), Some("check the URL"));
+    assert_eq!(nginx.log_of_at_least(2).len(), 1, "a 404 is not retried");
+
+    nginx.clear_log();
+    let err = p
+        .ensure(&nginx.url("status/500").parse()?, None)
+        .expect_err("500");
+    assert!(
+        matches!(
+            err,
+            Error::Download {
+                status: Some(500),
+                attempts: 4,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("after 4 attempts"), "{err}");
+    assert_eq!(nginx.log_of_at_least(5).len(), 4, "first try and 3 retries");
+
+    let port = test_support::free_port();
+    let err = p
+        .ensure(&format!("http://127.0.0.1:{port}/m.gguf").parse()?, None)
+        .expect_err("refused");
+    assert!(err.to_string().contains("could not connect"), "{err}");
+    assert!(!cache.path().join("catalog/index.json").exists());
+    Ok(())
+}
+
+#[test]
+fn transient_statuses_are_retried_until_the_file_comes() -> TestResult {
+    let body = bytes(100_000, 5);
+    let server = FaultServer::start(
+        body.clone(),
+        vec![
+            Answer::Status(503),
+            Answer::Status(500),
+            Answer::Serve { ranges: true },
+        ],
+    );
+    let cache = tempfile::tempdir()?;
+    let p = provisioner(cache.path(), config())?;
+    let ensured = p.ensure(
+        &server.url("m.gguf").parse()?,
+        Some(&Digest::sha256_of(&body)),
+    )?;
+    assert_eq!(fs::read(&ensured.resolved.local_path)?, body);
+    assert_eq!(server.requests(), 3);
+    Ok(())
+}
+
+#[test]
+fn a_body_cut_short_is_resumed_from_where_it_stopped() -> TestResult {
+    let body = bytes(700_000, 6);
+    let server = FaultServer::start(
+        body.clone(),
+        vec![
+            Answer::Cut { bytes: 400_000 },
+            Answer::Serve { ranges: true },
+        ],
+    );
+    let cache = tempfile::tempdir()?;
+    let p = provisioner(cache.path(), config())?;
+    let ensured = p.ensure(
+        &server.url("m.gguf").parse()?,
+        Some(&Digest::sha256_of(&body)),
+    )?;
+    assert_eq!(fs::read(&ensured.resolved.local_path)?, body);
+    let ranges = server.ranges();
+    assert_eq!(ranges.len(), 2, "{ranges:?}");
+    let resumed_at: u64 = ranges[1]
+        .as_deref()
+        .and_then(|r| r.strip_prefix("bytes="))
+        .and_then(|r| r.strip_suffix('-'))
+        .ok_or("no open range")?
+        .parse()?;
+    assert!(
+        resumed_at > 0 && resumed_at <= 400_000,
+        "resumed at {resumed_at}"
+    );
+    Ok(())
+}
+
+#[test]
+fn an_interrupted_download_resumes_on_the_next_run() -> TestResult {
+    let body = bytes(900_000, 7);
+    let server = FaultServer::start(
+        body.clone(),
+        vec![
+            Answer::Cut { bytes: 500_000 },
+            Answer::Serve { ranges: true },
+        ],
+    );
+    let cache = tempfile::tempdir()?;
+    let url = server.url("m.gguf");
+    let no_retry = DownloadConfig {
+        retries: 0,
+        ..config()
+    };
+    let err = provisioner(cache.path(), no_retry.clone())?
+        .ensure(&url.parse()?, None)
+        .expect_err("cut");
+    assert!(matches!(err, Error::Download { .. }), "{err:?}");
+    // The partial file and its resume state stay for the next run, invisible to the catalog.
+    let leftovers: Vec<_> = fs::read_dir(cache.path().join("tmp"))?.collect::<Result<_, _>>()?;
+    assert_eq!(leftovers.len(), 2, "{leftovers:?}");
+    assert!(!cache.path().join("catalog/index.json").exists());
+
+    let ensured = provisioner(cache.path(), no_retry)?
+        .ensure(&url.parse()?, Some(&Digest::sha256_of(&body)))?;
+    assert_eq!(fs::read(&ensured.resolved.local_path)?, body);
+    assert_eq!(ensured.bytes_read, 900_000 - 500_000);
+    assert_eq!(server.ranges()[1].as_deref(), Some("bytes=500000-"));
+    assert!(dir_is_empty(&cache.path().join("tmp")));
+    Ok(())
+}
+
+#[test]
+fn a_connection_cut_every_time_fails_clearly_after_the_retries() -> TestResult {
+    let server = FaultServer::start(bytes(200_000, 8), vec![Answer::Cut { bytes: 10 }]);
+    let cache = tempfile::tempdir()?;
+    let p = provisioner(cache.path(), config())?;
+    let err = p
+        .ensure(&server.url("m.gguf").parse()?, None)
+        .expect_err("always cut");
+    let msg = err.to_string();
+    assert!(
+        msg.contains(&server.url("m.gguf")) && msg.contains("after 4 attempts"),
+        "{msg}"
+    );
+    assert_eq!(server.requests(), 4);
+    assert!(err.hint().is_some_and(|h| h.contains("resumes")), "{err:?}");
+    Ok(())
+}
+
+#[test]
+fn a_stalled_connection_is_abandoned_and_retried() -> TestResult {
+    let body = bytes(300_000, 9);
+    let server = FaultServer::start(
+        body.clone(),
+        vec![
+            Answer::Stall {
+                bytes: 1000,
+                stall: Duration::from_secs(20),
+            },
+            Answer::Serve { ranges: true },
+        ],
+    );
+    let cache = tempfile::tempdir()?;
+    let p = provisioner(cache.path(), config())?;
+    let started = std::time::Instant::now();
+    let ensured = p.ensure(
+        &server.url("m.gguf").parse()?,
+        Some(&Digest::sha256_of(&body)),
+    )?;
+    assert_eq!(fs::read(&ensured.resolved.local_path)?, body);
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
+    Ok(())
+}
+
+#[test]
+fn a_server_that_lies_is_caught_by_the_digest() -> TestResult {
+    let body = bytes(100_000, 10);
+    let server = FaultServer::start(body.clone(), vec![Answer::Lie(bytes(100_000, 42))]);
+    let cache = tempfile::tempdir()?;
+    let p = provisioner(cache.path(), config())?;
+    let err = p
+        .ensure(
+            &server.url("m.gguf").parse()?,
+            Some(&Digest::sha256_of(&body)),
+        )
+        .expect_err("lie");
+    assert!(err.is_verification_failure(), "{err}");
+    assert!(dir_is_empty(&cache.path().join("blobs/sha256")));
+    Ok(())
+}
+
+#[test]
+fn credentials_in_the_url_reach_neither_the_id_nor_the_index() -> TestResult {
+    let body = bytes(10_000, 12);
+    let server = FaultServer::start(body.clone(), vec![Answer::Serve { ranges: true }]);
+    let cache = tempfile::tempdir()?;
+    let p = provisioner(cache.path(), config())?;
+    let url = server
+        .url("m.gguf")
+        .replace("http://", "http://alice:hunter2@")
+        + "?token=s3cr3t";
+    let ensured = p.ensure(&url.parse()?, None)?;
+    assert_eq!(ensured.resolved.id, server.url("m.gguf"));
+    let index = fs::read_to_string(cache.path().join("catalog/index.json"))?;
+    assert!(
+        !index.contains("hunter2") && !index.contains("s3cr3t") && !index.contains("alice"),
+        "{index}"
+    );
+    assert_eq!(p.catalog().list()?.len(), 1);
+    Ok(())
+}

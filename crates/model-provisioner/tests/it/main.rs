@@ -1,0 +1,5 @@
+//! Integration tests of the provisioner over a real cache directory.
+
+mod file;
+#[cfg(feature = "http")]
+mod http;

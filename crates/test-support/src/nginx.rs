@@ -1,0 +1,216 @@
+//! nginx on loopback.
+
+use std::fs;
+use std::io;
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A running nginx, serving [`Nginx::root`]. Killed on drop.
+#[derive(Debug)]
+pub struct Nginx {
+    child: Child,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+/// One line of the access log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogLine {
+    /// `GET`, `HEAD`, …
+    pub method: String,
+    /// The path requested.
+    pub uri: String,
+    /// The response status.
+    pub status: u16,
+    /// Body bytes sent (fewer than asked when the client went away).
+    pub body_bytes: u64,
+    /// The `Range` header, if any.
+    pub range: Option<String>,
+}
+
+fn nginx_binary() -> PathBuf {
+    for candidate in [
+        "/usr/sbin/nginx",
+        "/usr/local/sbin/nginx",
+        "/usr/local/nginx/sbin/nginx",
+    ] {
+        if Path::new(candidate).exists() {
+            return candidate.into();
+        }
+    }
+    if let Some(path) = std::env::var_os("PATH") {
+        for dir in std::env::split_paths(&path) {
+            let p = dir.join("nginx");
+            if p.exists() {
+                return p;
+            }
+        }
+    }
+    panic!(
+        "nginx is not installed: these tests serve files with it; run `bash scripts/test.sh`, which installs it (`apt-get install nginx`)"
+    );
+}
+
+impl Nginx {
+    /// Starts nginx on a free port, serving an empty directory.
+    pub fn start() -> Self {
+        let dir = tempfile::tempdir().expect("creating a temp dir");
+        let www = dir.path().join("www");
+        fs::create_dir_all(&www).expect("creating the web root");
+        for tmp in ["body", "proxy", "fastcgi", "uwsgi", "scgi"] {
+            fs::create_dir_all(dir.path().join(tmp)).expect("creating nginx temp dirs");
+        }
+        let port = crate::free_port();
+        let d = dir.path().display();
+        let config = format!(
+            r#"daemon off;
+master_process off;
+worker_processes 1;
+pid {d}/nginx.pid;
+error_log {d}/error.log info;
+events {{ worker_connections 512; }}
+http {{
+    log_format ranges '$request_method $uri $status $body_bytes_sent "$http_range"';
+    access_log {d}/access.log ranges;
+    client_body_temp_path {d}/body;
+    proxy_temp_path {d}/proxy;
+    fastcgi_temp_path {d}/fastcgi;
+    uwsgi_temp_path {d}/uwsgi;
+    scgi_temp_path {d}/scgi;
+    default_type application/octet-stream;
+    sendfile on;
+    keepalive_requests 10000;
+    server {{
+        listen 127.0.0.1:{port};
+        location /files/ {{ alias {d}/www/; }}
+        location /norange/ {{ alias {d}/www/; max_ranges 0; }}
+        location /slow/ {{ alias {d}/www/; limit_rate 2m; }}
+        location = /status/500 {{ return 500; }}
+        location = /status/503 {{ return 503; }}
+        location = /status/403 {{ return 403; }}
+    }}
+}}
+"#
+        );
+        let conf = dir.path().join("nginx.conf");
+        fs::write(&conf, config).expect("writing nginx.conf");
+        let child = Command::new(nginx_binary())
+            .arg("-c")
+            .arg(&conf)
+            .arg("-p")
+            .arg(dir.path())
+            .arg("-e")
+            .arg(dir.path().join("error.log"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starting nginx");
+        let mut nginx = Nginx { child, port, dir };
+        nginx.wait_ready();
+        nginx
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                let log = fs::read_to_string(self.dir.path().join("error.log")).unwrap_or_default();
+                panic!("nginx exited at start ({status}):\n{log}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("nginx did not listen on port {} within 10 s", self.port);
+    }
+
+    /// The directory served.
+    pub fn root(&self) -> PathBuf {
+        self.dir.path().join("www")
+    }
+
+    /// The port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `http://127.0.0.1:<port>/<path>`.
+    pub fn url(&self, path: &str) -> String {
+        format!(
+            "http://127.0.0.1:{}/{}",
+            self.port,
+            path.trim_start_matches('/')
+        )
+    }
+
+    /// Writes `bytes` as `name` in the served directory.
+    pub fn put(&self, name: &str, bytes: &[u8]) -> io::Result<PathBuf> {
+        let path = self.root().join(name);
+        fs::write(&path, bytes)?;
+        Ok(path)
+    }
+
+    /// The access log so far.
+    pub fn log(&self) -> Vec<LogLine> {
+        let text = fs::read_to_string(self.dir.path().join("access.log")).unwrap_or_default();
+        text.lines().filter_map(parse_line).collect()
+    }
+
+    /// The access log once it has at least `n` lines (nginx logs a request just after it
+    /// answers, so a client may be a moment ahead), or after 2 s, whatever it has then.
+    pub fn log_of_at_least(&self, n: usize) -> Vec<LogLine> {
+        let deadline = Instant::now() + Duration::from_secs(2);
+        loop {
+            let log = self.log();
+            if log.len() >= n || Instant::now() > deadline {
+                return log;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Empties the access log.
+    pub fn clear_log(&self) {
+        // nginx appends with O_APPEND, so truncating in place is safe.
+        let _ = fs::OpenOptions::new()
+            .write(true)
+            .truncate(true)
+            .open(self.dir.path().join("access.log"));
+    }
+
+    /// Body bytes sent for requests whose path ends with `suffix`.
+    pub fn bytes_sent(&self, suffix: &str) -> u64 {
+        self.log()
+            .iter()
+            .filter(|l| l.uri.ends_with(suffix))
+            .map(|l| l.body_bytes)
+            .sum()
+    }
+}
+
+fn parse_line(line: &str) -> Option<LogLine> {
+    let mut parts = line.splitn(5, ' ');
+    let method = parts.next()?.to_owned();
+    let uri = parts.next()?.to_owned();
+    let status = parts.next()?.parse().ok()?;
+    let body_bytes = parts.next()?.parse().ok()?;
+    let range = parts.next()?.trim_matches('"');
+    Some(LogLine {
+        method,
+        uri,
+        status,
+        body_bytes,
+        range: (range != "-").then(|| range.to_owned()),
+    })
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
