@@ -217,10 +217,20 @@ impl Downloader {
         let mut attempt = 0;
         // A changed remote or a damaged prefix sends us back here, from byte zero.
         loop {
-            let start = prior.as_ref().map_or(0, |s| s.prefix_len);
-            let mut request = self
-                .request(dl)
-                .header(header::RANGE, format!("bytes={start}-"));
+            // A run killed after the last byte but before publishing kept everything: ask for
+            // the last byte only, to check that the remote is still the same file.
+            let complete = prior
+                .as_ref()
+                .is_some_and(|s| s.prefix_len == s.total && s.total > 0);
+            let start = prior
+                .as_ref()
+                .map_or(0, |s| if complete { s.total - 1 } else { s.prefix_len });
+            let range = if complete {
+                format!("bytes={start}-{start}")
+            } else {
+                format!("bytes={start}-")
+            };
+            let mut request = self.request(dl).header(header::RANGE, range);
             if let Some(v) = prior.as_ref().and_then(|s| s.validators.if_range()) {
                 request = request.header(header::IF_RANGE, v);
             }
@@ -260,6 +270,15 @@ impl Downloader {
                         }
                     };
                     progress.set_total(total);
+                    if hasher.bytes() == total {
+                        progress.advance(total);
+                        let plan = Plan {
+                            total,
+                            validators,
+                            resumed: total,
+                        };
+                        return Self::finish(partial, dl, &plan, hasher, 0);
+                    }
                     if start > 0 {
                         tracing::info!(
                             url = dl.display_url,
@@ -445,7 +464,7 @@ impl Downloader {
                 resp,
                 offset,
                 end,
-                self.config.chunk_size,
+                SEQUENTIAL_PIECE,
                 &sink,
                 partial,
                 progress,
@@ -713,6 +732,10 @@ async fn futures_join_all<F: Future>(futures: Vec<F>) -> Vec<F::Output> {
     .await;
     done.into_iter().map(|v| v.expect("all ready")).collect()
 }
+
+/// How much of a single stream is buffered before it is written and handed to the hasher:
+/// small enough for a fine-grained resume state and for the hasher to keep pace.
+const SEQUENTIAL_PIECE: u64 = 1 << 20;
 
 /// What is known before the bytes flow.
 #[derive(Debug)]

@@ -368,3 +368,29 @@ fn credentials_in_the_url_reach_neither_the_id_nor_the_index() -> TestResult {
     assert_eq!(p.catalog().list()?.len(), 1);
     Ok(())
 }
+
+#[test]
+fn a_complete_partial_left_by_a_kill_is_checked_with_one_byte_and_published() -> TestResult {
+    let body = bytes(50_000, 13);
+    let server = FaultServer::start(body.clone(), vec![Answer::Serve { ranges: true }]);
+    let cache = tempfile::tempdir()?;
+    let url = server.url("m.gguf");
+    // What a run killed between the last byte and the rename leaves behind.
+    let key = model_provisioner::download::partial_key(&url);
+    fs::create_dir_all(cache.path().join("tmp"))?;
+    fs::write(cache.path().join(format!("tmp/dl-{key}.part")), &body)?;
+    let state = serde_json::json!({
+        "url": url,
+        "total": body.len(),
+        "validators": {"etag": "\"fault-etag\"", "last_modified": null},
+        "prefix_len": body.len(),
+        "prefix_sha256": Digest::sha256_of(&body).value(),
+    });
+    fs::write(cache.path().join(format!("tmp/dl-{key}.state")), state.to_string())?;
+
+    let ensured = provisioner(cache.path(), config())?.ensure(&url.parse()?, Some(&Digest::sha256_of(&body)))?;
+    assert_eq!(fs::read(&ensured.resolved.local_path)?, body);
+    assert_eq!(ensured.bytes_read, 0);
+    assert_eq!(server.ranges(), [Some("bytes=49999-49999".to_owned())]);
+    Ok(())
+}

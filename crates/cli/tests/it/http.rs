@@ -1,0 +1,197 @@
+//! `ensure https://…` end to end against nginx: kills, resumes, a remote that changes.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant, SystemTime};
+
+use catalog_core::Digest;
+use test_support::Nginx;
+
+use crate::fixture::{
+    Fixture, TestResult, assert_code, run_within_limit, stderr, stdout, str_field, u64_field,
+};
+
+/// Deterministic pseudo-random bytes.
+fn bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x.to_le_bytes()[0]
+        })
+        .collect()
+}
+
+/// The resume state of the one download in flight under `cache`, as `(prefix_len, total)`.
+fn resume_progress(cache: &Path) -> Option<(u64, u64)> {
+    let tmp = cache.join("tmp");
+    let state = fs::read_dir(tmp)
+        .ok()?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "state"))?;
+    let value: serde_json::Value = serde_json::from_slice(&fs::read(state).ok()?).ok()?;
+    Some((value["prefix_len"].as_u64()?, value["total"].as_u64()?))
+}
+
+/// Starts `ensure url` and SIGKILLs it once at least `fraction` of the file is kept on disk.
+/// Returns the number of bytes kept at that moment.
+fn kill_midway(fx: &Fixture, url: &str, fraction: f64) -> TestResult<u64> {
+    let mut child: Child = fx
+        .command(["ensure", url, "--json"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some((kept, total)) = resume_progress(fx.cache())
+            && kept as f64 >= total as f64 * fraction
+        {
+            child.kill()?;
+            child.wait()?;
+            return Ok(kept);
+        }
+        if let Some(status) = child.try_wait()? {
+            return Err(format!("the download ended before it could be killed: {status}").into());
+        }
+        if Instant::now() > deadline {
+            child.kill()?;
+            return Err("no progress within 30 s".into());
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Files under `models/`: nothing may appear there before a download is complete.
+fn model_files(cache: &Path) -> Vec<PathBuf> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        for entry in fs::read_dir(dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                walk(&path, out);
+            } else {
+                out.push(path);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(&cache.join("models"), &mut out);
+    out
+}
+
+#[test]
+fn a_download_killed_midway_resumes_and_resends_only_the_rest() -> TestResult {
+    let nginx = Nginx::start();
+    let body = bytes(6 << 20, 1);
+    nginx.put("model.gguf", &body)?;
+    let fx = Fixture::new()?;
+    // `/slow/` sends 2 MB/s, so the kill lands mid-way.
+    let url = nginx.url("slow/model.gguf");
+    let kept = kill_midway(&fx, &url, 0.3)?;
+    assert!(
+        model_files(fx.cache()).is_empty(),
+        "a partial file became visible"
+    );
+    assert_eq!(fx.index_bytes(), None, "a partial download was registered");
+
+    nginx.clear_log();
+    let digest = Digest::sha256_of(&body).to_string();
+    let out = run_within_limit(&mut fx.command(["ensure", &url, "--digest", &digest, "--json"]));
+    assert_code(&out, 0);
+    let json: serde_json::Value = serde_json::from_str(&stdout(&out))?;
+    assert_eq!(str_field(&json, "verification"), "pass");
+    assert_eq!(fs::read(str_field(&json, "local_path"))?, body);
+    let resent = nginx
+        .log_of_at_least(1)
+        .iter()
+        .map(|l| l.body_bytes)
+        .sum::<u64>();
+    assert!(
+        resent <= body.len() as u64 - kept,
+        "re-sent {resent} bytes although {kept} of {} were kept",
+        body.len()
+    );
+    assert_eq!(u64_field(&json, "bytes_read"), resent);
+    Ok(())
+}
+
+#[test]
+fn a_remote_file_that_changed_between_runs_is_fetched_from_scratch() -> TestResult {
+    let nginx = Nginx::start();
+    let old = bytes(4 << 20, 2);
+    let path = nginx.put("model.gguf", &old)?;
+    let fx = Fixture::new()?;
+    let url = nginx.url("slow/model.gguf");
+    kill_midway(&fx, &url, 0.2)?;
+
+    // Same size, new bytes, new mtime: nginx's ETag and Last-Modified change.
+    let new = bytes(4 << 20, 3);
+    fs::write(&path, &new)?;
+    fs::File::options()
+        .write(true)
+        .open(&path)?
+        .set_modified(SystemTime::now() + Duration::from_secs(60))?;
+    nginx.clear_log();
+    let out = run_within_limit(&mut fx.command(["ensure", &url, "--json"]));
+    assert_code(&out, 0);
+    let json: serde_json::Value = serde_json::from_str(&stdout(&out))?;
+    assert_eq!(
+        fs::read(str_field(&json, "local_path"))?,
+        new,
+        "old bytes were kept"
+    );
+    assert_eq!(
+        str_field(&json, "computed"),
+        Digest::sha256_of(&new).to_string()
+    );
+    let log = nginx.log_of_at_least(1);
+    assert!(
+        log.iter().any(|l| l.status == 200),
+        "If-Range should have brought the whole file: {log:?}"
+    );
+    Ok(())
+}
+
+#[test]
+fn json_prints_the_final_object_only_and_quiet_prints_nothing_else() -> TestResult {
+    let nginx = Nginx::start();
+    let body = bytes(100_000, 4);
+    nginx.put("m.gguf", &body)?;
+    let fx = Fixture::new()?;
+    let url = nginx.url("files/m.gguf");
+    let digest = Digest::sha256_of(&body).to_string();
+
+    let out = run_within_limit(&mut fx.command(["ensure", &url, "--digest", &digest, "--json"]));
+    assert_code(&out, 0);
+    let text = stdout(&out);
+    let json: serde_json::Value = serde_json::from_str(&text)?;
+    assert_eq!(str_field(&json, "id"), url);
+    assert_eq!(u64_field(&json, "bytes"), 100_000);
+    assert!(stderr(&out).is_empty(), "{}", stderr(&out));
+
+    let out = run_within_limit(&mut fx.command(["--quiet", "ensure", &url]));
+    assert_code(&out, 0);
+    assert!(stderr(&out).is_empty(), "{}", stderr(&out));
+    assert!(stdout(&out).contains(&url));
+    Ok(())
+}
+
+#[test]
+fn a_404_names_the_url_and_status_with_a_hint() -> TestResult {
+    let nginx = Nginx::start();
+    let fx = Fixture::new()?;
+    let url = nginx.url("files/nope.gguf");
+    let out = run_within_limit(&mut fx.command(["ensure", &url]));
+    assert_code(&out, 1);
+    let err = stderr(&out);
+    assert!(
+        err.starts_with(&format!("error: failed to download `{url}`: HTTP 404")),
+        "{err}"
+    );
+    assert!(err.contains("hint: check the URL"), "{err}");
+    assert_eq!(fx.index_bytes(), None);
+    Ok(())
+}
