@@ -126,6 +126,12 @@ pub struct Provenance {
     /// The files the artifact is made of.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub files: Vec<FileRecord>,
+    /// The `--include` patterns the files were selected with.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub include: Vec<String>,
+    /// The `--exclude` patterns the files were selected with.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exclude: Vec<String>,
 }
 
 /// One model in the catalog.

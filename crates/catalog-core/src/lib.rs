@@ -27,7 +27,7 @@ pub use layout::{
 };
 pub use model_ref::{
     FileRef, HfRef, HttpRef, ModelRef, OciRef, OciReference, ParseRefError, S3Ref,
-    SUPPORTED_SCHEMES, Scheme, file_id,
+    SUPPORTED_SCHEMES, Scheme, file_id, printable,
 };
 pub use store::{ArtifactRemoval, CatalogStore, Deletion};
 pub use verify::{open_regular, verify_digest};

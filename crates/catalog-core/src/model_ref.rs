@@ -295,7 +295,7 @@ impl ParseRefError {
 }
 
 /// `s` made safe to print: control characters escaped, long input shortened.
-pub(crate) fn printable(s: &str) -> String {
+pub fn printable(s: &str) -> String {
     const MAX: usize = 200;
     let mut out = String::new();
     for (i, c) in s.chars().enumerate() {

@@ -68,6 +68,10 @@ pub enum Command {
 
 /// `ensure`.
 #[derive(Debug, Args)]
+#[expect(
+    clippy::struct_excessive_bools,
+    reason = "command-line flags are bools"
+)]
 pub struct EnsureArgs {
     /// The model reference: a local path, `file:…`, `https://…`, `hf:org/repo[/file]`.
     #[arg(value_name = "REF", value_parser = parse_ref)]
@@ -80,6 +84,38 @@ pub struct EnsureArgs {
     /// Copy a local file into the cache instead of registering it in place.
     #[arg(long)]
     pub copy: bool,
+
+    /// For `hf:` references: the branch, tag or commit (same as `hf:org/repo@REV`).
+    #[arg(long, value_name = "REV", help_heading = "Hugging Face")]
+    pub revision: Option<String>,
+
+    /// For a whole `hf:` repository: only files matching this pattern (`*` matches any run of
+    /// characters, `/` included; repeatable), e.g. `--include '*Q4_K_M*.gguf'`.
+    #[arg(long, value_name = "PATTERN", help_heading = "Hugging Face")]
+    pub include: Vec<String>,
+
+    /// For a whole `hf:` repository: no file matching this pattern (repeatable).
+    #[arg(long, value_name = "PATTERN", help_heading = "Hugging Face")]
+    pub exclude: Vec<String>,
+
+    /// How to fetch `hf:` references: the built-in client (checks every file's sha256), or the
+    /// `hf` / `huggingface-cli` tool found on PATH.
+    #[arg(long, value_enum, default_value_t = Via::Native, help_heading = "Hugging Face")]
+    pub via: Via,
+
+    /// Make no network request for `hf:` references (as `HF_HUB_OFFLINE=1`): answer from the
+    /// catalog or the Hugging Face cache, or fail.
+    #[arg(long, help_heading = "Hugging Face")]
+    pub offline: bool,
+
+    /// Files of a repository fetched at once.
+    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64), help_heading = "Hugging Face")]
+    pub parallel_files: u16,
+
+    /// Resolve and fetch again even if the catalog has the model: a moved branch brings its new
+    /// commit; files already in the cache are not downloaded again.
+    #[arg(long)]
+    pub refresh: bool,
 
     /// Ranged requests in flight at once when downloading a large file (1 = one stream).
     #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
@@ -96,6 +132,15 @@ pub struct EnsureArgs {
     /// Print one JSON object instead of text (and no progress bars).
     #[arg(long)]
     pub json: bool,
+}
+
+/// How `hf:` references are fetched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Via {
+    /// The built-in Hub client.
+    Native,
+    /// The `hf` (or `huggingface-cli`) command on PATH.
+    HfCli,
 }
 
 /// `--json` alone.

@@ -6,14 +6,16 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context as _;
+use catalog_core::ModelRef;
 use catalog_core::{
     ArtifactRemoval, CatalogEntry, CatalogStore, Deletion, FsCatalog, Lifecycle, Outcome,
 };
 use model_provisioner::download::DownloadConfig;
+use model_provisioner::hf::{HfCliFetcher, HfConfig, HfFetcher};
 use model_provisioner::{AnyFetcher, Error, FileFetcher, HttpFetcher, ModelProvisioner};
 use serde::Serialize;
 
-use crate::cli::{Cli, Command, EnsureArgs, GcArgs, VerifyArgs};
+use crate::cli::{Cli, Command, EnsureArgs, GcArgs, VerifyArgs, Via};
 use crate::output::{entries_table, entry_details, human_bytes, outcome_text, print, print_json};
 use crate::progress::BarReporter;
 
@@ -74,21 +76,41 @@ struct EnsureJson<'a> {
 }
 
 fn ensure(cx: &Context, args: &EnsureArgs) -> anyhow::Result<ExitCode> {
+    let reference = with_revision(&args.reference, args.revision.as_deref())?;
+    let whole_repo = matches!(&reference, ModelRef::Hf(h) if h.path.is_none());
+    let filtered = !(args.include.is_empty() && args.exclude.is_empty());
+    if filtered && !whole_repo {
+        return Err(UsageError(
+            "`--include` and `--exclude` select files of a whole `hf:` repository (`hf:org/repo`)"
+                .into(),
+        )
+        .into());
+    }
     let file = if args.copy {
         FileFetcher::copying()
     } else {
         FileFetcher::in_place()
     };
-    let http = HttpFetcher::new(DownloadConfig {
+    let download = DownloadConfig {
         connections: usize::from(args.connections),
         retries: args.retries,
         stall_timeout: std::time::Duration::from_secs(args.stall_timeout),
         ..DownloadConfig::default()
-    });
-    let fetcher = AnyFetcher::new(file).with_http(http);
+    };
+    let mut hf = HfConfig::from_env();
+    hf.offline |= args.offline;
+    hf.include.clone_from(&args.include);
+    hf.exclude.clone_from(&args.exclude);
+    hf.parallel_files = usize::from(args.parallel_files);
+    let fetcher = AnyFetcher::new(file).with_http(HttpFetcher::new(download.clone()));
+    let fetcher = match args.via {
+        Via::Native => fetcher.with_hf(HfFetcher::new(hf, download)),
+        Via::HfCli => fetcher.with_hf(HfCliFetcher::new(hf)),
+    };
     let provisioner = ModelProvisioner::with_fetcher(&cx.cache_dir, fetcher)?
-        .with_reporter(Arc::new(BarReporter::new(cx.quiet || args.json)));
-    let ensured = provisioner.ensure(&args.reference, args.digest.as_ref())?;
+        .with_reporter(Arc::new(BarReporter::new(cx.quiet || args.json)))
+        .with_refresh(args.refresh);
+    let ensured = provisioner.ensure(&reference, args.digest.as_ref())?;
     let e = &ensured.entry;
     if args.json {
         print_json(&EnsureJson {
@@ -339,4 +361,39 @@ fn gc(cx: &Context, args: &GcArgs) -> anyhow::Result<ExitCode> {
     );
     print(&text)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// A mistake in the arguments that clap cannot see: reported with exit status 2.
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+/// `reference` with `--revision` applied; a conflicting pin is a usage error.
+fn with_revision(reference: &ModelRef, revision: Option<&str>) -> anyhow::Result<ModelRef> {
+    let Some(revision) = revision else {
+        return Ok(reference.clone());
+    };
+    let ModelRef::Hf(hf) = reference else {
+        return Err(UsageError("`--revision` applies to `hf:` references only".into()).into());
+    };
+    if hf.revision.as_deref().is_some_and(|r| r != revision) {
+        return Err(UsageError(format!(
+            "`{reference}` already pins a revision; drop `--revision {revision}` or the `@…`"
+        ))
+        .into());
+    }
+    // Re-parse, so that the revision is checked like one written in the reference.
+    let mut pinned = hf.clone();
+    pinned.revision = Some(revision.to_owned());
+    ModelRef::Hf(pinned)
+        .to_string()
+        .parse::<ModelRef>()
+        .map_err(|e| UsageError(e.to_string()).into())
 }

@@ -53,6 +53,9 @@ fn report(err: &anyhow::Error) -> ExitCode {
         return ExitCode::SUCCESS;
     }
     eprintln!("error: {err:#}");
+    if err.downcast_ref::<commands::UsageError>().is_some() {
+        return ExitCode::from(2);
+    }
     let mut code = ExitCode::FAILURE;
     for cause in err.chain() {
         if let Some(e) = cause.downcast_ref::<model_provisioner::Error>() {

@@ -6,14 +6,27 @@ use crate::error::Result;
 use crate::fetcher::{FetchRequest, Fetched, ModelFetcher, unsupported};
 use crate::file::FileFetcher;
 
-/// Dispatches by scheme: local paths to a [`FileFetcher`], URLs to an
-/// [`HttpFetcher`](crate::HttpFetcher) when the `http` feature is on. Anything else fails with
-/// an error that names what would be needed.
-#[derive(Debug, Default)]
+/// A fetcher that can be shared across threads.
+type Boxed = Box<dyn ModelFetcher + Send + Sync>;
+
+/// Dispatches by scheme: local paths to a [`FileFetcher`], URLs and `hf:` references to the
+/// fetchers configured for them. Anything else fails with an error that names what would be
+/// needed.
+#[derive(Default)]
 pub struct AnyFetcher {
     file: FileFetcher,
-    #[cfg(feature = "http")]
-    http: Option<crate::http::HttpFetcher>,
+    http: Option<Boxed>,
+    hf: Option<Boxed>,
+}
+
+impl std::fmt::Debug for AnyFetcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AnyFetcher")
+            .field("file", &self.file)
+            .field("http", &self.http.as_ref().map(|h| h.name()))
+            .field("hf", &self.hf.as_ref().map(|h| h.name()))
+            .finish()
+    }
 }
 
 impl AnyFetcher {
@@ -21,17 +34,32 @@ impl AnyFetcher {
     pub fn new(file: FileFetcher) -> Self {
         AnyFetcher {
             file,
-            #[cfg(feature = "http")]
             http: None,
+            hf: None,
         }
     }
 
     /// Also fetches `http://` and `https://` references with `http`.
-    #[cfg(feature = "http")]
     #[must_use]
-    pub fn with_http(mut self, http: crate::http::HttpFetcher) -> Self {
-        self.http = Some(http);
+    pub fn with_http(mut self, http: impl ModelFetcher + Send + Sync + 'static) -> Self {
+        self.http = Some(Box::new(http));
         self
+    }
+
+    /// Also fetches `hf:` references with `hf` (the native client or the shell-out).
+    #[must_use]
+    pub fn with_hf(mut self, hf: impl ModelFetcher + Send + Sync + 'static) -> Self {
+        self.hf = Some(Box::new(hf));
+        self
+    }
+
+    fn for_ref(&self, mr: &ModelRef) -> Option<&dyn ModelFetcher> {
+        match mr {
+            ModelRef::File(_) => Some(&self.file),
+            ModelRef::Http(_) => self.http.as_deref().map(|f| f as &dyn ModelFetcher),
+            ModelRef::Hf(_) => self.hf.as_deref().map(|f| f as &dyn ModelFetcher),
+            ModelRef::S3(_) | ModelRef::Oci(_) => None,
+        }
     }
 }
 
@@ -41,17 +69,17 @@ impl ModelFetcher for AnyFetcher {
     }
 
     fn fetch(&self, req: &FetchRequest<'_>) -> Result<Fetched> {
-        match req.reference {
-            ModelRef::File(_) => self.file.fetch(req),
-            #[cfg(feature = "http")]
-            ModelRef::Http(_) if self.http.is_some() => {
-                self.http.as_ref().expect("checked").fetch(req)
-            }
-            other => Err(unsupported(other)),
+        match self.for_ref(req.reference) {
+            Some(fetcher) => fetcher.fetch(req),
+            None => Err(unsupported(req.reference)),
         }
     }
 
     fn accepts(&self, entry: &CatalogEntry) -> bool {
-        !entry.id.starts_with("file:") || self.file.accepts(entry)
+        // The entry's source is the reference it was ensured from, without credentials.
+        match entry.source.parse::<ModelRef>() {
+            Ok(mr) => self.for_ref(&mr).is_none_or(|f| f.accepts(entry)),
+            Err(_) => true,
+        }
     }
 }

@@ -204,6 +204,10 @@ impl Downloader {
             .block_on(self.fetch_async(partial, dl, progress))
     }
 
+    #[expect(
+        clippy::too_many_lines,
+        reason = "one state machine: probe, then resume, restart or stream"
+    )]
     async fn fetch_async(
         &self,
         partial: Partial,
@@ -217,23 +221,7 @@ impl Downloader {
         let mut attempt = 0;
         // A changed remote or a damaged prefix sends us back here, from byte zero.
         loop {
-            // A run killed after the last byte but before publishing kept everything: ask for
-            // the last byte only, to check that the remote is still the same file.
-            let complete = prior
-                .as_ref()
-                .is_some_and(|s| s.prefix_len == s.total && s.total > 0);
-            let start = prior
-                .as_ref()
-                .map_or(0, |s| if complete { s.total - 1 } else { s.prefix_len });
-            let range = if complete {
-                format!("bytes={start}-{start}")
-            } else {
-                format!("bytes={start}-")
-            };
-            let mut request = self.request(dl).header(header::RANGE, range);
-            if let Some(v) = prior.as_ref().and_then(|s| s.validators.if_range()) {
-                request = request.header(header::IF_RANGE, v);
-            }
+            let (start, request) = self.probe(dl, prior.as_ref());
             let response = match self.send(request, dl).await {
                 Ok(r) => r,
                 Err(e) if e.transient && attempt < self.config.retries => {
@@ -330,6 +318,29 @@ impl Downloader {
                 status => return Err(status_error(dl, status, attempt + 1)),
             }
         }
+    }
+
+    /// The first request of a run: from the end of the kept prefix on, with `If-Range` when
+    /// resuming. Returns the offset asked for.
+    fn probe(
+        &self,
+        dl: &Download<'_>,
+        prior: Option<&ResumeState>,
+    ) -> (u64, reqwest::RequestBuilder) {
+        // A run killed after the last byte but before publishing kept everything: ask for the
+        // last byte only, to check that the remote is still the same file.
+        let complete = prior.is_some_and(|s| s.prefix_len == s.total && s.total > 0);
+        let start = prior.map_or(0, |s| if complete { s.total - 1 } else { s.prefix_len });
+        let range = if complete {
+            format!("bytes={start}-{start}")
+        } else {
+            format!("bytes={start}-")
+        };
+        let mut request = self.request(dl).header(header::RANGE, range);
+        if let Some(v) = prior.and_then(|s| s.validators.if_range()) {
+            request = request.header(header::IF_RANGE, v);
+        }
+        (start, request)
     }
 
     /// Streams a `200` response, the whole file, from byte zero.

@@ -85,6 +85,49 @@ pub enum Error {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// A file name in a remote listing that would escape its directory.
+    #[error(
+        "refusing the file name `{name}` from a remote listing: it would escape the model's directory"
+    )]
+    HostileName {
+        /// The name, made printable.
+        name: String,
+    },
+    /// A repository, revision or file does not exist on the Hub.
+    #[error("not found on the Hub: {what}")]
+    HfNotFound {
+        /// What was looked for.
+        what: String,
+    },
+    /// The Hub refused access.
+    #[error("the Hub refused access to `{repo}` (HTTP {status})")]
+    HfDenied {
+        /// `org/repo`.
+        repo: String,
+        /// The status.
+        status: u16,
+    },
+    /// Offline, and nothing to answer from.
+    #[error("offline (`HF_HUB_OFFLINE=1`), and `{reference}` is neither in the catalog nor in the Hugging Face cache{}", cache.as_ref().map(|c| format!(" at `{}`", c.display())).unwrap_or_default())]
+    HfOffline {
+        /// The reference.
+        reference: String,
+        /// The Hugging Face cache that was searched.
+        cache: Option<PathBuf>,
+    },
+    /// Neither Hugging Face command-line tool is on `PATH`.
+    #[error("neither `hf` nor `huggingface-cli` was found on PATH")]
+    HfToolMissing,
+    /// The Hugging Face command-line tool failed.
+    #[error("`{tool} download` failed ({status}): {stderr}")]
+    HfTool {
+        /// The tool that ran.
+        tool: String,
+        /// Its exit status.
+        status: String,
+        /// The last lines it printed on stderr.
+        stderr: String,
+    },
     /// The id is not in the catalog.
     #[error("no model `{id}` in the catalog")]
     UnknownId {
@@ -138,6 +181,14 @@ impl Error {
             ),
             Error::Unsupported { hint, .. } => Some(hint.clone()),
             Error::UnknownId { .. } => Some("`model-provisioner ls` lists the catalog".into()),
+            Error::HfToolMissing => Some(
+                "install one with `pip install -U huggingface_hub` (it provides `hf`), or use the native client, which needs no tool (`--via native`)".into(),
+            ),
+            Error::HfDenied { .. } => Some(
+                "set `HF_TOKEN` (or log in with `hf auth login`) with access to this repository".into(),
+            ),
+            Error::HfOffline { .. } => Some("unset `HF_HUB_OFFLINE` (or drop `--offline`) to download it".into()),
+            Error::HfNotFound { .. } => Some("check the organisation, repository, revision and file names".into()),
             Error::Download { status: Some(401 | 403), .. } => {
                 Some("the server refused access: check the URL and its credentials".into())
             }
@@ -159,4 +210,9 @@ fn attempts_note(attempts: u32) -> String {
     } else {
         String::new()
     }
+}
+
+/// `s` made safe to print.
+pub(crate) fn printable(s: &str) -> String {
+    catalog_core::printable(s)
 }

@@ -93,6 +93,8 @@ fn provenance(files: Vec<FileRecord>) -> Provenance {
         fetched_ms: now_ms(),
         resolved_revision: None,
         files,
+        include: Vec::new(),
+        exclude: Vec::new(),
     }
 }
 
@@ -125,7 +127,11 @@ fn register_in_place(
 }
 
 /// Copies `src` into the stage, hashing on the way.
-fn stage_copy(layout: &CacheLayout, src: &Path, progress: &dyn Progress) -> Result<StagedFile> {
+pub(crate) fn stage_copy(
+    layout: &CacheLayout,
+    src: &Path,
+    progress: &dyn Progress,
+) -> Result<StagedFile> {
     let mut reader = catalog_core::open_regular(src).map_err(|e| Error::read(src, e))?;
     let mut staging = layout.stage()?;
     let mut buf = vec![0u8; HASH_BUF_SIZE];

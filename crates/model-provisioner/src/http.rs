@@ -103,6 +103,8 @@ impl ModelFetcher for HttpFetcher {
                     size,
                     digest: Some(digest),
                 }],
+                include: Vec::new(),
+                exclude: Vec::new(),
             },
         })
     }

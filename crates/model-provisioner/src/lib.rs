@@ -22,6 +22,7 @@ pub mod download;
 mod error;
 mod fetcher;
 mod file;
+pub mod hf;
 #[cfg(feature = "http")]
 mod http;
 mod provisioner;

@@ -22,6 +22,7 @@ pub struct ModelProvisioner<C: CatalogStore, F: ModelFetcher> {
     fetcher: F,
     layout: CacheLayout,
     reporter: Arc<dyn Reporter>,
+    refresh: bool,
 }
 
 /// The full outcome of an ensure, for front ends that show more than the path.
@@ -76,6 +77,7 @@ impl<C: CatalogStore, F: ModelFetcher> ModelProvisioner<C, F> {
             fetcher,
             layout,
             reporter: Arc::new(NoReporter),
+            refresh: false,
         }
     }
 
@@ -83,6 +85,15 @@ impl<C: CatalogStore, F: ModelFetcher> ModelProvisioner<C, F> {
     #[must_use]
     pub fn with_reporter(mut self, reporter: Arc<dyn Reporter>) -> Self {
         self.reporter = reporter;
+        self
+    }
+
+    /// With `refresh`, an entry already in the catalog is not trusted as it is: the reference
+    /// is resolved and fetched again (a moved branch brings its new commit; files already in the
+    /// store are reused, not downloaded again).
+    #[must_use]
+    pub fn with_refresh(mut self, refresh: bool) -> Self {
+        self.refresh = refresh;
         self
     }
 
@@ -172,7 +183,10 @@ impl<C: CatalogStore, F: ModelFetcher> ModelProvisioner<C, F> {
         entry: &CatalogEntry,
         expected: Option<&Digest>,
     ) -> Result<Option<CatalogEntry>> {
-        if entry.verification.outcome == Outcome::Fail || !self.fetcher.accepts(entry) {
+        if self.refresh
+            || entry.verification.outcome == Outcome::Fail
+            || !self.fetcher.accepts(entry)
+        {
             return Ok(None);
         }
         let Ok(now) = fingerprint(&entry.local_path) else {

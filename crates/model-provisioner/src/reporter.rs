@@ -9,7 +9,7 @@ pub trait Reporter: Send + Sync + fmt::Debug {
 }
 
 /// Progress of one task started by [`Reporter::start`].
-pub trait Progress: Send {
+pub trait Progress: Send + Sync {
     /// `bytes` more were processed.
     fn advance(&self, bytes: u64);
     /// What was reported so far is void: the task starts over from zero.

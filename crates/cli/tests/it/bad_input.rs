@@ -143,13 +143,30 @@ fn unknown_scheme() -> TestResult {
 }
 
 #[test]
-fn hf_ref_names_the_hf_feature() -> TestResult {
+fn hf_via_the_cli_without_any_hf_tool_says_how_to_get_one() -> TestResult {
+    // The fixture runs the binary with an empty environment: no PATH, so no tool.
     let (_fx, out) = bad_command(
-        &["ensure", "hf:org/repo/file.gguf"],
+        &["ensure", "hf:org/repo/file.gguf", "--via", "hf-cli"],
         1,
-        &["hf:org/repo/file.gguf", "`hf`", "feature"],
+        &["`hf`", "`huggingface-cli`", "PATH"],
     )?;
-    assert!(!hints(&out).is_empty(), "{}", stderr(&out));
+    let hint = hints(&out).join("\n");
+    assert!(hint.contains("pip install -U huggingface_hub"), "{hint}");
+    assert!(hint.contains("native"), "{hint}");
+    Ok(())
+}
+
+#[test]
+fn hf_ref_to_an_unreachable_hub_fails_clearly_and_writes_nothing() -> TestResult {
+    let fx = Fixture::with_one_entry()?;
+    let before = fx.index_bytes();
+    let endpoint = format!("http://127.0.0.1:{}", test_support::free_port());
+    let mut cmd = fx.command(["ensure", "hf:org/repo/file.gguf"]);
+    cmd.env("HF_ENDPOINT", &endpoint).env("HF_TOKEN", "hf_SECRETTOKEN");
+    let out = run_within_limit(&mut cmd);
+    assert_failure(&out, 1, &[&endpoint, "could not connect"]);
+    assert!(!stderr(&out).contains("SECRETTOKEN"), "{}", stderr(&out));
+    assert!(fx.index_bytes() == before, "the index changed");
     Ok(())
 }
 

@@ -386,9 +386,13 @@ fn a_complete_partial_left_by_a_kill_is_checked_with_one_byte_and_published() ->
         "prefix_len": body.len(),
         "prefix_sha256": Digest::sha256_of(&body).value(),
     });
-    fs::write(cache.path().join(format!("tmp/dl-{key}.state")), state.to_string())?;
+    fs::write(
+        cache.path().join(format!("tmp/dl-{key}.state")),
+        state.to_string(),
+    )?;
 
-    let ensured = provisioner(cache.path(), config())?.ensure(&url.parse()?, Some(&Digest::sha256_of(&body)))?;
+    let ensured = provisioner(cache.path(), config())?
+        .ensure(&url.parse()?, Some(&Digest::sha256_of(&body)))?;
     assert_eq!(fs::read(&ensured.resolved.local_path)?, body);
     assert_eq!(ensured.bytes_read, 0);
     assert_eq!(server.ranges(), [Some("bytes=49999-49999".to_owned())]);

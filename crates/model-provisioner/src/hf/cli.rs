@@ -1,0 +1,304 @@
+//! [`HfCliFetcher`]: the spec's path for `hf:` references, a shell-out to the Hugging Face
+//! command-line tool (`hf` from `huggingface_hub` 2.x, or the older `huggingface-cli`).
+//!
+//! The tool downloads into a private Hugging Face cache under `<cache>/tmp/`, with the
+//! environment passed through as it is (`HF_ENDPOINT`, `HF_TOKEN`, …; the token is never put
+//! on a command line). Its files are then hashed, checked against the sha256 the cache names
+//! them by (LFS files), moved into the content-addressed store and linked like the native
+//! client's. Nothing is ever installed.
+
+use std::ffi::OsString;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use catalog_core::verify::walk_tree;
+use catalog_core::{CacheLayout, CatalogEntry, Digest, ModelRef, StagedFile};
+
+use super::{
+    HfConfig, Placed, commit_of_snapshot_path, entry_dir, finish, hub_cache_claimed_sha256,
+    safe_relative_path,
+};
+use crate::error::{Error, Result};
+use crate::fetcher::{FetchRequest, Fetched, ModelFetcher, unsupported};
+use crate::reporter::Progress;
+
+/// Fetches `hf:` references by running `hf download` (or `huggingface-cli download`).
+#[derive(Debug, Clone)]
+pub struct HfCliFetcher {
+    config: HfConfig,
+    search_path: Option<OsString>,
+}
+
+impl HfCliFetcher {
+    /// A fetcher that looks for the tool on `PATH`.
+    pub fn new(config: HfConfig) -> Self {
+        HfCliFetcher {
+            config,
+            search_path: std::env::var_os("PATH"),
+        }
+    }
+
+    /// The tool to run: `hf` if it is on the search path, else `huggingface-cli`.
+    pub fn find_tool(&self) -> Option<(PathBuf, &'static str)> {
+        let dirs: Vec<PathBuf> = std::env::split_paths(self.search_path.as_deref()?).collect();
+        ["hf", "huggingface-cli"].into_iter().find_map(|name| {
+            dirs.iter()
+                .map(|d| d.join(name))
+                .find(|p| is_executable(p))
+                .map(|p| (p, name))
+        })
+    }
+
+    fn fetch_hf(&self, req: &FetchRequest<'_>, hf: &catalog_core::HfRef) -> Result<Fetched> {
+        let (tool, name) = self.find_tool().ok_or(Error::HfToolMissing)?;
+        let layout = req.layout;
+        layout.create_dir(&layout.tmp_dir())?;
+        let scratch = tempfile::Builder::new()
+            .prefix("hf-cli-")
+            .tempdir_in(layout.tmp_dir())
+            .map_err(|e| catalog_core::Error::io("create a directory in", layout.tmp_dir(), e))?;
+        let printed = self.run_tool(&tool, name, hf, scratch.path())?;
+        let commit = commit_of_snapshot_path(&printed).ok_or_else(|| Error::HfTool {
+            tool: name.to_owned(),
+            status: "succeeded".to_owned(),
+            stderr: format!(
+                "but printed `{}`, not a path in its cache",
+                printed.display()
+            ),
+        })?;
+        let snapshot = scratch
+            .path()
+            .join(format!("models--{}--{}", hf.org, hf.repo))
+            .join("snapshots")
+            .join(&commit);
+        let names: Vec<String> = match &hf.path {
+            Some(p) => vec![p.clone()],
+            None => walk_tree(&snapshot)
+                .map_err(|e| Error::read(&snapshot, e))?
+                .into_iter()
+                .map(|f| f.rel)
+                .collect(),
+        };
+        let dir = entry_dir(layout, hf, req.id, &commit, &self.config);
+        let overall = req.reporter.start(&hf.repo_id(), None);
+        let mut placed = Vec::with_capacity(names.len());
+        for rel in &names {
+            let dest = dir.join(safe_relative_path(rel)?);
+            let source = snapshot.join(rel);
+            let claimed = hub_cache_claimed_sha256(&source);
+            let (size, digest) =
+                adopt_verified(layout, &source, claimed.as_ref(), &dest, &*overall)?;
+            placed.push(Placed {
+                record: catalog_core::FileRecord {
+                    path: rel.clone(),
+                    size,
+                    digest: Some(digest),
+                },
+            });
+        }
+        overall.finish();
+        let version = tool_version(&tool).unwrap_or_else(|| "unknown".to_owned());
+        finish(
+            hf,
+            req.id,
+            &dir,
+            &commit,
+            placed,
+            0,
+            "hf-cli",
+            format!("{name} {version}"),
+            &self.config,
+            req.expected,
+        )
+    }
+}
+
+impl HfCliFetcher {
+    /// Runs `<tool> download` into the scratch Hugging Face cache `scratch`; returns the path
+    /// it printed.
+    fn run_tool(
+        &self,
+        tool: &Path,
+        name: &str,
+        hf: &catalog_core::HfRef,
+        scratch: &Path,
+    ) -> Result<PathBuf> {
+        let revision = hf.revision.as_deref().unwrap_or("main");
+        let mut cmd = Command::new(tool);
+        cmd.arg("download").arg(hf.repo_id());
+        if let Some(path) = &hf.path {
+            cmd.arg(path);
+        }
+        cmd.arg("--revision")
+            .arg(revision)
+            .arg("--cache-dir")
+            .arg(scratch);
+        if hf.path.is_none() {
+            for p in &self.config.include {
+                cmd.arg("--include").arg(p);
+            }
+            for p in &self.config.exclude {
+                cmd.arg("--exclude").arg(p);
+            }
+        }
+        cmd.env("HF_HUB_DISABLE_TELEMETRY", "1");
+        if self.config.offline {
+            cmd.env("HF_HUB_OFFLINE", "1");
+        }
+        tracing::info!(tool = %tool.display(), repo = %hf.repo_id(), revision, "running the Hugging Face CLI");
+        let output = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .output()
+            .map_err(|e| Error::HfTool {
+                tool: name.to_owned(),
+                status: "could not start".to_owned(),
+                stderr: e.to_string(),
+            })?;
+        if !output.status.success() {
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            let tail: Vec<&str> = stderr
+                .lines()
+                .filter(|l| !l.trim().is_empty())
+                .rev()
+                .take(3)
+                .collect();
+            let tail: Vec<&str> = tail.into_iter().rev().collect();
+            return Err(Error::HfTool {
+                tool: name.to_owned(),
+                status: output.status.to_string(),
+                stderr: crate::error::printable(&tail.join(" | ")),
+            });
+        }
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let printed = stdout
+            .lines()
+            .rev()
+            .map(str::trim)
+            .find(|l| !l.is_empty())
+            .map(PathBuf::from)
+            .ok_or_else(|| Error::HfTool {
+                tool: name.to_owned(),
+                status: "succeeded".to_owned(),
+                stderr: "but printed no path".to_owned(),
+            })?;
+        Ok(printed)
+    }
+}
+
+impl ModelFetcher for HfCliFetcher {
+    fn name(&self) -> &'static str {
+        "hf-cli"
+    }
+
+    fn fetch(&self, req: &FetchRequest<'_>) -> Result<Fetched> {
+        match req.reference {
+            ModelRef::Hf(hf) => self.fetch_hf(req, hf),
+            other => Err(unsupported(other)),
+        }
+    }
+
+    fn accepts(&self, entry: &CatalogEntry) -> bool {
+        self.config.same_selection(entry.provenance.as_ref())
+    }
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// `huggingface_hub`'s version as the tool reports it, if it does.
+fn tool_version(tool: &Path) -> Option<String> {
+    let out = Command::new(tool)
+        .arg("version")
+        .stdin(Stdio::null())
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().find(|l| !l.trim().is_empty())?;
+    Some(line.rsplit([' ', ':']).next()?.trim().to_owned()).filter(|v| !v.is_empty())
+}
+
+/// Checks a hashed file against the sha256 its source claims.
+fn check_claim(source: &Path, claimed: Option<&Digest>, computed: &Digest) -> Result<()> {
+    match claimed {
+        Some(claimed) if claimed != computed => Err(Error::mismatch(
+            &source.display().to_string(),
+            claimed,
+            computed,
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Hashes a file of our own scratch directory in place and moves it into the store (no copy),
+/// then links it at `dest`. Returns its size and digest.
+fn adopt_verified(
+    layout: &CacheLayout,
+    source: &Path,
+    claimed: Option<&Digest>,
+    dest: &Path,
+    progress: &dyn Progress,
+) -> Result<(u64, Digest)> {
+    let real = fs::canonicalize(source).map_err(|e| Error::read(source, e))?;
+    let file = catalog_core::open_regular(&real).map_err(|e| Error::read(&real, e))?;
+    let (digest, size) = catalog_core::hash_reader(&file, |n| progress.advance(n))
+        .map_err(|e| Error::read(&real, e))?;
+    check_claim(source, claimed, &digest)?;
+    file.sync_all()
+        .map_err(|e| catalog_core::Error::io("sync", &real, e))?;
+    let staged = StagedFile::from_synced(&real, digest.clone(), size, None)?;
+    let blob = layout.publish_blob(staged)?;
+    layout.link_model(&blob, dest)?;
+    Ok((size, digest))
+}
+
+/// Copies a file we do not own (the user's Hugging Face cache) into the store, hashing while
+/// copying, checks it against `claimed`, and links it at `dest`. Returns its size and digest.
+pub(super) fn copy_verified(
+    layout: &CacheLayout,
+    source: &Path,
+    claimed: Option<&Digest>,
+    dest: &Path,
+    progress: &dyn Progress,
+) -> Result<(u64, Digest)> {
+    let staged = crate::file::stage_copy(layout, source, progress)?;
+    check_claim(source, claimed, &staged.digest)?;
+    let (size, digest) = (staged.size, staged.digest.clone());
+    let blob = layout.publish_blob(staged)?;
+    layout.link_model(&blob, dest)?;
+    Ok((size, digest))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefers_hf_then_falls_back_to_huggingface_cli() -> std::io::Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir()?;
+        let make = |name: &str| -> std::io::Result<PathBuf> {
+            let p = dir.path().join(name);
+            fs::write(&p, "#!/bin/sh\n")?;
+            fs::set_permissions(&p, fs::Permissions::from_mode(0o755))?;
+            Ok(p)
+        };
+        let fetcher = |path: &Path| HfCliFetcher {
+            config: HfConfig::default(),
+            search_path: Some(path.as_os_str().to_owned()),
+        };
+        assert_eq!(fetcher(dir.path()).find_tool(), None);
+        let old = make("huggingface-cli")?;
+        assert_eq!(
+            fetcher(dir.path()).find_tool(),
+            Some((old, "huggingface-cli"))
+        );
+        let new = make("hf")?;
+        assert_eq!(fetcher(dir.path()).find_tool(), Some((new, "hf")));
+        Ok(())
+    }
+}

@@ -1,0 +1,299 @@
+//! `hf:` references: a native Hub client (feature `hf`) and the spec's shell-out to the `hf`
+//! command-line tool, sharing one way of placing files in the cache.
+//!
+//! ```text
+//! <cache>/models/hf/<org>/<repo>/<commit>-<variant>/   one directory per entry: the variant is a
+//!     config.json                                     hash of the id and the file filters, so
+//!     model-00001-of-00002.safetensors                that entries never share links
+//!     …                                               (all hard links into blobs/sha256/)
+//! ```
+//!
+//! A whole repository's `local_path` is that directory (what vLLM or TGI is pointed at); a
+//! single file's is the file inside it, under its original name.
+
+mod cli;
+mod glob;
+#[cfg(feature = "hf")]
+mod native;
+mod token;
+
+use std::path::{Component, Path, PathBuf};
+
+use catalog_core::verify::fingerprint;
+use catalog_core::{CacheLayout, Digest, FileRecord, Hasher, HfRef, Provenance, Storage, now_ms};
+
+pub use cli::HfCliFetcher;
+pub use glob::{matches as glob_matches, selected};
+#[cfg(feature = "hf")]
+pub use native::HfFetcher;
+pub use token::{Token, find_token, hf_home};
+
+use crate::error::{Error, Result};
+use crate::fetcher::Fetched;
+
+/// The public Hub, used when `HF_ENDPOINT` is not set.
+pub const DEFAULT_ENDPOINT: &str = "https://huggingface.co";
+
+/// How `hf:` references are fetched; read from the environment by [`HfConfig::from_env`].
+#[derive(Debug, Clone)]
+pub struct HfConfig {
+    /// The Hub's base URL (`HF_ENDPOINT`).
+    pub endpoint: String,
+    /// The token (`HF_TOKEN` or the token file), sent to the endpoint's host only.
+    pub token: Option<Token>,
+    /// Make no request at all (`HF_HUB_OFFLINE=1`): use the catalog or the HF cache.
+    pub offline: bool,
+    /// The Hugging Face tools' own cache (`HF_HUB_CACHE`, else `<HF_HOME>/hub`), reused when it
+    /// already holds the files.
+    pub hub_cache: Option<PathBuf>,
+    /// Only files matching one of these patterns (all when empty).
+    pub include: Vec<String>,
+    /// No file matching any of these patterns.
+    pub exclude: Vec<String>,
+    /// Files fetched at once.
+    pub parallel_files: usize,
+}
+
+impl Default for HfConfig {
+    fn default() -> Self {
+        HfConfig {
+            endpoint: DEFAULT_ENDPOINT.to_owned(),
+            token: None,
+            offline: false,
+            hub_cache: None,
+            include: Vec::new(),
+            exclude: Vec::new(),
+            parallel_files: 4,
+        }
+    }
+}
+
+impl HfConfig {
+    /// The configuration the Hugging Face tools would use in this environment.
+    pub fn from_env() -> Self {
+        let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+        let truthy = |name: &str| {
+            env(name).is_some_and(|v| {
+                matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on")
+            })
+        };
+        HfConfig {
+            endpoint: env("HF_ENDPOINT").map_or_else(
+                || DEFAULT_ENDPOINT.to_owned(),
+                |e| e.trim_end_matches('/').to_owned(),
+            ),
+            token: find_token(&env),
+            offline: truthy("HF_HUB_OFFLINE"),
+            hub_cache: env("HF_HUB_CACHE")
+                .map(PathBuf::from)
+                .or_else(|| hf_home(&env).map(|h| h.join("hub"))),
+            ..HfConfig::default()
+        }
+    }
+
+    /// Whether an entry was made with the same file filters.
+    fn same_selection(&self, provenance: Option<&Provenance>) -> bool {
+        let (include, exclude) =
+            provenance.map_or((&[][..], &[][..]), |p| (&p.include[..], &p.exclude[..]));
+        include == self.include.as_slice() && exclude == self.exclude.as_slice()
+    }
+}
+
+/// Checks a path from a remote listing before anything is written under it: relative,
+/// `/`-separated, no `..`, `.` or empty segment, no backslash or control character.
+pub fn safe_relative_path(rel: &str) -> Result<PathBuf> {
+    let bad = rel.is_empty()
+        || rel.starts_with('/')
+        || rel.contains('\\')
+        || rel.chars().any(char::is_control)
+        || rel
+            .split('/')
+            .any(|s| s.is_empty() || s == "." || s == "..");
+    let path = PathBuf::from(rel);
+    if bad || !path.components().all(|c| matches!(c, Component::Normal(_))) {
+        return Err(Error::HostileName {
+            name: crate::error::printable(rel),
+        });
+    }
+    Ok(path)
+}
+
+/// Where an entry's files go: `models/hf/<org>/<repo>/<commit>-<variant>`.
+fn entry_dir(
+    layout: &CacheLayout,
+    hf: &HfRef,
+    id: &str,
+    commit: &str,
+    config: &HfConfig,
+) -> PathBuf {
+    let mut variant = Hasher::new();
+    variant.update(id.as_bytes());
+    for pattern in config
+        .include
+        .iter()
+        .chain([&"\0".to_owned()])
+        .chain(config.exclude.iter())
+    {
+        variant.update(b"\0");
+        variant.update(pattern.as_bytes());
+    }
+    let short = |s: &str, n: usize| s.chars().take(n).collect::<String>();
+    layout
+        .models_dir()
+        .join("hf")
+        .join(&hf.org)
+        .join(&hf.repo)
+        .join(format!(
+            "{}-{}",
+            short(commit, 12),
+            short(variant.finish().value(), 8)
+        ))
+}
+
+/// A file of the repository, placed in the store: its record and its blob.
+#[derive(Debug, Clone)]
+struct Placed {
+    record: FileRecord,
+}
+
+/// The tree digest of placed files, as [`catalog_core::verify`] documents it for folders.
+fn tree_digest(files: &[Placed]) -> Digest {
+    let mut sorted: Vec<&Placed> = files.iter().collect();
+    sorted.sort_by(|a, b| a.record.path.as_bytes().cmp(b.record.path.as_bytes()));
+    let mut manifest = Hasher::new();
+    for f in sorted {
+        let digest = f.record.digest.as_ref().expect("placed files are hashed");
+        manifest.update(format!("{}  {}\n", digest.value(), f.record.path).as_bytes());
+    }
+    manifest.finish()
+}
+
+/// Builds the fetch result for the files placed in `dir`.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the parts of one result, each distinct"
+)]
+fn finish(
+    hf: &HfRef,
+    id: &str,
+    dir: &Path,
+    commit: &str,
+    files: Vec<Placed>,
+    bytes_read: u64,
+    fetcher: &str,
+    fetcher_version: String,
+    config: &HfConfig,
+    expected: Option<&Digest>,
+) -> Result<Fetched> {
+    let (local_path, computed) = match &hf.path {
+        Some(path) => {
+            let file = files
+                .iter()
+                .find(|f| &f.record.path == path)
+                .ok_or_else(|| Error::HfNotFound {
+                    what: format!("file `{path}` in `{}` at `{commit}`", hf.repo_id()),
+                })?;
+            (
+                dir.join(path),
+                file.record.digest.clone().expect("placed files are hashed"),
+            )
+        }
+        None => (dir.to_owned(), tree_digest(&files)),
+    };
+    if let Some(expected) = expected
+        && expected != &computed
+    {
+        return Err(Error::mismatch(id, expected, &computed));
+    }
+    let fingerprint = fingerprint(&local_path).map_err(|e| Error::read(&local_path, e))?;
+    let mut records: Vec<FileRecord> = files.into_iter().map(|f| f.record).collect();
+    records.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(Fetched {
+        size_bytes: fingerprint.size,
+        local_path,
+        storage: Storage::Cache,
+        computed: Some(computed),
+        fingerprint,
+        bytes_read,
+        provenance: Provenance {
+            fetcher: fetcher.to_owned(),
+            fetcher_version,
+            fetched_ms: now_ms(),
+            resolved_revision: Some(commit.to_owned()),
+            files: records,
+            include: config.include.clone(),
+            exclude: config.exclude.clone(),
+        },
+    })
+}
+
+/// The commit a path inside a Hugging Face cache snapshot belongs to
+/// (`…/snapshots/<commit>/…`).
+fn commit_of_snapshot_path(path: &Path) -> Option<String> {
+    let mut components = path
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned());
+    while let Some(c) = components.next() {
+        if c == "snapshots" {
+            return components.next();
+        }
+    }
+    None
+}
+
+/// The directory of a repository in a Hugging Face cache: `models--<org>--<repo>`.
+fn hub_cache_repo(hub_cache: &Path, hf: &HfRef) -> PathBuf {
+    hub_cache.join(format!("models--{}--{}", hf.org, hf.repo))
+}
+
+/// The commit a revision names in a Hugging Face cache (`refs/<revision>`), or the revision
+/// itself when it is a full commit sha.
+fn hub_cache_commit(hub_cache: &Path, hf: &HfRef, revision: &str) -> Option<String> {
+    if revision.len() == 40 && revision.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Some(revision.to_ascii_lowercase());
+    }
+    let text =
+        std::fs::read_to_string(hub_cache_repo(hub_cache, hf).join("refs").join(revision)).ok()?;
+    Some(text.trim().to_owned()).filter(|c| !c.is_empty())
+}
+
+/// The sha256 a Hugging Face cache snapshot file claims: the name of the blob its symlink
+/// points at, when that is a sha256 (LFS files); `None` for small git files.
+fn hub_cache_claimed_sha256(snapshot_file: &Path) -> Option<Digest> {
+    let target = std::fs::read_link(snapshot_file).ok()?;
+    let name = target.file_name()?.to_str()?;
+    format!("sha256:{name}").parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hostile_names_are_refused() {
+        for bad in [
+            "",
+            "/etc/passwd",
+            "../x",
+            "a/../../x",
+            "a//b",
+            "./a",
+            "a\\b",
+            "a\0b",
+            "a/\nb",
+            "a/.",
+        ] {
+            assert!(safe_relative_path(bad).is_err(), "{bad:?}");
+        }
+        for good in ["config.json", "onnx/model.onnx", "a b/c.d", "..hidden-ish"] {
+            assert!(safe_relative_path(good).is_ok(), "{good:?}");
+        }
+    }
+
+    #[test]
+    fn snapshot_paths_name_their_commit() {
+        let p = Path::new("/c/models--o--r/snapshots/0123abcd/sub/f.gguf");
+        assert_eq!(commit_of_snapshot_path(p).as_deref(), Some("0123abcd"));
+        assert_eq!(commit_of_snapshot_path(Path::new("/tmp/x")), None);
+    }
+}

@@ -1,0 +1,547 @@
+//! [`HfFetcher`]: the Hub's HTTP API, spoken directly, every byte checked.
+//!
+//! 1. `GET <endpoint>/api/models/<org>/<repo>/revision/<rev>` resolves the revision to a
+//!    commit and lists the repository's files.
+//! 2. `HEAD <endpoint>/<org>/<repo>/resolve/<commit>/<path>` (redirects not followed) gives each
+//!    file's size and `ETag`; for LFS files the `ETag` (or `X-Linked-Etag`) is the file's sha256.
+//! 3. Each file comes from the content-addressed store if a blob with that sha256 is there,
+//!    else from the Hugging Face cache if it holds the file at that commit (checked), else it
+//!    is downloaded by the [download engine](crate::download), verified against the sha256
+//!    while streaming. Several files are fetched at once.
+//!
+//! The token goes in `Authorization` to the endpoint's own host only; the HTTP client drops it
+//! on a redirect to another host. It is never logged, and never written anywhere.
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
+
+use catalog_core::{CatalogEntry, Digest, FileRecord, HfRef, ModelRef};
+use reqwest::StatusCode;
+use reqwest::header::{self, HeaderMap, HeaderValue};
+use serde::Deserialize;
+
+use super::{
+    HfConfig, Placed, entry_dir, finish, hub_cache_claimed_sha256, hub_cache_commit,
+    hub_cache_repo, safe_relative_path, selected,
+};
+use crate::download::{Download, DownloadConfig, Downloader, partial_key};
+use crate::error::{Error, Result};
+use crate::fetcher::{FetchRequest, Fetched, ModelFetcher, unsupported};
+use crate::reporter::Progress;
+
+/// Fetches `hf:` references with the Hub's HTTP API. See the [module docs](self).
+#[derive(Debug)]
+pub struct HfFetcher {
+    config: HfConfig,
+    download: DownloadConfig,
+    engine: OnceLock<Downloader>,
+    api: OnceLock<reqwest::Client>,
+}
+
+/// `GET /api/models/<repo>/revision/<rev>`, the parts we read.
+#[derive(Debug, Deserialize)]
+struct RevisionInfo {
+    sha: String,
+    #[serde(default)]
+    siblings: Vec<Sibling>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Sibling {
+    rfilename: String,
+}
+
+/// One file to place.
+#[derive(Debug)]
+struct FileJob {
+    rel: String,
+    size: Option<u64>,
+    /// The sha256 the Hub states (LFS files).
+    sha256: Option<Digest>,
+}
+
+impl HfFetcher {
+    /// A fetcher with `config`, downloading with `download`.
+    pub fn new(config: HfConfig, download: DownloadConfig) -> Self {
+        HfFetcher {
+            config,
+            download,
+            engine: OnceLock::new(),
+            api: OnceLock::new(),
+        }
+    }
+
+    fn engine(&self) -> Result<&Downloader> {
+        if let Some(e) = self.engine.get() {
+            return Ok(e);
+        }
+        let engine = Downloader::new(self.download.clone())?;
+        Ok(self.engine.get_or_init(|| engine))
+    }
+
+    /// A client for API calls and HEADs that does not follow redirects, so that the Hub's
+    /// `X-Linked-*` headers on a redirect to a CDN can be read.
+    fn api(&self) -> Result<&reqwest::Client> {
+        if let Some(c) = self.api.get() {
+            return Ok(c);
+        }
+        let client = reqwest::Client::builder()
+            .user_agent(concat!("model-provisioner/", env!("CARGO_PKG_VERSION")))
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(self.download.connect_timeout)
+            .timeout(std::time::Duration::from_secs(60))
+            .build()
+            .map_err(|e| Error::Setup {
+                what: "build the HTTP client",
+                source: Box::new(e.without_url()),
+            })?;
+        Ok(self.api.get_or_init(|| client))
+    }
+
+    /// `Authorization` for requests to the endpoint, when there is a token.
+    fn auth_headers(&self) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        if let Some(token) = &self.config.token
+            && let Ok(mut value) = HeaderValue::from_str(&format!("Bearer {}", token.expose()))
+        {
+            value.set_sensitive(true);
+            headers.insert(header::AUTHORIZATION, value);
+        }
+        headers
+    }
+
+    fn repo_url(&self, hf: &HfRef) -> String {
+        format!("{}/{}/{}", self.config.endpoint, hf.org, hf.repo)
+    }
+
+    fn resolve_url(&self, hf: &HfRef, commit: &str, rel: &str) -> Result<url::Url> {
+        let text = format!("{}/resolve/{commit}/{rel}", self.repo_url(hf));
+        url::Url::parse(&text).map_err(|e| Error::Setup {
+            what: "build a download URL from `HF_ENDPOINT`",
+            source: Box::new(e),
+        })
+    }
+
+    /// Resolves `revision` to a commit and lists the repository's files.
+    fn revision_info(&self, hf: &HfRef, revision: &str) -> Result<RevisionInfo> {
+        let url = format!(
+            "{}/api/models/{}/{}/revision/{}",
+            self.config.endpoint, hf.org, hf.repo, revision
+        );
+        let client = self.api()?;
+        let engine = self.engine()?;
+        engine.block_on(async {
+            let response = client
+                .get(&url)
+                .headers(self.auth_headers())
+                .send()
+                .await
+                .map_err(|e| api_error(&url, e))?;
+            match response.status() {
+                StatusCode::OK => response
+                    .json::<RevisionInfo>()
+                    .await
+                    .map_err(|e| api_error(&url, e)),
+                StatusCode::NOT_FOUND => Err(Error::HfNotFound {
+                    what: format!("repository `{}` at revision `{revision}`", hf.repo_id()),
+                }),
+                s @ (StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) => Err(Error::HfDenied {
+                    repo: hf.repo_id(),
+                    status: s.as_u16(),
+                }),
+                s => Err(Error::Download {
+                    url,
+                    status: Some(s.as_u16()),
+                    attempts: 1,
+                    reason: format!("HTTP {s}"),
+                    source: None,
+                }),
+            }
+        })
+    }
+
+    /// Size and stated sha256 of one file, from a `HEAD` that does not follow redirects.
+    fn head(&self, hf: &HfRef, commit: &str, rel: &str) -> Result<(Option<u64>, Option<Digest>)> {
+        let url = self.resolve_url(hf, commit, rel)?;
+        let client = self.api()?;
+        self.engine()?.block_on(async {
+            let response = client
+                .head(url.clone())
+                .headers(self.auth_headers())
+                .send()
+                .await
+                .map_err(|e| api_error(url.as_str(), e))?;
+            let status = response.status();
+            if status == StatusCode::NOT_FOUND {
+                return Err(Error::HfNotFound {
+                    what: format!("file `{rel}` in `{}` at `{commit}`", hf.repo_id()),
+                });
+            }
+            if !(status.is_success() || status.is_redirection()) {
+                // Some servers refuse HEAD: the download will tell size and digest anyway.
+                return Ok((None, None));
+            }
+            let h = response.headers();
+            let get = |name: &str| h.get(name).and_then(|v| v.to_str().ok());
+            let size = get("x-linked-size")
+                .or_else(|| status.is_success().then(|| get("content-length")).flatten())
+                .and_then(|s| s.parse().ok());
+            let sha256 = get("x-linked-etag")
+                .or_else(|| get("etag"))
+                .and_then(etag_sha256);
+            Ok((size, sha256))
+        })
+    }
+
+    fn fetch_hf(&self, req: &FetchRequest<'_>, hf: &HfRef) -> Result<Fetched> {
+        let revision = hf.revision.as_deref().unwrap_or("main");
+        if self.config.offline {
+            return self.offline_from_hub_cache(req, hf, revision);
+        }
+        let info = self.revision_info(hf, revision)?;
+        let commit = info.sha;
+        let names: Vec<String> = match &hf.path {
+            Some(path) => {
+                if !info.siblings.iter().any(|s| &s.rfilename == path) {
+                    return Err(Error::HfNotFound {
+                        what: format!("file `{path}` in `{}` at `{commit}`", hf.repo_id()),
+                    });
+                }
+                vec![path.clone()]
+            }
+            None => info
+                .siblings
+                .into_iter()
+                .map(|s| s.rfilename)
+                .filter(|n| selected(n, &self.config.include, &self.config.exclude))
+                .collect(),
+        };
+        if names.is_empty() {
+            return Err(Error::HfNotFound {
+                what: format!(
+                    "no file of `{}` at `{commit}` matches the include/exclude patterns",
+                    hf.repo_id()
+                ),
+            });
+        }
+        for name in &names {
+            safe_relative_path(name)?;
+        }
+        let dir = entry_dir(req.layout, hf, req.id, &commit, &self.config);
+        let jobs = self.plan(hf, &commit, names)?;
+        let (placed, bytes_read) = self.place_all(req, hf, &commit, &dir, jobs)?;
+        finish(
+            hf,
+            req.id,
+            &dir,
+            &commit,
+            placed,
+            bytes_read,
+            "hf-native",
+            env!("CARGO_PKG_VERSION").to_owned(),
+            &self.config,
+            req.expected,
+        )
+    }
+
+    /// Sizes and stated digests of every file, by `HEAD`, several at once.
+    fn plan(&self, hf: &HfRef, commit: &str, names: Vec<String>) -> Result<Vec<FileJob>> {
+        let queue = Mutex::new(names.into_iter().enumerate().collect::<VecDeque<_>>());
+        let out = Mutex::new(Vec::new());
+        let failed = AtomicBool::new(false);
+        let first_error = Mutex::new(None);
+        std::thread::scope(|s| {
+            for _ in 0..self.config.parallel_files.max(1) * 2 {
+                s.spawn(|| {
+                    while !failed.load(Ordering::Relaxed) {
+                        let Some((i, rel)) = queue.lock().expect("poisoned").pop_front() else {
+                            break;
+                        };
+                        match self.head(hf, commit, &rel) {
+                            Ok((size, sha256)) => out
+                                .lock()
+                                .expect("poisoned")
+                                .push((i, FileJob { rel, size, sha256 })),
+                            Err(e) => {
+                                failed.store(true, Ordering::Relaxed);
+                                first_error.lock().expect("poisoned").get_or_insert(e);
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        if let Some(e) = first_error.into_inner().expect("poisoned") {
+            return Err(e);
+        }
+        let mut jobs = out.into_inner().expect("poisoned");
+        jobs.sort_by_key(|(i, _)| *i);
+        Ok(jobs.into_iter().map(|(_, j)| j).collect())
+    }
+
+    /// Places every file in `dir`, several at once; returns them and the bytes downloaded.
+    fn place_all(
+        &self,
+        req: &FetchRequest<'_>,
+        hf: &HfRef,
+        commit: &str,
+        dir: &Path,
+        jobs: Vec<FileJob>,
+    ) -> Result<(Vec<Placed>, u64)> {
+        let total: u64 = jobs.iter().filter_map(|j| j.size).sum();
+        let overall = req.reporter.start(&hf.repo_id(), Some(total));
+        let queue = Mutex::new(jobs.into_iter().collect::<VecDeque<_>>());
+        let placed = Mutex::new(Vec::new());
+        let transferred = AtomicU64::new(0);
+        let failed = AtomicBool::new(false);
+        let first_error = Mutex::new(None);
+        std::thread::scope(|s| {
+            for _ in 0..self.config.parallel_files.max(1) {
+                s.spawn(|| {
+                    while !failed.load(Ordering::Relaxed) {
+                        let Some(job) = queue.lock().expect("poisoned").pop_front() else {
+                            break;
+                        };
+                        let both = Tee {
+                            file: req.reporter.start(&job.rel, job.size),
+                            overall: &*overall,
+                        };
+                        let result = self.place_one(req, hf, commit, dir, &job, &both);
+                        both.file.finish();
+                        match result {
+                            Ok((p, n)) => {
+                                transferred.fetch_add(n, Ordering::Relaxed);
+                                placed.lock().expect("poisoned").push(p);
+                            }
+                            Err(e) => {
+                                failed.store(true, Ordering::Relaxed);
+                                first_error.lock().expect("poisoned").get_or_insert(e);
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        overall.finish();
+        if let Some(e) = first_error.into_inner().expect("poisoned") {
+            return Err(e);
+        }
+        Ok((
+            placed.into_inner().expect("poisoned"),
+            transferred.into_inner(),
+        ))
+    }
+
+    /// One file: from the store, the Hugging Face cache, or the network, in that order.
+    fn place_one(
+        &self,
+        req: &FetchRequest<'_>,
+        hf: &HfRef,
+        commit: &str,
+        dir: &Path,
+        job: &FileJob,
+        progress: &dyn Progress,
+    ) -> Result<(Placed, u64)> {
+        let layout = req.layout;
+        let dest = dir.join(safe_relative_path(&job.rel)?);
+        // Already in the store: a blob is named by its content, so it needs no new check.
+        if let Some(sha) = &job.sha256 {
+            let blob = layout.blob_path(sha);
+            if blob.is_file() {
+                layout.link_model(&blob, &dest)?;
+                let size = std::fs::metadata(&blob)
+                    .map_err(|e| Error::read(&blob, e))?
+                    .len();
+                progress.advance(size);
+                tracing::debug!(file = %job.rel, "reused a blob already in the store");
+                return Ok((placed(&job.rel, size, sha.clone()), 0));
+            }
+        }
+        if let Some(found) = self.hub_cache_file(hf, commit, &job.rel) {
+            match super::cli::copy_verified(layout, &found, job.sha256.as_ref(), &dest, progress) {
+                Ok((size, digest)) => {
+                    tracing::info!(file = %job.rel, cache = %found.display(), "reused the Hugging Face cache");
+                    return Ok((placed(&job.rel, size, digest), 0));
+                }
+                Err(e) if e.is_verification_failure() => {
+                    tracing::warn!(file = %job.rel, error = %e, "the Hugging Face cache copy is damaged; downloading");
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let url = self.resolve_url(hf, commit, &job.rel)?;
+        let display_url = url.as_str().to_owned();
+        let id = format!("{}/{}", req.id, job.rel);
+        let downloaded = self.engine()?.fetch(
+            layout,
+            &Download {
+                url: &url,
+                display_url: &display_url,
+                headers: self.auth_headers(),
+                expected: job.sha256.as_ref(),
+                id: &id,
+                key: &partial_key(&display_url),
+            },
+            progress,
+        )?;
+        let (size, digest) = (downloaded.staged.size, downloaded.staged.digest.clone());
+        let blob = layout.publish_blob(downloaded.staged)?;
+        layout.link_model(&blob, &dest)?;
+        Ok((placed(&job.rel, size, digest), downloaded.transferred))
+    }
+
+    /// The file in the Hugging Face cache's snapshot of `commit`, if it is there.
+    fn hub_cache_file(&self, hf: &HfRef, commit: &str, rel: &str) -> Option<PathBuf> {
+        let cache = self.config.hub_cache.as_ref()?;
+        let path = hub_cache_repo(cache, hf)
+            .join("snapshots")
+            .join(commit)
+            .join(rel);
+        path.is_file().then_some(path)
+    }
+
+    /// Offline: every file from the Hugging Face cache, or a clear error.
+    fn offline_from_hub_cache(
+        &self,
+        req: &FetchRequest<'_>,
+        hf: &HfRef,
+        revision: &str,
+    ) -> Result<Fetched> {
+        let offline = || Error::HfOffline {
+            reference: req.reference.redacted(),
+            cache: self.config.hub_cache.clone(),
+        };
+        let cache = self.config.hub_cache.as_ref().ok_or_else(offline)?;
+        let commit = hub_cache_commit(cache, hf, revision).ok_or_else(offline)?;
+        let snapshot = hub_cache_repo(cache, hf).join("snapshots").join(&commit);
+        let names: Vec<String> = match &hf.path {
+            Some(p) => vec![p.clone()],
+            None => catalog_core::verify::walk_tree(&snapshot)
+                .map_err(|_| offline())?
+                .into_iter()
+                .map(|f| f.rel)
+                .filter(|n| selected(n, &self.config.include, &self.config.exclude))
+                .collect(),
+        };
+        if names.is_empty() || names.iter().any(|n| !snapshot.join(n).is_file()) {
+            return Err(offline());
+        }
+        let dir = entry_dir(req.layout, hf, req.id, &commit, &self.config);
+        let overall = req.reporter.start(&hf.repo_id(), None);
+        let mut placed_files = Vec::with_capacity(names.len());
+        for rel in &names {
+            let dest = dir.join(safe_relative_path(rel)?);
+            let source = snapshot.join(rel);
+            let claimed = hub_cache_claimed_sha256(&source);
+            let (size, digest) =
+                super::cli::copy_verified(req.layout, &source, claimed.as_ref(), &dest, &*overall)?;
+            placed_files.push(placed(rel, size, digest));
+        }
+        overall.finish();
+        finish(
+            hf,
+            req.id,
+            &dir,
+            &commit,
+            placed_files,
+            0,
+            "hf-native",
+            env!("CARGO_PKG_VERSION").to_owned(),
+            &self.config,
+            req.expected,
+        )
+    }
+}
+
+impl ModelFetcher for HfFetcher {
+    fn name(&self) -> &'static str {
+        "hf-native"
+    }
+
+    fn fetch(&self, req: &FetchRequest<'_>) -> Result<Fetched> {
+        match req.reference {
+            ModelRef::Hf(hf) => self.fetch_hf(req, hf),
+            other => Err(unsupported(other)),
+        }
+    }
+
+    fn accepts(&self, entry: &CatalogEntry) -> bool {
+        self.config.same_selection(entry.provenance.as_ref())
+    }
+}
+
+fn placed(rel: &str, size: u64, digest: Digest) -> Placed {
+    Placed {
+        record: FileRecord {
+            path: rel.to_owned(),
+            size,
+            digest: Some(digest),
+        },
+    }
+}
+
+/// The sha256 in an `ETag`, when it is one (`"<64 hex>"`, possibly weak).
+fn etag_sha256(etag: &str) -> Option<Digest> {
+    let value = etag.trim().trim_start_matches("W/").trim_matches('"');
+    (value.len() == 64)
+        .then(|| format!("sha256:{value}").parse().ok())
+        .flatten()
+}
+
+fn api_error(url: &str, e: reqwest::Error) -> Error {
+    Error::Download {
+        url: url.to_owned(),
+        status: e.status().map(|s| s.as_u16()),
+        attempts: 1,
+        reason: if e.is_connect() {
+            "could not connect".to_owned()
+        } else if e.is_decode() {
+            "the Hub's answer is not the JSON expected".to_owned()
+        } else {
+            "the request failed".to_owned()
+        },
+        source: Some(Box::new(e.without_url())),
+    }
+}
+
+/// Progress that goes to a file's bar and to the overall bar.
+struct Tee<'a> {
+    file: Box<dyn Progress>,
+    overall: &'a dyn Progress,
+}
+
+impl Progress for Tee<'_> {
+    fn advance(&self, bytes: u64) {
+        self.file.advance(bytes);
+        self.overall.advance(bytes);
+    }
+
+    fn set_total(&self, total: u64) {
+        self.file.set_total(total);
+    }
+
+    fn restart(&self) {
+        self.file.restart();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::etag_sha256;
+
+    #[test]
+    fn etags_that_are_sha256() {
+        let hex = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+        assert_eq!(
+            etag_sha256(&format!("\"{hex}\"")).map(|d| d.value().to_owned()),
+            Some(hex.to_owned())
+        );
+        assert_eq!(
+            etag_sha256(&format!("W/\"{hex}\"")).map(|d| d.value().to_owned()),
+            Some(hex.to_owned())
+        );
+        assert_eq!(etag_sha256("\"0123abcd\""), None, "a git sha1 is no sha256");
+    }
+}
