@@ -7,6 +7,13 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+/// What the server saw of one request.
+#[derive(Debug, Clone, Default)]
+struct Seen {
+    range: Option<String>,
+    authorization: Option<String>,
+}
+
 /// How the server answers one request.
 #[derive(Debug, Clone)]
 pub enum Answer {
@@ -31,6 +38,8 @@ pub enum Answer {
     Status(u16),
     /// Serve these bytes instead of the body (a server that lies).
     Lie(Vec<u8>),
+    /// Redirect (`302`) to this URL.
+    Redirect(String),
 }
 
 /// A server that answers the `n`-th request with the `n`-th scripted [`Answer`] (the last
@@ -39,7 +48,7 @@ pub enum Answer {
 pub struct FaultServer {
     port: u16,
     requests: Arc<AtomicUsize>,
-    ranges_seen: Arc<Mutex<Vec<Option<String>>>>,
+    ranges_seen: Arc<Mutex<Vec<Seen>>>,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
@@ -114,7 +123,22 @@ impl FaultServer {
 
     /// The `Range` header of each request, in order.
     pub fn ranges(&self) -> Vec<Option<String>> {
-        self.ranges_seen.lock().expect("poisoned").clone()
+        self.ranges_seen
+            .lock()
+            .expect("poisoned")
+            .iter()
+            .map(|s| s.range.clone())
+            .collect()
+    }
+
+    /// The `Authorization` header of each request, in order.
+    pub fn authorizations(&self) -> Vec<Option<String>> {
+        self.ranges_seen
+            .lock()
+            .expect("poisoned")
+            .iter()
+            .map(|s| s.authorization.clone())
+            .collect()
     }
 }
 
@@ -132,7 +156,7 @@ fn serve_connection(
     body: &[u8],
     script: &[Answer],
     requests: &AtomicUsize,
-    ranges_seen: &Mutex<Vec<Option<String>>>,
+    ranges_seen: &Mutex<Vec<Seen>>,
     stop: &AtomicBool,
 ) {
     let _ = stream.set_nonblocking(false);
@@ -148,6 +172,7 @@ fn serve_connection(
             return;
         }
         let mut range = None;
+        let mut authorization = None;
         loop {
             let mut line = String::new();
             if reader.read_line(&mut line).unwrap_or(0) == 0 {
@@ -157,14 +182,19 @@ fn serve_connection(
             if line.is_empty() {
                 break;
             }
-            if let Some((name, value)) = line.split_once(':')
-                && name.eq_ignore_ascii_case("range")
-            {
-                range = Some(value.trim().to_owned());
+            if let Some((name, value)) = line.split_once(':') {
+                if name.eq_ignore_ascii_case("range") {
+                    range = Some(value.trim().to_owned());
+                } else if name.eq_ignore_ascii_case("authorization") {
+                    authorization = Some(value.trim().to_owned());
+                }
             }
         }
         let n = requests.fetch_add(1, Ordering::SeqCst);
-        ranges_seen.lock().expect("poisoned").push(range.clone());
+        ranges_seen.lock().expect("poisoned").push(Seen {
+            range: range.clone(),
+            authorization,
+        });
         let answer = script
             .get(n)
             .unwrap_or_else(|| script.last().expect("non-empty"));
@@ -223,6 +253,13 @@ fn respond(
                 }
             };
             out.write_all(slice).is_ok()
+        }
+        Answer::Redirect(location) => {
+            let _ = write!(
+                out,
+                "HTTP/1.1 302 Found\r\nLocation: {location}\r\nContent-Length: 0\r\n\r\n"
+            );
+            true
         }
         Answer::Lie(other) => {
             let _ = write!(

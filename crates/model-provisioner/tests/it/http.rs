@@ -398,3 +398,47 @@ fn a_complete_partial_left_by_a_kill_is_checked_with_one_byte_and_published() ->
     assert_eq!(server.ranges(), [Some("bytes=49999-49999".to_owned())]);
     Ok(())
 }
+
+#[test]
+fn authorization_goes_to_the_endpoint_only_and_is_dropped_on_a_redirect_elsewhere() -> TestResult {
+    use model_provisioner::download::{Download, Downloader};
+    let body = bytes(20_000, 14);
+    let elsewhere = FaultServer::start(body.clone(), vec![Answer::Serve { ranges: true }]);
+    let endpoint = FaultServer::start(Vec::new(), vec![Answer::Redirect(elsewhere.url("blob"))]);
+    let cache = tempfile::tempdir()?;
+    let layout = catalog_core::CacheLayout::new(cache.path())?;
+    let url: url::Url = endpoint.url("org/repo/resolve/main/m.gguf").parse()?;
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(reqwest::header::AUTHORIZATION, "Bearer hf_SECRET".parse()?);
+    let engine = Downloader::new(config())?;
+    let downloaded = engine.fetch(
+        &layout,
+        &Download {
+            url: &url,
+            display_url: url.as_str(),
+            headers,
+            expected: Some(&Digest::sha256_of(&body)),
+            id: "test",
+            key: "0123abcd",
+        },
+        &NoProgressBar,
+    )?;
+    assert_eq!(downloaded.staged.size, 20_000);
+    assert_eq!(
+        endpoint.authorizations(),
+        [Some("Bearer hf_SECRET".to_owned())]
+    );
+    assert!(
+        elsewhere.authorizations().iter().all(Option::is_none),
+        "{:?}",
+        elsewhere.authorizations()
+    );
+    Ok(())
+}
+
+/// Progress that shows nothing.
+struct NoProgressBar;
+
+impl model_provisioner::Progress for NoProgressBar {
+    fn advance(&self, _: u64) {}
+}
