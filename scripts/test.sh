@@ -8,18 +8,9 @@ if ! command -v cargo >/dev/null; then
   exit 1
 fi
 
-# Servers the tests run against, from Debian's packages.
-need=()
-command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx)
-if [ ${#need[@]} -gt 0 ]; then
-  if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then
-    echo "error: the tests need: ${need[*]}; install them (e.g. \`sudo apt-get install ${need[*]}\`)" >&2
-    exit 1
-  fi
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-fi
+# Servers and tools the tests run against: Debian's nginx, git and git-lfs, and olah and
+# huggingface_hub (`hf`) in a venv under .venv/.
+bash scripts/install-test-deps.sh
 
 # The default build of the library must not link an HTTP client (file-only means no network).
 http_deps=$(cargo tree --locked -p model-provisioner -e normal --prefix none \

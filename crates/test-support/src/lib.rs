@@ -5,8 +5,12 @@
 //!   Its access log records each request's range and the body bytes it sent.
 //! - [`FaultServer`]: a tiny HTTP/1.1 server whose answers a test scripts: cut bodies, stalls,
 //!   errors, lies.
+//! - [`Olah`]: olah, a Hugging Face mirror, serving local git repos ([`HfRepo`], built with
+//!   [`HfRepoBuilder`]) offline as Hugging Face model repos; [`Olah::hf`] runs the real `hf`
+//!   CLI against it.
 //!
-//! A missing nginx is a test failure with instructions, never a silent skip.
+//! A missing nginx, olah, `hf`, git or git-lfs is a test failure with instructions, never a
+//! silent skip (`bash scripts/install-test-deps.sh` installs them all).
 #![deny(missing_docs)]
 #![expect(
     clippy::missing_panics_doc,
@@ -14,10 +18,17 @@
 )]
 
 mod fault;
+mod hf_repo;
 mod nginx;
+mod olah;
 
 pub use fault::{Answer, FaultServer};
+pub use hf_repo::{
+    DEFAULT_WEIGHTS_SIZE, HfRepo, HfRepoBuilder, LFS_PATTERNS, TINY_GGUF, TINY_LLAMA, fake_gguf,
+    fake_safetensors, pseudo_random_bytes, sha256_hex,
+};
 pub use nginx::{LogLine, Nginx};
+pub use olah::{Olah, OlahRequest, hf_cli_path, olah_cli_path, venv_dir};
 
 /// A port on 127.0.0.1 that nothing listens on right now.
 pub fn free_port() -> u16 {

@@ -142,7 +142,8 @@ impl HfCliFetcher {
                 cmd.arg("--exclude").arg(p);
             }
         }
-        cmd.env("HF_HUB_DISABLE_TELEMETRY", "1");
+        cmd.env("HF_HUB_DISABLE_TELEMETRY", "1")
+            .env("HF_HUB_DISABLE_UPDATE_CHECK", "1");
         if self.config.offline {
             cmd.env("HF_HUB_OFFLINE", "1");
         }
@@ -173,10 +174,18 @@ impl HfCliFetcher {
             });
         }
         let stdout = String::from_utf8_lossy(&output.stdout);
+        // `hf` 2.x prints `path: <path>` (coloured, even into a pipe); older tools print the path
+        // alone on the last line.
         let printed = stdout
             .lines()
             .rev()
-            .map(str::trim)
+            .map(|l| {
+                strip_ansi(l)
+                    .trim()
+                    .trim_start_matches("path:")
+                    .trim()
+                    .to_owned()
+            })
             .find(|l| !l.is_empty())
             .map(PathBuf::from)
             .ok_or_else(|| Error::HfTool {
@@ -203,6 +212,24 @@ impl ModelFetcher for HfCliFetcher {
     fn accepts(&self, entry: &CatalogEntry) -> bool {
         self.config.same_selection(entry.provenance.as_ref())
     }
+}
+
+/// `line` without ANSI escape sequences (`ESC [ … letter`).
+fn strip_ansi(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for d in chars.by_ref() {
+                if d.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 fn is_executable(path: &Path) -> bool {

@@ -139,6 +139,14 @@ impl HfFetcher {
                 .send()
                 .await
                 .map_err(|e| api_error(&url, e))?;
+            // The Hub answers 401 `RepoNotFound` for a repository that does not exist or is
+            // private (and some mirrors do for a missing revision too).
+            let code = response
+                .headers()
+                .get("x-error-code")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned();
             match response.status() {
                 StatusCode::OK => response
                     .json::<RevisionInfo>()
@@ -147,6 +155,14 @@ impl HfFetcher {
                 StatusCode::NOT_FOUND => Err(Error::HfNotFound {
                     what: format!("repository `{}` at revision `{revision}`", hf.repo_id()),
                 }),
+                StatusCode::UNAUTHORIZED if code == "RepoNotFound" || code == "RevisionNotFound" => {
+                    Err(Error::HfNotFound {
+                        what: format!(
+                            "repository `{}` at revision `{revision}` (or it is private and needs a token)",
+                            hf.repo_id()
+                        ),
+                    })
+                }
                 s @ (StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) => Err(Error::HfDenied {
                     repo: hf.repo_id(),
                     status: s.as_u16(),

@@ -1,0 +1,132 @@
+#!/usr/bin/env bash
+# Installs the real servers and clients the tests run against; safe to run again.
+#
+# - From Debian's packages (only what is missing): nginx, git, git-lfs.
+# - A Python venv at <repo>/.venv with olah (a self-hosted Hugging Face mirror, run offline
+#   over local git repos) and huggingface_hub (its `hf` command, the reference client).
+#   Every package in the venv is pinned to a set checked to work together.
+#
+# Runs as root in CI, with no standard input.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+repo_root=$(pwd)
+venv="$repo_root/.venv"
+
+# --- Debian packages -------------------------------------------------------------------------
+need=()
+command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx)
+command -v git >/dev/null || need+=(git)
+command -v git-lfs >/dev/null || need+=(git-lfs)
+if ! command -v python3 >/dev/null; then
+  need+=(python3 python3-venv)
+elif ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
+  # Debian's python3 keeps ensurepip (which venv needs) in a separate package.
+  need+=(python3-venv)
+fi
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then
+    echo "error: the tests need: ${need[*]}; install them (e.g. \`sudo apt-get install ${need[*]}\`)" >&2
+    exit 1
+  fi
+  echo "installing from Debian's packages: ${need[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+# --- Python venv with olah and hf --------------------------------------------------------------
+# The two packages the tests use, and every package they pull in, at versions checked together
+# (olah 0.5.4 serving local git repos offline; hf 2.4.0 downloading from it).
+requirements='olah==0.5.4
+huggingface_hub==2.4.0'
+constraints='annotated-doc==0.0.7
+annotated-types==0.8.0
+anyio==4.16.0
+brotli==1.2.1
+certifi==2026.10.19.post1
+charset-normalizer==3.5.3
+click==8.5.1
+fastapi==0.165.0
+fastapi-utils==0.8.0
+filelock==4.3.1
+fsspec==2026.9.0
+gitdb==4.0.12
+GitPython==3.2.1
+h11==0.16.0
+hf-xet==1.8.0
+httpcore==1.0.9
+httpcore2==2.16.2
+httpx==0.28.1
+httpx2==2.16.2
+huggingface_hub==2.4.0
+idna==3.20
+Jinja2==3.1.6
+markdown-it-py==4.3.0
+MarkupSafe==3.0.4
+mdurl==0.1.2
+mypy_extensions==1.2.0
+olah==0.5.4
+opentelemetry-api==1.45.2
+packaging==26.4
+peewee==4.5.3
+portalocker==4.4.2
+psutil==5.9.8
+pydantic==2.14.4
+pydantic-settings==2.16.3
+pydantic_core==2.50.5
+Pygments==2.21.0
+python-dotenv==1.2.4
+python-multipart==0.0.34
+pytz==2026.6
+PyYAML==6.0.4
+requests==2.34.2
+rich==15.0.0
+shortuuid==1.0.13
+smmap==5.0.3
+starlette==1.10.0
+tenacity==9.2.1
+toml==0.10.2
+tqdm==4.70.1
+truststore==0.10.5
+typing-inspect==0.9.0
+typing-inspection==0.4.5
+typing_extensions==4.16.0
+urllib3==2.8.0
+uvicorn==0.54.0'
+stamp="$venv/.install-test-deps"
+wanted_stamp=$(printf '%s\n--\n%s\n' "$requirements" "$constraints")
+
+venv_ok() {
+  [ -x "$venv/bin/python" ] && "$venv/bin/python" -c 'import sys' 2>/dev/null \
+    && [ -x "$venv/bin/hf" ] && [ -x "$venv/bin/olah-cli" ] \
+    && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$wanted_stamp" ]
+}
+
+if venv_ok; then
+  echo "ok: $venv already has the pinned olah and huggingface_hub"
+else
+  if [ -e "$venv" ] && ! { [ -x "$venv/bin/python" ] && "$venv/bin/python" -c 'import sys' 2>/dev/null; }; then
+    echo "removing a broken venv at $venv"
+    rm -rf "$venv"
+  fi
+  if [ ! -x "$venv/bin/python" ]; then
+    echo "creating a Python venv at $venv"
+    python3 -m venv "$venv"
+  fi
+  tmp=$(mktemp -d)
+  trap 'rm -rf "$tmp"' EXIT
+  printf '%s\n' "$requirements" >"$tmp/requirements.txt"
+  printf '%s\n' "$constraints" >"$tmp/constraints.txt"
+  echo "installing olah and huggingface_hub into $venv"
+  PIP_DISABLE_PIP_VERSION_CHECK=1 "$venv/bin/python" -m pip install --quiet --no-input \
+    -r "$tmp/requirements.txt" -c "$tmp/constraints.txt"
+  printf '%s' "$wanted_stamp" >"$stamp"
+fi
+
+# --- Check and report ------------------------------------------------------------------------
+# (HF_HUB_DISABLE_UPDATE_CHECK: hf would otherwise ask the package registry for a newer version.)
+HF_HUB_DISABLE_UPDATE_CHECK=1 "$venv/bin/hf" version >/dev/null
+"$venv/bin/olah-cli" --help >/dev/null
+echo "git-lfs: $(git lfs version)"
+echo "hf: $venv/bin/hf ($("$venv/bin/python" -c 'import huggingface_hub; print(huggingface_hub.__version__)'))"
+echo "olah-cli: $venv/bin/olah-cli ($("$venv/bin/python" -c 'import importlib.metadata as m; print(m.version("olah"))'))"
