@@ -162,7 +162,8 @@ fn hf_ref_to_an_unreachable_hub_fails_clearly_and_writes_nothing() -> TestResult
     let before = fx.index_bytes();
     let endpoint = format!("http://127.0.0.1:{}", test_support::free_port());
     let mut cmd = fx.command(["ensure", "hf:org/repo/file.gguf"]);
-    cmd.env("HF_ENDPOINT", &endpoint).env("HF_TOKEN", "hf_SECRETTOKEN");
+    cmd.env("HF_ENDPOINT", &endpoint)
+        .env("HF_TOKEN", "hf_SECRETTOKEN");
     let out = run_within_limit(&mut cmd);
     assert_failure(&out, 1, &[&endpoint, "could not connect"]);
     assert!(!stderr(&out).contains("SECRETTOKEN"), "{}", stderr(&out));
