@@ -25,12 +25,19 @@ fn main() -> ExitCode {
 }
 
 fn init_logging(quiet: bool, verbose: u8) {
-    let default = match (quiet, verbose) {
+    let ours = match (quiet, verbose) {
         (true, _) => "error",
         (false, 0) => "warn",
         (false, 1) => "info",
         (false, 2) => "debug",
         (false, _) => "trace",
+    };
+    // `-v` raises our own crates only: the HTTP stack's debug logs print whole URLs, query
+    // strings included, and those may carry credentials.
+    let default = if verbose == 0 || quiet {
+        ours.to_owned()
+    } else {
+        format!("warn,model_provisioner={ours},catalog_core={ours},model_provisioner_cli={ours}")
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("MODEL_PROVISIONER_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
