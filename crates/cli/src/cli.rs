@@ -125,6 +125,11 @@ pub struct EnsureArgs {
     #[arg(long, value_name = "N", default_value_t = 5)]
     pub retries: u32,
 
+    /// Wait at most this many seconds for another process fetching the same model
+    /// [default: wait as long as it takes].
+    #[arg(long, value_name = "SECONDS")]
+    pub lock_timeout: Option<u64>,
+
     /// Abandon and retry a request that delivers no data for this many seconds.
     #[arg(long, value_name = "SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
     pub stall_timeout: u64,

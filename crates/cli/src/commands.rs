@@ -109,7 +109,8 @@ fn ensure(cx: &Context, args: &EnsureArgs) -> anyhow::Result<ExitCode> {
     };
     let provisioner = ModelProvisioner::with_fetcher(&cx.cache_dir, fetcher)?
         .with_reporter(Arc::new(BarReporter::new(cx.quiet || args.json)))
-        .with_refresh(args.refresh);
+        .with_refresh(args.refresh)
+        .with_lock_timeout(args.lock_timeout.map(std::time::Duration::from_secs));
     let ensured = provisioner.ensure(&reference, args.digest.as_ref())?;
     let e = &ensured.entry;
     if args.json {

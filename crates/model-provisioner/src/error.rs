@@ -128,6 +128,14 @@ pub enum Error {
         /// The last lines it printed on stderr.
         stderr: String,
     },
+    /// Another process held the model's lock for longer than the lock timeout.
+    #[error("gave up after {waited_s} s waiting for another process fetching `{id}`")]
+    LockTimeout {
+        /// The model.
+        id: String,
+        /// Seconds waited.
+        waited_s: u64,
+    },
     /// The id is not in the catalog.
     #[error("no model `{id}` in the catalog")]
     UnknownId {
@@ -181,6 +189,9 @@ impl Error {
             ),
             Error::Unsupported { hint, .. } => Some(hint.clone()),
             Error::UnknownId { .. } => Some("`model-provisioner ls` lists the catalog".into()),
+            Error::LockTimeout { .. } => Some(
+                "the other process may still be downloading: run again later, or raise `--lock-timeout`".into(),
+            ),
             Error::HfToolMissing => Some(
                 "install one with `pip install -U huggingface_hub` (it provides `hf`), or use the native client, which needs no tool (`--via native`)".into(),
             ),

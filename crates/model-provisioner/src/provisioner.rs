@@ -23,6 +23,8 @@ pub struct ModelProvisioner<C: CatalogStore, F: ModelFetcher> {
     layout: CacheLayout,
     reporter: Arc<dyn Reporter>,
     refresh: bool,
+    single_flight: bool,
+    lock_timeout: Option<std::time::Duration>,
 }
 
 /// The full outcome of an ensure, for front ends that show more than the path.
@@ -78,6 +80,8 @@ impl<C: CatalogStore, F: ModelFetcher> ModelProvisioner<C, F> {
             layout,
             reporter: Arc::new(NoReporter),
             refresh: false,
+            single_flight: true,
+            lock_timeout: None,
         }
     }
 
@@ -94,6 +98,21 @@ impl<C: CatalogStore, F: ModelFetcher> ModelProvisioner<C, F> {
     #[must_use]
     pub fn with_refresh(mut self, refresh: bool) -> Self {
         self.refresh = refresh;
+        self
+    }
+
+    /// Waits at most `timeout` for another process fetching the same model (forever: `None`).
+    #[must_use]
+    pub fn with_lock_timeout(mut self, timeout: Option<std::time::Duration>) -> Self {
+        self.lock_timeout = timeout;
+        self
+    }
+
+    /// Turns the per-model lock off (for tests showing that correctness does not need it):
+    /// concurrent ensures of one model may then fetch it more than once.
+    #[must_use]
+    pub fn with_single_flight(mut self, on: bool) -> Self {
+        self.single_flight = on;
         self
     }
 
@@ -133,16 +152,7 @@ impl<C: CatalogStore, F: ModelFetcher> ModelProvisioner<C, F> {
     pub fn ensure(&self, mr: &ModelRef, expected: Option<&Digest>) -> Result<Ensured> {
         let start = Instant::now();
         let id = resolve_id(mr)?;
-        let previous = self.catalog.get(&id)?;
-        // A digest given once keeps guarding the entry: changed bytes are checked against it.
-        let expected = expected.or_else(|| previous.as_ref().and_then(|p| p.digest.as_ref()));
-        let result = match previous
-            .as_ref()
-            .and_then(|p| self.reuse(p, expected).transpose())
-        {
-            Some(reused) => reused.map(|entry| (entry, true, 0)),
-            None => self.fetch_and_record(mr, &id, expected, previous.as_ref()),
-        };
+        let result = self.ensure_id(mr, &id, expected);
         let duration_ms = u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX);
         match result {
             Ok((entry, cached, bytes_read)) => {
@@ -172,6 +182,80 @@ impl<C: CatalogStore, F: ModelFetcher> ModelProvisioner<C, F> {
             Err(err) => {
                 tracing::info!(%id, duration_ms, verification = if err.is_verification_failure() { "fail" } else { "none" }, error = %err, "ensure failed");
                 Err(err)
+            }
+        }
+    }
+
+    /// Reuses the catalog's entry for `id`, or fetches under the id's single-flight lock.
+    fn ensure_id(
+        &self,
+        mr: &ModelRef,
+        id: &str,
+        expected: Option<&Digest>,
+    ) -> Result<(CatalogEntry, bool, u64)> {
+        let mut previous = self.catalog.get(id)?;
+        let mut locked = None;
+        loop {
+            // A digest given once keeps guarding the entry: changed bytes are checked against it.
+            let expected = expected.or_else(|| previous.as_ref().and_then(|p| p.digest.as_ref()));
+            if let Some(p) = &previous
+                && let Some(entry) = self.reuse(p, expected)?
+            {
+                return Ok((entry, true, 0));
+            }
+            if locked.is_some() {
+                return self.fetch_and_record(mr, id, expected, previous.as_ref());
+            }
+            // One process fetches; the others wait, then find the result in the catalog. The
+            // lock only saves work: correctness never depends on it.
+            locked = Some(self.lock_id(id)?);
+            previous = self.catalog.get(id)?;
+        }
+    }
+
+    /// Takes `locks/<hash of id>.lock`, waiting (and saying so) while another process holds
+    /// it, up to the lock timeout. The OS releases it when its holder dies, however it dies.
+    fn lock_id(&self, id: &str) -> Result<Option<std::fs::File>> {
+        if !self.single_flight {
+            return Ok(None);
+        }
+        let dir = self.layout.root().join("locks");
+        self.layout.create_dir(&dir)?;
+        let path = dir.join(format!(
+            "{}.lock",
+            &Digest::sha256_of(id.as_bytes()).value()[..32]
+        ));
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| catalog_core::Error::io("open the lock", &path, e))?;
+        match file.try_lock() {
+            Ok(()) => return Ok(Some(file)),
+            Err(std::fs::TryLockError::WouldBlock) => {}
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(catalog_core::Error::io("lock", &path, e).into());
+            }
+        }
+        tracing::warn!(%id, "another process is fetching this model; waiting for it");
+        let started = Instant::now();
+        loop {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            match file.try_lock() {
+                Ok(()) => return Ok(Some(file)),
+                Err(std::fs::TryLockError::WouldBlock) => {}
+                Err(std::fs::TryLockError::Error(e)) => {
+                    return Err(catalog_core::Error::io("lock", &path, e).into());
+                }
+            }
+            if let Some(limit) = self.lock_timeout
+                && started.elapsed() >= limit
+            {
+                return Err(Error::LockTimeout {
+                    id: id.to_owned(),
+                    waited_s: started.elapsed().as_secs(),
+                });
             }
         }
     }

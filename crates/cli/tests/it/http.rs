@@ -195,3 +195,84 @@ fn a_404_names_the_url_and_status_with_a_hint() -> TestResult {
     assert_eq!(fx.index_bytes(), None);
     Ok(())
 }
+
+#[test]
+fn eight_processes_ensuring_one_model_download_it_once() -> TestResult {
+    let nginx = Nginx::start();
+    let body = bytes(2 << 20, 5);
+    nginx.put("shared.gguf", &body)?;
+    let fx = Fixture::new()?;
+    let url = nginx.url("slow/shared.gguf");
+    let children: Vec<Child> = (0..8)
+        .map(|_| {
+            fx.command(["ensure", &url, "--json"])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+        })
+        .collect::<Result<_, _>>()?;
+    let mut paths = Vec::new();
+    let mut waited = 0;
+    for child in children {
+        let out = child.wait_with_output()?;
+        assert_code(&out, 0);
+        let json: serde_json::Value = serde_json::from_str(&stdout(&out))?;
+        paths.push(str_field(&json, "local_path").to_owned());
+        waited += usize::from(stderr(&out).contains("waiting"));
+    }
+    assert!(paths.windows(2).all(|w| w[0] == w[1]), "{paths:?}");
+    assert_eq!(fs::read(&paths[0])?, body);
+    let gets = nginx.log_of_at_least(2).len();
+    assert_eq!(gets, 1, "{:?}", nginx.log());
+    assert!(waited >= 1, "the waiting processes say so");
+    Ok(())
+}
+
+#[test]
+fn a_killed_lock_holder_never_blocks_the_next_process() -> TestResult {
+    let nginx = Nginx::start();
+    let body = bytes(4 << 20, 6);
+    nginx.put("m.gguf", &body)?;
+    let fx = Fixture::new()?;
+    let url = nginx.url("slow/m.gguf");
+    kill_midway(&fx, &url, 0.1)?;
+    let started = Instant::now();
+    let out = run_within_limit(&mut fx.command(["ensure", &url, "--lock-timeout", "1"]));
+    assert_code(&out, 0);
+    assert!(!stderr(&out).contains("waiting"), "{}", stderr(&out));
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "took {:?}",
+        started.elapsed()
+    );
+    Ok(())
+}
+
+#[test]
+fn lock_timeout_bounds_the_wait_with_a_clear_error() -> TestResult {
+    let nginx = Nginx::start();
+    nginx.put("m.gguf", &bytes(8 << 20, 7))?;
+    let fx = Fixture::new()?;
+    let url = nginx.url("slow/m.gguf");
+    let mut holder = fx
+        .command(["ensure", &url])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    // Wait until the holder is downloading, so it holds the lock.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while resume_progress(fx.cache()).is_none() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let out = run_within_limit(&mut fx.command(["ensure", &url, "--lock-timeout", "1"]));
+    holder.kill()?;
+    holder.wait()?;
+    assert_code(&out, 1);
+    let err = stderr(&out);
+    assert!(
+        err.contains("waiting") && err.contains("gave up after 1 s"),
+        "{err}"
+    );
+    assert!(err.contains("hint: "), "{err}");
+    Ok(())
+}

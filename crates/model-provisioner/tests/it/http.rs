@@ -442,3 +442,55 @@ struct NoProgressBar;
 impl model_provisioner::Progress for NoProgressBar {
     fn advance(&self, _: u64) {}
 }
+
+#[test]
+fn eight_threads_ensuring_one_model_fetch_it_once() -> TestResult {
+    let body = bytes(400_000, 15);
+    let server = FaultServer::start(body.clone(), vec![Answer::Serve { ranges: true }]);
+    let cache = tempfile::tempdir()?;
+    let url = server.url("m.gguf");
+    let p = provisioner(cache.path(), config())?;
+    let paths: Vec<_> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..8)
+            .map(|_| s.spawn(|| p.ensure_present_str(&url, None)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("thread panicked"))
+            .collect()
+    });
+    let paths: Vec<_> = paths.into_iter().collect::<Result<_, _>>()?;
+    assert!(paths.windows(2).all(|w| w[0] == w[1]), "{paths:?}");
+    assert_eq!(server.requests(), 1, "one download for eight callers");
+    assert_eq!(fs::read(&paths[0].local_path)?, body);
+    Ok(())
+}
+
+#[test]
+fn without_the_lock_concurrent_ensures_may_repeat_work_but_stay_correct() -> TestResult {
+    let body = bytes(400_000, 16);
+    let server = FaultServer::start(body.clone(), vec![Answer::Serve { ranges: true }]);
+    let cache = tempfile::tempdir()?;
+    let url = server.url("m.gguf");
+    let p = provisioner(cache.path(), config())?.with_single_flight(false);
+    let results: Vec<_> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..8)
+            .map(|_| s.spawn(|| p.ensure_present_str(&url, None)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("thread panicked"))
+            .collect()
+    });
+    for r in results {
+        assert_eq!(fs::read(r?.local_path)?, body);
+    }
+    let entries = p.catalog().list()?;
+    assert_eq!(entries.len(), 1);
+    assert_eq!(
+        entries[0].verification.computed,
+        Some(Digest::sha256_of(&body))
+    );
+    assert!(dir_is_empty(&cache.path().join("tmp")), "no leftovers");
+    Ok(())
+}
