@@ -222,12 +222,11 @@ impl CacheLayout {
         self.create_dir(dir)?;
         let dest = self.resolve_inside(dest)?;
         // Unique per process and per call: threads of one process may link the same name.
-        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let tmp = dir.join(format!(
             ".{}.link-{}-{}",
             dest.file_name().unwrap_or_default().to_string_lossy(),
             std::process::id(),
-            NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            NEXT_LINK.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
         ));
         let _ = fs::remove_file(&tmp);
         fs::hard_link(blob, &tmp).map_err(|e| Error::io("link", &tmp, e))?;
@@ -250,6 +249,9 @@ impl CacheLayout {
         }
     }
 }
+
+/// Numbers the temporary names of links being made, see [`CacheLayout::link_model`].
+static NEXT_LINK: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// A file being written under `tmp/`; see [`CacheLayout::stage`].
 #[derive(Debug)]
