@@ -194,15 +194,13 @@ impl CacheLayout {
         })
     }
 
-    /// Moves a finished staged file to `blobs/sha256/<hex>`, read-only. When that blob exists
-    /// already the staged copy is dropped. Returns the blob's path.
+    /// Moves a finished staged file to `blobs/sha256/<hex>`, read-only, and returns the blob's
+    /// path. A blob already there is replaced (atomically): the staged bytes were just hashed,
+    /// while the old blob may have been damaged since, which is why it is being fetched again.
     pub fn publish_blob(&self, staged: StagedFile) -> Result<PathBuf> {
         let dir = self.blobs_dir();
         self.create_dir(&dir)?;
         let blob = self.blob_path(&staged.digest);
-        if fs::symlink_metadata(&blob).is_ok_and(|m| m.is_file()) {
-            return Ok(blob);
-        }
         let tmp = staged.path;
         fs::set_permissions(&tmp, fs::Permissions::from_mode(0o444))
             .map_err(|e| Error::io("make read-only", &*tmp, e))?;

@@ -494,3 +494,34 @@ fn without_the_lock_concurrent_ensures_may_repeat_work_but_stay_correct() -> Tes
     assert!(dir_is_empty(&cache.path().join("tmp")), "no leftovers");
     Ok(())
 }
+
+#[test]
+fn a_corrupt_blob_is_caught_by_verify_and_fetched_again_by_ensure() -> TestResult {
+    use std::os::unix::fs::{FileExt, PermissionsExt};
+    let body = bytes(200_000, 17);
+    let server = FaultServer::start(body.clone(), vec![Answer::Serve { ranges: true }]);
+    let cache = tempfile::tempdir()?;
+    let url = server.url("m.gguf");
+    let p = provisioner(cache.path(), config())?;
+    let digest = Digest::sha256_of(&body);
+    let path = p.ensure_present_str(&url, Some(digest.clone()))?.local_path;
+
+    // Flip a byte in place, keeping size and mtime: only a re-hash can tell.
+    let mtime = fs::metadata(&path)?.modified()?;
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o644))?;
+    let f = fs::OpenOptions::new().write(true).open(&path)?;
+    f.write_all_at(&[body[0] ^ 1], 0)?;
+    f.set_modified(mtime)?;
+    drop(f);
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o444))?;
+
+    let err = p.verify(&url).expect_err("corrupt");
+    assert!(err.is_verification_failure(), "{err}");
+    let again = p.ensure(&url.parse()?, Some(&digest))?;
+    assert!(!again.cached);
+    assert_eq!(again.bytes_read, 200_000);
+    assert_eq!(fs::read(&again.resolved.local_path)?, body);
+    assert_eq!(p.verify(&url)?.entry.verification.outcome, Outcome::Pass);
+    assert_eq!(server.requests(), 2);
+    Ok(())
+}
