@@ -109,6 +109,10 @@ pub struct FileRecord {
     /// The file's digest, when it was computed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub digest: Option<Digest>,
+    /// The source's own identifier of the content (a Hub file's git blob id or LFS sha256),
+    /// so that a later fetch can tell the file has not changed without downloading it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etag: Option<String>,
 }
 
 /// Where an artifact came from and how it was obtained. Holds no secrets.

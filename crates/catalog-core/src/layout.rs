@@ -219,6 +219,13 @@ impl CacheLayout {
         })?;
         self.create_dir(dir)?;
         let dest = self.resolve_inside(dest)?;
+        // Already that blob: done. (A rename between two links of one file does nothing and
+        // would leave the temporary link behind.)
+        if let (Ok(d), Ok(b)) = (fs::symlink_metadata(&dest), fs::metadata(blob))
+            && (d.dev(), d.ino()) == (b.dev(), b.ino())
+        {
+            return Ok(());
+        }
         // Unique per process and per call: threads of one process may link the same name.
         let tmp = dir.join(format!(
             ".{}.link-{}-{}",
@@ -233,6 +240,57 @@ impl CacheLayout {
             Error::io("rename", &dest, e)
         })?;
         sync_dir(dir)
+    }
+
+    /// A directory under `tmp/` in which an artifact made of several files is assembled,
+    /// locked so that `gc` leaves it alone, and removed on drop unless published with
+    /// [`publish_dir`](Self::publish_dir).
+    pub fn stage_dir(&self) -> Result<StagedDir> {
+        let tmp = self.tmp_dir();
+        self.create_dir(&tmp)?;
+        let dir = tempfile::Builder::new()
+            .prefix("dir-")
+            .tempdir_in(&tmp)
+            .map_err(|e| Error::io("create a directory in", &tmp, e))?;
+        let lock = File::open(dir.path()).map_err(|e| Error::io("open", dir.path(), e))?;
+        lock.lock().map_err(|e| Error::io("lock", dir.path(), e))?;
+        Ok(StagedDir { dir, _lock: lock })
+    }
+
+    /// Moves an assembled directory to `dest` (under `models/`), replacing what was there:
+    /// the old directory is moved aside first and removed after, so `dest` is only ever
+    /// missing between two renames.
+    pub fn publish_dir(&self, staged: StagedDir, dest: &Path) -> Result<()> {
+        let parent = dest.parent().ok_or_else(|| Error::OutsideRoot {
+            path: dest.to_owned(),
+            root: self.root.clone(),
+        })?;
+        self.create_dir(parent)?;
+        let dest = self.resolve_inside(dest)?;
+        let old = parent.join(format!(
+            ".{}.old-{}-{}",
+            dest.file_name().unwrap_or_default().to_string_lossy(),
+            std::process::id(),
+            NEXT_LINK.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
+        let had_old = match fs::rename(&dest, &old) {
+            Ok(()) => true,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => false,
+            Err(e) => return Err(Error::io("move aside", &dest, e)),
+        };
+        let from = staged.dir.keep();
+        if let Err(e) = fs::rename(&from, &dest) {
+            if had_old {
+                let _ = fs::rename(&old, &dest);
+            }
+            let _ = fs::remove_dir_all(&from);
+            return Err(Error::io("publish", &dest, e));
+        }
+        sync_dir(parent)?;
+        if had_old {
+            let _ = fs::remove_dir_all(&old);
+        }
+        Ok(())
     }
 
     /// Removes the blob of `digest` when nothing links to it any more. Returns bytes freed.
@@ -319,6 +377,27 @@ impl StagedFile {
             path,
             _lock: lock,
         })
+    }
+}
+
+/// A directory being assembled under `tmp/`; see [`CacheLayout::stage_dir`].
+#[derive(Debug)]
+pub struct StagedDir {
+    dir: tempfile::TempDir,
+    _lock: File,
+}
+
+impl StagedDir {
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl StagedFile {
+    /// Where the staged file is, until it is published.
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 }
 

@@ -15,7 +15,7 @@ mod model_ref;
 mod store;
 pub mod verify;
 
-pub use digest::{Algorithm, Digest, HASH_BUF_SIZE, Hasher, ParseDigestError, hash_reader};
+pub use digest::{Algorithm, Digest, HASH_BUF_SIZE, Hasher, ParseDigestError, hash_reader, to_hex};
 pub use entry::{
     CatalogEntry, FileRecord, Fingerprint, Lifecycle, Outcome, Provenance, ResolvedModel, Storage,
     Verification, now_ms,
@@ -23,7 +23,8 @@ pub use entry::{
 pub use error::{Error, Result};
 pub use fs_catalog::{FsCatalog, GcReport, INDEX_VERSION, IndexTxn};
 pub use layout::{
-    CACHE_ENV, CacheLayout, StagedFile, Staging, cache_dir_from_env, default_model_cache_dir,
+    CACHE_ENV, CacheLayout, StagedDir, StagedFile, Staging, cache_dir_from_env,
+    default_model_cache_dir,
 };
 pub use model_ref::{
     FileRef, HfRef, HttpRef, ModelRef, OciRef, OciReference, ParseRefError, S3Ref,

@@ -51,6 +51,18 @@ pub enum Error {
         /// The digest of the bytes.
         computed: Digest,
     },
+    /// A Hub file's bytes do not have the git blob id the Hub states for it.
+    #[error(
+        "`{file}` does not match the Hub: expected git blob `{expected}`, computed `{computed}`"
+    )]
+    GitBlobMismatch {
+        /// The file, as `<id>/<path>`.
+        file: String,
+        /// The blob id the Hub stated.
+        expected: String,
+        /// The blob id of the bytes received.
+        computed: String,
+    },
     /// This build cannot fetch references of this kind.
     #[error("cannot fetch `{reference}`: {reason}")]
     Unsupported {
@@ -171,7 +183,10 @@ impl Error {
 
     /// Whether this is a failed verification (a digest mismatch).
     pub fn is_verification_failure(&self) -> bool {
-        matches!(self, Error::DigestMismatch { .. })
+        matches!(
+            self,
+            Error::DigestMismatch { .. } | Error::GitBlobMismatch { .. }
+        )
     }
 
     /// What the user can do about it, when there is something.

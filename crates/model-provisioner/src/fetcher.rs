@@ -20,6 +20,8 @@ pub struct FetchRequest<'a> {
     pub layout: &'a CacheLayout,
     /// Where progress goes.
     pub reporter: &'a dyn Reporter,
+    /// The catalog's entry for this id, if there is one (a fetcher may reuse its files).
+    pub previous: Option<&'a CatalogEntry>,
 }
 
 /// What a fetcher produced: an artifact on disk, ready to be registered.

@@ -217,6 +217,7 @@ fn copy_into_cache(
             },
             size,
             digest: Some(file_digest),
+            etag: None,
         });
     }
     let fingerprint = fingerprint(&dest).map_err(|e| Error::read(&dest, e))?;

@@ -97,11 +97,12 @@ impl ModelFetcher for HttpFetcher {
                 fetcher: "http".to_owned(),
                 fetcher_version: env!("CARGO_PKG_VERSION").to_owned(),
                 fetched_ms: now_ms(),
-                resolved_revision: downloaded.etag,
+                resolved_revision: downloaded.etag.clone(),
                 files: vec![FileRecord {
                     path: name,
                     size,
                     digest: Some(digest),
+                    etag: downloaded.etag,
                 }],
                 include: Vec::new(),
                 exclude: Vec::new(),

@@ -312,6 +312,7 @@ impl<C: CatalogStore, F: ModelFetcher> ModelProvisioner<C, F> {
             expected,
             layout: &self.layout,
             reporter: &*self.reporter,
+            previous,
         };
         let fetched = match self.fetcher.fetch(&request) {
             Ok(f) => f,

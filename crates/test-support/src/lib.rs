@@ -8,6 +8,8 @@
 //! - [`Olah`]: olah, a Hugging Face mirror, serving local git repos ([`HfRepo`], built with
 //!   [`HfRepoBuilder`]) offline as Hugging Face model repos; [`Olah::hf`] runs the real `hf`
 //!   CLI against it.
+//! - [`LyingProxy`]: a proxy in front of a real server (olah) that corrupts one byte of
+//!   chosen bodies while keeping their headers: a Hub whose bytes are not what it says.
 //!
 //! A missing nginx, olah, `hf`, git or git-lfs is a test failure with instructions, never a
 //! silent skip (`bash scripts/install-test-deps.sh` installs them all).
@@ -19,6 +21,7 @@
 
 mod fault;
 mod hf_repo;
+mod lying_proxy;
 mod nginx;
 mod olah;
 
@@ -27,6 +30,7 @@ pub use hf_repo::{
     DEFAULT_WEIGHTS_SIZE, HfRepo, HfRepoBuilder, LFS_PATTERNS, TINY_GGUF, TINY_LLAMA, fake_gguf,
     fake_safetensors, pseudo_random_bytes, sha256_hex,
 };
+pub use lying_proxy::{LyingProxy, ProxiedRequest};
 pub use nginx::{LogLine, Nginx};
 pub use olah::{Olah, OlahRequest, hf_cli_path, olah_cli_path, venv_dir};
 

@@ -8,6 +8,7 @@ mod exit_codes;
 mod fixture;
 mod happy;
 mod help;
+mod hf;
 mod http;
 mod reuse;
 mod snapshots;

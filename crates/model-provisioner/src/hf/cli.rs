@@ -16,7 +16,7 @@ use catalog_core::verify::walk_tree;
 use catalog_core::{CacheLayout, CatalogEntry, Digest, ModelRef, StagedFile};
 
 use super::{
-    HfConfig, Placed, commit_of_snapshot_path, entry_dir, finish, hub_cache_claimed_sha256,
+    Assembled, HfConfig, Placed, commit_of_snapshot_path, finish, hub_cache_claimed_sha256,
     safe_relative_path,
 };
 use crate::error::{Error, Result};
@@ -80,11 +80,11 @@ impl HfCliFetcher {
                 .map(|f| f.rel)
                 .collect(),
         };
-        let dir = entry_dir(layout, hf, req.id, &commit, &self.config);
+        let staging = layout.stage_dir()?;
         let overall = req.reporter.start(&hf.repo_id(), None);
         let mut placed = Vec::with_capacity(names.len());
         for rel in &names {
-            let dest = dir.join(safe_relative_path(rel)?);
+            let dest = staging.path().join(safe_relative_path(rel)?);
             let source = snapshot.join(rel);
             let claimed = hub_cache_claimed_sha256(&source);
             let (size, digest) =
@@ -93,24 +93,26 @@ impl HfCliFetcher {
                 record: catalog_core::FileRecord {
                     path: rel.clone(),
                     size,
+                    etag: claimed.map(|d| d.value().to_owned()),
                     digest: Some(digest),
                 },
             });
         }
         overall.finish();
         let version = tool_version(&tool).unwrap_or_else(|| "unknown".to_owned());
-        finish(
+        // The tool downloaded every file into an empty cache of its own.
+        let bytes_read = placed.iter().map(|p| p.record.size).sum();
+        let assembled = Assembled {
             hf,
-            req.id,
-            &dir,
-            &commit,
-            placed,
-            0,
-            "hf-cli",
-            format!("{name} {version}"),
-            &self.config,
-            req.expected,
-        )
+            id: req.id,
+            commit,
+            staging,
+            files: placed,
+            bytes_read,
+            fetcher: "hf-cli",
+            fetcher_version: format!("{name} {version}"),
+        };
+        finish(assembled, layout, &self.config, req.expected)
     }
 }
 
@@ -244,9 +246,17 @@ fn tool_version(tool: &Path) -> Option<String> {
         .stdin(Stdio::null())
         .output()
         .ok()?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    let line = text.lines().find(|l| !l.trim().is_empty())?;
-    Some(line.rsplit([' ', ':']).next()?.trim().to_owned()).filter(|v| !v.is_empty())
+    // `hf version` prints lines such as `version: 2.4.0` (coloured); older tools print
+    // `huggingface_hub version: 0.30.1`. Take the first word that looks like a version.
+    let text = strip_ansi(&String::from_utf8_lossy(&out.stdout));
+    text.split(|c: char| c.is_whitespace() || c == ':')
+        .find(|w| {
+            w.starts_with(|c: char| c.is_ascii_digit())
+                && w.contains('.')
+                && w.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-' || c == '+')
+        })
+        .map(str::to_owned)
 }
 
 /// Checks a hashed file against the sha256 its source claims.

@@ -20,7 +20,9 @@ mod token;
 use std::path::{Component, Path, PathBuf};
 
 use catalog_core::verify::fingerprint;
-use catalog_core::{CacheLayout, Digest, FileRecord, Hasher, HfRef, Provenance, Storage, now_ms};
+use catalog_core::{
+    CacheLayout, Digest, FileRecord, Hasher, HfRef, Provenance, StagedDir, Storage, now_ms,
+};
 
 pub use cli::HfCliFetcher;
 pub use glob::{matches as glob_matches, selected};
@@ -168,58 +170,63 @@ fn tree_digest(files: &[Placed]) -> Digest {
     manifest.finish()
 }
 
-/// Builds the fetch result for the files placed in `dir`.
-#[expect(
-    clippy::too_many_arguments,
-    reason = "the parts of one result, each distinct"
-)]
-fn finish(
-    hf: &HfRef,
-    id: &str,
-    dir: &Path,
-    commit: &str,
+/// What a fetch of a Hub reference assembled in a staging directory.
+struct Assembled<'a> {
+    hf: &'a HfRef,
+    id: &'a str,
+    commit: String,
+    staging: StagedDir,
     files: Vec<Placed>,
     bytes_read: u64,
-    fetcher: &str,
+    fetcher: &'static str,
     fetcher_version: String,
+}
+
+/// Checks what was assembled against `expected`, publishes it as the entry's directory, and
+/// builds the fetch result. Nothing appears under `models/` unless the check passed.
+fn finish(
+    a: Assembled<'_>,
+    layout: &CacheLayout,
     config: &HfConfig,
     expected: Option<&Digest>,
 ) -> Result<Fetched> {
-    let (local_path, computed) = match &hf.path {
-        Some(path) => {
-            let file = files
-                .iter()
-                .find(|f| &f.record.path == path)
-                .ok_or_else(|| Error::HfNotFound {
-                    what: format!("file `{path}` in `{}` at `{commit}`", hf.repo_id()),
-                })?;
-            (
-                dir.join(path),
-                file.record.digest.clone().expect("placed files are hashed"),
-            )
-        }
-        None => (dir.to_owned(), tree_digest(&files)),
+    let computed = match &a.hf.path {
+        Some(path) => a
+            .files
+            .iter()
+            .find(|f| &f.record.path == path)
+            .and_then(|f| f.record.digest.clone())
+            .ok_or_else(|| Error::HfNotFound {
+                what: format!("file `{path}` in `{}` at `{}`", a.hf.repo_id(), a.commit),
+            })?,
+        None => tree_digest(&a.files),
     };
     if let Some(expected) = expected
         && expected != &computed
     {
-        return Err(Error::mismatch(id, expected, &computed));
+        return Err(Error::mismatch(a.id, expected, &computed));
     }
+    let dir = entry_dir(layout, a.hf, a.id, &a.commit, config);
+    layout.publish_dir(a.staging, &dir)?;
+    let local_path = match &a.hf.path {
+        Some(path) => dir.join(path),
+        None => dir,
+    };
     let fingerprint = fingerprint(&local_path).map_err(|e| Error::read(&local_path, e))?;
-    let mut records: Vec<FileRecord> = files.into_iter().map(|f| f.record).collect();
-    records.sort_by(|a, b| a.path.cmp(&b.path));
+    let mut records: Vec<FileRecord> = a.files.into_iter().map(|f| f.record).collect();
+    records.sort_by(|x, y| x.path.cmp(&y.path));
     Ok(Fetched {
         size_bytes: fingerprint.size,
         local_path,
         storage: Storage::Cache,
         computed: Some(computed),
         fingerprint,
-        bytes_read,
+        bytes_read: a.bytes_read,
         provenance: Provenance {
-            fetcher: fetcher.to_owned(),
-            fetcher_version,
+            fetcher: a.fetcher.to_owned(),
+            fetcher_version: a.fetcher_version,
             fetched_ms: now_ms(),
-            resolved_revision: Some(commit.to_owned()),
+            resolved_revision: Some(a.commit),
             files: records,
             include: config.include.clone(),
             exclude: config.exclude.clone(),

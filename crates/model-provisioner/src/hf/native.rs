@@ -23,7 +23,7 @@ use reqwest::header::{self, HeaderMap, HeaderValue};
 use serde::Deserialize;
 
 use super::{
-    HfConfig, Placed, entry_dir, finish, hub_cache_claimed_sha256, hub_cache_commit,
+    Assembled, HfConfig, Placed, finish, hub_cache_claimed_sha256, hub_cache_commit,
     hub_cache_repo, safe_relative_path, selected,
 };
 use crate::download::{Download, DownloadConfig, Downloader, partial_key};
@@ -60,6 +60,8 @@ struct FileJob {
     size: Option<u64>,
     /// The sha256 the Hub states (LFS files).
     sha256: Option<Digest>,
+    /// The git blob id the Hub states (small files kept in git).
+    git_oid: Option<String>,
 }
 
 impl HfFetcher {
@@ -179,7 +181,12 @@ impl HfFetcher {
     }
 
     /// Size and stated sha256 of one file, from a `HEAD` that does not follow redirects.
-    fn head(&self, hf: &HfRef, commit: &str, rel: &str) -> Result<(Option<u64>, Option<Digest>)> {
+    fn head(
+        &self,
+        hf: &HfRef,
+        commit: &str,
+        rel: &str,
+    ) -> Result<(Option<u64>, Option<Digest>, Option<String>)> {
         let url = self.resolve_url(hf, commit, rel)?;
         let client = self.api()?;
         self.engine()?.block_on(async {
@@ -197,17 +204,20 @@ impl HfFetcher {
             }
             if !(status.is_success() || status.is_redirection()) {
                 // Some servers refuse HEAD: the download will tell size and digest anyway.
-                return Ok((None, None));
+                return Ok((None, None, None));
             }
             let h = response.headers();
             let get = |name: &str| h.get(name).and_then(|v| v.to_str().ok());
             let size = get("x-linked-size")
                 .or_else(|| status.is_success().then(|| get("content-length")).flatten())
                 .and_then(|s| s.parse().ok());
-            let sha256 = get("x-linked-etag")
-                .or_else(|| get("etag"))
-                .and_then(etag_sha256);
-            Ok((size, sha256))
+            let etag = get("x-linked-etag").or_else(|| get("etag"));
+            let sha256 = etag.and_then(etag_sha256);
+            // Without a sha256, the ETag of a file kept in git is its git blob id.
+            let git_oid = get("etag")
+                .and_then(etag_git_oid)
+                .filter(|_| sha256.is_none());
+            Ok((size, sha256, git_oid))
         })
     }
 
@@ -245,21 +255,20 @@ impl HfFetcher {
         for name in &names {
             safe_relative_path(name)?;
         }
-        let dir = entry_dir(req.layout, hf, req.id, &commit, &self.config);
+        let staging = req.layout.stage_dir()?;
         let jobs = self.plan(hf, &commit, names)?;
-        let (placed, bytes_read) = self.place_all(req, hf, &commit, &dir, jobs)?;
-        finish(
+        let (files, bytes_read) = self.place_all(req, hf, &commit, staging.path(), jobs)?;
+        let assembled = Assembled {
             hf,
-            req.id,
-            &dir,
-            &commit,
-            placed,
+            id: req.id,
+            commit,
+            staging,
+            files,
             bytes_read,
-            "hf-native",
-            env!("CARGO_PKG_VERSION").to_owned(),
-            &self.config,
-            req.expected,
-        )
+            fetcher: "hf-native",
+            fetcher_version: env!("CARGO_PKG_VERSION").to_owned(),
+        };
+        finish(assembled, req.layout, &self.config, req.expected)
     }
 
     /// Sizes and stated digests of every file, by `HEAD`, several at once.
@@ -276,10 +285,15 @@ impl HfFetcher {
                             break;
                         };
                         match self.head(hf, commit, &rel) {
-                            Ok((size, sha256)) => out
-                                .lock()
-                                .expect("poisoned")
-                                .push((i, FileJob { rel, size, sha256 })),
+                            Ok((size, sha256, git_oid)) => out.lock().expect("poisoned").push((
+                                i,
+                                FileJob {
+                                    rel,
+                                    size,
+                                    sha256,
+                                    git_oid,
+                                },
+                            )),
                             Err(e) => {
                                 failed.store(true, Ordering::Relaxed);
                                 first_error.lock().expect("poisoned").get_or_insert(e);
@@ -362,9 +376,20 @@ impl HfFetcher {
     ) -> Result<(Placed, u64)> {
         let layout = req.layout;
         let dest = dir.join(safe_relative_path(&job.rel)?);
-        // Already in the store: a blob is named by its content, so it needs no new check.
-        if let Some(sha) = &job.sha256 {
-            let blob = layout.blob_path(sha);
+        let etag = job
+            .sha256
+            .as_ref()
+            .map(|d| d.value().to_owned())
+            .or_else(|| job.git_oid.clone());
+        // Already in the store: a blob is named by its content, so it needs no new check. A
+        // small git file is known by its git blob id from the entry made before.
+        let known = job.sha256.clone().or_else(|| {
+            let previous = req.previous?.provenance.as_ref()?;
+            let before = previous.files.iter().find(|f| f.path == job.rel)?;
+            (before.etag.is_some() && before.etag == job.git_oid).then(|| before.digest.clone())?
+        });
+        if let Some(sha) = known {
+            let blob = layout.blob_path(&sha);
             if blob.is_file() {
                 layout.link_model(&blob, &dest)?;
                 let size = std::fs::metadata(&blob)
@@ -372,14 +397,14 @@ impl HfFetcher {
                     .len();
                 progress.advance(size);
                 tracing::debug!(file = %job.rel, "reused a blob already in the store");
-                return Ok((placed(&job.rel, size, sha.clone()), 0));
+                return Ok((placed(&job.rel, size, sha, etag), 0));
             }
         }
         if let Some(found) = self.hub_cache_file(hf, commit, &job.rel) {
             match super::cli::copy_verified(layout, &found, job.sha256.as_ref(), &dest, progress) {
                 Ok((size, digest)) => {
                     tracing::info!(file = %job.rel, cache = %found.display(), "reused the Hugging Face cache");
-                    return Ok((placed(&job.rel, size, digest), 0));
+                    return Ok((placed(&job.rel, size, digest, etag), 0));
                 }
                 Err(e) if e.is_verification_failure() => {
                     tracing::warn!(file = %job.rel, error = %e, "the Hugging Face cache copy is damaged; downloading");
@@ -389,23 +414,44 @@ impl HfFetcher {
         }
         let url = self.resolve_url(hf, commit, &job.rel)?;
         let display_url = url.as_str().to_owned();
-        let id = format!("{}/{}", req.id, job.rel);
+        // The reference may name this very file: then a wrong `--digest` fails the download.
+        let (id, expected) = match (&hf.path, req.expected) {
+            (Some(_), Some(given)) => (req.id.to_owned(), Some(given)),
+            (Some(_), None) => (req.id.to_owned(), job.sha256.as_ref()),
+            (None, _) => (format!("{}/{}", req.id, job.rel), job.sha256.as_ref()),
+        };
         let downloaded = self.engine()?.fetch(
             layout,
             &Download {
                 url: &url,
                 display_url: &display_url,
                 headers: self.auth_headers(),
-                expected: job.sha256.as_ref(),
+                expected,
                 id: &id,
                 key: &partial_key(&display_url),
             },
             progress,
         )?;
-        let (size, digest) = (downloaded.staged.size, downloaded.staged.digest.clone());
-        let blob = layout.publish_blob(downloaded.staged)?;
+        let staged = downloaded.staged;
+        if let Some(stated) = &job.sha256
+            && stated != &staged.digest
+        {
+            return Err(Error::mismatch(&id, stated, &staged.digest));
+        }
+        if let Some(oid) = &job.git_oid {
+            let computed = git_blob_id(staged.path()).map_err(|e| Error::read(staged.path(), e))?;
+            if &computed != oid {
+                return Err(Error::GitBlobMismatch {
+                    file: id,
+                    expected: oid.clone(),
+                    computed,
+                });
+            }
+        }
+        let (size, digest) = (staged.size, staged.digest.clone());
+        let blob = layout.publish_blob(staged)?;
         layout.link_model(&blob, &dest)?;
-        Ok((placed(&job.rel, size, digest), downloaded.transferred))
+        Ok((placed(&job.rel, size, digest, etag), downloaded.transferred))
     }
 
     /// The file in the Hugging Face cache's snapshot of `commit`, if it is there.
@@ -444,30 +490,29 @@ impl HfFetcher {
         if names.is_empty() || names.iter().any(|n| !snapshot.join(n).is_file()) {
             return Err(offline());
         }
-        let dir = entry_dir(req.layout, hf, req.id, &commit, &self.config);
+        let staging = req.layout.stage_dir()?;
         let overall = req.reporter.start(&hf.repo_id(), None);
-        let mut placed_files = Vec::with_capacity(names.len());
+        let mut files = Vec::with_capacity(names.len());
         for rel in &names {
-            let dest = dir.join(safe_relative_path(rel)?);
+            let dest = staging.path().join(safe_relative_path(rel)?);
             let source = snapshot.join(rel);
             let claimed = hub_cache_claimed_sha256(&source);
             let (size, digest) =
                 super::cli::copy_verified(req.layout, &source, claimed.as_ref(), &dest, &*overall)?;
-            placed_files.push(placed(rel, size, digest));
+            files.push(placed(rel, size, digest, None));
         }
         overall.finish();
-        finish(
+        let assembled = Assembled {
             hf,
-            req.id,
-            &dir,
-            &commit,
-            placed_files,
-            0,
-            "hf-native",
-            env!("CARGO_PKG_VERSION").to_owned(),
-            &self.config,
-            req.expected,
-        )
+            id: req.id,
+            commit,
+            staging,
+            files,
+            bytes_read: 0,
+            fetcher: "hf-native",
+            fetcher_version: env!("CARGO_PKG_VERSION").to_owned(),
+        };
+        finish(assembled, req.layout, &self.config, req.expected)
     }
 }
 
@@ -488,14 +533,42 @@ impl ModelFetcher for HfFetcher {
     }
 }
 
-fn placed(rel: &str, size: u64, digest: Digest) -> Placed {
+fn placed(rel: &str, size: u64, digest: Digest, etag: Option<String>) -> Placed {
     Placed {
         record: FileRecord {
             path: rel.to_owned(),
             size,
             digest: Some(digest),
+            etag,
         },
     }
+}
+
+/// The git blob id of a file's bytes: `sha1("blob <len>\0" + bytes)`, what the Hub states as
+/// the `ETag` of a file kept in git.
+fn git_blob_id(path: &Path) -> std::io::Result<String> {
+    use sha1::Digest as _;
+    use std::io::Read as _;
+    let mut file = std::fs::File::open(path)?;
+    let len = file.metadata()?.len();
+    let mut hasher = sha1::Sha1::new();
+    hasher.update(format!("blob {len}\0").as_bytes());
+    let mut buf = vec![0u8; catalog_core::HASH_BUF_SIZE];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(catalog_core::to_hex(&hasher.finalize()))
+}
+
+/// The git blob id in an `ETag`, when it is one (40 hex digits, possibly quoted).
+fn etag_git_oid(etag: &str) -> Option<String> {
+    let value = etag.trim().trim_start_matches("W/").trim_matches('"');
+    (value.len() == 40 && value.bytes().all(|b| b.is_ascii_hexdigit()))
+        .then(|| value.to_ascii_lowercase())
 }
 
 /// The sha256 in an `ETag`, when it is one (`"<64 hex>"`, possibly weak).

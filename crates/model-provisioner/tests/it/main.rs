@@ -1,5 +1,7 @@
 //! Integration tests of the provisioner over a real cache directory.
 
 mod file;
+#[cfg(feature = "hf")]
+mod hf;
 #[cfg(feature = "http")]
 mod http;
