@@ -552,6 +552,8 @@ fn synthetic_entry(i: u32, now: u64) -> CatalogEntry {
             fetched_ms: now,
             resolved_revision: None,
             files: Vec::new(),
+            include: Vec::new(),
+            exclude: Vec::new(),
         }),
     }
 }
