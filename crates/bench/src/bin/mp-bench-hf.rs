@@ -39,9 +39,15 @@ fn main() -> anyhow::Result<()> {
         .context("the benchmark has no directory")?
         .join("model-provisioner");
     if !ours.exists() {
-        bail!("`{}` is missing: run `cargo build --release` first", ours.display());
+        bail!(
+            "`{}` is missing: run `cargo build --release` first",
+            ours.display()
+        );
     }
-    eprintln!("mp-bench-hf: starting olah and building a {} x {} MiB repository", args.files, args.file_mib);
+    eprintln!(
+        "mp-bench-hf: starting olah and building a {} x {} MiB repository",
+        args.files, args.file_mib
+    );
     let olah = Olah::start();
     let mut builder = HfRepoBuilder::new(REPO)
         .random_file("config.json", 2_000)
@@ -62,7 +68,11 @@ fn main() -> anyhow::Result<()> {
         // Alternate who goes first, so that neither always meets a warmer server.
         for first in [run % 2 == 0, run % 2 == 1] {
             if first {
-                ours_times.push(time_ours(&ours, &olah, &scratch.path().join(format!("ours-{run}")))?);
+                ours_times.push(time_ours(
+                    &ours,
+                    &olah,
+                    &scratch.path().join(format!("ours-{run}")),
+                )?);
             } else {
                 hf_times.push(time_hf(&olah, &scratch.path().join(format!("hf-{run}")))?);
             }
@@ -108,7 +118,10 @@ fn time_ours(bin: &Path, olah: &Olah, cache: &Path) -> anyhow::Result<Duration> 
         .output()?;
     let elapsed = started.elapsed();
     if !out.status.success() {
-        bail!("model-provisioner failed: {}", String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "model-provisioner failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     let json: serde_json::Value = serde_json::from_slice(&out.stdout)?;
     if json["cached"] != false {
@@ -128,7 +141,10 @@ fn time_hf(olah: &Olah, cache: &Path) -> anyhow::Result<Duration> {
         .output()?;
     let elapsed = started.elapsed();
     if !out.status.success() {
-        bail!("hf download failed: {}", String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "hf download failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     let _ = std::fs::remove_dir_all(cache);
     Ok(elapsed)
