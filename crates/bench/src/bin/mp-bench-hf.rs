@@ -25,6 +25,9 @@ struct Args {
     /// Size of each weight file, in MiB.
     #[arg(long, default_value_t = 110)]
     file_mib: usize,
+    /// `--parallel-files` for `model-provisioner` (its default when not given).
+    #[arg(long)]
+    parallel_files: Option<u16>,
     /// Also write the Markdown report here.
     #[arg(long)]
     out: Option<PathBuf>,
@@ -70,6 +73,7 @@ fn main() -> anyhow::Result<()> {
             if first {
                 ours_times.push(time_ours(
                     &ours,
+                    args.parallel_files,
                     &olah,
                     &scratch.path().join(format!("ours-{run}")),
                 )?);
@@ -105,13 +109,22 @@ Ratio ours / `hf download`: **{ratio:.2}** (goal ≤ 1.0: {}).\n",
     Ok(())
 }
 
-fn time_ours(bin: &Path, olah: &Olah, cache: &Path) -> anyhow::Result<Duration> {
+fn time_ours(
+    bin: &Path,
+    parallel_files: Option<u16>,
+    olah: &Olah,
+    cache: &Path,
+) -> anyhow::Result<Duration> {
     let hf_home = cache.with_extension("hf-home");
-    let started = Instant::now();
-    let out = Command::new(bin)
-        .args(["--cache-dir"])
+    let mut cmd = Command::new(bin);
+    cmd.args(["--cache-dir"])
         .arg(cache)
-        .args(["ensure", &format!("hf:{REPO}"), "--json"])
+        .args(["ensure", &format!("hf:{REPO}"), "--json"]);
+    if let Some(n) = parallel_files {
+        cmd.arg("--parallel-files").arg(n.to_string());
+    }
+    let started = Instant::now();
+    let out = cmd
         .env("HF_ENDPOINT", olah.endpoint())
         .env("HF_HOME", &hf_home)
         .stdin(Stdio::null())
