@@ -1,8 +1,12 @@
-//! `mp-bench`: wall-clock benchmarks of the release `model-provisioner` binary on local files.
+//! `mp-bench`: wall-clock benchmarks of the release `model-provisioner` binary.
 //!
 //! Every case runs the binary as a whole process, `--runs` times, and reports the median and
 //! the minimum wall time of the process, from spawn to exit. The binary is looked up next to
 //! this one (`target/release/model-provisioner`); build it first with `cargo build --release`.
+//!
+//! Two suites: `local` (the default) hashes a large local file and works a large catalog;
+//! `http` downloads a large file from nginx on loopback, side by side with curl and aria2c,
+//! and resumes a download killed half-way (see [`http`]). `all` runs both.
 
 use std::fmt::Write as _;
 use std::fs::{self, File};
@@ -13,22 +17,33 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail, ensure};
 use catalog_core::{
-    CatalogEntry, Digest, Fingerprint, FsCatalog, Lifecycle, Outcome, Provenance, Storage,
+    CatalogEntry, Digest, Fingerprint, FsCatalog, Hasher, Lifecycle, Outcome, Provenance, Storage,
     Verification, now_ms,
 };
-use clap::Parser;
+use clap::{Parser, ValueEnum};
 
-/// Measure `model-provisioner` on a large local file and a large catalog.
+mod http;
+
+/// Measure `model-provisioner` on a large local file and a large catalog, or downloading a
+/// large file over HTTP.
 #[derive(Debug, Parser)]
 #[command(name = "mp-bench", version, about, long_about = None)]
 struct Args {
-    /// Size of the pseudo-random test file, in MiB.
+    /// Which cases to run.
+    #[arg(long, value_enum, default_value_t = Suite::Local)]
+    suite: Suite,
+
+    /// Size of the pseudo-random test file of the local suite, in MiB.
     #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..))]
     size_mib: u64,
 
-    /// How many times each case is run.
-    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
-    runs: u32,
+    /// Size of the pseudo-random file the HTTP suite downloads, in MiB.
+    #[arg(long, default_value_t = 2048, value_parser = clap::value_parser!(u64).range(64..))]
+    http_size_mib: u64,
+
+    /// How many times each case is run [default: 5 for the local suite, 3 for the HTTP suite].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    runs: Option<u32>,
 
     /// Number of synthetic entries in the large catalog.
     #[arg(long, default_value_t = 10_000)]
@@ -47,6 +62,17 @@ struct Args {
     /// them.
     #[arg(long)]
     keep_caches: bool,
+}
+
+/// The cases `mp-bench` runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Suite {
+    /// Hashing a local file, repeat `ensure`, a large catalog, process start.
+    Local,
+    /// Downloads from nginx on loopback against curl and aria2c, and a resume after a kill.
+    Http,
+    /// Both, local first.
+    All,
 }
 
 const MIB: u64 = 1 << 20;
@@ -85,30 +111,25 @@ fn run(args: &Args) -> anyhow::Result<()> {
         .with_context(|| format!("cannot create `{}`", data_dir.display()))?;
     let data_dir = fs::canonicalize(&data_dir)
         .with_context(|| format!("cannot resolve `{}`", data_dir.display()))?;
-    let size = args
-        .size_mib
-        .checked_mul(MIB)
-        .context("--size-mib is too large")?;
-
-    let bench = Bench {
+    eprintln!("mp-bench: using {}", cli.display());
+    let mut bench = Bench {
         cli,
         data_dir,
-        runs: args.runs,
+        runs: 0,
         keep_caches: args.keep_caches,
     };
-    eprintln!("mp-bench: using {}", bench.cli.display());
-    let file = bench
-        .data_dir
-        .join(format!("random-{}MiB.bin", args.size_mib));
-    prepare_file(&file, size)?;
-
-    let mut rows = Vec::new();
-    let digest = bench.hash_cold_cache(&file, size, &mut rows)?;
-    bench.repeat_ensure(&file, &digest, &mut rows)?;
-    let index_bytes = bench.large_catalog(&file, &digest, args.entries, &mut rows)?;
-    bench.process_start(&mut rows)?;
-
-    let report = render(args, size, &rows, index_bytes);
+    let mut report = String::new();
+    if matches!(args.suite, Suite::Local | Suite::All) {
+        bench.runs = args.runs.unwrap_or(5);
+        report.push_str(&local_suite(args, &bench)?);
+    }
+    if matches!(args.suite, Suite::Http | Suite::All) {
+        bench.runs = args.runs.unwrap_or(3);
+        if !report.is_empty() {
+            report.push('\n');
+        }
+        report.push_str(&http::suite(&bench, args.http_size_mib)?);
+    }
     print!("{report}");
     io::stdout().flush()?;
     if let Some(out) = &args.out {
@@ -116,6 +137,25 @@ fn run(args: &Args) -> anyhow::Result<()> {
         eprintln!("mp-bench: wrote {}", out.display());
     }
     Ok(())
+}
+
+/// The local suite; returns its Markdown report.
+fn local_suite(args: &Args, bench: &Bench) -> anyhow::Result<String> {
+    let size = args
+        .size_mib
+        .checked_mul(MIB)
+        .context("--size-mib is too large")?;
+    let file = bench
+        .data_dir
+        .join(format!("random-{}MiB.bin", args.size_mib));
+    prepare_file(&file, size, false)?;
+
+    let mut rows = Vec::new();
+    let digest = bench.hash_cold_cache(&file, size, &mut rows)?;
+    bench.repeat_ensure(&file, &digest, &mut rows)?;
+    let index_bytes = bench.large_catalog(&file, &digest, args.entries, &mut rows)?;
+    bench.process_start(&mut rows)?;
+    Ok(render(args, bench.runs, size, &rows, index_bytes))
 }
 
 /// Wall times of one command, in the order they were taken.
@@ -203,12 +243,21 @@ impl Bench {
     }
 
     fn fresh_cache(&self) -> anyhow::Result<tempfile::TempDir> {
+        self.scratch_dir("cache-")
+    }
+
+    /// A fresh, empty directory under the data directory, deleted on drop unless
+    /// `--keep-caches`.
+    fn scratch_dir(&self, prefix: &str) -> anyhow::Result<tempfile::TempDir> {
         let dir = tempfile::Builder::new()
-            .prefix("cache-")
+            .prefix(prefix)
             .disable_cleanup(self.keep_caches)
             .tempdir_in(&self.data_dir)
             .with_context(|| {
-                format!("cannot create a cache under `{}`", self.data_dir.display())
+                format!(
+                    "cannot create a scratch directory under `{}`",
+                    self.data_dir.display()
+                )
             })?;
         if self.keep_caches {
             eprintln!("mp-bench: keeping {}", dir.path().display());
@@ -458,8 +507,8 @@ fn check_ensure(out: &[u8], cached: bool, bytes_read: Option<u64>) -> anyhow::Re
 }
 
 /// Writes `size` bytes of xorshift output to `path`, unless a file of that size is there.
-/// Then reads it once so that it sits in the page cache.
-fn prepare_file(path: &Path, size: u64) -> anyhow::Result<()> {
+/// Then reads it once so that it sits in the page cache, hashing it on the way when `hash`.
+fn prepare_file(path: &Path, size: u64, hash: bool) -> anyhow::Result<Option<Digest>> {
     let reusable = fs::metadata(path).is_ok_and(|m| m.is_file() && m.len() == size);
     if reusable {
         eprintln!("mp-bench: reusing {}", path.display());
@@ -497,12 +546,19 @@ fn prepare_file(path: &Path, size: u64) -> anyhow::Result<()> {
     }
     let start = Instant::now();
     let mut f = File::open(path).with_context(|| format!("cannot open `{}`", path.display()))?;
-    let mut buf = vec![0u8; 4 << 20];
+    // 64 KiB, from the heap: larger buffers make the kernel's copy slower (see the docs).
+    let mut buf = vec![0u8; 64 << 10];
     let mut read = 0u64;
+    let mut hasher = hash.then(Hasher::new);
     loop {
         match f.read(&mut buf) {
             Ok(0) => break,
-            Ok(n) => read += n as u64,
+            Ok(n) => {
+                read += n as u64;
+                if let Some(h) = &mut hasher {
+                    h.update(&buf[..n]);
+                }
+            }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e).with_context(|| format!("cannot read `{}`", path.display())),
         }
@@ -513,10 +569,11 @@ fn prepare_file(path: &Path, size: u64) -> anyhow::Result<()> {
         path.display()
     );
     eprintln!(
-        "mp-bench: warmed the page cache in {:.2} s",
+        "mp-bench: warmed the page cache{} in {:.2} s",
+        if hash { " and hashed the file" } else { "" },
         start.elapsed().as_secs_f64()
     );
-    Ok(())
+    Ok(hasher.map(Hasher::finish))
 }
 
 /// An entry as the file fetcher would record a verified GGUF registered in place.
@@ -641,7 +698,7 @@ fn openssl_version() -> String {
         )
 }
 
-fn render(args: &Args, size: u64, rows: &[Row], index_bytes: u64) -> String {
+fn render(args: &Args, runs: u32, size: u64, rows: &[Row], index_bytes: u64) -> String {
     let mut md = String::new();
     let _ = writeln!(
         md,
@@ -649,7 +706,7 @@ fn render(args: &Args, size: u64, rows: &[Row], index_bytes: u64) -> String {
          baseline: {}; date: {}",
         machine(),
         human_size(size),
-        args.runs,
+        runs,
         openssl_version(),
         date()
     );

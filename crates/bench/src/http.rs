@@ -1,0 +1,611 @@
+//! The HTTP suite: one large file served by nginx on loopback, downloaded by
+//! `model-provisioner ensure <url> --digest` (which verifies SHA-256 as it goes) at several
+//! `--connections`, by `curl` and by `aria2c -x8 -s8` (which verify nothing); then a download
+//! killed half-way with SIGKILL and resumed, counting the bytes nginx sends the second time.
+
+use std::fmt::Write as _;
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail, ensure};
+use catalog_core::Digest;
+use test_support::Nginx;
+
+use crate::{Bench, MIB, Samples, Stdout, check_ensure, date, fmt_ms, human_size, machine, timed};
+
+/// How often the resume case looks at the resume state of the download it is about to kill.
+const POLL: Duration = Duration::from_millis(5);
+
+/// The `--connections` values measured; the first is the CLI's default.
+const CONNECTIONS: [u16; 3] = [4, 1, 8];
+
+/// Goal: ours (default connections) / each baseline, medians.
+const RATIO_GOAL: f64 = 1.0;
+
+/// Goal: bytes nginx sends to finish a download killed at half, as a share of the file.
+const RESUME_GOAL: f64 = 0.55;
+
+/// Who downloads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Client {
+    Ours(u16),
+    Curl,
+    /// `curl`, then `sync FILE`: a durable download, as ours is (it syncs before publishing).
+    CurlSync,
+    Aria2c,
+}
+
+impl Client {
+    fn label(self) -> String {
+        match self {
+            Client::Ours(n) if n == CONNECTIONS[0] => {
+                format!("ours, `--connections {n}` (default), verifies sha256")
+            }
+            Client::Ours(n) => format!("ours, `--connections {n}`, verifies sha256"),
+            Client::Curl => "`curl -s -o FILE`, no verification".to_owned(),
+            Client::CurlSync => {
+                "`curl -s -o FILE`, then `sync FILE` (durable, like ours), no verification"
+                    .to_owned()
+            }
+            Client::Aria2c => "`aria2c -x8 -s8`, no verification".to_owned(),
+        }
+    }
+}
+
+/// The samples of one client, and the body bytes nginx sent per run (the most of any run).
+#[derive(Debug)]
+struct Measured {
+    client: Client,
+    wall: Samples,
+    max_sent: u64,
+}
+
+/// The resume case.
+#[derive(Debug)]
+struct Resume {
+    /// `prefix_len` in the state file when the poll saw half or more.
+    seen: u64,
+    /// `prefix_len` in the state file after the process died: what the next run keeps.
+    kept: u64,
+    /// Size of the `.part` file after the kill (chunks written beyond the prefix included).
+    on_disk: u64,
+    /// Body bytes nginx sent to the killed run.
+    sent_before: u64,
+    /// Body bytes nginx sent to the resumed run.
+    sent_after: u64,
+    /// `bytes_read` in the resumed run's `--json`: what it says it transferred.
+    reported: u64,
+    /// Wall time of the killed run, spawn to kill.
+    killed_after: Duration,
+    /// Wall time of the resumed run.
+    wall: Duration,
+}
+
+/// Runs the HTTP suite; returns its Markdown report.
+pub(crate) fn suite(bench: &Bench, size_mib: u64) -> anyhow::Result<String> {
+    let size = size_mib
+        .checked_mul(MIB)
+        .context("--http-size-mib is too large")?;
+    let curl = tool_version("curl", &["--version"])?;
+    let aria2c = tool_version("aria2c", &["--version"])?;
+    let load_before = loadavg();
+
+    eprintln!("mp-bench: http: starting nginx");
+    let nginx = Nginx::start();
+    let nginx_version = nginx_version();
+    let name = format!("random-{size_mib}MiB.bin");
+    let source = bench.data_dir.join(&name);
+    // Read once (hashing it: `ensure` must be given the digest), so that the server side
+    // serves from the page cache.
+    let digest = crate::prepare_file(&source, size, true)?.context("no digest")?;
+    let served = nginx.root().join(&name);
+    if let Err(e) = fs::hard_link(&source, &served) {
+        eprintln!(
+            "mp-bench: http: cannot hard-link the test file into the web root ({e}); copying it"
+        );
+        fs::copy(&source, &served).with_context(|| {
+            format!(
+                "cannot copy `{}` to `{}`",
+                source.display(),
+                served.display()
+            )
+        })?;
+        crate::prepare_file(&served, size, false)?;
+    }
+    let url = nginx.url(&format!("files/{name}"));
+    eprintln!("mp-bench: http: serving {url}");
+    let cpu = CpuWatch::start(&nginx);
+
+    let mut measured: Vec<Measured> = CONNECTIONS
+        .iter()
+        .map(|&n| Client::Ours(n))
+        .chain([Client::Curl, Client::CurlSync, Client::Aria2c])
+        .map(|client| Measured {
+            client,
+            wall: Samples::default(),
+            max_sent: 0,
+        })
+        .collect();
+    // Interleaved, so that a neighbour's load spreads over every client alike.
+    for run in 0..bench.runs {
+        for m in &mut measured {
+            eprintln!(
+                "mp-bench: http: run {}/{}: {}",
+                run + 1,
+                bench.runs,
+                m.client.label()
+            );
+            nginx.clear_log();
+            let took = download(bench, m.client, &url, &name, &digest, size)?;
+            let sent = settled_bytes_sent(&nginx, &name);
+            eprintln!(
+                "mp-bench: http:   {} ({:.0} MB/s), nginx sent {:.1}% of the file",
+                fmt_ms(took),
+                mb_per_s(size, took),
+                percent(sent, size)
+            );
+            m.wall.0.push(took);
+            m.max_sent = m.max_sent.max(sent);
+        }
+    }
+
+    let resume = resume(bench, &nginx, &url, &name, &digest, size)?;
+    let load_after = loadavg();
+    let others = cpu.others(&nginx);
+    let facts = format!(
+        "Machine: {}; file: {} of pseudo-random bytes, in the page cache on both sides; {} runs \
+         per client, interleaved, each into a fresh, empty cache or output directory; server: \
+         {nginx_version} on 127.0.0.1 (1 worker, `sendfile on`); baselines: {curl}, {aria2c}; \
+         load average (1 min) {load_before} before, {load_after} after (the suite itself \
+         keeps about 2 busy); other processes used {others} while the suite ran; date: {}",
+        machine(),
+        human_size(size),
+        bench.runs,
+        date()
+    );
+    Ok(render(&facts, size, &measured, &resume))
+}
+
+/// One timed, cold download by `client`; checks what it produced.
+fn download(
+    bench: &Bench,
+    client: Client,
+    url: &str,
+    name: &str,
+    digest: &Digest,
+    size: u64,
+) -> anyhow::Result<Duration> {
+    match client {
+        Client::Ours(n) => {
+            let cache = bench.fresh_cache()?;
+            let (digest, n) = (digest.to_string(), n.to_string());
+            let mut cmd = bench.cli(
+                cache.path(),
+                &[
+                    "ensure",
+                    url,
+                    "--digest",
+                    &digest,
+                    "--connections",
+                    &n,
+                    "--json",
+                ],
+            );
+            let (took, out) = timed(&mut cmd, Stdout::Capture)?;
+            check_ensure(&out, false, Some(size))?;
+            Ok(took)
+        }
+        Client::Curl | Client::CurlSync | Client::Aria2c => {
+            let dir = bench.scratch_dir("out-")?;
+            let file = dir.path().join(name);
+            let mut cmd = if client == Client::Aria2c {
+                let mut cmd = Command::new("aria2c");
+                cmd.args([
+                    "-x8",
+                    "-s8",
+                    "-q",
+                    "--allow-overwrite=true",
+                    "--auto-file-renaming=false",
+                    "-d",
+                ])
+                .arg(dir.path())
+                .arg("-o")
+                .arg(name)
+                .arg(url);
+                cmd
+            } else {
+                let mut cmd = Command::new("curl");
+                cmd.arg("-s").arg("-o").arg(&file).arg(url);
+                cmd
+            };
+            let (mut took, _) = timed(&mut cmd, Stdout::Null)?;
+            if client == Client::CurlSync {
+                let mut sync = Command::new("sync");
+                sync.arg(&file);
+                took += timed(&mut sync, Stdout::Null)?.0;
+            }
+            let got = fs::metadata(&file)
+                .with_context(|| format!("{cmd:?} left no `{}`", file.display()))?
+                .len();
+            ensure!(got == size, "{cmd:?} wrote {got} bytes, expected {size}");
+            Ok(took)
+        }
+    }
+}
+
+/// The resume case: `ensure --connections 4`, killed (SIGKILL) once its resume state records half of
+/// the file, then run again to completion on the same cache.
+fn resume(
+    bench: &Bench,
+    nginx: &Nginx,
+    url: &str,
+    name: &str,
+    digest: &Digest,
+    size: u64,
+) -> anyhow::Result<Resume> {
+    eprintln!("mp-bench: http: resume after a kill at half");
+    let cache = bench.fresh_cache()?;
+    let digest = digest.to_string();
+    let args = [
+        "ensure",
+        url,
+        "--digest",
+        &digest,
+        "--connections",
+        "4",
+        "--json",
+    ];
+    let stderr_path = cache.path().with_extension("stderr");
+    let stderr = fs::File::create(&stderr_path)
+        .with_context(|| format!("cannot create `{}`", stderr_path.display()))?;
+    nginx.clear_log();
+    let start = Instant::now();
+    let mut child = bench
+        .cli(cache.path(), &args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(stderr)
+        .spawn()
+        .context("cannot start `model-provisioner`")?;
+    let tmp = cache.path().join("tmp");
+    let seen = loop {
+        if let Some(status) = child.try_wait()? {
+            let err = fs::read_to_string(&stderr_path).unwrap_or_default();
+            let _ = fs::remove_file(&stderr_path);
+            bail!(
+                "the download to kill ended ({status}) before its resume state reached half of \
+                 the file:\n{}",
+                err.trim_end()
+            );
+        }
+        if let Some((prefix, total)) = read_state(&tmp)
+            && total > 0
+            && prefix.saturating_mul(2) >= total
+        {
+            child.kill().context("cannot kill `model-provisioner`")?;
+            break prefix;
+        }
+        std::thread::sleep(POLL);
+    };
+    let killed_after = start.elapsed();
+    child.wait()?;
+    let _ = fs::remove_file(&stderr_path);
+    let (kept, total) = read_state(&tmp).context("no resume state after the kill")?;
+    ensure!(
+        total == size,
+        "the resume state says the file has {total} bytes, expected {size}"
+    );
+    let on_disk = part_size(&tmp);
+    let sent_before = settled_bytes_sent(nginx, name);
+    eprintln!(
+        "mp-bench: http:   killed after {}: prefix {:.1}% when seen, {:.1}% kept, .part {:.1}%, \
+         nginx sent {:.1}%",
+        fmt_ms(killed_after),
+        percent(seen, size),
+        percent(kept, size),
+        percent(on_disk, size),
+        percent(sent_before, size)
+    );
+
+    nginx.clear_log();
+    let (wall, out) = timed(&mut bench.cli(cache.path(), &args), Stdout::Capture)?;
+    check_ensure(&out, false, None)?;
+    let json: serde_json::Value = serde_json::from_slice(&out)?;
+    let reported = json["bytes_read"]
+        .as_u64()
+        .context("`ensure --json` has no `bytes_read`")?;
+    let sent_after = settled_bytes_sent(nginx, name);
+    eprintln!(
+        "mp-bench: http:   resumed in {}: nginx sent {:.1}%, ensure says it read {:.1}%",
+        fmt_ms(wall),
+        percent(sent_after, size),
+        percent(reported, size)
+    );
+    Ok(Resume {
+        seen,
+        kept,
+        on_disk,
+        sent_before,
+        sent_after,
+        reported,
+        killed_after,
+        wall,
+    })
+}
+
+/// `(prefix_len, total)` from the `dl-*.state` file in `tmp`, if there is one yet.
+fn read_state(tmp: &Path) -> Option<(u64, u64)> {
+    let path = find_in(tmp, ".state")?;
+    let text = fs::read(path).ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&text).ok()?;
+    Some((v["prefix_len"].as_u64()?, v["total"].as_u64()?))
+}
+
+/// The size of the `dl-*.part` file in `tmp`, 0 if there is none.
+fn part_size(tmp: &Path) -> u64 {
+    find_in(tmp, ".part")
+        .and_then(|p| fs::metadata(p).ok())
+        .map_or(0, |m| m.len())
+}
+
+/// The first `dl-*<suffix>` file in `dir`.
+fn find_in(dir: &Path, suffix: &str) -> Option<PathBuf> {
+    fs::read_dir(dir).ok()?.flatten().find_map(|e| {
+        let name = e.file_name();
+        let name = name.to_str()?;
+        (name.starts_with("dl-") && name.ends_with(suffix)).then(|| e.path())
+    })
+}
+
+/// Body bytes nginx sent for `name`, once its access log has stopped growing (nginx writes a
+/// line when it finishes a request, which for a connection the client dropped can be a moment
+/// after the client exits).
+fn settled_bytes_sent(nginx: &Nginx, name: &str) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let mut last = (nginx.log().len(), nginx.bytes_sent(name));
+    let mut stable_since = Instant::now();
+    loop {
+        std::thread::sleep(Duration::from_millis(20));
+        let now = (nginx.log().len(), nginx.bytes_sent(name));
+        if now != last {
+            last = now;
+            stable_since = Instant::now();
+        } else if stable_since.elapsed() >= Duration::from_millis(150) {
+            return now.1;
+        }
+        if Instant::now() > deadline {
+            return now.1;
+        }
+    }
+}
+
+/// `tool --version`'s first line; a missing tool is an error that says how to install it.
+fn tool_version(tool: &str, args: &[&str]) -> anyhow::Result<String> {
+    match Command::new(tool)
+        .args(args)
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+    {
+        Ok(out) => Ok(String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .next()
+            .map_or_else(|| tool.to_owned(), |l| first_words(l, 3))),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => bail!(
+            "`{tool}` was not found on PATH; the HTTP suite compares against curl and aria2c: \
+             install them with `apt-get install curl aria2` and run again"
+        ),
+        Err(e) => Err(e).with_context(|| format!("cannot run `{tool}`")),
+    }
+}
+
+fn first_words(line: &str, n: usize) -> String {
+    line.split_whitespace()
+        .take(n)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// `nginx/1.22.1`, from `nginx -v` (which prints to stderr).
+fn nginx_version() -> String {
+    ["/usr/sbin/nginx", "nginx"]
+        .iter()
+        .find_map(|bin| Command::new(bin).arg("-v").output().ok())
+        .and_then(|o| {
+            let text = String::from_utf8_lossy(&o.stderr).into_owned();
+            text.split_whitespace()
+                .find(|w| w.starts_with("nginx/"))
+                .map(str::to_owned)
+        })
+        .unwrap_or_else(|| "nginx".to_owned())
+}
+
+/// CPU time of the whole machine against that of mp-bench, its children and nginx, to tell
+/// how much a neighbour took while the suite ran.
+#[derive(Debug)]
+struct CpuWatch {
+    start: Instant,
+    machine: Option<u64>,
+    ours: Option<u64>,
+}
+
+impl CpuWatch {
+    fn start(nginx: &Nginx) -> Self {
+        CpuWatch {
+            start: Instant::now(),
+            machine: machine_ticks(),
+            ours: ours_ticks(nginx),
+        }
+    }
+
+    /// "0.12 cores on average", or "unknown".
+    #[expect(clippy::cast_precision_loss, reason = "clock ticks are small numbers")]
+    fn others(&self, nginx: &Nginx) -> String {
+        let wall = self.start.elapsed().as_secs_f64();
+        match (self.machine, machine_ticks(), self.ours, ours_ticks(nginx)) {
+            (Some(m0), Some(m1), Some(o0), Some(o1)) => {
+                let ticks = (m1 - m0).saturating_sub(o1 - o0);
+                format!("{:.2} cores on average", ticks as f64 / 100.0 / wall)
+            }
+            _ => "an unknown share of the cores".to_owned(),
+        }
+    }
+}
+
+/// User, nice and system time of all CPUs, in clock ticks (1/100 s), from `/proc/stat`.
+fn machine_ticks() -> Option<u64> {
+    let text = fs::read_to_string("/proc/stat").ok()?;
+    let mut fields = text.lines().next()?.split_whitespace().skip(1);
+    let mut sum = 0;
+    for _ in 0..3 {
+        sum += fields.next()?.parse::<u64>().ok()?;
+    }
+    Some(sum)
+}
+
+/// User and system time of mp-bench, of its children waited for, and of nginx, in clock ticks.
+fn ours_ticks(nginx: &Nginx) -> Option<u64> {
+    let own = proc_ticks("self", 4)?;
+    let pid_file = nginx.root().parent()?.join("nginx.pid");
+    let pid = fs::read_to_string(pid_file).ok()?;
+    Some(own + proc_ticks(pid.trim(), 2)?)
+}
+
+/// The sum of `n` fields from `utime` on (`utime stime cutime cstime`) of `/proc/<pid>/stat`.
+fn proc_ticks(pid: &str, n: usize) -> Option<u64> {
+    let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name, field 2, is in parentheses and may hold spaces.
+    let rest = &text[text.rfind(')')? + 1..];
+    // After it: state (3), ppid (4), …, utime (14): index 11 from here.
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    fields
+        .get(11..11 + n)?
+        .iter()
+        .map(|f| f.parse::<u64>().ok())
+        .sum()
+}
+
+/// The 1-minute load average.
+fn loadavg() -> String {
+    fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "?".to_owned())
+}
+
+#[expect(clippy::cast_precision_loss, reason = "sizes are far below 2^52 bytes")]
+fn mb_per_s(bytes: u64, took: Duration) -> f64 {
+    bytes as f64 / 1e6 / took.as_secs_f64()
+}
+
+#[expect(clippy::cast_precision_loss, reason = "sizes are far below 2^52 bytes")]
+fn percent(part: u64, whole: u64) -> f64 {
+    part as f64 * 100.0 / whole as f64
+}
+
+fn secs(d: Duration) -> String {
+    format!("{:.2} s", d.as_secs_f64())
+}
+
+fn render(facts: &str, size: u64, measured: &[Measured], resume: &Resume) -> String {
+    let median_of = |c: Client| {
+        measured
+            .iter()
+            .find(|m| m.client == c)
+            .map(|m| m.wall.median().as_secs_f64())
+    };
+    let curl = median_of(Client::Curl);
+    let curl_sync = median_of(Client::CurlSync);
+    let aria2c = median_of(Client::Aria2c);
+    let mut md = String::new();
+    let _ = writeln!(md, "{facts}");
+    let _ = writeln!(md);
+    let _ = writeln!(
+        md,
+        "| download of {} from 127.0.0.1 | median | min | MB/s (median) | nginx sent | ours / curl \
+         | ours / aria2c | ours / (curl + sync) | goal | met? |",
+        human_size(size)
+    );
+    let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---:|---|---|");
+    for m in measured {
+        let median = m.wall.median();
+        let ratios = match m.client {
+            Client::Ours(_) => {
+                let r = |b: Option<f64>| {
+                    b.map_or_else(
+                        || "—".to_owned(),
+                        |b| format!("{:.2}", median.as_secs_f64() / b),
+                    )
+                };
+                [r(curl), r(aria2c), r(curl_sync)]
+            }
+            _ => ["—".to_owned(), "—".to_owned(), "—".to_owned()],
+        };
+        let (goal, met) = if m.client == Client::Ours(CONNECTIONS[0]) {
+            let met = [curl, aria2c]
+                .iter()
+                .all(|b| b.is_some_and(|b| median.as_secs_f64() / b <= RATIO_GOAL));
+            (
+                format!("both ratios ≤ {RATIO_GOAL:.2}"),
+                if met { "yes" } else { "**no**" },
+            )
+        } else {
+            ("—".to_owned(), "—")
+        };
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {:.0} | {:.1}% | {} | {} | {} | {goal} | {met} |",
+            m.client.label(),
+            secs(median),
+            secs(m.wall.min()),
+            mb_per_s(size, median),
+            percent(m.max_sent, size),
+            ratios[0],
+            ratios[1],
+            ratios[2],
+        );
+    }
+    let _ = writeln!(md);
+    let _ = writeln!(
+        md,
+        "\"nginx sent\": body bytes in nginx's access log for the run, as a share of the file \
+         (the most of any run); MB/s: 10^6 bytes per second. The goal compares ours with curl \
+         and aria2c as they are; ours also syncs the file to disk before publishing it, so \
+         curl + sync is the like-for-like baseline for durability (neither verifies)."
+    );
+    let _ = writeln!(md);
+    let _ = writeln!(
+        md,
+        "| resume after SIGKILL at half, `--connections 4` | prefix recorded at kill | `.part` \
+         on disk | nginx sent before kill | nginx sent to resume | resumed run | goal | met? |"
+    );
+    let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---|---|");
+    let share = |n| format!("{:.1}%", percent(n, size));
+    let met = percent(resume.sent_after, size) <= RESUME_GOAL * 100.0;
+    let _ = writeln!(
+        md,
+        "| killed {} after start (poll saw {}) | {} | {} | {} | {} | {} | sent to resume ≤ {:.0}% \
+         | {} |",
+        secs(resume.killed_after),
+        share(resume.seen),
+        share(resume.kept),
+        share(resume.on_disk),
+        share(resume.sent_before),
+        share(resume.sent_after),
+        secs(resume.wall),
+        RESUME_GOAL * 100.0,
+        if met { "yes" } else { "**no**" },
+    );
+    let _ = writeln!(md);
+    let _ = writeln!(
+        md,
+        "The resumed run verified sha256 (`\"verification\": \"pass\"`) and reported \
+         `bytes_read` = {} ({}).",
+        crate::group(resume.reported),
+        share(resume.reported)
+    );
+    md
+}
