@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the real servers and clients the tests run against; safe to run again.
 #
-# - From Debian's packages (only what is missing): nginx, git, git-lfs.
+# - From Debian's packages (only what is missing): nginx, git, git-lfs, strace.
 # - A Python venv at <repo>/.venv with olah (a self-hosted Hugging Face mirror, run offline
 #   over local git repos) and huggingface_hub (its `hf` command, the reference client).
 #   Every package in the venv is pinned to a set checked to work together.
@@ -17,6 +17,7 @@ need=()
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx)
 command -v git >/dev/null || need+=(git)
 command -v git-lfs >/dev/null || need+=(git-lfs)
+command -v strace >/dev/null || need+=(strace)
 if ! command -v python3 >/dev/null; then
   need+=(python3 python3-venv)
 elif ! python3 -c 'import ensurepip, venv' 2>/dev/null; then

@@ -194,13 +194,23 @@ impl FsCatalog {
         if !raw.has_entries {
             return Err(parse_err(serde::de::Error::missing_field("entries")));
         }
-        raw.entries
-            .into_iter()
-            .map(|(id, value)| {
-                let entry: CatalogEntry = serde_json::from_str(value.get()).map_err(parse_err)?;
-                Ok((id, entry))
-            })
-            .collect()
+        let mut entries = BTreeMap::new();
+        for (key, value) in raw.entries {
+            let entry: CatalogEntry = serde_json::from_str(value.get()).map_err(parse_err)?;
+            // This build never writes either; a file that has them was damaged or hand-edited.
+            if entry.id != key {
+                return Err(parse_err(serde::de::Error::custom(format!(
+                    "the entry under `{key}` has the id `{}`",
+                    entry.id
+                ))));
+            }
+            if entries.insert(key.clone(), entry).is_some() {
+                return Err(parse_err(serde::de::Error::custom(format!(
+                    "two entries under `{key}`"
+                ))));
+            }
+        }
+        Ok(entries)
     }
 
     fn load_all(&self) -> Result<BTreeMap<String, CatalogEntry>> {
@@ -219,6 +229,7 @@ impl FsCatalog {
                 .map(|e| e.local_path.as_path())
                 .collect();
             let models = self.layout.models_dir();
+            self.layout.refuse_symlinks(&models)?;
             if models.is_dir() {
                 self.gc_models(&models, &referenced, dry_run, &mut report)?;
             }
@@ -229,6 +240,7 @@ impl FsCatalog {
 
     fn gc_tmp(&self, dry_run: bool, report: &mut GcReport) -> Result<()> {
         let tmp = self.layout.tmp_dir();
+        self.layout.refuse_symlinks(&tmp)?;
         for (path, meta) in list_dir(&tmp)? {
             // A writer holds a lock on its temporary file (a download's resume state goes with
             // its `.part` file); if we can take that lock, the writer is gone.
@@ -286,6 +298,7 @@ impl FsCatalog {
 
     fn gc_blobs(&self, dry_run: bool, report: &mut GcReport) -> Result<()> {
         use std::os::unix::fs::MetadataExt;
+        self.layout.refuse_symlinks(&self.layout.blobs_dir())?;
         for (path, meta) in list_dir(&self.layout.blobs_dir())? {
             // Links removed by this same dry run still count, so the report may say less.
             if meta.is_file() && meta.nlink() == 1 {
@@ -447,15 +460,19 @@ const HEADER: &[u8] = b"{\n  \"version\": 1,\n  \"entries\": {";
 /// does not parse: the caller then parses the whole index, which reports any damage properly.
 fn scan_for_entry(path: &Path, id: &str) -> io::Result<Scan> {
     const PIECE: usize = 256 << 10;
+    // The `entries` object ends at the first line holding only `  }`.
+    const END: &[u8] = b"\n  }";
     let file = File::open(path)?;
     let key = format!(
         "\n    {}: ",
         serde_json::to_string(id).map_err(io::Error::other)?
     );
     let finder = memchr::memmem::Finder::new(key.as_bytes());
-    let overlap = key.len() - 1;
+    let end_finder = memchr::memmem::Finder::new(END);
+    let overlap = key.len().max(END.len()) - 1;
     let mut buf = vec![0u8; PIECE + overlap];
     let (mut kept, mut base, mut first) = (0usize, 0u64, true);
+    let mut found_at: Option<u64> = None;
     loop {
         let n = read_full(&file, &mut buf[kept..], base + kept as u64)?;
         let window = &buf[..kept + n];
@@ -465,18 +482,31 @@ fn scan_for_entry(path: &Path, id: &str) -> io::Result<Scan> {
             }
             first = false;
         }
-        if let Some(pos) = finder.find(window) {
-            return Ok(
-                match parse_entry_at(&file, base + (pos + key.len()) as u64)? {
-                    Some(entry) => Scan::Found(Box::new(entry)),
-                    None => Scan::Unusable,
-                },
-            );
+        let end = end_finder.find(window);
+        for hit in finder.find_iter(window) {
+            if end.is_some_and(|e| e < hit) {
+                break;
+            }
+            // Two entries under one key: let the full parse judge the file.
+            if found_at.is_some() {
+                return Ok(Scan::Unusable);
+            }
+            found_at = Some(base + (hit + key.len()) as u64);
+        }
+        if end.is_some() {
+            let Some(at) = found_at else {
+                return Ok(Scan::Absent);
+            };
+            return Ok(match parse_entry_at(&file, at)? {
+                // An entry filed under another key than its id is a damaged index.
+                Some(entry) if entry.id == id => Scan::Found(Box::new(entry)),
+                _ => Scan::Unusable,
+            });
         }
         if n == 0 {
-            return Ok(Scan::Absent);
+            return Ok(Scan::Unusable);
         }
-        // Keep the tail, in case the key straddles two pieces.
+        // Keep the tail, in case a key or the end straddles two pieces.
         let len = kept + n;
         let tail = overlap.min(len);
         buf.copy_within(len - tail..len, 0);

@@ -117,7 +117,31 @@ impl CacheLayout {
     pub fn create_dir(&self, dir: &Path) -> Result<()> {
         self.check_root()?;
         self.check_lexically_inside(dir)?;
+        self.refuse_symlinks(dir)?;
         fs::create_dir_all(dir).map_err(|e| Error::io("create directory", dir, e))
+    }
+
+    /// Fails if any existing component of `path` below the root is a symlink: a link planted
+    /// inside the cache must not lead a write or a deletion outside it.
+    pub fn refuse_symlinks(&self, path: &Path) -> Result<()> {
+        self.check_lexically_inside(path)?;
+        let rel = path.strip_prefix(&self.root).unwrap_or(Path::new(""));
+        let mut at = self.root.clone();
+        for part in rel.components() {
+            at.push(part);
+            match fs::symlink_metadata(&at) {
+                Ok(m) if m.file_type().is_symlink() => {
+                    return Err(Error::OutsideRoot {
+                        path: path.to_owned(),
+                        root: self.root.clone(),
+                    });
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+                Err(e) => return Err(Error::io("inspect", &at, e)),
+            }
+        }
+        Ok(())
     }
 
     fn check_lexically_inside(&self, path: &Path) -> Result<()> {

@@ -272,7 +272,7 @@ pub struct ParseRefError {
 impl ParseRefError {
     fn new(input: &str, reason: impl Into<String>) -> Self {
         ParseRefError {
-            input: printable(input),
+            input: printable(&scrub_secrets(input)),
             reason: reason.into(),
             hint: None,
         }
@@ -292,6 +292,27 @@ impl ParseRefError {
     pub fn reason(&self) -> &str {
         &self.reason
     }
+}
+
+/// `s` without what may be a secret in a URL-like string: the user info before `@` in the
+/// authority, and the query.
+fn scrub_secrets(s: &str) -> String {
+    let Some((scheme, rest)) = s.split_once("://") else {
+        return s.to_owned();
+    };
+    let (rest, had_query) = match rest.split_once('?') {
+        Some((before, _)) => (before, true),
+        None => (rest, false),
+    };
+    let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let authority = match authority.rsplit_once('@') {
+        Some((_, host)) => format!("***@{host}"),
+        None => authority.to_owned(),
+    };
+    format!(
+        "{scheme}://{authority}{path}{}",
+        if had_query { "?…" } else { "" }
+    )
 }
 
 /// `s` made safe to print: control characters escaped, long input shortened.
@@ -471,6 +492,13 @@ fn parse_file(input: &str, rest: &str) -> Result<ModelRef, ParseRefError> {
             "the `file:` reference has no path",
         ));
     }
+    // Several leading slashes mean one (`file:////x` is `/x`); kept, `Display` would write
+    // `file://x`, which names a host.
+    let path = if path.starts_with("//") {
+        format!("/{}", path.trim_start_matches('/'))
+    } else {
+        path.to_owned()
+    };
     Ok(ModelRef::File(FileRef {
         path: PathBuf::from(path),
         explicit_scheme: true,
@@ -713,6 +741,18 @@ mod tests {
         ] {
             let err = input.parse::<ModelRef>().unwrap_err();
             assert!(err.to_string().contains(reason), "{input:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn secrets_in_refused_urls_are_not_echoed() {
+        for bad in [
+            "https://user:pw@/x",
+            "https://user:pw@[::1/x?token=s3cr3t",
+            "ftp://user:pw@h/x?token=s3cr3t",
+        ] {
+            let err = bad.parse::<ModelRef>().unwrap_err().to_string();
+            assert!(!err.contains("pw") && !err.contains("s3cr3t"), "{err}");
         }
     }
 

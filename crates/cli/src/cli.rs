@@ -2,7 +2,6 @@
 
 use std::path::PathBuf;
 
-use catalog_core::{Digest, ModelRef};
 use clap::{Args, Parser, Subcommand};
 
 /// Make sure a model is on this machine, verified, and recorded in the local catalog.
@@ -74,12 +73,12 @@ pub enum Command {
 )]
 pub struct EnsureArgs {
     /// The model reference: a local path, `file:…`, `https://…`, `hf:org/repo[/file]`.
-    #[arg(value_name = "REF", value_parser = parse_ref)]
-    pub reference: ModelRef,
+    #[arg(value_name = "REF")]
+    pub reference: String,
 
     /// The expected digest, `sha256:<64 hex digits>`; the bytes must match it.
-    #[arg(long, value_name = "sha256:HEX", value_parser = parse_digest)]
-    pub digest: Option<Digest>,
+    #[arg(long, value_name = "sha256:HEX")]
+    pub digest: Option<String>,
 
     /// Copy a local file into the cache instead of registering it in place.
     #[arg(long)]
@@ -206,15 +205,4 @@ pub struct GcArgs {
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
-}
-
-fn parse_ref(s: &str) -> Result<ModelRef, String> {
-    s.parse::<ModelRef>().map_err(|e| match e.hint() {
-        Some(hint) => format!("{}\n\nhint: {hint}", e.reason()),
-        None => e.reason().to_owned(),
-    })
-}
-
-fn parse_digest(s: &str) -> Result<Digest, String> {
-    s.parse::<Digest>().map_err(|e| e.to_string())
 }

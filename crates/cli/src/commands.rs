@@ -76,7 +76,25 @@ struct EnsureJson<'a> {
 }
 
 fn ensure(cx: &Context, args: &EnsureArgs) -> anyhow::Result<ExitCode> {
-    let reference = with_revision(&args.reference, args.revision.as_deref())?;
+    // Parsed here rather than by clap, whose message would echo the input raw (control
+    // characters and URL credentials included); ours are escaped and redacted.
+    let reference: ModelRef =
+        args.reference
+            .parse()
+            .map_err(|e: catalog_core::ParseRefError| {
+                UsageError(match e.hint() {
+                    Some(hint) => format!("{e}\nhint: {hint}"),
+                    None => e.to_string(),
+                })
+            })?;
+    let digest = match &args.digest {
+        Some(d) => Some(
+            d.parse::<catalog_core::Digest>()
+                .map_err(|e| UsageError(e.to_string()))?,
+        ),
+        None => None,
+    };
+    let reference = with_revision(&reference, args.revision.as_deref())?;
     let whole_repo = matches!(&reference, ModelRef::Hf(h) if h.path.is_none());
     let filtered = !(args.include.is_empty() && args.exclude.is_empty());
     if filtered && !whole_repo {
@@ -111,7 +129,7 @@ fn ensure(cx: &Context, args: &EnsureArgs) -> anyhow::Result<ExitCode> {
         .with_reporter(Arc::new(BarReporter::new(cx.quiet || args.json)))
         .with_refresh(args.refresh)
         .with_lock_timeout(args.lock_timeout.map(std::time::Duration::from_secs));
-    let ensured = provisioner.ensure(&reference, args.digest.as_ref())?;
+    let ensured = provisioner.ensure(&reference, digest.as_ref())?;
     let e = &ensured.entry;
     if args.json {
         print_json(&EnsureJson {

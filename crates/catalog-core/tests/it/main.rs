@@ -1,5 +1,7 @@
 //! Integration tests of the catalog: concurrency, refusal of bad indexes, path safety.
 
+mod props;
+
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};

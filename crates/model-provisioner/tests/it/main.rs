@@ -5,3 +5,4 @@ mod file;
 mod hf;
 #[cfg(feature = "http")]
 mod http;
+mod model;
