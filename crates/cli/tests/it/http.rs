@@ -276,3 +276,51 @@ fn lock_timeout_bounds_the_wait_with_a_clear_error() -> TestResult {
     assert!(err.contains("hint: "), "{err}");
     Ok(())
 }
+
+#[test]
+fn url_credentials_and_the_hf_token_never_reach_logs_errors_or_the_cache() -> TestResult {
+    let nginx = Nginx::start();
+    nginx.put("m.gguf", &bytes(50_000, 8))?;
+    let fx = Fixture::new()?;
+    let good = nginx
+        .url("files/m.gguf")
+        .replace("http://", "http://alice:PASSW0RD@")
+        + "?token=QUERYSECRET";
+    let bad = nginx
+        .url("files/nope.gguf")
+        .replace("http://", "http://alice:PASSW0RD@")
+        + "?token=QUERYSECRET";
+    let mut seen = String::new();
+    for url in [&good, &bad, &good] {
+        let out = run_within_limit(
+            fx.command(["-vvv", "ensure", url, "--json"])
+                .env("HF_TOKEN", "hf_TOKENSECRET"),
+        );
+        seen.push_str(&stdout(&out));
+        seen.push_str(&stderr(&out));
+    }
+    for args in [
+        vec!["ls", "--json"],
+        vec!["show", &nginx.url("files/m.gguf"), "--json"],
+    ] {
+        let out = run_within_limit(&mut fx.command(args));
+        assert_code(&out, 0);
+        seen.push_str(&stdout(&out));
+    }
+    fn walk(dir: &Path, out: &mut String) {
+        for entry in fs::read_dir(dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                walk(&path, out);
+            } else if let Ok(bytes) = fs::read(&path) {
+                out.push_str(&String::from_utf8_lossy(&bytes));
+            }
+        }
+    }
+    walk(fx.cache(), &mut seen);
+    assert!(seen.contains("model ensured"), "trace logs were on");
+    for secret in ["PASSW0RD", "QUERYSECRET", "TOKENSECRET", "alice"] {
+        assert!(!seen.contains(secret), "`{secret}` leaked");
+    }
+    Ok(())
+}

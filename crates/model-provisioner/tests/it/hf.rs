@@ -1079,3 +1079,37 @@ fn online_a_damaged_hf_cache_file_is_downloaded_again() -> TestResult {
     );
     Ok(())
 }
+
+#[test]
+fn hostile_file_names_in_a_remote_listing_are_refused_before_anything_is_written() -> TestResult {
+    for name in [
+        "../escape.gguf",
+        "/etc/passwd",
+        "a/../../x",
+        "dir\\\\file",
+        "a\\u0000b",
+        "./x",
+        "a//b",
+    ] {
+        let listing = format!(
+            r#"{{"sha": "0123456789abcdef0123456789abcdef01234567", "siblings": [{{"rfilename": "config.json"}}, {{"rfilename": "{name}"}}]}}"#
+        );
+        // A server that answers every request with this listing.
+        let server = test_support::FaultServer::start(
+            listing.into_bytes(),
+            vec![test_support::Answer::Serve { ranges: false }],
+        );
+        let cache = tempfile::tempdir()?;
+        let endpoint = server.url("").trim_end_matches('/').to_owned();
+        let p = provisioner(
+            cache.path(),
+            hf_config(&endpoint, &cache.path().join("no-hf-cache")),
+        )?;
+        let err = p.ensure(&"hf:evil/repo".parse()?, None).expect_err(name);
+        assert!(matches!(err, Error::HostileName { .. }), "{name}: {err:?}");
+        assert!(!cache.path().join("models").exists(), "{name}");
+        assert!(!cache.path().join("catalog/index.json").exists(), "{name}");
+        assert_eq!(server.requests(), 1, "only the listing was asked for");
+    }
+    Ok(())
+}
