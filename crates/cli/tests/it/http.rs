@@ -307,20 +307,22 @@ fn url_credentials_and_the_hf_token_never_reach_logs_errors_or_the_cache() -> Te
         assert_code(&out, 0);
         seen.push_str(&stdout(&out));
     }
-    fn walk(dir: &Path, out: &mut String) {
-        for entry in fs::read_dir(dir).into_iter().flatten().flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                walk(&path, out);
-            } else if let Ok(bytes) = fs::read(&path) {
-                out.push_str(&String::from_utf8_lossy(&bytes));
-            }
-        }
-    }
-    walk(fx.cache(), &mut seen);
+    read_everything_under(fx.cache(), &mut seen);
     assert!(seen.contains("model ensured"), "trace logs were on");
     for secret in ["PASSW0RD", "QUERYSECRET", "TOKENSECRET", "alice"] {
         assert!(!seen.contains(secret), "`{secret}` leaked");
     }
     Ok(())
+}
+
+/// Appends every file under `dir` to `out`, as text.
+fn read_everything_under(dir: &Path, out: &mut String) {
+    for entry in fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            read_everything_under(&path, out);
+        } else if let Ok(bytes) = fs::read(&path) {
+            out.push_str(&String::from_utf8_lossy(&bytes));
+        }
+    }
 }
