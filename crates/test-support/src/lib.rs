@@ -41,3 +41,16 @@ pub fn free_port() -> u16 {
         .expect("binding an ephemeral port on 127.0.0.1")
         .port()
 }
+
+/// `len` deterministic pseudo-random bytes (xorshift), different for each `seed`.
+pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x.to_le_bytes()[0]
+        })
+        .collect()
+}

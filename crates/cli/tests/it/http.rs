@@ -6,24 +6,11 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
 use catalog_core::Digest;
-use test_support::Nginx;
+use test_support::{Nginx, random_bytes as bytes};
 
 use crate::fixture::{
     Fixture, TestResult, assert_code, run_within_limit, stderr, stdout, str_field, u64_field,
 };
-
-/// Deterministic pseudo-random bytes.
-fn bytes(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x.to_le_bytes()[0]
-        })
-        .collect()
-}
 
 /// The resume state of the one download in flight under `cache`, as `(prefix_len, total)`.
 fn resume_progress(cache: &Path) -> Option<(u64, u64)> {

@@ -7,7 +7,7 @@ use std::time::Duration;
 use catalog_core::{CatalogStore, Digest, Outcome, Storage};
 use model_provisioner::download::DownloadConfig;
 use model_provisioner::{AnyFetcher, Error, FileFetcher, FsCatalog, HttpFetcher, ModelProvisioner};
-use test_support::{Answer, FaultServer, Nginx};
+use test_support::{Answer, FaultServer, Nginx, random_bytes as bytes};
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
@@ -30,19 +30,6 @@ fn provisioner(
 ) -> Result<ModelProvisioner<FsCatalog, AnyFetcher>, Error> {
     let fetcher = AnyFetcher::new(FileFetcher::in_place()).with_http(HttpFetcher::new(config));
     ModelProvisioner::with_fetcher(cache, fetcher)
-}
-
-/// Deterministic pseudo-random bytes.
-fn bytes(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x.to_le_bytes()[0]
-        })
-        .collect()
 }
 
 fn dir_is_empty(dir: &Path) -> bool {
