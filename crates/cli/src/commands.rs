@@ -244,9 +244,9 @@ fn verify(cx: &Context, args: &VerifyArgs) -> anyhow::Result<ExitCode> {
                 errors += 1;
                 let hint = e.hint();
                 let message = format!("{:#}", anyhow::Error::from(e));
-                eprintln!("error: {message}");
+                say!("error: {message}");
                 if let Some(hint) = hint {
-                    eprintln!("hint: {hint}");
+                    say!("hint: {hint}");
                 }
                 VerifyJson {
                     id: target.clone(),
@@ -269,17 +269,17 @@ fn verify(cx: &Context, args: &VerifyArgs) -> anyhow::Result<ExitCode> {
         print("no models in the catalog\n")?;
     }
     if failed > 0 {
-        eprintln!(
+        say!(
             "error: {failed} of {} model(s) failed verification",
             targets.len()
         );
-        eprintln!(
+        say!(
             "hint: fetch them again with `model-provisioner ensure`, or remove them with `model-provisioner rm`"
         );
         return Ok(ExitCode::from(crate::EXIT_VERIFY_FAILED));
     }
     if errors > 0 {
-        eprintln!(
+        say!(
             "error: {errors} of {} model(s) could not be verified",
             targets.len()
         );

@@ -1,5 +1,14 @@
 //! `model-provisioner`: make sure a model is on this machine, verified, and in the catalog.
 
+/// Writes a line to stderr. Unlike `eprintln!`, a closed stderr is not a panic: there is no
+/// one left to tell.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr().lock(), $($arg)*);
+    }};
+}
+
 mod cli;
 mod commands;
 mod output;
@@ -59,7 +68,7 @@ fn report(err: &anyhow::Error) -> ExitCode {
     }) {
         return ExitCode::SUCCESS;
     }
-    eprintln!("error: {err:#}");
+    say!("error: {err:#}");
     if err.downcast_ref::<commands::UsageError>().is_some() {
         return ExitCode::from(2);
     }
@@ -67,7 +76,7 @@ fn report(err: &anyhow::Error) -> ExitCode {
     for cause in err.chain() {
         if let Some(e) = cause.downcast_ref::<model_provisioner::Error>() {
             if let Some(hint) = e.hint() {
-                eprintln!("hint: {hint}");
+                say!("hint: {hint}");
             }
             if e.is_verification_failure() {
                 code = ExitCode::from(EXIT_VERIFY_FAILED);
@@ -76,7 +85,7 @@ fn report(err: &anyhow::Error) -> ExitCode {
         }
         if let Some(e) = cause.downcast_ref::<catalog_core::Error>() {
             if let Some(hint) = e.hint() {
-                eprintln!("hint: {hint}");
+                say!("hint: {hint}");
             }
             break;
         }
