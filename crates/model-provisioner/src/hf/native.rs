@@ -14,7 +14,7 @@
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, OnceLock};
 
 use catalog_core::{CatalogEntry, Digest, FileRecord, HfRef, ModelRef};
@@ -273,42 +273,16 @@ impl HfFetcher {
 
     /// Sizes and stated digests of every file, by `HEAD`, several at once.
     fn plan(&self, hf: &HfRef, commit: &str, names: Vec<String>) -> Result<Vec<FileJob>> {
-        let queue = Mutex::new(names.into_iter().enumerate().collect::<VecDeque<_>>());
-        let out = Mutex::new(Vec::new());
-        let failed = AtomicBool::new(false);
-        let first_error = Mutex::new(None);
-        std::thread::scope(|s| {
-            for _ in 0..self.config.parallel_files.max(1) * 2 {
-                s.spawn(|| {
-                    while !failed.load(Ordering::Relaxed) {
-                        let Some((i, rel)) = queue.lock().expect("poisoned").pop_front() else {
-                            break;
-                        };
-                        match self.head(hf, commit, &rel) {
-                            Ok((size, sha256, git_oid)) => out.lock().expect("poisoned").push((
-                                i,
-                                FileJob {
-                                    rel,
-                                    size,
-                                    sha256,
-                                    git_oid,
-                                },
-                            )),
-                            Err(e) => {
-                                failed.store(true, Ordering::Relaxed);
-                                first_error.lock().expect("poisoned").get_or_insert(e);
-                            }
-                        }
-                    }
-                });
-            }
-        });
-        if let Some(e) = first_error.into_inner().expect("poisoned") {
-            return Err(e);
-        }
-        let mut jobs = out.into_inner().expect("poisoned");
-        jobs.sort_by_key(|(i, _)| *i);
-        Ok(jobs.into_iter().map(|(_, j)| j).collect())
+        // HEADs are cheap for the server: twice as many at once as downloads.
+        in_parallel(names, self.config.parallel_files * 2, |rel| {
+            let (size, sha256, git_oid) = self.head(hf, commit, &rel)?;
+            Ok(FileJob {
+                rel,
+                size,
+                sha256,
+                git_oid,
+            })
+        })
     }
 
     /// Places every file in `dir`, several at once; returns them and the bytes downloaded.
@@ -322,46 +296,19 @@ impl HfFetcher {
     ) -> Result<(Vec<Placed>, u64)> {
         let total: u64 = jobs.iter().filter_map(|j| j.size).sum();
         let overall = req.reporter.start(&hf.repo_id(), Some(total));
-        let queue = Mutex::new(jobs.into_iter().collect::<VecDeque<_>>());
-        let placed = Mutex::new(Vec::new());
-        let transferred = AtomicU64::new(0);
-        let failed = AtomicBool::new(false);
-        let first_error = Mutex::new(None);
-        std::thread::scope(|s| {
-            for _ in 0..self.config.parallel_files.max(1) {
-                s.spawn(|| {
-                    while !failed.load(Ordering::Relaxed) {
-                        let Some(job) = queue.lock().expect("poisoned").pop_front() else {
-                            break;
-                        };
-                        let both = Tee {
-                            file: req.reporter.start(&job.rel, job.size),
-                            overall: &*overall,
-                        };
-                        let result = self.place_one(req, hf, commit, dir, &job, &both);
-                        both.file.finish();
-                        match result {
-                            Ok((p, n)) => {
-                                transferred.fetch_add(n, Ordering::Relaxed);
-                                placed.lock().expect("poisoned").push(p);
-                            }
-                            Err(e) => {
-                                failed.store(true, Ordering::Relaxed);
-                                first_error.lock().expect("poisoned").get_or_insert(e);
-                            }
-                        }
-                    }
-                });
-            }
+        let done = in_parallel(jobs, self.config.parallel_files, |job| {
+            let both = Tee {
+                file: req.reporter.start(&job.rel, job.size),
+                overall: &*overall,
+            };
+            let result = self.place_one(req, hf, commit, dir, &job, &both);
+            both.file.finish();
+            result
         });
         overall.finish();
-        if let Some(e) = first_error.into_inner().expect("poisoned") {
-            return Err(e);
-        }
-        Ok((
-            placed.into_inner().expect("poisoned"),
-            transferred.into_inner(),
-        ))
+        let done = done?;
+        let transferred = done.iter().map(|(_, n)| n).sum();
+        Ok((done.into_iter().map(|(p, _)| p).collect(), transferred))
     }
 
     /// One file: from the store, the Hugging Face cache, or the network, in that order.
@@ -531,6 +478,43 @@ impl ModelFetcher for HfFetcher {
     fn accepts(&self, entry: &CatalogEntry) -> bool {
         self.config.same_selection(entry.provenance.as_ref())
     }
+}
+
+/// Runs `f` on every item with up to `workers` threads; results keep the items' order. After
+/// the first error no new item is started, and that error is returned.
+fn in_parallel<T: Send, R: Send>(
+    items: Vec<T>,
+    workers: usize,
+    f: impl Fn(T) -> Result<R> + Sync,
+) -> Result<Vec<R>> {
+    let queue = Mutex::new(items.into_iter().enumerate().collect::<VecDeque<_>>());
+    let results = Mutex::new(Vec::new());
+    let failed = AtomicBool::new(false);
+    let first_error = Mutex::new(None);
+    std::thread::scope(|s| {
+        for _ in 0..workers.max(1) {
+            s.spawn(|| {
+                while !failed.load(Ordering::Relaxed) {
+                    let Some((i, item)) = queue.lock().expect("poisoned").pop_front() else {
+                        break;
+                    };
+                    match f(item) {
+                        Ok(r) => results.lock().expect("poisoned").push((i, r)),
+                        Err(e) => {
+                            failed.store(true, Ordering::Relaxed);
+                            first_error.lock().expect("poisoned").get_or_insert(e);
+                        }
+                    }
+                }
+            });
+        }
+    });
+    if let Some(e) = first_error.into_inner().expect("poisoned") {
+        return Err(e);
+    }
+    let mut results = results.into_inner().expect("poisoned");
+    results.sort_by_key(|(i, _)| *i);
+    Ok(results.into_iter().map(|(_, r)| r).collect())
 }
 
 fn placed(rel: &str, size: u64, digest: Digest, etag: Option<String>) -> Placed {
