@@ -18,6 +18,8 @@
 
 mod any;
 #[cfg(feature = "http")]
+mod direct;
+#[cfg(feature = "http")]
 pub mod download;
 mod error;
 mod fetcher;

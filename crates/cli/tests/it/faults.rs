@@ -345,7 +345,9 @@ fn check_fault(fx: &Fixture, fault: &Fault, args: &[&str], models: &[Model]) -> 
 #[test]
 fn injected_io_errors_fail_clearly_and_leave_the_index_untouched() -> TestResult {
     let nginx = Nginx::start();
-    let body = bytes(3 << 20, 7);
+    // Over HTTP: three 4 MiB pieces, each one positional write (direct), then a short tail
+    // (buffered), so that `when=3+` fails a write in the middle of the download.
+    let body = bytes((12 << 20) + 100, 7);
     nginx.put("m.bin", &body)?;
     let digest = Digest::sha256_of(&body).to_string();
     let url = nginx.url("files/m.bin");

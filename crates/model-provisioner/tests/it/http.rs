@@ -21,6 +21,7 @@ fn config() -> DownloadConfig {
         backoff: Duration::from_millis(10),
         stall_timeout: Duration::from_secs(1),
         connect_timeout: Duration::from_secs(2),
+        direct_io: true,
     }
 }
 
@@ -268,6 +269,58 @@ fn an_interrupted_download_resumes_on_the_next_run() -> TestResult {
     assert_eq!(ensured.bytes_read, 900_000 - 500_000);
     assert_eq!(server.ranges()[1].as_deref(), Some("bytes=500000-"));
     assert!(dir_is_empty(&cache.path().join("tmp")));
+    Ok(())
+}
+
+/// A resume from an odd offset continues in parallel ranges: the first chunk starts off any
+/// block boundary, the later ones on chunk boundaries, the file ends mid-block. The bytes land
+/// the same whether they are written around the page cache or through it.
+#[test]
+fn a_resume_from_an_odd_offset_continues_in_parallel_direct_or_buffered() -> TestResult {
+    let body = bytes((3 << 20) + 123, 12);
+    for direct_io in [true, false] {
+        let server = FaultServer::start(
+            body.clone(),
+            vec![
+                Answer::Cut { bytes: 1_000_003 },
+                Answer::Serve { ranges: true },
+            ],
+        );
+        let cache = tempfile::tempdir()?;
+        let url = server.url("odd.gguf");
+        let once = DownloadConfig {
+            retries: 0,
+            direct_io,
+            ..config()
+        };
+        provisioner(cache.path(), once.clone())?
+            .ensure(&url.parse()?, None)
+            .expect_err("cut");
+        let ensured = provisioner(cache.path(), once)?
+            .ensure(&url.parse()?, Some(&Digest::sha256_of(&body)))?;
+        assert_eq!(
+            fs::read(&ensured.resolved.local_path)?,
+            body,
+            "direct_io {direct_io}"
+        );
+        assert_eq!(ensured.bytes_read, body.len() as u64 - 1_000_003);
+        let ranges: Vec<_> = server.ranges().into_iter().flatten().collect();
+        assert_eq!(ranges[1], "bytes=1000003-", "{ranges:?}");
+        // Later chunks are bounded and start on multiples of the chunk size.
+        assert!(
+            ranges[2..].iter().all(|r| r
+                .trim_start_matches("bytes=")
+                .split('-')
+                .next()
+                .and_then(|s| s.parse::<u64>().ok())
+                .is_some_and(|s| s % (256 << 10) == 0)),
+            "{ranges:?}"
+        );
+        assert!(
+            ranges.len() >= 8,
+            "expected parallel ranges, got {ranges:?}"
+        );
+    }
     Ok(())
 }
 
