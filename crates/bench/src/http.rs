@@ -22,6 +22,9 @@ const POLL: Duration = Duration::from_millis(5);
 /// The `--connections` values measured; the first is the CLI's default.
 const CONNECTIONS: [u16; 3] = [4, 1, 8];
 
+/// The pause after syncing, before each timed run.
+const SETTLE: Duration = Duration::from_secs(2);
+
 /// Goal: ours (default connections) / each baseline, medians.
 const RATIO_GOAL: f64 = 1.0;
 
@@ -35,6 +38,8 @@ enum Client {
     Curl,
     /// `curl`, then `sync FILE`: a durable download, as ours is (it syncs before publishing).
     CurlSync,
+    /// `curl`, then `openssl dgst -sha256 FILE`: the other design, verifying by reading back.
+    CurlReadBack,
     Aria2c,
 }
 
@@ -48,6 +53,11 @@ impl Client {
             Client::Curl => "`curl -s -o FILE`, no verification".to_owned(),
             Client::CurlSync => {
                 "`curl -s -o FILE`, then `sync FILE` (durable, like ours), no verification"
+                    .to_owned()
+            }
+            Client::CurlReadBack => {
+                "`curl -s -o FILE`, then `openssl dgst -sha256 FILE` (verifies by reading the \
+                 file back)"
                     .to_owned()
             }
             Client::Aria2c => "`aria2c -x8 -s8`, no verification".to_owned(),
@@ -122,7 +132,12 @@ pub(crate) fn suite(bench: &Bench, size_mib: u64) -> anyhow::Result<String> {
     let mut measured: Vec<Measured> = CONNECTIONS
         .iter()
         .map(|&n| Client::Ours(n))
-        .chain([Client::Curl, Client::CurlSync, Client::Aria2c])
+        .chain([
+            Client::Curl,
+            Client::CurlSync,
+            Client::CurlReadBack,
+            Client::Aria2c,
+        ])
         .map(|client| Measured {
             client,
             wall: Samples::default(),
@@ -138,6 +153,7 @@ pub(crate) fn suite(bench: &Bench, size_mib: u64) -> anyhow::Result<String> {
                 bench.runs,
                 m.client.label()
             );
+            settle(&bench.data_dir)?;
             nginx.clear_log();
             let took = download(bench, m.client, &url, &name, &digest, size)?;
             let sent = settled_bytes_sent(&nginx, &name);
@@ -198,7 +214,7 @@ fn download(
             check_ensure(&out, false, Some(size))?;
             Ok(took)
         }
-        Client::Curl | Client::CurlSync | Client::Aria2c => {
+        Client::Curl | Client::CurlSync | Client::CurlReadBack | Client::Aria2c => {
             let dir = bench.scratch_dir("out-")?;
             let file = dir.path().join(name);
             let mut cmd = if client == Client::Aria2c {
@@ -227,6 +243,18 @@ fn download(
                 sync.arg(&file);
                 took += timed(&mut sync, Stdout::Null)?.0;
             }
+            if client == Client::CurlReadBack {
+                let mut dgst = Command::new("openssl");
+                dgst.args(["dgst", "-sha256"]).arg(&file);
+                let (t, out) = timed(&mut dgst, Stdout::Capture)?;
+                took += t;
+                let found = crate::parse_openssl(&out)?;
+                ensure!(
+                    found == *digest,
+                    "openssl printed {found} for `{}`, expected {digest}",
+                    file.display()
+                );
+            }
             let got = fs::metadata(&file)
                 .with_context(|| format!("{cmd:?} left no `{}`", file.display()))?
                 .len();
@@ -234,6 +262,20 @@ fn download(
             Ok(took)
         }
     }
+}
+
+/// Before each timed run: writes every dirty page of the machine back and lets the disk finish
+/// what the last run left (deleting a 2 GiB file sends the disk a discard), so that no run pays
+/// for its predecessor's writeback. Not timed.
+fn settle(dir: &Path) -> anyhow::Result<()> {
+    let status = Command::new("sync")
+        .arg("-f")
+        .arg(dir)
+        .status()
+        .context("cannot run `sync`")?;
+    ensure!(status.success(), "`sync -f {}` failed", dir.display());
+    std::thread::sleep(SETTLE);
+    Ok(())
 }
 
 /// The resume case: `ensure --connections 4`, killed (SIGKILL) once its resume state records half of
@@ -519,6 +561,7 @@ fn render(facts: &str, size: u64, measured: &[Measured], resume: &Resume) -> Str
     };
     let curl = median_of(Client::Curl);
     let curl_sync = median_of(Client::CurlSync);
+    let read_back = median_of(Client::CurlReadBack);
     let aria2c = median_of(Client::Aria2c);
     let mut md = String::new();
     let _ = writeln!(md, "{facts}");
@@ -526,10 +569,10 @@ fn render(facts: &str, size: u64, measured: &[Measured], resume: &Resume) -> Str
     let _ = writeln!(
         md,
         "| download of {} from 127.0.0.1 | median | min | MB/s (median) | nginx sent | ours / curl \
-         | ours / aria2c | ours / (curl + sync) | goal | met? |",
+         | ours / aria2c | ours / (curl + sync) | ours / (curl + read back) | goal | met? |",
         human_size(size)
     );
-    let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---:|---|---|");
+    let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---|");
     for m in measured {
         let median = m.wall.median();
         let ratios = match m.client {
@@ -540,9 +583,14 @@ fn render(facts: &str, size: u64, measured: &[Measured], resume: &Resume) -> Str
                         |b| format!("{:.2}", median.as_secs_f64() / b),
                     )
                 };
-                [r(curl), r(aria2c), r(curl_sync)]
+                [r(curl), r(aria2c), r(curl_sync), r(read_back)]
             }
-            _ => ["—".to_owned(), "—".to_owned(), "—".to_owned()],
+            _ => [
+                "—".to_owned(),
+                "—".to_owned(),
+                "—".to_owned(),
+                "—".to_owned(),
+            ],
         };
         let (goal, met) = if m.client == Client::Ours(CONNECTIONS[0]) {
             let met = [curl, aria2c]
@@ -557,7 +605,7 @@ fn render(facts: &str, size: u64, measured: &[Measured], resume: &Resume) -> Str
         };
         let _ = writeln!(
             md,
-            "| {} | {} | {} | {:.0} | {:.1}% | {} | {} | {} | {goal} | {met} |",
+            "| {} | {} | {} | {:.0} | {:.1}% | {} | {} | {} | {} | {goal} | {met} |",
             m.client.label(),
             secs(median),
             secs(m.wall.min()),
@@ -566,6 +614,7 @@ fn render(facts: &str, size: u64, measured: &[Measured], resume: &Resume) -> Str
             ratios[0],
             ratios[1],
             ratios[2],
+            ratios[3],
         );
     }
     let _ = writeln!(md);
@@ -574,9 +623,19 @@ fn render(facts: &str, size: u64, measured: &[Measured], resume: &Resume) -> Str
         "\"nginx sent\": body bytes in nginx's access log for the run, as a share of the file \
          (the most of any run); MB/s: 10^6 bytes per second. The goal compares ours with curl \
          and aria2c as they are; ours also syncs the file to disk before publishing it, so \
-         curl + sync is the like-for-like baseline for durability (neither verifies)."
+         curl + sync is the like-for-like baseline for durability (neither verifies). curl + \
+         read back is the design ours does not use: download, then hash the file by reading it \
+         back. Before every timed run the file system is synced and left idle for {} s, so \
+         that no run pays for the last one's writeback.",
+        SETTLE.as_secs()
     );
     let _ = writeln!(md);
+    render_resume(&mut md, size, resume);
+    md
+}
+
+/// The resume table.
+fn render_resume(md: &mut String, size: u64, resume: &Resume) {
     let _ = writeln!(
         md,
         "| resume after SIGKILL at half, `--connections 4` | prefix recorded at kill | `.part` \
@@ -607,5 +666,4 @@ fn render(facts: &str, size: u64, measured: &[Measured], resume: &Resume) -> Str
         crate::group(resume.reported),
         share(resume.reported)
     );
-    md
 }

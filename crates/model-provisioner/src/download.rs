@@ -44,8 +44,8 @@ pub struct DownloadConfig {
     /// Ranged requests in flight at once for one large file (1 disables parallel ranges).
     pub connections: usize,
     /// Size of each ranged request, and of each buffer: a download holds up to
-    /// `connections + 2` of them in memory. Large chunks mean large direct writes, which the
-    /// disk takes faster (measured: 32 MiB chunks cut a 2 GiB download by a third against 8).
+    /// `connections + min(connections, 4)` of them in memory (128 MiB with the defaults).
+    /// Large chunks mean large direct writes, which the disk takes faster.
     pub chunk_size: u64,
     /// Files smaller than this are fetched in one stream.
     pub parallel_threshold: u64,
@@ -67,7 +67,7 @@ impl Default for DownloadConfig {
     fn default() -> Self {
         DownloadConfig {
             connections: 4,
-            chunk_size: 32 << 20,
+            chunk_size: 16 << 20,
             parallel_threshold: 64 << 20,
             retries: 5,
             backoff: Duration::from_millis(250),
@@ -426,7 +426,14 @@ impl Downloader {
         progress: &dyn Progress,
     ) -> Result<(Hasher, u64)> {
         let pool = Arc::new(BufPool::new(SEQUENTIAL_PIECE));
-        let mut sink = HashSink::spawn(hasher, partial, dl, plan, Arc::clone(&pool));
+        let mut sink = HashSink::spawn(
+            hasher,
+            partial,
+            dl,
+            plan,
+            Arc::clone(&pool),
+            (SEQUENTIAL_WRITERS, Some(sequential_window())),
+        );
         let mut offset = plan.resumed;
         let mut transferred = 0;
         let mut attempt = 0;
@@ -471,6 +478,7 @@ impl Downloader {
                                     dl,
                                     &fresh,
                                     Arc::clone(&pool),
+                                    (SEQUENTIAL_WRITERS, Some(sequential_window())),
                                 );
                                 offset = 0;
                                 progress.restart();
@@ -497,7 +505,6 @@ impl Downloader {
                 offset,
                 end,
                 &sink,
-                partial,
                 progress,
                 self.config.stall_timeout,
             )
@@ -553,9 +560,17 @@ impl Downloader {
         let pool = Arc::new(BufPool::new(
             usize::try_from(chunk).expect("chunks fit in memory"),
         ));
-        let sink = HashSink::spawn(hasher, partial, dl, plan, pool);
-        // Chunks in flight, plus two written and waiting for the hasher.
-        let window = Arc::new(Semaphore::new(self.config.connections + 2));
+        let writers = self.config.connections.clamp(2, PARALLEL_WRITERS);
+        // Chunks being received, plus as many again being written or waiting for the hasher.
+        let window = Arc::new(Semaphore::new(self.config.connections + writers));
+        let sink = HashSink::spawn(
+            hasher,
+            partial,
+            dl,
+            plan,
+            pool,
+            (writers, Some(Arc::clone(&window))),
+        );
         let next = Arc::new(AtomicUsize::new(1));
         let range_of = |i: usize| {
             let k = first_index + i as u64;
@@ -601,8 +616,7 @@ impl Downloader {
                             progress,
                             &mut transferred,
                         )
-                        .await
-                        .and_then(|buf| partial.write_at(buf.bytes(), start).map(|()| buf));
+                        .await;
                     match fetched {
                         Ok(buf) => sink.send(start, buf, Some(permit)),
                         Err(e) => {
@@ -793,6 +807,18 @@ where
     })
 }
 
+/// Writes in flight at once, at most, for parallel ranges.
+const PARALLEL_WRITERS: usize = 4;
+
+/// Writes in flight at once for a single stream.
+const SEQUENTIAL_WRITERS: usize = 2;
+
+/// Buffers of a single stream received but not yet written and hashed, at most: 64 MiB, room
+/// to ride out a disk that pauses for a moment without holding the whole file in memory.
+fn sequential_window() -> Arc<Semaphore> {
+    Arc::new(Semaphore::new(16))
+}
+
 /// How much of a single stream is buffered before it is written and handed to the hasher:
 /// large enough for efficient direct writes, small enough for a fine-grained resume state.
 const SEQUENTIAL_PIECE: usize = 4 << 20;
@@ -881,12 +907,6 @@ impl Partial {
         self.file
             .set_len(0)
             .map_err(|e| catalog_core::Error::io("truncate", &self.part_path, e).into())
-    }
-
-    fn write_at(&self, buf: &[u8], offset: u64) -> Result<()> {
-        self.writer
-            .write_at(&self.file, buf, offset)
-            .map_err(|e| catalog_core::Error::io("write", &self.part_path, e).into())
     }
 
     /// Checks a resume state against what the server now says and what is on disk. Returns the
@@ -988,23 +1008,55 @@ impl Drop for Flusher {
     }
 }
 
-/// The hasher thread: takes chunks in any order, hashes them in file order, records the resume
-/// state after each, and hands the buffers back to the pool.
+/// Where received buffers go. Writer threads put each buffer at its offset in the partial
+/// file, so that receiving never waits for the disk and several writes are in flight at once;
+/// then the hasher thread takes the written buffers in any order, hashes them in file order,
+/// records the resume state (which so only ever covers bytes on disk), and gives each buffer
+/// back to the pool. The first failed write stops the writers and closes the window, if any;
+/// [`HashSink::failure`] and [`HashSink::finish`] report it.
 struct HashSink {
     tx: Option<mpsc::Sender<Piece>>,
+    writers: Vec<std::thread::JoinHandle<()>>,
     thread: Option<std::thread::JoinHandle<Hasher>>,
     pool: Arc<BufPool>,
+    failed: Arc<std::sync::Mutex<Option<io::Error>>>,
+    part_path: PathBuf,
+    window: Option<Arc<Semaphore>>,
 }
 
 impl HashSink {
+    /// Starts `writers` writer threads and the hasher. `window`, when given, is closed on a
+    /// failed write, to stop the connections waiting for room.
     fn spawn(
         mut hasher: Hasher,
         partial: &Partial,
         dl: &Download<'_>,
         plan: &Plan,
         pool: Arc<BufPool>,
+        (writers, window): (usize, Option<Arc<Semaphore>>),
     ) -> Self {
         let (tx, rx) = mpsc::channel::<Piece>();
+        let (hash_tx, hash_rx) = mpsc::channel::<Piece>();
+        let failed = Arc::new(std::sync::Mutex::new(None::<io::Error>));
+        let rx = Arc::new(std::sync::Mutex::new(rx));
+        let writers = (0..writers.max(1))
+            .map(|i| {
+                let stage = WriteStage {
+                    rx: Arc::clone(&rx),
+                    to_hasher: hash_tx.clone(),
+                    failed: Arc::clone(&failed),
+                    pool: Arc::clone(&pool),
+                    window: window.clone(),
+                    file: Arc::clone(&partial.file),
+                    writer: Arc::clone(&partial.writer),
+                };
+                std::thread::Builder::new()
+                    .name(format!("model-provisioner-write{i}"))
+                    .spawn(move || stage.run())
+                    .expect("spawning a thread")
+            })
+            .collect();
+        drop(hash_tx);
         let mut state = ResumeState {
             url: dl.display_url.to_owned(),
             total: plan.total,
@@ -1013,7 +1065,7 @@ impl HashSink {
             prefix_sha256: String::new(),
         };
         let resumable = plan.total != u64::MAX;
-        let partial = Partial {
+        let partial_for_state = Partial {
             part_path: partial.part_path.clone(),
             state_path: partial.state_path.clone(),
             file: Arc::clone(&partial.file),
@@ -1023,11 +1075,11 @@ impl HashSink {
         let thread = std::thread::Builder::new()
             .name("model-provisioner-hash".into())
             .spawn(move || {
-                let pool = thread_pool;
+                let (pool, partial) = (thread_pool, partial_for_state);
                 let mut pending: BTreeMap<u64, (PageBuf, Option<OwnedSemaphorePermit>)> =
                     BTreeMap::new();
                 let mut last_save = Instant::now();
-                for (offset, buf, permit) in rx {
+                for (offset, buf, permit) in hash_rx {
                     pending.insert(offset, (buf, permit));
                     while let Some((buf, permit)) = pending.remove(&state.prefix_len) {
                         hasher.update(buf.bytes());
@@ -1058,9 +1110,19 @@ impl HashSink {
             .expect("spawning a thread");
         HashSink {
             tx: Some(tx),
+            writers,
             thread: Some(thread),
             pool,
+            failed,
+            part_path: partial.part_path.clone(),
+            window,
         }
+    }
+
+    /// Waits for room in the window, if there is one; `None` when there is none or it was
+    /// closed by a failed write (which [`HashSink::failure`] then reports).
+    async fn room(&self) -> Option<OwnedSemaphorePermit> {
+        Arc::clone(self.window.as_ref()?).acquire_owned().await.ok()
     }
 
     /// An empty buffer, reused from the pool when one has come back from the hasher.
@@ -1068,21 +1130,32 @@ impl HashSink {
         self.pool.take()
     }
 
+    /// Queues `buf` to be written at `offset`, then hashed.
     fn send(&self, offset: u64, buf: PageBuf, permit: Option<OwnedSemaphorePermit>) {
         if let Some(tx) = &self.tx {
-            // The thread only stops after `finish`; a send error means it panicked, which
+            // The writers only stop after `finish`; a send error means they panicked, which
             // `finish` reports.
             let _ = tx.send((offset, buf, permit));
         }
     }
 
-    /// Waits for the hasher to take everything sent, and returns it.
+    /// The first failed write so far, taken out (it is reported once).
+    fn failure(&self) -> Option<catalog_core::Error> {
+        let e = self.failed.lock().ok()?.take()?;
+        Some(catalog_core::Error::io("write", &self.part_path, e))
+    }
+
+    /// Waits for everything sent to be written and hashed, and returns the hasher.
     fn finish(mut self, partial: &Partial) -> Result<Hasher> {
-        self.join().ok_or_else(|| {
+        let hasher = self.join();
+        if let Some(e) = self.failure() {
+            return Err(e.into());
+        }
+        hasher.ok_or_else(|| {
             catalog_core::Error::io(
                 "hash",
                 &partial.part_path,
-                io::Error::other("the hashing thread panicked"),
+                io::Error::other("a writing or hashing thread panicked"),
             )
             .into()
         })
@@ -1090,13 +1163,57 @@ impl HashSink {
 
     fn join(&mut self) -> Option<Hasher> {
         drop(self.tx.take());
-        self.thread.take()?.join().ok()
+        let writers_ok = self.writers.drain(..).all(|w| w.join().is_ok());
+        let hasher = self.thread.take()?.join().ok();
+        hasher.filter(|_| writers_ok)
+    }
+}
+
+/// What one writer thread of a [`HashSink`] works with.
+struct WriteStage {
+    rx: Arc<std::sync::Mutex<mpsc::Receiver<Piece>>>,
+    to_hasher: mpsc::Sender<Piece>,
+    failed: Arc<std::sync::Mutex<Option<io::Error>>>,
+    pool: Arc<BufPool>,
+    window: Option<Arc<Semaphore>>,
+    file: Arc<File>,
+    writer: Arc<Writer>,
+}
+
+impl WriteStage {
+    /// Writes pieces until the sending side hangs up; after a failure, drops the rest.
+    fn run(self) {
+        loop {
+            let next = match self.rx.lock() {
+                Ok(rx) => rx.recv(),
+                Err(_) => return,
+            };
+            let Ok((offset, buf, permit)) = next else {
+                return;
+            };
+            if self.failed.lock().map_or(true, |f| f.is_some()) {
+                self.pool.give(buf);
+                continue;
+            }
+            match self.writer.write_at(&self.file, buf.bytes(), offset) {
+                Ok(()) => drop(self.to_hasher.send((offset, buf, permit))),
+                Err(e) => {
+                    if let Ok(mut first) = self.failed.lock() {
+                        first.get_or_insert(e);
+                    }
+                    if let Some(w) = &self.window {
+                        w.close();
+                    }
+                    self.pool.give(buf);
+                }
+            }
+        }
     }
 }
 
 impl Drop for HashSink {
-    /// On an error path, still wait for the hasher, so that the resume state it writes last
-    /// is on disk before the process moves on or exits.
+    /// On an error path, still wait for the writers and the hasher, so that the resume state
+    /// written last is on disk before the process moves on or exits.
     fn drop(&mut self) {
         self.join();
     }
@@ -1115,23 +1232,24 @@ async fn read_body(
     offset: u64,
     end: u64,
     sink: &HashSink,
-    partial: &Partial,
     progress: &dyn Progress,
     stall: Duration,
 ) -> Result<u64, BodyError> {
     let mut buf = sink.buffer();
     let mut flushed = offset;
     let mut read = 0u64;
-    let flush = |buf: &mut PageBuf, flushed: &mut u64| -> Result<(), Failure> {
+    let flush = |buf: &mut PageBuf,
+                 flushed: &mut u64,
+                 permit: Option<OwnedSemaphorePermit>|
+     -> Result<(), Failure> {
+        if let Some(e) = sink.failure() {
+            return Err(Failure::local(e));
+        }
         if buf.is_empty() {
             return Ok(());
         }
-        partial
-            .writer
-            .write_at(&partial.file, buf.bytes(), *flushed)
-            .map_err(|e| Failure::local(catalog_core::Error::io("write", &partial.part_path, e)))?;
         let len = buf.len() as u64;
-        sink.send(*flushed, std::mem::replace(buf, sink.buffer()), None);
+        sink.send(*flushed, std::mem::replace(buf, sink.buffer()), permit);
         *flushed += len;
         Ok(())
     };
@@ -1146,7 +1264,7 @@ async fn read_body(
             Ok(Some(c)) => c,
             Ok(None) => break,
             Err(failure) => {
-                return match flush(&mut buf, &mut flushed) {
+                return match flush(&mut buf, &mut flushed, sink.room().await) {
                     Ok(()) => Err(BodyError { read, failure }),
                     Err(local) => Err(BodyError {
                         read,
@@ -1161,7 +1279,8 @@ async fn read_body(
         while !remaining.is_empty() {
             remaining = &remaining[buf.push(remaining)..];
             if buf.is_full() {
-                flush(&mut buf, &mut flushed).map_err(|failure| BodyError { read, failure })?;
+                flush(&mut buf, &mut flushed, sink.room().await)
+                    .map_err(|failure| BodyError { read, failure })?;
             }
         }
         read += take as u64;
@@ -1170,7 +1289,8 @@ async fn read_body(
             break;
         }
     }
-    flush(&mut buf, &mut flushed).map_err(|failure| BodyError { read, failure })?;
+    flush(&mut buf, &mut flushed, sink.room().await)
+        .map_err(|failure| BodyError { read, failure })?;
     Ok(read)
 }
 
