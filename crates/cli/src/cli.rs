@@ -116,7 +116,8 @@ pub struct EnsureArgs {
     #[arg(long)]
     pub refresh: bool,
 
-    /// Ranged requests in flight at once when downloading a large file (1 = one stream).
+    /// Ranged requests in flight at once when downloading a large file (1 = one stream). Each
+    /// connection holds up to two 16 MiB buffers.
     #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub connections: u16,
 
