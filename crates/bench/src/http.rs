@@ -41,8 +41,8 @@ enum Client {
     /// `curl`, then `openssl dgst -sha256 FILE`: the other design, verifying by reading back.
     CurlReadBack,
     Aria2c,
-    /// `dd oflag=direct conv=fsync` of the served file: no network, no hashing; the least time
-    /// the disk needs to hold a durable copy.
+    /// `dd oflag=direct conv=fsync` of the served file: what a durable copy costs with no
+    /// network and no hashing.
     DiskFloor,
 }
 
@@ -65,7 +65,7 @@ impl Client {
             }
             Client::Aria2c => "`aria2c -x8 -s8`, no verification".to_owned(),
             Client::DiskFloor => "`dd bs=64M oflag=direct conv=fsync` of the served file, no \
-                                  network, no verification (the disk's floor for a durable copy)"
+                                  network, no verification (a durable copy, disk only)"
                 .to_owned(),
         }
     }
@@ -642,9 +642,9 @@ fn render(facts: &str, size: u64, measured: &[Measured], resume: &Resume) -> Str
          and aria2c as they are; ours also syncs the file to disk before publishing it, so \
          curl + sync is the like-for-like baseline for durability (neither verifies). curl + \
          read back is the design ours does not use: download, then hash the file by reading it \
-         back. The dd row copies the served file from the page cache to the disk with direct \
-         writes and one fsync: no client that syncs, as ours must before publishing, can beat \
-         it. Before every timed run the file system is synced and left idle for {} s, so that \
+         back. The dd row copies the served file from the page cache to the disk, one 64 MiB \
+         direct write at a time, then one fsync: what a durable copy costs on this disk with \
+         no network and no hashing. Before every timed run the file system is synced and left idle for {} s, so that \
          no run pays for the last one's writeback.",
         SETTLE.as_secs()
     );
