@@ -1012,8 +1012,8 @@ impl Drop for Flusher {
 /// file, so that receiving never waits for the disk and several writes are in flight at once;
 /// then the hasher thread takes the written buffers in any order, hashes them in file order,
 /// records the resume state (which so only ever covers bytes on disk), and gives each buffer
-/// back to the pool. The first failed write stops the writers and closes the window, if any;
-/// [`HashSink::failure`] and [`HashSink::finish`] report it.
+/// back to the pool. The first failed write closes the window, if any, so that no new chunk
+/// starts; [`HashSink::failure`] and [`HashSink::finish`] report it.
 struct HashSink {
     tx: Option<mpsc::Sender<Piece>>,
     writers: Vec<std::thread::JoinHandle<()>>,
@@ -1181,7 +1181,9 @@ struct WriteStage {
 }
 
 impl WriteStage {
-    /// Writes pieces until the sending side hangs up; after a failure, drops the rest.
+    /// Writes pieces until the sending side hangs up. After a failure it still writes what
+    /// arrives (the chunks already in flight), so that the next run keeps as long a prefix as
+    /// the disk allowed.
     fn run(self) {
         loop {
             let next = match self.rx.lock() {
@@ -1191,10 +1193,6 @@ impl WriteStage {
             let Ok((offset, buf, permit)) = next else {
                 return;
             };
-            if self.failed.lock().map_or(true, |f| f.is_some()) {
-                self.pool.give(buf);
-                continue;
-            }
             match self.writer.write_at(&self.file, buf.bytes(), offset) {
                 Ok(()) => drop(self.to_hasher.send((offset, buf, permit))),
                 Err(e) => {

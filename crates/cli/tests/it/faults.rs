@@ -428,3 +428,70 @@ fn injected_io_errors_fail_clearly_and_leave_the_index_untouched() -> TestResult
     );
     Ok(())
 }
+
+/// A write refused in the middle of a parallel download: the process's file size limit makes
+/// `pwrite` fail with `EFBIG` on whichever writer thread crosses it. The run fails with that
+/// error and the partial file's path, changes and publishes nothing, and the next run resumes
+/// from what was written and hashed before the failure.
+#[test]
+fn a_write_refused_mid_parallel_download_fails_clearly_and_the_next_run_resumes() -> TestResult {
+    let nginx = Nginx::start();
+    // Above the 64 MiB threshold for parallel ranges: six 16 MiB chunks.
+    let body = bytes(96 << 20, 21);
+    nginx.put("big.bin", &body)?;
+    let digest = Digest::sha256_of(&body).to_string();
+    let url = nginx.url("files/big.bin");
+    let models = [Model {
+        bytes: body.clone(),
+        digest: Digest::sha256_of(&body),
+    }];
+    let fx = Fixture::with_one_entry()?;
+    let before = fx.index_bytes();
+
+    // A 40 MiB limit: the first two chunks are written, the third is refused. SIGXFSZ is
+    // ignored, so that the write fails instead of the signal killing the process.
+    let mut cmd = Command::new("sh");
+    cmd.env_clear()
+        .env("HOME", fx.root().join("home"))
+        .current_dir(fx.root())
+        .arg("-c")
+        .arg("trap '' XFSZ; exec prlimit --fsize=41943040 \"$@\"")
+        .arg("sh")
+        .arg(BIN)
+        .arg("--cache-dir")
+        .arg(fx.cache())
+        .args([
+            "ensure",
+            &url,
+            "--digest",
+            &digest,
+            "--connections",
+            "4",
+            "-q",
+        ]);
+    let out = run_within_limit(&mut cmd);
+    assert_code(&out, 1);
+    let err = stderr(&out);
+    let part = format!("`{}/tmp/dl-", fx.cache().display());
+    assert!(
+        err.starts_with("error: ") && err.contains("File too large") && err.contains(&part),
+        "{err}"
+    );
+    assert_eq!(fx.index_bytes(), before, "the index changed");
+    check_cache(fx.cache(), &models)?;
+
+    // nginx logs the first run's cut requests when it notices the closed connections.
+    std::thread::sleep(Duration::from_millis(500));
+    nginx.clear_log();
+    let out = fx.run(["ensure", &url, "--digest", &digest, "-q"]);
+    assert_code(&out, 0);
+    check_cache(fx.cache(), &models)?;
+    assert!(is_active(fx.cache(), &url));
+    let sent: u64 = nginx.log().iter().map(|l| l.body_bytes).sum();
+    assert!(
+        sent <= body.len() as u64 * 3 / 4,
+        "the second run fetched {sent} of {} bytes: it did not resume",
+        body.len()
+    );
+    Ok(())
+}
