@@ -2,11 +2,11 @@
 //!
 //! A download streams into `<cache>/tmp/dl-<key>.part`, locked by its writer, and is hashed in
 //! file order as it arrives. A large file on a server that honours `Range` is fetched as fixed
-//! size chunks by several connections at once, each connection on a thread of its own; each
-//! chunk is written in place with a positional write and handed to the hasher thread, which
-//! consumes chunks in order from memory, so the file is never read back. A window of buffered
-//! chunks bounds the memory, and the buffers are reused. Writes go around the page cache where
-//! the file system allows it.
+//! size chunks by several connections at once, each connection on a thread of its own. Writer
+//! threads put each received buffer in place with a positional write, so that receiving never
+//! waits for the disk, and hand it to the hasher thread, which consumes buffers in file order
+//! from memory, so the file is never read back. A window of buffers bounds the memory, and the
+//! buffers are reused. Writes go around the page cache where the file system allows it.
 //!
 //! Resume: after each chunk the hasher records, in `dl-<key>.state`, how long the in-order
 //! prefix on disk is, the SHA-256 of that prefix, the remote size and its validators (`ETag`,
@@ -771,7 +771,7 @@ impl Downloader {
 }
 
 /// Runs each future to completion on a thread of its own (the first on the calling thread), so
-/// that the copies and writes of several connections use several cores. The futures borrow the
+/// that the copies of several connections use several cores. The futures borrow the
 /// request, so they cannot be spawned as tasks; each thread drives its own on the engine's
 /// runtime instead. A thread that cannot be started leaves its share to the others.
 fn run_on_threads<F>(futures: Vec<F>) -> Vec<F::Output>
