@@ -426,14 +426,20 @@ impl Downloader {
         progress: &dyn Progress,
     ) -> Result<(Hasher, u64)> {
         let pool = Arc::new(BufPool::new(SEQUENTIAL_PIECE));
-        let mut sink = HashSink::spawn(
-            hasher,
-            partial,
-            dl,
-            plan,
-            Arc::clone(&pool),
-            (SEQUENTIAL_WRITERS, Some(sequential_window())),
-        );
+        // A single stream's writers and window: 16 buffers, room to ride out a disk that
+        // pauses for a moment without holding the whole file in memory.
+        let spawn_sink = |hasher, plan: &Plan| {
+            let window = Arc::new(Semaphore::new(16));
+            HashSink::spawn(
+                hasher,
+                partial,
+                dl,
+                plan,
+                Arc::clone(&pool),
+                (SEQUENTIAL_WRITERS, Some(window)),
+            )
+        };
+        let mut sink = spawn_sink(hasher, plan);
         let mut offset = plan.resumed;
         let mut transferred = 0;
         let mut attempt = 0;
@@ -465,21 +471,14 @@ impl Downloader {
                                     url = dl.display_url,
                                     "the server sent the whole file; starting over"
                                 );
-                                drop(sink.finish(partial));
+                                drop(sink.finish());
                                 partial.truncate()?;
                                 let fresh = Plan {
                                     total: r.content_length().unwrap_or(u64::MAX),
                                     validators: Validators::from_headers(r.headers()),
                                     resumed: 0,
                                 };
-                                sink = HashSink::spawn(
-                                    Hasher::new(),
-                                    partial,
-                                    dl,
-                                    &fresh,
-                                    Arc::clone(&pool),
-                                    (SEQUENTIAL_WRITERS, Some(sequential_window())),
-                                );
+                                sink = spawn_sink(Hasher::new(), &fresh);
                                 offset = 0;
                                 progress.restart();
                             }
@@ -536,7 +535,7 @@ impl Downloader {
                 }
             }
         }
-        let hasher = sink.finish(partial)?;
+        let hasher = sink.finish()?;
         Ok((hasher, transferred))
     }
 
@@ -643,10 +642,10 @@ impl Downloader {
         }
         if let Some(e) = failure {
             // Keep what was hashed so far for the next run.
-            drop(sink.finish(partial));
+            drop(sink.finish());
             return Err(e);
         }
-        let hasher = sink.finish(partial)?;
+        let hasher = sink.finish()?;
         Ok((hasher, transferred))
     }
 
@@ -813,12 +812,6 @@ const PARALLEL_WRITERS: usize = 4;
 /// Writes in flight at once for a single stream.
 const SEQUENTIAL_WRITERS: usize = 2;
 
-/// Buffers of a single stream received but not yet written and hashed, at most: 64 MiB, room
-/// to ride out a disk that pauses for a moment without holding the whole file in memory.
-fn sequential_window() -> Arc<Semaphore> {
-    Arc::new(Semaphore::new(16))
-}
-
 /// How much of a single stream is buffered before it is written and handed to the hasher:
 /// large enough for efficient direct writes, small enough for a fine-grained resume state.
 const SEQUENTIAL_PIECE: usize = 4 << 20;
@@ -834,7 +827,7 @@ struct Plan {
 }
 
 /// The partial file of one download, locked by this process.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Partial {
     part_path: PathBuf,
     state_path: PathBuf,
@@ -888,6 +881,16 @@ impl Partial {
         let on_disk = self.file.metadata().ok()?.len();
         (state.url == url && state.prefix_len <= on_disk && state.prefix_len <= state.total)
             .then_some(state)
+    }
+
+    /// Records the prefix `hasher` has hashed so far in `state`, and saves it.
+    fn save_prefix(&self, hasher: &Hasher, state: &mut ResumeState) {
+        hasher
+            .clone()
+            .finish()
+            .value()
+            .clone_into(&mut state.prefix_sha256);
+        self.save_state(state);
     }
 
     fn save_state(&self, state: &ResumeState) {
@@ -1065,12 +1068,7 @@ impl HashSink {
             prefix_sha256: String::new(),
         };
         let resumable = plan.total != u64::MAX;
-        let partial_for_state = Partial {
-            part_path: partial.part_path.clone(),
-            state_path: partial.state_path.clone(),
-            file: Arc::clone(&partial.file),
-            writer: Arc::clone(&partial.writer),
-        };
+        let partial_for_state = partial.clone();
         let thread_pool = Arc::clone(&pool);
         let thread = std::thread::Builder::new()
             .name("model-provisioner-hash".into())
@@ -1087,23 +1085,13 @@ impl HashSink {
                         pool.give(buf);
                         drop(permit);
                         if resumable && last_save.elapsed() >= Duration::from_millis(200) {
-                            hasher
-                                .clone()
-                                .finish()
-                                .value()
-                                .clone_into(&mut state.prefix_sha256);
-                            partial.save_state(&state);
+                            partial.save_prefix(&hasher, &mut state);
                             last_save = Instant::now();
                         }
                     }
                 }
                 if resumable && state.prefix_len > 0 {
-                    hasher
-                        .clone()
-                        .finish()
-                        .value()
-                        .clone_into(&mut state.prefix_sha256);
-                    partial.save_state(&state);
+                    partial.save_prefix(&hasher, &mut state);
                 }
                 hasher
             })
@@ -1146,7 +1134,7 @@ impl HashSink {
     }
 
     /// Waits for everything sent to be written and hashed, and returns the hasher.
-    fn finish(mut self, partial: &Partial) -> Result<Hasher> {
+    fn finish(mut self) -> Result<Hasher> {
         let hasher = self.join();
         if let Some(e) = self.failure() {
             return Err(e.into());
@@ -1154,7 +1142,7 @@ impl HashSink {
         hasher.ok_or_else(|| {
             catalog_core::Error::io(
                 "hash",
-                &partial.part_path,
+                &self.part_path,
                 io::Error::other("a writing or hashing thread panicked"),
             )
             .into()

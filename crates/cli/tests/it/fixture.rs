@@ -142,16 +142,21 @@ impl Fixture {
 /// Runs `cmd` with no stdin and captured output; kills it and fails the test if it is still
 /// running after the time limit.
 pub(crate) fn run_within_limit(cmd: &mut Command) -> Output {
-    run_child(cmd, false)
+    run_child(cmd, false, TIME_LIMIT)
+}
+
+/// Like [`run_within_limit`], with `limit` as the time limit.
+pub(crate) fn run_within(cmd: &mut Command, limit: Duration) -> Output {
+    run_child(cmd, false, limit)
 }
 
 /// Like [`run_within_limit`], but closes the read end of stdout right after the start, like
 /// `… | head -0` would; the returned `stdout` is empty.
 pub(crate) fn run_with_stdout_closed(cmd: &mut Command) -> Output {
-    run_child(cmd, true)
+    run_child(cmd, true, TIME_LIMIT)
 }
 
-fn run_child(cmd: &mut Command, close_stdout: bool) -> Output {
+fn run_child(cmd: &mut Command, close_stdout: bool, limit: Duration) -> Output {
     let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -168,12 +173,12 @@ fn run_child(cmd: &mut Command, close_stdout: bool) -> Output {
     let stderr = child.stderr.take().expect("stderr is piped");
     let stdout = thread::spawn(move || stdout.map(read_all).unwrap_or_default());
     let stderr = thread::spawn(move || read_all(stderr));
-    let status = wait_within_limit(&mut child);
+    let status = wait_within(&mut child, limit);
     let stdout = stdout.join().expect("stdout reader panicked");
     let stderr = stderr.join().expect("stderr reader panicked");
     let Some(status) = status else {
         panic!(
-            "{} {:?} did not finish within {TIME_LIMIT:?} and was killed; stderr so far:\n{}",
+            "{} {:?} did not finish within {limit:?} and was killed; stderr so far:\n{}",
             cmd.get_program().display(),
             cmd.get_args().collect::<Vec<_>>(),
             String::from_utf8_lossy(&stderr)
@@ -187,8 +192,8 @@ fn run_child(cmd: &mut Command, close_stdout: bool) -> Output {
 }
 
 /// The exit status, or `None` if the child had to be killed.
-fn wait_within_limit(child: &mut Child) -> Option<ExitStatus> {
-    let deadline = Instant::now() + TIME_LIMIT;
+fn wait_within(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + limit;
     loop {
         match child.try_wait() {
             Ok(Some(status)) => return Some(status),

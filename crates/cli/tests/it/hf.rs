@@ -7,10 +7,9 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
+use std::time::Duration;
 
 use catalog_core::Digest;
 use serde_json::Value;
@@ -31,50 +30,9 @@ const LOG_GRACE: Duration = Duration::from_millis(500);
 /// process that takes seconds to start when every test starts some at once on a small machine.
 const HF_TIME_LIMIT: Duration = Duration::from_secs(60);
 
-/// Runs `cmd` with no stdin and captured output, like `fixture::run_within_limit` but with
-/// [`HF_TIME_LIMIT`]; kills it and fails the test if it runs longer.
+/// Runs `cmd` like `fixture::run_within_limit`, but with [`HF_TIME_LIMIT`].
 fn run_patiently(cmd: &mut Command) -> Output {
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("failed to start {cmd:?}: {e}"));
-    let read_all = |mut r: Box<dyn Read + Send>| {
-        std::thread::spawn(move || {
-            let mut buf = Vec::new();
-            let _ = r.read_to_end(&mut buf);
-            buf
-        })
-    };
-    let stdout = read_all(Box::new(child.stdout.take().expect("stdout is piped")));
-    let stderr = read_all(Box::new(child.stderr.take().expect("stderr is piped")));
-    let deadline = Instant::now() + HF_TIME_LIMIT;
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break Some(status),
-            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
-            Ok(None) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                break None;
-            }
-            Err(e) => panic!("failed to wait for the child: {e}"),
-        }
-    };
-    let stdout = stdout.join().expect("stdout reader panicked");
-    let stderr = stderr.join().expect("stderr reader panicked");
-    let Some(status) = status else {
-        panic!(
-            "{cmd:?} did not finish within {HF_TIME_LIMIT:?} and was killed; stderr so far:\n{}",
-            String::from_utf8_lossy(&stderr)
-        );
-    };
-    Output {
-        status,
-        stdout,
-        stderr,
-    }
+    crate::fixture::run_within(cmd, HF_TIME_LIMIT)
 }
 
 /// The binary with `--cache-dir` and `args`, `HF_ENDPOINT` set to `endpoint` and `HF_HOME`
