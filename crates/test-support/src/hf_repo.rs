@@ -486,6 +486,17 @@ impl HfRepo {
         files
     }
 
+    /// Every file at `rev` with its content (LFS files' real content).
+    pub fn contents(&self, rev: &str) -> BTreeMap<String, Vec<u8>> {
+        self.files(rev)
+            .into_iter()
+            .map(|f| {
+                let bytes = self.bytes(rev, &f);
+                (f, bytes)
+            })
+            .collect()
+    }
+
     fn blob(&self, rev: &str, path: &str) -> Vec<u8> {
         self.git_output(&["cat-file", "blob", &format!("{rev}:{path}")], false)
             .stdout

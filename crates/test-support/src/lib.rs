@@ -19,6 +19,11 @@
     reason = "test servers panic when they cannot start, by design"
 )]
 
+use std::collections::BTreeMap;
+use std::fs;
+use std::io;
+use std::path::Path;
+
 mod fault;
 mod hf_repo;
 mod lying_proxy;
@@ -33,6 +38,51 @@ pub use hf_repo::{
 pub use lying_proxy::{LyingProxy, ProxiedRequest};
 pub use nginx::{LogLine, Nginx};
 pub use olah::{Olah, OlahRequest, hf_cli_path, olah_cli_path, venv_dir};
+
+/// Every regular file under `dir` with its content, keyed by its path relative to `dir` (with
+/// `/` between components).
+pub fn files_under(dir: &Path) -> io::Result<BTreeMap<String, Vec<u8>>> {
+    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, Vec<u8>>) -> io::Result<()> {
+        for entry in fs::read_dir(dir)? {
+            let path = entry?.path();
+            if path.is_dir() {
+                walk(root, &path, out)?;
+            } else {
+                let rel = path
+                    .strip_prefix(root)
+                    .expect("under the root")
+                    .to_string_lossy()
+                    .replace('\\', "/");
+                out.insert(rel, fs::read(&path)?);
+            }
+        }
+        Ok(())
+    }
+    let mut out = BTreeMap::new();
+    walk(dir, dir, &mut out)?;
+    Ok(out)
+}
+
+/// Asserts that `dir` holds exactly the files of `expected`, byte for byte.
+pub fn assert_holds(dir: &Path, expected: &BTreeMap<String, Vec<u8>>) {
+    let actual = files_under(dir).unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()));
+    let names = |m: &BTreeMap<String, Vec<u8>>| m.keys().cloned().collect::<Vec<_>>();
+    assert_eq!(
+        names(&actual),
+        names(expected),
+        "the files of {}",
+        dir.display()
+    );
+    for (rel, bytes) in expected {
+        assert!(
+            actual[rel] == *bytes,
+            "{rel} in {} differs: {} bytes, expected {}",
+            dir.display(),
+            actual[rel].len(),
+            bytes.len()
+        );
+    }
+}
 
 /// A port on 127.0.0.1 that nothing listens on right now.
 pub fn free_port() -> u16 {

@@ -250,6 +250,13 @@ offline = true
             .collect()
     }
 
+    /// The requests olah logged, after half a second for a late log line to arrive: for
+    /// asserting that something sent no request at all.
+    pub fn settled_requests(&self) -> Vec<OlahRequest> {
+        std::thread::sleep(Duration::from_millis(500));
+        self.requests()
+    }
+
     /// The requests once there are at least `n` (olah logs a request just after it answers,
     /// so a client may be a moment ahead), or after 2 s, whatever there are then.
     pub fn requests_of_at_least(&self, n: usize) -> Vec<OlahRequest> {

@@ -13,7 +13,10 @@ use std::time::Duration;
 
 use catalog_core::Digest;
 use serde_json::Value;
-use test_support::{HfRepo, HfRepoBuilder, LyingProxy, Olah, TINY_GGUF, TINY_LLAMA, fake_gguf};
+use test_support::{
+    HfRepo, HfRepoBuilder, LyingProxy, Olah, TINY_GGUF, TINY_LLAMA, assert_holds, fake_gguf,
+    files_under,
+};
 
 use crate::fixture::{
     Fixture, TestResult, assert_code, assert_failure, assert_one_error_line, bool_field, hints,
@@ -22,9 +25,6 @@ use crate::fixture::{
 
 /// The single file most tests fetch.
 const Q4: &str = "model.Q4_K_M.gguf";
-
-/// How long olah may take to log a request after answering it.
-const LOG_GRACE: Duration = Duration::from_millis(500);
 
 /// How long one run that talks to olah (or runs the `hf` tool) may take: each is a Python
 /// process that takes seconds to start when every test starts some at once on a small machine.
@@ -75,58 +75,6 @@ fn has_extension(name: &str, ext: &str) -> bool {
     Path::new(name).extension().is_some_and(|e| e == ext)
 }
 
-/// Every file of `repo` at `rev`, relative path → bytes.
-fn fixture_files(repo: &HfRepo, rev: &str) -> BTreeMap<String, Vec<u8>> {
-    repo.files(rev)
-        .into_iter()
-        .map(|f| {
-            let bytes = repo.bytes(rev, &f);
-            (f, bytes)
-        })
-        .collect()
-}
-
-/// Every regular file under `dir`, `/`-separated relative path → bytes.
-fn files_under(dir: &Path) -> BTreeMap<String, Vec<u8>> {
-    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, Vec<u8>>) {
-        let entries =
-            fs::read_dir(dir).unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()));
-        for entry in entries {
-            let path = entry.expect("a directory entry").path();
-            if path.is_dir() {
-                walk(root, &path, out);
-            } else {
-                let rel = path
-                    .strip_prefix(root)
-                    .expect("under the root")
-                    .to_string_lossy()
-                    .into_owned();
-                let bytes =
-                    fs::read(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
-                out.insert(rel, bytes);
-            }
-        }
-    }
-    let mut out = BTreeMap::new();
-    walk(dir, dir, &mut out);
-    out
-}
-
-/// Asserts that `dir` holds exactly `expected`: the same relative paths, the same bytes.
-fn assert_holds(dir: &Path, expected: &BTreeMap<String, Vec<u8>>) {
-    let actual = files_under(dir);
-    let names = |m: &BTreeMap<String, Vec<u8>>| m.keys().cloned().collect::<Vec<_>>();
-    assert_eq!(
-        names(&actual),
-        names(expected),
-        "the files of {}",
-        dir.display()
-    );
-    for (rel, bytes) in expected {
-        assert!(actual[rel] == *bytes, "{rel} in {} differs", dir.display());
-    }
-}
-
 /// The tree digest of `files`, as the fixture computes it.
 fn tree_of(files: &BTreeMap<String, Vec<u8>>) -> Digest {
     let list: Vec<(&str, &[u8])> = files
@@ -175,12 +123,6 @@ fn records_of(files: &BTreeMap<String, Vec<u8>>) -> Vec<(String, u64, String)> {
         .iter()
         .map(|(k, v)| (k.clone(), v.len() as u64, Digest::sha256_of(v).to_string()))
         .collect()
-}
-
-/// The requests olah logged, after giving a late log line time to arrive.
-fn settled_requests(olah: &Olah) -> Vec<test_support::OlahRequest> {
-    std::thread::sleep(LOG_GRACE);
-    olah.requests()
 }
 
 /// What is left under `<cache>/tmp` (lock files aside).
@@ -300,7 +242,7 @@ fn ensure_hf_repo_with_revision_flag_gets_that_commit() -> TestResult {
     assert_eq!(str_field(&json, "id"), format!("hf:{TINY_GGUF}@{first}"));
     assert_holds(
         Path::new(str_field(&json, "local_path")),
-        &fixture_files(&repo, &first),
+        &repo.contents(&first),
     );
 
     // Unpinned: the head of main.
@@ -315,7 +257,8 @@ fn include_and_exclude_select_files_and_a_pattern_matching_nothing_fails() -> Te
     let repo = olah.add_repo(HfRepoBuilder::tiny_llama());
     let reference = format!("hf:{TINY_LLAMA}");
     let fx = Fixture::with_one_entry()?;
-    let expected: BTreeMap<String, Vec<u8>> = fixture_files(&repo, "main")
+    let expected: BTreeMap<String, Vec<u8>> = repo
+        .contents("main")
         .into_iter()
         .filter(|(k, _)| {
             (has_extension(k, "safetensors") || has_extension(k, "json"))
@@ -458,7 +401,7 @@ fn offline_serves_the_catalog_with_no_request() -> TestResult {
         assert_eq!(u64_field(json, "bytes_read"), 0);
         assert_eq!(json["local_path"], online["local_path"]);
     }
-    assert_eq!(settled_requests(&olah), []);
+    assert_eq!(olah.settled_requests(), []);
     Ok(())
 }
 
@@ -489,7 +432,7 @@ fn offline_uses_an_hf_cache_filled_by_hf_download() -> TestResult {
     assert_eq!(str_field(&file, "computed"), sha256_of(&gguf, "main", Q4));
 
     let whole = json_of(&run(&["ensure", &format!("hf:{TINY_LLAMA}"), "--json"]))?;
-    let expected = fixture_files(&llama, "main");
+    let expected = llama.contents("main");
     assert_holds(Path::new(str_field(&whole, "local_path")), &expected);
     assert_eq!(
         str_field(&whole, "computed"),
@@ -498,7 +441,7 @@ fn offline_uses_an_hf_cache_filled_by_hf_download() -> TestResult {
     let entry = fx.entry(&format!("hf:{TINY_LLAMA}"))?;
     assert_eq!(provenance_files(&entry), records_of(&expected));
     assert_eq!(entry["provenance"]["resolved_revision"], llama.head());
-    assert_eq!(settled_requests(&olah), []);
+    assert_eq!(olah.settled_requests(), []);
     Ok(())
 }
 
@@ -518,7 +461,7 @@ fn offline_with_nothing_to_answer_from_names_the_reference() -> TestResult {
         "{hint}"
     );
     assert!(fx.index_bytes() == before, "the index changed");
-    assert_eq!(settled_requests(&olah), []);
+    assert_eq!(olah.settled_requests(), []);
     Ok(())
 }
 
@@ -570,7 +513,8 @@ fn via_hf_cli_fetches_the_same_files_as_the_native_client() -> TestResult {
         fs::read(str_field(&file, "local_path"))?,
         gguf.bytes("main", Q4)
     );
-    let json_only: BTreeMap<String, Vec<u8>> = fixture_files(&llama, "main")
+    let json_only: BTreeMap<String, Vec<u8>> = llama
+        .contents("main")
         .into_iter()
         .filter(|(k, _)| has_extension(k, "json"))
         .collect();
@@ -608,7 +552,7 @@ fn via_hf_cli_with_no_executable_tool_on_path_says_how_to_get_one() -> TestResul
     assert!(hint.contains("pip install -U huggingface_hub"), "{hint}");
     assert!(hint.contains("--via native"), "{hint}");
     assert!(fx.index_bytes() == before, "the index changed");
-    assert_eq!(settled_requests(&olah), []);
+    assert_eq!(olah.settled_requests(), []);
     Ok(())
 }
 
@@ -669,7 +613,7 @@ fn the_token_never_appears_in_output_logs_catalog_or_cache() -> TestResult {
     let index = fx.index_bytes().ok_or("no index")?;
     assert!(!String::from_utf8_lossy(&index).contains(SECRET));
     let mut checked = 0;
-    for (rel, bytes) in files_under(fx.cache()) {
+    for (rel, bytes) in files_under(fx.cache())? {
         checked += 1;
         assert!(
             !bytes.windows(SECRET.len()).any(|w| w == SECRET.as_bytes()),
@@ -686,7 +630,7 @@ fn parallel_files_1_and_4_give_the_same_model() -> TestResult {
     let olah = Olah::start();
     let repo = olah.add_repo(HfRepoBuilder::tiny_llama());
     let reference = format!("hf:{TINY_LLAMA}");
-    let expected = fixture_files(&repo, "main");
+    let expected = repo.contents("main");
     let mut results = Vec::new();
     for n in ["1", "4"] {
         let fx = Fixture::new()?;

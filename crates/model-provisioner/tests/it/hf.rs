@@ -13,8 +13,8 @@ use model_provisioner::download::DownloadConfig;
 use model_provisioner::hf::{HfConfig, HfFetcher};
 use model_provisioner::{AnyFetcher, Error, FileFetcher, FsCatalog, ModelProvisioner};
 use test_support::{
-    HfRepo, HfRepoBuilder, LyingProxy, Olah, OlahRequest, TINY_GGUF, TINY_LLAMA, fake_gguf,
-    fake_safetensors,
+    HfRepo, HfRepoBuilder, LyingProxy, Olah, OlahRequest, TINY_GGUF, TINY_LLAMA, assert_holds,
+    fake_gguf, fake_safetensors,
 };
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
@@ -22,10 +22,6 @@ type Provisioner = ModelProvisioner<FsCatalog, AnyFetcher>;
 
 /// The single file most tests fetch.
 const Q4: &str = "model.Q4_K_M.gguf";
-
-/// How long olah may take to log a request after answering it: a check that no request
-/// arrived waits this long first.
-const LOG_GRACE: Duration = Duration::from_millis(500);
 
 /// Few, quick retries: olah on loopback fails only when a test wants it to.
 fn download_config() -> DownloadConfig {
@@ -103,61 +99,6 @@ fn fixture_digest(repo: &HfRepo, rev: &str, path: &str) -> Digest {
         .expect("a fixture sha256 parses")
 }
 
-/// Every file of `repo` at `rev`, relative path → bytes.
-fn fixture_files(repo: &HfRepo, rev: &str) -> BTreeMap<String, Vec<u8>> {
-    repo.files(rev)
-        .into_iter()
-        .map(|f| {
-            let bytes = repo.bytes(rev, &f);
-            (f, bytes)
-        })
-        .collect()
-}
-
-/// Every regular file under `dir`, `/`-separated relative path → bytes.
-fn files_under(dir: &Path) -> std::io::Result<BTreeMap<String, Vec<u8>>> {
-    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, Vec<u8>>) -> std::io::Result<()> {
-        for entry in fs::read_dir(dir)? {
-            let path = entry?.path();
-            if path.is_dir() {
-                walk(root, &path, out)?;
-            } else {
-                let rel = path
-                    .strip_prefix(root)
-                    .expect("under the root")
-                    .to_string_lossy()
-                    .replace('\\', "/");
-                out.insert(rel, fs::read(&path)?);
-            }
-        }
-        Ok(())
-    }
-    let mut out = BTreeMap::new();
-    walk(dir, dir, &mut out)?;
-    Ok(out)
-}
-
-/// Asserts that `dir` holds exactly `expected`: the same relative paths, the same bytes.
-fn assert_holds(dir: &Path, expected: &BTreeMap<String, Vec<u8>>) {
-    let actual = files_under(dir).unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()));
-    let names = |m: &BTreeMap<String, Vec<u8>>| m.keys().cloned().collect::<Vec<_>>();
-    assert_eq!(
-        names(&actual),
-        names(expected),
-        "the files of {}",
-        dir.display()
-    );
-    for (rel, bytes) in expected {
-        assert!(
-            actual[rel] == *bytes,
-            "{rel} in {} differs: {} bytes, expected {}",
-            dir.display(),
-            actual[rel].len(),
-            bytes.len()
-        );
-    }
-}
-
 /// The names of every entry (files and folders) under `dir`, if it exists.
 fn names_under(dir: &Path) -> Vec<String> {
     fn walk(dir: &Path, out: &mut Vec<String>) {
@@ -218,12 +159,6 @@ fn resolve_gets(requests: &[OlahRequest]) -> Vec<&OlahRequest> {
         .iter()
         .filter(|r| r.method == "GET" && r.path.contains("/resolve/"))
         .collect()
-}
-
-/// The requests olah logged, after giving a late log line time to arrive.
-fn settled_requests(olah: &Olah) -> Vec<OlahRequest> {
-    std::thread::sleep(LOG_GRACE);
-    olah.requests()
 }
 
 /// Partial downloads (`*.part`, `*.state`) and scratch dirs left under `<cache>/tmp`.
@@ -292,7 +227,7 @@ fn a_single_file_is_fetched_and_recorded_with_its_commit_and_sha256() -> TestRes
     assert!(again.cached);
     assert_eq!(again.entry.verification.outcome, Outcome::Pass);
     assert_eq!(again.entry.digest.as_ref(), Some(&sha));
-    assert_eq!(settled_requests(&olah), []);
+    assert_eq!(olah.settled_requests(), []);
     Ok(())
 }
 
@@ -343,7 +278,7 @@ fn a_whole_repo_is_a_directory_holding_every_file_byte_for_byte() -> TestResult 
     let dirs = Dirs::new()?;
     let p = dirs.provisioner(&olah.endpoint())?;
     let reference = format!("hf:{TINY_LLAMA}");
-    let expected = fixture_files(&repo, "main");
+    let expected = repo.contents("main");
     for must in [
         ".gitattributes",
         "original/params.json",
@@ -396,7 +331,7 @@ fn include_and_exclude_select_exactly_the_matching_files() -> TestResult {
     let repo = olah.add_repo(HfRepoBuilder::tiny_llama());
     let dirs = Dirs::new()?;
     let reference = format!("hf:{TINY_LLAMA}");
-    let all = fixture_files(&repo, "main");
+    let all = repo.contents("main");
     let only = |keep: &dyn Fn(&str) -> bool| -> BTreeMap<String, Vec<u8>> {
         all.iter()
             .filter(|(k, _)| keep(k))
@@ -511,7 +446,7 @@ fn a_pinned_commit_keeps_its_files_after_main_moves_on() -> TestResult {
     let tag = format!("hf:{TINY_GGUF}@v1.0");
     let ensured = p.ensure(&tag.parse()?, None)?;
     assert_eq!(ensured.resolved.id, tag);
-    assert_holds(&ensured.resolved.local_path, &fixture_files(&repo, &first));
+    assert_holds(&ensured.resolved.local_path, &repo.contents(&first));
     let provenance = ensured.entry.provenance.as_ref().ok_or("no provenance")?;
     assert_eq!(
         provenance.resolved_revision.as_deref(),
@@ -557,7 +492,7 @@ fn a_moved_branch_is_served_from_the_catalog_until_refresh() -> TestResult {
             .and_then(|p| p.resolved_revision.clone()),
         Some(first.clone())
     );
-    assert_eq!(settled_requests(&olah), []);
+    assert_eq!(olah.settled_requests(), []);
 
     // The old commit, pinned: still the old bytes, from the store.
     let pinned = format!("hf:{TINY_GGUF}@{first}/{Q4}");
@@ -612,16 +547,13 @@ fn refresh_downloads_only_the_files_that_changed() -> TestResult {
         .provisioner(&olah.endpoint())?
         .with_refresh(true)
         .ensure(&reference.parse()?, None)?;
-    assert_holds(
-        &refreshed.resolved.local_path,
-        &fixture_files(&repo, &second),
-    );
+    assert_holds(&refreshed.resolved.local_path, &repo.contents(&second));
     let provenance = refreshed.entry.provenance.as_ref().ok_or("no provenance")?;
     assert_eq!(
         provenance.resolved_revision.as_deref(),
         Some(second.as_str())
     );
-    let requests = settled_requests(&olah);
+    let requests = olah.settled_requests();
     let gets: Vec<&str> = resolve_gets(&requests)
         .iter()
         .map(|r| r.path.as_str())
@@ -653,7 +585,7 @@ fn refresh_at_the_same_commit_leaves_the_model_directory_as_it_was() -> TestResu
     let repo = olah.add_repo(HfRepoBuilder::tiny_llama());
     let dirs = Dirs::new()?;
     let reference = format!("hf:{TINY_LLAMA}");
-    let expected = fixture_files(&repo, "main");
+    let expected = repo.contents("main");
     let first = dirs
         .provisioner(&olah.endpoint())?
         .ensure(&reference.parse()?, None)?;
@@ -796,7 +728,7 @@ fn a_fetch_after_a_refused_one_gives_a_clean_verifiable_directory() -> TestResul
     // repository's files and nothing else, so that it verifies.
     let honest = dirs.provisioner(&olah.endpoint())?;
     let ensured = honest.ensure(&reference.parse()?, None)?;
-    let expected = fixture_files(&repo, "main");
+    let expected = repo.contents("main");
     let verified = honest.verify(&reference)?;
     assert_eq!(
         verified.entry.verification.computed.as_ref(),
@@ -861,7 +793,7 @@ fn offline_a_model_in_the_catalog_is_served_with_no_request() -> TestResult {
     let ensured = offline.ensure(&reference.parse()?, None)?;
     assert!(ensured.cached);
     assert_eq!(ensured.resolved, online.resolved);
-    assert_eq!(settled_requests(&olah), []);
+    assert_eq!(olah.settled_requests(), []);
     Ok(())
 }
 
@@ -887,7 +819,7 @@ fn offline_a_model_in_the_hf_cache_is_copied_and_verified_with_no_request() -> T
     assert_eq!(provenance.resolved_revision, Some(gguf.head()));
 
     let repo = p.ensure(&format!("hf:{TINY_LLAMA}").parse()?, None)?;
-    let expected = fixture_files(&llama, "main");
+    let expected = llama.contents("main");
     assert_holds(&repo.resolved.local_path, &expected);
     assert_eq!(
         repo.entry.verification.computed.as_ref(),
@@ -900,7 +832,7 @@ fn offline_a_model_in_the_hf_cache_is_copied_and_verified_with_no_request() -> T
             .map(|p| without_etags(&p.files)),
         Some(records_of(&expected))
     );
-    assert_eq!(settled_requests(&olah), []);
+    assert_eq!(olah.settled_requests(), []);
     Ok(())
 }
 
@@ -959,7 +891,7 @@ fn offline_with_neither_catalog_nor_hf_cache_fails_naming_the_reference() -> Tes
         .expect_err("nothing to answer from");
     assert!(matches!(err, Error::HfOffline { .. }), "{err:?}");
     assert_eq!(p.catalog().list()?, []);
-    assert_eq!(settled_requests(&olah), []);
+    assert_eq!(olah.settled_requests(), []);
     Ok(())
 }
 
@@ -970,7 +902,7 @@ fn online_an_hf_cache_filled_by_hf_download_is_reused_without_downloading() -> T
     let dirs = Dirs::new()?;
     let hub = dirs.hub().to_str().ok_or("non-UTF-8 temp dir")?;
     let snapshot = olah.hf_download(&[TINY_LLAMA, "--cache-dir", hub]);
-    let expected = fixture_files(&repo, "main");
+    let expected = repo.contents("main");
 
     olah.clear_log();
     let ensured = dirs
@@ -984,7 +916,7 @@ fn online_an_hf_cache_filled_by_hf_download_is_reused_without_downloading() -> T
         ensured.entry.verification.computed.as_ref(),
         Some(&tree_digest(&expected))
     );
-    let requests = settled_requests(&olah);
+    let requests = olah.settled_requests();
     assert!(!requests.is_empty(), "the revision was not resolved online");
     assert_eq!(resolve_gets(&requests), Vec::<&OlahRequest>::new());
     // The Hugging Face cache is left as it was.
