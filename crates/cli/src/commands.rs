@@ -10,7 +10,7 @@ use catalog_core::ModelRef;
 use catalog_core::{
     ArtifactRemoval, CatalogEntry, CatalogStore, Deletion, FsCatalog, Lifecycle, Outcome,
 };
-use model_provisioner::download::DownloadConfig;
+use model_provisioner::download::{DownloadConfig, RetryPolicy};
 use model_provisioner::hf::{HfCliFetcher, HfConfig, HfFetcher};
 use model_provisioner::{AnyFetcher, Error, FileFetcher, HttpFetcher, ModelProvisioner};
 use serde::Serialize;
@@ -111,7 +111,10 @@ fn ensure(cx: &Context, args: &EnsureArgs) -> anyhow::Result<ExitCode> {
     };
     let download = DownloadConfig {
         connections: usize::from(args.connections),
-        retries: args.retries,
+        retry: RetryPolicy {
+            retries: args.retries,
+            ..RetryPolicy::default()
+        },
         stall_timeout: std::time::Duration::from_secs(args.stall_timeout),
         ..DownloadConfig::default()
     };

@@ -5,7 +5,7 @@ use std::sync::OnceLock;
 use catalog_core::verify::fingerprint;
 use catalog_core::{Digest, FileRecord, ModelRef, Provenance, Storage, now_ms};
 
-use crate::download::{Download, DownloadConfig, Downloader, partial_key};
+use crate::download::{Download, DownloadConfig, Downloader, Expected, UrlSource, partial_key};
 use crate::error::{Error, Result};
 use crate::fetcher::{FetchRequest, Fetched, ModelFetcher, unsupported};
 
@@ -59,10 +59,15 @@ impl ModelFetcher for HttpFetcher {
         let downloaded = self.engine()?.fetch(
             req.layout,
             &Download {
-                url: http.url(),
-                display_url: &display_url,
-                headers: reqwest::header::HeaderMap::new(),
-                expected: req.expected,
+                source: &UrlSource::new(
+                    http.url().clone(),
+                    display_url,
+                    reqwest::header::HeaderMap::new(),
+                ),
+                expected: Expected {
+                    size: None,
+                    digest: req.expected,
+                },
                 id: req.id,
                 key: &partial_key(req.id),
             },

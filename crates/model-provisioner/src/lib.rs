@@ -18,8 +18,6 @@
 
 mod any;
 #[cfg(feature = "http")]
-mod direct;
-#[cfg(feature = "http")]
 pub mod download;
 mod error;
 mod fetcher;

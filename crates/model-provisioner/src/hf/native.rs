@@ -26,7 +26,7 @@ use super::{
     Assembled, HfConfig, Placed, finish, hub_cache_claimed_sha256, hub_cache_commit,
     hub_cache_repo, safe_relative_path, selected,
 };
-use crate::download::{Download, DownloadConfig, Downloader, partial_key};
+use crate::download::{Download, DownloadConfig, Downloader, Expected, UrlSource, partial_key};
 use crate::error::{Error, Result};
 use crate::fetcher::{FetchRequest, Fetched, ModelFetcher, unsupported};
 use crate::reporter::Progress;
@@ -370,10 +370,11 @@ impl HfFetcher {
         let downloaded = self.engine()?.fetch(
             layout,
             &Download {
-                url: &url,
-                display_url: &display_url,
-                headers: self.auth_headers(),
-                expected,
+                source: &UrlSource::new(url, display_url.clone(), self.auth_headers()),
+                expected: Expected {
+                    size: job.size,
+                    digest: expected,
+                },
                 id: &id,
                 key: &partial_key(&display_url),
             },

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use catalog_core::{CatalogStore, Digest, FileRecord, Lifecycle, Outcome, Storage};
-use model_provisioner::download::DownloadConfig;
+use model_provisioner::download::{DownloadConfig, RetryPolicy};
 use model_provisioner::hf::{HfConfig, HfFetcher};
 use model_provisioner::{AnyFetcher, Error, FileFetcher, FsCatalog, ModelProvisioner};
 use test_support::{
@@ -26,8 +26,11 @@ const Q4: &str = "model.Q4_K_M.gguf";
 /// Few, quick retries: olah on loopback fails only when a test wants it to.
 fn download_config() -> DownloadConfig {
     DownloadConfig {
-        retries: 1,
-        backoff: Duration::from_millis(10),
+        retry: RetryPolicy {
+            retries: 1,
+            backoff: Duration::from_millis(10),
+            ..RetryPolicy::default()
+        },
         stall_timeout: Duration::from_secs(5),
         connect_timeout: Duration::from_secs(2),
         ..DownloadConfig::default()

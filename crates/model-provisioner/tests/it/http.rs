@@ -5,7 +5,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use catalog_core::{CatalogStore, Digest, Outcome, Storage};
-use model_provisioner::download::DownloadConfig;
+use model_provisioner::download::{DownloadConfig, RetryPolicy};
 use model_provisioner::{AnyFetcher, Error, FileFetcher, FsCatalog, HttpFetcher, ModelProvisioner};
 use test_support::{Answer, FaultServer, Nginx, random_bytes as bytes};
 
@@ -17,11 +17,15 @@ fn config() -> DownloadConfig {
         connections: 4,
         chunk_size: 256 << 10,
         parallel_threshold: 1 << 20,
-        retries: 3,
-        backoff: Duration::from_millis(10),
+        retry: RetryPolicy {
+            retries: 3,
+            backoff: Duration::from_millis(10),
+            ..RetryPolicy::default()
+        },
         stall_timeout: Duration::from_secs(1),
         connect_timeout: Duration::from_secs(2),
         direct_io: true,
+        ..DownloadConfig::default()
     }
 }
 
@@ -251,11 +255,15 @@ fn an_interrupted_download_resumes_on_the_next_run() -> TestResult {
     let cache = tempfile::tempdir()?;
     let url = server.url("m.gguf");
     let no_retry = DownloadConfig {
-        retries: 0,
+        retry: RetryPolicy {
+            retries: 0,
+            ..RetryPolicy::default()
+        },
         ..config()
     };
+    let digest = Digest::sha256_of(&body);
     let err = provisioner(cache.path(), no_retry.clone())?
-        .ensure(&url.parse()?, None)
+        .ensure(&url.parse()?, Some(&digest))
         .expect_err("cut");
     assert!(matches!(err, Error::Download { .. }), "{err:?}");
     // The partial file and its resume state stay for the next run, invisible to the catalog.
@@ -263,8 +271,7 @@ fn an_interrupted_download_resumes_on_the_next_run() -> TestResult {
     assert_eq!(leftovers.len(), 2, "{leftovers:?}");
     assert!(!cache.path().join("catalog/index.json").exists());
 
-    let ensured = provisioner(cache.path(), no_retry)?
-        .ensure(&url.parse()?, Some(&Digest::sha256_of(&body)))?;
+    let ensured = provisioner(cache.path(), no_retry)?.ensure(&url.parse()?, Some(&digest))?;
     assert_eq!(fs::read(&ensured.resolved.local_path)?, body);
     assert_eq!(ensured.bytes_read, 900_000 - 500_000);
     assert_eq!(server.ranges()[1].as_deref(), Some("bytes=500000-"));
@@ -289,12 +296,15 @@ fn a_resume_from_an_odd_offset_continues_in_parallel_direct_or_buffered() -> Tes
         let cache = tempfile::tempdir()?;
         let url = server.url("odd.gguf");
         let once = DownloadConfig {
-            retries: 0,
+            retry: RetryPolicy {
+                retries: 0,
+                ..RetryPolicy::default()
+            },
             direct_io,
             ..config()
         };
         provisioner(cache.path(), once.clone())?
-            .ensure(&url.parse()?, None)
+            .ensure(&url.parse()?, Some(&Digest::sha256_of(&body)))
             .expect_err("cut");
         let ensured = provisioner(cache.path(), once)?
             .ensure(&url.parse()?, Some(&Digest::sha256_of(&body)))?;
@@ -416,11 +426,13 @@ fn a_complete_partial_left_by_a_kill_is_checked_with_one_byte_and_published() ->
     let cache = tempfile::tempdir()?;
     let url = server.url("m.gguf");
     // What a run killed between the last byte and the rename leaves behind.
-    let key = model_provisioner::download::partial_key(&url);
+    let digest = Digest::sha256_of(&body);
+    let key = digest.value();
     fs::create_dir_all(cache.path().join("tmp"))?;
     fs::write(cache.path().join(format!("tmp/dl-{key}.part")), &body)?;
     let state = serde_json::json!({
-        "url": url,
+        "identity": digest.to_string(),
+        "by_digest": true,
         "total": body.len(),
         "validators": {"etag": "\"fault-etag\"", "last_modified": null},
         "prefix_len": body.len(),
@@ -441,7 +453,7 @@ fn a_complete_partial_left_by_a_kill_is_checked_with_one_byte_and_published() ->
 
 #[test]
 fn authorization_goes_to_the_endpoint_only_and_is_dropped_on_a_redirect_elsewhere() -> TestResult {
-    use model_provisioner::download::{Download, Downloader};
+    use model_provisioner::download::{Download, Downloader, Expected, UrlSource};
     let body = bytes(20_000, 14);
     let elsewhere = FaultServer::start(body.clone(), vec![Answer::Serve { ranges: true }]);
     let endpoint = FaultServer::start(Vec::new(), vec![Answer::Redirect(elsewhere.url("blob"))]);
@@ -454,10 +466,11 @@ fn authorization_goes_to_the_endpoint_only_and_is_dropped_on_a_redirect_elsewher
     let downloaded = engine.fetch(
         &layout,
         &Download {
-            url: &url,
-            display_url: url.as_str(),
-            headers,
-            expected: Some(&Digest::sha256_of(&body)),
+            source: &UrlSource::new(url.clone(), url.as_str(), headers),
+            expected: Expected {
+                size: Some(20_000),
+                digest: Some(&Digest::sha256_of(&body)),
+            },
             id: "test",
             key: "0123abcd",
         },

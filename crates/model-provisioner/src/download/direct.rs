@@ -16,7 +16,6 @@ use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// The alignment every direct write keeps: the page size, a multiple of any block size in use.
@@ -83,42 +82,6 @@ impl PageBuf {
 
     pub(crate) fn clear(&mut self) {
         self.len = 0;
-    }
-}
-
-/// Buffers handed back after use, so that a download touches the same memory over and over
-/// instead of faulting in fresh pages for every piece.
-#[derive(Debug)]
-pub(crate) struct BufPool {
-    capacity: usize,
-    free: Mutex<Vec<PageBuf>>,
-}
-
-impl BufPool {
-    pub(crate) fn new(capacity: usize) -> Self {
-        BufPool {
-            capacity,
-            free: Mutex::new(Vec::new()),
-        }
-    }
-
-    /// An empty buffer of the pool's capacity.
-    pub(crate) fn take(&self) -> PageBuf {
-        self.free
-            .lock()
-            .ok()
-            .and_then(|mut free| free.pop())
-            .unwrap_or_else(|| PageBuf::new(self.capacity))
-    }
-
-    pub(crate) fn give(&self, mut buf: PageBuf) {
-        if buf.capacity() != self.capacity {
-            return;
-        }
-        buf.clear();
-        if let Ok(mut free) = self.free.lock() {
-            free.push(buf);
-        }
     }
 }
 
@@ -207,18 +170,6 @@ mod tests {
         assert_eq!(b.bytes()[(2 * ALIGN - 1)..=(2 * ALIGN)], [1, 2]);
         b.clear();
         assert!(b.is_empty());
-    }
-
-    #[test]
-    fn pool_reuses_buffers() {
-        let pool = BufPool::new(ALIGN);
-        let mut b = pool.take();
-        b.push(b"abc");
-        let addr = b.bytes().as_ptr();
-        pool.give(b);
-        let again = pool.take();
-        assert!(again.is_empty());
-        assert_eq!(again.bytes().as_ptr(), addr);
     }
 
     /// Every mix of aligned and odd offsets and lengths lands byte for byte, direct or not.

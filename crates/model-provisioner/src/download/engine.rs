@@ -1,0 +1,693 @@
+//! The state machine of one download: probe, then resume, restart, stream, or fetch chunks in
+//! parallel; then check and hand over.
+//!
+//! ```text
+//! probe: GET Range: bytes=<first missing byte>-  (If-Range: the recorded validator)
+//!   206, same remote, prefix re-hashes ─▶ fetch the missing ranges (parallel when large or
+//!                                          when chunks were kept), hash kept chunks in order
+//!   206, another remote or bad prefix  ─▶ truncate, probe again from zero
+//!   200                                ─▶ the whole body, streamed from byte zero
+//!   416                                ─▶ the remote shrank: start over (or an empty file)
+//! finish: size and digest checked, file synced, record removed, handed over as staged
+//! ```
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use catalog_core::{Hasher, StagedFile};
+use reqwest::StatusCode;
+use reqwest::header::HeaderMap;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use super::budget::Lease;
+use super::range::{Validators, content_range, range_headers, work};
+use super::resume::{Partial, ResumeState};
+use super::retry::Failure;
+use super::sink::HashSink;
+use super::source::send;
+use super::{Download, Downloaded, Downloader};
+use crate::error::{Error, Result};
+use crate::reporter::Progress;
+
+/// Writes in flight at once, at most, for parallel ranges.
+const PARALLEL_WRITERS: usize = 4;
+
+/// Writes in flight at once for a single stream.
+const SEQUENTIAL_WRITERS: usize = 2;
+
+/// Pieces of a single stream buffered at once: room to ride out a disk that pauses for a
+/// moment without holding the whole file in memory (64 MiB).
+const SEQUENTIAL_WINDOW: usize = 16;
+
+/// How much of a single stream is buffered before it is written and handed to the hasher:
+/// large enough for efficient direct writes, small enough for a fine-grained resume record.
+pub(crate) const SEQUENTIAL_PIECE: usize = 4 << 20;
+
+/// What is known before the bytes flow.
+#[derive(Debug, Clone)]
+struct Plan {
+    /// The file's size, when the server said.
+    total: Option<u64>,
+    validators: Validators,
+    /// Bytes `[0, prefix)` are on disk and hashed.
+    prefix: u64,
+    /// Ranges beyond the prefix on disk from an earlier run, not hashed yet.
+    kept: Vec<(u64, u64)>,
+}
+
+impl Plan {
+    fn resumed(&self) -> u64 {
+        self.prefix + self.kept.iter().map(|(s, e)| e - s).sum::<u64>()
+    }
+}
+
+/// One download in progress.
+pub(super) struct Run<'a> {
+    engine: &'a Downloader,
+    dl: &'a Download<'a>,
+    partial: Partial,
+    progress: &'a dyn Progress,
+    /// What the resume record says the bytes are.
+    identity: String,
+}
+
+impl<'a> Run<'a> {
+    pub(super) fn new(
+        engine: &'a Downloader,
+        dl: &'a Download<'a>,
+        partial: Partial,
+        progress: &'a dyn Progress,
+    ) -> Self {
+        let identity = match dl.expected.digest {
+            Some(d) => d.to_string(),
+            None => dl.source.display().to_owned(),
+        };
+        Run {
+            engine,
+            dl,
+            partial,
+            progress,
+            identity,
+        }
+    }
+
+    fn url(&self) -> &str {
+        self.dl.source.display()
+    }
+
+    /// The record to keep for `plan` (`None` when the size is unknown: no resume then).
+    fn record(&self, plan: &Plan, hasher: &Hasher) -> Option<ResumeState> {
+        Some(ResumeState {
+            identity: self.identity.clone(),
+            by_digest: self.dl.expected.digest.is_some(),
+            total: plan.total?,
+            validators: plan.validators.clone(),
+            prefix_len: hasher.bytes(),
+            prefix_sha256: hasher.clone().finish().value().to_owned(),
+            chunks: plan.kept.clone(),
+        })
+    }
+
+    async fn send(&self, headers: &HeaderMap) -> Result<reqwest::Response, Failure> {
+        send(self.dl.source, &self.engine.client, headers).await
+    }
+
+    pub(super) async fn fetch(self) -> Result<Downloaded> {
+        let mut prior = self.partial.load_state(&self.identity);
+        if prior.is_none() {
+            self.partial.truncate()?;
+        }
+        let mut attempts = self.engine.config.retry.attempts(self.url());
+        // A changed remote or a damaged prefix sends us back here, from byte zero.
+        loop {
+            let (asked, headers) = probe(prior.as_ref());
+            let response = match self.send(&headers).await {
+                Ok(r) => r,
+                Err(f) => {
+                    attempts.failed(f).await?;
+                    continue;
+                }
+            };
+            let validators = Validators::from_headers(response.headers());
+            let fail = |f: Failure| Err(f.into_error(self.url(), attempts.count()));
+            match response.status() {
+                StatusCode::PARTIAL_CONTENT => {
+                    let Some((first, total)) = content_range(response.headers()) else {
+                        return fail(Failure::protocol(
+                            "a 206 response without a valid `Content-Range`",
+                        ));
+                    };
+                    if first != asked {
+                        return fail(Failure::protocol(
+                            "a 206 response for another range than asked",
+                        ));
+                    }
+                    if let Some(size) = self.dl.expected.size
+                        && size != total
+                    {
+                        return fail(Failure::protocol(&format!(
+                            "a file of {total} bytes, but {size} were expected"
+                        )));
+                    }
+                    let mut plan = Plan {
+                        total: Some(total),
+                        validators,
+                        prefix: 0,
+                        kept: Vec::new(),
+                    };
+                    let hasher = match prior.take() {
+                        None => Hasher::new(),
+                        Some(state) => match self.resume(&state, &plan)? {
+                            Some(hasher) => {
+                                plan.prefix = hasher.bytes();
+                                plan.kept = state.chunks;
+                                hasher
+                            }
+                            None => continue,
+                        },
+                    };
+                    return self.ranged(plan, hasher, asked, response).await;
+                }
+                StatusCode::OK => {
+                    // No range support, or `If-Range` saw a changed file: the body is all of it.
+                    if asked > 0 {
+                        tracing::info!(
+                            url = self.url(),
+                            "the server sent the whole file; starting over"
+                        );
+                    }
+                    return self.whole_body(response).await;
+                }
+                StatusCode::RANGE_NOT_SATISFIABLE if asked > 0 => {
+                    // Our prefix is at least as long as the remote file: it changed.
+                    prior = None;
+                    self.partial.truncate()?;
+                }
+                StatusCode::RANGE_NOT_SATISFIABLE => {
+                    // An empty file: some servers refuse any range of it.
+                    let response = self
+                        .send(&HeaderMap::new())
+                        .await
+                        .map_err(|f| f.into_error(self.url(), 1))?;
+                    return self.whole_body(response).await;
+                }
+                status => return fail(Failure::status(status)),
+            }
+        }
+    }
+
+    /// Checks an earlier run's record against what the server now says and what is on disk.
+    /// Returns the hasher fed with the kept prefix, or `None` (having truncated the file) to
+    /// start over.
+    fn resume(&self, state: &ResumeState, plan: &Plan) -> Result<Option<Hasher>> {
+        let now = self
+            .record(plan, &Hasher::new())
+            .expect("a 206 states the size");
+        let why = if !state.same_remote(&now) {
+            "the remote file changed"
+        } else if let Some(hasher) = self.partial.rehash_prefix(state)? {
+            return Ok(Some(hasher));
+        } else {
+            "the kept bytes no longer match their hash"
+        };
+        tracing::info!(url = self.url(), "{why}; starting over");
+        self.partial.truncate()?;
+        Ok(None)
+    }
+
+    /// A `206` to the probe: the missing ranges, in parallel or in one stream.
+    async fn ranged(
+        self,
+        plan: Plan,
+        hasher: Hasher,
+        asked: u64,
+        response: reqwest::Response,
+    ) -> Result<Downloaded> {
+        let total = plan.total.expect("a 206 states the size");
+        self.progress.set_total(total);
+        let resumed = plan.resumed();
+        if resumed > 0 {
+            tracing::info!(url = self.url(), resumed, total, "resuming download");
+            self.progress.advance(resumed);
+        }
+        if plan.kept.is_empty() && hasher.bytes() == total {
+            return self.finish(&plan, hasher, 0);
+        }
+        let config = &self.engine.config;
+        let parallel = !plan.kept.is_empty()
+            || (config.connections > 1 && total - asked >= config.parallel_threshold);
+        let (hasher, transferred) = if parallel {
+            self.parallel(&plan, hasher, asked, response)?
+        } else {
+            self.sequential(plan.clone(), hasher, Some(response))
+                .await?
+        };
+        self.finish(&plan, hasher, transferred)
+    }
+
+    /// Streams a `200` response, the whole file, from byte zero.
+    async fn whole_body(self, response: reqwest::Response) -> Result<Downloaded> {
+        self.partial.truncate()?;
+        self.progress.restart();
+        if let Some(total) = response.content_length() {
+            self.progress.set_total(total);
+        }
+        let plan = Plan {
+            total: response.content_length(),
+            validators: Validators::from_headers(response.headers()),
+            prefix: 0,
+            kept: Vec::new(),
+        };
+        let (hasher, transferred) = self
+            .sequential(plan.clone(), Hasher::new(), Some(response))
+            .await?;
+        self.finish(&plan, hasher, transferred)
+    }
+
+    fn spawn_sink(&self, plan: &Plan, hasher: Hasher, writers: usize, window: usize) -> HashSink {
+        let state = self.record(plan, &hasher);
+        HashSink::spawn(
+            hasher,
+            &self.partial,
+            state,
+            writers,
+            Some(Arc::new(Semaphore::new(window))),
+        )
+    }
+
+    /// Streams `[plan.prefix, total)` in order through one connection (reconnecting with a
+    /// range when the server allows it, from zero when it does not).
+    async fn sequential(
+        &self,
+        mut plan: Plan,
+        hasher: Hasher,
+        mut response: Option<reqwest::Response>,
+    ) -> Result<(Hasher, u64)> {
+        let mut sink = self.spawn_sink(&plan, hasher, SEQUENTIAL_WRITERS, SEQUENTIAL_WINDOW);
+        let mut offset = plan.prefix;
+        let mut transferred = 0;
+        let mut attempts = self.engine.config.retry.attempts(self.url());
+        let mut ranges = true;
+        loop {
+            let resp = match response.take() {
+                Some(r) => r,
+                None => {
+                    let headers = if ranges {
+                        range_headers(offset, None, plan.validators.if_range())
+                    } else {
+                        HeaderMap::new()
+                    };
+                    match self.send(&headers).await {
+                        Ok(r)
+                            if r.status() == StatusCode::PARTIAL_CONTENT
+                                && content_range(r.headers()).map(|c| c.0) == Some(offset) =>
+                        {
+                            r
+                        }
+                        Ok(r) if r.status() == StatusCode::OK => {
+                            // The server ignores ranges (or the file changed): the body is the
+                            // whole file, so start over from its first byte, with a new hash.
+                            ranges = false;
+                            if offset > 0 {
+                                tracing::info!(
+                                    url = self.url(),
+                                    "the server sent the whole file; starting over"
+                                );
+                                drop(sink.finish());
+                                self.partial.truncate()?;
+                                plan = Plan {
+                                    total: r.content_length(),
+                                    validators: Validators::from_headers(r.headers()),
+                                    prefix: 0,
+                                    kept: Vec::new(),
+                                };
+                                sink = self.spawn_sink(
+                                    &plan,
+                                    Hasher::new(),
+                                    SEQUENTIAL_WRITERS,
+                                    SEQUENTIAL_WINDOW,
+                                );
+                                offset = 0;
+                                self.progress.restart();
+                            }
+                            r
+                        }
+                        Ok(r) => {
+                            attempts.failed(Failure::status(r.status())).await?;
+                            continue;
+                        }
+                        Err(f) => {
+                            attempts.failed(f).await?;
+                            continue;
+                        }
+                    }
+                }
+            };
+            let (read, failure) = self.read_body(resp, offset, plan.total, &sink).await;
+            transferred += read;
+            offset += read;
+            let failure = match failure {
+                Some(f) => f,
+                None if plan.total.is_none_or(|t| offset == t) => break,
+                // The server closed cleanly before the end: treat as a cut connection.
+                None => Failure::other("the connection closed before the end of the file", true),
+            };
+            attempts.failed(failure).await?;
+        }
+        let hasher = sink.finish()?;
+        Ok((hasher, transferred))
+    }
+
+    /// Reads a response body from `offset` up to `end`, a piece at a time: each piece is
+    /// leased from the budget before its first byte, then written in place and hashed. Returns
+    /// the bytes read, and the failure that ended the body early, if one did.
+    async fn read_body(
+        &self,
+        mut resp: reqwest::Response,
+        offset: u64,
+        end: Option<u64>,
+        sink: &HashSink,
+    ) -> (u64, Option<Failure>) {
+        let stall = self.engine.config.stall_timeout;
+        let mut piece: Option<(Lease, Option<OwnedSemaphorePermit>)> = None;
+        let mut flushed = offset;
+        let mut read = 0u64;
+        let flush = |piece: &mut Option<(Lease, Option<OwnedSemaphorePermit>)>,
+                     flushed: &mut u64| {
+            if let Some((lease, permit)) = piece.take()
+                && !lease.buf().is_empty()
+            {
+                let len = lease.buf().len() as u64;
+                sink.send(*flushed, lease, permit);
+                *flushed += len;
+            }
+        };
+        let failure = loop {
+            let chunk = match tokio::time::timeout(stall, resp.chunk()).await {
+                Err(_) => break Some(Failure::stalled(stall)),
+                Ok(Err(e)) => break Some(Failure::from_reqwest(e)),
+                Ok(Ok(None)) => break None,
+                Ok(Ok(Some(c))) => c,
+            };
+            let room = end.map_or(u64::MAX, |end| end.saturating_sub(offset + read));
+            let take = usize::try_from(room).unwrap_or(usize::MAX).min(chunk.len());
+            let mut remaining = &chunk[..take];
+            while !remaining.is_empty() {
+                if piece.is_none() {
+                    let permit = sink.room().await;
+                    if let Some(e) = sink.failure() {
+                        return (read, Some(Failure::local(e)));
+                    }
+                    piece = Some((self.engine.budget.lease(SEQUENTIAL_PIECE).await, permit));
+                }
+                let (lease, _) = piece.as_mut().expect("leased above");
+                let n = lease.buf_mut().push(remaining);
+                remaining = &remaining[n..];
+                read += n as u64;
+                self.progress.advance(n as u64);
+                if lease.buf().is_full() {
+                    flush(&mut piece, &mut flushed);
+                }
+            }
+            if take < chunk.len() {
+                break None;
+            }
+        };
+        flush(&mut piece, &mut flushed);
+        match sink.failure() {
+            Some(e) => (read, Some(Failure::local(e))),
+            None => (read, failure),
+        }
+    }
+
+    /// Fetches the missing ranges as chunks over several connections at once, and hands the
+    /// kept ones to the hasher. `first` is the open-ended response to the probe, which asked
+    /// from `asked`: it delivers the first range if that starts there.
+    fn parallel(
+        &self,
+        plan: &Plan,
+        hasher: Hasher,
+        asked: u64,
+        first: reqwest::Response,
+    ) -> Result<(Hasher, u64)> {
+        let config = &self.engine.config;
+        let chunk = config.chunk_size;
+        let total = plan.total.expect("ranged downloads know their size");
+        let work = work(plan.prefix, total, chunk, &plan.kept);
+        let chunk_buf = usize::try_from(chunk).expect("chunks fit in memory");
+        let writers = config.connections.clamp(2, PARALLEL_WRITERS);
+        // Chunks being received, plus as many again being written or waiting for the hasher.
+        let window = config.connections + writers;
+        let sink = self.spawn_sink(plan, hasher, writers, window);
+        for &(s, e) in &plan.kept {
+            sink.send_kept(s, e);
+        }
+        let first = work.first().filter(|w| w.0 == asked).map(|_| first);
+        let next = AtomicUsize::new(usize::from(first.is_some()));
+        let worker = |first: Option<reqwest::Response>| {
+            let (sink, next, work) = (&sink, &next, &work);
+            async move {
+                let mut transferred = 0u64;
+                let mut first = first;
+                loop {
+                    // Closed when another worker failed: stop, that error is reported.
+                    let Some(permit) = sink.room().await else {
+                        return Ok::<u64, Error>(transferred);
+                    };
+                    // Leased before a range is taken, so that the earliest range in flight
+                    // always holds its memory and the hasher can always move on.
+                    let lease = self.engine.budget.lease(chunk_buf).await;
+                    let (index, response) = match first.take() {
+                        Some(r) => (0, Some(r)),
+                        None => (next.fetch_add(1, Ordering::Relaxed), None),
+                    };
+                    let Some(&range) = work.get(index) else {
+                        return Ok(transferred);
+                    };
+                    match self
+                        .fetch_range(plan, range, response, lease, &mut transferred)
+                        .await
+                    {
+                        Ok(lease) => sink.send(range.0, lease, Some(permit)),
+                        Err(e) => {
+                            // The hasher can never pass this range now, so the permits it holds
+                            // would never come back: wake and stop every other worker.
+                            sink.close();
+                            return Err(e);
+                        }
+                    }
+                }
+            }
+        };
+        let mut first = first;
+        let workers: Vec<_> = (0..config.connections.min(work.len()))
+            .map(|_| worker(first.take()))
+            .collect();
+        let mut transferred = 0;
+        let mut failure = None;
+        for r in run_on_threads(workers) {
+            match r {
+                Ok(n) => transferred += n,
+                Err(e) => failure = failure.or(Some(e)),
+            }
+        }
+        if let Some(e) = failure {
+            // Keep what reached the disk for the next run.
+            let local = sink.failure();
+            sink.abandon();
+            return Err(local.unwrap_or(e));
+        }
+        let hasher = sink.finish()?;
+        Ok((hasher, transferred))
+    }
+
+    /// Fetches `[start, end)` into `lease`, retrying transient failures; `response` is an
+    /// already open response starting at `start`, if there is one.
+    async fn fetch_range(
+        &self,
+        plan: &Plan,
+        (start, end): (u64, u64),
+        mut response: Option<reqwest::Response>,
+        mut lease: Lease,
+        transferred: &mut u64,
+    ) -> Result<Lease> {
+        let len = usize::try_from(end - start).expect("chunks fit in memory");
+        assert!(len <= lease.buf().capacity(), "a chunk fits its buffer");
+        let stall = self.engine.config.stall_timeout;
+        let mut attempts = self.engine.config.retry.attempts(self.url());
+        loop {
+            let have = lease.buf().len() as u64;
+            let result = async {
+                let mut resp = match response.take() {
+                    Some(r) => r,
+                    None => {
+                        let headers =
+                            range_headers(start + have, Some(end), plan.validators.if_range());
+                        let r = self.send(&headers).await?;
+                        if r.status() != StatusCode::PARTIAL_CONTENT {
+                            // A 200 here means the file changed under us (If-Range failed).
+                            return Err(Failure::status(r.status()));
+                        }
+                        if content_range(r.headers()).map(|c| c.0) != Some(start + have) {
+                            return Err(Failure::protocol(
+                                "a 206 response for another range than asked",
+                            ));
+                        }
+                        r
+                    }
+                };
+                while lease.buf().len() < len {
+                    let piece = tokio::time::timeout(stall, resp.chunk())
+                        .await
+                        .map_err(|_| Failure::stalled(stall))?
+                        .map_err(Failure::from_reqwest)?;
+                    let Some(piece) = piece else {
+                        return Err(Failure::other(
+                            "the connection closed before the end of the range",
+                            true,
+                        ));
+                    };
+                    let take = piece.len().min(len - lease.buf().len());
+                    lease.buf_mut().push(&piece[..take]);
+                    self.progress.advance(take as u64);
+                    *transferred += take as u64;
+                }
+                Ok(())
+            }
+            .await;
+            match result {
+                Ok(()) => return Ok(lease),
+                Err(f) => attempts.failed(f).await?,
+            }
+        }
+    }
+
+    /// Syncs, checks size and digest, and hands the file over as staged.
+    fn finish(self, plan: &Plan, hasher: Hasher, transferred: u64) -> Result<Downloaded> {
+        let size = hasher.bytes();
+        let digest = hasher.finish();
+        let partial = self.partial;
+        if let Some(total) = plan.total
+            && size != total
+        {
+            partial.discard();
+            return Err(
+                Failure::protocol(&format!("{size} bytes, but the file has {total}"))
+                    .into_error(self.dl.source.display(), 1),
+            );
+        }
+        if let Some(expected) = self.dl.expected.digest
+            && expected != &digest
+        {
+            partial.discard();
+            return Err(Error::mismatch(self.dl.id, expected, &digest));
+        }
+        partial
+            .file
+            .set_len(size)
+            .map_err(|e| catalog_core::Error::io("truncate", &partial.part_path, e))?;
+        partial
+            .file
+            .sync_all()
+            .map_err(|e| catalog_core::Error::io("sync", &partial.part_path, e))?;
+        let _ = std::fs::remove_file(&partial.state_path);
+        let Partial {
+            part_path, file, ..
+        } = partial;
+        let handle = Arc::try_unwrap(file).ok();
+        Ok(Downloaded {
+            staged: StagedFile::from_synced(&part_path, digest, size, handle)?,
+            transferred,
+            resumed: plan.resumed(),
+            etag: plan.validators.etag.clone(),
+        })
+    }
+}
+
+/// The first request of a run: from the first missing byte on, with `If-Range` when resuming
+/// bytes known by their validators. A run killed after the last byte but before publishing
+/// kept everything: it asks for the last byte only, to check that the remote is still the same
+/// file. Returns the offset asked for and the headers.
+fn probe(prior: Option<&ResumeState>) -> (u64, HeaderMap) {
+    let if_range = prior
+        .filter(|s| !s.by_digest)
+        .and_then(|s| s.validators.if_range());
+    match prior {
+        Some(s) if s.total > 0 && s.first_gap() == s.total => (
+            s.total - 1,
+            range_headers(s.total - 1, Some(s.total), if_range),
+        ),
+        Some(s) => (s.first_gap(), range_headers(s.first_gap(), None, if_range)),
+        None => (0, range_headers(0, None, None)),
+    }
+}
+
+/// Runs each future to completion on a thread of its own (the first on the calling thread), so
+/// that the copies of several connections use several cores. The futures borrow the
+/// request, so they cannot be spawned as tasks; each thread drives its own on the engine's
+/// runtime instead. A thread that cannot be started leaves its share to the others.
+fn run_on_threads<F>(futures: Vec<F>) -> Vec<F::Output>
+where
+    F: Future + Send,
+    F::Output: Send,
+{
+    let handle = tokio::runtime::Handle::current();
+    tokio::task::block_in_place(|| {
+        std::thread::scope(|scope| {
+            let mut futures = futures.into_iter();
+            let first = futures.next();
+            let others: Vec<_> = futures
+                .enumerate()
+                .filter_map(|(i, f)| {
+                    let handle = &handle;
+                    std::thread::Builder::new()
+                        .name(format!("model-provisioner-dl{}", i + 1))
+                        .spawn_scoped(scope, move || handle.block_on(f))
+                        .inspect_err(|e| tracing::debug!(error = %e, "no thread for a connection"))
+                        .ok()
+                })
+                .collect();
+            let mut out: Vec<_> = first.map(|f| handle.block_on(f)).into_iter().collect();
+            for thread in others {
+                match thread.join() {
+                    Ok(v) => out.push(v),
+                    Err(panic) => std::panic::resume_unwind(panic),
+                }
+            }
+            out
+        })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(prefix: u64, chunks: Vec<(u64, u64)>, by_digest: bool) -> ResumeState {
+        ResumeState {
+            identity: "x".into(),
+            by_digest,
+            total: 100,
+            validators: Validators {
+                etag: Some("\"e\"".into()),
+                last_modified: None,
+            },
+            prefix_len: prefix,
+            prefix_sha256: String::new(),
+            chunks,
+        }
+    }
+
+    #[test]
+    fn the_probe_asks_from_the_first_missing_byte() {
+        let (at, h) = probe(None);
+        assert_eq!((at, &h["range"]), (0, &"bytes=0-".parse().unwrap()));
+        assert!(!h.contains_key("if-range"));
+        let (at, h) = probe(Some(&state(10, vec![(10, 30), (50, 60)], false)));
+        assert_eq!((at, &h["range"]), (30, &"bytes=30-".parse().unwrap()));
+        assert_eq!(h["if-range"], "\"e\"");
+        let (at, h) = probe(Some(&state(40, vec![(40, 100)], true)));
+        assert_eq!((at, &h["range"]), (99, &"bytes=99-99".parse().unwrap()));
+        assert!(!h.contains_key("if-range"), "the digest names the bytes");
+    }
+}

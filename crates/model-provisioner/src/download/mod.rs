@@ -1,0 +1,185 @@
+//! The download engine shared by every network fetcher: resumable, parallel, verified.
+//!
+//! A fetcher describes one download as a [`Download`]: a [`RequestSource`] that builds each
+//! request (and may sign it, or refresh its credentials after a `401`), what is [`Expected`]
+//! of the bytes (size and digest, when known), and the id to name in errors. The engine does
+//! the rest: it streams the bytes into `<cache>/tmp/dl-<key>.part`, hashes them in file order
+//! as they arrive, resumes what an earlier run left, retries what failed, and hands back a
+//! synced file whose size and digest are checked, ready to publish.
+//!
+//! | module | its one job |
+//! |---|---|
+//! | [`config`](DownloadConfig) | what can be tuned, and the defaults |
+//! | `engine` | the state machine: probe, then resume, restart, stream, or fetch in parallel |
+//! | `source` | [`RequestSource`]: who builds requests; [`UrlSource`] for plain URLs |
+//! | `range` | `Range`/`If-Range`/`Content-Range`, validators, which ranges a run fetches |
+//! | `resume` | the partial file and its resume record |
+//! | `sink` | writer threads, the hasher, and the flusher that syncs and records |
+//! | `budget` | the memory all downloads of one engine share, as leased buffers |
+//! | `retry` | [`RetryPolicy`]: what is retried, and the failure of one attempt |
+//! | `direct` | page-aligned buffers and writes around the page cache |
+//!
+//! Resume: the record says what the bytes are (the expected digest, else the URL), the
+//! remote's size and validators (`ETag`, `Last-Modified`), the in-order prefix that was hashed
+//! and its SHA-256, and the chunks beyond it that were complete and synced. The next run
+//! trusts the prefix if the remote is still the same (the request carries `If-Range`, unless
+//! the digest names the bytes) and the prefix still hashes to the recorded value; it fetches
+//! only the ranges that are missing, and reads the kept chunks back to hash them in order.
+//! Anything else starts over from zero with the partial file truncated, so nothing stale is
+//! ever appended. A server that ignores `Range` answers `200` with the whole body: the file is
+//! streamed from its first byte.
+//!
+//! Errors name the URL without credentials or query.
+
+mod budget;
+mod config;
+pub(crate) mod direct;
+mod engine;
+mod range;
+mod resume;
+mod retry;
+mod sink;
+mod source;
+
+use catalog_core::{CacheLayout, Digest, StagedFile};
+
+pub use config::DownloadConfig;
+pub use retry::RetryPolicy;
+pub use source::{BoxFuture, RequestSource, UrlSource};
+
+use crate::error::{Error, Result};
+use crate::reporter::Progress;
+
+/// What the bytes of a download must be, as far as the caller knows.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Expected<'a> {
+    /// The size in bytes; a server that states another fails the download at once.
+    pub size: Option<u64>,
+    /// The digest; a mismatch fails the download before anything is published. When known,
+    /// it also names the partial file, so that a download resumes from wherever the same
+    /// bytes are served.
+    pub digest: Option<&'a Digest>,
+}
+
+/// One file to download.
+pub struct Download<'a> {
+    /// Builds every request.
+    pub source: &'a dyn RequestSource,
+    /// What the bytes must be.
+    pub expected: Expected<'a>,
+    /// The id to name in a mismatch error.
+    pub id: &'a str,
+    /// A stable lowercase-hex key naming the partial file when no digest is expected, so that
+    /// a later run resumes it (see [`partial_key`]).
+    pub key: &'a str,
+}
+
+impl std::fmt::Debug for Download<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Download")
+            .field("source", &self.source.display())
+            .field("expected", &self.expected)
+            .field("id", &self.id)
+            .field("key", &self.key)
+            .finish()
+    }
+}
+
+/// A finished, synced, verified download, staged under `tmp/`.
+#[derive(Debug)]
+pub struct Downloaded {
+    /// The staged file, ready for [`CacheLayout::publish_blob`].
+    pub staged: StagedFile,
+    /// Bytes received over the network by this run (less than the size after a resume).
+    pub transferred: u64,
+    /// Bytes kept from an earlier, interrupted run.
+    pub resumed: u64,
+    /// The remote's `ETag`, if it sent one.
+    pub etag: Option<String>,
+}
+
+/// The download engine: an HTTP client on its own runtime, and the memory budget its downloads
+/// share. One engine serves any number of downloads at once, from any threads.
+#[derive(Debug)]
+pub struct Downloader {
+    runtime: tokio::runtime::Runtime,
+    client: reqwest::Client,
+    config: DownloadConfig,
+    budget: budget::Budget,
+}
+
+impl Downloader {
+    /// An engine with `config`.
+    pub fn new(config: DownloadConfig) -> Result<Self> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .thread_name("model-provisioner-io")
+            .build()
+            .map_err(|e| Error::Setup {
+                what: "start the download runtime",
+                source: Box::new(e),
+            })?;
+        let client = reqwest::Client::builder()
+            .user_agent(concat!("model-provisioner/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(config.connect_timeout)
+            .read_timeout(config.stall_timeout)
+            .build()
+            .map_err(|e| Error::Setup {
+                what: "build the HTTP client",
+                source: Box::new(e.without_url()),
+            })?;
+        Ok(Downloader {
+            runtime,
+            client,
+            budget: budget::Budget::new(config.effective_budget()),
+            config,
+        })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &DownloadConfig {
+        &self.config
+    }
+
+    /// The HTTP client, for fetchers that make API calls of their own.
+    pub fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
+
+    /// Runs `fut` on the engine's runtime. Must not be called from inside an async context.
+    pub fn block_on<T>(&self, fut: impl Future<Output = T>) -> T {
+        self.runtime.block_on(fut)
+    }
+
+    /// The most bytes of buffers this engine's downloads held at once so far. Never more than
+    /// [`DownloadConfig::memory_budget`] (or one chunk, if that is larger).
+    pub fn memory_peak(&self) -> u64 {
+        self.budget.peak()
+    }
+
+    /// Downloads `dl` into the cache's `tmp/`, resuming an earlier partial download of the
+    /// same bytes when it is still valid, and verifies it against `dl.expected`.
+    pub fn fetch(
+        &self,
+        layout: &CacheLayout,
+        dl: &Download<'_>,
+        progress: &dyn Progress,
+    ) -> Result<Downloaded> {
+        layout.create_dir(&layout.tmp_dir())?;
+        let key = match dl.expected.digest {
+            Some(digest) => digest.value().to_owned(),
+            None => dl.key.to_owned(),
+        };
+        let (part_path, state_path) = layout.partial_paths(&key)?;
+        let partial = resume::Partial::open(part_path, state_path, self.config.direct_io)?;
+        let _active = self.budget.active();
+        self.runtime
+            .block_on(engine::Run::new(self, dl, partial, progress).fetch())
+    }
+}
+
+/// A stable key for the partial file of `id`: the first 32 hex digits of its SHA-256.
+pub fn partial_key(id: &str) -> String {
+    Digest::sha256_of(id.as_bytes()).value()[..32].to_owned()
+}

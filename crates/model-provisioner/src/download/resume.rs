@@ -1,0 +1,237 @@
+//! The partial file of a download and its resume record.
+//!
+//! ```text
+//! <cache>/tmp/dl-<key>.part    the bytes so far, at their offsets; locked by its writer
+//! <cache>/tmp/dl-<key>.state   JSON: what the bytes are (the expected digest, else the URL),
+//!                              the remote's size and validators, the in-order prefix that was
+//!                              hashed and its SHA-256, and the chunks beyond it that are
+//!                              complete and synced
+//! ```
+//!
+//! The key is the expected digest's hex when there is one (a content-addressed blob resumes
+//! from any location that serves it), else a hash the caller chose. A chunk enters the record
+//! only after a `sync_data` that began after its bytes were written, so a recorded chunk is on
+//! disk even after a power cut; the record itself is replaced by a rename, unsynced: a record
+//! that did not reach the disk only means a resume from less.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use catalog_core::{HASH_BUF_SIZE, Hasher};
+use serde::{Deserialize, Serialize};
+
+use super::direct::Writer;
+use super::range::{Validators, merge};
+use crate::error::Result;
+
+/// The resume record of a partial download.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct ResumeState {
+    /// What the bytes are: `sha256:<hex>` when the digest is known, else the URL as shown.
+    pub identity: String,
+    /// Whether `identity` is a digest: then the bytes are the same wherever they come from,
+    /// and the remote's validators need not match.
+    pub by_digest: bool,
+    pub total: u64,
+    pub validators: Validators,
+    /// Bytes `[0, prefix_len)` were hashed in order; `prefix_sha256` is their SHA-256.
+    pub prefix_len: u64,
+    pub prefix_sha256: String,
+    /// Ranges `[start, end)` beyond the prefix, complete and synced, sorted, not touching.
+    #[serde(default)]
+    pub chunks: Vec<(u64, u64)>,
+}
+
+impl ResumeState {
+    /// Whether this record is about the same bytes as `other` (a record made now).
+    pub(crate) fn same_remote(&self, other: &ResumeState) -> bool {
+        self.identity == other.identity
+            && self.total == other.total
+            && (self.by_digest || self.validators == other.validators)
+    }
+
+    /// The first byte not on disk: the end of the prefix and of the chunks that continue it.
+    pub(crate) fn first_gap(&self) -> u64 {
+        let mut at = self.prefix_len;
+        for &(s, e) in &self.chunks {
+            if s <= at {
+                at = at.max(e);
+            }
+        }
+        at
+    }
+}
+
+/// The partial file of one download, locked by this process.
+#[derive(Debug, Clone)]
+pub(crate) struct Partial {
+    pub part_path: PathBuf,
+    pub state_path: PathBuf,
+    pub file: Arc<File>,
+    pub writer: Arc<Writer>,
+}
+
+impl Partial {
+    pub(crate) fn open(part_path: PathBuf, state_path: PathBuf, direct_io: bool) -> Result<Self> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&part_path)
+            .map_err(|e| catalog_core::Error::io("create", &part_path, e))?;
+        if let Err(e) = file.try_lock() {
+            // Another process is downloading the same file. Without single-flight we would
+            // duplicate the work; make our own copy rather than fight over one.
+            tracing::debug!(path = %part_path.display(), error = %e, "partial file busy; downloading to a fresh one");
+            let dir = part_path.parent().expect("partial files live in tmp/");
+            let (file, path) = tempfile::Builder::new()
+                .prefix("dl-")
+                .suffix(".part")
+                .tempfile_in(dir)
+                .map_err(|e| catalog_core::Error::io("create a temporary file in", dir, e))?
+                .into_parts();
+            file.lock()
+                .map_err(|e| catalog_core::Error::io("lock", &*path, e))?;
+            let path = path
+                .keep()
+                .map_err(|e| catalog_core::Error::io("keep", dir, e.error))?;
+            return Ok(Partial {
+                state_path: path.with_extension("state"),
+                writer: Arc::new(Writer::open(&path, direct_io)),
+                part_path: path,
+                file: Arc::new(file),
+            });
+        }
+        Ok(Partial {
+            writer: Arc::new(Writer::open(&part_path, direct_io)),
+            part_path,
+            state_path,
+            file: Arc::new(file),
+        })
+    }
+
+    /// The record left by an earlier run, if it is about `identity` and fits the file on disk.
+    pub(crate) fn load_state(&self, identity: &str) -> Option<ResumeState> {
+        let text = std::fs::read(&self.state_path).ok()?;
+        let mut state: ResumeState = serde_json::from_slice(&text).ok()?;
+        let on_disk = self.file.metadata().ok()?.len();
+        state.chunks = merge(std::mem::take(&mut state.chunks));
+        let fits = state.prefix_len <= state.total
+            && state.prefix_len <= on_disk
+            && state
+                .chunks
+                .iter()
+                .all(|&(s, e)| s >= state.prefix_len && s < e && e <= state.total && e <= on_disk);
+        (state.identity == identity && fits).then_some(state)
+    }
+
+    pub(crate) fn save_state(&self, state: &ResumeState) {
+        let tmp = self.state_path.with_extension("state-new");
+        let written = serde_json::to_vec(state)
+            .map_err(io::Error::other)
+            .and_then(|bytes| std::fs::write(&tmp, bytes))
+            .and_then(|()| std::fs::rename(&tmp, &self.state_path));
+        if let Err(e) = written {
+            tracing::debug!(path = %self.state_path.display(), error = %e, "could not save resume state");
+        }
+    }
+
+    pub(crate) fn truncate(&self) -> Result<()> {
+        let _ = std::fs::remove_file(&self.state_path);
+        self.file
+            .set_len(0)
+            .map_err(|e| catalog_core::Error::io("truncate", &self.part_path, e).into())
+    }
+
+    /// Hashes the kept prefix; `None` when it no longer matches the recorded hash.
+    pub(crate) fn rehash_prefix(&self, state: &ResumeState) -> Result<Option<Hasher>> {
+        let mut hasher = Hasher::new();
+        self.hash_range(&mut hasher, 0, state.prefix_len)?;
+        let ok = hasher.bytes() == state.prefix_len
+            && hasher.clone().finish().value() == state.prefix_sha256;
+        Ok(ok.then_some(hasher))
+    }
+
+    /// Feeds `[start, start + len)` of the file to `hasher`, read back from disk.
+    pub(crate) fn hash_range(&self, hasher: &mut Hasher, start: u64, len: u64) -> Result<()> {
+        let read_err = |e| catalog_core::Error::io("read", &self.part_path, e);
+        let mut file = &*self.file;
+        file.seek(SeekFrom::Start(start)).map_err(read_err)?;
+        let mut reader = file.take(len);
+        let mut buf = vec![0u8; HASH_BUF_SIZE];
+        let mut read = 0;
+        loop {
+            let n = reader.read(&mut buf).map_err(read_err)?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+            read += n as u64;
+        }
+        if read != len {
+            return Err(read_err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("{read} of {len} kept bytes at offset {start}"),
+            ))
+            .into());
+        }
+        Ok(())
+    }
+
+    pub(crate) fn discard(&self) {
+        let _ = std::fs::remove_file(&self.part_path);
+        let _ = std::fs::remove_file(&self.state_path);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(prefix: u64, chunks: Vec<(u64, u64)>) -> ResumeState {
+        ResumeState {
+            identity: "x".into(),
+            by_digest: false,
+            total: 100,
+            validators: Validators::default(),
+            prefix_len: prefix,
+            prefix_sha256: String::new(),
+            chunks,
+        }
+    }
+
+    #[test]
+    fn the_first_gap_follows_chunks_that_continue_the_prefix() {
+        assert_eq!(state(10, vec![]).first_gap(), 10);
+        assert_eq!(state(10, vec![(10, 20), (30, 40)]).first_gap(), 20);
+        assert_eq!(state(10, vec![(15, 20)]).first_gap(), 10);
+    }
+
+    #[test]
+    fn a_digest_keyed_record_survives_new_validators() {
+        let mut old = state(10, vec![]);
+        let mut now = old.clone();
+        now.validators.etag = Some("\"new\"".into());
+        assert!(!old.same_remote(&now));
+        old.by_digest = true;
+        assert!(old.same_remote(&now));
+        now.total = 99;
+        assert!(!old.same_remote(&now));
+    }
+
+    #[test]
+    fn records_that_do_not_fit_the_file_are_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let p =
+            Partial::open(dir.path().join("a.part"), dir.path().join("a.state"), false).unwrap();
+        std::fs::write(&p.part_path, [0u8; 50]).unwrap();
+        p.save_state(&state(10, vec![(20, 30)]));
+        assert!(p.load_state("x").is_some());
+        assert!(p.load_state("y").is_none(), "another identity");
+        p.save_state(&state(10, vec![(20, 60)]));
+        assert!(p.load_state("x").is_none(), "a chunk beyond the file");
+    }
+}

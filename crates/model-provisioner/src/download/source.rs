@@ -1,0 +1,106 @@
+//! [`RequestSource`]: where the engine's requests come from.
+//!
+//! The engine never builds a request itself. For every request, the first, each ranged part
+//! and every retry, it asks the source, which can sign it afresh (S3's `SigV4` carries a
+//! timestamp) or attach the credentials in force now (an OCI bearer token expires in the
+//! middle of a long pull). When a server answers `401` or `403`, the engine tells the source,
+//! which may refresh its credentials; the engine then retries that request once.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use reqwest::header::HeaderMap;
+use reqwest::{Client, RequestBuilder, StatusCode};
+
+use super::retry::Failure;
+
+/// A future the engine awaits, boxed so that [`RequestSource`] stays object safe.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Builds each request of a download. See the [module docs](self).
+pub trait RequestSource: Send + Sync {
+    /// The location as shown in messages and logs: no credentials, no query.
+    fn display(&self) -> &str;
+
+    /// A `GET` of the bytes, carrying `headers` (the engine's `Range` and `If-Range`, which a
+    /// signing source includes in what it signs). Called once for every request sent.
+    fn request(&self, client: &Client, headers: HeaderMap) -> RequestBuilder;
+
+    /// Told that a request was refused with `status` (`401` or `403`) and these response
+    /// headers (e.g. `WWW-Authenticate`). Returns whether the credentials were refreshed, in
+    /// which case the engine builds the request again and sends it once more.
+    fn reauthorize<'a>(
+        &'a self,
+        client: &'a Client,
+        status: StatusCode,
+        headers: &'a HeaderMap,
+    ) -> BoxFuture<'a, bool> {
+        let _ = (client, status, headers);
+        Box::pin(async { false })
+    }
+}
+
+/// A plain URL with fixed headers (e.g. a token for the URL's own host): plain HTTP(S) and
+/// the Hub. The HTTP client drops `Authorization` on a redirect to another host.
+#[derive(Debug, Clone)]
+pub struct UrlSource {
+    url: url::Url,
+    display: String,
+    headers: HeaderMap,
+}
+
+impl UrlSource {
+    /// Requests `url` with `headers`; `display` is the URL as shown in messages.
+    pub fn new(url: url::Url, display: impl Into<String>, headers: HeaderMap) -> Self {
+        UrlSource {
+            url,
+            display: display.into(),
+            headers,
+        }
+    }
+}
+
+impl RequestSource for UrlSource {
+    fn display(&self) -> &str {
+        &self.display
+    }
+
+    fn request(&self, client: &Client, headers: HeaderMap) -> RequestBuilder {
+        client
+            .get(self.url.clone())
+            .headers(self.headers.clone())
+            .headers(headers)
+    }
+}
+
+/// Sends one request built by `source`: a refused authorisation is handed to the source, and
+/// the request built and sent once more if it refreshed its credentials. A transient status
+/// comes back as a transient failure; other statuses are the caller's to judge.
+pub(crate) async fn send(
+    source: &dyn RequestSource,
+    client: &Client,
+    headers: &HeaderMap,
+) -> Result<reqwest::Response, Failure> {
+    let mut refreshed = false;
+    loop {
+        let response = source
+            .request(client, headers.clone())
+            .send()
+            .await
+            .map_err(Failure::from_reqwest)?;
+        let status = response.status();
+        if matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN)
+            && !refreshed
+            && source.reauthorize(client, status, response.headers()).await
+        {
+            tracing::debug!(url = source.display(), %status, "credentials refreshed; sending again");
+            refreshed = true;
+            continue;
+        }
+        if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
+            tracing::debug!(url = source.display(), %status, "transient status");
+            return Err(Failure::status(status));
+        }
+        return Ok(response);
+    }
+}
