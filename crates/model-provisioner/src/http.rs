@@ -1,11 +1,11 @@
 //! [`HttpFetcher`]: `http://` and `https://` references, through the [download engine](crate::download).
 
-use std::sync::OnceLock;
-
 use catalog_core::verify::fingerprint;
 use catalog_core::{Digest, FileRecord, ModelRef, Provenance, Storage, now_ms};
 
-use crate::download::{Download, DownloadConfig, Downloader, Expected, UrlSource, partial_key};
+use crate::download::{
+    Download, DownloadConfig, Downloader, Engine, Expected, UrlSource, partial_key,
+};
 use crate::error::{Error, Result};
 use crate::fetcher::{FetchRequest, Fetched, ModelFetcher, unsupported};
 
@@ -15,29 +15,31 @@ use crate::fetcher::{FetchRequest, Fetched, ModelFetcher, unsupported};
 /// `blobs/sha256/<hex>` and is linked at `models/http/<host>/<id hash>/<file name>`. Its
 /// SHA-256 is always computed while streaming and compared with the expected digest, if any,
 /// before anything is published.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct HttpFetcher {
-    config: DownloadConfig,
-    // Built on first use, so that a cache hit never pays for a runtime or TLS set-up.
-    engine: OnceLock<Downloader>,
+    engine: Engine,
+}
+
+impl Default for HttpFetcher {
+    fn default() -> Self {
+        HttpFetcher::new(DownloadConfig::default())
+    }
 }
 
 impl HttpFetcher {
     /// A fetcher with its own download engine, configured by `config`.
     pub fn new(config: DownloadConfig) -> Self {
-        HttpFetcher {
-            config,
-            engine: OnceLock::new(),
-        }
+        HttpFetcher::with_engine(Engine::new(config))
+    }
+
+    /// A fetcher that downloads with `engine`, shared with other fetchers.
+    pub fn with_engine(engine: Engine) -> Self {
+        HttpFetcher { engine }
     }
 
     /// The download engine, built on first use.
     pub fn engine(&self) -> Result<&Downloader> {
-        if let Some(engine) = self.engine.get() {
-            return Ok(engine);
-        }
-        let engine = Downloader::new(self.config.clone())?;
-        Ok(self.engine.get_or_init(|| engine))
+        self.engine.get()
     }
 }
 
@@ -69,7 +71,7 @@ impl ModelFetcher for HttpFetcher {
                     digest: req.expected,
                 },
                 id: req.id,
-                key: &partial_key(req.id),
+                key: Some(&partial_key(req.id)),
             },
             &*progress,
         );

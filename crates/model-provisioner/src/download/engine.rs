@@ -67,8 +67,8 @@ pub(super) struct Run<'a> {
     dl: &'a Download<'a>,
     partial: Partial,
     progress: &'a dyn Progress,
-    /// What the resume record says the bytes are.
-    identity: String,
+    /// The expected digest, as the resume record writes it.
+    digest: Option<String>,
 }
 
 impl<'a> Run<'a> {
@@ -78,16 +78,12 @@ impl<'a> Run<'a> {
         partial: Partial,
         progress: &'a dyn Progress,
     ) -> Self {
-        let identity = match dl.expected.digest {
-            Some(d) => d.to_string(),
-            None => dl.source.display().to_owned(),
-        };
         Run {
             engine,
             dl,
             partial,
             progress,
-            identity,
+            digest: dl.expected.digest.map(ToString::to_string),
         }
     }
 
@@ -98,8 +94,8 @@ impl<'a> Run<'a> {
     /// The record to keep for `plan` (`None` when the size is unknown: no resume then).
     fn record(&self, plan: &Plan, hasher: &Hasher) -> Option<ResumeState> {
         Some(ResumeState {
-            identity: self.identity.clone(),
-            by_digest: self.dl.expected.digest.is_some(),
+            url: self.url().to_owned(),
+            digest: self.digest.clone(),
             total: plan.total?,
             validators: plan.validators.clone(),
             prefix_len: hasher.bytes(),
@@ -113,14 +109,14 @@ impl<'a> Run<'a> {
     }
 
     pub(super) async fn fetch(self) -> Result<Downloaded> {
-        let mut prior = self.partial.load_state(&self.identity);
+        let mut prior = self.partial.load_state(self.url(), self.digest.as_deref());
         if prior.is_none() {
             self.partial.truncate()?;
         }
         let mut attempts = self.engine.config.retry.attempts(self.url());
         // A changed remote or a damaged prefix sends us back here, from byte zero.
         loop {
-            let (asked, headers) = probe(prior.as_ref());
+            let (asked, headers) = probe(prior.as_ref(), self.digest.as_deref());
             let response = match self.send(&headers).await {
                 Ok(r) => r,
                 Err(f) => {
@@ -605,12 +601,12 @@ impl<'a> Run<'a> {
 }
 
 /// The first request of a run: from the first missing byte on, with `If-Range` when resuming
-/// bytes known by their validators. A run killed after the last byte but before publishing
+/// bytes known by their validators (not when `digest` names them). A run killed after the last byte but before publishing
 /// kept everything: it asks for the last byte only, to check that the remote is still the same
 /// file. Returns the offset asked for and the headers.
-fn probe(prior: Option<&ResumeState>) -> (u64, HeaderMap) {
+fn probe(prior: Option<&ResumeState>, digest: Option<&str>) -> (u64, HeaderMap) {
     let if_range = prior
-        .filter(|s| !s.by_digest)
+        .filter(|s| !s.vouched_by(digest))
         .and_then(|s| s.validators.if_range());
     match prior {
         Some(s) if s.total > 0 && s.first_gap() == s.total => (
@@ -663,10 +659,10 @@ where
 mod tests {
     use super::*;
 
-    fn state(prefix: u64, chunks: Vec<(u64, u64)>, by_digest: bool) -> ResumeState {
+    fn state(prefix: u64, chunks: Vec<(u64, u64)>, digest: Option<&str>) -> ResumeState {
         ResumeState {
-            identity: "x".into(),
-            by_digest,
+            url: "x".into(),
+            digest: digest.map(str::to_owned),
             total: 100,
             validators: Validators {
                 etag: Some("\"e\"".into()),
@@ -680,13 +676,16 @@ mod tests {
 
     #[test]
     fn the_probe_asks_from_the_first_missing_byte() {
-        let (at, h) = probe(None);
+        let (at, h) = probe(None, None);
         assert_eq!((at, &h["range"]), (0, &"bytes=0-".parse().unwrap()));
         assert!(!h.contains_key("if-range"));
-        let (at, h) = probe(Some(&state(10, vec![(10, 30), (50, 60)], false)));
+        let (at, h) = probe(Some(&state(10, vec![(10, 30), (50, 60)], None)), None);
         assert_eq!((at, &h["range"]), (30, &"bytes=30-".parse().unwrap()));
         assert_eq!(h["if-range"], "\"e\"");
-        let (at, h) = probe(Some(&state(40, vec![(40, 100)], true)));
+        let vouched = state(40, vec![(40, 100)], Some("sha256:1"));
+        let (_, h) = probe(Some(&vouched), None);
+        assert_eq!(h["if-range"], "\"e\"", "this run does not know the digest");
+        let (at, h) = probe(Some(&vouched), Some("sha256:1"));
         assert_eq!((at, &h["range"]), (99, &"bytes=99-99".parse().unwrap()));
         assert!(!h.contains_key("if-range"), "the digest names the bytes");
     }

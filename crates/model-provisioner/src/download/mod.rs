@@ -69,9 +69,10 @@ pub struct Download<'a> {
     pub expected: Expected<'a>,
     /// The id to name in a mismatch error.
     pub id: &'a str,
-    /// A stable lowercase-hex key naming the partial file when no digest is expected, so that
-    /// a later run resumes it (see [`partial_key`]).
-    pub key: &'a str,
+    /// A stable lowercase-hex key naming the partial file, so that a later run resumes it (see
+    /// [`partial_key`]). `None` for content-addressed bytes: the expected digest names it, so
+    /// that the same blob resumes from any location (else a hash of the URL does).
+    pub key: Option<&'a str>,
 }
 
 impl std::fmt::Debug for Download<'_> {
@@ -167,15 +168,49 @@ impl Downloader {
         progress: &dyn Progress,
     ) -> Result<Downloaded> {
         layout.create_dir(&layout.tmp_dir())?;
-        let key = match dl.expected.digest {
-            Some(digest) => digest.value().to_owned(),
-            None => dl.key.to_owned(),
+        let key = match (dl.key, dl.expected.digest) {
+            (Some(key), _) => key.to_owned(),
+            (None, Some(digest)) => digest.value().to_owned(),
+            (None, None) => partial_key(dl.source.display()),
         };
         let (part_path, state_path) = layout.partial_paths(&key)?;
         let partial = resume::Partial::open(part_path, state_path, self.config.direct_io)?;
         let _active = self.budget.active();
         self.runtime
             .block_on(engine::Run::new(self, dl, partial, progress).fetch())
+    }
+}
+
+/// A download engine built on first use and shared by its clones: fetchers holding clones of
+/// one `Engine` share its runtime, its connections and its memory budget, and a cache hit never
+/// pays for starting it.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    config: DownloadConfig,
+    cell: std::sync::Arc<std::sync::OnceLock<Downloader>>,
+}
+
+impl Engine {
+    /// An engine that will be built with `config` when first used.
+    pub fn new(config: DownloadConfig) -> Self {
+        Engine {
+            config,
+            cell: std::sync::Arc::default(),
+        }
+    }
+
+    /// The configuration it is (or will be) built with.
+    pub fn config(&self) -> &DownloadConfig {
+        &self.config
+    }
+
+    /// The engine, built now if this is the first use.
+    pub fn get(&self) -> Result<&Downloader> {
+        if let Some(engine) = self.cell.get() {
+            return Ok(engine);
+        }
+        let engine = Downloader::new(self.config.clone())?;
+        Ok(self.cell.get_or_init(|| engine))
     }
 }
 

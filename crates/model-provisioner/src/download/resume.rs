@@ -2,14 +2,16 @@
 //!
 //! ```text
 //! <cache>/tmp/dl-<key>.part    the bytes so far, at their offsets; locked by its writer
-//! <cache>/tmp/dl-<key>.state   JSON: what the bytes are (the expected digest, else the URL),
+//! <cache>/tmp/dl-<key>.state   JSON: where the bytes came from and their digest if known,
 //!                              the remote's size and validators, the in-order prefix that was
 //!                              hashed and its SHA-256, and the chunks beyond it that are
 //!                              complete and synced
 //! ```
 //!
-//! The key is the expected digest's hex when there is one (a content-addressed blob resumes
-//! from any location that serves it), else a hash the caller chose. A chunk enters the record
+//! The key is the caller's (e.g. a hash of the id) or, for content-addressed bytes, the
+//! expected digest's hex, so that a blob resumes from any location that serves it. An earlier
+//! run's bytes are kept when they are the same bytes: the same digest when both runs knew it,
+//! else the same URL, size and validators (`ETag`, `Last-Modified`). A chunk enters the record
 //! only after a `sync_data` that began after its bytes were written, so a recorded chunk is on
 //! disk even after a power cut; the record itself is replaced by a rename, unsynced: a record
 //! that did not reach the disk only means a resume from less.
@@ -29,11 +31,11 @@ use crate::error::Result;
 /// The resume record of a partial download.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct ResumeState {
-    /// What the bytes are: `sha256:<hex>` when the digest is known, else the URL as shown.
-    pub identity: String,
-    /// Whether `identity` is a digest: then the bytes are the same wherever they come from,
-    /// and the remote's validators need not match.
-    pub by_digest: bool,
+    /// Where the bytes came from, as shown in messages.
+    pub url: String,
+    /// What the bytes must hash to (`sha256:<hex>`), when the run knew it: then they are the
+    /// same wherever they come from.
+    pub digest: Option<String>,
     pub total: u64,
     pub validators: Validators,
     /// Bytes `[0, prefix_len)` were hashed in order; `prefix_sha256` is their SHA-256.
@@ -47,9 +49,14 @@ pub(crate) struct ResumeState {
 impl ResumeState {
     /// Whether this record is about the same bytes as `other` (a record made now).
     pub(crate) fn same_remote(&self, other: &ResumeState) -> bool {
-        self.identity == other.identity
-            && self.total == other.total
-            && (self.by_digest || self.validators == other.validators)
+        self.total == other.total
+            && (self.vouched_by(other.digest.as_deref())
+                || (self.url == other.url && self.validators == other.validators))
+    }
+
+    /// Whether `digest` names these bytes, so that the remote's validators need not match.
+    pub(crate) fn vouched_by(&self, digest: Option<&str>) -> bool {
+        self.digest.is_some() && self.digest.as_deref() == digest
     }
 
     /// The first byte not on disk: the end of the prefix and of the chunks that continue it.
@@ -113,8 +120,9 @@ impl Partial {
         })
     }
 
-    /// The record left by an earlier run, if it is about `identity` and fits the file on disk.
-    pub(crate) fn load_state(&self, identity: &str) -> Option<ResumeState> {
+    /// The record left by an earlier run, if it may be about the bytes from `url` with
+    /// `digest` and fits the file on disk.
+    pub(crate) fn load_state(&self, url: &str, digest: Option<&str>) -> Option<ResumeState> {
         let text = std::fs::read(&self.state_path).ok()?;
         let mut state: ResumeState = serde_json::from_slice(&text).ok()?;
         let on_disk = self.file.metadata().ok()?.len();
@@ -125,7 +133,7 @@ impl Partial {
                 .chunks
                 .iter()
                 .all(|&(s, e)| s >= state.prefix_len && s < e && e <= state.total && e <= on_disk);
-        (state.identity == identity && fits).then_some(state)
+        (fits && (state.url == url || state.vouched_by(digest))).then_some(state)
     }
 
     pub(crate) fn save_state(&self, state: &ResumeState) {
@@ -193,8 +201,8 @@ mod tests {
 
     fn state(prefix: u64, chunks: Vec<(u64, u64)>) -> ResumeState {
         ResumeState {
-            identity: "x".into(),
-            by_digest: false,
+            url: "x".into(),
+            digest: None,
             total: 100,
             validators: Validators::default(),
             prefix_len: prefix,
@@ -211,13 +219,20 @@ mod tests {
     }
 
     #[test]
-    fn a_digest_keyed_record_survives_new_validators() {
+    fn a_record_is_about_the_same_bytes_by_digest_or_by_url_and_validators() {
         let mut old = state(10, vec![]);
         let mut now = old.clone();
         now.validators.etag = Some("\"new\"".into());
         assert!(!old.same_remote(&now));
-        old.by_digest = true;
+        old.digest = Some("sha256:1".into());
+        assert!(!old.same_remote(&now), "only one run knew the digest");
+        now.digest = old.digest.clone();
         assert!(old.same_remote(&now));
+        now.url = "elsewhere".into();
+        assert!(
+            old.same_remote(&now),
+            "the digest names the bytes wherever they are"
+        );
         now.total = 99;
         assert!(!old.same_remote(&now));
     }
@@ -229,9 +244,15 @@ mod tests {
             Partial::open(dir.path().join("a.part"), dir.path().join("a.state"), false).unwrap();
         std::fs::write(&p.part_path, [0u8; 50]).unwrap();
         p.save_state(&state(10, vec![(20, 30)]));
-        assert!(p.load_state("x").is_some());
-        assert!(p.load_state("y").is_none(), "another identity");
+        assert!(p.load_state("x", None).is_some());
+        assert!(p.load_state("x", Some("sha256:1")).is_some(), "same URL");
+        assert!(p.load_state("y", None).is_none(), "another URL");
+        p.save_state(&ResumeState {
+            digest: Some("sha256:1".into()),
+            ..state(10, vec![(20, 30)])
+        });
+        assert!(p.load_state("y", Some("sha256:1")).is_some(), "same digest");
         p.save_state(&state(10, vec![(20, 60)]));
-        assert!(p.load_state("x").is_none(), "a chunk beyond the file");
+        assert!(p.load_state("x", None).is_none(), "a chunk beyond the file");
     }
 }

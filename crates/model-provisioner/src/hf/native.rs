@@ -26,7 +26,7 @@ use super::{
     Assembled, HfConfig, Placed, finish, hub_cache_claimed_sha256, hub_cache_commit,
     hub_cache_repo, safe_relative_path, selected,
 };
-use crate::download::{Download, DownloadConfig, Downloader, Expected, UrlSource, partial_key};
+use crate::download::{Download, DownloadConfig, Downloader, Engine, Expected, UrlSource};
 use crate::error::{Error, Result};
 use crate::fetcher::{FetchRequest, Fetched, ModelFetcher, unsupported};
 use crate::reporter::Progress;
@@ -35,8 +35,7 @@ use crate::reporter::Progress;
 #[derive(Debug)]
 pub struct HfFetcher {
     config: HfConfig,
-    download: DownloadConfig,
-    engine: OnceLock<Downloader>,
+    engine: Engine,
     api: OnceLock<reqwest::Client>,
 }
 
@@ -67,20 +66,20 @@ struct FileJob {
 impl HfFetcher {
     /// A fetcher with `config`, downloading with `download`.
     pub fn new(config: HfConfig, download: DownloadConfig) -> Self {
+        HfFetcher::with_engine(config, Engine::new(download))
+    }
+
+    /// A fetcher with `config`, downloading with `engine`, shared with other fetchers.
+    pub fn with_engine(config: HfConfig, engine: Engine) -> Self {
         HfFetcher {
             config,
-            download,
-            engine: OnceLock::new(),
+            engine,
             api: OnceLock::new(),
         }
     }
 
     fn engine(&self) -> Result<&Downloader> {
-        if let Some(e) = self.engine.get() {
-            return Ok(e);
-        }
-        let engine = Downloader::new(self.download.clone())?;
-        Ok(self.engine.get_or_init(|| engine))
+        self.engine.get()
     }
 
     /// A client for API calls and HEADs that does not follow redirects, so that the Hub's
@@ -92,7 +91,7 @@ impl HfFetcher {
         let client = reqwest::Client::builder()
             .user_agent(concat!("model-provisioner/", env!("CARGO_PKG_VERSION")))
             .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(self.download.connect_timeout)
+            .connect_timeout(self.engine.config().connect_timeout)
             .timeout(std::time::Duration::from_secs(60))
             .build()
             .map_err(|e| Error::Setup {
@@ -370,13 +369,13 @@ impl HfFetcher {
         let downloaded = self.engine()?.fetch(
             layout,
             &Download {
-                source: &UrlSource::new(url, display_url.clone(), self.auth_headers()),
+                source: &UrlSource::new(url, display_url, self.auth_headers()),
                 expected: Expected {
                     size: job.size,
                     digest: expected,
                 },
                 id: &id,
-                key: &partial_key(&display_url),
+                key: None,
             },
             progress,
         )?;

@@ -261,9 +261,8 @@ fn an_interrupted_download_resumes_on_the_next_run() -> TestResult {
         },
         ..config()
     };
-    let digest = Digest::sha256_of(&body);
     let err = provisioner(cache.path(), no_retry.clone())?
-        .ensure(&url.parse()?, Some(&digest))
+        .ensure(&url.parse()?, None)
         .expect_err("cut");
     assert!(matches!(err, Error::Download { .. }), "{err:?}");
     // The partial file and its resume state stay for the next run, invisible to the catalog.
@@ -271,7 +270,10 @@ fn an_interrupted_download_resumes_on_the_next_run() -> TestResult {
     assert_eq!(leftovers.len(), 2, "{leftovers:?}");
     assert!(!cache.path().join("catalog/index.json").exists());
 
-    let ensured = provisioner(cache.path(), no_retry)?.ensure(&url.parse()?, Some(&digest))?;
+    // This run knows the digest, the first did not: the kept bytes are trusted by their URL
+    // and validators.
+    let ensured = provisioner(cache.path(), no_retry)?
+        .ensure(&url.parse()?, Some(&Digest::sha256_of(&body)))?;
     assert_eq!(fs::read(&ensured.resolved.local_path)?, body);
     assert_eq!(ensured.bytes_read, 900_000 - 500_000);
     assert_eq!(server.ranges()[1].as_deref(), Some("bytes=500000-"));
@@ -304,7 +306,7 @@ fn a_resume_from_an_odd_offset_continues_in_parallel_direct_or_buffered() -> Tes
             ..config()
         };
         provisioner(cache.path(), once.clone())?
-            .ensure(&url.parse()?, Some(&Digest::sha256_of(&body)))
+            .ensure(&url.parse()?, None)
             .expect_err("cut");
         let ensured = provisioner(cache.path(), once)?
             .ensure(&url.parse()?, Some(&Digest::sha256_of(&body)))?;
@@ -426,13 +428,11 @@ fn a_complete_partial_left_by_a_kill_is_checked_with_one_byte_and_published() ->
     let cache = tempfile::tempdir()?;
     let url = server.url("m.gguf");
     // What a run killed between the last byte and the rename leaves behind.
-    let digest = Digest::sha256_of(&body);
-    let key = digest.value();
+    let key = model_provisioner::download::partial_key(&url);
     fs::create_dir_all(cache.path().join("tmp"))?;
     fs::write(cache.path().join(format!("tmp/dl-{key}.part")), &body)?;
     let state = serde_json::json!({
-        "identity": digest.to_string(),
-        "by_digest": true,
+        "url": url,
         "total": body.len(),
         "validators": {"etag": "\"fault-etag\"", "last_modified": null},
         "prefix_len": body.len(),
@@ -472,7 +472,7 @@ fn authorization_goes_to_the_endpoint_only_and_is_dropped_on_a_redirect_elsewher
                 digest: Some(&Digest::sha256_of(&body)),
             },
             id: "test",
-            key: "0123abcd",
+            key: None,
         },
         &NoProgressBar,
     )?;
@@ -577,4 +577,234 @@ fn a_corrupt_blob_is_caught_by_verify_and_fetched_again_by_ensure() -> TestResul
     assert_eq!(p.verify(&url)?.entry.verification.outcome, Outcome::Pass);
     assert_eq!(server.requests(), 2);
     Ok(())
+}
+
+/// A source that signs every request with the credentials in force, as S3 (a signature per
+/// request) or an OCI registry (a bearer token that expires) needs, and counts what it built.
+struct Signing {
+    url: url::Url,
+    token: std::sync::Mutex<String>,
+    built: std::sync::atomic::AtomicUsize,
+    refreshes: std::sync::atomic::AtomicUsize,
+    can_refresh: bool,
+}
+
+impl Signing {
+    fn new(url: &str, can_refresh: bool) -> Result<Self, url::ParseError> {
+        Ok(Signing {
+            url: url.parse()?,
+            token: std::sync::Mutex::new("old".to_owned()),
+            built: 0.into(),
+            refreshes: 0.into(),
+            can_refresh,
+        })
+    }
+}
+
+impl model_provisioner::download::RequestSource for Signing {
+    fn display(&self) -> &str {
+        self.url.as_str()
+    }
+
+    fn request(
+        &self,
+        client: &reqwest::Client,
+        headers: reqwest::header::HeaderMap,
+    ) -> reqwest::RequestBuilder {
+        use std::sync::atomic::Ordering;
+        let n = self.built.fetch_add(1, Ordering::SeqCst);
+        let token = self.token.lock().unwrap().clone();
+        // The range is part of what is signed, as SigV4 does with the headers it covers.
+        let range = headers
+            .get(reqwest::header::RANGE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("all")
+            .to_owned();
+        client
+            .get(self.url.clone())
+            .headers(headers)
+            .bearer_auth(format!("{token}.{n}.{range}"))
+    }
+
+    fn reauthorize<'a>(
+        &'a self,
+        _: &'a reqwest::Client,
+        status: reqwest::StatusCode,
+        _: &'a reqwest::header::HeaderMap,
+    ) -> model_provisioner::download::BoxFuture<'a, bool> {
+        Box::pin(async move {
+            assert_eq!(status, reqwest::StatusCode::UNAUTHORIZED);
+            if !self.can_refresh {
+                return false;
+            }
+            self.refreshes
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            "new".clone_into(&mut self.token.lock().unwrap());
+            true
+        })
+    }
+}
+
+fn engine_fetch(
+    engine: &model_provisioner::download::Downloader,
+    cache: &Path,
+    source: &dyn model_provisioner::download::RequestSource,
+    body: &[u8],
+) -> Result<model_provisioner::download::Downloaded, Error> {
+    use model_provisioner::download::{Download, Expected};
+    let layout = catalog_core::CacheLayout::new(cache)?;
+    let digest = Digest::sha256_of(body);
+    engine.fetch(
+        &layout,
+        &Download {
+            source,
+            expected: Expected {
+                size: Some(body.len() as u64),
+                digest: Some(&digest),
+            },
+            id: "test",
+            key: None,
+        },
+        &NoProgressBar,
+    )
+}
+
+#[test]
+fn a_401_in_the_middle_of_a_parallel_download_is_recovered_by_one_refresh() -> TestResult {
+    use std::sync::atomic::Ordering;
+    let body = bytes(3 << 20, 16);
+    // The probe and two ranges go through; the fourth request is refused, as when a token
+    // expires in the middle of a pull.
+    let server = FaultServer::start(
+        body.clone(),
+        vec![
+            Answer::Serve { ranges: true },
+            Answer::Serve { ranges: true },
+            Answer::Serve { ranges: true },
+            Answer::Status(401),
+            Answer::Serve { ranges: true },
+        ],
+    );
+    let cache = tempfile::tempdir()?;
+    let source = Signing::new(&server.url("blob"), true)?;
+    let engine = model_provisioner::download::Downloader::new(config())?;
+    let downloaded = engine_fetch(&engine, cache.path(), &source, &body)?;
+    assert_eq!(std::fs::read(downloaded.staged.path())?, body);
+    assert_eq!(source.refreshes.load(Ordering::SeqCst), 1);
+    // Every request was built afresh by the source: one call each, one signature each.
+    let auths: Vec<String> = server.authorizations().into_iter().flatten().collect();
+    assert_eq!(source.built.load(Ordering::SeqCst), server.requests());
+    assert_eq!(auths.len(), server.requests());
+    let distinct: std::collections::BTreeSet<_> = auths.iter().collect();
+    assert_eq!(distinct.len(), auths.len(), "{auths:?}");
+    // The refused request was sent again with the new credentials, for the same range.
+    let refused = &auths[3];
+    assert!(refused.starts_with("Bearer old."), "{refused}");
+    let range = refused.rsplit('.').next().unwrap_or_default();
+    assert!(
+        auths[4..]
+            .iter()
+            .any(|a| a.starts_with("Bearer new.") && a.ends_with(&format!(".{range}"))),
+        "{auths:?}"
+    );
+    assert!(server.requests() > 8, "parallel ranges: {auths:?}");
+    Ok(())
+}
+
+#[test]
+fn a_401_that_no_refresh_can_fix_fails_at_once_with_its_status() -> TestResult {
+    use std::sync::atomic::Ordering;
+    let body = bytes(100_000, 17);
+    let server = FaultServer::start(body.clone(), vec![Answer::Status(401)]);
+    let cache = tempfile::tempdir()?;
+    let engine = model_provisioner::download::Downloader::new(config())?;
+    // A source without fresh credentials: one request, no retry.
+    let stale = Signing::new(&server.url("blob"), false)?;
+    let err = engine_fetch(&engine, cache.path(), &stale, &body).expect_err("401");
+    assert!(
+        matches!(
+            err,
+            Error::Download {
+                status: Some(401),
+                attempts: 1,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(server.requests(), 1);
+    // A source that refreshes, against a server that still refuses: sent once more, then the
+    // 401 is the answer.
+    let refreshing = Signing::new(&server.url("blob"), true)?;
+    let err = engine_fetch(&engine, cache.path(), &refreshing, &body).expect_err("401");
+    assert!(
+        matches!(
+            err,
+            Error::Download {
+                status: Some(401),
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(refreshing.refreshes.load(Ordering::SeqCst), 1);
+    assert_eq!(server.requests(), 3);
+    Ok(())
+}
+
+#[test]
+fn parallel_downloads_of_one_engine_share_one_memory_budget() -> TestResult {
+    assert_eq!(DownloadConfig::default().memory_budget, 128 << 20);
+    // Four files at once, each in parallel 256 KiB ranges with a window of eight: without a
+    // shared budget they would hold 8 MiB of buffers.
+    let budget = 4 << 20;
+    let engine = model_provisioner::download::Downloader::new(DownloadConfig {
+        memory_budget: budget,
+        ..config()
+    })?;
+    let files: Vec<_> = (0..4).map(|i| bytes(6 << 20, 20 + i)).collect();
+    let servers: Vec<_> = files
+        .iter()
+        .map(|b| FaultServer::start(b.clone(), vec![Answer::Serve { ranges: true }]))
+        .collect();
+    let cache = tempfile::tempdir()?;
+    std::thread::scope(|s| {
+        let runs: Vec<_> = files
+            .iter()
+            .zip(&servers)
+            .map(|(body, server)| {
+                let engine = &engine;
+                let cache = cache.path();
+                s.spawn(move || -> Result<(), String> {
+                    let source = UrlSourceFor::new(&server.url("f"));
+                    let d =
+                        engine_fetch(engine, cache, &source.0, body).map_err(|e| e.to_string())?;
+                    (d.staged.size == body.len() as u64)
+                        .then_some(())
+                        .ok_or_else(|| "short".to_owned())
+                })
+            })
+            .collect();
+        for run in runs {
+            run.join().expect("no panic")?;
+        }
+        Ok::<(), String>(())
+    })?;
+    assert!(servers.iter().all(|s| s.requests() > 8), "parallel ranges");
+    let peak = engine.memory_peak();
+    assert!(peak > 0 && peak <= budget, "peak {peak} of {budget}");
+    Ok(())
+}
+
+/// A plain [`UrlSource`](model_provisioner::download::UrlSource) for a URL.
+struct UrlSourceFor(model_provisioner::download::UrlSource);
+
+impl UrlSourceFor {
+    fn new(url: &str) -> Self {
+        UrlSourceFor(model_provisioner::download::UrlSource::new(
+            url.parse().expect("a URL"),
+            url,
+            reqwest::header::HeaderMap::new(),
+        ))
+    }
 }
