@@ -4,7 +4,8 @@
 //!   off (`/norange/`), throttled (`/slow/`), and fixed error statuses (`/status/500`, `/503`, `/403`).
 //!   Its access log records each request's range and the body bytes it sent.
 //! - [`FaultServer`]: a tiny HTTP/1.1 server whose answers a test scripts: cut bodies, stalls,
-//!   errors, lies.
+//!   errors, lies; it can hold a body at a chosen byte until the test releases it ([`Hold`]),
+//!   and logs what it served ([`Served`]).
 //! - [`Olah`]: olah, a Hugging Face mirror, serving local git repos ([`HfRepo`], built with
 //!   [`HfRepoBuilder`]) offline as Hugging Face model repos; [`Olah::hf`] runs the real `hf`
 //!   CLI against it.
@@ -30,7 +31,7 @@ mod lying_proxy;
 mod nginx;
 mod olah;
 
-pub use fault::{Answer, FaultServer};
+pub use fault::{Answer, FaultServer, Hold, Served};
 pub use hf_repo::{
     DEFAULT_WEIGHTS_SIZE, HfRepo, HfRepoBuilder, LFS_PATTERNS, TINY_GGUF, TINY_LLAMA, fake_gguf,
     fake_safetensors, pseudo_random_bytes, sha256_hex,
