@@ -1,7 +1,7 @@
 //! nginx on loopback.
 
 use std::fs;
-use std::io;
+use std::io::{self, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -90,6 +90,7 @@ http {{
         location = /status/500 {{ return 500; }}
         location = /status/503 {{ return 503; }}
         location = /status/403 {{ return 403; }}
+        location = /nginx-status {{ stub_status; access_log off; }}
     }}
 }}
 "#
@@ -173,6 +174,35 @@ http {{
         }
     }
 
+    /// Waits until nginx has no connection open but the one asking, so that every request
+    /// made so far is complete and in the access log: after a client has exited, the log is
+    /// final for everything it sent (nginx logs a request cut short when it notices the
+    /// closed connection, which may be after the client is gone).
+    pub fn wait_idle(&self) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let status = self.status();
+            if status.as_deref().and_then(active_connections) == Some(1) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "nginx still had connections open after 10 s: {status:?}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// The page of `stub_status`, which counts the open connections.
+    fn status(&self) -> Option<String> {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
+        s.write_all(b"GET /nginx-status HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+            .ok()?;
+        let mut page = String::new();
+        s.read_to_string(&mut page).ok()?;
+        Some(page)
+    }
+
     /// Empties the access log.
     pub fn clear_log(&self) {
         // nginx appends with O_APPEND, so truncating in place is safe.
@@ -190,6 +220,15 @@ http {{
             .map(|l| l.body_bytes)
             .sum()
     }
+}
+
+/// `N` of `Active connections: N` in a `stub_status` page.
+fn active_connections(page: &str) -> Option<u64> {
+    page.lines()
+        .find_map(|l| l.strip_prefix("Active connections:"))?
+        .trim()
+        .parse()
+        .ok()
 }
 
 fn parse_line(line: &str) -> Option<LogLine> {

@@ -10,13 +10,19 @@
 //! `GET` of the same (the whole body, chunked, no headers of note, `Range` ignored).
 
 use std::fs;
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::hf_repo::{HfRepo, HfRepoBuilder};
 
 const INSTALL_HINT: &str = "run `bash scripts/install-test-deps.sh`, which installs olah and huggingface_hub into <repo>/.venv";
+
+/// The path prefix of the requests [`Olah::settled_requests`] sends to mark a point in the log.
+const SETTLED_MARK: &str = "/test-support-settled-";
 
 /// How long olah may take to answer after it is started.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
@@ -247,14 +253,50 @@ offline = true
         self.output()
             .lines()
             .filter_map(parse_access_line)
+            .filter(|r| !r.path.starts_with(SETTLED_MARK))
             .collect()
     }
 
-    /// The requests olah logged, after half a second for a late log line to arrive: for
-    /// asserting that something sent no request at all.
+    /// Every request sent before this call, once olah has logged them all: for asserting that
+    /// a client that has exited sent no request at all.
+    ///
+    /// olah logs a request as it starts the answer, so a client that has its answer is never
+    /// ahead of the log; one that gave up before an answer may be. This sends a request of its
+    /// own, which olah logs after every earlier one, and waits for that line.
     pub fn settled_requests(&self) -> Vec<OlahRequest> {
-        std::thread::sleep(Duration::from_millis(500));
-        self.requests()
+        static MARKS: AtomicUsize = AtomicUsize::new(0);
+        let mark = format!("{SETTLED_MARK}{}", MARKS.fetch_add(1, Ordering::Relaxed));
+        let sent = TcpStream::connect(("127.0.0.1", self.port)).and_then(|mut s| {
+            write!(
+                s,
+                "GET {mark} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+            )?;
+            s.read_to_end(&mut Vec::new())
+        });
+        if let Err(e) = sent {
+            panic!("sending {mark} to olah: {e}");
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let logged: Vec<OlahRequest> = self
+                .output()
+                .lines()
+                .filter_map(parse_access_line)
+                .collect();
+            if let Some(at) = logged.iter().position(|r| r.path == mark) {
+                return logged
+                    .into_iter()
+                    .take(at)
+                    .filter(|r| !r.path.starts_with(SETTLED_MARK))
+                    .collect();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "olah did not log {mark} within 10 s:\n{}",
+                self.output()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     /// The requests once there are at least `n` (olah logs a request just after it answers,
