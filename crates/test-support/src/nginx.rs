@@ -1,7 +1,7 @@
 //! nginx on loopback.
 
 use std::fs;
-use std::io::{self, Read, Write};
+use std::io;
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -164,14 +164,11 @@ http {{
     /// The access log once it has at least `n` lines (nginx logs a request just after it
     /// answers, so a client may be a moment ahead), or after 2 s, whatever it has then.
     pub fn log_of_at_least(&self, n: usize) -> Vec<LogLine> {
-        let deadline = Instant::now() + Duration::from_secs(2);
-        loop {
+        crate::poll(Duration::from_secs(2), || {
             let log = self.log();
-            if log.len() >= n || Instant::now() > deadline {
-                return log;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
+            (log.len() >= n).then_some(log)
+        })
+        .unwrap_or_else(|| self.log())
     }
 
     /// Waits until nginx has no connection open but the one asking, so that every request
@@ -179,28 +176,15 @@ http {{
     /// final for everything it sent (nginx logs a request cut short when it notices the
     /// closed connection, which may be after the client is gone).
     pub fn wait_idle(&self) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let status = self.status();
-            if status.as_deref().and_then(active_connections) == Some(1) {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "nginx still had connections open after 10 s: {status:?}"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    /// The page of `stub_status`, which counts the open connections.
-    fn status(&self) -> Option<String> {
-        let mut s = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
-        s.write_all(b"GET /nginx-status HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
-            .ok()?;
-        let mut page = String::new();
-        s.read_to_string(&mut page).ok()?;
-        Some(page)
+        let idle = crate::poll(Duration::from_secs(10), || {
+            let page = crate::http_get(self.port, "/nginx-status").ok()?;
+            (active_connections(&page) == Some(1)).then_some(())
+        });
+        assert!(
+            idle.is_some(),
+            "nginx still had connections open after 10 s: {:?}",
+            crate::http_get(self.port, "/nginx-status")
+        );
     }
 
     /// Empties the access log.

@@ -10,8 +10,6 @@
 //! `GET` of the same (the whole body, chunked, no headers of note, `Range` ignored).
 
 use std::fs;
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -266,50 +264,34 @@ offline = true
     pub fn settled_requests(&self) -> Vec<OlahRequest> {
         static MARKS: AtomicUsize = AtomicUsize::new(0);
         let mark = format!("{SETTLED_MARK}{}", MARKS.fetch_add(1, Ordering::Relaxed));
-        let sent = TcpStream::connect(("127.0.0.1", self.port)).and_then(|mut s| {
-            write!(
-                s,
-                "GET {mark} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-            )?;
-            s.read_to_end(&mut Vec::new())
-        });
-        if let Err(e) = sent {
+        if let Err(e) = crate::http_get(self.port, &mark) {
             panic!("sending {mark} to olah: {e}");
         }
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
+        let before = crate::poll(Duration::from_secs(10), || {
             let logged: Vec<OlahRequest> = self
                 .output()
                 .lines()
                 .filter_map(parse_access_line)
                 .collect();
-            if let Some(at) = logged.iter().position(|r| r.path == mark) {
-                return logged
-                    .into_iter()
-                    .take(at)
-                    .filter(|r| !r.path.starts_with(SETTLED_MARK))
-                    .collect();
-            }
-            assert!(
-                Instant::now() < deadline,
-                "olah did not log {mark} within 10 s:\n{}",
-                self.output()
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
+            let at = logged.iter().position(|r| r.path == mark)?;
+            Some(logged.into_iter().take(at).collect::<Vec<_>>())
+        });
+        let before = before
+            .unwrap_or_else(|| panic!("olah did not log {mark} within 10 s:\n{}", self.output()));
+        before
+            .into_iter()
+            .filter(|r| !r.path.starts_with(SETTLED_MARK))
+            .collect()
     }
 
     /// The requests once there are at least `n` (olah logs a request just after it answers,
     /// so a client may be a moment ahead), or after 2 s, whatever there are then.
     pub fn requests_of_at_least(&self, n: usize) -> Vec<OlahRequest> {
-        let deadline = Instant::now() + Duration::from_secs(2);
-        loop {
+        crate::poll(Duration::from_secs(2), || {
             let requests = self.requests();
-            if requests.len() >= n || Instant::now() > deadline {
-                return requests;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
+            (requests.len() >= n).then_some(requests)
+        })
+        .unwrap_or_else(|| self.requests())
     }
 
     /// Empties olah's output (and so its request log).

@@ -7,7 +7,7 @@ use std::process::{Command, Output};
 
 use crate::fixture::{
     Fixture, TestResult, assert_code, assert_failure, hints, run_within_limit, stderr, str_field,
-    tree_digest, u64_field,
+    u64_field,
 };
 
 /// Runs `args` against a catalog with one entry and checks the failure and the index.
@@ -99,17 +99,11 @@ fn directory_with_a_dangling_symlink_is_not_called_missing() -> TestResult {
         fx.path("gone.safetensors"),
         fx.path("tiny-model/shards/b.safetensors"),
     )?;
-    let digest = tree_digest(&[
+    let digest = test_support::tree_digest([
         ("config.json", b"{}".as_slice()),
         ("shards/a.safetensors", b"aaa".as_slice()),
     ]);
-    let out = fx.run([
-        "ensure",
-        "tiny-model",
-        "--digest",
-        &digest.to_string(),
-        "--json",
-    ]);
+    let out = fx.run(["ensure", "tiny-model", "--digest", &digest, "--json"]);
     assert_code(&out, 0);
     let json: serde_json::Value = serde_json::from_slice(&out.stdout)?;
     assert_eq!(str_field(&json, "verification"), "pass", "{json:#}");

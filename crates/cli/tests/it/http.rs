@@ -8,10 +8,12 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use catalog_core::Digest;
-use test_support::{Answer, FaultServer, Hold, Nginx, Served, paths_under, random_bytes as bytes};
+use test_support::{
+    Answer, FaultServer, Hold, Nginx, Served, paths_under, poll, random_bytes as bytes,
+};
 
 use crate::fixture::{
     Fixture, TestResult, assert_code, run_within_limit, stderr, stdout, str_field, u64_field,
@@ -51,19 +53,21 @@ fn resume_progress(cache: &Path) -> Option<(u64, u64)> {
     Some((value["prefix_len"].as_u64()?, value["total"].as_u64()?))
 }
 
-/// Polls `done` every 10 ms until it holds, failing if `child` exits first or after
-/// [`PATIENCE`].
+/// Polls `done` until it holds, failing if `child` exits first or after [`PATIENCE`].
 fn wait_for(child: &mut Child, what: &str, mut done: impl FnMut() -> bool) -> TestResult {
-    let deadline = Instant::now() + PATIENCE;
-    while !done() {
-        if let Some(status) = child.try_wait()? {
-            return Err(format!("`ensure` exited ({status}) while waiting for {what}").into());
+    let outcome = poll(PATIENCE, || {
+        if done() {
+            return Some(Ok(()));
         }
-        if Instant::now() > deadline {
-            return Err(format!("no {what} within {PATIENCE:?}").into());
+        match child.try_wait() {
+            Ok(None) => None,
+            Ok(Some(status)) => Some(Err(format!(
+                "`ensure` exited ({status}) while waiting for {what}"
+            ))),
+            Err(e) => Some(Err(format!("waiting for `ensure`: {e}"))),
         }
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    });
+    outcome.unwrap_or_else(|| Err(format!("no {what} within {PATIENCE:?}")))?;
     Ok(())
 }
 
@@ -250,19 +254,14 @@ fn eight_processes_ensuring_one_model_download_it_once() -> TestResult {
         children.push((child, err));
     }
     let says_waiting = |err: &PathBuf| fs::read_to_string(err).is_ok_and(|e| e.contains("waiting"));
-    let deadline = Instant::now() + PATIENCE;
-    while !(server.wait_held(Duration::ZERO)
-        && children.iter().filter(|(_, err)| says_waiting(err)).count() == 7)
-    {
-        assert!(
-            Instant::now() < deadline,
-            "no hold and seven waiting processes within {PATIENCE:?}"
-        );
-        for (child, _) in &mut children {
-            assert!(child.try_wait()?.is_none(), "a process ended early");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let ready = poll(PATIENCE, || {
+        let waiting = children.iter().filter(|(_, err)| says_waiting(err)).count();
+        (server.wait_held(Duration::ZERO) && waiting == 7).then_some(())
+    });
+    assert!(
+        ready.is_some(),
+        "no hold and seven waiting processes within {PATIENCE:?}"
+    );
     server.release();
     let mut paths = Vec::new();
     for (child, err) in children {
