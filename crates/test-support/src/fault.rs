@@ -1,23 +1,28 @@
-//! A scriptable HTTP/1.1 server for faults nginx will not produce on demand.
+//! A scriptable HTTP/1.1 server for faults nginx will not produce on demand, and for bodies
+//! held at a chosen byte until the test lets them go.
+//!
+//! A kill test needs the client in the middle of a download when it kills it, however busy
+//! the machine is. A held body gives it that: the server sends the bytes up to the hold point,
+//! says so ([`FaultServer::wait_held`]), and sends nothing more until
+//! [`FaultServer::release`], so the download cannot end before the kill.
 
 use std::io::{BufRead, BufReader, Write};
-use std::net::{TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-/// What the server saw of one request.
-#[derive(Debug, Clone, Default)]
-struct Seen {
-    range: Option<String>,
-    authorization: Option<String>,
-}
+/// The `ETag` of the body the server starts with.
+const FIRST_ETAG: &str = "\"fault-etag\"";
+
+/// Body bytes written at a time, and counted in the log after each write.
+const PIECE: usize = 64 << 10;
 
 /// How the server answers one request.
 #[derive(Debug, Clone)]
 pub enum Answer {
-    /// Serve the body, honouring `Range` when `ranges` is true.
+    /// Serve the body, honouring `Range` (and `If-Range`) when `ranges` is true. This is the
+    /// only answer a [`Hold`] and [`FaultServer::set_rate`] apply to.
     Serve {
         /// Whether `Range` requests get `206`.
         ranges: bool,
@@ -27,7 +32,7 @@ pub enum Answer {
         /// Body bytes sent before closing.
         bytes: usize,
     },
-    /// Send the headers and `bytes` of the body, then stall for `stall`.
+    /// Send the headers and `bytes` of the body, then stall for `stall`, then close.
     Stall {
         /// Body bytes sent first.
         bytes: usize,
@@ -42,15 +47,105 @@ pub enum Answer {
     Redirect(String),
 }
 
+/// Where a served body stops until [`FaultServer::release`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hold {
+    /// Every response whose body covers this offset of the file sends the bytes before it,
+    /// then holds. With parallel ranged requests only the one whose range holds the offset
+    /// stops; the others are served whole.
+    AtOffset(u64),
+    /// Every response sends this many bytes of its body, then holds: for a single stream.
+    AfterBytes(u64),
+}
+
+/// One request as the server saw it, and what it sent back (like a line of nginx's access
+/// log).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Served {
+    /// `GET`, `HEAD`, …
+    pub method: String,
+    /// The path requested.
+    pub path: String,
+    /// The `Range` header, if any.
+    pub range: Option<String>,
+    /// The `If-Range` header, if any.
+    pub if_range: Option<String>,
+    /// The `Authorization` header, if any.
+    pub authorization: Option<String>,
+    /// The response status (0 until the headers are sent).
+    pub status: u16,
+    /// Body bytes written to the connection so far (fewer than the body when the client went
+    /// away, or while it is held).
+    pub body_bytes: u64,
+    /// Whether this response reached a [`Hold`].
+    pub held: bool,
+}
+
 /// A server that answers the `n`-th request with the `n`-th scripted [`Answer`] (the last
-/// one repeats), serving `body`. It counts the requests it got.
+/// one repeats), serving a body the test may replace. It logs every request ([`Self::log`]),
+/// can hold bodies at a chosen byte ([`Self::hold`]) and pace them ([`Self::set_rate`]).
 #[derive(Debug)]
 pub struct FaultServer {
-    port: u16,
-    requests: Arc<AtomicUsize>,
-    ranges_seen: Arc<Mutex<Vec<Seen>>>,
-    stop: Arc<AtomicBool>,
+    addr: SocketAddr,
+    shared: Arc<Shared>,
     thread: Option<JoinHandle<()>>,
+}
+
+/// What the server's threads share: the state, and a condition variable notified on every
+/// change a waiter may care about.
+#[derive(Debug)]
+struct Shared {
+    state: Mutex<State>,
+    changed: Condvar,
+}
+
+#[derive(Debug)]
+struct State {
+    body: Arc<Vec<u8>>,
+    etag: String,
+    versions: u64,
+    hold: Option<Hold>,
+    /// Bumped by each release, so that a held response wakes even if a new hold is armed at
+    /// once.
+    releases: u64,
+    /// Responses that reached the hold point since it was armed.
+    reached: usize,
+    rate: Option<u64>,
+    log: Vec<Served>,
+    /// Connections accepted and not yet closed.
+    open: usize,
+    /// The peer address of every connection accepted.
+    accepted: Vec<SocketAddr>,
+    stop: bool,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().expect("fault server state poisoned")
+    }
+
+    /// Waits until `done` holds or `timeout` passes; returns whether it holds.
+    fn wait_until(&self, timeout: Duration, done: impl Fn(&State) -> bool) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut state = self.lock();
+        while !done(&state) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            state = self
+                .changed
+                .wait_timeout(state, left)
+                .expect("fault server state poisoned")
+                .0;
+        }
+        true
+    }
+
+    fn update(&self, change: impl FnOnce(&mut State)) {
+        change(&mut self.lock());
+        self.changed.notify_all();
+    }
 }
 
 impl FaultServer {
@@ -58,51 +153,30 @@ impl FaultServer {
     pub fn start(body: Vec<u8>, script: Vec<Answer>) -> Self {
         assert!(!script.is_empty(), "a script needs at least one answer");
         let listener = TcpListener::bind("127.0.0.1:0").expect("binding 127.0.0.1:0");
-        let port = listener.local_addr().expect("local addr").port();
-        listener
-            .set_nonblocking(true)
-            .expect("nonblocking listener");
-        let requests = Arc::new(AtomicUsize::new(0));
-        let ranges_seen = Arc::new(Mutex::new(Vec::new()));
-        let stop = Arc::new(AtomicBool::new(false));
+        let addr = listener.local_addr().expect("local addr");
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                body: Arc::new(body),
+                etag: FIRST_ETAG.to_owned(),
+                versions: 1,
+                hold: None,
+                releases: 0,
+                reached: 0,
+                rate: None,
+                log: Vec::new(),
+                open: 0,
+                accepted: Vec::new(),
+                stop: false,
+            }),
+            changed: Condvar::new(),
+        });
         let thread = {
-            let (requests, ranges_seen, stop) = (
-                Arc::clone(&requests),
-                Arc::clone(&ranges_seen),
-                Arc::clone(&stop),
-            );
-            let body = Arc::new(body);
-            std::thread::spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    match listener.accept() {
-                        Ok((stream, _)) => {
-                            let (body, script) = (Arc::clone(&body), script.clone());
-                            let (requests, ranges_seen, stop) = (
-                                Arc::clone(&requests),
-                                Arc::clone(&ranges_seen),
-                                Arc::clone(&stop),
-                            );
-                            std::thread::spawn(move || {
-                                serve_connection(
-                                    stream,
-                                    &body,
-                                    &script,
-                                    &requests,
-                                    &ranges_seen,
-                                    &stop,
-                                );
-                            });
-                        }
-                        Err(_) => std::thread::sleep(Duration::from_millis(5)),
-                    }
-                }
-            })
+            let shared = Arc::clone(&shared);
+            std::thread::spawn(move || accept_loop(&listener, &shared, &script))
         };
         FaultServer {
-            port,
-            requests,
-            ranges_seen,
-            stop,
+            addr,
+            shared,
             thread: Some(thread),
         }
     }
@@ -111,55 +185,119 @@ impl FaultServer {
     pub fn url(&self, path: &str) -> String {
         format!(
             "http://127.0.0.1:{}/{}",
-            self.port,
+            self.addr.port(),
             path.trim_start_matches('/')
         )
     }
 
+    /// Replaces the body; the `ETag` changes with it, so an `If-Range` with the old one gets
+    /// the whole new body with `200`.
+    pub fn set_body(&self, body: Vec<u8>) {
+        self.shared.update(|s| {
+            s.versions += 1;
+            s.body = Arc::new(body);
+            s.etag = format!("\"fault-etag-{}\"", s.versions);
+        });
+    }
+
+    /// Sends bodies at about `bytes_per_second` (`None`: as fast as the client reads).
+    ///
+    /// A client records its progress on disk at intervals of time, so a test that waits for
+    /// that record before a hold has the bytes before the hold paced.
+    pub fn set_rate(&self, bytes_per_second: Option<u64>) {
+        self.shared
+            .update(|s| s.rate = bytes_per_second.map(|r| r.max(1)));
+    }
+
+    /// Arms a hold: from now on, bodies stop at `at` until [`Self::release`].
+    pub fn hold(&self, at: Hold) {
+        self.shared.update(|s| {
+            s.hold = Some(at);
+            s.reached = 0;
+        });
+    }
+
+    /// Waits until a response has reached the armed hold, up to `timeout`; returns whether
+    /// one has.
+    pub fn wait_held(&self, timeout: Duration) -> bool {
+        self.shared.wait_until(timeout, |s| s.reached > 0)
+    }
+
+    /// Disarms the hold: held responses send the rest of their bodies, and later ones are
+    /// not held.
+    pub fn release(&self) {
+        self.shared.update(|s| {
+            s.hold = None;
+            s.releases += 1;
+        });
+    }
+
+    /// Waits until every connection made so far is closed and its requests are complete in
+    /// the log, up to `timeout`; returns whether they are. After a client has exited (or been
+    /// killed, and any hold released), this makes the log final for everything it sent.
+    pub fn wait_idle(&self, timeout: Duration) -> bool {
+        // Connections are accepted in order, so once this one is, every earlier one is too.
+        let Ok(marker) = TcpStream::connect(self.addr).and_then(|s| s.local_addr()) else {
+            return false;
+        };
+        self.shared
+            .wait_until(timeout, |s| s.open == 0 && s.accepted.contains(&marker))
+    }
+
+    /// Every request so far, in the order they arrived.
+    pub fn log(&self) -> Vec<Served> {
+        self.shared.lock().log.clone()
+    }
+
     /// How many requests arrived.
     pub fn requests(&self) -> usize {
-        self.requests.load(Ordering::SeqCst)
+        self.shared.lock().log.len()
     }
 
     /// The `Range` header of each request, in order.
     pub fn ranges(&self) -> Vec<Option<String>> {
-        self.ranges_seen
-            .lock()
-            .expect("poisoned")
-            .iter()
-            .map(|s| s.range.clone())
-            .collect()
+        self.log().into_iter().map(|s| s.range).collect()
     }
 
     /// The `Authorization` header of each request, in order.
     pub fn authorizations(&self) -> Vec<Option<String>> {
-        self.ranges_seen
-            .lock()
-            .expect("poisoned")
-            .iter()
-            .map(|s| s.authorization.clone())
-            .collect()
+        self.log().into_iter().map(|s| s.authorization).collect()
     }
 }
 
 impl Drop for FaultServer {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+        self.shared.update(|s| s.stop = true);
+        // Wakes the accept loop, which then sees `stop`.
+        let _ = TcpStream::connect(self.addr);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
     }
 }
 
-fn serve_connection(
-    stream: TcpStream,
-    body: &[u8],
-    script: &[Answer],
-    requests: &AtomicUsize,
-    ranges_seen: &Mutex<Vec<Seen>>,
-    stop: &AtomicBool,
-) {
-    let _ = stream.set_nonblocking(false);
+fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>, script: &[Answer]) {
+    for stream in listener.incoming() {
+        let Ok(stream) = stream else { continue };
+        let mut state = shared.lock();
+        if state.stop {
+            return;
+        }
+        state.open += 1;
+        if let Ok(peer) = stream.peer_addr() {
+            state.accepted.push(peer);
+        }
+        drop(state);
+        shared.changed.notify_all();
+        let (shared, script) = (Arc::clone(shared), script.to_vec());
+        std::thread::spawn(move || {
+            serve_connection(stream, &script, &shared);
+            shared.update(|s| s.open -= 1);
+        });
+    }
+}
+
+fn serve_connection(stream: TcpStream, script: &[Answer], shared: &Shared) {
     let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
     let mut reader = BufReader::new(match stream.try_clone() {
         Ok(s) => s,
@@ -171,8 +309,17 @@ fn serve_connection(
         if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
             return;
         }
-        let mut range = None;
-        let mut authorization = None;
+        let mut parts = request_line.split_whitespace();
+        let mut seen = Served {
+            method: parts.next().unwrap_or_default().to_owned(),
+            path: parts.next().unwrap_or_default().to_owned(),
+            range: None,
+            if_range: None,
+            authorization: None,
+            status: 0,
+            body_bytes: 0,
+            held: false,
+        };
         loop {
             let mut line = String::new();
             if reader.read_line(&mut line).unwrap_or(0) == 0 {
@@ -183,23 +330,31 @@ fn serve_connection(
                 break;
             }
             if let Some((name, value)) = line.split_once(':') {
-                if name.eq_ignore_ascii_case("range") {
-                    range = Some(value.trim().to_owned());
-                } else if name.eq_ignore_ascii_case("authorization") {
-                    authorization = Some(value.trim().to_owned());
+                let value = Some(value.trim().to_owned());
+                match name.to_ascii_lowercase().as_str() {
+                    "range" => seen.range = value,
+                    "if-range" => seen.if_range = value,
+                    "authorization" => seen.authorization = value,
+                    _ => {}
                 }
             }
         }
-        let n = requests.fetch_add(1, Ordering::SeqCst);
-        ranges_seen.lock().expect("poisoned").push(Seen {
-            range: range.clone(),
-            authorization,
-        });
+        let (n, request) = {
+            let mut state = shared.lock();
+            state.log.push(seen.clone());
+            (state.log.len() - 1, seen)
+        };
+        shared.changed.notify_all();
         let answer = script
             .get(n)
             .unwrap_or_else(|| script.last().expect("non-empty"));
-        let keep_going = respond(&mut out, body, answer, range.as_deref(), stop);
-        if !keep_going {
+        let mut response = Response {
+            out: &mut out,
+            shared,
+            n,
+        };
+        if !response.answer(answer, &request) {
+            let _ = out.shutdown(Shutdown::Both);
             return;
         }
     }
@@ -218,82 +373,325 @@ fn parse_range(range: &str, len: usize) -> Option<(usize, usize)> {
     (start <= end).then_some((start, end))
 }
 
-/// Writes one answer; returns whether the connection may serve another request.
-fn respond(
-    out: &mut TcpStream,
-    body: &[u8],
-    answer: &Answer,
-    range: Option<&str>,
-    stop: &AtomicBool,
-) -> bool {
-    let etag = "\"fault-etag\"";
-    match answer {
-        Answer::Status(code) => {
-            let _ = write!(out, "HTTP/1.1 {code} Scripted\r\nContent-Length: 0\r\n\r\n");
-            true
-        }
-        Answer::Serve { ranges } => {
-            let slice = match range.and_then(|r| parse_range(r, body.len())) {
-                Some((start, end)) if *ranges => {
-                    let _ = write!(
-                        out,
-                        "HTTP/1.1 206 Partial Content\r\nContent-Length: {}\r\nContent-Range: bytes {start}-{end}/{}\r\nETag: {etag}\r\n\r\n",
-                        end - start + 1,
-                        body.len()
-                    );
-                    &body[start..=end]
-                }
-                _ => {
-                    let _ = write!(
-                        out,
-                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nETag: {etag}\r\n\r\n",
-                        body.len()
-                    );
-                    body
-                }
-            };
-            out.write_all(slice).is_ok()
-        }
-        Answer::Redirect(location) => {
-            let _ = write!(
-                out,
-                "HTTP/1.1 302 Found\r\nLocation: {location}\r\nContent-Length: 0\r\n\r\n"
-            );
-            true
-        }
-        Answer::Lie(other) => {
-            let _ = write!(
-                out,
-                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nETag: {etag}\r\n\r\n",
-                other.len()
-            );
-            out.write_all(other).is_ok()
-        }
-        Answer::Cut { bytes } => {
-            let _ = write!(
-                out,
-                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nETag: {etag}\r\n\r\n",
-                body.len()
-            );
-            let _ = out.write_all(&body[..(*bytes).min(body.len())]);
-            let _ = out.flush();
-            let _ = out.shutdown(std::net::Shutdown::Both);
-            false
-        }
-        Answer::Stall { bytes, stall } => {
-            let _ = write!(
-                out,
-                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nETag: {etag}\r\n\r\n",
-                body.len()
-            );
-            let _ = out.write_all(&body[..(*bytes).min(body.len())]);
-            let _ = out.flush();
-            let deadline = std::time::Instant::now() + *stall;
-            while std::time::Instant::now() < deadline && !stop.load(Ordering::Relaxed) {
-                std::thread::sleep(Duration::from_millis(20));
+/// The response to request `n` on one connection; it keeps request `n`'s log entry up to
+/// date.
+struct Response<'a> {
+    out: &'a mut TcpStream,
+    shared: &'a Shared,
+    n: usize,
+}
+
+impl Response<'_> {
+    /// Writes one answer; returns whether the connection may serve another request.
+    fn answer(&mut self, answer: &Answer, request: &Served) -> bool {
+        let (body, etag) = {
+            let state = self.shared.lock();
+            (Arc::clone(&state.body), state.etag.clone())
+        };
+        let full = |len: usize| format!("Content-Length: {len}\r\nETag: {etag}\r\n");
+        match answer {
+            Answer::Status(code) => self.head(*code, "Scripted", "Content-Length: 0\r\n"),
+            Answer::Redirect(location) => self.head(
+                302,
+                "Found",
+                &format!("Location: {location}\r\nContent-Length: 0\r\n"),
+            ),
+            Answer::Lie(other) => {
+                self.head(200, "OK", &full(other.len())) && self.body(other, 0, None)
             }
-            let _ = out.shutdown(std::net::Shutdown::Both);
-            false
+            Answer::Cut { bytes } => {
+                let _ = self.head(200, "OK", &full(body.len()))
+                    && self.body(&body[..(*bytes).min(body.len())], 0, None);
+                false
+            }
+            Answer::Stall { bytes, stall } => {
+                let _ = self.head(200, "OK", &full(body.len()))
+                    && self.body(&body[..(*bytes).min(body.len())], 0, None);
+                self.shared.wait_until(*stall, |s| s.stop);
+                false
+            }
+            Answer::Serve { ranges } => {
+                let fresh = request.if_range.as_ref().is_none_or(|v| *v == etag);
+                let range = request
+                    .range
+                    .as_deref()
+                    .filter(|_| *ranges && fresh)
+                    .and_then(|r| parse_range(r, body.len()));
+                let hold = self.shared.lock().hold;
+                match range {
+                    Some((start, end)) => {
+                        let headers = format!(
+                            "Content-Length: {}\r\nContent-Range: bytes {start}-{end}/{}\r\nETag: {etag}\r\n",
+                            end - start + 1,
+                            body.len()
+                        );
+                        self.head(206, "Partial Content", &headers)
+                            && self.body(&body[start..=end], start as u64, hold)
+                    }
+                    None => self.head(200, "OK", &full(body.len())) && self.body(&body, 0, hold),
+                }
+            }
         }
+    }
+
+    /// Writes the status line and `headers`, and logs the status.
+    fn head(&mut self, status: u16, reason: &str, headers: &str) -> bool {
+        self.shared.update(|s| s.log[self.n].status = status);
+        write!(self.out, "HTTP/1.1 {status} {reason}\r\n{headers}\r\n").is_ok()
+    }
+
+    /// Writes `bytes`, the part of the file from `offset`, stopping at `hold` if it falls
+    /// inside them until the hold is released.
+    fn body(&mut self, bytes: &[u8], offset: u64, hold: Option<Hold>) -> bool {
+        let len = bytes.len() as u64;
+        let stop_at = match hold {
+            Some(Hold::AtOffset(x)) if (offset..offset + len).contains(&x) => Some(x - offset),
+            Some(Hold::AfterBytes(n)) if n < len => Some(n),
+            _ => None,
+        };
+        let Some(stop_at) = stop_at else {
+            return self.paced(bytes);
+        };
+        let stop_at = usize::try_from(stop_at).expect("inside the body");
+        self.paced(&bytes[..stop_at])
+            && self.out.flush().is_ok()
+            && self.held()
+            && self.paced(&bytes[stop_at..])
+    }
+
+    /// Says the hold is reached and waits for its release; `false` when the server stops
+    /// first.
+    fn held(&mut self) -> bool {
+        let mut state = self.shared.lock();
+        if state.hold.is_none() {
+            return true;
+        }
+        let release = state.releases;
+        state.reached += 1;
+        state.log[self.n].held = true;
+        drop(state);
+        self.shared.changed.notify_all();
+        let mut state = self.shared.lock();
+        while state.releases == release && !state.stop {
+            state = self
+                .shared
+                .changed
+                .wait(state)
+                .expect("fault server state poisoned");
+        }
+        !state.stop
+    }
+
+    /// Writes `bytes` a piece at a time at the current rate, counting them in the log.
+    fn paced(&mut self, bytes: &[u8]) -> bool {
+        let started = Instant::now();
+        let mut sent = 0u64;
+        for piece in bytes.chunks(PIECE) {
+            if self.out.write_all(piece).is_err() {
+                return false;
+            }
+            sent += piece.len() as u64;
+            let (rate, stop) = {
+                let mut state = self.shared.lock();
+                state.log[self.n].body_bytes += piece.len() as u64;
+                (state.rate, state.stop)
+            };
+            if stop {
+                return false;
+            }
+            if let Some(rate) = rate {
+                // Pacing, not synchronisation: the piece may leave no sooner than the rate
+                // allows.
+                let due = started + Duration::from_secs_f64(sent as f64 / rate as f64);
+                std::thread::sleep(due.saturating_duration_since(Instant::now()));
+            }
+        }
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read;
+
+    use super::*;
+
+    const WAIT: Duration = Duration::from_secs(10);
+
+    fn body() -> Vec<u8> {
+        crate::random_bytes(300_000, 7)
+    }
+
+    /// Sends `GET /m` with `headers` and returns the stream, ready to read the answer.
+    fn get(server: &FaultServer, headers: &str) -> TcpStream {
+        let mut s = TcpStream::connect(server.addr).expect("connecting");
+        write!(s, "GET /m HTTP/1.1\r\nHost: x\r\n{headers}\r\n").expect("sending");
+        s
+    }
+
+    /// Reads one answer: the status, the headers (lowercase names) and `Content-Length` bytes
+    /// of body, or as many as came before the connection closed.
+    fn read_answer(s: TcpStream) -> (u16, Vec<(String, String)>, Vec<u8>) {
+        let mut r = BufReader::new(s);
+        let mut line = String::new();
+        r.read_line(&mut line).expect("status line");
+        let status = line.split_whitespace().nth(1).expect("a status").parse();
+        let mut headers = Vec::new();
+        loop {
+            line.clear();
+            r.read_line(&mut line).expect("a header");
+            let Some((k, v)) = line.trim_end().split_once(':') else {
+                break;
+            };
+            headers.push((k.to_ascii_lowercase(), v.trim().to_owned()));
+        }
+        let len: u64 = headers
+            .iter()
+            .find(|(k, _)| k == "content-length")
+            .map_or(0, |(_, v)| v.parse().expect("a length"));
+        let mut body = Vec::new();
+        let _ = r.take(len).read_to_end(&mut body);
+        (status.expect("a numeric status"), headers, body)
+    }
+
+    fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+        headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    #[test]
+    fn a_single_stream_held_after_some_bytes_sends_the_rest_on_release() {
+        let body = body();
+        let server = FaultServer::start(body.clone(), vec![Answer::Serve { ranges: true }]);
+        server.hold(Hold::AfterBytes(100_000));
+        let client = get(&server, "");
+        let reader = std::thread::spawn(move || read_answer(client));
+        assert!(server.wait_held(WAIT), "the hold was not reached");
+        let log = server.log();
+        assert_eq!(log.len(), 1);
+        assert_eq!((log[0].status, log[0].body_bytes), (200, 100_000));
+        assert!(log[0].held);
+        assert!(!reader.is_finished(), "the client got the whole body");
+
+        server.release();
+        let (status, _, got) = reader.join().expect("reader");
+        assert_eq!(status, 200);
+        assert!(got == body, "the body differs after the release");
+        assert!(server.wait_idle(WAIT));
+        assert_eq!(server.log()[0].body_bytes, 300_000);
+    }
+
+    #[test]
+    fn a_hold_at_an_offset_stops_only_the_range_that_covers_it() {
+        let body = body();
+        let server = FaultServer::start(body.clone(), vec![Answer::Serve { ranges: true }]);
+        server.hold(Hold::AtOffset(250_000));
+        let first = get(&server, "Range: bytes=0-199999\r\n");
+        let (status, headers, got) = read_answer(first);
+        assert_eq!(status, 206);
+        assert_eq!(
+            header(&headers, "content-range"),
+            Some("bytes 0-199999/300000")
+        );
+        assert!(got == body[..200_000], "the first range differs");
+
+        let second = get(&server, "Range: bytes=200000-\r\n");
+        let reader = std::thread::spawn(move || read_answer(second));
+        assert!(server.wait_held(WAIT), "the hold was not reached");
+        let log = server.log();
+        assert_eq!(log.len(), 2);
+        assert!(!log[0].held && log[1].held, "{log:?}");
+        assert_eq!(log[0].body_bytes, 200_000);
+        assert_eq!(log[1].body_bytes, 50_000, "the bytes before the offset");
+        assert_eq!(log[1].range.as_deref(), Some("bytes=200000-"));
+
+        server.release();
+        let (status, _, got) = reader.join().expect("reader");
+        assert_eq!(status, 206);
+        assert!(got == body[200_000..], "the second range differs");
+        assert!(server.wait_idle(WAIT));
+        assert_eq!(server.log()[1].body_bytes, 100_000);
+    }
+
+    #[test]
+    fn a_body_that_never_reaches_the_hold_is_served_whole() {
+        let body = body();
+        let server = FaultServer::start(body.clone(), vec![Answer::Serve { ranges: true }]);
+        server.hold(Hold::AtOffset(300_000));
+        let (status, _, got) = read_answer(get(&server, ""));
+        assert_eq!(status, 200);
+        assert!(got == body);
+        assert!(!server.wait_held(Duration::from_millis(50)));
+    }
+
+    #[test]
+    fn a_client_gone_while_held_is_logged_with_what_was_sent() {
+        let server = FaultServer::start(body(), vec![Answer::Serve { ranges: true }]);
+        server.hold(Hold::AtOffset(120_000));
+        let client = get(&server, "Range: bytes=20000-\r\n");
+        assert!(server.wait_held(WAIT), "the hold was not reached");
+        drop(client);
+        server.release();
+        assert!(server.wait_idle(WAIT), "the connection is still open");
+        let log = server.log();
+        assert!(
+            (100_000..300_000).contains(&log[0].body_bytes),
+            "{} bytes logged",
+            log[0].body_bytes
+        );
+        // Not held again after the release.
+        let (status, _, got) = read_answer(get(&server, "Range: bytes=20000-\r\n"));
+        assert_eq!((status, got.len()), (206, 280_000));
+        assert!(!server.log()[1].held);
+    }
+
+    #[test]
+    fn dropping_the_server_ends_a_held_response() {
+        let server = FaultServer::start(body(), vec![Answer::Serve { ranges: true }]);
+        server.hold(Hold::AfterBytes(1000));
+        let client = get(&server, "");
+        assert!(server.wait_held(WAIT));
+        drop(server);
+        let (status, _, got) = read_answer(client);
+        assert_eq!((status, got.len()), (200, 1000));
+    }
+
+    #[test]
+    fn if_range_with_an_old_etag_gets_the_whole_new_body() {
+        let server = FaultServer::start(body(), vec![Answer::Serve { ranges: true }]);
+        let (_, headers, _) = read_answer(get(&server, "Range: bytes=0-9\r\n"));
+        let old = header(&headers, "etag").expect("an etag").to_owned();
+        assert_eq!(old, FIRST_ETAG);
+        let (status, _, got) = read_answer(get(
+            &server,
+            &format!("Range: bytes=10-\r\nIf-Range: {old}\r\n"),
+        ));
+        assert_eq!((status, got.len()), (206, 299_990));
+
+        let new = crate::random_bytes(1000, 8);
+        server.set_body(new.clone());
+        let (status, headers, got) = read_answer(get(
+            &server,
+            &format!("Range: bytes=10-\r\nIf-Range: {old}\r\n"),
+        ));
+        assert_eq!(status, 200);
+        assert_ne!(header(&headers, "etag"), Some(old.as_str()));
+        assert!(got == new);
+        let log = server.log();
+        assert_eq!(log[2].if_range.as_deref(), Some(old.as_str()));
+        assert_eq!((log[2].status, log[2].body_bytes), (200, 1000));
+    }
+
+    #[test]
+    fn a_rate_paces_the_body() {
+        let server = FaultServer::start(body(), vec![Answer::Serve { ranges: true }]);
+        server.set_rate(Some(1_000_000));
+        let started = Instant::now();
+        let (_, _, got) = read_answer(get(&server, ""));
+        assert_eq!(got.len(), 300_000);
+        // 300 kB at 1 MB/s: the last piece may not leave before about 0.23 s.
+        assert!(started.elapsed() >= Duration::from_millis(200));
     }
 }

@@ -4,7 +4,8 @@
 //!   off (`/norange/`), throttled (`/slow/`), and fixed error statuses (`/status/500`, `/503`, `/403`).
 //!   Its access log records each request's range and the body bytes it sent.
 //! - [`FaultServer`]: a tiny HTTP/1.1 server whose answers a test scripts: cut bodies, stalls,
-//!   errors, lies.
+//!   errors, lies; it can hold a body at a chosen byte until the test releases it ([`Hold`]),
+//!   and logs what it served ([`Served`]).
 //! - [`Olah`]: olah, a Hugging Face mirror, serving local git repos ([`HfRepo`], built with
 //!   [`HfRepoBuilder`]) offline as Hugging Face model repos; [`Olah::hf`] runs the real `hf`
 //!   CLI against it.
@@ -21,8 +22,10 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io;
-use std::path::Path;
+use std::io::{self, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 mod fault;
 mod hf_repo;
@@ -30,7 +33,7 @@ mod lying_proxy;
 mod nginx;
 mod olah;
 
-pub use fault::{Answer, FaultServer};
+pub use fault::{Answer, FaultServer, Hold, Served};
 pub use hf_repo::{
     DEFAULT_WEIGHTS_SIZE, HfRepo, HfRepoBuilder, LFS_PATTERNS, TINY_GGUF, TINY_LLAMA, fake_gguf,
     fake_safetensors, pseudo_random_bytes, sha256_hex,
@@ -63,6 +66,59 @@ pub fn files_under(dir: &Path) -> io::Result<BTreeMap<String, Vec<u8>>> {
     Ok(out)
 }
 
+/// The path of every file under `dir` that is not a directory (symlinks are listed, not
+/// followed), in no particular order; nothing if `dir` does not exist.
+pub fn paths_under(dir: &Path) -> Vec<PathBuf> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        for entry in fs::read_dir(dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            match fs::symlink_metadata(&path) {
+                Ok(m) if m.is_dir() => walk(&path, out),
+                Ok(_) => out.push(path),
+                Err(_) => {}
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, &mut out);
+    out
+}
+
+/// The tree digest of a folder holding `files` (relative path, content), as `sha256:<hex>`:
+/// the SHA-256 of a manifest with one line `<sha256 hex>  <relative path>\n` per file, in
+/// byte order of the paths, as `catalog_core` documents it for folders.
+pub fn tree_digest<P, B>(files: impl IntoIterator<Item = (P, B)>) -> String
+where
+    P: AsRef<str>,
+    B: AsRef<[u8]>,
+{
+    let mut lines: Vec<(String, String)> = files
+        .into_iter()
+        .map(|(rel, data)| (rel.as_ref().to_owned(), sha256_hex(data.as_ref())))
+        .collect();
+    lines.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+    let mut manifest = String::new();
+    for (rel, hex) in &lines {
+        manifest.push_str(hex);
+        manifest.push_str("  ");
+        manifest.push_str(rel);
+        manifest.push('\n');
+    }
+    format!("sha256:{}", sha256_hex(manifest.as_bytes()))
+}
+
+/// The names of the entries left directly under `<cache>/tmp`, lock files aside: partial
+/// downloads, their states, staging directories.
+pub fn leftovers_in_tmp(cache: &Path) -> Vec<String> {
+    fs::read_dir(cache.join("tmp"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| Path::new(n).extension().is_none_or(|e| e != "lock"))
+        .collect()
+}
+
 /// Asserts that `dir` holds exactly the files of `expected`, byte for byte.
 pub fn assert_holds(dir: &Path, expected: &BTreeMap<String, Vec<u8>>) {
     let actual = files_under(dir).unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()));
@@ -84,6 +140,34 @@ pub fn assert_holds(dir: &Path, expected: &BTreeMap<String, Vec<u8>>) {
     }
 }
 
+/// Calls `attempt` every 10 ms until it gives a value or `limit` has passed: for waiting on
+/// a signal (a log line, a file, a port), never on time alone.
+pub fn poll<T>(limit: Duration, mut attempt: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(value) = attempt() {
+            return Some(value);
+        }
+        if Instant::now() >= deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Sends `GET <path>` to 127.0.0.1:`port` on a connection of its own and reads the whole
+/// answer, headers included.
+pub(crate) fn http_get(port: u16, path: &str) -> io::Result<String> {
+    let mut s = TcpStream::connect(("127.0.0.1", port))?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut answer = String::new();
+    s.read_to_string(&mut answer)?;
+    Ok(answer)
+}
+
 /// A port on 127.0.0.1 that nothing listens on right now.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -103,4 +187,42 @@ pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
             x.to_le_bytes()[0]
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The tree digest agrees with the coreutils pipeline `docs/architecture.md` gives.
+    #[test]
+    fn tree_digest_agrees_with_the_documented_pipeline() -> io::Result<()> {
+        let files: [(&str, &[u8]); 4] = [
+            ("z.bin", b"last"),
+            ("a b/config.json", b"{}"),
+            ("shards/B.safetensors", b"upper"),
+            ("shards/a.safetensors", b""),
+        ];
+        let dir = tempfile::tempdir()?;
+        for (rel, data) in files {
+            let path = dir.path().join(rel);
+            fs::create_dir_all(path.parent().expect("a parent"))?;
+            fs::write(path, data)?;
+        }
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(
+                "find -L . -name .git -prune -o -type f -printf '%P\\n' | LC_ALL=C sort \
+                 | xargs -d '\\n' sha256sum | sha256sum",
+            )
+            .current_dir(dir.path())
+            .output()?;
+        assert!(out.status.success(), "{out:?}");
+        let hex = String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        assert_eq!(tree_digest(files), format!("sha256:{hex}"));
+        Ok(())
+    }
 }

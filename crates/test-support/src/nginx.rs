@@ -90,6 +90,7 @@ http {{
         location = /status/500 {{ return 500; }}
         location = /status/503 {{ return 503; }}
         location = /status/403 {{ return 403; }}
+        location = /nginx-status {{ stub_status; access_log off; }}
     }}
 }}
 "#
@@ -163,14 +164,27 @@ http {{
     /// The access log once it has at least `n` lines (nginx logs a request just after it
     /// answers, so a client may be a moment ahead), or after 2 s, whatever it has then.
     pub fn log_of_at_least(&self, n: usize) -> Vec<LogLine> {
-        let deadline = Instant::now() + Duration::from_secs(2);
-        loop {
+        crate::poll(Duration::from_secs(2), || {
             let log = self.log();
-            if log.len() >= n || Instant::now() > deadline {
-                return log;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
+            (log.len() >= n).then_some(log)
+        })
+        .unwrap_or_else(|| self.log())
+    }
+
+    /// Waits until nginx has no connection open but the one asking, so that every request
+    /// made so far is complete and in the access log: after a client has exited, the log is
+    /// final for everything it sent (nginx logs a request cut short when it notices the
+    /// closed connection, which may be after the client is gone).
+    pub fn wait_idle(&self) {
+        let idle = crate::poll(Duration::from_secs(10), || {
+            let page = crate::http_get(self.port, "/nginx-status").ok()?;
+            (active_connections(&page) == Some(1)).then_some(())
+        });
+        assert!(
+            idle.is_some(),
+            "nginx still had connections open after 10 s: {:?}",
+            crate::http_get(self.port, "/nginx-status")
+        );
     }
 
     /// Empties the access log.
@@ -190,6 +204,15 @@ http {{
             .map(|l| l.body_bytes)
             .sum()
     }
+}
+
+/// `N` of `Active connections: N` in a `stub_status` page.
+fn active_connections(page: &str) -> Option<u64> {
+    page.lines()
+        .find_map(|l| l.strip_prefix("Active connections:"))?
+        .trim()
+        .parse()
+        .ok()
 }
 
 fn parse_line(line: &str) -> Option<LogLine> {

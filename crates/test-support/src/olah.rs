@@ -12,11 +12,15 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::hf_repo::{HfRepo, HfRepoBuilder};
 
 const INSTALL_HINT: &str = "run `bash scripts/install-test-deps.sh`, which installs olah and huggingface_hub into <repo>/.venv";
+
+/// The path prefix of the requests [`Olah::settled_requests`] sends to mark a point in the log.
+const SETTLED_MARK: &str = "/test-support-settled-";
 
 /// How long olah may take to answer after it is started.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
@@ -247,27 +251,47 @@ offline = true
         self.output()
             .lines()
             .filter_map(parse_access_line)
+            .filter(|r| !r.path.starts_with(SETTLED_MARK))
             .collect()
     }
 
-    /// The requests olah logged, after half a second for a late log line to arrive: for
-    /// asserting that something sent no request at all.
+    /// Every request sent before this call, once olah has logged them all: for asserting that
+    /// a client that has exited sent no request at all.
+    ///
+    /// olah logs a request as it starts the answer, so a client that has its answer is never
+    /// ahead of the log; one that gave up before an answer may be. This sends a request of its
+    /// own, which olah logs after every earlier one, and waits for that line.
     pub fn settled_requests(&self) -> Vec<OlahRequest> {
-        std::thread::sleep(Duration::from_millis(500));
-        self.requests()
+        static MARKS: AtomicUsize = AtomicUsize::new(0);
+        let mark = format!("{SETTLED_MARK}{}", MARKS.fetch_add(1, Ordering::Relaxed));
+        if let Err(e) = crate::http_get(self.port, &mark) {
+            panic!("sending {mark} to olah: {e}");
+        }
+        let before = crate::poll(Duration::from_secs(10), || {
+            let logged: Vec<OlahRequest> = self
+                .output()
+                .lines()
+                .filter_map(parse_access_line)
+                .collect();
+            let at = logged.iter().position(|r| r.path == mark)?;
+            Some(logged.into_iter().take(at).collect::<Vec<_>>())
+        });
+        let before = before
+            .unwrap_or_else(|| panic!("olah did not log {mark} within 10 s:\n{}", self.output()));
+        before
+            .into_iter()
+            .filter(|r| !r.path.starts_with(SETTLED_MARK))
+            .collect()
     }
 
     /// The requests once there are at least `n` (olah logs a request just after it answers,
     /// so a client may be a moment ahead), or after 2 s, whatever there are then.
     pub fn requests_of_at_least(&self, n: usize) -> Vec<OlahRequest> {
-        let deadline = Instant::now() + Duration::from_secs(2);
-        loop {
+        crate::poll(Duration::from_secs(2), || {
             let requests = self.requests();
-            if requests.len() >= n || Instant::now() > deadline {
-                return requests;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
+            (requests.len() >= n).then_some(requests)
+        })
+        .unwrap_or_else(|| self.requests())
     }
 
     /// Empties olah's output (and so its request log).

@@ -9,7 +9,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use catalog_core::Digest;
-use test_support::Nginx;
+use test_support::{Nginx, paths_under, random_bytes as bytes};
 
 use crate::fixture::{BIN, Fixture, TestResult, assert_code, run_within_limit, stderr, stdout};
 
@@ -34,38 +34,10 @@ impl Rng {
     }
 }
 
-/// Pseudo-random bytes from `seed`.
-fn bytes(len: usize, seed: u64) -> Vec<u8> {
-    let mut rng = Rng(seed);
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        out.extend_from_slice(&rng.next().to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
-
 /// A model the tests serve or copy, with its digest.
 struct Model {
     bytes: Vec<u8>,
     digest: Digest,
-}
-
-/// Every regular file under `dir`.
-fn files_under(dir: &Path) -> Vec<PathBuf> {
-    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
-        for entry in fs::read_dir(dir).into_iter().flatten().flatten() {
-            let path = entry.path();
-            match fs::symlink_metadata(&path) {
-                Ok(m) if m.is_dir() => walk(&path, out),
-                Ok(_) => out.push(path),
-                Err(_) => {}
-            }
-        }
-    }
-    let mut out = Vec::new();
-    walk(dir, &mut out);
-    out
 }
 
 /// The digest of `data`, from the known models when it is one of them (hashing 8 MiB in a
@@ -109,7 +81,7 @@ fn check_cache(cache: &Path, models: &[Model]) -> Result<(), String> {
             }
         }
     }
-    for path in files_under(&cache.join("models")) {
+    for path in paths_under(&cache.join("models")) {
         let data = fs::read(&path).map_err(|e| format!("`{}`: {e}", path.display()))?;
         if !models.iter().any(|m| m.bytes == data) {
             return Err(format!(
@@ -481,12 +453,13 @@ fn a_write_refused_mid_parallel_download_fails_clearly_and_the_next_run_resumes(
     check_cache(fx.cache(), &models)?;
 
     // nginx logs the first run's cut requests when it notices the closed connections.
-    std::thread::sleep(Duration::from_millis(500));
+    nginx.wait_idle();
     nginx.clear_log();
     let out = fx.run(["ensure", &url, "--digest", &digest, "-q"]);
     assert_code(&out, 0);
     check_cache(fx.cache(), &models)?;
     assert!(is_active(fx.cache(), &url));
+    nginx.wait_idle();
     let sent: u64 = nginx.log().iter().map(|l| l.body_bytes).sum();
     assert!(
         sent <= body.len() as u64 * 3 / 4,

@@ -7,7 +7,7 @@ use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use catalog_core::Digest;
 use tempfile::TempDir;
@@ -193,19 +193,16 @@ fn run_child(cmd: &mut Command, close_stdout: bool, limit: Duration) -> Output {
 
 /// The exit status, or `None` if the child had to be killed.
 fn wait_within(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
-    let deadline = Instant::now() + limit;
-    loop {
-        match child.try_wait() {
-            Ok(Some(status)) => return Some(status),
-            Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(10)),
-            Ok(None) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return None;
-            }
-            Err(e) => panic!("failed to wait for the child: {e}"),
-        }
+    let status = test_support::poll(limit, || {
+        child
+            .try_wait()
+            .unwrap_or_else(|e| panic!("failed to wait for the child: {e}"))
+    });
+    if status.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
     }
+    status
 }
 
 fn read_all(mut r: impl Read) -> Vec<u8> {
@@ -300,19 +297,4 @@ pub(crate) fn bool_field(value: &serde_json::Value, key: &str) -> bool {
     value[key]
         .as_bool()
         .unwrap_or_else(|| panic!("`{key}` is not a bool in {value:#}"))
-}
-
-/// The tree digest of a directory as `catalog_core::verify` documents it: the SHA-256 of
-/// `<sha256 hex>  <relative path>\n` per regular file, in byte order of the paths.
-pub(crate) fn tree_digest(files: &[(&str, &[u8])]) -> Digest {
-    let mut files = files.to_vec();
-    files.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-    let mut manifest = String::new();
-    for (rel, data) in &files {
-        manifest.push_str(Digest::sha256_of(data).value());
-        manifest.push_str("  ");
-        manifest.push_str(rel);
-        manifest.push('\n');
-    }
-    Digest::sha256_of(manifest.as_bytes())
 }

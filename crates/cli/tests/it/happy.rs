@@ -6,8 +6,10 @@ use std::path::Path;
 
 use catalog_core::Digest;
 
+use test_support::tree_digest;
+
 use crate::fixture::{
-    Fixture, TestResult, assert_code, bool_field, stderr, stdout, str_field, tree_digest, u64_field,
+    Fixture, TestResult, assert_code, bool_field, stderr, stdout, str_field, u64_field,
 };
 
 #[test]
@@ -87,7 +89,7 @@ fn directory_model_with_its_tree_digest_passes() -> TestResult {
     for (rel, data) in files {
         fx.write_model(&format!("tiny-model/{rel}"), data)?;
     }
-    let digest = tree_digest(&files).to_string();
+    let digest = tree_digest(files);
     let json = fx.json(["ensure", "tiny-model", "--digest", &digest, "--json"])?;
     assert_eq!(str_field(&json, "verification"), "pass");
     assert_eq!(str_field(&json, "id"), fx.id_of("tiny-model"));

@@ -15,12 +15,12 @@ use catalog_core::Digest;
 use serde_json::Value;
 use test_support::{
     HfRepo, HfRepoBuilder, LyingProxy, Olah, TINY_GGUF, TINY_LLAMA, assert_holds, fake_gguf,
-    files_under,
+    files_under, leftovers_in_tmp, tree_digest,
 };
 
 use crate::fixture::{
     Fixture, TestResult, assert_code, assert_failure, assert_one_error_line, bool_field, hints,
-    stderr, stdout, str_field, tree_digest, u64_field,
+    stderr, stdout, str_field, u64_field,
 };
 
 /// The single file most tests fetch.
@@ -75,15 +75,6 @@ fn has_extension(name: &str, ext: &str) -> bool {
     Path::new(name).extension().is_some_and(|e| e == ext)
 }
 
-/// The tree digest of `files`, as the fixture computes it.
-fn tree_of(files: &BTreeMap<String, Vec<u8>>) -> Digest {
-    let list: Vec<(&str, &[u8])> = files
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_slice()))
-        .collect();
-    tree_digest(&list)
-}
-
 /// The version of `huggingface_hub` in the test venv, which provides `hf`.
 fn huggingface_hub_version() -> String {
     let out = Command::new(test_support::venv_dir().join("bin/python"))
@@ -122,17 +113,6 @@ fn records_of(files: &BTreeMap<String, Vec<u8>>) -> Vec<(String, u64, String)> {
     files
         .iter()
         .map(|(k, v)| (k.clone(), v.len() as u64, Digest::sha256_of(v).to_string()))
-        .collect()
-}
-
-/// What is left under `<cache>/tmp` (lock files aside).
-fn leftovers_in_tmp(cache: &Path) -> Vec<String> {
-    fs::read_dir(cache.join("tmp"))
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| Path::new(n).extension().is_none_or(|e| e != "lock"))
         .collect()
 }
 
@@ -282,7 +262,7 @@ fn include_and_exclude_select_files_and_a_pattern_matching_nothing_fails() -> Te
     )?;
     assert_eq!(str_field(&json, "id"), reference);
     assert_holds(Path::new(str_field(&json, "local_path")), &expected);
-    assert_eq!(str_field(&json, "computed"), tree_of(&expected).to_string());
+    assert_eq!(str_field(&json, "computed"), tree_digest(&expected));
     let entry = fx.entry(&reference)?;
     assert_eq!(provenance_files(&entry), records_of(&expected));
     assert_eq!(
@@ -434,10 +414,7 @@ fn offline_uses_an_hf_cache_filled_by_hf_download() -> TestResult {
     let whole = json_of(&run(&["ensure", &format!("hf:{TINY_LLAMA}"), "--json"]))?;
     let expected = llama.contents("main");
     assert_holds(Path::new(str_field(&whole, "local_path")), &expected);
-    assert_eq!(
-        str_field(&whole, "computed"),
-        tree_of(&expected).to_string()
-    );
+    assert_eq!(str_field(&whole, "computed"), tree_digest(&expected));
     let entry = fx.entry(&format!("hf:{TINY_LLAMA}"))?;
     assert_eq!(provenance_files(&entry), records_of(&expected));
     assert_eq!(entry["provenance"]["resolved_revision"], llama.head());
@@ -653,7 +630,7 @@ fn parallel_files_1_and_4_give_the_same_model() -> TestResult {
         drop(fx);
     }
     assert_eq!(results[0], results[1]);
-    assert_eq!(results[0].0, tree_of(&expected).to_string());
+    assert_eq!(results[0].0, tree_digest(&expected));
     assert_eq!(results[0].4, records_of(&expected));
     Ok(())
 }

@@ -1,16 +1,45 @@
-//! `ensure https://…` end to end against nginx: kills, resumes, a remote that changes.
+//! `ensure https://…` end to end: kills, resumes, a remote that changes, one download for many
+//! processes.
+//!
+//! Every kill happens while the server holds the body in the middle ([`Hold`]), after the
+//! client has recorded bytes on disk, so the download can never end before the kill however
+//! busy the machine is. What a later run fetched comes from the server's log.
 
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::Duration;
 
 use catalog_core::Digest;
-use test_support::{Nginx, random_bytes as bytes};
+use test_support::{
+    Answer, FaultServer, Hold, Nginx, Served, paths_under, poll, random_bytes as bytes,
+};
 
 use crate::fixture::{
     Fixture, TestResult, assert_code, run_within_limit, stderr, stdout, str_field, u64_field,
 };
+
+/// How long a test waits for a signal (a hold, a file) before it fails.
+const PATIENCE: Duration = Duration::from_secs(60);
+
+/// The size of the files killed mid-way: one stream (below the threshold for parallel ranges).
+const SIZE: usize = 8 << 20;
+
+/// Where the server holds the body of a run that is to be killed.
+const HOLD_AT: u64 = 6 << 20;
+
+/// How fast the server sends the bytes before the hold. The client records its progress
+/// on disk at intervals of time (200 ms), so the bytes before the hold must take longer than
+/// that to come: at 8 MB/s the first 4 MiB take half a second.
+const PACE: u64 = 8_000_000;
+
+/// A server for `body` that paces it and holds it at [`HOLD_AT`].
+fn held_server(body: Vec<u8>) -> FaultServer {
+    let server = FaultServer::start(body, vec![Answer::Serve { ranges: true }]);
+    server.set_rate(Some(PACE));
+    server.hold(Hold::AtOffset(HOLD_AT));
+    server
+}
 
 /// The resume state of the one download in flight under `cache`, as `(prefix_len, total)`.
 fn resume_progress(cache: &Path) -> Option<(u64, u64)> {
@@ -24,78 +53,103 @@ fn resume_progress(cache: &Path) -> Option<(u64, u64)> {
     Some((value["prefix_len"].as_u64()?, value["total"].as_u64()?))
 }
 
-/// Starts `ensure url` and SIGKILLs it once at least `fraction` of the file is kept on disk.
-/// Returns the number of bytes kept at that moment.
-fn kill_midway(fx: &Fixture, url: &str, fraction: f64) -> TestResult<u64> {
-    let mut child: Child = fx
+/// Polls `done` until it holds, failing if `child` exits first or after [`PATIENCE`].
+fn wait_for(child: &mut Child, what: &str, mut done: impl FnMut() -> bool) -> TestResult {
+    let outcome = poll(PATIENCE, || {
+        if done() {
+            return Some(Ok(()));
+        }
+        match child.try_wait() {
+            Ok(None) => None,
+            Ok(Some(status)) => Some(Err(format!(
+                "`ensure` exited ({status}) while waiting for {what}"
+            ))),
+            Err(e) => Some(Err(format!("waiting for `ensure`: {e}"))),
+        }
+    });
+    outcome.unwrap_or_else(|| Err(format!("no {what} within {PATIENCE:?}")))?;
+    Ok(())
+}
+
+/// Starts `ensure url` against `server` (holding), waits until the server holds the body and
+/// the resume state shows bytes on disk, SIGKILLs the client, then releases the hold and
+/// waits until the server has logged everything the client sent. Returns the bytes kept:
+/// the state's `prefix_len` after the kill.
+fn kill_while_held(fx: &Fixture, server: &FaultServer, url: &str) -> TestResult<u64> {
+    let mut child = fx
         .command(["ensure", url, "--json"])
+        .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()?;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some((kept, total)) = resume_progress(fx.cache())
-            && kept as f64 >= total as f64 * fraction
-        {
-            child.kill()?;
-            child.wait()?;
-            return Ok(kept);
-        }
-        if let Some(status) = child.try_wait()? {
-            return Err(format!("the download ended before it could be killed: {status}").into());
-        }
-        if Instant::now() > deadline {
-            child.kill()?;
-            return Err("no progress within 30 s".into());
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    let waited = wait_for(&mut child, "hold of the body", || {
+        server.wait_held(Duration::from_millis(10))
+    })
+    .and_then(|()| {
+        wait_for(&mut child, "bytes on disk in the resume state", || {
+            resume_progress(fx.cache()).is_some_and(|(kept, _)| kept > 0)
+        })
+    });
+    child.kill()?;
+    child.wait()?;
+    server.release();
+    server.set_rate(None);
+    assert!(server.wait_idle(PATIENCE), "the server is still busy");
+    waited?;
+    let (kept, total) = resume_progress(fx.cache()).ok_or("no resume state after the kill")?;
+    assert!(
+        kept > 0 && kept <= HOLD_AT && total == SIZE as u64,
+        "kept {kept} of {total}"
+    );
+    Ok(kept)
 }
 
 /// Files under `models/`: nothing may appear there before a download is complete.
 fn model_files(cache: &Path) -> Vec<PathBuf> {
-    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
-        for entry in fs::read_dir(dir).into_iter().flatten().flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                walk(&path, out);
-            } else {
-                out.push(path);
-            }
-        }
-    }
-    let mut out = Vec::new();
-    walk(&cache.join("models"), &mut out);
-    out
+    paths_under(&cache.join("models"))
+}
+
+/// The start of `bytes=<start>-…`.
+fn range_start(served: &Served) -> Option<u64> {
+    served
+        .range
+        .as_deref()?
+        .strip_prefix("bytes=")?
+        .split('-')
+        .next()?
+        .parse()
+        .ok()
 }
 
 #[test]
 fn a_download_killed_midway_resumes_and_resends_only_the_rest() -> TestResult {
-    let nginx = Nginx::start();
-    let body = bytes(6 << 20, 1);
-    nginx.put("model.gguf", &body)?;
+    let body = bytes(SIZE, 1);
+    let server = held_server(body.clone());
     let fx = Fixture::new()?;
-    // `/slow/` sends 2 MB/s, so the kill lands mid-way.
-    let url = nginx.url("slow/model.gguf");
-    let kept = kill_midway(&fx, &url, 0.3)?;
+    let url = server.url("model.gguf");
+    let kept = kill_while_held(&fx, &server, &url)?;
     assert!(
         model_files(fx.cache()).is_empty(),
         "a partial file became visible"
     );
     assert_eq!(fx.index_bytes(), None, "a partial download was registered");
 
-    nginx.clear_log();
+    let first_run = server.requests();
     let digest = Digest::sha256_of(&body).to_string();
     let out = run_within_limit(&mut fx.command(["ensure", &url, "--digest", &digest, "--json"]));
     assert_code(&out, 0);
     let json: serde_json::Value = serde_json::from_str(&stdout(&out))?;
     assert_eq!(str_field(&json, "verification"), "pass");
     assert_eq!(fs::read(str_field(&json, "local_path"))?, body);
-    let resent = nginx
-        .log_of_at_least(1)
-        .iter()
-        .map(|l| l.body_bytes)
-        .sum::<u64>();
+    assert!(server.wait_idle(PATIENCE));
+    let second_run = &server.log()[first_run..];
+    assert!(
+        second_run
+            .iter()
+            .all(|s| s.status == 206 && range_start(s).is_some_and(|start| start >= kept)),
+        "the second run asked for bytes it kept ({kept}): {second_run:?}"
+    );
+    let resent: u64 = second_run.iter().map(|s| s.body_bytes).sum();
     assert!(
         resent <= body.len() as u64 - kept,
         "re-sent {resent} bytes although {kept} of {} were kept",
@@ -107,21 +161,15 @@ fn a_download_killed_midway_resumes_and_resends_only_the_rest() -> TestResult {
 
 #[test]
 fn a_remote_file_that_changed_between_runs_is_fetched_from_scratch() -> TestResult {
-    let nginx = Nginx::start();
-    let old = bytes(4 << 20, 2);
-    let path = nginx.put("model.gguf", &old)?;
+    let server = held_server(bytes(SIZE, 2));
     let fx = Fixture::new()?;
-    let url = nginx.url("slow/model.gguf");
-    kill_midway(&fx, &url, 0.2)?;
+    let url = server.url("model.gguf");
+    kill_while_held(&fx, &server, &url)?;
 
-    // Same size, new bytes, new mtime: nginx's ETag and Last-Modified change.
-    let new = bytes(4 << 20, 3);
-    fs::write(&path, &new)?;
-    fs::File::options()
-        .write(true)
-        .open(&path)?
-        .set_modified(SystemTime::now() + Duration::from_secs(60))?;
-    nginx.clear_log();
+    // Same size, new bytes, new ETag.
+    let new = bytes(SIZE, 3);
+    server.set_body(new.clone());
+    let first_run = server.requests();
     let out = run_within_limit(&mut fx.command(["ensure", &url, "--json"]));
     assert_code(&out, 0);
     let json: serde_json::Value = serde_json::from_str(&stdout(&out))?;
@@ -134,10 +182,13 @@ fn a_remote_file_that_changed_between_runs_is_fetched_from_scratch() -> TestResu
         str_field(&json, "computed"),
         Digest::sha256_of(&new).to_string()
     );
-    let log = nginx.log_of_at_least(1);
+    assert!(server.wait_idle(PATIENCE));
+    let second_run = &server.log()[first_run..];
     assert!(
-        log.iter().any(|l| l.status == 200),
-        "If-Range should have brought the whole file: {log:?}"
+        second_run
+            .iter()
+            .any(|s| s.status == 200 && s.body_bytes == SIZE as u64),
+        "If-Range should have brought the whole file: {second_run:?}"
     );
     Ok(())
 }
@@ -185,75 +236,82 @@ fn a_404_names_the_url_and_status_with_a_hint() -> TestResult {
 
 #[test]
 fn eight_processes_ensuring_one_model_download_it_once() -> TestResult {
-    let nginx = Nginx::start();
     let body = bytes(2 << 20, 5);
-    nginx.put("shared.gguf", &body)?;
+    let server = FaultServer::start(body.clone(), vec![Answer::Serve { ranges: true }]);
+    // The first process to take the lock is held mid-way until the seven others wait for it.
+    server.hold(Hold::AtOffset(1 << 20));
     let fx = Fixture::new()?;
-    let url = nginx.url("slow/shared.gguf");
-    let children: Vec<Child> = (0..8)
-        .map(|_| {
-            fx.command(["ensure", &url, "--json"])
-                .stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-        })
-        .collect::<Result<_, _>>()?;
+    let url = server.url("shared.gguf");
+    let mut children = Vec::new();
+    for i in 0..8 {
+        let err = fx.path(&format!("stderr-{i}"));
+        let child = fx
+            .command(["ensure", &url, "--json"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(fs::File::create(&err)?)
+            .spawn()?;
+        children.push((child, err));
+    }
+    let says_waiting = |err: &PathBuf| fs::read_to_string(err).is_ok_and(|e| e.contains("waiting"));
+    let ready = poll(PATIENCE, || {
+        let waiting = children.iter().filter(|(_, err)| says_waiting(err)).count();
+        (server.wait_held(Duration::ZERO) && waiting == 7).then_some(())
+    });
+    assert!(
+        ready.is_some(),
+        "no hold and seven waiting processes within {PATIENCE:?}"
+    );
+    server.release();
     let mut paths = Vec::new();
-    let mut waited = 0;
-    for child in children {
+    for (child, err) in children {
         let out = child.wait_with_output()?;
-        assert_code(&out, 0);
+        assert_eq!(out.status.code(), Some(0), "{}", fs::read_to_string(err)?);
         let json: serde_json::Value = serde_json::from_str(&stdout(&out))?;
         paths.push(str_field(&json, "local_path").to_owned());
-        waited += usize::from(stderr(&out).contains("waiting"));
     }
     assert!(paths.windows(2).all(|w| w[0] == w[1]), "{paths:?}");
     assert_eq!(fs::read(&paths[0])?, body);
-    let gets = nginx.log_of_at_least(2).len();
-    assert_eq!(gets, 1, "{:?}", nginx.log());
-    assert!(waited >= 1, "the waiting processes say so");
+    assert!(server.wait_idle(PATIENCE));
+    assert_eq!(server.requests(), 1, "{:?}", server.log());
     Ok(())
 }
 
 #[test]
 fn a_killed_lock_holder_never_blocks_the_next_process() -> TestResult {
-    let nginx = Nginx::start();
-    let body = bytes(4 << 20, 6);
-    nginx.put("m.gguf", &body)?;
+    let server = held_server(bytes(SIZE, 6));
     let fx = Fixture::new()?;
-    let url = nginx.url("slow/m.gguf");
-    kill_midway(&fx, &url, 0.1)?;
-    let started = Instant::now();
+    let url = server.url("m.gguf");
+    kill_while_held(&fx, &server, &url)?;
+    // Had the lock outlived its holder, this run would wait for it and give up after 1 s.
     let out = run_within_limit(&mut fx.command(["ensure", &url, "--lock-timeout", "1"]));
     assert_code(&out, 0);
     assert!(!stderr(&out).contains("waiting"), "{}", stderr(&out));
-    assert!(
-        started.elapsed() < Duration::from_secs(8),
-        "took {:?}",
-        started.elapsed()
-    );
     Ok(())
 }
 
 #[test]
 fn lock_timeout_bounds_the_wait_with_a_clear_error() -> TestResult {
-    let nginx = Nginx::start();
-    nginx.put("m.gguf", &bytes(8 << 20, 7))?;
+    let server = FaultServer::start(bytes(SIZE, 7), vec![Answer::Serve { ranges: true }]);
+    server.hold(Hold::AtOffset(HOLD_AT));
     let fx = Fixture::new()?;
-    let url = nginx.url("slow/m.gguf");
+    let url = server.url("m.gguf");
     let mut holder = fx
         .command(["ensure", &url])
+        .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()?;
-    // Wait until the holder is downloading, so it holds the lock.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while resume_progress(fx.cache()).is_none() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let out = run_within_limit(&mut fx.command(["ensure", &url, "--lock-timeout", "1"]));
+    // A process whose download is held holds the lock.
+    let held = wait_for(&mut holder, "hold of the body", || {
+        server.wait_held(Duration::from_millis(10))
+    });
+    let out =
+        held.map(|()| run_within_limit(&mut fx.command(["ensure", &url, "--lock-timeout", "1"])));
     holder.kill()?;
     holder.wait()?;
+    server.release();
+    let out = out?;
     assert_code(&out, 1);
     let err = stderr(&out);
     assert!(

@@ -156,9 +156,14 @@ fn an_unchanged_file_is_not_hashed_again_and_a_changed_one_is() -> TestResult {
     assert_eq!(second.bytes_read, 0);
     assert_eq!(fx.index(), index_before, "a cache hit writes nothing");
 
-    // Same length, new mtime: the fingerprint differs, so the bytes are read again.
-    std::thread::sleep(std::time::Duration::from_millis(10));
+    // Same length, new mtime: the fingerprint differs, so the bytes are read again. The mtime
+    // is set, not left to the clock, whose granularity may give the old one back.
+    let recorded = fs::metadata(&path)?.modified()?;
     fs::write(&path, b"version two")?;
+    fs::File::options()
+        .write(true)
+        .open(&path)?
+        .set_modified(recorded + std::time::Duration::from_secs(1))?;
     let err = p.ensure(&mr, Some(&digest)).expect_err("changed bytes");
     assert!(err.is_verification_failure());
     // The digest recorded earlier keeps guarding the entry when none is given.
