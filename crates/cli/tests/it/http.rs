@@ -371,3 +371,88 @@ fn read_everything_under(dir: &Path, out: &mut String) {
         }
     }
 }
+
+/// The byte range `bytes=a-b` asks for, as `[a, b + 1)`; open-ended ranges end at `len`.
+fn asked_range(served: &Served, len: u64) -> Option<(u64, u64)> {
+    let spec = served.range.as_deref()?.strip_prefix("bytes=")?;
+    let (a, b) = spec.split_once('-')?;
+    let end = if b.is_empty() {
+        len
+    } else {
+        b.parse::<u64>().ok()? + 1
+    };
+    Some((a.parse().ok()?, end))
+}
+
+/// The resume record's chunks beyond the prefix, `[start, end)`.
+fn resume_chunks(cache: &Path) -> Vec<(u64, u64)> {
+    let Some(state) = fs::read_dir(cache.join("tmp"))
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "state"))
+    else {
+        return Vec::new();
+    };
+    let value: serde_json::Value = fs::read(state)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    value["chunks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|c| Some((c[0].as_u64()?, c[1].as_u64()?)))
+        .collect()
+}
+
+/// A parallel download killed while one chunk is held: the chunks after it were complete on
+/// disk, beyond the hashed prefix. The next run fetches the missing chunk and no byte of any
+/// chunk that was complete.
+#[test]
+fn a_parallel_download_killed_midway_fetches_no_byte_of_a_complete_chunk_again() -> TestResult {
+    const MIB: u64 = 1 << 20;
+    // Five 16 MiB chunks (files from 64 MiB on are fetched in parallel); the third is held.
+    let size = 80 * MIB;
+    let (gap_start, gap_end) = (32 * MIB, 48 * MIB);
+    let body = bytes(usize::try_from(size)?, 30);
+    let server = FaultServer::start(body.clone(), vec![Answer::Serve { ranges: true }]);
+    server.hold(Hold::AtOffset(gap_start + MIB));
+    let fx = Fixture::new()?;
+    let url = server.url("big.gguf");
+    let mut child = fx
+        .command(["ensure", &url, "--json"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let waited = wait_for(&mut child, "the chunks after the held one on disk", || {
+        resume_progress(fx.cache()) == Some((gap_start, size))
+            && resume_chunks(fx.cache()) == [(gap_end, size)]
+    });
+    child.kill()?;
+    child.wait()?;
+    server.release();
+    assert!(server.wait_idle(PATIENCE), "the server is still busy");
+    waited?;
+
+    let first_run = server.requests();
+    let out = run_within_limit(&mut fx.command(["ensure", &url, "--json"]));
+    assert_code(&out, 0);
+    let json: serde_json::Value = serde_json::from_str(&stdout(&out))?;
+    assert_eq!(fs::read(str_field(&json, "local_path"))?, body);
+    assert!(server.wait_idle(PATIENCE));
+    let second_run = &server.log()[first_run..];
+    for served in second_run {
+        let (start, end) = asked_range(served, size).ok_or("a request without a range")?;
+        assert!(
+            served.status == 206 && start >= gap_start && end <= gap_end,
+            "the second run asked for bytes outside the missing chunk: {second_run:?}"
+        );
+    }
+    let resent: u64 = second_run.iter().map(|s| s.body_bytes).sum();
+    assert_eq!(resent, gap_end - gap_start, "{second_run:?}");
+    assert_eq!(u64_field(&json, "bytes_read"), resent);
+    Ok(())
+}

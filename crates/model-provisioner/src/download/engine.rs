@@ -116,7 +116,11 @@ impl<'a> Run<'a> {
         let mut attempts = self.engine.config.retry.attempts(self.url());
         // A changed remote or a damaged prefix sends us back here, from byte zero.
         loop {
-            let (asked, headers) = probe(prior.as_ref(), self.digest.as_deref());
+            let (asked, headers) = probe(
+                prior.as_ref(),
+                self.digest.as_deref(),
+                self.engine.config.chunk_size,
+            );
             let response = match self.send(&headers).await {
                 Ok(r) => r,
                 Err(f) => {
@@ -601,21 +605,27 @@ impl<'a> Run<'a> {
 }
 
 /// The first request of a run: from the first missing byte on, with `If-Range` when resuming
-/// bytes known by their validators (not when `digest` names them). A run killed after the last byte but before publishing
-/// kept everything: it asks for the last byte only, to check that the remote is still the same
-/// file. Returns the offset asked for and the headers.
-fn probe(prior: Option<&ResumeState>, digest: Option<&str>) -> (u64, HeaderMap) {
-    let if_range = prior
-        .filter(|s| !s.vouched_by(digest))
-        .and_then(|s| s.validators.if_range());
-    match prior {
-        Some(s) if s.total > 0 && s.first_gap() == s.total => (
-            s.total - 1,
-            range_headers(s.total - 1, Some(s.total), if_range),
-        ),
-        Some(s) => (s.first_gap(), range_headers(s.first_gap(), None, if_range)),
-        None => (0, range_headers(0, None, None)),
+/// bytes known by their validators (not when `digest` names them). When chunks beyond the gap
+/// were kept, it asks for the first missing range only, so that no byte of a kept chunk is
+/// sent again. A run killed after the last byte but before publishing kept everything: it
+/// asks for the last byte only, to check that the remote is still the same file. Returns the
+/// offset asked for and the headers.
+fn probe(prior: Option<&ResumeState>, digest: Option<&str>, chunk: u64) -> (u64, HeaderMap) {
+    let Some(s) = prior else {
+        return (0, range_headers(0, None, None));
+    };
+    let if_range = (!s.vouched_by(digest))
+        .then(|| s.validators.if_range())
+        .flatten();
+    let gap = s.first_gap();
+    if s.total > 0 && gap == s.total {
+        return (gap - 1, range_headers(gap - 1, Some(gap), if_range));
     }
+    let end = work(gap, s.total, chunk, &s.chunks)
+        .first()
+        .map(|w| w.1)
+        .filter(|_| !s.chunks.is_empty());
+    (gap, range_headers(gap, end, if_range))
 }
 
 /// Runs each future to completion on a thread of its own (the first on the calling thread), so
@@ -676,16 +686,19 @@ mod tests {
 
     #[test]
     fn the_probe_asks_from_the_first_missing_byte() {
-        let (at, h) = probe(None, None);
+        let (at, h) = probe(None, None, 16);
         assert_eq!((at, &h["range"]), (0, &"bytes=0-".parse().unwrap()));
         assert!(!h.contains_key("if-range"));
-        let (at, h) = probe(Some(&state(10, vec![(10, 30), (50, 60)], None)), None);
-        assert_eq!((at, &h["range"]), (30, &"bytes=30-".parse().unwrap()));
+        let (at, h) = probe(Some(&state(10, vec![], None)), None, 16);
+        assert_eq!((at, &h["range"]), (10, &"bytes=10-".parse().unwrap()));
+        // Kept chunks beyond the gap: only the first missing range, up to a chunk boundary.
+        let (at, h) = probe(Some(&state(10, vec![(10, 30), (50, 60)], None)), None, 16);
+        assert_eq!((at, &h["range"]), (30, &"bytes=30-31".parse().unwrap()));
         assert_eq!(h["if-range"], "\"e\"");
         let vouched = state(40, vec![(40, 100)], Some("sha256:1"));
-        let (_, h) = probe(Some(&vouched), None);
+        let (_, h) = probe(Some(&vouched), None, 16);
         assert_eq!(h["if-range"], "\"e\"", "this run does not know the digest");
-        let (at, h) = probe(Some(&vouched), Some("sha256:1"));
+        let (at, h) = probe(Some(&vouched), Some("sha256:1"), 16);
         assert_eq!((at, &h["range"]), (99, &"bytes=99-99".parse().unwrap()));
         assert!(!h.contains_key("if-range"), "the digest names the bytes");
     }
