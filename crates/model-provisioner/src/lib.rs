@@ -17,6 +17,7 @@
 #![deny(missing_docs)]
 
 mod any;
+mod assemble;
 #[cfg(feature = "http")]
 mod direct;
 #[cfg(feature = "http")]
@@ -31,6 +32,7 @@ mod provisioner;
 mod reporter;
 
 pub use any::AnyFetcher;
+pub use assemble::{Assembly, Publish};
 pub use catalog_core::{CatalogEntry, CatalogStore, Digest, FsCatalog, ModelRef, ResolvedModel};
 pub use error::{Error, Result};
 pub use fetcher::{FetchRequest, Fetched, ModelFetcher, unsupported};

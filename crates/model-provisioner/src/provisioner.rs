@@ -7,7 +7,7 @@ use std::time::Instant;
 use catalog_core::verify::{fingerprint, hash_path};
 use catalog_core::{
     CacheLayout, CatalogEntry, CatalogStore, Digest, FsCatalog, Lifecycle, ModelRef, Outcome,
-    ResolvedModel, Verification, now_ms, verify_digest,
+    ResolvedModel, Verification, now_ms,
 };
 
 use crate::error::{Error, Result};
@@ -281,15 +281,13 @@ impl<C: CatalogStore, F: ModelFetcher> ModelProvisioner<C, F> {
         }
         let mut updated = entry.clone();
         if let Some(expected) = expected {
-            match &entry.verification.computed {
-                // Unchanged bytes with a known digest: compare without reading them.
-                Some(computed) if computed == expected => {
-                    updated.digest = Some(expected.clone());
-                    updated.verification.outcome = Outcome::Pass;
-                }
-                Some(computed) => return Err(Error::mismatch(&entry.id, expected, computed)),
-                None => return Ok(None),
-            }
+            // Unchanged bytes with a known digest: compare without reading them.
+            let Some(computed) = &entry.verification.computed else {
+                return Ok(None);
+            };
+            updated.verification.outcome =
+                Error::check_digest(&entry.id, Some(expected), computed)?;
+            updated.digest = Some(expected.clone());
         }
         updated.lifecycle = Lifecycle::Active;
         if updated != *entry {
@@ -324,19 +322,19 @@ impl<C: CatalogStore, F: ModelFetcher> ModelProvisioner<C, F> {
             }
         };
         let outcome = match (&fetched.computed, expected) {
-            (Some(computed), _) => verify_digest(expected, computed),
+            // A fetcher is meant to catch a mismatch itself; this is the backstop.
+            (Some(computed), _) => match Error::check_digest(id, expected, computed) {
+                Ok(outcome) => outcome,
+                Err(err) => {
+                    if let Some(prev) = previous {
+                        self.record_failure(prev, computed)?;
+                    }
+                    return Err(err);
+                }
+            },
             (None, None) => Outcome::Warn,
             (None, Some(_)) => unreachable!("fetchers hash whenever a digest is expected"),
         };
-        if let (Outcome::Fail, Some(expected), Some(computed)) =
-            (outcome, expected, &fetched.computed)
-        {
-            // A fetcher is meant to catch this itself; this is the backstop.
-            if let Some(prev) = previous {
-                self.record_failure(prev, computed)?;
-            }
-            return Err(Error::mismatch(id, expected, computed));
-        }
         let now = now_ms();
         let entry = CatalogEntry {
             id: id.to_owned(),
@@ -407,16 +405,12 @@ impl<C: CatalogStore, F: ModelFetcher> ModelProvisioner<C, F> {
             .digest
             .as_ref()
             .or(entry.verification.computed.as_ref());
-        let outcome = match reference {
-            Some(r) if r == &computed => {
-                if entry.digest.is_some() {
-                    Outcome::Pass
-                } else {
-                    Outcome::Warn
-                }
-            }
-            Some(_) => Outcome::Fail,
-            None => Outcome::Warn,
+        let checked = Error::check_digest(&entry.id, reference, &computed);
+        // Agreeing with a digest computed earlier, rather than one given, is no pass.
+        let outcome = match &checked {
+            Ok(_) if entry.digest.is_some() => Outcome::Pass,
+            Ok(_) => Outcome::Warn,
+            Err(_) => Outcome::Fail,
         };
         let mut updated = entry.clone();
         updated.verification = Verification {
@@ -435,9 +429,7 @@ impl<C: CatalogStore, F: ModelFetcher> ModelProvisioner<C, F> {
         updated.updated_ms = now_ms();
         self.catalog.put(updated.clone())?;
         tracing::info!(id = %updated.id, bytes, verification = %outcome, "model verified");
-        if let (Outcome::Fail, Some(expected)) = (outcome, reference) {
-            return Err(Error::mismatch(&updated.id, expected, &computed));
-        }
+        checked?;
         Ok(Verified {
             entry: updated,
             bytes,
