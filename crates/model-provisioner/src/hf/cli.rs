@@ -273,6 +273,13 @@ fn adopt_verified(
 
 /// Copies a file we do not own (the user's Hugging Face cache) into the store, hashing while
 /// copying, checks it against `claimed`, and places it at `path` in `assembly`.
+#[cfg_attr(
+    not(feature = "hf"),
+    expect(
+        dead_code,
+        reason = "only the native client reads the Hugging Face cache"
+    )
+)]
 pub(super) fn copy_verified(
     assembly: &Assembly<'_>,
     source: &Path,

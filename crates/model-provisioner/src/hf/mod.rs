@@ -192,6 +192,13 @@ fn hub_cache_repo(hub_cache: &Path, hf: &HfRef) -> PathBuf {
 
 /// The commit a revision names in a Hugging Face cache (`refs/<revision>`), or the revision
 /// itself when it is a full commit sha.
+#[cfg_attr(
+    not(feature = "hf"),
+    expect(
+        dead_code,
+        reason = "only the native client reads the Hugging Face cache"
+    )
+)]
 fn hub_cache_commit(hub_cache: &Path, hf: &HfRef, revision: &str) -> Option<String> {
     if revision.len() == 40 && revision.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Some(revision.to_ascii_lowercase());
