@@ -55,7 +55,7 @@ impl AnyFetcher {
 
     /// The fetcher for `mr`'s scheme, or the error that names what this build would need: the
     /// one place that dispatches by scheme.
-    fn fetcher_for(&self, mr: &ModelRef) -> Result<&dyn ModelFetcher> {
+    pub fn fetcher_for(&self, mr: &ModelRef) -> Result<&dyn ModelFetcher> {
         let configured = match mr {
             ModelRef::File(_) => return Ok(&self.file),
             ModelRef::Http(_) => &self.http,

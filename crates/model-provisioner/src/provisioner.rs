@@ -10,6 +10,8 @@ use catalog_core::{
     ResolvedModel, Verification, now_ms,
 };
 
+use crate::any::AnyFetcher;
+use crate::builder::ProvisionerBuilder;
 use crate::error::{Error, Result};
 use crate::fetcher::{FetchRequest, ModelFetcher};
 use crate::file::FileFetcher;
@@ -59,6 +61,33 @@ impl ModelProvisioner<FsCatalog, FileFetcher> {
         let catalog = FsCatalog::open(cache_dir)?;
         let layout = catalog.layout().clone();
         Ok(Self::new(catalog, FileFetcher::in_place(), layout))
+    }
+}
+
+impl ModelProvisioner<FsCatalog, AnyFetcher> {
+    /// A builder that wires the fetchers from options, as the command-line tool does, with
+    /// the catalog under `cache_dir`.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), model_provisioner::Error> {
+    /// use std::time::Duration;
+    ///
+    /// use model_provisioner::hf::HfConfig;
+    /// use model_provisioner::{HfClient, ModelProvisioner};
+    ///
+    /// let mut hub = HfConfig::from_env();
+    /// hub.include = vec!["*.Q4_K_M.gguf".to_owned()];
+    /// let provisioner = ModelProvisioner::builder("/var/cache/models")
+    ///     .hf(Some(HfClient::Native))
+    ///     .hf_config(hub)
+    ///     .lock_timeout(Some(Duration::from_secs(600)))
+    ///     .build()?;
+    /// let model = provisioner.ensure_present_str("hf:org/repo", None)?;
+    /// println!("{} is at {}", model.id, model.local_path.display());
+    /// # Ok(()) }
+    /// ```
+    pub fn builder(cache_dir: impl Into<PathBuf>) -> ProvisionerBuilder {
+        ProvisionerBuilder::new(cache_dir.into())
     }
 }
 
@@ -119,6 +148,11 @@ impl<C: CatalogStore, F: ModelFetcher> ModelProvisioner<C, F> {
     /// The catalog.
     pub fn catalog(&self) -> &C {
         &self.catalog
+    }
+
+    /// The fetcher.
+    pub fn fetcher(&self) -> &F {
+        &self.fetcher
     }
 
     /// Parses `model_ref` and ensures it; see [`ensure_present`](Self::ensure_present).
