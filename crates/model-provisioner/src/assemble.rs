@@ -206,6 +206,14 @@ mod tests {
 
     type TestResult = std::result::Result<(), Box<dyn std::error::Error>>;
 
+    /// A fresh cache, and the directory the tests publish to.
+    fn cache() -> std::io::Result<(tempfile::TempDir, CacheLayout, PathBuf)> {
+        let cache = tempfile::tempdir()?;
+        let layout = CacheLayout::new(cache.path()).map_err(std::io::Error::other)?;
+        let dest = layout.models_dir().join("test").join("m");
+        Ok((cache, layout, dest))
+    }
+
     /// A staged file holding `bytes`.
     fn staged(layout: &CacheLayout, bytes: &[u8]) -> Result<StagedFile> {
         let mut s = layout.stage()?;
@@ -247,9 +255,7 @@ mod tests {
 
     #[test]
     fn the_tree_digest_is_what_verify_reads_from_the_published_directory() -> TestResult {
-        let cache = tempfile::tempdir()?;
-        let layout = CacheLayout::new(cache.path())?;
-        let dest = layout.models_dir().join("test").join("m");
+        let (_cache, layout, dest) = cache()?;
         let fetched = two_files(&layout)?.publish(publish(&dest, None, None))?;
         let (read, bytes) = hash_path(&dest, &mut |_| {})?;
         assert_eq!(fetched.computed, Some(read));
@@ -279,9 +285,7 @@ mod tests {
 
     #[test]
     fn a_mismatch_publishes_nothing() -> TestResult {
-        let cache = tempfile::tempdir()?;
-        let layout = CacheLayout::new(cache.path())?;
-        let dest = layout.models_dir().join("test").join("m");
+        let (_cache, layout, dest) = cache()?;
         let wrong = Digest::sha256_of(b"something else");
         let err = two_files(&layout)?
             .publish(publish(&dest, None, Some(&wrong)))
@@ -301,9 +305,7 @@ mod tests {
 
     #[test]
     fn a_selected_file_is_the_artifact_inside_the_published_directory() -> TestResult {
-        let cache = tempfile::tempdir()?;
-        let layout = CacheLayout::new(cache.path())?;
-        let dest = layout.models_dir().join("test").join("m");
+        let (_cache, layout, dest) = cache()?;
         let select: SafeRelPath = "sub/w.bin".parse()?;
         let expected = Digest::sha256_of(b"weights");
         let fetched =
