@@ -1,6 +1,5 @@
 //! `hf:` references: a native Hub client (feature `hf`) and the spec's shell-out to the `hf`
-//! command-line tool, both placing files in the cache through one
-//! [`Assembly`].
+//! command-line tool, both placing files in the cache through one [`Assembly`].
 //!
 //! ```text
 //! <cache>/models/hf/<org>/<repo>/<commit>-<variant>/   one directory per entry: the variant is a
