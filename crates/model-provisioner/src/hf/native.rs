@@ -32,7 +32,9 @@ use crate::error::{Error, Result};
 use crate::fetcher::{FetchRequest, Fetched, ModelFetcher, unsupported};
 use crate::reporter::Progress;
 
-/// Fetches `hf:` references with the Hub's HTTP API. See the [module docs](self).
+/// Fetches `hf:` references with the Hub's HTTP API: resolves the revision to a commit, asks
+/// each file's size and sha256 with a `HEAD`, and takes each file from the store, the Hugging
+/// Face cache or the network, checked against that sha256.
 #[derive(Debug)]
 pub struct HfFetcher {
     config: HfConfig,
