@@ -449,7 +449,9 @@ impl FsCatalog {
 }
 
 /// How every index this build writes begins (pretty-printed, `version` first).
-const HEADER: &[u8] = b"{\n  \"version\": 1,\n  \"entries\": {";
+fn header() -> String {
+    format!("{{\n  \"version\": {INDEX_VERSION},\n  \"entries\": {{")
+}
 
 /// Finds one entry without parsing the others: the index is read in pieces into one small
 /// buffer and searched for the entry's key as this build writes it (`\n    "<id>": `, a
@@ -467,6 +469,7 @@ fn scan_for_entry(path: &Path, id: &str) -> io::Result<Scan> {
         "\n    {}: ",
         serde_json::to_string(id).map_err(io::Error::other)?
     );
+    let header = header();
     let finder = memchr::memmem::Finder::new(key.as_bytes());
     let end_finder = memchr::memmem::Finder::new(END);
     let overlap = key.len().max(END.len()) - 1;
@@ -477,7 +480,7 @@ fn scan_for_entry(path: &Path, id: &str) -> io::Result<Scan> {
         let n = read_full(&file, &mut buf[kept..], base + kept as u64)?;
         let window = &buf[..kept + n];
         if first {
-            if !window.starts_with(HEADER) {
+            if !window.starts_with(header.as_bytes()) {
                 return Ok(Scan::Unusable);
             }
             first = false;
@@ -735,6 +738,26 @@ mod tests {
         assert!(matches!(missing, Scan::Absent));
         // A prefix of an id is not that id.
         assert_eq!(cat.get("file:/models/1")?, None);
+        Ok(())
+    }
+
+    #[test]
+    fn the_fast_lookup_expects_the_header_this_build_writes() -> Result<()> {
+        // Guards `header()` against a change of `INDEX_VERSION`: a header that no longer matches
+        // what `write` produces would send every lookup to the slow full parse.
+        let dir = tempfile::tempdir().map_err(|e| Error::io("tmp", "", e))?;
+        let cat = FsCatalog::open(dir.path())?;
+        cat.put(entry("file:/a", Path::new("/a")))?;
+        let path = cat.layout().index_path();
+        let text = fs::read(&path).map_err(|e| Error::io("read", &path, e))?;
+        assert!(
+            text.starts_with(header().as_bytes()),
+            "{}",
+            String::from_utf8_lossy(&text)
+        );
+        let found = scan_for_entry(&path, "file:/a").map_err(|e| Error::io("scan", &path, e))?;
+        assert!(matches!(found, Scan::Found(e) if e.id == "file:/a"));
+        assert!(header().contains(&format!("\"version\": {INDEX_VERSION},")));
         Ok(())
     }
 

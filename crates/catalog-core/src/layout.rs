@@ -18,7 +18,7 @@
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use crate::digest::{Digest, Hasher};
 use crate::error::{Error, Result};
@@ -148,7 +148,7 @@ impl CacheLayout {
         let inside = path.starts_with(&self.root)
             && path
                 .strip_prefix(&self.root)
-                .is_ok_and(|rel| rel.components().all(|c| matches!(c, Component::Normal(_))));
+                .is_ok_and(crate::rel_path::is_plain_relative);
         if inside {
             Ok(())
         } else {

@@ -12,6 +12,7 @@ mod error;
 mod fs_catalog;
 pub mod layout;
 mod model_ref;
+mod rel_path;
 mod store;
 pub mod verify;
 
@@ -30,5 +31,6 @@ pub use model_ref::{
     FileRef, HfRef, HttpRef, ModelRef, OciRef, OciReference, ParseRefError, S3Ref,
     SUPPORTED_SCHEMES, Scheme, file_id, printable,
 };
+pub use rel_path::{ParseRelPathError, SafeRelPath};
 pub use store::{ArtifactRemoval, CatalogStore, Deletion};
-pub use verify::{open_regular, verify_digest};
+pub use verify::{TreeDigest, open_regular, verify_digest};

@@ -404,27 +404,14 @@ fn is_name_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')
 }
 
-/// Checks one `/`-separated segment of a repository path.
+/// Checks one `/`-separated segment of a repository path, by the rules of [`SafeRelPath`].
+///
+/// [`SafeRelPath`]: crate::SafeRelPath
 fn check_segment(input: &str, what: &str, seg: &str) -> Result<(), ParseRefError> {
-    if seg.is_empty() {
-        return Err(ParseRefError::new(
-            input,
-            format!("the {what} has an empty segment"),
-        ));
+    match crate::rel_path::problem_in_segment(seg) {
+        Some(problem) => Err(ParseRefError::new(input, format!("the {what} {problem}"))),
+        None => Ok(()),
     }
-    if seg == "." || seg == ".." {
-        return Err(ParseRefError::new(
-            input,
-            format!("the {what} has a `{seg}` segment, which is not allowed"),
-        ));
-    }
-    if seg.contains('\\') {
-        return Err(ParseRefError::new(
-            input,
-            format!("the {what} contains a backslash; use `/` between segments"),
-        ));
-    }
-    Ok(())
 }
 
 fn check_name(input: &str, what: &str, name: &str) -> Result<(), ParseRefError> {

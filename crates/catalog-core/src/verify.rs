@@ -31,6 +31,51 @@ pub fn verify_digest(expected: Option<&Digest>, computed: &Digest) -> Outcome {
     }
 }
 
+/// Builds a [tree digest](self#tree-digest) from the digests of the files of a tree, given in
+/// any order. The one writer of the manifest: folders hashed here, models assembled from
+/// several files and copies into the cache all use it, so that their digests agree.
+#[derive(Debug, Clone, Default)]
+pub struct TreeDigest {
+    files: Vec<(String, Digest)>,
+}
+
+impl TreeDigest {
+    /// An empty tree.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds the file at `path` (relative to the tree, `/`-separated; each path once).
+    pub fn add(&mut self, path: impl Into<String>, digest: Digest) {
+        self.files.push((path.into(), digest));
+    }
+
+    /// The SHA-256 of the manifest: `<sha256 hex>  <path>\n` per file, in byte order of the
+    /// paths.
+    pub fn finish(mut self) -> Digest {
+        self.files
+            .sort_unstable_by(|(a, _), (b, _)| a.as_bytes().cmp(b.as_bytes()));
+        let mut manifest = Hasher::new();
+        for (path, digest) in &self.files {
+            manifest.update(digest.value().as_bytes());
+            manifest.update(b"  ");
+            manifest.update(path.as_bytes());
+            manifest.update(b"\n");
+        }
+        manifest.finish()
+    }
+}
+
+impl<P: Into<String>> FromIterator<(P, Digest)> for TreeDigest {
+    fn from_iter<I: IntoIterator<Item = (P, Digest)>>(iter: I) -> Self {
+        let mut tree = TreeDigest::new();
+        for (path, digest) in iter {
+            tree.add(path, digest);
+        }
+        tree
+    }
+}
+
 /// A regular file found under a directory.
 #[derive(Debug)]
 pub struct TreeFile {
@@ -192,15 +237,15 @@ pub fn hash_path(path: &Path, progress: &mut dyn FnMut(u64)) -> io::Result<(Dige
     if !meta.is_dir() {
         return hash_reader(open_regular(path)?, progress);
     }
-    let mut manifest = Hasher::new();
+    let mut tree = TreeDigest::new();
     let mut total = 0;
     for f in walk_tree(path)? {
         let (digest, n) =
             hash_reader(open_regular(&f.path)?, &mut *progress).map_err(|e| at(&f.path, e))?;
-        manifest.update(format!("{}  {}\n", digest.value(), f.rel).as_bytes());
+        tree.add(f.rel, digest);
         total += n;
     }
-    Ok((manifest.finish(), total))
+    Ok((tree.finish(), total))
 }
 
 #[cfg(test)]
@@ -233,6 +278,26 @@ mod tests {
         assert_eq!(digest, Digest::sha256_of(manifest.as_bytes()));
         assert_eq!(n, 5);
         Ok(())
+    }
+
+    #[test]
+    fn tree_digest_sorts_by_path_bytes_whatever_the_order_added() {
+        let (a, b, c) = (
+            Digest::sha256_of(b"a"),
+            Digest::sha256_of(b"b"),
+            Digest::sha256_of(b"c"),
+        );
+        // By bytes: upper case before lower case, and `.` (0x2e) before `/` (0x2f).
+        let manifest = format!("{}  B\n{}  a.b\n{}  a/b\n", c.value(), a.value(), b.value());
+        let added = [("a/b", b.clone()), ("B", c.clone()), ("a.b", a.clone())];
+        let tree: TreeDigest = added.iter().cloned().collect();
+        assert_eq!(tree.finish(), Digest::sha256_of(manifest.as_bytes()));
+        let mut reversed = TreeDigest::new();
+        for (path, digest) in added.into_iter().rev() {
+            reversed.add(path, digest);
+        }
+        assert_eq!(reversed.finish(), Digest::sha256_of(manifest.as_bytes()));
+        assert_eq!(TreeDigest::new().finish(), Digest::sha256_of(b""));
     }
 
     #[test]

@@ -4,6 +4,7 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use catalog_core::ModelRef;
@@ -11,8 +12,8 @@ use catalog_core::{
     ArtifactRemoval, CatalogEntry, CatalogStore, Deletion, FsCatalog, Lifecycle, Outcome,
 };
 use model_provisioner::download::{DownloadConfig, RetryPolicy};
-use model_provisioner::hf::{HfCliFetcher, HfConfig, HfFetcher};
-use model_provisioner::{AnyFetcher, Error, FileFetcher, HttpFetcher, ModelProvisioner};
+use model_provisioner::hf::HfConfig;
+use model_provisioner::{AnyFetcher, Error, HfClient, ModelProvisioner};
 use serde::Serialize;
 
 use crate::cli::{Cli, Command, EnsureArgs, GcArgs, VerifyArgs, Via};
@@ -50,11 +51,11 @@ struct Context {
 impl Context {
     /// A provisioner for commands that fetch nothing.
     fn provisioner(&self) -> anyhow::Result<Provisioner> {
-        Ok(ModelProvisioner::with_fetcher(
-            &self.cache_dir,
-            AnyFetcher::new(FileFetcher::in_place()),
-        )?
-        .with_reporter(Arc::new(BarReporter::new(self.quiet))))
+        Ok(ModelProvisioner::builder(&self.cache_dir)
+            .http(false)
+            .hf(None)
+            .reporter(Arc::new(BarReporter::new(self.quiet)))
+            .build()?)
     }
 }
 
@@ -104,34 +105,31 @@ fn ensure(cx: &Context, args: &EnsureArgs) -> anyhow::Result<ExitCode> {
         )
         .into());
     }
-    let file = if args.copy {
-        FileFetcher::copying()
-    } else {
-        FileFetcher::in_place()
-    };
-    let download = DownloadConfig {
-        connections: usize::from(args.connections),
-        retry: RetryPolicy {
-            retries: args.retries,
-            ..RetryPolicy::default()
-        },
-        stall_timeout: std::time::Duration::from_secs(args.stall_timeout),
-        ..DownloadConfig::default()
-    };
     let mut hf = HfConfig::from_env();
     hf.offline |= args.offline;
     hf.include.clone_from(&args.include);
     hf.exclude.clone_from(&args.exclude);
     hf.parallel_files = usize::from(args.parallel_files);
-    let fetcher = AnyFetcher::new(file).with_http(HttpFetcher::new(download.clone()));
-    let fetcher = match args.via {
-        Via::Native => fetcher.with_hf(HfFetcher::new(hf, download)),
-        Via::HfCli => fetcher.with_hf(HfCliFetcher::new(hf)),
-    };
-    let provisioner = ModelProvisioner::with_fetcher(&cx.cache_dir, fetcher)?
-        .with_reporter(Arc::new(BarReporter::new(cx.quiet || args.json)))
-        .with_refresh(args.refresh)
-        .with_lock_timeout(args.lock_timeout.map(std::time::Duration::from_secs));
+    let provisioner = ModelProvisioner::builder(&cx.cache_dir)
+        .copy_local_files(args.copy)
+        .download_config(DownloadConfig {
+            connections: usize::from(args.connections),
+            retry: RetryPolicy {
+                retries: args.retries,
+                ..RetryPolicy::default()
+            },
+            stall_timeout: Duration::from_secs(args.stall_timeout),
+            ..DownloadConfig::default()
+        })
+        .hf(Some(match args.via {
+            Via::Native => HfClient::Native,
+            Via::HfCli => HfClient::Cli,
+        }))
+        .hf_config(hf)
+        .reporter(Arc::new(BarReporter::new(cx.quiet || args.json)))
+        .refresh(args.refresh)
+        .lock_timeout(args.lock_timeout.map(Duration::from_secs))
+        .build()?;
     let ensured = provisioner.ensure(&reference, digest.as_ref())?;
     let e = &ensured.entry;
     if args.json {

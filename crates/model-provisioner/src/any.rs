@@ -53,12 +53,18 @@ impl AnyFetcher {
         self
     }
 
-    fn for_ref(&self, mr: &ModelRef) -> Option<&dyn ModelFetcher> {
-        match mr {
-            ModelRef::File(_) => Some(&self.file),
-            ModelRef::Http(_) => self.http.as_deref().map(|f| f as &dyn ModelFetcher),
-            ModelRef::Hf(_) => self.hf.as_deref().map(|f| f as &dyn ModelFetcher),
-            ModelRef::S3(_) | ModelRef::Oci(_) => None,
+    /// The fetcher for `mr`'s scheme, or the error that names what this build would need: the
+    /// one place that dispatches by scheme.
+    pub fn fetcher_for(&self, mr: &ModelRef) -> Result<&dyn ModelFetcher> {
+        let configured = match mr {
+            ModelRef::File(_) => return Ok(&self.file),
+            ModelRef::Http(_) => &self.http,
+            ModelRef::Hf(_) => &self.hf,
+            ModelRef::S3(_) | ModelRef::Oci(_) => &None,
+        };
+        match configured {
+            Some(fetcher) => Ok(&**fetcher),
+            None => Err(unsupported(mr)),
         }
     }
 }
@@ -69,16 +75,14 @@ impl ModelFetcher for AnyFetcher {
     }
 
     fn fetch(&self, req: &FetchRequest<'_>) -> Result<Fetched> {
-        match self.for_ref(req.reference) {
-            Some(fetcher) => fetcher.fetch(req),
-            None => Err(unsupported(req.reference)),
-        }
+        self.fetcher_for(req.reference)?.fetch(req)
     }
 
     fn accepts(&self, entry: &CatalogEntry) -> bool {
-        // The entry's source is the reference it was ensured from, without credentials.
+        // The entry's source is the reference it was ensured from, without credentials. An
+        // entry no fetcher here could make again is still handed out as it is.
         match entry.source.parse::<ModelRef>() {
-            Ok(mr) => self.for_ref(&mr).is_none_or(|f| f.accepts(entry)),
+            Ok(mr) => self.fetcher_for(&mr).map_or(true, |f| f.accepts(entry)),
             Err(_) => true,
         }
     }

@@ -3,7 +3,7 @@
 use std::io;
 use std::path::PathBuf;
 
-use catalog_core::{Digest, ParseRefError};
+use catalog_core::{Digest, Outcome, ParseRefError, ParseRelPathError};
 
 /// What went wrong while ensuring or verifying a model.
 #[derive(Debug, thiserror::Error)]
@@ -105,6 +105,14 @@ pub enum Error {
         /// The name, made printable.
         name: String,
     },
+    /// A model assembled from several files lacks the file that was asked for.
+    #[error("`{path}` is not among the files fetched for `{id}`")]
+    AssemblyIncomplete {
+        /// The model's id.
+        id: String,
+        /// The file asked for, relative to the model's directory.
+        path: String,
+    },
     /// A repository, revision or file does not exist on the Hub.
     #[error("not found on the Hub: {what}")]
     HfNotFound {
@@ -157,8 +165,17 @@ pub enum Error {
 }
 
 impl Error {
+    /// Compares the digest of the bytes with the expected one, if any: the one place that does.
+    /// `Pass` or `Warn` (nothing expected) when they agree, else [`Error::DigestMismatch`].
+    pub fn check_digest(id: &str, expected: Option<&Digest>, computed: &Digest) -> Result<Outcome> {
+        match (catalog_core::verify_digest(expected, computed), expected) {
+            (Outcome::Fail, Some(expected)) => Err(Error::mismatch(id, expected, computed)),
+            (outcome, _) => Ok(outcome),
+        }
+    }
+
     /// Builds the one mismatch error, showing both digests.
-    pub fn mismatch(id: &str, expected: &Digest, computed: &Digest) -> Self {
+    fn mismatch(id: &str, expected: &Digest, computed: &Digest) -> Self {
         Error::DigestMismatch {
             id: id.to_owned(),
             expected: expected.clone(),
@@ -227,6 +244,15 @@ impl Error {
     }
 }
 
+/// A name from a remote listing that [`SafeRelPath`](catalog_core::SafeRelPath) refuses.
+impl From<ParseRelPathError> for Error {
+    fn from(e: ParseRelPathError) -> Self {
+        Error::HostileName {
+            name: e.input().to_owned(),
+        }
+    }
+}
+
 /// The result type of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -241,4 +267,32 @@ fn attempts_note(attempts: u32) -> String {
 /// `s` made safe to print.
 pub(crate) fn printable(s: &str) -> String {
     catalog_core::printable(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn check_digest_passes_warns_or_names_both_digests() -> Result<()> {
+        let (a, b) = (Digest::sha256_of(b"a"), Digest::sha256_of(b"b"));
+        assert_eq!(Error::check_digest("m", Some(&a), &a)?, Outcome::Pass);
+        assert_eq!(Error::check_digest("m", None, &a)?, Outcome::Warn);
+        let err = Error::check_digest("m", Some(&a), &b).unwrap_err();
+        assert!(err.is_verification_failure());
+        assert_eq!(
+            err.to_string(),
+            format!("digest mismatch for `m`: expected `{a}`, computed `{b}`")
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn a_refused_relative_name_is_a_hostile_name() {
+        let err = Error::from("../x".parse::<catalog_core::SafeRelPath>().unwrap_err());
+        assert_eq!(
+            err.to_string(),
+            "refusing the file name `../x` from a remote listing: it would escape the model's directory"
+        );
+    }
 }

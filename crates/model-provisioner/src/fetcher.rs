@@ -46,7 +46,8 @@ pub struct Fetched {
 /// Gets the bytes of a model reference onto this machine.
 ///
 /// A fetcher that hashes must compare with `expected` *before* it publishes anything under
-/// the cache, and fail with [`Error::DigestMismatch`] (built by [`Error::mismatch`]).
+/// the cache, with [`Error::check_digest`], which fails with [`Error::DigestMismatch`]. A
+/// model of several files is best made with an [`Assembly`](crate::Assembly), which does that.
 pub trait ModelFetcher {
     /// A short name recorded in provenance (`file`, `hf-native`, …).
     fn name(&self) -> &'static str;

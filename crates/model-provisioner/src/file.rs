@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 
 use catalog_core::verify::{fingerprint, hash_path, walk_tree};
 use catalog_core::{
-    CacheLayout, CatalogEntry, Digest, FileRecord, Fingerprint, HASH_BUF_SIZE, Hasher, ModelRef,
-    Provenance, StagedFile, Storage, now_ms,
+    CacheLayout, CatalogEntry, Digest, FileRecord, Fingerprint, HASH_BUF_SIZE, ModelRef,
+    Provenance, StagedFile, Storage, TreeDigest, now_ms,
 };
 
 use crate::error::{Error, Result};
@@ -108,9 +108,7 @@ fn register_in_place(
         Some(expected) => {
             let (computed, n) =
                 hash_path(path, &mut |n| progress.advance(n)).map_err(|e| Error::read(path, e))?;
-            if &computed != expected {
-                return Err(Error::mismatch(req.id, expected, &computed));
-            }
+            Error::check_digest(req.id, Some(expected), &computed)?;
             (Some(computed), n)
         }
         None => (None, 0),
@@ -175,19 +173,15 @@ fn copy_into_cache(
         staged.push((rel.clone(), stage_copy(layout, src, progress)?));
     }
     let digest = if is_dir {
-        let mut manifest = Hasher::new();
-        for (rel, s) in &staged {
-            manifest.update(format!("{}  {rel}\n", s.digest.value()).as_bytes());
-        }
-        manifest.finish()
+        staged
+            .iter()
+            .map(|(rel, s)| (rel.as_str(), s.digest.clone()))
+            .collect::<TreeDigest>()
+            .finish()
     } else {
         staged[0].1.digest.clone()
     };
-    if let Some(expected) = req.expected
-        && expected != &digest
-    {
-        return Err(Error::mismatch(req.id, expected, &digest));
-    }
+    Error::check_digest(req.id, req.expected, &digest)?;
     let dest = layout
         .models_dir()
         .join("file")

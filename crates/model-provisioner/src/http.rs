@@ -141,14 +141,9 @@ fn file_name(segment: &str) -> Option<String> {
         }
     }
     let name = String::from_utf8(out).ok()?;
-    let safe = !name.is_empty()
-        && name != "."
-        && name != ".."
-        && !name.starts_with('.')
-        && !name.contains(['/', '\\'])
-        && !name.chars().any(char::is_control)
-        && name.len() <= 255;
-    safe.then_some(name)
+    catalog_core::SafeRelPath::file_name(name)
+        .ok()
+        .map(catalog_core::SafeRelPath::into_string)
 }
 
 #[cfg(test)]

@@ -14,9 +14,13 @@
 //! [`ModelProvisioner`] is generic over its catalog ([`CatalogStore`]) and its fetcher
 //! ([`ModelFetcher`]). [`ModelProvisioner::file_only`] uses [`FsCatalog`] and [`FileFetcher`]
 //! and performs no network I/O; in the default feature set this crate links no HTTP client.
+//! [`ModelProvisioner::builder`] wires every fetcher this build has from options, as the
+//! command-line tool does.
 #![deny(missing_docs)]
 
 mod any;
+mod assemble;
+mod builder;
 #[cfg(feature = "http")]
 pub mod download;
 mod error;
@@ -29,6 +33,8 @@ mod provisioner;
 mod reporter;
 
 pub use any::AnyFetcher;
+pub use assemble::{Assembly, Publish};
+pub use builder::{HfClient, ProvisionerBuilder};
 pub use catalog_core::{CatalogEntry, CatalogStore, Digest, FsCatalog, ModelRef, ResolvedModel};
 pub use error::{Error, Result};
 pub use fetcher::{FetchRequest, Fetched, ModelFetcher, unsupported};

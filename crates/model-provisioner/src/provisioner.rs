@@ -7,9 +7,11 @@ use std::time::Instant;
 use catalog_core::verify::{fingerprint, hash_path};
 use catalog_core::{
     CacheLayout, CatalogEntry, CatalogStore, Digest, FsCatalog, Lifecycle, ModelRef, Outcome,
-    ResolvedModel, Verification, now_ms, verify_digest,
+    ResolvedModel, Verification, now_ms,
 };
 
+use crate::any::AnyFetcher;
+use crate::builder::ProvisionerBuilder;
 use crate::error::{Error, Result};
 use crate::fetcher::{FetchRequest, ModelFetcher};
 use crate::file::FileFetcher;
@@ -59,6 +61,33 @@ impl ModelProvisioner<FsCatalog, FileFetcher> {
         let catalog = FsCatalog::open(cache_dir)?;
         let layout = catalog.layout().clone();
         Ok(Self::new(catalog, FileFetcher::in_place(), layout))
+    }
+}
+
+impl ModelProvisioner<FsCatalog, AnyFetcher> {
+    /// A builder that wires the fetchers from options, as the command-line tool does, with
+    /// the catalog under `cache_dir`.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), model_provisioner::Error> {
+    /// use std::time::Duration;
+    ///
+    /// use model_provisioner::hf::HfConfig;
+    /// use model_provisioner::{HfClient, ModelProvisioner};
+    ///
+    /// let mut hub = HfConfig::from_env();
+    /// hub.include = vec!["*.Q4_K_M.gguf".to_owned()];
+    /// let provisioner = ModelProvisioner::builder("/var/cache/models")
+    ///     .hf(Some(HfClient::Native))
+    ///     .hf_config(hub)
+    ///     .lock_timeout(Some(Duration::from_secs(600)))
+    ///     .build()?;
+    /// let model = provisioner.ensure_present_str("hf:org/repo", None)?;
+    /// println!("{} is at {}", model.id, model.local_path.display());
+    /// # Ok(()) }
+    /// ```
+    pub fn builder(cache_dir: impl Into<PathBuf>) -> ProvisionerBuilder {
+        ProvisionerBuilder::new(cache_dir.into())
     }
 }
 
@@ -119,6 +148,11 @@ impl<C: CatalogStore, F: ModelFetcher> ModelProvisioner<C, F> {
     /// The catalog.
     pub fn catalog(&self) -> &C {
         &self.catalog
+    }
+
+    /// The fetcher.
+    pub fn fetcher(&self) -> &F {
+        &self.fetcher
     }
 
     /// Parses `model_ref` and ensures it; see [`ensure_present`](Self::ensure_present).
@@ -281,15 +315,13 @@ impl<C: CatalogStore, F: ModelFetcher> ModelProvisioner<C, F> {
         }
         let mut updated = entry.clone();
         if let Some(expected) = expected {
-            match &entry.verification.computed {
-                // Unchanged bytes with a known digest: compare without reading them.
-                Some(computed) if computed == expected => {
-                    updated.digest = Some(expected.clone());
-                    updated.verification.outcome = Outcome::Pass;
-                }
-                Some(computed) => return Err(Error::mismatch(&entry.id, expected, computed)),
-                None => return Ok(None),
-            }
+            // Unchanged bytes with a known digest: compare without reading them.
+            let Some(computed) = &entry.verification.computed else {
+                return Ok(None);
+            };
+            updated.verification.outcome =
+                Error::check_digest(&entry.id, Some(expected), computed)?;
+            updated.digest = Some(expected.clone());
         }
         updated.lifecycle = Lifecycle::Active;
         if updated != *entry {
@@ -324,19 +356,19 @@ impl<C: CatalogStore, F: ModelFetcher> ModelProvisioner<C, F> {
             }
         };
         let outcome = match (&fetched.computed, expected) {
-            (Some(computed), _) => verify_digest(expected, computed),
+            // A fetcher is meant to catch a mismatch itself; this is the backstop.
+            (Some(computed), _) => match Error::check_digest(id, expected, computed) {
+                Ok(outcome) => outcome,
+                Err(err) => {
+                    if let Some(prev) = previous {
+                        self.record_failure(prev, computed)?;
+                    }
+                    return Err(err);
+                }
+            },
             (None, None) => Outcome::Warn,
             (None, Some(_)) => unreachable!("fetchers hash whenever a digest is expected"),
         };
-        if let (Outcome::Fail, Some(expected), Some(computed)) =
-            (outcome, expected, &fetched.computed)
-        {
-            // A fetcher is meant to catch this itself; this is the backstop.
-            if let Some(prev) = previous {
-                self.record_failure(prev, computed)?;
-            }
-            return Err(Error::mismatch(id, expected, computed));
-        }
         let now = now_ms();
         let entry = CatalogEntry {
             id: id.to_owned(),
@@ -407,16 +439,12 @@ impl<C: CatalogStore, F: ModelFetcher> ModelProvisioner<C, F> {
             .digest
             .as_ref()
             .or(entry.verification.computed.as_ref());
-        let outcome = match reference {
-            Some(r) if r == &computed => {
-                if entry.digest.is_some() {
-                    Outcome::Pass
-                } else {
-                    Outcome::Warn
-                }
-            }
-            Some(_) => Outcome::Fail,
-            None => Outcome::Warn,
+        let checked = Error::check_digest(&entry.id, reference, &computed);
+        // Agreeing with a digest computed earlier, rather than one given, is no pass.
+        let outcome = match &checked {
+            Ok(_) if entry.digest.is_some() => Outcome::Pass,
+            Ok(_) => Outcome::Warn,
+            Err(_) => Outcome::Fail,
         };
         let mut updated = entry.clone();
         updated.verification = Verification {
@@ -435,9 +463,7 @@ impl<C: CatalogStore, F: ModelFetcher> ModelProvisioner<C, F> {
         updated.updated_ms = now_ms();
         self.catalog.put(updated.clone())?;
         tracing::info!(id = %updated.id, bytes, verification = %outcome, "model verified");
-        if let (Outcome::Fail, Some(expected)) = (outcome, reference) {
-            return Err(Error::mismatch(&updated.id, expected, &computed));
-        }
+        checked?;
         Ok(Verified {
             entry: updated,
             bytes,

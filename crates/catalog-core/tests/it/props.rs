@@ -4,7 +4,7 @@
 use std::fs;
 use std::path::Path;
 
-use catalog_core::{CatalogStore, Digest, FsCatalog, ModelRef, Storage};
+use catalog_core::{CatalogStore, Digest, FsCatalog, ModelRef, SafeRelPath, Storage};
 use proptest::prelude::*;
 use proptest::test_runner::{RngSeed, TestCaseError};
 
@@ -250,6 +250,26 @@ proptest! {
     #[test]
     fn arbitrary_strings_never_panic_and_round_trip_when_accepted(s in any::<String>()) {
         check_any(&s)?;
+    }
+
+    #[test]
+    fn segments_joined_by_slashes_are_safe_paths_that_round_trip(p in segments(4)) {
+        let safe: SafeRelPath = p.parse().map_err(|e| TestCaseError::fail(format!("{p:?}: {e}")))?;
+        prop_assert_eq!(safe.to_string(), p.clone());
+        prop_assert_eq!(safe.to_string().parse::<SafeRelPath>().ok(), Some(safe));
+    }
+
+    #[test]
+    fn accepted_paths_stay_under_their_directory(s in prop_oneof![
+        any::<String>(),
+        "[a./\\\\\u{0}-]{0,12}",
+    ]) {
+        // Never a panic; what is accepted round-trips and joins as plain names only.
+        if let Ok(safe) = s.parse::<SafeRelPath>() {
+            prop_assert_eq!(safe.as_str(), s.as_str());
+            prop_assert!(safe.as_path().components().all(|c| matches!(c, std::path::Component::Normal(_))));
+            prop_assert!(!s.contains('\\'));
+        }
     }
 
     #[test]

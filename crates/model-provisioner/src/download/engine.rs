@@ -576,11 +576,9 @@ impl<'a> Run<'a> {
                     .into_error(self.dl.source.display(), 1),
             );
         }
-        if let Some(expected) = self.dl.expected.digest
-            && expected != &digest
-        {
+        if let Err(mismatch) = Error::check_digest(self.dl.id, self.dl.expected.digest, &digest) {
             partial.discard();
-            return Err(Error::mismatch(self.dl.id, expected, &digest));
+            return Err(mismatch);
         }
         partial
             .file

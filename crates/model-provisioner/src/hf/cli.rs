@@ -13,12 +13,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use catalog_core::verify::walk_tree;
-use catalog_core::{CacheLayout, CatalogEntry, Digest, ModelRef, StagedFile};
+use catalog_core::{CatalogEntry, Digest, ModelRef, SafeRelPath, StagedFile};
 
-use super::{
-    Assembled, HfConfig, Placed, commit_of_snapshot_path, finish, hub_cache_claimed_sha256,
-    safe_relative_path,
-};
+use super::{HfConfig, commit_of_snapshot_path, hub_cache_claimed_sha256, publish, remote_names};
+use crate::assemble::Assembly;
 use crate::error::{Error, Result};
 use crate::fetcher::{FetchRequest, Fetched, ModelFetcher, unsupported};
 use crate::reporter::Progress;
@@ -72,47 +70,34 @@ impl HfCliFetcher {
             .join(format!("models--{}--{}", hf.org, hf.repo))
             .join("snapshots")
             .join(&commit);
-        let names: Vec<String> = match &hf.path {
+        let names = remote_names(match &hf.path {
             Some(p) => vec![p.clone()],
             None => walk_tree(&snapshot)
                 .map_err(|e| Error::read(&snapshot, e))?
                 .into_iter()
                 .map(|f| f.rel)
                 .collect(),
-        };
-        let staging = layout.stage_dir()?;
+        })?;
+        let assembly = Assembly::new(layout)?;
         let overall = req.reporter.start(&hf.repo_id(), None);
-        let mut placed = Vec::with_capacity(names.len());
+        // The tool downloaded every file into an empty cache of its own.
+        let mut bytes_read = 0;
         for rel in &names {
-            let dest = staging.path().join(safe_relative_path(rel)?);
-            let source = snapshot.join(rel);
+            let source = snapshot.join(rel.as_path());
             let claimed = hub_cache_claimed_sha256(&source);
-            let (size, digest) =
-                adopt_verified(layout, &source, claimed.as_ref(), &dest, &*overall)?;
-            placed.push(Placed {
-                record: catalog_core::FileRecord {
-                    path: rel.clone(),
-                    size,
-                    etag: claimed.map(|d| d.value().to_owned()),
-                    digest: Some(digest),
-                },
-            });
+            bytes_read += adopt_verified(&assembly, &source, claimed.as_ref(), rel, &*overall)?;
         }
         overall.finish();
         let version = tool_version(&tool).unwrap_or_else(|| "unknown".to_owned());
-        // The tool downloaded every file into an empty cache of its own.
-        let bytes_read = placed.iter().map(|p| p.record.size).sum();
-        let assembled = Assembled {
+        publish(
+            assembly,
+            req,
             hf,
-            id: req.id,
+            &self.config,
             commit,
-            staging,
-            files: placed,
+            ("hf-cli", format!("{name} {version}")),
             bytes_read,
-            fetcher: "hf-cli",
-            fetcher_version: format!("{name} {version}"),
-        };
-        finish(assembled, layout, &self.config, req.expected)
+        )
     }
 }
 
@@ -261,25 +246,19 @@ fn tool_version(tool: &Path) -> Option<String> {
 
 /// Checks a hashed file against the sha256 its source claims.
 fn check_claim(source: &Path, claimed: Option<&Digest>, computed: &Digest) -> Result<()> {
-    match claimed {
-        Some(claimed) if claimed != computed => Err(Error::mismatch(
-            &source.display().to_string(),
-            claimed,
-            computed,
-        )),
-        _ => Ok(()),
-    }
+    Error::check_digest(&source.display().to_string(), claimed, computed).map(drop)
 }
 
 /// Hashes a file of our own scratch directory in place and moves it into the store (no copy),
-/// then links it at `dest`. Returns its size and digest.
+/// placing it at `path` in `assembly`, the claimed sha256 recorded as its `ETag`. Returns its
+/// size.
 fn adopt_verified(
-    layout: &CacheLayout,
+    assembly: &Assembly<'_>,
     source: &Path,
     claimed: Option<&Digest>,
-    dest: &Path,
+    path: &SafeRelPath,
     progress: &dyn Progress,
-) -> Result<(u64, Digest)> {
+) -> Result<u64> {
     let real = fs::canonicalize(source).map_err(|e| Error::read(source, e))?;
     let file = catalog_core::open_regular(&real).map_err(|e| Error::read(&real, e))?;
     let (digest, size) = catalog_core::hash_reader(&file, |n| progress.advance(n))
@@ -287,27 +266,31 @@ fn adopt_verified(
     check_claim(source, claimed, &digest)?;
     file.sync_all()
         .map_err(|e| catalog_core::Error::io("sync", &real, e))?;
-    let staged = StagedFile::from_synced(&real, digest.clone(), size, None)?;
-    let blob = layout.publish_blob(staged)?;
-    layout.link_model(&blob, dest)?;
-    Ok((size, digest))
+    let staged = StagedFile::from_synced(&real, digest, size, None)?;
+    assembly.place_staged(path, staged, claimed.map(|d| d.value().to_owned()))?;
+    Ok(size)
 }
 
 /// Copies a file we do not own (the user's Hugging Face cache) into the store, hashing while
-/// copying, checks it against `claimed`, and links it at `dest`. Returns its size and digest.
+/// copying, checks it against `claimed`, and places it at `path` in `assembly`.
+#[cfg_attr(
+    not(feature = "hf"),
+    expect(
+        dead_code,
+        reason = "only the native client reads the Hugging Face cache"
+    )
+)]
 pub(super) fn copy_verified(
-    layout: &CacheLayout,
+    assembly: &Assembly<'_>,
     source: &Path,
     claimed: Option<&Digest>,
-    dest: &Path,
+    path: &SafeRelPath,
+    etag: Option<String>,
     progress: &dyn Progress,
-) -> Result<(u64, Digest)> {
-    let staged = crate::file::stage_copy(layout, source, progress)?;
+) -> Result<()> {
+    let staged = crate::file::stage_copy(assembly.layout(), source, progress)?;
     check_claim(source, claimed, &staged.digest)?;
-    let (size, digest) = (staged.size, staged.digest.clone());
-    let blob = layout.publish_blob(staged)?;
-    layout.link_model(&blob, dest)?;
-    Ok((size, digest))
+    assembly.place_staged(path, staged, etag)
 }
 
 #[cfg(test)]

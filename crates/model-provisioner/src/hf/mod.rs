@@ -1,5 +1,5 @@
 //! `hf:` references: a native Hub client (feature `hf`) and the spec's shell-out to the `hf`
-//! command-line tool, sharing one way of placing files in the cache.
+//! command-line tool, both placing files in the cache through one [`Assembly`].
 //!
 //! ```text
 //! <cache>/models/hf/<org>/<repo>/<commit>-<variant>/   one directory per entry: the variant is a
@@ -17,12 +17,9 @@ mod glob;
 mod native;
 mod token;
 
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
-use catalog_core::verify::fingerprint;
-use catalog_core::{
-    CacheLayout, Digest, FileRecord, Hasher, HfRef, Provenance, StagedDir, Storage, now_ms,
-};
+use catalog_core::{CacheLayout, Digest, Hasher, HfRef, Provenance, SafeRelPath};
 
 pub use cli::HfCliFetcher;
 pub use glob::{matches as glob_matches, selected};
@@ -30,8 +27,9 @@ pub use glob::{matches as glob_matches, selected};
 pub use native::HfFetcher;
 pub use token::{Token, find_token, hf_home};
 
-use crate::error::{Error, Result};
-use crate::fetcher::Fetched;
+use crate::assemble::{Assembly, Publish};
+use crate::error::Result;
+use crate::fetcher::{FetchRequest, Fetched};
 
 /// The public Hub, used when `HF_ENDPOINT` is not set.
 pub const DEFAULT_ENDPOINT: &str = "https://huggingface.co";
@@ -101,23 +99,17 @@ impl HfConfig {
     }
 }
 
-/// Checks a path from a remote listing before anything is written under it: relative,
-/// `/`-separated, no `..`, `.` or empty segment, no backslash or control character.
-pub fn safe_relative_path(rel: &str) -> Result<PathBuf> {
-    let bad = rel.is_empty()
-        || rel.starts_with('/')
-        || rel.contains('\\')
-        || rel.chars().any(char::is_control)
-        || rel
-            .split('/')
-            .any(|s| s.is_empty() || s == "." || s == "..");
-    let path = PathBuf::from(rel);
-    if bad || !path.components().all(|c| matches!(c, Component::Normal(_))) {
-        return Err(Error::HostileName {
-            name: crate::error::printable(rel),
-        });
-    }
-    Ok(path)
+/// The names of a remote listing, checked before anything is written under them.
+fn remote_names(names: Vec<String>) -> Result<Vec<SafeRelPath>> {
+    names
+        .into_iter()
+        .map(|name| Ok(SafeRelPath::new(name)?))
+        .collect()
+}
+
+/// The file a reference names inside its repository, if it names one.
+fn selection(hf: &HfRef) -> Result<Option<SafeRelPath>> {
+    Ok(hf.path.as_deref().map(SafeRelPath::new).transpose()?)
 }
 
 /// Where an entry's files go: `models/hf/<org>/<repo>/<commit>-<variant>`.
@@ -152,85 +144,29 @@ fn entry_dir(
         ))
 }
 
-/// A file of the repository, placed in the store: its record and its blob.
-#[derive(Debug, Clone)]
-struct Placed {
-    record: FileRecord,
-}
-
-/// The tree digest of placed files, as [`catalog_core::verify`] documents it for folders.
-fn tree_digest(files: &[Placed]) -> Digest {
-    let mut sorted: Vec<&Placed> = files.iter().collect();
-    sorted.sort_by(|a, b| a.record.path.as_bytes().cmp(b.record.path.as_bytes()));
-    let mut manifest = Hasher::new();
-    for f in sorted {
-        let digest = f.record.digest.as_ref().expect("placed files are hashed");
-        manifest.update(format!("{}  {}\n", digest.value(), f.record.path).as_bytes());
-    }
-    manifest.finish()
-}
-
-/// What a fetch of a Hub reference assembled in a staging directory.
-struct Assembled<'a> {
-    hf: &'a HfRef,
-    id: &'a str,
-    commit: String,
-    staging: StagedDir,
-    files: Vec<Placed>,
-    bytes_read: u64,
-    fetcher: &'static str,
-    fetcher_version: String,
-}
-
-/// Checks what was assembled against `expected`, publishes it as the entry's directory, and
-/// builds the fetch result. Nothing appears under `models/` unless the check passed.
-fn finish(
-    a: Assembled<'_>,
-    layout: &CacheLayout,
+/// Publishes what a Hub fetch assembled: in the entry's directory, resolved to `commit`, with
+/// the file filters recorded; `origin` is the fetcher's name and version.
+fn publish(
+    assembly: Assembly<'_>,
+    req: &FetchRequest<'_>,
+    hf: &HfRef,
     config: &HfConfig,
-    expected: Option<&Digest>,
+    commit: String,
+    origin: (&'static str, String),
+    bytes_read: u64,
 ) -> Result<Fetched> {
-    let computed = match &a.hf.path {
-        Some(path) => a
-            .files
-            .iter()
-            .find(|f| &f.record.path == path)
-            .and_then(|f| f.record.digest.clone())
-            .ok_or_else(|| Error::HfNotFound {
-                what: format!("file `{path}` in `{}` at `{}`", a.hf.repo_id(), a.commit),
-            })?,
-        None => tree_digest(&a.files),
-    };
-    if let Some(expected) = expected
-        && expected != &computed
-    {
-        return Err(Error::mismatch(a.id, expected, &computed));
-    }
-    let dir = entry_dir(layout, a.hf, a.id, &a.commit, config);
-    layout.publish_dir(a.staging, &dir)?;
-    let local_path = match &a.hf.path {
-        Some(path) => dir.join(path),
-        None => dir,
-    };
-    let fingerprint = fingerprint(&local_path).map_err(|e| Error::read(&local_path, e))?;
-    let mut records: Vec<FileRecord> = a.files.into_iter().map(|f| f.record).collect();
-    records.sort_by(|x, y| x.path.cmp(&y.path));
-    Ok(Fetched {
-        size_bytes: fingerprint.size,
-        local_path,
-        storage: Storage::Cache,
-        computed: Some(computed),
-        fingerprint,
-        bytes_read: a.bytes_read,
-        provenance: Provenance {
-            fetcher: a.fetcher.to_owned(),
-            fetcher_version: a.fetcher_version,
-            fetched_ms: now_ms(),
-            resolved_revision: Some(a.commit),
-            files: records,
-            include: config.include.clone(),
-            exclude: config.exclude.clone(),
-        },
+    let select = selection(hf)?;
+    assembly.publish(Publish {
+        id: req.id,
+        dest: entry_dir(req.layout, hf, req.id, &commit, config),
+        select: select.as_ref(),
+        expected: req.expected,
+        fetcher: origin.0,
+        fetcher_version: origin.1,
+        resolved_revision: Some(commit),
+        include: config.include.clone(),
+        exclude: config.exclude.clone(),
+        bytes_read,
     })
 }
 
@@ -255,6 +191,13 @@ fn hub_cache_repo(hub_cache: &Path, hf: &HfRef) -> PathBuf {
 
 /// The commit a revision names in a Hugging Face cache (`refs/<revision>`), or the revision
 /// itself when it is a full commit sha.
+#[cfg_attr(
+    not(feature = "hf"),
+    expect(
+        dead_code,
+        reason = "only the native client reads the Hugging Face cache"
+    )
+)]
 fn hub_cache_commit(hub_cache: &Path, hf: &HfRef, revision: &str) -> Option<String> {
     if revision.len() == 40 && revision.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Some(revision.to_ascii_lowercase());
@@ -275,26 +218,17 @@ fn hub_cache_claimed_sha256(snapshot_file: &Path) -> Option<Digest> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::Error;
 
     #[test]
-    fn hostile_names_are_refused() {
-        for bad in [
-            "",
-            "/etc/passwd",
-            "../x",
-            "a/../../x",
-            "a//b",
-            "./a",
-            "a\\b",
-            "a\0b",
-            "a/\nb",
-            "a/.",
-        ] {
-            assert!(safe_relative_path(bad).is_err(), "{bad:?}");
-        }
-        for good in ["config.json", "onnx/model.onnx", "a b/c.d", "..hidden-ish"] {
-            assert!(safe_relative_path(good).is_ok(), "{good:?}");
-        }
+    fn hostile_names_in_a_listing_are_refused_by_name() {
+        let names = |list: &[&str]| remote_names(list.iter().map(|&n| n.to_owned()).collect());
+        assert!(names(&["config.json", "onnx/model.onnx"]).is_ok());
+        let err = names(&["config.json", "a/../../x"]).unwrap_err();
+        assert!(
+            matches!(&err, Error::HostileName { name } if name == "a/../../x"),
+            "{err:?}"
+        );
     }
 
     #[test]

@@ -17,21 +17,24 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, OnceLock};
 
-use catalog_core::{CatalogEntry, Digest, FileRecord, HfRef, ModelRef};
+use catalog_core::{CatalogEntry, Digest, HfRef, ModelRef, SafeRelPath};
 use reqwest::StatusCode;
 use reqwest::header::{self, HeaderMap, HeaderValue};
 use serde::Deserialize;
 
 use super::{
-    Assembled, HfConfig, Placed, finish, hub_cache_claimed_sha256, hub_cache_commit,
-    hub_cache_repo, safe_relative_path, selected,
+    HfConfig, hub_cache_claimed_sha256, hub_cache_commit, hub_cache_repo, publish, remote_names,
+    selected,
 };
+use crate::assemble::Assembly;
 use crate::download::{Download, DownloadConfig, Downloader, Engine, Expected, UrlSource};
 use crate::error::{Error, Result};
 use crate::fetcher::{FetchRequest, Fetched, ModelFetcher, unsupported};
 use crate::reporter::Progress;
 
-/// Fetches `hf:` references with the Hub's HTTP API. See the [module docs](self).
+/// Fetches `hf:` references with the Hub's HTTP API: resolves the revision to a commit, asks
+/// each file's size and sha256 with a `HEAD`, and takes each file from the store, the Hugging
+/// Face cache or the network, checked against that sha256.
 #[derive(Debug)]
 pub struct HfFetcher {
     config: HfConfig,
@@ -55,7 +58,7 @@ struct Sibling {
 /// One file to place.
 #[derive(Debug)]
 struct FileJob {
-    rel: String,
+    rel: SafeRelPath,
     size: Option<u64>,
     /// The sha256 the Hub states (LFS files).
     sha256: Option<Digest>,
@@ -251,30 +254,26 @@ impl HfFetcher {
                 ),
             });
         }
-        for name in &names {
-            safe_relative_path(name)?;
-        }
-        let staging = req.layout.stage_dir()?;
+        let names = remote_names(names)?;
+        let assembly = Assembly::new(req.layout)?;
         let jobs = self.plan(hf, &commit, names)?;
-        let (files, bytes_read) = self.place_all(req, hf, &commit, staging.path(), jobs)?;
-        let assembled = Assembled {
+        let bytes_read = self.place_all(req, hf, &commit, &assembly, jobs)?;
+        publish(
+            assembly,
+            req,
             hf,
-            id: req.id,
+            &self.config,
             commit,
-            staging,
-            files,
+            ("hf-native", env!("CARGO_PKG_VERSION").to_owned()),
             bytes_read,
-            fetcher: "hf-native",
-            fetcher_version: env!("CARGO_PKG_VERSION").to_owned(),
-        };
-        finish(assembled, req.layout, &self.config, req.expected)
+        )
     }
 
     /// Sizes and stated digests of every file, by `HEAD`, several at once.
-    fn plan(&self, hf: &HfRef, commit: &str, names: Vec<String>) -> Result<Vec<FileJob>> {
+    fn plan(&self, hf: &HfRef, commit: &str, names: Vec<SafeRelPath>) -> Result<Vec<FileJob>> {
         // HEADs are cheap for the server: twice as many at once as downloads.
         in_parallel(names, self.config.parallel_files * 2, |rel| {
-            let (size, sha256, git_oid) = self.head(hf, commit, &rel)?;
+            let (size, sha256, git_oid) = self.head(hf, commit, rel.as_str())?;
             Ok(FileJob {
                 rel,
                 size,
@@ -284,44 +283,42 @@ impl HfFetcher {
         })
     }
 
-    /// Places every file in `dir`, several at once; returns them and the bytes downloaded.
+    /// Places every file in `assembly`, several at once; returns the bytes downloaded.
     fn place_all(
         &self,
         req: &FetchRequest<'_>,
         hf: &HfRef,
         commit: &str,
-        dir: &Path,
+        assembly: &Assembly<'_>,
         jobs: Vec<FileJob>,
-    ) -> Result<(Vec<Placed>, u64)> {
+    ) -> Result<u64> {
         let total: u64 = jobs.iter().filter_map(|j| j.size).sum();
         let overall = req.reporter.start(&hf.repo_id(), Some(total));
         let done = in_parallel(jobs, self.config.parallel_files, |job| {
             let both = Tee {
-                file: req.reporter.start(&job.rel, job.size),
+                file: req.reporter.start(job.rel.as_str(), job.size),
                 overall: &*overall,
             };
-            let result = self.place_one(req, hf, commit, dir, &job, &both);
+            let result = self.place_one(req, hf, commit, assembly, &job, &both);
             both.file.finish();
             result
         });
         overall.finish();
-        let done = done?;
-        let transferred = done.iter().map(|(_, n)| n).sum();
-        Ok((done.into_iter().map(|(p, _)| p).collect(), transferred))
+        Ok(done?.into_iter().sum())
     }
 
     /// One file: from the store, the Hugging Face cache, or the network, in that order.
+    /// Returns the bytes downloaded.
     fn place_one(
         &self,
         req: &FetchRequest<'_>,
         hf: &HfRef,
         commit: &str,
-        dir: &Path,
+        assembly: &Assembly<'_>,
         job: &FileJob,
         progress: &dyn Progress,
-    ) -> Result<(Placed, u64)> {
+    ) -> Result<u64> {
         let layout = req.layout;
-        let dest = dir.join(safe_relative_path(&job.rel)?);
         let etag = job
             .sha256
             .as_ref()
@@ -331,26 +328,30 @@ impl HfFetcher {
         // small git file is known by its git blob id from the entry made before.
         let known = job.sha256.clone().or_else(|| {
             let previous = req.previous?.provenance.as_ref()?;
-            let before = previous.files.iter().find(|f| f.path == job.rel)?;
+            let before = previous.files.iter().find(|f| f.path == job.rel.as_str())?;
             (before.etag.is_some() && before.etag == job.git_oid).then(|| before.digest.clone())?
         });
-        if let Some(sha) = known {
-            let blob = layout.blob_path(&sha);
-            if blob.is_file() {
-                layout.link_model(&blob, &dest)?;
-                let size = std::fs::metadata(&blob)
-                    .map_err(|e| Error::read(&blob, e))?
-                    .len();
-                progress.advance(size);
-                tracing::debug!(file = %job.rel, "reused a blob already in the store");
-                return Ok((placed(&job.rel, size, sha, etag), 0));
-            }
+        if let Some(sha) = known
+            && layout.blob_path(&sha).is_file()
+        {
+            let size = assembly.place_blob(&job.rel, sha, etag)?;
+            progress.advance(size);
+            tracing::debug!(file = %job.rel, "reused a blob already in the store");
+            return Ok(0);
         }
         if let Some(found) = self.hub_cache_file(hf, commit, &job.rel) {
-            match super::cli::copy_verified(layout, &found, job.sha256.as_ref(), &dest, progress) {
-                Ok((size, digest)) => {
+            let copied = super::cli::copy_verified(
+                assembly,
+                &found,
+                job.sha256.as_ref(),
+                &job.rel,
+                etag.clone(),
+                progress,
+            );
+            match copied {
+                Ok(()) => {
                     tracing::info!(file = %job.rel, cache = %found.display(), "reused the Hugging Face cache");
-                    return Ok((placed(&job.rel, size, digest, etag), 0));
+                    return Ok(0);
                 }
                 Err(e) if e.is_verification_failure() => {
                     tracing::warn!(file = %job.rel, error = %e, "the Hugging Face cache copy is damaged; downloading");
@@ -358,7 +359,7 @@ impl HfFetcher {
                 Err(e) => return Err(e),
             }
         }
-        let url = self.resolve_url(hf, commit, &job.rel)?;
+        let url = self.resolve_url(hf, commit, job.rel.as_str())?;
         let display_url = url.as_str().to_owned();
         // The reference may name this very file: then a wrong `--digest` fails the download.
         let (id, expected) = match (&hf.path, req.expected) {
@@ -380,11 +381,7 @@ impl HfFetcher {
             progress,
         )?;
         let staged = downloaded.staged;
-        if let Some(stated) = &job.sha256
-            && stated != &staged.digest
-        {
-            return Err(Error::mismatch(&id, stated, &staged.digest));
-        }
+        Error::check_digest(&id, job.sha256.as_ref(), &staged.digest)?;
         if let Some(oid) = &job.git_oid {
             let computed = git_blob_id(staged.path()).map_err(|e| Error::read(staged.path(), e))?;
             if &computed != oid {
@@ -395,19 +392,17 @@ impl HfFetcher {
                 });
             }
         }
-        let (size, digest) = (staged.size, staged.digest.clone());
-        let blob = layout.publish_blob(staged)?;
-        layout.link_model(&blob, &dest)?;
-        Ok((placed(&job.rel, size, digest, etag), downloaded.transferred))
+        assembly.place_staged(&job.rel, staged, etag)?;
+        Ok(downloaded.transferred)
     }
 
     /// The file in the Hugging Face cache's snapshot of `commit`, if it is there.
-    fn hub_cache_file(&self, hf: &HfRef, commit: &str, rel: &str) -> Option<PathBuf> {
+    fn hub_cache_file(&self, hf: &HfRef, commit: &str, rel: &SafeRelPath) -> Option<PathBuf> {
         let cache = self.config.hub_cache.as_ref()?;
         let path = hub_cache_repo(cache, hf)
             .join("snapshots")
             .join(commit)
-            .join(rel);
+            .join(rel.as_path());
         path.is_file().then_some(path)
     }
 
@@ -434,32 +429,27 @@ impl HfFetcher {
                 .filter(|n| selected(n, &self.config.include, &self.config.exclude))
                 .collect(),
         };
-        if names.is_empty() || names.iter().any(|n| !snapshot.join(n).is_file()) {
+        let names = remote_names(names)?;
+        if names.is_empty() || names.iter().any(|n| !snapshot.join(n.as_path()).is_file()) {
             return Err(offline());
         }
-        let staging = req.layout.stage_dir()?;
+        let assembly = Assembly::new(req.layout)?;
         let overall = req.reporter.start(&hf.repo_id(), None);
-        let mut files = Vec::with_capacity(names.len());
         for rel in &names {
-            let dest = staging.path().join(safe_relative_path(rel)?);
-            let source = snapshot.join(rel);
+            let source = snapshot.join(rel.as_path());
             let claimed = hub_cache_claimed_sha256(&source);
-            let (size, digest) =
-                super::cli::copy_verified(req.layout, &source, claimed.as_ref(), &dest, &*overall)?;
-            files.push(placed(rel, size, digest, None));
+            super::cli::copy_verified(&assembly, &source, claimed.as_ref(), rel, None, &*overall)?;
         }
         overall.finish();
-        let assembled = Assembled {
+        publish(
+            assembly,
+            req,
             hf,
-            id: req.id,
+            &self.config,
             commit,
-            staging,
-            files,
-            bytes_read: 0,
-            fetcher: "hf-native",
-            fetcher_version: env!("CARGO_PKG_VERSION").to_owned(),
-        };
-        finish(assembled, req.layout, &self.config, req.expected)
+            ("hf-native", env!("CARGO_PKG_VERSION").to_owned()),
+            0,
+        )
     }
 }
 
@@ -515,17 +505,6 @@ fn in_parallel<T: Send, R: Send>(
     let mut results = results.into_inner().expect("poisoned");
     results.sort_by_key(|(i, _)| *i);
     Ok(results.into_iter().map(|(_, r)| r).collect())
-}
-
-fn placed(rel: &str, size: u64, digest: Digest, etag: Option<String>) -> Placed {
-    Placed {
-        record: FileRecord {
-            path: rel.to_owned(),
-            size,
-            digest: Some(digest),
-            etag,
-        },
-    }
 }
 
 /// The git blob id of a file's bytes: `sha1("blob <len>\0" + bytes)`, what the Hub states as
