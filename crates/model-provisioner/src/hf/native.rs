@@ -27,7 +27,7 @@ use super::{
     selected,
 };
 use crate::assemble::Assembly;
-use crate::download::{Download, DownloadConfig, Downloader, Engine, Expected, UrlSource};
+use crate::download::{Download, DownloadConfig, Downloader, Engine, Expected, Failure, UrlSource};
 use crate::error::{Error, Result};
 use crate::fetcher::{FetchRequest, Fetched, ModelFetcher, unsupported};
 use crate::reporter::Progress;
@@ -128,6 +128,29 @@ impl HfFetcher {
         })
     }
 
+    /// Sends the request `build` makes, retrying transient failures (connection errors,
+    /// timeouts, `5xx`, `429`) with the engine's retry policy, as every download does.
+    async fn send_api(
+        &self,
+        url: &str,
+        build: impl Fn() -> reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response> {
+        let mut attempts = self.engine.config().retry.attempts(url);
+        loop {
+            let failure = match build().send().await {
+                Ok(r)
+                    if r.status().is_server_error()
+                        || r.status() == StatusCode::TOO_MANY_REQUESTS =>
+                {
+                    Failure::status(r.status())
+                }
+                Ok(r) => return Ok(r),
+                Err(e) => Failure::from_reqwest(e),
+            };
+            attempts.failed(failure).await?;
+        }
+    }
+
     /// Resolves `revision` to a commit and lists the repository's files.
     fn revision_info(&self, hf: &HfRef, revision: &str) -> Result<RevisionInfo> {
         let url = format!(
@@ -137,12 +160,9 @@ impl HfFetcher {
         let client = self.api()?;
         let engine = self.engine()?;
         engine.block_on(async {
-            let response = client
-                .get(&url)
-                .headers(self.auth_headers())
-                .send()
-                .await
-                .map_err(|e| api_error(&url, e))?;
+            let response = self
+                .send_api(&url, || client.get(&url).headers(self.auth_headers()))
+                .await?;
             // The Hub answers 401 `RepoNotFound` for a repository that does not exist or is
             // private (and some mirrors do for a missing revision too).
             let code = response
@@ -192,12 +212,11 @@ impl HfFetcher {
         let url = self.resolve_url(hf, commit, rel)?;
         let client = self.api()?;
         self.engine()?.block_on(async {
-            let response = client
-                .head(url.clone())
-                .headers(self.auth_headers())
-                .send()
-                .await
-                .map_err(|e| api_error(url.as_str(), e))?;
+            let response = self
+                .send_api(url.as_str(), || {
+                    client.head(url.clone()).headers(self.auth_headers())
+                })
+                .await?;
             let status = response.status();
             if status == StatusCode::NOT_FOUND {
                 return Err(Error::HfNotFound {

@@ -1048,3 +1048,32 @@ fn hostile_file_names_in_a_remote_listing_are_refused_before_anything_is_written
     }
     Ok(())
 }
+
+/// The Hub's API is retried like every download: a `503` before the revision answers is
+/// ridden out, and the answer read (here, a revision with no file at all).
+#[test]
+fn a_transient_hub_api_failure_is_retried_with_the_engine_policy() -> TestResult {
+    let revision = br#"{"sha": "0123456789abcdef0123456789abcdef01234567", "siblings": []}"#;
+    let hub = test_support::FaultServer::start(
+        revision.to_vec(),
+        vec![
+            test_support::Answer::Status(503),
+            test_support::Answer::Serve { ranges: false },
+        ],
+    );
+    let dirs = Dirs::new()?;
+    let endpoint = hub.url("").trim_end_matches('/').to_owned();
+    let err = provisioner(dirs.cache(), hf_config(&endpoint, dirs.hub()))?
+        .ensure(&"hf:org/empty".parse()?, None)
+        .expect_err("no file");
+    assert!(matches!(err, Error::HfNotFound { .. }), "{err:?}");
+    assert_eq!(hub.requests(), 2, "one failure, one retry");
+    let paths: Vec<_> = hub.log().into_iter().map(|s| s.path).collect();
+    assert!(
+        paths
+            .iter()
+            .all(|p| p == "/api/models/org/empty/revision/main"),
+        "{paths:?}"
+    );
+    Ok(())
+}
