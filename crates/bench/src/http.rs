@@ -153,30 +153,11 @@ pub(crate) fn suite(bench: &Bench, size_mib: u64) -> anyhow::Result<String> {
     eprintln!("mp-bench: http: serving {url}");
     let cpu = CpuWatch::start(&nginx);
 
-    let mut measured: Vec<Measured> = CONNECTIONS
-        .iter()
-        .flat_map(|&n| {
-            let before = bench.before.is_some().then_some(Client::Before(n));
-            [Some(Client::Ours(n)), before]
-        })
-        .flatten()
-        .chain([
-            Client::Curl,
-            Client::CurlSync,
-            Client::CurlReadBack,
-            Client::Aria2c,
-            Client::DiskFloor,
-        ])
-        .filter(|c| *c != Client::Aria2c || aria2c.is_some())
-        .map(|client| Measured {
-            client,
-            wall: Samples::default(),
-            max_sent: 0,
-        })
-        .collect();
+    let mut measured = clients(bench, aria2c.is_some());
     // Interleaved, so that a neighbour's load spreads over every client alike.
     for run in 0..bench.runs {
-        for m in &mut measured {
+        for i in run_order(&measured, run) {
+            let m = &mut measured[i];
             eprintln!(
                 "mp-bench: http: run {}/{}: {}",
                 run + 1,
@@ -213,13 +194,57 @@ pub(crate) fn suite(bench: &Bench, size_mib: u64) -> anyhow::Result<String> {
         aria2c
             .as_deref()
             .unwrap_or("aria2c not installed (its row is left out)"),
-        bench.before.as_ref().map_or_else(String::new, |b| format!(
-            "; before: `{}` (`--baseline-bin`)",
-            b.display()
-        )),
+        bench
+            .baseline_bin
+            .as_ref()
+            .map_or_else(String::new, |b| format!(
+                "; before: `{}` (`--baseline-bin`)",
+                b.display()
+            )),
         date()
     );
     Ok(render(&facts, size, &measured, &resume))
+}
+
+/// Every client measured, in the order of a round.
+fn clients(bench: &Bench, aria2c: bool) -> Vec<Measured> {
+    CONNECTIONS
+        .iter()
+        .flat_map(|&n| {
+            let before = bench.before.is_some().then_some(Client::Before(n));
+            [Some(Client::Ours(n)), before]
+        })
+        .flatten()
+        .chain([
+            Client::Curl,
+            Client::CurlSync,
+            Client::CurlReadBack,
+            Client::Aria2c,
+            Client::DiskFloor,
+        ])
+        .filter(|c| *c != Client::Aria2c || aria2c)
+        .map(|client| Measured {
+            client,
+            wall: Samples::default(),
+            max_sent: 0,
+        })
+        .collect()
+}
+
+/// The order of round `run`: ours and before at the same `--connections` take turns going
+/// first.
+fn run_order(measured: &[Measured], run: u32) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..measured.len()).collect();
+    if run % 2 == 1 {
+        for pair in order.chunks_mut(2) {
+            if let [a, b] = pair
+                && matches!(measured[*b].client, Client::Before(_))
+            {
+                std::mem::swap(a, b);
+            }
+        }
+    }
+    order
 }
 
 /// One timed, cold download by `client`; checks what it produced.

@@ -134,6 +134,7 @@ fn run(args: &Args) -> anyhow::Result<()> {
     let mut bench = Bench {
         cli,
         before,
+        baseline_bin: args.baseline_bin.clone(),
         data_dir,
         runs: 0,
         keep_caches: args.keep_caches,
@@ -266,8 +267,10 @@ enum Build {
 #[derive(Debug)]
 struct Bench {
     cli: PathBuf,
-    /// `--baseline-bin`, canonical.
+    /// A fresh copy of `--baseline-bin` (see [`stage_binary`]).
     before: Option<PathBuf>,
+    /// `--baseline-bin` as given, for the report.
+    baseline_bin: Option<PathBuf>,
     data_dir: PathBuf,
     runs: u32,
     keep_caches: bool,
