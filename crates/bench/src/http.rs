@@ -609,7 +609,7 @@ fn proc_ticks(pid: &str, n: usize) -> Option<u64> {
 }
 
 /// The 1-minute load average.
-fn loadavg() -> String {
+pub(crate) fn loadavg() -> String {
     fs::read_to_string("/proc/loadavg")
         .ok()
         .and_then(|s| s.split_whitespace().next().map(str::to_owned))

@@ -171,12 +171,14 @@ fn local_suite(args: &Args, bench: &Bench) -> anyhow::Result<String> {
         .join(format!("random-{}MiB.bin", args.size_mib));
     prepare_file(&file, size, false)?;
 
+    let load_before = http::loadavg();
     let mut rows = Vec::new();
     let digest = bench.hash_cold_cache(&file, size, &mut rows)?;
     bench.repeat_ensure(&file, &digest, &mut rows)?;
     let index_bytes = bench.large_catalog(&file, &digest, args.entries, &mut rows)?;
     bench.process_start(&mut rows)?;
-    Ok(render(args, bench.runs, size, &rows, index_bytes))
+    let load = format!("{load_before} before, {} after", http::loadavg());
+    Ok(render(args, bench.runs, size, &rows, index_bytes, &load))
 }
 
 /// Wall times of one command, in the order they were taken.
@@ -843,7 +845,7 @@ fn openssl_version() -> String {
         )
 }
 
-fn render(args: &Args, runs: u32, size: u64, rows: &[Row], index_bytes: u64) -> String {
+fn render(args: &Args, runs: u32, size: u64, rows: &[Row], index_bytes: u64, load: &str) -> String {
     let mut md = String::new();
     let before = args.baseline_bin.as_ref().map_or_else(String::new, |b| {
         format!(
@@ -854,7 +856,7 @@ fn render(args: &Args, runs: u32, size: u64, rows: &[Row], index_bytes: u64) -> 
     let _ = writeln!(
         md,
         "Machine: {}; file: {} of pseudo-random bytes, in the page cache; {} runs per case; \
-         baseline: {}{before}; date: {}",
+         baseline: {}{before}; load average (1 min) {load}; date: {}",
         machine(),
         human_size(size),
         runs,

@@ -158,13 +158,19 @@ fn main() -> anyhow::Result<()> {
         data_dir,
         args,
     };
-    let mut report = header(&setup);
+    let load_before = loadavg();
+    let mut suites = String::new();
     if matches!(setup.args.server, Server::Olah | Server::Both) {
-        report.push_str(&olah_suite(&setup)?);
+        suites.push_str(&olah_suite(&setup)?);
     }
     if matches!(setup.args.server, Server::Nginx | Server::Both) {
-        report.push_str(&nginx_suite(&setup)?);
+        suites.push_str(&nginx_suite(&setup)?);
     }
+    let mut report = header(
+        &setup,
+        &format!("{load_before} before, {} after", loadavg()),
+    );
+    report.push_str(&suites);
     print!("{report}");
     if let Some(out) = &setup.args.out {
         fs::write(out, &report).with_context(|| format!("cannot write `{}`", out.display()))?;
@@ -172,11 +178,12 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn header(setup: &Setup) -> String {
+fn header(setup: &Setup, load: &str) -> String {
     let mut md = format!(
         "Machine: {} cores; cold caches every run; runs per client: {}, interleaved (the order \
          rotates every round), each after `sync` and {} s idle, after one untimed download by \
-         ours that warms the server; `hf`: huggingface_hub {}; ours: `{}`",
+         ours that warms the server; load average (1 min) {load}; `hf`: huggingface_hub {}; \
+         ours: `{}`",
         std::thread::available_parallelism().map_or(0, std::num::NonZero::get),
         setup.args.runs,
         SETTLE.as_secs(),
@@ -545,6 +552,14 @@ fn settle(dir: &Path) -> anyhow::Result<()> {
     ensure!(status.success(), "`sync -f {}` failed", dir.display());
     std::thread::sleep(SETTLE);
     Ok(())
+}
+
+/// The 1-minute load average: a busy machine makes every ratio noisy.
+fn loadavg() -> String {
+    fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "?".to_owned())
 }
 
 /// `huggingface_hub`'s version, from the test venv.
