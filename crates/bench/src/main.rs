@@ -279,11 +279,6 @@ struct Bench {
 }
 
 impl Bench {
-    /// `model-provisioner --cache-dir <cache>` followed by `args`.
-    fn cli(&self, cache: &Path, args: &[&str]) -> Command {
-        self.cli_of(Build::Ours, cache, args)
-    }
-
     /// The binary of `build`.
     fn bin(&self, build: Build) -> &Path {
         match (build, &self.before) {
