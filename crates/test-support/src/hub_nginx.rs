@@ -149,7 +149,8 @@ pub struct HubRequest {
 }
 
 /// nginx on `127.0.0.1:<free port>` answering as the Hugging Face Hub for the repos it was
-/// started with (see the [module docs](self)). Killed on drop; its temp dir is removed.
+/// started with: revision and tree APIs, `resolve`, and a blob host under `localhost`, as the
+/// module `hub_nginx` describes. Killed on drop; its temp dir is removed.
 #[derive(Debug)]
 pub struct HubNginx {
     child: Child,
