@@ -62,6 +62,12 @@ struct Args {
     /// them.
     #[arg(long)]
     keep_caches: bool,
+
+    /// Also run this `model-provisioner` binary (another build, e.g. of the commit before a
+    /// change, in its own target directory) in every case of every suite, interleaved with
+    /// ours, and report its times and ours / it ("before").
+    #[arg(long, value_name = "PATH")]
+    baseline_bin: Option<PathBuf>,
 }
 
 /// The cases `mp-bench` runs.
@@ -92,7 +98,7 @@ fn run(args: &Args) -> anyhow::Result<()> {
     let exe_dir = exe
         .parent()
         .context("the mp-bench executable has no parent directory")?;
-    let cli = exe_dir.join("model-provisioner");
+    let mut cli = exe_dir.join("model-provisioner");
     if !cli.is_file() {
         bail!(
             "`{}` does not exist; build the CLI first with `cargo build --release` \
@@ -112,8 +118,23 @@ fn run(args: &Args) -> anyhow::Result<()> {
     let data_dir = fs::canonicalize(&data_dir)
         .with_context(|| format!("cannot resolve `{}`", data_dir.display()))?;
     eprintln!("mp-bench: using {}", cli.display());
+    let before = match &args.baseline_bin {
+        Some(path) => {
+            let path = fs::canonicalize(path)
+                .with_context(|| format!("`--baseline-bin {}` does not exist", path.display()))?;
+            eprintln!("mp-bench: and, as before, {}", path.display());
+            // Both run from fresh copies side by side, so that where and how each file was
+            // written does not count (see `stage_binary`).
+            let bins = data_dir.join("bins");
+            cli = stage_binary(&cli, &bins.join("ours"))?;
+            Some(stage_binary(&path, &bins.join("before"))?)
+        }
+        None => None,
+    };
     let mut bench = Bench {
         cli,
+        before,
+        baseline_bin: args.baseline_bin.clone(),
         data_dir,
         runs: 0,
         keep_caches: args.keep_caches,
@@ -150,12 +171,14 @@ fn local_suite(args: &Args, bench: &Bench) -> anyhow::Result<String> {
         .join(format!("random-{}MiB.bin", args.size_mib));
     prepare_file(&file, size, false)?;
 
+    let load_before = http::loadavg();
     let mut rows = Vec::new();
     let digest = bench.hash_cold_cache(&file, size, &mut rows)?;
     bench.repeat_ensure(&file, &digest, &mut rows)?;
     let index_bytes = bench.large_catalog(&file, &digest, args.entries, &mut rows)?;
     bench.process_start(&mut rows)?;
-    Ok(render(args, bench.runs, size, &rows, index_bytes))
+    let load = format!("{load_before} before, {} after", http::loadavg());
+    Ok(render(args, bench.runs, size, &rows, index_bytes, &load))
 }
 
 /// Wall times of one command, in the order they were taken.
@@ -199,11 +222,19 @@ enum Goal {
 struct Row {
     case: String,
     ours: Samples,
+    /// The same case run by `--baseline-bin`.
+    before: Option<Samples>,
     baseline: Option<Samples>,
     goal: Goal,
 }
 
 impl Row {
+    fn ours_over_before(&self) -> Option<f64> {
+        self.before
+            .as_ref()
+            .map(|b| self.ours.median().as_secs_f64() / b.median().as_secs_f64())
+    }
+
     fn ratio(&self) -> Option<f64> {
         self.baseline
             .as_ref()
@@ -226,20 +257,80 @@ enum Stdout {
     Null,
 }
 
+/// Which build of `model-provisioner` runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Build {
+    /// The one next to `mp-bench`.
+    Ours,
+    /// `--baseline-bin`.
+    Before,
+}
+
 #[derive(Debug)]
 struct Bench {
     cli: PathBuf,
+    /// A fresh copy of `--baseline-bin` (see [`stage_binary`]).
+    before: Option<PathBuf>,
+    /// `--baseline-bin` as given, for the report.
+    baseline_bin: Option<PathBuf>,
     data_dir: PathBuf,
     runs: u32,
     keep_caches: bool,
 }
 
 impl Bench {
-    /// `model-provisioner --cache-dir <cache>` followed by `args`.
-    fn cli(&self, cache: &Path, args: &[&str]) -> Command {
-        let mut cmd = Command::new(&self.cli);
+    /// The binary of `build`.
+    fn bin(&self, build: Build) -> &Path {
+        match (build, &self.before) {
+            (Build::Before, Some(before)) => before,
+            _ => &self.cli,
+        }
+    }
+
+    /// The builds to run: ours, and the baseline when there is one.
+    fn builds(&self) -> Vec<Build> {
+        let mut builds = vec![Build::Ours];
+        if self.before.is_some() {
+            builds.push(Build::Before);
+        }
+        builds
+    }
+
+    /// The builds in the order of run `run`: who goes first alternates, so that neither
+    /// always runs right after the other (which measured 5–10% on millisecond cases).
+    fn builds_in_run(&self, run: u32) -> Vec<Build> {
+        let mut builds = self.builds();
+        if run % 2 == 1 {
+            builds.reverse();
+        }
+        builds
+    }
+
+    /// `build`'s binary with `--cache-dir <cache>` followed by `args`.
+    fn cli_of(&self, build: Build, cache: &Path, args: &[&str]) -> Command {
+        let mut cmd = Command::new(self.bin(build));
         cmd.arg("--cache-dir").arg(cache).args(args);
         cmd
+    }
+
+    /// Runs `f` for every build, `--runs` times, the builds interleaved within each run (see
+    /// [`Bench::builds_in_run`]).
+    fn each_build(
+        &self,
+        mut f: impl FnMut(Build) -> anyhow::Result<Duration>,
+    ) -> anyhow::Result<(Samples, Option<Samples>)> {
+        let mut ours = Samples::default();
+        let mut before = self.before.as_ref().map(|_| Samples::default());
+        for run in 0..self.runs {
+            for build in self.builds_in_run(run) {
+                let took = f(build)?;
+                match build {
+                    Build::Ours => ours.0.push(took),
+                    Build::Before => before.as_mut().context("no baseline")?.0.push(took),
+                }
+            }
+        }
+        Ok((ours, before))
     }
 
     fn fresh_cache(&self) -> anyhow::Result<tempfile::TempDir> {
@@ -276,6 +367,7 @@ impl Bench {
         let path = utf8(file)?;
         let mut openssl = Samples::default();
         let mut ours = Samples::default();
+        let mut before = self.before.as_ref().map(|_| Samples::default());
         let mut digest: Option<Digest> = None;
         for i in 0..self.runs {
             eprintln!("mp-bench: hash, run {}/{}", i + 1, self.runs);
@@ -299,11 +391,20 @@ impl Bench {
             );
             let arg = format!("{expected}");
 
-            let cache = self.fresh_cache()?;
-            let mut cmd = self.cli(cache.path(), &["ensure", path, "--digest", &arg, "--json"]);
-            let (took, out) = timed(&mut cmd, Stdout::Capture)?;
-            check_ensure(&out, false, Some(size))?;
-            ours.0.push(took);
+            for build in self.builds_in_run(i) {
+                let cache = self.fresh_cache()?;
+                let mut cmd = self.cli_of(
+                    build,
+                    cache.path(),
+                    &["ensure", path, "--digest", &arg, "--json"],
+                );
+                let (took, out) = timed(&mut cmd, Stdout::Capture)?;
+                check_ensure(&out, false, Some(size))?;
+                match build {
+                    Build::Ours => ours.0.push(took),
+                    Build::Before => before.as_mut().context("no baseline")?.0.push(took),
+                }
+            }
         }
         rows.push(Row {
             case: format!(
@@ -311,6 +412,7 @@ impl Bench {
                 human_size(size)
             ),
             ours,
+            before,
             baseline: Some(openssl),
             goal: Goal::Ratio(1.15),
         });
@@ -327,18 +429,29 @@ impl Bench {
         let path = utf8(file)?;
         let arg = digest.to_string();
         let args = ["ensure", path, "--digest", &arg, "--json"];
-        let cache = self.fresh_cache()?;
+        // One cache per build, each filled by its own build.
+        let caches = [self.fresh_cache()?, self.fresh_cache()?];
+        let cache = |build| caches[usize::from(build == Build::Before)].path();
         eprintln!("mp-bench: repeat ensure, first (untimed) ensure");
-        let (_, out) = timed(&mut self.cli(cache.path(), &args), Stdout::Capture)?;
-        check_ensure(&out, false, None)?;
-        let ours = self.repeat(|| {
-            let (took, out) = timed(&mut self.cli(cache.path(), &args), Stdout::Capture)?;
+        for build in self.builds() {
+            let (_, out) = timed(
+                &mut self.cli_of(build, cache(build), &args),
+                Stdout::Capture,
+            )?;
+            check_ensure(&out, false, None)?;
+        }
+        let (ours, before) = self.each_build(|build| {
+            let (took, out) = timed(
+                &mut self.cli_of(build, cache(build), &args),
+                Stdout::Capture,
+            )?;
             check_ensure(&out, true, Some(0))?;
             Ok(took)
         })?;
         rows.push(Row {
             case: "repeat `ensure --digest`, unchanged file, catalog of 1".to_owned(),
             ours,
+            before,
             baseline: None,
             goal: Goal::MaxMs(10.0),
         });
@@ -357,44 +470,61 @@ impl Bench {
         let path = utf8(file)?;
         let arg = digest.to_string();
         let ensure_args = ["ensure", path, "--digest", &arg, "--json"];
-        let cache = self.fresh_cache()?;
-        eprintln!("mp-bench: building a catalog of {entries} entries");
-        let catalog = FsCatalog::open(cache.path())?;
-        let now = now_ms();
-        catalog.update(|txn| {
-            for i in 0..entries {
-                txn.insert(synthetic_entry(i, now));
-            }
-            Ok::<_, catalog_core::Error>(())
-        })?;
-        let (_, out) = timed(&mut self.cli(cache.path(), &ensure_args), Stdout::Capture).context(
-            "`model-provisioner` could not use the catalog mp-bench wrote; if it calls the \
-                 index corrupt, the two were built from different sources: run \
-                 `cargo build --release --workspace` and try again",
-        )?;
-        check_ensure(&out, false, None)?;
         let total = u64::from(entries) + 1;
-        let index = catalog.layout().index_path();
-        let index_bytes = fs::metadata(&index)
-            .with_context(|| format!("cannot stat `{}`", index.display()))?
-            .len();
+        // One catalog per build, each completed by its own build's first `ensure`.
+        let caches = [self.fresh_cache()?, self.fresh_cache()?];
+        let cache = |build| caches[usize::from(build == Build::Before)].path();
+        let mut index_bytes = 0;
+        for build in self.builds() {
+            eprintln!("mp-bench: building a catalog of {entries} entries");
+            let catalog = FsCatalog::open(cache(build))?;
+            let now = now_ms();
+            catalog.update(|txn| {
+                for i in 0..entries {
+                    txn.insert(synthetic_entry(i, now));
+                }
+                Ok::<_, catalog_core::Error>(())
+            })?;
+            let (_, out) = timed(
+                &mut self.cli_of(build, cache(build), &ensure_args),
+                Stdout::Capture,
+            )
+            .with_context(|| {
+                format!(
+                    "`{}` could not use the catalog mp-bench wrote; if it calls the index \
+                     corrupt, the two were built from different sources: run \
+                     `cargo build --release --workspace` and try again",
+                    self.bin(build).display()
+                )
+            })?;
+            check_ensure(&out, false, None)?;
+            if build == Build::Ours {
+                let index = catalog.layout().index_path();
+                index_bytes = fs::metadata(&index)
+                    .with_context(|| format!("cannot stat `{}`", index.display()))?
+                    .len();
+            }
 
-        // One untimed `ls --json` to check that every entry is listed.
-        let (_, out) = timed(
-            &mut self.cli(cache.path(), &["ls", "--json"]),
-            Stdout::Capture,
-        )?;
-        let listed: serde_json::Value =
-            serde_json::from_slice(&out).context("`ls --json` did not print JSON")?;
-        let n = listed.as_array().map_or(0, Vec::len);
-        ensure!(
-            n as u64 == total,
-            "`ls --json` listed {n} entries, expected {total}"
-        );
+            // One untimed `ls --json` to check that every entry is listed.
+            let (_, out) = timed(
+                &mut self.cli_of(build, cache(build), &["ls", "--json"]),
+                Stdout::Capture,
+            )?;
+            let listed: serde_json::Value =
+                serde_json::from_slice(&out).context("`ls --json` did not print JSON")?;
+            let n = listed.as_array().map_or(0, Vec::len);
+            ensure!(
+                n as u64 == total,
+                "`ls --json` listed {n} entries, expected {total}"
+            );
+        }
 
         eprintln!("mp-bench: ensure with {total} entries");
-        let ours = self.repeat(|| {
-            let (took, out) = timed(&mut self.cli(cache.path(), &ensure_args), Stdout::Capture)?;
+        let (ours, before) = self.each_build(|build| {
+            let (took, out) = timed(
+                &mut self.cli_of(build, cache(build), &ensure_args),
+                Stdout::Capture,
+            )?;
             check_ensure(&out, true, Some(0))?;
             Ok(took)
         })?;
@@ -404,18 +534,23 @@ impl Bench {
                 group(total)
             ),
             ours,
+            before,
             baseline: None,
             goal: Goal::MaxMs(20.0),
         });
 
         eprintln!("mp-bench: ls with {total} entries");
-        let ours = self.repeat(|| {
-            let (took, _) = timed(&mut self.cli(cache.path(), &["ls", "--json"]), Stdout::Null)?;
+        let (ours, before) = self.each_build(|build| {
+            let (took, _) = timed(
+                &mut self.cli_of(build, cache(build), &["ls", "--json"]),
+                Stdout::Null,
+            )?;
             Ok(took)
         })?;
         rows.push(Row {
             case: format!("`ls --json` > /dev/null, catalog of {}", group(total)),
             ours,
+            before,
             baseline: None,
             goal: Goal::None,
         });
@@ -424,27 +559,34 @@ impl Bench {
 
     /// For reference: the cost of starting the binary at all.
     fn process_start(&self, rows: &mut Vec<Row>) -> anyhow::Result<()> {
-        let ours = self.repeat(|| {
-            let mut cmd = Command::new(&self.cli);
+        let (ours, before) = self.each_build(|build| {
+            let mut cmd = Command::new(self.bin(build));
             cmd.arg("--version");
             Ok(timed(&mut cmd, Stdout::Capture)?.0)
         })?;
         rows.push(Row {
             case: "process start only: `model-provisioner --version`".to_owned(),
             ours,
+            before,
             baseline: None,
             goal: Goal::None,
         });
         Ok(())
     }
-
-    fn repeat(&self, mut f: impl FnMut() -> anyhow::Result<Duration>) -> anyhow::Result<Samples> {
-        let mut samples = Samples::default();
-        for _ in 0..self.runs {
-            samples.0.push(f()?);
-        }
-        Ok(samples)
-    }
+}
+/// Copies the binary `bin` to `<dir>/model-provisioner` and returns that path.
+///
+/// Measured here: the same binary started 0.07–0.15 ms (7–10%) slower from the file the linker
+/// wrote than from a copy of it, on every millisecond case, whatever the order of the runs.
+/// Running both builds from fresh copies compares the builds, not their files.
+fn stage_binary(bin: &Path, dir: &Path) -> anyhow::Result<PathBuf> {
+    fs::create_dir_all(dir).with_context(|| format!("cannot create `{}`", dir.display()))?;
+    let dest = dir.join("model-provisioner");
+    let tmp = dir.join("model-provisioner.partial");
+    fs::copy(bin, &tmp)
+        .with_context(|| format!("cannot copy `{}` to `{}`", bin.display(), tmp.display()))?;
+    fs::rename(&tmp, &dest).with_context(|| format!("cannot rename `{}`", tmp.display()))?;
+    Ok(dest)
 }
 
 /// Runs `cmd` to completion and returns its wall time and stdout; a failure is an error that
@@ -698,12 +840,18 @@ fn openssl_version() -> String {
         )
 }
 
-fn render(args: &Args, runs: u32, size: u64, rows: &[Row], index_bytes: u64) -> String {
+fn render(args: &Args, runs: u32, size: u64, rows: &[Row], index_bytes: u64, load: &str) -> String {
     let mut md = String::new();
+    let before = args.baseline_bin.as_ref().map_or_else(String::new, |b| {
+        format!(
+            "; before: `{}` (`--baseline-bin`), interleaved with ours",
+            b.display()
+        )
+    });
     let _ = writeln!(
         md,
         "Machine: {}; file: {} of pseudo-random bytes, in the page cache; {} runs per case; \
-         baseline: {}; date: {}",
+         baseline: {}{before}; load average (1 min) {load}; date: {}",
         machine(),
         human_size(size),
         runs,
@@ -711,11 +859,17 @@ fn render(args: &Args, runs: u32, size: u64, rows: &[Row], index_bytes: u64) -> 
         date()
     );
     let _ = writeln!(md);
+    let with_before = rows.iter().any(|r| r.before.is_some());
+    let (before_head, before_rule) = if with_before {
+        (" before (median) | ours / before |", "---:|---:|")
+    } else {
+        ("", "")
+    };
     let _ = writeln!(
         md,
-        "| case | ours (median) | ours (min) | baseline (median) | ratio | goal | met? |"
+        "| case | ours (median) | ours (min) |{before_head} baseline (median) | ratio | goal | met? |"
     );
-    let _ = writeln!(md, "|---|---:|---:|---:|---:|---|---|");
+    let _ = writeln!(md, "|---|---:|---:|{before_rule}---:|---:|---|---|");
     for row in rows {
         let baseline = row
             .baseline
@@ -734,9 +888,21 @@ fn render(args: &Args, runs: u32, size: u64, rows: &[Row], index_bytes: u64) -> 
             Some(false) => "**no**",
             None => "—",
         };
+        let before_cells = if with_before {
+            format!(
+                " {} | {} |",
+                row.before
+                    .as_ref()
+                    .map_or_else(|| "—".to_owned(), |b| fmt_ms(b.median())),
+                row.ours_over_before()
+                    .map_or_else(|| "—".to_owned(), |r| format!("{r:.2}"))
+            )
+        } else {
+            String::new()
+        };
         let _ = writeln!(
             md,
-            "| {} | {} | {} | {baseline} | {ratio} | {goal} | {met} |",
+            "| {} | {} | {} |{before_cells} {baseline} | {ratio} | {goal} | {met} |",
             row.case,
             fmt_ms(row.ours.median()),
             fmt_ms(row.ours.min()),

@@ -29,6 +29,7 @@ use std::time::{Duration, Instant};
 
 mod fault;
 mod hf_repo;
+mod hub_nginx;
 mod lying_proxy;
 mod nginx;
 mod olah;
@@ -38,6 +39,7 @@ pub use hf_repo::{
     DEFAULT_WEIGHTS_SIZE, HfRepo, HfRepoBuilder, LFS_PATTERNS, TINY_GGUF, TINY_LLAMA, fake_gguf,
     fake_safetensors, pseudo_random_bytes, sha256_hex,
 };
+pub use hub_nginx::{HubFile, HubNginx, HubRepo, HubRequest};
 pub use lying_proxy::{LyingProxy, ProxiedRequest};
 pub use nginx::{LogLine, Nginx};
 pub use olah::{Olah, OlahRequest, hf_cli_path, olah_cli_path, venv_dir};

@@ -1,52 +1,207 @@
 //! `mp-bench-hf`: `model-provisioner ensure hf:…` against `hf download`, side by side, on the
-//! same Hugging Face–compatible server (olah on loopback) and the same fixture repository.
+//! same Hugging Face–compatible server and the same repository, on two servers:
+//!
+//! - `olah` on loopback, a Python mirror serving a git-lfs repo (it caps both clients at
+//!   20–40 MB/s: the comparison there says that checking every byte costs nothing);
+//! - `nginx`: [`HubNginx`], a Hub-shaped nginx (LFS files redirected to a blob host), fast
+//!   enough for the clients themselves to be what is measured.
 //!
 //! Every run starts from cold caches: a fresh `--cache-dir` for us, a fresh `--cache-dir` for
 //! `hf`. We check the sha256 of every LFS file while downloading and record every file's
-//! sha256; `hf` checks sizes only.
+//! sha256; `hf` checks sizes only. With `--baseline-bin`, a second build of
+//! `model-provisioner` (an older commit, say) runs in the same rounds, so that before and after
+//! are measured under the same conditions.
 
+use std::fmt::Write as _;
+use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, bail};
-use clap::Parser;
-use test_support::{HfRepoBuilder, Olah};
+use anyhow::{Context as _, bail, ensure};
+use clap::{Parser, ValueEnum};
+use test_support::{HfRepoBuilder, HubNginx, Olah, pseudo_random_bytes};
 
-/// Benchmark `ensure hf:…` against `hf download`.
+/// Benchmark `ensure hf:…` against `hf download`, on olah and on a Hub-shaped nginx.
 #[derive(Debug, Parser)]
+#[command(name = "mp-bench-hf", version, about, long_about = None)]
 struct Args {
-    /// Runs per tool.
-    #[arg(long, default_value_t = 3)]
-    runs: usize,
-    /// Number of weight files in the fixture repository.
+    /// Which server(s) to run against.
+    #[arg(long, value_enum, default_value_t = Server::Both)]
+    server: Server,
+    /// Runs per client.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    runs: u32,
+    /// Number of weight files in olah's repository.
     #[arg(long, default_value_t = 5)]
     files: usize,
-    /// Size of each weight file, in MiB.
+    /// Size of each weight file in olah's repository, in MiB.
     #[arg(long, default_value_t = 110)]
     file_mib: usize,
+    /// Number of safetensors shards in the nginx repository.
+    #[arg(long, default_value_t = 4)]
+    nginx_files: usize,
+    /// Size of each shard in the nginx repository, in MiB.
+    #[arg(long, default_value_t = 256)]
+    nginx_file_mib: usize,
     /// `--parallel-files` for `model-provisioner` (its default when not given).
     #[arg(long)]
     parallel_files: Option<u16>,
+    /// Also run this `model-provisioner` binary (another build, e.g. of the commit before a
+    /// change) in the same rounds, and report ours / it.
+    #[arg(long, value_name = "PATH")]
+    baseline_bin: Option<PathBuf>,
+    /// Where the nginx repository's files are written (once, reused while their sizes match)
+    /// and the scratch caches live [default: `target/bench-data`].
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
     /// Also write the Markdown report here.
-    #[arg(long)]
+    #[arg(long, value_name = "FILE")]
     out: Option<PathBuf>,
+}
+
+/// The servers `mp-bench-hf` runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Server {
+    /// olah, a Python Hub mirror, serving a git-lfs repository.
+    Olah,
+    /// A Hub-shaped nginx: LFS files redirected to a blob host.
+    Nginx,
+    /// Both, olah first.
+    Both,
 }
 
 const REPO: &str = "bench-org/big-model";
 
+/// The pause after syncing, before each timed run (as in `mp-bench --suite http`).
+const SETTLE: Duration = Duration::from_secs(2);
+
+/// Who downloads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Client {
+    Ours,
+    Before,
+    Hf,
+}
+
+/// The server of one suite: where `HF_ENDPOINT` points and how to run `hf` against it.
+enum Hub {
+    Olah(Olah),
+    Nginx(HubNginx),
+}
+
+impl Hub {
+    fn endpoint(&self) -> String {
+        match self {
+            Hub::Olah(o) => o.endpoint(),
+            Hub::Nginx(n) => n.endpoint(),
+        }
+    }
+
+    fn hf(&self) -> Command {
+        match self {
+            Hub::Olah(o) => o.hf(),
+            Hub::Nginx(n) => n.hf(),
+        }
+    }
+
+    fn describe(&self) -> &'static str {
+        match self {
+            Hub::Olah(_) => "olah 0.5.4 on 127.0.0.1 (a git-lfs repo; it ignores `Range`)",
+            Hub::Nginx(_) => {
+                "a Hub-shaped nginx on 127.0.0.1 (`HubNginx`: 1 worker, `sendfile on`; LFS files \
+                 answered with 302 to a blob host, `localhost`, that serves `Range`)"
+            }
+        }
+    }
+}
+
+/// The binaries and places every suite shares.
+struct Setup {
+    ours: PathBuf,
+    before: Option<PathBuf>,
+    data_dir: PathBuf,
+    args: Args,
+}
+
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let ours = std::env::current_exe()?
-        .parent()
-        .context("the benchmark has no directory")?
-        .join("model-provisioner");
+    let exe = std::env::current_exe()?;
+    let exe_dir = exe.parent().context("the benchmark has no directory")?;
+    let ours = exe_dir.join("model-provisioner");
     if !ours.exists() {
         bail!(
-            "`{}` is missing: run `cargo build --release` first",
+            "`{}` is missing: run `cargo build --release -p model-provisioner-cli` first",
             ours.display()
         );
     }
+    let before = match &args.baseline_bin {
+        Some(path) => {
+            let path = fs::canonicalize(path)
+                .with_context(|| format!("`--baseline-bin {}` does not exist", path.display()))?;
+            Some(path)
+        }
+        None => None,
+    };
+    let data_dir = match &args.data_dir {
+        Some(d) => d.clone(),
+        None => exe_dir
+            .parent()
+            .context("the benchmark is not inside a target directory")?
+            .join("bench-data"),
+    };
+    fs::create_dir_all(&data_dir)
+        .with_context(|| format!("cannot create `{}`", data_dir.display()))?;
+    let setup = Setup {
+        ours,
+        before,
+        data_dir,
+        args,
+    };
+    let load_before = loadavg();
+    let mut suites = String::new();
+    if matches!(setup.args.server, Server::Olah | Server::Both) {
+        suites.push_str(&olah_suite(&setup)?);
+    }
+    if matches!(setup.args.server, Server::Nginx | Server::Both) {
+        suites.push_str(&nginx_suite(&setup)?);
+    }
+    let mut report = header(
+        &setup,
+        &format!("{load_before} before, {} after", loadavg()),
+    );
+    report.push_str(&suites);
+    print!("{report}");
+    if let Some(out) = &setup.args.out {
+        fs::write(out, &report).with_context(|| format!("cannot write `{}`", out.display()))?;
+    }
+    Ok(())
+}
+
+fn header(setup: &Setup, load: &str) -> String {
+    let mut md = format!(
+        "Machine: {} cores; cold caches every run; runs per client: {}, interleaved (the order \
+         rotates every round), each after `sync` and {} s idle, after one untimed download by \
+         ours that warms the server; load average (1 min) {load}; `hf`: huggingface_hub {}; \
+         ours: `{}`",
+        std::thread::available_parallelism().map_or(0, std::num::NonZero::get),
+        setup.args.runs,
+        SETTLE.as_secs(),
+        hf_version(),
+        setup.ours.display()
+    );
+    if let Some(before) = &setup.before {
+        let _ = write!(md, "; before: `{}` (`--baseline-bin`)", before.display());
+    }
+    if let Some(n) = setup.args.parallel_files {
+        let _ = write!(md, "; `--parallel-files {n}`");
+    }
+    md.push_str("\n\n");
+    md
+}
+
+fn olah_suite(setup: &Setup) -> anyhow::Result<String> {
+    let args = &setup.args;
     eprintln!(
         "mp-bench-hf: starting olah and building a {} x {} MiB repository",
         args.files, args.file_mib
@@ -61,94 +216,293 @@ fn main() -> anyhow::Result<()> {
             args.file_mib << 20,
         );
     }
-    olah.add_repo(builder);
-    let total_mib = args.files * args.file_mib;
-    let scratch = tempfile::tempdir()?;
-
-    let mut ours_times = Vec::new();
-    let mut hf_times = Vec::new();
-    for run in 0..args.runs {
-        // Alternate who goes first, so that neither always meets a warmer server.
-        for first in [run % 2 == 0, run % 2 == 1] {
-            if first {
-                ours_times.push(time_ours(
-                    &ours,
-                    args.parallel_files,
-                    &olah,
-                    &scratch.path().join(format!("ours-{run}")),
-                )?);
-            } else {
-                hf_times.push(time_hf(&olah, &scratch.path().join(format!("hf-{run}")))?);
-            }
-        }
-        eprintln!("mp-bench-hf: run {} of {} done", run + 1, args.runs);
-    }
-    let (om, hm) = (median(&mut ours_times), median(&mut hf_times));
-    let ratio = om.as_secs_f64() / hm.as_secs_f64();
-    let report = format!(
-        "Machine: {} cores; repository: {} files, {total_mib} MiB of LFS weights plus 2 small files, served by olah on 127.0.0.1; cold caches every run; {} runs each\n\n\
-| case | median | min | MB/s (median) | sha256 checked |\n|---|---:|---:|---:|---|\n\
-| `model-provisioner ensure hf:{REPO}` | {} | {} | {:.0} | every file |\n\
-| `hf download {REPO}` | {} | {} | {:.0} | none (sizes only) |\n\n\
-Ratio ours / `hf download`: **{ratio:.2}** (goal ≤ 1.0: {}).\n",
-        std::thread::available_parallelism().map_or(0, std::num::NonZero::get),
+    let repo = olah.add_repo(builder);
+    let total = repo
+        .files("main")
+        .iter()
+        .map(|f| repo.size("main", f))
+        .sum();
+    let what = format!(
+        "{} files ({} x {} MiB of LFS weights plus 3 small files, {})",
+        args.files + 3,
         args.files,
-        args.runs,
-        ms(om),
-        ms(min(&ours_times)),
-        mbps(total_mib, om),
-        ms(hm),
-        ms(min(&hf_times)),
-        mbps(total_mib, hm),
-        if ratio <= 1.0 { "met" } else { "**not met**" },
+        args.file_mib,
+        mib(total)
     );
-    print!("{report}");
-    if let Some(out) = args.out {
-        std::fs::write(out, &report)?;
+    run_suite(setup, &Hub::Olah(olah), &what, total)
+}
+
+fn nginx_suite(setup: &Setup) -> anyhow::Result<String> {
+    let args = &setup.args;
+    let dir = setup.data_dir.join(format!(
+        "hub-repo-{}x{}MiB",
+        args.nginx_files, args.nginx_file_mib
+    ));
+    eprintln!(
+        "mp-bench-hf: writing (or reusing) a {} x {} MiB repository in {}",
+        args.nginx_files,
+        args.nginx_file_mib,
+        dir.display()
+    );
+    write_nginx_repo(&dir, args.nginx_files, args.nginx_file_mib << 20)?;
+    eprintln!("mp-bench-hf: starting the Hub-shaped nginx (hashing the repository first)");
+    let hub = HubNginx::start(&[(REPO, &dir)]);
+    let repo = hub.repo(REPO);
+    let total = repo.files().iter().map(|f| f.size).sum();
+    let lfs = repo.files().iter().filter(|f| f.lfs).count();
+    let what = format!(
+        "{} files ({lfs} safetensors shards of {} MiB, LFS, plus {} small files: JSON and \
+         `.gitattributes`; {})",
+        repo.files().len(),
+        args.nginx_file_mib,
+        repo.files().len() - lfs,
+        mib(total)
+    );
+    run_suite(setup, &Hub::Nginx(hub), &what, total)
+}
+
+/// A Transformers-shaped repo in `dir`: `n` safetensors shards holding `shard` bytes of
+/// tensor data each, an index, a config and a tokenizer. Kept when every file has the size
+/// it would be written with.
+fn write_nginx_repo(dir: &Path, n: usize, shard: usize) -> anyhow::Result<()> {
+    let vocab: Vec<String> = (0..30_000).map(|i| format!(r#""tok{i}":{i}"#)).collect();
+    let mut small: Vec<(String, Vec<u8>)> = vec![
+        (
+            "config.json".to_owned(),
+            br#"{"architectures":["LlamaForCausalLM"],"model_type":"llama","torch_dtype":"bfloat16"}"#
+                .to_vec(),
+        ),
+        (
+            "tokenizer.json".to_owned(),
+            format!(
+                r#"{{"version":"1.0","model":{{"type":"BPE","vocab":{{{}}},"merges":[]}}}}"#,
+                vocab.join(",")
+            )
+            .into_bytes(),
+        ),
+        (
+            "tokenizer_config.json".to_owned(),
+            br#"{"bos_token":"<s>","eos_token":"</s>","tokenizer_class":"LlamaTokenizerFast"}"#
+                .to_vec(),
+        ),
+    ];
+    let names: Vec<String> = (1..=n)
+        .map(|i| format!("model-{i:05}-of-{n:05}.safetensors"))
+        .collect();
+    let map: Vec<String> = names
+        .iter()
+        .enumerate()
+        .map(|(i, name)| format!(r#""layers.{i}.weight":"{name}""#))
+        .collect();
+    small.push((
+        "model.safetensors.index.json".to_owned(),
+        format!(
+            r#"{{"metadata":{{"total_size":{}}},"weight_map":{{{}}}}}"#,
+            n * shard,
+            map.join(",")
+        )
+        .into_bytes(),
+    ));
+    fs::create_dir_all(dir).with_context(|| format!("cannot create `{}`", dir.display()))?;
+    // Anything else in the directory would be served too: start again if it is not ours.
+    let expected: Vec<String> = small
+        .iter()
+        .map(|(name, _)| name.clone())
+        .chain(names.iter().cloned())
+        .collect();
+    for entry in fs::read_dir(dir)? {
+        let name = entry?.file_name().to_string_lossy().into_owned();
+        if !expected.contains(&name) {
+            fs::remove_file(dir.join(&name))
+                .with_context(|| format!("cannot remove `{}`", dir.join(&name).display()))?;
+        }
+    }
+    for (name, bytes) in &small {
+        fs::write(dir.join(name), bytes)?;
+    }
+    for (i, name) in names.iter().enumerate() {
+        let path = dir.join(name);
+        // A valid safetensors file: one `U8` tensor of `shard` pseudo-random bytes.
+        let mut header = format!(
+            r#"{{"layers.{i}.weight":{{"dtype":"U8","shape":[{shard}],"data_offsets":[0,{shard}]}}}}"#
+        );
+        while header.len() % 8 != 0 {
+            header.push(' ');
+        }
+        let size = 8 + header.len() + shard;
+        if fs::metadata(&path).is_ok_and(|m| m.len() == size as u64) {
+            continue;
+        }
+        let mut bytes = Vec::with_capacity(size);
+        bytes.extend_from_slice(&(header.len() as u64).to_le_bytes());
+        bytes.extend_from_slice(header.as_bytes());
+        bytes.extend_from_slice(&pseudo_random_bytes(&format!("{REPO}/{name}"), shard));
+        let tmp = path.with_extension("partial");
+        fs::write(&tmp, &bytes).with_context(|| format!("cannot write `{}`", tmp.display()))?;
+        fs::rename(&tmp, &path).with_context(|| format!("cannot rename `{}`", tmp.display()))?;
     }
     Ok(())
 }
 
+/// The rows of one server: every client `--runs` times, in rotating order.
+fn run_suite(setup: &Setup, hub: &Hub, what: &str, total: u64) -> anyhow::Result<String> {
+    let mut clients = vec![Client::Ours];
+    if setup.before.is_some() {
+        clients.push(Client::Before);
+    }
+    clients.push(Client::Hf);
+    let mut times: Vec<Vec<Duration>> = vec![Vec::new(); clients.len()];
+    let scratch = tempfile::Builder::new()
+        .prefix("hf-bench-")
+        .tempdir_in(&setup.data_dir)?;
+    // The server's first answers cost it more (olah reads the git objects): nobody is timed on
+    // them.
+    eprintln!("mp-bench-hf: one untimed download to warm the server");
+    time_ours(
+        &setup.ours,
+        setup,
+        hub,
+        &scratch.path().join("warm-up"),
+        total,
+    )?;
+    for run in 0..setup.args.runs as usize {
+        // Rotate who goes first, so that none always meets a warmer (or busier) machine.
+        for k in 0..clients.len() {
+            let i = (run + k) % clients.len();
+            let client = clients[i];
+            settle(&setup.data_dir)?;
+            let dir = scratch.path().join(format!("{client:?}-{run}"));
+            let took = match client {
+                Client::Ours => time_ours(&setup.ours, setup, hub, &dir, total)?,
+                Client::Before => {
+                    let bin = setup.before.as_deref().context("no baseline")?;
+                    time_ours(bin, setup, hub, &dir, total)?
+                }
+                Client::Hf => time_hf(hub, &dir, total)?,
+            };
+            eprintln!(
+                "mp-bench-hf: run {}/{}: {client:?}: {} ({:.0} MB/s)",
+                run + 1,
+                setup.args.runs,
+                ms(took),
+                mbps(total, took)
+            );
+            times[i].push(took);
+        }
+    }
+    let median_of = |c: Client| {
+        clients
+            .iter()
+            .position(|&x| x == c)
+            .map(|i| median(&times[i]))
+    };
+    let ours = median_of(Client::Ours).context("no runs")?;
+    let hf = median_of(Client::Hf).context("no runs")?;
+    let before = median_of(Client::Before);
+
+    let mut md = format!(
+        "Server: {}; repository `{REPO}`: {what}.\n\n",
+        hub.describe()
+    );
+    md.push_str(
+        "| case | median | min | MB/s (median) | sha256 checked | ours / this |\n\
+         |---|---:|---:|---:|---|---:|\n",
+    );
+    for (i, client) in clients.iter().enumerate() {
+        let label = match client {
+            Client::Ours => format!("ours: `model-provisioner ensure hf:{REPO}`"),
+            Client::Before => format!("before (`--baseline-bin`): `ensure hf:{REPO}`"),
+            Client::Hf => format!("`hf download {REPO}`"),
+        };
+        let checked = if *client == Client::Hf {
+            "none (sizes only)"
+        } else {
+            "every file"
+        };
+        let m = median(&times[i]);
+        let ratio = if *client == Client::Ours {
+            "—".to_owned()
+        } else {
+            format!("{:.2}", ours.as_secs_f64() / m.as_secs_f64())
+        };
+        let _ = writeln!(
+            md,
+            "| {label} | {} | {} | {:.0} | {checked} | {ratio} |",
+            ms(m),
+            ms(min(&times[i])),
+            mbps(total, m),
+        );
+    }
+    let ratio = ours.as_secs_f64() / hf.as_secs_f64();
+    let _ = write!(
+        md,
+        "\nRatio ours / `hf download`: **{ratio:.2}** (goal ≤ 1.0: {}).",
+        if ratio <= 1.0 { "met" } else { "**not met**" }
+    );
+    if let Some(before) = before {
+        let r = ours.as_secs_f64() / before.as_secs_f64();
+        let _ = write!(
+            md,
+            " Ratio ours / before: **{r:.2}** ({}); before / `hf download`: {:.2}.",
+            if r <= 1.0 { "not slower" } else { "**slower**" },
+            before.as_secs_f64() / hf.as_secs_f64()
+        );
+    }
+    md.push_str("\n\n");
+    Ok(md)
+}
+
 fn time_ours(
     bin: &Path,
-    parallel_files: Option<u16>,
-    olah: &Olah,
+    setup: &Setup,
+    hub: &Hub,
     cache: &Path,
+    total: u64,
 ) -> anyhow::Result<Duration> {
     let hf_home = cache.with_extension("hf-home");
     let mut cmd = Command::new(bin);
     cmd.args(["--cache-dir"])
         .arg(cache)
         .args(["ensure", &format!("hf:{REPO}"), "--json"]);
-    if let Some(n) = parallel_files {
+    if let Some(n) = setup.args.parallel_files {
         cmd.arg("--parallel-files").arg(n.to_string());
     }
     let started = Instant::now();
     let out = cmd
-        .env("HF_ENDPOINT", olah.endpoint())
+        .env("HF_ENDPOINT", hub.endpoint())
         .env("HF_HOME", &hf_home)
+        .env_remove("HF_TOKEN")
         .stdin(Stdio::null())
         .output()?;
     let elapsed = started.elapsed();
     if !out.status.success() {
         bail!(
-            "model-provisioner failed: {}",
+            "`{}` failed: {}",
+            bin.display(),
             String::from_utf8_lossy(&out.stderr)
         );
     }
     let json: serde_json::Value = serde_json::from_slice(&out.stdout)?;
-    if json["cached"] != false {
-        bail!("the cache was not cold: {json}");
-    }
-    let _ = std::fs::remove_dir_all(cache);
+    ensure!(json["cached"] == false, "the cache was not cold: {json}");
+    ensure!(
+        json["verification"] != "fail",
+        "verification failed: {json}"
+    );
+    let dir = json["local_path"]
+        .as_str()
+        .context("`ensure --json` has no `local_path`")?;
+    let got = bytes_under(Path::new(dir));
+    ensure!(got == total, "`{dir}` holds {got} bytes, expected {total}");
+    let _ = fs::remove_dir_all(cache);
+    let _ = fs::remove_dir_all(hf_home);
     Ok(elapsed)
 }
 
-fn time_hf(olah: &Olah, cache: &Path) -> anyhow::Result<Duration> {
+fn time_hf(hub: &Hub, cache: &Path, total: u64) -> anyhow::Result<Duration> {
     let started = Instant::now();
-    let out = olah
+    let out = hub
         .hf()
-        .args(["download", REPO, "--cache-dir"])
+        .args(["download", REPO, "--format", "quiet", "--cache-dir"])
         .arg(cache)
         .stdin(Stdio::null())
         .output()?;
@@ -159,13 +513,75 @@ fn time_hf(olah: &Olah, cache: &Path) -> anyhow::Result<Duration> {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    let _ = std::fs::remove_dir_all(cache);
+    let snapshot = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let got = bytes_under(Path::new(&snapshot));
+    ensure!(
+        got == total,
+        "`hf download` left {got} bytes in `{snapshot}`, expected {total}"
+    );
+    let _ = fs::remove_dir_all(cache);
     Ok(elapsed)
 }
 
-fn median(times: &mut [Duration]) -> Duration {
-    times.sort();
-    times[times.len() / 2]
+/// The bytes of every file under `dir`, following symlinks (`hf` links snapshots to blobs).
+fn bytes_under(dir: &Path) -> u64 {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| {
+            let p = e.path();
+            match fs::metadata(&p) {
+                Ok(m) if m.is_dir() => bytes_under(&p),
+                Ok(m) => m.len(),
+                Err(_) => 0,
+            }
+        })
+        .sum()
+}
+
+/// Writes every dirty page back and lets the disk finish, so that no run pays for the last
+/// one's writeback. Not timed.
+fn settle(dir: &Path) -> anyhow::Result<()> {
+    let status = Command::new("sync")
+        .arg("-f")
+        .arg(dir)
+        .status()
+        .context("cannot run `sync`")?;
+    ensure!(status.success(), "`sync -f {}` failed", dir.display());
+    std::thread::sleep(SETTLE);
+    Ok(())
+}
+
+/// The 1-minute load average: a busy machine makes every ratio noisy.
+fn loadavg() -> String {
+    fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "?".to_owned())
+}
+
+/// `huggingface_hub`'s version, from the test venv.
+fn hf_version() -> String {
+    Command::new(test_support::venv_dir().join("bin/python"))
+        .args([
+            "-c",
+            "import huggingface_hub; print(huggingface_hub.__version__)",
+        ])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map_or_else(
+            || "?".to_owned(),
+            |o| String::from_utf8_lossy(&o.stdout).trim().to_owned(),
+        )
+}
+
+fn median(times: &[Duration]) -> Duration {
+    let mut v = times.to_vec();
+    v.sort();
+    v[v.len() / 2]
 }
 
 fn min(times: &[Duration]) -> Duration {
@@ -176,6 +592,10 @@ fn ms(d: Duration) -> String {
     format!("{:.0} ms", d.as_secs_f64() * 1000.0)
 }
 
-fn mbps(mib: usize, d: Duration) -> f64 {
-    (mib as f64) * 1.048_576 / d.as_secs_f64()
+fn mbps(bytes: u64, d: Duration) -> f64 {
+    bytes as f64 / 1e6 / d.as_secs_f64()
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.0} MiB", bytes as f64 / f64::from(1 << 20))
 }
