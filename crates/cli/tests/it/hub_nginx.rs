@@ -128,3 +128,66 @@ fn ours_and_hf_download_get_the_same_files_and_the_token_stays_on_the_hub() -> T
     assert!(log.iter().all(|r| r.status < 400), "{seen}");
     Ok(())
 }
+
+/// An LFS file is content-addressed: a partial download of its bytes, left by a run that
+/// fetched them from somewhere else (another mirror, an older commit's URL), is named and
+/// vouched for by its sha256, so the next run sends for the rest only.
+#[test]
+fn a_partial_lfs_file_resumes_by_its_sha256_whatever_location_it_came_from() -> TestResult {
+    let fixture = HfRepoBuilder::tiny_llama_sized(SHARD);
+    let hub = HubNginx::start_with_files(&[(TINY_LLAMA, fixture.files())]);
+    let repo = hub.repo(TINY_LLAMA);
+    let shard = repo
+        .files()
+        .iter()
+        .find(|f| f.lfs)
+        .ok_or("an LFS shard")?
+        .clone();
+    let bytes = std::fs::read(&shard.source)?;
+    let half = bytes.len() as u64 / 2;
+    let prefix = &bytes[..usize::try_from(half)?];
+
+    // What a run killed half-way through a download from another host leaves in `tmp/`.
+    let fx = Fixture::new()?;
+    let tmp = fx.cache().join("tmp");
+    std::fs::create_dir_all(&tmp)?;
+    std::fs::write(tmp.join(format!("dl-{}.part", shard.sha256)), prefix)?;
+    let state = serde_json::json!({
+        "url": "https://mirror.invalid/blobs/elsewhere",
+        "digest": format!("sha256:{}", shard.sha256),
+        "total": bytes.len(),
+        "validators": {"etag": "\"another-etag\"", "last_modified": null},
+        "prefix_len": half,
+        "prefix_sha256": catalog_core::Digest::sha256_of(prefix).value(),
+        "chunks": [],
+    });
+    std::fs::write(
+        tmp.join(format!("dl-{}.state", shard.sha256)),
+        serde_json::to_vec(&state)?,
+    )?;
+
+    let reference = format!("hf:{TINY_LLAMA}/{}", shard.path);
+    let mut ours = fx.command(["ensure", &reference, "--json"]);
+    ours.env("HF_ENDPOINT", hub.endpoint())
+        .env("HF_HOME", fx.path("hf-home"));
+    let out = run_within(&mut ours, LIMIT);
+    assert_code(&out, 0);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    assert_eq!(std::fs::read(str_field(&json, "local_path"))?, bytes);
+    let log = hub.requests_of_at_least(1);
+    let blob_gets: Vec<_> = log
+        .iter()
+        .filter(|r| r.method == "GET" && r.host == "localhost")
+        .collect();
+    let sent: u64 = blob_gets.iter().map(|r| r.body_bytes).sum();
+    assert_eq!(sent, bytes.len() as u64 - half, "{}", describe(&log));
+    assert!(
+        blob_gets
+            .iter()
+            .all(|r| r.range.as_deref() == Some(&format!("bytes={half}-")[..])),
+        "{}",
+        describe(&log)
+    );
+    assert_eq!(crate::fixture::u64_field(&json, "bytes_read"), sent);
+    Ok(())
+}
