@@ -39,10 +39,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::fs;
 use std::io::{self, Read};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use sha2::{Digest as _, Sha256};
 
@@ -221,7 +220,7 @@ impl HubNginx {
             let conf = d.join("nginx.conf");
             fs::write(&conf, config(d, port, &repos)).expect("writing nginx.conf");
             let _ = fs::remove_file(d.join("error.log"));
-            let mut child = Command::new(nginx_binary())
+            let mut child = Command::new(crate::nginx::nginx_binary())
                 .arg("-c")
                 .arg(&conf)
                 .arg("-p")
@@ -233,7 +232,7 @@ impl HubNginx {
                 .stderr(Stdio::null())
                 .spawn()
                 .expect("starting nginx");
-            match wait_ready(&mut child, port, d) {
+            match crate::nginx::wait_ready(&mut child, port, d) {
                 Ok(()) => {
                     return HubNginx {
                         child,
@@ -302,14 +301,11 @@ impl HubNginx {
     /// The access log once it has at least `n` lines (nginx logs a request just after it
     /// answers, so a client may be a moment ahead), or after 2 s, whatever it has then.
     pub fn requests_of_at_least(&self, n: usize) -> Vec<HubRequest> {
-        let deadline = Instant::now() + Duration::from_secs(2);
-        loop {
+        crate::poll(Duration::from_secs(2), || {
             let log = self.requests();
-            if log.len() >= n || Instant::now() > deadline {
-                return log;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
+            (log.len() >= n).then_some(log)
+        })
+        .unwrap_or_else(|| self.requests())
     }
 
     /// Empties the access log.
@@ -329,58 +325,15 @@ impl HubNginx {
     /// The real `hf` CLI pointed at this server: `HF_ENDPOINT` set, `HF_HOME` in the temp dir,
     /// no token, no update checks or telemetry, nothing sent beyond loopback.
     pub fn hf(&self) -> Command {
-        let mut cmd = Command::new(crate::hf_cli_path());
-        cmd.env("HF_ENDPOINT", self.endpoint())
-            .env("HF_HOME", self.dir.path().join("hf-home"))
-            .env("HF_HUB_DISABLE_UPDATE_CHECK", "1")
-            .env("HF_HUB_DISABLE_TELEMETRY", "1")
-            .env("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-            .env("DO_NOT_TRACK", "1")
-            .env("NO_PROXY", "127.0.0.1,localhost")
-            .env("no_proxy", "127.0.0.1,localhost")
-            .env("NO_COLOR", "1");
-        for var in [
-            "HF_TOKEN",
-            "HUGGING_FACE_HUB_TOKEN",
-            "HF_TOKEN_PATH",
-            "HF_HUB_OFFLINE",
-            "TRANSFORMERS_OFFLINE",
-            "HF_HUB_CACHE",
-            "HUGGINGFACE_HUB_CACHE",
-            "HF_XET_CACHE",
-            "HF_HUB_ENABLE_HF_TRANSFER",
-        ] {
-            cmd.env_remove(var);
-        }
-        cmd.stdin(Stdio::null());
-        cmd
+        crate::olah::hf_command(&self.endpoint(), &self.dir.path().join("hf-home"))
     }
 
     /// Runs `hf download <args> --format quiet` against this server and returns the path it
     /// prints. Panics with `hf`'s output if it fails. Pass `--cache-dir` (or `--local-dir`).
     pub fn hf_download(&self, args: &[&str]) -> PathBuf {
-        let out = self
-            .hf()
-            .arg("download")
-            .args(args)
-            .args(["--format", "quiet"])
-            .output()
-            .expect("running hf");
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success(),
-            "`hf download {}` failed ({}):\n{stdout}{}\nnginx's log:\n{:#?}",
-            args.join(" "),
-            out.status,
-            String::from_utf8_lossy(&out.stderr),
-            self.requests()
-        );
-        let line = stdout
-            .lines()
-            .rev()
-            .find(|l| !l.trim().is_empty())
-            .unwrap_or_else(|| panic!("`hf download` printed no path"));
-        PathBuf::from(line.trim())
+        crate::olah::hf_download(self.hf(), args, || {
+            format!("nginx's log:\n{:#?}", self.requests())
+        })
     }
 }
 
@@ -392,34 +345,6 @@ impl Drop for HubNginx {
 }
 
 /// Waits until nginx listens on `port`, or says why it did not.
-fn wait_ready(child: &mut Child, port: u16, dir: &Path) -> Result<(), String> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        if let Ok(Some(status)) = child.try_wait() {
-            let log = fs::read_to_string(dir.join("error.log")).unwrap_or_default();
-            return Err(format!("nginx exited at start ({status}):\n{log}"));
-        }
-        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return Ok(());
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Err(format!("nginx did not listen on port {port} within 10 s"))
-}
-
-fn nginx_binary() -> PathBuf {
-    ["/usr/sbin/nginx", "/usr/local/sbin/nginx", "/usr/local/nginx/sbin/nginx"]
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.exists())
-        .or_else(|| crate::olah::find_in_path("nginx"))
-        .unwrap_or_else(|| {
-            panic!(
-                "nginx is not installed: the Hub-shaped server runs on it; run `bash scripts/install-test-deps.sh`, which installs it (`apt-get install nginx`)"
-            )
-        })
-}
-
 fn split_id(repo_id: &str) -> (&str, &str) {
     match repo_id.split_once('/') {
         Some((org, name)) if safe_name(org) && safe_name(name) => (org, name),

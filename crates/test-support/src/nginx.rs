@@ -5,7 +5,7 @@ use std::io;
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// A running nginx, serving [`Nginx::root`]. Killed on drop.
 #[derive(Debug)]
@@ -30,27 +30,32 @@ pub struct LogLine {
     pub range: Option<String>,
 }
 
-fn nginx_binary() -> PathBuf {
-    for candidate in [
-        "/usr/sbin/nginx",
-        "/usr/local/sbin/nginx",
-        "/usr/local/nginx/sbin/nginx",
-    ] {
-        if Path::new(candidate).exists() {
-            return candidate.into();
+/// nginx, from the usual places or `PATH`, or a panic that says how to install it.
+pub(crate) fn nginx_binary() -> PathBuf {
+    ["/usr/sbin/nginx", "/usr/local/sbin/nginx", "/usr/local/nginx/sbin/nginx"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+        .or_else(|| crate::olah::find_in_path("nginx"))
+        .unwrap_or_else(|| {
+            panic!(
+                "nginx is not installed: these tests serve files with it; run `bash scripts/install-test-deps.sh`, which installs it (`apt-get install nginx`)"
+            )
+        })
+}
+
+/// Waits until the nginx started as `child` listens on `port`; its error log is in `dir`.
+pub(crate) fn wait_ready(child: &mut Child, port: u16, dir: &Path) -> Result<(), String> {
+    let ready = crate::poll(Duration::from_secs(10), || {
+        if let Ok(Some(status)) = child.try_wait() {
+            let log = fs::read_to_string(dir.join("error.log")).unwrap_or_default();
+            return Some(Err(format!("nginx exited at start ({status}):\n{log}")));
         }
-    }
-    if let Some(path) = std::env::var_os("PATH") {
-        for dir in std::env::split_paths(&path) {
-            let p = dir.join("nginx");
-            if p.exists() {
-                return p;
-            }
-        }
-    }
-    panic!(
-        "nginx is not installed: these tests serve files with it; run `bash scripts/test.sh`, which installs it (`apt-get install nginx`)"
-    );
+        TcpStream::connect(("127.0.0.1", port))
+            .is_ok()
+            .then_some(Ok(()))
+    });
+    ready.unwrap_or_else(|| Err(format!("nginx did not listen on port {port} within 10 s")))
 }
 
 impl Nginx {
@@ -97,7 +102,7 @@ http {{
         );
         let conf = dir.path().join("nginx.conf");
         fs::write(&conf, config).expect("writing nginx.conf");
-        let child = Command::new(nginx_binary())
+        let mut child = Command::new(nginx_binary())
             .arg("-c")
             .arg(&conf)
             .arg("-p")
@@ -109,24 +114,10 @@ http {{
             .stderr(Stdio::piped())
             .spawn()
             .expect("starting nginx");
-        let mut nginx = Nginx { child, port, dir };
-        nginx.wait_ready();
-        nginx
-    }
-
-    fn wait_ready(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return;
-            }
-            if let Ok(Some(status)) = self.child.try_wait() {
-                let log = fs::read_to_string(self.dir.path().join("error.log")).unwrap_or_default();
-                panic!("nginx exited at start ({status}):\n{log}");
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        if let Err(e) = wait_ready(&mut child, port, dir.path()) {
+            panic!("{e}");
         }
-        panic!("nginx did not listen on port {} within 10 s", self.port);
+        Nginx { child, port, dir }
     }
 
     /// The directory served.

@@ -305,60 +305,77 @@ offline = true
     /// The `hf` CLI, pointed at this server: `HF_ENDPOINT` set, `HF_HOME` in the temp dir,
     /// no token, no update checks or telemetry, nothing sent beyond loopback.
     pub fn hf(&self) -> Command {
-        let mut cmd = Command::new(hf_cli_path());
-        cmd.env("HF_ENDPOINT", self.endpoint())
-            .env("HF_HOME", self.dir.path().join("hf-home"))
-            .env("HF_HUB_DISABLE_UPDATE_CHECK", "1")
-            .env("HF_HUB_DISABLE_TELEMETRY", "1")
-            .env("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-            .env("DO_NOT_TRACK", "1")
-            .env("NO_PROXY", "127.0.0.1,localhost")
-            .env("no_proxy", "127.0.0.1,localhost")
-            .env("NO_COLOR", "1");
-        for var in [
-            "HF_TOKEN",
-            "HUGGING_FACE_HUB_TOKEN",
-            "HF_TOKEN_PATH",
-            "HF_HUB_OFFLINE",
-            "TRANSFORMERS_OFFLINE",
-            "HF_HUB_CACHE",
-            "HUGGINGFACE_HUB_CACHE",
-            "HF_XET_CACHE",
-            "HF_HUB_ENABLE_HF_TRANSFER",
-        ] {
-            cmd.env_remove(var);
-        }
-        cmd.stdin(Stdio::null());
-        cmd
+        hf_command(&self.endpoint(), &self.dir.path().join("hf-home"))
     }
 
     /// Runs `hf download <args> --format quiet` against this server and returns the path it
     /// prints: the file for one file, the snapshot dir (`…/snapshots/<commit>`) otherwise.
     /// Panics with `hf`'s output if it fails. Pass `--cache-dir` (or `--local-dir`) in `args`.
     pub fn hf_download(&self, args: &[&str]) -> PathBuf {
-        let out = self
-            .hf()
-            .arg("download")
-            .args(args)
-            .args(["--format", "quiet"])
-            .output()
-            .expect("running hf");
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success(),
-            "`hf download {}` failed ({}):\n{stdout}{}\nolah's output:\n{}",
-            args.join(" "),
-            out.status,
-            String::from_utf8_lossy(&out.stderr),
-            self.output()
-        );
-        let line = stdout
-            .lines()
-            .rev()
-            .find(|l| !l.trim().is_empty())
-            .unwrap_or_else(|| panic!("`hf download` printed no path"));
-        PathBuf::from(line.trim())
+        hf_download(self.hf(), args, || {
+            format!("olah's output:\n{}", self.output())
+        })
     }
+}
+
+/// The real `hf` CLI pointed at `endpoint`: `HF_ENDPOINT` set, `HF_HOME` at `hf_home`, no
+/// token, no update checks or telemetry, nothing sent beyond loopback.
+pub(crate) fn hf_command(endpoint: &str, hf_home: &Path) -> Command {
+    let mut cmd = Command::new(hf_cli_path());
+    cmd.env("HF_ENDPOINT", endpoint)
+        .env("HF_HOME", hf_home)
+        .env("HF_HUB_DISABLE_UPDATE_CHECK", "1")
+        .env("HF_HUB_DISABLE_TELEMETRY", "1")
+        .env("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        .env("DO_NOT_TRACK", "1")
+        .env("NO_PROXY", "127.0.0.1,localhost")
+        .env("no_proxy", "127.0.0.1,localhost")
+        .env("NO_COLOR", "1");
+    for var in [
+        "HF_TOKEN",
+        "HUGGING_FACE_HUB_TOKEN",
+        "HF_TOKEN_PATH",
+        "HF_HUB_OFFLINE",
+        "TRANSFORMERS_OFFLINE",
+        "HF_HUB_CACHE",
+        "HUGGINGFACE_HUB_CACHE",
+        "HF_XET_CACHE",
+        "HF_HUB_ENABLE_HF_TRANSFER",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd.stdin(Stdio::null());
+    cmd
+}
+
+/// Runs `hf download <args> --format quiet` with `hf` and returns the path it prints; panics
+/// with `hf`'s output and `server_log()` if it fails.
+pub(crate) fn hf_download(
+    mut hf: Command,
+    args: &[&str],
+    server_log: impl FnOnce() -> String,
+) -> PathBuf {
+    let out = hf
+        .arg("download")
+        .args(args)
+        .args(["--format", "quiet"])
+        .output()
+        .expect("running hf");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "`hf download {}` failed ({}):\n{stdout}{}\n{}",
+        args.join(" "),
+        out.status,
+        String::from_utf8_lossy(&out.stderr),
+        server_log()
+    );
+    let line = stdout
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or_else(|| panic!("`hf download` printed no path"));
+    PathBuf::from(line.trim())
 }
 
 impl Drop for Olah {

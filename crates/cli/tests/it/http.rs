@@ -41,15 +41,19 @@ fn held_server(body: Vec<u8>) -> FaultServer {
     server
 }
 
-/// The resume state of the one download in flight under `cache`, as `(prefix_len, total)`.
-fn resume_progress(cache: &Path) -> Option<(u64, u64)> {
-    let tmp = cache.join("tmp");
-    let state = fs::read_dir(tmp)
+/// The resume state (`<cache>/tmp/dl-*.state`) of the one download in flight under `cache`.
+fn resume_state(cache: &Path) -> Option<serde_json::Value> {
+    let state = fs::read_dir(cache.join("tmp"))
         .ok()?
         .filter_map(Result::ok)
         .map(|e| e.path())
         .find(|p| p.extension().is_some_and(|e| e == "state"))?;
-    let value: serde_json::Value = serde_json::from_slice(&fs::read(state).ok()?).ok()?;
+    serde_json::from_slice(&fs::read(state).ok()?).ok()
+}
+
+/// The resume state of the one download in flight under `cache`, as `(prefix_len, total)`.
+fn resume_progress(cache: &Path) -> Option<(u64, u64)> {
+    let value = resume_state(cache)?;
     Some((value["prefix_len"].as_u64()?, value["total"].as_u64()?))
 }
 
@@ -386,19 +390,7 @@ fn asked_range(served: &Served, len: u64) -> Option<(u64, u64)> {
 
 /// The resume record's chunks beyond the prefix, `[start, end)`.
 fn resume_chunks(cache: &Path) -> Vec<(u64, u64)> {
-    let Some(state) = fs::read_dir(cache.join("tmp"))
-        .into_iter()
-        .flatten()
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .find(|p| p.extension().is_some_and(|e| e == "state"))
-    else {
-        return Vec::new();
-    };
-    let value: serde_json::Value = fs::read(state)
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .unwrap_or_default();
+    let value = resume_state(cache).unwrap_or_default();
     value["chunks"]
         .as_array()
         .into_iter()
