@@ -49,7 +49,8 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     hex(&Sha256::digest(bytes))
 }
 
-fn hex(bytes: &[u8]) -> String {
+/// Lower-case hex of `bytes`.
+pub(crate) fn hex(bytes: &[u8]) -> String {
     let mut s = String::with_capacity(bytes.len() * 2);
     for b in bytes {
         let _ = write!(s, "{b:02x}");
@@ -277,18 +278,21 @@ impl HfRepoBuilder {
     }
 }
 
-fn split_id(repo_id: &str) -> (&str, &str) {
-    let ok = |s: &str| {
-        !s.is_empty()
-            && s != "."
-            && s != ".."
-            && s.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
-    };
+/// `org` and `name` of a repo id `org/name`, each of `[A-Za-z0-9-_.]`; panics otherwise.
+pub(crate) fn split_id(repo_id: &str) -> (&str, &str) {
     match repo_id.split_once('/') {
-        Some((org, name)) if ok(org) && ok(name) => (org, name),
+        Some((org, name)) if safe_name(org) && safe_name(name) => (org, name),
         _ => panic!("a repo id is `org/name` of [A-Za-z0-9-_.], not {repo_id:?}"),
     }
+}
+
+/// Whether `s` is a name of `[A-Za-z0-9-_.]`, neither empty nor `.` nor `..`.
+pub(crate) fn safe_name(s: &str) -> bool {
+    !s.is_empty()
+        && s != "."
+        && s != ".."
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
 }
 
 fn check_path(path: &str) {

@@ -41,11 +41,10 @@ use std::fs;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
 
 use sha2::{Digest as _, Sha256};
 
-use crate::hf_repo::LFS_PATTERNS;
+use crate::hf_repo::{LFS_PATTERNS, hex, safe_name, split_id};
 
 /// The first line of every git-lfs pointer.
 const LFS_SPEC: &str = "version https://git-lfs.github.com/spec/v1";
@@ -294,27 +293,18 @@ impl HubNginx {
 
     /// The access log so far, oldest first.
     pub fn requests(&self) -> Vec<HubRequest> {
-        let text = fs::read_to_string(self.dir.path().join("access.log")).unwrap_or_default();
-        text.lines().filter_map(parse_line).collect()
+        crate::read_log(&self.dir.path().join("access.log"), parse_line)
     }
 
     /// The access log once it has at least `n` lines (nginx logs a request just after it
     /// answers, so a client may be a moment ahead), or after 2 s, whatever it has then.
     pub fn requests_of_at_least(&self, n: usize) -> Vec<HubRequest> {
-        crate::poll(Duration::from_secs(2), || {
-            let log = self.requests();
-            (log.len() >= n).then_some(log)
-        })
-        .unwrap_or_else(|| self.requests())
+        crate::at_least(n, || self.requests())
     }
 
     /// Empties the access log.
     pub fn clear_log(&self) {
-        // nginx appends with O_APPEND, so truncating in place is safe.
-        let _ = fs::OpenOptions::new()
-            .write(true)
-            .truncate(true)
-            .open(self.dir.path().join("access.log"));
+        crate::truncate_log(&self.dir.path().join("access.log"));
     }
 
     /// Body bytes sent in all.
@@ -342,22 +332,6 @@ impl Drop for HubNginx {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// Waits until nginx listens on `port`, or says why it did not.
-fn split_id(repo_id: &str) -> (&str, &str) {
-    match repo_id.split_once('/') {
-        Some((org, name)) if safe_name(org) && safe_name(name) => (org, name),
-        _ => panic!("a repo id is `org/name` of [A-Za-z0-9-_.], not {repo_id:?}"),
-    }
-}
-
-fn safe_name(s: &str) -> bool {
-    !s.is_empty()
-        && s != "."
-        && s != ".."
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
 }
 
 /// Paths go into nginx's config unquoted: only names of `[A-Za-z0-9-_.]` between slashes.
@@ -419,13 +393,6 @@ fn sha256_file(path: &Path) -> (String, u64) {
         }
     }
     (hex(&hasher.finalize()), size)
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().fold(String::with_capacity(64), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
 }
 
 /// 40 hex digits standing for a git id we do not compute (a commit, a tree).
@@ -716,73 +683,9 @@ fn parse_line(line: &str) -> Option<HubRequest> {
 
 #[cfg(test)]
 mod tests {
-    use std::fmt::Write as _;
-    use std::io::{BufRead, BufReader, Read, Write};
-    use std::net::TcpStream;
-
     use super::*;
     use crate::hf_repo::{HfRepoBuilder, TINY_LLAMA};
-
-    struct Response {
-        status: u16,
-        headers: Vec<(String, String)>,
-        body: Vec<u8>,
-    }
-
-    impl Response {
-        fn header(&self, name: &str) -> Option<&str> {
-            self.headers
-                .iter()
-                .find(|(n, _)| n.eq_ignore_ascii_case(name))
-                .map(|(_, v)| v.as_str())
-        }
-
-        fn json(&self) -> serde_json::Value {
-            serde_json::from_slice(&self.body).expect("a JSON body")
-        }
-    }
-
-    /// A bare HTTP/1.1 client: one request per connection, `Host` as given.
-    fn request(
-        port: u16,
-        host: &str,
-        method: &str,
-        path: &str,
-        extra: &[(&str, &str)],
-    ) -> Response {
-        let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-        let mut req =
-            format!("{method} {path} HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: close\r\n");
-        for (n, v) in extra {
-            let _ = write!(req, "{n}: {v}\r\n");
-        }
-        req.push_str("\r\n");
-        stream.write_all(req.as_bytes()).unwrap();
-        let mut reader = BufReader::new(stream);
-        let mut line = String::new();
-        reader.read_line(&mut line).unwrap();
-        let status = line.split(' ').nth(1).unwrap().parse().unwrap();
-        let mut headers = Vec::new();
-        loop {
-            line.clear();
-            reader.read_line(&mut line).unwrap();
-            let l = line.trim_end();
-            if l.is_empty() {
-                break;
-            }
-            let (n, v) = l.split_once(':').unwrap();
-            headers.push((n.to_owned(), v.trim().to_owned()));
-        }
-        let mut body = Vec::new();
-        if method != "HEAD" {
-            reader.read_to_end(&mut body).unwrap();
-        }
-        Response {
-            status,
-            headers,
-            body,
-        }
-    }
+    use crate::http_client::{Response, request};
 
     fn get(hub: &HubNginx, path: &str) -> Response {
         request(hub.port(), "127.0.0.1", "GET", path, &[])

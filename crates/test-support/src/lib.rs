@@ -29,6 +29,8 @@ use std::time::{Duration, Instant};
 
 mod fault;
 mod hf_repo;
+#[cfg(test)]
+mod http_client;
 mod hub_nginx;
 mod lying_proxy;
 mod nginx;
@@ -155,6 +157,28 @@ pub fn poll<T>(limit: Duration, mut attempt: impl FnMut() -> Option<T>) -> Optio
         }
         std::thread::sleep(Duration::from_millis(10));
     }
+}
+
+/// The entries of the log file at `path` that `parse` understands, oldest first.
+pub(crate) fn read_log<T>(path: &Path, parse: impl Fn(&str) -> Option<T>) -> Vec<T> {
+    let text = fs::read_to_string(path).unwrap_or_default();
+    text.lines().filter_map(parse).collect()
+}
+
+/// `read()` once it has at least `n` entries (a server logs a request just after it answers,
+/// so a client may be a moment ahead), or after 2 s, whatever it has then.
+pub(crate) fn at_least<T>(n: usize, read: impl Fn() -> Vec<T>) -> Vec<T> {
+    poll(Duration::from_secs(2), || {
+        let entries = read();
+        (entries.len() >= n).then_some(entries)
+    })
+    .unwrap_or_else(read)
+}
+
+/// Empties the log file at `path`; its server appends with `O_APPEND`, so truncating it in
+/// place is safe.
+pub(crate) fn truncate_log(path: &Path) {
+    let _ = fs::OpenOptions::new().write(true).truncate(true).open(path);
 }
 
 /// Sends `GET <path>` to 127.0.0.1:`port` on a connection of its own and reads the whole

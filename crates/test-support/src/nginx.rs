@@ -148,18 +148,13 @@ http {{
 
     /// The access log so far.
     pub fn log(&self) -> Vec<LogLine> {
-        let text = fs::read_to_string(self.dir.path().join("access.log")).unwrap_or_default();
-        text.lines().filter_map(parse_line).collect()
+        crate::read_log(&self.dir.path().join("access.log"), parse_line)
     }
 
     /// The access log once it has at least `n` lines (nginx logs a request just after it
     /// answers, so a client may be a moment ahead), or after 2 s, whatever it has then.
     pub fn log_of_at_least(&self, n: usize) -> Vec<LogLine> {
-        crate::poll(Duration::from_secs(2), || {
-            let log = self.log();
-            (log.len() >= n).then_some(log)
-        })
-        .unwrap_or_else(|| self.log())
+        crate::at_least(n, || self.log())
     }
 
     /// Waits until nginx has no connection open but the one asking, so that every request
@@ -180,11 +175,7 @@ http {{
 
     /// Empties the access log.
     pub fn clear_log(&self) {
-        // nginx appends with O_APPEND, so truncating in place is safe.
-        let _ = fs::OpenOptions::new()
-            .write(true)
-            .truncate(true)
-            .open(self.dir.path().join("access.log"));
+        crate::truncate_log(&self.dir.path().join("access.log"));
     }
 
     /// Body bytes sent for requests whose path ends with `suffix`.

@@ -287,19 +287,12 @@ offline = true
     /// The requests once there are at least `n` (olah logs a request just after it answers,
     /// so a client may be a moment ahead), or after 2 s, whatever there are then.
     pub fn requests_of_at_least(&self, n: usize) -> Vec<OlahRequest> {
-        crate::poll(Duration::from_secs(2), || {
-            let requests = self.requests();
-            (requests.len() >= n).then_some(requests)
-        })
-        .unwrap_or_else(|| self.requests())
+        crate::at_least(n, || self.requests())
     }
 
     /// Empties olah's output (and so its request log).
     pub fn clear_log(&self) {
-        let _ = fs::OpenOptions::new()
-            .write(true)
-            .truncate(true)
-            .open(self.dir.path().join("olah.out"));
+        crate::truncate_log(&self.dir.path().join("olah.out"));
     }
 
     /// The `hf` CLI, pointed at this server: `HF_ENDPOINT` set, `HF_HOME` in the temp dir,
@@ -415,87 +408,9 @@ fn parse_access_line(line: &str) -> Option<OlahRequest> {
 
 #[cfg(test)]
 mod tests {
-    use std::fmt::Write as _;
-    use std::io::{BufRead, BufReader, Read, Write};
-    use std::net::TcpStream;
-
     use super::*;
     use crate::hf_repo::{TINY_GGUF, TINY_LLAMA, sha256_hex};
-
-    struct Response {
-        status: u16,
-        headers: Vec<(String, String)>,
-        body: Vec<u8>,
-    }
-
-    impl Response {
-        fn header(&self, name: &str) -> Option<&str> {
-            self.headers
-                .iter()
-                .find(|(n, _)| n.eq_ignore_ascii_case(name))
-                .map(|(_, v)| v.as_str())
-        }
-
-        fn json(&self) -> serde_json::Value {
-            serde_json::from_slice(&self.body).expect("a JSON body")
-        }
-    }
-
-    /// A bare HTTP/1.1 client: one request per connection.
-    fn request(port: u16, method: &str, path: &str, extra: &[(&str, &str)]) -> Response {
-        let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(30)))
-            .unwrap();
-        let mut req =
-            format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n");
-        for (n, v) in extra {
-            let _ = write!(req, "{n}: {v}\r\n");
-        }
-        req.push_str("\r\n");
-        stream.write_all(req.as_bytes()).unwrap();
-        let mut reader = BufReader::new(stream);
-        let mut line = String::new();
-        reader.read_line(&mut line).unwrap();
-        let status = line.split(' ').nth(1).unwrap().parse().unwrap();
-        let mut headers = Vec::new();
-        loop {
-            line.clear();
-            reader.read_line(&mut line).unwrap();
-            let l = line.trim_end();
-            if l.is_empty() {
-                break;
-            }
-            let (n, v) = l.split_once(':').unwrap();
-            headers.push((n.to_owned(), v.trim().to_owned()));
-        }
-        let mut body = Vec::new();
-        if method != "HEAD" {
-            let chunked = headers.iter().any(|(n, v)| {
-                n.eq_ignore_ascii_case("transfer-encoding") && v.eq_ignore_ascii_case("chunked")
-            });
-            if chunked {
-                loop {
-                    line.clear();
-                    reader.read_line(&mut line).unwrap();
-                    let size = usize::from_str_radix(line.trim(), 16).unwrap();
-                    let mut chunk = vec![0; size + 2];
-                    reader.read_exact(&mut chunk).unwrap();
-                    if size == 0 {
-                        break;
-                    }
-                    body.extend_from_slice(&chunk[..size]);
-                }
-            } else {
-                reader.read_to_end(&mut body).unwrap();
-            }
-        }
-        Response {
-            status,
-            headers,
-            body,
-        }
-    }
+    use crate::http_client::{Response, request};
 
     #[test]
     fn parses_access_lines() {
@@ -515,11 +430,11 @@ mod tests {
     }
 
     fn head(olah: &Olah, path: &str) -> Response {
-        request(olah.port(), "HEAD", path, &[])
+        request(olah.port(), "127.0.0.1", "HEAD", path, &[])
     }
 
     fn get(olah: &Olah, path: &str) -> Response {
-        request(olah.port(), "GET", path, &[])
+        request(olah.port(), "127.0.0.1", "GET", path, &[])
     }
 
     fn error_code(r: &Response) -> (u16, Option<&str>) {
@@ -576,6 +491,7 @@ mod tests {
         // GET sends the whole body, and ignores Range.
         let r = request(
             olah.port(),
+            "127.0.0.1",
             "GET",
             &format!("/{TINY_GGUF}/resolve/main/model.Q4_K_M.gguf"),
             &[("Range", "bytes=10-")],
