@@ -17,11 +17,12 @@
 //! that did not reach the disk only means a resume from less.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Seek, SeekFrom};
+use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::mpsc::{self, Receiver, SyncSender};
 
-use catalog_core::{HASH_BUF_SIZE, Hasher};
+use catalog_core::Hasher;
 use serde::{Deserialize, Serialize};
 
 use super::direct::Writer;
@@ -156,29 +157,55 @@ impl Partial {
 
     /// Hashes the kept prefix; `None` when it no longer matches the recorded hash.
     pub(crate) fn rehash_prefix(&self, state: &ResumeState) -> Result<Option<Hasher>> {
+        let started = std::time::Instant::now();
         let mut hasher = Hasher::new();
         self.hash_range(&mut hasher, 0, state.prefix_len)?;
+        tracing::debug!(
+            bytes = state.prefix_len,
+            ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            "hashed the kept prefix again"
+        );
         let ok = hasher.bytes() == state.prefix_len
             && hasher.clone().finish().value() == state.prefix_sha256;
         Ok(ok.then_some(hasher))
     }
 
-    /// Feeds `[start, start + len)` of the file to `hasher`, read back from disk.
+    /// Feeds `[start, start + len)` of the file to `hasher`, read back from disk. A reader
+    /// thread reads ahead in large positional reads while this one hashes, so the two overlap:
+    /// measured on a 2 GiB resume, 64 KiB reads and hashing in turn went at 470 MB/s, about a
+    /// third of what the disk and the hash can each do.
     pub(crate) fn hash_range(&self, hasher: &mut Hasher, start: u64, len: u64) -> Result<()> {
+        use std::os::unix::fs::FileExt;
+        const BLOCK: usize = 8 << 20;
         let read_err = |e| catalog_core::Error::io("read", &self.part_path, e);
-        let mut file = &*self.file;
-        file.seek(SeekFrom::Start(start)).map_err(read_err)?;
-        let mut reader = file.take(len);
-        let mut buf = vec![0u8; HASH_BUF_SIZE];
-        let mut read = 0;
-        loop {
-            let n = reader.read(&mut buf).map_err(read_err)?;
-            if n == 0 {
-                break;
+        let (full, empty) = (mpsc::sync_channel(2), mpsc::sync_channel(3));
+        let (to_hasher, from_reader): (SyncSender<io::Result<Vec<u8>>>, _) = full;
+        let (give_back, take_back): (SyncSender<Vec<u8>>, Receiver<Vec<u8>>) = empty;
+        let file = &*self.file;
+        let read = std::thread::scope(|scope| {
+            scope.spawn(move || {
+                let mut at = start;
+                while at < start + len {
+                    let mut buf = take_back.try_recv().unwrap_or_else(|_| vec![0; BLOCK]);
+                    let n = usize::try_from(start + len - at).map_or(BLOCK, |left| left.min(BLOCK));
+                    buf.resize(n, 0);
+                    let done = file.read_exact_at(&mut buf, at).map(|()| buf);
+                    let failed = done.is_err();
+                    if to_hasher.send(done).is_err() || failed {
+                        return;
+                    }
+                    at += n as u64;
+                }
+            });
+            let mut read = 0u64;
+            for block in from_reader {
+                let block = block.map_err(read_err)?;
+                hasher.update(&block);
+                read += block.len() as u64;
+                let _ = give_back.try_send(block);
             }
-            hasher.update(&buf[..n]);
-            read += n as u64;
-        }
+            Ok::<u64, catalog_core::Error>(read)
+        })?;
         if read != len {
             return Err(read_err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,

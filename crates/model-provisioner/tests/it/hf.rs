@@ -144,16 +144,9 @@ fn without_etags(records: &[FileRecord]) -> Vec<FileRecord> {
 
 /// The tree digest of files as `catalog_core::verify` documents it for folders.
 fn tree_digest(files: &BTreeMap<String, Vec<u8>>) -> Digest {
-    let mut sorted: Vec<_> = files.iter().collect();
-    sorted.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-    let mut manifest = String::new();
-    for (rel, bytes) in sorted {
-        manifest.push_str(Digest::sha256_of(bytes).value());
-        manifest.push_str("  ");
-        manifest.push_str(rel);
-        manifest.push('\n');
-    }
-    Digest::sha256_of(manifest.as_bytes())
+    test_support::tree_digest(files)
+        .parse()
+        .expect("a tree digest parses")
 }
 
 /// `GET`s of `…/resolve/…` URLs.
