@@ -307,9 +307,14 @@ impl HubNginx {
         crate::truncate_log(&self.dir.path().join("access.log"));
     }
 
-    /// Body bytes sent in all.
-    pub fn bytes_sent(&self) -> u64 {
-        self.requests().iter().map(|r| r.body_bytes).sum()
+    /// Body bytes sent for requests whose path ends with `suffix` (`""` for all), like
+    /// [`crate::Nginx::bytes_sent`]: `/lfs/<sha256>` counts what the blob host sent of a file.
+    pub fn bytes_sent(&self, suffix: &str) -> u64 {
+        self.requests()
+            .iter()
+            .filter(|r| r.uri.ends_with(suffix))
+            .map(|r| r.body_bytes)
+            .sum()
     }
 
     /// The real `hf` CLI pointed at this server: `HF_ENDPOINT` set, `HF_HOME` in the temp dir,

@@ -70,12 +70,7 @@ fn ours_and_hf_download_get_the_same_files_and_the_token_stays_on_the_hub() -> T
     let seen = describe(&log);
     for f in &lfs {
         // Each LFS file came from the blob host, whole, after a 302 from the Hub.
-        let blob = format!("/lfs/{}", f.sha256);
-        let sent: u64 = log
-            .iter()
-            .filter(|r| r.host == "localhost" && r.uri == blob && r.method == "GET")
-            .map(|r| r.body_bytes)
-            .sum();
+        let sent = hub.bytes_sent(&format!("/lfs/{}", f.sha256));
         assert!(sent >= f.size, "{} from the blob host:\n{seen}", f.path);
         assert!(
             log.iter().any(|r| r.host == "127.0.0.1"
