@@ -22,7 +22,7 @@ const PIECE: usize = 64 << 10;
 #[derive(Debug, Clone)]
 pub enum Answer {
     /// Serve the body, honouring `Range` (and `If-Range`) when `ranges` is true. This is the
-    /// only answer a [`Hold`] and [`FaultServer::set_rate`] apply to.
+    /// only answer a [`Hold`] applies to.
     Serve {
         /// Whether `Range` requests get `206`.
         ranges: bool,
@@ -83,7 +83,7 @@ pub struct Served {
 
 /// A server that answers the `n`-th request with the `n`-th scripted [`Answer`] (the last
 /// one repeats), serving a body the test may replace. It logs every request ([`Self::log`]),
-/// can hold bodies at a chosen byte ([`Self::hold`]) and pace them ([`Self::set_rate`]).
+/// can hold bodies at a chosen byte ([`Self::hold`]).
 #[derive(Debug)]
 pub struct FaultServer {
     addr: SocketAddr,
@@ -110,7 +110,6 @@ struct State {
     releases: u64,
     /// Responses that reached the hold point since it was armed.
     reached: usize,
-    rate: Option<u64>,
     log: Vec<Served>,
     /// Connections accepted and not yet closed.
     open: usize,
@@ -162,7 +161,6 @@ impl FaultServer {
                 hold: None,
                 releases: 0,
                 reached: 0,
-                rate: None,
                 log: Vec::new(),
                 open: 0,
                 accepted: Vec::new(),
@@ -198,15 +196,6 @@ impl FaultServer {
             s.body = Arc::new(body);
             s.etag = format!("\"fault-etag-{}\"", s.versions);
         });
-    }
-
-    /// Sends bodies at about `bytes_per_second` (`None`: as fast as the client reads).
-    ///
-    /// A client records its progress on disk at intervals of time, so a test that waits for
-    /// that record before a hold has the bytes before the hold paced.
-    pub fn set_rate(&self, bytes_per_second: Option<u64>) {
-        self.shared
-            .update(|s| s.rate = bytes_per_second.map(|r| r.max(1)));
     }
 
     /// Arms a hold: from now on, bodies stop at `at` until [`Self::release`].
@@ -450,13 +439,13 @@ impl Response<'_> {
             _ => None,
         };
         let Some(stop_at) = stop_at else {
-            return self.paced(bytes);
+            return self.counted(bytes);
         };
         let stop_at = usize::try_from(stop_at).expect("inside the body");
-        self.paced(&bytes[..stop_at])
+        self.counted(&bytes[..stop_at])
             && self.out.flush().is_ok()
             && self.held()
-            && self.paced(&bytes[stop_at..])
+            && self.counted(&bytes[stop_at..])
     }
 
     /// Says the hold is reached and waits for its release; `false` when the server stops
@@ -482,28 +471,16 @@ impl Response<'_> {
         !state.stop
     }
 
-    /// Writes `bytes` a piece at a time at the current rate, counting them in the log.
-    fn paced(&mut self, bytes: &[u8]) -> bool {
-        let started = Instant::now();
-        let mut sent = 0u64;
+    /// Writes `bytes` a piece at a time, counting them in the log.
+    fn counted(&mut self, bytes: &[u8]) -> bool {
         for piece in bytes.chunks(PIECE) {
             if self.out.write_all(piece).is_err() {
                 return false;
             }
-            sent += piece.len() as u64;
-            let (rate, stop) = {
-                let mut state = self.shared.lock();
-                state.log[self.n].body_bytes += piece.len() as u64;
-                (state.rate, state.stop)
-            };
-            if stop {
+            let mut state = self.shared.lock();
+            state.log[self.n].body_bytes += piece.len() as u64;
+            if state.stop {
                 return false;
-            }
-            if let Some(rate) = rate {
-                // Pacing, not synchronisation: the piece may leave no sooner than the rate
-                // allows.
-                let due = started + Duration::from_secs_f64(sent as f64 / rate as f64);
-                std::thread::sleep(due.saturating_duration_since(Instant::now()));
             }
         }
         true
@@ -682,16 +659,5 @@ mod tests {
         let log = server.log();
         assert_eq!(log[2].if_range.as_deref(), Some(old.as_str()));
         assert_eq!((log[2].status, log[2].body_bytes), (200, 1000));
-    }
-
-    #[test]
-    fn a_rate_paces_the_body() {
-        let server = FaultServer::start(body(), vec![Answer::Serve { ranges: true }]);
-        server.set_rate(Some(1_000_000));
-        let started = Instant::now();
-        let (_, _, got) = read_answer(get(&server, ""));
-        assert_eq!(got.len(), 300_000);
-        // 300 kB at 1 MB/s: the last piece may not leave before about 0.23 s.
-        assert!(started.elapsed() >= Duration::from_millis(200));
     }
 }
