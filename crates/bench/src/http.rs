@@ -17,6 +17,7 @@ use anyhow::{Context as _, bail, ensure};
 use catalog_core::Digest;
 use test_support::Nginx;
 
+use crate::settle::{SETTLE, settle};
 use crate::{
     Bench, Build, MIB, Samples, Stdout, check_ensure, date, fmt_ms, human_size, machine, timed,
 };
@@ -26,9 +27,6 @@ const POLL: Duration = Duration::from_millis(5);
 
 /// The `--connections` values measured; the first is the CLI's default.
 const CONNECTIONS: [u16; 3] = [4, 1, 8];
-
-/// The pause after syncing, before each timed run.
-const SETTLE: Duration = Duration::from_secs(2);
 
 /// Goal: ours (default connections) / (curl + `openssl dgst` of the file), medians: a verified
 /// download of ours is no slower than a verified one by the usual tools.
@@ -348,20 +346,6 @@ fn download(
             Ok(took)
         }
     }
-}
-
-/// Before each timed run: writes every dirty page of the machine back and lets the disk finish
-/// what the last run left (deleting a 2 GiB file sends the disk a discard), so that no run pays
-/// for its predecessor's writeback. Not timed.
-fn settle(dir: &Path) -> anyhow::Result<()> {
-    let status = Command::new("sync")
-        .arg("-f")
-        .arg(dir)
-        .status()
-        .context("cannot run `sync`")?;
-    ensure!(status.success(), "`sync -f {}` failed", dir.display());
-    std::thread::sleep(SETTLE);
-    Ok(())
 }
 
 /// The resume case for every build. One that fails is reported, not fatal: the timings

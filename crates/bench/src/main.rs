@@ -23,6 +23,7 @@ use catalog_core::{
 use clap::{Parser, ValueEnum};
 
 mod http;
+mod settle;
 
 /// Measure `model-provisioner` on a large local file and a large catalog, or downloading a
 /// large file over HTTP.

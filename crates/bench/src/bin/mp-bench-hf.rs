@@ -22,6 +22,10 @@ use anyhow::{Context as _, bail, ensure};
 use clap::{Parser, ValueEnum};
 use test_support::{HfRepoBuilder, HubNginx, Olah, pseudo_random_bytes};
 
+#[path = "../settle.rs"]
+mod settle;
+use settle::{SETTLE, settle};
+
 /// Benchmark `ensure hf:…` against `hf download`, on olah and on a Hub-shaped nginx.
 #[derive(Debug, Parser)]
 #[command(name = "mp-bench-hf", version, about, long_about = None)]
@@ -72,9 +76,6 @@ enum Server {
 }
 
 const REPO: &str = "bench-org/big-model";
-
-/// The pause after syncing, before each timed run (as in `mp-bench --suite http`).
-const SETTLE: Duration = Duration::from_secs(2);
 
 /// Who downloads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -539,19 +540,6 @@ fn bytes_under(dir: &Path) -> u64 {
             }
         })
         .sum()
-}
-
-/// Writes every dirty page back and lets the disk finish, so that no run pays for the last
-/// one's writeback. Not timed.
-fn settle(dir: &Path) -> anyhow::Result<()> {
-    let status = Command::new("sync")
-        .arg("-f")
-        .arg(dir)
-        .status()
-        .context("cannot run `sync`")?;
-    ensure!(status.success(), "`sync -f {}` failed", dir.display());
-    std::thread::sleep(SETTLE);
-    Ok(())
 }
 
 /// The 1-minute load average: a busy machine makes every ratio noisy.
