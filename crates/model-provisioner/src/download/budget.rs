@@ -24,6 +24,8 @@ pub(crate) struct Budget {
 #[derive(Debug)]
 struct Inner {
     total: u64,
+    /// The semaphore's permits when none is taken, one per KiB.
+    total_permits: usize,
     permits: Arc<Semaphore>,
     idle: Mutex<Vec<(PageBuf, OwnedSemaphorePermit)>>,
     returned: Notify,
@@ -47,11 +49,14 @@ impl Budget {
     /// A budget of `bytes`, which must be at least the largest lease asked for.
     pub(crate) fn new(bytes: u64) -> Self {
         // Permits count KiB: a semaphore holds fewer permits than a large budget has bytes.
-        let permits = usize::try_from(bytes.div_ceil(1024)).unwrap_or(Semaphore::MAX_PERMITS);
+        let permits = usize::try_from(bytes.div_ceil(1024))
+            .unwrap_or(Semaphore::MAX_PERMITS)
+            .min(Semaphore::MAX_PERMITS);
         Budget {
             inner: Arc::new(Inner {
                 total: bytes,
-                permits: Arc::new(Semaphore::new(permits.min(Semaphore::MAX_PERMITS))),
+                total_permits: permits,
+                permits: Arc::new(Semaphore::new(permits)),
                 idle: Mutex::new(Vec::new()),
                 returned: Notify::new(),
                 peak: AtomicU64::new(0),
@@ -117,9 +122,8 @@ impl Budget {
     }
 
     fn fresh(&self, capacity: usize, permit: OwnedSemaphorePermit) -> Lease {
-        let held = self.inner.permits.available_permits();
-        let total_permits = usize::try_from(self.inner.total.div_ceil(1024)).unwrap_or(usize::MAX);
-        let in_use = (total_permits.saturating_sub(held) as u64) * 1024;
+        let free = self.inner.permits.available_permits();
+        let in_use = (self.inner.total_permits.saturating_sub(free) as u64) * 1024;
         self.inner
             .peak
             .fetch_max(in_use.min(self.inner.total), Ordering::Relaxed);

@@ -137,6 +137,12 @@ impl Failure {
         }
     }
 
+    /// The failure a response with `status` is, when it is one to retry (`5xx`, `429`).
+    pub(crate) fn transient_status(status: StatusCode) -> Option<Self> {
+        let failure = Failure::status(status);
+        failure.transient.then_some(failure)
+    }
+
     pub(crate) fn stalled(after: Duration) -> Self {
         Failure::other(&format!("no data for {} s", after.as_secs()), true)
     }

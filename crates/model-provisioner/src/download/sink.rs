@@ -57,20 +57,20 @@ struct Ledger {
     on_disk: Mutex<OnDisk>,
 }
 
-/// The hashed prefix and the chunks written beyond it.
-#[derive(Debug, Default)]
+/// The hashed prefix (the hasher's state after it, finished only when recorded) and the
+/// chunks written beyond it.
+#[derive(Debug)]
 struct OnDisk {
-    prefix_len: u64,
-    prefix_sha256: String,
+    prefix: Hasher,
     written: Vec<(u64, u64)>,
 }
 
 impl Ledger {
-    fn hashed(&self, prefix_len: u64, sha256: String) {
+    fn hashed(&self, prefix: &Hasher) {
         if let Ok(mut p) = self.on_disk.lock() {
-            p.prefix_len = prefix_len;
-            p.prefix_sha256 = sha256;
-            p.written.retain(|&(_, e)| e > prefix_len);
+            p.prefix.clone_from(prefix);
+            let len = prefix.bytes();
+            p.written.retain(|&(_, e)| e > len);
         }
     }
 
@@ -88,15 +88,16 @@ impl Ledger {
     fn snapshot(&self) -> Option<ResumeState> {
         let template = self.template.as_ref()?;
         let p = self.on_disk.lock().ok()?;
-        let (prefix_len, sha, written) = (p.prefix_len, p.prefix_sha256.clone(), p.written.clone());
+        let (prefix, written) = (p.prefix.clone(), p.written.clone());
         drop(p);
+        let prefix_len = prefix.bytes();
         let chunks: Vec<_> = merge(written)
             .into_iter()
             .filter_map(|(s, e)| (e > prefix_len).then_some((s.max(prefix_len), e)))
             .collect();
         (prefix_len > 0 || !chunks.is_empty()).then(|| ResumeState {
             prefix_len,
-            prefix_sha256: sha,
+            prefix_sha256: prefix.finish().value().to_owned(),
             chunks,
             ..template.clone()
         })
@@ -146,11 +147,10 @@ impl HashSink {
         let (hash_tx, hash_rx) = mpsc::channel::<Piece>();
         let failed = Arc::new(Mutex::new(None::<Error>));
         let ledger = Arc::new(Ledger {
-            on_disk: Mutex::new(state.as_ref().map_or_else(OnDisk::default, |s| OnDisk {
-                prefix_len: s.prefix_len,
-                prefix_sha256: s.prefix_sha256.clone(),
-                written: s.chunks.clone(),
-            })),
+            on_disk: Mutex::new(OnDisk {
+                prefix: hasher.clone(),
+                written: state.as_ref().map(|s| s.chunks.clone()).unwrap_or_default(),
+            }),
             template: state,
         });
         let rx = Arc::new(Mutex::new(rx));
@@ -392,10 +392,7 @@ impl HashStage {
                         }
                     }
                 }
-                self.ledger.hashed(
-                    self.hasher.bytes(),
-                    self.hasher.clone().finish().value().to_owned(),
-                );
+                self.ledger.hashed(&self.hasher);
             }
         }
         self.hasher

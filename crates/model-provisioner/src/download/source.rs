@@ -97,9 +97,9 @@ pub(crate) async fn send(
             refreshed = true;
             continue;
         }
-        if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
+        if let Some(failure) = Failure::transient_status(status) {
             tracing::debug!(url = source.display(), %status, "transient status");
-            return Err(Failure::status(status));
+            return Err(failure);
         }
         return Ok(response);
     }

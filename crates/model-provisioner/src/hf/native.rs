@@ -138,13 +138,10 @@ impl HfFetcher {
         let mut attempts = self.engine.config().retry.attempts(url);
         loop {
             let failure = match build().send().await {
-                Ok(r)
-                    if r.status().is_server_error()
-                        || r.status() == StatusCode::TOO_MANY_REQUESTS =>
-                {
-                    Failure::status(r.status())
-                }
-                Ok(r) => return Ok(r),
+                Ok(r) => match Failure::transient_status(r.status()) {
+                    Some(failure) => failure,
+                    None => return Ok(r),
+                },
                 Err(e) => Failure::from_reqwest(e),
             };
             attempts.failed(failure).await?;
