@@ -29,6 +29,8 @@ mod file;
 pub mod hf;
 #[cfg(feature = "http")]
 mod http;
+#[cfg(feature = "oci")]
+pub mod oci;
 mod provisioner;
 mod reporter;
 

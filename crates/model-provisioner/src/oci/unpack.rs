@@ -1,0 +1,1 @@
+//! Tar layers unpacked into an assembly, with no path escaping the model's directory.
