@@ -751,6 +751,7 @@ fn synthetic_entry(i: u32, now: u64) -> CatalogEntry {
             fetcher_version: env!("CARGO_PKG_VERSION").to_owned(),
             fetched_ms: now,
             resolved_revision: None,
+            origin: None,
             files: Vec::new(),
             include: Vec::new(),
             exclude: Vec::new(),

@@ -113,6 +113,9 @@ pub struct FileRecord {
     /// so that a later fetch can tell the file has not changed without downloading it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub etag: Option<String>,
+    /// What the source said the file is (an OCI layer's media type), when it said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub media_type: Option<String>,
 }
 
 /// Where an artifact came from and how it was obtained. Holds no secrets.
@@ -127,6 +130,10 @@ pub struct Provenance {
     /// The commit or version the source resolved to, when it has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resolved_revision: Option<String>,
+    /// The server the bytes came from, when the id does not name it (an `ollama:` model's
+    /// registry, a mirror). Never holds credentials.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<String>,
     /// The files the artifact is made of.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub files: Vec<FileRecord>,

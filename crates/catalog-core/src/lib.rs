@@ -28,8 +28,8 @@ pub use layout::{
     default_model_cache_dir,
 };
 pub use model_ref::{
-    FileRef, HfRef, HttpRef, ModelRef, OciRef, OciReference, ParseRefError, S3Ref,
-    SUPPORTED_SCHEMES, Scheme, file_id, printable,
+    FileRef, HfRef, HttpRef, ModelRef, OLLAMA_REGISTRY, OciRef, OciReference, OllamaRef,
+    ParseRefError, S3Ref, SUPPORTED_SCHEMES, Scheme, file_id, printable,
 };
 pub use rel_path::{ParseRelPathError, SafeRelPath};
 pub use store::{ArtifactRemoval, CatalogStore, Deletion};

@@ -11,7 +11,8 @@
 //! | `/abs/path`, `./rel/path`, `rel/path` | the same, without the scheme |
 //! | `http://…`, `https://…` | a file served over HTTP |
 //! | `s3://bucket/key` | an object (or, with a trailing `/`, a prefix) in S3 |
-//! | `oci://registry[:port]/repo[:tag \| @sha256:…]` | an artifact in an OCI registry |
+//! | `oci://registry[:port]/repo[:tag \| @sha256:…][/file]` | an artifact in an OCI registry, or one file of it |
+//! | `ollama:name[:tag]`, `ollama:namespace/name[:tag]` | a model in Ollama's library (an OCI registry) |
 //!
 //! The rules, which are stable:
 //! - Surrounding ASCII whitespace is trimmed; a control character anywhere is refused.
@@ -22,6 +23,14 @@
 //!   backslash; org, repo and revision use only ASCII letters, digits, `-`, `_` and `.`.
 //! - Local paths are kept as written; the catalog id is `file:` followed by the canonical
 //!   absolute path (symlinks resolved), computed by [`ModelRef::canonical_id`].
+//! - `oci://` references always carry a tag or a digest: no tag means `latest`. The registry
+//!   host is lowercased, `docker.io` means `index.docker.io`, and a one-segment repository
+//!   there gets `library/`, as Docker names them. A file inside the artifact follows the tag
+//!   or digest (`oci://reg/repo:latest/model.gguf`); without a tag, every segment is part of
+//!   the repository. The id names the tag, never what it resolved to (that is provenance).
+//! - `ollama:` references are normalised to `ollama:<namespace>/<name>:<tag>` (namespace
+//!   `library`, tag `latest` by default; namespace and name lowercased, as Ollama matches
+//!   them). The id does not name a registry, so a mirror of Ollama's library gives the same id.
 //! - URLs are normalised by the WHATWG URL rules (lowercase host, default port dropped); their
 //!   id drops user info, query and fragment, so credentials never become part of an id.
 //!
@@ -34,7 +43,7 @@ use std::str::FromStr;
 use crate::digest::Digest;
 
 /// The schemes a reference may use, for error messages.
-pub const SUPPORTED_SCHEMES: &str = "hf:, file:, http://, https://, s3://, oci://";
+pub const SUPPORTED_SCHEMES: &str = "hf:, file:, http://, https://, s3://, oci://, ollama:";
 
 /// A parsed model reference. See the [module docs](self) for the syntax.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -49,6 +58,8 @@ pub enum ModelRef {
     S3(S3Ref),
     /// An OCI registry artifact.
     Oci(OciRef),
+    /// A model in Ollama's library.
+    Ollama(OllamaRef),
 }
 
 /// `hf:org/repo[@revision][/path]`.
@@ -129,15 +140,17 @@ pub struct S3Ref {
     pub key: String,
 }
 
-/// `oci://registry/repository[:tag|@digest]`.
+/// `oci://registry/repository:tag[/file]` or `oci://registry/repository@digest[/file]`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct OciRef {
-    /// The registry host, with its port if one was given.
+    /// The registry host, lowercase, with its port if one was given.
     pub registry: String,
     /// The repository path inside the registry.
     pub repository: String,
-    /// The tag or digest, if one was given.
-    pub reference: Option<OciReference>,
+    /// The tag (`latest` when none was written) or digest.
+    pub reference: OciReference,
+    /// One file of the artifact, `/`-separated; `None` means the whole artifact.
+    pub path: Option<String>,
 }
 
 /// The part of an OCI reference after the repository.
@@ -147,6 +160,42 @@ pub enum OciReference {
     Tag(String),
     /// `@sha256:…`.
     Digest(Digest),
+}
+
+impl fmt::Display for OciReference {
+    /// The tag or the digest, as the registry API takes it in `/manifests/<reference>`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OciReference::Tag(t) => f.write_str(t),
+            OciReference::Digest(d) => write!(f, "{d}"),
+        }
+    }
+}
+
+/// `ollama:namespace/name:tag`: a model in Ollama's library, which is an OCI registry.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct OllamaRef {
+    /// The namespace (`library` for Ollama's own models).
+    pub namespace: String,
+    /// The model's name.
+    pub name: String,
+    /// The tag (`latest` when none was written).
+    pub tag: String,
+}
+
+/// The registry that serves Ollama's library.
+pub const OLLAMA_REGISTRY: &str = "registry.ollama.ai";
+
+impl OllamaRef {
+    /// The same model as an `oci://` reference on `registry` (Ollama's, or a mirror of it).
+    pub fn to_oci(&self, registry: &str) -> OciRef {
+        OciRef {
+            registry: registry.to_ascii_lowercase(),
+            repository: format!("{}/{}", self.namespace, self.name),
+            reference: OciReference::Tag(self.tag.clone()),
+            path: None,
+        }
+    }
 }
 
 /// The kind of reference, by scheme.
@@ -162,6 +211,8 @@ pub enum Scheme {
     S3,
     /// `oci://`
     Oci,
+    /// `ollama:`
+    Ollama,
 }
 
 impl fmt::Display for Scheme {
@@ -172,6 +223,7 @@ impl fmt::Display for Scheme {
             Scheme::Http => "http",
             Scheme::S3 => "s3",
             Scheme::Oci => "oci",
+            Scheme::Ollama => "ollama",
         })
     }
 }
@@ -185,6 +237,7 @@ impl ModelRef {
             ModelRef::Http(_) => Scheme::Http,
             ModelRef::S3(_) => Scheme::S3,
             ModelRef::Oci(_) => Scheme::Oci,
+            ModelRef::Ollama(_) => Scheme::Ollama,
         }
     }
 
@@ -251,11 +304,15 @@ impl fmt::Display for ModelRef {
             ModelRef::Oci(o) => {
                 write!(f, "oci://{}/{}", o.registry, o.repository)?;
                 match &o.reference {
-                    Some(OciReference::Tag(t)) => write!(f, ":{t}"),
-                    Some(OciReference::Digest(d)) => write!(f, "@{d}"),
-                    None => Ok(()),
+                    OciReference::Tag(t) => write!(f, ":{t}")?,
+                    OciReference::Digest(d) => write!(f, "@{d}")?,
                 }
+                if let Some(path) = &o.path {
+                    write!(f, "/{path}")?;
+                }
+                Ok(())
             }
+            ModelRef::Ollama(o) => write!(f, "ollama:{}/{}:{}", o.namespace, o.name, o.tag),
         }
     }
 }
@@ -361,6 +418,7 @@ impl FromStr for ModelRef {
             "http" | "https" => parse_http(input, s),
             "s3" => parse_s3(input, rest),
             "oci" => parse_oci(input, rest),
+            "ollama" => parse_ollama(input, rest).map(ModelRef::Ollama),
             // `x://…` is surely a URL; only a bare `name:…` may be a file name with a colon.
             other if rest.starts_with("//") => Err(ParseRefError::new(
                 input,
@@ -543,7 +601,7 @@ fn parse_s3(input: &str, rest: &str) -> Result<ModelRef, ParseRefError> {
 }
 
 fn parse_oci(input: &str, rest: &str) -> Result<ModelRef, ParseRefError> {
-    let hint = "write `oci://registry.example:5000/repo/name:tag` or `…/name@sha256:<hex>`";
+    let hint = "write `oci://registry.example:5000/repo/name:tag`, `…/name@sha256:<hex>`, or `…/name:tag/file.gguf` for one file";
     let Some(rest) = rest.strip_prefix("//") else {
         return Err(ParseRefError::new(
             input,
@@ -567,17 +625,22 @@ fn parse_oci(input: &str, rest: &str) -> Result<ModelRef, ParseRefError> {
         )
         .with_hint(hint));
     }
-    let (repository, reference) = if let Some((repo, digest)) = remainder.split_once('@') {
+    let mut registry = registry.to_ascii_lowercase();
+    // The repository ends at `@digest` or at the first segment holding `:tag`; what follows
+    // is a file inside the artifact.
+    let (repository, reference, path) = if let Some((repo, after)) = remainder.split_once('@') {
+        let (digest, path) = after
+            .split_once('/')
+            .map_or((after, None), |(d, p)| (d, Some(p)));
         let digest = digest
             .parse::<Digest>()
-            .map_err(|e| ParseRefError::new(input, e.to_string()))?;
-        (repo, Some(OciReference::Digest(digest)))
+            .map_err(|e| ParseRefError::new(input, e.to_string()).with_hint(hint))?;
+        (repo.to_owned(), OciReference::Digest(digest), path)
     } else {
-        let last_slash = remainder.rfind('/').map_or(0, |i| i + 1);
-        match remainder[last_slash..].rfind(':') {
-            Some(colon) => {
-                let (repo, tag) = remainder.split_at(last_slash + colon);
-                let tag = &tag[1..];
+        let segments: Vec<&str> = remainder.split('/').collect();
+        match segments.iter().position(|seg| seg.contains(':')) {
+            Some(i) => {
+                let (name, tag) = segments[i].split_once(':').unwrap_or((segments[i], ""));
                 let tag_ok = !tag.is_empty()
                     && tag.len() <= 128
                     && tag.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_')
@@ -589,13 +652,46 @@ fn parse_oci(input: &str, rest: &str) -> Result<ModelRef, ParseRefError> {
                     )
                     .with_hint(hint));
                 }
-                (repo, Some(OciReference::Tag(tag.to_owned())))
+                let mut repo = segments[..i].to_vec();
+                repo.push(name);
+                let path = (i + 1 < segments.len()).then(|| {
+                    &remainder[segments[..=i].iter().map(|s| s.len() + 1).sum::<usize>()..]
+                });
+                (repo.join("/"), OciReference::Tag(tag.to_owned()), path)
             }
-            None => (remainder, None),
+            None => (
+                remainder.to_owned(),
+                OciReference::Tag("latest".to_owned()),
+                None,
+            ),
         }
     };
+    check_repository(input, &repository, hint)?;
+    if let Some(path) = path {
+        for seg in path.split('/') {
+            check_segment(input, "file path in the artifact", seg)?;
+        }
+    }
+    let mut repository = repository;
+    if registry == "docker.io" {
+        "index.docker.io".clone_into(&mut registry);
+    }
+    if registry == "index.docker.io" && !repository.contains('/') {
+        repository = format!("library/{repository}");
+    }
+    Ok(ModelRef::Oci(OciRef {
+        registry,
+        repository,
+        reference,
+        path: path.map(str::to_owned),
+    }))
+}
+
+/// Checks an OCI repository path: `/`-separated segments of lowercase letters, digits, `.`,
+/// `_` and `-`.
+fn check_repository(input: &str, repository: &str, hint: &str) -> Result<(), ParseRefError> {
     for seg in repository.split('/') {
-        check_segment(input, "repository", seg)?;
+        check_segment(input, "repository", seg).map_err(|e| e.with_hint(hint))?;
         let ok = seg
             .chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-'));
@@ -610,11 +706,49 @@ fn parse_oci(input: &str, rest: &str) -> Result<ModelRef, ParseRefError> {
             .with_hint(hint));
         }
     }
-    Ok(ModelRef::Oci(OciRef {
-        registry: registry.to_owned(),
-        repository: repository.to_owned(),
-        reference,
-    }))
+    Ok(())
+}
+
+fn parse_ollama(input: &str, rest: &str) -> Result<OllamaRef, ParseRefError> {
+    let hint = "write `ollama:name`, `ollama:name:tag` or `ollama:namespace/name:tag`";
+    let rest = rest.strip_prefix("//").unwrap_or(rest);
+    let (path, tag) = match rest.split_once(':') {
+        Some((path, tag)) => (path, tag),
+        None => (rest, "latest"),
+    };
+    let path = path.to_ascii_lowercase();
+    let (namespace, name) = match path.split_once('/') {
+        Some((ns, name)) => (ns.to_owned(), name.to_owned()),
+        None => ("library".to_owned(), path.clone()),
+    };
+    if name.is_empty() {
+        return Err(
+            ParseRefError::new(input, "the `ollama:` reference has no model name").with_hint(hint),
+        );
+    }
+    check_repository(input, &format!("{namespace}/{name}"), hint)?;
+    if name.contains('/') {
+        return Err(ParseRefError::new(
+            input,
+            "an `ollama:` name has at most two segments, `namespace/name`",
+        )
+        .with_hint(hint));
+    }
+    let tag_ok = !tag.is_empty()
+        && tag.len() <= 128
+        && tag.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_')
+        && tag.chars().all(is_name_char);
+    if !tag_ok {
+        return Err(
+            ParseRefError::new(input, format!("`{}` is not a valid tag", printable(tag)))
+                .with_hint(hint),
+        );
+    }
+    Ok(OllamaRef {
+        namespace,
+        name,
+        tag: tag.to_owned(),
+    })
 }
 
 #[cfg(test)]
@@ -644,8 +778,12 @@ mod tests {
             "https://example.com/a/b/m.gguf?x=1",
             "s3://bucket/key/model.gguf",
             "s3://my.bucket/prefix/",
-            "oci://registry.example:5000/models/llama",
+            "oci://registry.example:5000/models/llama:latest",
             "oci://ghcr.io/org/models/llama:q4",
+            "oci://ghcr.io/org/models/llama:q4/model.gguf",
+            "oci://127.0.0.1:5000/m@sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855/sub/f.bin",
+            "ollama:library/llama3.2:latest",
+            "ollama:ns/model:1b-instruct-q4_K_M",
             "oci://ghcr.io/org/llama@sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
         ] {
             let r = parse(s);
@@ -663,6 +801,43 @@ mod tests {
         assert_eq!(
             parse("HTTPS://EXAMPLE.com:443/m").to_string(),
             "https://example.com/m"
+        );
+    }
+
+    #[test]
+    fn oci_defaults_follow_docker() {
+        let cases = [
+            (
+                "oci://docker.io/alpine",
+                "oci://index.docker.io/library/alpine:latest",
+            ),
+            (
+                "oci://Docker.IO/ai/smollm2:Q4",
+                "oci://index.docker.io/ai/smollm2:Q4",
+            ),
+            ("oci://reg:5000/a/b", "oci://reg:5000/a/b:latest"),
+            ("oci://reg/a/b/c", "oci://reg/a/b/c:latest"),
+            ("oci://reg/a/b:v1/w/x.gguf", "oci://reg/a/b:v1/w/x.gguf"),
+            ("ollama:Llama3.2", "ollama:library/llama3.2:latest"),
+            ("ollama:llama3.2:1b", "ollama:library/llama3.2:1b"),
+            ("ollama://user/model:q4_K_M", "ollama:user/model:q4_K_M"),
+        ];
+        for (input, id) in cases {
+            assert_eq!(parse(input).syntactic_id().as_deref(), Some(id), "{input}");
+        }
+        let ModelRef::Oci(o) = parse("oci://reg/a/b:v1/w/x.gguf") else {
+            panic!("not oci")
+        };
+        assert_eq!(
+            (o.repository.as_str(), o.path.as_deref()),
+            ("a/b", Some("w/x.gguf"))
+        );
+        let ModelRef::Ollama(o) = parse("ollama:qwen3") else {
+            panic!("not ollama")
+        };
+        assert_eq!(
+            ModelRef::Oci(o.to_oci(OLLAMA_REGISTRY)).to_string(),
+            "oci://registry.ollama.ai/library/qwen3:latest"
         );
     }
 
@@ -725,6 +900,16 @@ mod tests {
             ("oci://reg/Repo", "lowercase"),
             ("oci://reg/repo@sha256:xyz", "invalid digest"),
             ("oci://reg/repo:", "not a valid tag"),
+            ("oci://reg/repo:t/../x", "`..` segment"),
+            (
+                "oci://reg/repo@sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855//x",
+                "empty segment",
+            ),
+            ("oci://re g/repo", "not a valid registry host"),
+            ("ollama:", "no model name"),
+            ("ollama:a/b/c", "at most two segments"),
+            ("ollama:llama:", "not a valid tag"),
+            ("ollama:lla ma", "may hold only"),
         ] {
             let err = input.parse::<ModelRef>().unwrap_err();
             assert!(err.to_string().contains(reason), "{input:?}: {err}");

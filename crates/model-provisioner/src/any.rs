@@ -9,7 +9,8 @@ use crate::file::FileFetcher;
 /// A fetcher that can be shared across threads.
 type Boxed = Box<dyn ModelFetcher + Send + Sync>;
 
-/// Dispatches by scheme: local paths to a [`FileFetcher`], URLs and `hf:` references to the
+/// Dispatches by scheme: local paths to a [`FileFetcher`], URLs, `hf:`, `oci://` and `ollama:`
+/// references to the
 /// fetchers configured for them. Anything else fails with an error that names what would be
 /// needed.
 #[derive(Default)]
@@ -17,6 +18,7 @@ pub struct AnyFetcher {
     file: FileFetcher,
     http: Option<Boxed>,
     hf: Option<Boxed>,
+    oci: Option<Boxed>,
 }
 
 impl std::fmt::Debug for AnyFetcher {
@@ -25,6 +27,7 @@ impl std::fmt::Debug for AnyFetcher {
             .field("file", &self.file)
             .field("http", &self.http.as_ref().map(|h| h.name()))
             .field("hf", &self.hf.as_ref().map(|h| h.name()))
+            .field("oci", &self.oci.as_ref().map(|h| h.name()))
             .finish()
     }
 }
@@ -36,6 +39,7 @@ impl AnyFetcher {
             file,
             http: None,
             hf: None,
+            oci: None,
         }
     }
 
@@ -53,6 +57,13 @@ impl AnyFetcher {
         self
     }
 
+    /// Also fetches `oci://` and `ollama:` references with `oci`.
+    #[must_use]
+    pub fn with_oci(mut self, oci: impl ModelFetcher + Send + Sync + 'static) -> Self {
+        self.oci = Some(Box::new(oci));
+        self
+    }
+
     /// The fetcher for `mr`'s scheme, or the error that names what this build would need: the
     /// one place that dispatches by scheme.
     pub fn fetcher_for(&self, mr: &ModelRef) -> Result<&dyn ModelFetcher> {
@@ -60,7 +71,8 @@ impl AnyFetcher {
             ModelRef::File(_) => return Ok(&self.file),
             ModelRef::Http(_) => &self.http,
             ModelRef::Hf(_) => &self.hf,
-            ModelRef::S3(_) | ModelRef::Oci(_) => &None,
+            ModelRef::Oci(_) | ModelRef::Ollama(_) => &self.oci,
+            ModelRef::S3(_) => &None,
         };
         match configured {
             Some(fetcher) => Ok(&**fetcher),

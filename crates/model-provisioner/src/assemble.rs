@@ -54,6 +54,8 @@ pub struct Publish<'a> {
     pub fetcher_version: String,
     /// What the source resolved the request to (a commit, a manifest digest), if anything.
     pub resolved_revision: Option<String>,
+    /// The server the bytes came from, when the id does not name it.
+    pub origin: Option<String>,
     /// The patterns that selected the files, recorded so a later request can compare.
     pub include: Vec<String>,
     /// The patterns that left files out.
@@ -123,7 +125,16 @@ impl<'a> Assembly<'a> {
                 size,
                 digest,
                 etag,
+                media_type: None,
             });
+    }
+
+    /// Records what the source said the file at `path` is (an OCI layer's media type).
+    pub fn set_media_type(&self, path: &SafeRelPath, media_type: &str) {
+        let mut files = self.files.lock().unwrap_or_else(PoisonError::into_inner);
+        for placed in files.iter_mut().filter(|f| &f.path == path) {
+            placed.media_type = Some(media_type.to_owned());
+        }
     }
 
     /// Checks the artifact against `how.expected`, publishes the directory at `how.dest`, and
@@ -169,6 +180,7 @@ impl<'a> Assembly<'a> {
                 fetcher_version: how.fetcher_version,
                 fetched_ms: now_ms(),
                 resolved_revision: how.resolved_revision,
+                origin: how.origin,
                 files: files
                     .into_iter()
                     .map(|f| FileRecord {
@@ -176,6 +188,7 @@ impl<'a> Assembly<'a> {
                         size: f.size,
                         digest: Some(f.digest),
                         etag: f.etag,
+                        media_type: f.media_type,
                     })
                     .collect(),
                 include: how.include,
@@ -192,6 +205,7 @@ struct Placed {
     size: u64,
     digest: Digest,
     etag: Option<String>,
+    media_type: Option<String>,
 }
 
 #[cfg(test)]
@@ -247,6 +261,7 @@ mod tests {
             fetcher: "test",
             fetcher_version: "1".into(),
             resolved_revision: Some("rev".into()),
+            origin: None,
             include: vec!["*".into()],
             exclude: Vec::new(),
             bytes_read: 3,

@@ -77,9 +77,9 @@ pub fn unsupported(reference: &ModelRef) -> Error {
             "`s3://` references are not supported yet",
             "download the object (e.g. `aws s3 cp`) and pass its local path",
         ),
-        ModelRef::Oci(_) => (
-            "`oci://` references are not supported yet",
-            "pull the artifact (e.g. `oras pull`) and pass its local path",
+        ModelRef::Oci(_) | ModelRef::Ollama(_) => (
+            "this build has no OCI registry support (the `oci` cargo feature is off)",
+            "build with `--features oci`, or pull the artifact (e.g. `oras pull`) and pass its local path",
         ),
         ModelRef::File(_) => (
             "local files need the file fetcher",

@@ -92,6 +92,7 @@ fn provenance(files: Vec<FileRecord>) -> Provenance {
         fetcher_version: env!("CARGO_PKG_VERSION").to_owned(),
         fetched_ms: now_ms(),
         resolved_revision: None,
+        origin: None,
         files,
         include: Vec::new(),
         exclude: Vec::new(),
@@ -212,6 +213,7 @@ fn copy_into_cache(
             size,
             digest: Some(file_digest),
             etag: None,
+            media_type: None,
         });
     }
     let fingerprint = fingerprint(&dest).map_err(|e| Error::read(&dest, e))?;

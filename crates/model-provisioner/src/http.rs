@@ -105,11 +105,13 @@ impl ModelFetcher for HttpFetcher {
                 fetcher_version: env!("CARGO_PKG_VERSION").to_owned(),
                 fetched_ms: now_ms(),
                 resolved_revision: downloaded.etag.clone(),
+                origin: None,
                 files: vec![FileRecord {
                     path: name,
                     size,
                     digest: Some(digest),
                     etag: downloaded.etag,
+                    media_type: None,
                 }],
                 include: Vec::new(),
                 exclude: Vec::new(),

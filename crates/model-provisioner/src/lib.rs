@@ -31,6 +31,8 @@ pub mod hf;
 mod http;
 #[cfg(feature = "oci")]
 pub mod oci;
+#[cfg(any(feature = "hf", feature = "oci"))]
+mod parallel;
 mod provisioner;
 mod reporter;
 

@@ -164,6 +164,7 @@ fn publish(
         fetcher: origin.0,
         fetcher_version: origin.1,
         resolved_revision: Some(commit),
+        origin: None,
         include: config.include.clone(),
         exclude: config.exclude.clone(),
         bytes_read,

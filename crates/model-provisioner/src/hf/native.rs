@@ -12,10 +12,8 @@
 //! The token goes in `Authorization` to the endpoint's own host only; the HTTP client drops it
 //! on a redirect to another host. It is never logged, and never written anywhere.
 
-use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
 
 use catalog_core::{CatalogEntry, Digest, HfRef, ModelRef, SafeRelPath};
 use reqwest::StatusCode;
@@ -30,6 +28,7 @@ use crate::assemble::Assembly;
 use crate::download::{Download, DownloadConfig, Downloader, Engine, Expected, Failure, UrlSource};
 use crate::error::{Error, Result};
 use crate::fetcher::{FetchRequest, Fetched, ModelFetcher, unsupported};
+use crate::parallel::{Tee, in_parallel};
 use crate::reporter::Progress;
 
 /// Fetches `hf:` references with the Hub's HTTP API: resolves the revision to a commit, asks
@@ -486,43 +485,6 @@ impl ModelFetcher for HfFetcher {
     }
 }
 
-/// Runs `f` on every item with up to `workers` threads; results keep the items' order. After
-/// the first error no new item is started, and that error is returned.
-fn in_parallel<T: Send, R: Send>(
-    items: Vec<T>,
-    workers: usize,
-    f: impl Fn(T) -> Result<R> + Sync,
-) -> Result<Vec<R>> {
-    let queue = Mutex::new(items.into_iter().enumerate().collect::<VecDeque<_>>());
-    let results = Mutex::new(Vec::new());
-    let failed = AtomicBool::new(false);
-    let first_error = Mutex::new(None);
-    std::thread::scope(|s| {
-        for _ in 0..workers.max(1) {
-            s.spawn(|| {
-                while !failed.load(Ordering::Relaxed) {
-                    let Some((i, item)) = queue.lock().expect("poisoned").pop_front() else {
-                        break;
-                    };
-                    match f(item) {
-                        Ok(r) => results.lock().expect("poisoned").push((i, r)),
-                        Err(e) => {
-                            failed.store(true, Ordering::Relaxed);
-                            first_error.lock().expect("poisoned").get_or_insert(e);
-                        }
-                    }
-                }
-            });
-        }
-    });
-    if let Some(e) = first_error.into_inner().expect("poisoned") {
-        return Err(e);
-    }
-    let mut results = results.into_inner().expect("poisoned");
-    results.sort_by_key(|(i, _)| *i);
-    Ok(results.into_iter().map(|(_, r)| r).collect())
-}
-
 /// The git blob id of a file's bytes: `sha1("blob <len>\0" + bytes)`, what the Hub states as
 /// the `ETag` of a file kept in git.
 fn git_blob_id(path: &Path) -> std::io::Result<String> {
@@ -571,27 +533,6 @@ fn api_error(url: &str, e: reqwest::Error) -> Error {
             "the request failed".to_owned()
         },
         source: Some(Box::new(e.without_url())),
-    }
-}
-
-/// Progress that goes to a file's bar and to the overall bar.
-struct Tee<'a> {
-    file: Box<dyn Progress>,
-    overall: &'a dyn Progress,
-}
-
-impl Progress for Tee<'_> {
-    fn advance(&self, bytes: u64) {
-        self.file.advance(bytes);
-        self.overall.advance(bytes);
-    }
-
-    fn set_total(&self, total: u64) {
-        self.file.set_total(total);
-    }
-
-    fn restart(&self) {
-        self.file.restart();
     }
 }
 

@@ -127,6 +127,7 @@ fn records_of(files: &BTreeMap<String, Vec<u8>>) -> Vec<FileRecord> {
             size: bytes.len() as u64,
             digest: Some(Digest::sha256_of(bytes)),
             etag: None,
+            media_type: None,
         })
         .collect()
 }
@@ -137,6 +138,7 @@ fn without_etags(records: &[FileRecord]) -> Vec<FileRecord> {
         .iter()
         .map(|r| FileRecord {
             etag: None,
+            media_type: None,
             ..r.clone()
         })
         .collect()
@@ -207,6 +209,7 @@ fn a_single_file_is_fetched_and_recorded_with_its_commit_and_sha256() -> TestRes
             size: bytes.len() as u64,
             digest: Some(sha.clone()),
             etag: None,
+            media_type: None,
         }]
     );
     assert!(provenance.include.is_empty() && provenance.exclude.is_empty());
