@@ -120,28 +120,38 @@ fn s3() -> impl Strategy<Value = String> {
 fn oci() -> impl Strategy<Value = String> {
     let repo_seg = "[a-z0-9_-][a-z0-9._-]{0,8}";
     (
-        "[a-z0-9][a-z0-9.-]{0,12}",
+        // Not `docker.io`, which is written `index.docker.io` in the canonical form.
+        "[a-z0-9][a-z0-9.-]{0,12}".prop_filter("docker.io is not canonical", |h| h != "docker.io"),
         prop::option::of(1u16..),
         prop::collection::vec(repo_seg, 1..4),
         prop_oneof![
-            Just(None),
-            "[A-Za-z0-9_][A-Za-z0-9._-]{0,20}".prop_map(|t| Some(format!(":{t}"))),
-            digest().prop_map(|d| Some(format!("@{d}"))),
+            "[A-Za-z0-9_][A-Za-z0-9._-]{0,20}".prop_map(|t| format!(":{t}")),
+            digest().prop_map(|d| format!("@{d}")),
         ],
+        prop::option::of(prop::collection::vec(repo_seg, 1..3)),
     )
-        .prop_map(|(host, port, repo, reference)| {
+        .prop_map(|(host, port, repo, reference, file)| {
             let port = port.map(|p| format!(":{p}")).unwrap_or_default();
-            format!(
-                "oci://{host}{port}/{}{}",
-                repo.join("/"),
-                reference.unwrap_or_default()
-            )
+            let file = file.map(|f| format!("/{}", f.join("/"))).unwrap_or_default();
+            format!("oci://{host}{port}/{}{reference}{file}", repo.join("/"))
         })
+        .prop_filter("a one-segment repository on Docker Hub gets `library/`", |s| {
+            !s.starts_with("oci://index.docker.io/")
+        })
+}
+
+fn ollama() -> impl Strategy<Value = String> {
+    (
+        "[a-z0-9_-][a-z0-9._-]{0,8}",
+        "[a-z0-9_-][a-z0-9._-]{0,8}",
+        "[A-Za-z0-9_][A-Za-z0-9._-]{0,20}",
+    )
+        .prop_map(|(ns, name, tag)| format!("ollama:{ns}/{name}:{tag}"))
 }
 
 /// A reference in its canonical form, of any scheme.
 fn canonical_ref() -> impl Strategy<Value = String> {
-    prop_oneof![hf(), file(), http(), s3(), oci()]
+    prop_oneof![hf(), file(), http(), s3(), oci(), ollama()]
 }
 
 /// Strings that look like references: a scheme-ish prefix and a tail rich in separators,
@@ -163,6 +173,7 @@ fn ref_like() -> impl Strategy<Value = String> {
         "s3:",
         "oci://",
         "oci:",
+        "ollama:",
         "./",
         "/",
         "c:",
