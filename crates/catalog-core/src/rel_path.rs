@@ -119,6 +119,12 @@ impl ParseRelPathError {
     pub fn input(&self) -> &str {
         &self.input
     }
+
+    /// What is wrong with the input, as words that complete "it …" ("is absolute"), for
+    /// callers that name the input their own way.
+    pub fn problem(&self) -> String {
+        self.problem.to_string()
+    }
 }
 
 /// Which form was expected, for the error message.

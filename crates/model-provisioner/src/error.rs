@@ -105,6 +105,17 @@ pub enum Error {
         /// The name, made printable.
         name: String,
     },
+    /// A tar layer holds an entry that would escape the model's directory, or that cannot be
+    /// placed as a regular file.
+    #[error("refusing layer `{layer}`: its entry `{entry}` {reason}")]
+    UnsafeArchive {
+        /// The layer, as its digest.
+        layer: String,
+        /// The entry's name in the archive, made printable.
+        entry: String,
+        /// What is wrong with it, as words that complete "its entry … ".
+        reason: String,
+    },
     /// A model assembled from several files lacks the file that was asked for.
     #[error("`{path}` is not among the files fetched for `{id}`")]
     AssemblyIncomplete {
@@ -231,6 +242,9 @@ impl Error {
                 "set `HF_TOKEN` (or log in with `hf auth login`) with access to this repository".into(),
             ),
             Error::HfOffline { .. } => Some("unset `HF_HUB_OFFLINE` (or drop `--offline`) to download it".into()),
+            Error::UnsafeArchive { .. } => Some(
+                "the artifact is malformed or hostile; nothing from it was published".into(),
+            ),
             Error::HfNotFound { .. } => Some("check the organisation, repository, revision and file names".into()),
             Error::Download { status: Some(401 | 403), .. } => {
                 Some("the server refused access: check the URL and its credentials".into())
