@@ -72,7 +72,8 @@ pub enum Command {
     reason = "command-line flags are bools"
 )]
 pub struct EnsureArgs {
-    /// The model reference: a local path, `file:…`, `https://…`, `hf:org/repo[/file]`.
+    /// The model reference: a local path, `file:…`, `https://…`, `hf:org/repo[/file]`,
+    /// `oci://registry/repo[:tag|@sha256:…][/file]`, `ollama:name[:tag]`.
     #[arg(value_name = "REF")]
     pub reference: String,
 
@@ -102,14 +103,33 @@ pub struct EnsureArgs {
     #[arg(long, value_enum, default_value_t = Via::Native, help_heading = "Hugging Face")]
     pub via: Via,
 
-    /// Make no network request for `hf:` references (as `HF_HUB_OFFLINE=1`): answer from the
-    /// catalog or the Hugging Face cache, or fail.
-    #[arg(long, help_heading = "Hugging Face")]
+    /// Make no network request: answer from the catalog (or, for `hf:`, the Hugging Face
+    /// cache, as `HF_HUB_OFFLINE=1`), or fail.
+    #[arg(long)]
     pub offline: bool,
 
     /// Files of a repository fetched at once.
     #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64), help_heading = "Hugging Face")]
     pub parallel_files: u16,
+
+    /// Speak plain HTTP to this registry (`host` or `host:port`; repeatable). Registries on
+    /// loopback always are [env: `MODEL_PROVISIONER_INSECURE_REGISTRIES`, comma-separated].
+    #[arg(long, value_name = "HOST", help_heading = "Registries")]
+    pub insecure_registry: Vec<String>,
+
+    /// The registry `ollama:` references are pulled from, e.g. a mirror of Ollama's library.
+    #[arg(long, value_name = "HOST[:PORT]", env = "MODEL_PROVISIONER_OLLAMA_REGISTRY", default_value = catalog_core::OLLAMA_REGISTRY, help_heading = "Registries")]
+    pub ollama_registry: String,
+
+    /// The user name for the registry [default: `docker login`'s credentials, or
+    /// `MODEL_PROVISIONER_REGISTRY_USERNAME`]; the password comes from
+    /// `MODEL_PROVISIONER_REGISTRY_PASSWORD` or, with `--registry-password-stdin`, standard input.
+    #[arg(long, value_name = "USER", help_heading = "Registries")]
+    pub registry_username: Option<String>,
+
+    /// Read the registry password from standard input (one line).
+    #[arg(long, requires = "registry_username", help_heading = "Registries")]
+    pub registry_password_stdin: bool,
 
     /// Resolve and fetch again even if the catalog has the model: a moved branch brings its new
     /// commit; files already in the cache are not downloaded again.

@@ -13,6 +13,8 @@ use catalog_core::{
 };
 use model_provisioner::download::{DownloadConfig, RetryPolicy};
 use model_provisioner::hf::HfConfig;
+use model_provisioner::oci::OciConfig;
+use model_provisioner::oci::auth::Secret;
 use model_provisioner::{AnyFetcher, Error, HfClient, ModelProvisioner};
 use serde::Serialize;
 
@@ -126,6 +128,7 @@ fn ensure(cx: &Context, args: &EnsureArgs) -> anyhow::Result<ExitCode> {
             Via::HfCli => HfClient::Cli,
         }))
         .hf_config(hf)
+        .oci_config(oci_config(args)?)
         .reporter(Arc::new(BarReporter::new(cx.quiet || args.json)))
         .refresh(args.refresh)
         .lock_timeout(args.lock_timeout.map(Duration::from_secs))
@@ -170,6 +173,34 @@ fn ls(cx: &Context, json: bool) -> anyhow::Result<ExitCode> {
         print(&entries_table(&entries))?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// How registries are reached: the environment, then the flags.
+fn oci_config(args: &EnsureArgs) -> anyhow::Result<OciConfig> {
+    let mut config = OciConfig::from_env();
+    config.offline = args.offline;
+    config.insecure.extend(args.insecure_registry.iter().cloned());
+    args.ollama_registry.trim().clone_into(&mut config.ollama_registry);
+    if let Some(username) = &args.registry_username {
+        let password = if args.registry_password_stdin {
+            let mut line = String::new();
+            std::io::stdin()
+                .read_line(&mut line)
+                .map_err(|e| anyhow::anyhow!("could not read the registry password from standard input: {e}"))?;
+            line.trim_end_matches(['\r', '\n']).to_owned()
+        } else {
+            std::env::var("MODEL_PROVISIONER_REGISTRY_PASSWORD").map_err(|_| {
+                UsageError(
+                    "`--registry-username` needs a password: set `MODEL_PROVISIONER_REGISTRY_PASSWORD` or pass `--registry-password-stdin`"
+                        .into(),
+                )
+            })?
+        };
+        config.credentials = config
+            .credentials
+            .with_explicit(username.clone(), Secret::new(password));
+    }
+    Ok(config)
 }
 
 fn show(cx: &Context, target: &str, json: bool) -> anyhow::Result<ExitCode> {

@@ -155,8 +155,13 @@ pub fn entry_details(e: &CatalogEntry) -> String {
     field("updated:", &timestamp(e.updated_ms));
     if let Some(p) = &e.provenance {
         field("fetcher:", &format!("{} {}", p.fetcher, p.fetcher_version));
+        if let Some(origin) = &p.origin {
+            field("registry:", origin);
+        }
         if let Some(rev) = &p.resolved_revision {
-            field("revision:", rev);
+            // For a registry, what the tag resolved to: the manifest's digest.
+            let label = if p.fetcher == "oci" { "manifest:" } else { "revision:" };
+            field(label, rev);
         }
         for f in &p.files {
             let digest = f
@@ -164,9 +169,14 @@ pub fn entry_details(e: &CatalogEntry) -> String {
                 .as_ref()
                 .map(ToString::to_string)
                 .unwrap_or_default();
+            let media_type = f
+                .media_type
+                .as_ref()
+                .map(|m| format!(" {m}"))
+                .unwrap_or_default();
             field(
                 "file:",
-                &format!("{} ({}) {digest}", f.path, human_bytes(f.size)),
+                &format!("{} ({}) {digest}{media_type}", f.path, human_bytes(f.size)),
             );
         }
     }

@@ -35,7 +35,8 @@ pub enum HfClient {
 ///
 /// By default local files are registered in place, and `http(s)://` and `hf:` references are
 /// fetched when this build has the cargo features for them (`http`, `hf`; otherwise they fail
-/// with an error naming the feature). The Hub configuration is read from the environment
+/// with an error naming the feature), and so are `oci://` and `ollama:` references (`oci`).
+/// The Hub configuration is read from the environment
 /// ([`HfConfig::from_env`]) unless one is given.
 #[derive(Debug)]
 #[must_use = "a builder does nothing until `build` is called"]
@@ -47,6 +48,9 @@ pub struct ProvisionerBuilder {
     download: DownloadConfig,
     hf: Option<HfClient>,
     hf_config: Option<HfConfig>,
+    oci: bool,
+    #[cfg(feature = "oci")]
+    oci_config: Option<crate::oci::OciConfig>,
     reporter: Arc<dyn Reporter>,
     refresh: bool,
     lock_timeout: Option<Duration>,
@@ -63,6 +67,9 @@ impl ProvisionerBuilder {
             download: DownloadConfig::default(),
             hf: Some(HfClient::default()),
             hf_config: None,
+            oci: true,
+            #[cfg(feature = "oci")]
+            oci_config: None,
             reporter: Arc::new(NoReporter),
             refresh: false,
             lock_timeout: None,
@@ -98,6 +105,20 @@ impl ProvisionerBuilder {
     /// instead of the one read from the environment.
     pub fn hf_config(mut self, config: HfConfig) -> Self {
         self.hf_config = Some(config);
+        self
+    }
+
+    /// Whether `oci://` and `ollama:` references are fetched (when the build can).
+    pub fn oci(mut self, enabled: bool) -> Self {
+        self.oci = enabled;
+        self
+    }
+
+    /// How registries are reached (credentials, insecure registries, Ollama's registry),
+    /// instead of the configuration read from the environment.
+    #[cfg(feature = "oci")]
+    pub fn oci_config(mut self, config: crate::oci::OciConfig) -> Self {
+        self.oci_config = Some(config);
         self
     }
 
@@ -140,6 +161,16 @@ impl ProvisionerBuilder {
         }
         #[cfg(not(feature = "http"))]
         let _ = self.http;
+        #[cfg(feature = "oci")]
+        if self.oci {
+            let config = self
+                .oci_config
+                .clone()
+                .unwrap_or_else(crate::oci::OciConfig::from_env);
+            fetcher = fetcher.with_oci(crate::oci::OciFetcher::with_engine(config, engine.clone()));
+        }
+        #[cfg(not(feature = "oci"))]
+        let _ = self.oci;
         let hf_config = || self.hf_config.clone().unwrap_or_else(HfConfig::from_env);
         match self.hf {
             #[cfg(feature = "hf")]
@@ -197,7 +228,9 @@ mod tests {
         let hf = cfg!(feature = "hf").then_some("hf-native");
         assert_eq!(serving(&p, "hf:org/repo/m.gguf")?, hf);
         assert_eq!(serving(&p, "s3://bucket/m.gguf")?, None);
-        assert_eq!(serving(&p, "oci://r.example/m:1")?, None);
+        let oci = cfg!(feature = "oci").then_some("oci");
+        assert_eq!(serving(&p, "oci://r.example/m:1")?, oci);
+        assert_eq!(serving(&p, "ollama:m")?, oci);
         Ok(())
     }
 

@@ -167,6 +167,56 @@ pub enum Error {
         /// Seconds waited.
         waited_s: u64,
     },
+    /// A registry has no such repository, tag, manifest or blob.
+    #[error("not found in the registry: {what}")]
+    OciNotFound {
+        /// What was looked for, with the registry and repository.
+        what: String,
+    },
+    /// A registry refused our credentials, or asked for some and we had none.
+    #[error("the registry `{registry}` refused access to `{repository}` (HTTP {status})")]
+    OciDenied {
+        /// The registry host.
+        registry: String,
+        /// The repository.
+        repository: String,
+        /// The status.
+        status: u16,
+        /// Where credentials were looked for, for the hint.
+        looked: String,
+    },
+    /// A registry answered something the distribution protocol does not allow.
+    #[error("the registry `{registry}` answered in a way we cannot use: {reason}")]
+    OciProtocol {
+        /// The registry host.
+        registry: String,
+        /// What was wrong.
+        reason: String,
+    },
+    /// An artifact in no format we know how to lay out as a model.
+    #[error("`{reference}` is not a model artifact we recognise (media types: {})", media_types.join(", "))]
+    OciUnknownFormat {
+        /// The reference.
+        reference: String,
+        /// The config's and layers' media types.
+        media_types: Vec<String>,
+    },
+    /// An image index with no manifest for this platform.
+    #[error("`{reference}` has no manifest for {wanted}; it has: {}", available.join(", "))]
+    OciNoPlatform {
+        /// The reference.
+        reference: String,
+        /// This machine's platform, `os/arch`.
+        wanted: String,
+        /// The platforms the index lists.
+        available: Vec<String>,
+    },
+    /// Offline, and the model is not in the catalog.
+    #[error("offline, and `{reference}` is not in the catalog")]
+    Offline {
+        /// The reference.
+        reference: String,
+    },
     /// The id is not in the catalog.
     #[error("no model `{id}` in the catalog")]
     UnknownId {
@@ -246,6 +296,15 @@ impl Error {
                 "the artifact is malformed or hostile; nothing from it was published".into(),
             ),
             Error::HfNotFound { .. } => Some("check the organisation, repository, revision and file names".into()),
+            Error::OciNotFound { .. } => Some("check the registry, repository, tag and file names".into()),
+            Error::OciDenied { registry, looked, .. } => Some(format!(
+                "log in with `docker login {registry}`, or set `MODEL_PROVISIONER_REGISTRY_USERNAME` and `MODEL_PROVISIONER_REGISTRY_PASSWORD` ({looked})"
+            )),
+            Error::OciUnknownFormat { .. } => Some(
+                "model-provisioner lays out ModelPack, Docker model, Ollama and ORAS artifacts (files named by `org.opencontainers.image.title`)".into(),
+            ),
+            Error::OciNoPlatform { .. } => Some("name the manifest you want by its digest: `oci://registry/repo@sha256:…`".into()),
+            Error::Offline { .. } => Some("drop `--offline` to fetch it".into()),
             Error::Download { status: Some(401 | 403), .. } => {
                 Some("the server refused access: check the URL and its credentials".into())
             }

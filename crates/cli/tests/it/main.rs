@@ -12,6 +12,7 @@ mod help;
 mod hf;
 mod hostile;
 mod http;
+mod oci;
 mod hub_nginx;
 mod reuse;
 mod snapshots;

@@ -138,6 +138,15 @@ impl Credentials {
         }
     }
 
+    /// These credentials, with `username` and `password` (from flags) tried before any other.
+    #[must_use]
+    pub fn with_explicit(self, username: String, password: Secret) -> Self {
+        Credentials {
+            explicit: Some((username, password, ExplicitFrom::Flags)),
+            ..self
+        }
+    }
+
     /// From the environment: `MODEL_PROVISIONER_REGISTRY_USERNAME` +
     /// `MODEL_PROVISIONER_REGISTRY_PASSWORD` if both set; and docker's config at
     /// `$DOCKER_CONFIG/config.json`, else `$HOME/.docker/config.json`. Credential helpers are

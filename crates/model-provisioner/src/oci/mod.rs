@@ -1,4 +1,446 @@
-//! `oci://` and `ollama:` references: models in OCI registries.
+//! [`OciFetcher`]: `oci://` and `ollama:` references, models in OCI registries.
+//!
+//! 1. `GET /v2/` learns how the registry wants to be authorised (anonymous, `Basic`, or a
+//!    `Bearer` token from the challenge's realm, with `docker login`'s credentials or
+//!    `MODEL_PROVISIONER_REGISTRY_USERNAME`/`_PASSWORD`).
+//! 2. `GET /v2/<repo>/manifests/<tag or digest>`, accepting the OCI and Docker manifest and
+//!    index types. Its bytes are hashed: a digest reference must match, and so must the
+//!    registry's `Docker-Content-Digest`. An index gives the manifest for this platform (or
+//!    its only one), fetched by digest and checked the same way.
+//! 3. The layers are recognised by media type ([`manifest`] lists the formats and how their
+//!    files are named); one that we do not recognise fails with its media types.
+//! 4. Each layer comes from the content-addressed store if a blob with its sha256 is there,
+//!    else from the registry through the [download engine](crate::download), checked against
+//!    that sha256 while streaming (parallel ranges, resume, stall detection). A redirect to
+//!    storage is followed once and the ranges go there, without `Authorization` on another
+//!    host. Tar layers are unpacked with nothing escaping the model's directory.
+//! 5. The files are published as one directory under `models/oci/<registry>/<repo>/<manifest
+//!    digest hex>/`; the model is that directory, or its one GGUF for a single-weight model,
+//!    or the file the reference names. The catalog records the manifest digest the tag
+//!    resolved to, the registry, and each file's media type.
+//!
+//! A registry on loopback (`127.0.0.0/8`, `::1`, `localhost`) is spoken to over plain HTTP,
+//! as Docker does; any other over HTTPS unless it is named insecure. Credentials never appear
+//! in logs, errors, the index or provenance.
 
 pub mod auth;
+mod client;
+mod manifest;
 mod unpack;
+
+use std::sync::OnceLock;
+
+use catalog_core::{Digest, ModelRef, OLLAMA_REGISTRY, OciRef, OciReference, SafeRelPath};
+use oci_spec::image::ImageManifest;
+
+use self::auth::Credentials;
+use self::client::{RawManifest, Repository};
+use self::manifest::{Layer, Parsed, Place};
+use crate::assemble::{Assembly, Publish};
+use crate::download::{Download, DownloadConfig, Downloader, Engine, Expected};
+use crate::error::{Error, Result};
+use crate::fetcher::{FetchRequest, Fetched, ModelFetcher, unsupported};
+use crate::parallel::{Tee, in_parallel};
+use crate::reporter::Progress;
+
+/// How registries are reached.
+#[derive(Debug, Clone)]
+pub struct OciConfig {
+    /// Where credentials come from.
+    pub credentials: Credentials,
+    /// Registries spoken to over plain HTTP although they are not on loopback (`host` or
+    /// `host:port`).
+    pub insecure: Vec<String>,
+    /// The registry `ollama:` references are pulled from (Ollama's, or a mirror of it).
+    pub ollama_registry: String,
+    /// Make no network request: fail for anything not in the catalog.
+    pub offline: bool,
+    /// Layers fetched at once.
+    pub parallel_layers: usize,
+}
+
+impl Default for OciConfig {
+    fn default() -> Self {
+        OciConfig {
+            credentials: Credentials::none(),
+            insecure: Vec::new(),
+            ollama_registry: OLLAMA_REGISTRY.to_owned(),
+            offline: false,
+            parallel_layers: 4,
+        }
+    }
+}
+
+impl OciConfig {
+    /// From the environment: `docker login`'s credentials (`$DOCKER_CONFIG/config.json`) and
+    /// `MODEL_PROVISIONER_REGISTRY_USERNAME`/`_PASSWORD`;
+    /// `MODEL_PROVISIONER_INSECURE_REGISTRIES` (separated by commas or whitespace); and
+    /// `MODEL_PROVISIONER_OLLAMA_REGISTRY`.
+    pub fn from_env() -> Self {
+        OciConfig::from_env_with(&|name| std::env::var(name).ok())
+    }
+
+    /// [`OciConfig::from_env`] with the environment given as a lookup.
+    pub fn from_env_with(env: &dyn Fn(&str) -> Option<String>) -> Self {
+        let insecure = env("MODEL_PROVISIONER_INSECURE_REGISTRIES")
+            .map(|list| {
+                list.split(|c: char| c == ',' || c.is_whitespace())
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default();
+        OciConfig {
+            credentials: Credentials::from_env(env),
+            insecure,
+            ollama_registry: env("MODEL_PROVISIONER_OLLAMA_REGISTRY")
+                .filter(|r| !r.trim().is_empty())
+                .map_or_else(|| OLLAMA_REGISTRY.to_owned(), |r| r.trim().to_owned()),
+            ..OciConfig::default()
+        }
+    }
+}
+
+/// Fetches `oci://` and `ollama:` references from OCI registries. See the
+/// [module docs](self).
+#[derive(Debug)]
+pub struct OciFetcher {
+    config: OciConfig,
+    engine: Engine,
+    no_redirect: OnceLock<reqwest::Client>,
+}
+
+/// A manifest and the digest its reference resolved to.
+#[derive(Debug)]
+struct Resolved {
+    /// The digest of what the tag named (an index, when it names one).
+    digest: Digest,
+    manifest: ImageManifest,
+}
+
+impl OciFetcher {
+    /// A fetcher with `config`, downloading with `download`.
+    pub fn new(config: OciConfig, download: DownloadConfig) -> Self {
+        OciFetcher::with_engine(config, Engine::new(download))
+    }
+
+    /// A fetcher with `config`, downloading with `engine`, shared with other fetchers.
+    pub fn with_engine(config: OciConfig, engine: Engine) -> Self {
+        OciFetcher {
+            config,
+            engine,
+            no_redirect: OnceLock::new(),
+        }
+    }
+
+    fn engine(&self) -> Result<&Downloader> {
+        self.engine.get()
+    }
+
+    /// A client that does not follow redirects, to see where a registry sends a blob.
+    fn no_redirect(&self) -> Result<&reqwest::Client> {
+        if let Some(c) = self.no_redirect.get() {
+            return Ok(c);
+        }
+        let client = reqwest::Client::builder()
+            .user_agent(concat!("model-provisioner/", env!("CARGO_PKG_VERSION")))
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(self.engine.config().connect_timeout)
+            .timeout(std::time::Duration::from_secs(60))
+            .build()
+            .map_err(|e| Error::Setup {
+                what: "build the HTTP client",
+                source: Box::new(e.without_url()),
+            })?;
+        Ok(self.no_redirect.get_or_init(|| client))
+    }
+
+    /// The `oci://` reference to pull, and the registry it is on.
+    fn target(&self, reference: &ModelRef) -> Result<OciRef> {
+        match reference {
+            ModelRef::Oci(o) => Ok(o.clone()),
+            ModelRef::Ollama(o) => Ok(o.to_oci(&self.config.ollama_registry)),
+            other => Err(unsupported(other)),
+        }
+    }
+
+    fn fetch_oci(&self, req: &FetchRequest<'_>, oci: &OciRef) -> Result<Fetched> {
+        if self.config.offline {
+            return Err(Error::Offline {
+                reference: req.reference.redacted(),
+            });
+        }
+        let engine = self.engine()?;
+        let repo = Repository::new(
+            &oci.registry,
+            &oci.repository,
+            &self.config.credentials,
+            &self.config.insecure,
+            engine.config().retry.clone(),
+        )?;
+        let resolved = engine.block_on(resolve(&repo, engine.client(), oci, req.id))?;
+        let (format, mut layers) = manifest::layers(&resolved.manifest, req.id)?;
+        tracing::debug!(
+            format = format.name(),
+            manifest = %resolved.digest,
+            layers = layers.len(),
+            "resolved"
+        );
+        let select = match &oci.path {
+            Some(path) => {
+                let path: SafeRelPath = path.parse()?;
+                narrow_to(&mut layers, &path, &repo, oci)?;
+                Some(path)
+            }
+            None => manifest::single_weight(format, &layers),
+        };
+        let assembly = Assembly::new(req.layout)?;
+        let total = layers.iter().map(|l| l.size).sum();
+        let overall = req
+            .reporter
+            .start(&format!("{}/{}", oci.registry, oci.repository), Some(total));
+        let placed = in_parallel(layers, self.config.parallel_layers, |layer| {
+            let label = match &layer.place {
+                Place::File(p) => p.to_string(),
+                Place::Unpack { .. } => layer.digest.to_string(),
+            };
+            let both = Tee {
+                file: req.reporter.start(&label, Some(layer.size)),
+                overall: &*overall,
+            };
+            let result = self.place(req, &repo, &assembly, &layer, &both);
+            both.file.finish();
+            result
+        });
+        overall.finish();
+        let bytes_read = placed?.into_iter().sum();
+        let dest = req
+            .layout
+            .models_dir()
+            .join("oci")
+            .join(&oci.registry)
+            .join(&oci.repository)
+            .join(resolved.digest.value());
+        assembly.publish(Publish {
+            id: req.id,
+            dest,
+            select: select.as_ref(),
+            expected: req.expected,
+            fetcher: "oci",
+            fetcher_version: env!("CARGO_PKG_VERSION").to_owned(),
+            resolved_revision: Some(resolved.digest.to_string()),
+            origin: Some(oci.registry.clone()),
+            include: Vec::new(),
+            exclude: Vec::new(),
+            bytes_read,
+        })
+    }
+
+    /// One layer, from the store or the registry, placed in `assembly`. Returns the bytes
+    /// downloaded.
+    fn place(
+        &self,
+        req: &FetchRequest<'_>,
+        repo: &Repository,
+        assembly: &Assembly<'_>,
+        layer: &Layer,
+        progress: &dyn Progress,
+    ) -> Result<u64> {
+        let layout = req.layout;
+        let etag = Some(layer.digest.to_string());
+        let in_store = layout.blob_path(&layer.digest).is_file();
+        match &layer.place {
+            Place::File(path) if in_store => {
+                assembly.place_blob(path, layer.digest.clone(), etag)?;
+                assembly.set_media_type(path, &layer.media_type);
+                progress.advance(layer.size);
+                tracing::debug!(file = %path, "reused a blob already in the store");
+                Ok(0)
+            }
+            Place::File(path) => {
+                let id = format!("{}/{path}", req.id);
+                let (staged, transferred) = self.download(req, repo, layer, &id, progress)?;
+                assembly.place_staged(path, staged, etag)?;
+                assembly.set_media_type(path, &layer.media_type);
+                Ok(transferred)
+            }
+            Place::Unpack { base, compression } => {
+                let transferred = if in_store {
+                    progress.advance(layer.size);
+                    0
+                } else {
+                    let id = format!("{}@{}", req.id, layer.digest);
+                    let (staged, transferred) = self.download(req, repo, layer, &id, progress)?;
+                    layout.publish_blob(staged)?;
+                    transferred
+                };
+                let blob = layout.blob_path(&layer.digest);
+                let placed = unpack::unpack_tar(
+                    assembly,
+                    &blob,
+                    *compression,
+                    base.as_ref(),
+                    &layer.digest.to_string(),
+                )?;
+                tracing::debug!(
+                    layer = %layer.digest,
+                    files = placed.paths.len(),
+                    bytes = placed.bytes,
+                    "unpacked a tar layer"
+                );
+                for path in &placed.paths {
+                    assembly.set_media_type(path, &layer.media_type);
+                }
+                Ok(transferred)
+            }
+        }
+    }
+
+    /// Downloads one blob, checked against its digest while streaming.
+    fn download(
+        &self,
+        req: &FetchRequest<'_>,
+        repo: &Repository,
+        layer: &Layer,
+        id: &str,
+        progress: &dyn Progress,
+    ) -> Result<(catalog_core::StagedFile, u64)> {
+        let engine = self.engine()?;
+        let digest = layer.digest.to_string();
+        let source =
+            engine.block_on(repo.blob(engine.client(), self.no_redirect()?, &digest))?;
+        let downloaded = engine.fetch(
+            req.layout,
+            &Download {
+                source: &source,
+                expected: Expected {
+                    size: Some(layer.size),
+                    digest: Some(&layer.digest),
+                },
+                id,
+                key: None,
+            },
+            progress,
+        )?;
+        Error::check_digest(id, Some(&layer.digest), &downloaded.staged.digest)?;
+        Ok((downloaded.staged, downloaded.transferred))
+    }
+}
+
+/// Keeps only the layer that is `path`, when one is; else every tar layer, one of which must
+/// hold it (the assembly then fails if none did).
+fn narrow_to(
+    layers: &mut Vec<Layer>,
+    path: &SafeRelPath,
+    repo: &Repository,
+    oci: &OciRef,
+) -> Result<()> {
+    if let Some(i) = layers
+        .iter()
+        .position(|l| matches!(&l.place, Place::File(p) if p == path))
+    {
+        let one = layers.swap_remove(i);
+        *layers = vec![one];
+        return Ok(());
+    }
+    if layers.iter().any(|l| matches!(l.place, Place::Unpack { .. })) {
+        layers.retain(|l| matches!(l.place, Place::Unpack { .. }));
+        return Ok(());
+    }
+    let files: Vec<String> = layers
+        .iter()
+        .filter_map(|l| match &l.place {
+            Place::File(p) => Some(format!("`{p}`")),
+            Place::Unpack { .. } => None,
+        })
+        .collect();
+    Err(Error::OciNotFound {
+        what: format!(
+            "`{}/{}:{}` has no file `{path}`; it has {}",
+            repo.registry(),
+            repo.name(),
+            oci.reference,
+            files.join(", ")
+        ),
+    })
+}
+
+/// Resolves `oci`'s tag or digest to a manifest, checking every manifest's bytes against the
+/// digest that names them.
+async fn resolve(
+    repo: &Repository,
+    client: &reqwest::Client,
+    oci: &OciRef,
+    id: &str,
+) -> Result<Resolved> {
+    repo.ping(client).await?;
+    let reference = oci.reference.to_string();
+    let named = match &oci.reference {
+        OciReference::Digest(d) => Some(d),
+        OciReference::Tag(_) => None,
+    };
+    let raw = repo.manifest(client, &reference).await?;
+    let digest = checked_digest(&raw, named, id)?;
+    let parsed = manifest::parse(&raw.bytes, raw.content_type.as_deref()).map_err(|reason| {
+        Error::OciProtocol {
+            registry: repo.registry().to_owned(),
+            reason,
+        }
+    })?;
+    let manifest = match parsed {
+        Parsed::Manifest(m) => m,
+        Parsed::Index(index) => {
+            let entry = manifest::pick(&index).map_err(|available| {
+                let (os, arch) = manifest::this_platform();
+                Error::OciNoPlatform {
+                    reference: id.to_owned(),
+                    wanted: format!("{os}/{arch}"),
+                    available,
+                }
+            })?;
+            let entry_digest = manifest::descriptor_digest(entry)?;
+            let raw = repo.manifest(client, &entry_digest.to_string()).await?;
+            checked_digest(&raw, Some(&entry_digest), id)?;
+            match manifest::parse(&raw.bytes, raw.content_type.as_deref()) {
+                Ok(Parsed::Manifest(m)) => m,
+                Ok(Parsed::Index(_)) => {
+                    return Err(Error::OciProtocol {
+                        registry: repo.registry().to_owned(),
+                        reason: "an index inside an index".to_owned(),
+                    });
+                }
+                Err(reason) => {
+                    return Err(Error::OciProtocol {
+                        registry: repo.registry().to_owned(),
+                        reason,
+                    });
+                }
+            }
+        }
+    };
+    Ok(Resolved { digest, manifest })
+}
+
+/// The sha256 of a manifest's bytes, which must be the digest that named it and the one the
+/// registry stated.
+fn checked_digest(raw: &RawManifest, named: Option<&Digest>, id: &str) -> Result<Digest> {
+    let computed = Digest::sha256_of(&raw.bytes);
+    if let Some(named) = named {
+        Error::check_digest(&format!("{id} (manifest)"), Some(named), &computed)?;
+    }
+    if let Some(stated) = raw.stated_digest.as_deref().and_then(|s| s.parse::<Digest>().ok()) {
+        Error::check_digest(&format!("{id} (manifest)"), Some(&stated), &computed)?;
+    }
+    Ok(computed)
+}
+
+impl ModelFetcher for OciFetcher {
+    fn name(&self) -> &'static str {
+        "oci"
+    }
+
+    fn fetch(&self, req: &FetchRequest<'_>) -> Result<Fetched> {
+        let oci = self.target(req.reference)?;
+        self.fetch_oci(req, &oci)
+    }
+}

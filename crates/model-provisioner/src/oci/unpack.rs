@@ -16,10 +16,6 @@
 //! link is refused. Directories are never created from the archive; files create their
 //! parents. Every name is checked twice: the one the `tar` crate resolves from PAX and GNU
 //! long-name records, and the raw header name another extractor might use instead.
-#![cfg_attr(
-    not(test),
-    expect(dead_code, reason = "the OCI fetcher that calls it is not written yet")
-)]
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
@@ -46,8 +42,8 @@ pub(crate) enum Compression {
 /// model's root).
 ///
 /// Every regular file goes through the store (staged, hashed, published as a blob, linked), so
-/// the assembly's per-file digests stay true. Returns the number of files placed (links
-/// included) and the bytes written (links excluded). `layer` (the layer's digest) is named in
+/// the assembly's per-file digests stay true. Returns the paths placed (links included) and
+/// the bytes written (links excluded). `layer` (the layer's digest) is named in
 /// errors. On an error, blobs already published stay in the store (they are named by their
 /// content) and the caller drops the assembly with whatever it held.
 pub(crate) fn unpack_tar(
@@ -56,7 +52,7 @@ pub(crate) fn unpack_tar(
     compression: Compression,
     base: Option<&SafeRelPath>,
     layer: &str,
-) -> Result<(u64, u64)> {
+) -> Result<Unpacked> {
     let file = File::open(archive).map_err(|e| Error::read(archive, e))?;
     let mut unpacker = Unpacker {
         assembly,
@@ -72,7 +68,25 @@ pub(crate) fn unpack_tar(
         Compression::None => unpacker.run(BufReader::new(file))?,
         Compression::Gzip => unpacker.run(MultiGzDecoder::new(BufReader::new(file)))?,
     }
-    Ok((unpacker.files.len() as u64, unpacker.bytes))
+    let mut paths = unpacker
+        .files
+        .into_keys()
+        .map(|p| p.parse::<SafeRelPath>())
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    paths.sort();
+    Ok(Unpacked {
+        paths,
+        bytes: unpacker.bytes,
+    })
+}
+
+/// What [`unpack_tar`] placed.
+#[derive(Debug)]
+pub(crate) struct Unpacked {
+    /// Every file placed (links included), relative to the model's root.
+    pub(crate) paths: Vec<SafeRelPath>,
+    /// Bytes written (links excluded).
+    pub(crate) bytes: u64,
 }
 
 /// One archive being unpacked.
@@ -459,7 +473,8 @@ mod tests {
         std::fs::write(&path, archive)?;
         let base: Option<SafeRelPath> = base.map(str::parse).transpose()?;
         let assembly = Assembly::new(&layout)?;
-        let result = unpack_tar(&assembly, &path, compression, base.as_ref(), LAYER);
+        let result = unpack_tar(&assembly, &path, compression, base.as_ref(), LAYER)
+            .map(|u| (u.paths.len() as u64, u.bytes));
         check(dir.path(), &layout, assembly, result)
     }
 
@@ -495,6 +510,7 @@ mod tests {
             fetcher: "test",
             fetcher_version: "1".into(),
             resolved_revision: None,
+            origin: None,
             include: Vec::new(),
             exclude: Vec::new(),
             bytes_read: 0,

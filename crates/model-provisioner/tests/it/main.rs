@@ -6,3 +6,5 @@ mod hf;
 #[cfg(feature = "http")]
 mod http;
 mod model;
+#[cfg(feature = "oci")]
+mod oci;

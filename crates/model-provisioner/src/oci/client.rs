@@ -1,0 +1,575 @@
+//! One repository on one registry: where to reach it, how to authorise, and its requests.
+//!
+//! Authorisation follows the registry's challenge: anonymous first; on a `401` with
+//! `WWW-Authenticate: Basic`, the credential for the registry; on `Bearer`, a token from the
+//! challenge's realm for `repository:<repo>:pull`, fetched with the credential when there is
+//! one. A token is fetched again when it is about to expire, or when the registry refuses it
+//! in the middle of a pull (the download engine asks the blob's [`RequestSource`] to
+//! reauthorise, then sends the refused request once more).
+
+use std::sync::{Mutex, PoisonError};
+use std::time::Instant;
+
+use reqwest::header::{self, HeaderMap, HeaderValue};
+use reqwest::{Client, RequestBuilder, StatusCode};
+
+use super::auth::{self, BearerToken, Challenge, Credential, Credentials};
+use crate::download::{BoxFuture, Failure, RequestSource, RetryPolicy};
+use crate::error::{Error, Result};
+
+/// The manifest types we ask for, most specific first: a registry that is not told it may
+/// send the OCI types answers `404` for an OCI manifest.
+pub(crate) const ACCEPT: &str = "application/vnd.oci.image.index.v1+json, \
+application/vnd.oci.image.manifest.v1+json, \
+application/vnd.docker.distribution.manifest.list.v2+json, \
+application/vnd.docker.distribution.manifest.v2+json";
+
+/// The largest manifest we read: real ones are a few KiB.
+const MANIFEST_LIMIT: usize = 4 << 20;
+
+/// How the registry wants requests authorised, as far as we know yet.
+#[derive(Debug)]
+enum Auth {
+    /// No challenge seen: requests go without `Authorization`.
+    Anonymous,
+    /// `Basic` with the credential.
+    Basic,
+    /// A bearer token from `challenge`'s realm.
+    Bearer {
+        challenge: Challenge,
+        token: BearerToken,
+    },
+}
+
+/// A repository on a registry, with the credentials and the authorisation in force.
+#[derive(Debug)]
+pub(crate) struct Repository {
+    /// The registry as the reference names it (`host[:port]`), for messages.
+    registry: String,
+    /// `http(s)://host[:port]`, where the API is.
+    base: url::Url,
+    /// The repository path.
+    name: String,
+    credential: Option<Credential>,
+    /// Where credentials were looked for, for the hint of a refusal.
+    looked: String,
+    auth: Mutex<Auth>,
+    /// One refresh at a time: requests refused together share the new token.
+    refreshing: tokio::sync::Mutex<()>,
+    retry: RetryPolicy,
+}
+
+/// A manifest as the registry sent it.
+#[derive(Debug)]
+pub(crate) struct RawManifest {
+    pub(crate) bytes: Vec<u8>,
+    pub(crate) content_type: Option<String>,
+    /// `Docker-Content-Digest`, when the registry sent it.
+    pub(crate) stated_digest: Option<String>,
+}
+
+/// Whether `host` (without port) is on this machine: such a registry is spoken to over plain
+/// HTTP with no flag, as Docker does.
+pub(crate) fn is_loopback(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// `host` of `host[:port]`, IPv6 brackets kept.
+fn host_of(registry: &str) -> &str {
+    if registry.starts_with('[') {
+        return registry
+            .find(']')
+            .map_or(registry, |end| &registry[..=end]);
+    }
+    registry.split(':').next().unwrap_or(registry)
+}
+
+impl Repository {
+    /// `name` on `registry`, over HTTPS unless the registry is on loopback or named in
+    /// `insecure` (by `host` or `host:port`).
+    pub(crate) fn new(
+        registry: &str,
+        name: &str,
+        credentials: &Credentials,
+        insecure: &[String],
+        retry: RetryPolicy,
+    ) -> Result<Self> {
+        let host = host_of(registry);
+        let plain = is_loopback(host)
+            || insecure
+                .iter()
+                .any(|i| i.eq_ignore_ascii_case(registry) || i.eq_ignore_ascii_case(host));
+        // Docker Hub's API is not on the host its references name.
+        let api_host = if registry == "index.docker.io" {
+            "registry-1.docker.io"
+        } else {
+            registry
+        };
+        let scheme = if plain { "http" } else { "https" };
+        let base = url::Url::parse(&format!("{scheme}://{api_host}/")).map_err(|e| {
+            Error::OciProtocol {
+                registry: registry.to_owned(),
+                reason: format!("`{registry}` does not make a URL: {e}"),
+            }
+        })?;
+        let credential = credentials.lookup(registry).map_err(|e| Error::Setup {
+            what: "read registry credentials",
+            source: Box::new(e),
+        })?;
+        Ok(Repository {
+            registry: registry.to_owned(),
+            base,
+            name: name.to_owned(),
+            credential,
+            looked: credentials.describe_sources(registry),
+            auth: Mutex::new(Auth::Anonymous),
+            refreshing: tokio::sync::Mutex::new(()),
+            retry,
+        })
+    }
+
+    /// The registry as the reference names it.
+    pub(crate) fn registry(&self) -> &str {
+        &self.registry
+    }
+
+    /// The repository path.
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn url(&self, path: &str) -> url::Url {
+        // The base is `scheme://host/` and `path` is a plain relative path.
+        self.base.join(path).unwrap_or_else(|_| self.base.clone())
+    }
+
+    /// The `Authorization` to send now, if any.
+    fn authorization(&self) -> Option<HeaderValue> {
+        let auth = self.auth.lock().unwrap_or_else(PoisonError::into_inner);
+        let text = match &*auth {
+            Auth::Anonymous => return None,
+            Auth::Basic => match &self.credential {
+                Some(Credential::Basic { username, password }) => {
+                    basic_value(username, password.expose())
+                }
+                _ => return None,
+            },
+            Auth::Bearer { token, .. } => format!("Bearer {}", token.value().expose()),
+        };
+        let mut value = HeaderValue::from_str(&text).ok()?;
+        value.set_sensitive(true);
+        Some(value)
+    }
+
+    /// `Authorization` as headers, for a request to the registry's own host.
+    fn auth_headers(&self) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        if let Some(value) = self.authorization() {
+            headers.insert(header::AUTHORIZATION, value);
+        }
+        headers
+    }
+
+    /// The scope every token is asked for.
+    fn scope(&self) -> String {
+        format!("repository:{}:pull", self.name)
+    }
+
+    /// Takes the registry's refusal (`401`, with its challenges) and sets up the authorisation
+    /// it asks for. Returns whether there is something new to try.
+    pub(crate) async fn reauthorize(
+        &self,
+        client: &Client,
+        headers: &HeaderMap,
+    ) -> Result<bool> {
+        let _one = self.refreshing.lock().await;
+        let challenges = auth::parse_challenges(headers);
+        let bearer = challenges
+            .iter()
+            .find(|c| matches!(c, Challenge::Bearer { .. }));
+        if let Some(challenge) = bearer {
+            let token = auth::fetch_token(
+                client,
+                challenge,
+                &[self.scope()],
+                self.credential.as_ref(),
+            )
+            .await
+            .map_err(|e| self.token_error(e))?;
+            tracing::debug!(registry = %self.registry, "got a registry token");
+            *self.auth.lock().unwrap_or_else(PoisonError::into_inner) = Auth::Bearer {
+                challenge: challenge.clone(),
+                token,
+            };
+            return Ok(true);
+        }
+        let basic = challenges
+            .iter()
+            .any(|c| matches!(c, Challenge::Basic { .. }));
+        let mut auth = self.auth.lock().unwrap_or_else(PoisonError::into_inner);
+        if basic
+            && matches!(self.credential, Some(Credential::Basic { .. }))
+            && !matches!(*auth, Auth::Basic)
+        {
+            *auth = Auth::Basic;
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    /// Fetches a new token before this one runs out, so that a long pull is not refused
+    /// halfway for a token that merely expired.
+    pub(crate) async fn refresh_if_expiring(&self, client: &Client) -> Result<()> {
+        let challenge = {
+            let auth = self.auth.lock().unwrap_or_else(PoisonError::into_inner);
+            match &*auth {
+                Auth::Bearer { challenge, token } if token.is_expiring(Instant::now()) => {
+                    challenge.clone()
+                }
+                _ => return Ok(()),
+            }
+        };
+        let _one = self.refreshing.lock().await;
+        let token = auth::fetch_token(client, &challenge, &[self.scope()], self.credential.as_ref())
+            .await
+            .map_err(|e| self.token_error(e))?;
+        *self.auth.lock().unwrap_or_else(PoisonError::into_inner) =
+            Auth::Bearer { challenge, token };
+        Ok(())
+    }
+
+    fn token_error(&self, e: auth::AuthError) -> Error {
+        match e {
+            auth::AuthError::Denied { status, .. } => self.denied(status),
+            other => Error::OciProtocol {
+                registry: self.registry.clone(),
+                reason: format!("the token service failed: {other}"),
+            },
+        }
+    }
+
+    fn denied(&self, status: u16) -> Error {
+        Error::OciDenied {
+            registry: self.registry.clone(),
+            repository: self.name.clone(),
+            status,
+            looked: self.looked.clone(),
+        }
+    }
+
+    /// Sends a request to the registry's API, retrying transient failures, and answering one
+    /// `401` by authorising as the registry asks. A second refusal comes back as
+    /// [`Error::OciDenied`].
+    async fn send(
+        &self,
+        client: &Client,
+        url: &url::Url,
+        build: impl Fn(&Client) -> RequestBuilder,
+    ) -> Result<reqwest::Response> {
+        let mut attempts = self.retry.attempts(url.as_str());
+        let mut authorised = false;
+        loop {
+            let sent = build(client).headers(self.auth_headers()).send().await;
+            let failure = match sent {
+                Ok(r) if r.status() == StatusCode::UNAUTHORIZED => {
+                    if !authorised && self.reauthorize(client, r.headers()).await? {
+                        authorised = true;
+                        continue;
+                    }
+                    return Err(self.denied(401));
+                }
+                Ok(r) if r.status() == StatusCode::FORBIDDEN => return Err(self.denied(403)),
+                Ok(r) => match Failure::transient_status(r.status()) {
+                    Some(f) => f,
+                    None => return Ok(r),
+                },
+                Err(e) => Failure::from_reqwest(e),
+            };
+            attempts.failed(failure).await?;
+        }
+    }
+
+    /// `GET /v2/`: checks that this is a registry, and learns how it wants to be authorised.
+    pub(crate) async fn ping(&self, client: &Client) -> Result<()> {
+        let url = self.url("v2/");
+        let response = self.send(client, &url, |c| c.get(url.clone())).await?;
+        match response.status() {
+            s if s.is_success() => Ok(()),
+            StatusCode::NOT_FOUND => Err(Error::OciProtocol {
+                registry: self.registry.clone(),
+                reason: "it has no `/v2/` API; is this an OCI registry?".to_owned(),
+            }),
+            s => Err(self.status_error(&url, s)),
+        }
+    }
+
+    /// The manifest `reference` (a tag or a digest) names.
+    pub(crate) async fn manifest(&self, client: &Client, reference: &str) -> Result<RawManifest> {
+        let url = self.url(&format!("v2/{}/manifests/{reference}", self.name));
+        let response = self
+            .send(client, &url, |c| {
+                c.get(url.clone()).header(header::ACCEPT, ACCEPT)
+            })
+            .await?;
+        let status = response.status();
+        if status == StatusCode::NOT_FOUND {
+            return Err(Error::OciNotFound {
+                what: format!(
+                    "`{}/{}` has no manifest `{reference}`",
+                    self.registry, self.name
+                ),
+            });
+        }
+        if !status.is_success() {
+            return Err(self.status_error(&url, status));
+        }
+        let text_header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        let content_type = text_header("content-type");
+        let stated_digest = text_header("docker-content-digest");
+        if response
+            .content_length()
+            .is_some_and(|n| n > MANIFEST_LIMIT as u64)
+        {
+            return Err(self.too_large());
+        }
+        let mut bytes = Vec::new();
+        let mut response = response;
+        while let Some(piece) = response.chunk().await.map_err(|e| Error::Download {
+            url: url.to_string(),
+            status: None,
+            attempts: 1,
+            reason: "the manifest's body failed".to_owned(),
+            source: Some(Box::new(e.without_url())),
+        })? {
+            bytes.extend_from_slice(&piece);
+            if bytes.len() > MANIFEST_LIMIT {
+                return Err(self.too_large());
+            }
+        }
+        Ok(RawManifest {
+            bytes,
+            content_type,
+            stated_digest,
+        })
+    }
+
+    fn too_large(&self) -> Error {
+        Error::OciProtocol {
+            registry: self.registry.clone(),
+            reason: format!("a manifest larger than {} MiB", MANIFEST_LIMIT >> 20),
+        }
+    }
+
+    fn status_error(&self, url: &url::Url, status: StatusCode) -> Error {
+        Error::Download {
+            url: url.to_string(),
+            status: Some(status.as_u16()),
+            attempts: 1,
+            reason: format!("HTTP {status}"),
+            source: None,
+        }
+    }
+
+    /// The blob `digest` as a source for the download engine. Where the registry redirects it
+    /// (to object storage, a CDN), the redirect is followed once here and every ranged request
+    /// goes to the final location; `Authorization` goes there only if it is the registry's
+    /// own host.
+    pub(crate) async fn blob(
+        &self,
+        client: &Client,
+        no_redirect: &Client,
+        digest: &str,
+    ) -> Result<BlobSource<'_>> {
+        self.refresh_if_expiring(client).await?;
+        let url = self.url(&format!("v2/{}/blobs/{digest}", self.name));
+        let source = BlobSource {
+            repository: self,
+            url: url.clone(),
+            display: url.to_string(),
+            location: Mutex::new(None),
+        };
+        source.follow_redirect(client, no_redirect).await?;
+        Ok(source)
+    }
+}
+
+/// `Basic base64(user:password)`.
+fn basic_value(username: &str, password: &str) -> String {
+    use base64::Engine as _;
+    let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"));
+    format!("Basic {encoded}")
+}
+
+/// Where a blob's bytes are once a redirect was followed.
+#[derive(Debug, Clone)]
+struct Location {
+    url: url::Url,
+    /// Whether it is the registry's own host, so that `Authorization` may go there.
+    same_host: bool,
+}
+
+/// One blob of a repository, as the download engine's [`RequestSource`].
+#[derive(Debug)]
+pub(crate) struct BlobSource<'a> {
+    repository: &'a Repository,
+    url: url::Url,
+    display: String,
+    location: Mutex<Option<Location>>,
+}
+
+impl BlobSource<'_> {
+    /// Asks the registry for the blob without following redirects; a redirect's target
+    /// becomes where every request goes.
+    async fn follow_redirect(&self, client: &Client, no_redirect: &Client) -> Result<()> {
+        let repo = self.repository;
+        let response = repo
+            .send(no_redirect, &self.url, |c| {
+                c.get(self.url.clone()).header(header::RANGE, "bytes=0-0")
+            })
+            .await;
+        // The no-redirect client shares nothing with the engine's, but a token fetched through
+        // either serves both.
+        let _ = client;
+        let response = response?;
+        let status = response.status();
+        if status == StatusCode::NOT_FOUND {
+            return Err(Error::OciNotFound {
+                what: format!(
+                    "`{}/{}` has no blob `{}`",
+                    repo.registry, repo.name, self.digest_text()
+                ),
+            });
+        }
+        if status.is_redirection() {
+            let target = response
+                .headers()
+                .get(header::LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|l| self.url.join(l).ok())
+                .ok_or_else(|| Error::OciProtocol {
+                    registry: repo.registry.clone(),
+                    reason: format!("a redirect ({status}) for a blob without a usable `Location`"),
+                })?;
+            let same_host = target.host_str() == self.url.host_str()
+                && target.port_or_known_default() == self.url.port_or_known_default()
+                && target.scheme() == self.url.scheme();
+            tracing::debug!(
+                blob = self.digest_text(),
+                to = target.host_str().unwrap_or_default(),
+                same_host,
+                "the registry redirects the blob"
+            );
+            *self.location.lock().unwrap_or_else(PoisonError::into_inner) = Some(Location {
+                url: target,
+                same_host,
+            });
+        } else if !status.is_success() {
+            return Err(repo.status_error(&self.url, status));
+        }
+        Ok(())
+    }
+
+    fn digest_text(&self) -> &str {
+        self.url
+            .path_segments()
+            .and_then(Iterator::last)
+            .unwrap_or_default()
+    }
+}
+
+impl RequestSource for BlobSource<'_> {
+    fn display(&self) -> &str {
+        &self.display
+    }
+
+    fn request(&self, client: &Client, headers: HeaderMap) -> RequestBuilder {
+        let location = self
+            .location
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        match location {
+            Some(Location { url, same_host }) => {
+                let request = client.get(url);
+                let request = if same_host {
+                    request.headers(self.repository.auth_headers())
+                } else {
+                    request
+                };
+                request.headers(headers)
+            }
+            None => client
+                .get(self.url.clone())
+                .headers(self.repository.auth_headers())
+                .headers(headers),
+        }
+    }
+
+    fn reauthorize<'a>(
+        &'a self,
+        client: &'a Client,
+        status: StatusCode,
+        headers: &'a HeaderMap,
+    ) -> BoxFuture<'a, bool> {
+        Box::pin(async move {
+            let redirected = self
+                .location
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .as_ref()
+                .is_some_and(|l| !l.same_host);
+            if redirected {
+                // Storage refused a location that has expired (a signed URL): ask the
+                // registry again, which authorises and redirects afresh.
+                tracing::debug!(%status, "storage refused the blob's location; asking the registry again");
+                *self.location.lock().unwrap_or_else(PoisonError::into_inner) = None;
+                return true;
+            }
+            if status != StatusCode::UNAUTHORIZED {
+                return false;
+            }
+            match self.repository.reauthorize(client, headers).await {
+                Ok(refreshed) => refreshed,
+                Err(e) => {
+                    tracing::debug!(error = %e, "could not authorise again");
+                    false
+                }
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_registries_are_spoken_to_over_plain_http() {
+        for host in ["localhost", "127.0.0.1", "127.1.2.3", "[::1]", "LOCALHOST"] {
+            assert!(is_loopback(host), "{host}");
+        }
+        for host in ["example.com", "10.0.0.1", "localhost.example.com", "[::2]"] {
+            assert!(!is_loopback(host), "{host}");
+        }
+        assert_eq!(host_of("127.0.0.1:5000"), "127.0.0.1");
+        assert_eq!(host_of("[::1]:5000"), "[::1]");
+        assert_eq!(host_of("reg.example"), "reg.example");
+    }
+
+    #[test]
+    fn basic_authorization_is_base64_of_user_colon_password() {
+        assert_eq!(basic_value("user", "pass"), "Basic dXNlcjpwYXNz");
+        assert_eq!(basic_value("a", "b"), "Basic YTpi");
+        assert_eq!(basic_value("ab", "c"), "Basic YWI6Yw==");
+    }
+}

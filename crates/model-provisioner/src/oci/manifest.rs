@@ -1,0 +1,625 @@
+//! Manifests and what their layers are: which files a model artifact holds, by format.
+//!
+//! | format | recognised by | file names |
+//! |---|---|---|
+//! | CNCF ModelPack | `application/vnd.cncf.model.*` | `org.cncf.model.filepath`; `.tar` layers unpacked |
+//! | Docker model | `application/vnd.docker.ai.*` | `org.cncf.model.filepath`, else `model.gguf`, `model-0000i-of-0000N.gguf`, `model.safetensors`, `mmproj.gguf`, `template.jinja`, `LICENSE`; `.tar` layers unpacked |
+//! | Ollama | `application/vnd.ollama.image.*` | `model.gguf`, `projector.gguf`, `adapter.gguf`, `template.txt`, `system.txt`, `params.json`, `messages.json`, `LICENSE` |
+//! | ORAS, generic | every layer has `org.opencontainers.image.title` | the title; a directory when `io.deis.oras.content.unpack` is `true` |
+//!
+//! A second file of the same kind gets `-2`, `-3`, … before its extension. Anything else is
+//! refused with an error that lists the media types.
+
+use std::collections::{BTreeSet, HashMap};
+
+use catalog_core::{Digest, SafeRelPath};
+use oci_spec::image::{Descriptor, ImageIndex, ImageManifest};
+
+use super::unpack::Compression;
+use crate::error::{Error, Result};
+
+/// ModelPack's layer annotation for a file's path in the model.
+const FILEPATH: &str = "org.cncf.model.filepath";
+/// The OCI annotation for a layer's file name, as ORAS writes it.
+const TITLE: &str = "org.opencontainers.image.title";
+/// ORAS's annotation for a directory pushed as a tar archive.
+const ORAS_UNPACK: &str = "io.deis.oras.content.unpack";
+
+/// What a registry sent for a reference: a manifest, or an index of manifests.
+#[derive(Debug)]
+pub(crate) enum Parsed {
+    Manifest(ImageManifest),
+    Index(ImageIndex),
+}
+
+/// Reads a manifest or index, by its content type or, failing that, its shape.
+pub(crate) fn parse(bytes: &[u8], content_type: Option<&str>) -> std::result::Result<Parsed, String> {
+    let value: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(|e| format!("the manifest is not JSON: {e}"))?;
+    let media_type = value
+        .get("mediaType")
+        .and_then(serde_json::Value::as_str)
+        .or(content_type)
+        .unwrap_or_default();
+    let is_index = media_type.contains("index") || media_type.contains("manifest.list");
+    if is_index || value.get("manifests").is_some() {
+        serde_json::from_value(value)
+            .map(Parsed::Index)
+            .map_err(|e| format!("the image index does not parse: {e}"))
+    } else {
+        if value.get("schemaVersion").and_then(serde_json::Value::as_u64) == Some(1) {
+            return Err("a Docker schema 1 manifest, which carries no model".to_owned());
+        }
+        serde_json::from_value(value)
+            .map(Parsed::Manifest)
+            .map_err(|e| format!("the manifest does not parse: {e}"))
+    }
+}
+
+/// This machine's platform as OCI names it, `(os, architecture)`.
+pub(crate) fn this_platform() -> (&'static str, &'static str) {
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "x86" => "386",
+        "powerpc64" => "ppc64le",
+        other => other,
+    };
+    (std::env::consts::OS, arch)
+}
+
+/// The index entry to use: the one for this platform, else the only one. `Err` lists the
+/// platforms there are.
+pub(crate) fn pick(index: &ImageIndex) -> std::result::Result<&Descriptor, Vec<String>> {
+    let (os, arch) = this_platform();
+    let manifests = index.manifests();
+    let mine = manifests.iter().find(|d| {
+        d.platform()
+            .as_ref()
+            .is_some_and(|p| p.os().to_string() == os && p.architecture().to_string() == arch)
+    });
+    match (mine, manifests.as_slice()) {
+        (Some(d), _) => Ok(d),
+        (None, [only]) => Ok(only),
+        (None, all) => Err(all
+            .iter()
+            .map(|d| {
+                d.platform().as_ref().map_or_else(
+                    || format!("{} (no platform)", d.digest()),
+                    |p| format!("{}/{}", p.os(), p.architecture()),
+                )
+            })
+            .collect()),
+    }
+}
+
+/// How a layer becomes files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Place {
+    /// The blob is one file, at this path.
+    File(SafeRelPath),
+    /// The blob is a tar archive, unpacked under this directory (the model's root if `None`).
+    Unpack {
+        base: Option<SafeRelPath>,
+        compression: Compression,
+    },
+}
+
+/// One layer to fetch, and where it goes.
+#[derive(Debug, Clone)]
+pub(crate) struct Layer {
+    pub(crate) digest: Digest,
+    pub(crate) size: u64,
+    pub(crate) media_type: String,
+    pub(crate) place: Place,
+    /// Whether it holds weights (the model proper, not its license or template).
+    pub(crate) weight: bool,
+}
+
+/// The artifact's format, as recognised from its media types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Format {
+    ModelPack,
+    Docker,
+    Ollama,
+    Generic,
+}
+
+impl Format {
+    /// The name recorded and shown.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Format::ModelPack => "modelpack",
+            Format::Docker => "docker-model",
+            Format::Ollama => "ollama",
+            Format::Generic => "oras",
+        }
+    }
+}
+
+/// The layers of `manifest` and where each goes. `reference` is named in errors.
+pub(crate) fn layers(manifest: &ImageManifest, reference: &str) -> Result<(Format, Vec<Layer>)> {
+    let config_type = manifest.config().media_type().to_string();
+    let artifact_type = manifest
+        .artifact_type()
+        .as_ref()
+        .map(ToString::to_string)
+        .unwrap_or_default();
+    let types: Vec<String> = manifest
+        .layers()
+        .iter()
+        .map(|l| l.media_type().to_string())
+        .collect();
+    let any = |prefix: &str| {
+        config_type.starts_with(prefix)
+            || artifact_type.starts_with(prefix)
+            || types.iter().any(|t| t.starts_with(prefix))
+    };
+    let unknown = || Error::OciUnknownFormat {
+        reference: reference.to_owned(),
+        media_types: std::iter::once(format!("config {config_type}"))
+            .chain(types.iter().cloned())
+            .collect(),
+    };
+    let format = if any("application/vnd.cncf.model.") {
+        Format::ModelPack
+    } else if any("application/vnd.docker.ai.") {
+        Format::Docker
+    } else if any("application/vnd.ollama.image.") {
+        Format::Ollama
+    } else if !types.is_empty()
+        && manifest
+            .layers()
+            .iter()
+            .all(|l| annotation(l, TITLE).is_some())
+    {
+        Format::Generic
+    } else {
+        return Err(unknown());
+    };
+    let mut names = Names::default();
+    let mut out = Vec::new();
+    let gguf_count = types.iter().filter(|t| docker_kind(t) == Some("gguf")).count();
+    let safetensors_count = types
+        .iter()
+        .filter(|t| docker_kind(t) == Some("safetensors"))
+        .count();
+    let (mut gguf_i, mut safetensors_i) = (0, 0);
+    for layer in manifest.layers() {
+        let media_type = layer.media_type().to_string();
+        let named = annotation(layer, FILEPATH).or_else(|| annotation(layer, TITLE));
+        let (place, weight) = match format {
+            Format::ModelPack => modelpack_place(&mut names, layer, &media_type, named)?,
+            Format::Generic => {
+                let title = named.ok_or_else(unknown)?;
+                let unpack = annotation(layer, ORAS_UNPACK) == Some("true");
+                let weight = is_weight_name(title);
+                if unpack {
+                    (
+                        Place::Unpack {
+                            base: Some(names.path(title)?),
+                            compression: tar_compression(&media_type).unwrap_or(Compression::Gzip),
+                        },
+                        weight,
+                    )
+                } else {
+                    (Place::File(names.path(title)?), weight)
+                }
+            }
+            Format::Ollama => {
+                let kind = media_type
+                    .strip_prefix("application/vnd.ollama.image.")
+                    .map(|k| k.split(';').next().unwrap_or(k).trim())
+                    .ok_or_else(unknown)?;
+                let (name, weight) = match kind {
+                    "model" => ("model.gguf", true),
+                    "projector" => ("projector.gguf", false),
+                    "adapter" => ("adapter.gguf", false),
+                    "template" => ("template.txt", false),
+                    "system" => ("system.txt", false),
+                    "params" => ("params.json", false),
+                    "messages" => ("messages.json", false),
+                    "license" => ("LICENSE", false),
+                    _ => return Err(unknown()),
+                };
+                (Place::File(names.numbered(name)?), weight)
+            }
+            Format::Docker => {
+                if let Some(compression) = tar_compression(&media_type) {
+                    (Place::Unpack { base: None, compression }, false)
+                } else {
+                    let kind = docker_kind(&media_type).ok_or_else(unknown)?;
+                    let weight = matches!(kind, "gguf" | "safetensors" | "dduf");
+                    let place = match (named, kind) {
+                        (Some(path), _) => Place::File(names.path(path)?),
+                        (None, "gguf") => {
+                            gguf_i += 1;
+                            Place::File(names.path(&shard_name("model", "gguf", gguf_i, gguf_count))?)
+                        }
+                        (None, "safetensors") => {
+                            safetensors_i += 1;
+                            Place::File(names.path(&shard_name(
+                                "model",
+                                "safetensors",
+                                safetensors_i,
+                                safetensors_count,
+                            ))?)
+                        }
+                        (None, "mmproj") => Place::File(names.numbered("mmproj.gguf")?),
+                        (None, "dduf") => Place::File(names.numbered("model.dduf")?),
+                        (None, "template") => Place::File(names.numbered("template.jinja")?),
+                        (None, "license") => Place::File(names.numbered("LICENSE")?),
+                        (None, _) => return Err(unknown()),
+                    };
+                    (place, weight)
+                }
+            }
+        };
+        out.push(Layer {
+            digest: descriptor_digest(layer)?,
+            size: layer.size(),
+            media_type,
+            place,
+            weight,
+        });
+    }
+    if out.is_empty() {
+        return Err(unknown());
+    }
+    Ok((format, out))
+}
+
+/// The file of the artifact that is the model by itself: its one weight file, when there is
+/// exactly one and it stands alone (a GGUF; or the only layer of a generic artifact).
+pub(crate) fn single_weight(format: Format, layers: &[Layer]) -> Option<SafeRelPath> {
+    if format == Format::Generic
+        && let [only] = layers
+        && let Place::File(path) = &only.place
+    {
+        return Some(path.clone());
+    }
+    let mut weights = layers.iter().filter(|l| l.weight);
+    let (Some(one), None) = (weights.next(), weights.next()) else {
+        return None;
+    };
+    match &one.place {
+        Place::File(path)
+            if std::path::Path::new(path.as_str())
+                .extension()
+                .is_some_and(|e| e.eq_ignore_ascii_case("gguf")) =>
+        {
+            Some(path.clone())
+        }
+        _ => None,
+    }
+}
+
+/// The layer's digest as ours; only sha256 is accepted, so every byte can be checked.
+pub(crate) fn descriptor_digest(d: &Descriptor) -> Result<Digest> {
+    let text = d.digest().to_string();
+    text.parse().map_err(|_| Error::OciProtocol {
+        registry: String::new(),
+        reason: format!("the digest `{}` is not a sha256 digest", crate::error::printable(&text)),
+    })
+}
+
+fn annotation<'a>(d: &'a Descriptor, key: &str) -> Option<&'a str> {
+    d.annotations()
+        .as_ref()
+        .and_then(|a| a.get(key))
+        .map(String::as_str)
+        .filter(|s| !s.is_empty())
+}
+
+fn modelpack_place(
+    names: &mut Names,
+    layer: &Descriptor,
+    media_type: &str,
+    named: Option<&str>,
+) -> Result<(Place, bool)> {
+    // application/vnd.cncf.model.<kind>.v1.<raw|tar|tar+gzip|tar+zstd>
+    let rest = media_type
+        .strip_prefix("application/vnd.cncf.model.")
+        .unwrap_or_default();
+    let weight = rest.starts_with("weight.") && !rest.starts_with("weight.config");
+    if let Some(compression) = tar_compression(media_type) {
+        return Ok((
+            Place::Unpack {
+                base: None,
+                compression,
+            },
+            weight,
+        ));
+    }
+    if media_type.ends_with("+zstd") {
+        return Err(Error::OciProtocol {
+            registry: String::new(),
+            reason: format!(
+                "layer `{}` is zstd-compressed (`{media_type}`), which this build does not unpack",
+                layer.digest()
+            ),
+        });
+    }
+    let name = named.ok_or_else(|| Error::OciProtocol {
+        registry: String::new(),
+        reason: format!(
+            "layer `{}` ({media_type}) has no `{FILEPATH}` annotation to name its file",
+            layer.digest()
+        ),
+    })?;
+    Ok((Place::File(names.path(name)?), weight))
+}
+
+/// The compression of a tar layer's media type, or `None` when it is not a tar.
+fn tar_compression(media_type: &str) -> Option<Compression> {
+    let base = media_type.split(';').next().unwrap_or(media_type).trim();
+    if base.ends_with(".tar") {
+        Some(Compression::None)
+    } else if base.ends_with(".tar+gzip") || base.ends_with(".tar.gzip") {
+        Some(Compression::Gzip)
+    } else {
+        None
+    }
+}
+
+/// What a Docker model layer holds, from its media type.
+fn docker_kind(media_type: &str) -> Option<&'static str> {
+    let rest = media_type.strip_prefix("application/vnd.docker.ai.")?;
+    [
+        ("gguf", "gguf"),
+        ("safetensors", "safetensors"),
+        ("mmproj", "mmproj"),
+        ("dduf", "dduf"),
+        ("chat.template", "template"),
+        ("template", "template"),
+        ("license", "license"),
+    ]
+    .into_iter()
+    .find(|(needle, _)| rest.contains(needle))
+    .map(|(_, kind)| kind)
+}
+
+fn is_weight_name(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    [".gguf", ".safetensors", ".bin", ".pt", ".pth", ".onnx", ".dduf"]
+        .iter()
+        .any(|ext| lower.ends_with(ext))
+}
+
+/// `model.gguf`, or `model-00002-of-00003.gguf` for one of several.
+fn shard_name(stem: &str, ext: &str, i: usize, count: usize) -> String {
+    if count <= 1 {
+        format!("{stem}.{ext}")
+    } else {
+        format!("{stem}-{i:05}-of-{count:05}.{ext}")
+    }
+}
+
+/// The names given so far, so that no two layers land on one path.
+#[derive(Debug, Default)]
+struct Names {
+    used: BTreeSet<String>,
+    counts: HashMap<String, usize>,
+}
+
+impl Names {
+    /// `name` as a safe path; a second layer with the same name is refused.
+    fn path(&mut self, name: &str) -> Result<SafeRelPath> {
+        let path: SafeRelPath = name.parse()?;
+        if !self.used.insert(path.as_str().to_owned()) {
+            return Err(Error::OciProtocol {
+                registry: String::new(),
+                reason: format!(
+                    "two layers name the same file `{}`",
+                    crate::error::printable(name)
+                ),
+            });
+        }
+        Ok(path)
+    }
+
+    /// `name`, or `stem-2.ext`, `stem-3.ext`, … when it was given already.
+    fn numbered(&mut self, name: &str) -> Result<SafeRelPath> {
+        let n = self.counts.entry(name.to_owned()).or_insert(0);
+        *n += 1;
+        let name = if *n == 1 {
+            name.to_owned()
+        } else {
+            match name.rsplit_once('.') {
+                Some((stem, ext)) => format!("{stem}-{n}.{ext}"),
+                None => format!("{name}-{n}"),
+            }
+        };
+        self.path(&name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const D1: &str = "sha256:1111111111111111111111111111111111111111111111111111111111111111";
+    const D2: &str = "sha256:2222222222222222222222222222222222222222222222222222222222222222";
+    const D3: &str = "sha256:3333333333333333333333333333333333333333333333333333333333333333";
+
+    fn manifest(config_type: &str, layers: &[(&str, &str, &[(&str, &str)])]) -> ImageManifest {
+        let layers: Vec<serde_json::Value> = layers
+            .iter()
+            .map(|(mt, digest, ann)| {
+                let ann: serde_json::Map<String, serde_json::Value> = ann
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), serde_json::Value::from(*v)))
+                    .collect();
+                serde_json::json!({"mediaType": mt, "digest": digest, "size": 5, "annotations": ann})
+            })
+            .collect();
+        let json = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": config_type, "digest": D1, "size": 2},
+            "layers": layers,
+        });
+        match parse(json.to_string().as_bytes(), None) {
+            Ok(Parsed::Manifest(m)) => m,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn paths(layers: &[Layer]) -> Vec<String> {
+        layers
+            .iter()
+            .map(|l| match &l.place {
+                Place::File(p) => p.to_string(),
+                Place::Unpack { base, .. } => format!(
+                    "unpack:{}",
+                    base.as_ref().map(ToString::to_string).unwrap_or_default()
+                ),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn ollama_layers_get_clear_names_and_the_gguf_is_the_model() -> Result<()> {
+        let m = manifest(
+            "application/vnd.docker.container.image.v1+json",
+            &[
+                ("application/vnd.ollama.image.model", D1, &[]),
+                ("application/vnd.ollama.image.template", D2, &[]),
+                ("application/vnd.ollama.image.license", D3, &[]),
+                ("application/vnd.ollama.image.license", D2, &[]),
+                ("application/vnd.ollama.image.params", D3, &[]),
+            ],
+        );
+        let (format, layers) = layers(&m, "r")?;
+        assert_eq!(format, Format::Ollama);
+        assert_eq!(
+            paths(&layers),
+            ["model.gguf", "template.txt", "LICENSE", "LICENSE-2", "params.json"]
+        );
+        assert_eq!(single_weight(format, &layers).map(|p| p.to_string()).as_deref(), Some("model.gguf"));
+        Ok(())
+    }
+
+    #[test]
+    fn modelpack_names_files_by_filepath_and_unpacks_tars() -> Result<()> {
+        let m = manifest(
+            "application/vnd.cncf.model.config.v1+json",
+            &[
+                ("application/vnd.cncf.model.weight.v1.raw", D1, &[(FILEPATH, "model.safetensors")]),
+                ("application/vnd.cncf.model.weight.config.v1.raw", D2, &[(FILEPATH, "config.json")]),
+                ("application/vnd.cncf.model.doc.v1.tar", D3, &[(FILEPATH, "docs")]),
+            ],
+        );
+        let (format, layers) = layers(&m, "r")?;
+        assert_eq!(format, Format::ModelPack);
+        assert_eq!(paths(&layers), ["model.safetensors", "config.json", "unpack:"]);
+        assert_eq!(single_weight(format, &layers), None, "a safetensors model is its directory");
+        Ok(())
+    }
+
+    #[test]
+    fn docker_models_follow_the_documented_naming() -> Result<()> {
+        let m = manifest(
+            "application/vnd.docker.ai.model.config.v0.1+json",
+            &[
+                ("application/vnd.docker.ai.gguf.v3", D1, &[]),
+                ("application/vnd.docker.ai.gguf.v3", D2, &[]),
+                ("application/vnd.docker.ai.license", D3, &[]),
+                ("application/vnd.docker.ai.chat.template.jinja", D3, &[]),
+            ],
+        );
+        let (format, layers) = layers(&m, "r")?;
+        assert_eq!(format, Format::Docker);
+        assert_eq!(
+            paths(&layers),
+            [
+                "model-00001-of-00002.gguf",
+                "model-00002-of-00002.gguf",
+                "LICENSE",
+                "template.jinja"
+            ]
+        );
+        assert_eq!(single_weight(format, &layers), None, "two shards are a directory");
+        Ok(())
+    }
+
+    #[test]
+    fn generic_artifacts_use_titles_and_unknown_ones_name_their_media_types() -> Result<()> {
+        let m = manifest(
+            "application/vnd.oci.empty.v1+json",
+            &[("application/octet-stream", D1, &[(TITLE, "tiny.gguf")])],
+        );
+        let (format, layers) = layers(&m, "r")?;
+        assert_eq!((format, paths(&layers)), (Format::Generic, vec!["tiny.gguf".to_owned()]));
+
+        let m = manifest(
+            "application/vnd.oci.image.config.v1+json",
+            &[("application/vnd.oci.image.layer.v1.tar+gzip", D1, &[])],
+        );
+        let err = super::layers(&m, "oci://r/x:latest").unwrap_err();
+        assert!(
+            err.to_string().contains("application/vnd.oci.image.layer.v1.tar+gzip"),
+            "{err}"
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn hostile_and_duplicate_names_are_refused() {
+        for name in ["../x", "/etc/passwd", "a/../../b"] {
+            let m = manifest(
+                "application/vnd.oci.empty.v1+json",
+                &[("application/octet-stream", D1, &[(TITLE, name)])],
+            );
+            assert!(
+                matches!(layers(&m, "r"), Err(Error::HostileName { .. })),
+                "{name}"
+            );
+        }
+        let m = manifest(
+            "application/vnd.oci.empty.v1+json",
+            &[
+                ("application/octet-stream", D1, &[(TITLE, "a.gguf")]),
+                ("application/octet-stream", D2, &[(TITLE, "a.gguf")]),
+            ],
+        );
+        assert!(layers(&m, "r").unwrap_err().to_string().contains("same file"));
+    }
+
+    #[test]
+    fn an_index_picks_this_platform_or_its_only_entry() {
+        let (os, arch) = this_platform();
+        let index = |entries: &[(&str, Option<(&str, &str)>)]| {
+            let manifests: Vec<serde_json::Value> = entries
+                .iter()
+                .map(|(d, p)| {
+                    let mut v = serde_json::json!({"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": d, "size": 10});
+                    if let Some((os, arch)) = p {
+                        v["platform"] = serde_json::json!({"os": os, "architecture": arch});
+                    }
+                    v
+                })
+                .collect();
+            let json = serde_json::json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": manifests});
+            match parse(json.to_string().as_bytes(), None) {
+                Ok(Parsed::Index(i)) => i,
+                other => panic!("{other:?}"),
+            }
+        };
+        let i = index(&[(D1, Some(("windows", "arm"))), (D2, Some((os, arch)))]);
+        assert_eq!(pick(&i).map(|d| d.digest().to_string()), Ok(D2.to_owned()));
+        let i = index(&[(D3, None)]);
+        assert_eq!(pick(&i).map(|d| d.digest().to_string()), Ok(D3.to_owned()));
+        let i = index(&[(D1, Some(("windows", "arm"))), (D2, Some(("plan9", "mips")))]);
+        assert_eq!(
+            pick(&i).map(|d| d.digest().to_string()),
+            Err(vec!["windows/arm".to_owned(), "plan9/mips".to_owned()])
+        );
+    }
+
+    #[test]
+    fn schema_1_and_garbage_are_refused_with_a_reason() {
+        assert!(parse(b"{\"schemaVersion\":1}", None).unwrap_err().contains("schema 1"));
+        assert!(parse(b"<html>", None).unwrap_err().contains("not JSON"));
+    }
+}
