@@ -14,6 +14,8 @@
 //! - [`Registry`]: Debian's `docker-registry` (distribution 2.8.2) storing in a temporary
 //!   directory, plain, behind htpasswd, or as a pull-through mirror; it pushes blobs,
 //!   manifests, indexes and whole [`Artifact`]s.
+//! - [`RegistryFront`]: a scriptable front for a [`Registry`]: Bearer tokens that run out
+//!   after a set number of uses, blobs redirected to a storage host, held bodies, and logs.
 //!
 //! A missing nginx, olah, `hf`, git, git-lfs or docker-registry is a test failure with instructions, never a
 //! silent skip (`bash scripts/install-test-deps.sh` installs them all).
@@ -39,6 +41,7 @@ mod lying_proxy;
 mod nginx;
 mod olah;
 mod registry;
+mod registry_front;
 mod wire;
 
 pub use fault::{Answer, FaultServer, Hold, Served};
@@ -53,6 +56,9 @@ pub use olah::{Olah, OlahRequest, hf_cli_path, olah_cli_path, venv_dir};
 pub use registry::{
     Artifact, DOCKER_CONFIG, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, IndexEntry, MANIFEST_ACCEPT,
     OCI_EMPTY, OCI_INDEX, OCI_MANIFEST, Pushed, Registry, RegistryResponse,
+};
+pub use registry_front::{
+    FrontAuth, FrontOptions, FrontRequest, RegistryFront, StorageRequest, TokenRequest,
 };
 
 /// Every regular file under `dir` with its content, keyed by its path relative to `dir` (with

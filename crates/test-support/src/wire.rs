@@ -73,7 +73,6 @@ impl Head {
 }
 
 /// Headers that describe one hop, not the message: never forwarded.
-#[expect(dead_code, reason = "for the registry front")]
 pub(crate) fn hop_by_hop(name: &str) -> bool {
     [
         "connection",
@@ -148,9 +147,50 @@ pub(crate) fn exchange(
     headers: &[(&str, &str)],
     body: Body<'_>,
 ) -> io::Result<Reply> {
+    let (response, mut reader) = send(authority, authority, method, target, headers, body)?;
+    let status = response.status();
+    let body = if bodiless(method, status) {
+        Vec::new()
+    } else if response.chunked() {
+        read_chunked(&mut reader)?
+    } else if let Some(len) = response.content_length() {
+        let mut body = Vec::new();
+        reader.take(len).read_to_end(&mut body)?;
+        if body.len() as u64 != len {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!(
+                    "{method} {target}: the body ended after {} of {len} bytes",
+                    body.len()
+                ),
+            ));
+        }
+        body
+    } else {
+        let mut body = Vec::new();
+        reader.read_to_end(&mut body)?;
+        body
+    };
+    Ok(Reply {
+        status,
+        headers: response.headers,
+        body,
+    })
+}
+
+/// Sends one request to `authority` on a connection of its own (`Connection: close`), with
+/// `Host: <host>`, and reads the head of the answer; its body is left in the reader.
+pub(crate) fn send(
+    authority: &str,
+    host: &str,
+    method: &str,
+    target: &str,
+    headers: &[(&str, &str)],
+    body: Body<'_>,
+) -> io::Result<(Head, BufReader<TcpStream>)> {
     let stream = TcpStream::connect(authority)?;
     stream.set_read_timeout(Some(READ_TIMEOUT))?;
-    let mut head = format!("{method} {target} HTTP/1.1\r\nHost: {authority}\r\n");
+    let mut head = format!("{method} {target} HTTP/1.1\r\nHost: {host}\r\n");
     for (name, value) in headers {
         let _ = write!(head, "{name}: {value}\r\n");
     }
@@ -187,34 +227,7 @@ pub(crate) fn exchange(
             format!("{authority} closed the connection without answering {method} {target}"),
         )
     })?;
-    let status = response.status();
-    let body = if bodiless(method, status) {
-        Vec::new()
-    } else if response.chunked() {
-        read_chunked(&mut reader)?
-    } else if let Some(len) = response.content_length() {
-        let mut body = Vec::new();
-        reader.take(len).read_to_end(&mut body)?;
-        if body.len() as u64 != len {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                format!(
-                    "{method} {target}: the body ended after {} of {len} bytes",
-                    body.len()
-                ),
-            ));
-        }
-        body
-    } else {
-        let mut body = Vec::new();
-        reader.read_to_end(&mut body)?;
-        body
-    };
-    Ok(Reply {
-        status,
-        headers: response.headers,
-        body,
-    })
+    Ok((response, reader))
 }
 
 const BASE64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -241,7 +254,6 @@ pub(crate) fn base64_encode(bytes: &[u8]) -> String {
 }
 
 /// Standard base64 decoded; `None` if `text` is not base64.
-#[cfg_attr(not(test), expect(dead_code, reason = "for the registry front"))]
 pub(crate) fn base64_decode(text: &str) -> Option<Vec<u8>> {
     let text = text.trim_end_matches('=');
     let mut out = Vec::with_capacity(text.len() * 3 / 4);
