@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Installs the real servers and clients the tests run against; safe to run again.
 #
-# - From Debian's packages (only what is missing): nginx, git, git-lfs, strace.
+# - From Debian's packages (only what is missing): nginx, git, git-lfs, strace, and for the OCI
+#   tests docker-registry (the CNCF distribution registry, which the tests run themselves as
+#   `docker-registry serve CONFIG`, never as the packaged service), skopeo, and apache2-utils
+#   (`htpasswd -B`).
 # - A Python venv at <repo>/.venv with olah (a self-hosted Hugging Face mirror, run offline
 #   over local git repos) and huggingface_hub (its `hf` command, the reference client).
 #   Every package in the venv is pinned to a set checked to work together.
@@ -18,6 +21,9 @@ command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx)
 command -v git >/dev/null || need+=(git)
 command -v git-lfs >/dev/null || need+=(git-lfs)
 command -v strace >/dev/null || need+=(strace)
+command -v docker-registry >/dev/null || [ -x /usr/bin/docker-registry ] || need+=(docker-registry)
+command -v skopeo >/dev/null || need+=(skopeo)
+command -v htpasswd >/dev/null || need+=(apache2-utils)
 if ! command -v python3 >/dev/null; then
   need+=(python3 python3-venv)
 elif ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
@@ -33,6 +39,11 @@ if [ ${#need[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  # The package enables a system registry on port 5000; the tests start their own.
+  if [[ " ${need[*]} " == *" docker-registry "* ]] && command -v systemctl >/dev/null \
+    && [ -d /run/systemd/system ]; then
+    systemctl disable --now docker-registry >/dev/null 2>&1 || true
+  fi
 fi
 
 # --- Python venv with olah and hf --------------------------------------------------------------
@@ -129,5 +140,7 @@ fi
 HF_HUB_DISABLE_UPDATE_CHECK=1 "$venv/bin/hf" version >/dev/null
 "$venv/bin/olah-cli" --help >/dev/null
 echo "git-lfs: $(git lfs version)"
+echo "docker-registry: $(docker-registry --version)"
+echo "skopeo: $(skopeo --version)"
 echo "hf: $venv/bin/hf ($("$venv/bin/python" -c 'import huggingface_hub; print(huggingface_hub.__version__)'))"
 echo "olah-cli: $venv/bin/olah-cli ($("$venv/bin/python" -c 'import importlib.metadata as m; print(m.version("olah"))'))"

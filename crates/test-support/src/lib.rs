@@ -11,8 +11,13 @@
 //!   CLI against it.
 //! - [`LyingProxy`]: a proxy in front of a real server (olah) that corrupts one byte of
 //!   chosen bodies while keeping their headers: a Hub whose bytes are not what it says.
+//! - [`Registry`]: Debian's `docker-registry` (distribution 2.8.2) storing in a temporary
+//!   directory, plain, behind htpasswd, or as a pull-through mirror; it pushes blobs,
+//!   manifests, indexes and whole [`Artifact`]s.
+//! - [`RegistryFront`]: a scriptable front for a [`Registry`]: Bearer tokens that run out
+//!   after a set number of uses, blobs redirected to a storage host, held bodies, and logs.
 //!
-//! A missing nginx, olah, `hf`, git or git-lfs is a test failure with instructions, never a
+//! A missing nginx, olah, `hf`, git, git-lfs or docker-registry is a test failure with instructions, never a
 //! silent skip (`bash scripts/install-test-deps.sh` installs them all).
 #![deny(missing_docs)]
 #![expect(
@@ -35,6 +40,9 @@ mod hub_nginx;
 mod lying_proxy;
 mod nginx;
 mod olah;
+mod registry;
+mod registry_front;
+mod wire;
 
 pub use fault::{Answer, FaultServer, Hold, Served};
 pub use hf_repo::{
@@ -45,6 +53,13 @@ pub use hub_nginx::{HubFile, HubNginx, HubRepo, HubRequest};
 pub use lying_proxy::{LyingProxy, ProxiedRequest};
 pub use nginx::{LogLine, Nginx};
 pub use olah::{Olah, OlahRequest, hf_cli_path, olah_cli_path, venv_dir};
+pub use registry::{
+    Artifact, DOCKER_CONFIG, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, IndexEntry, MANIFEST_ACCEPT,
+    OCI_EMPTY, OCI_INDEX, OCI_MANIFEST, Pushed, Registry, RegistryResponse,
+};
+pub use registry_front::{
+    FrontAuth, FrontOptions, FrontRequest, RegistryFront, StorageRequest, TokenRequest,
+};
 
 /// Every regular file under `dir` with its content, keyed by its path relative to `dir` (with
 /// `/` between components).
