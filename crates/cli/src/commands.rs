@@ -179,14 +179,18 @@ fn ls(cx: &Context, json: bool) -> anyhow::Result<ExitCode> {
 fn oci_config(args: &EnsureArgs) -> anyhow::Result<OciConfig> {
     let mut config = OciConfig::from_env();
     config.offline = args.offline;
-    config.insecure.extend(args.insecure_registry.iter().cloned());
-    args.ollama_registry.trim().clone_into(&mut config.ollama_registry);
+    config
+        .insecure
+        .extend(args.insecure_registry.iter().cloned());
+    args.ollama_registry
+        .trim()
+        .clone_into(&mut config.ollama_registry);
     if let Some(username) = &args.registry_username {
         let password = if args.registry_password_stdin {
             let mut line = String::new();
-            std::io::stdin()
-                .read_line(&mut line)
-                .map_err(|e| anyhow::anyhow!("could not read the registry password from standard input: {e}"))?;
+            std::io::stdin().read_line(&mut line).map_err(|e| {
+                anyhow::anyhow!("could not read the registry password from standard input: {e}")
+            })?;
             line.trim_end_matches(['\r', '\n']).to_owned()
         } else {
             std::env::var("MODEL_PROVISIONER_REGISTRY_PASSWORD").map_err(|_| {

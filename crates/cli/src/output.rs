@@ -160,7 +160,11 @@ pub fn entry_details(e: &CatalogEntry) -> String {
         }
         if let Some(rev) = &p.resolved_revision {
             // For a registry, what the tag resolved to: the manifest's digest.
-            let label = if p.fetcher == "oci" { "manifest:" } else { "revision:" };
+            let label = if p.fetcher == "oci" {
+                "manifest:"
+            } else {
+                "revision:"
+            };
             field(label, rev);
         }
         for f in &p.files {

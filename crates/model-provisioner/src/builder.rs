@@ -40,6 +40,10 @@ pub enum HfClient {
 /// ([`HfConfig::from_env`]) unless one is given.
 #[derive(Debug)]
 #[must_use = "a builder does nothing until `build` is called"]
+#[expect(
+    clippy::struct_excessive_bools,
+    reason = "each scheme and option is on or off"
+)]
 pub struct ProvisionerBuilder {
     cache_dir: PathBuf,
     copy_local_files: bool,

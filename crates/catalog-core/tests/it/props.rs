@@ -132,12 +132,15 @@ fn oci() -> impl Strategy<Value = String> {
     )
         .prop_map(|(host, port, repo, reference, file)| {
             let port = port.map(|p| format!(":{p}")).unwrap_or_default();
-            let file = file.map(|f| format!("/{}", f.join("/"))).unwrap_or_default();
+            let file = file
+                .map(|f| format!("/{}", f.join("/")))
+                .unwrap_or_default();
             format!("oci://{host}{port}/{}{reference}{file}", repo.join("/"))
         })
-        .prop_filter("a one-segment repository on Docker Hub gets `library/`", |s| {
-            !s.starts_with("oci://index.docker.io/")
-        })
+        .prop_filter(
+            "a one-segment repository on Docker Hub gets `library/`",
+            |s| !s.starts_with("oci://index.docker.io/"),
+        )
 }
 
 fn ollama() -> impl Strategy<Value = String> {

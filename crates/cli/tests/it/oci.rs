@@ -23,7 +23,11 @@ const PATIENCE: Duration = Duration::from_secs(60);
 fn push_model(registry: &Registry, repo: &str, body: &[u8]) -> TestResult<String> {
     let pushed = Artifact::new(OCI_MANIFEST)
         .artifact_type("application/vnd.example.model")
-        .layer("application/vnd.example.gguf", body, &[(TITLE, "model.gguf")])
+        .layer(
+            "application/vnd.example.gguf",
+            body,
+            &[(TITLE, "model.gguf")],
+        )
         .layer("text/plain", b"MIT", &[(TITLE, "LICENSE")])
         .push(registry, repo, "v1")?;
     Ok(pushed.layer_digests[0].clone())
@@ -42,17 +46,25 @@ fn ensure_show_and_offline_re_ensure_of_a_registry_model() -> TestResult {
     let show = fx.run(["show", &reference]);
     assert_code(&show, 0);
     let text = stdout(&show);
-    assert!(text.contains(&format!("registry:     {}", registry.host())), "{text}");
+    assert!(
+        text.contains(&format!("registry:     {}", registry.host())),
+        "{text}"
+    );
     assert!(text.contains("manifest:     sha256:"), "{text}");
     assert!(
-        text.contains(&format!("model.gguf (293.0 KiB) {layer} application/vnd.example.gguf")),
+        text.contains(&format!(
+            "model.gguf (293.0 KiB) {layer} application/vnd.example.gguf"
+        )),
         "{text}"
     );
 
     // The registry is gone: the model is still handed out, from the catalog.
     drop(registry);
     let again = fx.json(["ensure", &reference, "--json", "--offline"])?;
-    assert_eq!(str_field(&again, "local_path"), str_field(&out, "local_path"));
+    assert_eq!(
+        str_field(&again, "local_path"),
+        str_field(&out, "local_path")
+    );
     Ok(())
 }
 
@@ -83,7 +95,10 @@ fn a_missing_tag_and_wrong_credentials_fail_with_exit_1_and_a_hint() -> TestResu
         .output()?;
     assert_code(&out, 0);
     let everything = format!("{}{}", stdout(&out), stderr(&out));
-    assert!(!everything.contains("correct-horse"), "the password was printed");
+    assert!(
+        !everything.contains("correct-horse"),
+        "the password was printed"
+    );
     let index = String::from_utf8(fx.index_bytes().ok_or("no index")?)?;
     assert!(!index.contains("correct-horse"));
 
@@ -104,7 +119,10 @@ fn a_tampered_blob_exits_3_and_publishes_nothing() -> TestResult {
     let layer = push_model(&registry, "team/bad", &body)?;
     let mut tampered = body.clone();
     tampered[99] ^= 1;
-    std::fs::write(registry.blob_path(layer.trim_start_matches("sha256:")), tampered)?;
+    std::fs::write(
+        registry.blob_path(layer.trim_start_matches("sha256:")),
+        tampered,
+    )?;
     let fx = Fixture::new()?;
     let out = fx.run(["ensure", &format!("oci://{}/team/bad:v1", registry.host())]);
     assert_failure(&out, 3, &["digest mismatch"]);
@@ -189,7 +207,11 @@ fn ollama_references_go_to_the_registry_the_flag_names() -> TestResult {
     let gguf = random_bytes(100_000, 14);
     Artifact::new(test_support::DOCKER_MANIFEST)
         .layer("application/vnd.ollama.image.model", &gguf, &[])
-        .layer("application/vnd.ollama.image.template", b"{{ .Prompt }}", &[])
+        .layer(
+            "application/vnd.ollama.image.template",
+            b"{{ .Prompt }}",
+            &[],
+        )
         .push(&registry, "library/qwen", "0.5b")?;
     let fx = Fixture::new()?;
     let out = fx.json([

@@ -81,9 +81,7 @@ pub(crate) fn is_loopback(host: &str) -> bool {
 /// `host` of `host[:port]`, IPv6 brackets kept.
 fn host_of(registry: &str) -> &str {
     if registry.starts_with('[') {
-        return registry
-            .find(']')
-            .map_or(registry, |end| &registry[..=end]);
+        return registry.find(']').map_or(registry, |end| &registry[..=end]);
     }
     registry.split(':').next().unwrap_or(registry)
 }
@@ -181,25 +179,17 @@ impl Repository {
 
     /// Takes the registry's refusal (`401`, with its challenges) and sets up the authorisation
     /// it asks for. Returns whether there is something new to try.
-    pub(crate) async fn reauthorize(
-        &self,
-        client: &Client,
-        headers: &HeaderMap,
-    ) -> Result<bool> {
+    pub(crate) async fn reauthorize(&self, client: &Client, headers: &HeaderMap) -> Result<bool> {
         let _one = self.refreshing.lock().await;
         let challenges = auth::parse_challenges(headers);
         let bearer = challenges
             .iter()
             .find(|c| matches!(c, Challenge::Bearer { .. }));
         if let Some(challenge) = bearer {
-            let token = auth::fetch_token(
-                client,
-                challenge,
-                &[self.scope()],
-                self.credential.as_ref(),
-            )
-            .await
-            .map_err(|e| self.token_error(e))?;
+            let token =
+                auth::fetch_token(client, challenge, &[self.scope()], self.credential.as_ref())
+                    .await
+                    .map_err(|e| self.token_error(e))?;
             tracing::debug!(registry = %self.registry, "got a registry token");
             *self.auth.lock().unwrap_or_else(PoisonError::into_inner) = Auth::Bearer {
                 challenge: challenge.clone(),
@@ -234,9 +224,14 @@ impl Repository {
             }
         };
         let _one = self.refreshing.lock().await;
-        let token = auth::fetch_token(client, &challenge, &[self.scope()], self.credential.as_ref())
-            .await
-            .map_err(|e| self.token_error(e))?;
+        let token = auth::fetch_token(
+            client,
+            &challenge,
+            &[self.scope()],
+            self.credential.as_ref(),
+        )
+        .await
+        .map_err(|e| self.token_error(e))?;
         *self.auth.lock().unwrap_or_else(PoisonError::into_inner) =
             Auth::Bearer { challenge, token };
         Ok(())
@@ -303,7 +298,7 @@ impl Repository {
                 registry: self.registry.clone(),
                 reason: "it has no `/v2/` API; is this an OCI registry?".to_owned(),
             }),
-            s => Err(self.status_error(&url, s)),
+            s => Err(Self::status_error(&url, s)),
         }
     }
 
@@ -325,7 +320,7 @@ impl Repository {
             });
         }
         if !status.is_success() {
-            return Err(self.status_error(&url, status));
+            return Err(Self::status_error(&url, status));
         }
         let text_header = |name: &str| {
             response
@@ -370,7 +365,7 @@ impl Repository {
         }
     }
 
-    fn status_error(&self, url: &url::Url, status: StatusCode) -> Error {
+    fn status_error(url: &url::Url, status: StatusCode) -> Error {
         Error::Download {
             url: url.to_string(),
             status: Some(status.as_u16()),
@@ -406,7 +401,8 @@ impl Repository {
 /// `Basic base64(user:password)`.
 fn basic_value(username: &str, password: &str) -> String {
     use base64::Engine as _;
-    let encoded = base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"));
+    let encoded =
+        base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"));
     format!("Basic {encoded}")
 }
 
@@ -446,7 +442,9 @@ impl BlobSource<'_> {
             return Err(Error::OciNotFound {
                 what: format!(
                     "`{}/{}` has no blob `{}`",
-                    repo.registry, repo.name, self.digest_text()
+                    repo.registry,
+                    repo.name,
+                    self.digest_text()
                 ),
             });
         }
@@ -474,7 +472,7 @@ impl BlobSource<'_> {
                 same_host,
             });
         } else if !status.is_success() {
-            return Err(repo.status_error(&self.url, status));
+            return Err(Repository::status_error(&self.url, status));
         }
         Ok(())
     }

@@ -2,7 +2,7 @@
 //!
 //! | format | recognised by | file names |
 //! |---|---|---|
-//! | CNCF ModelPack | `application/vnd.cncf.model.*` | `org.cncf.model.filepath`; `.tar` layers unpacked |
+//! | CNCF `ModelPack` | `application/vnd.cncf.model.*` | `org.cncf.model.filepath`; `.tar` layers unpacked |
 //! | Docker model | `application/vnd.docker.ai.*` | `org.cncf.model.filepath`, else `model.gguf`, `model-0000i-of-0000N.gguf`, `model.safetensors`, `mmproj.gguf`, `template.jinja`, `LICENSE`; `.tar` layers unpacked |
 //! | Ollama | `application/vnd.ollama.image.*` | `model.gguf`, `projector.gguf`, `adapter.gguf`, `template.txt`, `system.txt`, `params.json`, `messages.json`, `LICENSE` |
 //! | ORAS, generic | every layer has `org.opencontainers.image.title` | the title; a directory when `io.deis.oras.content.unpack` is `true` |
@@ -18,7 +18,7 @@ use oci_spec::image::{Descriptor, ImageIndex, ImageManifest};
 use super::unpack::Compression;
 use crate::error::{Error, Result};
 
-/// ModelPack's layer annotation for a file's path in the model.
+/// `ModelPack`'s layer annotation for a file's path in the model.
 const FILEPATH: &str = "org.cncf.model.filepath";
 /// The OCI annotation for a layer's file name, as ORAS writes it.
 const TITLE: &str = "org.opencontainers.image.title";
@@ -28,12 +28,15 @@ const ORAS_UNPACK: &str = "io.deis.oras.content.unpack";
 /// What a registry sent for a reference: a manifest, or an index of manifests.
 #[derive(Debug)]
 pub(crate) enum Parsed {
-    Manifest(ImageManifest),
-    Index(ImageIndex),
+    Manifest(Box<ImageManifest>),
+    Index(Box<ImageIndex>),
 }
 
 /// Reads a manifest or index, by its content type or, failing that, its shape.
-pub(crate) fn parse(bytes: &[u8], content_type: Option<&str>) -> std::result::Result<Parsed, String> {
+pub(crate) fn parse(
+    bytes: &[u8],
+    content_type: Option<&str>,
+) -> std::result::Result<Parsed, String> {
     let value: serde_json::Value =
         serde_json::from_slice(bytes).map_err(|e| format!("the manifest is not JSON: {e}"))?;
     let media_type = value
@@ -44,14 +47,18 @@ pub(crate) fn parse(bytes: &[u8], content_type: Option<&str>) -> std::result::Re
     let is_index = media_type.contains("index") || media_type.contains("manifest.list");
     if is_index || value.get("manifests").is_some() {
         serde_json::from_value(value)
-            .map(Parsed::Index)
+            .map(|i| Parsed::Index(Box::new(i)))
             .map_err(|e| format!("the image index does not parse: {e}"))
     } else {
-        if value.get("schemaVersion").and_then(serde_json::Value::as_u64) == Some(1) {
+        if value
+            .get("schemaVersion")
+            .and_then(serde_json::Value::as_u64)
+            == Some(1)
+        {
             return Err("a Docker schema 1 manifest, which carries no model".to_owned());
         }
         serde_json::from_value(value)
-            .map(Parsed::Manifest)
+            .map(|m| Parsed::Manifest(Box::new(m)))
             .map_err(|e| format!("the manifest does not parse: {e}"))
     }
 }
@@ -139,122 +146,24 @@ impl Format {
 
 /// The layers of `manifest` and where each goes. `reference` is named in errors.
 pub(crate) fn layers(manifest: &ImageManifest, reference: &str) -> Result<(Format, Vec<Layer>)> {
-    let config_type = manifest.config().media_type().to_string();
-    let artifact_type = manifest
-        .artifact_type()
-        .as_ref()
-        .map(ToString::to_string)
-        .unwrap_or_default();
     let types: Vec<String> = manifest
         .layers()
         .iter()
         .map(|l| l.media_type().to_string())
         .collect();
-    let any = |prefix: &str| {
-        config_type.starts_with(prefix)
-            || artifact_type.starts_with(prefix)
-            || types.iter().any(|t| t.starts_with(prefix))
-    };
-    let unknown = || Error::OciUnknownFormat {
-        reference: reference.to_owned(),
-        media_types: std::iter::once(format!("config {config_type}"))
-            .chain(types.iter().cloned())
-            .collect(),
-    };
-    let format = if any("application/vnd.cncf.model.") {
-        Format::ModelPack
-    } else if any("application/vnd.docker.ai.") {
-        Format::Docker
-    } else if any("application/vnd.ollama.image.") {
-        Format::Ollama
-    } else if !types.is_empty()
-        && manifest
-            .layers()
-            .iter()
-            .all(|l| annotation(l, TITLE).is_some())
-    {
-        Format::Generic
-    } else {
-        return Err(unknown());
-    };
-    let mut names = Names::default();
+    let unknown = || unknown_format(manifest, reference);
+    let format = recognise(manifest, &types).ok_or_else(unknown)?;
+    let mut namer = Namer::new(&types);
     let mut out = Vec::new();
-    let gguf_count = types.iter().filter(|t| docker_kind(t) == Some("gguf")).count();
-    let safetensors_count = types
-        .iter()
-        .filter(|t| docker_kind(t) == Some("safetensors"))
-        .count();
-    let (mut gguf_i, mut safetensors_i) = (0, 0);
     for layer in manifest.layers() {
         let media_type = layer.media_type().to_string();
-        let named = annotation(layer, FILEPATH).or_else(|| annotation(layer, TITLE));
         let (place, weight) = match format {
-            Format::ModelPack => modelpack_place(&mut names, layer, &media_type, named)?,
-            Format::Generic => {
-                let title = named.ok_or_else(unknown)?;
-                let unpack = annotation(layer, ORAS_UNPACK) == Some("true");
-                let weight = is_weight_name(title);
-                if unpack {
-                    (
-                        Place::Unpack {
-                            base: Some(names.path(title)?),
-                            compression: tar_compression(&media_type).unwrap_or(Compression::Gzip),
-                        },
-                        weight,
-                    )
-                } else {
-                    (Place::File(names.path(title)?), weight)
-                }
-            }
-            Format::Ollama => {
-                let kind = media_type
-                    .strip_prefix("application/vnd.ollama.image.")
-                    .map(|k| k.split(';').next().unwrap_or(k).trim())
-                    .ok_or_else(unknown)?;
-                let (name, weight) = match kind {
-                    "model" => ("model.gguf", true),
-                    "projector" => ("projector.gguf", false),
-                    "adapter" => ("adapter.gguf", false),
-                    "template" => ("template.txt", false),
-                    "system" => ("system.txt", false),
-                    "params" => ("params.json", false),
-                    "messages" => ("messages.json", false),
-                    "license" => ("LICENSE", false),
-                    _ => return Err(unknown()),
-                };
-                (Place::File(names.numbered(name)?), weight)
-            }
-            Format::Docker => {
-                if let Some(compression) = tar_compression(&media_type) {
-                    (Place::Unpack { base: None, compression }, false)
-                } else {
-                    let kind = docker_kind(&media_type).ok_or_else(unknown)?;
-                    let weight = matches!(kind, "gguf" | "safetensors" | "dduf");
-                    let place = match (named, kind) {
-                        (Some(path), _) => Place::File(names.path(path)?),
-                        (None, "gguf") => {
-                            gguf_i += 1;
-                            Place::File(names.path(&shard_name("model", "gguf", gguf_i, gguf_count))?)
-                        }
-                        (None, "safetensors") => {
-                            safetensors_i += 1;
-                            Place::File(names.path(&shard_name(
-                                "model",
-                                "safetensors",
-                                safetensors_i,
-                                safetensors_count,
-                            ))?)
-                        }
-                        (None, "mmproj") => Place::File(names.numbered("mmproj.gguf")?),
-                        (None, "dduf") => Place::File(names.numbered("model.dduf")?),
-                        (None, "template") => Place::File(names.numbered("template.jinja")?),
-                        (None, "license") => Place::File(names.numbered("LICENSE")?),
-                        (None, _) => return Err(unknown()),
-                    };
-                    (place, weight)
-                }
-            }
-        };
+            Format::ModelPack => modelpack_place(&mut namer.names, layer, &media_type)?,
+            Format::Generic => generic_place(&mut namer.names, layer, &media_type)?,
+            Format::Ollama => ollama_place(&mut namer.names, &media_type)?,
+            Format::Docker => namer.docker_place(layer, &media_type)?,
+        }
+        .ok_or_else(unknown)?;
         out.push(Layer {
             digest: descriptor_digest(layer)?,
             size: layer.size(),
@@ -267,6 +176,150 @@ pub(crate) fn layers(manifest: &ImageManifest, reference: &str) -> Result<(Forma
         return Err(unknown());
     }
     Ok((format, out))
+}
+
+/// The format of `manifest`, from the media types of its config, artifact and layers.
+fn recognise(manifest: &ImageManifest, types: &[String]) -> Option<Format> {
+    let config_type = manifest.config().media_type().to_string();
+    let artifact_type = manifest
+        .artifact_type()
+        .as_ref()
+        .map(ToString::to_string)
+        .unwrap_or_default();
+    let any = |prefix: &str| {
+        config_type.starts_with(prefix)
+            || artifact_type.starts_with(prefix)
+            || types.iter().any(|t| t.starts_with(prefix))
+    };
+    if any("application/vnd.cncf.model.") {
+        Some(Format::ModelPack)
+    } else if any("application/vnd.docker.ai.") {
+        Some(Format::Docker)
+    } else if any("application/vnd.ollama.image.") {
+        Some(Format::Ollama)
+    } else if !types.is_empty()
+        && manifest
+            .layers()
+            .iter()
+            .all(|l| annotation(l, TITLE).is_some())
+    {
+        Some(Format::Generic)
+    } else {
+        None
+    }
+}
+
+/// The error for an artifact we cannot lay out, naming every media type in it.
+fn unknown_format(manifest: &ImageManifest, reference: &str) -> Error {
+    Error::OciUnknownFormat {
+        reference: reference.to_owned(),
+        media_types: std::iter::once(format!("config {}", manifest.config().media_type()))
+            .chain(manifest.layers().iter().map(|l| l.media_type().to_string()))
+            .collect(),
+    }
+}
+
+/// Where a layer goes and whether it holds weights; `None` when the format has no place for
+/// it (the artifact is then refused as unknown).
+type Placed = Option<(Place, bool)>;
+
+/// ORAS and generic artifacts: the title names the file, or the directory a tar unpacks to.
+fn generic_place(names: &mut Names, layer: &Descriptor, media_type: &str) -> Result<Placed> {
+    let Some(title) = annotation(layer, TITLE) else {
+        return Ok(None);
+    };
+    let weight = is_weight_name(title);
+    let place = if annotation(layer, ORAS_UNPACK) == Some("true") {
+        Place::Unpack {
+            base: Some(names.path(title)?),
+            compression: tar_compression(media_type).unwrap_or(Compression::Gzip),
+        }
+    } else {
+        Place::File(names.path(title)?)
+    };
+    Ok(Some((place, weight)))
+}
+
+/// Ollama's layers, under clear names.
+fn ollama_place(names: &mut Names, media_type: &str) -> Result<Placed> {
+    let Some(kind) = media_type
+        .strip_prefix("application/vnd.ollama.image.")
+        .map(|k| k.split(';').next().unwrap_or(k).trim())
+    else {
+        return Ok(None);
+    };
+    let (name, weight) = match kind {
+        "model" => ("model.gguf", true),
+        "projector" => ("projector.gguf", false),
+        "adapter" => ("adapter.gguf", false),
+        "template" => ("template.txt", false),
+        "system" => ("system.txt", false),
+        "params" => ("params.json", false),
+        "messages" => ("messages.json", false),
+        "license" => ("LICENSE", false),
+        _ => return Ok(None),
+    };
+    Ok(Some((Place::File(names.numbered(name)?), weight)))
+}
+
+/// Names files as each format wants, and numbers shards.
+#[derive(Debug, Default)]
+struct Namer {
+    names: Names,
+    gguf: (usize, usize),
+    safetensors: (usize, usize),
+}
+
+impl Namer {
+    fn new(types: &[String]) -> Self {
+        let count = |kind| {
+            types
+                .iter()
+                .filter(|t| docker_kind(t) == Some(kind))
+                .count()
+        };
+        Namer {
+            names: Names::default(),
+            gguf: (0, count("gguf")),
+            safetensors: (0, count("safetensors")),
+        }
+    }
+
+    /// Docker model layers: `org.cncf.model.filepath` where present, else by kind.
+    fn docker_place(&mut self, layer: &Descriptor, media_type: &str) -> Result<Placed> {
+        if let Some(compression) = tar_compression(media_type) {
+            let place = Place::Unpack {
+                base: None,
+                compression,
+            };
+            return Ok(Some((place, false)));
+        }
+        let Some(kind) = docker_kind(media_type) else {
+            return Ok(None);
+        };
+        let weight = matches!(kind, "gguf" | "safetensors" | "dduf");
+        let names = &mut self.names;
+        let path = if let Some(path) = annotation(layer, FILEPATH) {
+            names.path(path)?
+        } else {
+            match kind {
+                "gguf" => {
+                    self.gguf.0 += 1;
+                    names.path(&shard_name("model", "gguf", self.gguf))?
+                }
+                "safetensors" => {
+                    self.safetensors.0 += 1;
+                    names.path(&shard_name("model", "safetensors", self.safetensors))?
+                }
+                "mmproj" => names.numbered("mmproj.gguf")?,
+                "dduf" => names.numbered("model.dduf")?,
+                "template" => names.numbered("template.jinja")?,
+                "license" => names.numbered("LICENSE")?,
+                _ => return Ok(None),
+            }
+        };
+        Ok(Some((Place::File(path), weight)))
+    }
 }
 
 /// The file of the artifact that is the model by itself: its one weight file, when there is
@@ -299,7 +352,10 @@ pub(crate) fn descriptor_digest(d: &Descriptor) -> Result<Digest> {
     let text = d.digest().to_string();
     text.parse().map_err(|_| Error::OciProtocol {
         registry: String::new(),
-        reason: format!("the digest `{}` is not a sha256 digest", crate::error::printable(&text)),
+        reason: format!(
+            "the digest `{}` is not a sha256 digest",
+            crate::error::printable(&text)
+        ),
     })
 }
 
@@ -311,25 +367,19 @@ fn annotation<'a>(d: &'a Descriptor, key: &str) -> Option<&'a str> {
         .filter(|s| !s.is_empty())
 }
 
-fn modelpack_place(
-    names: &mut Names,
-    layer: &Descriptor,
-    media_type: &str,
-    named: Option<&str>,
-) -> Result<(Place, bool)> {
+/// `ModelPack` layers: `org.cncf.model.filepath` names the file; tar layers carry their paths.
+fn modelpack_place(names: &mut Names, layer: &Descriptor, media_type: &str) -> Result<Placed> {
     // application/vnd.cncf.model.<kind>.v1.<raw|tar|tar+gzip|tar+zstd>
-    let rest = media_type
+    let kind = media_type
         .strip_prefix("application/vnd.cncf.model.")
         .unwrap_or_default();
-    let weight = rest.starts_with("weight.") && !rest.starts_with("weight.config");
+    let weight = kind.starts_with("weight.") && !kind.starts_with("weight.config");
     if let Some(compression) = tar_compression(media_type) {
-        return Ok((
-            Place::Unpack {
-                base: None,
-                compression,
-            },
-            weight,
-        ));
+        let place = Place::Unpack {
+            base: None,
+            compression,
+        };
+        return Ok(Some((place, weight)));
     }
     if media_type.ends_with("+zstd") {
         return Err(Error::OciProtocol {
@@ -340,20 +390,27 @@ fn modelpack_place(
             ),
         });
     }
-    let name = named.ok_or_else(|| Error::OciProtocol {
-        registry: String::new(),
-        reason: format!(
-            "layer `{}` ({media_type}) has no `{FILEPATH}` annotation to name its file",
-            layer.digest()
-        ),
-    })?;
-    Ok((Place::File(names.path(name)?), weight))
+    let name = annotation(layer, FILEPATH)
+        .or_else(|| annotation(layer, TITLE))
+        .ok_or_else(|| Error::OciProtocol {
+            registry: String::new(),
+            reason: format!(
+                "layer `{}` ({media_type}) has no `{FILEPATH}` annotation to name its file",
+                layer.digest()
+            ),
+        })?;
+    Ok(Some((Place::File(names.path(name)?), weight)))
 }
 
 /// The compression of a tar layer's media type, or `None` when it is not a tar.
 fn tar_compression(media_type: &str) -> Option<Compression> {
-    let base = media_type.split(';').next().unwrap_or(media_type).trim();
-    if base.ends_with(".tar") {
+    let base = media_type
+        .split(';')
+        .next()
+        .unwrap_or(media_type)
+        .trim()
+        .to_ascii_lowercase();
+    if base.rsplit_once('.').is_some_and(|(_, ext)| ext == "tar") {
         Some(Compression::None)
     } else if base.ends_with(".tar+gzip") || base.ends_with(".tar.gzip") {
         Some(Compression::Gzip)
@@ -381,13 +438,21 @@ fn docker_kind(media_type: &str) -> Option<&'static str> {
 
 fn is_weight_name(name: &str) -> bool {
     let lower = name.to_ascii_lowercase();
-    [".gguf", ".safetensors", ".bin", ".pt", ".pth", ".onnx", ".dduf"]
-        .iter()
-        .any(|ext| lower.ends_with(ext))
+    [
+        ".gguf",
+        ".safetensors",
+        ".bin",
+        ".pt",
+        ".pth",
+        ".onnx",
+        ".dduf",
+    ]
+    .iter()
+    .any(|ext| lower.ends_with(ext))
 }
 
-/// `model.gguf`, or `model-00002-of-00003.gguf` for one of several.
-fn shard_name(stem: &str, ext: &str, i: usize, count: usize) -> String {
+/// `model.gguf`, or `model-00002-of-00003.gguf` for the second `(i, count)` of three.
+fn shard_name(stem: &str, ext: &str, (i, count): (usize, usize)) -> String {
     if count <= 1 {
         format!("{stem}.{ext}")
     } else {
@@ -442,7 +507,10 @@ mod tests {
     const D2: &str = "sha256:2222222222222222222222222222222222222222222222222222222222222222";
     const D3: &str = "sha256:3333333333333333333333333333333333333333333333333333333333333333";
 
-    fn manifest(config_type: &str, layers: &[(&str, &str, &[(&str, &str)])]) -> ImageManifest {
+    /// A layer: media type, digest, annotations.
+    type TestLayer<'a> = (&'a str, &'a str, &'a [(&'a str, &'a str)]);
+
+    fn manifest(config_type: &str, layers: &[TestLayer<'_>]) -> ImageManifest {
         let layers: Vec<serde_json::Value> = layers
             .iter()
             .map(|(mt, digest, ann)| {
@@ -460,7 +528,7 @@ mod tests {
             "layers": layers,
         });
         match parse(json.to_string().as_bytes(), None) {
-            Ok(Parsed::Manifest(m)) => m,
+            Ok(Parsed::Manifest(m)) => *m,
             other => panic!("{other:?}"),
         }
     }
@@ -494,9 +562,20 @@ mod tests {
         assert_eq!(format, Format::Ollama);
         assert_eq!(
             paths(&layers),
-            ["model.gguf", "template.txt", "LICENSE", "LICENSE-2", "params.json"]
+            [
+                "model.gguf",
+                "template.txt",
+                "LICENSE",
+                "LICENSE-2",
+                "params.json"
+            ]
         );
-        assert_eq!(single_weight(format, &layers).map(|p| p.to_string()).as_deref(), Some("model.gguf"));
+        assert_eq!(
+            single_weight(format, &layers)
+                .map(|p| p.to_string())
+                .as_deref(),
+            Some("model.gguf")
+        );
         Ok(())
     }
 
@@ -505,15 +584,34 @@ mod tests {
         let m = manifest(
             "application/vnd.cncf.model.config.v1+json",
             &[
-                ("application/vnd.cncf.model.weight.v1.raw", D1, &[(FILEPATH, "model.safetensors")]),
-                ("application/vnd.cncf.model.weight.config.v1.raw", D2, &[(FILEPATH, "config.json")]),
-                ("application/vnd.cncf.model.doc.v1.tar", D3, &[(FILEPATH, "docs")]),
+                (
+                    "application/vnd.cncf.model.weight.v1.raw",
+                    D1,
+                    &[(FILEPATH, "model.safetensors")],
+                ),
+                (
+                    "application/vnd.cncf.model.weight.config.v1.raw",
+                    D2,
+                    &[(FILEPATH, "config.json")],
+                ),
+                (
+                    "application/vnd.cncf.model.doc.v1.tar",
+                    D3,
+                    &[(FILEPATH, "docs")],
+                ),
             ],
         );
         let (format, layers) = layers(&m, "r")?;
         assert_eq!(format, Format::ModelPack);
-        assert_eq!(paths(&layers), ["model.safetensors", "config.json", "unpack:"]);
-        assert_eq!(single_weight(format, &layers), None, "a safetensors model is its directory");
+        assert_eq!(
+            paths(&layers),
+            ["model.safetensors", "config.json", "unpack:"]
+        );
+        assert_eq!(
+            single_weight(format, &layers),
+            None,
+            "a safetensors model is its directory"
+        );
         Ok(())
     }
 
@@ -539,7 +637,11 @@ mod tests {
                 "template.jinja"
             ]
         );
-        assert_eq!(single_weight(format, &layers), None, "two shards are a directory");
+        assert_eq!(
+            single_weight(format, &layers),
+            None,
+            "two shards are a directory"
+        );
         Ok(())
     }
 
@@ -550,7 +652,10 @@ mod tests {
             &[("application/octet-stream", D1, &[(TITLE, "tiny.gguf")])],
         );
         let (format, layers) = layers(&m, "r")?;
-        assert_eq!((format, paths(&layers)), (Format::Generic, vec!["tiny.gguf".to_owned()]));
+        assert_eq!(
+            (format, paths(&layers)),
+            (Format::Generic, vec!["tiny.gguf".to_owned()])
+        );
 
         let m = manifest(
             "application/vnd.oci.image.config.v1+json",
@@ -558,7 +663,8 @@ mod tests {
         );
         let err = super::layers(&m, "oci://r/x:latest").unwrap_err();
         assert!(
-            err.to_string().contains("application/vnd.oci.image.layer.v1.tar+gzip"),
+            err.to_string()
+                .contains("application/vnd.oci.image.layer.v1.tar+gzip"),
             "{err}"
         );
         Ok(())
@@ -583,7 +689,12 @@ mod tests {
                 ("application/octet-stream", D2, &[(TITLE, "a.gguf")]),
             ],
         );
-        assert!(layers(&m, "r").unwrap_err().to_string().contains("same file"));
+        assert!(
+            layers(&m, "r")
+                .unwrap_err()
+                .to_string()
+                .contains("same file")
+        );
     }
 
     #[test]
@@ -602,7 +713,7 @@ mod tests {
                 .collect();
             let json = serde_json::json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": manifests});
             match parse(json.to_string().as_bytes(), None) {
-                Ok(Parsed::Index(i)) => i,
+                Ok(Parsed::Index(i)) => *i,
                 other => panic!("{other:?}"),
             }
         };
@@ -610,7 +721,10 @@ mod tests {
         assert_eq!(pick(&i).map(|d| d.digest().to_string()), Ok(D2.to_owned()));
         let i = index(&[(D3, None)]);
         assert_eq!(pick(&i).map(|d| d.digest().to_string()), Ok(D3.to_owned()));
-        let i = index(&[(D1, Some(("windows", "arm"))), (D2, Some(("plan9", "mips")))]);
+        let i = index(&[
+            (D1, Some(("windows", "arm"))),
+            (D2, Some(("plan9", "mips"))),
+        ]);
         assert_eq!(
             pick(&i).map(|d| d.digest().to_string()),
             Err(vec!["windows/arm".to_owned(), "plan9/mips".to_owned()])
@@ -619,7 +733,11 @@ mod tests {
 
     #[test]
     fn schema_1_and_garbage_are_refused_with_a_reason() {
-        assert!(parse(b"{\"schemaVersion\":1}", None).unwrap_err().contains("schema 1"));
+        assert!(
+            parse(b"{\"schemaVersion\":1}", None)
+                .unwrap_err()
+                .contains("schema 1")
+        );
         assert!(parse(b"<html>", None).unwrap_err().contains("not JSON"));
     }
 }

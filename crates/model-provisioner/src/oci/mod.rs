@@ -176,7 +176,7 @@ impl OciFetcher {
             &oci.repository,
             &self.config.credentials,
             &self.config.insecure,
-            engine.config().retry.clone(),
+            engine.config().retry,
         )?;
         let resolved = engine.block_on(resolve(&repo, engine.client(), oci, req.id))?;
         let (format, mut layers) = manifest::layers(&resolved.manifest, req.id)?;
@@ -307,8 +307,7 @@ impl OciFetcher {
     ) -> Result<(catalog_core::StagedFile, u64)> {
         let engine = self.engine()?;
         let digest = layer.digest.to_string();
-        let source =
-            engine.block_on(repo.blob(engine.client(), self.no_redirect()?, &digest))?;
+        let source = engine.block_on(repo.blob(engine.client(), self.no_redirect()?, &digest))?;
         let downloaded = engine.fetch(
             req.layout,
             &Download {
@@ -343,7 +342,10 @@ fn narrow_to(
         *layers = vec![one];
         return Ok(());
     }
-    if layers.iter().any(|l| matches!(l.place, Place::Unpack { .. })) {
+    if layers
+        .iter()
+        .any(|l| matches!(l.place, Place::Unpack { .. }))
+    {
         layers.retain(|l| matches!(l.place, Place::Unpack { .. }));
         return Ok(());
     }
@@ -388,7 +390,7 @@ async fn resolve(
         }
     })?;
     let manifest = match parsed {
-        Parsed::Manifest(m) => m,
+        Parsed::Manifest(m) => *m,
         Parsed::Index(index) => {
             let entry = manifest::pick(&index).map_err(|available| {
                 let (os, arch) = manifest::this_platform();
@@ -402,7 +404,7 @@ async fn resolve(
             let raw = repo.manifest(client, &entry_digest.to_string()).await?;
             checked_digest(&raw, Some(&entry_digest), id)?;
             match manifest::parse(&raw.bytes, raw.content_type.as_deref()) {
-                Ok(Parsed::Manifest(m)) => m,
+                Ok(Parsed::Manifest(m)) => *m,
                 Ok(Parsed::Index(_)) => {
                     return Err(Error::OciProtocol {
                         registry: repo.registry().to_owned(),
@@ -428,7 +430,11 @@ fn checked_digest(raw: &RawManifest, named: Option<&Digest>, id: &str) -> Result
     if let Some(named) = named {
         Error::check_digest(&format!("{id} (manifest)"), Some(named), &computed)?;
     }
-    if let Some(stated) = raw.stated_digest.as_deref().and_then(|s| s.parse::<Digest>().ok()) {
+    if let Some(stated) = raw
+        .stated_digest
+        .as_deref()
+        .and_then(|s| s.parse::<Digest>().ok())
+    {
         Error::check_digest(&format!("{id} (manifest)"), Some(&stated), &computed)?;
     }
     Ok(computed)

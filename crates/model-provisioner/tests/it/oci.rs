@@ -94,7 +94,11 @@ fn a_modelpack_artifact_becomes_a_directory_with_every_file_checked() -> TestRes
             config_json,
             &[(FILEPATH, "config.json")],
         )
-        .layer("application/vnd.cncf.model.doc.v1.tar", &docs, &[(FILEPATH, "docs")])
+        .layer(
+            "application/vnd.cncf.model.doc.v1.tar",
+            &docs,
+            &[(FILEPATH, "docs")],
+        )
         .push(&registry, "models/tiny", "v1")?;
 
     let cache = tempfile::tempdir()?;
@@ -107,7 +111,12 @@ fn a_modelpack_artifact_becomes_a_directory_with_every_file_checked() -> TestRes
     assert!(dir.ends_with(pushed.manifest_digest.trim_start_matches("sha256:")));
     assert_eq!(
         names_under(dir),
-        ["config.json", "docs/LICENSE", "docs/README.md", "model.safetensors"]
+        [
+            "config.json",
+            "docs/LICENSE",
+            "docs/README.md",
+            "model.safetensors"
+        ]
     );
     assert_eq!(fs::read(dir.join("model.safetensors"))?, weights);
     assert_eq!(fs::read(dir.join("docs/LICENSE"))?, b"MIT");
@@ -115,7 +124,10 @@ fn a_modelpack_artifact_becomes_a_directory_with_every_file_checked() -> TestRes
     let entry = &ensured.entry;
     let provenance = entry.provenance.as_ref().ok_or("no provenance")?;
     assert_eq!(provenance.fetcher, "oci");
-    assert_eq!(provenance.resolved_revision.as_deref(), Some(pushed.manifest_digest.as_str()));
+    assert_eq!(
+        provenance.resolved_revision.as_deref(),
+        Some(pushed.manifest_digest.as_str())
+    );
     assert_eq!(provenance.origin.as_deref(), Some(registry.host().as_str()));
     let weights_record = provenance
         .files
@@ -132,9 +144,19 @@ fn a_modelpack_artifact_becomes_a_directory_with_every_file_checked() -> TestRes
         .iter()
         .find(|f| f.path == "docs/README.md")
         .ok_or("no record of a file from the tar layer")?;
-    assert_eq!(readme.media_type.as_deref(), Some("application/vnd.cncf.model.doc.v1.tar"));
-    assert_eq!(entry.verification.outcome, Outcome::Warn, "no digest was given");
-    assert!(entry.verification.computed.is_some(), "the tree digest is recorded");
+    assert_eq!(
+        readme.media_type.as_deref(),
+        Some("application/vnd.cncf.model.doc.v1.tar")
+    );
+    assert_eq!(
+        entry.verification.outcome,
+        Outcome::Warn,
+        "no digest was given"
+    );
+    assert!(
+        entry.verification.computed.is_some(),
+        "the tree digest is recorded"
+    );
 
     // The same model again: a cache hit, even with the registry gone.
     drop(registry);
@@ -150,8 +172,16 @@ fn an_ollama_model_is_its_gguf_with_template_params_and_license_beside_it() -> T
     let gguf = bytes(2 << 20, 2);
     Artifact::new(DOCKER_MANIFEST)
         .layer("application/vnd.ollama.image.model", &gguf, &[])
-        .layer("application/vnd.ollama.image.template", b"{{ .Prompt }}", &[])
-        .layer("application/vnd.ollama.image.params", br#"{"stop":["<|end|>"]}"#, &[])
+        .layer(
+            "application/vnd.ollama.image.template",
+            b"{{ .Prompt }}",
+            &[],
+        )
+        .layer(
+            "application/vnd.ollama.image.params",
+            br#"{"stop":["<|end|>"]}"#,
+            &[],
+        )
         .layer("application/vnd.ollama.image.license", b"Apache-2.0", &[])
         .push(&registry, "library/tinyllama", "1b")?;
 
@@ -163,10 +193,16 @@ fn an_ollama_model_is_its_gguf_with_template_params_and_license_beside_it() -> T
             ..config()
         },
     )?;
-    let ensured = p.ensure(&"ollama:TinyLlama:1b".parse()?, Some(&Digest::sha256_of(&gguf)))?;
+    let ensured = p.ensure(
+        &"ollama:TinyLlama:1b".parse()?,
+        Some(&Digest::sha256_of(&gguf)),
+    )?;
     assert_eq!(ensured.resolved.id, "ollama:library/tinyllama:1b");
     let path = &ensured.resolved.local_path;
-    assert_eq!(path.file_name().and_then(|n| n.to_str()), Some("model.gguf"));
+    assert_eq!(
+        path.file_name().and_then(|n| n.to_str()),
+        Some("model.gguf")
+    );
     assert_eq!(fs::read(path)?, gguf);
     assert_eq!(ensured.entry.verification.outcome, Outcome::Pass);
     let dir = path.parent().ok_or("no parent")?;
@@ -184,7 +220,10 @@ fn docker_models_oras_artifacts_and_one_named_file() -> TestResult {
     let registry = Registry::start()?;
     let gguf = bytes(500_000, 3);
     Artifact::new(OCI_MANIFEST)
-        .config("application/vnd.docker.ai.model.config.v0.1+json", br#"{"config":{"format":"gguf"}}"#)
+        .config(
+            "application/vnd.docker.ai.model.config.v0.1+json",
+            br#"{"config":{"format":"gguf"}}"#,
+        )
         .layer("application/vnd.docker.ai.gguf.v3", &gguf, &[])
         .layer("application/vnd.docker.ai.license", b"license text", &[])
         .push(&registry, "ai/smollm2", "latest")?;
@@ -198,13 +237,25 @@ fn docker_models_oras_artifacts_and_one_named_file() -> TestResult {
     let cache = tempfile::tempdir()?;
     let p = provisioner(cache.path(), config())?;
     // No tag means `latest`.
-    let docker = p.ensure(&format!("oci://{}/ai/smollm2", registry.host()).parse()?, None)?;
-    assert_eq!(docker.resolved.id, format!("oci://{}/ai/smollm2:latest", registry.host()));
+    let docker = p.ensure(
+        &format!("oci://{}/ai/smollm2", registry.host()).parse()?,
+        None,
+    )?;
+    assert_eq!(
+        docker.resolved.id,
+        format!("oci://{}/ai/smollm2:latest", registry.host())
+    );
     assert!(docker.resolved.local_path.ends_with("model.gguf"));
     assert_eq!(fs::read(&docker.resolved.local_path)?, gguf);
 
-    let oras = p.ensure(&format!("oci://{}/oras/model:v2", registry.host()).parse()?, None)?;
-    assert_eq!(names_under(&oras.resolved.local_path), ["model.onnx", "tokenizer.json"]);
+    let oras = p.ensure(
+        &format!("oci://{}/oras/model:v2", registry.host()).parse()?,
+        None,
+    )?;
+    assert_eq!(
+        names_under(&oras.resolved.local_path),
+        ["model.onnx", "tokenizer.json"]
+    );
 
     // One file of an artifact: only that layer is fetched.
     let one = tempfile::tempdir()?;
@@ -217,7 +268,10 @@ fn docker_models_oras_artifacts_and_one_named_file() -> TestResult {
     assert_eq!(file.entry.verification.outcome, Outcome::Pass);
     assert_eq!(file.bytes_read, onnx.len() as u64);
     let err = p
-        .ensure(&format!("oci://{}/oras/model:v2/absent.bin", registry.host()).parse()?, None)
+        .ensure(
+            &format!("oci://{}/oras/model:v2/absent.bin", registry.host()).parse()?,
+            None,
+        )
         .unwrap_err();
     assert!(
         matches!(&err, Error::OciNotFound { what } if what.contains("`model.onnx`")),
@@ -230,7 +284,11 @@ fn docker_models_oras_artifacts_and_one_named_file() -> TestResult {
 fn an_index_gives_this_platforms_manifest_and_a_digest_reference_pins_it() -> TestResult {
     let registry = Registry::start()?;
     let other = Artifact::new(OCI_MANIFEST)
-        .layer("application/octet-stream", b"not for us", &[(TITLE, "m.bin")])
+        .layer(
+            "application/octet-stream",
+            b"not for us",
+            &[(TITLE, "m.bin")],
+        )
         .push(&registry, "multi/model", "other")?;
     let mine_bytes = bytes(100_000, 5);
     let mine = Artifact::new(OCI_MANIFEST)
@@ -245,16 +303,33 @@ fn an_index_gives_this_platforms_manifest_and_a_digest_reference_pins_it() -> Te
         "multi/model",
         "latest",
         &[
-            (&other.manifest_digest, other.manifest_bytes.len() as u64, OCI_MANIFEST, Some(("windows", "arm"))),
-            (&mine.manifest_digest, mine.manifest_bytes.len() as u64, OCI_MANIFEST, Some(("linux", arch))),
+            (
+                &other.manifest_digest,
+                other.manifest_bytes.len() as u64,
+                OCI_MANIFEST,
+                Some(("windows", "arm")),
+            ),
+            (
+                &mine.manifest_digest,
+                mine.manifest_bytes.len() as u64,
+                OCI_MANIFEST,
+                Some(("linux", arch)),
+            ),
         ],
     )?;
     let cache = tempfile::tempdir()?;
     let p = provisioner(cache.path(), config())?;
-    let by_tag = p.ensure(&format!("oci://{}/multi/model", registry.host()).parse()?, None)?;
+    let by_tag = p.ensure(
+        &format!("oci://{}/multi/model", registry.host()).parse()?,
+        None,
+    )?;
     assert_eq!(fs::read(&by_tag.resolved.local_path)?, mine_bytes);
     let provenance = by_tag.entry.provenance.as_ref().ok_or("no provenance")?;
-    assert_eq!(provenance.resolved_revision.as_deref(), Some(index.as_str()), "the tag resolved to the index");
+    assert_eq!(
+        provenance.resolved_revision.as_deref(),
+        Some(index.as_str()),
+        "the tag resolved to the index"
+    );
 
     let by_digest_ref = format!("oci://{}/multi/model@{index}", registry.host());
     let by_digest = p.ensure(&by_digest_ref.parse()?, None)?;
@@ -269,19 +344,33 @@ fn missing_repositories_and_tags_and_unknown_formats_say_what_is_wrong() -> Test
     let registry = Registry::start()?;
     Artifact::new(OCI_MANIFEST)
         .config("application/vnd.oci.image.config.v1+json", b"{}")
-        .layer("application/vnd.oci.image.layer.v1.tar+gzip", b"not a model", &[])
+        .layer(
+            "application/vnd.oci.image.layer.v1.tar+gzip",
+            b"not a model",
+            &[],
+        )
         .push(&registry, "plain/image", "v1")?;
     let cache = tempfile::tempdir()?;
     let p = provisioner(cache.path(), config())?;
     for missing in ["nobody/here:v1", "plain/image:v9"] {
         let err = p
-            .ensure(&format!("oci://{}/{missing}", registry.host()).parse()?, None)
+            .ensure(
+                &format!("oci://{}/{missing}", registry.host()).parse()?,
+                None,
+            )
             .unwrap_err();
         assert!(matches!(err, Error::OciNotFound { .. }), "{missing}: {err}");
-        assert!(err.to_string().contains(missing.split(':').next().unwrap_or_default()), "{err}");
+        assert!(
+            err.to_string()
+                .contains(missing.split(':').next().unwrap_or_default()),
+            "{err}"
+        );
     }
     let err = p
-        .ensure(&format!("oci://{}/plain/image:v1", registry.host()).parse()?, None)
+        .ensure(
+            &format!("oci://{}/plain/image:v1", registry.host()).parse()?,
+            None,
+        )
         .unwrap_err();
     assert!(
         matches!(&err, Error::OciUnknownFormat { media_types, .. } if media_types.iter().any(|m| m.contains("tar+gzip"))),
@@ -292,11 +381,16 @@ fn missing_repositories_and_tags_and_unknown_formats_say_what_is_wrong() -> Test
 }
 
 #[test]
-fn basic_auth_takes_the_right_credentials_and_refuses_wrong_ones_without_echoing_them() -> TestResult {
+fn basic_auth_takes_the_right_credentials_and_refuses_wrong_ones_without_echoing_them() -> TestResult
+{
     let registry = Registry::start_with_htpasswd("alice", "s3cret-pass")?;
     registry.push_blob("private/m", b"x")?;
     Artifact::new(OCI_MANIFEST)
-        .layer("application/octet-stream", b"private weights", &[(TITLE, "w.bin")])
+        .layer(
+            "application/octet-stream",
+            b"private weights",
+            &[(TITLE, "w.bin")],
+        )
         .push(&registry, "private/m", "v1")?;
     let reference = format!("oci://{}/private/m:v1", registry.host());
     let cache = tempfile::tempdir()?;
@@ -304,7 +398,11 @@ fn basic_auth_takes_the_right_credentials_and_refuses_wrong_ones_without_echoing
     let anonymous = provisioner(cache.path(), config())?;
     let err = anonymous.ensure(&reference.parse()?, None).unwrap_err();
     assert!(matches!(err, Error::OciDenied { status: 401, .. }), "{err}");
-    assert!(err.hint().is_some_and(|h| h.contains("docker login")), "{:?}", err.hint());
+    assert!(
+        err.hint().is_some_and(|h| h.contains("docker login")),
+        "{:?}",
+        err.hint()
+    );
 
     let wrong = provisioner(
         cache.path(),
@@ -365,11 +463,22 @@ fn a_token_refused_in_the_middle_of_a_parallel_pull_is_fetched_again() -> TestRe
     assert_eq!(fs::read(&ensured.resolved.local_path)?, weights);
     // 4 MiB in 256 KiB ranges is 16 ranged requests: a token good for 6 uses runs out
     // several times, and each time a new one is fetched and the refused range sent again.
-    assert!(front.tokens_issued() >= 3, "{} tokens", front.tokens_issued());
-    let requests = front.token_requests();
-    assert!(requests.iter().all(|r| r.basic_user.as_deref() == Some("bob")), "{requests:?}");
     assert!(
-        requests.iter().any(|r| r.scope.as_deref() == Some("repository:tok/model:pull")),
+        front.tokens_issued() >= 3,
+        "{} tokens",
+        front.tokens_issued()
+    );
+    let requests = front.token_requests();
+    assert!(
+        requests
+            .iter()
+            .all(|r| r.basic_user.as_deref() == Some("bob")),
+        "{requests:?}"
+    );
+    assert!(
+        requests
+            .iter()
+            .any(|r| r.scope.as_deref() == Some("repository:tok/model:pull")),
         "{requests:?}"
     );
     let log = front.log();
@@ -401,10 +510,16 @@ fn a_redirect_to_another_host_is_followed_once_and_gets_no_token() -> TestResult
     )?;
     let cache = tempfile::tempdir()?;
     let p = provisioner(cache.path(), config())?;
-    let ensured = p.ensure(&format!("oci://{}/redir/model:v1", front.host()).parse()?, None)?;
+    let ensured = p.ensure(
+        &format!("oci://{}/redir/model:v1", front.host()).parse()?,
+        None,
+    )?;
     assert_eq!(fs::read(&ensured.resolved.local_path)?, weights);
     let storage = front.storage_log();
-    assert!(storage.len() >= 4, "the ranges went to storage: {storage:#?}");
+    assert!(
+        storage.len() >= 4,
+        "the ranges went to storage: {storage:#?}"
+    );
     assert!(
         storage.iter().all(|r| r.authorization.is_none()),
         "a token went to another host: {storage:#?}"
@@ -414,7 +529,12 @@ fn a_redirect_to_another_host_is_followed_once_and_gets_no_token() -> TestResult
         .into_iter()
         .filter(|r| r.path.contains("/blobs/") && r.status == 307)
         .count();
-    assert_eq!(blob_gets, 1, "the redirect was followed once: {:#?}", front.log());
+    assert_eq!(
+        blob_gets,
+        1,
+        "the redirect was followed once: {:#?}",
+        front.log()
+    );
     Ok(())
 }
 
@@ -433,7 +553,10 @@ fn a_tampered_blob_fails_verification_and_publishes_nothing() -> TestResult {
     let cache = tempfile::tempdir()?;
     let p = provisioner(cache.path(), config())?;
     let err = p
-        .ensure(&format!("oci://{}/bad/model:v1", registry.host()).parse()?, None)
+        .ensure(
+            &format!("oci://{}/bad/model:v1", registry.host()).parse()?,
+            None,
+        )
         .unwrap_err();
     assert!(err.is_verification_failure(), "{err}");
     assert!(p.catalog().list()?.is_empty());
@@ -461,7 +584,10 @@ fn a_hostile_tar_layer_is_refused_and_nothing_is_published() -> TestResult {
     let cache = tempfile::tempdir()?;
     let p = provisioner(cache.path(), config())?;
     let err = p
-        .ensure(&format!("oci://{}/hostile/model:v1", registry.host()).parse()?, None)
+        .ensure(
+            &format!("oci://{}/hostile/model:v1", registry.host()).parse()?,
+            None,
+        )
         .unwrap_err();
     assert!(matches!(err, Error::UnsafeArchive { .. }), "{err}");
     assert!(p.catalog().list()?.is_empty());
@@ -479,13 +605,23 @@ fn a_layer_shared_with_another_model_is_not_downloaded_again() -> TestResult {
         .push(&registry, "family/a", "v1")?;
     Artifact::new(OCI_MANIFEST)
         .layer("application/octet-stream", &shared, &[(TITLE, "base.gguf")])
-        .layer("application/octet-stream", b"adapter", &[(TITLE, "lora.gguf")])
+        .layer(
+            "application/octet-stream",
+            b"adapter",
+            &[(TITLE, "lora.gguf")],
+        )
         .push(&registry, "family/b", "v1")?;
     let cache = tempfile::tempdir()?;
     let p = provisioner(cache.path(), config())?;
-    let a = p.ensure(&format!("oci://{}/family/a:v1", registry.host()).parse()?, None)?;
+    let a = p.ensure(
+        &format!("oci://{}/family/a:v1", registry.host()).parse()?,
+        None,
+    )?;
     assert_eq!(a.bytes_read, shared.len() as u64);
-    let b = p.ensure(&format!("oci://{}/family/b:v1", registry.host()).parse()?, None)?;
+    let b = p.ensure(
+        &format!("oci://{}/family/b:v1", registry.host()).parse()?,
+        None,
+    )?;
     assert_eq!(b.bytes_read, 7, "only the new layer was downloaded");
     Ok(())
 }
