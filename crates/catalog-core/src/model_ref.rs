@@ -690,6 +690,18 @@ fn parse_oci(input: &str, rest: &str) -> Result<ModelRef, ParseRefError> {
 /// Checks an OCI repository path: `/`-separated segments of lowercase letters, digits, `.`,
 /// `_` and `-`.
 fn check_repository(input: &str, repository: &str, hint: &str) -> Result<(), ParseRefError> {
+    // The distribution specification's limit; registries refuse longer names.
+    const MAX: usize = 255;
+    if repository.len() > MAX {
+        return Err(ParseRefError::new(
+            input,
+            format!(
+                "the repository name is {} characters long; registries take at most {MAX}",
+                repository.len()
+            ),
+        )
+        .with_hint(hint));
+    }
     for seg in repository.split('/') {
         check_segment(input, "repository", seg).map_err(|e| e.with_hint(hint))?;
         let ok = seg
@@ -910,6 +922,10 @@ mod tests {
             ("ollama:a/b/c", "at most two segments"),
             ("ollama:llama:", "not a valid tag"),
             ("ollama:lla ma", "may hold only"),
+            (
+                &format!("oci://reg/{}", "a".repeat(256)),
+                "registries take at most 255",
+            ),
         ] {
             let err = input.parse::<ModelRef>().unwrap_err();
             assert!(err.to_string().contains(reason), "{input:?}: {err}");

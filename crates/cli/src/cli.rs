@@ -117,9 +117,10 @@ pub struct EnsureArgs {
     #[arg(long, value_name = "HOST", help_heading = "Registries")]
     pub insecure_registry: Vec<String>,
 
-    /// The registry `ollama:` references are pulled from, e.g. a mirror of Ollama's library.
-    #[arg(long, value_name = "HOST[:PORT]", env = "MODEL_PROVISIONER_OLLAMA_REGISTRY", default_value = catalog_core::OLLAMA_REGISTRY, help_heading = "Registries")]
-    pub ollama_registry: String,
+    /// The registry `ollama:` references are pulled from, e.g. a mirror of Ollama's library
+    /// [default: `$MODEL_PROVISIONER_OLLAMA_REGISTRY`, else `registry.ollama.ai`].
+    #[arg(long, value_name = "HOST[:PORT]", help_heading = "Registries")]
+    pub ollama_registry: Option<String>,
 
     /// The user name for the registry [default: `docker login`'s credentials, or
     /// `MODEL_PROVISIONER_REGISTRY_USERNAME`]; the password comes from

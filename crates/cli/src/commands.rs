@@ -182,9 +182,16 @@ fn oci_config(args: &EnsureArgs) -> anyhow::Result<OciConfig> {
     config
         .insecure
         .extend(args.insecure_registry.iter().cloned());
-    args.ollama_registry
-        .trim()
-        .clone_into(&mut config.ollama_registry);
+    if let Some(registry) = args.ollama_registry.as_deref().map(str::trim) {
+        if registry.is_empty() || registry.contains(['/', ' ']) {
+            return Err(UsageError(format!(
+                "`--ollama-registry` takes a host and an optional port, e.g. `registry.example:5000`, not `{}`",
+                catalog_core::printable(registry)
+            ))
+            .into());
+        }
+        registry.clone_into(&mut config.ollama_registry);
+    }
     if let Some(username) = &args.registry_username {
         let password = if args.registry_password_stdin {
             let mut line = String::new();

@@ -133,7 +133,11 @@ fn cases(fx: &Fixture) -> TestResult<Vec<Case>> {
         ensure(&format!("./{long}/x"), 1, "File name too long"),
         ensure(&format!("file:/{long}"), 1, "File name too long"),
         ensure(&format!("s3://bucket/{long}"), 1, "cannot fetch"),
-        ensure(&format!("oci://reg/{long}"), 1, "cannot fetch"),
+        ensure(
+            &format!("oci://reg/{long}"),
+            2,
+            "registries take at most 255",
+        ),
         ensure("nowhere.gguf", 1, "does not exist"),
         // Bad digests.
         digest("", 2, "it is empty"),

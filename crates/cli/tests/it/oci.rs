@@ -102,6 +102,27 @@ fn a_missing_tag_and_wrong_credentials_fail_with_exit_1_and_a_hint() -> TestResu
     let index = String::from_utf8(fx.index_bytes().ok_or("no index")?)?;
     assert!(!index.contains("correct-horse"));
 
+    // The password on standard input, the user on the command line.
+    let mut child = fx
+        .command([
+            "ensure",
+            &reference,
+            "--json",
+            "--registry-username",
+            "carol",
+            "--registry-password-stdin",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    if let Some(mut stdin) = child.stdin.take() {
+        use std::io::Write as _;
+        stdin.write_all(b"correct-horse\n")?;
+    }
+    let out = child.wait_with_output()?;
+    assert_code(&out, 0);
+
     let missing = format!("oci://{}/locked/model:v9", registry.host());
     let out = fx
         .command(["ensure", &missing])

@@ -565,6 +565,41 @@ mod tests {
     }
 
     #[test]
+    fn other_registries_get_https_unless_named_insecure() -> Result<()> {
+        let base = |registry: &str, insecure: &[&str]| -> Result<String> {
+            let insecure: Vec<String> = insecure.iter().map(|s| (*s).to_owned()).collect();
+            let repo = Repository::new(
+                registry,
+                "m",
+                &Credentials::none(),
+                &insecure,
+                RetryPolicy::default(),
+            )?;
+            Ok(repo.base.to_string())
+        };
+        assert_eq!(base("127.0.0.1:5000", &[])?, "http://127.0.0.1:5000/");
+        assert_eq!(base("localhost", &[])?, "http://localhost/");
+        assert_eq!(base("reg.example", &[])?, "https://reg.example/");
+        assert_eq!(
+            base("reg.example:5000", &["reg.example"])?,
+            "http://reg.example:5000/"
+        );
+        assert_eq!(
+            base("reg.example:5000", &["reg.example:5000"])?,
+            "http://reg.example:5000/"
+        );
+        assert_eq!(
+            base("reg.example:5000", &["reg.example:6000"])?,
+            "https://reg.example:5000/"
+        );
+        assert_eq!(
+            base("index.docker.io", &[])?,
+            "https://registry-1.docker.io/"
+        );
+        Ok(())
+    }
+
+    #[test]
     fn basic_authorization_is_base64_of_user_colon_password() {
         assert_eq!(basic_value("user", "pass"), "Basic dXNlcjpwYXNz");
         assert_eq!(basic_value("a", "b"), "Basic YTpi");

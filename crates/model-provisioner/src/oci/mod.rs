@@ -450,3 +450,47 @@ impl ModelFetcher for OciFetcher {
         self.fetch_oci(req, &oci)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_environment_names_insecure_registries_and_ollamas_registry() {
+        let env = |name: &str| match name {
+            "MODEL_PROVISIONER_INSECURE_REGISTRIES" => Some("a.example:5000, b.example\tc".into()),
+            "MODEL_PROVISIONER_OLLAMA_REGISTRY" => Some(" mirror.example ".into()),
+            _ => None,
+        };
+        let config = OciConfig::from_env_with(&env);
+        assert_eq!(config.insecure, ["a.example:5000", "b.example", "c"]);
+        assert_eq!(config.ollama_registry, "mirror.example");
+        let defaults = OciConfig::from_env_with(&|_| None);
+        assert_eq!(defaults.ollama_registry, OLLAMA_REGISTRY);
+        assert!(defaults.insecure.is_empty());
+    }
+
+    #[test]
+    fn a_manifest_must_hash_to_the_digest_that_named_it_and_the_one_stated() {
+        let bytes = b"{\"schemaVersion\":2}".to_vec();
+        let right = Digest::sha256_of(&bytes);
+        let wrong = Digest::sha256_of(b"other");
+        let raw = |stated: Option<&Digest>| RawManifest {
+            bytes: bytes.clone(),
+            content_type: None,
+            stated_digest: stated.map(ToString::to_string),
+        };
+        assert_eq!(
+            checked_digest(&raw(None), None, "m").ok(),
+            Some(right.clone())
+        );
+        assert_eq!(
+            checked_digest(&raw(Some(&right)), Some(&right), "m").ok(),
+            Some(right.clone())
+        );
+        for (stated, named) in [(None, Some(&wrong)), (Some(&wrong), None)] {
+            let err = checked_digest(&raw(stated), named, "m").unwrap_err();
+            assert!(err.is_verification_failure(), "{err}");
+        }
+    }
+}

@@ -312,8 +312,9 @@ fn references_this_build_cannot_fetch_name_what_is_needed() -> TestResult {
         ("s3://bucket/key.gguf", "not supported yet"),
         (
             "oci://registry.invalid/models/llama:q4",
-            "not supported yet",
+            "`oci` cargo feature",
         ),
+        ("ollama:llama3.2", "`oci` cargo feature"),
     ] {
         let err = p.ensure_present_str(reference, None).expect_err(reference);
         assert!(

@@ -627,6 +627,50 @@ fn a_layer_shared_with_another_model_is_not_downloaded_again() -> TestResult {
 }
 
 #[test]
+fn refresh_resolves_a_moved_tag_again_and_the_id_stays() -> TestResult {
+    let registry = Registry::start()?;
+    let first = Artifact::new(OCI_MANIFEST)
+        .layer(
+            "application/octet-stream",
+            b"first weights",
+            &[(TITLE, "m.gguf")],
+        )
+        .push(&registry, "moving/model", "stable")?;
+    let cache = tempfile::tempdir()?;
+    let reference = format!("oci://{}/moving/model:stable", registry.host());
+    let p = provisioner(cache.path(), config())?;
+    let before = p.ensure(&reference.parse()?, None)?;
+    let second = Artifact::new(OCI_MANIFEST)
+        .layer(
+            "application/octet-stream",
+            b"second weights",
+            &[(TITLE, "m.gguf")],
+        )
+        .push(&registry, "moving/model", "stable")?;
+    assert_ne!(first.manifest_digest, second.manifest_digest);
+
+    // Without `--refresh` the catalog answers: the tag is not asked again.
+    let cached = p.ensure(&reference.parse()?, None)?;
+    assert!(cached.cached);
+    assert_eq!(fs::read(&cached.resolved.local_path)?, b"first weights");
+
+    let refreshed = provisioner(cache.path(), config())?
+        .with_refresh(true)
+        .ensure(&reference.parse()?, None)?;
+    assert_eq!(
+        refreshed.resolved.id, before.resolved.id,
+        "the id names the tag"
+    );
+    assert_eq!(fs::read(&refreshed.resolved.local_path)?, b"second weights");
+    let provenance = refreshed.entry.provenance.as_ref().ok_or("no provenance")?;
+    assert_eq!(
+        provenance.resolved_revision.as_deref(),
+        Some(second.manifest_digest.as_str())
+    );
+    Ok(())
+}
+
+#[test]
 fn offline_answers_from_the_catalog_or_fails_without_a_request() -> TestResult {
     let cache = tempfile::tempdir()?;
     let p = provisioner(
