@@ -31,6 +31,8 @@ pub mod hf;
 mod http;
 #[cfg(feature = "oci")]
 pub mod oci;
+#[cfg(feature = "s3")]
+pub mod s3;
 #[cfg(any(feature = "hf", feature = "oci"))]
 mod parallel;
 mod provisioner;

@@ -1,0 +1,1 @@
+//! The AWS credential chain, in the order the AWS SDKs use.
