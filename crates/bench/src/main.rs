@@ -731,6 +731,7 @@ fn synthetic_entry(i: u32, now: u64) -> CatalogEntry {
         lifecycle: Lifecycle::Active,
         storage: Storage::InPlace,
         digest: Some(digest.clone()),
+        source_digest: None,
         verification: Verification {
             outcome: Outcome::Pass,
             computed: Some(digest),

@@ -161,6 +161,12 @@ pub struct CatalogEntry {
     /// The digest the artifact is expected to have, when one was given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub digest: Option<Digest>,
+    /// The digest the source itself stated for the artifact when it was fetched (an S3
+    /// object's checksum, a registry's layer digests), which the bytes matched. `verify`
+    /// compares with it when no digest was given; unlike `digest`, it does not outlive the
+    /// next fetch (a moved tag brings a new one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_digest: Option<Digest>,
     /// The outcome of the last verification.
     pub verification: Verification,
     /// When the bytes were last hashed, ms since the Unix epoch.

@@ -668,6 +668,7 @@ mod tests {
             lifecycle: Lifecycle::Active,
             storage: Storage::InPlace,
             digest: None,
+            source_digest: None,
             verification: Verification {
                 outcome: Outcome::Warn,
                 computed: None,

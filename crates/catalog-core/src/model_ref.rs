@@ -11,6 +11,7 @@
 //! | `/abs/path`, `./rel/path`, `rel/path` | the same, without the scheme |
 //! | `http://…`, `https://…` | a file served over HTTP |
 //! | `s3://bucket/key` | an object (or, with a trailing `/`, a prefix) in S3 |
+//! | `s3+http://host[:port]/bucket/key`, `s3+https://…` | the same on another S3-compatible endpoint |
 //! | `oci://registry[:port]/repo[:tag \| @sha256:…][/file]` | an artifact in an OCI registry, or one file of it |
 //! | `ollama:name[:tag]`, `ollama:namespace/name[:tag]` | a model in Ollama's library (an OCI registry) |
 //!
@@ -31,6 +32,11 @@
 //! - `ollama:` references are normalised to `ollama:<namespace>/<name>:<tag>` (namespace
 //!   `library`, tag `latest` by default; namespace and name lowercased, as Ollama matches
 //!   them). The id does not name a registry, so a mirror of Ollama's library gives the same id.
+//! - An `s3://` reference names a bucket on the endpoint configured for S3 (AWS's unless
+//!   `AWS_ENDPOINT_URL` says otherwise); `s3+http://host:port/bucket/key` names the endpoint
+//!   itself, and is the id of an object on any endpoint but AWS's, so that one bucket name on
+//!   two servers is two models. The endpoint is written `scheme://host[:port]`, lowercase, no
+//!   path and no credentials.
 //! - URLs are normalised by the WHATWG URL rules (lowercase host, default port dropped); their
 //!   id drops user info, query and fragment, so credentials never become part of an id.
 //!
@@ -131,13 +137,23 @@ impl HttpRef {
     }
 }
 
-/// `s3://bucket/key`.
+/// `s3://bucket/key`, or `s3+http(s)://endpoint/bucket/key`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct S3Ref {
+    /// The endpoint, `http(s)://host[:port]`, when the reference names one; `None` means the
+    /// endpoint configured for S3.
+    pub endpoint: Option<String>,
     /// The bucket.
     pub bucket: String,
     /// The key; ends with `/` when it names a prefix.
     pub key: String,
+}
+
+impl S3Ref {
+    /// Whether the key names a prefix (a folder of objects).
+    pub fn is_prefix(&self) -> bool {
+        self.key.ends_with('/')
+    }
 }
 
 /// `oci://registry/repository:tag[/file]` or `oci://registry/repository@digest[/file]`.
@@ -300,7 +316,13 @@ impl fmt::Display for ModelRef {
                 write!(f, "{}", r.path.display())
             }
             ModelRef::Http(h) => f.write_str(h.url.as_str()),
-            ModelRef::S3(s) => write!(f, "s3://{}/{}", s.bucket, s.key),
+            ModelRef::S3(s) => match &s.endpoint {
+                Some(endpoint) => {
+                    let (scheme, host) = endpoint.split_once("://").unwrap_or(("https", endpoint));
+                    write!(f, "s3+{scheme}://{host}/{}/{}", s.bucket, s.key)
+                }
+                None => write!(f, "s3://{}/{}", s.bucket, s.key),
+            },
             ModelRef::Oci(o) => {
                 write!(f, "oci://{}/{}", o.registry, o.repository)?;
                 match &o.reference {
@@ -416,7 +438,8 @@ impl FromStr for ModelRef {
             "hf" => parse_hf(input, rest.strip_prefix("//").unwrap_or(rest)).map(ModelRef::Hf),
             "file" => parse_file(input, rest),
             "http" | "https" => parse_http(input, s),
-            "s3" => parse_s3(input, rest),
+            "s3" => parse_s3(input, rest, None),
+            "s3+http" | "s3+https" => parse_s3_endpoint(input, s),
             "oci" => parse_oci(input, rest),
             "ollama" => parse_ollama(input, rest).map(ModelRef::Ollama),
             // `x://…` is surely a URL; only a bare `name:…` may be a file name with a colon.
@@ -559,7 +582,39 @@ fn parse_http(input: &str, s: &str) -> Result<ModelRef, ParseRefError> {
     Ok(ModelRef::Http(HttpRef { url }))
 }
 
-fn parse_s3(input: &str, rest: &str) -> Result<ModelRef, ParseRefError> {
+/// `s3+http(s)://host[:port]/bucket/key`: the endpoint, then as `s3://bucket/key`.
+fn parse_s3_endpoint(input: &str, s: &str) -> Result<ModelRef, ParseRefError> {
+    let hint = "write `s3+http://host:port/bucket/key` (or `s3+https://…`)";
+    let url_text = &s[3..];
+    let url = url::Url::parse(url_text).map_err(|e| {
+        ParseRefError::new(input, format!("not a valid endpoint URL: {e}")).with_hint(hint)
+    })?;
+    let Some(host) = url.host_str().filter(|h| !h.is_empty()) else {
+        return Err(ParseRefError::new(input, "the endpoint has no host").with_hint(hint));
+    };
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(
+            ParseRefError::new(input, "credentials do not belong in a reference")
+                .with_hint("set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE"),
+        );
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(
+            ParseRefError::new(input, "an S3 reference takes no query or fragment").with_hint(hint),
+        );
+    }
+    let endpoint = match url.port() {
+        Some(port) => format!("{}://{host}:{port}", url.scheme()),
+        None => format!("{}://{host}", url.scheme()),
+    };
+    // The path is `/bucket/key`, parsed as `s3://` parses `//bucket/key`; the raw text keeps
+    // what `Url` would have normalised away (`..`, empty segments), so that it is refused.
+    let after_scheme = &url_text[url_text.find("://").map_or(0, |i| i + 3)..];
+    let path = after_scheme.find('/').map_or("", |i| &after_scheme[i..]);
+    parse_s3(input, &format!("/{path}"), Some(endpoint))
+}
+
+fn parse_s3(input: &str, rest: &str, endpoint: Option<String>) -> Result<ModelRef, ParseRefError> {
     let hint = "write `s3://bucket/path/to/model`";
     let Some(rest) = rest.strip_prefix("//") else {
         return Err(
@@ -595,6 +650,7 @@ fn parse_s3(input: &str, rest: &str) -> Result<ModelRef, ParseRefError> {
         check_segment(input, "S3 key", seg)?;
     }
     Ok(ModelRef::S3(S3Ref {
+        endpoint,
         bucket: bucket.to_owned(),
         key: key.to_owned(),
     }))
@@ -790,6 +846,8 @@ mod tests {
             "https://example.com/a/b/m.gguf?x=1",
             "s3://bucket/key/model.gguf",
             "s3://my.bucket/prefix/",
+            "s3+http://127.0.0.1:9000/bucket/key/model.gguf",
+            "s3+https://minio.example/models/llama/",
             "oci://registry.example:5000/models/llama:latest",
             "oci://ghcr.io/org/models/llama:q4",
             "oci://ghcr.io/org/models/llama:q4/model.gguf",
@@ -854,6 +912,25 @@ mod tests {
     }
 
     #[test]
+    fn s3_endpoints_are_normalised_and_part_of_the_id() {
+        let ModelRef::S3(s) = parse("S3+HTTP://LocalHost:9000/b-1/dir/") else {
+            panic!("not s3")
+        };
+        assert_eq!(s.endpoint.as_deref(), Some("http://localhost:9000"));
+        assert!(s.is_prefix());
+        assert_eq!(
+            parse("s3+https://minio.example:443/b-1/k")
+                .syntactic_id()
+                .as_deref(),
+            Some("s3+https://minio.example/b-1/k")
+        );
+        assert_eq!(
+            parse("s3://b-1/k").syntactic_id().as_deref(),
+            Some("s3://b-1/k")
+        );
+    }
+
+    #[test]
     fn hf_parts() {
         let ModelRef::Hf(h) = parse("hf:org/repo@abc123/sub/f.gguf") else {
             panic!("not hf")
@@ -908,6 +985,13 @@ mod tests {
             ("s3://bucket", "no key"),
             ("s3://bucket/a/../b", "`..` segment"),
             ("s3:bucket/key", "`//bucket/key`"),
+            ("s3+http://127.0.0.1:9000/bucket", "no key"),
+            ("s3+http://127.0.0.1:9000/bkt/../k", "`..` segment"),
+            (
+                "s3+http://u:p@127.0.0.1:9000/bucket/k",
+                "credentials do not belong",
+            ),
+            ("s3+http://127.0.0.1:9000/bucket/k?x=1", "no query"),
             ("oci://reg", "no repository"),
             ("oci://reg/Repo", "lowercase"),
             ("oci://reg/repo@sha256:xyz", "invalid digest"),

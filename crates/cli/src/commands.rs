@@ -258,7 +258,12 @@ fn verify(cx: &Context, args: &VerifyArgs) -> anyhow::Result<ExitCode> {
             Ok(v) => VerifyJson {
                 id: v.entry.id.clone(),
                 verification: Some(v.entry.verification.outcome),
-                expected: v.entry.digest.as_ref().map(ToString::to_string),
+                expected: v
+                    .entry
+                    .digest
+                    .as_ref()
+                    .or(v.entry.source_digest.as_ref())
+                    .map(ToString::to_string),
                 computed: v
                     .entry
                     .verification

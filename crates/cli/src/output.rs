@@ -145,6 +145,9 @@ pub fn entry_details(e: &CatalogEntry) -> String {
     if let Some(d) = &e.digest {
         field("expected:", d);
     }
+    if let Some(d) = &e.source_digest {
+        field("from source:", d);
+    }
     if let Some(d) = &e.verification.computed {
         field("computed:", d);
     }

@@ -90,6 +90,10 @@ impl ModelFetcher for AnyFetcher {
         self.fetcher_for(req.reference)?.fetch(req)
     }
 
+    fn complete(&self, reference: &ModelRef) -> Option<ModelRef> {
+        self.fetcher_for(reference).ok()?.complete(reference)
+    }
+
     fn accepts(&self, entry: &CatalogEntry) -> bool {
         // The entry's source is the reference it was ensured from, without credentials. An
         // entry no fetcher here could make again is still handed out as it is.

@@ -62,6 +62,9 @@ pub struct Publish<'a> {
     pub exclude: Vec<String>,
     /// Bytes transferred to produce the files (0 when they all came from the store).
     pub bytes_read: u64,
+    /// Whether every file was checked against a digest the source stated for it, so that the
+    /// source vouches for the artifact's digest too ([`Fetched::source_digest`]).
+    pub vouched: bool,
 }
 
 impl<'a> Assembly<'a> {
@@ -169,6 +172,7 @@ impl<'a> Assembly<'a> {
         };
         let fingerprint = fingerprint(&local_path).map_err(|e| Error::read(&local_path, e))?;
         Ok(Fetched {
+            source_digest: how.vouched.then(|| computed.clone()),
             size_bytes: fingerprint.size,
             local_path,
             storage: Storage::Cache,
@@ -265,6 +269,7 @@ mod tests {
             include: vec!["*".into()],
             exclude: Vec::new(),
             bytes_read: 3,
+            vouched: false,
         }
     }
 

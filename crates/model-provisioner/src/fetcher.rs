@@ -41,6 +41,11 @@ pub struct Fetched {
     pub bytes_read: u64,
     /// Where it came from.
     pub provenance: Provenance,
+    /// The digest the source itself stated for the artifact, which its bytes were checked
+    /// against while fetched (an S3 object's `x-amz-checksum-sha256`, a model whose every file
+    /// came with its sha256 from a registry). Recorded as the entry's expected digest when the
+    /// caller gave none, so that the entry passes verification.
+    pub source_digest: Option<Digest>,
 }
 
 /// Gets the bytes of a model reference onto this machine.
@@ -54,6 +59,14 @@ pub trait ModelFetcher {
 
     /// Produces the artifact for `request`.
     fn fetch(&self, request: &FetchRequest<'_>) -> Result<Fetched>;
+
+    /// The reference completed from this fetcher's configuration, when its id depends on it
+    /// (an `s3://` reference gains the endpoint it is fetched from, so that one bucket name on
+    /// two servers is two models). `None`: the reference is complete as written.
+    fn complete(&self, reference: &ModelRef) -> Option<ModelRef> {
+        let _ = reference;
+        None
+    }
 
     /// Whether an existing entry is what this fetcher would produce, so that it can be reused.
     fn accepts(&self, entry: &CatalogEntry) -> bool {

@@ -122,6 +122,7 @@ fn register_in_place(
         fingerprint: before.clone(),
         bytes_read,
         provenance: provenance(Vec::new()),
+        source_digest: None,
     })
 }
 
@@ -225,5 +226,6 @@ fn copy_into_cache(
         fingerprint,
         bytes_read,
         provenance: provenance(files),
+        source_digest: None,
     })
 }

@@ -116,6 +116,7 @@ impl ModelFetcher for HttpFetcher {
                 include: Vec::new(),
                 exclude: Vec::new(),
             },
+            source_digest: None,
         })
     }
 }

@@ -185,6 +185,8 @@ impl<C: CatalogStore, F: ModelFetcher> ModelProvisioner<C, F> {
     /// Like [`ensure_present`](Self::ensure_present), with everything a front end may show.
     pub fn ensure(&self, mr: &ModelRef, expected: Option<&Digest>) -> Result<Ensured> {
         let start = Instant::now();
+        let completed = self.fetcher.complete(mr);
+        let mr = completed.as_ref().unwrap_or(mr);
         let id = resolve_id(mr)?;
         let result = self.ensure_id(mr, &id, expected);
         let duration_ms = u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX);
@@ -355,9 +357,12 @@ impl<C: CatalogStore, F: ModelFetcher> ModelProvisioner<C, F> {
                 return Err(err);
             }
         };
-        let outcome = match (&fetched.computed, expected) {
+        // A digest the source stated, which the bytes were checked against, stands in for one
+        // the caller did not give.
+        let checked_against = expected.or(fetched.source_digest.as_ref());
+        let outcome = match (&fetched.computed, checked_against) {
             // A fetcher is meant to catch a mismatch itself; this is the backstop.
-            (Some(computed), _) => match Error::check_digest(id, expected, computed) {
+            (Some(computed), _) => match Error::check_digest(id, checked_against, computed) {
                 Ok(outcome) => outcome,
                 Err(err) => {
                     if let Some(prev) = previous {
@@ -377,6 +382,7 @@ impl<C: CatalogStore, F: ModelFetcher> ModelProvisioner<C, F> {
             lifecycle: Lifecycle::Active,
             storage: fetched.storage,
             digest: expected.cloned(),
+            source_digest: fetched.source_digest,
             last_verified_ms: fetched.computed.as_ref().map(|_| now),
             verification: Verification {
                 outcome,
@@ -412,7 +418,7 @@ impl<C: CatalogStore, F: ModelFetcher> ModelProvisioner<C, F> {
             return Ok(entry);
         }
         if let Ok(mr) = id_or_ref.parse::<ModelRef>()
-            && let Ok(id) = mr.canonical_id()
+            && let Ok(id) = self.fetcher.complete(&mr).unwrap_or(mr).canonical_id()
             && let Some(entry) = self.catalog.get(&id)?
         {
             return Ok(entry);
@@ -438,11 +444,12 @@ impl<C: CatalogStore, F: ModelFetcher> ModelProvisioner<C, F> {
         let reference = entry
             .digest
             .as_ref()
+            .or(entry.source_digest.as_ref())
             .or(entry.verification.computed.as_ref());
         let checked = Error::check_digest(&entry.id, reference, &computed);
         // Agreeing with a digest computed earlier, rather than one given, is no pass.
         let outcome = match &checked {
-            Ok(_) if entry.digest.is_some() => Outcome::Pass,
+            Ok(_) if entry.digest.is_some() || entry.source_digest.is_some() => Outcome::Pass,
             Ok(_) => Outcome::Warn,
             Err(_) => Outcome::Fail,
         };

@@ -23,6 +23,7 @@ fn entry(id: &str, path: &Path, storage: Storage) -> CatalogEntry {
         lifecycle: Lifecycle::Active,
         storage,
         digest: None,
+        source_digest: None,
         verification: Verification::unverified(),
         last_verified_ms: None,
         size_bytes: 0,

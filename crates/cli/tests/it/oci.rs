@@ -58,6 +58,14 @@ fn ensure_show_and_offline_re_ensure_of_a_registry_model() -> TestResult {
         "{text}"
     );
 
+    // Every layer was checked against the registry's sha256: the model passes, now and when
+    // hashed again.
+    assert_eq!(str_field(&out, "verification"), "pass");
+    assert!(text.contains("from source:  sha256:"), "{text}");
+    let verify = fx.run(["verify", &reference]);
+    assert_code(&verify, 0);
+    assert!(stdout(&verify).starts_with("pass"), "{}", stdout(&verify));
+
     // The registry is gone: the model is still handed out, from the catalog.
     drop(registry);
     let again = fx.json(["ensure", &reference, "--json", "--offline"])?;

@@ -168,6 +168,7 @@ fn publish(
         include: config.include.clone(),
         exclude: config.exclude.clone(),
         bytes_read,
+        vouched: false,
     })
 }
 

@@ -514,6 +514,7 @@ mod tests {
             include: Vec::new(),
             exclude: Vec::new(),
             bytes_read: 0,
+            vouched: false,
         }
     }
 

@@ -148,11 +148,11 @@ fn a_modelpack_artifact_becomes_a_directory_with_every_file_checked() -> TestRes
         readme.media_type.as_deref(),
         Some("application/vnd.cncf.model.doc.v1.tar")
     );
-    assert_eq!(
-        entry.verification.outcome,
-        Outcome::Warn,
-        "no digest was given"
-    );
+    // No digest was given, but every layer was checked against the manifest's sha256: the
+    // registry vouches for the tree digest, recorded as the source's digest.
+    assert_eq!(entry.verification.outcome, Outcome::Pass);
+    assert_eq!(entry.digest, None);
+    assert_eq!(entry.source_digest, entry.verification.computed);
     assert!(
         entry.verification.computed.is_some(),
         "the tree digest is recorded"
