@@ -37,6 +37,8 @@ mod provisioner;
 mod reporter;
 #[cfg(feature = "s3")]
 pub mod s3;
+#[cfg(any(feature = "oci", feature = "s3"))]
+mod secret;
 
 pub use any::AnyFetcher;
 pub use assemble::{Assembly, Publish};
@@ -49,3 +51,5 @@ pub use file::FileFetcher;
 pub use http::HttpFetcher;
 pub use provisioner::{Ensured, ModelProvisioner, Verified};
 pub use reporter::{NoReporter, Progress, Reporter};
+#[cfg(any(feature = "oci", feature = "s3"))]
+pub use secret::Secret;

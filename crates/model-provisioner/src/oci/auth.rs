@@ -28,7 +28,6 @@
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
-use std::fmt;
 use std::io::{self, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -43,6 +42,7 @@ use reqwest::header::{self, HeaderMap, HeaderValue};
 use serde::Deserialize;
 
 use crate::error::printable;
+pub use crate::secret::Secret;
 
 /// The variable holding the explicit registry username.
 pub const USERNAME_VAR: &str = "MODEL_PROVISIONER_REGISTRY_USERNAME";
@@ -64,35 +64,6 @@ const LENIENT_BASE64: GeneralPurpose = GeneralPurpose::new(
     &alphabet::STANDARD,
     GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
 );
-
-/// A secret string: `Debug` and `Display` print `<redacted>`; [`Secret::expose`] for the header
-/// only.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a secret.
-    pub fn new(secret: String) -> Self {
-        Secret(secret)
-    }
-
-    /// The secret itself, to put in a request and nowhere else.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
-
-impl fmt::Display for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
 
 /// What the user holds for one registry.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -154,7 +125,7 @@ impl Credentials {
     pub fn from_env(env: &dyn Fn(&str) -> Option<String>) -> Self {
         let set = |name: &str| env(name).filter(|v| !v.is_empty());
         let explicit = match (set(USERNAME_VAR), set(PASSWORD_VAR)) {
-            (Some(user), Some(password)) => Some((user, Secret(password), ExplicitFrom::Env)),
+            (Some(user), Some(password)) => Some((user, Secret::new(password), ExplicitFrom::Env)),
             _ => None,
         };
         let home = set("HOME").map(PathBuf::from);
@@ -357,11 +328,11 @@ impl HelperAnswer {
             None
         } else if self.username == "<token>" {
             // The helpers' convention for an identity token.
-            Some(Credential::IdentityToken(Secret(self.secret)))
+            Some(Credential::IdentityToken(Secret::new(self.secret)))
         } else {
             Some(Credential::Basic {
                 username: self.username,
-                password: Secret(self.secret),
+                password: Secret::new(self.secret),
             })
         }
     }
@@ -445,7 +416,7 @@ impl AuthEntry {
     fn credential(&self, file: &Path, key: &str) -> Result<Option<Credential>, CredentialError> {
         let given = |s: &Option<String>| s.clone().filter(|v| !v.is_empty());
         if let Some(token) = given(&self.identitytoken) {
-            return Ok(Some(Credential::IdentityToken(Secret(token))));
+            return Ok(Some(Credential::IdentityToken(Secret::new(token))));
         }
         if let Some(auth) = given(&self.auth) {
             let bad = || CredentialError::ConfigAuth {
@@ -457,14 +428,14 @@ impl AuthEntry {
             let (username, password) = decoded.split_once(':').ok_or_else(bad)?;
             return Ok(Some(Credential::Basic {
                 username: username.to_owned(),
-                password: Secret(password.to_owned()),
+                password: Secret::new(password.to_owned()),
             }));
         }
         Ok(given(&self.username)
             .zip(given(&self.password))
             .map(|(username, password)| Credential::Basic {
                 username,
-                password: Secret(password),
+                password: Secret::new(password),
             }))
     }
 }
@@ -987,7 +958,7 @@ pub async fn fetch_token(
         _ => DEFAULT_LIFETIME,
     };
     Ok(BearerToken {
-        value: Secret(token),
+        value: Secret::new(token),
         expires_at: sent + lifetime,
         lifetime,
     })
