@@ -211,6 +211,52 @@ pub enum Error {
         /// The platforms the index lists.
         available: Vec<String>,
     },
+    /// No object, prefix or bucket of that name at the endpoint.
+    #[error("not found in S3: {what}")]
+    S3NotFound {
+        /// What was looked for, with the bucket and the endpoint.
+        what: String,
+    },
+    /// The endpoint refused access to a bucket or an object.
+    #[error("access denied to `{key}` in bucket `{bucket}` at `{endpoint}` ({code})")]
+    S3Denied {
+        /// The bucket.
+        bucket: String,
+        /// The key, or the prefix.
+        key: String,
+        /// The endpoint, `scheme://host[:port]`.
+        endpoint: String,
+        /// S3's error code (`AccessDenied`, `InvalidAccessKeyId`, …).
+        code: String,
+    },
+    /// The endpoint does not accept our signature.
+    #[error("`{endpoint}` refused the request's signature ({code})")]
+    S3SignatureMismatch {
+        /// The endpoint.
+        endpoint: String,
+        /// S3's error code.
+        code: String,
+    },
+    /// The endpoint does not answer.
+    #[error("the S3 endpoint `{endpoint}` does not answer: {reason}")]
+    S3Unreachable {
+        /// The endpoint.
+        endpoint: String,
+        /// What happened.
+        reason: String,
+    },
+    /// The endpoint answered something S3 does not.
+    #[error("the S3 endpoint `{endpoint}` answered in a way we cannot use: {reason}")]
+    S3Protocol {
+        /// The endpoint.
+        endpoint: String,
+        /// What was wrong.
+        reason: String,
+    },
+    /// No AWS credentials, or a source of them failed.
+    #[cfg(feature = "s3")]
+    #[error(transparent)]
+    S3Credentials(crate::s3::credentials::CredentialError),
     /// Offline, and the model is not in the catalog.
     #[error("offline, and `{reference}` is not in the catalog")]
     Offline {
@@ -305,6 +351,16 @@ impl Error {
             ),
             Error::OciNoPlatform { .. } => Some("name the manifest you want by its digest: `oci://registry/repo@sha256:…`".into()),
             Error::Offline { .. } => Some("drop `--offline` to fetch it".into()),
+            Error::S3NotFound { .. } => Some("check the bucket, the key (a folder ends with `/`) and the endpoint (`AWS_ENDPOINT_URL`)".into()),
+            Error::S3Denied { .. } => Some(
+                "check that the credentials may read it (`s3:GetObject`, and `s3:ListBucket` for a folder); a public bucket takes `--no-sign-request`".into(),
+            ),
+            Error::S3SignatureMismatch { .. } => Some(
+                "check the secret key, this machine's clock, and the region (`AWS_REGION`)".into(),
+            ),
+            Error::S3Unreachable { .. } => Some("check the endpoint (`AWS_ENDPOINT_URL`, `--endpoint-url`) and that the server is up".into()),
+            #[cfg(feature = "s3")]
+            Error::S3Credentials(e) => Some(e.hint()),
             Error::Download { status: Some(401 | 403), .. } => {
                 Some("the server refused access: check the URL and its credentials".into())
             }

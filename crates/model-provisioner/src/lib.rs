@@ -31,7 +31,7 @@ pub mod hf;
 mod http;
 #[cfg(feature = "oci")]
 pub mod oci;
-#[cfg(any(feature = "hf", feature = "oci"))]
+#[cfg(any(feature = "hf", feature = "oci", feature = "s3"))]
 mod parallel;
 mod provisioner;
 mod reporter;

@@ -44,7 +44,7 @@ mod source;
 use catalog_core::{CacheLayout, Digest, StagedFile};
 
 pub use config::DownloadConfig;
-#[cfg(any(feature = "hf", feature = "oci"))]
+#[cfg(any(feature = "hf", feature = "oci", feature = "s3"))]
 pub(crate) use retry::Failure;
 pub use retry::RetryPolicy;
 pub use source::{BoxFuture, RequestSource, UrlSource};

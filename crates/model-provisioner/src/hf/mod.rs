@@ -12,7 +12,7 @@
 //! single file's is the file inside it, under its original name.
 
 mod cli;
-mod glob;
+pub(crate) mod glob;
 #[cfg(feature = "hf")]
 mod native;
 mod token;

@@ -1,3 +1,829 @@
-//! `s3://` references: models in S3-compatible object stores.
+//! [`S3Fetcher`]: `s3://` references, objects and folders in S3-compatible object stores.
+//!
+//! 1. Credentials come from the chain the AWS SDKs use ([`credentials`]), or none with
+//!    `--no-sign-request`. Every request is signed afresh (a presigned URL, with `rusty-s3`), so
+//!    a long download's later ranges carry a fresh signature, and credentials that expire in
+//!    the middle of it are fetched again.
+//! 2. `s3://bucket/key` is one object: a `HEAD` (with `x-amz-checksum-mode: ENABLED`) gives its
+//!    size, `ETag`, `Last-Modified` and, when it has one, its full-object sha256 checksum.
+//!    `s3://bucket/prefix/` is a folder: `ListObjectsV2`, page after page, gives every object
+//!    under the prefix, placed under its path relative to the prefix (checked before anything
+//!    is written; `--include`/`--exclude` select), and a `HEAD` of each gives its checksum.
+//! 3. Each object comes from the content-addressed store when its sha256 is known and there,
+//!    else through the [download engine](crate::download): parallel ranges, resume (validated
+//!    by `ETag` and `Last-Modified`), stall detection, retries. Every byte is hashed; the
+//!    expected digest is `--digest`, else the object's sha256 checksum; without either the
+//!    entry is `warn` with the computed sha256 recorded.
+//! 4. The files are published as one directory, `models/s3/<endpoint>/<bucket>/<key>/<version>/`;
+//!    the model is that directory, or the one object.
+//!
+//! The endpoint (when it is not AWS's) is part of the id: `s3+http://host:port/bucket/key`.
+//! Credentials never appear in ids, logs, errors, the index or provenance.
 
 pub mod credentials;
+
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::{Duration, SystemTime};
+
+use catalog_core::{CatalogEntry, Digest, ModelRef, S3Ref, SafeRelPath};
+use reqwest::header::{HeaderMap, HeaderValue};
+use reqwest::{Client, RequestBuilder, StatusCode};
+use rusty_s3::{Bucket, S3Action as _, UrlStyle};
+
+use self::credentials::{AwsCredentials, S3Config, Source};
+use crate::assemble::{Assembly, Publish};
+use crate::download::{
+    BoxFuture, Download, DownloadConfig, Downloader, Engine, Expected, Failure, RequestSource,
+    partial_key,
+};
+use crate::error::{Error, Result};
+use crate::fetcher::{FetchRequest, Fetched, ModelFetcher, unsupported};
+use crate::hf::glob::selected;
+use crate::parallel::{Tee, in_parallel};
+use crate::reporter::Progress;
+
+/// How long a presigned request stays valid: long enough for one request to start.
+const SIGNATURE_LIFETIME: Duration = Duration::from_secs(15 * 60);
+
+/// The environment, as a lookup the credential chain can call from any thread.
+pub type Env = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
+/// What to fetch from a folder, and how.
+#[derive(Debug, Clone)]
+pub struct S3Options {
+    /// For a folder: only objects whose path under the prefix matches one of these.
+    pub include: Vec<String>,
+    /// For a folder: no object whose path under the prefix matches one of these.
+    pub exclude: Vec<String>,
+    /// Objects fetched at once.
+    pub parallel_files: usize,
+    /// Make no network request: fail for anything not in the catalog.
+    pub offline: bool,
+}
+
+impl Default for S3Options {
+    fn default() -> Self {
+        S3Options {
+            include: Vec::new(),
+            exclude: Vec::new(),
+            parallel_files: 4,
+            offline: false,
+        }
+    }
+}
+
+/// Fetches `s3://` references. See the [module docs](self).
+pub struct S3Fetcher {
+    config: S3Config,
+    options: S3Options,
+    env: Env,
+    engine: Engine,
+}
+
+impl std::fmt::Debug for S3Fetcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Fetcher")
+            .field("config", &self.config)
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One object to fetch.
+#[derive(Debug, Clone)]
+struct Object {
+    key: String,
+    /// Where it goes in the model's directory.
+    rel: SafeRelPath,
+    size: Option<u64>,
+    etag: Option<String>,
+    /// Its full-object sha256 checksum, when it has one.
+    sha256: Option<Digest>,
+}
+
+impl S3Fetcher {
+    /// A fetcher with `config`, reading credentials from this process's environment,
+    /// downloading with `download`.
+    pub fn new(config: S3Config, options: S3Options, download: DownloadConfig) -> Self {
+        S3Fetcher::with_engine(config, options, Engine::new(download))
+    }
+
+    /// A fetcher downloading with `engine`, shared with other fetchers.
+    pub fn with_engine(config: S3Config, options: S3Options, engine: Engine) -> Self {
+        S3Fetcher {
+            config,
+            options,
+            env: Arc::new(|name| std::env::var(name).ok()),
+            engine,
+        }
+    }
+
+    /// The same, with the environment the credential chain reads given as a lookup.
+    #[must_use]
+    pub fn with_env(mut self, env: Env) -> Self {
+        self.env = env;
+        self
+    }
+
+    fn engine(&self) -> Result<&Downloader> {
+        self.engine.get()
+    }
+
+    /// The endpoint `s3` is fetched from: its own, else the configured one, else AWS's for the
+    /// region.
+    fn endpoint(&self, s3: &S3Ref) -> Result<url::Url> {
+        let text = match (&s3.endpoint, &self.config.endpoint) {
+            (Some(e), _) => e.clone(),
+            (None, Some(e)) => e.to_string(),
+            (None, None) => format!("https://s3.{}.amazonaws.com", self.config.region),
+        };
+        url::Url::parse(&text).map_err(|e| Error::Setup {
+            what: "make a URL of the S3 endpoint",
+            source: Box::new(e),
+        })
+    }
+
+    fn bucket(&self, s3: &S3Ref, endpoint: &url::Url) -> Result<Bucket> {
+        // A reference that names its own endpoint is a custom one: path style, as for any
+        // endpoint but AWS's, unless the configuration asks otherwise for that same endpoint.
+        let configured = self.config.endpoint.as_ref().map(endpoint_id);
+        let path_style = if s3.endpoint.is_some() && s3.endpoint != configured {
+            true
+        } else {
+            self.config.path_style
+        };
+        let style = if path_style {
+            UrlStyle::Path
+        } else {
+            UrlStyle::VirtualHost
+        };
+        Bucket::new(
+            endpoint.clone(),
+            style,
+            s3.bucket.clone(),
+            self.config.region.clone(),
+        )
+        .map_err(|e| Error::Setup {
+            what: "address the S3 bucket",
+            source: format!("{e:?}").into(),
+        })
+    }
+
+    fn fetch_s3(&self, req: &FetchRequest<'_>, s3: &S3Ref) -> Result<Fetched> {
+        if self.options.offline {
+            return Err(Error::Offline {
+                reference: req.reference.redacted(),
+            });
+        }
+        let engine = self.engine()?;
+        let endpoint = self.endpoint(s3)?;
+        let bucket = self.bucket(s3, &endpoint)?;
+        let session = Session {
+            config: &self.config,
+            env: &self.env,
+            credentials: RwLock::new(None),
+            source: RwLock::new(None),
+            refreshing: tokio::sync::Mutex::new(()),
+            endpoint: endpoint_id(&endpoint),
+            bucket: &bucket,
+            retry: engine.config().retry,
+        };
+        engine.block_on(session.start(engine.client()))?;
+        let objects = if s3.is_prefix() {
+            let listed = engine.block_on(session.list(engine.client(), &s3.key))?;
+            let selected: Vec<Object> = listed
+                .into_iter()
+                .filter(|o| selected(o.rel.as_str(), &self.options.include, &self.options.exclude))
+                .collect();
+            if selected.is_empty() {
+                return Err(Error::S3NotFound {
+                    what: format!(
+                        "no object under `{}` in bucket `{}` at `{}` matches",
+                        s3.key, s3.bucket, session.endpoint
+                    ),
+                });
+            }
+            in_parallel(selected, self.options.parallel_files * 2, |o| {
+                let head = engine.block_on(session.head(engine.client(), &o.key))?;
+                Ok(Object {
+                    size: head.size.or(o.size),
+                    etag: head.etag.or(o.etag),
+                    sha256: head.sha256,
+                    ..o
+                })
+            })?
+        } else {
+            let head = engine.block_on(session.head(engine.client(), &s3.key))?;
+            let name = s3.key.rsplit('/').next().unwrap_or(&s3.key);
+            vec![Object {
+                key: s3.key.clone(),
+                rel: SafeRelPath::file_name(name)?,
+                size: head.size,
+                etag: head.etag,
+                sha256: head.sha256,
+            }]
+        };
+        self.place_and_publish(req, s3, &session, objects)
+    }
+
+    fn place_and_publish(
+        &self,
+        req: &FetchRequest<'_>,
+        s3: &S3Ref,
+        session: &Session<'_>,
+        objects: Vec<Object>,
+    ) -> Result<Fetched> {
+        let vouched = objects.iter().all(|o| o.sha256.is_some());
+        let version = version_of(&objects);
+        let select = (!s3.is_prefix()).then(|| objects[0].rel.clone());
+        let assembly = Assembly::new(req.layout)?;
+        let total = objects.iter().filter_map(|o| o.size).sum();
+        let overall = req
+            .reporter
+            .start(&format!("s3://{}/{}", s3.bucket, s3.key), Some(total));
+        let placed = in_parallel(objects, self.options.parallel_files, |object| {
+            let both = Tee {
+                file: req.reporter.start(object.rel.as_str(), object.size),
+                overall: &*overall,
+            };
+            let result = self.place(req, s3, session, &assembly, &object, &both);
+            both.file.finish();
+            result
+        });
+        overall.finish();
+        let bytes_read = placed?.into_iter().sum();
+        let mut dest = req
+            .layout
+            .models_dir()
+            .join("s3")
+            .join(session.endpoint.replace("://", "/"))
+            .join(&s3.bucket);
+        for segment in s3.key.split('/').filter(|s| !s.is_empty()) {
+            dest.push(segment);
+        }
+        dest.push(version);
+        assembly.publish(Publish {
+            id: req.id,
+            dest,
+            select: select.as_ref(),
+            expected: req.expected,
+            fetcher: "s3",
+            fetcher_version: env!("CARGO_PKG_VERSION").to_owned(),
+            resolved_revision: None,
+            origin: Some(session.endpoint.clone()),
+            include: if s3.is_prefix() {
+                self.options.include.clone()
+            } else {
+                Vec::new()
+            },
+            exclude: if s3.is_prefix() {
+                self.options.exclude.clone()
+            } else {
+                Vec::new()
+            },
+            bytes_read,
+            vouched,
+        })
+    }
+
+    /// One object, from the store or the endpoint, placed in `assembly`. Returns the bytes
+    /// downloaded.
+    fn place(
+        &self,
+        req: &FetchRequest<'_>,
+        s3: &S3Ref,
+        session: &Session<'_>,
+        assembly: &Assembly<'_>,
+        object: &Object,
+        progress: &dyn Progress,
+    ) -> Result<u64> {
+        let layout = req.layout;
+        // The reference may be this very object: then a wrong `--digest` fails the download.
+        let (id, expected) = if s3.is_prefix() {
+            (format!("{}/{}", req.id, object.rel), object.sha256.as_ref())
+        } else {
+            (req.id.to_owned(), req.expected.or(object.sha256.as_ref()))
+        };
+        if let Some(sha) = &object.sha256
+            && layout.blob_path(sha).is_file()
+        {
+            let size = assembly.place_blob(&object.rel, sha.clone(), object.etag.clone())?;
+            progress.advance(size);
+            tracing::debug!(key = %object.key, "reused a blob already in the store");
+            return Ok(0);
+        }
+        let engine = self.engine()?;
+        let source = ObjectSource {
+            session,
+            key: object.key.clone(),
+            display: format!("{}/{}/{}", session.endpoint, s3.bucket, object.key),
+        };
+        let downloaded = engine.fetch(
+            layout,
+            &Download {
+                source: &source,
+                expected: Expected {
+                    size: object.size,
+                    digest: expected,
+                },
+                id: &id,
+                key: Some(&partial_key(&id)),
+            },
+            progress,
+        )?;
+        Error::check_digest(&id, object.sha256.as_ref(), &downloaded.staged.digest)?;
+        assembly.place_staged(&object.rel, downloaded.staged, object.etag.clone())?;
+        Ok(downloaded.transferred)
+    }
+}
+
+impl ModelFetcher for S3Fetcher {
+    fn name(&self) -> &'static str {
+        "s3"
+    }
+
+    fn fetch(&self, req: &FetchRequest<'_>) -> Result<Fetched> {
+        match req.reference {
+            ModelRef::S3(s3) => self.fetch_s3(req, s3),
+            other => Err(unsupported(other)),
+        }
+    }
+
+    fn complete(&self, reference: &ModelRef) -> Option<ModelRef> {
+        let ModelRef::S3(s3) = reference else {
+            return None;
+        };
+        if s3.endpoint.is_some() {
+            return None;
+        }
+        let endpoint = self.config.endpoint.as_ref()?;
+        if is_aws(endpoint) {
+            return None;
+        }
+        Some(ModelRef::S3(S3Ref {
+            endpoint: Some(endpoint_id(endpoint)),
+            ..s3.clone()
+        }))
+    }
+
+    fn accepts(&self, entry: &CatalogEntry) -> bool {
+        let Ok(ModelRef::S3(s3)) = entry.source.parse::<ModelRef>() else {
+            return true;
+        };
+        if !s3.is_prefix() {
+            return true;
+        }
+        let (include, exclude) = entry
+            .provenance
+            .as_ref()
+            .map_or((&[][..], &[][..]), |p| (&p.include[..], &p.exclude[..]));
+        include == self.options.include.as_slice() && exclude == self.options.exclude.as_slice()
+    }
+}
+
+/// `scheme://host[:port]` of an endpoint, as ids write it.
+fn endpoint_id(url: &url::Url) -> String {
+    let host = url.host_str().unwrap_or_default();
+    match url.port() {
+        Some(port) => format!("{}://{host}:{port}", url.scheme()),
+        None => format!("{}://{host}", url.scheme()),
+    }
+}
+
+/// Whether `url` is one of AWS's own endpoints, which ids do not name.
+fn is_aws(url: &url::Url) -> bool {
+    url.host_str()
+        .is_some_and(|h| h == "amazonaws.com" || h.ends_with(".amazonaws.com"))
+}
+
+/// A short name for what the objects are now: their keys, sizes and `ETag`s.
+fn version_of(objects: &[Object]) -> String {
+    let mut text = String::new();
+    for o in objects {
+        text.push_str(&o.key);
+        text.push('\0');
+        text.push_str(&o.size.map(|s| s.to_string()).unwrap_or_default());
+        text.push('\0');
+        text.push_str(o.etag.as_deref().unwrap_or_default());
+        text.push('\n');
+    }
+    Digest::sha256_of(text.as_bytes()).value()[..16].to_owned()
+}
+
+/// What a `HEAD` of an object says.
+#[derive(Debug, Default)]
+struct Head {
+    size: Option<u64>,
+    etag: Option<String>,
+    sha256: Option<Digest>,
+}
+
+/// The sha256 in `x-amz-checksum-sha256` (base64), when it is the whole object's: a checksum
+/// of parts (`…-N`, or `x-amz-checksum-type: COMPOSITE`) is not.
+fn full_object_sha256(headers: &HeaderMap) -> Option<Digest> {
+    use base64::Engine as _;
+    let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    if get("x-amz-checksum-type").is_some_and(|t| t.eq_ignore_ascii_case("COMPOSITE")) {
+        return None;
+    }
+    let value = get("x-amz-checksum-sha256")?;
+    if value.contains('-') {
+        return None;
+    }
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(value.trim())
+        .ok()?;
+    (bytes.len() == 32)
+        .then(|| {
+            format!("sha256:{}", catalog_core::to_hex(&bytes))
+                .parse()
+                .ok()
+        })
+        .flatten()
+}
+
+/// The credentials of one fetch, shared by its requests, and the bucket they go to.
+struct Session<'a> {
+    config: &'a S3Config,
+    env: &'a Env,
+    credentials: RwLock<Option<AwsCredentials>>,
+    source: RwLock<Option<Source>>,
+    refreshing: tokio::sync::Mutex<()>,
+    /// `scheme://host[:port]`, for messages and ids.
+    endpoint: String,
+    bucket: &'a Bucket,
+    retry: crate::download::RetryPolicy,
+}
+
+impl Session<'_> {
+    /// Resolves the credentials, once.
+    async fn start(&self, client: &Client) -> Result<()> {
+        let env = &**self.env;
+        let found = credentials::resolve(client, self.config, &|name| env(name))
+            .await
+            .map_err(Error::S3Credentials)?;
+        if let Some((credentials, source)) = found {
+            tracing::debug!(%source, "signing S3 requests");
+            *self
+                .credentials
+                .write()
+                .unwrap_or_else(PoisonError::into_inner) = Some(credentials);
+            *self.source.write().unwrap_or_else(PoisonError::into_inner) = Some(source);
+        } else {
+            tracing::debug!("S3 requests go unsigned (--no-sign-request)");
+        }
+        Ok(())
+    }
+
+    /// Resolves the credentials again when they can change (temporary ones from a role, the
+    /// metadata service, a process). Returns whether they did.
+    async fn refresh(&self, client: &Client) -> bool {
+        let refreshable = matches!(
+            *self.source.read().unwrap_or_else(PoisonError::into_inner),
+            Some(
+                Source::WebIdentity
+                    | Source::Container
+                    | Source::InstanceMetadata
+                    | Source::CredentialProcess(_)
+            )
+        );
+        if !refreshable {
+            return false;
+        }
+        let _one = self.refreshing.lock().await;
+        match self.start(client).await {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::debug!(error = %e, "could not refresh the AWS credentials");
+                false
+            }
+        }
+    }
+
+    /// Refreshes credentials that are about to expire, before a request that must not fail.
+    async fn refresh_if_expiring(&self, client: &Client) {
+        let expiring = self
+            .credentials
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .is_some_and(|c| c.is_expiring(SystemTime::now()));
+        if expiring {
+            self.refresh(client).await;
+        }
+    }
+
+    fn signing(&self) -> Option<rusty_s3::Credentials> {
+        self.credentials
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .map(AwsCredentials::signing)
+    }
+
+    /// A presigned `GET` of `key`.
+    fn get_url(&self, key: &str) -> url::Url {
+        let credentials = self.signing();
+        self.bucket
+            .get_object(credentials.as_ref(), key)
+            .sign(SIGNATURE_LIFETIME)
+    }
+
+    /// Sends what `build` makes (with a fresh signature each time), retrying transient
+    /// failures and refreshing credentials once after a refusal.
+    async fn send(
+        &self,
+        client: &Client,
+        what: &str,
+        build: impl Fn(&Client) -> RequestBuilder,
+    ) -> Result<reqwest::Response> {
+        self.refresh_if_expiring(client).await;
+        let location = format!("{}/{}", self.endpoint, what);
+        let mut attempts = self.retry.attempts(&location);
+        let mut refreshed = false;
+        loop {
+            let failure = match build(client).send().await {
+                Ok(r)
+                    if matches!(r.status(), StatusCode::FORBIDDEN | StatusCode::UNAUTHORIZED)
+                        && !refreshed
+                        && self.refresh(client).await =>
+                {
+                    refreshed = true;
+                    continue;
+                }
+                Ok(r) => match Failure::transient_status(r.status()) {
+                    Some(f) => f,
+                    None => return Ok(r),
+                },
+                Err(e) => Failure::from_reqwest(e),
+            };
+            if let Err(e) = attempts.failed(failure).await {
+                return Err(match e {
+                    Error::Download {
+                        status: None,
+                        reason,
+                        ..
+                    } => Error::S3Unreachable {
+                        endpoint: self.endpoint.clone(),
+                        reason,
+                    },
+                    other => other,
+                });
+            }
+        }
+    }
+
+    /// Size, `ETag` and checksum of `key`.
+    async fn head(&self, client: &Client, key: &str) -> Result<Head> {
+        let response = self
+            .send(client, key, |c| {
+                let credentials = self.signing();
+                let mut head = self.bucket.head_object(credentials.as_ref(), key);
+                head.headers_mut().insert("x-amz-checksum-mode", "ENABLED");
+                c.head(head.sign(SIGNATURE_LIFETIME))
+                    .header("x-amz-checksum-mode", HeaderValue::from_static("ENABLED"))
+            })
+            .await?;
+        let status = response.status();
+        if !status.is_success() {
+            // A `HEAD` has no body to say why: a one-byte `GET` does.
+            let code = self.error_code_of_get(client, key).await;
+            return Err(self.refusal(status, code.as_deref(), Some(key)));
+        }
+        let h = response.headers();
+        let get = |name: &str| h.get(name).and_then(|v| v.to_str().ok());
+        Ok(Head {
+            size: get("content-length").and_then(|s| s.parse().ok()),
+            etag: get("etag").map(|e| e.trim_matches('"').to_owned()),
+            sha256: full_object_sha256(h),
+        })
+    }
+
+    /// The error code S3 gives for a `GET` of the first byte of `key`, if any.
+    async fn error_code_of_get(&self, client: &Client, key: &str) -> Option<String> {
+        let url = self.get_url(key);
+        let response = client
+            .get(url)
+            .header(reqwest::header::RANGE, "bytes=0-0")
+            .send()
+            .await
+            .ok()?;
+        error_code(&response.text().await.ok()?)
+    }
+
+    /// Every object under `prefix`, page after page, with its path under the prefix.
+    async fn list(&self, client: &Client, prefix: &str) -> Result<Vec<Object>> {
+        let mut objects = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let response = self
+                .send(client, prefix, |c| {
+                    let credentials = self.signing();
+                    let mut list = self.bucket.list_objects_v2(credentials.as_ref());
+                    list.with_prefix(prefix);
+                    if let Some(t) = &token {
+                        list.with_continuation_token(t.as_str());
+                    }
+                    c.get(list.sign(SIGNATURE_LIFETIME))
+                })
+                .await?;
+            let status = response.status();
+            let body = response.text().await.map_err(|e| Error::S3Unreachable {
+                endpoint: self.endpoint.clone(),
+                reason: format!("the listing's body failed: {}", e.without_url()),
+            })?;
+            if !status.is_success() {
+                return Err(self.refusal(status, error_code(&body).as_deref(), None));
+            }
+            let page = rusty_s3::actions::ListObjectsV2::parse_response(&body).map_err(|e| {
+                Error::S3Protocol {
+                    endpoint: self.endpoint.clone(),
+                    reason: format!("a listing that does not parse: {e}"),
+                }
+            })?;
+            for content in page.contents {
+                let Some(rest) = content.key.strip_prefix(prefix) else {
+                    continue;
+                };
+                // A zero-byte "folder" marker is no file.
+                if rest.is_empty() || rest.ends_with('/') {
+                    continue;
+                }
+                let rel = SafeRelPath::new(rest.to_owned())?;
+                objects.push(Object {
+                    key: content.key.clone(),
+                    rel,
+                    size: content.size,
+                    etag: content.etag.map(|e| e.trim_matches('"').to_owned()),
+                    sha256: None,
+                });
+            }
+            match page.next_continuation_token {
+                Some(next) if Some(&next) != token.as_ref() => token = Some(next),
+                _ => break,
+            }
+        }
+        if objects.is_empty() {
+            return Err(Error::S3NotFound {
+                what: format!(
+                    "no object under `{prefix}` in bucket `{}` at `{}`",
+                    self.bucket.name(),
+                    self.endpoint
+                ),
+            });
+        }
+        Ok(objects)
+    }
+
+    /// The error for a refused request, by status and S3's error code.
+    fn refusal(&self, status: StatusCode, code: Option<&str>, key: Option<&str>) -> Error {
+        let bucket = self.bucket.name().to_owned();
+        let key = key.unwrap_or_default().to_owned();
+        match (status, code) {
+            (_, Some("NoSuchBucket")) => Error::S3NotFound {
+                what: format!("no bucket `{bucket}` at `{}`", self.endpoint),
+            },
+            (_, Some("NoSuchKey")) | (StatusCode::NOT_FOUND, _) => Error::S3NotFound {
+                what: format!(
+                    "no object `{key}` in bucket `{bucket}` at `{}`",
+                    self.endpoint
+                ),
+            },
+            (
+                _,
+                Some(
+                    c @ ("SignatureDoesNotMatch"
+                    | "AuthorizationHeaderMalformed"
+                    | "RequestTimeTooSkewed"
+                    | "AuthorizationQueryParametersError"),
+                ),
+            ) => Error::S3SignatureMismatch {
+                endpoint: self.endpoint.clone(),
+                code: c.to_owned(),
+            },
+            (StatusCode::FORBIDDEN | StatusCode::UNAUTHORIZED, code) => Error::S3Denied {
+                bucket,
+                key,
+                endpoint: self.endpoint.clone(),
+                code: code.unwrap_or("AccessDenied").to_owned(),
+            },
+            (status, code) => Error::S3Protocol {
+                endpoint: self.endpoint.clone(),
+                reason: format!(
+                    "HTTP {status}{}",
+                    code.map(|c| format!(" ({c})")).unwrap_or_default()
+                ),
+            },
+        }
+    }
+}
+
+/// `<Error><Code>…</Code>…` of an S3 error body.
+fn error_code(body: &str) -> Option<String> {
+    let start = body.find("<Code>")? + "<Code>".len();
+    let end = body[start..].find("</Code>")? + start;
+    let code = body[start..end].trim();
+    (!code.is_empty() && code.len() < 64 && code.chars().all(|c| c.is_ascii_alphanumeric()))
+        .then(|| code.to_owned())
+}
+
+/// One object, as the download engine's [`RequestSource`]: each request gets a presigned URL
+/// of its own.
+struct ObjectSource<'a> {
+    session: &'a Session<'a>,
+    key: String,
+    display: String,
+}
+
+impl RequestSource for ObjectSource<'_> {
+    fn display(&self) -> &str {
+        &self.display
+    }
+
+    fn request(&self, client: &Client, headers: HeaderMap) -> RequestBuilder {
+        client.get(self.session.get_url(&self.key)).headers(headers)
+    }
+
+    fn reauthorize<'a>(
+        &'a self,
+        client: &'a Client,
+        _status: StatusCode,
+        _headers: &'a HeaderMap,
+    ) -> BoxFuture<'a, bool> {
+        Box::pin(self.session.refresh(client))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_full_object_sha256_checksum_is_a_digest() {
+        let sha = Digest::sha256_of(b"hello");
+        let b64 = {
+            use base64::Engine as _;
+            let bytes: Vec<u8> = (0..32)
+                .map(|i| u8::from_str_radix(&sha.value()[2 * i..2 * i + 2], 16).unwrap_or(0))
+                .collect();
+            base64::engine::general_purpose::STANDARD.encode(bytes)
+        };
+        let headers = |pairs: &[(&'static str, &str)]| {
+            let mut h = HeaderMap::new();
+            for (k, v) in pairs {
+                h.insert(*k, HeaderValue::from_str(v).expect("a header value"));
+            }
+            h
+        };
+        assert_eq!(
+            full_object_sha256(&headers(&[("x-amz-checksum-sha256", &b64)])),
+            Some(sha.clone())
+        );
+        assert_eq!(
+            full_object_sha256(&headers(&[
+                ("x-amz-checksum-sha256", &b64),
+                ("x-amz-checksum-type", "FULL_OBJECT")
+            ])),
+            Some(sha)
+        );
+        assert_eq!(
+            full_object_sha256(&headers(&[
+                ("x-amz-checksum-sha256", &b64),
+                ("x-amz-checksum-type", "COMPOSITE")
+            ])),
+            None
+        );
+        assert_eq!(
+            full_object_sha256(&headers(&[("x-amz-checksum-sha256", &format!("{b64}-3"))])),
+            None
+        );
+        assert_eq!(
+            full_object_sha256(&headers(&[("x-amz-checksum-sha256", "xx")])),
+            None
+        );
+    }
+
+    #[test]
+    fn error_codes_come_from_the_body_and_nothing_else() {
+        let body = "<?xml version=\"1.0\"?><Error><Code>SignatureDoesNotMatch</Code><Message>m</Message></Error>";
+        assert_eq!(error_code(body).as_deref(), Some("SignatureDoesNotMatch"));
+        assert_eq!(error_code("<Error><Code>a b</Code></Error>"), None);
+        assert_eq!(error_code("garbage"), None);
+    }
+
+    #[test]
+    fn endpoints_are_named_without_default_ports_and_aws_is_recognised()
+    -> Result<(), url::ParseError> {
+        assert_eq!(
+            endpoint_id(&"http://127.0.0.1:9000/".parse()?),
+            "http://127.0.0.1:9000"
+        );
+        assert_eq!(
+            endpoint_id(&"https://minio.example:443".parse()?),
+            "https://minio.example"
+        );
+        assert!(is_aws(&"https://s3.eu-west-1.amazonaws.com".parse()?));
+        assert!(!is_aws(&"https://amazonaws.com.example".parse()?));
+        Ok(())
+    }
+}
