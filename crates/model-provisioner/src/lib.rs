@@ -31,12 +31,12 @@ pub mod hf;
 mod http;
 #[cfg(feature = "oci")]
 pub mod oci;
-#[cfg(feature = "s3")]
-pub mod s3;
 #[cfg(any(feature = "hf", feature = "oci"))]
 mod parallel;
 mod provisioner;
 mod reporter;
+#[cfg(feature = "s3")]
+pub mod s3;
 
 pub use any::AnyFetcher;
 pub use assemble::{Assembly, Publish};
