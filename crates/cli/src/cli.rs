@@ -45,7 +45,7 @@ pub enum Command {
     /// `--copy` is given. With `--digest`, the bytes are hashed while read and compared; an
     /// unchanged file seen before is not hashed again.
     #[command(visible_alias = "pull")]
-    Ensure(EnsureArgs),
+    Ensure(Box<EnsureArgs>),
     /// List the models in the catalog.
     #[command(visible_alias = "list")]
     Ls(JsonArg),
@@ -89,13 +89,15 @@ pub struct EnsureArgs {
     #[arg(long, value_name = "REV", help_heading = "Hugging Face")]
     pub revision: Option<String>,
 
-    /// For a whole `hf:` repository: only files matching this pattern (`*` matches any run of
-    /// characters, `/` included; repeatable), e.g. `--include '*Q4_K_M*.gguf'`.
-    #[arg(long, value_name = "PATTERN", help_heading = "Hugging Face")]
+    /// For a whole `hf:` repository or an `s3://…/` folder: only files matching this pattern
+    /// (`*` matches any run of characters, `/` included; repeatable), e.g.
+    /// `--include '*Q4_K_M*.gguf'`.
+    #[arg(long, value_name = "PATTERN")]
     pub include: Vec<String>,
 
-    /// For a whole `hf:` repository: no file matching this pattern (repeatable).
-    #[arg(long, value_name = "PATTERN", help_heading = "Hugging Face")]
+    /// For a whole `hf:` repository or an `s3://…/` folder: no file matching this pattern
+    /// (repeatable).
+    #[arg(long, value_name = "PATTERN")]
     pub exclude: Vec<String>,
 
     /// How to fetch `hf:` references: the built-in client (checks every file's sha256), or the
@@ -108,8 +110,8 @@ pub struct EnsureArgs {
     #[arg(long)]
     pub offline: bool,
 
-    /// Files of a repository fetched at once.
-    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64), help_heading = "Hugging Face")]
+    /// Files of a repository, an artifact or a folder fetched at once.
+    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub parallel_files: u16,
 
     /// Speak plain HTTP to this registry (`host` or `host:port`; repeatable). Registries on
@@ -131,6 +133,20 @@ pub struct EnsureArgs {
     /// Read the registry password from standard input (one line).
     #[arg(long, requires = "registry_username", help_heading = "Registries")]
     pub registry_password_stdin: bool,
+
+    /// The S3 endpoint, for a store that is not AWS's (`MinIO`, Ceph, R2, …)
+    /// [default: `$AWS_ENDPOINT_URL_S3`, `$AWS_ENDPOINT_URL`, or the profile's `endpoint_url`].
+    #[arg(long, value_name = "URL", help_heading = "S3")]
+    pub endpoint_url: Option<String>,
+
+    /// The S3 region [default: `$AWS_REGION`, `$AWS_DEFAULT_REGION`, the profile's `region`,
+    /// else `us-east-1`].
+    #[arg(long, value_name = "REGION", help_heading = "S3")]
+    pub region: Option<String>,
+
+    /// Send S3 requests unsigned, for a public bucket: no credentials are looked for.
+    #[arg(long, help_heading = "S3")]
+    pub no_sign_request: bool,
 
     /// Resolve and fetch again even if the catalog has the model: a moved branch brings its new
     /// commit; files already in the cache are not downloaded again.

@@ -14,6 +14,8 @@ use catalog_core::{
 use model_provisioner::download::{DownloadConfig, RetryPolicy};
 use model_provisioner::hf::HfConfig;
 use model_provisioner::oci::OciConfig;
+use model_provisioner::s3::S3Options;
+use model_provisioner::s3::credentials::S3Config;
 use model_provisioner::oci::auth::Secret;
 use model_provisioner::{AnyFetcher, Error, HfClient, ModelProvisioner};
 use serde::Serialize;
@@ -98,11 +100,15 @@ fn ensure(cx: &Context, args: &EnsureArgs) -> anyhow::Result<ExitCode> {
         None => None,
     };
     let reference = with_revision(&reference, args.revision.as_deref())?;
-    let whole_repo = matches!(&reference, ModelRef::Hf(h) if h.path.is_none());
+    let whole_repo = match &reference {
+        ModelRef::Hf(h) => h.path.is_none(),
+        ModelRef::S3(s) => s.is_prefix(),
+        _ => false,
+    };
     let filtered = !(args.include.is_empty() && args.exclude.is_empty());
     if filtered && !whole_repo {
         return Err(UsageError(
-            "`--include` and `--exclude` select files of a whole `hf:` repository (`hf:org/repo`)"
+            "`--include` and `--exclude` select files of a whole `hf:` repository (`hf:org/repo`) or an S3 folder (`s3://bucket/prefix/`)"
                 .into(),
         )
         .into());
@@ -112,6 +118,7 @@ fn ensure(cx: &Context, args: &EnsureArgs) -> anyhow::Result<ExitCode> {
     hf.include.clone_from(&args.include);
     hf.exclude.clone_from(&args.exclude);
     hf.parallel_files = usize::from(args.parallel_files);
+    let s3 = s3_config(args, &reference)?;
     let provisioner = ModelProvisioner::builder(&cx.cache_dir)
         .copy_local_files(args.copy)
         .download_config(DownloadConfig {
@@ -128,7 +135,12 @@ fn ensure(cx: &Context, args: &EnsureArgs) -> anyhow::Result<ExitCode> {
             Via::HfCli => HfClient::Cli,
         }))
         .hf_config(hf)
-        .oci_config(oci_config(args)?)
+        .oci_config(oci_config(args)?);
+    let provisioner = match s3 {
+        Some((config, options)) => provisioner.s3_config(config, options),
+        None => provisioner,
+    };
+    let provisioner = provisioner
         .reporter(Arc::new(BarReporter::new(cx.quiet || args.json)))
         .refresh(args.refresh)
         .lock_timeout(args.lock_timeout.map(Duration::from_secs))
@@ -173,6 +185,50 @@ fn ls(cx: &Context, json: bool) -> anyhow::Result<ExitCode> {
         print(&entries_table(&entries))?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// How S3 is reached: the environment, then the flags. `None` when the environment's
+/// configuration is broken and the reference is not an S3 one (it does not need it).
+fn s3_config(
+    args: &EnsureArgs,
+    reference: &ModelRef,
+) -> anyhow::Result<Option<(S3Config, S3Options)>> {
+    let options = S3Options {
+        include: args.include.clone(),
+        exclude: args.exclude.clone(),
+        parallel_files: usize::from(args.parallel_files),
+        offline: args.offline,
+    };
+    let mut config = match S3Config::from_env(&|name| std::env::var(name).ok()) {
+        Ok(config) => config,
+        Err(e) if matches!(reference, ModelRef::S3(_)) => return Err(Error::S3Credentials(e).into()),
+        Err(_) => return Ok(None),
+    };
+    if let Some(text) = &args.endpoint_url {
+        let url = url_of_endpoint(text).ok_or_else(|| {
+            UsageError(format!(
+                "`--endpoint-url` takes `http(s)://host[:port]`, not `{}`",
+                catalog_core::printable(text)
+            ))
+        })?;
+        config = config.with_endpoint(url);
+    }
+    if let Some(region) = &args.region {
+        region.trim().clone_into(&mut config.region);
+    }
+    Ok(Some((config.with_no_sign_request(args.no_sign_request), options)))
+}
+
+/// `http(s)://host[:port]` with nothing else, as an endpoint.
+fn url_of_endpoint(text: &str) -> Option<url::Url> {
+    let url = url::Url::parse(text.trim()).ok()?;
+    let plain = matches!(url.scheme(), "http" | "https")
+        && url.host_str().is_some_and(|h| !h.is_empty())
+        && url.username().is_empty()
+        && url.password().is_none()
+        && url.query().is_none()
+        && matches!(url.path(), "" | "/");
+    plain.then_some(url)
 }
 
 /// How registries are reached: the environment, then the flags.

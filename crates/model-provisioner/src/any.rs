@@ -9,8 +9,8 @@ use crate::file::FileFetcher;
 /// A fetcher that can be shared across threads.
 type Boxed = Box<dyn ModelFetcher + Send + Sync>;
 
-/// Dispatches by scheme: local paths to a [`FileFetcher`], URLs, `hf:`, `oci://` and `ollama:`
-/// references to the
+/// Dispatches by scheme: local paths to a [`FileFetcher`], URLs, `hf:`, `oci://`, `ollama:`
+/// and `s3://` references to the
 /// fetchers configured for them. Anything else fails with an error that names what would be
 /// needed.
 #[derive(Default)]
@@ -19,6 +19,7 @@ pub struct AnyFetcher {
     http: Option<Boxed>,
     hf: Option<Boxed>,
     oci: Option<Boxed>,
+    s3: Option<Boxed>,
 }
 
 impl std::fmt::Debug for AnyFetcher {
@@ -28,6 +29,7 @@ impl std::fmt::Debug for AnyFetcher {
             .field("http", &self.http.as_ref().map(|h| h.name()))
             .field("hf", &self.hf.as_ref().map(|h| h.name()))
             .field("oci", &self.oci.as_ref().map(|h| h.name()))
+            .field("s3", &self.s3.as_ref().map(|h| h.name()))
             .finish()
     }
 }
@@ -40,6 +42,7 @@ impl AnyFetcher {
             http: None,
             hf: None,
             oci: None,
+            s3: None,
         }
     }
 
@@ -64,6 +67,13 @@ impl AnyFetcher {
         self
     }
 
+    /// Also fetches `s3://` references with `s3`.
+    #[must_use]
+    pub fn with_s3(mut self, s3: impl ModelFetcher + Send + Sync + 'static) -> Self {
+        self.s3 = Some(Box::new(s3));
+        self
+    }
+
     /// The fetcher for `mr`'s scheme, or the error that names what this build would need: the
     /// one place that dispatches by scheme.
     pub fn fetcher_for(&self, mr: &ModelRef) -> Result<&dyn ModelFetcher> {
@@ -72,7 +82,7 @@ impl AnyFetcher {
             ModelRef::Http(_) => &self.http,
             ModelRef::Hf(_) => &self.hf,
             ModelRef::Oci(_) | ModelRef::Ollama(_) => &self.oci,
-            ModelRef::S3(_) => &None,
+            ModelRef::S3(_) => &self.s3,
         };
         match configured {
             Some(fetcher) => Ok(&**fetcher),

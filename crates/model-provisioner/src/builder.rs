@@ -55,6 +55,9 @@ pub struct ProvisionerBuilder {
     oci: bool,
     #[cfg(feature = "oci")]
     oci_config: Option<crate::oci::OciConfig>,
+    s3: bool,
+    #[cfg(feature = "s3")]
+    s3_config: Option<(crate::s3::credentials::S3Config, crate::s3::S3Options)>,
     reporter: Arc<dyn Reporter>,
     refresh: bool,
     lock_timeout: Option<Duration>,
@@ -74,6 +77,9 @@ impl ProvisionerBuilder {
             oci: true,
             #[cfg(feature = "oci")]
             oci_config: None,
+            s3: true,
+            #[cfg(feature = "s3")]
+            s3_config: None,
             reporter: Arc::new(NoReporter),
             refresh: false,
             lock_timeout: None,
@@ -126,6 +132,24 @@ impl ProvisionerBuilder {
         self
     }
 
+    /// Whether `s3://` references are fetched (when the build can).
+    pub fn s3(mut self, enabled: bool) -> Self {
+        self.s3 = enabled;
+        self
+    }
+
+    /// How S3 is reached (endpoint, region, addressing style, `--no-sign-request`) and what a
+    /// folder's fetch selects, instead of the configuration read from the environment.
+    #[cfg(feature = "s3")]
+    pub fn s3_config(
+        mut self,
+        config: crate::s3::credentials::S3Config,
+        options: crate::s3::S3Options,
+    ) -> Self {
+        self.s3_config = Some((config, options));
+        self
+    }
+
     /// Where progress goes (nowhere by default).
     pub fn reporter(mut self, reporter: Arc<dyn Reporter>) -> Self {
         self.reporter = reporter;
@@ -175,6 +199,19 @@ impl ProvisionerBuilder {
         }
         #[cfg(not(feature = "oci"))]
         let _ = self.oci;
+        #[cfg(feature = "s3")]
+        if self.s3 {
+            fetcher = fetcher.with_s3(match self.s3_config.clone() {
+                Some((config, options)) => {
+                    crate::s3::S3Fetcher::with_engine(config, options, engine.clone())
+                }
+                None => {
+                    crate::s3::S3Fetcher::from_env(crate::s3::S3Options::default(), engine.clone())
+                }
+            });
+        }
+        #[cfg(not(feature = "s3"))]
+        let _ = self.s3;
         let hf_config = || self.hf_config.clone().unwrap_or_else(HfConfig::from_env);
         match self.hf {
             #[cfg(feature = "hf")]
@@ -231,7 +268,8 @@ mod tests {
         assert_eq!(serving(&p, "https://example.com/m.gguf")?, http);
         let hf = cfg!(feature = "hf").then_some("hf-native");
         assert_eq!(serving(&p, "hf:org/repo/m.gguf")?, hf);
-        assert_eq!(serving(&p, "s3://bucket/m.gguf")?, None);
+        let s3 = cfg!(feature = "s3").then_some("s3");
+        assert_eq!(serving(&p, "s3://bucket/m.gguf")?, s3);
         let oci = cfg!(feature = "oci").then_some("oci");
         assert_eq!(serving(&p, "oci://r.example/m:1")?, oci);
         assert_eq!(serving(&p, "ollama:m")?, oci);

@@ -87,8 +87,8 @@ pub fn unsupported(reference: &ModelRef) -> Error {
             "build with `--features http`, or download the file and pass its local path",
         ),
         ModelRef::S3(_) => (
-            "`s3://` references are not supported yet",
-            "download the object (e.g. `aws s3 cp`) and pass its local path",
+            "this build has no S3 support (the `s3` cargo feature is off)",
+            "build with `--features s3`, or download the object (e.g. `aws s3 cp`) and pass its local path",
         ),
         ModelRef::Oci(_) | ModelRef::Ollama(_) => (
             "this build has no OCI registry support (the `oci` cargo feature is off)",

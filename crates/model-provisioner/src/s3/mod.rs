@@ -74,7 +74,8 @@ impl Default for S3Options {
 
 /// Fetches `s3://` references. See the [module docs](self).
 pub struct S3Fetcher {
-    config: S3Config,
+    /// `None` when the environment's configuration is broken: every fetch then says why.
+    config: Option<S3Config>,
     options: S3Options,
     env: Env,
     engine: Engine,
@@ -111,10 +112,37 @@ impl S3Fetcher {
     /// A fetcher downloading with `engine`, shared with other fetchers.
     pub fn with_engine(config: S3Config, options: S3Options, engine: Engine) -> Self {
         S3Fetcher {
+            config: Some(config),
+            options,
+            env: Arc::new(|name| std::env::var(name).ok()),
+            engine,
+        }
+    }
+
+    /// A fetcher configured from this process's environment ([`S3Config::from_env`]). A broken
+    /// configuration (a profile that does not exist, say) fails only `s3://` fetches, each
+    /// with the reason.
+    pub fn from_env(options: S3Options, engine: Engine) -> Self {
+        let config = S3Config::from_env(&|name| std::env::var(name).ok())
+            .inspect_err(|e| tracing::debug!(error = %e, "the S3 configuration is broken"))
+            .ok();
+        S3Fetcher {
             config,
             options,
             env: Arc::new(|name| std::env::var(name).ok()),
             engine,
+        }
+    }
+
+    /// The configuration, or the error that keeps it from being read.
+    fn config(&self) -> Result<&S3Config> {
+        match &self.config {
+            Some(c) => Ok(c),
+            None => Err(Error::S3Credentials(
+                S3Config::from_env(&*self.env)
+                    .err()
+                    .unwrap_or(credentials::CredentialError::NotFound { tried: Vec::new() }),
+            )),
         }
     }
 
@@ -131,11 +159,11 @@ impl S3Fetcher {
 
     /// The endpoint `s3` is fetched from: its own, else the configured one, else AWS's for the
     /// region.
-    fn endpoint(&self, s3: &S3Ref) -> Result<url::Url> {
-        let text = match (&s3.endpoint, &self.config.endpoint) {
+    fn endpoint(config: &S3Config, s3: &S3Ref) -> Result<url::Url> {
+        let text = match (&s3.endpoint, &config.endpoint) {
             (Some(e), _) => e.clone(),
             (None, Some(e)) => e.to_string(),
-            (None, None) => format!("https://s3.{}.amazonaws.com", self.config.region),
+            (None, None) => format!("https://s3.{}.amazonaws.com", config.region),
         };
         url::Url::parse(&text).map_err(|e| Error::Setup {
             what: "make a URL of the S3 endpoint",
@@ -143,14 +171,14 @@ impl S3Fetcher {
         })
     }
 
-    fn bucket(&self, s3: &S3Ref, endpoint: &url::Url) -> Result<Bucket> {
+    fn bucket(config: &S3Config, s3: &S3Ref, endpoint: &url::Url) -> Result<Bucket> {
         // A reference that names its own endpoint is a custom one: path style, as for any
         // endpoint but AWS's, unless the configuration asks otherwise for that same endpoint.
-        let configured = self.config.endpoint.as_ref().map(endpoint_id);
+        let configured = config.endpoint.as_ref().map(endpoint_id);
         let path_style = if s3.endpoint.is_some() && s3.endpoint != configured {
             true
         } else {
-            self.config.path_style
+            config.path_style
         };
         let style = if path_style {
             UrlStyle::Path
@@ -161,7 +189,7 @@ impl S3Fetcher {
             endpoint.clone(),
             style,
             s3.bucket.clone(),
-            self.config.region.clone(),
+            config.region.clone(),
         )
         .map_err(|e| Error::Setup {
             what: "address the S3 bucket",
@@ -175,11 +203,12 @@ impl S3Fetcher {
                 reference: req.reference.redacted(),
             });
         }
+        let config = self.config()?;
         let engine = self.engine()?;
-        let endpoint = self.endpoint(s3)?;
-        let bucket = self.bucket(s3, &endpoint)?;
+        let endpoint = Self::endpoint(config, s3)?;
+        let bucket = Self::bucket(config, s3, &endpoint)?;
         let session = Session {
-            config: &self.config,
+            config,
             env: &self.env,
             credentials: RwLock::new(None),
             source: RwLock::new(None),
@@ -356,7 +385,7 @@ impl ModelFetcher for S3Fetcher {
         if s3.endpoint.is_some() {
             return None;
         }
-        let endpoint = self.config.endpoint.as_ref()?;
+        let endpoint = self.config.as_ref()?.endpoint.as_ref()?;
         if is_aws(endpoint) {
             return None;
         }

@@ -309,7 +309,7 @@ fn references_this_build_cannot_fetch_name_what_is_needed() -> TestResult {
             "http://user:secret@example.invalid/m.gguf?token=t",
             "`http` cargo feature",
         ),
-        ("s3://bucket/key.gguf", "not supported yet"),
+        ("s3://bucket/key.gguf", "`s3` cargo feature"),
         (
             "oci://registry.invalid/models/llama:q4",
             "`oci` cargo feature",
