@@ -671,14 +671,9 @@ impl Session<'_> {
                 }
             })?;
             for content in page.contents {
-                let Some(rest) = content.key.strip_prefix(prefix) else {
+                let Some(rel) = relative_path(prefix, &content.key)? else {
                     continue;
                 };
-                // A zero-byte "folder" marker is no file.
-                if rest.is_empty() || rest.ends_with('/') {
-                    continue;
-                }
-                let rel = SafeRelPath::new(rest.to_owned())?;
                 objects.push(Object {
                     key: content.key.clone(),
                     rel,
@@ -745,6 +740,20 @@ impl Session<'_> {
             },
         }
     }
+}
+
+/// Where the object `key` goes in the folder `prefix`: its path under the prefix, checked
+/// (`..`, absolute paths, empty segments, backslashes and control characters are refused, and
+/// refuse the whole folder). `None` for what is no file: a key outside the prefix, or a
+/// zero-byte "folder" marker ending with `/`.
+fn relative_path(prefix: &str, key: &str) -> Result<Option<SafeRelPath>> {
+    let Some(rest) = key.strip_prefix(prefix) else {
+        return Ok(None);
+    };
+    if rest.is_empty() || rest.ends_with('/') {
+        return Ok(None);
+    }
+    Ok(Some(SafeRelPath::new(rest.to_owned())?))
 }
 
 /// `<Error><Code>…</Code>…` of an S3 error body.
@@ -830,6 +839,34 @@ mod tests {
             full_object_sha256(&headers(&[("x-amz-checksum-sha256", "xx")])),
             None
         );
+    }
+
+    #[test]
+    fn keys_become_safe_paths_under_the_prefix_or_refuse_the_folder() {
+        let rel = |key: &str| relative_path("repo/", key);
+        assert_eq!(
+            rel("repo/sub/model.gguf")
+                .ok()
+                .flatten()
+                .map(|p| p.to_string()),
+            Some("sub/model.gguf".to_owned())
+        );
+        assert!(matches!(rel("other/x"), Ok(None)));
+        assert!(matches!(rel("repo/dir/"), Ok(None)), "a folder marker");
+        for hostile in [
+            "repo/../x",
+            "repo/a/../../x",
+            "repo//abs",
+            "repo/a//b",
+            "repo/a\\b",
+            "repo/a\u{1}b",
+            "repo/./x",
+        ] {
+            assert!(
+                matches!(rel(hostile), Err(Error::HostileName { .. })),
+                "{hostile:?}"
+            );
+        }
     }
 
     #[test]

@@ -8,3 +8,5 @@ mod http;
 mod model;
 #[cfg(feature = "oci")]
 mod oci;
+#[cfg(feature = "s3")]
+mod s3;
