@@ -9,21 +9,23 @@
 //! and resumes a download killed half-way (see [`http`]). `all` runs both.
 
 use std::fmt::Write as _;
-use std::fs::{self, File};
-use std::io::{self, Read, Write as _};
+use std::fs;
+use std::io::{self, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail, ensure};
 use catalog_core::{
-    CatalogEntry, Digest, Fingerprint, FsCatalog, Hasher, Lifecycle, Outcome, Provenance, Storage,
+    CatalogEntry, Digest, Fingerprint, FsCatalog, Lifecycle, Outcome, Provenance, Storage,
     Verification, now_ms,
 };
 use clap::{Parser, ValueEnum};
 
 mod http;
 mod settle;
+mod testfile;
+use testfile::{MIB, human_size, prepare_file};
 
 /// Measure `model-provisioner` on a large local file and a large catalog, or downloading a
 /// large file over HTTP.
@@ -81,8 +83,6 @@ enum Suite {
     /// Both, local first.
     All,
 }
-
-const MIB: u64 = 1 << 20;
 
 fn main() -> ExitCode {
     match run(&Args::parse()) {
@@ -649,76 +649,6 @@ fn check_ensure(out: &[u8], cached: bool, bytes_read: Option<u64>) -> anyhow::Re
     Ok(())
 }
 
-/// Writes `size` bytes of xorshift output to `path`, unless a file of that size is there.
-/// Then reads it once so that it sits in the page cache, hashing it on the way when `hash`.
-fn prepare_file(path: &Path, size: u64, hash: bool) -> anyhow::Result<Option<Digest>> {
-    let reusable = fs::metadata(path).is_ok_and(|m| m.is_file() && m.len() == size);
-    if reusable {
-        eprintln!("mp-bench: reusing {}", path.display());
-    } else {
-        eprintln!(
-            "mp-bench: writing {} to {}",
-            human_size(size),
-            path.display()
-        );
-        let start = Instant::now();
-        let tmp = path.with_extension("partial");
-        let mut out =
-            File::create(&tmp).with_context(|| format!("cannot create `{}`", tmp.display()))?;
-        let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
-        let mut buf = vec![0u8; 4 << 20];
-        let mut left = size;
-        while left > 0 {
-            for word in buf.chunks_exact_mut(8) {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                word.copy_from_slice(&state.to_le_bytes());
-            }
-            let n = usize::try_from(left.min(buf.len() as u64))?;
-            out.write_all(&buf[..n])
-                .with_context(|| format!("cannot write `{}`", tmp.display()))?;
-            left -= n as u64;
-        }
-        drop(out);
-        fs::rename(&tmp, path).with_context(|| format!("cannot rename `{}`", tmp.display()))?;
-        eprintln!(
-            "mp-bench: written in {:.1} s",
-            start.elapsed().as_secs_f64()
-        );
-    }
-    let start = Instant::now();
-    let mut f = File::open(path).with_context(|| format!("cannot open `{}`", path.display()))?;
-    // 64 KiB, from the heap: larger buffers make the kernel's copy slower (see the docs).
-    let mut buf = vec![0u8; 64 << 10];
-    let mut read = 0u64;
-    let mut hasher = hash.then(Hasher::new);
-    loop {
-        match f.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => {
-                read += n as u64;
-                if let Some(h) = &mut hasher {
-                    h.update(&buf[..n]);
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e).with_context(|| format!("cannot read `{}`", path.display())),
-        }
-    }
-    ensure!(
-        read == size,
-        "read {read} bytes of `{}`, expected {size}",
-        path.display()
-    );
-    eprintln!(
-        "mp-bench: warmed the page cache{} in {:.2} s",
-        if hash { " and hashed the file" } else { "" },
-        start.elapsed().as_secs_f64()
-    );
-    Ok(hasher.map(Hasher::finish))
-}
-
 /// An entry as the file fetcher would record a verified GGUF registered in place.
 fn synthetic_entry(i: u32, now: u64) -> CatalogEntry {
     let path = format!("/models/org-{i}/model-{i}.Q4_K_M.gguf");
@@ -775,14 +705,6 @@ fn fmt_ms(d: Duration) -> String {
         format!("{v:.1} ms")
     } else {
         format!("{v:.2} ms")
-    }
-}
-
-fn human_size(bytes: u64) -> String {
-    if bytes >= 1 << 30 && bytes.is_multiple_of(1 << 30) {
-        format!("{} GiB", bytes >> 30)
-    } else {
-        format!("{} MiB", bytes as f64 / MIB as f64)
     }
 }
 

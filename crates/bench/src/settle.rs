@@ -1,4 +1,4 @@
-//! Quiet before each timed run, shared by `mp-bench` and `mp-bench-hf`.
+//! Quiet before each timed run, shared by `mp-bench`, `mp-bench-hf` and `mp-bench-oci`.
 
 use std::path::Path;
 use std::process::Command;

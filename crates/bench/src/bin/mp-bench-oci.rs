@@ -1,0 +1,697 @@
+//! `mp-bench-oci`: a large model pulled cold from an OCI registry on loopback, side by side:
+//!
+//! - ours: `model-provisioner --cache-dir <empty> ensure oci://127.0.0.1:<port>/bench/model:v1
+//!   --json`, which checks the layer's sha256 while downloading and syncs the file before
+//!   publishing it;
+//! - `skopeo copy docker://… dir:<empty>`, which checks every blob's digest while copying;
+//! - `curl -sf -o FILE <blob URL> && openssl dgst -sha256 FILE`: the blob, then its digest
+//!   by reading the file back (checked against the layer's);
+//! - with `--baseline-bin`, another build of `model-provisioner` in the same rounds.
+//!
+//! The registry is Debian's `docker-registry` ([`Registry`]); the artifact is one OCI manifest
+//! with one layer of pseudo-random bytes (the file `mp-bench`'s HTTP suite downloads, written
+//! once under the data directory and reused while its size matches). Each round runs every
+//! client once, the order rotating from round to round, each after `sync` and a pause.
+
+use std::fmt::Write as _;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail, ensure};
+use clap::Parser;
+use serde_json::json;
+use test_support::{OCI_EMPTY, OCI_MANIFEST, Registry};
+
+#[path = "../settle.rs"]
+mod settle;
+#[path = "../testfile.rs"]
+mod testfile;
+use settle::{SETTLE, settle};
+use testfile::{MIB, human_size, prepare_file};
+
+/// Benchmark `ensure oci://…` against `skopeo copy` and `curl` + `openssl dgst`, pulling one
+/// large layer from a registry on loopback.
+#[derive(Debug, Parser)]
+#[command(name = "mp-bench-oci", version, about, long_about = None)]
+struct Args {
+    /// Runs per client.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
+    runs: u32,
+    /// Size of the layer, in MiB.
+    #[arg(long, default_value_t = 2048, value_parser = clap::value_parser!(u64).range(1..))]
+    size_mib: u64,
+    /// `--connections` for ours (and before) [default: the CLI's].
+    #[arg(long, value_name = "N")]
+    connections: Option<u16>,
+    /// Also run ours with `--connections N`, in its own row (repeatable; not part of the goals).
+    #[arg(long, value_name = "N")]
+    also_connections: Vec<u16>,
+    /// Also run this `model-provisioner` binary (another build, e.g. of the commit before a
+    /// change) in the same rounds, and report ours / it.
+    #[arg(long, value_name = "PATH")]
+    baseline_bin: Option<PathBuf>,
+    /// Where the layer's file is written (once, reused while its size matches) and the
+    /// scratch directories live [default: `target/bench-data`].
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Also write the Markdown report here.
+    #[arg(long, value_name = "FILE")]
+    out: Option<PathBuf>,
+}
+
+/// The repository and tag the artifact is pushed as.
+const REPO: &str = "bench/model";
+const TAG: &str = "v1";
+/// The layer's media type: a GGUF file as a generic OCI artifact names it.
+const LAYER_TYPE: &str = "application/vnd.example.gguf";
+/// The manifest's `artifactType`.
+const ARTIFACT_TYPE: &str = "application/vnd.example.model.v1";
+/// The file name the layer carries (`org.opencontainers.image.title`).
+const TITLE: &str = "model.gguf";
+
+/// The goals: ours / skopeo and ours / (curl + openssl).
+const GOAL_SKOPEO: f64 = 0.8;
+const GOAL_CURL: f64 = 1.0;
+
+/// Who pulls.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Client {
+    /// Ours, with `--connections` when given.
+    Ours(Option<u16>),
+    Before,
+    Skopeo,
+    CurlOpenssl,
+}
+
+impl Client {
+    fn label(&self, default_connections: Option<u16>) -> String {
+        let connections = |n: Option<u16>| {
+            n.map_or_else(
+                || "default `--connections`".to_owned(),
+                |n| format!("`--connections {n}`"),
+            )
+        };
+        match self {
+            Client::Ours(n) => format!(
+                "ours: `model-provisioner ensure oci://…/{REPO}:{TAG}`, {}, verifies sha256, \
+                 syncs",
+                connections(*n)
+            ),
+            Client::Before => format!(
+                "before (`--baseline-bin`), {}",
+                connections(default_connections)
+            ),
+            Client::Skopeo => "`skopeo copy docker://… dir:…`, verifies the digest".to_owned(),
+            Client::CurlOpenssl => {
+                "`curl -sf -o FILE` of the blob, then `openssl dgst -sha256 FILE`".to_owned()
+            }
+        }
+    }
+}
+
+/// The versions of the registry and of the other clients, for the report.
+struct Versions {
+    registry: String,
+    clients: String,
+}
+
+/// What was pushed, and where.
+struct Target {
+    /// `127.0.0.1:<port>`.
+    host: String,
+    /// The layer's digest, `sha256:<hex>`.
+    layer_digest: String,
+    /// The layer's size.
+    size: u64,
+}
+
+impl Target {
+    fn reference(&self) -> String {
+        format!("{}/{REPO}:{TAG}", self.host)
+    }
+
+    fn hex(&self) -> &str {
+        self.layer_digest
+            .strip_prefix("sha256:")
+            .unwrap_or(&self.layer_digest)
+    }
+}
+
+/// The binaries and places every run shares.
+struct Setup {
+    ours: PathBuf,
+    before: Option<PathBuf>,
+    data_dir: PathBuf,
+    args: Args,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let exe = std::env::current_exe()?;
+    let exe_dir = exe.parent().context("the benchmark has no directory")?;
+    let ours = exe_dir.join("model-provisioner");
+    if !ours.exists() {
+        bail!(
+            "`{}` is missing: run `cargo build --release -p model-provisioner-cli` first",
+            ours.display()
+        );
+    }
+    let before = match &args.baseline_bin {
+        Some(path) => Some(
+            fs::canonicalize(path)
+                .with_context(|| format!("`--baseline-bin {}` does not exist", path.display()))?,
+        ),
+        None => None,
+    };
+    let data_dir = match &args.data_dir {
+        Some(d) => d.clone(),
+        None => exe_dir
+            .parent()
+            .context("the benchmark is not inside a target directory")?
+            .join("bench-data"),
+    };
+    fs::create_dir_all(&data_dir)
+        .with_context(|| format!("cannot create `{}`", data_dir.display()))?;
+    let skopeo = tool_version("skopeo", &["--version"])?;
+    let curl = tool_version("curl", &["--version"])?;
+    let openssl = tool_version("openssl", &["version"])?;
+    let registry_version = tool_version("docker-registry", &["--version"])?;
+    let setup = Setup {
+        ours,
+        before,
+        data_dir,
+        args,
+    };
+
+    let size = setup
+        .args
+        .size_mib
+        .checked_mul(MIB)
+        .context("`--size-mib` is too large")?;
+    let file = setup
+        .data_dir
+        .join(format!("random-{}MiB.bin", setup.args.size_mib));
+    prepare_file(&file, size, false)?;
+    eprintln!("mp-bench-oci: starting docker-registry and pushing the artifact");
+    let registry = Registry::start().context("cannot start docker-registry")?;
+    let target = push_artifact(&registry, &file)?;
+    ensure!(
+        target.size == size,
+        "pushed {} bytes, expected {size}",
+        target.size
+    );
+    // The registry just wrote its copy, so it serves it from the page cache.
+    let stored = registry.blob_path(&target.layer_digest);
+    let stored_len = fs::metadata(&stored)
+        .with_context(|| format!("the registry has no `{}`", stored.display()))?
+        .len();
+    ensure!(
+        stored_len == size,
+        "the registry stored {stored_len} bytes, expected {size}"
+    );
+    eprintln!(
+        "mp-bench-oci: oci://{} holds {} ({})",
+        target.reference(),
+        human_size(size),
+        target.layer_digest
+    );
+
+    let load_before = loadavg();
+    let cpu = CpuWatch::start();
+    let (clients, times) = run_rounds(&setup, &target)?;
+    let load = format!(
+        "{load_before} before, {} after; other processes used {} while the rounds ran",
+        loadavg(),
+        cpu.others()
+    );
+    let versions = Versions {
+        registry: registry_version,
+        clients: format!(
+            "{skopeo}, {curl}, {openssl}",
+            curl = curl.split(" (").next().unwrap_or(&curl)
+        ),
+    };
+    let report = render(&setup, &target, &clients, &times, &versions, &load);
+    print!("{report}");
+    if let Some(out) = &setup.args.out {
+        fs::write(out, &report).with_context(|| format!("cannot write `{}`", out.display()))?;
+    }
+    Ok(())
+}
+
+/// Pushes the artifact: an OCI manifest with the empty config and one layer, the file at
+/// `file`, streamed from disk.
+fn push_artifact(registry: &Registry, file: &Path) -> anyhow::Result<Target> {
+    let started = Instant::now();
+    let (layer_digest, size) = registry
+        .push_blob_file(REPO, file)
+        .with_context(|| format!("cannot push `{}`", file.display()))?;
+    let config = b"{}";
+    let config_digest = registry.push_blob(REPO, config)?;
+    let manifest = json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "artifactType": ARTIFACT_TYPE,
+        "config": { "mediaType": OCI_EMPTY, "digest": config_digest, "size": config.len() },
+        "layers": [{
+            "mediaType": LAYER_TYPE,
+            "digest": layer_digest,
+            "size": size,
+            "annotations": { "org.opencontainers.image.title": TITLE },
+        }],
+    });
+    let bytes = serde_json::to_vec_pretty(&manifest)?;
+    registry.push_manifest(REPO, TAG, OCI_MANIFEST, &bytes)?;
+    eprintln!(
+        "mp-bench-oci: pushed in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(Target {
+        host: registry.host(),
+        layer_digest,
+        size,
+    })
+}
+
+/// Every client `--runs` times, in rounds whose order rotates.
+fn run_rounds(setup: &Setup, target: &Target) -> anyhow::Result<(Vec<Client>, Vec<Vec<Duration>>)> {
+    let mut clients = vec![Client::Ours(setup.args.connections)];
+    if setup.before.is_some() {
+        clients.push(Client::Before);
+    }
+    clients.push(Client::Skopeo);
+    clients.push(Client::CurlOpenssl);
+    clients.extend(
+        setup
+            .args
+            .also_connections
+            .iter()
+            .map(|&n| Client::Ours(Some(n))),
+    );
+    let mut times: Vec<Vec<Duration>> = vec![Vec::new(); clients.len()];
+    let scratch = tempfile::Builder::new()
+        .prefix("oci-bench-")
+        .tempdir_in(&setup.data_dir)?;
+    for run in 0..setup.args.runs as usize {
+        // Rotate who goes first, so that none always meets a warmer (or busier) machine.
+        for k in 0..clients.len() {
+            let i = (run + k) % clients.len();
+            let client = &clients[i];
+            let out = scratch.path().join(format!("run-{run}-{i}"));
+            settle(&setup.data_dir)?;
+            let took = match client {
+                Client::Ours(n) => time_ours(&setup.ours, *n, target, &out)?,
+                Client::Before => {
+                    let bin = setup.before.as_deref().context("no baseline")?;
+                    time_ours(bin, setup.args.connections, target, &out)?
+                }
+                Client::Skopeo => time_skopeo(target, &out)?,
+                Client::CurlOpenssl => time_curl_openssl(target, &out)?,
+            };
+            // Outside the timing: the next run's `settle` waits for the discard.
+            remove(&out)?;
+            eprintln!(
+                "mp-bench-oci: run {}/{}: {client:?}: {:.2} s ({:.0} MB/s)",
+                run + 1,
+                setup.args.runs,
+                took.as_secs_f64(),
+                mbps(target.size, took)
+            );
+            times[i].push(took);
+        }
+    }
+    Ok((clients, times))
+}
+
+fn time_ours(
+    bin: &Path,
+    connections: Option<u16>,
+    target: &Target,
+    cache: &Path,
+) -> anyhow::Result<Duration> {
+    let mut cmd = Command::new(bin);
+    cmd.arg("--cache-dir").arg(cache).args([
+        "ensure",
+        &format!("oci://{}", target.reference()),
+        "--json",
+    ]);
+    if let Some(n) = connections {
+        cmd.arg("--connections").arg(n.to_string());
+    }
+    let (took, stdout) = timed(&mut cmd)?;
+    let json: serde_json::Value =
+        serde_json::from_slice(&stdout).context("`ensure --json` did not print JSON")?;
+    ensure!(json["cached"] == false, "the cache was not cold: {json}");
+    // No `--digest` was given, so the model's verification is `warn`; the layer's sha256 was
+    // checked while downloading, and `computed` is what the file hashed to.
+    ensure!(
+        json["verification"] != "fail",
+        "`ensure` failed verification: {json}"
+    );
+    ensure!(
+        json["computed"] == target.layer_digest.as_str() && json["bytes_read"] == target.size,
+        "`ensure` did not hash the whole layer to `{}`: {json}",
+        target.layer_digest
+    );
+    let path = json["local_path"]
+        .as_str()
+        .context("`ensure --json` has no `local_path`")?;
+    let len = fs::metadata(path)
+        .with_context(|| format!("`local_path` `{path}` is missing"))?
+        .len();
+    ensure!(
+        len == target.size,
+        "`{path}` holds {len} bytes, expected {}",
+        target.size
+    );
+    Ok(took)
+}
+
+fn time_skopeo(target: &Target, dir: &Path) -> anyhow::Result<Duration> {
+    let mut cmd = Command::new("skopeo");
+    cmd.args([
+        "copy",
+        "--quiet",
+        "--src-tls-verify=false",
+        &format!("docker://{}", target.reference()),
+    ])
+    .arg(format!("dir:{}", utf8(dir)?));
+    let (took, _) = timed(&mut cmd)?;
+    let blob = dir.join(target.hex());
+    let len = fs::metadata(&blob)
+        .with_context(|| format!("skopeo left no `{}`", blob.display()))?
+        .len();
+    ensure!(
+        len == target.size,
+        "`{}` holds {len} bytes, expected {}",
+        blob.display(),
+        target.size
+    );
+    Ok(took)
+}
+
+fn time_curl_openssl(target: &Target, dir: &Path) -> anyhow::Result<Duration> {
+    fs::create_dir_all(dir).with_context(|| format!("cannot create `{}`", dir.display()))?;
+    let file = dir.join(TITLE);
+    let url = format!(
+        "http://{}/v2/{REPO}/blobs/{}",
+        target.host, target.layer_digest
+    );
+    let mut cmd = Command::new("sh");
+    cmd.args([
+        "-c",
+        "curl -sf -o \"$1\" \"$2\" && openssl dgst -sha256 \"$1\"",
+        "sh",
+        utf8(&file)?,
+        &url,
+    ]);
+    let (took, stdout) = timed(&mut cmd)?;
+    let text = String::from_utf8_lossy(&stdout);
+    let hex = text
+        .trim_end()
+        .rsplit_once("= ")
+        .map(|(_, hex)| hex.trim())
+        .with_context(|| format!("unexpected output from openssl: {text:?}"))?;
+    ensure!(
+        hex == target.hex(),
+        "openssl computed sha256:{hex}, expected {}",
+        target.layer_digest
+    );
+    Ok(took)
+}
+
+/// Runs `cmd` to completion and returns its wall time and stdout; a failure is an error that
+/// carries its stderr.
+fn timed(cmd: &mut Command) -> anyhow::Result<(Duration, Vec<u8>)> {
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let started = Instant::now();
+    let output = cmd
+        .spawn()
+        .with_context(|| format!("cannot run {cmd:?}"))?
+        .wait_with_output()?;
+    let took = started.elapsed();
+    if !output.status.success() {
+        bail!(
+            "{cmd:?} failed ({}):\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim_end()
+        );
+    }
+    Ok((took, output.stdout))
+}
+
+fn remove(path: &Path) -> anyhow::Result<()> {
+    match fs::remove_dir_all(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(e).with_context(|| format!("cannot remove `{}`", path.display()))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn render(
+    setup: &Setup,
+    target: &Target,
+    clients: &[Client],
+    times: &[Vec<Duration>],
+    versions: &Versions,
+    load: &str,
+) -> String {
+    let median_of = |c: &Client| {
+        clients
+            .iter()
+            .position(|x| x == c)
+            .map(|i| median(&times[i]))
+    };
+    let ours = median_of(&Client::Ours(setup.args.connections)).unwrap_or_default();
+    let mut md = format!(
+        "Machine: {}; artifact: one OCI manifest (`artifactType` `{ARTIFACT_TYPE}`, the empty \
+         config) with one layer of {} pseudo-random bytes, `{LAYER_TYPE}`, titled \
+         `{TITLE}`, served by {} on 127.0.0.1 from the page cache; clients: {}; {} runs per \
+         client, interleaved (the order rotating every round), each into a fresh, empty cache \
+         or directory after `sync` and {} s idle; load average (1 min) {load}; date: {}\n\n",
+        machine(),
+        human_size(target.size),
+        versions.registry,
+        versions.clients,
+        setup.args.runs,
+        SETTLE.as_secs(),
+        date()
+    );
+    md.push_str(
+        "| pull of the artifact, cold | median | min | MB/s (median) | ours / this | goal | \
+         met? |\n|---|---:|---:|---:|---:|---|---|\n",
+    );
+    for (i, client) in clients.iter().enumerate() {
+        let m = median(&times[i]);
+        let (ratio, goal) = match client {
+            Client::Skopeo => (
+                Some(ours.as_secs_f64() / m.as_secs_f64()),
+                Some(GOAL_SKOPEO),
+            ),
+            Client::CurlOpenssl => (Some(ours.as_secs_f64() / m.as_secs_f64()), Some(GOAL_CURL)),
+            Client::Before => (Some(ours.as_secs_f64() / m.as_secs_f64()), None),
+            Client::Ours(_) => (None, None),
+        };
+        let met = match (ratio, goal) {
+            (Some(r), Some(g)) if r <= g => "yes".to_owned(),
+            (Some(_), Some(_)) => "**no**".to_owned(),
+            _ => "—".to_owned(),
+        };
+        let _ = writeln!(
+            md,
+            "| {} | {:.2} s | {:.2} s | {:.0} | {} | {} | {met} |",
+            client.label(setup.args.connections),
+            m.as_secs_f64(),
+            min(&times[i]).as_secs_f64(),
+            mbps(target.size, m),
+            ratio.map_or_else(|| "—".to_owned(), |r| format!("{r:.2}")),
+            goal.map_or_else(|| "—".to_owned(), |g| format!("ours / this ≤ {g:.1}")),
+        );
+    }
+    md.push('\n');
+    for (client, goal, name) in [
+        (Client::Skopeo, GOAL_SKOPEO, "`skopeo copy`"),
+        (Client::CurlOpenssl, GOAL_CURL, "`curl` + `openssl dgst`"),
+    ] {
+        if let Some(m) = median_of(&client) {
+            let r = ours.as_secs_f64() / m.as_secs_f64();
+            let _ = writeln!(
+                md,
+                "Ratio ours / {name}: **{r:.2}** (goal ≤ {goal:.1}: {}).",
+                if r <= goal { "met" } else { "**not met**" }
+            );
+        }
+    }
+    md
+}
+
+/// `skopeo version 1.9.3` and the like: the first line a tool prints about itself.
+fn tool_version(tool: &str, args: &[&str]) -> anyhow::Result<String> {
+    let out = Command::new(tool)
+        .args(args)
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output();
+    match out {
+        Ok(o) if o.status.success() => Ok(String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .next()
+            .unwrap_or(tool)
+            .trim()
+            .to_owned()),
+        Ok(o) => bail!("`{tool} {}` failed ({})", args.join(" "), o.status),
+        Err(e) => bail!(
+            "cannot run `{tool}`: {e}\nhint: install it (`apt-get install skopeo curl openssl \
+             docker-registry`)"
+        ),
+    }
+}
+
+fn utf8(path: &Path) -> anyhow::Result<&str> {
+    path.to_str()
+        .with_context(|| format!("`{}` is not valid UTF-8", path.display()))
+}
+
+/// The 1-minute load average: a busy machine makes every ratio noisy.
+fn loadavg() -> String {
+    fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "?".to_owned())
+}
+
+/// How busy the rest of the machine was: CPU time of every process but this one, its
+/// children and the registry, over the rounds.
+struct CpuWatch {
+    start: Instant,
+    machine: Option<u64>,
+    ours: Option<u64>,
+}
+
+impl CpuWatch {
+    fn start() -> Self {
+        CpuWatch {
+            start: Instant::now(),
+            machine: machine_ticks(),
+            ours: ours_ticks(),
+        }
+    }
+
+    /// "0.12 cores on average", or "an unknown share of the cores".
+    fn others(&self) -> String {
+        let wall = self.start.elapsed().as_secs_f64();
+        match (self.machine, machine_ticks(), self.ours, ours_ticks()) {
+            (Some(m0), Some(m1), Some(o0), Some(o1)) => {
+                let ticks = (m1 - m0).saturating_sub(o1 - o0);
+                format!("{:.2} cores on average", ticks as f64 / 100.0 / wall)
+            }
+            _ => "an unknown share of the cores".to_owned(),
+        }
+    }
+}
+
+/// User, nice and system time of all CPUs, in clock ticks (1/100 s), from `/proc/stat`.
+fn machine_ticks() -> Option<u64> {
+    let text = fs::read_to_string("/proc/stat").ok()?;
+    let mut fields = text.lines().next()?.split_whitespace().skip(1);
+    let mut sum = 0;
+    for _ in 0..3 {
+        sum += fields.next()?.parse::<u64>().ok()?;
+    }
+    Some(sum)
+}
+
+/// User and system time of this process, of its children waited for, and of the registry
+/// (its child still running), in clock ticks.
+fn ours_ticks() -> Option<u64> {
+    let own = proc_stat("self")?;
+    let me = std::process::id().to_string();
+    let mut registry = 0;
+    for entry in fs::read_dir("/proc").ok()?.flatten() {
+        let pid = entry.file_name().to_string_lossy().into_owned();
+        if !pid.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        if let Some(stat) = proc_stat(&pid)
+            && stat.comm == "docker-registry"
+            && stat.ppid == me
+        {
+            registry += stat.ticks[0] + stat.ticks[1];
+        }
+    }
+    Some(own.ticks.iter().sum::<u64>() + registry)
+}
+
+/// What `/proc/<pid>/stat` says about a process.
+struct ProcStat {
+    comm: String,
+    ppid: String,
+    /// `utime stime cutime cstime`.
+    ticks: [u64; 4],
+}
+
+fn proc_stat(pid: &str) -> Option<ProcStat> {
+    let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name, field 2, is in parentheses and may hold spaces.
+    let open = text.find('(')?;
+    let close = text.rfind(')')?;
+    let comm = text.get(open + 1..close)?.to_owned();
+    // After it: state (3), ppid (4), …, utime (14): index 11 from here.
+    let fields: Vec<&str> = text[close + 1..].split_whitespace().collect();
+    let mut ticks = [0; 4];
+    for (t, f) in ticks.iter_mut().zip(fields.get(11..15)?) {
+        *t = f.parse().ok()?;
+    }
+    Some(ProcStat {
+        comm,
+        ppid: (*fields.get(1)?).to_owned(),
+        ticks,
+    })
+}
+
+/// Cores and CPU model, for the header line.
+fn machine() -> String {
+    let cores = std::thread::available_parallelism().map_or(0, std::num::NonZero::get);
+    let cpu = fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".to_owned());
+    format!("{cores} cores (nproc), {cpu}")
+}
+
+fn date() -> String {
+    Command::new("date")
+        .arg("-u")
+        .stderr(Stdio::null())
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map_or_else(
+            || "?".to_owned(),
+            |o| String::from_utf8_lossy(&o.stdout).trim().to_owned(),
+        )
+}
+
+fn median(times: &[Duration]) -> Duration {
+    let mut v = times.to_vec();
+    v.sort();
+    v.get(v.len() / 2).copied().unwrap_or_default()
+}
+
+fn min(times: &[Duration]) -> Duration {
+    times.iter().copied().min().unwrap_or_default()
+}
+
+fn mbps(bytes: u64, d: Duration) -> f64 {
+    bytes as f64 / 1e6 / d.as_secs_f64()
+}
