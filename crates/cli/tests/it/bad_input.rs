@@ -166,11 +166,15 @@ fn hf_ref_to_an_unreachable_hub_fails_clearly_and_writes_nothing() -> TestResult
 }
 
 #[test]
-fn s3_ref_says_it_is_not_supported_yet() -> TestResult {
+fn s3_ref_without_credentials_names_the_sources_tried() -> TestResult {
     let (fx, out) = bad_command(
         &["ensure", "s3://bucket/key.gguf"],
         1,
-        &["s3://bucket/key.gguf", "not supported yet"],
+        &[
+            "no AWS credentials found",
+            "environment",
+            "instance metadata",
+        ],
     )?;
     assert!(!hints(&out).is_empty(), "{}", stderr(&out));
     drop(fx);
