@@ -180,7 +180,18 @@ impl ProvisionerBuilder {
         // One engine for every network fetcher: one runtime, one connection pool, one memory
         // budget, started only when a download needs it.
         #[cfg(feature = "http")]
-        let engine = crate::download::Engine::new(self.download.clone());
+        let engine = {
+            #[cfg_attr(not(feature = "s3"), allow(unused_mut))]
+            let mut download = self.download.clone();
+            // `AWS_CA_BUNDLE` (or the profile's `ca_bundle`) adds roots for every fetcher.
+            #[cfg(feature = "s3")]
+            if download.ca_bundle.is_none()
+                && let Some((config, _)) = &self.s3_config
+            {
+                download.ca_bundle.clone_from(&config.ca_bundle);
+            }
+            crate::download::Engine::new(download)
+        };
         // Without the `http` feature, `http(s)://` references fail as unsupported whatever
         // was asked; the engine's configuration exists only with it.
         #[cfg(feature = "http")]

@@ -27,6 +27,9 @@ pub struct DownloadConfig {
     /// Measured: filling the page cache was the slowest step of a loopback download, and the
     /// fsync before publishing then had the whole file to write back.
     pub direct_io: bool,
+    /// A PEM file of root certificates trusted for HTTPS besides the system's (a private CA,
+    /// as `AWS_CA_BUNDLE` names one).
+    pub ca_bundle: Option<std::path::PathBuf>,
 }
 
 impl Default for DownloadConfig {
@@ -40,6 +43,7 @@ impl Default for DownloadConfig {
             stall_timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(15),
             direct_io: true,
+            ca_bundle: None,
         }
     }
 }

@@ -42,6 +42,8 @@ mod sink;
 mod source;
 
 use catalog_core::{CacheLayout, Digest, StagedFile};
+#[cfg(test)]
+use std::path::Path;
 
 pub use config::DownloadConfig;
 #[cfg(any(feature = "hf", feature = "oci", feature = "s3"))]
@@ -123,15 +125,19 @@ impl Downloader {
                 what: "start the download runtime",
                 source: Box::new(e),
             })?;
-        let client = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .user_agent(concat!("model-provisioner/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(config.connect_timeout)
-            .read_timeout(config.stall_timeout)
-            .build()
-            .map_err(|e| Error::Setup {
-                what: "build the HTTP client",
-                source: Box::new(e.without_url()),
-            })?;
+            .read_timeout(config.stall_timeout);
+        if let Some(path) = &config.ca_bundle {
+            for certificate in read_ca_bundle(path)? {
+                builder = builder.add_root_certificate(certificate);
+            }
+        }
+        let client = builder.build().map_err(|e| Error::Setup {
+            what: "build the HTTP client",
+            source: Box::new(e.without_url()),
+        })?;
         Ok(Downloader {
             runtime,
             client,
@@ -216,7 +222,53 @@ impl Engine {
     }
 }
 
+/// The certificates of a PEM bundle; a file that is missing, unreadable or holds none fails
+/// with an error naming it.
+fn read_ca_bundle(path: &std::path::Path) -> Result<Vec<reqwest::Certificate>> {
+    let bytes = std::fs::read(path).map_err(|e| Error::read(path, e))?;
+    let certificates = reqwest::Certificate::from_pem_bundle(&bytes).map_err(|e| Error::Setup {
+        what: "read the CA bundle",
+        source: Box::new(e.without_url()),
+    })?;
+    if certificates.is_empty() {
+        return Err(Error::Setup {
+            what: "read the CA bundle",
+            source: format!("`{}` holds no PEM certificate", path.display()).into(),
+        });
+    }
+    Ok(certificates)
+}
+
 /// A stable key for the partial file of `id`: the first 32 hex digits of its SHA-256.
 pub fn partial_key(id: &str) -> String {
     Digest::sha256_of(id.as_bytes()).value()[..32].to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_ca_bundle_adds_its_certificates_or_fails_naming_the_file() -> Result<()> {
+        let dir = tempfile::tempdir().map_err(|e| Error::read(Path::new("tmp"), e))?;
+        let pem = dir.path().join("ca.pem");
+        std::fs::write(&pem, include_str!("test-ca.pem")).map_err(|e| Error::read(&pem, e))?;
+        assert_eq!(read_ca_bundle(&pem)?.len(), 1);
+        let engine = Downloader::new(DownloadConfig {
+            ca_bundle: Some(pem),
+            ..DownloadConfig::default()
+        });
+        assert!(engine.is_ok(), "{:?}", engine.err());
+
+        let missing = dir.path().join("absent.pem");
+        assert!(matches!(
+            read_ca_bundle(&missing),
+            Err(Error::NotFound { .. })
+        ));
+        let garbage = dir.path().join("garbage.pem");
+        std::fs::write(&garbage, "not a certificate").map_err(|e| Error::read(&garbage, e))?;
+        let err = read_ca_bundle(&garbage).unwrap_err();
+        assert!(err.to_string().contains("CA bundle"), "{err}");
+        Ok(())
+    }
 }
