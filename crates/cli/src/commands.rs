@@ -14,9 +14,9 @@ use catalog_core::{
 use model_provisioner::download::{DownloadConfig, RetryPolicy};
 use model_provisioner::hf::HfConfig;
 use model_provisioner::oci::OciConfig;
+use model_provisioner::oci::auth::Secret;
 use model_provisioner::s3::S3Options;
 use model_provisioner::s3::credentials::S3Config;
-use model_provisioner::oci::auth::Secret;
 use model_provisioner::{AnyFetcher, Error, HfClient, ModelProvisioner};
 use serde::Serialize;
 
@@ -201,7 +201,9 @@ fn s3_config(
     };
     let mut config = match S3Config::from_env(&|name| std::env::var(name).ok()) {
         Ok(config) => config,
-        Err(e) if matches!(reference, ModelRef::S3(_)) => return Err(Error::S3Credentials(e).into()),
+        Err(e) if matches!(reference, ModelRef::S3(_)) => {
+            return Err(Error::S3Credentials(e).into());
+        }
         Err(_) => return Ok(None),
     };
     if let Some(text) = &args.endpoint_url {
@@ -216,7 +218,10 @@ fn s3_config(
     if let Some(region) = &args.region {
         region.trim().clone_into(&mut config.region);
     }
-    Ok(Some((config.with_no_sign_request(args.no_sign_request), options)))
+    Ok(Some((
+        config.with_no_sign_request(args.no_sign_request),
+        options,
+    )))
 }
 
 /// `http(s)://host[:port]` with nothing else, as an endpoint.
