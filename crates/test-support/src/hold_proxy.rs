@@ -30,6 +30,8 @@ pub struct ProxiedHit {
     pub path: String,
     /// The `Range` header, if any.
     pub range: Option<String>,
+    /// The `If-Range` header, if any.
+    pub if_range: Option<String>,
     /// The status relayed (502 when upstream could not be reached).
     pub status: u16,
     /// Body bytes written to the client (fewer than the body when the client went away).
@@ -327,6 +329,7 @@ fn relay(
                 method: x.method.to_owned(),
                 path: x.target.split('?').next().unwrap_or_default().to_owned(),
                 range: x.head.get("range").map(str::to_owned),
+                if_range: x.head.get("if-range").map(str::to_owned),
                 status: 0,
                 bytes_sent: 0,
                 held: false,
