@@ -203,6 +203,17 @@ fn a_wrong_secret_a_missing_key_or_bucket_and_an_unsigned_request_exit_1_named()
         1,
         &["access denied", "private/model.bin", "models", &endpoint],
     );
+    // A folder: the listing is refused, and the message names the prefix.
+    let out = run_s3(
+        &fx,
+        &endpoint,
+        &["ensure", "s3://models/private/", "--no-sign-request"],
+    );
+    assert_failure(
+        &out,
+        1,
+        &["access denied to `private/`", "models", &endpoint],
+    );
     assert!(
         fx.index_bytes()
             .is_none_or(|i| !String::from_utf8_lossy(&i).contains("private"))
