@@ -92,12 +92,14 @@ impl Fixture {
         Ok(Digest::sha256_of(contents))
     }
 
-    /// The binary with a clean environment (no cache variables, `HOME` inside the fixture),
-    /// the fixture as current directory, and no `--cache-dir`.
+    /// The binary with a clean environment (no cache variables, `HOME` inside the fixture,
+    /// no instance metadata service: an `s3://` run without credentials would otherwise ask
+    /// 169.254.169.254), the fixture as current directory, and no `--cache-dir`.
     pub(crate) fn bare_command(&self) -> Command {
         let mut cmd = Command::new(BIN);
         cmd.env_clear()
             .env("HOME", self.root.join("home"))
+            .env("AWS_EC2_METADATA_DISABLED", "true")
             .current_dir(&self.root);
         cmd
     }
