@@ -16,6 +16,9 @@
 //!   manifests, indexes and whole [`Artifact`]s.
 //! - [`RegistryFront`]: a scriptable front for a [`Registry`]: Bearer tokens that run out
 //!   after a set number of uses, blobs redirected to a storage host, held bodies, and logs.
+//! - [`HoldProxy`]: a forwarding front for any plain-HTTP server on loopback (an [`S3Server`],
+//!   say) that keeps the client's `Host`, holds bodies at a chosen byte, and logs each request
+//!   ([`ProxiedHit`]).
 //! - [`S3Server`]: `s3s-fs`, an S3 server enforcing `SigV4` over a temporary directory; objects
 //!   go in as plain files ([`S3Server::put`], [`S3Server::put_file`]) or by a signed
 //!   `PutObject` with a checksum ([`S3Server::put_signed`]).
@@ -41,6 +44,7 @@ use std::time::{Duration, Instant};
 mod aws_endpoints;
 mod fault;
 mod hf_repo;
+mod hold_proxy;
 #[cfg(test)]
 mod http_client;
 mod hub_nginx;
@@ -61,6 +65,7 @@ pub use hf_repo::{
     DEFAULT_WEIGHTS_SIZE, HfRepo, HfRepoBuilder, LFS_PATTERNS, TINY_GGUF, TINY_LLAMA, fake_gguf,
     fake_safetensors, pseudo_random_bytes, sha256_hex,
 };
+pub use hold_proxy::{HoldProxy, ProxiedHit};
 pub use hub_nginx::{HubFile, HubNginx, HubRepo, HubRequest};
 pub use lying_proxy::{LyingProxy, ProxiedRequest};
 pub use nginx::{LogLine, Nginx};

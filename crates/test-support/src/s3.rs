@@ -30,7 +30,12 @@
 //! and ignores `X-Amz-Security-Token`, so any session token passes. A wrong secret gets 403
 //! `SignatureDoesNotMatch`, an unknown access key 403 `NotSignedUp`, an unsigned request 403
 //! `AccessDenied`. A missing object or bucket gets 404 `NoSuchKey`; a range past the end 416
-//! `InvalidRange`, one across it 206 with what there is. `If-Match` on `GET` is ignored. One
+//! `InvalidRange`, one across it 206 with what there is. `If-Match` and `If-Range` on `GET`
+//! are ignored (a changed object is served as a 206 all the same). A `GetObject` in a bucket
+//! that does not exist gets `NoSuchKey` too (`ListObjectsV2` gets `NoSuchBucket`).
+//! `ListObjectsV2` answers `<EncodingType>url</EncodingType>` to `encoding-type=url` but
+//! writes keys raw: a client that decodes them (rusty-s3 does) reads `a%41` as `aA`, and a
+//! key with a control character XML forbids (BEL) makes the listing unparseable. One
 //! stream serves about 150 MB/s (it reads files 4 KiB at a time).
 
 use std::fs;

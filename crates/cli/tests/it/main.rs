@@ -15,5 +15,6 @@ mod http;
 mod hub_nginx;
 mod oci;
 mod reuse;
+mod s3;
 mod snapshots;
 mod verify;

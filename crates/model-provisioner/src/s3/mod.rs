@@ -662,7 +662,7 @@ impl Session<'_> {
                 reason: format!("the listing's body failed: {}", e.without_url()),
             })?;
             if !status.is_success() {
-                return Err(self.refusal(status, error_code(&body).as_deref(), None));
+                return Err(self.refusal(status, error_code(&body).as_deref(), Some(prefix)));
             }
             let page = rusty_s3::actions::ListObjectsV2::parse_response(&body).map_err(|e| {
                 Error::S3Protocol {

@@ -1,0 +1,639 @@
+//! [`HoldProxy`]: a forwarding front for any plain-HTTP server on loopback (an
+//! [`crate::S3Server`], say) that can hold response bodies at a chosen byte and logs what it
+//! relayed.
+//!
+//! Each request is forwarded as the client sent it: method, target (path and query), every
+//! header but the hop-by-hop ones, body. `Host` is forwarded unchanged, so a URL presigned
+//! for the proxy's `127.0.0.1:<port>` is checked upstream against the host it was signed for.
+//! Answers are relayed `Content-Length`-framed on keep-alive connections.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::io::{self, BufReader, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::Hold;
+use crate::wire::{self, Body, Head};
+
+/// Body bytes copied at a time.
+const PIECE: usize = 64 << 10;
+
+/// One request the proxy relayed, and what it sent back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProxiedHit {
+    /// `GET`, `HEAD`, …
+    pub method: String,
+    /// The path, without the query (a presigned URL's signature stays out of the log).
+    pub path: String,
+    /// The `Range` header, if any.
+    pub range: Option<String>,
+    /// The `If-Range` header, if any.
+    pub if_range: Option<String>,
+    /// The status relayed (502 when upstream could not be reached).
+    pub status: u16,
+    /// Body bytes written to the client (fewer than the body when the client went away).
+    pub bytes_sent: u64,
+    /// Whether its body reached a [`Hold`].
+    pub held: bool,
+}
+
+/// A running proxy on `127.0.0.1:<port>` in front of `upstream`; stopped on drop (open
+/// connections are shut down, held bodies end).
+#[derive(Debug)]
+pub struct HoldProxy {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    thread: Option<JoinHandle<()>>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    upstream: String,
+    state: Mutex<State>,
+    changed: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    hold: Option<Hold>,
+    releases: u64,
+    reached: usize,
+    /// Entries by sequence number, so a late update never lands on a cleared log.
+    log: Vec<(u64, ProxiedHit)>,
+    next_entry: u64,
+    open: HashMap<u64, TcpStream>,
+    accepted: Vec<SocketAddr>,
+    next_connection: u64,
+    stop: bool,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().expect("hold proxy state poisoned")
+    }
+
+    fn update<T>(&self, change: impl FnOnce(&mut State) -> T) -> T {
+        let out = change(&mut self.lock());
+        self.changed.notify_all();
+        out
+    }
+
+    fn wait_until(&self, timeout: Duration, done: impl Fn(&State) -> bool) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut state = self.lock();
+        while !done(&state) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            state = self
+                .changed
+                .wait_timeout(state, left)
+                .expect("hold proxy state poisoned")
+                .0;
+        }
+        true
+    }
+
+    fn entry(&self, seq: u64, change: impl FnOnce(&mut ProxiedHit)) {
+        self.update(|s| {
+            if let Some((_, hit)) = s.log.iter_mut().find(|(n, _)| *n == seq) {
+                change(hit);
+            }
+        });
+    }
+}
+
+impl HoldProxy {
+    /// Starts a proxy for `upstream`: `127.0.0.1:<port>` or `http://127.0.0.1:<port>`.
+    pub fn start(upstream: &str) -> io::Result<HoldProxy> {
+        let upstream = upstream
+            .strip_prefix("http://")
+            .unwrap_or(upstream)
+            .trim_end_matches('/')
+            .to_owned();
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        let addr = listener.local_addr()?;
+        let shared = Arc::new(Shared {
+            upstream,
+            state: Mutex::new(State::default()),
+            changed: Condvar::new(),
+        });
+        let thread = {
+            let shared = Arc::clone(&shared);
+            std::thread::spawn(move || accept_loop(&listener, &shared))
+        };
+        Ok(HoldProxy {
+            addr,
+            shared,
+            thread: Some(thread),
+        })
+    }
+
+    /// `127.0.0.1:<port>`.
+    pub fn host(&self) -> String {
+        self.addr.to_string()
+    }
+
+    /// `http://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The proxy's port.
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// Arms a hold: from now on, successful `GET` bodies stop at `at` until
+    /// [`Self::release`]. With [`Hold::AtOffset`], the offset is in the object: a `206`'s
+    /// `Content-Range` says where its body starts.
+    pub fn hold(&self, at: Hold) {
+        self.shared.update(|s| {
+            s.hold = Some(at);
+            s.reached = 0;
+        });
+    }
+
+    /// Waits until a body has reached the armed hold, up to `timeout`; returns whether one
+    /// has.
+    pub fn wait_held(&self, timeout: Duration) -> bool {
+        self.shared.wait_until(timeout, |s| s.reached > 0)
+    }
+
+    /// Disarms the hold: held bodies go on, later ones are not held.
+    pub fn release(&self) {
+        self.shared.update(|s| {
+            s.hold = None;
+            s.releases += 1;
+        });
+    }
+
+    /// Waits until every connection accepted so far is closed, up to `timeout`; returns
+    /// whether they are.
+    pub fn wait_idle(&self, timeout: Duration) -> bool {
+        // Connections are accepted in order, so once this one is, every earlier one is too.
+        let Ok(marker) = TcpStream::connect(self.addr).and_then(|s| s.local_addr()) else {
+            return false;
+        };
+        self.shared.wait_until(timeout, |s| {
+            s.open.is_empty() && s.accepted.contains(&marker)
+        })
+    }
+
+    /// Every request so far, in the order they were answered.
+    pub fn log(&self) -> Vec<ProxiedHit> {
+        self.shared
+            .lock()
+            .log
+            .iter()
+            .map(|(_, hit)| hit.clone())
+            .collect()
+    }
+
+    /// Empties the log.
+    pub fn clear_log(&self) {
+        self.shared.update(|s| s.log.clear());
+    }
+}
+
+impl Drop for HoldProxy {
+    fn drop(&mut self) {
+        let open: Vec<TcpStream> = self.shared.update(|s| {
+            s.stop = true;
+            s.open.drain().map(|(_, stream)| stream).collect()
+        });
+        for stream in open {
+            let _ = stream.shutdown(Shutdown::Both);
+        }
+        // Wakes the accept loop, which then sees `stop`.
+        let _ = TcpStream::connect(self.addr);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) {
+    for stream in listener.incoming() {
+        let Ok(stream) = stream else { continue };
+        let id = {
+            let mut state = shared.lock();
+            if state.stop {
+                return;
+            }
+            let (Ok(clone), Ok(peer)) = (stream.try_clone(), stream.peer_addr()) else {
+                continue;
+            };
+            state.next_connection += 1;
+            let id = state.next_connection;
+            state.open.insert(id, clone);
+            state.accepted.push(peer);
+            id
+        };
+        shared.changed.notify_all();
+        let shared = Arc::clone(shared);
+        std::thread::spawn(move || {
+            let _ = serve_connection(stream, &shared);
+            shared.update(|s| s.open.remove(&id));
+        });
+    }
+}
+
+/// Relays requests on one client connection until it closes or asks to.
+fn serve_connection(stream: TcpStream, shared: &Shared) -> io::Result<()> {
+    stream.set_read_timeout(Some(wire::READ_TIMEOUT))?;
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut out = stream;
+    loop {
+        let Some(head) = Head::read(&mut reader)? else {
+            return Ok(());
+        };
+        let mut parts = head.first.split(' ');
+        let method = parts.next().unwrap_or_default().to_owned();
+        let target = parts.next().unwrap_or_default().to_owned();
+        let chunked_body = if head.chunked() {
+            Some(wire::read_chunked(&mut reader)?)
+        } else {
+            None
+        };
+        let body_len = head.content_length();
+        let mut body = reader.by_ref().take(if chunked_body.is_some() {
+            0
+        } else {
+            body_len.unwrap_or(0)
+        });
+        let close = head
+            .get("connection")
+            .is_some_and(|v| v.eq_ignore_ascii_case("close"));
+        let keep = relay(
+            shared,
+            &mut out,
+            &Exchange {
+                method: &method,
+                target: &target,
+                head: &head,
+                close,
+            },
+            chunked_body.as_deref(),
+            &mut body,
+        )?;
+        io::copy(&mut body, &mut io::sink())?;
+        if !keep || close {
+            let _ = out.flush();
+            let _ = out.shutdown(Shutdown::Both);
+            return Ok(());
+        }
+    }
+}
+
+/// The request being relayed.
+struct Exchange<'a> {
+    method: &'a str,
+    target: &'a str,
+    head: &'a Head,
+    close: bool,
+}
+
+/// Forwards one request and relays its answer; returns whether the connection may go on.
+fn relay(
+    shared: &Shared,
+    out: &mut TcpStream,
+    x: &Exchange<'_>,
+    chunked_body: Option<&[u8]>,
+    body: &mut dyn Read,
+) -> io::Result<bool> {
+    let connection = if x.close { "Connection: close\r\n" } else { "" };
+    let host = x.head.get("host").unwrap_or(&shared.upstream).to_owned();
+    let headers: Vec<(&str, &str)> = x
+        .head
+        .headers
+        .iter()
+        .filter(|(n, _)| !wire::hop_by_hop(n) && !n.eq_ignore_ascii_case("host"))
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect();
+    let upstream_body = match (chunked_body, x.head.content_length()) {
+        (Some(bytes), _) => Body::Bytes(bytes),
+        (None, Some(len)) => Body::Stream(body, len),
+        (None, None) => Body::None,
+    };
+    let seq = shared.update(|s| {
+        s.next_entry += 1;
+        let seq = s.next_entry;
+        s.log.push((
+            seq,
+            ProxiedHit {
+                method: x.method.to_owned(),
+                path: x.target.split('?').next().unwrap_or_default().to_owned(),
+                range: x.head.get("range").map(str::to_owned),
+                if_range: x.head.get("if-range").map(str::to_owned),
+                status: 0,
+                bytes_sent: 0,
+                held: false,
+            },
+        ));
+        seq
+    });
+    let sent = wire::send(
+        &shared.upstream,
+        &host,
+        x.method,
+        x.target,
+        &headers,
+        upstream_body,
+    );
+    let (head, mut upstream) = match sent {
+        Ok(answer) => answer,
+        Err(e) => {
+            let text = e.to_string();
+            shared.entry(seq, |h| h.status = 502);
+            let _ = write!(
+                out,
+                "HTTP/1.1 502 Bad Gateway\r\nContent-Length: {}\r\n{connection}\r\n{text}",
+                text.len()
+            );
+            return Ok(false);
+        }
+    };
+    let status = head.status();
+    shared.entry(seq, |h| h.status = status);
+    relay_answer(shared, out, x, seq, &head, &mut upstream)
+}
+
+/// Relays upstream's answer to `x`: its head, then its body framed by length, held when a
+/// hold applies.
+fn relay_answer(
+    shared: &Shared,
+    out: &mut TcpStream,
+    x: &Exchange<'_>,
+    seq: u64,
+    head: &Head,
+    upstream: &mut BufReader<TcpStream>,
+) -> io::Result<bool> {
+    let connection = if x.close { "Connection: close\r\n" } else { "" };
+    let status = head.status();
+    let bodiless = wire::bodiless(x.method, status);
+    let (len, whole) = if bodiless {
+        (head.content_length(), None)
+    } else if head.chunked() {
+        let body = wire::read_chunked(upstream)?;
+        (Some(body.len() as u64), Some(body))
+    } else if let Some(len) = head.content_length() {
+        (Some(len), None)
+    } else {
+        let mut body = Vec::new();
+        upstream.read_to_end(&mut body)?;
+        (Some(body.len() as u64), Some(body))
+    };
+    let mut text = format!("{}\r\n", head.first);
+    for (n, v) in &head.headers {
+        if !wire::hop_by_hop(n) {
+            let _ = write!(text, "{n}: {v}\r\n");
+        }
+    }
+    if let Some(len) = len {
+        let _ = write!(text, "Content-Length: {len}\r\n");
+    }
+    text.push_str(connection);
+    text.push_str("\r\n");
+    out.write_all(text.as_bytes())?;
+    if bodiless {
+        out.flush()?;
+        return Ok(true);
+    }
+    if let Some(body) = whole {
+        out.write_all(&body)?;
+        out.flush()?;
+        shared.entry(seq, |h| h.bytes_sent = body.len() as u64);
+        return Ok(true);
+    }
+    let len = len.unwrap_or(0);
+    let offset = head
+        .get("content-range")
+        .filter(|_| status == 206)
+        .and_then(|r| r.strip_prefix("bytes "))
+        .and_then(|r| r.split('-').next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let hold = if x.method == "GET" && (200..300).contains(&status) {
+        shared.lock().hold
+    } else {
+        None
+    };
+    let stop_at = match hold {
+        Some(Hold::AtOffset(at)) if (offset..offset + len).contains(&at) => Some(at - offset),
+        Some(Hold::AfterBytes(n)) if n < len => Some(n),
+        _ => None,
+    };
+    let mut copied = 0;
+    let result = (|| {
+        match stop_at {
+            None => copy(shared, upstream, out, len, &mut copied)?,
+            Some(stop_at) => {
+                copy(shared, upstream, out, stop_at, &mut copied)?;
+                out.flush()?;
+                shared.entry(seq, |h| h.bytes_sent = copied);
+                if !wait_release(shared, seq) {
+                    return Err(io::Error::other("the proxy is stopping"));
+                }
+                copy(shared, upstream, out, len - stop_at, &mut copied)?;
+            }
+        }
+        out.flush()
+    })();
+    shared.entry(seq, |h| h.bytes_sent = copied);
+    result.map(|()| true)
+}
+
+/// Copies `len` bytes from upstream to the client, a piece at a time, counting them.
+fn copy(
+    shared: &Shared,
+    upstream: &mut impl Read,
+    out: &mut TcpStream,
+    len: u64,
+    copied: &mut u64,
+) -> io::Result<()> {
+    let mut buf = vec![0; PIECE];
+    let mut left = len;
+    while left > 0 {
+        let want = usize::try_from(left.min(PIECE as u64)).expect("a piece fits");
+        let n = upstream.read(&mut buf[..want])?;
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "upstream ended the body early",
+            ));
+        }
+        out.write_all(&buf[..n])?;
+        *copied += n as u64;
+        left -= n as u64;
+        if shared.lock().stop {
+            return Err(io::Error::other("the proxy is stopping"));
+        }
+    }
+    Ok(())
+}
+
+/// Says the hold is reached and waits for its release; `false` when the proxy stops first.
+fn wait_release(shared: &Shared, seq: u64) -> bool {
+    let mut state = shared.lock();
+    if state.hold.is_none() {
+        return true;
+    }
+    let release = state.releases;
+    state.reached += 1;
+    if let Some((_, hit)) = state.log.iter_mut().find(|(n, _)| *n == seq) {
+        hit.held = true;
+    }
+    drop(state);
+    shared.changed.notify_all();
+    let mut state = shared.lock();
+    while state.releases == release && !state.stop {
+        state = shared
+            .changed
+            .wait(state)
+            .expect("hold proxy state poisoned");
+    }
+    !state.stop
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{S3Server, presign_with};
+
+    const WAIT: Duration = Duration::from_secs(10);
+
+    /// `bucket` on the server, addressed through the proxy (signed for the proxy's host).
+    fn through(proxy: &HoldProxy, bucket: &str) -> rusty_s3::Bucket {
+        rusty_s3::Bucket::new(
+            proxy.url().parse().expect("a URL"),
+            rusty_s3::UrlStyle::Path,
+            bucket.to_owned(),
+            crate::S3_REGION,
+        )
+        .expect("a bucket")
+    }
+
+    fn get(proxy: &HoldProxy, url: &str, headers: &[(&str, &str)]) -> io::Result<wire::Reply> {
+        let target = url.strip_prefix(&proxy.url()).unwrap_or(url);
+        wire::exchange(&proxy.host(), "GET", target, headers, Body::None)
+    }
+
+    #[test]
+    fn a_url_presigned_for_the_proxy_is_accepted_upstream() -> io::Result<()> {
+        let server = S3Server::start()?;
+        let bytes = crate::random_bytes(300_000, 5);
+        server.put("bucket", "dir/k.bin", &bytes)?;
+        let proxy = HoldProxy::start(&server.endpoint())?;
+        let bucket = through(&proxy, "bucket");
+        let url = presign_with(&bucket, &server.credentials(), "GET", "dir/k.bin", &[]);
+        let whole = get(&proxy, &url, &[])?;
+        assert_eq!(
+            whole.status,
+            200,
+            "{}",
+            String::from_utf8_lossy(&whole.body)
+        );
+        assert!(whole.body == bytes);
+        let part = get(&proxy, &url, &[("Range", "bytes=100-199")])?;
+        assert_eq!((part.status, &part.body[..]), (206, &bytes[100..200]));
+
+        // Signed for the server's own host, the same request through the proxy is refused:
+        // the proxy does not rewrite `Host`.
+        let direct = server.presign("GET", "bucket", "dir/k.bin", &[]);
+        let target = direct
+            .strip_prefix(&server.endpoint())
+            .expect("a URL on the server");
+        let refused = get(&proxy, target, &[])?;
+        assert_eq!(refused.status, 403);
+        assert!(String::from_utf8_lossy(&refused.body).contains("SignatureDoesNotMatch"));
+
+        assert!(proxy.wait_idle(WAIT));
+        let log = proxy.log();
+        let seen: Vec<(&str, &str, Option<&str>, u16, u64)> = log
+            .iter()
+            .map(|h| {
+                (
+                    h.method.as_str(),
+                    h.path.as_str(),
+                    h.range.as_deref(),
+                    h.status,
+                    h.bytes_sent,
+                )
+            })
+            .collect();
+        assert_eq!(seen[0], ("GET", "/bucket/dir/k.bin", None, 200, 300_000));
+        assert_eq!(
+            seen[1],
+            ("GET", "/bucket/dir/k.bin", Some("bytes=100-199"), 206, 100)
+        );
+        assert_eq!(seen[2].3, 403);
+        Ok(())
+    }
+
+    #[test]
+    fn a_body_held_at_an_offset_goes_on_after_the_release() -> io::Result<()> {
+        let server = S3Server::start()?;
+        let bytes = crate::random_bytes(400_000, 6);
+        server.put("bucket", "k", &bytes)?;
+        let proxy = HoldProxy::start(&server.host())?;
+        let url = presign_with(
+            &through(&proxy, "bucket"),
+            &server.credentials(),
+            "GET",
+            "k",
+            &[],
+        );
+        proxy.hold(Hold::AtOffset(250_000));
+        let (host, target) = (proxy.host(), url[proxy.url().len()..].to_owned());
+        let reader = std::thread::spawn(move || {
+            wire::exchange(
+                &host,
+                "GET",
+                &target,
+                &[("Range", "bytes=200000-")],
+                Body::None,
+            )
+        });
+        assert!(proxy.wait_held(WAIT), "the hold was not reached");
+        assert!(!reader.is_finished(), "the client got the whole body");
+        let held = proxy.log()[0].clone();
+        assert!(
+            held.held && held.status == 206 && held.bytes_sent == 50_000,
+            "{held:?}"
+        );
+        proxy.release();
+        let answer = reader.join().expect("reader")?;
+        assert_eq!(answer.status, 206);
+        assert!(answer.body == bytes[200_000..]);
+        assert!(proxy.wait_idle(WAIT));
+        assert_eq!(proxy.log()[0].bytes_sent, 200_000);
+        Ok(())
+    }
+
+    #[test]
+    fn a_signed_put_goes_through_with_its_body() -> io::Result<()> {
+        let server = S3Server::start()?;
+        server.create_bucket("bucket")?;
+        let proxy = HoldProxy::start(&server.endpoint())?;
+        let url = presign_with(
+            &through(&proxy, "bucket"),
+            &server.credentials(),
+            "PUT",
+            "p",
+            &[],
+        );
+        let target = &url[proxy.url().len()..];
+        let put = wire::exchange(&proxy.host(), "PUT", target, &[], Body::Bytes(b"put bytes"))?;
+        assert_eq!(put.status, 200, "{}", String::from_utf8_lossy(&put.body));
+        assert_eq!(
+            std::fs::read(server.object_path("bucket", "p"))?,
+            b"put bytes"
+        );
+        Ok(())
+    }
+}
