@@ -97,13 +97,14 @@ pub enum Error {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
-    /// A file name in a remote listing that would escape its directory.
-    #[error(
-        "refusing the file name `{name}` from a remote listing: it would escape the model's directory"
-    )]
+    /// A file name in a remote listing that is no safe relative path (it would escape the
+    /// model's directory, or holds characters no file name should).
+    #[error("refusing the file name `{name}` from a remote listing: it {problem}")]
     HostileName {
         /// The name, made printable.
         name: String,
+        /// What is wrong with it.
+        problem: String,
     },
     /// A tar layer holds an entry that would escape the model's directory, or that cannot be
     /// placed as a regular file.
@@ -378,6 +379,7 @@ impl From<ParseRelPathError> for Error {
     fn from(e: ParseRelPathError) -> Self {
         Error::HostileName {
             name: e.input().to_owned(),
+            problem: e.problem(),
         }
     }
 }
@@ -421,7 +423,9 @@ mod tests {
         let err = Error::from("../x".parse::<catalog_core::SafeRelPath>().unwrap_err());
         assert_eq!(
             err.to_string(),
-            "refusing the file name `../x` from a remote listing: it would escape the model's directory"
+            "refusing the file name `../x` from a remote listing: it has a `..` segment, which is not allowed"
         );
+        let err = Error::from("a\tb".parse::<catalog_core::SafeRelPath>().unwrap_err());
+        assert!(err.to_string().contains("control character"), "{err}");
     }
 }

@@ -228,7 +228,7 @@ mod tests {
         assert!(names(&["config.json", "onnx/model.onnx"]).is_ok());
         let err = names(&["config.json", "a/../../x"]).unwrap_err();
         assert!(
-            matches!(&err, Error::HostileName { name } if name == "a/../../x"),
+            matches!(&err, Error::HostileName { name, .. } if name == "a/../../x"),
             "{err:?}"
         );
     }
