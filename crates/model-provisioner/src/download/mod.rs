@@ -109,6 +109,8 @@ pub struct Downloaded {
 pub struct Downloader {
     runtime: tokio::runtime::Runtime,
     client: reqwest::Client,
+    /// For API calls that must see redirects rather than follow them.
+    api: reqwest::Client,
     config: DownloadConfig,
     budget: budget::Budget,
 }
@@ -125,22 +127,32 @@ impl Downloader {
                 what: "start the download runtime",
                 source: Box::new(e),
             })?;
-        let mut builder = reqwest::Client::builder()
-            .user_agent(concat!("model-provisioner/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(config.connect_timeout)
-            .read_timeout(config.stall_timeout);
-        if let Some(path) = &config.ca_bundle {
-            for certificate in read_ca_bundle(path)? {
-                builder = builder.add_root_certificate(certificate);
-            }
-        }
-        let client = builder.build().map_err(|e| Error::Setup {
-            what: "build the HTTP client",
-            source: Box::new(e.without_url()),
-        })?;
+        let roots = match &config.ca_bundle {
+            Some(path) => read_ca_bundle(path)?,
+            None => Vec::new(),
+        };
+        let build = |builder: reqwest::ClientBuilder| {
+            roots
+                .iter()
+                .fold(builder, |b, root| b.add_root_certificate(root.clone()))
+                .user_agent(concat!("model-provisioner/", env!("CARGO_PKG_VERSION")))
+                .connect_timeout(config.connect_timeout)
+                .build()
+                .map_err(|e| Error::Setup {
+                    what: "build the HTTP client",
+                    source: Box::new(e.without_url()),
+                })
+        };
+        let client = build(reqwest::Client::builder().read_timeout(config.stall_timeout))?;
+        let api = build(
+            reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .timeout(std::time::Duration::from_secs(60)),
+        )?;
         Ok(Downloader {
             runtime,
             client,
+            api,
             budget: budget::Budget::new(config.effective_budget()),
             config,
         })
@@ -154,6 +166,13 @@ impl Downloader {
     /// The HTTP client, for fetchers that make API calls of their own.
     pub fn client(&self) -> &reqwest::Client {
         &self.client
+    }
+
+    /// A client for API calls that does not follow redirects (so that a fetcher can read a
+    /// redirect's headers, or follow it itself), with the same roots and connect timeout, and
+    /// 60 s for a whole request.
+    pub fn api_client(&self) -> &reqwest::Client {
+        &self.api
     }
 
     /// Runs `fut` on the engine's runtime. Must not be called from inside an async context.

@@ -13,7 +13,6 @@
 //! on a redirect to another host. It is never logged, and never written anywhere.
 
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 
 use catalog_core::{CatalogEntry, Digest, HfRef, ModelRef, SafeRelPath};
 use reqwest::StatusCode;
@@ -38,7 +37,6 @@ use crate::reporter::Progress;
 pub struct HfFetcher {
     config: HfConfig,
     engine: Engine,
-    api: OnceLock<reqwest::Client>,
 }
 
 /// `GET /api/models/<repo>/revision/<rev>`, the parts we read.
@@ -73,34 +71,17 @@ impl HfFetcher {
 
     /// A fetcher with `config`, downloading with `engine`, shared with other fetchers.
     pub fn with_engine(config: HfConfig, engine: Engine) -> Self {
-        HfFetcher {
-            config,
-            engine,
-            api: OnceLock::new(),
-        }
+        HfFetcher { config, engine }
     }
 
     fn engine(&self) -> Result<&Downloader> {
         self.engine.get()
     }
 
-    /// A client for API calls and HEADs that does not follow redirects, so that the Hub's
-    /// `X-Linked-*` headers on a redirect to a CDN can be read.
+    /// The engine's client for API calls and HEADs, which does not follow redirects, so that
+    /// the Hub's `X-Linked-*` headers on a redirect to a CDN can be read.
     fn api(&self) -> Result<&reqwest::Client> {
-        if let Some(c) = self.api.get() {
-            return Ok(c);
-        }
-        let client = reqwest::Client::builder()
-            .user_agent(concat!("model-provisioner/", env!("CARGO_PKG_VERSION")))
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(self.engine.config().connect_timeout)
-            .timeout(std::time::Duration::from_secs(60))
-            .build()
-            .map_err(|e| Error::Setup {
-                what: "build the HTTP client",
-                source: Box::new(e.without_url()),
-            })?;
-        Ok(self.api.get_or_init(|| client))
+        Ok(self.engine()?.api_client())
     }
 
     /// `Authorization` for requests to the endpoint, when there is a token.

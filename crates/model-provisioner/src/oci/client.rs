@@ -393,7 +393,7 @@ impl Repository {
             display: url.to_string(),
             location: Mutex::new(None),
         };
-        source.follow_redirect(client, no_redirect).await?;
+        source.follow_redirect(no_redirect).await?;
         Ok(source)
     }
 }
@@ -426,17 +426,13 @@ pub(crate) struct BlobSource<'a> {
 impl BlobSource<'_> {
     /// Asks the registry for the blob without following redirects; a redirect's target
     /// becomes where every request goes.
-    async fn follow_redirect(&self, client: &Client, no_redirect: &Client) -> Result<()> {
+    async fn follow_redirect(&self, no_redirect: &Client) -> Result<()> {
         let repo = self.repository;
         let response = repo
             .send(no_redirect, &self.url, |c| {
                 c.get(self.url.clone()).header(header::RANGE, "bytes=0-0")
             })
-            .await;
-        // The no-redirect client shares nothing with the engine's, but a token fetched through
-        // either serves both.
-        let _ = client;
-        let response = response?;
+            .await?;
         let status = response.status();
         if status == StatusCode::NOT_FOUND {
             return Err(Error::OciNotFound {

@@ -28,8 +28,6 @@ mod client;
 mod manifest;
 mod unpack;
 
-use std::sync::OnceLock;
-
 use catalog_core::{Digest, ModelRef, OLLAMA_REGISTRY, OciRef, OciReference, SafeRelPath};
 use oci_spec::image::ImageManifest;
 
@@ -107,7 +105,6 @@ impl OciConfig {
 pub struct OciFetcher {
     config: OciConfig,
     engine: Engine,
-    no_redirect: OnceLock<reqwest::Client>,
 }
 
 /// A manifest and the digest its reference resolved to.
@@ -126,33 +123,11 @@ impl OciFetcher {
 
     /// A fetcher with `config`, downloading with `engine`, shared with other fetchers.
     pub fn with_engine(config: OciConfig, engine: Engine) -> Self {
-        OciFetcher {
-            config,
-            engine,
-            no_redirect: OnceLock::new(),
-        }
+        OciFetcher { config, engine }
     }
 
     fn engine(&self) -> Result<&Downloader> {
         self.engine.get()
-    }
-
-    /// A client that does not follow redirects, to see where a registry sends a blob.
-    fn no_redirect(&self) -> Result<&reqwest::Client> {
-        if let Some(c) = self.no_redirect.get() {
-            return Ok(c);
-        }
-        let client = reqwest::Client::builder()
-            .user_agent(concat!("model-provisioner/", env!("CARGO_PKG_VERSION")))
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(self.engine.config().connect_timeout)
-            .timeout(std::time::Duration::from_secs(60))
-            .build()
-            .map_err(|e| Error::Setup {
-                what: "build the HTTP client",
-                source: Box::new(e.without_url()),
-            })?;
-        Ok(self.no_redirect.get_or_init(|| client))
     }
 
     /// The `oci://` reference to pull, and the registry it is on.
@@ -309,7 +284,7 @@ impl OciFetcher {
     ) -> Result<(catalog_core::StagedFile, u64)> {
         let engine = self.engine()?;
         let digest = layer.digest.to_string();
-        let source = engine.block_on(repo.blob(engine.client(), self.no_redirect()?, &digest))?;
+        let source = engine.block_on(repo.blob(engine.client(), engine.api_client(), &digest))?;
         let downloaded = engine.fetch(
             req.layout,
             &Download {
