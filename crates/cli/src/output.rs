@@ -159,7 +159,12 @@ pub fn entry_details(e: &CatalogEntry) -> String {
     if let Some(p) = &e.provenance {
         field("fetcher:", &format!("{} {}", p.fetcher, p.fetcher_version));
         if let Some(origin) = &p.origin {
-            field("registry:", origin);
+            let label = match p.fetcher.as_str() {
+                "oci" => "registry:",
+                "s3" => "endpoint:",
+                _ => "origin:",
+            };
+            field(label, origin);
         }
         if let Some(rev) = &p.resolved_revision {
             // For a registry, what the tag resolved to: the manifest's digest.

@@ -130,6 +130,10 @@ fn an_object_and_a_folder_are_ensured_shown_and_re_ensured_offline() -> TestResu
     let text = stdout(&show);
     assert!(text.contains(&object_id), "{text}");
     assert!(text.contains("s3"), "{text}");
+    assert!(
+        text.contains(&format!("endpoint:     {}", server.endpoint())),
+        "{text}"
+    );
     let show = fx.run(["show", &folder_id]);
     assert_code(&show, 0);
     assert!(

@@ -225,6 +225,30 @@ fn errors_name_the_bucket_the_key_and_the_endpoint() -> TestResult {
 }
 
 #[test]
+fn an_endpoint_that_does_not_answer_is_named() -> TestResult {
+    // A port nothing listens on: bound, then released.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let cache = tempfile::tempdir()?;
+    let env = env(&[
+        ("AWS_ACCESS_KEY_ID", "key".into()),
+        ("AWS_SECRET_ACCESS_KEY", "secret".into()),
+        ("AWS_ENDPOINT_URL", endpoint.clone()),
+    ]);
+    let p = provisioner(cache.path(), &env, S3Options::default())?;
+    let err = p.ensure(&"s3://models/m.gguf".parse()?, None).unwrap_err();
+    assert!(
+        matches!(&err, Error::S3Unreachable { endpoint: e, .. } if *e == endpoint),
+        "{err}"
+    );
+    assert!(err.hint().is_some_and(|h| h.contains("AWS_ENDPOINT_URL")));
+    assert!(!format!("{err} {err:?}").contains("secret"));
+    Ok(())
+}
+
+#[test]
 fn a_corrupted_object_fails_its_digest_and_publishes_nothing() -> TestResult {
     let server = S3Server::start()?;
     server.create_bucket("models")?;
