@@ -237,7 +237,13 @@ impl<'a> Run<'a> {
         let parallel = !plan.kept.is_empty()
             || (config.connections > 1 && total - asked >= config.parallel_threshold);
         let (hasher, transferred) = if parallel {
-            self.parallel(&plan, hasher, asked, response)?
+            // The range the probe's response delivers is the first the hasher needs: its
+            // buffer is leased before any other range is taken, so that downloads sharing the
+            // budget can never hold it all with later ranges while each waits for its first
+            // (the earliest range in flight always holds its memory, across downloads too).
+            let chunk_buf = usize::try_from(config.chunk_size).expect("chunks fit in memory");
+            let first_lease = self.engine.budget.lease(chunk_buf).await;
+            self.parallel(&plan, hasher, asked, (response, first_lease))?
         } else {
             self.sequential(plan.clone(), hasher, Some(response))
                 .await?
@@ -422,13 +428,14 @@ impl<'a> Run<'a> {
 
     /// Fetches the missing ranges as chunks over several connections at once, and hands the
     /// kept ones to the hasher. `first` is the open-ended response to the probe, which asked
-    /// from `asked`: it delivers the first range if that starts there.
+    /// from `asked`, with a buffer already leased for it: it delivers the first range if that
+    /// starts there.
     fn parallel(
         &self,
         plan: &Plan,
         hasher: Hasher,
         asked: u64,
-        first: reqwest::Response,
+        first: (reqwest::Response, Lease),
     ) -> Result<(Hasher, u64)> {
         let config = &self.engine.config;
         let chunk = config.chunk_size;
@@ -442,9 +449,11 @@ impl<'a> Run<'a> {
         for &(s, e) in &plan.kept {
             sink.send_kept(s, e);
         }
+        // When the probe's range is not the first missing one (a resume), its lease is given
+        // back and every range is leased before it is taken.
         let first = work.first().filter(|w| w.0 == asked).map(|_| first);
         let next = AtomicUsize::new(usize::from(first.is_some()));
-        let worker = |first: Option<reqwest::Response>| {
+        let worker = |first: Option<(reqwest::Response, Lease)>| {
             let (sink, next, work) = (&sink, &next, &work);
             async move {
                 let mut transferred = 0u64;
@@ -456,10 +465,12 @@ impl<'a> Run<'a> {
                     };
                     // Leased before a range is taken, so that the earliest range in flight
                     // always holds its memory and the hasher can always move on.
-                    let lease = self.engine.budget.lease(chunk_buf).await;
-                    let (index, response) = match first.take() {
-                        Some(r) => (0, Some(r)),
-                        None => (next.fetch_add(1, Ordering::Relaxed), None),
+                    let (index, response, lease) = match first.take() {
+                        Some((r, lease)) => (0, Some(r), lease),
+                        None => {
+                            let lease = self.engine.budget.lease(chunk_buf).await;
+                            (next.fetch_add(1, Ordering::Relaxed), None, lease)
+                        }
                     };
                     let Some(&range) = work.get(index) else {
                         return Ok(transferred);

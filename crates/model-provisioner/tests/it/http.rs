@@ -7,7 +7,9 @@ use std::time::Duration;
 use catalog_core::{CatalogStore, Digest, Outcome, Storage};
 use model_provisioner::download::{DownloadConfig, RetryPolicy};
 use model_provisioner::{AnyFetcher, Error, FileFetcher, FsCatalog, HttpFetcher, ModelProvisioner};
-use test_support::{Answer, FaultServer, Nginx, random_bytes as bytes};
+use std::sync::Arc;
+
+use test_support::{Answer, FaultServer, Hold, Nginx, random_bytes as bytes};
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
@@ -793,6 +795,64 @@ fn parallel_downloads_of_one_engine_share_one_memory_budget() -> TestResult {
     assert!(servers.iter().all(|s| s.requests() > 8), "parallel ranges");
     let peak = engine.memory_peak();
     assert!(peak > 0 && peak <= budget, "peak {peak} of {budget}");
+    Ok(())
+}
+
+#[test]
+fn downloads_that_share_a_small_budget_never_wait_on_each_other_forever() -> TestResult {
+    // Room for two chunks, and three files fetched at once in parallel ranges. Each server
+    // holds the body of the probe (the first chunk) until all three hold: meanwhile the later
+    // chunks are there for the taking. If those could take the whole budget, each download
+    // would wait for a buffer for its first chunk while the hasher waits for that chunk.
+    // (The budget in force is at least one 4 MiB stream piece: chunks of 2 MiB make it two.)
+    let chunk: u64 = 2 << 20;
+    let engine = Arc::new(model_provisioner::download::Downloader::new(
+        DownloadConfig {
+            chunk_size: chunk,
+            memory_budget: 2 * chunk,
+            ..config()
+        },
+    )?);
+    let cache = tempfile::tempdir()?;
+    let files: Vec<Vec<u8>> = (0..3).map(|i| bytes(8 << 20, 40 + i)).collect();
+    let servers: Vec<Arc<FaultServer>> = files
+        .iter()
+        .map(|b| {
+            let server = FaultServer::start(b.clone(), vec![Answer::Serve { ranges: true }]);
+            server.hold(Hold::AtOffset(chunk / 2));
+            Arc::new(server)
+        })
+        .collect();
+    let (done, finished) = std::sync::mpsc::channel();
+    for (body, server) in files.iter().zip(&servers) {
+        let (engine, server, body, done) =
+            (engine.clone(), server.clone(), body.clone(), done.clone());
+        let cache = cache.path().to_owned();
+        std::thread::spawn(move || {
+            let source = UrlSourceFor::new(&server.url("f"));
+            let result = engine_fetch(&engine, &cache, &source.0, &body)
+                .map(|d| d.staged.size)
+                .map_err(|e| e.to_string());
+            let _ = done.send(result);
+        });
+    }
+    for server in &servers {
+        assert!(
+            server.wait_held(Duration::from_secs(60)),
+            "no probe was held"
+        );
+    }
+    for server in &servers {
+        server.release();
+    }
+    for _ in &files {
+        // Generous: the three files take well under a second when nothing is stuck.
+        let size = finished
+            .recv_timeout(Duration::from_secs(120))
+            .map_err(|_| "the downloads are stuck waiting for memory")??;
+        assert_eq!(size, 8 << 20);
+    }
+    assert!(engine.memory_peak() <= 2 * chunk);
     Ok(())
 }
 
