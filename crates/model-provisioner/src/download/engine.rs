@@ -116,10 +116,20 @@ impl<'a> Run<'a> {
         let mut attempts = self.engine.config.retry.attempts(self.url());
         // A changed remote or a damaged prefix sends us back here, from byte zero.
         loop {
+            let config = &self.engine.config;
+            // A file known to be large enough for parallel ranges is asked for its first chunk
+            // only: an open-ended first request would be cut once the other ranges start, and
+            // what the server sent past the chunk would be wasted.
+            let parallel_size = self
+                .dl
+                .expected
+                .size
+                .filter(|&size| config.connections > 1 && size >= config.parallel_threshold);
             let (asked, headers) = probe(
                 prior.as_ref(),
                 self.digest.as_deref(),
-                self.engine.config.chunk_size,
+                config.chunk_size,
+                parallel_size,
             );
             let response = match self.send(&headers).await {
                 Ok(r) => r,
@@ -617,11 +627,18 @@ impl<'a> Run<'a> {
 /// bytes known by their validators (not when `digest` names them). When chunks beyond the gap
 /// were kept, it asks for the first missing range only, so that no byte of a kept chunk is
 /// sent again. A run killed after the last byte but before publishing kept everything: it
-/// asks for the last byte only, to check that the remote is still the same file. Returns the
-/// offset asked for and the headers.
-fn probe(prior: Option<&ResumeState>, digest: Option<&str>, chunk: u64) -> (u64, HeaderMap) {
+/// asks for the last byte only, to check that the remote is still the same file. A fresh
+/// download of a file known to be fetched in parallel ranges (`parallel_size`) asks for its
+/// first chunk only. Returns the offset asked for and the headers.
+fn probe(
+    prior: Option<&ResumeState>,
+    digest: Option<&str>,
+    chunk: u64,
+    parallel_size: Option<u64>,
+) -> (u64, HeaderMap) {
     let Some(s) = prior else {
-        return (0, range_headers(0, None, None));
+        let end = parallel_size.map(|size| chunk.min(size));
+        return (0, range_headers(0, end, None));
     };
     let if_range = (!s.vouched_by(digest))
         .then(|| s.validators.if_range())
@@ -695,19 +712,27 @@ mod tests {
 
     #[test]
     fn the_probe_asks_from_the_first_missing_byte() {
-        let (at, h) = probe(None, None, 16);
+        let (at, h) = probe(None, None, 16, None);
         assert_eq!((at, &h["range"]), (0, &"bytes=0-".parse().unwrap()));
         assert!(!h.contains_key("if-range"));
-        let (at, h) = probe(Some(&state(10, vec![], None)), None, 16);
+        // A file known to come in parallel ranges: its first chunk only.
+        let (at, h) = probe(None, None, 16, Some(100));
+        assert_eq!((at, &h["range"]), (0, &"bytes=0-15".parse().unwrap()));
+        let (at, h) = probe(Some(&state(10, vec![], None)), None, 16, None);
         assert_eq!((at, &h["range"]), (10, &"bytes=10-".parse().unwrap()));
         // Kept chunks beyond the gap: only the first missing range, up to a chunk boundary.
-        let (at, h) = probe(Some(&state(10, vec![(10, 30), (50, 60)], None)), None, 16);
+        let (at, h) = probe(
+            Some(&state(10, vec![(10, 30), (50, 60)], None)),
+            None,
+            16,
+            Some(100),
+        );
         assert_eq!((at, &h["range"]), (30, &"bytes=30-31".parse().unwrap()));
         assert_eq!(h["if-range"], "\"e\"");
         let vouched = state(40, vec![(40, 100)], Some("sha256:1"));
-        let (_, h) = probe(Some(&vouched), None, 16);
+        let (_, h) = probe(Some(&vouched), None, 16, None);
         assert_eq!(h["if-range"], "\"e\"", "this run does not know the digest");
-        let (at, h) = probe(Some(&vouched), Some("sha256:1"), 16);
+        let (at, h) = probe(Some(&vouched), Some("sha256:1"), 16, None);
         assert_eq!((at, &h["range"]), (99, &"bytes=99-99".parse().unwrap()));
         assert!(!h.contains_key("if-range"), "the digest names the bytes");
     }
