@@ -7,15 +7,17 @@
 //! for the proxy's `127.0.0.1:<port>` is checked upstream against the host it was signed for.
 //! Answers are relayed `Content-Length`-framed on keep-alive connections.
 
-use std::collections::HashMap;
+use std::borrow::Borrow;
 use std::fmt::Write as _;
 use std::io::{self, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::ops::Deref;
+use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::Hold;
+use crate::holds::{self, Connections, Holds, Monitor};
 use crate::wire::{self, Body, Head};
 
 /// Body bytes copied at a time.
@@ -52,52 +54,35 @@ pub struct HoldProxy {
 #[derive(Debug)]
 struct Shared {
     upstream: String,
-    state: Mutex<State>,
-    changed: Condvar,
+    monitor: Monitor<State>,
+}
+
+impl Deref for Shared {
+    type Target = Monitor<State>;
+
+    fn deref(&self) -> &Monitor<State> {
+        &self.monitor
+    }
+}
+
+impl Borrow<Monitor<State>> for Shared {
+    fn borrow(&self) -> &Monitor<State> {
+        &self.monitor
+    }
 }
 
 #[derive(Debug, Default)]
 struct State {
-    hold: Option<Hold>,
-    releases: u64,
-    reached: usize,
+    holds: Holds,
     /// Entries by sequence number, so a late update never lands on a cleared log.
     log: Vec<(u64, ProxiedHit)>,
     next_entry: u64,
-    open: HashMap<u64, TcpStream>,
-    accepted: Vec<SocketAddr>,
-    next_connection: u64,
-    stop: bool,
+    connections: Connections,
 }
 
+holds::server_state!(State);
+
 impl Shared {
-    fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().expect("hold proxy state poisoned")
-    }
-
-    fn update<T>(&self, change: impl FnOnce(&mut State) -> T) -> T {
-        let out = change(&mut self.lock());
-        self.changed.notify_all();
-        out
-    }
-
-    fn wait_until(&self, timeout: Duration, done: impl Fn(&State) -> bool) -> bool {
-        let deadline = Instant::now() + timeout;
-        let mut state = self.lock();
-        while !done(&state) {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return false;
-            }
-            state = self
-                .changed
-                .wait_timeout(state, left)
-                .expect("hold proxy state poisoned")
-                .0;
-        }
-        true
-    }
-
     fn entry(&self, seq: u64, change: impl FnOnce(&mut ProxiedHit)) {
         self.update(|s| {
             if let Some((_, hit)) = s.log.iter_mut().find(|(n, _)| *n == seq) {
@@ -119,12 +104,15 @@ impl HoldProxy {
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
             upstream,
-            state: Mutex::new(State::default()),
-            changed: Condvar::new(),
+            monitor: Monitor::new("hold proxy", State::default()),
         });
         let thread = {
             let shared = Arc::clone(&shared);
-            std::thread::spawn(move || accept_loop(&listener, &shared))
+            std::thread::spawn(move || {
+                holds::accept_loop(&listener, &shared, |stream, shared: &Shared| {
+                    let _ = serve_connection(stream, shared);
+                });
+            })
         };
         Ok(HoldProxy {
             addr,
@@ -152,36 +140,24 @@ impl HoldProxy {
     /// [`Self::release`]. With [`Hold::AtOffset`], the offset is in the object: a `206`'s
     /// `Content-Range` says where its body starts.
     pub fn hold(&self, at: Hold) {
-        self.shared.update(|s| {
-            s.hold = Some(at);
-            s.reached = 0;
-        });
+        self.shared.hold(at);
     }
 
     /// Waits until a body has reached the armed hold, up to `timeout`; returns whether one
     /// has.
     pub fn wait_held(&self, timeout: Duration) -> bool {
-        self.shared.wait_until(timeout, |s| s.reached > 0)
+        self.shared.wait_held(timeout)
     }
 
     /// Disarms the hold: held bodies go on, later ones are not held.
     pub fn release(&self) {
-        self.shared.update(|s| {
-            s.hold = None;
-            s.releases += 1;
-        });
+        self.shared.release();
     }
 
     /// Waits until every connection accepted so far is closed, up to `timeout`; returns
     /// whether they are.
     pub fn wait_idle(&self, timeout: Duration) -> bool {
-        // Connections are accepted in order, so once this one is, every earlier one is too.
-        let Ok(marker) = TcpStream::connect(self.addr).and_then(|s| s.local_addr()) else {
-            return false;
-        };
-        self.shared.wait_until(timeout, |s| {
-            s.open.is_empty() && s.accepted.contains(&marker)
-        })
+        self.shared.wait_idle(self.addr, timeout)
     }
 
     /// Every request so far, in the order they were answered.
@@ -202,11 +178,7 @@ impl HoldProxy {
 
 impl Drop for HoldProxy {
     fn drop(&mut self) {
-        let open: Vec<TcpStream> = self.shared.update(|s| {
-            s.stop = true;
-            s.open.drain().map(|(_, stream)| stream).collect()
-        });
-        for stream in open {
+        for stream in self.shared.stop() {
             let _ = stream.shutdown(Shutdown::Both);
         }
         // Wakes the accept loop, which then sees `stop`.
@@ -214,32 +186,6 @@ impl Drop for HoldProxy {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
-    }
-}
-
-fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) {
-    for stream in listener.incoming() {
-        let Ok(stream) = stream else { continue };
-        let id = {
-            let mut state = shared.lock();
-            if state.stop {
-                return;
-            }
-            let (Ok(clone), Ok(peer)) = (stream.try_clone(), stream.peer_addr()) else {
-                continue;
-            };
-            state.next_connection += 1;
-            let id = state.next_connection;
-            state.open.insert(id, clone);
-            state.accepted.push(peer);
-            id
-        };
-        shared.changed.notify_all();
-        let shared = Arc::clone(shared);
-        std::thread::spawn(move || {
-            let _ = serve_connection(stream, &shared);
-            shared.update(|s| s.open.remove(&id));
-        });
     }
 }
 
@@ -419,15 +365,11 @@ fn relay_answer(
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
     let hold = if x.method == "GET" && (200..300).contains(&status) {
-        shared.lock().hold
+        shared.armed()
     } else {
         None
     };
-    let stop_at = match hold {
-        Some(Hold::AtOffset(at)) if (offset..offset + len).contains(&at) => Some(at - offset),
-        Some(Hold::AfterBytes(n)) if n < len => Some(n),
-        _ => None,
-    };
+    let stop_at = hold.and_then(|h| h.stop_in(offset, len));
     let mut copied = 0;
     let result = (|| {
         match stop_at {
@@ -470,7 +412,7 @@ fn copy(
         out.write_all(&buf[..n])?;
         *copied += n as u64;
         left -= n as u64;
-        if shared.lock().stop {
+        if shared.stopping() {
             return Err(io::Error::other("the proxy is stopping"));
         }
     }
@@ -479,25 +421,11 @@ fn copy(
 
 /// Says the hold is reached and waits for its release; `false` when the proxy stops first.
 fn wait_release(shared: &Shared, seq: u64) -> bool {
-    let mut state = shared.lock();
-    if state.hold.is_none() {
-        return true;
-    }
-    let release = state.releases;
-    state.reached += 1;
-    if let Some((_, hit)) = state.log.iter_mut().find(|(n, _)| *n == seq) {
-        hit.held = true;
-    }
-    drop(state);
-    shared.changed.notify_all();
-    let mut state = shared.lock();
-    while state.releases == release && !state.stop {
-        state = shared
-            .changed
-            .wait(state)
-            .expect("hold proxy state poisoned");
-    }
-    !state.stop
+    shared.wait_release(|state| {
+        if let Some((_, hit)) = state.log.iter_mut().find(|(n, _)| *n == seq) {
+            hit.held = true;
+        }
+    })
 }
 
 #[cfg(test)]

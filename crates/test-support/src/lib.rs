@@ -45,6 +45,7 @@ mod aws_endpoints;
 mod fault;
 mod hf_repo;
 mod hold_proxy;
+mod holds;
 #[cfg(test)]
 mod http_client;
 mod hub_nginx;
@@ -60,12 +61,13 @@ pub use aws_endpoints::{
     AwsCreds, ContainerCredentials, EndpointRequest, FAR_EXPIRATION, IMDS_TOKEN_HEADER,
     IMDS_TTL_HEADER, InstanceMetadata, Sts,
 };
-pub use fault::{Answer, FaultServer, Hold, Served};
+pub use fault::{Answer, FaultServer, Served};
 pub use hf_repo::{
     DEFAULT_WEIGHTS_SIZE, HfRepo, HfRepoBuilder, LFS_PATTERNS, TINY_GGUF, TINY_LLAMA, fake_gguf,
     fake_safetensors, pseudo_random_bytes, sha256_hex,
 };
 pub use hold_proxy::{HoldProxy, ProxiedHit};
+pub use holds::Hold;
 pub use hub_nginx::{HubFile, HubNginx, HubRepo, HubRequest};
 pub use lying_proxy::{LyingProxy, ProxiedRequest};
 pub use nginx::{LogLine, Nginx};

@@ -16,16 +16,19 @@
 //!   test releases them;
 //! - log what it saw: [`FrontRequest`], [`StorageRequest`], [`TokenRequest`].
 
+use std::borrow::Borrow;
 use std::collections::HashMap;
 use std::collections::hash_map::RandomState;
 use std::fmt::Write as _;
 use std::hash::{BuildHasher, Hasher};
 use std::io::{self, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::ops::Deref;
+use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::holds::{self, Connections, Holds, Monitor};
 use crate::wire::{self, Body, Head};
 use crate::{Hold, Registry};
 
@@ -136,8 +139,21 @@ struct Config {
 #[derive(Debug)]
 struct Shared {
     config: Config,
-    state: Mutex<State>,
-    changed: Condvar,
+    monitor: Monitor<State>,
+}
+
+impl Deref for Shared {
+    type Target = Monitor<State>;
+
+    fn deref(&self) -> &Monitor<State> {
+        &self.monitor
+    }
+}
+
+impl Borrow<Monitor<State>> for Shared {
+    fn borrow(&self) -> &Monitor<State> {
+        &self.monitor
+    }
 }
 
 #[derive(Debug)]
@@ -153,46 +169,15 @@ struct State {
     issued: u32,
     /// The repository of each storage URL handed out, by its `sig`.
     signatures: HashMap<String, String>,
-    hold: Option<Hold>,
-    releases: u64,
-    reached: usize,
+    holds: Holds,
     log: Vec<FrontRequest>,
     storage_log: Vec<StorageRequest>,
     token_requests: Vec<TokenRequest>,
     /// The connections open now, to shut down on drop.
-    open: HashMap<u64, TcpStream>,
-    next_connection: u64,
-    stop: bool,
+    connections: Connections,
 }
 
-impl Shared {
-    fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().expect("registry front state poisoned")
-    }
-
-    fn update<T>(&self, change: impl FnOnce(&mut State) -> T) -> T {
-        let out = change(&mut self.lock());
-        self.changed.notify_all();
-        out
-    }
-
-    fn wait_until(&self, timeout: Duration, done: impl Fn(&State) -> bool) -> bool {
-        let deadline = Instant::now() + timeout;
-        let mut state = self.lock();
-        while !done(&state) {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return false;
-            }
-            state = self
-                .changed
-                .wait_timeout(state, left)
-                .expect("registry front state poisoned")
-                .0;
-        }
-        true
-    }
-}
+holds::server_state!(State);
 
 /// Which log entry a response updates.
 #[derive(Debug, Clone, Copy)]
@@ -217,14 +202,17 @@ impl RegistryFront {
                 port,
                 storage_port,
             },
-            state: Mutex::new(State::default()),
-            changed: Condvar::new(),
+            monitor: Monitor::new("registry front", State::default()),
         });
         let threads = [(front, false), (storage, true)]
             .into_iter()
             .map(|(listener, is_storage)| {
                 let shared = Arc::clone(&shared);
-                std::thread::spawn(move || accept_loop(&listener, &shared, is_storage))
+                std::thread::spawn(move || {
+                    holds::accept_loop(&listener, &shared, move |stream, shared: &Shared| {
+                        let _ = serve_connection(stream, shared, is_storage);
+                    });
+                })
             })
             .collect();
         Ok(RegistryFront {
@@ -258,24 +246,18 @@ impl RegistryFront {
     /// Arms a hold: from now on, blob bodies (from the front or the storage) stop at `at`
     /// until [`Self::release`].
     pub fn hold(&self, at: Hold) {
-        self.shared.update(|s| {
-            s.hold = Some(at);
-            s.reached = 0;
-        });
+        self.shared.hold(at);
     }
 
     /// Waits until a body has reached the armed hold, up to `timeout`; returns whether one
     /// has.
     pub fn wait_held(&self, timeout: Duration) -> bool {
-        self.shared.wait_until(timeout, |s| s.reached > 0)
+        self.shared.wait_held(timeout)
     }
 
     /// Disarms the hold: held bodies go on, later ones are not held.
     pub fn release(&self) {
-        self.shared.update(|s| {
-            s.hold = None;
-            s.releases += 1;
-        });
+        self.shared.release();
     }
 
     /// Invalidates every token issued so far: their next use gets the challenge.
@@ -320,11 +302,7 @@ impl RegistryFront {
 
 impl Drop for RegistryFront {
     fn drop(&mut self) {
-        let open: Vec<TcpStream> = self.shared.update(|s| {
-            s.stop = true;
-            s.open.drain().map(|(_, stream)| stream).collect()
-        });
-        for stream in open {
+        for stream in self.shared.stop() {
             let _ = stream.shutdown(Shutdown::Both);
         }
         // Wakes the accept loops, which then see `stop`.
@@ -333,30 +311,6 @@ impl Drop for RegistryFront {
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
-    }
-}
-
-fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>, storage: bool) {
-    for stream in listener.incoming() {
-        let Ok(stream) = stream else { continue };
-        let id = {
-            let mut state = shared.lock();
-            if state.stop {
-                return;
-            }
-            let Ok(clone) = stream.try_clone() else {
-                continue;
-            };
-            state.next_connection += 1;
-            let id = state.next_connection;
-            state.open.insert(id, clone);
-            id
-        };
-        let shared = Arc::clone(shared);
-        std::thread::spawn(move || {
-            let _ = serve_connection(stream, &shared, storage);
-            shared.update(|s| s.open.remove(&id));
-        });
     }
 }
 
@@ -838,15 +792,11 @@ impl Response<'_> {
             .and_then(|s| s.parse().ok())
             .unwrap_or(0);
         let hold = if blob && (200..300).contains(&status) {
-            self.shared.lock().hold
+            self.shared.armed()
         } else {
             None
         };
-        let stop_at = match hold {
-            Some(Hold::AtOffset(x)) if (offset..offset + len).contains(&x) => Some(x - offset),
-            Some(Hold::AfterBytes(n)) if n < len => Some(n),
-            _ => None,
-        };
+        let stop_at = hold.and_then(|h| h.stop_in(offset, len));
         match stop_at {
             None => self.copy(upstream, len)?,
             Some(stop_at) => {
@@ -877,7 +827,7 @@ impl Response<'_> {
             }
             self.out.write_all(&buf[..n])?;
             left -= n as u64;
-            if self.shared.lock().stop {
+            if self.shared.stopping() {
                 return Err(io::Error::other("the front is stopping"));
             }
         }
@@ -887,27 +837,10 @@ impl Response<'_> {
     /// Says the hold is reached and waits for its release; `false` when the front stops
     /// first.
     fn held(&mut self, entry: Entry) -> bool {
-        let mut state = self.shared.lock();
-        if state.hold.is_none() {
-            return true;
-        }
-        let release = state.releases;
-        state.reached += 1;
-        match entry {
+        self.shared.wait_release(|state| match entry {
             Entry::Front(i) => state.log[i].held = true,
             Entry::Storage(i) => state.storage_log[i].held = true,
-        }
-        drop(state);
-        self.shared.changed.notify_all();
-        let mut state = self.shared.lock();
-        while state.releases == release && !state.stop {
-            state = self
-                .shared
-                .changed
-                .wait(state)
-                .expect("registry front state poisoned");
-        }
-        !state.stop
+        })
     }
 }
 
