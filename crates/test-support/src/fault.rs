@@ -107,6 +107,7 @@ impl FaultServer {
         let addr = listener.local_addr().expect("local addr");
         let shared = Arc::new(Monitor::new(
             "fault server",
+            (),
             State {
                 body: Arc::new(body),
                 etag: FIRST_ETAG.to_owned(),

@@ -7,21 +7,16 @@
 //! for the proxy's `127.0.0.1:<port>` is checked upstream against the host it was signed for.
 //! Answers are relayed `Content-Length`-framed on keep-alive connections.
 
-use std::borrow::Borrow;
-use std::fmt::Write as _;
 use std::io::{self, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::ops::Deref;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crate::Hold;
 use crate::holds::{self, Connections, Holds, Monitor};
+use crate::relay::Relay;
 use crate::wire::{self, Body, Head};
-
-/// Body bytes copied at a time.
-const PIECE: usize = 64 << 10;
 
 /// One request the proxy relayed, and what it sent back.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,25 +46,8 @@ pub struct HoldProxy {
     thread: Option<JoinHandle<()>>,
 }
 
-#[derive(Debug)]
-struct Shared {
-    upstream: String,
-    monitor: Monitor<State>,
-}
-
-impl Deref for Shared {
-    type Target = Monitor<State>;
-
-    fn deref(&self) -> &Monitor<State> {
-        &self.monitor
-    }
-}
-
-impl Borrow<Monitor<State>> for Shared {
-    fn borrow(&self) -> &Monitor<State> {
-        &self.monitor
-    }
-}
+/// The state, with the upstream authority as the setting.
+type Shared = Monitor<State, String>;
 
 #[derive(Debug, Default)]
 struct State {
@@ -102,14 +80,11 @@ impl HoldProxy {
             .to_owned();
         let listener = TcpListener::bind("127.0.0.1:0")?;
         let addr = listener.local_addr()?;
-        let shared = Arc::new(Shared {
-            upstream,
-            monitor: Monitor::new("hold proxy", State::default()),
-        });
+        let shared = Arc::new(Monitor::new("hold proxy", upstream, State::default()));
         let thread = {
             let shared = Arc::clone(&shared);
             std::thread::spawn(move || {
-                holds::accept_loop(&listener, &shared, |stream, shared: &Shared| {
+                holds::accept_loop(&listener, &shared, |stream, shared| {
                     let _ = serve_connection(stream, shared);
                 });
             })
@@ -253,7 +228,7 @@ fn relay(
     body: &mut dyn Read,
 ) -> io::Result<bool> {
     let connection = if x.close { "Connection: close\r\n" } else { "" };
-    let host = x.head.get("host").unwrap_or(&shared.upstream).to_owned();
+    let host = x.head.get("host").unwrap_or(&shared.config).to_owned();
     let headers: Vec<(&str, &str)> = x
         .head
         .headers
@@ -284,7 +259,7 @@ fn relay(
         seq
     });
     let sent = wire::send(
-        &shared.upstream,
+        &shared.config,
         &host,
         x.method,
         x.target,
@@ -306,126 +281,23 @@ fn relay(
     };
     let status = head.status();
     shared.entry(seq, |h| h.status = status);
-    relay_answer(shared, out, x, seq, &head, &mut upstream)
-}
-
-/// Relays upstream's answer to `x`: its head, then its body framed by length, held when a
-/// hold applies.
-fn relay_answer(
-    shared: &Shared,
-    out: &mut TcpStream,
-    x: &Exchange<'_>,
-    seq: u64,
-    head: &Head,
-    upstream: &mut BufReader<TcpStream>,
-) -> io::Result<bool> {
-    let connection = if x.close { "Connection: close\r\n" } else { "" };
-    let status = head.status();
-    let bodiless = wire::bodiless(x.method, status);
-    let (len, whole) = if bodiless {
-        (head.content_length(), None)
-    } else if head.chunked() {
-        let body = wire::read_chunked(upstream)?;
-        (Some(body.len() as u64), Some(body))
-    } else if let Some(len) = head.content_length() {
-        (Some(len), None)
-    } else {
-        let mut body = Vec::new();
-        upstream.read_to_end(&mut body)?;
-        (Some(body.len() as u64), Some(body))
+    let relay = Relay {
+        monitor: shared,
+        out,
+        method: x.method,
+        close: x.close,
+        may_hold: x.method == "GET",
     };
-    let mut text = format!("{}\r\n", head.first);
-    for (n, v) in &head.headers {
-        if !wire::hop_by_hop(n) {
-            let _ = write!(text, "{n}: {v}\r\n");
-        }
-    }
-    if let Some(len) = len {
-        let _ = write!(text, "Content-Length: {len}\r\n");
-    }
-    text.push_str(connection);
-    text.push_str("\r\n");
-    out.write_all(text.as_bytes())?;
-    if bodiless {
-        out.flush()?;
-        return Ok(true);
-    }
-    if let Some(body) = whole {
-        out.write_all(&body)?;
-        out.flush()?;
-        shared.entry(seq, |h| h.bytes_sent = body.len() as u64);
-        return Ok(true);
-    }
-    let len = len.unwrap_or(0);
-    let offset = head
-        .get("content-range")
-        .filter(|_| status == 206)
-        .and_then(|r| r.strip_prefix("bytes "))
-        .and_then(|r| r.split('-').next())
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let hold = if x.method == "GET" && (200..300).contains(&status) {
-        shared.armed()
-    } else {
-        None
-    };
-    let stop_at = hold.and_then(|h| h.stop_in(offset, len));
-    let mut copied = 0;
-    let result = (|| {
-        match stop_at {
-            None => copy(shared, upstream, out, len, &mut copied)?,
-            Some(stop_at) => {
-                copy(shared, upstream, out, stop_at, &mut copied)?;
-                out.flush()?;
-                shared.entry(seq, |h| h.bytes_sent = copied);
-                if !wait_release(shared, seq) {
-                    return Err(io::Error::other("the proxy is stopping"));
-                }
-                copy(shared, upstream, out, len - stop_at, &mut copied)?;
+    relay.answer(
+        &head,
+        &mut upstream,
+        |state| {
+            if let Some((_, hit)) = state.log.iter_mut().find(|(n, _)| *n == seq) {
+                hit.held = true;
             }
-        }
-        out.flush()
-    })();
-    shared.entry(seq, |h| h.bytes_sent = copied);
-    result.map(|()| true)
-}
-
-/// Copies `len` bytes from upstream to the client, a piece at a time, counting them.
-fn copy(
-    shared: &Shared,
-    upstream: &mut impl Read,
-    out: &mut TcpStream,
-    len: u64,
-    copied: &mut u64,
-) -> io::Result<()> {
-    let mut buf = vec![0; PIECE];
-    let mut left = len;
-    while left > 0 {
-        let want = usize::try_from(left.min(PIECE as u64)).expect("a piece fits");
-        let n = upstream.read(&mut buf[..want])?;
-        if n == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "upstream ended the body early",
-            ));
-        }
-        out.write_all(&buf[..n])?;
-        *copied += n as u64;
-        left -= n as u64;
-        if shared.stopping() {
-            return Err(io::Error::other("the proxy is stopping"));
-        }
-    }
-    Ok(())
-}
-
-/// Says the hold is reached and waits for its release; `false` when the proxy stops first.
-fn wait_release(shared: &Shared, seq: u64) -> bool {
-    shared.wait_release(|state| {
-        if let Some((_, hit)) = state.log.iter_mut().find(|(n, _)| *n == seq) {
-            hit.held = true;
-        }
-    })
+        },
+        |sent| shared.entry(seq, |h| h.bytes_sent = sent),
+    )
 }
 
 #[cfg(test)]

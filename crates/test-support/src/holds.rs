@@ -2,7 +2,6 @@
 //! behind a lock with a condition variable ([`Monitor`]), and the connections they track to
 //! know when they are idle and to end them on drop ([`Connections`]).
 
-use std::borrow::Borrow;
 use std::collections::HashMap;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -88,18 +87,20 @@ macro_rules! server_state {
 pub(crate) use server_state;
 
 /// A server's state `S` behind a lock, with a condition variable notified on every change a
-/// waiter may care about.
+/// waiter may care about, and its settings `C`, fixed at start.
 #[derive(Debug)]
-pub(crate) struct Monitor<S> {
+pub(crate) struct Monitor<S, C = ()> {
+    pub(crate) config: C,
     state: Mutex<S>,
     changed: Condvar,
     /// The server's name, for the panic on a poisoned lock.
     name: &'static str,
 }
 
-impl<S> Monitor<S> {
-    pub(crate) fn new(name: &'static str, state: S) -> Self {
+impl<S, C> Monitor<S, C> {
+    pub(crate) fn new(name: &'static str, config: C, state: S) -> Self {
         Monitor {
+            config,
             state: Mutex::new(state),
             changed: Condvar::new(),
             name,
@@ -138,7 +139,7 @@ impl<S> Monitor<S> {
     }
 }
 
-impl<S: AsRef<Holds> + AsMut<Holds>> Monitor<S> {
+impl<S: AsRef<Holds> + AsMut<Holds>, C> Monitor<S, C> {
     /// Whether the server is stopping.
     pub(crate) fn stopping(&self) -> bool {
         self.lock().as_ref().stop
@@ -198,7 +199,10 @@ impl<S: AsRef<Holds> + AsMut<Holds>> Monitor<S> {
     }
 }
 
-impl<S: AsRef<Holds> + AsMut<Holds> + AsRef<Connections> + AsMut<Connections>> Monitor<S> {
+impl<S, C> Monitor<S, C>
+where
+    S: AsRef<Holds> + AsMut<Holds> + AsRef<Connections> + AsMut<Connections>,
+{
     /// Stops the server: held bodies end, the accept loop ends at its next connection.
     /// Returns the connections open now, for the caller to shut down if it will.
     pub(crate) fn stop(&self) -> Vec<TcpStream> {
@@ -224,19 +228,17 @@ impl<S: AsRef<Holds> + AsMut<Holds> + AsRef<Connections> + AsMut<Connections>> M
 }
 
 /// Accepts connections on `listener` until the server stops, serving each on a thread of its
-/// own with `serve`; each is tracked in [`Connections`] while it is open. `shared` is the
-/// server's [`Monitor`], or what holds it with the server's fixed settings.
-pub(crate) fn accept_loop<T, S, F>(listener: &TcpListener, shared: &Arc<T>, serve: F)
+/// own with `serve`; each is tracked in [`Connections`] while it is open.
+pub(crate) fn accept_loop<S, C, F>(listener: &TcpListener, shared: &Arc<Monitor<S, C>>, serve: F)
 where
-    T: Borrow<Monitor<S>> + Send + Sync + 'static,
     S: AsRef<Holds> + AsMut<Holds> + AsRef<Connections> + AsMut<Connections> + Send + 'static,
-    F: Fn(TcpStream, &T) + Clone + Send + 'static,
+    C: Send + Sync + 'static,
+    F: Fn(TcpStream, &Monitor<S, C>) + Clone + Send + 'static,
 {
     for stream in listener.incoming() {
         let Ok(stream) = stream else { continue };
-        let monitor: &Monitor<S> = (**shared).borrow();
         let id = {
-            let mut state = monitor.lock();
+            let mut state = shared.lock();
             if AsRef::<Holds>::as_ref(&*state).stop {
                 return;
             }
@@ -250,12 +252,11 @@ where
             connections.accepted.push(peer);
             id
         };
-        monitor.changed.notify_all();
+        shared.changed.notify_all();
         let (shared, serve) = (Arc::clone(shared), serve.clone());
         std::thread::spawn(move || {
             serve(stream, &shared);
-            let monitor: &Monitor<S> = (*shared).borrow();
-            monitor.update(|s| AsMut::<Connections>::as_mut(s).open.remove(&id));
+            shared.update(|s| AsMut::<Connections>::as_mut(s).open.remove(&id));
         });
     }
 }

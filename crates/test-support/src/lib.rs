@@ -54,6 +54,7 @@ mod nginx;
 mod olah;
 mod registry;
 mod registry_front;
+mod relay;
 mod s3;
 mod wire;
 

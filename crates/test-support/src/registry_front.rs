@@ -16,24 +16,20 @@
 //!   test releases them;
 //! - log what it saw: [`FrontRequest`], [`StorageRequest`], [`TokenRequest`].
 
-use std::borrow::Borrow;
 use std::collections::HashMap;
 use std::collections::hash_map::RandomState;
 use std::fmt::Write as _;
 use std::hash::{BuildHasher, Hasher};
 use std::io::{self, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::ops::Deref;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::holds::{self, Connections, Holds, Monitor};
+use crate::relay::Relay;
 use crate::wire::{self, Body, Head};
 use crate::{Hold, Registry};
-
-/// Body bytes copied at a time.
-const PIECE: usize = 64 << 10;
 
 /// The `service` the challenge names.
 const SERVICE: &str = "test-registry";
@@ -136,25 +132,7 @@ struct Config {
     storage_port: u16,
 }
 
-#[derive(Debug)]
-struct Shared {
-    config: Config,
-    monitor: Monitor<State>,
-}
-
-impl Deref for Shared {
-    type Target = Monitor<State>;
-
-    fn deref(&self) -> &Monitor<State> {
-        &self.monitor
-    }
-}
-
-impl Borrow<Monitor<State>> for Shared {
-    fn borrow(&self) -> &Monitor<State> {
-        &self.monitor
-    }
-}
+type Shared = Monitor<State, Config>;
 
 #[derive(Debug)]
 struct Token {
@@ -193,8 +171,9 @@ impl RegistryFront {
         let storage = TcpListener::bind("127.0.0.1:0")?;
         let port = front.local_addr()?.port();
         let storage_port = storage.local_addr()?.port();
-        let shared = Arc::new(Shared {
-            config: Config {
+        let shared = Arc::new(Monitor::new(
+            "registry front",
+            Config {
                 upstream: upstream.host(),
                 upstream_auth: upstream.credentials().map(|(u, p)| wire::basic(u, p)),
                 auth: options.auth,
@@ -202,14 +181,14 @@ impl RegistryFront {
                 port,
                 storage_port,
             },
-            monitor: Monitor::new("registry front", State::default()),
-        });
+            State::default(),
+        ));
         let threads = [(front, false), (storage, true)]
             .into_iter()
             .map(|(listener, is_storage)| {
                 let shared = Arc::clone(&shared);
                 std::thread::spawn(move || {
-                    holds::accept_loop(&listener, &shared, move |stream, shared: &Shared| {
+                    holds::accept_loop(&listener, &shared, move |stream, shared| {
                         let _ = serve_connection(stream, shared, is_storage);
                     });
                 })
@@ -749,98 +728,22 @@ impl Response<'_> {
         entry: Entry,
         blob: bool,
     ) -> io::Result<bool> {
-        let status = head.status();
-        let mut out = format!("{}\r\n", head.first);
-        for (n, v) in &head.headers {
-            if !wire::hop_by_hop(n) {
-                let _ = write!(out, "{n}: {v}\r\n");
-            }
-        }
-        let (len, whole) = if wire::bodiless(method, status) {
-            (head.content_length(), None)
-        } else if head.chunked() {
-            let body = wire::read_chunked(upstream)?;
-            (Some(body.len() as u64), Some(body))
-        } else if let Some(len) = head.content_length() {
-            (Some(len), None)
-        } else {
-            let mut body = Vec::new();
-            upstream.read_to_end(&mut body)?;
-            (Some(body.len() as u64), Some(body))
+        let relay = Relay {
+            monitor: self.shared,
+            out: self.out,
+            method,
+            close: self.close,
+            may_hold: blob,
         };
-        if let Some(len) = len {
-            let _ = write!(out, "Content-Length: {len}\r\n");
-        }
-        out.push_str(self.connection());
-        out.push_str("\r\n");
-        self.out.write_all(out.as_bytes())?;
-        if wire::bodiless(method, status) {
-            self.out.flush()?;
-            return Ok(true);
-        }
-        if let Some(body) = whole {
-            self.out.write_all(&body)?;
-            self.out.flush()?;
-            return Ok(true);
-        }
-        let len = len.unwrap_or(0);
-        let offset = head
-            .get("content-range")
-            .filter(|_| status == 206)
-            .and_then(|r| r.strip_prefix("bytes "))
-            .and_then(|r| r.split('-').next())
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
-        let hold = if blob && (200..300).contains(&status) {
-            self.shared.armed()
-        } else {
-            None
-        };
-        let stop_at = hold.and_then(|h| h.stop_in(offset, len));
-        match stop_at {
-            None => self.copy(upstream, len)?,
-            Some(stop_at) => {
-                self.copy(upstream, stop_at)?;
-                self.out.flush()?;
-                if !self.held(entry) {
-                    return Ok(false);
-                }
-                self.copy(upstream, len - stop_at)?;
-            }
-        }
-        self.out.flush()?;
-        Ok(true)
-    }
-
-    /// Copies `len` bytes from upstream to the client, a piece at a time.
-    fn copy(&mut self, upstream: &mut impl Read, len: u64) -> io::Result<()> {
-        let mut buf = vec![0; PIECE];
-        let mut left = len;
-        while left > 0 {
-            let want = usize::try_from(left.min(PIECE as u64)).expect("a piece fits");
-            let n = upstream.read(&mut buf[..want])?;
-            if n == 0 {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "upstream ended the body early",
-                ));
-            }
-            self.out.write_all(&buf[..n])?;
-            left -= n as u64;
-            if self.shared.stopping() {
-                return Err(io::Error::other("the front is stopping"));
-            }
-        }
-        Ok(())
-    }
-
-    /// Says the hold is reached and waits for its release; `false` when the front stops
-    /// first.
-    fn held(&mut self, entry: Entry) -> bool {
-        self.shared.wait_release(|state| match entry {
-            Entry::Front(i) => state.log[i].held = true,
-            Entry::Storage(i) => state.storage_log[i].held = true,
-        })
+        relay.answer(
+            head,
+            upstream,
+            |state| match entry {
+                Entry::Front(i) => state.log[i].held = true,
+                Entry::Storage(i) => state.storage_log[i].held = true,
+            },
+            |_| {},
+        )
     }
 }
 
