@@ -52,6 +52,7 @@ mod hub_nginx;
 mod lying_proxy;
 mod nginx;
 mod olah;
+mod process;
 mod registry;
 mod registry_front;
 mod relay;
