@@ -1036,6 +1036,7 @@ fn basic_header(username: &str, password: &Secret) -> HeaderValue {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_util::block_on;
 
     use std::fmt::Write as _;
     use std::thread::JoinHandle;
@@ -1478,15 +1479,6 @@ printf '{"Username":"store-user","Secret":"store-pw"}'"#,
         body: &'static str,
     ) -> io::Result<(String, JoinHandle<Vec<String>>)> {
         test_support::serve_canned(Some("application/json"), vec![(status, body.to_owned())])
-    }
-
-    fn block_on<T>(future: impl Future<Output = T>) -> T {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .expect("a runtime")
-            .block_on(future)
     }
 
     fn scopes(list: &[&str]) -> Vec<String> {

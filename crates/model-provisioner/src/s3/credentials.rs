@@ -1559,6 +1559,7 @@ fn strip_comment(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_util::block_on;
 
     use std::net::TcpListener;
     use std::thread::JoinHandle;
@@ -1637,15 +1638,6 @@ mod tests {
             let config = self.config()?;
             block_on(resolve(&reqwest::Client::new(), &config, &self.env()))
         }
-    }
-
-    fn block_on<T>(future: impl Future<Output = T>) -> T {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .expect("a runtime")
-            .block_on(future)
     }
 
     /// Serves one canned answer per connection, in order; see [`test_support::serve_canned`].
