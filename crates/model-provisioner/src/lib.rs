@@ -39,6 +39,8 @@ mod reporter;
 pub mod s3;
 #[cfg(any(feature = "oci", feature = "s3"))]
 mod secret;
+#[cfg(all(test, any(feature = "oci", feature = "s3")))]
+mod test_util;
 
 pub use any::AnyFetcher;
 pub use assemble::{Assembly, Publish};

@@ -18,7 +18,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crate::S3Server;
-use crate::wire::Head;
+use crate::wire::{self, Head};
 
 /// The expiration the endpoints give at first: far enough that no client refreshes.
 pub const FAR_EXPIRATION: &str = "2099-12-31T23:59:59Z";
@@ -276,32 +276,11 @@ fn reason(status: u16) -> &'static str {
 
 /// `a=b&c=d` decoded (`+` is a space, `%XX` a byte).
 fn form_decode(text: &str) -> Vec<(String, String)> {
-    fn decode(s: &str) -> String {
-        let hex = |b: u8| char::from(b).to_digit(16);
-        let bytes = s.as_bytes();
-        let mut out = Vec::with_capacity(bytes.len());
-        let mut i = 0;
-        while i < bytes.len() {
-            let escaped = (bytes[i] == b'%' && i + 2 < bytes.len())
-                .then(|| Some(hex(bytes[i + 1])? * 16 + hex(bytes[i + 2])?))
-                .flatten();
-            match (bytes[i], escaped) {
-                (_, Some(b)) => {
-                    out.push(u8::try_from(b).expect("two hex digits make a byte"));
-                    i += 2;
-                }
-                (b'+', None) => out.push(b' '),
-                (b, None) => out.push(b),
-            }
-            i += 1;
-        }
-        String::from_utf8_lossy(&out).into_owned()
-    }
     text.split('&')
         .filter(|p| !p.is_empty())
         .map(|p| {
             let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            (decode(k), decode(v))
+            (wire::percent_decode(k), wire::percent_decode(v))
         })
         .collect()
 }

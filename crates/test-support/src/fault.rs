@@ -8,9 +8,12 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use crate::Hold;
+use crate::holds::{self, Connections, Holds, Monitor};
 
 /// The `ETag` of the body the server starts with.
 const FIRST_ETAG: &str = "\"fault-etag\"";
@@ -45,17 +48,6 @@ pub enum Answer {
     Lie(Vec<u8>),
     /// Redirect (`302`) to this URL.
     Redirect(String),
-}
-
-/// Where a served body stops until [`FaultServer::release`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Hold {
-    /// Every response whose body covers this offset of the file sends the bytes before it,
-    /// then holds. With parallel ranged requests only the one whose range holds the offset
-    /// stops; the others are served whole.
-    AtOffset(u64),
-    /// Every response sends this many bytes of its body, then holds: for a single stream.
-    AfterBytes(u64),
 }
 
 /// One request as the server saw it, and what it sent back (like a line of nginx's access
@@ -93,59 +85,19 @@ pub struct FaultServer {
 
 /// What the server's threads share: the state, and a condition variable notified on every
 /// change a waiter may care about.
-#[derive(Debug)]
-struct Shared {
-    state: Mutex<State>,
-    changed: Condvar,
-}
+type Shared = Monitor<State>;
 
 #[derive(Debug)]
 struct State {
     body: Arc<Vec<u8>>,
     etag: String,
     versions: u64,
-    hold: Option<Hold>,
-    /// Bumped by each release, so that a held response wakes even if a new hold is armed at
-    /// once.
-    releases: u64,
-    /// Responses that reached the hold point since it was armed.
-    reached: usize,
+    holds: Holds,
     log: Vec<Served>,
-    /// Connections accepted and not yet closed.
-    open: usize,
-    /// The peer address of every connection accepted.
-    accepted: Vec<SocketAddr>,
-    stop: bool,
+    connections: Connections,
 }
 
-impl Shared {
-    fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().expect("fault server state poisoned")
-    }
-
-    /// Waits until `done` holds or `timeout` passes; returns whether it holds.
-    fn wait_until(&self, timeout: Duration, done: impl Fn(&State) -> bool) -> bool {
-        let deadline = Instant::now() + timeout;
-        let mut state = self.lock();
-        while !done(&state) {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return false;
-            }
-            state = self
-                .changed
-                .wait_timeout(state, left)
-                .expect("fault server state poisoned")
-                .0;
-        }
-        true
-    }
-
-    fn update(&self, change: impl FnOnce(&mut State)) {
-        change(&mut self.lock());
-        self.changed.notify_all();
-    }
-}
+holds::server_state!(State);
 
 impl FaultServer {
     /// Starts the server on a free port.
@@ -153,24 +105,25 @@ impl FaultServer {
         assert!(!script.is_empty(), "a script needs at least one answer");
         let listener = TcpListener::bind("127.0.0.1:0").expect("binding 127.0.0.1:0");
         let addr = listener.local_addr().expect("local addr");
-        let shared = Arc::new(Shared {
-            state: Mutex::new(State {
+        let shared = Arc::new(Monitor::new(
+            "fault server",
+            (),
+            State {
                 body: Arc::new(body),
                 etag: FIRST_ETAG.to_owned(),
                 versions: 1,
-                hold: None,
-                releases: 0,
-                reached: 0,
+                holds: Holds::default(),
                 log: Vec::new(),
-                open: 0,
-                accepted: Vec::new(),
-                stop: false,
-            }),
-            changed: Condvar::new(),
-        });
+                connections: Connections::default(),
+            },
+        ));
         let thread = {
             let shared = Arc::clone(&shared);
-            std::thread::spawn(move || accept_loop(&listener, &shared, &script))
+            std::thread::spawn(move || {
+                holds::accept_loop(&listener, &shared, move |stream, shared| {
+                    serve_connection(stream, &script, shared);
+                });
+            })
         };
         FaultServer {
             addr,
@@ -200,37 +153,26 @@ impl FaultServer {
 
     /// Arms a hold: from now on, bodies stop at `at` until [`Self::release`].
     pub fn hold(&self, at: Hold) {
-        self.shared.update(|s| {
-            s.hold = Some(at);
-            s.reached = 0;
-        });
+        self.shared.hold(at);
     }
 
     /// Waits until a response has reached the armed hold, up to `timeout`; returns whether
     /// one has.
     pub fn wait_held(&self, timeout: Duration) -> bool {
-        self.shared.wait_until(timeout, |s| s.reached > 0)
+        self.shared.wait_held(timeout)
     }
 
     /// Disarms the hold: held responses send the rest of their bodies, and later ones are
     /// not held.
     pub fn release(&self) {
-        self.shared.update(|s| {
-            s.hold = None;
-            s.releases += 1;
-        });
+        self.shared.release();
     }
 
     /// Waits until every connection made so far is closed and its requests are complete in
     /// the log, up to `timeout`; returns whether they are. After a client has exited (or been
     /// killed, and any hold released), this makes the log final for everything it sent.
     pub fn wait_idle(&self, timeout: Duration) -> bool {
-        // Connections are accepted in order, so once this one is, every earlier one is too.
-        let Ok(marker) = TcpStream::connect(self.addr).and_then(|s| s.local_addr()) else {
-            return false;
-        };
-        self.shared
-            .wait_until(timeout, |s| s.open == 0 && s.accepted.contains(&marker))
+        self.shared.wait_idle(self.addr, timeout)
     }
 
     /// Every request so far, in the order they arrived.
@@ -256,33 +198,13 @@ impl FaultServer {
 
 impl Drop for FaultServer {
     fn drop(&mut self) {
-        self.shared.update(|s| s.stop = true);
+        // Open connections are left to end by themselves: a held body ends at once.
+        let _ = self.shared.stop();
         // Wakes the accept loop, which then sees `stop`.
         let _ = TcpStream::connect(self.addr);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
-    }
-}
-
-fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>, script: &[Answer]) {
-    for stream in listener.incoming() {
-        let Ok(stream) = stream else { continue };
-        let mut state = shared.lock();
-        if state.stop {
-            return;
-        }
-        state.open += 1;
-        if let Ok(peer) = stream.peer_addr() {
-            state.accepted.push(peer);
-        }
-        drop(state);
-        shared.changed.notify_all();
-        let (shared, script) = (Arc::clone(shared), script.to_vec());
-        std::thread::spawn(move || {
-            serve_connection(stream, &script, &shared);
-            shared.update(|s| s.open -= 1);
-        });
     }
 }
 
@@ -328,12 +250,10 @@ fn serve_connection(stream: TcpStream, script: &[Answer], shared: &Shared) {
                 }
             }
         }
-        let (n, request) = {
-            let mut state = shared.lock();
+        let (n, request) = shared.update(|state| {
             state.log.push(seen.clone());
             (state.log.len() - 1, seen)
-        };
-        shared.changed.notify_all();
+        });
         let answer = script
             .get(n)
             .unwrap_or_else(|| script.last().expect("non-empty"));
@@ -396,7 +316,7 @@ impl Response<'_> {
             Answer::Stall { bytes, stall } => {
                 let _ = self.head(200, "OK", &full(body.len()))
                     && self.body(&body[..(*bytes).min(body.len())], 0, None);
-                self.shared.wait_until(*stall, |s| s.stop);
+                self.shared.wait_until(*stall, |s| s.holds.stopping());
                 false
             }
             Answer::Serve { ranges } => {
@@ -406,7 +326,7 @@ impl Response<'_> {
                     .as_deref()
                     .filter(|_| *ranges && fresh)
                     .and_then(|r| parse_range(r, body.len()));
-                let hold = self.shared.lock().hold;
+                let hold = self.shared.armed();
                 match range {
                     Some((start, end)) => {
                         let headers = format!(
@@ -432,12 +352,7 @@ impl Response<'_> {
     /// Writes `bytes`, the part of the file from `offset`, stopping at `hold` if it falls
     /// inside them until the hold is released.
     fn body(&mut self, bytes: &[u8], offset: u64, hold: Option<Hold>) -> bool {
-        let len = bytes.len() as u64;
-        let stop_at = match hold {
-            Some(Hold::AtOffset(x)) if (offset..offset + len).contains(&x) => Some(x - offset),
-            Some(Hold::AfterBytes(n)) if n < len => Some(n),
-            _ => None,
-        };
+        let stop_at = hold.and_then(|h| h.stop_in(offset, bytes.len() as u64));
         let Some(stop_at) = stop_at else {
             return self.counted(bytes);
         };
@@ -451,24 +366,8 @@ impl Response<'_> {
     /// Says the hold is reached and waits for its release; `false` when the server stops
     /// first.
     fn held(&mut self) -> bool {
-        let mut state = self.shared.lock();
-        if state.hold.is_none() {
-            return true;
-        }
-        let release = state.releases;
-        state.reached += 1;
-        state.log[self.n].held = true;
-        drop(state);
-        self.shared.changed.notify_all();
-        let mut state = self.shared.lock();
-        while state.releases == release && !state.stop {
-            state = self
-                .shared
-                .changed
-                .wait(state)
-                .expect("fault server state poisoned");
-        }
-        !state.stop
+        let n = self.n;
+        self.shared.wait_release(|s| s.log[n].held = true)
     }
 
     /// Writes `bytes` a piece at a time, counting them in the log.
@@ -479,7 +378,7 @@ impl Response<'_> {
             }
             let mut state = self.shared.lock();
             state.log[self.n].body_bytes += piece.len() as u64;
-            if state.stop {
+            if state.holds.stopping() {
                 return false;
             }
         }

@@ -7,19 +7,16 @@
 //! for the proxy's `127.0.0.1:<port>` is checked upstream against the host it was signed for.
 //! Answers are relayed `Content-Length`-framed on keep-alive connections.
 
-use std::collections::HashMap;
-use std::fmt::Write as _;
 use std::io::{self, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::Hold;
+use crate::holds::{self, Connections, Holds, Monitor};
+use crate::relay::Relay;
 use crate::wire::{self, Body, Head};
-
-/// Body bytes copied at a time.
-const PIECE: usize = 64 << 10;
 
 /// One request the proxy relayed, and what it sent back.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,55 +46,21 @@ pub struct HoldProxy {
     thread: Option<JoinHandle<()>>,
 }
 
-#[derive(Debug)]
-struct Shared {
-    upstream: String,
-    state: Mutex<State>,
-    changed: Condvar,
-}
+/// The state, with the upstream authority as the setting.
+type Shared = Monitor<State, String>;
 
 #[derive(Debug, Default)]
 struct State {
-    hold: Option<Hold>,
-    releases: u64,
-    reached: usize,
+    holds: Holds,
     /// Entries by sequence number, so a late update never lands on a cleared log.
     log: Vec<(u64, ProxiedHit)>,
     next_entry: u64,
-    open: HashMap<u64, TcpStream>,
-    accepted: Vec<SocketAddr>,
-    next_connection: u64,
-    stop: bool,
+    connections: Connections,
 }
 
+holds::server_state!(State);
+
 impl Shared {
-    fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().expect("hold proxy state poisoned")
-    }
-
-    fn update<T>(&self, change: impl FnOnce(&mut State) -> T) -> T {
-        let out = change(&mut self.lock());
-        self.changed.notify_all();
-        out
-    }
-
-    fn wait_until(&self, timeout: Duration, done: impl Fn(&State) -> bool) -> bool {
-        let deadline = Instant::now() + timeout;
-        let mut state = self.lock();
-        while !done(&state) {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return false;
-            }
-            state = self
-                .changed
-                .wait_timeout(state, left)
-                .expect("hold proxy state poisoned")
-                .0;
-        }
-        true
-    }
-
     fn entry(&self, seq: u64, change: impl FnOnce(&mut ProxiedHit)) {
         self.update(|s| {
             if let Some((_, hit)) = s.log.iter_mut().find(|(n, _)| *n == seq) {
@@ -117,14 +80,14 @@ impl HoldProxy {
             .to_owned();
         let listener = TcpListener::bind("127.0.0.1:0")?;
         let addr = listener.local_addr()?;
-        let shared = Arc::new(Shared {
-            upstream,
-            state: Mutex::new(State::default()),
-            changed: Condvar::new(),
-        });
+        let shared = Arc::new(Monitor::new("hold proxy", upstream, State::default()));
         let thread = {
             let shared = Arc::clone(&shared);
-            std::thread::spawn(move || accept_loop(&listener, &shared))
+            std::thread::spawn(move || {
+                holds::accept_loop(&listener, &shared, |stream, shared| {
+                    let _ = serve_connection(stream, shared);
+                });
+            })
         };
         Ok(HoldProxy {
             addr,
@@ -152,36 +115,24 @@ impl HoldProxy {
     /// [`Self::release`]. With [`Hold::AtOffset`], the offset is in the object: a `206`'s
     /// `Content-Range` says where its body starts.
     pub fn hold(&self, at: Hold) {
-        self.shared.update(|s| {
-            s.hold = Some(at);
-            s.reached = 0;
-        });
+        self.shared.hold(at);
     }
 
     /// Waits until a body has reached the armed hold, up to `timeout`; returns whether one
     /// has.
     pub fn wait_held(&self, timeout: Duration) -> bool {
-        self.shared.wait_until(timeout, |s| s.reached > 0)
+        self.shared.wait_held(timeout)
     }
 
     /// Disarms the hold: held bodies go on, later ones are not held.
     pub fn release(&self) {
-        self.shared.update(|s| {
-            s.hold = None;
-            s.releases += 1;
-        });
+        self.shared.release();
     }
 
     /// Waits until every connection accepted so far is closed, up to `timeout`; returns
     /// whether they are.
     pub fn wait_idle(&self, timeout: Duration) -> bool {
-        // Connections are accepted in order, so once this one is, every earlier one is too.
-        let Ok(marker) = TcpStream::connect(self.addr).and_then(|s| s.local_addr()) else {
-            return false;
-        };
-        self.shared.wait_until(timeout, |s| {
-            s.open.is_empty() && s.accepted.contains(&marker)
-        })
+        self.shared.wait_idle(self.addr, timeout)
     }
 
     /// Every request so far, in the order they were answered.
@@ -202,11 +153,7 @@ impl HoldProxy {
 
 impl Drop for HoldProxy {
     fn drop(&mut self) {
-        let open: Vec<TcpStream> = self.shared.update(|s| {
-            s.stop = true;
-            s.open.drain().map(|(_, stream)| stream).collect()
-        });
-        for stream in open {
+        for stream in self.shared.stop() {
             let _ = stream.shutdown(Shutdown::Both);
         }
         // Wakes the accept loop, which then sees `stop`.
@@ -214,32 +161,6 @@ impl Drop for HoldProxy {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
-    }
-}
-
-fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) {
-    for stream in listener.incoming() {
-        let Ok(stream) = stream else { continue };
-        let id = {
-            let mut state = shared.lock();
-            if state.stop {
-                return;
-            }
-            let (Ok(clone), Ok(peer)) = (stream.try_clone(), stream.peer_addr()) else {
-                continue;
-            };
-            state.next_connection += 1;
-            let id = state.next_connection;
-            state.open.insert(id, clone);
-            state.accepted.push(peer);
-            id
-        };
-        shared.changed.notify_all();
-        let shared = Arc::clone(shared);
-        std::thread::spawn(move || {
-            let _ = serve_connection(stream, &shared);
-            shared.update(|s| s.open.remove(&id));
-        });
     }
 }
 
@@ -307,7 +228,7 @@ fn relay(
     body: &mut dyn Read,
 ) -> io::Result<bool> {
     let connection = if x.close { "Connection: close\r\n" } else { "" };
-    let host = x.head.get("host").unwrap_or(&shared.upstream).to_owned();
+    let host = x.head.get("host").unwrap_or(&shared.config).to_owned();
     let headers: Vec<(&str, &str)> = x
         .head
         .headers
@@ -338,7 +259,7 @@ fn relay(
         seq
     });
     let sent = wire::send(
-        &shared.upstream,
+        &shared.config,
         &host,
         x.method,
         x.target,
@@ -360,144 +281,23 @@ fn relay(
     };
     let status = head.status();
     shared.entry(seq, |h| h.status = status);
-    relay_answer(shared, out, x, seq, &head, &mut upstream)
-}
-
-/// Relays upstream's answer to `x`: its head, then its body framed by length, held when a
-/// hold applies.
-fn relay_answer(
-    shared: &Shared,
-    out: &mut TcpStream,
-    x: &Exchange<'_>,
-    seq: u64,
-    head: &Head,
-    upstream: &mut BufReader<TcpStream>,
-) -> io::Result<bool> {
-    let connection = if x.close { "Connection: close\r\n" } else { "" };
-    let status = head.status();
-    let bodiless = wire::bodiless(x.method, status);
-    let (len, whole) = if bodiless {
-        (head.content_length(), None)
-    } else if head.chunked() {
-        let body = wire::read_chunked(upstream)?;
-        (Some(body.len() as u64), Some(body))
-    } else if let Some(len) = head.content_length() {
-        (Some(len), None)
-    } else {
-        let mut body = Vec::new();
-        upstream.read_to_end(&mut body)?;
-        (Some(body.len() as u64), Some(body))
+    let relay = Relay {
+        monitor: shared,
+        out,
+        method: x.method,
+        close: x.close,
+        may_hold: x.method == "GET",
     };
-    let mut text = format!("{}\r\n", head.first);
-    for (n, v) in &head.headers {
-        if !wire::hop_by_hop(n) {
-            let _ = write!(text, "{n}: {v}\r\n");
-        }
-    }
-    if let Some(len) = len {
-        let _ = write!(text, "Content-Length: {len}\r\n");
-    }
-    text.push_str(connection);
-    text.push_str("\r\n");
-    out.write_all(text.as_bytes())?;
-    if bodiless {
-        out.flush()?;
-        return Ok(true);
-    }
-    if let Some(body) = whole {
-        out.write_all(&body)?;
-        out.flush()?;
-        shared.entry(seq, |h| h.bytes_sent = body.len() as u64);
-        return Ok(true);
-    }
-    let len = len.unwrap_or(0);
-    let offset = head
-        .get("content-range")
-        .filter(|_| status == 206)
-        .and_then(|r| r.strip_prefix("bytes "))
-        .and_then(|r| r.split('-').next())
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let hold = if x.method == "GET" && (200..300).contains(&status) {
-        shared.lock().hold
-    } else {
-        None
-    };
-    let stop_at = match hold {
-        Some(Hold::AtOffset(at)) if (offset..offset + len).contains(&at) => Some(at - offset),
-        Some(Hold::AfterBytes(n)) if n < len => Some(n),
-        _ => None,
-    };
-    let mut copied = 0;
-    let result = (|| {
-        match stop_at {
-            None => copy(shared, upstream, out, len, &mut copied)?,
-            Some(stop_at) => {
-                copy(shared, upstream, out, stop_at, &mut copied)?;
-                out.flush()?;
-                shared.entry(seq, |h| h.bytes_sent = copied);
-                if !wait_release(shared, seq) {
-                    return Err(io::Error::other("the proxy is stopping"));
-                }
-                copy(shared, upstream, out, len - stop_at, &mut copied)?;
+    relay.answer(
+        &head,
+        &mut upstream,
+        |state| {
+            if let Some((_, hit)) = state.log.iter_mut().find(|(n, _)| *n == seq) {
+                hit.held = true;
             }
-        }
-        out.flush()
-    })();
-    shared.entry(seq, |h| h.bytes_sent = copied);
-    result.map(|()| true)
-}
-
-/// Copies `len` bytes from upstream to the client, a piece at a time, counting them.
-fn copy(
-    shared: &Shared,
-    upstream: &mut impl Read,
-    out: &mut TcpStream,
-    len: u64,
-    copied: &mut u64,
-) -> io::Result<()> {
-    let mut buf = vec![0; PIECE];
-    let mut left = len;
-    while left > 0 {
-        let want = usize::try_from(left.min(PIECE as u64)).expect("a piece fits");
-        let n = upstream.read(&mut buf[..want])?;
-        if n == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "upstream ended the body early",
-            ));
-        }
-        out.write_all(&buf[..n])?;
-        *copied += n as u64;
-        left -= n as u64;
-        if shared.lock().stop {
-            return Err(io::Error::other("the proxy is stopping"));
-        }
-    }
-    Ok(())
-}
-
-/// Says the hold is reached and waits for its release; `false` when the proxy stops first.
-fn wait_release(shared: &Shared, seq: u64) -> bool {
-    let mut state = shared.lock();
-    if state.hold.is_none() {
-        return true;
-    }
-    let release = state.releases;
-    state.reached += 1;
-    if let Some((_, hit)) = state.log.iter_mut().find(|(n, _)| *n == seq) {
-        hit.held = true;
-    }
-    drop(state);
-    shared.changed.notify_all();
-    let mut state = shared.lock();
-    while state.releases == release && !state.stop {
-        state = shared
-            .changed
-            .wait(state)
-            .expect("hold proxy state poisoned");
-    }
-    !state.stop
+        },
+        |sent| shared.entry(seq, |h| h.bytes_sent = sent),
+    )
 }
 
 #[cfg(test)]

@@ -40,11 +40,12 @@ use std::fmt::Write as _;
 use std::fs;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
 use sha2::{Digest as _, Sha256};
 
 use crate::hf_repo::{LFS_PATTERNS, hex, safe_name, split_id};
+use crate::process::ServerProcess;
 
 /// The first line of every git-lfs pointer.
 const LFS_SPEC: &str = "version https://git-lfs.github.com/spec/v1";
@@ -151,7 +152,8 @@ pub struct HubRequest {
 /// module `hub_nginx` describes. Killed on drop; its temp dir is removed.
 #[derive(Debug)]
 pub struct HubNginx {
-    child: Child,
+    /// Killed on drop, before the directory goes.
+    _process: ServerProcess,
     port: u16,
     dir: tempfile::TempDir,
     repos: Vec<HubRepo>,
@@ -234,7 +236,7 @@ impl HubNginx {
             match crate::nginx::wait_ready(&mut child, port, d) {
                 Ok(()) => {
                     return HubNginx {
-                        child,
+                        _process: ServerProcess(child),
                         port,
                         dir,
                         repos,
@@ -329,13 +331,6 @@ impl HubNginx {
         crate::olah::hf_download(self.hf(), args, || {
             format!("nginx's log:\n{:#?}", self.requests())
         })
-    }
-}
-
-impl Drop for HubNginx {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

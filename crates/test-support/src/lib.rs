@@ -22,6 +22,8 @@
 //! - [`S3Server`]: `s3s-fs`, an S3 server enforcing `SigV4` over a temporary directory; objects
 //!   go in as plain files ([`S3Server::put`], [`S3Server::put_file`]) or by a signed
 //!   `PutObject` with a checksum ([`S3Server::put_signed`]).
+//! - [`serve_canned`]: canned answers, one per connection, handing back the requests as
+//!   received: for unit tests of clients of token and credential endpoints.
 //! - [`InstanceMetadata`], [`ContainerCredentials`], [`Sts`]: the AWS credential endpoints
 //!   (`IMDSv2`, container credentials, `AssumeRoleWithWebIdentity`), handing out [`AwsCreds`]
 //!   (an [`S3Server`]'s key pair with `start_for`) and logging what they are asked.
@@ -42,17 +44,21 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 mod aws_endpoints;
+mod canned;
 mod fault;
 mod hf_repo;
 mod hold_proxy;
+mod holds;
 #[cfg(test)]
 mod http_client;
 mod hub_nginx;
 mod lying_proxy;
 mod nginx;
 mod olah;
+mod process;
 mod registry;
 mod registry_front;
+mod relay;
 mod s3;
 mod wire;
 
@@ -60,12 +66,14 @@ pub use aws_endpoints::{
     AwsCreds, ContainerCredentials, EndpointRequest, FAR_EXPIRATION, IMDS_TOKEN_HEADER,
     IMDS_TTL_HEADER, InstanceMetadata, Sts,
 };
-pub use fault::{Answer, FaultServer, Hold, Served};
+pub use canned::serve_canned;
+pub use fault::{Answer, FaultServer, Served};
 pub use hf_repo::{
     DEFAULT_WEIGHTS_SIZE, HfRepo, HfRepoBuilder, LFS_PATTERNS, TINY_GGUF, TINY_LLAMA, fake_gguf,
     fake_safetensors, pseudo_random_bytes, sha256_hex,
 };
 pub use hold_proxy::{HoldProxy, ProxiedHit};
+pub use holds::Hold;
 pub use hub_nginx::{HubFile, HubNginx, HubRepo, HubRequest};
 pub use lying_proxy::{LyingProxy, ProxiedRequest};
 pub use nginx::{LogLine, Nginx};

@@ -13,6 +13,8 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use crate::wire::{self, Head};
+
 /// One request the proxy forwarded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProxiedRequest {
@@ -119,99 +121,16 @@ impl Drop for LyingProxy {
     }
 }
 
-/// A request or response head: the first line and the header fields.
-#[derive(Debug)]
-struct Head {
-    first: String,
-    headers: Vec<(String, String)>,
-}
-
-impl Head {
-    fn read(reader: &mut impl BufRead) -> io::Result<Option<Head>> {
-        let mut first = String::new();
-        if reader.read_line(&mut first)? == 0 {
-            return Ok(None);
-        }
-        let mut headers = Vec::new();
-        loop {
-            let mut line = String::new();
-            if reader.read_line(&mut line)? == 0 {
-                return Err(io::ErrorKind::UnexpectedEof.into());
-            }
-            let line = line.trim_end();
-            if line.is_empty() {
-                break;
-            }
-            if let Some((name, value)) = line.split_once(':') {
-                headers.push((name.trim().to_owned(), value.trim().to_owned()));
-            }
-        }
-        Ok(Some(Head {
-            first: first.trim_end().to_owned(),
-            headers,
-        }))
-    }
-
-    fn get(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn content_length(&self) -> Option<usize> {
-        self.get("content-length").and_then(|v| v.parse().ok())
-    }
-
-    fn chunked(&self) -> bool {
-        self.get("transfer-encoding")
-            .is_some_and(|v| v.to_ascii_lowercase().contains("chunked"))
-    }
-}
-
-/// Headers that describe one hop, not the message: never forwarded.
-fn hop_by_hop(name: &str) -> bool {
-    [
-        "connection",
-        "keep-alive",
-        "proxy-connection",
-        "transfer-encoding",
-        "content-length",
-        "te",
-        "trailer",
-        "upgrade",
-    ]
-    .iter()
-    .any(|h| name.eq_ignore_ascii_case(h))
-}
-
 /// Reads a body framed by `head`: chunked, by length, or (for a response) to the end.
 fn read_body(reader: &mut impl BufRead, head: &Head, to_eof: bool) -> io::Result<Vec<u8>> {
     let mut body = Vec::new();
     if head.chunked() {
-        loop {
-            let mut line = String::new();
-            reader.read_line(&mut line)?;
-            let size_text = line.trim().split(';').next().unwrap_or_default();
-            let size = usize::from_str_radix(size_text, 16)
-                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-            if size == 0 {
-                // Trailers, then the blank line.
-                loop {
-                    line.clear();
-                    if reader.read_line(&mut line)? == 0 || line.trim().is_empty() {
-                        return Ok(body);
-                    }
-                }
-            }
-            let start = body.len();
-            body.resize(start + size, 0);
-            reader.read_exact(&mut body[start..])?;
-            let mut crlf = [0; 2];
-            reader.read_exact(&mut crlf)?;
-        }
+        return wire::read_chunked(reader);
     } else if let Some(len) = head.content_length() {
-        body.resize(len, 0);
+        body.resize(
+            usize::try_from(len).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?,
+            0,
+        );
         reader.read_exact(&mut body)?;
     } else if to_eof {
         reader.read_to_end(&mut body)?;
@@ -259,7 +178,7 @@ fn proxy_one(
     out.extend_from_slice(response.first.as_bytes());
     out.extend_from_slice(b"\r\n");
     for (name, value) in &response.headers {
-        if hop_by_hop(name) {
+        if wire::hop_by_hop(name) {
             continue;
         }
         let value = if name.eq_ignore_ascii_case("location") {
@@ -302,7 +221,7 @@ fn forward(route: &Route, request: &Head, body: &[u8]) -> Option<(u16, Head, Vec
     head.extend_from_slice(request.first.as_bytes());
     head.extend_from_slice(b"\r\n");
     for (name, value) in &request.headers {
-        if hop_by_hop(name) || name.eq_ignore_ascii_case("host") {
+        if wire::hop_by_hop(name) || name.eq_ignore_ascii_case("host") {
             continue;
         }
         head.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());

@@ -2,15 +2,17 @@
 
 use std::fs;
 use std::io;
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use crate::process::{self, ServerProcess};
+
 /// A running nginx, serving [`Nginx::root`]. Killed on drop.
 #[derive(Debug)]
 pub struct Nginx {
-    child: Child,
+    /// Killed on drop, before the directory goes.
+    _process: ServerProcess,
     port: u16,
     dir: tempfile::TempDir,
 }
@@ -46,16 +48,11 @@ pub(crate) fn nginx_binary() -> PathBuf {
 
 /// Waits until the nginx started as `child` listens on `port`; its error log is in `dir`.
 pub(crate) fn wait_ready(child: &mut Child, port: u16, dir: &Path) -> Result<(), String> {
-    let ready = crate::poll(Duration::from_secs(10), || {
-        if let Ok(Some(status)) = child.try_wait() {
-            let log = fs::read_to_string(dir.join("error.log")).unwrap_or_default();
-            return Some(Err(format!("nginx exited at start ({status}):\n{log}")));
-        }
-        TcpStream::connect(("127.0.0.1", port))
-            .is_ok()
-            .then_some(Ok(()))
-    });
-    ready.unwrap_or_else(|| Err(format!("nginx did not listen on port {port} within 10 s")))
+    let log = dir.join("error.log");
+    process::wait_ready(child, "nginx", port, &log, Duration::from_secs(10), || {
+        process::listening(port)
+    })
+    .map_err(|e| e.to_string())
 }
 
 impl Nginx {
@@ -117,7 +114,11 @@ http {{
         if let Err(e) = wait_ready(&mut child, port, dir.path()) {
             panic!("{e}");
         }
-        Nginx { child, port, dir }
+        Nginx {
+            _process: ServerProcess(child),
+            port,
+            dir,
+        }
     }
 
     /// The directory served.
@@ -211,11 +212,4 @@ fn parse_line(line: &str) -> Option<LogLine> {
         body_bytes,
         range: (range != "-").then(|| range.to_owned()),
     })
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }

@@ -10,12 +10,14 @@
 //! `GET` of the same (the whole body, chunked, no headers of note, `Range` ignored).
 
 use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::hf_repo::{HfRepo, HfRepoBuilder};
+use crate::process::{self, ServerProcess};
 
 const INSTALL_HINT: &str = "run `bash scripts/install-test-deps.sh`, which installs olah and huggingface_hub into <repo>/.venv";
 
@@ -106,7 +108,8 @@ pub struct OlahRequest {
 /// its own cache, logs, the `hf` CLI's home) is removed.
 #[derive(Debug)]
 pub struct Olah {
-    child: Child,
+    /// Killed on drop, before the directory goes.
+    _process: ServerProcess,
     port: u16,
     dir: tempfile::TempDir,
 }
@@ -125,7 +128,13 @@ impl Olah {
         for _attempt in 0..5 {
             let port = crate::free_port();
             match Self::spawn(&python, dir.path(), port) {
-                Ok(child) => return Olah { child, port, dir },
+                Ok(child) => {
+                    return Olah {
+                        _process: ServerProcess(child),
+                        port,
+                        dir,
+                    };
+                }
                 Err(e) if e.contains("address already in use") => last_error = e,
                 Err(e) => panic!("{e}"),
             }
@@ -183,29 +192,24 @@ offline = true
             .stderr(log)
             .spawn()
             .expect("starting olah");
-        let deadline = Instant::now() + START_TIMEOUT;
-        loop {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return Ok(child);
-            }
-            if let Ok(Some(status)) = child.try_wait() {
-                let out = fs::read_to_string(&log_path).unwrap_or_default();
-                let msg = format!("olah exited at start ({status}):\n{out}");
-                return Err(if out.contains("ddress already in use") {
-                    format!("address already in use: {msg}")
-                } else {
-                    msg
-                });
-            }
-            if Instant::now() > deadline {
+        let ready = process::wait_ready(&mut child, "olah", port, &log_path, START_TIMEOUT, || {
+            process::listening(port)
+        });
+        match ready {
+            Ok(()) => Ok(child),
+            Err(e) => {
                 let _ = child.kill();
                 let _ = child.wait();
-                let out = fs::read_to_string(&log_path).unwrap_or_default();
-                return Err(format!(
-                    "olah did not listen on port {port} within {START_TIMEOUT:?}:\n{out}"
-                ));
+                let msg = e.to_string();
+                Err(
+                    if e.kind() != io::ErrorKind::TimedOut && msg.contains("ddress already in use")
+                    {
+                        format!("address already in use: {msg}")
+                    } else {
+                        msg
+                    },
+                )
             }
-            std::thread::sleep(Duration::from_millis(20));
         }
     }
 
@@ -369,13 +373,6 @@ pub(crate) fn hf_download(
         .find(|l| !l.trim().is_empty())
         .unwrap_or_else(|| panic!("`hf download` printed no path"));
     PathBuf::from(line.trim())
-}
-
-impl Drop for Olah {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn toml_string(path: &Path) -> String {

@@ -25,6 +25,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
 
+use crate::process::{self, ServerProcess};
 use crate::wire::{self, Body, Reply};
 
 /// The media type of an OCI image manifest.
@@ -84,7 +85,8 @@ fn unexpected(what: &str, reply: &Reply) -> io::Error {
 /// directory; killed, and the directory removed, on drop.
 #[derive(Debug)]
 pub struct Registry {
-    child: Child,
+    /// Killed on drop, before the directory goes.
+    _process: ServerProcess,
     port: u16,
     dir: tempfile::TempDir,
     credentials: Option<(String, String)>,
@@ -168,10 +170,7 @@ impl Registry {
                 extra = format!("proxy:\n  remoteurl: {remote}\n");
             }
         }
-        // A port picked free may be taken before the registry binds it: try a few.
-        let mut last = None;
-        for _ in 0..3 {
-            let port = crate::free_port();
+        let spawn = |port: u16| {
             let config = format!(
                 "version: 0.1\n\
                  log:\n  level: warn\n  accesslog:\n    disabled: true\n\
@@ -185,7 +184,7 @@ impl Registry {
             let config_path = dir.path().join("config.yml");
             fs::write(&config_path, config)?;
             let log = fs::File::create(dir.path().join("registry.log"))?;
-            let child = Command::new(&binary)
+            Command::new(&binary)
                 .arg("serve")
                 .arg(&config_path)
                 .stdin(Stdio::null())
@@ -194,25 +193,17 @@ impl Registry {
                 .spawn()
                 .map_err(|e| {
                     io::Error::new(e.kind(), format!("starting {}: {e}", binary.display()))
-                })?;
-            let mut child = child;
-            match wait_ready(&mut child, port, dir.path()) {
-                Ok(()) => {
-                    return Ok(Registry {
-                        child,
-                        port,
-                        dir,
-                        credentials,
-                    });
-                }
-                Err(e) => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    last = Some(e);
-                }
-            }
-        }
-        Err(last.expect("at least one attempt"))
+                })
+        };
+        let (process, port) = process::start_on_free_port(3, spawn, |child, port| {
+            wait_ready(child, port, dir.path())
+        })?;
+        Ok(Registry {
+            _process: process,
+            port,
+            dir,
+            credentials,
+        })
     }
 
     /// `127.0.0.1:<port>`.
@@ -469,36 +460,14 @@ impl Registry {
     }
 }
 
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Waits until the registry started as `child` answers `GET /v2/` on `port` (200, or 401
 /// when auth is on); its output is in `dir`.
 fn wait_ready(child: &mut Child, port: u16, dir: &Path) -> io::Result<()> {
     let authority = format!("127.0.0.1:{port}");
     let log = dir.join("registry.log");
-    let ready = crate::poll(START_LIMIT, || {
-        if let Ok(Some(status)) = child.try_wait() {
-            return Some(Err(io::Error::other(format!(
-                "docker-registry exited at start ({status}):\n{}",
-                fs::read_to_string(&log).unwrap_or_default()
-            ))));
-        }
-        let reply = wire::exchange(&authority, "GET", "/v2/", &[], Body::None).ok()?;
-        matches!(reply.status, 200 | 401).then_some(Ok(()))
-    });
-    ready.unwrap_or_else(|| {
-        Err(io::Error::new(
-            io::ErrorKind::TimedOut,
-            format!(
-                "docker-registry did not answer on {authority} within {START_LIMIT:?}:\n{}",
-                fs::read_to_string(&log).unwrap_or_default()
-            ),
-        ))
+    process::wait_ready(child, "docker-registry", port, &log, START_LIMIT, || {
+        wire::exchange(&authority, "GET", "/v2/", &[], Body::None)
+            .is_ok_and(|reply| matches!(reply.status, 200 | 401))
     })
 }
 

@@ -22,15 +22,14 @@ use std::fmt::Write as _;
 use std::hash::{BuildHasher, Hasher};
 use std::io::{self, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::holds::{self, Connections, Holds, Monitor};
+use crate::relay::Relay;
 use crate::wire::{self, Body, Head};
 use crate::{Hold, Registry};
-
-/// Body bytes copied at a time.
-const PIECE: usize = 64 << 10;
 
 /// The `service` the challenge names.
 const SERVICE: &str = "test-registry";
@@ -133,12 +132,7 @@ struct Config {
     storage_port: u16,
 }
 
-#[derive(Debug)]
-struct Shared {
-    config: Config,
-    state: Mutex<State>,
-    changed: Condvar,
-}
+type Shared = Monitor<State, Config>;
 
 #[derive(Debug)]
 struct Token {
@@ -153,46 +147,15 @@ struct State {
     issued: u32,
     /// The repository of each storage URL handed out, by its `sig`.
     signatures: HashMap<String, String>,
-    hold: Option<Hold>,
-    releases: u64,
-    reached: usize,
+    holds: Holds,
     log: Vec<FrontRequest>,
     storage_log: Vec<StorageRequest>,
     token_requests: Vec<TokenRequest>,
     /// The connections open now, to shut down on drop.
-    open: HashMap<u64, TcpStream>,
-    next_connection: u64,
-    stop: bool,
+    connections: Connections,
 }
 
-impl Shared {
-    fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().expect("registry front state poisoned")
-    }
-
-    fn update<T>(&self, change: impl FnOnce(&mut State) -> T) -> T {
-        let out = change(&mut self.lock());
-        self.changed.notify_all();
-        out
-    }
-
-    fn wait_until(&self, timeout: Duration, done: impl Fn(&State) -> bool) -> bool {
-        let deadline = Instant::now() + timeout;
-        let mut state = self.lock();
-        while !done(&state) {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return false;
-            }
-            state = self
-                .changed
-                .wait_timeout(state, left)
-                .expect("registry front state poisoned")
-                .0;
-        }
-        true
-    }
-}
+holds::server_state!(State);
 
 /// Which log entry a response updates.
 #[derive(Debug, Clone, Copy)]
@@ -208,8 +171,9 @@ impl RegistryFront {
         let storage = TcpListener::bind("127.0.0.1:0")?;
         let port = front.local_addr()?.port();
         let storage_port = storage.local_addr()?.port();
-        let shared = Arc::new(Shared {
-            config: Config {
+        let shared = Arc::new(Monitor::new(
+            "registry front",
+            Config {
                 upstream: upstream.host(),
                 upstream_auth: upstream.credentials().map(|(u, p)| wire::basic(u, p)),
                 auth: options.auth,
@@ -217,14 +181,17 @@ impl RegistryFront {
                 port,
                 storage_port,
             },
-            state: Mutex::new(State::default()),
-            changed: Condvar::new(),
-        });
+            State::default(),
+        ));
         let threads = [(front, false), (storage, true)]
             .into_iter()
             .map(|(listener, is_storage)| {
                 let shared = Arc::clone(&shared);
-                std::thread::spawn(move || accept_loop(&listener, &shared, is_storage))
+                std::thread::spawn(move || {
+                    holds::accept_loop(&listener, &shared, move |stream, shared| {
+                        let _ = serve_connection(stream, shared, is_storage);
+                    });
+                })
             })
             .collect();
         Ok(RegistryFront {
@@ -258,24 +225,18 @@ impl RegistryFront {
     /// Arms a hold: from now on, blob bodies (from the front or the storage) stop at `at`
     /// until [`Self::release`].
     pub fn hold(&self, at: Hold) {
-        self.shared.update(|s| {
-            s.hold = Some(at);
-            s.reached = 0;
-        });
+        self.shared.hold(at);
     }
 
     /// Waits until a body has reached the armed hold, up to `timeout`; returns whether one
     /// has.
     pub fn wait_held(&self, timeout: Duration) -> bool {
-        self.shared.wait_until(timeout, |s| s.reached > 0)
+        self.shared.wait_held(timeout)
     }
 
     /// Disarms the hold: held bodies go on, later ones are not held.
     pub fn release(&self) {
-        self.shared.update(|s| {
-            s.hold = None;
-            s.releases += 1;
-        });
+        self.shared.release();
     }
 
     /// Invalidates every token issued so far: their next use gets the challenge.
@@ -320,11 +281,7 @@ impl RegistryFront {
 
 impl Drop for RegistryFront {
     fn drop(&mut self) {
-        let open: Vec<TcpStream> = self.shared.update(|s| {
-            s.stop = true;
-            s.open.drain().map(|(_, stream)| stream).collect()
-        });
-        for stream in open {
+        for stream in self.shared.stop() {
             let _ = stream.shutdown(Shutdown::Both);
         }
         // Wakes the accept loops, which then see `stop`.
@@ -333,30 +290,6 @@ impl Drop for RegistryFront {
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
-    }
-}
-
-fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>, storage: bool) {
-    for stream in listener.incoming() {
-        let Ok(stream) = stream else { continue };
-        let id = {
-            let mut state = shared.lock();
-            if state.stop {
-                return;
-            }
-            let Ok(clone) = stream.try_clone() else {
-                continue;
-            };
-            state.next_connection += 1;
-            let id = state.next_connection;
-            state.open.insert(id, clone);
-            id
-        };
-        let shared = Arc::clone(shared);
-        std::thread::spawn(move || {
-            let _ = serve_connection(stream, &shared, storage);
-            shared.update(|s| s.open.remove(&id));
-        });
     }
 }
 
@@ -376,7 +309,7 @@ impl Request {
         let query = self.target.split_once('?')?.1;
         query.split('&').find_map(|pair| {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            (k == name).then(|| percent_decode(v))
+            (k == name).then(|| wire::percent_decode(v))
         })
     }
 }
@@ -795,146 +728,23 @@ impl Response<'_> {
         entry: Entry,
         blob: bool,
     ) -> io::Result<bool> {
-        let status = head.status();
-        let mut out = format!("{}\r\n", head.first);
-        for (n, v) in &head.headers {
-            if !wire::hop_by_hop(n) {
-                let _ = write!(out, "{n}: {v}\r\n");
-            }
-        }
-        let (len, whole) = if wire::bodiless(method, status) {
-            (head.content_length(), None)
-        } else if head.chunked() {
-            let body = wire::read_chunked(upstream)?;
-            (Some(body.len() as u64), Some(body))
-        } else if let Some(len) = head.content_length() {
-            (Some(len), None)
-        } else {
-            let mut body = Vec::new();
-            upstream.read_to_end(&mut body)?;
-            (Some(body.len() as u64), Some(body))
+        let relay = Relay {
+            monitor: self.shared,
+            out: self.out,
+            method,
+            close: self.close,
+            may_hold: blob,
         };
-        if let Some(len) = len {
-            let _ = write!(out, "Content-Length: {len}\r\n");
-        }
-        out.push_str(self.connection());
-        out.push_str("\r\n");
-        self.out.write_all(out.as_bytes())?;
-        if wire::bodiless(method, status) {
-            self.out.flush()?;
-            return Ok(true);
-        }
-        if let Some(body) = whole {
-            self.out.write_all(&body)?;
-            self.out.flush()?;
-            return Ok(true);
-        }
-        let len = len.unwrap_or(0);
-        let offset = head
-            .get("content-range")
-            .filter(|_| status == 206)
-            .and_then(|r| r.strip_prefix("bytes "))
-            .and_then(|r| r.split('-').next())
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0);
-        let hold = if blob && (200..300).contains(&status) {
-            self.shared.lock().hold
-        } else {
-            None
-        };
-        let stop_at = match hold {
-            Some(Hold::AtOffset(x)) if (offset..offset + len).contains(&x) => Some(x - offset),
-            Some(Hold::AfterBytes(n)) if n < len => Some(n),
-            _ => None,
-        };
-        match stop_at {
-            None => self.copy(upstream, len)?,
-            Some(stop_at) => {
-                self.copy(upstream, stop_at)?;
-                self.out.flush()?;
-                if !self.held(entry) {
-                    return Ok(false);
-                }
-                self.copy(upstream, len - stop_at)?;
-            }
-        }
-        self.out.flush()?;
-        Ok(true)
+        relay.answer(
+            head,
+            upstream,
+            |state| match entry {
+                Entry::Front(i) => state.log[i].held = true,
+                Entry::Storage(i) => state.storage_log[i].held = true,
+            },
+            |_| {},
+        )
     }
-
-    /// Copies `len` bytes from upstream to the client, a piece at a time.
-    fn copy(&mut self, upstream: &mut impl Read, len: u64) -> io::Result<()> {
-        let mut buf = vec![0; PIECE];
-        let mut left = len;
-        while left > 0 {
-            let want = usize::try_from(left.min(PIECE as u64)).expect("a piece fits");
-            let n = upstream.read(&mut buf[..want])?;
-            if n == 0 {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "upstream ended the body early",
-                ));
-            }
-            self.out.write_all(&buf[..n])?;
-            left -= n as u64;
-            if self.shared.lock().stop {
-                return Err(io::Error::other("the front is stopping"));
-            }
-        }
-        Ok(())
-    }
-
-    /// Says the hold is reached and waits for its release; `false` when the front stops
-    /// first.
-    fn held(&mut self, entry: Entry) -> bool {
-        let mut state = self.shared.lock();
-        if state.hold.is_none() {
-            return true;
-        }
-        let release = state.releases;
-        state.reached += 1;
-        match entry {
-            Entry::Front(i) => state.log[i].held = true,
-            Entry::Storage(i) => state.storage_log[i].held = true,
-        }
-        drop(state);
-        self.shared.changed.notify_all();
-        let mut state = self.shared.lock();
-        while state.releases == release && !state.stop {
-            state = self
-                .shared
-                .changed
-                .wait(state)
-                .expect("registry front state poisoned");
-        }
-        !state.stop
-    }
-}
-
-/// `%XX` escapes decoded (and `+` as a space, as in a form-encoded query).
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' if i + 2 < bytes.len() => {
-                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("");
-                match u8::from_str_radix(hex, 16) {
-                    Ok(b) => {
-                        out.push(b);
-                        i += 3;
-                        continue;
-                    }
-                    Err(_) => out.push(b'%'),
-                }
-            }
-            b'+' => out.push(b' '),
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// 64 random bits (from the standard library's per-process random hash keys).

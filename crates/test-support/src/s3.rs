@@ -41,7 +41,7 @@
 use std::fs;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -49,6 +49,7 @@ use rusty_s3::{Bucket, Credentials, UrlStyle};
 use sha2::{Digest as _, Sha256};
 
 use crate::aws_endpoints::AwsCreds;
+use crate::process::{self, ServerProcess};
 use crate::wire::{self, Body, Reply};
 
 /// The access key every [`S3Server`] accepts.
@@ -141,7 +142,8 @@ impl From<Reply> for S3Response {
 /// drop.
 #[derive(Debug)]
 pub struct S3Server {
-    child: Child,
+    /// Killed on drop, before the directory goes.
+    _process: ServerProcess,
     port: u16,
     dir: tempfile::TempDir,
     temp_files: AtomicU64,
@@ -154,12 +156,9 @@ impl S3Server {
         let dir = tempfile::tempdir()?;
         let root = dir.path().join("root");
         fs::create_dir_all(&root)?;
-        // A port picked free may be taken before s3s-fs binds it: try a few.
-        let mut last = None;
-        for _ in 0..3 {
-            let port = crate::free_port();
+        let spawn = |port: u16| {
             let log = fs::File::create(dir.path().join("s3s-fs.log"))?;
-            let mut child = Command::new(&binary)
+            Command::new(&binary)
                 .args(["--host", "127.0.0.1", "--port", &port.to_string()])
                 .args(["--access-key", S3_ACCESS_KEY, "--secret-key", S3_SECRET_KEY])
                 .arg(&root)
@@ -170,24 +169,20 @@ impl S3Server {
                 .spawn()
                 .map_err(|e| {
                     io::Error::new(e.kind(), format!("starting {}: {e}", binary.display()))
-                })?;
-            match wait_ready(&mut child, port, dir.path()) {
-                Ok(()) => {
-                    return Ok(S3Server {
-                        child,
-                        port,
-                        dir,
-                        temp_files: AtomicU64::new(0),
-                    });
-                }
-                Err(e) => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    last = Some(e);
-                }
-            }
-        }
-        Err(last.expect("at least one attempt"))
+                })
+        };
+        let log = dir.path().join("s3s-fs.log");
+        let (process, port) = process::start_on_free_port(3, spawn, |child, port| {
+            process::wait_ready(child, "s3s-fs", port, &log, START_LIMIT, || {
+                process::listening(port)
+            })
+        })?;
+        Ok(S3Server {
+            _process: process,
+            port,
+            dir,
+            temp_files: AtomicU64::new(0),
+        })
     }
 
     /// `http://127.0.0.1:<port>`.
@@ -428,39 +423,6 @@ pub fn presign_with(
         "DELETE" => signed(bucket.delete_object(c, key), signed_headers),
         other => panic!("presigning `{other}` is not supported"),
     }
-}
-
-impl Drop for S3Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Waits until the s3s-fs started as `child` accepts connections on `port`; its output is in
-/// `dir`.
-fn wait_ready(child: &mut Child, port: u16, dir: &Path) -> io::Result<()> {
-    let log = dir.join("s3s-fs.log");
-    let ready = crate::poll(START_LIMIT, || {
-        if let Ok(Some(status)) = child.try_wait() {
-            return Some(Err(io::Error::other(format!(
-                "s3s-fs exited at start ({status}):\n{}",
-                fs::read_to_string(&log).unwrap_or_default()
-            ))));
-        }
-        std::net::TcpStream::connect(("127.0.0.1", port))
-            .is_ok()
-            .then_some(Ok(()))
-    });
-    ready.unwrap_or_else(|| {
-        Err(io::Error::new(
-            io::ErrorKind::TimedOut,
-            format!(
-                "s3s-fs did not listen on 127.0.0.1:{port} within {START_LIMIT:?}:\n{}",
-                fs::read_to_string(&log).unwrap_or_default()
-            ),
-        ))
-    })
 }
 
 /// An error unless `name` is a bucket name s3s-fs accepts.

@@ -1036,10 +1036,9 @@ fn basic_header(username: &str, password: &Secret) -> HeaderValue {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_util::block_on;
 
     use std::fmt::Write as _;
-    use std::io::{BufRead, BufReader, Read};
-    use std::net::TcpListener;
     use std::thread::JoinHandle;
 
     type TestResult = Result<(), Box<dyn std::error::Error>>;
@@ -1474,54 +1473,12 @@ printf '{"Username":"store-user","Secret":"store-pw"}'"#,
         Ok(())
     }
 
-    /// Serves one canned answer on 127.0.0.1 and hands back the request as received.
+    /// Serves one canned JSON answer on 127.0.0.1 and hands back the requests as received.
     fn serve_once(
         status: &'static str,
         body: &'static str,
-    ) -> io::Result<(String, JoinHandle<String>)> {
-        let listener = TcpListener::bind("127.0.0.1:0")?;
-        let base = format!("http://{}", listener.local_addr()?);
-        let handle = std::thread::spawn(move || {
-            let (stream, _) = listener.accept().expect("a connection");
-            let mut reader = BufReader::new(stream);
-            let mut request = String::new();
-            let mut length = 0;
-            loop {
-                let mut line = String::new();
-                reader.read_line(&mut line).expect("a request line");
-                if let Some((name, value)) = line.split_once(':')
-                    && name.eq_ignore_ascii_case("content-length")
-                {
-                    length = value.trim().parse().expect("a length");
-                }
-                request.push_str(&line);
-                if line == "\r\n" || line.is_empty() {
-                    break;
-                }
-            }
-            let mut body_in = vec![0; length];
-            reader.read_exact(&mut body_in).expect("the body");
-            request.push_str(&String::from_utf8_lossy(&body_in));
-            let answer = format!(
-                "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            reader
-                .get_mut()
-                .write_all(answer.as_bytes())
-                .expect("the answer");
-            request
-        });
-        Ok((base, handle))
-    }
-
-    fn block_on<T>(future: impl Future<Output = T>) -> T {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .expect("a runtime")
-            .block_on(future)
+    ) -> io::Result<(String, JoinHandle<Vec<String>>)> {
+        test_support::serve_canned(Some("application/json"), vec![(status, body.to_owned())])
     }
 
     fn scopes(list: &[&str]) -> Vec<String> {
@@ -1546,7 +1503,7 @@ printf '{"Username":"store-user","Secret":"store-pw"}'"#,
             &scopes(&["repository:b:pull", "repository:a:pull"]),
             None,
         ))?;
-        let request = server.join().expect("the server");
+        let request = server.join().expect("the server").remove(0);
         assert!(
             request.starts_with("GET /token?service=reg.test&scope=repository%3Ab%3Apull&scope=repository%3Aa%3Apull HTTP/1.1\r\n"),
             "{request}"
@@ -1576,7 +1533,7 @@ printf '{"Username":"store-user","Secret":"store-pw"}'"#,
             &scopes(&["repository:m:pull"]),
             Some(&credential),
         ))?;
-        let request = server.join().expect("the server");
+        let request = server.join().expect("the server").remove(0);
         assert!(
             request.starts_with(
                 "GET /auth?x=1&service=reg&scope=repository%3Am%3Apull&account=alice HTTP/1.1\r\n"
@@ -1621,7 +1578,7 @@ printf '{"Username":"store-user","Secret":"store-pw"}'"#,
             &scopes(&["repository:a:pull", "repository:b:push"]),
             Some(&credential),
         ))?;
-        let request = server.join().expect("the server");
+        let request = server.join().expect("the server").remove(0);
         assert!(request.starts_with("POST /token HTTP/1.1\r\n"), "{request}");
         assert!(
             request
@@ -1717,7 +1674,7 @@ printf '{"Username":"store-user","Secret":"store-pw"}'"#,
         );
 
         // Nothing listens there any more: a transport error naming the host, not the query.
-        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let port = test_support::free_port();
         let challenge = bearer(
             &format!("http://127.0.0.1:{port}/t"),
             Some("svc"),

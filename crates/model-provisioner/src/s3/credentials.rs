@@ -1559,8 +1559,8 @@ fn strip_comment(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_util::block_on;
 
-    use std::io::{BufRead, BufReader, Read, Write as _};
     use std::net::TcpListener;
     use std::thread::JoinHandle;
 
@@ -1640,63 +1640,11 @@ mod tests {
         }
     }
 
-    fn block_on<T>(future: impl Future<Output = T>) -> T {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .expect("a runtime")
-            .block_on(future)
-    }
-
-    /// Serves one canned answer per connection on 127.0.0.1, in order, and hands back the
-    /// requests as received.
+    /// Serves one canned answer per connection, in order; see [`test_support::serve_canned`].
     fn serve(
         answers: Vec<(&'static str, String)>,
     ) -> io::Result<(String, JoinHandle<Vec<String>>)> {
-        let listener = TcpListener::bind("127.0.0.1:0")?;
-        let base = format!("http://{}", listener.local_addr()?);
-        let handle = std::thread::spawn(move || {
-            let mut requests = Vec::new();
-            for (status, body) in answers {
-                let (stream, _) = listener.accept().expect("a connection");
-                let mut reader = BufReader::new(stream);
-                let mut request = String::new();
-                let mut length = 0;
-                loop {
-                    let mut line = String::new();
-                    reader.read_line(&mut line).expect("a request line");
-                    if let Some((name, value)) = line.split_once(':')
-                        && name.eq_ignore_ascii_case("content-length")
-                    {
-                        length = value.trim().parse().expect("a length");
-                    }
-                    request.push_str(&line);
-                    if line == "\r\n" || line.is_empty() {
-                        break;
-                    }
-                }
-                let mut body_in = vec![0; length];
-                reader.read_exact(&mut body_in).expect("the body");
-                request.push_str(&String::from_utf8_lossy(&body_in));
-                let answer = format!(
-                    "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                reader
-                    .get_mut()
-                    .write_all(answer.as_bytes())
-                    .expect("the answer");
-                requests.push(request);
-            }
-            requests
-        });
-        Ok((base, handle))
-    }
-
-    /// A port on 127.0.0.1 where nothing listens.
-    fn closed_port() -> io::Result<u16> {
-        Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+        test_support::serve_canned(None, answers)
     }
 
     fn creds(found: Option<(AwsCredentials, Source)>) -> (AwsCredentials, Source) {
@@ -2404,7 +2352,7 @@ printf '{"Version": 1, "AccessKeyId": "ASIAPROC", "SecretAccessKey": "proc-secre
 
     #[test]
     fn nothing_found_lists_every_source_and_why() -> TestResult {
-        let port = closed_port()?;
+        let port = test_support::free_port();
         let home = Home::new()?.unset("AWS_EC2_METADATA_DISABLED").set(
             "AWS_EC2_METADATA_SERVICE_ENDPOINT",
             &format!("http://127.0.0.1:{port}"),
