@@ -133,7 +133,7 @@ pub(crate) fn suite(bench: &Bench, size_mib: u64) -> anyhow::Result<String> {
     let source = bench.data_dir.join(&name);
     // Read once (hashing it: `ensure` must be given the digest), so that the server side
     // serves from the page cache.
-    let digest = crate::prepare_file(&source, size, true)?.context("no digest")?;
+    let digest = crate::prepare_file(&source, size, crate::SHARED, true)?.context("no digest")?;
     let served = nginx.root().join(&name);
     if let Err(e) = fs::hard_link(&source, &served) {
         eprintln!(
@@ -146,7 +146,7 @@ pub(crate) fn suite(bench: &Bench, size_mib: u64) -> anyhow::Result<String> {
                 served.display()
             )
         })?;
-        crate::prepare_file(&served, size, false)?;
+        crate::prepare_file(&served, size, crate::SHARED, false)?;
     }
     let url = nginx.url(&format!("files/{name}"));
     eprintln!("mp-bench: http: serving {url}");

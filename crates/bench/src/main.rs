@@ -25,7 +25,7 @@ use clap::{Parser, ValueEnum};
 mod http;
 mod settle;
 mod testfile;
-use testfile::{MIB, human_size, prepare_file};
+use testfile::{MIB, SHARED, human_size, prepare_file};
 
 /// Measure `model-provisioner` on a large local file and a large catalog, or downloading a
 /// large file over HTTP.
@@ -170,7 +170,7 @@ fn local_suite(args: &Args, bench: &Bench) -> anyhow::Result<String> {
     let file = bench
         .data_dir
         .join(format!("random-{}MiB.bin", args.size_mib));
-    prepare_file(&file, size, false)?;
+    prepare_file(&file, size, SHARED, false)?;
 
     let load_before = http::loadavg();
     let mut rows = Vec::new();

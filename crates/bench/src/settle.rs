@@ -1,4 +1,5 @@
-//! Quiet before each timed run, shared by `mp-bench`, `mp-bench-hf` and `mp-bench-oci`.
+//! Quiet before each timed run, shared by `mp-bench`, `mp-bench-hf`, `mp-bench-oci` and
+//! `mp-bench-s3`.
 
 use std::path::Path;
 use std::process::Command;

@@ -1,6 +1,8 @@
-//! The pseudo-random test file, shared by `mp-bench` and `mp-bench-oci`: written once under
-//! the data directory (`random-<N>MiB.bin`) and reused while its size matches, so that every
-//! suite downloads or hashes the same bytes.
+//! The pseudo-random test files, shared by `mp-bench`, `mp-bench-oci` and `mp-bench-s3`:
+//! written once under the data directory (`random-<N>MiB.bin`) and reused while its size
+//! matches, so that every suite downloads or hashes the same bytes. Other streams of the same
+//! generator ([`SHARED`] is the common one) give files of different content, such as the
+//! parts of a folder.
 
 use std::fs::{self, File};
 use std::io::{self, Read, Write as _};
@@ -13,12 +15,21 @@ use catalog_core::{Digest, Hasher};
 /// One mebibyte.
 pub const MIB: u64 = 1 << 20;
 
+/// The stream of the shared test file, `random-<N>MiB.bin`.
+pub const SHARED: u64 = 0;
+
 /// The program that prints the progress lines.
 const BIN: &str = env!("CARGO_BIN_NAME");
 
-/// Writes `size` bytes of xorshift output to `path`, unless a file of that size is there.
-/// Then reads it once so that it sits in the page cache, hashing it on the way when `hash`.
-pub fn prepare_file(path: &Path, size: u64, hash: bool) -> anyhow::Result<Option<Digest>> {
+/// Writes `size` bytes of xorshift output, from the stream numbered `stream`, to `path`,
+/// unless a file of that size is there. Then reads it once so that it sits in the page cache,
+/// hashing it on the way when `hash`.
+pub fn prepare_file(
+    path: &Path,
+    size: u64,
+    stream: u64,
+    hash: bool,
+) -> anyhow::Result<Option<Digest>> {
     let reusable = fs::metadata(path).is_ok_and(|m| m.is_file() && m.len() == size);
     if reusable {
         eprintln!("{BIN}: reusing {}", path.display());
@@ -28,7 +39,9 @@ pub fn prepare_file(path: &Path, size: u64, hash: bool) -> anyhow::Result<Option
         let tmp = path.with_extension("partial");
         let mut out =
             File::create(&tmp).with_context(|| format!("cannot create `{}`", tmp.display()))?;
-        let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+        // Xorshift never leaves zero: keep the seed of every stream odd.
+        let mut state: u64 =
+            (0x9E37_79B9_7F4A_7C15 ^ stream.wrapping_mul(0xD1B5_4A32_D192_ED02)) | 1;
         let mut buf = vec![0u8; 4 << 20];
         let mut left = size;
         while left > 0 {

@@ -29,7 +29,7 @@ mod settle;
 #[path = "../testfile.rs"]
 mod testfile;
 use settle::{SETTLE, settle};
-use testfile::{MIB, human_size, prepare_file};
+use testfile::{MIB, SHARED, human_size, prepare_file};
 
 /// Benchmark `ensure oci://…` against `skopeo copy` and `curl` + `openssl dgst`, pulling one
 /// large layer from a registry on loopback.
@@ -193,7 +193,7 @@ fn main() -> anyhow::Result<()> {
     let file = setup
         .data_dir
         .join(format!("random-{}MiB.bin", setup.args.size_mib));
-    prepare_file(&file, size, false)?;
+    prepare_file(&file, size, SHARED, false)?;
     eprintln!("mp-bench-oci: starting docker-registry and pushing the artifact");
     let registry = Registry::start().context("cannot start docker-registry")?;
     let target = push_artifact(&registry, &file)?;
