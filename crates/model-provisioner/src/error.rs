@@ -186,6 +186,14 @@ pub enum Error {
         /// Where credentials were looked for, for the hint.
         looked: String,
     },
+    /// A push destination that is not `oci://registry/repo:tag`.
+    #[error("cannot push to `{reference}`: {reason}")]
+    OciPushTarget {
+        /// The destination.
+        reference: String,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A registry answered something the distribution protocol does not allow.
     #[error("the registry `{registry}` answered in a way we cannot use: {reason}")]
     OciProtocol {
@@ -347,6 +355,7 @@ impl Error {
             Error::OciDenied { registry, looked, .. } => Some(format!(
                 "log in with `docker login {registry}`, or set `MODEL_PROVISIONER_REGISTRY_USERNAME` and `MODEL_PROVISIONER_REGISTRY_PASSWORD` ({looked})"
             )),
+            Error::OciPushTarget { .. } => Some("push to a tag: `oci://registry/repository:tag`".into()),
             Error::OciUnknownFormat { .. } => Some(
                 "model-provisioner lays out ModelPack, Docker model, Ollama and ORAS artifacts (files named by `org.opencontainers.image.title`)".into(),
             ),

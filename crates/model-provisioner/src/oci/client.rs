@@ -2,7 +2,7 @@
 //!
 //! Authorisation follows the registry's challenge: anonymous first; on a `401` with
 //! `WWW-Authenticate: Basic`, the credential for the registry; on `Bearer`, a token from the
-//! challenge's realm for `repository:<repo>:pull`, fetched with the credential when there is
+//! challenge's realm for `repository:<repo>:pull` (`pull,push` for a push), fetched with the credential when there is
 //! one. A token is fetched again when it is about to expire, or when the registry refuses it
 //! in the middle of a pull (the download engine asks the blob's [`RequestSource`] to
 //! reauthorise, then sends the refused request once more).
@@ -26,6 +26,25 @@ application/vnd.docker.distribution.manifest.v2+json";
 
 /// The largest manifest we read: real ones are a few KiB.
 const MANIFEST_LIMIT: usize = 4 << 20;
+
+/// What a token is asked to allow on the repository.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Access {
+    /// Read manifests and blobs.
+    Pull,
+    /// Read, and write blobs and manifests.
+    Push,
+}
+
+impl Access {
+    /// The actions of a token scope.
+    fn actions(self) -> &'static str {
+        match self {
+            Access::Pull => "pull",
+            Access::Push => "pull,push",
+        }
+    }
+}
 
 /// How the registry wants requests authorised, as far as we know yet.
 #[derive(Debug)]
@@ -57,6 +76,7 @@ pub(crate) struct Repository {
     /// One refresh at a time: requests refused together share the new token.
     refreshing: tokio::sync::Mutex<()>,
     retry: RetryPolicy,
+    access: Access,
 }
 
 /// A manifest as the registry sent it.
@@ -88,13 +108,14 @@ fn host_of(registry: &str) -> &str {
 
 impl Repository {
     /// `name` on `registry`, over HTTPS unless the registry is on loopback or named in
-    /// `insecure` (by `host` or `host:port`).
+    /// `insecure` (by `host` or `host:port`), with tokens asked for `access`.
     pub(crate) fn new(
         registry: &str,
         name: &str,
         credentials: &Credentials,
         insecure: &[String],
         retry: RetryPolicy,
+        access: Access,
     ) -> Result<Self> {
         let host = host_of(registry);
         let plain = is_loopback(host)
@@ -127,6 +148,7 @@ impl Repository {
             auth: Mutex::new(Auth::Anonymous),
             refreshing: tokio::sync::Mutex::new(()),
             retry,
+            access,
         })
     }
 
@@ -140,7 +162,7 @@ impl Repository {
         &self.name
     }
 
-    fn url(&self, path: &str) -> url::Url {
+    pub(crate) fn url(&self, path: &str) -> url::Url {
         // The base is `scheme://host/` and `path` is a plain relative path.
         self.base.join(path).unwrap_or_else(|_| self.base.clone())
     }
@@ -164,7 +186,7 @@ impl Repository {
     }
 
     /// `Authorization` as headers, for a request to the registry's own host.
-    fn auth_headers(&self) -> HeaderMap {
+    pub(crate) fn auth_headers(&self) -> HeaderMap {
         let mut headers = HeaderMap::new();
         if let Some(value) = self.authorization() {
             headers.insert(header::AUTHORIZATION, value);
@@ -174,7 +196,12 @@ impl Repository {
 
     /// The scope every token is asked for.
     fn scope(&self) -> String {
-        format!("repository:{}:pull", self.name)
+        format!("repository:{}:{}", self.name, self.access.actions())
+    }
+
+    /// The retry policy requests to this repository follow.
+    pub(crate) fn retry(&self) -> RetryPolicy {
+        self.retry
     }
 
     /// Takes the registry's refusal (`401`, with its challenges) and sets up the authorisation
@@ -247,7 +274,7 @@ impl Repository {
         }
     }
 
-    fn denied(&self, status: u16) -> Error {
+    pub(crate) fn denied(&self, status: u16) -> Error {
         Error::OciDenied {
             registry: self.registry.clone(),
             repository: self.name.clone(),
@@ -259,7 +286,7 @@ impl Repository {
     /// Sends a request to the registry's API, retrying transient failures, and answering one
     /// `401` by authorising as the registry asks. A second refusal comes back as
     /// [`Error::OciDenied`].
-    async fn send(
+    pub(crate) async fn send(
         &self,
         client: &Client,
         url: &url::Url,
@@ -570,6 +597,7 @@ mod tests {
                 &Credentials::none(),
                 &insecure,
                 RetryPolicy::default(),
+                Access::Pull,
             )?;
             Ok(repo.base.to_string())
         };

@@ -26,14 +26,16 @@
 pub mod auth;
 mod client;
 mod manifest;
+mod push;
 mod unpack;
 
 use catalog_core::{Digest, ModelRef, OLLAMA_REGISTRY, OciRef, OciReference, SafeRelPath};
 use oci_spec::image::ImageManifest;
 
 use self::auth::Credentials;
-use self::client::{RawManifest, Repository};
+use self::client::{Access, RawManifest, Repository};
 use self::manifest::{Layer, Parsed, Place};
+pub use self::push::PushReport;
 use crate::assemble::{Assembly, Publish};
 use crate::download::{Download, DownloadConfig, Downloader, Engine, Expected};
 use crate::error::{Error, Result};
@@ -152,6 +154,7 @@ impl OciFetcher {
             &self.config.credentials,
             &self.config.insecure,
             engine.config().retry,
+            Access::Pull,
         )?;
         let resolved = engine.block_on(resolve(&repo, engine.client(), oci, req.id))?;
         let (format, mut layers) = manifest::layers(&resolved.manifest, req.id)?;

@@ -1,0 +1,721 @@
+//! [`OciFetcher::push`]: a cataloged model to an OCI registry, as a CNCF `ModelPack` artifact
+//! that an `oci://` pull lays out again file for file.
+//!
+//! ```text
+//! manifest  application/vnd.oci.image.manifest.v1+json
+//!   artifactType  application/vnd.cncf.model.manifest.v1+json
+//!   config        application/vnd.cncf.model.config.v1+json
+//!                 {"descriptor": {"name", "createdAt"}, "config": {"format"},
+//!                  "modelfs": {"type": "layers", "diffIds": [...]}, "provenance": {...}}
+//!   layers        one per file, `application/vnd.cncf.model.{weight,weight.config,doc}.v1.raw`,
+//!                 named by `org.cncf.model.filepath` (and `org.opencontainers.image.title`)
+//! ```
+//!
+//! Each blob is asked for first (`HEAD`): one the registry has is not sent again. Otherwise an
+//! upload session is opened (`POST …/blobs/uploads/`) and the whole file is streamed in one
+//! `PUT <location>?digest=…`, never held in memory. Registries ignore a body on the `POST`
+//! (distribution 2.8 does), and a monolithic `PUT` avoids chained `PATCH`es whose `Location`
+//! changes each time. A failed upload starts again from a new session: sessions are not
+//! resumed. The manifest goes last, under the tag; its digest is the sha256 of the bytes sent.
+
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use catalog_core::{CacheLayout, CatalogEntry, Digest, OciRef, OciReference, SafeRelPath};
+use reqwest::header::{self, HeaderValue};
+use reqwest::{Client, StatusCode};
+use serde_json::{Value, json};
+
+use super::OciFetcher;
+use super::client::{Access, Repository};
+use crate::download::Failure;
+use crate::error::{Error, Result};
+use crate::reporter::{NoReporter, Progress, Reporter};
+
+/// The manifest's own media type.
+const MANIFEST_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
+/// What a `ModelPack` manifest declares itself to be.
+const ARTIFACT_TYPE: &str = "application/vnd.cncf.model.manifest.v1+json";
+/// The `ModelPack` config blob.
+const CONFIG_TYPE: &str = "application/vnd.cncf.model.config.v1+json";
+/// Weights, and any file of no other kind.
+pub(crate) const WEIGHT: &str = "application/vnd.cncf.model.weight.v1.raw";
+/// Configuration, tokenizers and vocabularies.
+pub(crate) const WEIGHT_CONFIG: &str = "application/vnd.cncf.model.weight.config.v1.raw";
+/// Documentation and licences.
+pub(crate) const DOC: &str = "application/vnd.cncf.model.doc.v1.raw";
+
+const FILEPATH: &str = "org.cncf.model.filepath";
+const TITLE: &str = "org.opencontainers.image.title";
+
+/// The largest error body read from a refusal, for its error code.
+const ERROR_BODY_LIMIT: usize = 64 << 10;
+
+/// Read size for uploads, the same as for hashing.
+const READ_SIZE: usize = catalog_core::HASH_BUF_SIZE;
+
+/// What a push did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushReport {
+    /// The sha256 of the manifest as sent; `oci://registry/repo@<digest>` pulls exactly it.
+    pub manifest_digest: Digest,
+    /// The model's files, one layer each.
+    pub files: usize,
+    /// Bytes sent in blob uploads (files and the config), not counting the manifest.
+    pub bytes_uploaded: u64,
+    /// Blobs (files or the config) the registry already had, so not sent.
+    pub blobs_skipped: usize,
+}
+
+/// One file of the model, as a layer.
+#[derive(Debug)]
+struct LocalFile {
+    /// Its path inside the model, the layer's `org.cncf.model.filepath`.
+    rel: SafeRelPath,
+    /// Where its bytes are read from.
+    path: PathBuf,
+    size: u64,
+    digest: Digest,
+    media_type: &'static str,
+}
+
+/// A blob to upload: a file streamed from disk, or bytes made here.
+enum Content<'a> {
+    File(&'a Path),
+    Bytes(&'a [u8]),
+}
+
+impl OciFetcher {
+    /// Pushes `entry`, a model of the catalog at `layout`, to `dest` (`oci://registry/repo:tag`)
+    /// as a CNCF `ModelPack` artifact: one layer per file, a config recording the model's
+    /// provenance, and a manifest under the tag. Blobs the registry already has are not sent
+    /// again. See the [module docs](self).
+    ///
+    /// The files are read as they are: verify the model first if that matters. A file whose
+    /// sha256 the catalog recorded is not hashed again.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::OciPushTarget`] for a `dest` that names a digest or a file; [`Error::OciDenied`]
+    /// when the registry refuses the credentials (or wants some); [`Error::OciProtocol`] when it
+    /// refuses a blob or the manifest (with the status and the registry's error code); a read
+    /// error naming the file; [`Error::Offline`] when the fetcher is offline.
+    pub fn push(
+        &self,
+        layout: &CacheLayout,
+        entry: &CatalogEntry,
+        dest: &OciRef,
+        reporter: &dyn Reporter,
+    ) -> Result<PushReport> {
+        let tag = push_tag(dest)?;
+        if self.config.offline {
+            return Err(Error::Offline {
+                reference: describe(dest),
+            });
+        }
+        let files = local_files(layout, entry, reporter)?;
+        let engine = self.engine()?;
+        let repo = Repository::new(
+            &dest.registry,
+            &dest.repository,
+            &self.config.credentials,
+            &self.config.insecure,
+            engine.config().retry,
+            Access::Push,
+        )?;
+        let client = engine.client();
+        let config = config_blob(entry, &files)?;
+        engine.block_on(async {
+            repo.ping(client).await?;
+            let mut report = PushReport {
+                manifest_digest: Digest::sha256_of(b""),
+                files: files.len(),
+                bytes_uploaded: 0,
+                blobs_skipped: 0,
+            };
+            for file in &files {
+                let progress: Arc<dyn Progress> =
+                    Arc::from(reporter.start(file.rel.as_str(), Some(file.size)));
+                let sent = upload_blob(
+                    &repo,
+                    client,
+                    &file.digest,
+                    file.size,
+                    &Content::File(&file.path),
+                    &progress,
+                )
+                .await;
+                progress.finish();
+                match sent? {
+                    Some(bytes) => report.bytes_uploaded += bytes,
+                    None => report.blobs_skipped += 1,
+                }
+            }
+            let config_digest = Digest::sha256_of(&config);
+            let none: Arc<dyn Progress> = Arc::from(NoReporter.start("config", None));
+            match upload_blob(
+                &repo,
+                client,
+                &config_digest,
+                config.len() as u64,
+                &Content::Bytes(&config),
+                &none,
+            )
+            .await?
+            {
+                Some(bytes) => report.bytes_uploaded += bytes,
+                None => report.blobs_skipped += 1,
+            }
+            let manifest = manifest_bytes(&config_digest, config.len() as u64, &files)?;
+            report.manifest_digest = put_manifest(&repo, client, tag, manifest).await?;
+            tracing::debug!(
+                manifest = %report.manifest_digest,
+                files = report.files,
+                bytes = report.bytes_uploaded,
+                skipped = report.blobs_skipped,
+                "pushed"
+            );
+            Ok(report)
+        })
+    }
+}
+
+/// The tag `dest` names; a push needs one, and cannot name a file inside the artifact.
+fn push_tag(dest: &OciRef) -> Result<&str> {
+    let refuse = |reason: &str| Error::OciPushTarget {
+        reference: describe(dest),
+        reason: reason.to_owned(),
+    };
+    if dest.path.is_some() {
+        return Err(refuse(
+            "it names a file inside the artifact; a push sends the whole model",
+        ));
+    }
+    match &dest.reference {
+        OciReference::Tag(tag) => Ok(tag),
+        OciReference::Digest(_) => Err(refuse(
+            "it names a digest; a push needs a tag to put the manifest under",
+        )),
+    }
+}
+
+/// `dest` as the user wrote it: `oci://registry/repo:tag`.
+fn describe(dest: &OciRef) -> String {
+    let sep = match dest.reference {
+        OciReference::Tag(_) => ':',
+        OciReference::Digest(_) => '@',
+    };
+    let path = dest
+        .path
+        .as_deref()
+        .map(|p| format!("/{p}"))
+        .unwrap_or_default();
+    format!(
+        "oci://{}/{}{sep}{}{path}",
+        dest.registry, dest.repository, dest.reference
+    )
+}
+
+/// The layer media type for the file at `path` (relative, `/`-separated).
+pub(crate) fn media_type_for(path: &str) -> &'static str {
+    let name = path.rsplit('/').next().unwrap_or(path).to_ascii_lowercase();
+    let ext = name.rsplit_once('.').map_or("", |(_, ext)| ext);
+    if name.starts_with("readme") || name.starts_with("license") || name.starts_with("licence") {
+        DOC
+    } else if matches!(ext, "gguf" | "safetensors" | "bin" | "pt" | "pth" | "onnx") {
+        WEIGHT
+    } else if name.starts_with("tokenizer") || matches!(ext, "json" | "model" | "txt") {
+        WEIGHT_CONFIG
+    } else {
+        WEIGHT
+    }
+}
+
+/// The `config.format` of a model: that of its first weights file.
+fn format_of(files: &[LocalFile]) -> Option<&'static str> {
+    files.iter().find_map(|f| {
+        let name = f.rel.as_str().to_ascii_lowercase();
+        match name.rsplit_once('.').map(|(_, ext)| ext) {
+            Some("gguf") => Some("gguf"),
+            Some("safetensors") => Some("safetensors"),
+            Some("onnx") => Some("onnx"),
+            Some("bin" | "pt" | "pth") => Some("pytorch"),
+            _ => None,
+        }
+    })
+}
+
+/// The model's files, each with its sha256: the catalog's record when it has one for the same
+/// path and size, else hashed here. A file whose blob is in the store is read from there.
+fn local_files(
+    layout: &CacheLayout,
+    entry: &CatalogEntry,
+    reporter: &dyn Reporter,
+) -> Result<Vec<LocalFile>> {
+    let root = &entry.local_path;
+    let meta = std::fs::metadata(root).map_err(|e| Error::read(root, e))?;
+    let found: Vec<(String, PathBuf, u64)> = if meta.is_dir() {
+        catalog_core::verify::walk_tree(root)
+            .map_err(|e| Error::read(root, e))?
+            .into_iter()
+            .map(|f| (f.rel, f.path, f.meta.len()))
+            .collect()
+    } else if meta.is_file() {
+        let name = root
+            .file_name()
+            .and_then(|n| n.to_str())
+            .ok_or_else(|| Error::NotAFile { path: root.clone() })?;
+        vec![(name.to_owned(), root.clone(), meta.len())]
+    } else {
+        return Err(Error::NotAFile { path: root.clone() });
+    };
+    let recorded = entry
+        .provenance
+        .as_ref()
+        .map(|p| p.files.as_slice())
+        .unwrap_or_default();
+    let mut files = Vec::with_capacity(found.len());
+    for (rel, path, size) in found {
+        let rel: SafeRelPath = rel.parse()?;
+        let known = recorded
+            .iter()
+            .find(|r| r.path == rel.as_str() && r.size == size)
+            .and_then(|r| r.digest.clone())
+            .filter(|d| d.algo() == catalog_core::Algorithm::Sha256);
+        let digest = match known {
+            Some(digest) => digest,
+            None => {
+                let progress = reporter.start(&format!("hash {rel}"), Some(size));
+                let file = catalog_core::open_regular(&path).map_err(|e| Error::read(&path, e))?;
+                let hashed = catalog_core::hash_reader(file, |n| progress.advance(n));
+                progress.finish();
+                hashed.map_err(|e| Error::read(&path, e))?.0
+            }
+        };
+        // The store's blob is immutable and holds exactly these bytes.
+        let blob = layout.blob_path(&digest);
+        let path = if blob.is_file() { blob } else { path };
+        files.push(LocalFile {
+            media_type: media_type_for(rel.as_str()),
+            rel,
+            path,
+            size,
+            digest,
+        });
+    }
+    Ok(files)
+}
+
+/// The `ModelPack` config: the model's name, format, layer digests and provenance.
+fn config_blob(entry: &CatalogEntry, files: &[LocalFile]) -> Result<Vec<u8>> {
+    let mut descriptor = json!({ "name": entry.id });
+    if let Some(created) = rfc3339(entry.created_ms) {
+        descriptor["createdAt"] = Value::String(created);
+    }
+    let mut config = serde_json::Map::new();
+    if let Some(format) = format_of(files) {
+        config.insert("format".to_owned(), Value::String(format.to_owned()));
+    }
+    let diff_ids: Vec<String> = files.iter().map(|f| f.digest.to_string()).collect();
+    let mut blob = json!({
+        "descriptor": descriptor,
+        "config": config,
+        "modelfs": { "type": "layers", "diffIds": diff_ids },
+    });
+    if let Some(provenance) = &entry.provenance {
+        blob["provenance"] = serde_json::to_value(provenance).map_err(json_error)?;
+    }
+    serde_json::to_vec(&blob).map_err(json_error)
+}
+
+/// The manifest's bytes, exactly as they are sent and hashed.
+fn manifest_bytes(config: &Digest, config_size: u64, files: &[LocalFile]) -> Result<Vec<u8>> {
+    let layers: Vec<Value> = files
+        .iter()
+        .map(|f| {
+            json!({
+                "mediaType": f.media_type,
+                "digest": f.digest.to_string(),
+                "size": f.size,
+                "annotations": { FILEPATH: f.rel.as_str(), TITLE: f.rel.as_str() },
+            })
+        })
+        .collect();
+    let manifest = json!({
+        "schemaVersion": 2,
+        "mediaType": MANIFEST_TYPE,
+        "artifactType": ARTIFACT_TYPE,
+        "config": { "mediaType": CONFIG_TYPE, "digest": config.to_string(), "size": config_size },
+        "layers": layers,
+    });
+    serde_json::to_vec(&manifest).map_err(json_error)
+}
+
+fn json_error(e: serde_json::Error) -> Error {
+    Error::Setup {
+        what: "write the artifact's JSON",
+        source: Box::new(e),
+    }
+}
+
+/// `ms` since the Unix epoch as RFC 3339 UTC (`2024-05-01T12:00:00Z`).
+fn rfc3339(ms: u64) -> Option<String> {
+    let secs = ms / 1000;
+    let days = i64::try_from(secs / 86_400).ok()?;
+    let rem = secs % 86_400;
+    // Days to a civil date (Howard Hinnant's `civil_from_days`).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    Some(format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    ))
+}
+
+/// Uploads one blob unless the registry has it. Returns the bytes sent, or `None` when it was
+/// there already.
+async fn upload_blob(
+    repo: &Repository,
+    client: &Client,
+    digest: &Digest,
+    size: u64,
+    content: &Content<'_>,
+    progress: &Arc<dyn Progress>,
+) -> Result<Option<u64>> {
+    repo.refresh_if_expiring(client).await?;
+    let blob = repo.url(&format!("v2/{}/blobs/{digest}", repo.name()));
+    let response = repo.send(client, &blob, |c| c.head(blob.clone())).await?;
+    match response.status() {
+        s if s.is_success() => {
+            progress.advance(size);
+            tracing::debug!(blob = %digest, "the registry has it already");
+            return Ok(None);
+        }
+        StatusCode::NOT_FOUND => {}
+        s => {
+            return Err(refused(
+                repo,
+                &format!("the check for blob `{digest}`"),
+                s,
+                None,
+            ));
+        }
+    }
+    let uploads = repo.url(&format!("v2/{}/blobs/uploads/", repo.name()));
+    let mut attempts = repo.retry().attempts(uploads.as_str());
+    let mut reauthorised = false;
+    loop {
+        repo.refresh_if_expiring(client).await?;
+        let target = start_upload(repo, client, &uploads, digest).await?;
+        progress.restart();
+        let body = match content {
+            Content::Bytes(bytes) => reqwest::Body::from(bytes.to_vec()),
+            Content::File(path) => {
+                let file = tokio::fs::File::open(path)
+                    .await
+                    .map_err(|e| Error::read(path, e))?;
+                reqwest::Body::wrap_stream(FileStream {
+                    file,
+                    left: size,
+                    buf: vec![0; READ_SIZE],
+                    progress: Arc::clone(progress),
+                })
+            }
+        };
+        let mut request = client
+            .put(target.clone())
+            .header(header::CONTENT_TYPE, "application/octet-stream")
+            .header(header::CONTENT_LENGTH, HeaderValue::from(size))
+            .body(body);
+        if same_origin(&target, &uploads) {
+            request = request.headers(repo.auth_headers());
+        }
+        let failure = match request.send().await {
+            Ok(r) if r.status() == StatusCode::UNAUTHORIZED => {
+                if !reauthorised && repo.reauthorize(client, r.headers()).await? {
+                    reauthorised = true;
+                    continue;
+                }
+                return Err(repo.denied(401));
+            }
+            Ok(r) if r.status() == StatusCode::FORBIDDEN => return Err(repo.denied(403)),
+            Ok(r) if r.status().is_success() => {
+                let stated = r
+                    .headers()
+                    .get("docker-content-digest")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|s| s.parse::<Digest>().ok());
+                if let Some(stated) = stated {
+                    Error::check_digest(&format!("blob {digest}"), Some(digest), &stated)?;
+                }
+                return Ok(Some(size));
+            }
+            Ok(r) => match Failure::transient_status(r.status()) {
+                Some(f) => f,
+                None => {
+                    let status = r.status();
+                    let code = error_code(r).await;
+                    let what = format!("the upload of blob `{digest}`");
+                    return Err(refused(repo, &what, status, code));
+                }
+            },
+            Err(e) => Failure::from_reqwest(e),
+        };
+        tracing::debug!(blob = %digest, "the upload failed; starting a new session");
+        attempts.failed(failure).await?;
+    }
+}
+
+/// `POST …/blobs/uploads/`: a new upload session. Returns where to `PUT` the blob, with its
+/// digest in the query.
+async fn start_upload(
+    repo: &Repository,
+    client: &Client,
+    uploads: &url::Url,
+    digest: &Digest,
+) -> Result<url::Url> {
+    let response = repo
+        .send(client, uploads, |c| {
+            c.post(uploads.clone())
+                .header(header::CONTENT_LENGTH, HeaderValue::from(0))
+        })
+        .await?;
+    let status = response.status();
+    if status != StatusCode::ACCEPTED {
+        let code = error_code(response).await;
+        return Err(refused(repo, "a new upload session", status, code));
+    }
+    let mut target = response
+        .headers()
+        .get(header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|l| uploads.join(l).ok())
+        .ok_or_else(|| Error::OciProtocol {
+            registry: repo.registry().to_owned(),
+            reason: "an upload session without a usable `Location`".to_owned(),
+        })?;
+    target
+        .query_pairs_mut()
+        .append_pair("digest", &digest.to_string());
+    Ok(target)
+}
+
+/// `PUT /v2/<repo>/manifests/<tag>`. Returns the manifest's digest, the sha256 of the bytes
+/// sent, which the registry's `Docker-Content-Digest` must agree with.
+async fn put_manifest(
+    repo: &Repository,
+    client: &Client,
+    tag: &str,
+    manifest: Vec<u8>,
+) -> Result<Digest> {
+    let digest = Digest::sha256_of(&manifest);
+    let url = repo.url(&format!("v2/{}/manifests/{tag}", repo.name()));
+    let response = repo
+        .send(client, &url, |c| {
+            c.put(url.clone())
+                .header(header::CONTENT_TYPE, MANIFEST_TYPE)
+                .body(manifest.clone())
+        })
+        .await?;
+    let status = response.status();
+    if !status.is_success() {
+        let code = error_code(response).await;
+        return Err(refused(repo, "the manifest", status, code));
+    }
+    let stated = response
+        .headers()
+        .get("docker-content-digest")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|s| s.parse::<Digest>().ok());
+    if let Some(stated) = stated {
+        Error::check_digest(
+            &format!("{}:{tag} (manifest)", repo.name()),
+            Some(&digest),
+            &stated,
+        )?;
+    }
+    Ok(digest)
+}
+
+/// Whether `a` and `b` are the same scheme, host and port: only then may `Authorization` go.
+fn same_origin(a: &url::Url, b: &url::Url) -> bool {
+    a.scheme() == b.scheme()
+        && a.host_str() == b.host_str()
+        && a.port_or_known_default() == b.port_or_known_default()
+}
+
+/// The registry refused `what` with `status`, and said why with `code` (`errors[0].code`).
+fn refused(repo: &Repository, what: &str, status: StatusCode, code: Option<String>) -> Error {
+    let code = code.map(|c| format!(", `{c}`")).unwrap_or_default();
+    Error::OciProtocol {
+        registry: repo.registry().to_owned(),
+        reason: format!("it refused {what} (HTTP {}{code})", status.as_u16()),
+    }
+}
+
+/// `errors[0].code` of a registry's error body, when it has one.
+async fn error_code(mut response: reqwest::Response) -> Option<String> {
+    let mut body = Vec::new();
+    while let Ok(Some(piece)) = response.chunk().await {
+        body.extend_from_slice(&piece);
+        if body.len() > ERROR_BODY_LIMIT {
+            return None;
+        }
+    }
+    code_of(&body)
+}
+
+/// `errors[0].code` of an error body.
+fn code_of(body: &[u8]) -> Option<String> {
+    let value: Value = serde_json::from_slice(body).ok()?;
+    value
+        .get("errors")?
+        .get(0)?
+        .get("code")?
+        .as_str()
+        .map(str::to_owned)
+}
+
+/// A file's bytes as a request body, read in pieces as the connection takes them, with the
+/// progress advanced for each.
+struct FileStream {
+    file: tokio::fs::File,
+    /// Bytes still to send: the body is exactly the size announced in `Content-Length`.
+    left: u64,
+    buf: Vec<u8>,
+    progress: Arc<dyn Progress>,
+}
+
+impl futures_core::Stream for FileStream {
+    type Item = std::io::Result<Vec<u8>>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        use tokio::io::AsyncRead;
+        let this = self.get_mut();
+        if this.left == 0 {
+            return Poll::Ready(None);
+        }
+        let want = usize::try_from(this.left).map_or(this.buf.len(), |l| l.min(this.buf.len()));
+        let mut buf = tokio::io::ReadBuf::new(&mut this.buf[..want]);
+        match Pin::new(&mut this.file).poll_read(cx, &mut buf) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Err(e)) => Poll::Ready(Some(Err(e))),
+            Poll::Ready(Ok(())) => {
+                let piece = buf.filled().to_vec();
+                if piece.is_empty() {
+                    return Poll::Ready(Some(Err(std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        "the file is shorter than when it was listed",
+                    ))));
+                }
+                this.left -= piece.len() as u64;
+                this.progress.advance(piece.len() as u64);
+                Poll::Ready(Some(Ok(piece)))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layers_are_weights_configs_or_docs_by_file_name() {
+        for path in [
+            "model.gguf",
+            "model-00001-of-00002.safetensors",
+            "pytorch_model.bin",
+            "w.pt",
+            "w.PTH",
+            "m.onnx",
+            "sub/dir/x.gguf",
+            "something.else",
+            "noext",
+        ] {
+            assert_eq!(media_type_for(path), WEIGHT, "{path}");
+        }
+        for path in [
+            "config.json",
+            "generation_config.json",
+            "tokenizer.json",
+            "tokenizer_config.json",
+            "tokenizer.model",
+            "tokenizer",
+            "special_tokens_map.json",
+            "merges.txt",
+            "vocab.txt",
+            "spiece.model",
+            "sub/config.json",
+        ] {
+            assert_eq!(media_type_for(path), WEIGHT_CONFIG, "{path}");
+        }
+        for path in [
+            "README.md",
+            "readme",
+            "LICENSE",
+            "LICENSE.txt",
+            "docs/README.md",
+        ] {
+            assert_eq!(media_type_for(path), DOC, "{path}");
+        }
+    }
+
+    #[test]
+    fn created_times_are_rfc3339_utc() {
+        assert_eq!(rfc3339(0).as_deref(), Some("1970-01-01T00:00:00Z"));
+        assert_eq!(
+            rfc3339(951_782_400_000).as_deref(),
+            Some("2000-02-29T00:00:00Z")
+        );
+        assert_eq!(
+            rfc3339(1_714_564_800_999).as_deref(),
+            Some("2024-05-01T12:00:00Z")
+        );
+        assert_eq!(
+            rfc3339(4_102_444_799_000).as_deref(),
+            Some("2099-12-31T23:59:59Z")
+        );
+    }
+
+    #[test]
+    fn the_registrys_error_code_is_the_first_errors_code() {
+        let body = br#"{"errors":[{"code":"MANIFEST_INVALID","message":"x"},{"code":"B"}]}"#;
+        assert_eq!(code_of(body).as_deref(), Some("MANIFEST_INVALID"));
+        assert_eq!(code_of(b"not json"), None);
+        assert_eq!(code_of(br#"{"errors":[]}"#), None);
+    }
+
+    #[test]
+    fn a_push_needs_a_tag_and_the_whole_artifact()
+    -> std::result::Result<(), Box<dyn std::error::Error>> {
+        let oci = |text: &str| -> std::result::Result<OciRef, Box<dyn std::error::Error>> {
+            match text.parse::<catalog_core::ModelRef>()? {
+                catalog_core::ModelRef::Oci(o) => Ok(o),
+                other => Err(format!("not an oci reference: {other:?}").into()),
+            }
+        };
+        let tagged = oci("oci://reg.example/m:v1")?;
+        assert_eq!(push_tag(&tagged)?, "v1");
+        assert_eq!(describe(&tagged), "oci://reg.example/m:v1");
+        let digest = format!("oci://reg.example/m@{}", Digest::sha256_of(b"x"));
+        for bad in [digest.as_str(), "oci://reg.example/m:v1/model.gguf"] {
+            let oci = oci(bad)?;
+            assert_eq!(describe(&oci), bad);
+            let err = push_tag(&oci).unwrap_err();
+            assert!(matches!(err, Error::OciPushTarget { .. }), "{bad}: {err}");
+        }
+        Ok(())
+    }
+}
