@@ -5,11 +5,11 @@ use std::fs;
 use std::path::Path;
 use std::time::Duration;
 
-use catalog_core::{CatalogStore, Digest, Outcome};
+use catalog_core::{CatalogStore, Digest, ModelRef, OciRef, Outcome};
 use model_provisioner::download::{DownloadConfig, RetryPolicy};
 use model_provisioner::oci::auth::{Credentials, Secret};
 use model_provisioner::oci::{OciConfig, OciFetcher};
-use model_provisioner::{AnyFetcher, Error, FileFetcher, FsCatalog, ModelProvisioner};
+use model_provisioner::{AnyFetcher, Error, FileFetcher, FsCatalog, ModelProvisioner, NoReporter};
 use test_support::{
     Artifact, DOCKER_MANIFEST, FrontAuth, FrontOptions, OCI_MANIFEST, Registry, RegistryFront,
     random_bytes as bytes,
@@ -685,5 +685,246 @@ fn offline_answers_from_the_catalog_or_fails_without_a_request() -> TestResult {
         .ensure(&"oci://127.0.0.1:9/none/model:v1".parse()?, None)
         .unwrap_err();
     assert!(matches!(err, Error::Offline { .. }), "{err}");
+    Ok(())
+}
+
+/// A model registered from `path` in a fresh catalog, as a push starts from.
+fn cataloged(
+    path: &Path,
+) -> Result<(tempfile::TempDir, model_provisioner::Ensured), Box<dyn std::error::Error>> {
+    let cache = tempfile::tempdir()?;
+    let p = ModelProvisioner::file_only(cache.path())?;
+    let ensured = p.ensure(&path.display().to_string().parse()?, None)?;
+    Ok((cache, ensured))
+}
+
+fn layout_of(cache: &Path) -> Result<catalog_core::CacheLayout, Error> {
+    Ok(FsCatalog::open(cache)?.layout().clone())
+}
+
+fn oci_ref(text: &str) -> Result<OciRef, Box<dyn std::error::Error>> {
+    match text.parse::<ModelRef>()? {
+        ModelRef::Oci(o) => Ok(o),
+        other => Err(format!("not an `oci://` reference: {other:?}").into()),
+    }
+}
+
+fn pusher(config: OciConfig) -> OciFetcher {
+    OciFetcher::new(config, download())
+}
+
+#[test]
+fn a_pushed_folder_pulls_back_file_for_file_with_the_same_tree_digest() -> TestResult {
+    let registry = Registry::start()?;
+    let model = tempfile::tempdir()?;
+    let weights = bytes(3 << 20, 21);
+    let files: [(&str, &[u8]); 5] = [
+        ("model.safetensors", &weights),
+        ("config.json", br#"{"architectures":["LlamaForCausalLM"]}"#),
+        ("tokenizer.json", br#"{"model":{}}"#),
+        ("README.md", b"# pushed"),
+        ("extra/merges.txt", b"a b\n"),
+    ];
+    for (name, data) in files {
+        let path = model.path().join(name);
+        fs::create_dir_all(path.parent().ok_or("no parent")?)?;
+        fs::write(path, data)?;
+    }
+    let (source_cache, source) = cataloged(model.path())?;
+    let layout = layout_of(source_cache.path())?;
+    let dest = format!("oci://{}/pushed/folder:v1", registry.host());
+    let fetcher = pusher(config());
+    let report = fetcher.push(&layout, &source.entry, &oci_ref(&dest)?, &NoReporter)?;
+    assert_eq!(report.files, 5);
+    assert_eq!(report.blobs_skipped, 0);
+    let total: u64 = files.iter().map(|(_, d)| d.len() as u64).sum();
+    assert!(report.bytes_uploaded > total, "the files and the config");
+
+    let manifest = registry.get_manifest("pushed/folder", "v1")?;
+    assert_eq!(Digest::sha256_of(&manifest.body), report.manifest_digest);
+    let json: serde_json::Value = serde_json::from_slice(&manifest.body)?;
+    assert_eq!(json["artifactType"], MODELPACK_ARTIFACT);
+    assert_eq!(json["config"]["mediaType"], MODELPACK_CONFIG);
+    let kinds: Vec<(String, String)> = json["layers"]
+        .as_array()
+        .ok_or("no layers")?
+        .iter()
+        .map(|l| {
+            (
+                l["annotations"][FILEPATH]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+                l["mediaType"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    let kind = |name: &str| {
+        kinds
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, k)| k.as_str())
+    };
+    assert_eq!(
+        kind("model.safetensors"),
+        Some("application/vnd.cncf.model.weight.v1.raw")
+    );
+    assert_eq!(
+        kind("config.json"),
+        Some("application/vnd.cncf.model.weight.config.v1.raw")
+    );
+    assert_eq!(
+        kind("extra/merges.txt"),
+        Some("application/vnd.cncf.model.weight.config.v1.raw")
+    );
+    assert_eq!(
+        kind("README.md"),
+        Some("application/vnd.cncf.model.doc.v1.raw")
+    );
+    let config_digest = json["config"]["digest"]
+        .as_str()
+        .ok_or("no config digest")?;
+    let pack: serde_json::Value =
+        serde_json::from_slice(&registry.get_blob("pushed/folder", config_digest)?)?;
+    assert_eq!(pack["config"]["format"], "safetensors");
+    assert_eq!(pack["descriptor"]["name"], source.entry.id.as_str());
+    assert_eq!(pack["modelfs"]["diffIds"].as_array().map(Vec::len), Some(5));
+    assert_eq!(pack["provenance"]["fetcher"], "file");
+
+    let cache = tempfile::tempdir()?;
+    let pulled = provisioner(cache.path(), config())?.ensure(&dest.parse()?, None)?;
+    let dir = &pulled.resolved.local_path;
+    assert!(dir.is_dir());
+    assert_eq!(names_under(dir), names_under(model.path()));
+    for (name, data) in files {
+        assert_eq!(fs::read(dir.join(name))?, data, "{name}");
+    }
+    let provenance = pulled.entry.provenance.as_ref().ok_or("no provenance")?;
+    assert_eq!(
+        provenance.resolved_revision.as_deref(),
+        Some(report.manifest_digest.to_string().as_str())
+    );
+    let (pushed_tree, _) =
+        catalog_core::verify::hash_path(&source.resolved.local_path, &mut |_| {})?;
+    let (pulled_tree, _) = catalog_core::verify::hash_path(dir, &mut |_| {})?;
+    assert_eq!(pulled_tree, pushed_tree);
+    if let Some(computed) = &source.entry.verification.computed {
+        assert_eq!(&pulled_tree, computed);
+    }
+
+    // The same model again: the registry has every blob, and the manifest is the same.
+    let again = fetcher.push(&layout, &source.entry, &oci_ref(&dest)?, &NoReporter)?;
+    assert_eq!(again.blobs_skipped, 6, "five files and the config");
+    assert_eq!(again.bytes_uploaded, 0);
+    assert_eq!(again.manifest_digest, report.manifest_digest);
+    Ok(())
+}
+
+#[test]
+fn a_pushed_gguf_pulls_back_as_that_gguf() -> TestResult {
+    let registry = Registry::start()?;
+    let dir = tempfile::tempdir()?;
+    let gguf = dir.path().join("tiny.gguf");
+    let data = bytes(1 << 20, 22);
+    fs::write(&gguf, &data)?;
+    let (source_cache, source) = cataloged(&gguf)?;
+    let dest = format!("oci://{}/pushed/gguf:q4", registry.host());
+    let report = pusher(config()).push(
+        &layout_of(source_cache.path())?,
+        &source.entry,
+        &oci_ref(&dest)?,
+        &NoReporter,
+    )?;
+    assert_eq!(report.files, 1);
+    let cache = tempfile::tempdir()?;
+    let pulled = provisioner(cache.path(), config())?.ensure(&dest.parse()?, None)?;
+    let path = &pulled.resolved.local_path;
+    assert!(path.is_file());
+    assert_eq!(path.file_name().and_then(|n| n.to_str()), Some("tiny.gguf"));
+    assert_eq!(fs::read(path)?, data);
+    Ok(())
+}
+
+#[test]
+fn a_large_file_is_streamed_to_the_registry_and_back() -> TestResult {
+    let registry = Registry::start()?;
+    let dir = tempfile::tempdir()?;
+    let big = dir.path().join("big.safetensors");
+    let data = bytes(20 << 20, 23);
+    fs::write(&big, &data)?;
+    let (source_cache, source) = cataloged(&big)?;
+    let dest = format!("oci://{}/pushed/big:v1", registry.host());
+    let report = pusher(config()).push(
+        &layout_of(source_cache.path())?,
+        &source.entry,
+        &oci_ref(&dest)?,
+        &NoReporter,
+    )?;
+    assert!(report.bytes_uploaded >= data.len() as u64);
+    let digest = Digest::sha256_of(&data);
+    assert!(registry.has_blob("pushed/big", &digest.to_string())?);
+    let cache = tempfile::tempdir()?;
+    let pulled = provisioner(cache.path(), config())?.ensure(&dest.parse()?, None)?;
+    assert_eq!(fs::read(&pulled.resolved.local_path)?, data);
+    Ok(())
+}
+
+#[test]
+fn a_push_to_a_registry_with_htpasswd_needs_the_credentials() -> TestResult {
+    let registry = Registry::start_with_htpasswd("bob", "push-pass")?;
+    let dir = tempfile::tempdir()?;
+    let gguf = dir.path().join("m.gguf");
+    fs::write(&gguf, b"private gguf")?;
+    let (source_cache, source) = cataloged(&gguf)?;
+    let layout = layout_of(source_cache.path())?;
+    let dest = oci_ref(&format!("oci://{}/private/pushed:v1", registry.host()))?;
+
+    let err = pusher(config())
+        .push(&layout, &source.entry, &dest, &NoReporter)
+        .unwrap_err();
+    assert!(matches!(err, Error::OciDenied { status: 401, .. }), "{err}");
+    assert!(err.hint().is_some_and(|h| h.contains("docker login")));
+
+    let credentials = || Credentials::explicit("bob".into(), Secret::new("push-pass".into()));
+    let report = pusher(OciConfig {
+        credentials: credentials(),
+        ..config()
+    })
+    .push(&layout, &source.entry, &dest, &NoReporter)?;
+    assert_eq!(report.files, 1);
+    let cache = tempfile::tempdir()?;
+    let pulled = provisioner(
+        cache.path(),
+        OciConfig {
+            credentials: credentials(),
+            ..config()
+        },
+    )?
+    .ensure(
+        &format!("oci://{}/private/pushed:v1", registry.host()).parse()?,
+        None,
+    )?;
+    assert_eq!(fs::read(&pulled.resolved.local_path)?, b"private gguf");
+    Ok(())
+}
+
+#[test]
+fn a_push_to_a_digest_or_a_file_says_it_needs_a_tag() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let gguf = dir.path().join("m.gguf");
+    fs::write(&gguf, b"x")?;
+    let (source_cache, source) = cataloged(&gguf)?;
+    let layout = layout_of(source_cache.path())?;
+    let digest = Digest::sha256_of(b"x");
+    for dest in [
+        format!("oci://127.0.0.1:9/m@{digest}"),
+        "oci://127.0.0.1:9/m:v1/m.gguf".to_owned(),
+    ] {
+        let err = pusher(config())
+            .push(&layout, &source.entry, &oci_ref(&dest)?, &NoReporter)
+            .unwrap_err();
+        assert!(matches!(err, Error::OciPushTarget { .. }), "{dest}: {err}");
+        assert!(err.to_string().contains(&dest), "{err}");
+    }
     Ok(())
 }
