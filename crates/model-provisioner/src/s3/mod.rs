@@ -14,7 +14,12 @@
 //!    by `ETag` and `Last-Modified`), stall detection, retries. Every byte is hashed; the
 //!    expected digest is `--digest`, else the object's sha256 checksum; without either the
 //!    entry is `warn` with the computed sha256 recorded.
-//! 4. The files are published as one directory, `models/s3/<endpoint>/<bucket>/<key>/<version>/`;
+//! 4. A folder with a manifest, `<prefix>.model-provisioner.json` (what [`S3Fetcher::push`]
+//!    writes, last), is verified against it instead: the manifest is no model file, it must
+//!    name exactly the listed objects, and each object's expected digest is the sha256 it
+//!    states (no `HEAD` is needed). Every file then has a stated digest, so the folder passes
+//!    without `--digest`.
+//! 5. The files are published as one directory, `models/s3/<endpoint>/<bucket>/<key>/<version>/`;
 //!    the model is that directory, or the one object.
 //!
 //! The endpoint (when it is not AWS's) is part of the id: `s3+http://host:port/bucket/key`.

@@ -101,8 +101,12 @@ struct Upload {
 
 impl S3Fetcher {
     /// Uploads the model of `entry` into the folder `dest` (`s3://bucket/prefix/`), then the
-    /// [manifest](Manifest) as `<prefix>.model-provisioner.json`. See the
-    /// [module docs](self::push) for how.
+    /// [manifest](Manifest) as `<prefix>.model-provisioner.json` ([`MANIFEST_NAME`]), which a
+    /// later pull of the folder verifies every file against.
+    ///
+    /// A file below 64 MiB is one `PutObject` carrying its sha256 checksum, which the store
+    /// keeps; a larger one is a multipart upload of 64 MiB parts, one after the other. Bodies
+    /// are streamed from disk. Each request is retried with the engine's retry policy.
     ///
     /// Each file's sha256 comes from the entry's provenance when it is recorded there, else the
     /// file is hashed: the caller verifies the model first. Progress is reported per file.
@@ -337,7 +341,7 @@ impl Session<'_> {
                 let mut put = self.bucket.put_object(credentials.as_ref(), key);
                 put.headers_mut()
                     .insert("x-amz-checksum-sha256", checksum.as_str());
-                c.put(put.sign(super::SIGNATURE_LIFETIME))
+                c.put(put.sign(SIGNATURE_LIFETIME))
                     .header("x-amz-checksum-sha256", checksum.as_str())
                     .header(CONTENT_LENGTH, file.size)
                     .body(file_body(&file.path, 0, file.size, progress))
@@ -510,5 +514,38 @@ impl Session<'_> {
             endpoint: self.endpoint.clone(),
             reason,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_checksum_header_is_base64_of_the_sha256_bytes() {
+        // The sha256 of nothing, as AWS documents it in base64.
+        assert_eq!(
+            checksum_header(&Digest::sha256_of(b"")),
+            "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU="
+        );
+    }
+
+    #[test]
+    fn the_manifest_reads_back_as_written() -> Result<(), serde_json::Error> {
+        let manifest = Manifest {
+            version: MANIFEST_VERSION,
+            id: "file:/m".into(),
+            digest: Digest::sha256_of(b"tree"),
+            files: vec![ManifestFile {
+                path: "a/b.bin".into(),
+                size: 3,
+                sha256: Digest::sha256_of(b"abc"),
+            }],
+            provenance: None,
+        };
+        let text = serde_json::to_string(&manifest)?;
+        assert!(text.contains(r#""sha256":"sha256:"#), "{text}");
+        assert_eq!(serde_json::from_str::<Manifest>(&text)?, manifest);
+        Ok(())
     }
 }

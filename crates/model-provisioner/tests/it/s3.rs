@@ -527,5 +527,22 @@ fn a_push_to_an_object_rather_than_a_folder_is_refused() -> TestResult {
     assert!(matches!(err, Error::PushDestination { .. }), "{err}");
     assert!(err.hint().is_some_and(|h| h.contains('/')));
     assert!(!server.object_path("models", "m.gguf").exists());
+
+    // Unsigned, the store refuses: the error names the bucket, the key and the endpoint.
+    let unsigned = S3Config::from_env(&*env(&keys(&server)))?.with_no_sign_request(true);
+    let fetcher = S3Fetcher::new(unsigned, S3Options::default(), download());
+    let err = fetcher
+        .push(
+            &CacheLayout::new(cache.path())?,
+            &entry,
+            &s3_ref("up/"),
+            &NoReporter,
+        )
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::S3Denied { bucket, key, endpoint, .. } if bucket == "models" && key == "up/m.gguf" && *endpoint == server.endpoint()),
+        "{err}"
+    );
+    assert!(!server.object_path("models", "up").exists());
     Ok(())
 }
