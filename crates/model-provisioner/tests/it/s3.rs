@@ -448,6 +448,9 @@ fn a_file_of_70_mib_goes_up_in_parts_and_round_trips() -> TestResult {
     let report = push(&server, cache.path(), &entry, "big/")?;
     assert_eq!((report.files, report.bytes_uploaded), (1, 70 << 20));
     assert!(fs::read(server.object_path("models", "big/big.gguf"))? == body);
+    // The `ETag` of an object made of two parts says so.
+    let sidecar = fs::read_to_string(server.internal_info_path("models", "big/big.gguf"))?;
+    assert!(sidecar.contains("-2"), "{sidecar}");
     // A multipart object has no full-object checksum: only the manifest vouches for it.
     let pulled = tempfile::tempdir()?;
     let p = provisioner(pulled.path(), &env(&keys(&server)), S3Options::default())?;
