@@ -73,6 +73,14 @@ pub enum Error {
         /// What to do about it.
         hint: String,
     },
+    /// A model cannot be pushed where it was asked to go.
+    #[error("cannot push to `{destination}`: {reason}")]
+    PushDestination {
+        /// The destination, without credentials.
+        destination: String,
+        /// Why, in words.
+        reason: String,
+    },
     /// A download failed for good (after its retries, or at once for a permanent error).
     #[error("failed to download `{url}`: {reason}{}", attempts_note(*attempts))]
     Download {
@@ -336,6 +344,9 @@ impl Error {
                 "the file is not the one expected: check the `--digest` value, or fetch the file again".into(),
             ),
             Error::Unsupported { hint, .. } => Some(hint.clone()),
+            Error::PushDestination { .. } => Some(
+                "push to a folder: end the destination with `/`, as in `s3://bucket/models/name/`".into(),
+            ),
             Error::UnknownId { .. } => Some("`model-provisioner ls` lists the catalog".into()),
             Error::LockTimeout { .. } => Some(
                 "the other process may still be downloading: run again later, or raise `--lock-timeout`".into(),

@@ -14,13 +14,19 @@
 //!    by `ETag` and `Last-Modified`), stall detection, retries. Every byte is hashed; the
 //!    expected digest is `--digest`, else the object's sha256 checksum; without either the
 //!    entry is `warn` with the computed sha256 recorded.
-//! 4. The files are published as one directory, `models/s3/<endpoint>/<bucket>/<key>/<version>/`;
+//! 4. A folder with a manifest, `<prefix>.model-provisioner.json` (what [`S3Fetcher::push`]
+//!    writes, last), is verified against it instead: the manifest is no model file, it must
+//!    name exactly the listed objects, and each object's expected digest is the sha256 it
+//!    states (no `HEAD` is needed). Every file then has a stated digest, so the folder passes
+//!    without `--digest`.
+//! 5. The files are published as one directory, `models/s3/<endpoint>/<bucket>/<key>/<version>/`;
 //!    the model is that directory, or the one object.
 //!
 //! The endpoint (when it is not AWS's) is part of the id: `s3+http://host:port/bucket/key`.
 //! Credentials never appear in ids, logs, errors, the index or provenance.
 
 pub mod credentials;
+mod push;
 
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, SystemTime};
@@ -31,6 +37,7 @@ use reqwest::{Client, RequestBuilder, StatusCode};
 use rusty_s3::{Bucket, S3Action as _, UrlStyle};
 
 use self::credentials::{AwsCredentials, S3Config, Source};
+pub use self::push::{MANIFEST_NAME, Manifest, ManifestFile, PushReport};
 use crate::assemble::{Assembly, Publish};
 use crate::download::{
     BoxFuture, Download, DownloadConfig, Downloader, Engine, Expected, Failure, RequestSource,
@@ -197,6 +204,26 @@ impl S3Fetcher {
         })
     }
 
+    /// A session for `bucket` at `endpoint`, with no credentials resolved yet.
+    fn session<'a>(
+        &'a self,
+        config: &'a S3Config,
+        endpoint: &url::Url,
+        bucket: &'a Bucket,
+        engine: &Downloader,
+    ) -> Session<'a> {
+        Session {
+            config,
+            env: &self.env,
+            credentials: RwLock::new(None),
+            source: RwLock::new(None),
+            refreshing: tokio::sync::Mutex::new(()),
+            endpoint: endpoint_id(endpoint),
+            bucket,
+            retry: engine.config().retry,
+        }
+    }
+
     fn fetch_s3(&self, req: &FetchRequest<'_>, s3: &S3Ref) -> Result<Fetched> {
         if self.options.offline {
             return Err(Error::Offline {
@@ -207,19 +234,21 @@ impl S3Fetcher {
         let engine = self.engine()?;
         let endpoint = Self::endpoint(config, s3)?;
         let bucket = Self::bucket(config, s3, &endpoint)?;
-        let session = Session {
-            config,
-            env: &self.env,
-            credentials: RwLock::new(None),
-            source: RwLock::new(None),
-            refreshing: tokio::sync::Mutex::new(()),
-            endpoint: endpoint_id(&endpoint),
-            bucket: &bucket,
-            retry: engine.config().retry,
-        };
+        let session = self.session(config, &endpoint, &bucket, engine);
         engine.block_on(session.start(engine.client()))?;
         let objects = if s3.is_prefix() {
-            let listed = engine.block_on(session.list(engine.client(), &s3.key))?;
+            let mut listed = engine.block_on(session.list(engine.client(), &s3.key))?;
+            let manifest_key = format!("{}{MANIFEST_NAME}", s3.key);
+            let manifest = match listed.iter().position(|o| o.key == manifest_key) {
+                Some(at) => {
+                    listed.remove(at);
+                    let manifest =
+                        engine.block_on(session.manifest(engine.client(), &manifest_key))?;
+                    session.vouch(&manifest, &mut listed)?;
+                    Some(manifest)
+                }
+                None => None,
+            };
             let selected: Vec<Object> = listed
                 .into_iter()
                 .filter(|o| selected(o.rel.as_str(), &self.options.include, &self.options.exclude))
@@ -232,15 +261,20 @@ impl S3Fetcher {
                     ),
                 });
             }
-            in_parallel(selected, self.options.parallel_files * 2, |o| {
-                let head = engine.block_on(session.head(engine.client(), &o.key))?;
-                Ok(Object {
-                    size: head.size.or(o.size),
-                    etag: head.etag.or(o.etag),
-                    sha256: head.sha256,
-                    ..o
-                })
-            })?
+            if manifest.is_some() {
+                // The manifest states every digest: no object needs a `HEAD`.
+                selected
+            } else {
+                in_parallel(selected, self.options.parallel_files * 2, |o| {
+                    let head = engine.block_on(session.head(engine.client(), &o.key))?;
+                    Ok(Object {
+                        size: head.size.or(o.size),
+                        etag: head.etag.or(o.etag),
+                        sha256: head.sha256,
+                        ..o
+                    })
+                })?
+            }
         } else {
             let head = engine.block_on(session.head(engine.client(), &s3.key))?;
             let name = s3.key.rsplit('/').next().unwrap_or(&s3.key);
@@ -638,6 +672,68 @@ impl Session<'_> {
             .await
             .ok()?;
         error_code(&response.text().await.ok()?)
+    }
+
+    /// The [manifest](Manifest) at `key`: read whole (at most 16 MiB) and parsed.
+    async fn manifest(&self, client: &Client, key: &str) -> Result<Manifest> {
+        let response = self.send(client, key, |c| c.get(self.get_url(key))).await?;
+        if !response.status().is_success() {
+            return Err(self.refused(response, key).await);
+        }
+        let too_big = || self.protocol(format!("the manifest `{key}` is larger than 16 MiB"));
+        if response
+            .content_length()
+            .is_some_and(|n| n > push::MANIFEST_LIMIT)
+        {
+            return Err(too_big());
+        }
+        let mut body = Vec::new();
+        let mut response = response;
+        while let Some(chunk) = response.chunk().await.map_err(|e| Error::S3Unreachable {
+            endpoint: self.endpoint.clone(),
+            reason: format!("the manifest's body failed: {}", e.without_url()),
+        })? {
+            body.extend_from_slice(&chunk);
+            if body.len() as u64 > push::MANIFEST_LIMIT {
+                return Err(too_big());
+            }
+        }
+        let manifest: Manifest = serde_json::from_slice(&body)
+            .map_err(|e| self.protocol(format!("the manifest `{key}` does not parse: {e}")))?;
+        if manifest.version != 1 {
+            return Err(self.protocol(format!(
+                "the manifest `{key}` is version {}, and only version 1 is read",
+                manifest.version
+            )));
+        }
+        Ok(manifest)
+    }
+
+    /// Gives each listed object the sha256 `manifest` states for it. The listing and the
+    /// manifest must name the same files: an object the manifest does not name, or a file it
+    /// names that is not listed, refuses the folder.
+    fn vouch(&self, manifest: &Manifest, listed: &mut [Object]) -> Result<()> {
+        let mut stated: std::collections::HashMap<&str, &ManifestFile> = manifest
+            .files
+            .iter()
+            .map(|f| (f.path.as_str(), f))
+            .collect();
+        for object in listed.iter_mut() {
+            let Some(file) = stated.remove(object.rel.as_str()) else {
+                return Err(self.protocol(format!(
+                    "`{}` is in the folder but not in its manifest",
+                    object.key
+                )));
+            };
+            object.sha256 = Some(file.sha256.clone());
+        }
+        if let Some(missing) = stated.keys().min() {
+            return Err(self.protocol(format!(
+                "`{}` is in the folder's manifest but not in the folder",
+                crate::error::printable(missing)
+            )));
+        }
+        Ok(())
     }
 
     /// Every object under `prefix`, page after page, with its path under the prefix.

@@ -7,11 +7,11 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use catalog_core::{CatalogStore, Digest, Outcome};
+use catalog_core::{CacheLayout, CatalogEntry, CatalogStore, Digest, Outcome, S3Ref};
 use model_provisioner::download::{DownloadConfig, RetryPolicy};
 use model_provisioner::s3::credentials::S3Config;
-use model_provisioner::s3::{Env, S3Fetcher, S3Options};
-use model_provisioner::{AnyFetcher, Error, FileFetcher, FsCatalog, ModelProvisioner};
+use model_provisioner::s3::{Env, MANIFEST_NAME, Manifest, PushReport, S3Fetcher, S3Options};
+use model_provisioner::{AnyFetcher, Error, FileFetcher, FsCatalog, ModelProvisioner, NoReporter};
 use test_support::{InstanceMetadata, S3Server, random_bytes as bytes};
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
@@ -341,5 +341,211 @@ fn a_listing_over_many_pages_is_read_to_its_end() -> TestResult {
     let dir = &ensured.resolved.local_path;
     assert_eq!(fs::read_to_string(dir.join("1004.bin"))?, "1004");
     assert_eq!(fs::read_to_string(dir.join("0003.bin"))?, "3");
+    Ok(())
+}
+
+/// `s3://models/<key>` at the configured endpoint.
+fn s3_ref(key: &str) -> S3Ref {
+    S3Ref {
+        endpoint: None,
+        bucket: "models".into(),
+        key: key.into(),
+    }
+}
+
+/// `path` (a file or a folder) ensured into a file-only catalog at `cache`, as a push finds it.
+fn cataloged(cache: &Path, path: &Path) -> Result<CatalogEntry, Box<dyn std::error::Error>> {
+    let p = ModelProvisioner::file_only(cache)?;
+    Ok(p.ensure(&path.display().to_string().parse()?, None)?.entry)
+}
+
+/// Pushes `entry` (cataloged in `cache`) to `s3://models/<key>` on `server`.
+fn push(
+    server: &S3Server,
+    cache: &Path,
+    entry: &CatalogEntry,
+    key: &str,
+) -> Result<PushReport, Error> {
+    let env = env(&keys(server));
+    let config = S3Config::from_env(&*env).map_err(Error::S3Credentials)?;
+    let fetcher = S3Fetcher::new(config, S3Options::default(), download()).with_env(env);
+    fetcher.push(&CacheLayout::new(cache)?, entry, &s3_ref(key), &NoReporter)
+}
+
+/// A small model folder with a nested file.
+fn model_folder(dir: &Path) -> Result<Vec<(&'static str, Vec<u8>)>, std::io::Error> {
+    let files = vec![
+        ("config.json", b"{\"layers\": 2}".to_vec()),
+        ("model.safetensors", bytes(1 << 20, 31)),
+        ("tokenizer/tokenizer.json", bytes(10_000, 32)),
+    ];
+    for (rel, data) in &files {
+        let path = dir.join(rel);
+        fs::create_dir_all(path.parent().unwrap_or(dir))?;
+        fs::write(path, data)?;
+    }
+    Ok(files)
+}
+
+#[test]
+fn a_pushed_folder_pulls_back_verified_by_its_manifest() -> TestResult {
+    let server = S3Server::start()?;
+    server.create_bucket("models")?;
+    let local = tempfile::tempdir()?;
+    let files = model_folder(local.path())?;
+    let cache = tempfile::tempdir()?;
+    let entry = cataloged(cache.path(), local.path())?;
+    // The tree digest verification computes for the folder.
+    let (tree, _) = catalog_core::verify::hash_path(local.path(), &mut |_| {})?;
+
+    let report = push(&server, cache.path(), &entry, "pushed/")?;
+    assert_eq!(report.files, 3);
+    assert_eq!(
+        report.bytes_uploaded,
+        files.iter().map(|(_, d)| d.len() as u64).sum::<u64>()
+    );
+    assert_eq!(report.manifest_key, format!("pushed/{MANIFEST_NAME}"));
+    let manifest: Manifest = serde_json::from_slice(&fs::read(
+        server.object_path("models", &report.manifest_key),
+    )?)?;
+    assert_eq!(manifest.version, 1);
+    assert_eq!(manifest.id, entry.id);
+    assert_eq!(manifest.digest, tree);
+    assert_eq!(manifest.files.len(), 3);
+    // Each small file went up with its checksum, which the store kept.
+    let sidecar = fs::read_to_string(server.internal_info_path("models", "pushed/config.json"))?;
+    assert!(sidecar.contains("checksum_sha256"), "{sidecar}");
+
+    let pulled = tempfile::tempdir()?;
+    let p = provisioner(pulled.path(), &env(&keys(&server)), S3Options::default())?;
+    let ensured = p.ensure(&"s3://models/pushed/".parse()?, None)?;
+    let dir = &ensured.resolved.local_path;
+    for (rel, data) in &files {
+        assert_eq!(&fs::read(dir.join(rel))?, data, "{rel}");
+    }
+    assert!(
+        !dir.join(MANIFEST_NAME).exists(),
+        "the manifest is no model file"
+    );
+    assert_eq!(test_support::paths_under(dir).len(), 3);
+    assert_eq!(ensured.entry.verification.outcome, Outcome::Pass);
+    assert_eq!(ensured.entry.verification.computed.as_ref(), Some(&tree));
+    assert_eq!(ensured.entry.source_digest.as_ref(), Some(&tree));
+    Ok(())
+}
+
+#[test]
+fn a_file_of_70_mib_goes_up_in_parts_and_round_trips() -> TestResult {
+    let server = S3Server::start()?;
+    server.create_bucket("models")?;
+    let local = tempfile::tempdir()?;
+    let body = bytes(70 << 20, 33);
+    let path = local.path().join("big.gguf");
+    fs::write(&path, &body)?;
+    let cache = tempfile::tempdir()?;
+    let entry = cataloged(cache.path(), &path)?;
+
+    let report = push(&server, cache.path(), &entry, "big/")?;
+    assert_eq!((report.files, report.bytes_uploaded), (1, 70 << 20));
+    assert!(fs::read(server.object_path("models", "big/big.gguf"))? == body);
+    // The `ETag` of an object made of two parts says so.
+    let sidecar = fs::read_to_string(server.internal_info_path("models", "big/big.gguf"))?;
+    assert!(sidecar.contains("-2"), "{sidecar}");
+    // A multipart object has no full-object checksum: only the manifest vouches for it.
+    let pulled = tempfile::tempdir()?;
+    let p = provisioner(pulled.path(), &env(&keys(&server)), S3Options::default())?;
+    let ensured = p.ensure(&"s3://models/big/".parse()?, None)?;
+    assert!(fs::read(ensured.resolved.local_path.join("big.gguf"))? == body);
+    assert_eq!(ensured.entry.verification.outcome, Outcome::Pass);
+    Ok(())
+}
+
+#[test]
+fn a_file_changed_after_the_push_fails_the_pull_and_publishes_nothing() -> TestResult {
+    let server = S3Server::start()?;
+    server.create_bucket("models")?;
+    let local = tempfile::tempdir()?;
+    let files = model_folder(local.path())?;
+    let cache = tempfile::tempdir()?;
+    let entry = cataloged(cache.path(), local.path())?;
+    push(&server, cache.path(), &entry, "pushed/")?;
+
+    // Same length, other bytes; the sidecar with the old checksum and `ETag` goes too.
+    let mut changed = files[1].1.clone();
+    changed[100] ^= 0x01;
+    fs::write(
+        server.object_path("models", "pushed/model.safetensors"),
+        &changed,
+    )?;
+    fs::remove_file(server.internal_info_path("models", "pushed/model.safetensors"))?;
+
+    let pulled = tempfile::tempdir()?;
+    let p = provisioner(pulled.path(), &env(&keys(&server)), S3Options::default())?;
+    let err = p.ensure(&"s3://models/pushed/".parse()?, None).unwrap_err();
+    assert!(err.is_verification_failure(), "{err}");
+    assert!(test_support::paths_under(&pulled.path().join("models")).is_empty());
+    assert!(p.catalog().list()?.is_empty());
+    Ok(())
+}
+
+#[test]
+fn a_folder_and_its_manifest_that_disagree_are_refused() -> TestResult {
+    let server = S3Server::start()?;
+    server.create_bucket("models")?;
+    let local = tempfile::tempdir()?;
+    model_folder(local.path())?;
+    let cache = tempfile::tempdir()?;
+    let entry = cataloged(cache.path(), local.path())?;
+    push(&server, cache.path(), &entry, "pushed/")?;
+    let pulled = tempfile::tempdir()?;
+    let p = provisioner(pulled.path(), &env(&keys(&server)), S3Options::default())?;
+
+    server.put("models", "pushed/extra.bin", b"not pushed")?;
+    let err = p.ensure(&"s3://models/pushed/".parse()?, None).unwrap_err();
+    assert!(
+        matches!(&err, Error::S3Protocol { reason, .. } if reason.contains("extra.bin")),
+        "{err}"
+    );
+    fs::remove_file(server.object_path("models", "pushed/extra.bin"))?;
+    fs::remove_file(server.object_path("models", "pushed/config.json"))?;
+    let err = p.ensure(&"s3://models/pushed/".parse()?, None).unwrap_err();
+    assert!(
+        matches!(&err, Error::S3Protocol { reason, .. } if reason.contains("config.json")),
+        "{err}"
+    );
+    assert!(p.catalog().list()?.is_empty());
+    Ok(())
+}
+
+#[test]
+fn a_push_to_an_object_rather_than_a_folder_is_refused() -> TestResult {
+    let server = S3Server::start()?;
+    server.create_bucket("models")?;
+    let local = tempfile::tempdir()?;
+    let path = local.path().join("m.gguf");
+    fs::write(&path, b"weights")?;
+    let cache = tempfile::tempdir()?;
+    let entry = cataloged(cache.path(), &path)?;
+    let err = push(&server, cache.path(), &entry, "m.gguf").unwrap_err();
+    assert!(matches!(err, Error::PushDestination { .. }), "{err}");
+    assert!(err.hint().is_some_and(|h| h.contains('/')));
+    assert!(!server.object_path("models", "m.gguf").exists());
+
+    // Unsigned, the store refuses: the error names the bucket, the key and the endpoint.
+    let unsigned = S3Config::from_env(&*env(&keys(&server)))?.with_no_sign_request(true);
+    let fetcher = S3Fetcher::new(unsigned, S3Options::default(), download());
+    let err = fetcher
+        .push(
+            &CacheLayout::new(cache.path())?,
+            &entry,
+            &s3_ref("up/"),
+            &NoReporter,
+        )
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::S3Denied { bucket, key, endpoint, .. } if bucket == "models" && key == "up/m.gguf" && *endpoint == server.endpoint()),
+        "{err}"
+    );
+    assert!(!server.object_path("models", "up").exists());
     Ok(())
 }
