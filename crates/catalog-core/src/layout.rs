@@ -258,7 +258,16 @@ impl CacheLayout {
             NEXT_LINK.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
         ));
         let _ = fs::remove_file(&tmp);
-        fs::hard_link(blob, &tmp).map_err(|e| Error::io("link", &tmp, e))?;
+        // A blob published again (the same bytes, by another process or thread that fetched
+        // them too) replaces the file at its path; linking the old inode in that instant fails
+        // with `NotFound` although the path names a blob again: link what it names now.
+        let mut attempts = 0;
+        while let Err(e) = fs::hard_link(blob, &tmp) {
+            attempts += 1;
+            if e.kind() != std::io::ErrorKind::NotFound || attempts == 3 || !blob.is_file() {
+                return Err(Error::io("link", &tmp, e));
+            }
+        }
         fs::rename(&tmp, &dest).map_err(|e| {
             let _ = fs::remove_file(&tmp);
             Error::io("rename", &dest, e)
