@@ -63,6 +63,15 @@ pub enum Command {
     /// Delete what the catalog no longer needs: stale temporary files, unreferenced blobs and
     /// model files.
     Gc(GcArgs),
+    /// Publish a model of the catalog to an OCI registry or an S3 folder, for other machines
+    /// to pull, verified.
+    ///
+    /// The model is hashed first and never pushed if its bytes no longer verify. To a registry
+    /// (`oci://registry/repo:tag`) it goes as a CNCF `ModelPack` artifact, one layer per file,
+    /// skipping blobs the registry has; to a bucket (`s3://bucket/prefix/`) every file goes
+    /// with its sha256 checksum, and a manifest of every file's path, size and sha256 goes
+    /// last. `ensure` of the destination verifies against the same digests.
+    Push(PushArgs),
 }
 
 /// `ensure`.
@@ -114,39 +123,11 @@ pub struct EnsureArgs {
     #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub parallel_files: u16,
 
-    /// Speak plain HTTP to this registry (`host` or `host:port`; repeatable). Registries on
-    /// loopback always are [env: `MODEL_PROVISIONER_INSECURE_REGISTRIES`, comma-separated].
-    #[arg(long, value_name = "HOST", help_heading = "Registries")]
-    pub insecure_registry: Vec<String>,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
 
-    /// The registry `ollama:` references are pulled from, e.g. a mirror of Ollama's library
-    /// [default: `$MODEL_PROVISIONER_OLLAMA_REGISTRY`, else `registry.ollama.ai`].
-    #[arg(long, value_name = "HOST[:PORT]", help_heading = "Registries")]
-    pub ollama_registry: Option<String>,
-
-    /// The user name for the registry [default: `docker login`'s credentials, or
-    /// `MODEL_PROVISIONER_REGISTRY_USERNAME`]; the password comes from
-    /// `MODEL_PROVISIONER_REGISTRY_PASSWORD` or, with `--registry-password-stdin`, standard input.
-    #[arg(long, value_name = "USER", help_heading = "Registries")]
-    pub registry_username: Option<String>,
-
-    /// Read the registry password from standard input (one line).
-    #[arg(long, requires = "registry_username", help_heading = "Registries")]
-    pub registry_password_stdin: bool,
-
-    /// The S3 endpoint, for a store that is not AWS's (`MinIO`, Ceph, R2, …)
-    /// [default: `$AWS_ENDPOINT_URL_S3`, `$AWS_ENDPOINT_URL`, or the profile's `endpoint_url`].
-    #[arg(long, value_name = "URL", help_heading = "S3")]
-    pub endpoint_url: Option<String>,
-
-    /// The S3 region [default: `$AWS_REGION`, `$AWS_DEFAULT_REGION`, the profile's `region`,
-    /// else `us-east-1`].
-    #[arg(long, value_name = "REGION", help_heading = "S3")]
-    pub region: Option<String>,
-
-    /// Send S3 requests unsigned, for a public bucket: no credentials are looked for.
-    #[arg(long, help_heading = "S3")]
-    pub no_sign_request: bool,
+    #[command(flatten)]
+    pub s3: S3Args,
 
     /// Resolve and fetch again even if the catalog has the model: a moved branch brings its new
     /// commit; files already in the cache are not downloaded again.
@@ -241,6 +222,70 @@ pub struct GcArgs {
     pub dry_run: bool,
 
     /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// How registries are reached: `ensure` and `push`.
+#[derive(Debug, Args)]
+pub struct RegistryArgs {
+    /// Speak plain HTTP to this registry (`host` or `host:port`; repeatable). Registries on
+    /// loopback always are [env: `MODEL_PROVISIONER_INSECURE_REGISTRIES`, comma-separated].
+    #[arg(long, value_name = "HOST", help_heading = "Registries")]
+    pub insecure_registry: Vec<String>,
+
+    /// The registry `ollama:` references are pulled from, e.g. a mirror of Ollama's library
+    /// [default: `$MODEL_PROVISIONER_OLLAMA_REGISTRY`, else `registry.ollama.ai`].
+    #[arg(long, value_name = "HOST[:PORT]", help_heading = "Registries")]
+    pub ollama_registry: Option<String>,
+
+    /// The user name for the registry [default: `docker login`'s credentials, or
+    /// `MODEL_PROVISIONER_REGISTRY_USERNAME`]; the password comes from
+    /// `MODEL_PROVISIONER_REGISTRY_PASSWORD` or, with `--registry-password-stdin`, standard input.
+    #[arg(long, value_name = "USER", help_heading = "Registries")]
+    pub registry_username: Option<String>,
+
+    /// Read the registry password from standard input (one line).
+    #[arg(long, requires = "registry_username", help_heading = "Registries")]
+    pub registry_password_stdin: bool,
+}
+
+/// How S3 is reached: `ensure` and `push`.
+#[derive(Debug, Args)]
+pub struct S3Args {
+    /// The S3 endpoint, for a store that is not AWS's (`MinIO`, Ceph, R2, …)
+    /// [default: `$AWS_ENDPOINT_URL_S3`, `$AWS_ENDPOINT_URL`, or the profile's `endpoint_url`].
+    #[arg(long, value_name = "URL", help_heading = "S3")]
+    pub endpoint_url: Option<String>,
+
+    /// The S3 region [default: `$AWS_REGION`, `$AWS_DEFAULT_REGION`, the profile's `region`,
+    /// else `us-east-1`].
+    #[arg(long, value_name = "REGION", help_heading = "S3")]
+    pub region: Option<String>,
+
+    /// Send S3 requests unsigned, for a public bucket: no credentials are looked for.
+    #[arg(long, help_heading = "S3")]
+    pub no_sign_request: bool,
+}
+
+/// `push`.
+#[derive(Debug, Args)]
+pub struct PushArgs {
+    /// The model's id, or a reference that resolves to it.
+    #[arg(value_name = "ID|REF")]
+    pub target: String,
+
+    /// Where it goes: `oci://registry/repo:tag` or `s3://bucket/prefix/`.
+    #[arg(value_name = "DEST")]
+    pub destination: String,
+
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+
+    #[command(flatten)]
+    pub s3: S3Args,
+
+    /// Print one JSON object instead of text (and no progress bars).
     #[arg(long)]
     pub json: bool,
 }

@@ -13,14 +13,16 @@ use catalog_core::{
 };
 use model_provisioner::download::{DownloadConfig, RetryPolicy};
 use model_provisioner::hf::HfConfig;
-use model_provisioner::oci::OciConfig;
 use model_provisioner::oci::auth::Secret;
-use model_provisioner::s3::S3Options;
+use model_provisioner::oci::{OciConfig, OciFetcher};
 use model_provisioner::s3::credentials::S3Config;
+use model_provisioner::s3::{S3Fetcher, S3Options};
 use model_provisioner::{AnyFetcher, Error, HfClient, ModelProvisioner};
 use serde::Serialize;
 
-use crate::cli::{Cli, Command, EnsureArgs, GcArgs, VerifyArgs, Via};
+use crate::cli::{
+    Cli, Command, EnsureArgs, GcArgs, PushArgs, RegistryArgs, S3Args, VerifyArgs, Via,
+};
 use crate::output::{entries_table, entry_details, human_bytes, outcome_text, print, print_json};
 use crate::progress::BarReporter;
 
@@ -44,6 +46,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Retire(args) => retire(&context, &args.target),
         Command::Rm(args) => rm(&context, &args.target),
         Command::Gc(args) => gc(&context, &args),
+        Command::Push(args) => push(&context, &args),
     }
 }
 
@@ -81,17 +84,7 @@ struct EnsureJson<'a> {
 }
 
 fn ensure(cx: &Context, args: &EnsureArgs) -> anyhow::Result<ExitCode> {
-    // Parsed here rather than by clap, whose message would echo the input raw (control
-    // characters and URL credentials included); ours are escaped and redacted.
-    let reference: ModelRef =
-        args.reference
-            .parse()
-            .map_err(|e: catalog_core::ParseRefError| {
-                UsageError(match e.hint() {
-                    Some(hint) => format!("{e}\nhint: {hint}"),
-                    None => e.to_string(),
-                })
-            })?;
+    let reference = parse_reference(&args.reference)?;
     let digest = match &args.digest {
         Some(d) => Some(
             d.parse::<catalog_core::Digest>()
@@ -118,7 +111,16 @@ fn ensure(cx: &Context, args: &EnsureArgs) -> anyhow::Result<ExitCode> {
     hf.include.clone_from(&args.include);
     hf.exclude.clone_from(&args.exclude);
     hf.parallel_files = usize::from(args.parallel_files);
-    let s3 = s3_config(args, &reference)?;
+    let s3 = s3_config(
+        &args.s3,
+        S3Options {
+            include: args.include.clone(),
+            exclude: args.exclude.clone(),
+            parallel_files: usize::from(args.parallel_files),
+            offline: args.offline,
+        },
+        &reference,
+    )?;
     let provisioner = ModelProvisioner::builder(&cx.cache_dir)
         .copy_local_files(args.copy)
         .download_config(DownloadConfig {
@@ -135,7 +137,7 @@ fn ensure(cx: &Context, args: &EnsureArgs) -> anyhow::Result<ExitCode> {
             Via::HfCli => HfClient::Cli,
         }))
         .hf_config(hf)
-        .oci_config(oci_config(args)?);
+        .oci_config(oci_config(&args.registry, args.offline)?);
     let provisioner = match s3 {
         Some((config, options)) => provisioner.s3_config(config, options),
         None => provisioner,
@@ -190,15 +192,10 @@ fn ls(cx: &Context, json: bool) -> anyhow::Result<ExitCode> {
 /// How S3 is reached: the environment, then the flags. `None` when the environment's
 /// configuration is broken and the reference is not an S3 one (it does not need it).
 fn s3_config(
-    args: &EnsureArgs,
+    args: &S3Args,
+    options: S3Options,
     reference: &ModelRef,
 ) -> anyhow::Result<Option<(S3Config, S3Options)>> {
-    let options = S3Options {
-        include: args.include.clone(),
-        exclude: args.exclude.clone(),
-        parallel_files: usize::from(args.parallel_files),
-        offline: args.offline,
-    };
     let mut config = match S3Config::from_env(&|name| std::env::var(name).ok()) {
         Ok(config) => config,
         Err(e) if matches!(reference, ModelRef::S3(_)) => {
@@ -237,9 +234,9 @@ fn url_of_endpoint(text: &str) -> Option<url::Url> {
 }
 
 /// How registries are reached: the environment, then the flags.
-fn oci_config(args: &EnsureArgs) -> anyhow::Result<OciConfig> {
+fn oci_config(args: &RegistryArgs, offline: bool) -> anyhow::Result<OciConfig> {
     let mut config = OciConfig::from_env();
-    config.offline = args.offline;
+    config.offline = offline;
     config
         .insecure
         .extend(args.insecure_registry.iter().cloned());
@@ -273,6 +270,102 @@ fn oci_config(args: &EnsureArgs) -> anyhow::Result<OciConfig> {
             .with_explicit(username.clone(), Secret::new(password));
     }
     Ok(config)
+}
+
+/// A reference from the command line, parsed here rather than by clap, whose message would
+/// echo the input raw (control characters and URL credentials included); ours are escaped and
+/// redacted.
+fn parse_reference(text: &str) -> anyhow::Result<ModelRef> {
+    Ok(text.parse().map_err(|e: catalog_core::ParseRefError| {
+        UsageError(match e.hint() {
+            Some(hint) => format!("{e}\nhint: {hint}"),
+            None => e.to_string(),
+        })
+    })?)
+}
+
+/// The `push --json` object.
+#[derive(Serialize)]
+struct PushJson<'a> {
+    id: &'a str,
+    destination: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    manifest_digest: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    manifest_key: Option<String>,
+    files: usize,
+    bytes_uploaded: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    blobs_skipped: Option<usize>,
+}
+
+fn push(cx: &Context, args: &PushArgs) -> anyhow::Result<ExitCode> {
+    let destination = parse_reference(&args.destination)?;
+    let provisioner = cx.provisioner()?;
+    let entry = provisioner.find(&args.target)?;
+    // Bytes that no longer verify are never pushed: a failure here exits 3.
+    let entry = provisioner.verify(&entry.id)?.entry;
+    let layout = catalog_core::CacheLayout::new(&cx.cache_dir)?;
+    let reporter = BarReporter::new(cx.quiet || args.json);
+    let report = match &destination {
+        ModelRef::Oci(oci) => {
+            let fetcher = OciFetcher::new(
+                oci_config(&args.registry, false)?,
+                DownloadConfig::default(),
+            );
+            let r = fetcher.push(&layout, &entry, oci, &reporter)?;
+            PushJson {
+                id: &entry.id,
+                destination: destination.redacted(),
+                manifest_digest: Some(r.manifest_digest.to_string()),
+                manifest_key: None,
+                files: r.files,
+                bytes_uploaded: r.bytes_uploaded,
+                blobs_skipped: Some(r.blobs_skipped),
+            }
+        }
+        ModelRef::S3(s3) => {
+            let (config, options) = s3_config(&args.s3, S3Options::default(), &destination)?
+                .ok_or_else(|| anyhow::anyhow!("the S3 configuration could not be read"))?;
+            let fetcher = S3Fetcher::new(config, options, DownloadConfig::default());
+            let r = fetcher.push(&layout, &entry, s3, &reporter)?;
+            PushJson {
+                id: &entry.id,
+                destination: destination.redacted(),
+                manifest_digest: None,
+                manifest_key: Some(r.manifest_key),
+                files: r.files,
+                bytes_uploaded: r.bytes_uploaded,
+                blobs_skipped: None,
+            }
+        }
+        _ => {
+            return Err(UsageError(format!(
+                "`push` publishes to `oci://registry/repo:tag` or `s3://bucket/prefix/`, not `{}`",
+                destination.redacted()
+            ))
+            .into());
+        }
+    };
+    if args.json {
+        print_json(&report)?;
+    } else {
+        let mut out = format!(
+            "pushed {} to {} ({} files, {} uploaded)\n",
+            report.id,
+            report.destination,
+            report.files,
+            human_bytes(report.bytes_uploaded)
+        );
+        if let Some(digest) = &report.manifest_digest {
+            let _ = writeln!(out, "manifest:     {digest}");
+        }
+        if let Some(key) = &report.manifest_key {
+            let _ = writeln!(out, "manifest:     {key}");
+        }
+        print(&out)?;
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn show(cx: &Context, target: &str, json: bool) -> anyhow::Result<ExitCode> {

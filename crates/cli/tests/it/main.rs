@@ -14,6 +14,7 @@ mod hostile;
 mod http;
 mod hub_nginx;
 mod oci;
+mod push;
 mod reuse;
 mod s3;
 mod snapshots;
