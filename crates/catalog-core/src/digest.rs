@@ -70,6 +70,19 @@ impl Digest {
     pub fn value(&self) -> &str {
         &self.value
     }
+
+    /// The raw bytes of the value (what base64 forms, such as S3's checksums, encode).
+    pub fn bytes(&self) -> Vec<u8> {
+        // A parsed or computed digest holds only lowercase hex digits, in pairs.
+        self.value
+            .as_bytes()
+            .chunks(2)
+            .map(|pair| {
+                let digit = |c: u8| char::from(c).to_digit(16).unwrap_or(0);
+                u8::try_from(digit(pair[0]) * 16 + digit(pair[1])).unwrap_or(0)
+            })
+            .collect()
+    }
 }
 
 impl fmt::Display for Digest {
@@ -214,6 +227,12 @@ pub fn hash_reader(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bytes_are_the_inverse_of_sha256_from_bytes() {
+        let raw: [u8; 32] = std::array::from_fn(|i| u8::try_from(i * 7).unwrap_or(0));
+        assert_eq!(Digest::sha256_from_bytes(raw).bytes(), raw);
+    }
 
     const EMPTY: &str = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 

@@ -496,13 +496,9 @@ fn full_object_sha256(headers: &HeaderMap) -> Option<Digest> {
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(value.trim())
         .ok()?;
-    (bytes.len() == 32)
-        .then(|| {
-            format!("sha256:{}", catalog_core::to_hex(&bytes))
-                .parse()
-                .ok()
-        })
-        .flatten()
+    <[u8; 32]>::try_from(bytes)
+        .ok()
+        .map(Digest::sha256_from_bytes)
 }
 
 /// The credentials of one fetch, shared by its requests, and the bucket they go to.
@@ -897,10 +893,7 @@ mod tests {
         let sha = Digest::sha256_of(b"hello");
         let b64 = {
             use base64::Engine as _;
-            let bytes: Vec<u8> = (0..32)
-                .map(|i| u8::from_str_radix(&sha.value()[2 * i..2 * i + 2], 16).unwrap_or(0))
-                .collect();
-            base64::engine::general_purpose::STANDARD.encode(bytes)
+            base64::engine::general_purpose::STANDARD.encode(sha.bytes())
         };
         let headers = |pairs: &[(&'static str, &str)]| {
             let mut h = HeaderMap::new();

@@ -254,15 +254,7 @@ fn model_digest(entry: &CatalogEntry, files: &[Upload]) -> Digest {
 /// Base64 of the bytes of a sha256 digest, as `x-amz-checksum-sha256` carries it.
 fn checksum_header(sha256: &Digest) -> String {
     use base64::Engine as _;
-    let hex = sha256.value().as_bytes();
-    let bytes: Vec<u8> = hex
-        .chunks(2)
-        .map(|pair| {
-            let digit = |c: u8| char::from(c).to_digit(16).unwrap_or(0);
-            u8::try_from(digit(pair[0]) * 16 + digit(pair[1])).unwrap_or(0)
-        })
-        .collect();
-    base64::engine::general_purpose::STANDARD.encode(bytes)
+    base64::engine::general_purpose::STANDARD.encode(sha256.bytes())
 }
 
 /// `len` bytes of the file at `path` from `offset`, streamed as a request body. Each attempt
