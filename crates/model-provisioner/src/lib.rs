@@ -29,6 +29,8 @@ mod file;
 pub mod hf;
 #[cfg(feature = "http")]
 mod http;
+#[cfg(any(feature = "oci", feature = "s3"))]
+mod model_files;
 #[cfg(feature = "oci")]
 pub mod oci;
 #[cfg(any(feature = "hf", feature = "oci", feature = "s3"))]

@@ -18,12 +18,12 @@
 //! changes each time. A failed upload starts again from a new session: sessions are not
 //! resumed. The manifest goes last, under the tag; its digest is the sha256 of the bytes sent.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use catalog_core::{CacheLayout, CatalogEntry, Digest, OciRef, OciReference, SafeRelPath};
+use catalog_core::{CacheLayout, CatalogEntry, Digest, OciRef, OciReference};
 use reqwest::header::{self, HeaderValue};
 use reqwest::{Client, StatusCode};
 use serde_json::{Value, json};
@@ -32,6 +32,7 @@ use super::OciFetcher;
 use super::client::{Access, Repository};
 use crate::download::Failure;
 use crate::error::{Error, Result};
+use crate::model_files::{ModelFile, model_files};
 use crate::reporter::{NoReporter, Progress, Reporter};
 
 /// The manifest's own media type.
@@ -69,18 +70,6 @@ pub struct PushReport {
     pub blobs_skipped: usize,
 }
 
-/// One file of the model, as a layer.
-#[derive(Debug)]
-struct LocalFile {
-    /// Its path inside the model, the layer's `org.cncf.model.filepath`.
-    rel: SafeRelPath,
-    /// Where its bytes are read from.
-    path: PathBuf,
-    size: u64,
-    digest: Digest,
-    media_type: &'static str,
-}
-
 /// A blob to upload: a file streamed from disk, or bytes made here.
 enum Content<'a> {
     File(&'a Path),
@@ -115,7 +104,7 @@ impl OciFetcher {
                 reference: describe(dest),
             });
         }
-        let files = local_files(layout, entry, reporter)?;
+        let files = model_files(layout, entry, reporter, &|_| false)?;
         let engine = self.engine()?;
         let repo = Repository::new(
             &dest.registry,
@@ -234,7 +223,7 @@ pub(crate) fn media_type_for(path: &str) -> &'static str {
 }
 
 /// The `config.format` of a model: that of its first weights file.
-fn format_of(files: &[LocalFile]) -> Option<&'static str> {
+fn format_of(files: &[ModelFile]) -> Option<&'static str> {
     files.iter().find_map(|f| {
         let name = f.rel.as_str().to_ascii_lowercase();
         match name.rsplit_once('.').map(|(_, ext)| ext) {
@@ -247,69 +236,8 @@ fn format_of(files: &[LocalFile]) -> Option<&'static str> {
     })
 }
 
-/// The model's files, each with its sha256: the catalog's record when it has one for the same
-/// path and size, else hashed here. A file whose blob is in the store is read from there.
-fn local_files(
-    layout: &CacheLayout,
-    entry: &CatalogEntry,
-    reporter: &dyn Reporter,
-) -> Result<Vec<LocalFile>> {
-    let root = &entry.local_path;
-    let meta = std::fs::metadata(root).map_err(|e| Error::read(root, e))?;
-    let found: Vec<(String, PathBuf, u64)> = if meta.is_dir() {
-        catalog_core::verify::walk_tree(root)
-            .map_err(|e| Error::read(root, e))?
-            .into_iter()
-            .map(|f| (f.rel, f.path, f.meta.len()))
-            .collect()
-    } else if meta.is_file() {
-        let name = root
-            .file_name()
-            .and_then(|n| n.to_str())
-            .ok_or_else(|| Error::NotAFile { path: root.clone() })?;
-        vec![(name.to_owned(), root.clone(), meta.len())]
-    } else {
-        return Err(Error::NotAFile { path: root.clone() });
-    };
-    let recorded = entry
-        .provenance
-        .as_ref()
-        .map(|p| p.files.as_slice())
-        .unwrap_or_default();
-    let mut files = Vec::with_capacity(found.len());
-    for (rel, path, size) in found {
-        let rel: SafeRelPath = rel.parse()?;
-        let known = recorded
-            .iter()
-            .find(|r| r.path == rel.as_str() && r.size == size)
-            .and_then(|r| r.digest.clone())
-            .filter(|d| d.algo() == catalog_core::Algorithm::Sha256);
-        let digest = match known {
-            Some(digest) => digest,
-            None => {
-                let progress = reporter.start(&format!("hash {rel}"), Some(size));
-                let file = catalog_core::open_regular(&path).map_err(|e| Error::read(&path, e))?;
-                let hashed = catalog_core::hash_reader(file, |n| progress.advance(n));
-                progress.finish();
-                hashed.map_err(|e| Error::read(&path, e))?.0
-            }
-        };
-        // The store's blob is immutable and holds exactly these bytes.
-        let blob = layout.blob_path(&digest);
-        let path = if blob.is_file() { blob } else { path };
-        files.push(LocalFile {
-            media_type: media_type_for(rel.as_str()),
-            rel,
-            path,
-            size,
-            digest,
-        });
-    }
-    Ok(files)
-}
-
 /// The `ModelPack` config: the model's name, format, layer digests and provenance.
-fn config_blob(entry: &CatalogEntry, files: &[LocalFile]) -> Result<Vec<u8>> {
+fn config_blob(entry: &CatalogEntry, files: &[ModelFile]) -> Result<Vec<u8>> {
     let mut descriptor = json!({ "name": entry.id });
     if let Some(created) = rfc3339(entry.created_ms) {
         descriptor["createdAt"] = Value::String(created);
@@ -331,12 +259,12 @@ fn config_blob(entry: &CatalogEntry, files: &[LocalFile]) -> Result<Vec<u8>> {
 }
 
 /// The manifest's bytes, exactly as they are sent and hashed.
-fn manifest_bytes(config: &Digest, config_size: u64, files: &[LocalFile]) -> Result<Vec<u8>> {
+fn manifest_bytes(config: &Digest, config_size: u64, files: &[ModelFile]) -> Result<Vec<u8>> {
     let layers: Vec<Value> = files
         .iter()
         .map(|f| {
             json!({
-                "mediaType": f.media_type,
+                "mediaType": media_type_for(f.rel.as_str()),
                 "digest": f.digest.to_string(),
                 "size": f.size,
                 "annotations": { FILEPATH: f.rel.as_str(), TITLE: f.rel.as_str() },

@@ -17,17 +17,14 @@
 //! states each file's sha256 whatever the upload, so a pull of the folder is verified even where
 //! the store has no full-object checksum (multipart uploads).
 
-use std::collections::HashMap;
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use catalog_core::verify::{hash_path, walk_tree};
 use catalog_core::{
-    Algorithm, CacheLayout, CatalogEntry, Digest, Provenance, S3Ref, SafeRelPath, Storage,
-    TreeDigest, open_regular,
+    CacheLayout, CatalogEntry, Digest, Provenance, S3Ref, TreeDigest, open_regular,
 };
 use reqwest::header::CONTENT_LENGTH;
 use reqwest::{Client, StatusCode};
@@ -37,6 +34,7 @@ use tokio::io::{AsyncRead, AsyncReadExt as _, ReadBuf};
 
 use super::{S3Fetcher, SIGNATURE_LIFETIME, Session, error_code};
 use crate::error::{Error, Result};
+use crate::model_files::{ModelFile, model_files};
 use crate::reporter::{Progress, Reporter};
 
 /// The name of the manifest object inside a pushed folder: `<prefix>.model-provisioner.json`.
@@ -90,15 +88,6 @@ pub struct PushReport {
     pub manifest_key: String,
 }
 
-/// One local file to upload.
-#[derive(Debug)]
-struct Upload {
-    rel: SafeRelPath,
-    path: PathBuf,
-    size: u64,
-    sha256: Digest,
-}
-
 impl S3Fetcher {
     /// Uploads the model of `entry` into the folder `dest` (`s3://bucket/prefix/`), then the
     /// [manifest](Manifest) as `<prefix>.model-provisioner.json` ([`MANIFEST_NAME`]), which a
@@ -128,7 +117,14 @@ impl S3Fetcher {
                 reference: format!("s3://{}/{}", dest.bucket, dest.key),
             });
         }
-        let files = files_of(layout, entry)?;
+        let files = model_files(layout, entry, reporter, &|rel| {
+            // The manifest of the folder the model came from: this push writes a new one.
+            let old_manifest = rel == MANIFEST_NAME;
+            if old_manifest {
+                tracing::warn!(path = rel, "not pushing an old manifest");
+            }
+            old_manifest
+        })?;
         let manifest = Manifest {
             version: MANIFEST_VERSION,
             id: entry.id.clone(),
@@ -138,7 +134,7 @@ impl S3Fetcher {
                 .map(|f| ManifestFile {
                     path: f.rel.as_str().to_owned(),
                     size: f.size,
-                    sha256: f.sha256.clone(),
+                    sha256: f.digest.clone(),
                 })
                 .collect(),
             provenance: entry.provenance.clone(),
@@ -181,71 +177,13 @@ impl S3Fetcher {
     }
 }
 
-/// The files of `entry`'s model, each with its sha256 (recorded, else computed).
-fn files_of(layout: &CacheLayout, entry: &CatalogEntry) -> Result<Vec<Upload>> {
-    // A model the cache owns must not lead outside it through a planted symlink.
-    let root = match entry.storage {
-        Storage::Cache => layout.resolve_inside(&entry.local_path)?,
-        Storage::InPlace => entry.local_path.clone(),
-    };
-    let meta = std::fs::metadata(&root).map_err(|e| Error::read(&root, e))?;
-    let found: Vec<(SafeRelPath, PathBuf, u64)> = if meta.is_file() {
-        let name = root
-            .file_name()
-            .and_then(|n| n.to_str())
-            .ok_or_else(|| Error::NotAFile { path: root.clone() })?;
-        vec![(SafeRelPath::file_name(name)?, root.clone(), meta.len())]
-    } else if meta.is_dir() {
-        let mut found = Vec::new();
-        for f in walk_tree(&root).map_err(|e| Error::read(&root, e))? {
-            if f.rel == MANIFEST_NAME {
-                // The manifest of the folder it came from: the push writes a new one.
-                tracing::warn!(path = %f.path.display(), "not pushing an old manifest");
-                continue;
-            }
-            found.push((SafeRelPath::new(f.rel)?, f.path, f.meta.len()));
-        }
-        found
-    } else {
-        return Err(Error::NotAFile { path: root });
-    };
-    let recorded: HashMap<&str, (u64, &Digest)> = entry
-        .provenance
-        .iter()
-        .flat_map(|p| &p.files)
-        .filter_map(|f| {
-            let digest = f.digest.as_ref()?;
-            (digest.algo() == Algorithm::Sha256).then_some((f.path.as_str(), (f.size, digest)))
-        })
-        .collect();
-    found
-        .into_iter()
-        .map(|(rel, path, size)| {
-            let sha256 = match recorded.get(rel.as_str()) {
-                Some((recorded_size, digest)) if *recorded_size == size => (*digest).clone(),
-                _ => {
-                    hash_path(&path, &mut |_| {})
-                        .map_err(|e| Error::read(&path, e))?
-                        .0
-                }
-            };
-            Ok(Upload {
-                rel,
-                path,
-                size,
-                sha256,
-            })
-        })
-        .collect()
-}
-
 /// The model's digest as verification computes it: the one file's sha256, or the tree digest.
-fn model_digest(entry: &CatalogEntry, files: &[Upload]) -> Digest {
+fn model_digest(entry: &CatalogEntry, files: &[ModelFile]) -> Digest {
     match files {
-        [one] if !entry.local_path.is_dir() => one.sha256.clone(),
+        [one] if !entry.local_path.is_dir() => one.digest.clone(),
         _ => files
             .iter()
-            .map(|f| (f.rel.as_str(), f.sha256.clone()))
+            .map(|f| (f.rel.as_str(), f.digest.clone()))
             .collect::<TreeDigest>()
             .finish(),
     }
@@ -323,10 +261,10 @@ impl Session<'_> {
         &self,
         client: &Client,
         key: &str,
-        file: &Upload,
+        file: &ModelFile,
         progress: &Arc<dyn Progress>,
     ) -> Result<()> {
-        let checksum = checksum_header(&file.sha256);
+        let checksum = checksum_header(&file.digest);
         let response = self
             .send(client, key, |c| {
                 let credentials = self.signing();
@@ -373,7 +311,7 @@ impl Session<'_> {
         &self,
         client: &Client,
         key: &str,
-        file: &Upload,
+        file: &ModelFile,
         progress: &Arc<dyn Progress>,
     ) -> Result<()> {
         let response = self
@@ -410,7 +348,7 @@ impl Session<'_> {
         client: &Client,
         key: &str,
         upload_id: &str,
-        file: &Upload,
+        file: &ModelFile,
         progress: &Arc<dyn Progress>,
     ) -> Result<()> {
         let mut etags = Vec::new();
