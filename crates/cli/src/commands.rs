@@ -189,20 +189,19 @@ fn ls(cx: &Context, json: bool) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// How S3 is reached: the environment, then the flags. `None` when the environment's
-/// configuration is broken and the reference is not an S3 one (it does not need it).
+/// How S3 is reached: the environment, then the flags; `None` for a reference that is not an
+/// S3 one (it does not need it, and a broken AWS configuration must not fail it).
 fn s3_config(
     args: &S3Args,
     options: S3Options,
     reference: &ModelRef,
 ) -> anyhow::Result<Option<(S3Config, S3Options)>> {
-    let mut config = match S3Config::from_env(&|name| std::env::var(name).ok()) {
-        Ok(config) => config,
-        Err(e) if matches!(reference, ModelRef::S3(_)) => {
-            return Err(Error::S3Credentials(e).into());
-        }
-        Err(_) => return Ok(None),
-    };
+    // Anything but an S3 reference leaves the AWS files unread.
+    if !matches!(reference, ModelRef::S3(_)) {
+        return Ok(None);
+    }
+    let mut config =
+        S3Config::from_env(&|name| std::env::var(name).ok()).map_err(Error::S3Credentials)?;
     if let Some(text) = &args.endpoint_url {
         let url = url_of_endpoint(text).ok_or_else(|| {
             UsageError(format!(

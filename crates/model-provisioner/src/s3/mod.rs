@@ -81,8 +81,10 @@ impl Default for S3Options {
 
 /// Fetches `s3://` references. See the [module docs](self).
 pub struct S3Fetcher {
-    /// `None` when the environment's configuration is broken: every fetch then says why.
-    config: Option<S3Config>,
+    /// Read from the environment on first use (so that nothing but an `s3://` reference
+    /// pays for reading the AWS files); `None` when that configuration is broken: every fetch
+    /// then says why.
+    config: std::sync::OnceLock<Option<S3Config>>,
     options: S3Options,
     env: Env,
     engine: Engine,
@@ -119,7 +121,7 @@ impl S3Fetcher {
     /// A fetcher downloading with `engine`, shared with other fetchers.
     pub fn with_engine(config: S3Config, options: S3Options, engine: Engine) -> Self {
         S3Fetcher {
-            config: Some(config),
+            config: std::sync::OnceLock::from(Some(config)),
             options,
             env: Arc::new(|name| std::env::var(name).ok()),
             engine,
@@ -130,11 +132,8 @@ impl S3Fetcher {
     /// configuration (a profile that does not exist, say) fails only `s3://` fetches, each
     /// with the reason.
     pub fn from_env(options: S3Options, engine: Engine) -> Self {
-        let config = S3Config::from_env(&|name| std::env::var(name).ok())
-            .inspect_err(|e| tracing::debug!(error = %e, "the S3 configuration is broken"))
-            .ok();
         S3Fetcher {
-            config,
+            config: std::sync::OnceLock::new(),
             options,
             env: Arc::new(|name| std::env::var(name).ok()),
             engine,
@@ -143,7 +142,7 @@ impl S3Fetcher {
 
     /// The configuration, or the error that keeps it from being read.
     fn config(&self) -> Result<&S3Config> {
-        match &self.config {
+        match self.loaded() {
             Some(c) => Ok(c),
             None => Err(Error::S3Credentials(
                 S3Config::from_env(&*self.env)
@@ -151,6 +150,17 @@ impl S3Fetcher {
                     .unwrap_or(credentials::CredentialError::NotFound { tried: Vec::new() }),
             )),
         }
+    }
+
+    /// The configuration, read from the environment now if this is its first use.
+    fn loaded(&self) -> Option<&S3Config> {
+        self.config
+            .get_or_init(|| {
+                S3Config::from_env(&*self.env)
+                    .inspect_err(|e| tracing::debug!(error = %e, "the S3 configuration is broken"))
+                    .ok()
+            })
+            .as_ref()
     }
 
     /// The same, with the environment the credential chain reads given as a lookup.
@@ -419,7 +429,7 @@ impl ModelFetcher for S3Fetcher {
         if s3.endpoint.is_some() {
             return None;
         }
-        let endpoint = self.config.as_ref()?.endpoint.as_ref()?;
+        let endpoint = self.loaded()?.endpoint.as_ref()?;
         if is_aws(endpoint) {
             return None;
         }
