@@ -17,10 +17,11 @@ use anyhow::{Context as _, bail, ensure};
 use catalog_core::Digest;
 use test_support::Nginx;
 
-use crate::settle::{SETTLE, settle};
-use crate::{
-    Bench, Build, MIB, Samples, Stdout, check_ensure, date, fmt_ms, human_size, machine, timed,
-};
+use model_provisioner_bench::measure::{CpuWatch, ProcStat, loadavg, machine, mbps};
+use model_provisioner_bench::run::{Stdout, timed};
+use model_provisioner_bench::settle::{SETTLE, settle};
+
+use crate::{Bench, Build, MIB, Samples, check_ensure, date, fmt_ms, human_size};
 
 /// How often the resume case looks at the resume state of the download it is about to kill.
 const POLL: Duration = Duration::from_millis(5);
@@ -150,7 +151,7 @@ pub(crate) fn suite(bench: &Bench, size_mib: u64) -> anyhow::Result<String> {
     }
     let url = nginx.url(&format!("files/{name}"));
     eprintln!("mp-bench: http: serving {url}");
-    let cpu = CpuWatch::start(&nginx);
+    let cpu = CpuWatch::start(ours_ticks(&nginx));
 
     let mut measured = clients(bench, aria2c.is_some());
     // Interleaved, so that a neighbour's load spreads over every client alike.
@@ -170,7 +171,7 @@ pub(crate) fn suite(bench: &Bench, size_mib: u64) -> anyhow::Result<String> {
             eprintln!(
                 "mp-bench: http:   {} ({:.0} MB/s), nginx sent {:.1}% of the file",
                 fmt_ms(took),
-                mb_per_s(size, took),
+                mbps(size, took),
                 percent(sent, size)
             );
             m.wall.0.push(took);
@@ -187,7 +188,7 @@ pub(crate) fn suite(bench: &Bench, size_mib: u64) -> anyhow::Result<String> {
     };
     let resumes = resume_all(bench, &measured, &target);
     let load_after = loadavg();
-    let others = cpu.others(&nginx);
+    let others = cpu.others(ours_ticks(&nginx));
     let facts = format!(
         "Machine: {}; file: {} of pseudo-random bytes, in the page cache on both sides; {} runs \
          per client, interleaved, each into a fresh, empty cache or output directory; server: \
@@ -608,82 +609,13 @@ fn nginx_version() -> String {
         .unwrap_or_else(|| "nginx".to_owned())
 }
 
-/// CPU time of the whole machine against that of mp-bench, its children and nginx, to tell
-/// how much a neighbour took while the suite ran.
-#[derive(Debug)]
-struct CpuWatch {
-    start: Instant,
-    machine: Option<u64>,
-    ours: Option<u64>,
-}
-
-impl CpuWatch {
-    fn start(nginx: &Nginx) -> Self {
-        CpuWatch {
-            start: Instant::now(),
-            machine: machine_ticks(),
-            ours: ours_ticks(nginx),
-        }
-    }
-
-    /// "0.12 cores on average", or "unknown".
-    #[expect(clippy::cast_precision_loss, reason = "clock ticks are small numbers")]
-    fn others(&self, nginx: &Nginx) -> String {
-        let wall = self.start.elapsed().as_secs_f64();
-        match (self.machine, machine_ticks(), self.ours, ours_ticks(nginx)) {
-            (Some(m0), Some(m1), Some(o0), Some(o1)) => {
-                let ticks = (m1 - m0).saturating_sub(o1 - o0);
-                format!("{:.2} cores on average", ticks as f64 / 100.0 / wall)
-            }
-            _ => "an unknown share of the cores".to_owned(),
-        }
-    }
-}
-
-/// User, nice and system time of all CPUs, in clock ticks (1/100 s), from `/proc/stat`.
-fn machine_ticks() -> Option<u64> {
-    let text = fs::read_to_string("/proc/stat").ok()?;
-    let mut fields = text.lines().next()?.split_whitespace().skip(1);
-    let mut sum = 0;
-    for _ in 0..3 {
-        sum += fields.next()?.parse::<u64>().ok()?;
-    }
-    Some(sum)
-}
-
 /// User and system time of mp-bench, of its children waited for, and of nginx, in clock ticks.
 fn ours_ticks(nginx: &Nginx) -> Option<u64> {
-    let own = proc_ticks("self", 4)?;
+    let own = ProcStat::read("self")?.ticks.iter().sum::<u64>();
     let pid_file = nginx.root().parent()?.join("nginx.pid");
     let pid = fs::read_to_string(pid_file).ok()?;
-    Some(own + proc_ticks(pid.trim(), 2)?)
-}
-
-/// The sum of `n` fields from `utime` on (`utime stime cutime cstime`) of `/proc/<pid>/stat`.
-fn proc_ticks(pid: &str, n: usize) -> Option<u64> {
-    let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name, field 2, is in parentheses and may hold spaces.
-    let rest = &text[text.rfind(')')? + 1..];
-    // After it: state (3), ppid (4), …, utime (14): index 11 from here.
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    fields
-        .get(11..11 + n)?
-        .iter()
-        .map(|f| f.parse::<u64>().ok())
-        .sum()
-}
-
-/// The 1-minute load average.
-pub(crate) fn loadavg() -> String {
-    fs::read_to_string("/proc/loadavg")
-        .ok()
-        .and_then(|s| s.split_whitespace().next().map(str::to_owned))
-        .unwrap_or_else(|| "?".to_owned())
-}
-
-#[expect(clippy::cast_precision_loss, reason = "sizes are far below 2^52 bytes")]
-fn mb_per_s(bytes: u64, took: Duration) -> f64 {
-    bytes as f64 / 1e6 / took.as_secs_f64()
+    let nginx = ProcStat::read(pid.trim())?;
+    Some(own + nginx.ticks[0] + nginx.ticks[1])
 }
 
 #[expect(clippy::cast_precision_loss, reason = "sizes are far below 2^52 bytes")]
@@ -757,7 +689,7 @@ fn render(
             m.client.label(),
             secs(m.wall.median()),
             secs(m.wall.min()),
-            mb_per_s(size, m.wall.median()),
+            mbps(size, m.wall.median()),
             percent(m.max_sent, size),
             ratios[0],
             ratios[1],

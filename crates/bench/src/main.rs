@@ -13,7 +13,7 @@ use std::fs;
 use std::io::{self, Write as _};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context as _, bail, ensure};
 use catalog_core::{
@@ -22,8 +22,10 @@ use catalog_core::{
 };
 use clap::{Parser, ValueEnum};
 
+use model_provisioner_bench::measure::{self, machine};
+use model_provisioner_bench::run::{Stdout, timed, utf8};
+
 mod http;
-mod settle;
 mod testfile;
 use testfile::{MIB, SHARED, human_size, prepare_file};
 
@@ -172,13 +174,13 @@ fn local_suite(args: &Args, bench: &Bench) -> anyhow::Result<String> {
         .join(format!("random-{}MiB.bin", args.size_mib));
     prepare_file(&file, size, SHARED, false)?;
 
-    let load_before = http::loadavg();
+    let load_before = measure::loadavg();
     let mut rows = Vec::new();
     let digest = bench.hash_cold_cache(&file, size, &mut rows)?;
     bench.repeat_ensure(&file, &digest, &mut rows)?;
     let index_bytes = bench.large_catalog(&file, &digest, args.entries, &mut rows)?;
     bench.process_start(&mut rows)?;
-    let load = format!("{load_before} before, {} after", http::loadavg());
+    let load = format!("{load_before} before, {} after", measure::loadavg());
     Ok(render(args, bench.runs, size, &rows, index_bytes, &load))
 }
 
@@ -249,13 +251,6 @@ impl Row {
             Goal::None => None,
         }
     }
-}
-
-/// Where stdout of a measured command goes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Stdout {
-    Capture,
-    Null,
 }
 
 /// Which build of `model-provisioner` runs.
@@ -590,28 +585,6 @@ fn stage_binary(bin: &Path, dir: &Path) -> anyhow::Result<PathBuf> {
     Ok(dest)
 }
 
-/// Runs `cmd` to completion and returns its wall time and stdout; a failure is an error that
-/// carries its stderr.
-fn timed(cmd: &mut Command, stdout: Stdout) -> anyhow::Result<(Duration, Vec<u8>)> {
-    cmd.stdin(Stdio::null()).stderr(Stdio::piped());
-    cmd.stdout(match stdout {
-        Stdout::Capture => Stdio::piped(),
-        Stdout::Null => Stdio::null(),
-    });
-    let start = Instant::now();
-    let child = cmd.spawn()?;
-    let output = child.wait_with_output()?;
-    let took = start.elapsed();
-    if !output.status.success() {
-        bail!(
-            "{cmd:?} failed ({}):\n{}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr).trim_end()
-        );
-    }
-    Ok((took, output.stdout))
-}
-
 /// The digest from `SHA2-256(FILE)= <hex>` (or `SHA256(FILE)= <hex>`).
 fn parse_openssl(out: &[u8]) -> anyhow::Result<Digest> {
     let text = String::from_utf8_lossy(out);
@@ -690,11 +663,6 @@ fn synthetic_entry(i: u32, now: u64) -> CatalogEntry {
     }
 }
 
-fn utf8(path: &Path) -> anyhow::Result<&str> {
-    path.to_str()
-        .with_context(|| format!("`{}` is not valid UTF-8", path.display()))
-}
-
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
@@ -721,30 +689,8 @@ fn group(n: u64) -> String {
     out
 }
 
-/// Facts about the machine for the header line.
-fn machine() -> String {
-    let cores = std::thread::available_parallelism().map_or(0, std::num::NonZero::get);
-    let cpu = fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|text| {
-            text.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split_once(':'))
-                .map(|(_, v)| v.trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown CPU".to_owned());
-    format!("{cores} cores (nproc), {cpu}")
-}
-
 fn date() -> String {
-    let from_date = Command::new("date")
-        .arg("-u")
-        .stderr(Stdio::null())
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned());
-    from_date.unwrap_or_else(|| {
+    measure::date().unwrap_or_else(|| {
         let secs = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());

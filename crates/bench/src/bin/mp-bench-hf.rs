@@ -22,9 +22,9 @@ use anyhow::{Context as _, bail, ensure};
 use clap::{Parser, ValueEnum};
 use test_support::{HfRepoBuilder, HubNginx, Olah, pseudo_random_bytes};
 
-#[path = "../settle.rs"]
-mod settle;
-use settle::{SETTLE, settle};
+use model_provisioner_bench::measure::{loadavg, mbps, median, min};
+use model_provisioner_bench::run::Binaries;
+use model_provisioner_bench::settle::{SETTLE, settle};
 
 /// Benchmark `ensure hf:…` against `hf download`, on olah and on a Hub-shaped nginx.
 #[derive(Debug, Parser)]
@@ -127,32 +127,11 @@ struct Setup {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let exe = std::env::current_exe()?;
-    let exe_dir = exe.parent().context("the benchmark has no directory")?;
-    let ours = exe_dir.join("model-provisioner");
-    if !ours.exists() {
-        bail!(
-            "`{}` is missing: run `cargo build --release -p model-provisioner-cli` first",
-            ours.display()
-        );
-    }
-    let before = match &args.baseline_bin {
-        Some(path) => {
-            let path = fs::canonicalize(path)
-                .with_context(|| format!("`--baseline-bin {}` does not exist", path.display()))?;
-            Some(path)
-        }
-        None => None,
-    };
-    let data_dir = match &args.data_dir {
-        Some(d) => d.clone(),
-        None => exe_dir
-            .parent()
-            .context("the benchmark is not inside a target directory")?
-            .join("bench-data"),
-    };
-    fs::create_dir_all(&data_dir)
-        .with_context(|| format!("cannot create `{}`", data_dir.display()))?;
+    let Binaries {
+        ours,
+        before,
+        data_dir,
+    } = Binaries::locate(args.baseline_bin.as_deref(), args.data_dir.as_deref())?;
     let setup = Setup {
         ours,
         before,
@@ -542,14 +521,6 @@ fn bytes_under(dir: &Path) -> u64 {
         .sum()
 }
 
-/// The 1-minute load average: a busy machine makes every ratio noisy.
-fn loadavg() -> String {
-    fs::read_to_string("/proc/loadavg")
-        .ok()
-        .and_then(|s| s.split_whitespace().next().map(str::to_owned))
-        .unwrap_or_else(|| "?".to_owned())
-}
-
 /// `huggingface_hub`'s version, from the test venv.
 fn hf_version() -> String {
     Command::new(test_support::venv_dir().join("bin/python"))
@@ -566,22 +537,8 @@ fn hf_version() -> String {
         )
 }
 
-fn median(times: &[Duration]) -> Duration {
-    let mut v = times.to_vec();
-    v.sort();
-    v[v.len() / 2]
-}
-
-fn min(times: &[Duration]) -> Duration {
-    times.iter().copied().min().unwrap_or_default()
-}
-
 fn ms(d: Duration) -> String {
     format!("{:.0} ms", d.as_secs_f64() * 1000.0)
-}
-
-fn mbps(bytes: u64, d: Duration) -> f64 {
-    bytes as f64 / 1e6 / d.as_secs_f64()
 }
 
 fn mib(bytes: u64) -> String {

@@ -25,11 +25,13 @@ use anyhow::{Context as _, bail, ensure};
 use clap::Parser;
 use test_support::{S3Server, s3s_fs_binary, venv_dir};
 
-#[path = "../settle.rs"]
-mod settle;
+use model_provisioner_bench::measure::{
+    CpuWatch, ProcStat, child_ticks, date, loadavg, machine, mbps, median, min,
+};
+use model_provisioner_bench::run::{Binaries, Stdout, remove, timed};
+use model_provisioner_bench::settle::{SETTLE, settle};
 #[path = "../testfile.rs"]
 mod testfile;
-use settle::{SETTLE, settle};
 use testfile::{MIB, SHARED, human_size, prepare_file};
 
 /// Benchmark `ensure s3://…` against `s5cmd cp` and `aws s3 cp`, each followed by
@@ -198,31 +200,11 @@ impl Setup {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let exe = std::env::current_exe()?;
-    let exe_dir = exe.parent().context("the benchmark has no directory")?;
-    let ours = exe_dir.join("model-provisioner");
-    if !ours.exists() {
-        bail!(
-            "`{}` is missing: run `cargo build --release -p model-provisioner-cli` first",
-            ours.display()
-        );
-    }
-    let before = match &args.baseline_bin {
-        Some(path) => Some(
-            fs::canonicalize(path)
-                .with_context(|| format!("`--baseline-bin {}` does not exist", path.display()))?,
-        ),
-        None => None,
-    };
-    let target_dir = exe_dir
-        .parent()
-        .context("the benchmark is not inside a target directory")?;
-    let data_dir = match &args.data_dir {
-        Some(d) => d.clone(),
-        None => target_dir.join("bench-data"),
-    };
-    fs::create_dir_all(&data_dir)
-        .with_context(|| format!("cannot create `{}`", data_dir.display()))?;
+    let Binaries {
+        ours,
+        before,
+        data_dir,
+    } = Binaries::locate(args.baseline_bin.as_deref(), args.data_dir.as_deref())?;
     let s5cmd = venv_dir().join("bin/s5cmd");
     let versions = format!(
         "s5cmd {}, {}, {}",
@@ -247,12 +229,12 @@ fn main() -> anyhow::Result<()> {
     };
 
     let load_before = loadavg();
-    let cpu = CpuWatch::start();
+    let cpu = CpuWatch::start(ours_ticks());
     let (clients, times) = run_rounds(&setup, &cases)?;
     let load = format!(
         "{load_before} before, {} after; other processes used {} while the rounds ran",
         loadavg(),
-        cpu.others()
+        cpu.others(ours_ticks())
     );
     let report = render(
         &setup,
@@ -417,7 +399,7 @@ fn time_ours(
     if let Some(n) = connections {
         cmd.arg("--connections").arg(n.to_string());
     }
-    let (took, stdout) = timed(&mut cmd)?;
+    let (took, stdout) = timed(&mut cmd, Stdout::Capture)?;
     let json: serde_json::Value =
         serde_json::from_slice(&stdout).context("`ensure --json` did not print JSON")?;
     ensure!(json["cached"] == false, "the cache was not cold: {json}");
@@ -518,7 +500,7 @@ fn names(expected: &[Expected]) -> String {
 /// checks every printed digest and every file's size.
 fn time_and_check(mut cmd: Command, expected: &[Expected], dir: &Path) -> anyhow::Result<Duration> {
     fs::create_dir_all(dir).with_context(|| format!("cannot create `{}`", dir.display()))?;
-    let (took, stdout) = timed(&mut cmd)?;
+    let (took, stdout) = timed(&mut cmd, Stdout::Capture)?;
     // `SHA2-256(part-0.safetensors)= <hex>`, one line per file.
     let text = String::from_utf8_lossy(&stdout);
     let mut printed = BTreeMap::new();
@@ -557,37 +539,6 @@ fn check_size(path: &Path, size: u64) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Runs `cmd` to completion and returns its wall time and stdout; a failure is an error that
-/// carries its stderr.
-fn timed(cmd: &mut Command) -> anyhow::Result<(Duration, Vec<u8>)> {
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let started = Instant::now();
-    let output = cmd
-        .spawn()
-        .with_context(|| format!("cannot run {cmd:?}"))?
-        .wait_with_output()?;
-    let took = started.elapsed();
-    if !output.status.success() {
-        bail!(
-            "{cmd:?} failed ({}):\n{}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr).trim_end()
-        );
-    }
-    Ok((took, output.stdout))
-}
-
-fn remove(path: &Path) -> anyhow::Result<()> {
-    match fs::remove_dir_all(path) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            Err(e).with_context(|| format!("cannot remove `{}`", path.display()))
-        }
-        _ => Ok(()),
-    }
-}
-
 fn render(
     setup: &Setup,
     cases: &[(Case, Vec<Expected>)],
@@ -607,7 +558,7 @@ fn render(
         machine(),
         setup.args.runs,
         SETTLE.as_secs(),
-        date()
+        date().unwrap_or_else(|| "?".to_owned())
     );
     let ours_client = Client::Ours(setup.args.connections);
     let mut summary = String::new();
@@ -708,44 +659,6 @@ fn tool_version(tool: &Path, args: &[&str]) -> anyhow::Result<String> {
     }
 }
 
-/// The 1-minute load average: a busy machine makes every ratio noisy.
-fn loadavg() -> String {
-    fs::read_to_string("/proc/loadavg")
-        .ok()
-        .and_then(|s| s.split_whitespace().next().map(str::to_owned))
-        .unwrap_or_else(|| "?".to_owned())
-}
-
-/// How busy the rest of the machine was: CPU time of every process but this one, its
-/// children and the store, over the rounds.
-struct CpuWatch {
-    start: Instant,
-    machine: Option<u64>,
-    ours: Option<u64>,
-}
-
-impl CpuWatch {
-    fn start() -> Self {
-        CpuWatch {
-            start: Instant::now(),
-            machine: machine_ticks(),
-            ours: ours_ticks(),
-        }
-    }
-
-    /// "0.12 cores on average", or "an unknown share of the cores".
-    fn others(&self) -> String {
-        let wall = self.start.elapsed().as_secs_f64();
-        match (self.machine, machine_ticks(), self.ours, ours_ticks()) {
-            (Some(m0), Some(m1), Some(o0), Some(o1)) => {
-                let ticks = (m1 - m0).saturating_sub(o1 - o0);
-                format!("{:.2} cores on average", ticks as f64 / 100.0 / wall)
-            }
-            _ => "an unknown share of the cores".to_owned(),
-        }
-    }
-}
-
 /// Where the CPU time of one run went: to the client (the children this process waited for)
 /// and to s3s-fs.
 struct CpuSplit {
@@ -776,115 +689,21 @@ impl CpuSplit {
 
 /// User and system time of the children this process waited for, in clock ticks.
 fn children_ticks() -> Option<u64> {
-    proc_stat("self").map(|s| s.ticks[2] + s.ticks[3])
-}
-
-/// User, nice and system time of all CPUs, in clock ticks (1/100 s), from `/proc/stat`.
-fn machine_ticks() -> Option<u64> {
-    let text = fs::read_to_string("/proc/stat").ok()?;
-    let mut fields = text.lines().next()?.split_whitespace().skip(1);
-    let mut sum = 0;
-    for _ in 0..3 {
-        sum += fields.next()?.parse::<u64>().ok()?;
-    }
-    Some(sum)
+    ProcStat::read("self").map(|s| s.ticks[2] + s.ticks[3])
 }
 
 /// User and system time of this process, of its children waited for, and of s3s-fs (its
 /// child still running), in clock ticks.
 fn ours_ticks() -> Option<u64> {
-    let own = proc_stat("self")?;
+    let own = ProcStat::read("self")?;
     Some(own.ticks.iter().sum::<u64>() + server_ticks()?)
 }
 
 /// User and system time of s3s-fs (this process's child, still running), in clock ticks.
 fn server_ticks() -> Option<u64> {
-    let me = std::process::id().to_string();
-    let mut store = 0;
-    for entry in fs::read_dir("/proc").ok()?.flatten() {
-        let pid = entry.file_name().to_string_lossy().into_owned();
-        if !pid.bytes().all(|b| b.is_ascii_digit()) {
-            continue;
-        }
-        if let Some(stat) = proc_stat(&pid)
-            && stat.comm == "s3s-fs"
-            && stat.ppid == me
-        {
-            store += stat.ticks[0] + stat.ticks[1];
-        }
-    }
-    Some(store)
-}
-
-/// What `/proc/<pid>/stat` says about a process.
-struct ProcStat {
-    comm: String,
-    ppid: String,
-    /// `utime stime cutime cstime`.
-    ticks: [u64; 4],
-}
-
-fn proc_stat(pid: &str) -> Option<ProcStat> {
-    let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name, field 2, is in parentheses and may hold spaces.
-    let open = text.find('(')?;
-    let close = text.rfind(')')?;
-    let comm = text.get(open + 1..close)?.to_owned();
-    // After it: state (3), ppid (4), …, utime (14): index 11 from here.
-    let fields: Vec<&str> = text[close + 1..].split_whitespace().collect();
-    let mut ticks = [0; 4];
-    for (t, f) in ticks.iter_mut().zip(fields.get(11..15)?) {
-        *t = f.parse().ok()?;
-    }
-    Some(ProcStat {
-        comm,
-        ppid: (*fields.get(1)?).to_owned(),
-        ticks,
-    })
-}
-
-/// Cores and CPU model, for the header line.
-fn machine() -> String {
-    let cores = std::thread::available_parallelism().map_or(0, std::num::NonZero::get);
-    let cpu = fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|text| {
-            text.lines()
-                .find(|l| l.starts_with("model name"))
-                .and_then(|l| l.split_once(':'))
-                .map(|(_, v)| v.trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown CPU".to_owned());
-    format!("{cores} cores (nproc), {cpu}")
-}
-
-fn date() -> String {
-    Command::new("date")
-        .arg("-u")
-        .stderr(Stdio::null())
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map_or_else(
-            || "?".to_owned(),
-            |o| String::from_utf8_lossy(&o.stdout).trim().to_owned(),
-        )
+    child_ticks("s3s-fs")
 }
 
 fn walls(runs: &[Run]) -> Vec<Duration> {
     runs.iter().map(|r| r.wall).collect()
-}
-
-fn median(times: &[Duration]) -> Duration {
-    let mut v = times.to_vec();
-    v.sort();
-    v.get(v.len() / 2).copied().unwrap_or_default()
-}
-
-fn min(times: &[Duration]) -> Duration {
-    times.iter().copied().min().unwrap_or_default()
-}
-
-fn mbps(bytes: u64, d: Duration) -> f64 {
-    bytes as f64 / 1e6 / d.as_secs_f64()
 }

@@ -1,0 +1,153 @@
+//! What the benchmarks measure besides wall time, and how they describe the machine: load
+//! average, CPU time of the machine, of this process and of its children, medians and rates.
+
+use std::fs;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The 1-minute load average: a busy machine makes every ratio noisy.
+pub fn loadavg() -> String {
+    fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|s| s.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "?".to_owned())
+}
+
+/// Cores and CPU model, for the header line.
+pub fn machine() -> String {
+    let cores = std::thread::available_parallelism().map_or(0, std::num::NonZero::get);
+    let cpu = fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".to_owned());
+    format!("{cores} cores (nproc), {cpu}")
+}
+
+/// What `date -u` prints, or `None` when it cannot run.
+pub fn date() -> Option<String> {
+    Command::new("date")
+        .arg("-u")
+        .stderr(Stdio::null())
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+}
+
+/// How busy the rest of the machine was: CPU time of every process but this one, its
+/// children and the server it runs, from [`CpuWatch::start`] to [`CpuWatch::others`].
+///
+/// The caller counts "ours" (see [`ProcStat`] and [`child_ticks`]) and hands it in, both
+/// times.
+#[derive(Debug)]
+pub struct CpuWatch {
+    start: Instant,
+    machine: Option<u64>,
+    ours: Option<u64>,
+}
+
+impl CpuWatch {
+    pub fn start(ours: Option<u64>) -> Self {
+        CpuWatch {
+            start: Instant::now(),
+            machine: machine_ticks(),
+            ours,
+        }
+    }
+
+    /// "0.12 cores on average", or "an unknown share of the cores".
+    pub fn others(&self, ours: Option<u64>) -> String {
+        let wall = self.start.elapsed().as_secs_f64();
+        match (self.machine, machine_ticks(), self.ours, ours) {
+            (Some(m0), Some(m1), Some(o0), Some(o1)) => {
+                let ticks = (m1 - m0).saturating_sub(o1 - o0);
+                format!("{:.2} cores on average", ticks as f64 / 100.0 / wall)
+            }
+            _ => "an unknown share of the cores".to_owned(),
+        }
+    }
+}
+
+/// User, nice and system time of all CPUs, in clock ticks (1/100 s), from `/proc/stat`.
+pub fn machine_ticks() -> Option<u64> {
+    let text = fs::read_to_string("/proc/stat").ok()?;
+    let mut fields = text.lines().next()?.split_whitespace().skip(1);
+    let mut sum = 0;
+    for _ in 0..3 {
+        sum += fields.next()?.parse::<u64>().ok()?;
+    }
+    Some(sum)
+}
+
+/// User and system time of the children of this process named `comm` (still running, such as
+/// the server under test), in clock ticks.
+pub fn child_ticks(comm: &str) -> Option<u64> {
+    let me = std::process::id().to_string();
+    let mut sum = 0;
+    for entry in fs::read_dir("/proc").ok()?.flatten() {
+        let pid = entry.file_name().to_string_lossy().into_owned();
+        if !pid.bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        if let Some(stat) = ProcStat::read(&pid)
+            && stat.comm == comm
+            && stat.ppid == me
+        {
+            sum += stat.ticks[0] + stat.ticks[1];
+        }
+    }
+    Some(sum)
+}
+
+/// What `/proc/<pid>/stat` says about a process.
+#[derive(Debug)]
+pub struct ProcStat {
+    pub comm: String,
+    pub ppid: String,
+    /// `utime stime cutime cstime`, in clock ticks.
+    pub ticks: [u64; 4],
+}
+
+impl ProcStat {
+    /// `/proc/<pid>/stat` (`pid` may be `self`), or `None` when it cannot be read.
+    pub fn read(pid: &str) -> Option<ProcStat> {
+        let text = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // The command name, field 2, is in parentheses and may hold spaces.
+        let open = text.find('(')?;
+        let close = text.rfind(')')?;
+        let comm = text.get(open + 1..close)?.to_owned();
+        // After it: state (3), ppid (4), …, utime (14): index 11 from here.
+        let fields: Vec<&str> = text.get(close + 1..)?.split_whitespace().collect();
+        let mut ticks = [0; 4];
+        for (t, f) in ticks.iter_mut().zip(fields.get(11..15)?) {
+            *t = f.parse().ok()?;
+        }
+        Some(ProcStat {
+            comm,
+            ppid: (*fields.get(1)?).to_owned(),
+            ticks,
+        })
+    }
+}
+
+/// The middle time (the upper one of the two middle ones for an even count); zero for none.
+pub fn median(times: &[Duration]) -> Duration {
+    let mut v = times.to_vec();
+    v.sort();
+    v.get(v.len() / 2).copied().unwrap_or_default()
+}
+
+/// The shortest time; zero for none.
+pub fn min(times: &[Duration]) -> Duration {
+    times.iter().copied().min().unwrap_or_default()
+}
+
+/// Decimal megabytes per second.
+pub fn mbps(bytes: u64, d: Duration) -> f64 {
+    bytes as f64 / 1e6 / d.as_secs_f64()
+}

@@ -1,0 +1,103 @@
+//! Running what the benchmarks time, and finding the binaries and the data directory.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+
+/// Where stdout of a measured command goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stdout {
+    Capture,
+    Null,
+}
+
+/// Runs `cmd` to completion and returns its wall time and stdout; a failure is an error that
+/// carries its stderr.
+pub fn timed(cmd: &mut Command, stdout: Stdout) -> anyhow::Result<(Duration, Vec<u8>)> {
+    cmd.stdin(Stdio::null()).stderr(Stdio::piped());
+    cmd.stdout(match stdout {
+        Stdout::Capture => Stdio::piped(),
+        Stdout::Null => Stdio::null(),
+    });
+    let started = Instant::now();
+    let output = cmd
+        .spawn()
+        .with_context(|| format!("cannot run {cmd:?}"))?
+        .wait_with_output()?;
+    let took = started.elapsed();
+    if !output.status.success() {
+        bail!(
+            "{cmd:?} failed ({}):\n{}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim_end()
+        );
+    }
+    Ok((took, output.stdout))
+}
+
+/// Removes the directory `path` and all it holds; a missing one is fine.
+pub fn remove(path: &Path) -> anyhow::Result<()> {
+    match fs::remove_dir_all(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(e).with_context(|| format!("cannot remove `{}`", path.display()))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// `path` as a string, for a command-line argument that must be one.
+pub fn utf8(path: &Path) -> anyhow::Result<&str> {
+    path.to_str()
+        .with_context(|| format!("`{}` is not valid UTF-8", path.display()))
+}
+
+/// The builds of `model-provisioner` a benchmark runs, and where it keeps its data.
+#[derive(Debug)]
+pub struct Binaries {
+    /// The release binary next to the benchmark's.
+    pub ours: PathBuf,
+    /// `--baseline-bin`, resolved.
+    pub before: Option<PathBuf>,
+    /// `--data-dir`, or `bench-data` in the target directory; created.
+    pub data_dir: PathBuf,
+}
+
+impl Binaries {
+    /// Finds `model-provisioner` next to the running benchmark, resolves `baseline_bin` and
+    /// creates `data_dir` (by default `<target>/bench-data`).
+    pub fn locate(baseline_bin: Option<&Path>, data_dir: Option<&Path>) -> anyhow::Result<Self> {
+        let exe = std::env::current_exe()?;
+        let exe_dir = exe.parent().context("the benchmark has no directory")?;
+        let ours = exe_dir.join("model-provisioner");
+        if !ours.exists() {
+            bail!(
+                "`{}` is missing: run `cargo build --release -p model-provisioner-cli` first",
+                ours.display()
+            );
+        }
+        let before =
+            match baseline_bin {
+                Some(path) => Some(fs::canonicalize(path).with_context(|| {
+                    format!("`--baseline-bin {}` does not exist", path.display())
+                })?),
+                None => None,
+            };
+        let data_dir = match data_dir {
+            Some(d) => d.to_owned(),
+            None => exe_dir
+                .parent()
+                .context("the benchmark is not inside a target directory")?
+                .join("bench-data"),
+        };
+        fs::create_dir_all(&data_dir)
+            .with_context(|| format!("cannot create `{}`", data_dir.display()))?;
+        Ok(Binaries {
+            ours,
+            before,
+            data_dir,
+        })
+    }
+}
