@@ -134,10 +134,10 @@ pub struct EnsureArgs {
     #[arg(long)]
     pub refresh: bool,
 
-    /// Ranged requests in flight at once when downloading a large file (1 = one stream). Each
-    /// connection holds up to two 16 MiB buffers.
-    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
-    pub connections: u16,
+    /// Ranged requests in flight at once when downloading a large file (1 = one stream).
+    /// Default: 4 for the Hub, HTTPS and registries (16 MiB each), 10 for S3 (8 MiB each).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub connections: Option<u16>,
 
     /// Retries of a failed request before giving up (with exponential backoff).
     #[arg(long, value_name = "N", default_value_t = 5)]

@@ -11,7 +11,7 @@ use catalog_core::ModelRef;
 use catalog_core::{
     ArtifactRemoval, CatalogEntry, CatalogStore, Deletion, FsCatalog, Lifecycle, Outcome,
 };
-use model_provisioner::download::{DownloadConfig, RetryPolicy};
+use model_provisioner::download::{DownloadConfig, OBJECT_STORE_CONNECTIONS, RetryPolicy};
 use model_provisioner::hf::HfConfig;
 use model_provisioner::oci::auth::Secret;
 use model_provisioner::oci::{OciConfig, OciFetcher};
@@ -83,6 +83,29 @@ struct EnsureJson<'a> {
     duration_ms: u64,
 }
 
+/// How downloads are made: for every source but S3, and for S3. `--connections` applies to
+/// both; without it, each has its own default.
+fn download_configs(args: &EnsureArgs) -> (DownloadConfig, DownloadConfig) {
+    let download = DownloadConfig {
+        retry: RetryPolicy {
+            retries: args.retries,
+            ..RetryPolicy::default()
+        },
+        stall_timeout: Duration::from_secs(args.stall_timeout),
+        ..DownloadConfig::default()
+    };
+    let connections = args.connections.map(usize::from);
+    let object_store = DownloadConfig {
+        connections: connections.unwrap_or(OBJECT_STORE_CONNECTIONS),
+        ..download.clone().for_object_store()
+    };
+    let download = DownloadConfig {
+        connections: connections.unwrap_or(download.connections),
+        ..download
+    };
+    (download, object_store)
+}
+
 fn ensure(cx: &Context, args: &EnsureArgs) -> anyhow::Result<ExitCode> {
     let reference = parse_reference(&args.reference)?;
     let digest = match &args.digest {
@@ -121,17 +144,11 @@ fn ensure(cx: &Context, args: &EnsureArgs) -> anyhow::Result<ExitCode> {
         },
         &reference,
     )?;
+    let (download, object_store) = download_configs(args);
     let provisioner = ModelProvisioner::builder(&cx.cache_dir)
         .copy_local_files(args.copy)
-        .download_config(DownloadConfig {
-            connections: usize::from(args.connections),
-            retry: RetryPolicy {
-                retries: args.retries,
-                ..RetryPolicy::default()
-            },
-            stall_timeout: Duration::from_secs(args.stall_timeout),
-            ..DownloadConfig::default()
-        })
+        .download_config(download)
+        .s3_download_config(object_store)
         .hf(Some(match args.via {
             Via::Native => HfClient::Native,
             Via::HfCli => HfClient::Cli,

@@ -58,6 +58,8 @@ pub struct ProvisionerBuilder {
     s3: bool,
     #[cfg(feature = "s3")]
     s3_config: Option<(crate::s3::credentials::S3Config, crate::s3::S3Options)>,
+    #[cfg(feature = "s3")]
+    s3_download: Option<DownloadConfig>,
     reporter: Arc<dyn Reporter>,
     refresh: bool,
     lock_timeout: Option<Duration>,
@@ -80,6 +82,8 @@ impl ProvisionerBuilder {
             s3: true,
             #[cfg(feature = "s3")]
             s3_config: None,
+            #[cfg(feature = "s3")]
+            s3_download: None,
             reporter: Arc::new(NoReporter),
             refresh: false,
             lock_timeout: None,
@@ -150,6 +154,14 @@ impl ProvisionerBuilder {
         self
     }
 
+    /// How `s3://` downloads are made, instead of the download configuration with
+    /// [`DownloadConfig::for_object_store`] applied.
+    #[cfg(feature = "s3")]
+    pub fn s3_download_config(mut self, config: DownloadConfig) -> Self {
+        self.s3_download = Some(config);
+        self
+    }
+
     /// Where progress goes (nowhere by default).
     pub fn reporter(mut self, reporter: Arc<dyn Reporter>) -> Self {
         self.reporter = reporter;
@@ -169,6 +181,23 @@ impl ProvisionerBuilder {
         self
     }
 
+    /// `download`, with the roots of `AWS_CA_BUNDLE` (or the profile's `ca_bundle`) when it
+    /// names none: they are added for every fetcher.
+    #[cfg(feature = "http")]
+    #[cfg_attr(not(feature = "s3"), allow(clippy::unused_self))]
+    fn with_ca_bundle(&self, download: DownloadConfig) -> DownloadConfig {
+        #[cfg(feature = "s3")]
+        if download.ca_bundle.is_none()
+            && let Some((config, _)) = &self.s3_config
+        {
+            return DownloadConfig {
+                ca_bundle: config.ca_bundle.clone(),
+                ..download
+            };
+        }
+        download
+    }
+
     /// Opens the catalog and wires the fetchers.
     pub fn build(self) -> Result<ModelProvisioner<FsCatalog, AnyFetcher>> {
         let file = if self.copy_local_files {
@@ -180,18 +209,7 @@ impl ProvisionerBuilder {
         // One engine for every network fetcher: one runtime, one connection pool, one memory
         // budget, started only when a download needs it.
         #[cfg(feature = "http")]
-        let engine = {
-            #[cfg_attr(not(feature = "s3"), allow(unused_mut))]
-            let mut download = self.download.clone();
-            // `AWS_CA_BUNDLE` (or the profile's `ca_bundle`) adds roots for every fetcher.
-            #[cfg(feature = "s3")]
-            if download.ca_bundle.is_none()
-                && let Some((config, _)) = &self.s3_config
-            {
-                download.ca_bundle.clone_from(&config.ca_bundle);
-            }
-            crate::download::Engine::new(download)
-        };
+        let engine = crate::download::Engine::new(self.with_ca_bundle(self.download.clone()));
         // Without the `http` feature, `http(s)://` references fail as unsupported whatever
         // was asked; the engine's configuration exists only with it.
         #[cfg(feature = "http")]
@@ -212,13 +230,20 @@ impl ProvisionerBuilder {
         let _ = self.oci;
         #[cfg(feature = "s3")]
         if self.s3 {
+            // An engine of its own, built on first use: object stores want more, smaller
+            // ranges than the other sources (see `DownloadConfig::for_object_store`).
+            let engine = crate::download::Engine::new(
+                self.with_ca_bundle(
+                    self.s3_download
+                        .clone()
+                        .unwrap_or_else(|| self.download.clone().for_object_store()),
+                ),
+            );
             fetcher = fetcher.with_s3(match self.s3_config.clone() {
                 Some((config, options)) => {
-                    crate::s3::S3Fetcher::with_engine(config, options, engine.clone())
+                    crate::s3::S3Fetcher::with_engine(config, options, engine)
                 }
-                None => {
-                    crate::s3::S3Fetcher::from_env(crate::s3::S3Options::default(), engine.clone())
-                }
+                None => crate::s3::S3Fetcher::from_env(crate::s3::S3Options::default(), engine),
             });
         }
         #[cfg(not(feature = "s3"))]

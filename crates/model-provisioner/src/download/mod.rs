@@ -45,7 +45,7 @@ use catalog_core::{CacheLayout, Digest, StagedFile};
 #[cfg(test)]
 use std::path::Path;
 
-pub use config::DownloadConfig;
+pub use config::{DownloadConfig, OBJECT_STORE_CHUNK, OBJECT_STORE_CONNECTIONS};
 #[cfg(any(feature = "hf", feature = "oci", feature = "s3"))]
 pub(crate) use retry::Failure;
 pub use retry::RetryPolicy;
