@@ -245,6 +245,8 @@ pub enum Error {
         endpoint: String,
         /// S3's error code (`AccessDenied`, `InvalidAccessKeyId`, …).
         code: String,
+        /// Whether the request wrote (a push) rather than read.
+        write: bool,
     },
     /// The endpoint does not accept our signature.
     #[error("`{endpoint}` refused the request's signature ({code})")]
@@ -373,8 +375,11 @@ impl Error {
             Error::OciNoPlatform { .. } => Some("name the manifest you want by its digest: `oci://registry/repo@sha256:…`".into()),
             Error::Offline { .. } => Some("drop `--offline` to fetch it".into()),
             Error::S3NotFound { .. } => Some("check the bucket, the key (a folder ends with `/`) and the endpoint (`AWS_ENDPOINT_URL`)".into()),
-            Error::S3Denied { .. } => Some(
+            Error::S3Denied { write: false, .. } => Some(
                 "check that the credentials may read it (`s3:GetObject`, and `s3:ListBucket` for a folder); a public bucket takes `--no-sign-request`".into(),
+            ),
+            Error::S3Denied { write: true, .. } => Some(
+                "check that the credentials may write there (`s3:PutObject`, and `s3:AbortMultipartUpload` for files of 64 MiB and more)".into(),
             ),
             Error::S3SignatureMismatch { .. } => Some(
                 "check the secret key, this machine's clock, and the region (`AWS_REGION`)".into(),

@@ -657,7 +657,7 @@ impl Session<'_> {
         if !status.is_success() {
             // A `HEAD` has no body to say why: a one-byte `GET` does.
             let code = self.error_code_of_get(client, key).await;
-            return Err(self.refusal(status, code.as_deref(), Some(key)));
+            return Err(self.refusal(status, code.as_deref(), Some(key), false));
         }
         let h = response.headers();
         let get = |name: &str| h.get(name).and_then(|v| v.to_str().ok());
@@ -684,7 +684,7 @@ impl Session<'_> {
     async fn manifest(&self, client: &Client, key: &str) -> Result<Manifest> {
         let response = self.send(client, key, |c| c.get(self.get_url(key))).await?;
         if !response.status().is_success() {
-            return Err(self.refused(response, key).await);
+            return Err(self.refused(response, key, false).await);
         }
         let too_big = || self.protocol(format!("the manifest `{key}` is larger than 16 MiB"));
         if response
@@ -764,7 +764,12 @@ impl Session<'_> {
                 reason: format!("the listing's body failed: {}", e.without_url()),
             })?;
             if !status.is_success() {
-                return Err(self.refusal(status, error_code(&body).as_deref(), Some(prefix)));
+                return Err(self.refusal(
+                    status,
+                    error_code(&body).as_deref(),
+                    Some(prefix),
+                    false,
+                ));
             }
             let page = rusty_s3::actions::ListObjectsV2::parse_response(&body).map_err(|e| {
                 Error::S3Protocol {
@@ -801,8 +806,14 @@ impl Session<'_> {
         Ok(objects)
     }
 
-    /// The error for a refused request, by status and S3's error code.
-    fn refusal(&self, status: StatusCode, code: Option<&str>, key: Option<&str>) -> Error {
+    /// The error for a refused request, by status and S3's error code; `write` for a push's.
+    fn refusal(
+        &self,
+        status: StatusCode,
+        code: Option<&str>,
+        key: Option<&str>,
+        write: bool,
+    ) -> Error {
         let bucket = self.bucket.name().to_owned();
         let key = key.unwrap_or_default().to_owned();
         match (status, code) {
@@ -832,6 +843,7 @@ impl Session<'_> {
                 key,
                 endpoint: self.endpoint.clone(),
                 code: code.unwrap_or("AccessDenied").to_owned(),
+                write,
             },
             (status, code) => Error::S3Protocol {
                 endpoint: self.endpoint.clone(),

@@ -248,11 +248,17 @@ impl AsyncRead for Counted {
 }
 
 impl Session<'_> {
-    /// The error for a refused write of `key`, from its status and body.
-    pub(super) async fn refused(&self, response: reqwest::Response, key: &str) -> Error {
+    /// The error for a refused request for `key` (a write when `write`), from its status and
+    /// body.
+    pub(super) async fn refused(
+        &self,
+        response: reqwest::Response,
+        key: &str,
+        write: bool,
+    ) -> Error {
         let status = response.status();
         let code = response.text().await.ok().and_then(|b| error_code(&b));
-        self.refusal(status, code.as_deref(), Some(key))
+        self.refusal(status, code.as_deref(), Some(key), write)
     }
 
     /// One `PutObject` of the whole file, streamed, with its sha256 checksum for the store to
@@ -278,7 +284,7 @@ impl Session<'_> {
             })
             .await?;
         if !response.status().is_success() {
-            return Err(self.refused(response, key).await);
+            return Err(self.refused(response, key, true).await);
         }
         Ok(())
     }
@@ -300,7 +306,7 @@ impl Session<'_> {
             })
             .await?;
         if !response.status().is_success() {
-            return Err(self.refused(response, key).await);
+            return Err(self.refused(response, key, true).await);
         }
         Ok(())
     }
@@ -324,7 +330,7 @@ impl Session<'_> {
             })
             .await?;
         if !response.status().is_success() {
-            return Err(self.refused(response, key).await);
+            return Err(self.refused(response, key, true).await);
         }
         let body = self.body_text(response).await?;
         let created =
@@ -374,7 +380,7 @@ impl Session<'_> {
                 })
                 .await?;
             if !response.status().is_success() {
-                return Err(self.refused(response, key).await);
+                return Err(self.refused(response, key, true).await);
             }
             let etag = response
                 .headers()
@@ -401,14 +407,14 @@ impl Session<'_> {
             })
             .await?;
         if !response.status().is_success() {
-            return Err(self.refused(response, key).await);
+            return Err(self.refused(response, key, true).await);
         }
         // S3 may answer 200 and still fail: the body says which.
         let body = self.body_text(response).await?;
         rusty_s3::actions::CompleteMultipartUploadResponse::parse(&body).map_err(|_| {
             let code = error_code(&body);
             match code {
-                Some(code) => self.refusal(StatusCode::OK, Some(&code), Some(key)),
+                Some(code) => self.refusal(StatusCode::OK, Some(&code), Some(key), true),
                 None => self.protocol(format!(
                     "the end of the multipart upload of `{key}` does not parse"
                 )),

@@ -217,7 +217,7 @@ fn errors_name_the_bucket_the_key_and_the_endpoint() -> TestResult {
     )?;
     let err = p.ensure(&"s3://models/m.gguf".parse()?, None).unwrap_err();
     assert!(
-        matches!(&err, Error::S3Denied { bucket, key, endpoint, .. } if bucket == "models" && key == "m.gguf" && *endpoint == server.endpoint()),
+        matches!(&err, Error::S3Denied { bucket, key, endpoint, write: false, .. } if bucket == "models" && key == "m.gguf" && *endpoint == server.endpoint()),
         "{err}"
     );
     assert!(p.catalog().list()?.is_empty());
@@ -543,9 +543,11 @@ fn a_push_to_an_object_rather_than_a_folder_is_refused() -> TestResult {
         )
         .unwrap_err();
     assert!(
-        matches!(&err, Error::S3Denied { bucket, key, endpoint, .. } if bucket == "models" && key == "up/m.gguf" && *endpoint == server.endpoint()),
+        matches!(&err, Error::S3Denied { bucket, key, endpoint, write: true, .. } if bucket == "models" && key == "up/m.gguf" && *endpoint == server.endpoint()),
         "{err}"
     );
+    let hint = err.hint().unwrap_or_default();
+    assert!(hint.contains("s3:PutObject"), "{hint}");
     assert!(!server.object_path("models", "up").exists());
     Ok(())
 }
