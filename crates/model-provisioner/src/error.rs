@@ -139,6 +139,19 @@ pub enum Error {
         /// What was looked for.
         what: String,
     },
+    /// No GGUF file of a repository carries the quantisation tag a reference names.
+    #[error(
+        "`{repo}` has no GGUF file of quantisation `{tag}`; {}",
+        quants_note(available)
+    )]
+    HfUnknownQuant {
+        /// `org/repo`.
+        repo: String,
+        /// The tag asked for.
+        tag: String,
+        /// The quantisations the repository has, sorted, each once.
+        available: Vec<String>,
+    },
     /// The Hub refused access.
     #[error("the Hub refused access to `{repo}` (HTTP {status})")]
     HfDenied {
@@ -361,6 +374,10 @@ impl Error {
             Error::UnsafeArchive { .. } => Some(
                 "the artifact is malformed or hostile; nothing from it was published".into(),
             ),
+            Error::HfUnknownQuant { repo, available, .. } => Some(match available.first() {
+                Some(first) => format!("name one of them, as in `hf:{repo}:{first}`"),
+                None => format!("name a file (`hf:{repo}/<file>`) or the whole repository (`hf:{repo}`)"),
+            }),
             Error::HfNotFound { .. } => Some("check the organisation, repository, revision and file names".into()),
             Error::OciNotFound { .. } => Some("check the registry, repository, tag and file names".into()),
             Error::OciDenied { registry, looked, .. } => Some(format!(
@@ -412,6 +429,16 @@ fn attempts_note(attempts: u32) -> String {
         format!(" (after {attempts} attempts)")
     } else {
         String::new()
+    }
+}
+
+/// The end of an unknown-quantisation error: what the repository has.
+fn quants_note(available: &[String]) -> String {
+    if available.is_empty() {
+        "it has no GGUF file at all".to_owned()
+    } else {
+        let list: Vec<String> = available.iter().map(|t| format!("`{t}`")).collect();
+        format!("it has: {}", list.join(", "))
     }
 }
 
