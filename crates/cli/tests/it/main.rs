@@ -15,6 +15,7 @@ mod http;
 mod hub_nginx;
 mod oci;
 mod push;
+mod quant;
 mod reuse;
 mod s3;
 mod snapshots;
