@@ -23,7 +23,10 @@ use super::{
     HfConfig, hub_cache_claimed_sha256, hub_cache_commit, hub_cache_repo, publish, remote_names,
 };
 use crate::assemble::Assembly;
-use crate::download::{Download, DownloadConfig, Downloader, Engine, Expected, Failure, UrlSource};
+use crate::download::{
+    Download, DownloadConfig, Downloader, Engine, Expected, Failure, Planned, UrlSource,
+    ensure_room,
+};
 use crate::error::{Error, Result};
 use crate::fetcher::{FetchRequest, Fetched, ModelFetcher, unsupported};
 use crate::parallel::{Tee, in_parallel};
@@ -247,8 +250,17 @@ impl HfFetcher {
             });
         }
         let names = remote_names(names)?;
-        let assembly = Assembly::new(req.layout)?;
         let jobs = self.plan(hf, &commit, names)?;
+        let planned: Vec<Planned<'_>> = jobs
+            .iter()
+            .map(|j| Planned {
+                size: j.size,
+                digest: j.sha256.as_ref(),
+                key: None,
+            })
+            .collect();
+        ensure_room(req.layout, req.id, &planned)?;
+        let assembly = Assembly::new(req.layout)?;
         let bytes_read = self.place_all(req, hf, &commit, &assembly, jobs)?;
         publish(
             assembly,
