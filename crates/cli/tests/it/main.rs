@@ -19,4 +19,5 @@ mod quant;
 mod reuse;
 mod s3;
 mod snapshots;
+mod space;
 mod verify;
