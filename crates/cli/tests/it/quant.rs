@@ -20,7 +20,7 @@ const REPO: &str = "test-org/quants";
 /// `hf` is a Python process, slow to start on a busy machine.
 const LIMIT: Duration = Duration::from_secs(60);
 
-/// A split Q8_0 model, false friends of it, and two projectors.
+/// A split `Q8_0` model, false friends of it, and two projectors.
 fn quant_repo() -> BTreeMap<String, Vec<u8>> {
     [
         "README.md",

@@ -145,7 +145,7 @@ mod tests {
         // A partial file of 1 MiB kept for a 5 MiB download: 4 MiB to come.
         let partial = Digest::sha256_of(b"partial");
         let (part, _) = layout.partial_paths(partial.value())?;
-        std::fs::write(&part, vec![7u8; MIB as usize]).map_err(|e| io(&part, e))?;
+        std::fs::write(&part, vec![7u8; 1 << 20]).map_err(|e| io(&part, e))?;
         let resumed = Planned {
             size: Some(5 * MIB),
             digest: Some(&partial),

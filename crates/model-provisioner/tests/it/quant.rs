@@ -18,7 +18,7 @@ type TestResult = Result<(), Box<dyn std::error::Error>>;
 /// The fixture repository.
 const REPO: &str = "test-org/quants";
 
-/// The Q4_K_M model, split in three, in a folder of its own as many GGUF repositories have it.
+/// The `Q4_K_M` model, split in three, in a folder of its own as many GGUF repositories have it.
 const Q4_PARTS: [&str; 3] = [
     "Q4_K_M/model-Q4_K_M-00001-of-00003.gguf",
     "Q4_K_M/model-Q4_K_M-00002-of-00003.gguf",
