@@ -7,6 +7,7 @@
 //! | `hf:org/repo` | a whole Hugging Face repository at its default branch |
 //! | `hf:org/repo/path/in/repo` | one file of that repository |
 //! | `hf:org/repo@rev[/path]` | the same, pinned to a branch, tag or commit |
+//! | `hf:org/repo[@rev]:QUANT` | the GGUF file(s) of one quantisation in that repository (`:Q4_K_M`) |
 //! | `file:/abs/path`, `file:rel/path`, `file:///abs/path` | a local file or directory |
 //! | `/abs/path`, `./rel/path`, `rel/path` | the same, without the scheme |
 //! | `http://…`, `https://…` | a file served over HTTP |
@@ -22,6 +23,12 @@
 //!   (a local file whose name has such a colon is written `./name` or `file:name`).
 //! - `hf:` names have at least two segments (`org/repo`), no empty, `.` or `..` segment, no
 //!   backslash; org, repo and revision use only ASCII letters, digits, `-`, `_` and `.`.
+//! - A quantisation tag follows the repository (and its revision): `hf:org/repo@rev:Q4_K_M`.
+//!   It is 1 to 64 ASCII letters, digits, `_` and `-`, starting with a letter or digit, and is
+//!   written uppercase in the normalised form (matching file names ignores case, so
+//!   `:q4_k_m` and `:Q4_K_M` name the same model and have the same id). A reference names a
+//!   quantisation or a file, never both. Without a revision the id has none either
+//!   (`hf:org/repo:Q4_K_M`, which follows `main`, as `hf:org/repo` does).
 //! - Local paths are kept as written; the catalog id is `file:` followed by the canonical
 //!   absolute path (symlinks resolved), computed by [`ModelRef::canonical_id`].
 //! - `oci://` references always carry a tag or a digest: no tag means `latest`. The registry
@@ -68,7 +75,7 @@ pub enum ModelRef {
     Ollama(OllamaRef),
 }
 
-/// `hf:org/repo[@revision][/path]`.
+/// `hf:org/repo[@revision][/path]` or `hf:org/repo[@revision]:QUANT`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct HfRef {
     /// The owner (user or organisation).
@@ -79,6 +86,9 @@ pub struct HfRef {
     pub revision: Option<String>,
     /// A file inside the repository, `/`-separated; `None` means the whole repository.
     pub path: Option<String>,
+    /// A quantisation tag (`Q4_K_M`), uppercase: the GGUF file(s) of that quantisation. Never
+    /// set together with `path`.
+    pub quant: Option<String>,
 }
 
 impl HfRef {
@@ -304,6 +314,9 @@ impl fmt::Display for ModelRef {
                 if let Some(rev) = &h.revision {
                     write!(f, "@{rev}")?;
                 }
+                if let Some(quant) = &h.quant {
+                    write!(f, ":{quant}")?;
+                }
                 if let Some(path) = &h.path {
                     write!(f, "/{path}")?;
                 }
@@ -511,7 +524,7 @@ fn check_name(input: &str, what: &str, name: &str) -> Result<(), ParseRefError> 
 }
 
 fn parse_hf(input: &str, rest: &str) -> Result<HfRef, ParseRefError> {
-    let hint = "write `hf:org/repo`, `hf:org/repo/path/in/repo` or `hf:org/repo@revision/path`";
+    let hint = "write `hf:org/repo`, `hf:org/repo/path/in/repo`, `hf:org/repo@revision/path` or `hf:org/repo@revision:Q4_K_M`";
     let mut segments = rest.split('/');
     let org = segments.next().unwrap_or_default();
     let Some(repo_rev) = segments.next() else {
@@ -519,6 +532,11 @@ fn parse_hf(input: &str, rest: &str) -> Result<HfRef, ParseRefError> {
             ParseRefError::new(input, "an `hf:` reference needs at least `org/repo`")
                 .with_hint(hint),
         );
+    };
+    // No name may hold a `:`, so the first one starts the quantisation tag.
+    let (repo_rev, quant) = match repo_rev.split_once(':') {
+        Some((before, tag)) => (before, Some(tag)),
+        None => (repo_rev, None),
     };
     let (repo, revision) = match repo_rev.split_once('@') {
         Some((repo, rev)) => (repo, Some(rev)),
@@ -529,7 +547,17 @@ fn parse_hf(input: &str, rest: &str) -> Result<HfRef, ParseRefError> {
     if let Some(rev) = revision {
         check_name(input, "revision", rev).map_err(|e| e.with_hint(hint))?;
     }
+    let quant = quant
+        .map(|tag| check_quant(input, tag).map_err(|e| e.with_hint(hint)))
+        .transpose()?;
     let path: Vec<&str> = segments.collect();
+    if quant.is_some() && !path.is_empty() {
+        return Err(ParseRefError::new(
+            input,
+            "a reference names a quantisation or a file in the repository, not both",
+        )
+        .with_hint("write `hf:org/repo:Q4_K_M` for the files of a quantisation, or `hf:org/repo/file.gguf` for one file"));
+    }
     for seg in &path {
         check_segment(input, "path in the repository", seg)?;
     }
@@ -538,7 +566,28 @@ fn parse_hf(input: &str, rest: &str) -> Result<HfRef, ParseRefError> {
         repo: repo.to_owned(),
         revision: revision.map(str::to_owned),
         path: (!path.is_empty()).then(|| path.join("/")),
+        quant,
     })
+}
+
+/// Checks a quantisation tag and returns it uppercase, its normalised form.
+fn check_quant(input: &str, tag: &str) -> Result<String, ParseRefError> {
+    const MAX: usize = 64;
+    let ok = (1..=MAX).contains(&tag.len())
+        && tag.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && tag
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if !ok {
+        return Err(ParseRefError::new(
+            input,
+            format!(
+                "`{}` is not a quantisation tag (1 to {MAX} ASCII letters, digits, `_` or `-`, such as `Q4_K_M`)",
+                printable(tag)
+            ),
+        ));
+    }
+    Ok(tag.to_ascii_uppercase())
 }
 
 fn parse_file(input: &str, rest: &str) -> Result<ModelRef, ParseRefError> {
@@ -836,6 +885,10 @@ mod tests {
             "hf:org/repo@main",
             "hf:org/repo@v1.0/file.gguf",
             "hf:TheBloke/Llama-2-7B-GGUF@2c9a0d7/llama.gguf",
+            "hf:org/repo:Q4_K_M",
+            "hf:org/repo@main:Q4_K_M",
+            "hf:unsloth/Qwen3-8B-GGUF@0123abcd:UD-Q4_K_XL",
+            "hf:org/repo/dir/file:with:colons.gguf",
             "file:/abs/model.gguf",
             "file:rel/model.gguf",
             "/abs/model.gguf",
@@ -867,6 +920,14 @@ mod tests {
         assert_eq!(parse("HF:org/repo").to_string(), "hf:org/repo");
         assert_eq!(parse("hf://org/repo/f").to_string(), "hf:org/repo/f");
         assert_eq!(parse("file:///abs/m").to_string(), "file:/abs/m");
+        assert_eq!(
+            parse("hf:org/repo:q4_k_m").to_string(),
+            "hf:org/repo:Q4_K_M"
+        );
+        assert_eq!(
+            parse("hf://org/repo@v1:iq4_xs").syntactic_id().as_deref(),
+            Some("hf:org/repo@v1:IQ4_XS")
+        );
         assert_eq!(parse("  ./m.gguf \n".trim_end()).to_string(), "./m.gguf");
         assert_eq!(
             parse("HTTPS://EXAMPLE.com:443/m").to_string(),
@@ -938,6 +999,19 @@ mod tests {
         assert_eq!((h.org.as_str(), h.repo.as_str()), ("org", "repo"));
         assert_eq!(h.revision.as_deref(), Some("abc123"));
         assert_eq!(h.path.as_deref(), Some("sub/f.gguf"));
+        assert_eq!(h.quant, None);
+        let ModelRef::Hf(h) = parse("hf:org/repo@abc123:Q4_K_M") else {
+            panic!("not hf")
+        };
+        assert_eq!(
+            (h.repo.as_str(), h.revision.as_deref(), h.quant.as_deref()),
+            ("repo", Some("abc123"), Some("Q4_K_M"))
+        );
+        assert_eq!(h.path, None);
+        let ModelRef::Hf(h) = parse("hf:org/repo:bf16") else {
+            panic!("not hf")
+        };
+        assert_eq!((h.revision, h.quant.as_deref()), (None, Some("BF16")));
     }
 
     #[test]
@@ -976,6 +1050,14 @@ mod tests {
             ("hf:org/repo/a\\b", "backslash"),
             ("hf:org/re po", "contains ` `"),
             ("hf:org/repo@", "empty segment"),
+            ("hf:org/repo:", "not a quantisation tag"),
+            ("hf:org/repo:Q4 K", "not a quantisation tag"),
+            ("hf:org/repo:_Q4", "not a quantisation tag"),
+            ("hf:org/repo:Q4:K", "not a quantisation tag"),
+            ("hf:org/repo:Q4@main", "not a quantisation tag"),
+            ("hf:org/repo@:Q4", "empty segment"),
+            ("hf:org:Q4/repo", "organisation `org:Q4` contains `:`"),
+            ("hf:org/repo:Q4_K_M/model.gguf", "not both"),
             ("hf:org/repo/f\u{0}", "control character `\\u{0}`"),
             ("./m\n.gguf", "control character `\\n`"),
             ("file:", "no path"),

@@ -7,12 +7,14 @@ use clap::{Args, Parser, Subcommand};
 /// Make sure a model is on this machine, verified, and recorded in the local catalog.
 ///
 /// A model reference is a local path (`./model.gguf`, `/models/llama`, `file:…`), or, where
-/// this build supports them, `hf:org/repo[/file]`, `https://…`, `s3://…`, `oci://…`.
+/// this build supports them, `hf:org/repo[/file]`, `hf:org/repo:Q4_K_M` (the GGUF files of one
+/// quantisation), `https://…`, `s3://…`, `oci://…`.
 #[derive(Debug, Parser)]
 #[command(name = "model-provisioner", version)]
 #[command(after_help = "\
 Examples:
   model-provisioner ensure ./models/tiny.gguf --digest sha256:<hex>
+  model-provisioner ensure hf:bartowski/Llama-3.2-1B-Instruct-GGUF:Q4_K_M
   model-provisioner ls
   model-provisioner verify --all
 
@@ -81,8 +83,10 @@ pub enum Command {
     reason = "command-line flags are bools"
 )]
 pub struct EnsureArgs {
-    /// The model reference: a local path, `file:…`, `https://…`, `hf:org/repo[/file]`,
-    /// `oci://registry/repo[:tag|@sha256:…][/file]`, `ollama:name[:tag]`.
+    /// The model reference: a local path, `file:…`, `https://…`, `hf:org/repo[@rev][/file]`,
+    /// `hf:org/repo[@rev]:QUANT` (the GGUF file(s) of one quantisation, e.g. `:Q4_K_M`, every
+    /// part of a split file, and an `mmproj` file beside it), `oci://registry/repo[:tag|@sha256:…][/file]`,
+    /// `ollama:name[:tag]`.
     #[arg(value_name = "REF")]
     pub reference: String,
 

@@ -96,6 +96,22 @@ pub enum Error {
         #[source]
         source: Option<Box<dyn std::error::Error + Send + Sync>>,
     },
+    /// The cache's file system has no room for the bytes a download still needs (checked
+    /// before the first byte is asked for).
+    #[error(
+        "not enough free space in `{}` to fetch `{id}`: it needs {} (the bytes to come and a margin), and {} are free",
+        path.display(), human_bytes(*needed), human_bytes(*free)
+    )]
+    NoSpace {
+        /// The model's id.
+        id: String,
+        /// The cache directory whose file system was measured.
+        path: PathBuf,
+        /// The bytes that must be free: the bytes still to come and the margin.
+        needed: u64,
+        /// The bytes available.
+        free: u64,
+    },
     /// Setting up a component (an HTTP client, a runtime) failed.
     #[error("failed to {what}")]
     Setup {
@@ -138,6 +154,19 @@ pub enum Error {
     HfNotFound {
         /// What was looked for.
         what: String,
+    },
+    /// No GGUF file of a repository carries the quantisation tag a reference names.
+    #[error(
+        "`{repo}` has no GGUF file of quantisation `{tag}`; {}",
+        quants_note(available)
+    )]
+    HfUnknownQuant {
+        /// `org/repo`.
+        repo: String,
+        /// The tag asked for.
+        tag: String,
+        /// The quantisations the repository has, sorted, each once.
+        available: Vec<String>,
     },
     /// The Hub refused access.
     #[error("the Hub refused access to `{repo}` (HTTP {status})")]
@@ -349,6 +378,9 @@ impl Error {
             Error::PushDestination { .. } => Some(
                 "push to a folder: end the destination with `/`, as in `s3://bucket/models/name/`".into(),
             ),
+            Error::NoSpace { .. } => Some(
+                "free space (`model-provisioner gc` deletes what the catalog no longer needs), or use a cache on a larger file system with `--cache-dir DIR` or `MODEL_PROVISIONER_CACHE`".into(),
+            ),
             Error::UnknownId { .. } => Some("`model-provisioner ls` lists the catalog".into()),
             Error::LockTimeout { .. } => Some(
                 "the other process may still be downloading: run again later, or raise `--lock-timeout`".into(),
@@ -363,6 +395,10 @@ impl Error {
             Error::UnsafeArchive { .. } => Some(
                 "the artifact is malformed or hostile; nothing from it was published".into(),
             ),
+            Error::HfUnknownQuant { repo, available, .. } => Some(match available.first() {
+                Some(first) => format!("name one of them, as in `hf:{repo}:{first}`"),
+                None => format!("name a file (`hf:{repo}/<file>`) or the whole repository (`hf:{repo}`)"),
+            }),
             Error::HfNotFound { .. } => Some("check the organisation, repository, revision and file names".into()),
             Error::OciNotFound { .. } => Some("check the registry, repository, tag and file names".into()),
             Error::OciDenied { registry, looked, .. } => Some(format!(
@@ -420,6 +456,31 @@ fn attempts_note(attempts: u32) -> String {
     }
 }
 
+/// `bytes` for people: `1.5 GiB (1610612736 bytes)`, or `512 bytes` below 1 KiB.
+fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 6] = ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
+    if bytes < 1024 {
+        return format!("{bytes} bytes");
+    }
+    let mut value = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {} ({bytes} bytes)", UNITS[unit])
+}
+
+/// The end of an unknown-quantisation error: what the repository has.
+fn quants_note(available: &[String]) -> String {
+    if available.is_empty() {
+        "it has no GGUF file at all".to_owned()
+    } else {
+        let list: Vec<String> = available.iter().map(|t| format!("`{t}`")).collect();
+        format!("it has: {}", list.join(", "))
+    }
+}
+
 /// `s` made safe to print.
 pub(crate) fn printable(s: &str) -> String {
     catalog_core::printable(s)
@@ -441,6 +502,26 @@ mod tests {
             format!("digest mismatch for `m`: expected `{a}`, computed `{b}`")
         );
         Ok(())
+    }
+
+    #[test]
+    fn no_space_names_both_sizes_for_people_and_exactly() {
+        assert_eq!(human_bytes(1000), "1000 bytes");
+        assert_eq!(human_bytes(1536), "1.5 KiB (1536 bytes)");
+        let err = Error::NoSpace {
+            id: "hf:o/r".into(),
+            path: "/c".into(),
+            needed: (3 << 30) + (64 << 20),
+            free: 8 << 20,
+        };
+        assert_eq!(
+            err.to_string(),
+            "not enough free space in `/c` to fetch `hf:o/r`: it needs 3.1 GiB (3288334336 bytes) (the bytes to come and a margin), and 8.0 MiB (8388608 bytes) are free"
+        );
+        assert!(
+            err.hint()
+                .is_some_and(|h| h.contains("model-provisioner gc") && h.contains("--cache-dir"))
+        );
     }
 
     #[test]

@@ -41,22 +41,29 @@ fn digest() -> impl Strategy<Value = Digest> {
     any::<[u8; 32]>().prop_map(Digest::sha256_from_bytes)
 }
 
+/// A quantisation tag in its normalised (uppercase) form.
+fn quant() -> impl Strategy<Value = String> {
+    "[A-Z0-9][A-Z0-9_-]{0,11}"
+}
+
+/// `hf:org/repo[@rev]`, then a file path, a quantisation tag, or neither.
 fn hf() -> impl Strategy<Value = String> {
     (
         name(),
         name(),
         prop::option::of(name()),
-        prop::option::of(segments(3)),
+        prop_oneof![
+            Just(String::new()),
+            segments(3).prop_map(|p| format!("/{p}")),
+            quant().prop_map(|q| format!(":{q}")),
+        ],
     )
-        .prop_map(|(org, repo, rev, path)| {
+        .prop_map(|(org, repo, rev, tail)| {
             let mut s = format!("hf:{org}/{repo}");
             if let Some(rev) = rev {
                 s = format!("{s}@{rev}");
             }
-            if let Some(path) = path {
-                s = format!("{s}/{path}");
-            }
-            s
+            format!("{s}{tail}")
         })
 }
 
@@ -213,6 +220,7 @@ fn ref_like() -> impl Strategy<Value = String> {
             "é",
             "\u{a0}",
             "sha256:",
+            "q4_K_m",
             "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
         ]),
         0..16,
@@ -254,6 +262,22 @@ proptest! {
         let r: ModelRef = s.parse().map_err(|e| TestCaseError::fail(format!("{s:?}: {e}")))?;
         prop_assert_eq!(r.to_string(), s.clone());
         prop_assert_eq!(r.to_string().parse::<ModelRef>().ok(), Some(r));
+    }
+
+    #[test]
+    fn quant_tags_are_case_insensitive_and_their_id_is_the_uppercase_form(
+        org in name(),
+        repo in name(),
+        rev in prop::option::of(name()),
+        tag in "[A-Za-z0-9][A-Za-z0-9_-]{0,11}",
+    ) {
+        let rev = rev.map(|r| format!("@{r}")).unwrap_or_default();
+        let written = format!("hf:{org}/{repo}{rev}:{tag}");
+        let r: ModelRef = written.parse().map_err(|e| TestCaseError::fail(format!("{written:?}: {e}")))?;
+        let id = format!("hf:{org}/{repo}{rev}:{}", tag.to_ascii_uppercase());
+        prop_assert_eq!(r.syntactic_id(), Some(id.clone()));
+        prop_assert_eq!(r.canonical_id().ok(), Some(id.clone()));
+        prop_assert_eq!(id.parse::<ModelRef>().ok(), Some(r));
     }
 
     #[test]

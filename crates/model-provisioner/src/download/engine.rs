@@ -64,6 +64,8 @@ impl Plan {
 /// One download in progress.
 pub(super) struct Run<'a> {
     engine: &'a Downloader,
+    /// The cache directory, whose file system must have room for the bytes.
+    cache: &'a std::path::Path,
     dl: &'a Download<'a>,
     partial: Partial,
     progress: &'a dyn Progress,
@@ -74,12 +76,14 @@ pub(super) struct Run<'a> {
 impl<'a> Run<'a> {
     pub(super) fn new(
         engine: &'a Downloader,
+        cache: &'a std::path::Path,
         dl: &'a Download<'a>,
         partial: Partial,
         progress: &'a dyn Progress,
     ) -> Self {
         Run {
             engine,
+            cache,
             dl,
             partial,
             progress,
@@ -159,6 +163,7 @@ impl<'a> Run<'a> {
                             "a file of {total} bytes, but {size} were expected"
                         )));
                     }
+                    self.ensure_room(total.saturating_sub(asked))?;
                     let mut plan = Plan {
                         total: Some(total),
                         validators,
@@ -179,6 +184,7 @@ impl<'a> Run<'a> {
                     return self.ranged(plan, hasher, asked, response).await;
                 }
                 StatusCode::OK => {
+                    self.ensure_room(response.content_length().unwrap_or(0))?;
                     // No range support, or `If-Range` saw a changed file: the body is all of it.
                     if asked > 0 {
                         tracing::info!(
@@ -204,6 +210,20 @@ impl<'a> Run<'a> {
                 status => return fail(Failure::status(status)),
             }
         }
+    }
+
+    /// For a download whose size the fetcher did not know (so could not check room for before
+    /// it started), checks that `to_come` bytes fit, now that the server said, before any of the
+    /// body is written. A partial file this run created and left empty is removed on failure.
+    fn ensure_room(&self, to_come: u64) -> Result<()> {
+        if self.dl.expected.size.is_some() {
+            return Ok(());
+        }
+        let checked = super::room::check(self.cache, self.dl.id, to_come);
+        if checked.is_err() {
+            self.partial.remove_if_empty();
+        }
+        checked
     }
 
     /// Checks an earlier run's record against what the server now says and what is on disk.

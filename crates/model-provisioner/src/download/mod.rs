@@ -17,6 +17,7 @@
 //! | `sink` | writer threads, the hasher, and the flusher that syncs and records |
 //! | `budget` | the memory all downloads of one engine share, as leased buffers |
 //! | `retry` | [`RetryPolicy`]: what is retried, and the failure of one attempt |
+//! | `room` | [`ensure_room`]: free space for what is still to come, checked before it comes |
 //! | `direct` | page-aligned buffers and writes around the page cache |
 //!
 //! Resume: the record says what the bytes are (the expected digest, else the URL), the
@@ -38,6 +39,7 @@ mod engine;
 mod range;
 mod resume;
 mod retry;
+mod room;
 mod sink;
 mod source;
 
@@ -49,6 +51,7 @@ pub use config::{DownloadConfig, OBJECT_STORE_CHUNK, OBJECT_STORE_CONNECTIONS};
 #[cfg(any(feature = "hf", feature = "oci", feature = "s3"))]
 pub(crate) use retry::Failure;
 pub use retry::RetryPolicy;
+pub use room::{MIN_MARGIN, Planned, ensure_room, margin, required, still_to_come};
 pub use source::{BoxFuture, RequestSource, UrlSource};
 
 use crate::error::{Error, Result};
@@ -204,7 +207,7 @@ impl Downloader {
         let partial = resume::Partial::open(part_path, state_path, self.config.direct_io)?;
         let _active = self.budget.active();
         self.runtime
-            .block_on(engine::Run::new(self, dl, partial, progress).fetch())
+            .block_on(engine::Run::new(self, layout.root(), dl, partial, progress).fetch())
     }
 }
 

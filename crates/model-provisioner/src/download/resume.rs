@@ -121,6 +121,15 @@ impl Partial {
         })
     }
 
+    /// Removes the partial file and its record if the file holds no byte: a download that
+    /// stopped before its first byte leaves nothing behind.
+    pub(crate) fn remove_if_empty(&self) {
+        if self.file.metadata().is_ok_and(|m| m.len() == 0) {
+            let _ = std::fs::remove_file(&self.part_path);
+            let _ = std::fs::remove_file(&self.state_path);
+        }
+    }
+
     /// The record left by an earlier run, if it may be about the bytes from `url` with
     /// `digest` and fits the file on disk.
     pub(crate) fn load_state(&self, url: &str, digest: Option<&str>) -> Option<ResumeState> {

@@ -15,7 +15,10 @@ use std::process::{Command, Stdio};
 use catalog_core::verify::walk_tree;
 use catalog_core::{CatalogEntry, Digest, ModelRef, SafeRelPath, StagedFile};
 
-use super::{HfConfig, commit_of_snapshot_path, hub_cache_claimed_sha256, publish, remote_names};
+use super::{
+    HfConfig, commit_of_snapshot_path, hub_cache_claimed_sha256, publish, remote_names,
+    select_quant,
+};
 use crate::assemble::Assembly;
 use crate::error::{Error, Result};
 use crate::fetcher::{FetchRequest, Fetched, ModelFetcher, unsupported};
@@ -56,7 +59,21 @@ impl HfCliFetcher {
             .prefix("hf-cli-")
             .tempdir_in(layout.tmp_dir())
             .map_err(|e| catalog_core::Error::io("create a directory in", layout.tmp_dir(), e))?;
-        let printed = self.run_tool(&tool, name, hf, scratch.path())?;
+        let include = match &hf.quant {
+            None => self.config.include.clone(),
+            Some(tag) => {
+                if name != "hf" {
+                    return Err(Error::Unsupported {
+                        reference: req.reference.redacted(),
+                        reason: format!("choosing a quantisation needs the file list `hf download --dry-run` prints, which `{name}` does not"),
+                        hint: "install `hf` with `pip install -U huggingface_hub`, or use the native client (`--via native`)".to_owned(),
+                    });
+                }
+                let listing = self.list_files(&tool, name, hf, scratch.path())?;
+                select_quant(&hf.repo_id(), tag, &listing)?.include_patterns()
+            }
+        };
+        let printed = self.run_tool(&tool, name, hf, scratch.path(), &include, &[])?;
         let commit = commit_of_snapshot_path(&printed).ok_or_else(|| Error::HfTool {
             tool: name.to_owned(),
             status: "succeeded".to_owned(),
@@ -102,15 +119,75 @@ impl HfCliFetcher {
 }
 
 impl HfCliFetcher {
-    /// Runs `<tool> download` into the scratch Hugging Face cache `scratch`; returns the path
-    /// it printed.
+    /// The files of the repository that the include/exclude patterns let through, as
+    /// `hf download --dry-run --format quiet` lists them (one path a line), downloading nothing.
+    fn list_files(
+        &self,
+        tool: &Path,
+        name: &str,
+        hf: &catalog_core::HfRef,
+        scratch: &Path,
+    ) -> Result<Vec<String>> {
+        let stdout = self.run(
+            tool,
+            name,
+            hf,
+            scratch,
+            &self.config.include,
+            &["--dry-run", "--format", "quiet"],
+        )?;
+        Ok(stdout
+            .lines()
+            .map(|l| strip_ansi(l).trim().to_owned())
+            .filter(|l| !l.is_empty())
+            .collect())
+    }
+
+    /// Runs `<tool> download` into the scratch Hugging Face cache `scratch`, with `include` and
+    /// the configured exclude patterns; returns the path it printed.
     fn run_tool(
         &self,
         tool: &Path,
         name: &str,
         hf: &catalog_core::HfRef,
         scratch: &Path,
+        include: &[String],
+        extra: &[&str],
     ) -> Result<PathBuf> {
+        let stdout = self.run(tool, name, hf, scratch, include, extra)?;
+        // `hf` 2.x prints `path: <path>` (coloured, even into a pipe); older tools print the path
+        // alone on the last line.
+        let printed = stdout
+            .lines()
+            .rev()
+            .map(|l| {
+                strip_ansi(l)
+                    .trim()
+                    .trim_start_matches("path:")
+                    .trim()
+                    .to_owned()
+            })
+            .find(|l| !l.is_empty())
+            .map(PathBuf::from)
+            .ok_or_else(|| Error::HfTool {
+                tool: name.to_owned(),
+                status: "succeeded".to_owned(),
+                stderr: "but printed no path".to_owned(),
+            })?;
+        Ok(printed)
+    }
+
+    /// Runs `<tool> download <repo> [<path>] --revision … --cache-dir <scratch>`, with `include`,
+    /// the configured exclude patterns and `extra` arguments; returns what it printed on stdout.
+    fn run(
+        &self,
+        tool: &Path,
+        name: &str,
+        hf: &catalog_core::HfRef,
+        scratch: &Path,
+        include: &[String],
+        extra: &[&str],
+    ) -> Result<String> {
         let revision = hf.revision.as_deref().unwrap_or("main");
         let mut cmd = Command::new(tool);
         cmd.arg("download").arg(hf.repo_id());
@@ -120,9 +197,10 @@ impl HfCliFetcher {
         cmd.arg("--revision")
             .arg(revision)
             .arg("--cache-dir")
-            .arg(scratch);
+            .arg(scratch)
+            .args(extra);
         if hf.path.is_none() {
-            for p in &self.config.include {
+            for p in include {
                 cmd.arg("--include").arg(p);
             }
             for p in &self.config.exclude {
@@ -160,27 +238,7 @@ impl HfCliFetcher {
                 stderr: crate::error::printable(&tail.join(" | ")),
             });
         }
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        // `hf` 2.x prints `path: <path>` (coloured, even into a pipe); older tools print the path
-        // alone on the last line.
-        let printed = stdout
-            .lines()
-            .rev()
-            .map(|l| {
-                strip_ansi(l)
-                    .trim()
-                    .trim_start_matches("path:")
-                    .trim()
-                    .to_owned()
-            })
-            .find(|l| !l.is_empty())
-            .map(PathBuf::from)
-            .ok_or_else(|| Error::HfTool {
-                tool: name.to_owned(),
-                status: "succeeded".to_owned(),
-                stderr: "but printed no path".to_owned(),
-            })?;
-        Ok(printed)
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
     }
 }
 

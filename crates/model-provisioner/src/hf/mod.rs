@@ -15,6 +15,7 @@ mod cli;
 pub(crate) mod glob;
 #[cfg(feature = "hf")]
 mod native;
+mod quant;
 mod token;
 
 use std::path::{Path, PathBuf};
@@ -25,6 +26,7 @@ pub use cli::HfCliFetcher;
 pub use glob::{matches as glob_matches, selected};
 #[cfg(feature = "hf")]
 pub use native::HfFetcher;
+pub use quant::{QuantSelection, is_mmproj, matches_quant, quant_tags, select_quant};
 pub use token::{Token, find_token, hf_home};
 
 use crate::assemble::{Assembly, Publish};
@@ -88,6 +90,24 @@ impl HfConfig {
                 .map(PathBuf::from)
                 .or_else(|| hf_home(&env).map(|h| h.join("hub"))),
             ..HfConfig::default()
+        }
+    }
+
+    /// The files of a repository listing that a whole-repository reference takes: those the
+    /// filters let through, and of those, when the reference names a quantisation, the files
+    /// of that quantisation ([`select_quant`]).
+    #[cfg_attr(
+        not(feature = "hf"),
+        expect(dead_code, reason = "only the native client lists a repository itself")
+    )]
+    fn choose(&self, hf: &HfRef, listing: Vec<String>) -> Result<Vec<String>> {
+        let passed: Vec<String> = listing
+            .into_iter()
+            .filter(|n| selected(n, &self.include, &self.exclude))
+            .collect();
+        match &hf.quant {
+            Some(tag) => Ok(select_quant(&hf.repo_id(), tag, &passed)?.paths()),
+            None => Ok(passed),
         }
     }
 

@@ -21,10 +21,12 @@ use serde::Deserialize;
 
 use super::{
     HfConfig, hub_cache_claimed_sha256, hub_cache_commit, hub_cache_repo, publish, remote_names,
-    selected,
 };
 use crate::assemble::Assembly;
-use crate::download::{Download, DownloadConfig, Downloader, Engine, Expected, Failure, UrlSource};
+use crate::download::{
+    Download, DownloadConfig, Downloader, Engine, Expected, Failure, Planned, UrlSource,
+    ensure_room,
+};
 use crate::error::{Error, Result};
 use crate::fetcher::{FetchRequest, Fetched, ModelFetcher, unsupported};
 use crate::parallel::{Tee, in_parallel};
@@ -235,12 +237,9 @@ impl HfFetcher {
                 }
                 vec![path.clone()]
             }
-            None => info
-                .siblings
-                .into_iter()
-                .map(|s| s.rfilename)
-                .filter(|n| selected(n, &self.config.include, &self.config.exclude))
-                .collect(),
+            None => self
+                .config
+                .choose(hf, info.siblings.into_iter().map(|s| s.rfilename).collect())?,
         };
         if names.is_empty() {
             return Err(Error::HfNotFound {
@@ -251,8 +250,17 @@ impl HfFetcher {
             });
         }
         let names = remote_names(names)?;
-        let assembly = Assembly::new(req.layout)?;
         let jobs = self.plan(hf, &commit, names)?;
+        let planned: Vec<Planned<'_>> = jobs
+            .iter()
+            .map(|j| Planned {
+                size: j.size,
+                digest: j.sha256.as_ref(),
+                key: None,
+            })
+            .collect();
+        ensure_room(req.layout, req.id, &planned)?;
+        let assembly = Assembly::new(req.layout)?;
         let bytes_read = self.place_all(req, hf, &commit, &assembly, jobs)?;
         publish(
             assembly,
@@ -418,12 +426,14 @@ impl HfFetcher {
         let snapshot = hub_cache_repo(cache, hf).join("snapshots").join(&commit);
         let names: Vec<String> = match &hf.path {
             Some(p) => vec![p.clone()],
-            None => catalog_core::verify::walk_tree(&snapshot)
-                .map_err(|_| offline())?
-                .into_iter()
-                .map(|f| f.rel)
-                .filter(|n| selected(n, &self.config.include, &self.config.exclude))
-                .collect(),
+            None => self.config.choose(
+                hf,
+                catalog_core::verify::walk_tree(&snapshot)
+                    .map_err(|_| offline())?
+                    .into_iter()
+                    .map(|f| f.rel)
+                    .collect(),
+            )?,
         };
         let names = remote_names(names)?;
         if names.is_empty() || names.iter().any(|n| !snapshot.join(n.as_path()).is_file()) {

@@ -37,7 +37,9 @@ use self::client::{Access, RawManifest, Repository};
 use self::manifest::{Layer, Parsed, Place};
 pub use self::push::PushReport;
 use crate::assemble::{Assembly, Publish};
-use crate::download::{Download, DownloadConfig, Downloader, Engine, Expected};
+use crate::download::{
+    Download, DownloadConfig, Downloader, Engine, Expected, Planned, ensure_room,
+};
 use crate::error::{Error, Result};
 use crate::fetcher::{FetchRequest, Fetched, ModelFetcher, unsupported};
 use crate::parallel::{Tee, in_parallel};
@@ -172,6 +174,16 @@ impl OciFetcher {
             }
             None => manifest::single_weight(format, &layers),
         };
+        // Only the blobs are counted: the files unpacked from a tar layer take room again.
+        let planned: Vec<Planned<'_>> = layers
+            .iter()
+            .map(|l| Planned {
+                size: Some(l.size),
+                digest: Some(&l.digest),
+                key: None,
+            })
+            .collect();
+        ensure_room(req.layout, req.id, &planned)?;
         let assembly = Assembly::new(req.layout)?;
         let total = layers.iter().map(|l| l.size).sum();
         let overall = req

@@ -40,8 +40,8 @@ use self::credentials::{AwsCredentials, S3Config, Source};
 pub use self::push::{MANIFEST_NAME, Manifest, ManifestFile, PushReport};
 use crate::assemble::{Assembly, Publish};
 use crate::download::{
-    BoxFuture, Download, DownloadConfig, Downloader, Engine, Expected, Failure, RequestSource,
-    partial_key,
+    BoxFuture, Download, DownloadConfig, Downloader, Engine, Expected, Failure, Planned,
+    RequestSource, ensure_room, partial_key,
 };
 use crate::error::{Error, Result};
 use crate::fetcher::{FetchRequest, Fetched, ModelFetcher, unsupported};
@@ -306,6 +306,20 @@ impl S3Fetcher {
         session: &Session<'_>,
         objects: Vec<Object>,
     ) -> Result<Fetched> {
+        let keys: Vec<String> = objects
+            .iter()
+            .map(|o| partial_key(&object_id(req, s3, o)))
+            .collect();
+        let planned: Vec<Planned<'_>> = objects
+            .iter()
+            .zip(&keys)
+            .map(|(o, key)| Planned {
+                size: o.size,
+                digest: o.sha256.as_ref(),
+                key: Some(key),
+            })
+            .collect();
+        ensure_room(req.layout, req.id, &planned)?;
         let vouched = objects.iter().all(|o| o.sha256.is_some());
         let version = version_of(&objects);
         let select = (!s3.is_prefix()).then(|| objects[0].rel.clone());
@@ -372,10 +386,11 @@ impl S3Fetcher {
     ) -> Result<u64> {
         let layout = req.layout;
         // The reference may be this very object: then a wrong `--digest` fails the download.
-        let (id, expected) = if s3.is_prefix() {
-            (format!("{}/{}", req.id, object.rel), object.sha256.as_ref())
+        let id = object_id(req, s3, object);
+        let expected = if s3.is_prefix() {
+            object.sha256.as_ref()
         } else {
-            (req.id.to_owned(), req.expected.or(object.sha256.as_ref()))
+            req.expected.or(object.sha256.as_ref())
         };
         if let Some(sha) = &object.sha256
             && layout.blob_path(sha).is_file()
@@ -455,6 +470,16 @@ impl ModelFetcher for S3Fetcher {
 }
 
 /// `scheme://host[:port]` of an endpoint, as ids write it.
+/// The id a download of `object` names (and its partial file is keyed by): the model's id
+/// for a single object, `<id>/<path>` for an object of a folder.
+fn object_id(req: &FetchRequest<'_>, s3: &S3Ref, object: &Object) -> String {
+    if s3.is_prefix() {
+        format!("{}/{}", req.id, object.rel)
+    } else {
+        req.id.to_owned()
+    }
+}
+
 fn endpoint_id(url: &url::Url) -> String {
     let host = url.host_str().unwrap_or_default();
     match url.port() {

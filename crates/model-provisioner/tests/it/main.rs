@@ -8,5 +8,7 @@ mod http;
 mod model;
 #[cfg(feature = "oci")]
 mod oci;
+#[cfg(feature = "hf")]
+mod quant;
 #[cfg(feature = "s3")]
 mod s3;
