@@ -40,6 +40,7 @@ use crate::assemble::{Assembly, Publish};
 use crate::download::{Download, DownloadConfig, Downloader, Engine, Expected};
 use crate::error::{Error, Result};
 use crate::fetcher::{FetchRequest, Fetched, ModelFetcher, unsupported};
+use crate::mirror::HfMirror;
 use crate::parallel::{Tee, in_parallel};
 use crate::reporter::Progress;
 
@@ -186,7 +187,8 @@ impl OciFetcher {
                 file: req.reporter.start(&label, Some(layer.size)),
                 overall: &*overall,
             };
-            let result = self.place(req, &repo, &assembly, &layer, &both);
+            let etag = Some(layer.digest.to_string());
+            let result = self.place(req, &repo, &assembly, &layer, etag, &both);
             both.file.finish();
             result
         });
@@ -224,10 +226,10 @@ impl OciFetcher {
         repo: &Repository,
         assembly: &Assembly<'_>,
         layer: &Layer,
+        etag: Option<String>,
         progress: &dyn Progress,
     ) -> Result<u64> {
         let layout = req.layout;
-        let etag = Some(layer.digest.to_string());
         let in_store = layout.blob_path(&layer.digest).is_file();
         match &layer.place {
             Place::File(path) if in_store => {
@@ -420,6 +422,183 @@ fn checked_digest(raw: &RawManifest, named: Option<&Digest>, id: &str) -> Result
     Ok(computed)
 }
 
+/// The largest config blob read from a mirror: a model of 100,000 files stays far below it.
+const CONFIG_LIMIT: usize = 16 << 20;
+
+/// The media type of the `ModelPack` config that [`OciFetcher::push`] writes.
+const MODEL_CONFIG: &str = "application/vnd.cncf.model.config.v1+json";
+
+impl OciFetcher {
+    /// An `hf:` model from a registry mirror: the tag of its commit (pinned) or of its
+    /// revision name, whose `ModelPack` config must name the same repository and list the
+    /// same files and sha256s as the manifest's layers; the files are placed as the Hub's, at
+    /// the commit the config states.
+    fn fetch_from_hf_mirror(&self, req: &FetchRequest<'_>, mirror: &HfMirror) -> Result<Fetched> {
+        if self.config.offline {
+            return Err(Error::Offline {
+                reference: req.reference.redacted(),
+            });
+        }
+        let ModelRef::Hf(hf) = req.reference else {
+            return Err(unsupported(req.reference));
+        };
+        let tag = match mirror.pinned_commit() {
+            Some(commit) => mirror.commit_tag(&commit),
+            None => mirror.revision_tag(mirror.revision()),
+        };
+        let at = format!("{}:{tag}", mirror.describe());
+        let refuse = |reason: String| Error::MirrorMismatch {
+            id: req.id.to_owned(),
+            mirror: at.clone(),
+            reason,
+        };
+        let oci = mirror
+            .oci(&tag)
+            .ok_or_else(|| refuse("no registry location".to_owned()))?;
+        let engine = self.engine()?;
+        let repo = Repository::new(
+            &oci.registry,
+            &oci.repository,
+            &self.config.credentials,
+            &self.config.insecure,
+            engine.config().retry,
+            Access::Pull,
+        )?;
+        let resolved = engine.block_on(resolve(&repo, engine.client(), &oci, req.id))?;
+        let config = resolved.manifest.config();
+        if config.media_type().to_string() != MODEL_CONFIG {
+            return Err(refuse(format!(
+                "its artifact's config is `{}`, not the ModelPack config `model-provisioner mirror` writes",
+                crate::error::printable(&config.media_type().to_string())
+            )));
+        }
+        let config_digest = manifest::descriptor_digest(config)?;
+        let bytes = engine.block_on(small_blob(&repo, engine.client(), &config_digest))?;
+        Error::check_digest(
+            &format!("{} (config)", req.id),
+            Some(&config_digest),
+            &Digest::sha256_of(&bytes),
+        )?;
+        let value: serde_json::Value = serde_json::from_slice(&bytes)
+            .map_err(|e| refuse(format!("its config does not parse: {e}")))?;
+        let provenance: catalog_core::Provenance = value
+            .get("provenance")
+            .cloned()
+            .map(serde_json::from_value)
+            .transpose()
+            .map_err(|e| refuse(format!("its config's provenance does not parse: {e}")))?
+            .ok_or_else(|| refuse("its config records no provenance".to_owned()))?;
+        let name = value
+            .get("descriptor")
+            .and_then(|d| d.get("name"))
+            .and_then(serde_json::Value::as_str);
+        let (_, mut layers) = manifest::layers(&resolved.manifest, req.id)?;
+        let mut files = Vec::new();
+        for layer in &layers {
+            match &layer.place {
+                Place::File(path) => files.push((path.to_string(), layer.digest.clone())),
+                Place::Unpack { .. } => {
+                    return Err(refuse("it has a tar layer; a mirror holds files".to_owned()));
+                }
+            }
+        }
+        let (commit, etags) =
+            crate::mirror::check_hf_copy(req.id, &at, mirror, name, &provenance, &files)?;
+        let select = match &hf.path {
+            Some(path) => {
+                // The one file stands for the reference's path, whatever its name there.
+                let path: SafeRelPath = path.parse()?;
+                for layer in &mut layers {
+                    layer.place = Place::File(path.clone());
+                }
+                Some(path)
+            }
+            None => None,
+        };
+        let assembly = Assembly::new(req.layout)?;
+        let total = layers.iter().map(|l| l.size).sum();
+        let overall = req.reporter.start(&hf.repo_id(), Some(total));
+        let placed = in_parallel(layers, self.config.parallel_layers, |layer| {
+            let Place::File(path) = &layer.place else {
+                unreachable!("tar layers were refused above");
+            };
+            let both = Tee {
+                file: req.reporter.start(path.as_str(), Some(layer.size)),
+                overall: &*overall,
+            };
+            let etag = etags.get(path.as_str()).cloned().flatten();
+            let result = self.place(req, &repo, &assembly, &layer, etag, &both);
+            both.file.finish();
+            result
+        });
+        overall.finish();
+        let bytes_read = placed?.into_iter().sum();
+        assembly.publish(Publish {
+            id: req.id,
+            dest: crate::hf::entry_dir_for(
+                req.layout,
+                hf,
+                req.id,
+                &commit,
+                &mirror.include,
+                &mirror.exclude,
+            ),
+            select: select.as_ref(),
+            expected: req.expected,
+            fetcher: "oci",
+            fetcher_version: env!("CARGO_PKG_VERSION").to_owned(),
+            resolved_revision: Some(commit),
+            origin: Some(format!("{}@{}", mirror.describe(), resolved.digest)),
+            include: mirror.include.clone(),
+            exclude: mirror.exclude.clone(),
+            bytes_read,
+            vouched: false,
+        })
+    }
+}
+
+/// The bytes of a small blob (a config), at most [`CONFIG_LIMIT`].
+async fn small_blob(
+    repo: &Repository,
+    client: &reqwest::Client,
+    digest: &Digest,
+) -> Result<Vec<u8>> {
+    let url = repo.url(&format!("v2/{}/blobs/{digest}", repo.name()));
+    let mut response = repo.send(client, &url, |c| c.get(url.clone())).await?;
+    let status = response.status();
+    if status == reqwest::StatusCode::NOT_FOUND {
+        return Err(Error::OciNotFound {
+            what: format!("`{}/{}` has no blob `{digest}`", repo.registry(), repo.name()),
+        });
+    }
+    if !status.is_success() {
+        return Err(Error::Download {
+            url: url.to_string(),
+            status: Some(status.as_u16()),
+            attempts: 1,
+            reason: format!("HTTP {status}"),
+            source: None,
+        });
+    }
+    let mut bytes = Vec::new();
+    while let Some(piece) = response.chunk().await.map_err(|e| Error::Download {
+        url: url.to_string(),
+        status: None,
+        attempts: 1,
+        reason: "the config's body failed".to_owned(),
+        source: Some(Box::new(e.without_url())),
+    })? {
+        bytes.extend_from_slice(&piece);
+        if bytes.len() > CONFIG_LIMIT {
+            return Err(Error::OciProtocol {
+                registry: repo.registry().to_owned(),
+                reason: format!("a config larger than {} MiB", CONFIG_LIMIT >> 20),
+            });
+        }
+    }
+    Ok(bytes)
+}
+
 impl ModelFetcher for OciFetcher {
     fn name(&self) -> &'static str {
         "oci"
@@ -428,6 +607,10 @@ impl ModelFetcher for OciFetcher {
     fn fetch(&self, req: &FetchRequest<'_>) -> Result<Fetched> {
         let oci = self.target(req.reference)?;
         self.fetch_oci(req, &oci)
+    }
+
+    fn fetch_hf_mirror(&self, req: &FetchRequest<'_>, mirror: &HfMirror) -> Result<Fetched> {
+        self.fetch_from_hf_mirror(req, mirror)
     }
 }
 
