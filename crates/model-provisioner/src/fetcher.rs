@@ -76,7 +76,10 @@ pub trait ModelFetcher {
     fn fetch_hf_mirror(&self, request: &FetchRequest<'_>, mirror: &HfMirror) -> Result<Fetched> {
         Err(Error::Unsupported {
             reference: mirror.describe(),
-            reason: format!("the `{}` fetcher reads no mirror of `hf:` models", self.name()),
+            reason: format!(
+                "the `{}` fetcher reads no mirror of `hf:` models",
+                self.name()
+            ),
             hint: format!(
                 "mirror `{}` in a registry (`oci://…`) or a bucket (`s3://…`)",
                 request.reference.redacted()

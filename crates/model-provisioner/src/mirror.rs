@@ -179,9 +179,7 @@ impl MirrorRule {
                         .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
             };
             if segments.len() > 2 || !segments.iter().all(name_ok) {
-                return Err(err(
-                    "an `hf:` source is `hf:`, `hf:org` or `hf:org/repo`",
-                ));
+                return Err(err("an `hf:` source is `hf:`, `hf:org` or `hf:org/repo`"));
             }
             let sample = HfLocation::new(&mirror, "org/repo");
             if sample.is_none() {
@@ -368,13 +366,13 @@ impl Mirrors {
     /// # Errors
     ///
     /// The first line that is no rule, naming `path` and the line.
-    pub fn from_file_text(
-        path: &Path,
-        text: &str,
-    ) -> std::result::Result<Self, ParseMirrorError> {
+    pub fn from_file_text(path: &Path, text: &str) -> std::result::Result<Self, ParseMirrorError> {
         let mut rules = Vec::new();
         for (n, line) in text.lines().enumerate() {
-            let line = line.split_once('#').map_or(line, |(before, _)| before).trim();
+            let line = line
+                .split_once('#')
+                .map_or(line, |(before, _)| before)
+                .trim();
             if line.is_empty() {
                 continue;
             }
@@ -413,8 +411,7 @@ impl Mirrors {
                         continue;
                     }
                     let text = format!("hf:{}/{}", hf.org, hf.repo).to_ascii_lowercase();
-                    let Some(rest) = strip_source(&text, &rule.source.to_ascii_lowercase())
-                    else {
+                    let Some(rest) = strip_source(&text, &rule.source.to_ascii_lowercase()) else {
                         continue;
                     };
                     let Some(location) = HfLocation::new(&rule.mirror, rest) else {
@@ -490,11 +487,7 @@ impl HfLocation {
                 .filter(|s| !s.is_empty())
                 .map(str::to_owned),
         );
-        path.extend(
-            rest.split('/')
-                .filter(|s| !s.is_empty())
-                .map(oci_component),
-        );
+        path.extend(rest.split('/').filter(|s| !s.is_empty()).map(oci_component));
         match kind_of(mirror)? {
             Kind::Oci => {
                 let registry = authority(mirror)?.to_owned();
@@ -770,7 +763,9 @@ pub(crate) fn check_hf_copy(
     if let Some(pinned) = mirror.pinned_commit()
         && pinned != commit
     {
-        return Err(refuse(format!("it holds commit `{commit}`, not `{pinned}`")));
+        return Err(refuse(format!(
+            "it holds commit `{commit}`, not `{pinned}`"
+        )));
     }
     if provenance.include != mirror.include || provenance.exclude != mirror.exclude {
         return Err(refuse(
@@ -961,7 +956,8 @@ mod tests {
         assert_eq!(h.revision(), "main");
         assert_eq!(h.pinned_commit(), None);
         assert_eq!(
-            h.oci(&h.commit_tag(commit)).map(|o| ModelRef::Oci(o).to_string()),
+            h.oci(&h.commit_tag(commit))
+                .map(|o| ModelRef::Oci(o).to_string()),
             Some(format!(
                 "oci://registry.internal/hf/org/repo:{}",
                 commit.to_ascii_lowercase()
@@ -980,7 +976,8 @@ mod tests {
             ))
         );
         assert_eq!(
-            s3.s3_ref_object("main").map(|s| ModelRef::S3(s).to_string()),
+            s3.s3_ref_object("main")
+                .map(|s| ModelRef::S3(s).to_string()),
             Some("s3://models/hf/org/repo/refs/main".to_owned())
         );
         let pinned: ModelRef = format!("hf:org/repo@{commit}").parse()?;
@@ -1066,7 +1063,9 @@ mod tests {
             assert!(err.to_string().contains(why), "{bad:?}: {err}");
             assert!(!err.to_string().contains('\u{1b}'), "{err}");
         }
-        assert!(MirrorRule::parse("hf://=S3+HTTP://127.0.0.1:9000/models/hf", RuleOrigin::Env).is_ok());
+        assert!(
+            MirrorRule::parse("hf://=S3+HTTP://127.0.0.1:9000/models/hf", RuleOrigin::Env).is_ok()
+        );
     }
 
     #[test]
@@ -1078,10 +1077,7 @@ mod tests {
         )
         .expect("a valid file");
         assert_eq!(m.rules().len(), 2);
-        assert_eq!(
-            m.rules()[0].origin().to_string(),
-            "/cache/mirrors.conf:3"
-        );
+        assert_eq!(m.rules()[0].origin().to_string(), "/cache/mirrors.conf:3");
         let err = Mirrors::from_file_text(path, "hf:=oci://r/x\nnot a rule\n").unwrap_err();
         assert!(
             err.to_string()

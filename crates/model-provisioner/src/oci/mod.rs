@@ -498,7 +498,9 @@ impl OciFetcher {
             match &layer.place {
                 Place::File(path) => files.push((path.to_string(), layer.digest.clone())),
                 Place::Unpack { .. } => {
-                    return Err(refuse("it has a tar layer; a mirror holds files".to_owned()));
+                    return Err(refuse(
+                        "it has a tar layer; a mirror holds files".to_owned(),
+                    ));
                 }
             }
         }
@@ -568,7 +570,11 @@ async fn small_blob(
     let status = response.status();
     if status == reqwest::StatusCode::NOT_FOUND {
         return Err(Error::OciNotFound {
-            what: format!("`{}/{}` has no blob `{digest}`", repo.registry(), repo.name()),
+            what: format!(
+                "`{}/{}` has no blob `{digest}`",
+                repo.registry(),
+                repo.name()
+            ),
         });
     }
     if !status.is_success() {

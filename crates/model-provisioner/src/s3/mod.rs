@@ -45,8 +45,8 @@ use crate::download::{
 };
 use crate::error::{Error, Result};
 use crate::fetcher::{FetchRequest, Fetched, ModelFetcher, unsupported};
-use crate::mirror::HfMirror;
 use crate::hf::glob::selected;
+use crate::mirror::HfMirror;
 use crate::parallel::{Tee, in_parallel};
 use crate::reporter::Progress;
 
