@@ -438,7 +438,6 @@ fn mirror(cx: &Context, args: &MirrorArgs) -> anyhow::Result<ExitCode> {
     let layout = catalog_core::CacheLayout::new(&cx.cache_dir)?;
     let reporter = BarReporter::new(cx.quiet || args.json);
     let registry = oci_config(&args.registry, false)?;
-    let usage = |e: model_provisioner::Error| UsageError(e.to_string());
     let mut out = MirrorJson {
         id: &entry.id,
         mirror: prefix,
@@ -448,121 +447,18 @@ fn mirror(cx: &Context, args: &MirrorArgs) -> anyhow::Result<ExitCode> {
         bytes_uploaded: 0,
     };
     match &source {
-        ModelRef::Hf(hf) => {
-            let provenance = entry.provenance.as_ref();
-            let commit = provenance
-                .and_then(|p| p.resolved_revision.clone())
-                .filter(|c| c.len() == 40 && c.bytes().all(|b| b.is_ascii_hexdigit()))
-                .ok_or_else(|| {
-                    anyhow::anyhow!(
-                        "`{}` records no commit; ensure it again with `--refresh`",
-                        entry.id
-                    )
-                })?;
-            let (include, exclude) = provenance.map_or((Vec::new(), Vec::new()), |p| {
-                (p.include.clone(), p.exclude.clone())
-            });
-            let hm = HfMirror::for_push(hf, prefix, include, exclude).map_err(usage)?;
-            out.rule = format!("hf:={prefix}");
-            match &hm.location {
-                HfLocation::Oci { .. } => {
-                    let fetcher = OciFetcher::new(registry, DownloadConfig::default());
-                    let mut tags = vec![hm.commit_tag(&commit)];
-                    if hm.pinned_commit().is_none() {
-                        tags.push(hm.revision_tag(hm.revision()));
-                    }
-                    for tag in tags {
-                        let dest = hm
-                            .oci(&tag)
-                            .ok_or_else(|| anyhow::anyhow!("no registry location for `{tag}`"))?;
-                        let r = fetcher.push(&layout, &entry, &dest, &reporter)?;
-                        out.files = r.files;
-                        out.bytes_uploaded += r.bytes_uploaded;
-                        out.destinations.push(ModelRef::Oci(dest).to_string());
-                    }
-                }
-                HfLocation::S3 { .. } => {
-                    let folder = hm
-                        .s3_folder(&hm.commit_tag(&commit))
-                        .ok_or_else(|| anyhow::anyhow!("no bucket location"))?;
-                    let target = ModelRef::S3(folder.clone());
-                    let (config, options) =
-                        s3_config(&args.s3, S3Options::default(), &target, true)?.ok_or_else(
-                            || anyhow::anyhow!("the S3 configuration could not be read"),
-                        )?;
-                    let fetcher = S3Fetcher::new(config, options, DownloadConfig::default());
-                    let r = fetcher.push(&layout, &entry, &folder, &reporter)?;
-                    out.files = r.files;
-                    out.bytes_uploaded = r.bytes_uploaded;
-                    out.destinations.push(target.to_string());
-                    if hm.pinned_commit().is_none()
-                        && let Some(object) = hm.s3_ref_object(hm.revision())
-                    {
-                        fetcher.put_object(&object, format!("{commit}\n").as_bytes())?;
-                        out.destinations.push(ModelRef::S3(object).to_string());
-                    }
-                }
-            }
-        }
+        ModelRef::Hf(hf) => mirror_hf(args, &entry, hf, (&layout, &reporter), registry, &mut out)?,
         other => {
-            let source_prefix = match other {
-                ModelRef::Oci(o) => format!("oci://{}", o.registry),
-                ModelRef::Ollama(_) => format!("oci://{}", registry.ollama_registry),
-                ModelRef::S3(s) => match &s.endpoint {
-                    Some(endpoint) => format!("s3+{endpoint}/{}", s.bucket),
-                    None => format!("s3://{}", s.bucket),
-                },
-                _ => {
-                    return Err(UsageError(format!(
-                        "`mirror` pushes models from `hf:`, `oci://`, `ollama:` and `s3://` references, not `{}`\nhint: a model from a web server is mirrored by a caching server in front of it, and `ensure --mirror 'https://host/=https://cache.internal/host/'`",
-                        other.redacted()
-                    ))
-                    .into());
-                }
-            };
-            out.rule = format!("{source_prefix}={prefix}");
-            let mirrors =
-                Mirrors::from_flags([&out.rule]).map_err(|e| UsageError(format!("{e}")))?;
-            let context = MirrorContext {
-                ollama_registry: registry.ollama_registry.clone(),
-                ..MirrorContext::default()
-            };
-            let Some(Target::Reference(dest)) = mirrors
-                .routes(other, &context)
-                .into_iter()
-                .next()
-                .map(|r| r.target)
-            else {
-                return Err(UsageError(format!(
-                    "`{prefix}` gives no mirror location for `{}`",
-                    other.redacted()
-                ))
-                .into());
-            };
-            match &dest {
-                ModelRef::Oci(oci) => {
-                    let fetcher = OciFetcher::new(registry, DownloadConfig::default());
-                    let r = fetcher.push(&layout, &entry, oci, &reporter)?;
-                    out.files = r.files;
-                    out.bytes_uploaded = r.bytes_uploaded;
-                }
-                ModelRef::S3(s3) => {
-                    let (config, options) = s3_config(&args.s3, S3Options::default(), &dest, true)?
-                        .ok_or_else(|| anyhow::anyhow!("the S3 configuration could not be read"))?;
-                    let fetcher = S3Fetcher::new(config, options, DownloadConfig::default());
-                    let r = fetcher.push(&layout, &entry, s3, &reporter)?;
-                    out.files = r.files;
-                    out.bytes_uploaded = r.bytes_uploaded;
-                }
-                _ => {
-                    return Err(UsageError(format!(
-                        "`mirror` pushes to a registry (`oci://…`) or a bucket (`s3://…`), not `{}`",
-                        dest.redacted()
-                    ))
-                    .into());
-                }
+            if let Some(code) = mirror_by_rule(
+                args,
+                &entry,
+                other,
+                (&layout, &reporter),
+                registry,
+                &mut out,
+            )? {
+                return Ok(code);
             }
-            out.destinations.push(dest.redacted());
         }
     }
     if args.json {
@@ -582,6 +478,143 @@ fn mirror(cx: &Context, args: &MirrorArgs) -> anyhow::Result<ExitCode> {
         print(&text)?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `mirror` of an `hf:` model: its commit's tag or folder, and its revision's tag or ref object.
+fn mirror_hf(
+    args: &MirrorArgs,
+    entry: &CatalogEntry,
+    hf: &catalog_core::HfRef,
+    (layout, reporter): (&catalog_core::CacheLayout, &BarReporter),
+    registry: OciConfig,
+    out: &mut MirrorJson<'_>,
+) -> anyhow::Result<()> {
+    let prefix = out.mirror;
+    let usage = |e: model_provisioner::Error| UsageError(e.to_string());
+    let provenance = entry.provenance.as_ref();
+    let commit = provenance
+        .and_then(|p| p.resolved_revision.clone())
+        .filter(|c| c.len() == 40 && c.bytes().all(|b| b.is_ascii_hexdigit()))
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "`{}` records no commit; ensure it again with `--refresh`",
+                entry.id
+            )
+        })?;
+    let (include, exclude) = provenance.map_or((Vec::new(), Vec::new()), |p| {
+        (p.include.clone(), p.exclude.clone())
+    });
+    let hm = HfMirror::for_push(hf, prefix, include, exclude).map_err(usage)?;
+    out.rule = format!("hf:={prefix}");
+    match &hm.location {
+        HfLocation::Oci { .. } => {
+            let fetcher = OciFetcher::new(registry, DownloadConfig::default());
+            let mut tags = vec![hm.commit_tag(&commit)];
+            if hm.pinned_commit().is_none() {
+                tags.push(hm.revision_tag(hm.revision()));
+            }
+            for tag in tags {
+                let dest = hm
+                    .oci(&tag)
+                    .ok_or_else(|| anyhow::anyhow!("no registry location for `{tag}`"))?;
+                let r = fetcher.push(layout, entry, &dest, reporter)?;
+                out.files = r.files;
+                out.bytes_uploaded += r.bytes_uploaded;
+                out.destinations.push(ModelRef::Oci(dest).to_string());
+            }
+        }
+        HfLocation::S3 { .. } => {
+            let folder = hm
+                .s3_folder(&hm.commit_tag(&commit))
+                .ok_or_else(|| anyhow::anyhow!("no bucket location"))?;
+            let target = ModelRef::S3(folder.clone());
+            let (config, options) = s3_config(&args.s3, S3Options::default(), &target, true)?
+                .ok_or_else(|| anyhow::anyhow!("the S3 configuration could not be read"))?;
+            let fetcher = S3Fetcher::new(config, options, DownloadConfig::default());
+            let r = fetcher.push(layout, entry, &folder, reporter)?;
+            out.files = r.files;
+            out.bytes_uploaded = r.bytes_uploaded;
+            out.destinations.push(target.to_string());
+            if hm.pinned_commit().is_none()
+                && let Some(object) = hm.s3_ref_object(hm.revision())
+            {
+                fetcher.put_object(&object, format!("{commit}\n").as_bytes())?;
+                out.destinations.push(ModelRef::S3(object).to_string());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `mirror` of any other model: where the rule from its registry or bucket maps it. `Some`
+/// exit code when it cannot be mirrored.
+fn mirror_by_rule(
+    args: &MirrorArgs,
+    entry: &CatalogEntry,
+    other: &ModelRef,
+    (layout, reporter): (&catalog_core::CacheLayout, &BarReporter),
+    registry: OciConfig,
+    out: &mut MirrorJson<'_>,
+) -> anyhow::Result<Option<ExitCode>> {
+    let prefix = out.mirror;
+    let source_prefix = match other {
+        ModelRef::Oci(o) => format!("oci://{}", o.registry),
+        ModelRef::Ollama(_) => format!("oci://{}", registry.ollama_registry),
+        ModelRef::S3(s) => match &s.endpoint {
+            Some(endpoint) => format!("s3+{endpoint}/{}", s.bucket),
+            None => format!("s3://{}", s.bucket),
+        },
+        _ => {
+            return Err(UsageError(format!(
+                "`mirror` pushes models from `hf:`, `oci://`, `ollama:` and `s3://` references, not `{}`\nhint: a model from a web server is mirrored by a caching server in front of it, and `ensure --mirror 'https://host/=https://cache.internal/host/'`",
+                other.redacted()
+            ))
+            .into());
+        }
+    };
+    out.rule = format!("{source_prefix}={prefix}");
+    let mirrors = Mirrors::from_flags([&out.rule]).map_err(|e| UsageError(format!("{e}")))?;
+    let context = MirrorContext {
+        ollama_registry: registry.ollama_registry.clone(),
+        ..MirrorContext::default()
+    };
+    let Some(Target::Reference(dest)) = mirrors
+        .routes(other, &context)
+        .into_iter()
+        .next()
+        .map(|r| r.target)
+    else {
+        return Err(UsageError(format!(
+            "`{prefix}` gives no mirror location for `{}`",
+            other.redacted()
+        ))
+        .into());
+    };
+    match &dest {
+        ModelRef::Oci(oci) => {
+            let fetcher = OciFetcher::new(registry, DownloadConfig::default());
+            let r = fetcher.push(layout, entry, oci, reporter)?;
+            out.files = r.files;
+            out.bytes_uploaded = r.bytes_uploaded;
+        }
+        ModelRef::S3(s3) => {
+            let (config, options) = s3_config(&args.s3, S3Options::default(), &dest, true)?
+                .ok_or_else(|| anyhow::anyhow!("the S3 configuration could not be read"))?;
+            let fetcher = S3Fetcher::new(config, options, DownloadConfig::default());
+            let r = fetcher.push(layout, entry, s3, reporter)?;
+            out.files = r.files;
+            out.bytes_uploaded = r.bytes_uploaded;
+        }
+        _ => {
+            return Err(UsageError(format!(
+                "`mirror` pushes to a registry (`oci://…`) or a bucket (`s3://…`), not `{}`",
+                dest.redacted()
+            ))
+            .into());
+        }
+    }
+    out.destinations.push(dest.redacted());
+    Ok(None)
 }
 
 fn show(cx: &Context, target: &str, json: bool) -> anyhow::Result<ExitCode> {

@@ -39,6 +39,7 @@ impl std::fmt::Debug for AnyFetcher {
             .field("oci", &self.oci.as_ref().map(|h| h.name()))
             .field("s3", &self.s3.as_ref().map(|h| h.name()))
             .field("mirrors", &self.mirrors)
+            .field("mirror_context", &self.mirror_context)
             .finish()
     }
 }
@@ -79,9 +80,9 @@ impl AnyFetcher {
                     reporter: req.reporter,
                     previous: None,
                 };
-                let mut fetched = fetcher.fetch(&request)?;
-                fetched.provenance.origin = Some(mirrored.redacted());
-                fetched
+                let mut got = fetcher.fetch(&request)?;
+                got.provenance.origin = Some(mirrored.redacted());
+                got
             }
             Target::Hf(mirror) => {
                 let configured = match mirror.location {

@@ -727,6 +727,7 @@ fn is_component(s: &str) -> bool {
 ///
 /// `files` are the mirror's files (path, sha256); for a reference to one file, its one file
 /// stands for the reference's path whatever its name.
+#[cfg(any(feature = "oci", feature = "s3"))]
 pub(crate) fn check_hf_copy(
     id: &str,
     at: &str,
@@ -812,6 +813,40 @@ pub(crate) fn check_hf_copy(
         etags.insert(path.to_owned(), record.etag.clone());
     }
     Ok((commit, etags))
+}
+
+/// Publishes an `hf:` model assembled from a mirror as the Hub's: in its entry's directory, at
+/// `commit`, with its filters, `origin` naming the mirror.
+#[cfg(any(feature = "oci", feature = "s3"))]
+pub(crate) fn publish_hf(
+    assembly: crate::assemble::Assembly<'_>,
+    req: &crate::fetcher::FetchRequest<'_>,
+    mirror: &HfMirror,
+    (commit, select): (String, Option<&catalog_core::SafeRelPath>),
+    (fetcher, origin): (&'static str, String),
+    bytes_read: u64,
+) -> Result<crate::fetcher::Fetched> {
+    assembly.publish(crate::assemble::Publish {
+        id: req.id,
+        dest: crate::hf::entry_dir_for(
+            req.layout,
+            &mirror.hf,
+            req.id,
+            &commit,
+            &mirror.include,
+            &mirror.exclude,
+        ),
+        select,
+        expected: req.expected,
+        fetcher,
+        fetcher_version: env!("CARGO_PKG_VERSION").to_owned(),
+        resolved_revision: Some(commit),
+        origin: Some(origin),
+        include: mirror.include.clone(),
+        exclude: mirror.exclude.clone(),
+        bytes_read,
+        vouched: false,
+    })
 }
 
 /// Why a mirror was passed over, when it may be: it lacks the model, is down, or refused the

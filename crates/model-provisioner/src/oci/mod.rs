@@ -465,33 +465,14 @@ impl OciFetcher {
             Access::Pull,
         )?;
         let resolved = engine.block_on(resolve(&repo, engine.client(), &oci, req.id))?;
-        let config = resolved.manifest.config();
-        if config.media_type().to_string() != MODEL_CONFIG {
-            return Err(refuse(format!(
-                "its artifact's config is `{}`, not the ModelPack config `model-provisioner mirror` writes",
-                crate::error::printable(&config.media_type().to_string())
-            )));
-        }
-        let config_digest = manifest::descriptor_digest(config)?;
-        let bytes = engine.block_on(small_blob(&repo, engine.client(), &config_digest))?;
-        Error::check_digest(
-            &format!("{} (config)", req.id),
-            Some(&config_digest),
-            &Digest::sha256_of(&bytes),
-        )?;
-        let value: serde_json::Value = serde_json::from_slice(&bytes)
-            .map_err(|e| refuse(format!("its config does not parse: {e}")))?;
-        let provenance: catalog_core::Provenance = value
-            .get("provenance")
-            .cloned()
-            .map(serde_json::from_value)
-            .transpose()
-            .map_err(|e| refuse(format!("its config's provenance does not parse: {e}")))?
-            .ok_or_else(|| refuse("its config records no provenance".to_owned()))?;
-        let name = value
-            .get("descriptor")
-            .and_then(|d| d.get("name"))
-            .and_then(serde_json::Value::as_str);
+        let (provenance, name) = engine.block_on(mirrored_config(
+            &repo,
+            engine.client(),
+            &resolved.manifest,
+            req.id,
+            &refuse,
+        ))?;
+        let name = name.as_deref();
         let (_, mut layers) = manifest::layers(&resolved.manifest, req.id)?;
         let mut files = Vec::new();
         for layer in &layers {
@@ -535,28 +516,56 @@ impl OciFetcher {
         });
         overall.finish();
         let bytes_read = placed?.into_iter().sum();
-        assembly.publish(Publish {
-            id: req.id,
-            dest: crate::hf::entry_dir_for(
-                req.layout,
-                hf,
-                req.id,
-                &commit,
-                &mirror.include,
-                &mirror.exclude,
-            ),
-            select: select.as_ref(),
-            expected: req.expected,
-            fetcher: "oci",
-            fetcher_version: env!("CARGO_PKG_VERSION").to_owned(),
-            resolved_revision: Some(commit),
-            origin: Some(format!("{}@{}", mirror.describe(), resolved.digest)),
-            include: mirror.include.clone(),
-            exclude: mirror.exclude.clone(),
+        crate::mirror::publish_hf(
+            assembly,
+            req,
+            mirror,
+            (commit, select.as_ref()),
+            ("oci", format!("{}@{}", mirror.describe(), resolved.digest)),
             bytes_read,
-            vouched: false,
-        })
+        )
     }
+}
+
+/// The provenance and the model's name that the `ModelPack` config of a mirrored model records,
+/// its bytes checked against the manifest's digest for them.
+async fn mirrored_config(
+    repo: &Repository,
+    client: &reqwest::Client,
+    manifest: &ImageManifest,
+    id: &str,
+    refuse: &dyn Fn(String) -> Error,
+) -> Result<(catalog_core::Provenance, Option<String>)> {
+    let config = manifest.config();
+    let media_type: &str = config.media_type().as_ref();
+    if media_type != MODEL_CONFIG {
+        return Err(refuse(format!(
+            "its artifact's config is `{}`, not the ModelPack config `model-provisioner mirror` writes",
+            crate::error::printable(media_type)
+        )));
+    }
+    let digest = manifest::descriptor_digest(config)?;
+    let bytes = small_blob(repo, client, &digest).await?;
+    Error::check_digest(
+        &format!("{id} (config)"),
+        Some(&digest),
+        &Digest::sha256_of(&bytes),
+    )?;
+    let value: serde_json::Value = serde_json::from_slice(&bytes)
+        .map_err(|e| refuse(format!("its config does not parse: {e}")))?;
+    let provenance = value
+        .get("provenance")
+        .cloned()
+        .map(serde_json::from_value)
+        .transpose()
+        .map_err(|e| refuse(format!("its config's provenance does not parse: {e}")))?
+        .ok_or_else(|| refuse("its config records no provenance".to_owned()))?;
+    let name = value
+        .get("descriptor")
+        .and_then(|d| d.get("name"))
+        .and_then(serde_json::Value::as_str)
+        .map(str::to_owned);
+    Ok((provenance, name))
 }
 
 /// The bytes of a small blob (a config), at most [`CONFIG_LIMIT`].

@@ -404,20 +404,8 @@ impl S3Fetcher {
         engine.block_on(session.start(client))?;
         let commit = match mirror.pinned_commit() {
             Some(commit) => commit,
-            None => {
-                let object = mirror
-                    .s3_ref_object(mirror.revision())
-                    .ok_or_else(|| refuse(&at, "no bucket location".to_owned()))?;
-                let text = engine.block_on(session.read_small(client, &object.key, 1024))?;
-                let commit = String::from_utf8_lossy(&text).trim().to_ascii_lowercase();
-                if commit.len() != 40 || !commit.bytes().all(|b| b.is_ascii_hexdigit()) {
-                    return Err(refuse(
-                        &at,
-                        format!("its ref object `{}` holds no commit", object.key),
-                    ));
-                }
-                commit
-            }
+            None => engine
+                .block_on(session.ref_object(client, mirror, &|reason| refuse(&at, reason)))?,
         };
         let folder = mirror
             .s3_folder(&mirror.commit_tag(&commit))
@@ -471,30 +459,17 @@ impl S3Fetcher {
         }
         let (assembly, bytes_read) =
             self.place_objects(req, &hf.repo_id(), &folder, &session, listed)?;
-        assembly.publish(Publish {
-            id: req.id,
-            dest: crate::hf::entry_dir_for(
-                req.layout,
-                hf,
-                req.id,
-                &commit,
-                &mirror.include,
-                &mirror.exclude,
+        crate::mirror::publish_hf(
+            assembly,
+            req,
+            mirror,
+            (commit, select.as_ref()),
+            (
+                "s3",
+                format!("s3+{}/{}/{}", session.endpoint, folder.bucket, folder.key),
             ),
-            select: select.as_ref(),
-            expected: req.expected,
-            fetcher: "s3",
-            fetcher_version: env!("CARGO_PKG_VERSION").to_owned(),
-            resolved_revision: Some(commit),
-            origin: Some(format!(
-                "s3+{}/{}/{}",
-                session.endpoint, folder.bucket, folder.key
-            )),
-            include: mirror.include.clone(),
-            exclude: mirror.exclude.clone(),
             bytes_read,
-            vouched: false,
-        })
+        )
     }
 
     /// Writes `body` as the object `dest` (a mirror's ref object), with its sha256 checksum.
@@ -840,6 +815,27 @@ impl Session<'_> {
             .await
             .ok()?;
         error_code(&response.text().await.ok()?)
+    }
+
+    /// The commit a mirror's ref object for the revision `mirror` names holds.
+    async fn ref_object(
+        &self,
+        client: &Client,
+        mirror: &HfMirror,
+        refuse: &dyn Fn(String) -> Error,
+    ) -> Result<String> {
+        let object = mirror
+            .s3_ref_object(mirror.revision())
+            .ok_or_else(|| refuse("no bucket location".to_owned()))?;
+        let text = self.read_small(client, &object.key, 1024).await?;
+        let commit = String::from_utf8_lossy(&text).trim().to_ascii_lowercase();
+        if commit.len() != 40 || !commit.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(refuse(format!(
+                "its ref object `{}` holds no commit",
+                object.key
+            )));
+        }
+        Ok(commit)
     }
 
     /// The whole of the small object `key`, at most `limit` bytes.
