@@ -396,7 +396,16 @@ impl Mirrors {
     pub fn from_file(path: &Path) -> Result<Self> {
         match std::fs::read_to_string(path) {
             Ok(text) => Ok(Mirrors::from_file_text(path, &text)?),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Mirrors::new()),
+            // No file, or no cache directory yet (or a file in its place, which opening the
+            // catalog reports better): no rules.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+                ) =>
+            {
+                Ok(Mirrors::new())
+            }
             Err(e) => Err(Error::read(path, e)),
         }
     }
