@@ -74,6 +74,16 @@ pub enum Command {
     /// with its sha256 checksum, and a manifest of every file's path, size and sha256 goes
     /// last. `ensure` of the destination verifies against the same digests.
     Push(PushArgs),
+    /// Push a model of the catalog to a mirror, exactly where `ensure --mirror` looks for it.
+    ///
+    /// `MIRROR_PREFIX` is a rule's mirror side. An `hf:` model goes under it in the mirror
+    /// layout (`oci://registry/prefix/org/repo:<commit>` and a tag for its revision name, or
+    /// `s3://bucket/prefix/org/repo/<commit>/` and a ref object `refs/<revision>`), carrying
+    /// the Hub's sha256 of every file and the commit. Any other model goes where the textual
+    /// rule from its registry (`oci://host`) or bucket (`s3://bucket`) to the prefix maps it.
+    /// The model is hashed first and never pushed if its bytes no longer verify. The rule to
+    /// give `ensure --mirror` is printed.
+    Mirror(MirrorArgs),
 }
 
 /// `ensure`.
@@ -155,6 +165,18 @@ pub struct EnsureArgs {
     /// Abandon and retry a request that delivers no data for this many seconds.
     #[arg(long, value_name = "SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
     pub stall_timeout: u64,
+
+    /// Try a mirror before the origin: `SOURCE=MIRROR` (repeatable; first match first), e.g.
+    /// `hf:=oci://registry.internal/hf`, `hf:=s3://models/hf/`,
+    /// `oci://registry.internal=oci://harbor.internal/cache`. Rules also come from
+    /// `MODEL_PROVISIONER_MIRRORS` (separated by whitespace), then `<cache>/mirrors.conf`
+    /// (one a line, `#` comments), after these.
+    #[arg(long, value_name = "SOURCE=MIRROR", help_heading = "Mirrors")]
+    pub mirror: Vec<String>,
+
+    /// Fetch from the origin only: no mirror rule applies.
+    #[arg(long, conflicts_with = "mirror", help_heading = "Mirrors")]
+    pub no_mirror: bool,
 
     /// Print one JSON object instead of text (and no progress bars).
     #[arg(long)]
@@ -282,6 +304,28 @@ pub struct PushArgs {
     /// Where it goes: `oci://registry/repo:tag` or `s3://bucket/prefix/`.
     #[arg(value_name = "DEST")]
     pub destination: String,
+
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+
+    #[command(flatten)]
+    pub s3: S3Args,
+
+    /// Print one JSON object instead of text (and no progress bars).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `mirror`.
+#[derive(Debug, Args)]
+pub struct MirrorArgs {
+    /// The model's id, or a reference that resolves to it.
+    #[arg(value_name = "ID|REF")]
+    pub target: String,
+
+    /// The mirror side of the rule: `oci://registry[/path]` or `s3://bucket[/prefix]`.
+    #[arg(value_name = "MIRROR_PREFIX")]
+    pub mirror: String,
 
     #[command(flatten)]
     pub registry: RegistryArgs,

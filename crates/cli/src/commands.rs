@@ -13,6 +13,9 @@ use catalog_core::{
 };
 use model_provisioner::download::{DownloadConfig, OBJECT_STORE_CONNECTIONS, RetryPolicy};
 use model_provisioner::hf::HfConfig;
+use model_provisioner::mirror::{
+    HfLocation, HfMirror, MIRRORS_ENV, MIRRORS_FILE, MirrorContext, Mirrors, Target,
+};
 use model_provisioner::oci::auth::Secret;
 use model_provisioner::oci::{OciConfig, OciFetcher};
 use model_provisioner::s3::credentials::S3Config;
@@ -21,7 +24,7 @@ use model_provisioner::{AnyFetcher, Error, HfClient, ModelProvisioner};
 use serde::Serialize;
 
 use crate::cli::{
-    Cli, Command, EnsureArgs, GcArgs, PushArgs, RegistryArgs, S3Args, VerifyArgs, Via,
+    Cli, Command, EnsureArgs, GcArgs, MirrorArgs, PushArgs, RegistryArgs, S3Args, VerifyArgs, Via,
 };
 use crate::output::{entries_table, entry_details, human_bytes, outcome_text, print, print_json};
 use crate::progress::BarReporter;
@@ -47,6 +50,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Rm(args) => rm(&context, &args.target),
         Command::Gc(args) => gc(&context, &args),
         Command::Push(args) => push(&context, &args),
+        Command::Mirror(args) => mirror(&context, &args),
     }
 }
 
@@ -134,6 +138,8 @@ fn ensure(cx: &Context, args: &EnsureArgs) -> anyhow::Result<ExitCode> {
     hf.include.clone_from(&args.include);
     hf.exclude.clone_from(&args.exclude);
     hf.parallel_files = usize::from(args.parallel_files);
+    let mirrors = mirror_rules(cx, args)?;
+    let to_bucket = mirrors.rules().iter().any(|r| r.mirror().starts_with("s3"));
     let s3 = s3_config(
         &args.s3,
         S3Options {
@@ -143,6 +149,7 @@ fn ensure(cx: &Context, args: &EnsureArgs) -> anyhow::Result<ExitCode> {
             offline: args.offline,
         },
         &reference,
+        to_bucket,
     )?;
     let (download, object_store) = download_configs(args);
     let provisioner = ModelProvisioner::builder(&cx.cache_dir)
@@ -154,7 +161,8 @@ fn ensure(cx: &Context, args: &EnsureArgs) -> anyhow::Result<ExitCode> {
             Via::HfCli => HfClient::Cli,
         }))
         .hf_config(hf)
-        .oci_config(oci_config(&args.registry, args.offline)?);
+        .oci_config(oci_config(&args.registry, args.offline)?)
+        .mirrors(mirrors);
     let provisioner = match s3 {
         Some((config, options)) => provisioner.s3_config(config, options),
         None => provisioner,
@@ -212,9 +220,10 @@ fn s3_config(
     args: &S3Args,
     options: S3Options,
     reference: &ModelRef,
+    to_bucket: bool,
 ) -> anyhow::Result<Option<(S3Config, S3Options)>> {
-    // Anything but an S3 reference leaves the AWS files unread.
-    if !matches!(reference, ModelRef::S3(_)) {
+    // Anything but an S3 reference (or a mirror in a bucket) leaves the AWS files unread.
+    if !to_bucket && !matches!(reference, ModelRef::S3(_)) {
         return Ok(None);
     }
     let mut config =
@@ -341,7 +350,7 @@ fn push(cx: &Context, args: &PushArgs) -> anyhow::Result<ExitCode> {
             }
         }
         ModelRef::S3(s3) => {
-            let (config, options) = s3_config(&args.s3, S3Options::default(), &destination)?
+            let (config, options) = s3_config(&args.s3, S3Options::default(), &destination, true)?
                 .ok_or_else(|| anyhow::anyhow!("the S3 configuration could not be read"))?;
             let fetcher = S3Fetcher::new(config, options, DownloadConfig::default());
             let r = fetcher.push(&layout, &entry, s3, &reporter)?;
@@ -382,6 +391,230 @@ fn push(cx: &Context, args: &PushArgs) -> anyhow::Result<ExitCode> {
         print(&out)?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The mirror rules of an `ensure`: `--mirror`, then `MODEL_PROVISIONER_MIRRORS`, then
+/// `<cache>/mirrors.conf`; none with `--no-mirror`.
+fn mirror_rules(cx: &Context, args: &EnsureArgs) -> anyhow::Result<Mirrors> {
+    if args.no_mirror {
+        return Ok(Mirrors::new());
+    }
+    let usage = |e: model_provisioner::mirror::ParseMirrorError| {
+        UsageError(match e.hint() {
+            Some(hint) => format!("{e}\nhint: {hint}"),
+            None => e.to_string(),
+        })
+    };
+    let mut mirrors = Mirrors::from_flags(&args.mirror).map_err(usage)?;
+    if let Ok(value) = std::env::var(MIRRORS_ENV) {
+        mirrors.extend(Mirrors::from_env_value(&value).map_err(usage)?);
+    }
+    mirrors.extend(Mirrors::from_file(&cx.cache_dir.join(MIRRORS_FILE))?);
+    Ok(mirrors)
+}
+
+/// The `mirror --json` object.
+#[derive(Serialize)]
+struct MirrorJson<'a> {
+    id: &'a str,
+    mirror: &'a str,
+    rule: String,
+    destinations: Vec<String>,
+    files: usize,
+    bytes_uploaded: u64,
+}
+
+fn mirror(cx: &Context, args: &MirrorArgs) -> anyhow::Result<ExitCode> {
+    let prefix = args.mirror.trim();
+    let provisioner = cx.provisioner()?;
+    let entry = provisioner.find(&args.target)?;
+    // Bytes that no longer verify are never pushed: a failure here exits 3.
+    let entry = provisioner.verify(&entry.id)?.entry;
+    let source: ModelRef = entry
+        .source
+        .parse()
+        .or_else(|_| entry.id.parse())
+        .map_err(|e: catalog_core::ParseRefError| anyhow::anyhow!("the entry's source: {e}"))?;
+    let layout = catalog_core::CacheLayout::new(&cx.cache_dir)?;
+    let reporter = BarReporter::new(cx.quiet || args.json);
+    let registry = oci_config(&args.registry, false)?;
+    let mut out = MirrorJson {
+        id: &entry.id,
+        mirror: prefix,
+        rule: String::new(),
+        destinations: Vec::new(),
+        files: 0,
+        bytes_uploaded: 0,
+    };
+    match &source {
+        ModelRef::Hf(hf) => mirror_hf(args, &entry, hf, (&layout, &reporter), registry, &mut out)?,
+        other => {
+            if let Some(code) = mirror_by_rule(
+                args,
+                &entry,
+                other,
+                (&layout, &reporter),
+                registry,
+                &mut out,
+            )? {
+                return Ok(code);
+            }
+        }
+    }
+    if args.json {
+        print_json(&out)?;
+    } else {
+        let mut text = format!(
+            "mirrored {} to {} ({} files, {} uploaded)\n",
+            out.id,
+            out.mirror,
+            out.files,
+            human_bytes(out.bytes_uploaded)
+        );
+        for dest in &out.destinations {
+            let _ = writeln!(text, "  {dest}");
+        }
+        let _ = writeln!(text, "pull through it with: --mirror '{}'", out.rule);
+        print(&text)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `mirror` of an `hf:` model: its commit's tag or folder, and its revision's tag or ref object.
+fn mirror_hf(
+    args: &MirrorArgs,
+    entry: &CatalogEntry,
+    hf: &catalog_core::HfRef,
+    (layout, reporter): (&catalog_core::CacheLayout, &BarReporter),
+    registry: OciConfig,
+    out: &mut MirrorJson<'_>,
+) -> anyhow::Result<()> {
+    let prefix = out.mirror;
+    let usage = |e: model_provisioner::Error| UsageError(e.to_string());
+    let provenance = entry.provenance.as_ref();
+    let commit = provenance
+        .and_then(|p| p.resolved_revision.clone())
+        .filter(|c| c.len() == 40 && c.bytes().all(|b| b.is_ascii_hexdigit()))
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "`{}` records no commit; ensure it again with `--refresh`",
+                entry.id
+            )
+        })?;
+    let (include, exclude) = provenance.map_or((Vec::new(), Vec::new()), |p| {
+        (p.include.clone(), p.exclude.clone())
+    });
+    let hm = HfMirror::for_push(hf, prefix, include, exclude).map_err(usage)?;
+    out.rule = format!("hf:={prefix}");
+    match &hm.location {
+        HfLocation::Oci { .. } => {
+            let fetcher = OciFetcher::new(registry, DownloadConfig::default());
+            let mut tags = vec![hm.commit_tag(&commit)];
+            if hm.pinned_commit().is_none() {
+                tags.push(hm.revision_tag(hm.revision()));
+            }
+            for tag in tags {
+                let dest = hm
+                    .oci(&tag)
+                    .ok_or_else(|| anyhow::anyhow!("no registry location for `{tag}`"))?;
+                let r = fetcher.push(layout, entry, &dest, reporter)?;
+                out.files = r.files;
+                out.bytes_uploaded += r.bytes_uploaded;
+                out.destinations.push(ModelRef::Oci(dest).to_string());
+            }
+        }
+        HfLocation::S3 { .. } => {
+            let folder = hm
+                .s3_folder(&hm.commit_tag(&commit))
+                .ok_or_else(|| anyhow::anyhow!("no bucket location"))?;
+            let target = ModelRef::S3(folder.clone());
+            let (config, options) = s3_config(&args.s3, S3Options::default(), &target, true)?
+                .ok_or_else(|| anyhow::anyhow!("the S3 configuration could not be read"))?;
+            let fetcher = S3Fetcher::new(config, options, DownloadConfig::default());
+            let r = fetcher.push(layout, entry, &folder, reporter)?;
+            out.files = r.files;
+            out.bytes_uploaded = r.bytes_uploaded;
+            out.destinations.push(target.to_string());
+            if hm.pinned_commit().is_none()
+                && let Some(object) = hm.s3_ref_object(hm.revision())
+            {
+                fetcher.put_object(&object, format!("{commit}\n").as_bytes())?;
+                out.destinations.push(ModelRef::S3(object).to_string());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `mirror` of any other model: where the rule from its registry or bucket maps it. `Some`
+/// exit code when it cannot be mirrored.
+fn mirror_by_rule(
+    args: &MirrorArgs,
+    entry: &CatalogEntry,
+    other: &ModelRef,
+    (layout, reporter): (&catalog_core::CacheLayout, &BarReporter),
+    registry: OciConfig,
+    out: &mut MirrorJson<'_>,
+) -> anyhow::Result<Option<ExitCode>> {
+    let prefix = out.mirror;
+    let source_prefix = match other {
+        ModelRef::Oci(o) => format!("oci://{}", o.registry),
+        ModelRef::Ollama(_) => format!("oci://{}", registry.ollama_registry),
+        ModelRef::S3(s) => match &s.endpoint {
+            Some(endpoint) => format!("s3+{endpoint}/{}", s.bucket),
+            None => format!("s3://{}", s.bucket),
+        },
+        _ => {
+            return Err(UsageError(format!(
+                "`mirror` pushes models from `hf:`, `oci://`, `ollama:` and `s3://` references, not `{}`\nhint: a model from a web server is mirrored by a caching server in front of it, and `ensure --mirror 'https://host/=https://cache.internal/host/'`",
+                other.redacted()
+            ))
+            .into());
+        }
+    };
+    out.rule = format!("{source_prefix}={prefix}");
+    let mirrors = Mirrors::from_flags([&out.rule]).map_err(|e| UsageError(format!("{e}")))?;
+    let context = MirrorContext {
+        ollama_registry: registry.ollama_registry.clone(),
+        ..MirrorContext::default()
+    };
+    let Some(Target::Reference(dest)) = mirrors
+        .routes(other, &context)
+        .into_iter()
+        .next()
+        .map(|r| r.target)
+    else {
+        return Err(UsageError(format!(
+            "`{prefix}` gives no mirror location for `{}`",
+            other.redacted()
+        ))
+        .into());
+    };
+    match &dest {
+        ModelRef::Oci(oci) => {
+            let fetcher = OciFetcher::new(registry, DownloadConfig::default());
+            let r = fetcher.push(layout, entry, oci, reporter)?;
+            out.files = r.files;
+            out.bytes_uploaded = r.bytes_uploaded;
+        }
+        ModelRef::S3(s3) => {
+            let (config, options) = s3_config(&args.s3, S3Options::default(), &dest, true)?
+                .ok_or_else(|| anyhow::anyhow!("the S3 configuration could not be read"))?;
+            let fetcher = S3Fetcher::new(config, options, DownloadConfig::default());
+            let r = fetcher.push(layout, entry, s3, reporter)?;
+            out.files = r.files;
+            out.bytes_uploaded = r.bytes_uploaded;
+        }
+        _ => {
+            return Err(UsageError(format!(
+                "`mirror` pushes to a registry (`oci://…`) or a bucket (`s3://…`), not `{}`",
+                dest.redacted()
+            ))
+            .into());
+        }
+    }
+    out.destinations.push(dest.redacted());
+    Ok(None)
 }
 
 fn show(cx: &Context, target: &str, json: bool) -> anyhow::Result<ExitCode> {

@@ -5,6 +5,7 @@ use catalog_core::{CatalogEntry, ModelRef};
 use crate::error::Result;
 use crate::fetcher::{FetchRequest, Fetched, ModelFetcher, unsupported};
 use crate::file::FileFetcher;
+use crate::mirror::{MirrorContext, Mirrors, Route, Target, skip_reason};
 
 /// A fetcher that can be shared across threads.
 type Boxed = Box<dyn ModelFetcher + Send + Sync>;
@@ -13,6 +14,11 @@ type Boxed = Box<dyn ModelFetcher + Send + Sync>;
 /// and `s3://` references to the
 /// fetchers configured for them. Anything else fails with an error that names what would be
 /// needed.
+///
+/// With [mirrors](crate::mirror), a reference that a rule matches is tried at each of its
+/// mirrors first, in order, under the reference's own id. A mirror that lacks the model, does
+/// not answer, or refuses the credentials is passed over (and logged); one whose bytes or
+/// manifest disagree with what it states fails the fetch, and the origin is not asked.
 #[derive(Default)]
 pub struct AnyFetcher {
     file: FileFetcher,
@@ -20,6 +26,8 @@ pub struct AnyFetcher {
     hf: Option<Boxed>,
     oci: Option<Boxed>,
     s3: Option<Boxed>,
+    mirrors: Mirrors,
+    mirror_context: MirrorContext,
 }
 
 impl std::fmt::Debug for AnyFetcher {
@@ -30,6 +38,8 @@ impl std::fmt::Debug for AnyFetcher {
             .field("hf", &self.hf.as_ref().map(|h| h.name()))
             .field("oci", &self.oci.as_ref().map(|h| h.name()))
             .field("s3", &self.s3.as_ref().map(|h| h.name()))
+            .field("mirrors", &self.mirrors)
+            .field("mirror_context", &self.mirror_context)
             .finish()
     }
 }
@@ -43,7 +53,56 @@ impl AnyFetcher {
             hf: None,
             oci: None,
             s3: None,
+            mirrors: Mirrors::new(),
+            mirror_context: MirrorContext::default(),
         }
+    }
+
+    /// Tries the mirrors `mirrors` give before a reference's origin; `context` holds the
+    /// settings their matches depend on (Ollama's registry, an `hf:` repository's filters).
+    #[must_use]
+    pub fn with_mirrors(mut self, mirrors: Mirrors, context: MirrorContext) -> Self {
+        self.mirrors = mirrors;
+        self.mirror_context = context;
+        self
+    }
+
+    /// Fetches `req` from the mirror `route` names, under `req`'s id.
+    fn fetch_from(&self, req: &FetchRequest<'_>, route: &Route) -> Result<Fetched> {
+        let mut fetched = match &route.target {
+            Target::Reference(mirrored) => {
+                let fetcher = self.fetcher_for(mirrored)?;
+                let request = FetchRequest {
+                    reference: mirrored,
+                    id: req.id,
+                    expected: req.expected,
+                    layout: req.layout,
+                    reporter: req.reporter,
+                    previous: None,
+                };
+                let mut got = fetcher.fetch(&request)?;
+                got.provenance.origin = Some(mirrored.redacted());
+                got
+            }
+            Target::Hf(mirror) => {
+                let configured = match mirror.location {
+                    crate::mirror::HfLocation::Oci { .. } => &self.oci,
+                    crate::mirror::HfLocation::S3 { .. } => &self.s3,
+                };
+                let Some(fetcher) = configured else {
+                    let probe: ModelRef = match &mirror.location {
+                        crate::mirror::HfLocation::Oci { registry, .. } => {
+                            format!("oci://{registry}/x:latest").parse()?
+                        }
+                        crate::mirror::HfLocation::S3 { base } => format!("{base}/x").parse()?,
+                    };
+                    return Err(unsupported(&probe));
+                };
+                fetcher.fetch_hf_mirror(req, mirror)?
+            }
+        };
+        fetched.provenance.fetcher = format!("mirror+{}", fetched.provenance.fetcher);
+        Ok(fetched)
     }
 
     /// Also fetches `http://` and `https://` references with `http`.
@@ -97,6 +156,30 @@ impl ModelFetcher for AnyFetcher {
     }
 
     fn fetch(&self, req: &FetchRequest<'_>) -> Result<Fetched> {
+        let routes = if self.mirror_context.offline {
+            Vec::new()
+        } else {
+            self.mirrors.routes(req.reference, &self.mirror_context)
+        };
+        for route in routes {
+            let at = route.target.describe();
+            tracing::info!(id = req.id, mirror = %at, rule = %route.rule, "trying a mirror");
+            match self.fetch_from(req, &route) {
+                Ok(fetched) => {
+                    tracing::info!(id = req.id, mirror = %at, "fetched from the mirror");
+                    return Ok(fetched);
+                }
+                Err(e) => match skip_reason(&e) {
+                    Some((why, true)) => {
+                        tracing::warn!(id = req.id, mirror = %at, error = %e, "{why}; passing it over");
+                    }
+                    Some((why, false)) => {
+                        tracing::info!(id = req.id, mirror = %at, error = %e, "{why}; passing it over");
+                    }
+                    None => return Err(e),
+                },
+            }
+        }
         self.fetcher_for(req.reference)?.fetch(req)
     }
 

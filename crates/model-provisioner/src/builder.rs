@@ -63,6 +63,7 @@ pub struct ProvisionerBuilder {
     reporter: Arc<dyn Reporter>,
     refresh: bool,
     lock_timeout: Option<Duration>,
+    mirrors: crate::mirror::Mirrors,
 }
 
 impl ProvisionerBuilder {
@@ -87,7 +88,16 @@ impl ProvisionerBuilder {
             reporter: Arc::new(NoReporter),
             refresh: false,
             lock_timeout: None,
+            mirrors: crate::mirror::Mirrors::new(),
         }
+    }
+
+    /// Mirrors to try before a model's origin, in order (none by default); see
+    /// [`mirror`](crate::mirror). The catalog keeps the origin's id; provenance names the
+    /// mirror.
+    pub fn mirrors(mut self, mirrors: crate::mirror::Mirrors) -> Self {
+        self.mirrors = mirrors;
+        self
     }
 
     /// Copy local files into the cache instead of registering them in place.
@@ -249,6 +259,33 @@ impl ProvisionerBuilder {
         #[cfg(not(feature = "s3"))]
         let _ = self.s3;
         let hf_config = || self.hf_config.clone().unwrap_or_else(HfConfig::from_env);
+        if !self.mirrors.is_empty() {
+            let hub = hf_config();
+            #[cfg_attr(
+                not(any(feature = "oci", feature = "s3")),
+                expect(unused_mut, reason = "only registries and buckets add to it")
+            )]
+            let mut context = crate::mirror::MirrorContext {
+                ollama_registry: catalog_core::OLLAMA_REGISTRY.to_owned(),
+                include: hub.include.clone(),
+                exclude: hub.exclude.clone(),
+                offline: hub.offline,
+            };
+            #[cfg(feature = "oci")]
+            {
+                let config = self
+                    .oci_config
+                    .clone()
+                    .unwrap_or_else(crate::oci::OciConfig::from_env);
+                context.offline |= config.offline;
+                context.ollama_registry = config.ollama_registry;
+            }
+            #[cfg(feature = "s3")]
+            if let Some((_, options)) = &self.s3_config {
+                context.offline |= options.offline;
+            }
+            fetcher = fetcher.with_mirrors(self.mirrors.clone(), context);
+        }
         match self.hf {
             #[cfg(feature = "hf")]
             Some(HfClient::Native) => {

@@ -311,6 +311,20 @@ pub enum Error {
         /// The reference.
         reference: String,
     },
+    /// A mirror serves something other than the model asked for: a manifest that disagrees with
+    /// itself or with the reference. Refused like a digest mismatch, never replaced by the origin.
+    #[error("the mirror `{mirror}` does not hold `{id}` as it should: {reason}")]
+    MirrorMismatch {
+        /// The model's id.
+        id: String,
+        /// Where the mirror holds it.
+        mirror: String,
+        /// What disagrees.
+        reason: String,
+    },
+    /// A mirror rule does not parse.
+    #[error(transparent)]
+    MirrorRule(#[from] crate::mirror::ParseMirrorError),
     /// The id is not in the catalog.
     #[error("no model `{id}` in the catalog")]
     UnknownId {
@@ -357,7 +371,9 @@ impl Error {
     pub fn is_verification_failure(&self) -> bool {
         matches!(
             self,
-            Error::DigestMismatch { .. } | Error::GitBlobMismatch { .. }
+            Error::DigestMismatch { .. }
+                | Error::GitBlobMismatch { .. }
+                | Error::MirrorMismatch { .. }
         )
     }
 
@@ -410,6 +426,10 @@ impl Error {
             ),
             Error::OciNoPlatform { .. } => Some("name the manifest you want by its digest: `oci://registry/repo@sha256:…`".into()),
             Error::Offline { .. } => Some("drop `--offline` to fetch it".into()),
+            Error::MirrorMismatch { .. } => Some(
+                "push the model to the mirror again with `model-provisioner mirror`, or pass `--no-mirror` to fetch it from its origin".into(),
+            ),
+            Error::MirrorRule(e) => e.hint().map(str::to_owned),
             Error::S3NotFound { .. } => Some("check the bucket, the key (a folder ends with `/`) and the endpoint (`AWS_ENDPOINT_URL`)".into()),
             Error::S3Denied { write: false, .. } => Some(
                 "check that the credentials may read it (`s3:GetObject`, and `s3:ListBucket` for a folder); a public bucket takes `--no-sign-request`".into(),

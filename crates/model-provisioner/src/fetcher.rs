@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use catalog_core::{CacheLayout, CatalogEntry, Digest, Fingerprint, ModelRef, Provenance, Storage};
 
 use crate::error::{Error, Result};
+use crate::mirror::HfMirror;
 use crate::reporter::Reporter;
 
 /// What a fetcher is asked for.
@@ -66,6 +67,24 @@ pub trait ModelFetcher {
     fn complete(&self, reference: &ModelRef) -> Option<ModelRef> {
         let _ = reference;
         None
+    }
+
+    /// Fetches the `hf:` model `request` names from `mirror`, a registry or bucket of this
+    /// fetcher's scheme where `model-provisioner mirror` put it, verified against the sha256s
+    /// the mirror states and recorded as the Hub's files at their commit, under the
+    /// reference's own id. Only the `oci://` and `s3://` fetchers read such mirrors.
+    fn fetch_hf_mirror(&self, request: &FetchRequest<'_>, mirror: &HfMirror) -> Result<Fetched> {
+        Err(Error::Unsupported {
+            reference: mirror.describe(),
+            reason: format!(
+                "the `{}` fetcher reads no mirror of `hf:` models",
+                self.name()
+            ),
+            hint: format!(
+                "mirror `{}` in a registry (`oci://…`) or a bucket (`s3://…`)",
+                request.reference.redacted()
+            ),
+        })
     }
 
     /// Whether an existing entry is what this fetcher would produce, so that it can be reused.

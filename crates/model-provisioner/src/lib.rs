@@ -29,6 +29,7 @@ mod file;
 pub mod hf;
 #[cfg(feature = "http")]
 mod http;
+pub mod mirror;
 #[cfg(any(feature = "oci", feature = "s3"))]
 mod model_files;
 #[cfg(feature = "oci")]
@@ -53,6 +54,7 @@ pub use fetcher::{FetchRequest, Fetched, ModelFetcher, unsupported};
 pub use file::FileFetcher;
 #[cfg(feature = "http")]
 pub use http::HttpFetcher;
+pub use mirror::{MirrorRule, Mirrors};
 pub use provisioner::{Ensured, ModelProvisioner, Verified};
 pub use reporter::{NoReporter, Progress, Reporter};
 #[cfg(any(feature = "oci", feature = "s3"))]

@@ -173,7 +173,7 @@ impl Registry {
         let spawn = |port: u16| {
             let config = format!(
                 "version: 0.1\n\
-                 log:\n  level: warn\n  accesslog:\n    disabled: true\n\
+                 log:\n  level: warn\n  accesslog:\n    disabled: false\n\
                  storage:\n  filesystem:\n    rootdirectory: {data}\n  delete:\n    enabled: true\n  \
                  maintenance:\n    uploadpurging:\n      enabled: false\n\
                  http:\n  addr: 127.0.0.1:{port}\n  secret: test-registry-secret\n\
@@ -233,7 +233,7 @@ impl Registry {
         self.dir.path().join("data")
     }
 
-    /// The registry's own output (warnings and errors).
+    /// The registry's own output: warnings, errors, and a line per request served.
     pub fn log_text(&self) -> String {
         fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default()
     }

@@ -13,6 +13,7 @@ mod hf;
 mod hostile;
 mod http;
 mod hub_nginx;
+mod mirror;
 mod oci;
 mod push;
 mod quant;

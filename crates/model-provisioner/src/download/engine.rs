@@ -6,7 +6,9 @@
 //!   206, same remote, prefix re-hashes ─▶ fetch the missing ranges (parallel when large or
 //!                                          when chunks were kept), hash kept chunks in order
 //!   206, another remote or bad prefix  ─▶ truncate, probe again from zero
-//!   200                                ─▶ the whole body, streamed from byte zero
+//!   200                                ─▶ the whole body, streamed from byte zero (a server
+//!                                         without ranges, a changed file, or a pull-through
+//!                                         cache that has not cached the file yet)
 //!   416                                ─▶ the remote shrank: start over (or an empty file)
 //! finish: size and digest checked, file synced, record removed, handed over as staged
 //! ```
@@ -283,6 +285,8 @@ impl<'a> Run<'a> {
 
     /// Streams a `200` response, the whole file, from byte zero.
     async fn whole_body(self, response: reqwest::Response) -> Result<Downloaded> {
+        // A server that ignores `Range` (or a pull-through cache that has not cached the file
+        // yet) sends it all with `200`: read as one stream, its digest checked as ever.
         self.partial.truncate()?;
         self.progress.restart();
         if let Some(total) = response.content_length() {
@@ -565,8 +569,14 @@ impl<'a> Run<'a> {
                         let headers =
                             range_headers(start + have, Some(end), plan.validators.if_range());
                         let r = self.send(&headers).await?;
+                        if r.status() == StatusCode::OK {
+                            // `If-Range` saw another file, or the server stopped honouring
+                            // ranges: these chunks cannot be joined to the others.
+                            return Err(Failure::protocol(
+                                "the whole file (HTTP 200) for a range: it changed during the download, or ranges are no longer served; run again to start over",
+                            ));
+                        }
                         if r.status() != StatusCode::PARTIAL_CONTENT {
-                            // A 200 here means the file changed under us (If-Range failed).
                             return Err(Failure::status(r.status()));
                         }
                         if content_range(r.headers()).map(|c| c.0) != Some(start + have) {

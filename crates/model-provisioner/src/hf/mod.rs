@@ -140,13 +140,24 @@ fn entry_dir(
     commit: &str,
     config: &HfConfig,
 ) -> PathBuf {
+    entry_dir_for(layout, hf, id, commit, &config.include, &config.exclude)
+}
+
+/// Where an entry's files go, for the file filters `include` and `exclude`.
+pub(crate) fn entry_dir_for(
+    layout: &CacheLayout,
+    hf: &HfRef,
+    id: &str,
+    commit: &str,
+    include: &[String],
+    exclude: &[String],
+) -> PathBuf {
     let mut variant = Hasher::new();
     variant.update(id.as_bytes());
-    for pattern in config
-        .include
+    for pattern in include
         .iter()
         .chain([&"\0".to_owned()])
-        .chain(config.exclude.iter())
+        .chain(exclude.iter())
     {
         variant.update(b"\0");
         variant.update(pattern.as_bytes());

@@ -42,6 +42,7 @@ use crate::download::{
 };
 use crate::error::{Error, Result};
 use crate::fetcher::{FetchRequest, Fetched, ModelFetcher, unsupported};
+use crate::mirror::HfMirror;
 use crate::parallel::{Tee, in_parallel};
 use crate::reporter::Progress;
 
@@ -198,7 +199,8 @@ impl OciFetcher {
                 file: req.reporter.start(&label, Some(layer.size)),
                 overall: &*overall,
             };
-            let result = self.place(req, &repo, &assembly, &layer, &both);
+            let etag = Some(layer.digest.to_string());
+            let result = self.place(req, &repo, &assembly, &layer, etag, &both);
             both.file.finish();
             result
         });
@@ -236,10 +238,10 @@ impl OciFetcher {
         repo: &Repository,
         assembly: &Assembly<'_>,
         layer: &Layer,
+        etag: Option<String>,
         progress: &dyn Progress,
     ) -> Result<u64> {
         let layout = req.layout;
-        let etag = Some(layer.digest.to_string());
         let in_store = layout.blob_path(&layer.digest).is_file();
         match &layer.place {
             Place::File(path) if in_store => {
@@ -432,6 +434,198 @@ fn checked_digest(raw: &RawManifest, named: Option<&Digest>, id: &str) -> Result
     Ok(computed)
 }
 
+/// The largest config blob read from a mirror: a model of 100,000 files stays far below it.
+const CONFIG_LIMIT: usize = 16 << 20;
+
+/// The media type of the `ModelPack` config that [`OciFetcher::push`] writes.
+const MODEL_CONFIG: &str = "application/vnd.cncf.model.config.v1+json";
+
+impl OciFetcher {
+    /// An `hf:` model from a registry mirror: the tag of its commit (pinned) or of its
+    /// revision name, whose `ModelPack` config must name the same repository and list the
+    /// same files and sha256s as the manifest's layers; the files are placed as the Hub's, at
+    /// the commit the config states.
+    fn fetch_from_hf_mirror(&self, req: &FetchRequest<'_>, mirror: &HfMirror) -> Result<Fetched> {
+        if self.config.offline {
+            return Err(Error::Offline {
+                reference: req.reference.redacted(),
+            });
+        }
+        let ModelRef::Hf(hf) = req.reference else {
+            return Err(unsupported(req.reference));
+        };
+        let tag = match mirror.pinned_commit() {
+            Some(commit) => mirror.commit_tag(&commit),
+            None => mirror.revision_tag(mirror.revision()),
+        };
+        let at = format!("{}:{tag}", mirror.describe());
+        let refuse = |reason: String| Error::MirrorMismatch {
+            id: req.id.to_owned(),
+            mirror: at.clone(),
+            reason,
+        };
+        let oci = mirror
+            .oci(&tag)
+            .ok_or_else(|| refuse("no registry location".to_owned()))?;
+        let engine = self.engine()?;
+        let repo = Repository::new(
+            &oci.registry,
+            &oci.repository,
+            &self.config.credentials,
+            &self.config.insecure,
+            engine.config().retry,
+            Access::Pull,
+        )?;
+        let resolved = engine.block_on(resolve(&repo, engine.client(), &oci, req.id))?;
+        let (provenance, name) = engine.block_on(mirrored_config(
+            &repo,
+            engine.client(),
+            &resolved.manifest,
+            req.id,
+            &refuse,
+        ))?;
+        let name = name.as_deref();
+        let (_, mut layers) = manifest::layers(&resolved.manifest, req.id)?;
+        let mut files = Vec::new();
+        for layer in &layers {
+            match &layer.place {
+                Place::File(path) => files.push((path.to_string(), layer.digest.clone())),
+                Place::Unpack { .. } => {
+                    return Err(refuse(
+                        "it has a tar layer; a mirror holds files".to_owned(),
+                    ));
+                }
+            }
+        }
+        let (commit, etags) =
+            crate::mirror::check_hf_copy(req.id, &at, mirror, name, &provenance, &files)?;
+        let select = match &hf.path {
+            Some(path) => {
+                // The one file stands for the reference's path, whatever its name there.
+                let path: SafeRelPath = path.parse()?;
+                for layer in &mut layers {
+                    layer.place = Place::File(path.clone());
+                }
+                Some(path)
+            }
+            None => None,
+        };
+        let assembly = Assembly::new(req.layout)?;
+        let total = layers.iter().map(|l| l.size).sum();
+        let overall = req.reporter.start(&hf.repo_id(), Some(total));
+        let placed = in_parallel(layers, self.config.parallel_layers, |layer| {
+            let Place::File(path) = &layer.place else {
+                unreachable!("tar layers were refused above");
+            };
+            let both = Tee {
+                file: req.reporter.start(path.as_str(), Some(layer.size)),
+                overall: &*overall,
+            };
+            let etag = etags.get(path.as_str()).cloned().flatten();
+            let result = self.place(req, &repo, &assembly, &layer, etag, &both);
+            both.file.finish();
+            result
+        });
+        overall.finish();
+        let bytes_read = placed?.into_iter().sum();
+        crate::mirror::publish_hf(
+            assembly,
+            req,
+            mirror,
+            (commit, select.as_ref()),
+            ("oci", format!("{}@{}", mirror.describe(), resolved.digest)),
+            bytes_read,
+        )
+    }
+}
+
+/// The provenance and the model's name that the `ModelPack` config of a mirrored model records,
+/// its bytes checked against the manifest's digest for them.
+async fn mirrored_config(
+    repo: &Repository,
+    client: &reqwest::Client,
+    manifest: &ImageManifest,
+    id: &str,
+    refuse: &dyn Fn(String) -> Error,
+) -> Result<(catalog_core::Provenance, Option<String>)> {
+    let config = manifest.config();
+    let media_type: &str = config.media_type().as_ref();
+    if media_type != MODEL_CONFIG {
+        return Err(refuse(format!(
+            "its artifact's config is `{}`, not the ModelPack config `model-provisioner mirror` writes",
+            crate::error::printable(media_type)
+        )));
+    }
+    let digest = manifest::descriptor_digest(config)?;
+    let bytes = small_blob(repo, client, &digest).await?;
+    Error::check_digest(
+        &format!("{id} (config)"),
+        Some(&digest),
+        &Digest::sha256_of(&bytes),
+    )?;
+    let value: serde_json::Value = serde_json::from_slice(&bytes)
+        .map_err(|e| refuse(format!("its config does not parse: {e}")))?;
+    let provenance = value
+        .get("provenance")
+        .cloned()
+        .map(serde_json::from_value)
+        .transpose()
+        .map_err(|e| refuse(format!("its config's provenance does not parse: {e}")))?
+        .ok_or_else(|| refuse("its config records no provenance".to_owned()))?;
+    let name = value
+        .get("descriptor")
+        .and_then(|d| d.get("name"))
+        .and_then(serde_json::Value::as_str)
+        .map(str::to_owned);
+    Ok((provenance, name))
+}
+
+/// The bytes of a small blob (a config), at most [`CONFIG_LIMIT`].
+async fn small_blob(
+    repo: &Repository,
+    client: &reqwest::Client,
+    digest: &Digest,
+) -> Result<Vec<u8>> {
+    let url = repo.url(&format!("v2/{}/blobs/{digest}", repo.name()));
+    let mut response = repo.send(client, &url, |c| c.get(url.clone())).await?;
+    let status = response.status();
+    if status == reqwest::StatusCode::NOT_FOUND {
+        return Err(Error::OciNotFound {
+            what: format!(
+                "`{}/{}` has no blob `{digest}`",
+                repo.registry(),
+                repo.name()
+            ),
+        });
+    }
+    if !status.is_success() {
+        return Err(Error::Download {
+            url: url.to_string(),
+            status: Some(status.as_u16()),
+            attempts: 1,
+            reason: format!("HTTP {status}"),
+            source: None,
+        });
+    }
+    let mut bytes = Vec::new();
+    while let Some(piece) = response.chunk().await.map_err(|e| Error::Download {
+        url: url.to_string(),
+        status: None,
+        attempts: 1,
+        reason: "the config's body failed".to_owned(),
+        source: Some(Box::new(e.without_url())),
+    })? {
+        bytes.extend_from_slice(&piece);
+        if bytes.len() > CONFIG_LIMIT {
+            return Err(Error::OciProtocol {
+                registry: repo.registry().to_owned(),
+                reason: format!("a config larger than {} MiB", CONFIG_LIMIT >> 20),
+            });
+        }
+    }
+    Ok(bytes)
+}
+
 impl ModelFetcher for OciFetcher {
     fn name(&self) -> &'static str {
         "oci"
@@ -440,6 +634,10 @@ impl ModelFetcher for OciFetcher {
     fn fetch(&self, req: &FetchRequest<'_>) -> Result<Fetched> {
         let oci = self.target(req.reference)?;
         self.fetch_oci(req, &oci)
+    }
+
+    fn fetch_hf_mirror(&self, req: &FetchRequest<'_>, mirror: &HfMirror) -> Result<Fetched> {
+        self.fetch_from_hf_mirror(req, mirror)
     }
 }
 

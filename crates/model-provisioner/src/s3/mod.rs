@@ -46,6 +46,7 @@ use crate::download::{
 use crate::error::{Error, Result};
 use crate::fetcher::{FetchRequest, Fetched, ModelFetcher, unsupported};
 use crate::hf::glob::selected;
+use crate::mirror::HfMirror;
 use crate::parallel::{Tee, in_parallel};
 use crate::reporter::Progress;
 
@@ -323,22 +324,8 @@ impl S3Fetcher {
         let vouched = objects.iter().all(|o| o.sha256.is_some());
         let version = version_of(&objects);
         let select = (!s3.is_prefix()).then(|| objects[0].rel.clone());
-        let assembly = Assembly::new(req.layout)?;
-        let total = objects.iter().filter_map(|o| o.size).sum();
-        let overall = req
-            .reporter
-            .start(&format!("s3://{}/{}", s3.bucket, s3.key), Some(total));
-        let placed = in_parallel(objects, self.options.parallel_files, |object| {
-            let both = Tee {
-                file: req.reporter.start(object.rel.as_str(), object.size),
-                overall: &*overall,
-            };
-            let result = self.place(req, s3, session, &assembly, &object, &both);
-            both.file.finish();
-            result
-        });
-        overall.finish();
-        let bytes_read = placed?.into_iter().sum();
+        let label = format!("s3://{}/{}", s3.bucket, s3.key);
+        let (assembly, bytes_read) = self.place_objects(req, &label, s3, session, objects)?;
         let mut dest = req
             .layout
             .models_dir()
@@ -371,6 +358,152 @@ impl S3Fetcher {
             bytes_read,
             vouched,
         })
+    }
+
+    /// Every object placed in a new assembly, several at once; returns it and the bytes
+    /// downloaded.
+    fn place_objects<'l>(
+        &self,
+        req: &FetchRequest<'l>,
+        label: &str,
+        s3: &S3Ref,
+        session: &Session<'_>,
+        objects: Vec<Object>,
+    ) -> Result<(Assembly<'l>, u64)> {
+        let assembly = Assembly::new(req.layout)?;
+        let total = objects.iter().filter_map(|o| o.size).sum();
+        let overall = req.reporter.start(label, Some(total));
+        let placed = in_parallel(objects, self.options.parallel_files, |object| {
+            let both = Tee {
+                file: req.reporter.start(object.rel.as_str(), object.size),
+                overall: &*overall,
+            };
+            let result = self.place(req, s3, session, &assembly, &object, &both);
+            both.file.finish();
+            result
+        });
+        overall.finish();
+        let bytes_read = placed?.into_iter().sum();
+        Ok((assembly, bytes_read))
+    }
+
+    /// An `hf:` model from a bucket mirror: the commit (pinned, or read from the revision's
+    /// ref object), then that commit's folder, whose manifest must name the same repository and
+    /// list every object with its sha256, as its provenance does; the files are placed as the
+    /// Hub's, at that commit.
+    fn fetch_from_hf_mirror(&self, req: &FetchRequest<'_>, mirror: &HfMirror) -> Result<Fetched> {
+        if self.options.offline {
+            return Err(Error::Offline {
+                reference: req.reference.redacted(),
+            });
+        }
+        let ModelRef::Hf(hf) = req.reference else {
+            return Err(unsupported(req.reference));
+        };
+        let refuse = |at: &str, reason: String| Error::MirrorMismatch {
+            id: req.id.to_owned(),
+            mirror: at.to_owned(),
+            reason,
+        };
+        let at = mirror.describe();
+        let probe = mirror
+            .s3_folder("x")
+            .ok_or_else(|| refuse(&at, "no bucket location".to_owned()))?;
+        let config = self.config()?;
+        let engine = self.engine()?;
+        let client = engine.client();
+        let endpoint = Self::endpoint(config, &probe)?;
+        let bucket = Self::bucket(config, &probe, &endpoint)?;
+        let session = self.session(config, &endpoint, &bucket, engine);
+        engine.block_on(session.start(client))?;
+        let commit = match mirror.pinned_commit() {
+            Some(commit) => commit,
+            None => engine
+                .block_on(session.ref_object(client, mirror, &|reason| refuse(&at, reason)))?,
+        };
+        let folder = mirror
+            .s3_folder(&mirror.commit_tag(&commit))
+            .ok_or_else(|| refuse(&at, "no bucket location".to_owned()))?;
+        let at = format!("{at}{}", mirror.commit_tag(&commit));
+        let mut listed = engine.block_on(session.list(client, &folder.key))?;
+        let manifest_key = format!("{}{MANIFEST_NAME}", folder.key);
+        let Some(position) = listed.iter().position(|o| o.key == manifest_key) else {
+            return Err(refuse(&at, "the folder has no manifest".to_owned()));
+        };
+        listed.remove(position);
+        let manifest = engine.block_on(session.manifest(client, &manifest_key))?;
+        session
+            .vouch(&manifest, &mut listed)
+            .map_err(|e| refuse(&at, e.to_string()))?;
+        let provenance = manifest
+            .provenance
+            .as_ref()
+            .ok_or_else(|| refuse(&at, "its manifest records no provenance".to_owned()))?;
+        let files: Vec<(String, Digest)> = manifest
+            .files
+            .iter()
+            .map(|f| (f.path.clone(), f.sha256.clone()))
+            .collect();
+        let (stated, etags) = crate::mirror::check_hf_copy(
+            req.id,
+            &at,
+            mirror,
+            Some(&manifest.id),
+            provenance,
+            &files,
+        )?;
+        if stated != commit {
+            return Err(refuse(
+                &at,
+                format!("its manifest holds commit `{stated}`, not `{commit}`"),
+            ));
+        }
+        let select = match &hf.path {
+            Some(path) => {
+                let path: SafeRelPath = path.parse()?;
+                for object in &mut listed {
+                    object.rel = path.clone();
+                }
+                Some(path)
+            }
+            None => None,
+        };
+        for object in &mut listed {
+            object.etag = etags.get(object.rel.as_str()).cloned().flatten();
+        }
+        let (assembly, bytes_read) =
+            self.place_objects(req, &hf.repo_id(), &folder, &session, listed)?;
+        crate::mirror::publish_hf(
+            assembly,
+            req,
+            mirror,
+            (commit, select.as_ref()),
+            (
+                "s3",
+                format!("s3+{}/{}/{}", session.endpoint, folder.bucket, folder.key),
+            ),
+            bytes_read,
+        )
+    }
+
+    /// Writes `body` as the object `dest` (a mirror's ref object), with its sha256 checksum.
+    ///
+    /// # Errors
+    ///
+    /// As [`S3Fetcher::push`].
+    pub fn put_object(&self, dest: &S3Ref, body: &[u8]) -> Result<()> {
+        if self.options.offline {
+            return Err(Error::Offline {
+                reference: format!("s3://{}/{}", dest.bucket, dest.key),
+            });
+        }
+        let config = self.config()?;
+        let engine = self.engine()?;
+        let endpoint = Self::endpoint(config, dest)?;
+        let bucket = Self::bucket(config, dest, &endpoint)?;
+        let session = self.session(config, &endpoint, &bucket, engine);
+        engine.block_on(session.start(engine.client()))?;
+        engine.block_on(session.put_bytes(engine.client(), &dest.key, body))
     }
 
     /// One object, from the store or the endpoint, placed in `assembly`. Returns the bytes
@@ -435,6 +568,10 @@ impl ModelFetcher for S3Fetcher {
             ModelRef::S3(s3) => self.fetch_s3(req, s3),
             other => Err(unsupported(other)),
         }
+    }
+
+    fn fetch_hf_mirror(&self, req: &FetchRequest<'_>, mirror: &HfMirror) -> Result<Fetched> {
+        self.fetch_from_hf_mirror(req, mirror)
     }
 
     fn complete(&self, reference: &ModelRef) -> Option<ModelRef> {
@@ -705,30 +842,54 @@ impl Session<'_> {
         error_code(&response.text().await.ok()?)
     }
 
-    /// The [manifest](Manifest) at `key`: read whole (at most 16 MiB) and parsed.
-    async fn manifest(&self, client: &Client, key: &str) -> Result<Manifest> {
+    /// The commit a mirror's ref object for the revision `mirror` names holds.
+    async fn ref_object(
+        &self,
+        client: &Client,
+        mirror: &HfMirror,
+        refuse: &dyn Fn(String) -> Error,
+    ) -> Result<String> {
+        let object = mirror
+            .s3_ref_object(mirror.revision())
+            .ok_or_else(|| refuse("no bucket location".to_owned()))?;
+        let text = self.read_small(client, &object.key, 1024).await?;
+        let commit = String::from_utf8_lossy(&text).trim().to_ascii_lowercase();
+        if commit.len() != 40 || !commit.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(refuse(format!(
+                "its ref object `{}` holds no commit",
+                object.key
+            )));
+        }
+        Ok(commit)
+    }
+
+    /// The whole of the small object `key`, at most `limit` bytes.
+    async fn read_small(&self, client: &Client, key: &str, limit: u64) -> Result<Vec<u8>> {
         let response = self.send(client, key, |c| c.get(self.get_url(key))).await?;
         if !response.status().is_success() {
             return Err(self.refused(response, key, false).await);
         }
-        let too_big = || self.protocol(format!("the manifest `{key}` is larger than 16 MiB"));
-        if response
-            .content_length()
-            .is_some_and(|n| n > push::MANIFEST_LIMIT)
-        {
+        let too_big = || self.protocol(format!("the object `{key}` is larger than {limit} bytes"));
+        if response.content_length().is_some_and(|n| n > limit) {
             return Err(too_big());
         }
         let mut body = Vec::new();
         let mut response = response;
         while let Some(chunk) = response.chunk().await.map_err(|e| Error::S3Unreachable {
             endpoint: self.endpoint.clone(),
-            reason: format!("the manifest's body failed: {}", e.without_url()),
+            reason: format!("the body of `{key}` failed: {}", e.without_url()),
         })? {
             body.extend_from_slice(&chunk);
-            if body.len() as u64 > push::MANIFEST_LIMIT {
+            if body.len() as u64 > limit {
                 return Err(too_big());
             }
         }
+        Ok(body)
+    }
+
+    /// The [manifest](Manifest) at `key`: read whole (at most 16 MiB) and parsed.
+    async fn manifest(&self, client: &Client, key: &str) -> Result<Manifest> {
+        let body = self.read_small(client, key, push::MANIFEST_LIMIT).await?;
         let manifest: Manifest = serde_json::from_slice(&body)
             .map_err(|e| self.protocol(format!("the manifest `{key}` does not parse: {e}")))?;
         if manifest.version != 1 {

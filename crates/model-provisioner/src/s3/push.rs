@@ -290,7 +290,7 @@ impl Session<'_> {
     }
 
     /// A small object from memory (the manifest), with its sha256 checksum.
-    async fn put_bytes(&self, client: &Client, key: &str, body: &[u8]) -> Result<()> {
+    pub(super) async fn put_bytes(&self, client: &Client, key: &str, body: &[u8]) -> Result<()> {
         let checksum = checksum_header(&Digest::sha256_of(body));
         let response = self
             .send(client, key, |c| {

@@ -1,0 +1,445 @@
+//! Mirrors end to end: a model pushed once with `mirror`, then ensured by other caches through
+//! the mirror (a registry, a bucket, a pull-through registry), the Hub fixture's log showing
+//! that the origin was left alone; and the ways a mirror is passed over or refused.
+
+use std::fmt::Write as _;
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::Output;
+use std::time::Duration;
+
+use test_support::{
+    Artifact, HfRepoBuilder, HubNginx, HubRequest, OCI_MANIFEST, Registry, S3Server, TINY_LLAMA,
+    assert_holds, poll, random_bytes,
+};
+
+use crate::fixture::{
+    Fixture, TestResult, assert_code, assert_failure, run_within, stderr, str_field,
+};
+
+/// Each shard of the fixture repository: small, so that a debug build is quick.
+const SHARD: usize = 96 << 10;
+
+/// How long one run may take on a busy machine.
+const LIMIT: Duration = Duration::from_secs(60);
+
+/// The reference every test ensures.
+fn reference() -> String {
+    format!("hf:{TINY_LLAMA}")
+}
+
+/// The Hub fixture, and a cache whose catalog holds its repository, fetched from it.
+fn seeded() -> TestResult<(HubNginx, Fixture)> {
+    let fixture = HfRepoBuilder::tiny_llama_sized(SHARD);
+    let hub = HubNginx::start_with_files(&[(TINY_LLAMA, fixture.files())]);
+    let seed = Fixture::new()?;
+    let out = run(&hub, &seed, &["ensure", &reference(), "--json"], &[]);
+    assert_code(&out, 0);
+    Ok((hub, seed))
+}
+
+/// Runs the binary in `fx` against the Hub fixture, with `env` on top.
+fn run(hub: &HubNginx, fx: &Fixture, args: &[&str], env: &[(&str, String)]) -> Output {
+    let mut cmd = fx.command(args);
+    cmd.env("HF_ENDPOINT", hub.endpoint())
+        .env("HF_HOME", fx.path("hf-home"));
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    run_within(&mut cmd, LIMIT)
+}
+
+/// The Hub fixture's log, one line a request, for assertion messages.
+fn describe(log: &[HubRequest]) -> String {
+    log.iter().fold(String::new(), |mut s, r| {
+        let _ = writeln!(s, "{} {}{} {}", r.method, r.host, r.uri, r.status);
+        s
+    })
+}
+
+/// The requests that downloaded a file (from the Hub or its blob host).
+fn downloads(hub: &HubNginx) -> Vec<HubRequest> {
+    hub.requests()
+        .into_iter()
+        .filter(|r| r.method == "GET" && (r.uri.contains("/resolve/") || r.uri.contains("/lfs/")))
+        .collect()
+}
+
+/// Asserts that `node` holds the repository, under the Hub's id, as the Hub serves it, with
+/// provenance naming a mirror that starts with `mirror` and the Hub's commit and sha256s.
+fn assert_from_mirror(
+    hub: &HubNginx,
+    node: &Fixture,
+    ensured: &Output,
+    mirror: &str,
+) -> TestResult {
+    assert_code(ensured, 0);
+    let json: serde_json::Value = serde_json::from_slice(&ensured.stdout)?;
+    assert_eq!(str_field(&json, "id"), reference());
+    let repo = hub.repo(TINY_LLAMA);
+    assert_holds(Path::new(str_field(&json, "local_path")), &repo.contents());
+    let entry = node.entry(&reference())?;
+    let provenance = &entry["provenance"];
+    let origin = provenance["origin"].as_str().unwrap_or_default();
+    assert!(origin.starts_with(mirror), "{entry:#}");
+    assert!(
+        provenance["fetcher"]
+            .as_str()
+            .is_some_and(|f| f.starts_with("mirror+")),
+        "{entry:#}"
+    );
+    assert_eq!(provenance["resolved_revision"], repo.commit());
+    for file in repo.files() {
+        let recorded = provenance["files"]
+            .as_array()
+            .ok_or("no files in provenance")?
+            .iter()
+            .find(|f| f["path"] == file.path.as_str())
+            .ok_or_else(|| format!("{} not recorded: {entry:#}", file.path))?;
+        assert_eq!(recorded["digest"], format!("sha256:{}", file.sha256));
+    }
+    Ok(())
+}
+
+/// The environment for the S3 server.
+fn aws(server: &S3Server) -> Vec<(&'static str, String)> {
+    vec![
+        ("AWS_ACCESS_KEY_ID", server.access_key().to_owned()),
+        ("AWS_SECRET_ACCESS_KEY", server.secret_key().to_owned()),
+        ("AWS_ENDPOINT_URL", server.endpoint()),
+    ]
+}
+
+#[test]
+fn an_hf_model_mirrored_in_a_registry_is_pulled_from_there_and_not_from_the_hub() -> TestResult {
+    let (hub, seed) = seeded()?;
+    let registry = Registry::start()?;
+    let prefix = format!("oci://{}/hf", registry.host());
+    let pushed = seed.json(["mirror", &reference(), &prefix, "--json"])?;
+    assert_eq!(str_field(&pushed, "rule"), format!("hf:={prefix}"));
+    let commit = hub.repo(TINY_LLAMA).commit().to_owned();
+    let destinations = pushed["destinations"].to_string();
+    assert!(
+        destinations.contains(&format!("{prefix}/test-org/tiny-llama:{commit}"))
+            && destinations.contains(&format!("{prefix}/test-org/tiny-llama:main")),
+        "{pushed:#}"
+    );
+
+    hub.clear_log();
+    let node = Fixture::new()?;
+    let rule = format!("hf:={prefix}");
+    let out = run(
+        &hub,
+        &node,
+        &["ensure", &reference(), "--mirror", &rule, "--json"],
+        &[],
+    );
+    assert_from_mirror(&hub, &node, &out, &prefix)?;
+    let log = hub.requests();
+    assert!(
+        log.is_empty(),
+        "the node asked the Hub:\n{}",
+        describe(&log)
+    );
+
+    // The entry is the Hub's: ensured again without the mirror, it is answered from the catalog.
+    let again = node.json(["ensure", &reference(), "--json", "--offline"])?;
+    assert!(again["cached"].as_bool().unwrap_or_default(), "{again:#}");
+    Ok(())
+}
+
+#[test]
+fn an_hf_model_mirrored_in_a_bucket_is_pulled_from_there_and_not_from_the_hub() -> TestResult {
+    let (hub, seed) = seeded()?;
+    let server = S3Server::start()?;
+    server.create_bucket("fleet")?;
+    let env = aws(&server);
+    let out = run(
+        &hub,
+        &seed,
+        &["mirror", &reference(), "s3://fleet/hf", "--json"],
+        &env,
+    );
+    assert_code(&out, 0);
+    let commit = hub.repo(TINY_LLAMA).commit().to_owned();
+    let ref_object =
+        std::fs::read_to_string(server.object_path("fleet", "hf/test-org/tiny-llama/refs/main"))?;
+    assert_eq!(ref_object.trim(), commit);
+    assert!(
+        server
+            .object_path(
+                "fleet",
+                &format!("hf/test-org/tiny-llama/{commit}/.model-provisioner.json")
+            )
+            .is_file()
+    );
+
+    hub.clear_log();
+    let node = Fixture::new()?;
+    let mut env_node = env.clone();
+    env_node.push(("MODEL_PROVISIONER_MIRRORS", "hf:=s3://fleet/hf".to_owned()));
+    let out = run(&hub, &node, &["ensure", &reference(), "--json"], &env_node);
+    assert_from_mirror(
+        &hub,
+        &node,
+        &out,
+        &format!("s3+{}/fleet/hf/", server.endpoint()),
+    )?;
+    let log = hub.requests();
+    assert!(
+        log.is_empty(),
+        "the node asked the Hub:\n{}",
+        describe(&log)
+    );
+    Ok(())
+}
+
+#[test]
+fn a_mirror_without_the_model_or_down_is_passed_over_for_the_origin() -> TestResult {
+    let (hub, _seed) = seeded()?;
+    let empty = Registry::start()?;
+    let closed = test_support::free_port();
+    hub.clear_log();
+    let node = Fixture::new()?;
+    let out = run(
+        &hub,
+        &node,
+        &[
+            "ensure",
+            &reference(),
+            "--json",
+            "-v",
+            "--retries",
+            "0",
+            "--mirror",
+            &format!("hf:=oci://127.0.0.1:{closed}/hf"),
+            "--mirror",
+            &format!("hf:=oci://{}/hf", empty.host()),
+        ],
+        &[],
+    );
+    assert_code(&out, 0);
+    let err = stderr(&out);
+    assert!(err.contains("does not answer"), "{err}");
+    assert!(err.contains("does not have it"), "{err}");
+    // The origin served every file.
+    let repo = hub.repo(TINY_LLAMA);
+    let got = downloads(&hub);
+    for file in repo.files() {
+        assert!(
+            got.iter()
+                .any(|r| r.uri.ends_with(&file.path) || r.uri.ends_with(&file.sha256)),
+            "{} not downloaded from the Hub:\n{}",
+            file.path,
+            describe(&got)
+        );
+    }
+    let entry = node.entry(&reference())?;
+    assert_eq!(entry["provenance"]["fetcher"], "hf-native", "{entry:#}");
+    Ok(())
+}
+
+#[test]
+fn a_tampered_mirror_is_refused_with_exit_3_and_the_origin_is_not_asked() -> TestResult {
+    let (hub, seed) = seeded()?;
+    let registry = Registry::start()?;
+    let prefix = format!("oci://{}/hf", registry.host());
+    seed.json(["mirror", &reference(), &prefix, "--json"])?;
+    let shard = hub
+        .repo(TINY_LLAMA)
+        .files()
+        .iter()
+        .find(|f| f.lfs)
+        .ok_or("no LFS file")?
+        .clone();
+    let blob = registry.blob_path(&shard.sha256);
+    let mut bytes = std::fs::read(&blob)?;
+    bytes[100] ^= 0xff;
+    std::fs::write(&blob, bytes)?;
+
+    hub.clear_log();
+    let node = Fixture::new()?;
+    let out = run(
+        &hub,
+        &node,
+        &["ensure", &reference(), "--mirror", &format!("hf:={prefix}")],
+        &[],
+    );
+    assert_failure(&out, 3, &["digest mismatch", &shard.sha256]);
+    let log = hub.requests();
+    assert!(log.is_empty(), "the origin was asked:\n{}", describe(&log));
+    assert!(
+        node.index_bytes()
+            .is_none_or(|i| !String::from_utf8_lossy(&i).contains(TINY_LLAMA)),
+        "an entry was recorded"
+    );
+    assert!(
+        !node.cache().join("models/hf").exists(),
+        "something was published"
+    );
+    Ok(())
+}
+
+#[test]
+fn a_bucket_mirror_whose_object_changed_is_refused_with_exit_3() -> TestResult {
+    let (hub, seed) = seeded()?;
+    let server = S3Server::start()?;
+    server.create_bucket("fleet")?;
+    let env = aws(&server);
+    assert_code(
+        &run(
+            &hub,
+            &seed,
+            &["mirror", &reference(), "s3://fleet/hf"],
+            &env,
+        ),
+        0,
+    );
+    let commit = hub.repo(TINY_LLAMA).commit().to_owned();
+    let shard = hub
+        .repo(TINY_LLAMA)
+        .files()
+        .iter()
+        .find(|f| f.lfs)
+        .ok_or("no LFS file")?
+        .clone();
+    let object = server.object_path(
+        "fleet",
+        &format!("hf/test-org/tiny-llama/{commit}/{}", shard.path),
+    );
+    let mut bytes = std::fs::read(&object)?;
+    bytes[7] ^= 0x01;
+    std::fs::write(&object, bytes)?;
+
+    hub.clear_log();
+    let node = Fixture::new()?;
+    let out = run(
+        &hub,
+        &node,
+        &["ensure", &reference(), "--mirror", "hf:=s3://fleet/hf"],
+        &env,
+    );
+    assert_failure(&out, 3, &["digest mismatch"]);
+    let log = hub.requests();
+    assert!(log.is_empty(), "the origin was asked:\n{}", describe(&log));
+    Ok(())
+}
+
+#[test]
+fn no_mirror_goes_to_the_origin_and_offline_contacts_neither() -> TestResult {
+    let (hub, _seed) = seeded()?;
+    // A mirror that records whether anyone connects to it.
+    let listener = TcpListener::bind("127.0.0.1:0")?;
+    listener.set_nonblocking(true)?;
+    let watched = format!("hf:=oci://{}/hf", listener.local_addr()?);
+    let node = Fixture::new()?;
+    std::fs::create_dir_all(node.cache())?;
+    std::fs::write(node.cache().join("mirrors.conf"), format!("{watched}\n"))?;
+
+    hub.clear_log();
+    let out = run(&hub, &node, &["ensure", &reference(), "--offline"], &[]);
+    assert_code(&out, 1);
+    assert!(hub.requests().is_empty(), "offline asked the Hub");
+    assert!(
+        listener.accept().is_err(),
+        "offline connected to the mirror"
+    );
+
+    let out = run(
+        &hub,
+        &node,
+        &["ensure", &reference(), "--no-mirror", "--json"],
+        &[("MODEL_PROVISIONER_MIRRORS", watched.clone())],
+    );
+    assert_code(&out, 0);
+    assert!(
+        listener.accept().is_err(),
+        "--no-mirror connected to the mirror"
+    );
+    assert!(!downloads(&hub).is_empty(), "the origin was not asked");
+    Ok(())
+}
+
+#[test]
+fn rules_from_the_cache_file_apply_and_a_bad_line_is_named() -> TestResult {
+    let (hub, seed) = seeded()?;
+    let registry = Registry::start()?;
+    let prefix = format!("oci://{}/hf", registry.host());
+    seed.json(["mirror", &reference(), &prefix, "--json"])?;
+    let node = Fixture::new()?;
+    std::fs::create_dir_all(node.cache())?;
+    let conf = node.cache().join("mirrors.conf");
+    std::fs::write(&conf, "# fleet\n\nnot a rule\n")?;
+    let out = run(&hub, &node, &["ensure", &reference()], &[]);
+    assert_failure(&out, 1, &["mirrors.conf`, line 3", "invalid mirror rule"]);
+
+    std::fs::write(&conf, format!("# fleet\nhf:={prefix}   # the registry\n"))?;
+    hub.clear_log();
+    let out = run(&hub, &node, &["ensure", &reference(), "--json"], &[]);
+    assert_from_mirror(&hub, &node, &out, &prefix)?;
+    assert!(hub.requests().is_empty());
+    Ok(())
+}
+
+/// Waits until `registry`'s access log has a line with every one of `needles`.
+fn logged(registry: &Registry, needles: &[&str]) -> bool {
+    poll(LIMIT, || {
+        registry
+            .log_text()
+            .lines()
+            .any(|l| needles.iter().all(|n| l.contains(n)))
+            .then_some(())
+    })
+    .is_some()
+}
+
+#[test]
+fn a_pull_through_registry_mirror_serves_a_first_node_whole_and_a_second_in_ranges() -> TestResult {
+    let origin = Registry::start()?;
+    let mirror = Registry::start_pull_through(&origin.url())?;
+    let body = random_bytes(300_000, 5);
+    let pushed = Artifact::new(OCI_MANIFEST)
+        .artifact_type("application/vnd.example.model")
+        .layer(
+            "application/vnd.example.gguf",
+            &body,
+            &[("org.opencontainers.image.title", "model.gguf")],
+        )
+        .push(&origin, "team/m", "v1")?;
+    let layer = pushed.layer_digests[0].clone();
+    let reference = format!("oci://{}/team/m:v1", origin.host());
+    let rule = format!("oci://{}=oci://{}", origin.host(), mirror.host());
+    let blob_get = format!("GET /v2/team/m/blobs/{layer}");
+
+    let first = Fixture::new()?;
+    let out = first.json(["ensure", &reference, "--mirror", &rule, "--json"])?;
+    assert_eq!(str_field(&out, "id"), reference);
+    assert_eq!(std::fs::read(str_field(&out, "local_path"))?, body);
+    let entry = first.entry(&reference)?;
+    assert_eq!(
+        entry["provenance"]["origin"],
+        format!("oci://{}/team/m:v1", mirror.host())
+    );
+    // The mirror fetched the blob from the origin, and answered the first node with all of it.
+    assert!(
+        logged(&origin, &[&blob_get, "\" 200 "]),
+        "{}",
+        origin.log_text()
+    );
+    assert!(
+        logged(&mirror, &[&blob_get, "\" 200 "]),
+        "{}",
+        mirror.log_text()
+    );
+
+    // A second node: the mirror has it cached now, and answers ranges.
+    let second = Fixture::new()?;
+    let out = second.json(["ensure", &reference, "--mirror", &rule, "--json"])?;
+    assert_eq!(std::fs::read(str_field(&out, "local_path"))?, body);
+    assert!(
+        logged(&mirror, &[&blob_get, "\" 206 "]),
+        "{}",
+        mirror.log_text()
+    );
+    Ok(())
+}

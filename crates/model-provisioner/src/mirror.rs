@@ -1,0 +1,1135 @@
+//! Mirrors: rules that send a reference to a copy of its model before its origin, and the
+//! layout an `hf:` model has in a registry or a bucket (`docs/fleet.md` is the user's guide).
+//!
+//! A rule is `SOURCE=MIRROR`: a prefix of references and the prefix of their mirror. Rules are
+//! tried in order (the command line's, then `MODEL_PROVISIONER_MIRRORS`, then
+//! `<cache>/mirrors.conf`); every rule that matches gives one place to try.
+//!
+//! - `hf:` sources map structurally: `hf:org/repo@<commit>` under `hf:=oci://reg/hf` is
+//!   `oci://reg/hf/org/repo:<commit>`, and a revision name (`main`) is a tag of its own; under
+//!   `hf:=s3://bucket/hf` it is the folder `s3://bucket/hf/org/repo/<commit>/`, and a revision
+//!   name is the object `s3://bucket/hf/org/repo/refs/<name>` holding the commit. Names are
+//!   lowercased, and a name no registry takes is spelled with a hash; a reference to one file,
+//!   or with `--include`/`--exclude`, adds `-<hash of them>` to the tag or folder.
+//! - Every other source maps by text: the prefix is replaced. `ollama:` references are first
+//!   written as `oci://<ollama registry>/<namespace>/<name>:<tag>`, so that a rule for
+//!   `oci://registry.ollama.ai` applies to them.
+//!
+//! A source matches at a boundary only: `oci://127.0.0.1:5000` matches
+//! `oci://127.0.0.1:5000/repo:tag` and not `oci://127.0.0.1:50001/repo:tag`.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use catalog_core::{Digest, HfRef, ModelRef, OciRef, S3Ref, printable};
+
+use crate::error::{Error, Result};
+
+/// The environment variable holding rules, separated by whitespace.
+pub const MIRRORS_ENV: &str = "MODEL_PROVISIONER_MIRRORS";
+
+/// The file of rules in the cache directory: one rule a line, `#` starts a comment.
+pub const MIRRORS_FILE: &str = "mirrors.conf";
+
+/// The revision an `hf:` reference without one names.
+const DEFAULT_REVISION: &str = "main";
+
+/// Where a rule was written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RuleOrigin {
+    /// `--mirror` on the command line (or given by a library caller).
+    Flag,
+    /// [`MIRRORS_ENV`].
+    Env,
+    /// A line of a rules file.
+    File {
+        /// The file.
+        path: PathBuf,
+        /// The line, from 1.
+        line: usize,
+    },
+}
+
+impl fmt::Display for RuleOrigin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RuleOrigin::Flag => f.write_str("--mirror"),
+            RuleOrigin::Env => f.write_str(MIRRORS_ENV),
+            RuleOrigin::File { path, line } => write!(f, "{}:{line}", path.display()),
+        }
+    }
+}
+
+/// Why a mirror rule was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}invalid mirror rule `{rule}`: {reason}", at.as_ref().map(|(p, l)| format!("`{}`, line {l}: ", p.display())).unwrap_or_default())]
+pub struct ParseMirrorError {
+    rule: String,
+    reason: String,
+    at: Option<(PathBuf, usize)>,
+}
+
+impl ParseMirrorError {
+    fn new(rule: &str, reason: impl Into<String>, origin: &RuleOrigin) -> Self {
+        ParseMirrorError {
+            rule: printable(rule),
+            reason: reason.into(),
+            at: match origin {
+                RuleOrigin::File { path, line } => Some((path.clone(), *line)),
+                _ => None,
+            },
+        }
+    }
+
+    /// What to write instead.
+    pub fn hint(&self) -> Option<&str> {
+        Some(
+            "a rule is `SOURCE=MIRROR`, e.g. `hf:=oci://registry.internal/hf`, `hf:=s3://models/hf/` or `oci://registry.internal=oci://harbor.internal/cache`",
+        )
+    }
+}
+
+/// The kinds of prefix a rule may name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Hf,
+    Oci,
+    S3,
+    Http,
+}
+
+fn kind_of(prefix: &str) -> Option<Kind> {
+    let scheme = prefix.split_once(':')?.0;
+    match scheme {
+        "hf" => Some(Kind::Hf),
+        "oci" => Some(Kind::Oci),
+        "s3" | "s3+http" | "s3+https" => Some(Kind::S3),
+        "http" | "https" => Some(Kind::Http),
+        _ => None,
+    }
+}
+
+/// One rule: references starting with `source` are tried at `mirror` first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MirrorRule {
+    source: String,
+    mirror: String,
+    origin: RuleOrigin,
+}
+
+impl fmt::Display for MirrorRule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}={}", self.source, self.mirror)
+    }
+}
+
+impl MirrorRule {
+    /// Parses `SOURCE=MIRROR`, written at `origin`.
+    ///
+    /// # Errors
+    ///
+    /// A rule without `=`, with an empty side, with whitespace, a control character, a query or
+    /// credentials, a source of no known scheme, or a mirror that cannot hold what the source
+    /// names (an `hf:` source needs `oci://` or `s3://`).
+    pub fn parse(text: &str, origin: RuleOrigin) -> std::result::Result<Self, ParseMirrorError> {
+        let rule = text.trim();
+        let err = |reason: &str| ParseMirrorError::new(rule, reason, &origin);
+        if rule.chars().any(|c| c.is_control() || c.is_whitespace()) {
+            return Err(err("it contains whitespace or a control character"));
+        }
+        let Some((source, mirror)) = rule.split_once('=') else {
+            return Err(err("it has no `=` between the source and the mirror"));
+        };
+        if source.is_empty() || mirror.is_empty() {
+            return Err(err("the source and the mirror must both be given"));
+        }
+        if rule.contains(['?', '#']) {
+            return Err(err("a prefix takes no query or fragment"));
+        }
+        let (source, mirror) = (normalise(source), normalise(mirror));
+        if authority(&mirror).is_some_and(|a| a.contains('@')) || mirror.contains('@') {
+            return Err(err(
+                "credentials do not belong in a rule: they come from the environment, as for any reference",
+            ));
+        }
+        let Some(source_kind) = kind_of(&source) else {
+            return Err(err(if source.starts_with("ollama:") {
+                "`ollama:` references are matched as `oci://registry.ollama.ai/…`: write the source that way"
+            } else {
+                "the source must start with `hf:`, `oci://`, `s3://` or `http(s)://`"
+            }));
+        };
+        let Some(mirror_kind) = kind_of(&mirror).filter(|k| *k != Kind::Hf) else {
+            return Err(err(
+                "the mirror must start with `oci://`, `s3://` or `http(s)://`",
+            ));
+        };
+        if source_kind == Kind::Hf {
+            let names = source["hf:".len()..].trim_end_matches('/');
+            let segments: Vec<&str> = if names.is_empty() {
+                Vec::new()
+            } else {
+                names.split('/').collect()
+            };
+            let name_ok = |s: &&str| {
+                !s.is_empty()
+                    && *s != "."
+                    && *s != ".."
+                    && s.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            };
+            if segments.len() > 2 || !segments.iter().all(name_ok) {
+                return Err(err("an `hf:` source is `hf:`, `hf:org` or `hf:org/repo`"));
+            }
+            let sample = HfLocation::new(&mirror, "org/repo");
+            if sample.is_none() {
+                return Err(err(
+                    "an `hf:` source is mirrored in a registry (`oci://host[:port][/path]`) or a bucket (`s3://bucket[/prefix]`)",
+                ));
+            }
+        } else if (mirror_kind == Kind::Oci) != (source_kind == Kind::Oci) {
+            return Err(err(
+                "a registry (`oci://`) is mirrored by a registry, and only a registry holds artifacts: both sides are `oci://` or neither is",
+            ));
+        }
+        Ok(MirrorRule {
+            source,
+            mirror,
+            origin,
+        })
+    }
+
+    /// The source prefix, normalised.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// The mirror prefix, normalised.
+    pub fn mirror(&self) -> &str {
+        &self.mirror
+    }
+
+    /// Where the rule was written.
+    pub fn origin(&self) -> &RuleOrigin {
+        &self.origin
+    }
+}
+
+/// The scheme lowercase (`hf://` as `hf:`), and the host of a URL-like prefix lowercase, as
+/// references are normalised.
+fn normalise(prefix: &str) -> String {
+    let lower = prefix.to_ascii_lowercase();
+    if lower.starts_with("hf://") {
+        return format!("hf:{}", &prefix["hf://".len()..]);
+    }
+    if let Some((scheme, rest)) = prefix.split_once("://") {
+        let end = rest.find('/').unwrap_or(rest.len());
+        let (host, path) = rest.split_at(end);
+        return format!(
+            "{}://{}{path}",
+            scheme.to_ascii_lowercase(),
+            host.to_ascii_lowercase()
+        );
+    }
+    match prefix.split_once(':') {
+        Some((scheme, rest)) => format!("{}:{rest}", scheme.to_ascii_lowercase()),
+        None => prefix.to_owned(),
+    }
+}
+
+/// The authority of a `scheme://authority/…` prefix.
+fn authority(prefix: &str) -> Option<&str> {
+    let rest = prefix.split_once("://")?.1;
+    Some(&rest[..rest.find('/').unwrap_or(rest.len())])
+}
+
+/// What follows `source` in `text`, when `source` is a prefix of it that ends at a boundary: at
+/// the end, before a `/`, after a `/` or a scheme's `:`, or before a tag's `:` or a digest's
+/// `@` once the prefix names a path (so a host never matches a longer host or another port).
+fn strip_source<'a>(text: &'a str, source: &str) -> Option<&'a str> {
+    let rest = text.strip_prefix(source)?;
+    let has_path = match source.split_once("://") {
+        Some((_, after)) => after.contains('/'),
+        None => true,
+    };
+    let at_boundary = rest.is_empty()
+        || source.ends_with('/')
+        || (source.ends_with(':') && !source.contains("://"))
+        || rest.starts_with('/')
+        || (has_path && rest.starts_with([':', '@']));
+    at_boundary.then_some(rest)
+}
+
+/// The settings a rule's match depends on.
+#[derive(Debug, Clone, Default)]
+pub struct MirrorContext {
+    /// The registry `ollama:` references are pulled from.
+    pub ollama_registry: String,
+    /// The `--include` patterns of an `hf:` repository (part of its mirror's name).
+    pub include: Vec<String>,
+    /// The `--exclude` patterns.
+    pub exclude: Vec<String>,
+    /// Offline: no mirror is tried (nor the origin).
+    pub offline: bool,
+}
+
+/// One place to try a model at.
+#[derive(Debug, Clone)]
+pub struct Route {
+    /// The rule that gave it.
+    pub rule: MirrorRule,
+    /// Where the model is.
+    pub target: Target,
+}
+
+/// Where a mirror holds a model.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// A reference fetched as any other: the source's text with the mirror's prefix.
+    Reference(ModelRef),
+    /// An `hf:` model in a mirror's layout.
+    Hf(HfMirror),
+}
+
+impl Target {
+    /// The place, for logs and provenance.
+    pub fn describe(&self) -> String {
+        match self {
+            Target::Reference(r) => r.redacted(),
+            Target::Hf(h) => h.describe(),
+        }
+    }
+}
+
+/// The ordered mirror rules.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Mirrors {
+    rules: Vec<MirrorRule>,
+}
+
+impl Mirrors {
+    /// No rules.
+    pub fn new() -> Self {
+        Mirrors::default()
+    }
+
+    /// Adds `rule` after the others.
+    pub fn push(&mut self, rule: MirrorRule) {
+        self.rules.push(rule);
+    }
+
+    /// Adds `other`'s rules after these.
+    pub fn extend(&mut self, other: Mirrors) {
+        self.rules.extend(other.rules);
+    }
+
+    /// The rules, in order.
+    pub fn rules(&self) -> &[MirrorRule] {
+        &self.rules
+    }
+
+    /// Whether there is no rule.
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
+    /// Rules given one by one (`--mirror`).
+    ///
+    /// # Errors
+    ///
+    /// The first rule that does not parse.
+    pub fn from_flags<S: AsRef<str>>(
+        rules: impl IntoIterator<Item = S>,
+    ) -> std::result::Result<Self, ParseMirrorError> {
+        let rules = rules
+            .into_iter()
+            .map(|r| MirrorRule::parse(r.as_ref(), RuleOrigin::Flag))
+            .collect::<std::result::Result<_, _>>()?;
+        Ok(Mirrors { rules })
+    }
+
+    /// Rules separated by whitespace, as [`MIRRORS_ENV`] holds them.
+    ///
+    /// # Errors
+    ///
+    /// The first rule that does not parse.
+    pub fn from_env_value(text: &str) -> std::result::Result<Self, ParseMirrorError> {
+        let rules = text
+            .split_whitespace()
+            .map(|r| MirrorRule::parse(r, RuleOrigin::Env))
+            .collect::<std::result::Result<_, _>>()?;
+        Ok(Mirrors { rules })
+    }
+
+    /// The rules of a file's text: one a line; blank lines and `#` comments are skipped.
+    ///
+    /// # Errors
+    ///
+    /// The first line that is no rule, naming `path` and the line.
+    pub fn from_file_text(path: &Path, text: &str) -> std::result::Result<Self, ParseMirrorError> {
+        let mut rules = Vec::new();
+        for (n, line) in text.lines().enumerate() {
+            let line = line
+                .split_once('#')
+                .map_or(line, |(before, _)| before)
+                .trim();
+            if line.is_empty() {
+                continue;
+            }
+            rules.push(MirrorRule::parse(
+                line,
+                RuleOrigin::File {
+                    path: path.to_owned(),
+                    line: n + 1,
+                },
+            )?);
+        }
+        Ok(Mirrors { rules })
+    }
+
+    /// The rules of the file at `path`; none when it does not exist.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Read`] when it exists and cannot be read; [`Error::MirrorRule`] for a line
+    /// that is no rule.
+    pub fn from_file(path: &Path) -> Result<Self> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => Ok(Mirrors::from_file_text(path, &text)?),
+            // No file, or no cache directory yet (or a file in its place, which opening the
+            // catalog reports better): no rules.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+                ) =>
+            {
+                Ok(Mirrors::new())
+            }
+            Err(e) => Err(Error::read(path, e)),
+        }
+    }
+
+    /// Where to try `reference`, in order: one route for each rule that matches it.
+    pub fn routes(&self, reference: &ModelRef, context: &MirrorContext) -> Vec<Route> {
+        let mut routes = Vec::new();
+        for rule in &self.rules {
+            let target = match reference {
+                ModelRef::Hf(hf) => {
+                    if kind_of(&rule.source) != Some(Kind::Hf) {
+                        continue;
+                    }
+                    let text = format!("hf:{}/{}", hf.org, hf.repo).to_ascii_lowercase();
+                    let Some(rest) = strip_source(&text, &rule.source.to_ascii_lowercase()) else {
+                        continue;
+                    };
+                    let Some(location) = HfLocation::new(&rule.mirror, rest) else {
+                        tracing::warn!(rule = %rule, "the rule gives no valid mirror location for `{reference}`; skipped");
+                        continue;
+                    };
+                    Target::Hf(HfMirror {
+                        hf: hf.clone(),
+                        include: context.include.clone(),
+                        exclude: context.exclude.clone(),
+                        location,
+                    })
+                }
+                ModelRef::File(_) => continue,
+                _ => {
+                    let text = match reference {
+                        ModelRef::Ollama(o) => {
+                            ModelRef::Oci(o.to_oci(&context.ollama_registry)).to_string()
+                        }
+                        other => other.redacted(),
+                    };
+                    let Some(rest) = strip_source(&text, &rule.source) else {
+                        continue;
+                    };
+                    match format!("{}{rest}", rule.mirror).parse::<ModelRef>() {
+                        Ok(mapped) => Target::Reference(mapped),
+                        Err(e) => {
+                            tracing::warn!(rule = %rule, error = %e, "the rule gives no valid reference; skipped");
+                            continue;
+                        }
+                    }
+                }
+            };
+            routes.push(Route {
+                rule: rule.clone(),
+                target,
+            });
+        }
+        routes
+    }
+}
+
+/// Where a mirror keeps one Hub repository.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HfLocation {
+    /// A repository of a registry.
+    Oci {
+        /// `host[:port]`.
+        registry: String,
+        /// The repository path.
+        repository: String,
+    },
+    /// A folder of a bucket: `s3://bucket/<path>` (or `s3+http(s)://…`), no trailing `/`.
+    S3 {
+        /// The folder's prefix as a reference would write it.
+        base: String,
+    },
+}
+
+impl HfLocation {
+    /// The location of the repository `rest` (`org/repo`, `repo` or nothing, what follows a
+    /// rule's source) under the mirror prefix `mirror`, with every name mapped to one a
+    /// registry takes; `None` when that is no valid location.
+    fn new(mirror: &str, rest: &str) -> Option<Self> {
+        let mut path: Vec<String> = Vec::new();
+        let mirror = mirror.trim_end_matches('/');
+        let base_path = mirror
+            .split_once("://")
+            .map_or("", |(_, r)| r.split_once('/').map_or("", |(_, p)| p));
+        path.extend(
+            base_path
+                .split('/')
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned),
+        );
+        path.extend(rest.split('/').filter(|s| !s.is_empty()).map(oci_component));
+        match kind_of(mirror)? {
+            Kind::Oci => {
+                let registry = authority(mirror)?.to_owned();
+                let text = format!("oci://{registry}/{}:x", path.join("/"));
+                match text.parse::<ModelRef>().ok()? {
+                    ModelRef::Oci(o) if o.path.is_none() => Some(HfLocation::Oci {
+                        registry: o.registry,
+                        repository: o.repository,
+                    }),
+                    _ => None,
+                }
+            }
+            Kind::S3 => {
+                let scheme = mirror.split_once("://")?.0;
+                let (bucket_at, key) = if scheme == "s3" {
+                    (authority(mirror)?.to_owned(), path.join("/"))
+                } else {
+                    let mut parts = path.clone();
+                    if parts.is_empty() {
+                        return None;
+                    }
+                    let bucket = parts.remove(0);
+                    (format!("{}/{bucket}", authority(mirror)?), parts.join("/"))
+                };
+                let base = if key.is_empty() {
+                    format!("{scheme}://{bucket_at}")
+                } else {
+                    format!("{scheme}://{bucket_at}/{key}")
+                };
+                // The folder of a commit must parse.
+                format!("{base}/x/")
+                    .parse::<ModelRef>()
+                    .ok()
+                    .filter(|r| matches!(r, ModelRef::S3(_)))?;
+                Some(HfLocation::S3 { base })
+            }
+            Kind::Hf | Kind::Http => None,
+        }
+    }
+}
+
+/// An `hf:` model as a mirror holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HfMirror {
+    /// The reference, as at its origin.
+    pub hf: HfRef,
+    /// The `--include` patterns it was selected with.
+    pub include: Vec<String>,
+    /// The `--exclude` patterns.
+    pub exclude: Vec<String>,
+    /// Where the mirror keeps the repository.
+    pub location: HfLocation,
+}
+
+impl HfMirror {
+    /// The mirror of `hf` under `mirror` (a rule's mirror prefix, for the source `hf:`), for
+    /// `mirror` to push to.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::MirrorRule`] when `mirror` is no registry or bucket location.
+    pub fn for_push(
+        hf: &HfRef,
+        mirror: &str,
+        include: Vec<String>,
+        exclude: Vec<String>,
+    ) -> Result<Self> {
+        let rule = MirrorRule::parse(&format!("hf:={mirror}"), RuleOrigin::Flag)?;
+        let location = HfLocation::new(rule.mirror(), &format!("{}/{}", hf.org, hf.repo))
+            .ok_or_else(|| {
+                ParseMirrorError::new(
+                    mirror,
+                    "it gives no valid location for this repository",
+                    &RuleOrigin::Flag,
+                )
+            })?;
+        Ok(HfMirror {
+            hf: hf.clone(),
+            include,
+            exclude,
+            location,
+        })
+    }
+
+    /// A short hash of the file path and the filters, when the reference has any: the model
+    /// is then a part of the repository, kept apart from the whole.
+    fn variant(&self) -> Option<String> {
+        if self.hf.path.is_none() && self.include.is_empty() && self.exclude.is_empty() {
+            return None;
+        }
+        let mut text = String::from("path\0");
+        text.push_str(self.hf.path.as_deref().unwrap_or_default());
+        text.push_str("\0include");
+        for p in &self.include {
+            text.push('\0');
+            text.push_str(p);
+        }
+        text.push_str("\0exclude");
+        for p in &self.exclude {
+            text.push('\0');
+            text.push_str(p);
+        }
+        Some(Digest::sha256_of(text.as_bytes()).value()[..12].to_owned())
+    }
+
+    fn with_variant(&self, name: String) -> String {
+        match self.variant() {
+            Some(v) => format!("{name}-{v}"),
+            None => name,
+        }
+    }
+
+    /// The commit the reference pins, when its revision is a full commit sha.
+    pub fn pinned_commit(&self) -> Option<String> {
+        self.hf
+            .revision
+            .as_deref()
+            .filter(|r| is_commit(r))
+            .map(str::to_ascii_lowercase)
+    }
+
+    /// The revision the reference names (`main` when none).
+    pub fn revision(&self) -> &str {
+        self.hf.revision.as_deref().unwrap_or(DEFAULT_REVISION)
+    }
+
+    /// The tag (or folder name) of the model at `commit`.
+    pub fn commit_tag(&self, commit: &str) -> String {
+        self.with_variant(commit.to_ascii_lowercase())
+    }
+
+    /// The tag (or ref object name) of the revision name `revision`.
+    pub fn revision_tag(&self, revision: &str) -> String {
+        let valid = revision.len() <= 100
+            && revision.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_')
+            && revision
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+        let name = if valid {
+            revision.to_owned()
+        } else {
+            format!(
+                "r_{}",
+                &Digest::sha256_of(revision.as_bytes()).value()[..16]
+            )
+        };
+        self.with_variant(name)
+    }
+
+    /// `oci://registry/repository:<tag>`; `None` for a bucket.
+    pub fn oci(&self, tag: &str) -> Option<OciRef> {
+        match &self.location {
+            HfLocation::Oci {
+                registry,
+                repository,
+            } => match format!("oci://{registry}/{repository}:{tag}").parse::<ModelRef>() {
+                Ok(ModelRef::Oci(o)) => Some(o),
+                _ => None,
+            },
+            HfLocation::S3 { .. } => None,
+        }
+    }
+
+    /// The folder `…/<tag>/` of a bucket; `None` for a registry.
+    pub fn s3_folder(&self, tag: &str) -> Option<S3Ref> {
+        self.s3_at(&format!("{tag}/"))
+    }
+
+    /// The object `…/refs/<revision tag>` holding the commit a revision name resolved to.
+    pub fn s3_ref_object(&self, revision: &str) -> Option<S3Ref> {
+        self.s3_at(&format!("refs/{}", self.revision_tag(revision)))
+    }
+
+    fn s3_at(&self, rest: &str) -> Option<S3Ref> {
+        match &self.location {
+            HfLocation::S3 { base } => match format!("{base}/{rest}").parse::<ModelRef>() {
+                Ok(ModelRef::S3(s)) => Some(s),
+                _ => None,
+            },
+            HfLocation::Oci { .. } => None,
+        }
+    }
+
+    /// The repository's place in the mirror, for logs.
+    pub fn describe(&self) -> String {
+        match &self.location {
+            HfLocation::Oci {
+                registry,
+                repository,
+            } => format!("oci://{registry}/{repository}"),
+            HfLocation::S3 { base } => format!("{base}/"),
+        }
+    }
+}
+
+/// Whether `revision` is a full commit sha.
+fn is_commit(revision: &str) -> bool {
+    revision.len() == 40 && revision.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// A Hub name as a registry's repository path component
+/// (`[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*`): lowercased; a name that is still no such
+/// component keeps its letters and digits, joined by `-`, and gains `-` and a hash of the
+/// name, so that two names never meet.
+fn oci_component(name: &str) -> String {
+    let lower = name.to_ascii_lowercase();
+    if is_component(&lower) {
+        return lower;
+    }
+    let words: Vec<&str> = lower
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .collect();
+    let digest = Digest::sha256_of(name.as_bytes());
+    let hash = &digest.value()[..8];
+    if words.is_empty() {
+        hash.to_owned()
+    } else {
+        format!("{}-{hash}", words.join("-"))
+    }
+}
+
+fn is_component(s: &str) -> bool {
+    let alnum = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
+    if !s.starts_with(alnum) || !s.ends_with(alnum) {
+        return false;
+    }
+    s.split(alnum)
+        .filter(|sep| !sep.is_empty())
+        .all(|sep| matches!(sep, "." | "_" | "__") || sep.chars().all(|c| c == '-'))
+}
+
+/// Checks what a mirror states about its copy of an `hf:` model against what was asked: the
+/// copy's id names the same repository (and file), its filters are the ones asked for, its
+/// commit is a commit (the pinned one, if any), and its files are those its provenance lists,
+/// with the same sha256s. Returns the commit and, by path, the Hub's `ETag` of each file.
+///
+/// `files` are the mirror's files (path, sha256); for a reference to one file, its one file
+/// stands for the reference's path whatever its name.
+#[cfg(any(feature = "oci", feature = "s3"))]
+pub(crate) fn check_hf_copy(
+    id: &str,
+    at: &str,
+    mirror: &HfMirror,
+    name: Option<&str>,
+    provenance: &catalog_core::Provenance,
+    files: &[(String, Digest)],
+) -> Result<(String, std::collections::HashMap<String, Option<String>>)> {
+    let refuse = |reason: String| Error::MirrorMismatch {
+        id: id.to_owned(),
+        mirror: at.to_owned(),
+        reason,
+    };
+    let hf = &mirror.hf;
+    let named = name.and_then(|n| n.parse::<ModelRef>().ok());
+    match &named {
+        Some(ModelRef::Hf(h))
+            if h.org.eq_ignore_ascii_case(&hf.org)
+                && h.repo.eq_ignore_ascii_case(&hf.repo)
+                && h.path == hf.path => {}
+        _ => {
+            return Err(refuse(format!(
+                "it holds `{}`",
+                printable(name.unwrap_or("an unnamed model"))
+            )));
+        }
+    }
+    let commit = provenance
+        .resolved_revision
+        .as_deref()
+        .filter(|c| is_commit(c))
+        .map(str::to_ascii_lowercase)
+        .ok_or_else(|| refuse("it records no commit".to_owned()))?;
+    if let Some(pinned) = mirror.pinned_commit()
+        && pinned != commit
+    {
+        return Err(refuse(format!(
+            "it holds commit `{commit}`, not `{pinned}`"
+        )));
+    }
+    if provenance.include != mirror.include || provenance.exclude != mirror.exclude {
+        return Err(refuse(
+            "it was selected with other `--include`/`--exclude` patterns".to_owned(),
+        ));
+    }
+    let recorded: std::collections::HashMap<&str, &catalog_core::FileRecord> = provenance
+        .files
+        .iter()
+        .map(|f| (f.path.as_str(), f))
+        .collect();
+    let mut etags = std::collections::HashMap::new();
+    let pairs: Vec<(&str, &Digest)> = match &hf.path {
+        Some(path) => match files {
+            [(_, digest)] => vec![(path.as_str(), digest)],
+            _ => return Err(refuse(format!("it holds {} files for one", files.len()))),
+        },
+        None => files.iter().map(|(p, d)| (p.as_str(), d)).collect(),
+    };
+    if pairs.len() != recorded.len() {
+        return Err(refuse(format!(
+            "it holds {} files, and its provenance lists {}",
+            pairs.len(),
+            recorded.len()
+        )));
+    }
+    for (path, digest) in pairs {
+        let Some(record) = recorded.get(path) else {
+            return Err(refuse(format!(
+                "`{}` is not in its provenance",
+                printable(path)
+            )));
+        };
+        if record.digest.as_ref() != Some(digest) {
+            return Err(refuse(format!(
+                "`{}` is `{digest}`, and its provenance says `{}`",
+                printable(path),
+                record
+                    .digest
+                    .as_ref()
+                    .map_or_else(|| "nothing".to_owned(), ToString::to_string)
+            )));
+        }
+        etags.insert(path.to_owned(), record.etag.clone());
+    }
+    Ok((commit, etags))
+}
+
+/// Publishes an `hf:` model assembled from a mirror as the Hub's: in its entry's directory, at
+/// `commit`, with its filters, `origin` naming the mirror.
+#[cfg(any(feature = "oci", feature = "s3"))]
+pub(crate) fn publish_hf(
+    assembly: crate::assemble::Assembly<'_>,
+    req: &crate::fetcher::FetchRequest<'_>,
+    mirror: &HfMirror,
+    (commit, select): (String, Option<&catalog_core::SafeRelPath>),
+    (fetcher, origin): (&'static str, String),
+    bytes_read: u64,
+) -> Result<crate::fetcher::Fetched> {
+    assembly.publish(crate::assemble::Publish {
+        id: req.id,
+        dest: crate::hf::entry_dir_for(
+            req.layout,
+            &mirror.hf,
+            req.id,
+            &commit,
+            &mirror.include,
+            &mirror.exclude,
+        ),
+        select,
+        expected: req.expected,
+        fetcher,
+        fetcher_version: env!("CARGO_PKG_VERSION").to_owned(),
+        resolved_revision: Some(commit),
+        origin: Some(origin),
+        include: mirror.include.clone(),
+        exclude: mirror.exclude.clone(),
+        bytes_read,
+        vouched: false,
+    })
+}
+
+/// Why a mirror was passed over, when it may be: it lacks the model, is down, or refused the
+/// credentials. `None`: the error stands (a mismatch, a protocol violation).
+pub(crate) fn skip_reason(error: &Error) -> Option<(&'static str, bool)> {
+    // (reason, warn)
+    match error {
+        Error::OciNotFound { .. } | Error::S3NotFound { .. } | Error::HfNotFound { .. } => {
+            Some(("the mirror does not have it", false))
+        }
+        Error::Download {
+            status: Some(404 | 410),
+            ..
+        } => Some(("the mirror does not have it", false)),
+        Error::Download {
+            status: None | Some(500..=599),
+            ..
+        }
+        | Error::S3Unreachable { .. } => Some(("the mirror does not answer", false)),
+        Error::Download {
+            status: Some(401 | 403),
+            ..
+        }
+        | Error::OciDenied { .. }
+        | Error::HfDenied { .. }
+        | Error::S3Denied { .. }
+        | Error::S3SignatureMismatch { .. } => Some(("the mirror refused the credentials", true)),
+        #[cfg(feature = "s3")]
+        Error::S3Credentials(_) => Some(("no credentials for the mirror", true)),
+        Error::Unsupported { .. } => Some(("this build cannot read the mirror", true)),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    type TestResult<T = ()> = std::result::Result<T, Box<dyn std::error::Error>>;
+
+    fn rules(list: &[&str]) -> Mirrors {
+        Mirrors::from_flags(list).expect("valid rules")
+    }
+
+    fn context() -> MirrorContext {
+        MirrorContext {
+            ollama_registry: catalog_core::OLLAMA_REGISTRY.to_owned(),
+            ..MirrorContext::default()
+        }
+    }
+
+    fn targets(mirrors: &Mirrors, reference: &str) -> Vec<String> {
+        let mr: ModelRef = reference.parse().expect("a reference");
+        mirrors
+            .routes(&mr, &context())
+            .into_iter()
+            .map(|r| match r.target {
+                Target::Reference(m) => m.to_string(),
+                Target::Hf(h) => h.describe(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn rules_match_in_order_and_at_boundaries_only() {
+        let m = rules(&[
+            "oci://127.0.0.1:5000=oci://127.0.0.1:5001",
+            "oci://127.0.0.1:5000/team=oci://harbor.internal/cache/team",
+            "https://host.example/=https://cache.internal/host/",
+        ]);
+        assert_eq!(
+            targets(&m, "oci://127.0.0.1:5000/team/m:v1"),
+            [
+                "oci://127.0.0.1:5001/team/m:v1",
+                "oci://harbor.internal/cache/team/m:v1"
+            ]
+        );
+        // Another port, a longer host, a longer repository name: no match.
+        assert!(targets(&m, "oci://127.0.0.1:50001/team/m:v1").is_empty());
+        assert!(targets(&m, "oci://127.0.0.1/team/m:v1").is_empty());
+        assert_eq!(
+            targets(&m, "oci://127.0.0.1:5000/teamster/m:v1"),
+            ["oci://127.0.0.1:5001/teamster/m:v1"]
+        );
+        assert_eq!(
+            targets(&m, "https://host.example/a/b.gguf?token=secret"),
+            ["https://cache.internal/host/a/b.gguf"],
+            "the query and its credentials stay with the origin"
+        );
+        assert!(targets(&m, "https://host.example.evil/a.gguf").is_empty());
+        assert!(targets(&m, "./local.gguf").is_empty());
+    }
+
+    #[test]
+    fn a_repository_prefix_matches_before_a_tag_or_digest() {
+        let m = rules(&["oci://reg.internal/team/m=oci://mirror.internal/m"]);
+        assert_eq!(
+            targets(&m, "oci://reg.internal/team/m:v1"),
+            ["oci://mirror.internal/m:v1"]
+        );
+        let digest = Digest::sha256_of(b"x");
+        assert_eq!(
+            targets(&m, &format!("oci://reg.internal/team/m@{digest}")),
+            [format!("oci://mirror.internal/m@{digest}")]
+        );
+        assert!(targets(&m, "oci://reg.internal/team/model:v1").is_empty());
+    }
+
+    #[test]
+    fn ollama_references_match_as_oci_references_on_their_registry() {
+        let m = rules(&["oci://registry.ollama.ai=oci://harbor.internal/ollama"]);
+        assert_eq!(
+            targets(&m, "ollama:qwen2.5:0.5b"),
+            ["oci://harbor.internal/ollama/library/qwen2.5:0.5b"]
+        );
+    }
+
+    #[test]
+    fn hf_sources_map_to_a_structural_layout() -> TestResult {
+        let m = rules(&[
+            "hf:=oci://Registry.Internal/hf",
+            "hf:=s3://models/hf/",
+            "hf:TheOrg=oci://registry.internal/theorg-models",
+        ]);
+        assert_eq!(
+            targets(&m, "hf:TheOrg/Llama-3.B@main"),
+            [
+                "oci://registry.internal/hf/theorg/llama-3.b",
+                "s3://models/hf/theorg/llama-3.b/",
+                "oci://registry.internal/theorg-models/llama-3.b",
+            ]
+        );
+        // `hf:TheOrg` matches `TheOrg/…` only, whatever the case, not `TheOrganisation/…`.
+        assert_eq!(targets(&m, "hf:theorg/x").len(), 3);
+        assert_eq!(targets(&m, "hf:TheOrganisation/x").len(), 2);
+
+        let mr: ModelRef = "hf:Org/Repo".parse()?;
+        let Target::Hf(h) = &m.routes(&mr, &context())[0].target else {
+            return Err("not an hf mirror".into());
+        };
+        let commit = "0123456789abcdef0123456789ABCDEF01234567";
+        assert_eq!(h.revision(), "main");
+        assert_eq!(h.pinned_commit(), None);
+        assert_eq!(
+            h.oci(&h.commit_tag(commit))
+                .map(|o| ModelRef::Oci(o).to_string()),
+            Some(format!(
+                "oci://registry.internal/hf/org/repo:{}",
+                commit.to_ascii_lowercase()
+            ))
+        );
+        assert_eq!(h.revision_tag("main"), "main");
+        let Target::Hf(s3) = &m.routes(&mr, &context())[1].target else {
+            return Err("not an hf mirror".into());
+        };
+        assert_eq!(
+            s3.s3_folder(&s3.commit_tag(commit))
+                .map(|s| ModelRef::S3(s).to_string()),
+            Some(format!(
+                "s3://models/hf/org/repo/{}/",
+                commit.to_ascii_lowercase()
+            ))
+        );
+        assert_eq!(
+            s3.s3_ref_object("main")
+                .map(|s| ModelRef::S3(s).to_string()),
+            Some("s3://models/hf/org/repo/refs/main".to_owned())
+        );
+        let pinned: ModelRef = format!("hf:org/repo@{commit}").parse()?;
+        let Target::Hf(p) = &m.routes(&pinned, &context())[0].target else {
+            return Err("not an hf mirror".into());
+        };
+        assert_eq!(p.pinned_commit(), Some(commit.to_ascii_lowercase()));
+        Ok(())
+    }
+
+    #[test]
+    fn a_file_or_filters_give_the_mirror_a_name_of_its_own() -> TestResult {
+        let m = rules(&["hf:=oci://registry.internal/hf"]);
+        let tag = |reference: &str, include: &[&str]| -> TestResult<String> {
+            let mr: ModelRef = reference.parse()?;
+            let cx = MirrorContext {
+                include: include.iter().map(|s| (*s).to_owned()).collect(),
+                ..context()
+            };
+            match &m.routes(&mr, &cx)[0].target {
+                Target::Hf(h) => Ok(h.revision_tag("main")),
+                Target::Reference(_) => Err("not an hf mirror".into()),
+            }
+        };
+        let whole = tag("hf:o/r", &[])?;
+        let file = tag("hf:o/r/model.gguf", &[])?;
+        let other_file = tag("hf:o/r/other.gguf", &[])?;
+        let filtered = tag("hf:o/r", &["*.gguf"])?;
+        assert_eq!(whole, "main");
+        assert!(file.starts_with("main-") && file.len() == "main-".len() + 12);
+        let all = [&whole, &file, &other_file, &filtered];
+        for (i, a) in all.iter().enumerate() {
+            for b in &all[i + 1..] {
+                assert_ne!(a, b);
+            }
+        }
+        assert_eq!(tag("hf:o/r/model.gguf", &[])?, file, "deterministic");
+        Ok(())
+    }
+
+    #[test]
+    fn names_a_registry_refuses_are_mapped_deterministically() {
+        assert_eq!(oci_component("Llama-3"), "llama-3");
+        assert_eq!(oci_component("a__b"), "a__b");
+        assert!(is_component("a--b"));
+        for odd in ["a..b", ".hidden", "x-", "a._b", "_x"] {
+            let mapped = oci_component(odd);
+            assert!(is_component(&mapped), "{odd} -> {mapped}");
+            assert_eq!(mapped, oci_component(odd));
+        }
+        assert_ne!(oci_component("a..b"), oci_component("a.-b"));
+        let m = rules(&["hf:=oci://r.internal/hf"]);
+        let mr: ModelRef = "hf:org/repo@.odd".parse().expect("a reference");
+        let Target::Hf(h) = &m.routes(&mr, &context())[0].target else {
+            panic!("not an hf mirror");
+        };
+        let tag = h.revision_tag(".odd");
+        assert!(tag.starts_with("r_") && h.oci(&tag).is_some(), "{tag}");
+    }
+
+    #[test]
+    fn hostile_or_malformed_rules_are_refused_with_the_reason() {
+        for (bad, why) in [
+            ("", "no `=`"),
+            ("hf:", "no `=`"),
+            ("=oci://r/x", "both"),
+            ("hf:=", "both"),
+            ("hf:=https://cache.internal/hf", "registry"),
+            ("hf:=hf:other", "mirror must start"),
+            ("ollama:=oci://r/x", "registry.ollama.ai"),
+            ("ftp://x=oci://r/y", "source must start"),
+            ("oci://r=s3://b/x/", "registry"),
+            ("https://h/=oci://r/x", "registry"),
+            ("oci://r=oci://user:pw@mirror.internal", "credentials"),
+            ("https://h/=https://c/h/?sig=1", "query"),
+            ("hf:a/b/c=oci://r/x", "hf:org/repo"),
+            ("hf:../x=oci://r/x", "hf:org/repo"),
+            ("hf:=oci://r/UPPER", "registry"),
+            ("hf:=oci://r/x\u{1b}[2J", "control"),
+            ("hf:=oci://r/x y", "whitespace"),
+        ] {
+            let err = MirrorRule::parse(bad, RuleOrigin::Flag).unwrap_err();
+            assert!(err.to_string().contains(why), "{bad:?}: {err}");
+            assert!(!err.to_string().contains('\u{1b}'), "{err}");
+        }
+        assert!(
+            MirrorRule::parse("hf://=S3+HTTP://127.0.0.1:9000/models/hf", RuleOrigin::Env).is_ok()
+        );
+    }
+
+    #[test]
+    fn a_rules_file_skips_comments_and_names_the_line_it_refuses() {
+        let path = Path::new("/cache/mirrors.conf");
+        let m = Mirrors::from_file_text(
+            path,
+            "# fleet mirrors\n\nhf:=oci://registry.internal/hf  # first\n  oci://a.internal=oci://b.internal\n",
+        )
+        .expect("a valid file");
+        assert_eq!(m.rules().len(), 2);
+        assert_eq!(m.rules()[0].origin().to_string(), "/cache/mirrors.conf:3");
+        let err = Mirrors::from_file_text(path, "hf:=oci://r/x\nnot a rule\n").unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("`/cache/mirrors.conf`, line 2: invalid mirror rule"),
+            "{err}"
+        );
+        let env = Mirrors::from_env_value(" hf:=oci://r/x\toci://a=oci://b\n").expect("valid");
+        assert_eq!(env.rules().len(), 2);
+        assert_eq!(env.rules()[1].to_string(), "oci://a=oci://b");
+    }
+}
