@@ -9,8 +9,9 @@
 //!   `oci://reg/hf/org/repo:<commit>`, and a revision name (`main`) is a tag of its own; under
 //!   `hf:=s3://bucket/hf` it is the folder `s3://bucket/hf/org/repo/<commit>/`, and a revision
 //!   name is the object `s3://bucket/hf/org/repo/refs/<name>` holding the commit. Names are
-//!   lowercased, and a name no registry takes is spelled with a hash; a reference to one file,
-//!   or with `--include`/`--exclude`, adds `-<hash of them>` to the tag or folder.
+//!   lowercased, and a name no registry takes is spelled with a hash; a reference to one file
+//!   or a quantisation, or with `--include`/`--exclude`, adds `-<hash of them>` to the tag or
+//!   folder.
 //! - Every other source maps by text: the prefix is replaced. `ollama:` references are first
 //!   written as `oci://<ollama registry>/<namespace>/<name>:<tag>`, so that a rule for
 //!   `oci://registry.ollama.ai` applies to them.
@@ -581,14 +582,24 @@ impl HfMirror {
         })
     }
 
-    /// A short hash of the file path and the filters, when the reference has any: the model
-    /// is then a part of the repository, kept apart from the whole.
+    /// A short hash of the file path, the quantisation and the filters, when the reference has
+    /// any: the model is then a part of the repository, kept apart from the whole.
     fn variant(&self) -> Option<String> {
-        if self.hf.path.is_none() && self.include.is_empty() && self.exclude.is_empty() {
+        if self.hf.path.is_none()
+            && self.hf.quant.is_none()
+            && self.include.is_empty()
+            && self.exclude.is_empty()
+        {
             return None;
         }
         let mut text = String::from("path\0");
         text.push_str(self.hf.path.as_deref().unwrap_or_default());
+        // Only a quantisation adds its part, so that the names of the other variants stay as
+        // they were.
+        if let Some(quant) = &self.hf.quant {
+            text.push_str("\0quant\0");
+            text.push_str(quant);
+        }
         text.push_str("\0include");
         for p in &self.include {
             text.push('\0');
@@ -756,7 +767,8 @@ pub(crate) fn check_hf_copy(
         Some(ModelRef::Hf(h))
             if h.org.eq_ignore_ascii_case(&hf.org)
                 && h.repo.eq_ignore_ascii_case(&hf.repo)
-                && h.path == hf.path => {}
+                && h.path == hf.path
+                && h.quant == hf.quant => {}
         _ => {
             return Err(refuse(format!(
                 "it holds `{}`",
@@ -1050,9 +1062,16 @@ mod tests {
         let file = tag("hf:o/r/model.gguf", &[])?;
         let other_file = tag("hf:o/r/other.gguf", &[])?;
         let filtered = tag("hf:o/r", &["*.gguf"])?;
+        let quant = tag("hf:o/r:Q4_K_M", &[])?;
+        let other_quant = tag("hf:o/r:q8_0", &[])?;
         assert_eq!(whole, "main");
         assert!(file.starts_with("main-") && file.len() == "main-".len() + 12);
-        let all = [&whole, &file, &other_file, &filtered];
+        assert_eq!(
+            tag("hf:o/r:q4_k_m", &[])?,
+            quant,
+            "the tag's case is not part of it"
+        );
+        let all = [&whole, &file, &other_file, &filtered, &quant, &other_quant];
         for (i, a) in all.iter().enumerate() {
             for b in &all[i + 1..] {
                 assert_ne!(a, b);
