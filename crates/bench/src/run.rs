@@ -39,8 +39,8 @@ pub fn timed(cmd: &mut Command, stdout: Stdout) -> anyhow::Result<(Duration, Vec
     Ok((took, output.stdout))
 }
 
-/// The first line `tool args…` prints about itself (`skopeo version 1.9.3`, `aws-cli/2.9.19 …`).
-/// A tool that cannot run is an error that ends with `hint`, which says how to install it.
+/// The first line `tool args…` prints about itself (`skopeo version 1.9.3`,
+/// `aws-cli/2.9.19 …`). A tool that cannot run is an error that ends with `hint`, which says how to install it.
 pub fn tool_version(tool: impl AsRef<OsStr>, args: &[&str], hint: &str) -> anyhow::Result<String> {
     let tool = Path::new(tool.as_ref());
     let out = Command::new(tool)
