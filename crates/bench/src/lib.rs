@@ -1,5 +1,5 @@
-//! What the benchmark binaries share: `mp-bench`, `mp-bench-hf`, `mp-bench-oci` and
-//! `mp-bench-s3`.
+//! What the benchmark binaries share: `mp-bench`, `mp-bench-hf`, `mp-bench-oci`, `mp-bench-s3`
+//! and `mp-bench-push`.
 
 pub mod measure;
 pub mod run;

@@ -135,6 +135,43 @@ impl ProcStat {
     }
 }
 
+/// Where the CPU time of one timed run went: to the client (the children this process waited
+/// for) and to the server under test (this process's child named `server`, still running).
+#[derive(Debug)]
+pub struct CpuSplit {
+    server: &'static str,
+    children: Option<u64>,
+    server_ticks: Option<u64>,
+}
+
+impl CpuSplit {
+    /// Starts counting, for the server whose command name is `server` (`s3s-fs`, …).
+    pub fn start(server: &'static str) -> Self {
+        CpuSplit {
+            server,
+            children: waited_children_ticks(),
+            server_ticks: child_ticks(server),
+        }
+    }
+
+    /// The client's and the server's CPU time since [`CpuSplit::start`].
+    pub fn split(&self) -> (Duration, Duration) {
+        let since = |before: Option<u64>, now: Option<u64>| match (before, now) {
+            (Some(b), Some(n)) => Duration::from_millis(n.saturating_sub(b) * 10),
+            _ => Duration::ZERO,
+        };
+        (
+            since(self.children, waited_children_ticks()),
+            since(self.server_ticks, child_ticks(self.server)),
+        )
+    }
+}
+
+/// User and system time of the children this process waited for, in clock ticks.
+pub fn waited_children_ticks() -> Option<u64> {
+    ProcStat::read("self").map(|s| s.ticks[2] + s.ticks[3])
+}
+
 /// The middle time (the upper one of the two middle ones for an even count); zero for none.
 pub fn median(times: &[Duration]) -> Duration {
     let mut v = times.to_vec();

@@ -1,5 +1,6 @@
 //! Running what the benchmarks time, and finding the binaries and the data directory.
 
+use std::ffi::OsStr;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -36,6 +37,51 @@ pub fn timed(cmd: &mut Command, stdout: Stdout) -> anyhow::Result<(Duration, Vec
         );
     }
     Ok((took, output.stdout))
+}
+
+/// The first line `tool args…` prints about itself (`skopeo version 1.9.3`,
+/// `aws-cli/2.9.19 …`). A tool that cannot run is an error that ends with `hint`, which says how to install it.
+pub fn tool_version(tool: impl AsRef<OsStr>, args: &[&str], hint: &str) -> anyhow::Result<String> {
+    let tool = Path::new(tool.as_ref());
+    let out = Command::new(tool)
+        .args(args)
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output();
+    match out {
+        Ok(o) if o.status.success() => Ok(String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_owned()),
+        Ok(o) => bail!(
+            "`{} {}` failed ({})",
+            tool.display(),
+            args.join(" "),
+            o.status
+        ),
+        Err(e) => bail!("cannot run `{}`: {e}\nhint: {hint}", tool.display()),
+    }
+}
+
+/// A command for `program` whose AWS settings are the key pair given and nothing of the caller's
+/// (a profile, region or endpoint there would change what runs): every `AWS_*` and `S3_*`
+/// variable is removed, the configuration files are `/dev/null`, instance metadata is off.
+pub fn s3_command(program: impl AsRef<OsStr>, access_key: &str, secret_key: &str) -> Command {
+    let mut cmd = Command::new(program);
+    for (name, _) in std::env::vars_os() {
+        let text = name.to_string_lossy();
+        if text.starts_with("AWS_") || text.starts_with("S3_") {
+            cmd.env_remove(&name);
+        }
+    }
+    cmd.env("AWS_ACCESS_KEY_ID", access_key)
+        .env("AWS_SECRET_ACCESS_KEY", secret_key)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_CONFIG_FILE", "/dev/null")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null");
+    cmd
 }
 
 /// Removes the directory `path` and all it holds; a missing one is fine.

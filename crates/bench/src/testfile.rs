@@ -1,8 +1,8 @@
-//! The pseudo-random test files, shared by `mp-bench`, `mp-bench-oci` and `mp-bench-s3`:
-//! written once under the data directory (`random-<N>MiB.bin`) and reused while its size
-//! matches, so that every suite downloads or hashes the same bytes. Other streams of the same
-//! generator ([`SHARED`] is the common one) give files of different content, such as the
-//! parts of a folder.
+//! The pseudo-random test files, shared by `mp-bench`, `mp-bench-oci`, `mp-bench-s3` and
+//! `mp-bench-push`: written once under the data directory (`random-<N>MiB.bin`) and reused
+//! while its size matches, so that every suite downloads, pushes or hashes the same bytes.
+//! Other streams of the same generator ([`SHARED`] is the common one) give files of different
+//! content, such as the parts of a folder.
 
 use std::fs::{self, File};
 use std::io::{self, Read, Write as _};

@@ -16,10 +16,10 @@
 use std::fmt::Write as _;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, bail, ensure};
+use anyhow::{Context as _, ensure};
 use clap::Parser;
 use serde_json::json;
 use test_support::{OCI_EMPTY, OCI_MANIFEST, Registry};
@@ -27,7 +27,7 @@ use test_support::{OCI_EMPTY, OCI_MANIFEST, Registry};
 use model_provisioner_bench::measure::{
     CpuWatch, ProcStat, child_ticks, date, loadavg, machine, mbps, median, min,
 };
-use model_provisioner_bench::run::{Binaries, Stdout, remove, timed, utf8};
+use model_provisioner_bench::run::{Binaries, Stdout, remove, timed, tool_version, utf8};
 use model_provisioner_bench::settle::{SETTLE, settle};
 #[path = "../testfile.rs"]
 mod testfile;
@@ -72,6 +72,9 @@ const LAYER_TYPE: &str = "application/vnd.example.gguf";
 const ARTIFACT_TYPE: &str = "application/vnd.example.model.v1";
 /// The file name the layer carries (`org.opencontainers.image.title`).
 const TITLE: &str = "model.gguf";
+
+/// How to install the clients and the registry.
+const HINT: &str = "install it (`apt-get install skopeo curl openssl docker-registry`)";
 
 /// The goals: ours / skopeo and ours / (curl + openssl).
 const GOAL_SKOPEO: f64 = 0.8;
@@ -156,10 +159,10 @@ fn main() -> anyhow::Result<()> {
         before,
         data_dir,
     } = Binaries::locate(args.baseline_bin.as_deref(), args.data_dir.as_deref())?;
-    let skopeo = tool_version("skopeo", &["--version"])?;
-    let curl = tool_version("curl", &["--version"])?;
-    let openssl = tool_version("openssl", &["version"])?;
-    let registry_version = tool_version("docker-registry", &["--version"])?;
+    let skopeo = tool_version("skopeo", &["--version"], HINT)?;
+    let curl = tool_version("curl", &["--version"], HINT)?;
+    let openssl = tool_version("openssl", &["version"], HINT)?;
+    let registry_version = tool_version("docker-registry", &["--version"], HINT)?;
     let setup = Setup {
         ours,
         before,
@@ -479,28 +482,6 @@ fn render(
         }
     }
     md
-}
-
-/// `skopeo version 1.9.3` and the like: the first line a tool prints about itself.
-fn tool_version(tool: &str, args: &[&str]) -> anyhow::Result<String> {
-    let out = Command::new(tool)
-        .args(args)
-        .stdin(Stdio::null())
-        .stderr(Stdio::null())
-        .output();
-    match out {
-        Ok(o) if o.status.success() => Ok(String::from_utf8_lossy(&o.stdout)
-            .lines()
-            .next()
-            .unwrap_or(tool)
-            .trim()
-            .to_owned()),
-        Ok(o) => bail!("`{tool} {}` failed ({})", args.join(" "), o.status),
-        Err(e) => bail!(
-            "cannot run `{tool}`: {e}\nhint: install it (`apt-get install skopeo curl openssl \
-             docker-registry`)"
-        ),
-    }
 }
 
 /// User and system time of this process, of its children waited for, and of the registry

