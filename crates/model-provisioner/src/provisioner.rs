@@ -393,6 +393,7 @@ impl<C: CatalogStore, F: ModelFetcher> ModelProvisioner<C, F> {
             created_ms: previous.map_or(now, |p| p.created_ms),
             updated_ms: now,
             provenance: Some(fetched.provenance),
+            model_info: None,
         };
         self.catalog.put(entry.clone())?;
         Ok((entry, false, fetched.bytes_read))
