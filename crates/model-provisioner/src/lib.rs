@@ -31,6 +31,7 @@ pub mod hf;
 mod http;
 #[cfg(any(feature = "oci", feature = "s3"))]
 mod model_files;
+pub mod model_info;
 #[cfg(feature = "oci")]
 pub mod oci;
 #[cfg(any(feature = "hf", feature = "oci", feature = "s3"))]
