@@ -15,7 +15,7 @@ use crate::builder::ProvisionerBuilder;
 use crate::error::{Error, Result};
 use crate::fetcher::{FetchRequest, ModelFetcher};
 use crate::file::FileFetcher;
-use crate::model_info::inspect;
+use crate::model_info::inspect_selection;
 use crate::reporter::{NoReporter, Reporter};
 
 /// Makes sure models are present, verified and recorded, with catalog `C` and fetcher `F`.
@@ -328,7 +328,8 @@ impl<C: CatalogStore, F: ModelFetcher> ModelProvisioner<C, F> {
         }
         if entry.model_info.is_none() {
             // Recorded before this build read what a model is: read it once now.
-            let info = inspect(&entry.local_path).map_err(|e| Error::read(&entry.local_path, e))?;
+            let info = inspect_selection(&entry.local_path, selected(entry))
+                .map_err(|e| Error::read(&entry.local_path, e))?;
             if info.is_broken() {
                 return Err(self.record_broken(entry, info));
             }
@@ -385,7 +386,10 @@ impl<C: CatalogStore, F: ModelFetcher> ModelProvisioner<C, F> {
         };
         // Headers and sizes only: cheap next to the fetch. A broken model is not recorded as
         // good; a model the cache holds stays unreferenced, for `gc`.
-        let info = inspect(&fetched.local_path).map_err(|e| Error::read(&fetched.local_path, e))?;
+        let selection =
+            !(fetched.provenance.include.is_empty() && fetched.provenance.exclude.is_empty());
+        let info = inspect_selection(&fetched.local_path, selection)
+            .map_err(|e| Error::read(&fetched.local_path, e))?;
         if info.is_broken() {
             let err = broken(id, &info);
             if let Some(prev) = previous {
@@ -482,7 +486,7 @@ impl<C: CatalogStore, F: ModelFetcher> ModelProvisioner<C, F> {
             .as_ref()
             .or(entry.source_digest.as_ref())
             .or(entry.verification.computed.as_ref());
-        let info = inspect(path).map_err(|e| Error::read(path, e))?;
+        let info = inspect_selection(path, selected(&entry)).map_err(|e| Error::read(path, e))?;
         // A digest mismatch is the first thing to say; a broken file the next.
         let checked = Error::check_digest(&entry.id, reference, &computed).and_then(|o| {
             if info.is_broken() {
@@ -522,6 +526,14 @@ impl<C: CatalogStore, F: ModelFetcher> ModelProvisioner<C, F> {
             bytes,
         })
     }
+}
+
+/// Whether the entry's files are a selection (`--include`, `--exclude`) of its source's.
+fn selected(entry: &CatalogEntry) -> bool {
+    entry
+        .provenance
+        .as_ref()
+        .is_some_and(|p| !(p.include.is_empty() && p.exclude.is_empty()))
 }
 
 /// The error for a model whose structural check failed.

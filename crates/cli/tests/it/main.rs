@@ -13,6 +13,7 @@ mod hf;
 mod hostile;
 mod http;
 mod hub_nginx;
+mod model_info;
 mod oci;
 mod push;
 mod reuse;

@@ -50,8 +50,17 @@ const HEAD: usize = 512;
 /// Reads what `path` (a file, or a folder of files) is, and checks its files' structure.
 /// Fails only when a file cannot be read.
 pub fn inspect(path: &Path) -> io::Result<ModelInfo> {
+    inspect_selection(path, false)
+}
+
+/// Like [`inspect`]; with `selected`, the files are a selection the user made (`--include`,
+/// `--exclude`), so a shard or split part that is not there is a warning, not a failure.
+pub fn inspect_selection(path: &Path, selected: bool) -> io::Result<ModelInfo> {
     let meta = std::fs::metadata(path)?;
-    let mut found = Findings::default();
+    let mut found = Findings {
+        selected,
+        ..Findings::default()
+    };
     if meta.is_dir() {
         found.folder(path)?;
     } else {
@@ -121,12 +130,23 @@ struct Findings {
     checked: usize,
     problems: Vec<String>,
     warnings: Vec<String>,
+    /// The files are a selection: missing ones were left out on purpose.
+    selected: bool,
 }
 
 impl Findings {
     fn problem(&mut self, p: String) {
         if self.problems.len() < MAX_NOTES {
             self.problems.push(p);
+        }
+    }
+
+    /// A file that is not there: a problem, unless the files are a selection.
+    fn missing(&mut self, p: String) {
+        if self.selected {
+            self.warn(format!("{p} (not selected by `--include`/`--exclude`)"));
+        } else {
+            self.problem(p);
         }
     }
 
@@ -232,7 +252,7 @@ impl Findings {
         let found: BTreeSet<&str> = parts.iter().map(|(s, _)| s.as_str()).collect();
         for (i, name) in expected.iter().enumerate() {
             if !found.contains(name.as_str()) {
-                self.problem(format!(
+                self.missing(format!(
                     "`{}` is missing: `{}` is part 1 of a GGUF split set of {count} and this is part {}",
                     crate::error::printable(name),
                     crate::error::printable(&expected[0]),
@@ -441,7 +461,7 @@ impl Findings {
             } else if let Some((&key, _)) = headers.get_key_value::<str>(shard) {
                 present.push(key);
             } else {
-                self.problem(format!(
+                self.missing(format!(
                     "`{shown}` names the shard `{dir}{}`, which is not there",
                     crate::error::printable(shard)
                 ));
