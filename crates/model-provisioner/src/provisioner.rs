@@ -391,11 +391,10 @@ impl<C: CatalogStore, F: ModelFetcher> ModelProvisioner<C, F> {
         let info = inspect_selection(&fetched.local_path, selection)
             .map_err(|e| Error::read(&fetched.local_path, e))?;
         if info.is_broken() {
-            let err = broken(id, &info);
-            if let Some(prev) = previous {
-                let _ = self.record_broken(prev, info);
-            }
-            return Err(err);
+            return Err(match previous {
+                Some(prev) => self.record_broken(prev, info),
+                None => broken(id, &info),
+            });
         }
         log_warnings(id, &info, outcome);
         let now = now_ms();

@@ -288,7 +288,10 @@ impl<R: Read> Bytes<R> {
             if furthest.as_ref().is_none_or(|(_, e)| end > *e) {
                 furthest = Some((name, end));
             }
-            ends.push((offset, end));
+            // An empty tensor takes no bytes, so it cannot overlap anything.
+            if end > offset {
+                ends.push((offset, end));
+            }
         }
         ends.sort_unstable();
         if let Some(w) = ends.windows(2).find(|w| w[1].0 < w[0].1) {

@@ -131,7 +131,9 @@ pub fn read(mut reader: impl Read, file_len: u64) -> Result<SafetensorsHeader, P
             )),
             None => {}
         }
-        spans.push((begin, end, name));
+        if end > begin {
+            spans.push((begin, end, name));
+        }
         out.names.insert(name.clone());
     }
     spans.sort_unstable();
