@@ -660,6 +660,7 @@ fn synthetic_entry(i: u32, now: u64) -> CatalogEntry {
             include: Vec::new(),
             exclude: Vec::new(),
         }),
+        model_info: None,
     }
 }
 

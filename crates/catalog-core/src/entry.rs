@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::digest::Digest;
+use crate::model_info::ModelInfo;
 
 /// Whether a model may be handed out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -184,6 +185,10 @@ pub struct CatalogEntry {
     /// Where the artifact came from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provenance: Option<Provenance>,
+    /// What the model is (format, architecture, parameters, …) and whether its files are
+    /// whole, read from their headers. Absent from entries recorded before this was read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_info: Option<ModelInfo>,
 }
 
 /// What a caller needs to start an engine: the model's id and where its bytes are.

@@ -679,6 +679,7 @@ mod tests {
             created_ms: now_ms(),
             updated_ms: now_ms(),
             provenance: None,
+            model_info: None,
         }
     }
 

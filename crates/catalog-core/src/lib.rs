@@ -11,6 +11,7 @@ mod entry;
 mod error;
 mod fs_catalog;
 pub mod layout;
+mod model_info;
 mod model_ref;
 mod rel_path;
 mod store;
@@ -27,6 +28,7 @@ pub use layout::{
     CACHE_ENV, CacheLayout, StagedDir, StagedFile, Staging, cache_dir_from_env,
     default_model_cache_dir,
 };
+pub use model_info::{ModelFormat, ModelInfo, Split, Structure, human_count};
 pub use model_ref::{
     FileRef, HfRef, HttpRef, ModelRef, OLLAMA_REGISTRY, OciRef, OciReference, OllamaRef,
     ParseRefError, S3Ref, SUPPORTED_SCHEMES, Scheme, file_id, printable,

@@ -85,6 +85,8 @@ struct EnsureJson<'a> {
     cached: bool,
     storage: catalog_core::Storage,
     duration_ms: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    model_info: Option<&'a catalog_core::ModelInfo>,
 }
 
 /// How downloads are made: for every source but S3, and for S3. `--connections` applies to
@@ -186,6 +188,7 @@ fn ensure(cx: &Context, args: &EnsureArgs) -> anyhow::Result<ExitCode> {
             cached: ensured.cached,
             storage: e.storage,
             duration_ms: ensured.duration_ms,
+            model_info: e.model_info.as_ref(),
         })?;
     } else {
         let status = if ensured.cached {
@@ -657,58 +660,7 @@ fn verify(cx: &Context, args: &VerifyArgs) -> anyhow::Result<ExitCode> {
     let (mut failed, mut errors) = (0, 0);
     let mut results = Vec::with_capacity(targets.len());
     for target in &targets {
-        let result = match provisioner.verify(target) {
-            Ok(v) => VerifyJson {
-                id: v.entry.id.clone(),
-                verification: Some(v.entry.verification.outcome),
-                expected: v
-                    .entry
-                    .digest
-                    .as_ref()
-                    .or(v.entry.source_digest.as_ref())
-                    .map(ToString::to_string),
-                computed: v
-                    .entry
-                    .verification
-                    .computed
-                    .as_ref()
-                    .map(ToString::to_string),
-                bytes: Some(v.bytes),
-                error: None,
-            },
-            Err(Error::DigestMismatch {
-                id,
-                expected,
-                computed,
-            }) => {
-                failed += 1;
-                VerifyJson {
-                    id,
-                    verification: Some(Outcome::Fail),
-                    expected: Some(expected.to_string()),
-                    computed: Some(computed.to_string()),
-                    bytes: None,
-                    error: None,
-                }
-            }
-            Err(e) => {
-                errors += 1;
-                let hint = e.hint();
-                let message = format!("{:#}", anyhow::Error::from(e));
-                say!("error: {message}");
-                if let Some(hint) = hint {
-                    say!("hint: {hint}");
-                }
-                VerifyJson {
-                    id: target.clone(),
-                    verification: None,
-                    expected: None,
-                    computed: None,
-                    bytes: None,
-                    error: Some(message),
-                }
-            }
-        };
+        let result = verify_one(&provisioner, target, &mut failed, &mut errors);
         if !args.json {
             print(&verify_line(&result))?;
         }
@@ -739,8 +691,85 @@ fn verify(cx: &Context, args: &VerifyArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Verifies one model, counting failed verifications and other errors (printed to stderr).
+fn verify_one(
+    provisioner: &Provisioner,
+    target: &str,
+    failed: &mut usize,
+    errors: &mut usize,
+) -> VerifyJson {
+    match provisioner.verify(target) {
+        Ok(v) => VerifyJson {
+            id: v.entry.id.clone(),
+            verification: Some(v.entry.verification.outcome),
+            expected: v
+                .entry
+                .digest
+                .as_ref()
+                .or(v.entry.source_digest.as_ref())
+                .map(ToString::to_string),
+            computed: v
+                .entry
+                .verification
+                .computed
+                .as_ref()
+                .map(ToString::to_string),
+            bytes: Some(v.bytes),
+            error: None,
+        },
+        Err(Error::DigestMismatch {
+            id,
+            expected,
+            computed,
+        }) => {
+            *failed += 1;
+            VerifyJson {
+                id,
+                verification: Some(Outcome::Fail),
+                expected: Some(expected.to_string()),
+                computed: Some(computed.to_string()),
+                bytes: None,
+                error: None,
+            }
+        }
+        Err(Error::Structure { id, problems }) => {
+            *failed += 1;
+            let e = Error::Structure {
+                id: id.clone(),
+                problems,
+            };
+            VerifyJson {
+                id,
+                verification: Some(Outcome::Fail),
+                expected: None,
+                computed: None,
+                bytes: None,
+                error: Some(e.to_string()),
+            }
+        }
+        Err(e) => {
+            *errors += 1;
+            let hint = e.hint();
+            let message = format!("{:#}", anyhow::Error::from(e));
+            say!("error: {message}");
+            if let Some(hint) = hint {
+                say!("hint: {hint}");
+            }
+            VerifyJson {
+                id: target.to_owned(),
+                verification: None,
+                expected: None,
+                computed: None,
+                bytes: None,
+                error: Some(message),
+            }
+        }
+    }
+}
+
 fn verify_line(r: &VerifyJson) -> String {
     match (r.verification, &r.error) {
+        (Some(Outcome::Fail), Some(reason)) => format!("FAIL        {reason}\n"),
         // The reason went to stderr already.
         (_, Some(_)) => format!("error       {}\n", r.id),
         (Some(Outcome::Fail), _) => format!(

@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 use std::io::{self, Write};
 use std::time::{Duration, UNIX_EPOCH};
 
-use catalog_core::{CatalogEntry, Outcome};
+use catalog_core::{CatalogEntry, ModelFormat, ModelInfo, Outcome, human_count};
 use serde::Serialize;
 
 /// Writes `text` to stdout. A closed pipe (`… | head`) is not an error.
@@ -82,19 +82,34 @@ pub fn entries_table(entries: &[CatalogEntry]) -> String {
     if entries.is_empty() {
         return "no models in the catalog\n".to_owned();
     }
-    let rows: Vec<[String; 5]> = entries
+    let dash = || "-".to_owned();
+    let rows: Vec<[String; 9]> = entries
         .iter()
         .map(|e| {
+            let info = e.model_info.as_ref();
+            let format = match info.map(|i| i.format) {
+                None | Some(ModelFormat::Unknown) => dash(),
+                Some(f) => f.to_string(),
+            };
             [
                 e.id.clone(),
                 e.lifecycle.to_string(),
                 outcome_text(e.verification.outcome).to_owned(),
+                format,
+                info.and_then(|i| i.architecture.clone())
+                    .unwrap_or_else(dash),
+                info.and_then(|i| i.parameters)
+                    .map_or_else(dash, human_count),
+                info.and_then(|i| i.quantization.clone())
+                    .unwrap_or_else(dash),
                 human_bytes(e.size_bytes),
                 e.local_path.display().to_string(),
             ]
         })
         .collect();
-    let header = ["ID", "STATE", "VERIFIED", "SIZE", "PATH"];
+    let header = [
+        "ID", "STATE", "VERIFIED", "FORMAT", "ARCH", "PARAMS", "QUANT", "SIZE", "PATH",
+    ];
     let mut widths = header.map(str::len);
     for row in &rows {
         for (w, cell) in widths.iter_mut().zip(row) {
@@ -142,6 +157,9 @@ pub fn entry_details(e: &CatalogEntry) -> String {
         &format!("{} ({} bytes)", human_bytes(e.size_bytes), e.size_bytes),
     );
     field("verification:", &outcome_text(e.verification.outcome));
+    if let Some(info) = &e.model_info {
+        model_info_fields(info, &mut field);
+    }
     if let Some(d) = &e.digest {
         field("expected:", d);
     }
@@ -193,6 +211,56 @@ pub fn entry_details(e: &CatalogEntry) -> String {
         }
     }
     out
+}
+
+/// The `show` lines of what a model is.
+fn model_info_fields(info: &ModelInfo, field: &mut dyn FnMut(&str, &dyn std::fmt::Display)) {
+    field("format:", &info.format);
+    if let Some(a) = &info.architecture {
+        field("architecture:", a);
+    }
+    if let Some(n) = &info.name {
+        field("name:", n);
+    }
+    if let Some(p) = info.parameters {
+        field("parameters:", &format!("{} ({p})", human_count(p)));
+    }
+    if let Some(q) = &info.quantization {
+        field("quantization:", q);
+    }
+    if let Some(c) = info.context_length {
+        field("context:", &format!("{c} tokens"));
+    }
+    if let Some(t) = info.tensor_count {
+        let dtypes: Vec<String> = info
+            .dtypes
+            .iter()
+            .map(|(d, n)| format!("{d} {n}"))
+            .collect();
+        if dtypes.is_empty() {
+            field("tensors:", &t);
+        } else {
+            field("tensors:", &format!("{t} ({})", dtypes.join(", ")));
+        }
+    }
+    if let Some(split) = &info.split {
+        field(
+            "split:",
+            &format!("{} files: {}", split.count, split.files.join(", ")),
+        );
+    }
+    let structure = match info.structure.outcome {
+        Outcome::Pass => "pass (headers and sizes)",
+        Outcome::Warn => "not checked (no file in a format this build reads)",
+        Outcome::Fail => "FAIL",
+    };
+    field("structure:", &structure);
+    for p in &info.structure.problems {
+        field("problem:", p);
+    }
+    for w in &info.warnings {
+        field("warning:", w);
+    }
 }
 
 #[cfg(test)]

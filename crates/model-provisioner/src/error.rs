@@ -51,6 +51,15 @@ pub enum Error {
         /// The digest of the bytes.
         computed: Digest,
     },
+    /// A model's files claim their format and break it (tensor data past the end of a file,
+    /// overlapping tensors), or a split set or an index lacks a file or has one too many.
+    #[error("`{id}` failed its structural check: {}", problems.join("; "))]
+    Structure {
+        /// The model's id.
+        id: String,
+        /// What is wrong, naming each file.
+        problems: Vec<String>,
+    },
     /// A Hub file's bytes do not have the git blob id the Hub states for it.
     #[error(
         "`{file}` does not match the Hub: expected git blob `{expected}`, computed `{computed}`"
@@ -367,13 +376,14 @@ impl Error {
         }
     }
 
-    /// Whether this is a failed verification (a digest mismatch).
+    /// Whether this is a failed verification (a digest mismatch, a broken file).
     pub fn is_verification_failure(&self) -> bool {
         matches!(
             self,
             Error::DigestMismatch { .. }
                 | Error::GitBlobMismatch { .. }
                 | Error::MirrorMismatch { .. }
+                | Error::Structure { .. }
         )
     }
 
@@ -389,6 +399,9 @@ impl Error {
             Error::ChangedWhileHashing { .. } => Some("wait until the file is fully written, then run again".into()),
             Error::DigestMismatch { .. } => Some(
                 "the file is not the one expected: check the `--digest` value, or fetch the file again".into(),
+            ),
+            Error::Structure { .. } => Some(
+                "the file is damaged or incomplete: fetch it again, or remove it with `model-provisioner rm`".into(),
             ),
             Error::Unsupported { hint, .. } => Some(hint.clone()),
             Error::PushDestination { .. } => Some(

@@ -32,6 +32,7 @@ mod http;
 pub mod mirror;
 #[cfg(any(feature = "oci", feature = "s3"))]
 mod model_files;
+pub mod model_info;
 #[cfg(feature = "oci")]
 pub mod oci;
 #[cfg(any(feature = "hf", feature = "oci", feature = "s3"))]

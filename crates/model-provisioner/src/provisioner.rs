@@ -6,8 +6,8 @@ use std::time::Instant;
 
 use catalog_core::verify::{fingerprint, hash_path};
 use catalog_core::{
-    CacheLayout, CatalogEntry, CatalogStore, Digest, FsCatalog, Lifecycle, ModelRef, Outcome,
-    ResolvedModel, Verification, now_ms,
+    CacheLayout, CatalogEntry, CatalogStore, Digest, FsCatalog, Lifecycle, ModelInfo, ModelRef,
+    Outcome, ResolvedModel, Verification, now_ms,
 };
 
 use crate::any::AnyFetcher;
@@ -15,6 +15,7 @@ use crate::builder::ProvisionerBuilder;
 use crate::error::{Error, Result};
 use crate::fetcher::{FetchRequest, ModelFetcher};
 use crate::file::FileFetcher;
+use crate::model_info::inspect_selection;
 use crate::reporter::{NoReporter, Reporter};
 
 /// Makes sure models are present, verified and recorded, with catalog `C` and fetcher `F`.
@@ -325,6 +326,15 @@ impl<C: CatalogStore, F: ModelFetcher> ModelProvisioner<C, F> {
                 Error::check_digest(&entry.id, Some(expected), computed)?;
             updated.digest = Some(expected.clone());
         }
+        if entry.model_info.is_none() {
+            // Recorded before this build read what a model is: read it once now.
+            let info = inspect_selection(&entry.local_path, selected(entry))
+                .map_err(|e| Error::read(&entry.local_path, e))?;
+            if info.is_broken() {
+                return Err(self.record_broken(entry, info));
+            }
+            updated.model_info = Some(info);
+        }
         updated.lifecycle = Lifecycle::Active;
         if updated != *entry {
             updated.updated_ms = now_ms();
@@ -374,6 +384,19 @@ impl<C: CatalogStore, F: ModelFetcher> ModelProvisioner<C, F> {
             (None, None) => Outcome::Warn,
             (None, Some(_)) => unreachable!("fetchers hash whenever a digest is expected"),
         };
+        // Headers and sizes only: cheap next to the fetch. A broken model is not recorded as
+        // good; a model the cache holds stays unreferenced, for `gc`.
+        let selection =
+            !(fetched.provenance.include.is_empty() && fetched.provenance.exclude.is_empty());
+        let info = inspect_selection(&fetched.local_path, selection)
+            .map_err(|e| Error::read(&fetched.local_path, e))?;
+        if info.is_broken() {
+            return Err(match previous {
+                Some(prev) => self.record_broken(prev, info),
+                None => broken(id, &info),
+            });
+        }
+        log_warnings(id, &info, outcome);
         let now = now_ms();
         let entry = CatalogEntry {
             id: id.to_owned(),
@@ -393,6 +416,7 @@ impl<C: CatalogStore, F: ModelFetcher> ModelProvisioner<C, F> {
             created_ms: previous.map_or(now, |p| p.created_ms),
             updated_ms: now,
             provenance: Some(fetched.provenance),
+            model_info: Some(info),
         };
         self.catalog.put(entry.clone())?;
         Ok((entry, false, fetched.bytes_read))
@@ -410,6 +434,21 @@ impl<C: CatalogStore, F: ModelFetcher> ModelProvisioner<C, F> {
         failed.updated_ms = now_ms();
         self.catalog.put(failed)?;
         Ok(())
+    }
+
+    /// Records that `prev`'s files are broken, so that it is not handed out, and returns the
+    /// error to report (or the catalog's, if recording failed).
+    fn record_broken(&self, prev: &CatalogEntry, info: ModelInfo) -> Error {
+        let err = broken(&prev.id, &info);
+        let mut failed = prev.clone();
+        failed.lifecycle = Lifecycle::Retired;
+        failed.verification.outcome = Outcome::Fail;
+        failed.model_info = Some(info);
+        failed.updated_ms = now_ms();
+        match self.catalog.put(failed) {
+            Ok(()) => err,
+            Err(e) => e.into(),
+        }
     }
 
     /// Looks an entry up by id, or by a reference that resolves to one.
@@ -446,13 +485,22 @@ impl<C: CatalogStore, F: ModelFetcher> ModelProvisioner<C, F> {
             .as_ref()
             .or(entry.source_digest.as_ref())
             .or(entry.verification.computed.as_ref());
-        let checked = Error::check_digest(&entry.id, reference, &computed);
+        let info = inspect_selection(path, selected(&entry)).map_err(|e| Error::read(path, e))?;
+        // A digest mismatch is the first thing to say; a broken file the next.
+        let checked = Error::check_digest(&entry.id, reference, &computed).and_then(|o| {
+            if info.is_broken() {
+                Err(broken(&entry.id, &info))
+            } else {
+                Ok(o)
+            }
+        });
         // Agreeing with a digest computed earlier, rather than one given, is no pass.
         let outcome = match &checked {
             Ok(_) if entry.digest.is_some() || entry.source_digest.is_some() => Outcome::Pass,
             Ok(_) => Outcome::Warn,
             Err(_) => Outcome::Fail,
         };
+        log_warnings(&entry.id, &info, outcome);
         let mut updated = entry.clone();
         updated.verification = Verification {
             outcome,
@@ -467,6 +515,7 @@ impl<C: CatalogStore, F: ModelFetcher> ModelProvisioner<C, F> {
         }
         updated.last_verified_ms = Some(now_ms());
         updated.fingerprint = Some(before);
+        updated.model_info = Some(info);
         updated.updated_ms = now_ms();
         self.catalog.put(updated.clone())?;
         tracing::info!(id = %updated.id, bytes, verification = %outcome, "model verified");
@@ -475,6 +524,34 @@ impl<C: CatalogStore, F: ModelFetcher> ModelProvisioner<C, F> {
             entry: updated,
             bytes,
         })
+    }
+}
+
+/// Whether the entry's files are a selection (`--include`, `--exclude`) of its source's.
+fn selected(entry: &CatalogEntry) -> bool {
+    entry
+        .provenance
+        .as_ref()
+        .is_some_and(|p| !(p.include.is_empty() && p.exclude.is_empty()))
+}
+
+/// The error for a model whose structural check failed.
+fn broken(id: &str, info: &ModelInfo) -> Error {
+    Error::Structure {
+        id: id.to_owned(),
+        problems: info.structure.problems.clone(),
+    }
+}
+
+/// Logs what looked wrong in a model's files: as a warning when nothing vouches for its bytes,
+/// else for `-v` only (a digest that matched says the bytes are the ones wanted).
+fn log_warnings(id: &str, info: &ModelInfo, outcome: Outcome) {
+    for w in &info.warnings {
+        if outcome == Outcome::Pass {
+            tracing::info!(%id, "{w}");
+        } else {
+            tracing::warn!(%id, "{w}");
+        }
     }
 }
 

@@ -28,6 +28,9 @@
 //!   (`IMDSv2`, container credentials, `AssumeRoleWithWebIdentity`), handing out [`AwsCreds`]
 //!   (an [`S3Server`]'s key pair with `start_for`) and logging what they are asked.
 //!
+//! - [`model_files`]: GGUF and safetensors files built from their specifications, for tests
+//!   of what is read from a model's headers.
+//!
 //! A missing nginx, olah, `hf`, git, git-lfs, docker-registry or s3s-fs is a test failure with
 //! instructions, never a silent skip (`bash scripts/install-test-deps.sh` installs them all).
 #![deny(missing_docs)]
@@ -53,6 +56,7 @@ mod holds;
 mod http_client;
 mod hub_nginx;
 mod lying_proxy;
+pub mod model_files;
 mod nginx;
 mod olah;
 mod process;

@@ -31,6 +31,7 @@ fn entry(id: &str, path: &Path, storage: Storage) -> CatalogEntry {
         created_ms: now_ms(),
         updated_ms: now_ms(),
         provenance: None,
+        model_info: None,
     }
 }
 
@@ -297,5 +298,76 @@ fn the_index_is_pretty_versioned_json_readable_by_others() -> TestResult {
         .map(|e| e.map(|e| e.file_name()))
         .collect::<Result<_, _>>()?;
     assert_eq!(names.len(), 2, "{names:?}");
+    Ok(())
+}
+
+/// An index written before entries recorded what a model is: byte for byte as that build
+/// wrote it.
+const INDEX_WITHOUT_MODEL_INFO: &str = r#"{
+  "version": 1,
+  "entries": {
+    "file:/models/tiny.gguf": {
+      "created_ms": 1795640400000,
+      "digest": "sha256:a7fc1aac41f846de92a6ab4876a5bf99e510e250365408a0df7e6b24cb92e94c",
+      "fingerprint": {
+        "device": 2049,
+        "inode": 1234,
+        "mtime_ns": 1795640400000000000,
+        "size": 17
+      },
+      "id": "file:/models/tiny.gguf",
+      "last_verified_ms": 1795640400000,
+      "lifecycle": "active",
+      "local_path": "/models/tiny.gguf",
+      "provenance": {
+        "fetched_ms": 1795640400000,
+        "fetcher": "file",
+        "fetcher_version": "0.1.0"
+      },
+      "size_bytes": 17,
+      "source": "/models/tiny.gguf",
+      "storage": "in-place",
+      "updated_ms": 1795640400000,
+      "verification": {
+        "computed": "sha256:a7fc1aac41f846de92a6ab4876a5bf99e510e250365408a0df7e6b24cb92e94c",
+        "outcome": "pass"
+      }
+    }
+  }
+}
+"#;
+
+#[test]
+fn an_index_written_before_model_info_loads_and_keeps_its_entries() -> TestResult {
+    let fx = Fixture::new()?;
+    fs::create_dir_all(fx.catalog.layout().catalog_dir())?;
+    fs::write(fx.index(), INDEX_WITHOUT_MODEL_INFO)?;
+    let id = "file:/models/tiny.gguf";
+    let old = fx.catalog.get(id)?.ok_or("the old entry is not found")?;
+    assert_eq!(old.model_info, None);
+    assert_eq!(old.verification.outcome, Outcome::Pass);
+    assert_eq!(fx.catalog.list()?, vec![old.clone()]);
+
+    // A write by this build keeps the old entry as it was, with no `model_info` added.
+    let mut new = entry(
+        "file:/models/new.gguf",
+        Path::new("/models/new.gguf"),
+        Storage::InPlace,
+    );
+    new.model_info = Some(catalog_core::ModelInfo {
+        format: catalog_core::ModelFormat::Gguf,
+        architecture: Some("llama".to_owned()),
+        ..catalog_core::ModelInfo::default()
+    });
+    fx.catalog.put(new.clone())?;
+    assert_eq!(fx.catalog.get(id)?, Some(old));
+    assert_eq!(fx.catalog.get(&new.id)?, Some(new));
+    let value: serde_json::Value = serde_json::from_str(&fs::read_to_string(fx.index())?)?;
+    assert_eq!(value["version"], 1);
+    assert!(value["entries"][id].get("model_info").is_none());
+    assert_eq!(
+        value["entries"]["file:/models/new.gguf"]["model_info"]["architecture"],
+        "llama"
+    );
     Ok(())
 }

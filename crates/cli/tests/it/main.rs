@@ -14,6 +14,7 @@ mod hostile;
 mod http;
 mod hub_nginx;
 mod mirror;
+mod model_info;
 mod oci;
 mod push;
 mod quant;

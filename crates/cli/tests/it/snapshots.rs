@@ -93,12 +93,13 @@ fn session(fx: &Fixture, runs: &[(&[&str], i32)]) -> String {
 /// The sha256 of "model a, verified", the verified model of [`three_models`].
 const A: &str = "sha256:a7fc1aac41f846de92a6ab4876a5bf99e510e250365408a0df7e6b24cb92e94c";
 
-/// A catalog with a verified, an unverified and retired, and a copied model.
+/// A catalog with a verified, an unverified and retired, and a copied model; `b.gguf` is a
+/// real (tiny) GGUF file, the others only bear the name.
 fn three_models() -> TestResult<Fixture> {
     let fx = Fixture::new()?;
     let a = fx.write_model("a.gguf", b"model a, verified")?.to_string();
     assert_eq!(a, A);
-    fx.write_model("b.gguf", b"model b")?;
+    fx.write_model("b.gguf", &test_support::model_files::tiny_llama().bytes())?;
     let c = fx.write_model("c.gguf", &[7u8; 3000])?.to_string();
     assert_code(&fx.run(["ensure", "a.gguf", "--digest", &a]), 0);
     assert_code(&fx.run(["-q", "ensure", "b.gguf"]), 0);
