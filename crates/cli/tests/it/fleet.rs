@@ -14,13 +14,13 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use test_support::{
-    HfRepoBuilder, HubNginx, HubRepo, HubRequest, Registry, S3Server, assert_holds,
+    HfRepoBuilder, HubFile, HubNginx, HubRepo, HubRequest, Registry, S3Server, assert_holds,
     fake_safetensors, poll, random_bytes, tree_digest,
 };
 
 use crate::fixture::{Fixture, Running, TestResult, assert_code, start, str_field};
 
-// mod k8s;
+mod k8s;
 
 /// The model every node ensures: a few small files and one LFS file of a few MiB.
 const MODEL: &str = "fleet-org/fleet-model";
@@ -152,7 +152,7 @@ fn is_for(r: &HubRequest, repo: &str) -> bool {
 /// Body bytes the origin sent of `file`'s content: `GET`s of its blob for an LFS file, `200`
 /// and `206` answers of its `resolve` for a small one (an LFS file's `resolve` is a redirect,
 /// whose body is not the file's).
-fn content_sent(log: &[HubRequest], repo: &HubRepo, file: &test_support::HubFile) -> u64 {
+fn content_sent(log: &[HubRequest], repo: &HubRepo, file: &HubFile) -> u64 {
     let blob = format!("/lfs/{}", file.sha256);
     let resolve_of = |uri: &str| {
         uri.starts_with(&format!("/{}/resolve/", repo.id()))
@@ -183,30 +183,30 @@ fn describe(log: &[HubRequest]) -> String {
     })
 }
 
-/// Waits until the origin's log shows every file of `repo` sent whole at least once (nginx
-/// logs a request just after answering it, so a client that exited may be a moment ahead),
-/// then returns the log.
-fn origin_served_all_of(hub: &HubNginx, repo: &str) -> Vec<HubRequest> {
+/// Waits until the origin's log shows each of `files` of `repo` sent whole at least once
+/// (nginx logs a request just after answering it, so a client that exited may be a moment
+/// ahead), then returns the log.
+fn origin_sent_whole(hub: &HubNginx, repo: &str, files: &[HubFile]) -> Vec<HubRequest> {
     let repo = hub.repo(repo);
     poll(Duration::from_secs(10), || {
         let log = hub.requests();
-        repo.files()
+        files
             .iter()
             .all(|f| content_sent(&log, repo, f) >= f.size)
             .then_some(log)
     })
     .unwrap_or_else(|| {
         panic!(
-            "the origin's log never showed every file of {} sent:\n{}",
+            "the origin's log never showed the files of {} sent:\n{}",
             repo.id(),
             describe(&hub.requests())
         )
     })
 }
 
-/// Asserts that the origin sent every file of `repo` exactly once, byte for byte.
-fn assert_sent_once(log: &[HubRequest], repo: &HubRepo) {
-    for f in repo.files() {
+/// Asserts that the origin sent each of `files` of `repo` exactly once, byte for byte.
+fn assert_sent_once(log: &[HubRequest], repo: &HubRepo, files: &[HubFile]) {
+    for f in files {
         assert_eq!(
             content_sent(log, repo, f),
             f.size,
@@ -287,7 +287,7 @@ fn a_fleet_through(mirror: &Mirror) -> TestResult {
         &env,
     )?;
     assert_eq!(str_field(&pushed, "rule"), format!("hf:={prefix}"));
-    let log = origin_served_all_of(&hub, MODEL);
+    let log = origin_sent_whole(&hub, MODEL, hub.repo(MODEL).files());
     let seen_by_seed = log.len();
 
     // Eight nodes, all started before any is waited for.
@@ -336,11 +336,12 @@ fn a_fleet_through(mirror: &Mirror) -> TestResult {
         &node_env,
     )?;
     assert_eq!(entry["provenance"]["fetcher"], "hf-native", "{entry:#}");
-    let log = origin_served_all_of(&hub, NOT_MIRRORED);
-    assert_sent_once(&log, hub.repo(NOT_MIRRORED));
+    let other = hub.repo(NOT_MIRRORED);
+    let log = origin_sent_whole(&hub, NOT_MIRRORED, other.files());
+    assert_sent_once(&log, other, other.files());
 
     // The origin sent the model once, to the seed: the nodes asked it nothing about the model.
-    assert_sent_once(&log, hub.repo(MODEL));
+    assert_sent_once(&log, hub.repo(MODEL), hub.repo(MODEL).files());
     let asked_by_nodes: Vec<HubRequest> = log[seen_by_seed..]
         .iter()
         .filter(|r| is_for(r, MODEL))
