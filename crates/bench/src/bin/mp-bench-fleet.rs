@@ -445,7 +445,7 @@ fn render(
          files), {} in all; origin: a Hub-shaped nginx on 127.0.0.1 (`HubNginx`, 1 worker); \
          mirrors: {versions} on 127.0.0.1, seeded once before the rounds (the seed's `ensure` \
          from the origin took {} of it); {} nodes started at once in each case, each with an \
-         empty cache; {} rounds, the order of the cases rotating, each case after `sync` and {} \
+         empty cache; rounds: {}, the order of the cases rotating, each case after `sync` and {} \
          s idle; CPU: user + system seconds of the nodes and of each server during the case; \
          load average (1 min) {load}; date: {}\n\n",
         machine(),
