@@ -159,6 +159,46 @@ pub(crate) fn run_with_stdout_closed(cmd: &mut Command) -> Output {
 }
 
 fn run_child(cmd: &mut Command, close_stdout: bool, limit: Duration) -> Output {
+    start_child(cmd, close_stdout).finish_within(limit)
+}
+
+/// Starts `cmd` like [`run_within_limit`] does, without waiting for it: for runs that must
+/// overlap. Its output is read as it comes, so a child never blocks on a full pipe.
+pub(crate) fn start(cmd: &mut Command) -> Running {
+    start_child(cmd, false)
+}
+
+/// A child started by [`start`], its output being read.
+pub(crate) struct Running {
+    child: Child,
+    what: String,
+    stdout: thread::JoinHandle<Vec<u8>>,
+    stderr: thread::JoinHandle<Vec<u8>>,
+}
+
+impl Running {
+    /// Waits for the child to exit and returns its output; kills it and fails the test if it
+    /// is still running after `limit`.
+    pub(crate) fn finish_within(mut self, limit: Duration) -> Output {
+        let status = wait_within(&mut self.child, limit);
+        let stdout = self.stdout.join().expect("stdout reader panicked");
+        let stderr = self.stderr.join().expect("stderr reader panicked");
+        let Some(status) = status else {
+            panic!(
+                "{} did not finish within {limit:?} and was killed; stderr so far:\n{}",
+                self.what,
+                String::from_utf8_lossy(&stderr)
+            );
+        };
+        Output {
+            status,
+            stdout,
+            stderr,
+        }
+    }
+}
+
+fn start_child(cmd: &mut Command, close_stdout: bool) -> Running {
     let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -173,23 +213,15 @@ fn run_child(cmd: &mut Command, close_stdout: bool, limit: Duration) -> Output {
         Some(stdout)
     };
     let stderr = child.stderr.take().expect("stderr is piped");
-    let stdout = thread::spawn(move || stdout.map(read_all).unwrap_or_default());
-    let stderr = thread::spawn(move || read_all(stderr));
-    let status = wait_within(&mut child, limit);
-    let stdout = stdout.join().expect("stdout reader panicked");
-    let stderr = stderr.join().expect("stderr reader panicked");
-    let Some(status) = status else {
-        panic!(
-            "{} {:?} did not finish within {limit:?} and was killed; stderr so far:\n{}",
+    Running {
+        child,
+        what: format!(
+            "{} {:?}",
             cmd.get_program().display(),
-            cmd.get_args().collect::<Vec<_>>(),
-            String::from_utf8_lossy(&stderr)
-        );
-    };
-    Output {
-        status,
-        stdout,
-        stderr,
+            cmd.get_args().collect::<Vec<_>>()
+        ),
+        stdout: thread::spawn(move || stdout.map(read_all).unwrap_or_default()),
+        stderr: thread::spawn(move || read_all(stderr)),
     }
 }
 

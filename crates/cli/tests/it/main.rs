@@ -7,6 +7,7 @@ mod cache_dir;
 mod exit_codes;
 mod faults;
 mod fixture;
+mod fleet;
 mod happy;
 mod help;
 mod hf;
