@@ -144,6 +144,18 @@ impl OciFetcher {
         }
     }
 
+    /// `oci`'s repository, to pull from, with this fetcher's credentials and retries.
+    fn pull_repository(&self, engine: &Downloader, oci: &OciRef) -> Result<Repository> {
+        Repository::new(
+            &oci.registry,
+            &oci.repository,
+            &self.config.credentials,
+            &self.config.insecure,
+            engine.config().retry,
+            Access::Pull,
+        )
+    }
+
     fn fetch_oci(&self, req: &FetchRequest<'_>, oci: &OciRef) -> Result<Fetched> {
         if self.config.offline {
             return Err(Error::Offline {
@@ -151,14 +163,7 @@ impl OciFetcher {
             });
         }
         let engine = self.engine()?;
-        let repo = Repository::new(
-            &oci.registry,
-            &oci.repository,
-            &self.config.credentials,
-            &self.config.insecure,
-            engine.config().retry,
-            Access::Pull,
-        )?;
+        let repo = self.pull_repository(engine, oci)?;
         let resolved = engine.block_on(resolve(&repo, engine.client(), oci, req.id))?;
         let (format, mut layers) = manifest::layers(&resolved.manifest, req.id)?;
         tracing::debug!(
@@ -468,14 +473,7 @@ impl OciFetcher {
             .oci(&tag)
             .ok_or_else(|| refuse("no registry location".to_owned()))?;
         let engine = self.engine()?;
-        let repo = Repository::new(
-            &oci.registry,
-            &oci.repository,
-            &self.config.credentials,
-            &self.config.insecure,
-            engine.config().retry,
-            Access::Pull,
-        )?;
+        let repo = self.pull_repository(engine, &oci)?;
         let resolved = engine.block_on(resolve(&repo, engine.client(), &oci, req.id))?;
         let (provenance, name) = engine.block_on(mirrored_config(
             &repo,
