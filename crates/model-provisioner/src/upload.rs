@@ -102,6 +102,7 @@ fn read_into(file: &ModelFile, piece: u64, tx: &mpsc::Sender<Bytes>) -> Result<(
 
 impl Pieces {
     /// The next piece; `None` at the end, or when the reader stopped (see [`Self::check`]).
+    #[cfg(any(feature = "s3", test))]
     pub(crate) async fn next(&mut self) -> Option<Bytes> {
         self.rx.recv().await
     }
@@ -152,6 +153,7 @@ impl futures_core::Stream for Body {
 }
 
 /// Runs every future at once, on the caller's task, and gives their outputs in their order.
+#[cfg(feature = "s3")]
 pub(crate) async fn join_all<F: Future>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output> {
     let mut futures: Vec<Pin<Box<F>>> = futures.into_iter().map(Box::pin).collect();
     let mut outputs: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();

@@ -452,14 +452,14 @@ fn a_file_of_70_mib_goes_up_in_parts_and_round_trips() -> TestResult {
     let sidecar = fs::read_to_string(server.internal_info_path("models", "big/big.gguf"))?;
     assert!(sidecar.contains("-5"), "{sidecar}");
     // What the store serves is the file, whatever order the parts arrived in.
-    let served = server.request(
+    let object = server.request(
         "GET",
         &server.presign("GET", "models", "big/big.gguf", &[]),
         &[],
         b"",
     )?;
-    assert_eq!(served.status, 200);
-    assert_eq!(Digest::sha256_of(&served.body), Digest::sha256_of(&body));
+    assert_eq!(object.status, 200);
+    assert_eq!(Digest::sha256_of(&object.body), Digest::sha256_of(&body));
     // A multipart object has no full-object checksum: only the manifest vouches for it.
     let pulled = tempfile::tempdir()?;
     let p = provisioner(pulled.path(), &env(&keys(&server)), S3Options::default())?;
@@ -695,13 +695,13 @@ fn a_part_that_fails_once_is_sent_again_and_the_object_is_whole() -> TestResult 
     let puts = part_puts(&proxy);
     assert_eq!(puts.iter().filter(|s| **s == 503).count(), 1, "{puts:?}");
     assert_eq!(puts.iter().filter(|s| **s == 200).count(), 5, "{puts:?}");
-    let served = server.request(
+    let object = server.request(
         "GET",
         &server.presign("GET", "models", "big/big.gguf", &[]),
         &[],
         b"",
     )?;
-    assert_eq!(Digest::sha256_of(&served.body), Digest::sha256_of(&body));
+    assert_eq!(Digest::sha256_of(&object.body), Digest::sha256_of(&body));
     Ok(())
 }
 
