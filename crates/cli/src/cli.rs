@@ -68,7 +68,8 @@ pub enum Command {
     /// Publish a model of the catalog to an OCI registry or an S3 folder, for other machines
     /// to pull, verified.
     ///
-    /// The model is hashed first and never pushed if its bytes no longer verify. To a registry
+    /// Every byte sent is hashed on its way out, and nothing is published unless the model's
+    /// bytes match the catalog's digests (exit status 3 otherwise). To a registry
     /// (`oci://registry/repo:tag`) it goes as a CNCF `ModelPack` artifact, one layer per file,
     /// skipping blobs the registry has; to a bucket (`s3://bucket/prefix/`) every file goes
     /// with its sha256 checksum, and a manifest of every file's path, size and sha256 goes
@@ -81,8 +82,8 @@ pub enum Command {
     /// `s3://bucket/prefix/org/repo/<commit>/` and a ref object `refs/<revision>`), carrying
     /// the Hub's sha256 of every file and the commit. Any other model goes where the textual
     /// rule from its registry (`oci://host`) or bucket (`s3://bucket`) to the prefix maps it.
-    /// The model is hashed first and never pushed if its bytes no longer verify. The rule to
-    /// give `ensure --mirror` is printed.
+    /// Every byte sent is hashed on its way out, and nothing is published unless the model's
+    /// bytes match the catalog's digests. The rule to give `ensure --mirror` is printed.
     Mirror(MirrorArgs),
 }
 

@@ -330,9 +330,9 @@ struct PushJson<'a> {
 fn push(cx: &Context, args: &PushArgs) -> anyhow::Result<ExitCode> {
     let destination = parse_reference(&args.destination)?;
     let provisioner = cx.provisioner()?;
+    // Bytes that no longer verify are never pushed: the push hashes every byte it sends and
+    // publishes nothing unless each file matches the catalog's digests (a mismatch exits 3).
     let entry = provisioner.find(&args.target)?;
-    // Bytes that no longer verify are never pushed: a failure here exits 3.
-    let entry = provisioner.verify(&entry.id)?.entry;
     let layout = catalog_core::CacheLayout::new(&cx.cache_dir)?;
     let reporter = BarReporter::new(cx.quiet || args.json);
     let report = match &destination {
@@ -430,9 +430,9 @@ struct MirrorJson<'a> {
 fn mirror(cx: &Context, args: &MirrorArgs) -> anyhow::Result<ExitCode> {
     let prefix = args.mirror.trim();
     let provisioner = cx.provisioner()?;
+    // Bytes that no longer verify are never pushed: each push hashes every byte it sends and
+    // publishes nothing unless each file matches the catalog's digests (a mismatch exits 3).
     let entry = provisioner.find(&args.target)?;
-    // Bytes that no longer verify are never pushed: a failure here exits 3.
-    let entry = provisioner.verify(&entry.id)?.entry;
     let source: ModelRef = entry
         .source
         .parse()

@@ -45,6 +45,8 @@ pub mod s3;
 mod secret;
 #[cfg(all(test, any(feature = "oci", feature = "s3")))]
 mod test_util;
+#[cfg(any(feature = "oci", feature = "s3"))]
+mod upload;
 
 pub use any::AnyFetcher;
 pub use assemble::{Assembly, Publish};

@@ -56,6 +56,18 @@ struct State {
     log: Vec<(u64, ProxiedHit)>,
     next_entry: u64,
     connections: Connections,
+    /// Requests to answer here, with an error, rather than relay.
+    refusals: Vec<Refusal>,
+}
+
+/// Requests the proxy answers itself with `status`: the next `times` whose method is `method`
+/// and whose target (path and query) contains `target_has`.
+#[derive(Debug, Clone)]
+struct Refusal {
+    method: String,
+    target_has: String,
+    status: u16,
+    times: usize,
 }
 
 holds::server_state!(State);
@@ -143,6 +155,21 @@ impl HoldProxy {
             .iter()
             .map(|(_, hit)| hit.clone())
             .collect()
+    }
+
+    /// From now on, answers the next `times` requests whose method is `method` and whose target
+    /// (path and query) contains `target_has` with `status` and an empty body, itself: they
+    /// never reach the server (their bodies are read and dropped). They are logged with that
+    /// status.
+    pub fn refuse(&self, method: &str, target_has: &str, status: u16, times: usize) {
+        self.shared.update(|s| {
+            s.refusals.push(Refusal {
+                method: method.to_owned(),
+                target_has: target_has.to_owned(),
+                status,
+                times,
+            });
+        });
     }
 
     /// Empties the log.
@@ -258,6 +285,24 @@ fn relay(
         ));
         seq
     });
+    let refused = shared.update(|s| {
+        let r = s
+            .refusals
+            .iter_mut()
+            .find(|r| r.times > 0 && r.method == x.method && x.target.contains(&r.target_has))?;
+        r.times -= 1;
+        Some(r.status)
+    });
+    if let Some(status) = refused {
+        io::copy(body, &mut io::sink())?;
+        shared.entry(seq, |h| h.status = status);
+        write!(
+            out,
+            "HTTP/1.1 {status} Refused\r\nContent-Length: 0\r\n{connection}\r\n"
+        )?;
+        out.flush()?;
+        return Ok(true);
+    }
     let sent = wire::send(
         &shared.config,
         &host,

@@ -2,8 +2,8 @@
 //! loopback, side by side:
 //!
 //! - ours: `model-provisioner --cache-dir C push <id> oci://127.0.0.1:<port>/bench/model:v1
-//!   --json`, which hashes the model again (a model that no longer verifies is never pushed),
-//!   then uploads it as a CNCF `ModelPack` artifact;
+//!   --json`, which uploads it as a CNCF `ModelPack` artifact, hashing every byte on its way
+//!   out (a model that no longer verifies is never pushed);
 //! - `skopeo copy dir:DIR docker://127.0.0.1:<port>/bench/skopeo:v1`, DIR being a `dir:`
 //!   layout of the same artifact shape whose layer is a hard link to the same bytes; skopeo
 //!   checks each blob's digest while it reads;
@@ -127,12 +127,12 @@ impl Client {
     fn label(self, case: Case) -> String {
         match (self, case) {
             (Client::Ours, Case::Registry) => format!(
-                "ours: `model-provisioner push <id> oci://…/{OURS_REPO}:{TAG}`, hashes the model \
-                 first"
+                "ours: `model-provisioner push <id> oci://…/{OURS_REPO}:{TAG}`, hashes while it \
+                 sends"
             ),
             (Client::Ours, Case::Bucket) => format!(
-                "ours: `model-provisioner push <id> s3://{BUCKET}/{OURS_PREFIX}`, hashes the \
-                 model first"
+                "ours: `model-provisioner push <id> s3://{BUCKET}/{OURS_PREFIX}`, hashes while \
+                 it sends"
             ),
             (Client::Before, _) => "before (`--baseline-bin`)".to_owned(),
             (Client::Peer, Case::Registry) => format!(

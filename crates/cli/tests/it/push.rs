@@ -122,3 +122,54 @@ fn push_refuses_unknown_models_and_destinations_it_cannot_write() -> TestResult 
     assert_code(&out, 1);
     Ok(())
 }
+
+/// Overwrites the cache's own copy of a model file (its store blob: the same inode) with as
+/// many other bytes, the last one changed.
+fn tamper_in_cache(path: &std::path::Path) -> TestResult {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mut bytes = fs::read(path)?;
+    if let Some(last) = bytes.last_mut() {
+        *last ^= 0x01;
+    }
+    fs::set_permissions(path, fs::Permissions::from_mode(0o644))?;
+    fs::write(path, &bytes)?;
+    fs::set_permissions(path, fs::Permissions::from_mode(0o444))?;
+    Ok(())
+}
+
+#[test]
+fn a_tampered_cache_file_is_never_pushed_small_or_in_parts() -> TestResult {
+    let registry = Registry::start()?;
+    let server = S3Server::start()?;
+    server.create_bucket("fleet")?;
+    let env = [
+        ("AWS_ACCESS_KEY_ID", server.access_key().to_owned()),
+        ("AWS_SECRET_ACCESS_KEY", server.secret_key().to_owned()),
+        ("AWS_ENDPOINT_URL", server.endpoint()),
+    ];
+    // Below and above the size from which a bucket gets a multipart upload.
+    for (name, len) in [("small.gguf", 100_000), ("large.gguf", (64 << 20) + 1)] {
+        let fx = Fixture::new()?;
+        fs::write(fx.path(name), test_support::random_bytes(len, 32))?;
+        let out = fx.json(["ensure", name, "--copy", "--json"])?;
+        let id = str_field(&out, "id").to_owned();
+        tamper_in_cache(std::path::Path::new(str_field(&out, "local_path")))?;
+
+        let dest = format!("oci://{}/fleet/{}:v1", registry.host(), &name[..5]);
+        let out = fx.run(["push", &id, &dest]);
+        assert_failure(&out, 3, &["digest mismatch"]);
+        let manifest = registry.get_manifest(&format!("fleet/{}", &name[..5]), "v1")?;
+        assert_eq!(manifest.status, 404, "{name}: nothing was pushed");
+
+        let folder = format!("s3://fleet/{}/", &name[..5]);
+        let mut push = fx.command(["push", &id, &folder]);
+        push.envs(env.iter().map(|(k, v)| (*k, v.as_str())));
+        let out = push.output()?;
+        assert_failure(&out, 3, &["digest mismatch"]);
+        assert!(
+            test_support::paths_under(&server.object_path("fleet", &name[..5])).is_empty(),
+            "{name}: nothing is in the bucket"
+        );
+    }
+    Ok(())
+}

@@ -11,17 +11,16 @@
 //!                 named by `org.cncf.model.filepath` (and `org.opencontainers.image.title`)
 //! ```
 //!
-//! Each blob is asked for first (`HEAD`): one the registry has is not sent again. Otherwise an
-//! upload session is opened (`POST …/blobs/uploads/`) and the whole file is streamed in one
-//! `PUT <location>?digest=…`, never held in memory. Registries ignore a body on the `POST`
+//! Each blob is asked for first (`HEAD`): one the registry has is not sent again, nor read.
+//! Otherwise an upload session is opened (`POST …/blobs/uploads/`) and the whole file is
+//! streamed in one `PUT <location>?digest=…`, read once and hashed on the way out, never held
+//! in memory; its last bytes go only if it matches the digest the `PUT` names (`crate::upload`),
+//! so a registry never completes a blob of other bytes, and the manifest is not pushed. Registries ignore a body on the `POST`
 //! (distribution 2.8 does), and a monolithic `PUT` avoids chained `PATCH`es whose `Location`
 //! changes each time. A failed upload starts again from a new session: sessions are not
 //! resumed. The manifest goes last, under the tag; its digest is the sha256 of the bytes sent.
 
-use std::path::Path;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
 use catalog_core::{CacheLayout, CatalogEntry, Digest, OciRef, OciReference};
 use reqwest::header::{self, HeaderValue};
@@ -32,8 +31,9 @@ use super::OciFetcher;
 use super::client::{Access, Repository};
 use crate::download::Failure;
 use crate::error::{Error, Result};
-use crate::model_files::{ModelFile, model_files};
+use crate::model_files::{ModelFile, ModelFiles, model_files};
 use crate::reporter::{NoReporter, Progress, Reporter};
+use crate::upload::read_pieces;
 
 /// The manifest's own media type.
 const MANIFEST_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -54,8 +54,10 @@ const TITLE: &str = "org.opencontainers.image.title";
 /// The largest error body read from a refusal, for its error code.
 const ERROR_BODY_LIMIT: usize = 64 << 10;
 
-/// Read size for uploads, the same as for hashing.
-const READ_SIZE: usize = catalog_core::HASH_BUF_SIZE;
+/// The pieces a blob's body is read and sent in, and how many are read ahead of the
+/// connection.
+const BODY_PIECE: u64 = 2 << 20;
+const BODY_AHEAD: usize = 4;
 
 /// What a push did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,7 +74,7 @@ pub struct PushReport {
 
 /// A blob to upload: a file streamed from disk, or bytes made here.
 enum Content<'a> {
-    File(&'a Path),
+    File(&'a ModelFile),
     Bytes(&'a [u8]),
 }
 
@@ -82,11 +84,15 @@ impl OciFetcher {
     /// provenance, and a manifest under the tag. Blobs the registry already has are not sent
     /// again. See the [module docs](self).
     ///
-    /// The files are read as they are: verify the model first if that matters. A file whose
-    /// sha256 the catalog recorded is not hashed again.
+    /// Nothing the catalog does not vouch for is published: every file's sha256 (recorded by
+    /// the catalog, or the model's own digest for a model of one file; else hashed first) must
+    /// give the model's digest, and every byte sent is hashed on its way out, the end of a
+    /// file's body held back unless the file matches. A file the registry has already is not
+    /// read. A mismatch is [`Error::DigestMismatch`], and then no manifest is pushed.
     ///
     /// # Errors
     ///
+    /// [`Error::DigestMismatch`] when the model's bytes no longer match the catalog's digests;
     /// [`Error::OciPushTarget`] for a `dest` that names a digest or a file; [`Error::OciDenied`]
     /// when the registry refuses the credentials (or wants some); [`Error::OciProtocol`] when it
     /// refuses a blob or the manifest (with the status and the registry's error code); a read
@@ -104,7 +110,7 @@ impl OciFetcher {
                 reference: describe(dest),
             });
         }
-        let files = model_files(layout, entry, reporter, &|_| false)?;
+        let ModelFiles { files, .. } = model_files(layout, entry, reporter)?;
         let engine = self.engine()?;
         let repo = Repository::new(
             &dest.registry,
@@ -132,7 +138,7 @@ impl OciFetcher {
                     client,
                     &file.digest,
                     file.size,
-                    &Content::File(&file.path),
+                    &Content::File(file),
                     &progress,
                 )
                 .await;
@@ -347,18 +353,12 @@ async fn upload_blob(
         repo.refresh_if_expiring(client).await?;
         let target = start_upload(repo, client, &uploads, digest).await?;
         progress.restart();
-        let body = match content {
-            Content::Bytes(bytes) => reqwest::Body::from(bytes.to_vec()),
-            Content::File(path) => {
-                let file = tokio::fs::File::open(path)
-                    .await
-                    .map_err(|e| Error::read(path, e))?;
-                reqwest::Body::wrap_stream(FileStream {
-                    file,
-                    left: size,
-                    buf: vec![0; READ_SIZE],
-                    progress: Arc::clone(progress),
-                })
+        let (body, check) = match content {
+            Content::Bytes(bytes) => (reqwest::Body::from(bytes.to_vec()), None),
+            Content::File(file) => {
+                let pieces = read_pieces(file, BODY_PIECE, BODY_AHEAD);
+                let check = pieces.check().clone();
+                (pieces.into_body(Arc::clone(progress)), Some(check))
             }
         };
         let mut request = client
@@ -369,7 +369,13 @@ async fn upload_blob(
         if same_origin(&target, &uploads) {
             request = request.headers(repo.auth_headers());
         }
-        let failure = match request.send().await {
+        let sent = request.send().await;
+        // Bytes that do not match, or a file that could not be read, stopped the body short of
+        // its end: that is the failure, and no retry mends it.
+        if let Some(e) = check.and_then(|c| c.take()) {
+            return Err(e);
+        }
+        let failure = match sent {
             Ok(r) if r.status() == StatusCode::UNAUTHORIZED => {
                 if !reauthorised && repo.reauthorize(client, r.headers()).await? {
                     reauthorised = true;
@@ -513,46 +519,6 @@ fn code_of(body: &[u8]) -> Option<String> {
         .get("code")?
         .as_str()
         .map(str::to_owned)
-}
-
-/// A file's bytes as a request body, read in pieces as the connection takes them, with the
-/// progress advanced for each.
-struct FileStream {
-    file: tokio::fs::File,
-    /// Bytes still to send: the body is exactly the size announced in `Content-Length`.
-    left: u64,
-    buf: Vec<u8>,
-    progress: Arc<dyn Progress>,
-}
-
-impl futures_core::Stream for FileStream {
-    type Item = std::io::Result<Vec<u8>>;
-
-    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        use tokio::io::AsyncRead;
-        let this = self.get_mut();
-        if this.left == 0 {
-            return Poll::Ready(None);
-        }
-        let want = usize::try_from(this.left).map_or(this.buf.len(), |l| l.min(this.buf.len()));
-        let mut buf = tokio::io::ReadBuf::new(&mut this.buf[..want]);
-        match Pin::new(&mut this.file).poll_read(cx, &mut buf) {
-            Poll::Pending => Poll::Pending,
-            Poll::Ready(Err(e)) => Poll::Ready(Some(Err(e))),
-            Poll::Ready(Ok(())) => {
-                let piece = buf.filled().to_vec();
-                if piece.is_empty() {
-                    return Poll::Ready(Some(Err(std::io::Error::new(
-                        std::io::ErrorKind::UnexpectedEof,
-                        "the file is shorter than when it was listed",
-                    ))));
-                }
-                this.left -= piece.len() as u64;
-                this.progress.advance(piece.len() as u64);
-                Poll::Ready(Some(Ok(piece)))
-            }
-        }
-    }
 }
 
 #[cfg(test)]

@@ -768,12 +768,28 @@ impl Session<'_> {
         what: &str,
         build: impl Fn(&Client) -> RequestBuilder,
     ) -> Result<reqwest::Response> {
+        self.send_until(client, what, build, &|| None).await
+    }
+
+    /// [`Self::send`], but after each attempt an error from `stopped` (a request body that
+    /// could not be read, or did not verify) ends it: no retry mends that.
+    async fn send_until(
+        &self,
+        client: &Client,
+        what: &str,
+        build: impl Fn(&Client) -> RequestBuilder,
+        stopped: &(dyn Fn() -> Option<Error> + Sync),
+    ) -> Result<reqwest::Response> {
         self.refresh_if_expiring(client).await;
         let location = format!("{}/{}", self.endpoint, what);
         let mut attempts = self.retry.attempts(&location);
         let mut refreshed = false;
         loop {
-            let failure = match build(client).send().await {
+            let sent = build(client).send().await;
+            if let Some(e) = stopped() {
+                return Err(e);
+            }
+            let failure = match sent {
                 Ok(r)
                     if matches!(r.status(), StatusCode::FORBIDDEN | StatusCode::UNAUTHORIZED)
                         && !refreshed

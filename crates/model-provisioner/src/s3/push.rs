@@ -9,33 +9,38 @@
 //! ```
 //!
 //! A file below 64 MiB is one `PutObject` carrying `x-amz-checksum-sha256`, so the store keeps
-//! its full-object checksum; a larger one is a multipart upload of 64 MiB parts. Either way the
-//! body is streamed from the file, never read into memory. Each request is retried on its own
-//! with the engine's [`RetryPolicy`](crate::download::RetryPolicy).
+//! its full-object checksum; a larger one is a multipart upload of 16 MiB parts (larger for a
+//! file of more than 160 GiB, to stay within 10,000 parts), 8 of them in flight at once: S3
+//! servers take many parts at once more cheaply than one after the other (see
+//! `docs/benchmarks.md`). Each file is read once, in order, and hashed on its way out
+//! (`crate::upload`): a `PutObject`'s body is streamed, and the parts of a multipart upload are
+//! read into memory one by one (at most 10 at a time), so that a part that fails is sent again
+//! from memory. Each request is retried on its own with the engine's
+//! [`RetryPolicy`](crate::download::RetryPolicy); a multipart upload that fails is aborted.
+//!
+//! Nothing is published that the catalog does not vouch for: a file whose bytes do not match
+//! its sha256 loses its last bytes (a `PutObject`'s body ends in an error, which the store also
+//! refuses by the checksum) or its last part (the multipart upload is aborted, never completed),
+//! and the manifest, which makes the folder a model, is not written.
 //!
 //! The manifest (`{"version":1,"id","digest","files":[{"path","size","sha256"}],"provenance"}`)
 //! states each file's sha256 whatever the upload, so a pull of the folder is verified even where
 //! the store has no full-object checksum (multipart uploads).
 
-use std::io;
-use std::path::Path;
-use std::pin::Pin;
-use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
-use catalog_core::{
-    CacheLayout, CatalogEntry, Digest, Provenance, S3Ref, TreeDigest, open_regular,
-};
+use catalog_core::{CacheLayout, CatalogEntry, Digest, Provenance, S3Ref, TreeDigest};
 use reqwest::header::CONTENT_LENGTH;
 use reqwest::{Client, StatusCode};
 use rusty_s3::S3Action as _;
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncRead, AsyncReadExt as _, ReadBuf};
 
 use super::{S3Fetcher, SIGNATURE_LIFETIME, Session, error_code};
 use crate::error::{Error, Result};
-use crate::model_files::{ModelFile, model_files};
+use crate::model_files::{ModelFile, ModelFiles, model_files};
 use crate::reporter::{Progress, Reporter};
+use crate::upload::{ReadCheck, join_all, read_pieces};
 
 /// The name of the manifest object inside a pushed folder: `<prefix>.model-provisioner.json`.
 pub const MANIFEST_NAME: &str = ".model-provisioner.json";
@@ -46,9 +51,23 @@ const MANIFEST_VERSION: u32 = 1;
 /// The largest manifest a pull reads: a model of 100,000 files stays far below it.
 pub(super) const MANIFEST_LIMIT: u64 = 16 << 20;
 
-/// Files of this size and more go up in parts of this size. S3 allows 10,000 parts, so one
-/// file may reach 640 GiB; a part that fails is retried alone.
-const PART_SIZE: u64 = 64 << 20;
+/// Files of this size and more go up as multipart uploads; smaller ones in one `PutObject`,
+/// whose checksum the store keeps.
+const MULTIPART_FROM: u64 = 64 << 20;
+
+/// The size of a part, unless the file needs larger ones ([`part_size`]).
+const PART_SIZE: u64 = 16 << 20;
+
+/// Parts in flight at once. With [`PART_SIZE`], at most 10 parts are in memory: these, the
+/// one waiting for a free upload, and the one being read.
+const PARTS_IN_FLIGHT: usize = 8;
+
+/// S3's limit on the parts of one upload.
+const MAX_PARTS: u64 = 10_000;
+
+/// The pieces a `PutObject`'s body is read and sent in, and how many are read ahead.
+const BODY_PIECE: u64 = 2 << 20;
+const BODY_AHEAD: usize = 4;
 
 /// What a pushed folder says about itself: the model and each file's sha256.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -94,11 +113,20 @@ impl S3Fetcher {
     /// later pull of the folder verifies every file against.
     ///
     /// A file below 64 MiB is one `PutObject` carrying its sha256 checksum, which the store
-    /// keeps; a larger one is a multipart upload of 64 MiB parts, one after the other. Bodies
-    /// are streamed from disk. Each request is retried with the engine's retry policy.
+    /// keeps; a larger one is a multipart upload of 16 MiB parts, 8 at a time. Each file is
+    /// read once and hashed on its way out. Each request is retried with the engine's retry
+    /// policy. Progress is reported per file.
     ///
-    /// Each file's sha256 comes from the entry's provenance when it is recorded there, else the
-    /// file is hashed: the caller verifies the model first. Progress is reported per file.
+    /// Nothing the catalog does not vouch for is published: every file's sha256 (recorded by
+    /// the catalog, or the model's own digest for a model of one file; else hashed first) must
+    /// give the model's digest, and a file whose bytes do not match its sha256 is never
+    /// completed as an object, and then no manifest is written.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::DigestMismatch`] when the model's bytes no longer match the catalog's digests;
+    /// [`Error::PushDestination`] for a `dest` that is no folder; the store's refusals and
+    /// transport failures; a read error naming the file.
     pub fn push(
         &self,
         layout: &CacheLayout,
@@ -117,18 +145,28 @@ impl S3Fetcher {
                 reference: format!("s3://{}/{}", dest.bucket, dest.key),
             });
         }
-        let files = model_files(layout, entry, reporter, &|rel| {
-            // The manifest of the folder the model came from: this push writes a new one.
-            let old_manifest = rel == MANIFEST_NAME;
-            if old_manifest {
-                tracing::warn!(path = rel, "not pushing an old manifest");
-            }
-            old_manifest
-        })?;
+        let ModelFiles { files, digest } = model_files(layout, entry, reporter)?;
+        let listed = files.len();
+        let files: Vec<ModelFile> = files
+            .into_iter()
+            .filter(|f| {
+                // The manifest of the folder the model came from: this push writes a new one.
+                let old_manifest = f.rel.as_str() == MANIFEST_NAME;
+                if old_manifest {
+                    tracing::warn!(path = %f.rel, "not pushing an old manifest");
+                }
+                !old_manifest
+            })
+            .collect();
         let manifest = Manifest {
             version: MANIFEST_VERSION,
             id: entry.id.clone(),
-            digest: model_digest(entry, &files),
+            // What a pull of the folder computes: the tree of the files it holds.
+            digest: if files.len() == listed {
+                digest
+            } else {
+                tree_digest(&files)
+            },
             files: files
                 .iter()
                 .map(|f| ManifestFile {
@@ -157,7 +195,7 @@ impl S3Fetcher {
             let key = format!("{}{}", dest.key, file.rel);
             let progress: Arc<dyn Progress> =
                 Arc::from(reporter.start(file.rel.as_str(), Some(file.size)));
-            let result = if file.size < PART_SIZE {
+            let result = if file.size < MULTIPART_FROM {
                 engine.block_on(session.put_file(client, &key, file, &progress))
             } else {
                 engine.block_on(session.put_multipart(client, &key, file, &progress))
@@ -177,16 +215,13 @@ impl S3Fetcher {
     }
 }
 
-/// The model's digest as verification computes it: the one file's sha256, or the tree digest.
-fn model_digest(entry: &CatalogEntry, files: &[ModelFile]) -> Digest {
-    match files {
-        [one] if !entry.local_path.is_dir() => one.digest.clone(),
-        _ => files
-            .iter()
-            .map(|f| (f.rel.as_str(), f.digest.clone()))
-            .collect::<TreeDigest>()
-            .finish(),
-    }
+/// The tree digest of `files`.
+fn tree_digest(files: &[ModelFile]) -> Digest {
+    files
+        .iter()
+        .map(|f| (f.rel.as_str(), f.digest.clone()))
+        .collect::<TreeDigest>()
+        .finish()
 }
 
 /// Base64 of the bytes of a sha256 digest, as `x-amz-checksum-sha256` carries it.
@@ -195,56 +230,11 @@ fn checksum_header(sha256: &Digest) -> String {
     base64::engine::general_purpose::STANDARD.encode(sha256.bytes())
 }
 
-/// `len` bytes of the file at `path` from `offset`, streamed as a request body. Each attempt
-/// opens the file anew, so a retry never shares a read position with a request that failed.
-fn file_body(path: &Path, offset: u64, len: u64, progress: &Arc<dyn Progress>) -> reqwest::Body {
-    // What an earlier attempt reported is void: count again from where this body starts.
-    progress.restart();
-    progress.advance(offset);
-    let reader = open_regular(path)
-        .and_then(|mut file| {
-            io::Seek::seek(&mut file, io::SeekFrom::Start(offset))?;
-            Ok(tokio::fs::File::from_std(file).take(len))
-        })
-        .map_err(|e| {
-            Some(io::Error::new(
-                e.kind(),
-                format!("`{}`: {e}", path.display()),
-            ))
-        });
-    reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(Counted {
-        reader,
-        progress: Arc::clone(progress),
-    }))
-}
-
-/// A reader that reports what it reads, or the error that kept the file from being opened.
-struct Counted {
-    reader: std::result::Result<tokio::io::Take<tokio::fs::File>, Option<io::Error>>,
-    progress: Arc<dyn Progress>,
-}
-
-impl AsyncRead for Counted {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        match &mut this.reader {
-            Ok(reader) => {
-                let before = buf.filled().len();
-                let polled = Pin::new(reader).poll_read(cx, buf);
-                if let Poll::Ready(Ok(())) = polled {
-                    this.progress.advance((buf.filled().len() - before) as u64);
-                }
-                polled
-            }
-            Err(e) => Poll::Ready(Err(e
-                .take()
-                .unwrap_or_else(|| io::Error::other("the file could not be opened")))),
-        }
-    }
+/// The size of the parts of a file of `size` bytes: [`PART_SIZE`], or the smallest whole MiB
+/// that keeps the file within [`MAX_PARTS`].
+fn part_size(size: u64) -> u64 {
+    let least = size.div_ceil(MAX_PARTS).div_ceil(1 << 20) << 20;
+    PART_SIZE.max(least)
 }
 
 impl Session<'_> {
@@ -261,8 +251,8 @@ impl Session<'_> {
         self.refusal(status, code.as_deref(), Some(key), write)
     }
 
-    /// One `PutObject` of the whole file, streamed, with its sha256 checksum for the store to
-    /// check and keep.
+    /// One `PutObject` of the whole file, streamed and hashed on its way out, with its sha256
+    /// checksum for the store to check and keep. Each attempt reads the file anew.
     async fn put_file(
         &self,
         client: &Client,
@@ -271,17 +261,36 @@ impl Session<'_> {
         progress: &Arc<dyn Progress>,
     ) -> Result<()> {
         let checksum = checksum_header(&file.digest);
+        // The reader of the latest attempt, which says why its body stopped short.
+        let latest: Mutex<Option<ReadCheck>> = Mutex::new(None);
+        let stopped = || {
+            latest
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .as_ref()
+                .and_then(ReadCheck::take)
+        };
         let response = self
-            .send(client, key, |c| {
-                let credentials = self.signing();
-                let mut put = self.bucket.put_object(credentials.as_ref(), key);
-                put.headers_mut()
-                    .insert("x-amz-checksum-sha256", checksum.as_str());
-                c.put(put.sign(SIGNATURE_LIFETIME))
-                    .header("x-amz-checksum-sha256", checksum.as_str())
-                    .header(CONTENT_LENGTH, file.size)
-                    .body(file_body(&file.path, 0, file.size, progress))
-            })
+            .send_until(
+                client,
+                key,
+                |c| {
+                    // What an earlier attempt reported is void.
+                    progress.restart();
+                    let pieces = read_pieces(file, BODY_PIECE, BODY_AHEAD);
+                    *latest.lock().unwrap_or_else(PoisonError::into_inner) =
+                        Some(pieces.check().clone());
+                    let credentials = self.signing();
+                    let mut put = self.bucket.put_object(credentials.as_ref(), key);
+                    put.headers_mut()
+                        .insert("x-amz-checksum-sha256", checksum.as_str());
+                    c.put(put.sign(SIGNATURE_LIFETIME))
+                        .header("x-amz-checksum-sha256", checksum.as_str())
+                        .header(CONTENT_LENGTH, file.size)
+                        .body(pieces.into_body(Arc::clone(progress)))
+                },
+                &stopped,
+            )
             .await?;
         if !response.status().is_success() {
             return Err(self.refused(response, key, true).await);
@@ -311,8 +320,9 @@ impl Session<'_> {
         Ok(())
     }
 
-    /// A multipart upload of the file in [`PART_SIZE`] parts, sent one after the other; an
-    /// upload that fails is aborted so its parts are not kept (and paid for).
+    /// A multipart upload of the file in parts of [`part_size`], [`PARTS_IN_FLIGHT`] at once;
+    /// an upload that fails, or whose file does not match its sha256, is aborted so its parts
+    /// are not kept (and paid for).
     async fn put_multipart(
         &self,
         client: &Client,
@@ -349,6 +359,8 @@ impl Session<'_> {
         result
     }
 
+    /// Sends every part, several at once, and completes the upload once every part is there
+    /// and the file matched its sha256.
     async fn upload_parts(
         &self,
         client: &Client,
@@ -357,40 +369,64 @@ impl Session<'_> {
         file: &ModelFile,
         progress: &Arc<dyn Progress>,
     ) -> Result<()> {
-        let mut etags = Vec::new();
-        let mut offset = 0;
-        while offset < file.size {
-            let len = PART_SIZE.min(file.size - offset);
-            let number = u16::try_from(etags.len() + 1)
-                .ok()
-                .filter(|n| *n <= 10_000)
-                .ok_or_else(|| Error::PushDestination {
-                    destination: key.to_owned(),
-                    reason: format!("`{}` needs more than 10,000 parts", file.rel),
-                })?;
-            let response = self
-                .send(client, key, |c| {
-                    let credentials = self.signing();
-                    let part =
-                        self.bucket
-                            .upload_part(credentials.as_ref(), key, number, upload_id);
-                    c.put(part.sign(SIGNATURE_LIFETIME))
-                        .header(CONTENT_LENGTH, len)
-                        .body(file_body(&file.path, offset, len, progress))
-                })
-                .await?;
-            if !response.status().is_success() {
-                return Err(self.refused(response, key, true).await);
-            }
-            let etag = response
-                .headers()
-                .get("etag")
-                .and_then(|v| v.to_str().ok())
-                .ok_or_else(|| self.protocol(format!("part {number} of `{key}` has no `ETag`")))?
-                .to_owned();
-            etags.push(etag);
-            offset += len;
+        let part = part_size(file.size);
+        let count = file.size.div_ceil(part);
+        if count > MAX_PARTS {
+            return Err(Error::PushDestination {
+                destination: key.to_owned(),
+                reason: format!("`{}` needs more than 10,000 parts", file.rel),
+            });
         }
+        let pieces = read_pieces(file, part, 1);
+        let check = pieces.check().clone();
+        // The next part to send and its number, taken in order by whichever upload is free.
+        let next = tokio::sync::Mutex::new((pieces, 0u16));
+        let etags = Mutex::new(vec![None::<String>; usize::try_from(count).unwrap_or(0)]);
+        let failed = AtomicBool::new(false);
+        let (next, etags, failed) = (&next, &etags, &failed);
+        let uploads = (0..PARTS_IN_FLIGHT).map(|_| async move {
+            while !failed.load(Ordering::Relaxed) {
+                let (number, bytes) = {
+                    let mut next = next.lock().await;
+                    let Some(bytes) = next.0.next().await else {
+                        break;
+                    };
+                    next.1 += 1;
+                    (next.1, bytes)
+                };
+                let sent = self
+                    .upload_part(client, key, upload_id, number, bytes)
+                    .await;
+                match sent {
+                    Ok((etag, len)) => {
+                        progress.advance(len);
+                        let mut etags = etags.lock().unwrap_or_else(PoisonError::into_inner);
+                        if let Some(slot) = etags.get_mut(usize::from(number) - 1) {
+                            *slot = Some(etag);
+                        }
+                    }
+                    Err(e) => {
+                        failed.store(true, Ordering::Relaxed);
+                        return Err(e);
+                    }
+                }
+            }
+            Ok(())
+        });
+        let results = join_all(uploads).await;
+        // A file that did not verify, or could not be read, is the failure to report: the
+        // parts that went are aborted with the upload.
+        if let Some(e) = check.take() {
+            return Err(e);
+        }
+        results.into_iter().collect::<Result<Vec<()>>>()?;
+        let etags = etags
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .cloned()
+            .collect::<Option<Vec<String>>>()
+            .ok_or_else(|| self.protocol(format!("`{key}` was not sent whole")))?;
         let response = self
             .send(client, key, |c| {
                 let credentials = self.signing();
@@ -421,6 +457,40 @@ impl Session<'_> {
             }
         })?;
         Ok(())
+    }
+
+    /// `UploadPart` of part `number` from memory, retried on its own. Returns its `ETag` and
+    /// length.
+    async fn upload_part(
+        &self,
+        client: &Client,
+        key: &str,
+        upload_id: &str,
+        number: u16,
+        bytes: bytes::Bytes,
+    ) -> Result<(String, u64)> {
+        let len = bytes.len() as u64;
+        let response = self
+            .send(client, key, |c| {
+                let credentials = self.signing();
+                let part = self
+                    .bucket
+                    .upload_part(credentials.as_ref(), key, number, upload_id);
+                c.put(part.sign(SIGNATURE_LIFETIME))
+                    .header(CONTENT_LENGTH, len)
+                    .body(bytes.clone())
+            })
+            .await?;
+        if !response.status().is_success() {
+            return Err(self.refused(response, key, true).await);
+        }
+        let etag = response
+            .headers()
+            .get("etag")
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| self.protocol(format!("part {number} of `{key}` has no `ETag`")))?
+            .to_owned();
+        Ok((etag, len))
     }
 
     /// Aborts a multipart upload, as far as the store lets it: a failure is only logged.

@@ -930,3 +930,39 @@ fn a_push_to_a_digest_or_a_file_says_it_needs_a_tag() -> TestResult {
     }
     Ok(())
 }
+
+#[test]
+fn a_tampered_file_is_never_pushed_to_a_registry() -> TestResult {
+    let registry = Registry::start()?;
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("m.safetensors");
+    // Several pieces of a body: the mismatch is only known at the last byte.
+    let good = bytes(5 << 20, 24);
+    fs::write(&path, &good)?;
+    let cache = tempfile::tempdir()?;
+    let p = ModelProvisioner::file_only(cache.path())?;
+    let expected = Digest::sha256_of(&good);
+    let entry = p
+        .ensure(&path.display().to_string().parse()?, Some(&expected))?
+        .entry;
+    let mut bad = good;
+    if let Some(last) = bad.last_mut() {
+        *last ^= 0x01;
+    }
+    fs::write(&path, &bad)?;
+
+    let dest = format!("oci://{}/pushed/bad:v1", registry.host());
+    let err = pusher(config())
+        .push(
+            &layout_of(cache.path())?,
+            &entry,
+            &oci_ref(&dest)?,
+            &NoReporter,
+        )
+        .unwrap_err();
+    assert!(err.is_verification_failure(), "{err}");
+    assert_eq!(registry.get_manifest("pushed/bad", "v1")?.status, 404);
+    assert!(!registry.has_blob("pushed/bad", &expected.to_string())?);
+    assert!(!registry.has_blob("pushed/bad", &Digest::sha256_of(&bad).to_string())?);
+    Ok(())
+}

@@ -448,9 +448,18 @@ fn a_file_of_70_mib_goes_up_in_parts_and_round_trips() -> TestResult {
     let report = push(&server, cache.path(), &entry, "big/")?;
     assert_eq!((report.files, report.bytes_uploaded), (1, 70 << 20));
     assert!(fs::read(server.object_path("models", "big/big.gguf"))? == body);
-    // The `ETag` of an object made of two parts says so.
+    // The `ETag` of an object made of five parts of 16 MiB, sent several at once, says so.
     let sidecar = fs::read_to_string(server.internal_info_path("models", "big/big.gguf"))?;
-    assert!(sidecar.contains("-2"), "{sidecar}");
+    assert!(sidecar.contains("-5"), "{sidecar}");
+    // What the store serves is the file, whatever order the parts arrived in.
+    let object = server.request(
+        "GET",
+        &server.presign("GET", "models", "big/big.gguf", &[]),
+        &[],
+        b"",
+    )?;
+    assert_eq!(object.status, 200);
+    assert_eq!(Digest::sha256_of(&object.body), Digest::sha256_of(&body));
     // A multipart object has no full-object checksum: only the manifest vouches for it.
     let pulled = tempfile::tempdir()?;
     let p = provisioner(pulled.path(), &env(&keys(&server)), S3Options::default())?;
@@ -549,5 +558,184 @@ fn a_push_to_an_object_rather_than_a_folder_is_refused() -> TestResult {
     let hint = err.hint().unwrap_or_default();
     assert!(hint.contains("s3:PutObject"), "{hint}");
     assert!(!server.object_path("models", "up").exists());
+    Ok(())
+}
+
+/// A file of `len` bytes at `dir/name`, cataloged in place with its digest (so the catalog
+/// vouches for these bytes), then overwritten with as many other bytes.
+fn tampered_file(
+    cache: &Path,
+    dir: &Path,
+    name: &str,
+    len: usize,
+) -> Result<CatalogEntry, Box<dyn std::error::Error>> {
+    let path = dir.join(name);
+    let good = bytes(len, 41);
+    fs::write(&path, &good)?;
+    let p = ModelProvisioner::file_only(cache)?;
+    let entry = p
+        .ensure(
+            &path.display().to_string().parse()?,
+            Some(&Digest::sha256_of(&good)),
+        )?
+        .entry;
+    let mut bad = good;
+    // The last byte: a reader that checked only a prefix would let it through.
+    if let Some(last) = bad.last_mut() {
+        *last ^= 0x01;
+    }
+    fs::write(&path, &bad)?;
+    Ok(entry)
+}
+
+#[test]
+fn a_tampered_small_file_is_never_pushed_to_a_bucket() -> TestResult {
+    let server = S3Server::start()?;
+    server.create_bucket("models")?;
+    let local = tempfile::tempdir()?;
+    let cache = tempfile::tempdir()?;
+    let entry = tampered_file(cache.path(), local.path(), "m.gguf", 300_000)?;
+    let err = push(&server, cache.path(), &entry, "bad/").unwrap_err();
+    assert!(err.is_verification_failure(), "{err}");
+    assert!(!server.object_path("models", "bad/m.gguf").exists());
+    assert!(
+        !server
+            .object_path("models", "bad/.model-provisioner.json")
+            .exists()
+    );
+    let head = server.request(
+        "HEAD",
+        &server.presign("HEAD", "models", "bad/m.gguf", &[]),
+        &[],
+        b"",
+    )?;
+    assert_eq!(head.status, 404);
+    Ok(())
+}
+
+#[test]
+fn a_tampered_large_file_is_never_completed_in_a_bucket() -> TestResult {
+    let server = S3Server::start()?;
+    server.create_bucket("models")?;
+    let local = tempfile::tempdir()?;
+    let cache = tempfile::tempdir()?;
+    let entry = tampered_file(cache.path(), local.path(), "big.gguf", 70 << 20)?;
+    let err = push(&server, cache.path(), &entry, "bad/").unwrap_err();
+    assert!(err.is_verification_failure(), "{err}");
+    assert!(!server.object_path("models", "bad/big.gguf").exists());
+    assert!(
+        !server
+            .object_path("models", "bad/.model-provisioner.json")
+            .exists()
+    );
+    Ok(())
+}
+
+#[test]
+fn a_folder_with_a_file_that_no_longer_verifies_pushes_nothing() -> TestResult {
+    let server = S3Server::start()?;
+    server.create_bucket("models")?;
+    let local = tempfile::tempdir()?;
+    model_folder(local.path())?;
+    let (tree, _) = catalog_core::verify::hash_path(local.path(), &mut |_| {})?;
+    let cache = tempfile::tempdir()?;
+    let p = ModelProvisioner::file_only(cache.path())?;
+    let entry = p
+        .ensure(&local.path().display().to_string().parse()?, Some(&tree))?
+        .entry;
+    fs::write(local.path().join("config.json"), b"{\"layers\": 3}")?;
+    let err = push(&server, cache.path(), &entry, "bad/").unwrap_err();
+    assert!(err.is_verification_failure(), "{err}");
+    assert!(test_support::paths_under(&server.object_path("models", "bad")).is_empty());
+    Ok(())
+}
+
+/// Pushes `entry` to `s3://models/<key>` through `proxy`, in front of `server`.
+fn push_through(
+    proxy: &test_support::HoldProxy,
+    server: &S3Server,
+    cache: &Path,
+    entry: &CatalogEntry,
+    key: &str,
+) -> Result<PushReport, Error> {
+    let mut vars = keys(server);
+    vars.retain(|(k, _)| *k != "AWS_ENDPOINT_URL");
+    vars.push(("AWS_ENDPOINT_URL", proxy.url()));
+    let env = env(&vars);
+    let config = S3Config::from_env(&*env).map_err(Error::S3Credentials)?;
+    let fetcher = S3Fetcher::new(config, S3Options::default(), download()).with_env(env);
+    fetcher.push(&CacheLayout::new(cache)?, entry, &s3_ref(key), &NoReporter)
+}
+
+/// The statuses of the `PUT`s of `big.gguf` (its `UploadPart`s) the proxy answered.
+fn part_puts(proxy: &test_support::HoldProxy) -> Vec<u16> {
+    proxy
+        .log()
+        .iter()
+        .filter(|h| h.method == "PUT" && h.path.ends_with("/big.gguf"))
+        .map(|h| h.status)
+        .collect()
+}
+
+#[test]
+fn a_part_that_fails_once_is_sent_again_and_the_object_is_whole() -> TestResult {
+    let server = S3Server::start()?;
+    server.create_bucket("models")?;
+    let proxy = test_support::HoldProxy::start(&server.endpoint())?;
+    let local = tempfile::tempdir()?;
+    let body = bytes(70 << 20, 34);
+    let path = local.path().join("big.gguf");
+    fs::write(&path, &body)?;
+    let cache = tempfile::tempdir()?;
+    let entry = cataloged(cache.path(), &path)?;
+    proxy.refuse("PUT", "partNumber=2&", 503, 1);
+
+    let report = push_through(&proxy, &server, cache.path(), &entry, "big/")?;
+    assert_eq!(report.bytes_uploaded, 70 << 20);
+    let puts = part_puts(&proxy);
+    assert_eq!(puts.iter().filter(|s| **s == 503).count(), 1, "{puts:?}");
+    assert_eq!(puts.iter().filter(|s| **s == 200).count(), 5, "{puts:?}");
+    let object = server.request(
+        "GET",
+        &server.presign("GET", "models", "big/big.gguf", &[]),
+        &[],
+        b"",
+    )?;
+    assert_eq!(Digest::sha256_of(&object.body), Digest::sha256_of(&body));
+    Ok(())
+}
+
+#[test]
+fn a_part_that_keeps_failing_aborts_the_upload_and_leaves_no_object() -> TestResult {
+    let server = S3Server::start()?;
+    server.create_bucket("models")?;
+    let proxy = test_support::HoldProxy::start(&server.endpoint())?;
+    let local = tempfile::tempdir()?;
+    let path = local.path().join("big.gguf");
+    fs::write(&path, bytes(70 << 20, 35))?;
+    let cache = tempfile::tempdir()?;
+    let entry = cataloged(cache.path(), &path)?;
+    proxy.refuse("PUT", "partNumber=3&", 400, usize::MAX);
+
+    let err = push_through(&proxy, &server, cache.path(), &entry, "big/").unwrap_err();
+    assert!(!err.is_verification_failure(), "{err}");
+    let log = proxy.log();
+    assert!(
+        log.iter().any(|h| h.method == "DELETE" && h.status == 204),
+        "the upload was aborted: {log:?}"
+    );
+    assert!(!server.object_path("models", "big/big.gguf").exists());
+    assert!(
+        !server
+            .object_path("models", "big/.model-provisioner.json")
+            .exists()
+    );
+    let head = server.request(
+        "HEAD",
+        &server.presign("HEAD", "models", "big/big.gguf", &[]),
+        &[],
+        b"",
+    )?;
+    assert_eq!(head.status, 404);
     Ok(())
 }

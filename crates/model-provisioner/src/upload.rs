@@ -1,0 +1,279 @@
+//! A model file read once for an upload: in order, on a blocking thread, hashed as it goes, and
+//! handed over in pieces (the chunks of a request body, or the parts of a multipart upload).
+//!
+//! The last piece is handed over only after the file's sha256 has been compared with the one
+//! the catalog expects ([`ModelFile::digest`]). A file whose bytes no longer match never reaches
+//! a server whole: a request body ends in an error before its last bytes, and a multipart upload
+//! lacks its last part, so neither can be completed, whatever the server checks. The reader
+//! keeps the mismatch (or a read error) in a [`ReadCheck`] for the uploader, which reports it
+//! instead of the failed request and does not retry it.
+//!
+//! Memory is bounded: at most `depth` pieces wait in the channel, plus the one being read.
+
+use std::io::{self, Read as _};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use catalog_core::Hasher;
+use tokio::sync::mpsc;
+
+use crate::error::{Error, Result};
+use crate::model_files::ModelFile;
+use crate::reporter::Progress;
+
+/// Why a file's pieces stopped before its end: a mismatch, or a read error. Shared by the
+/// reader, which sets it before it stops, and the uploader, which takes it.
+#[derive(Clone, Default)]
+pub(crate) struct ReadCheck(Arc<Mutex<Option<Error>>>);
+
+impl ReadCheck {
+    fn set(&self, error: Error) {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get_or_insert(error);
+    }
+
+    /// The error that stopped the reader, if one did.
+    pub(crate) fn take(&self) -> Option<Error> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).take()
+    }
+}
+
+/// The pieces of one file, in order, as the reader hands them over.
+pub(crate) struct Pieces {
+    rx: mpsc::Receiver<Bytes>,
+    check: ReadCheck,
+    size: u64,
+}
+
+/// Starts reading `file` on a blocking thread, in pieces of `piece` bytes (the last one
+/// shorter), at most `depth` of them read ahead.
+pub(crate) fn read_pieces(file: &ModelFile, piece: u64, depth: usize) -> Pieces {
+    let (tx, rx) = mpsc::channel(depth.max(1));
+    let check = ReadCheck::default();
+    let reader_check = check.clone();
+    let size = file.size;
+    let file = file.clone();
+    tokio::task::spawn_blocking(move || {
+        if let Err(e) = read_into(&file, piece.max(1), &tx) {
+            reader_check.set(e);
+        }
+    });
+    Pieces { rx, check, size }
+}
+
+/// Reads, hashes and sends `file`'s pieces; returns early, with no error, once nobody takes
+/// them. The last piece is sent only when the whole file matched its sha256.
+fn read_into(file: &ModelFile, piece: u64, tx: &mpsc::Sender<Bytes>) -> Result<()> {
+    let path = &file.path;
+    let mut reader = catalog_core::open_regular(path).map_err(|e| Error::read(path, e))?;
+    let mut hasher = Hasher::new();
+    let mut left = file.size;
+    loop {
+        let want = piece.min(left);
+        let mut buf = Vec::with_capacity(usize::try_from(want).unwrap_or(usize::MAX));
+        (&mut reader)
+            .take(want)
+            .read_to_end(&mut buf)
+            .map_err(|e| Error::read(path, e))?;
+        if (buf.len() as u64) < want {
+            return Err(Error::read(
+                path,
+                io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the file is shorter than when it was listed",
+                ),
+            ));
+        }
+        hasher.update(&buf);
+        left -= want;
+        if left == 0 {
+            let computed = std::mem::take(&mut hasher).finish();
+            Error::check_digest(&file.what, Some(&file.digest), &computed)?;
+        }
+        if tx.blocking_send(Bytes::from(buf)).is_err() || left == 0 {
+            return Ok(());
+        }
+    }
+}
+
+impl Pieces {
+    /// The next piece; `None` at the end, or when the reader stopped (see [`Self::check`]).
+    #[cfg(any(feature = "s3", test))]
+    pub(crate) async fn next(&mut self) -> Option<Bytes> {
+        self.rx.recv().await
+    }
+
+    /// Where the reader leaves the error that stopped it.
+    pub(crate) fn check(&self) -> &ReadCheck {
+        &self.check
+    }
+
+    /// The pieces as a request body of exactly the file's size, with `progress` advanced for
+    /// each piece taken. The body fails, short of its last bytes, when the reader stops early.
+    pub(crate) fn into_body(self, progress: Arc<dyn Progress>) -> reqwest::Body {
+        reqwest::Body::wrap_stream(Body {
+            left: self.size,
+            pieces: self,
+            progress,
+        })
+    }
+}
+
+/// [`Pieces`] as a stream of a request body's chunks.
+struct Body {
+    pieces: Pieces,
+    /// Bytes still to come.
+    left: u64,
+    progress: Arc<dyn Progress>,
+}
+
+impl futures_core::Stream for Body {
+    type Item = io::Result<Bytes>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        match this.pieces.rx.poll_recv(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Some(piece)) => {
+                this.left = this.left.saturating_sub(piece.len() as u64);
+                this.progress.advance(piece.len() as u64);
+                Poll::Ready(Some(Ok(piece)))
+            }
+            Poll::Ready(None) if this.left == 0 => Poll::Ready(None),
+            // The reader stopped short: the request must fail, not end as if complete.
+            Poll::Ready(None) => Poll::Ready(Some(Err(io::Error::other(
+                "the file was not read to its end",
+            )))),
+        }
+    }
+}
+
+/// Runs every future at once, on the caller's task, and gives their outputs in their order.
+#[cfg(feature = "s3")]
+pub(crate) async fn join_all<F: Future>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output> {
+    let mut futures: Vec<Pin<Box<F>>> = futures.into_iter().map(Box::pin).collect();
+    let mut outputs: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (future, output) in futures.iter_mut().zip(outputs.iter_mut()) {
+            if output.is_none() {
+                match future.as_mut().poll(cx) {
+                    Poll::Ready(out) => *output = Some(out),
+                    Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            Poll::Pending
+        } else {
+            Poll::Ready(())
+        }
+    })
+    .await;
+    outputs.into_iter().flatten().collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use catalog_core::Digest;
+
+    use super::*;
+    use crate::reporter::Reporter as _;
+
+    fn runtime() -> io::Result<tokio::runtime::Runtime> {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .build()
+    }
+
+    fn model_file(
+        dir: &std::path::Path,
+        bytes: &[u8],
+        digest: Digest,
+    ) -> std::result::Result<ModelFile, Box<dyn std::error::Error>> {
+        let path = dir.join("m.bin");
+        std::fs::write(&path, bytes)?;
+        Ok(ModelFile {
+            rel: catalog_core::SafeRelPath::file_name("m.bin")?,
+            path,
+            size: bytes.len() as u64,
+            digest,
+            what: "file:/m.bin".into(),
+        })
+    }
+
+    #[test]
+    fn a_matching_file_comes_whole_in_pieces() -> std::result::Result<(), Box<dyn std::error::Error>>
+    {
+        let dir = tempfile::tempdir()?;
+        let bytes: Vec<u8> = (0..10_000u32).map(|i| (i % 251) as u8).collect();
+        let file = model_file(dir.path(), &bytes, Digest::sha256_of(&bytes))?;
+        for piece in [1, 999, 5_000, 10_000, 20_000] {
+            let got = runtime()?.block_on(async {
+                let mut pieces = read_pieces(&file, piece, 2);
+                let mut got = Vec::new();
+                while let Some(p) = pieces.next().await {
+                    assert!(p.len() as u64 <= piece);
+                    got.extend_from_slice(&p);
+                }
+                assert!(pieces.check().take().is_none());
+                got
+            });
+            assert!(got == bytes, "pieces of {piece}");
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn a_mismatching_file_never_hands_over_its_last_piece()
+    -> std::result::Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let bytes = vec![7u8; 10_000];
+        let file = model_file(dir.path(), &bytes, Digest::sha256_of(b"other bytes"))?;
+        let (got, err) = runtime()?.block_on(async {
+            let mut pieces = read_pieces(&file, 4_000, 1);
+            let mut got = 0;
+            while let Some(p) = pieces.next().await {
+                got += p.len();
+            }
+            (got, pieces.check().take())
+        });
+        assert_eq!(got, 8_000, "the last piece is held back");
+        let err = err.ok_or("no error")?;
+        assert!(err.is_verification_failure(), "{err}");
+        assert!(err.to_string().contains("file:/m.bin"), "{err}");
+        Ok(())
+    }
+
+    #[test]
+    fn a_body_short_of_its_end_fails() -> std::result::Result<(), Box<dyn std::error::Error>> {
+        use futures_core::Stream as _;
+        let dir = tempfile::tempdir()?;
+        let bytes = vec![7u8; 100];
+        let file = model_file(dir.path(), &bytes, Digest::sha256_of(b"other"))?;
+        let results = runtime()?.block_on(async {
+            let mut body = Body {
+                left: file.size,
+                pieces: read_pieces(&file, 60, 1),
+                progress: Arc::from(crate::reporter::NoReporter.start("m.bin", None)),
+            };
+            let mut results = Vec::new();
+            while let Some(r) = std::future::poll_fn(|cx| Pin::new(&mut body).poll_next(cx)).await {
+                let failed = r.is_err();
+                results.push(r.map(|b| b.len()).map_err(|e| e.to_string()));
+                if failed {
+                    break;
+                }
+            }
+            results
+        });
+        assert_eq!(results.len(), 2, "{results:?}");
+        assert_eq!(results[0], Ok(60));
+        assert!(results[1].is_err(), "{results:?}");
+        Ok(())
+    }
+}
