@@ -723,7 +723,7 @@ where
                 .filter_map(|(i, slot)| {
                     std::thread::Builder::new()
                         .name(format!("model-provisioner-dl{}", i + 1))
-                        .spawn_scoped(scope, move || handle.block_on(join_all(take(slot))))
+                        .spawn_scoped(scope, move || handle.block_on(super::join_all(take(slot))))
                         .inspect_err(|e| tracing::debug!(error = %e, "no thread for connections"))
                         .ok()
                 })
@@ -735,7 +735,7 @@ where
                     mine.extend(take(slot));
                 }
             }
-            let mut out = handle.block_on(join_all(mine));
+            let mut out = handle.block_on(super::join_all(mine));
             for thread in others {
                 match thread.join() {
                     Ok(v) => out.extend(v),
@@ -745,30 +745,6 @@ where
             out
         })
     })
-}
-
-/// Drives every future at once on the current thread and returns their outputs, in order.
-async fn join_all<F: Future>(futures: Vec<F>) -> Vec<F::Output> {
-    let mut futures: Vec<_> = futures.into_iter().map(Box::pin).collect();
-    let mut outputs: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut pending = false;
-        for (future, output) in futures.iter_mut().zip(&mut outputs) {
-            if output.is_none() {
-                match future.as_mut().poll(cx) {
-                    std::task::Poll::Ready(v) => *output = Some(v),
-                    std::task::Poll::Pending => pending = true,
-                }
-            }
-        }
-        if pending {
-            std::task::Poll::Pending
-        } else {
-            std::task::Poll::Ready(())
-        }
-    })
-    .await;
-    outputs.into_iter().flatten().collect()
 }
 
 #[cfg(test)]

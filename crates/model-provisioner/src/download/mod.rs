@@ -261,6 +261,30 @@ fn read_ca_bundle(path: &std::path::Path) -> Result<Vec<reqwest::Certificate>> {
     Ok(certificates)
 }
 
+/// Drives every future at once on the current task and returns their outputs, in their order.
+pub(crate) async fn join_all<F: Future>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output> {
+    let mut futures: Vec<_> = futures.into_iter().map(Box::pin).collect();
+    let mut outputs: Vec<Option<F::Output>> = futures.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (future, output) in futures.iter_mut().zip(&mut outputs) {
+            if output.is_none() {
+                match future.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => *output = Some(v),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    outputs.into_iter().flatten().collect()
+}
+
 /// A stable key for the partial file of `id`: the first 32 hex digits of its SHA-256.
 pub fn partial_key(id: &str) -> String {
     Digest::sha256_of(id.as_bytes()).value()[..32].to_owned()

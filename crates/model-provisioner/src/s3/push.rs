@@ -37,10 +37,11 @@ use rusty_s3::S3Action as _;
 use serde::{Deserialize, Serialize};
 
 use super::{S3Fetcher, SIGNATURE_LIFETIME, Session, error_code};
+use crate::download::join_all;
 use crate::error::{Error, Result};
 use crate::model_files::{ModelFile, ModelFiles, model_files};
 use crate::reporter::{Progress, Reporter};
-use crate::upload::{ReadCheck, join_all, read_pieces};
+use crate::upload::{ReadCheck, read_pieces};
 
 /// The name of the manifest object inside a pushed folder: `<prefix>.model-provisioner.json`.
 pub const MANIFEST_NAME: &str = ".model-provisioner.json";
