@@ -51,6 +51,19 @@ pub enum Error {
         /// The digest of the bytes.
         computed: Digest,
     },
+    /// A registry refused a file of a push: the bytes it received do not have the digest the
+    /// catalog records for them (the file changed on disk since it was last checked).
+    #[error(
+        "`{registry}` refused `{id}`: the bytes sent do not have the digest `{digest}` the catalog records"
+    )]
+    PushDigestRefused {
+        /// The model's id (and the file's path, in a model of several files).
+        id: String,
+        /// The digest the catalog records, and the push declared.
+        digest: Digest,
+        /// The registry, `host[:port]`.
+        registry: String,
+    },
     /// A model's files claim their format and break it (tensor data past the end of a file,
     /// overlapping tensors), or a split set or an index lacks a file or has one too many.
     #[error("`{id}` failed its structural check: {}", problems.join("; "))]
@@ -383,6 +396,7 @@ impl Error {
             Error::DigestMismatch { .. }
                 | Error::GitBlobMismatch { .. }
                 | Error::MirrorMismatch { .. }
+                | Error::PushDigestRefused { .. }
                 | Error::Structure { .. }
         )
     }
@@ -402,6 +416,9 @@ impl Error {
             ),
             Error::Structure { .. } => Some(
                 "the file is damaged or incomplete: fetch it again, or remove it with `model-provisioner rm`".into(),
+            ),
+            Error::PushDigestRefused { .. } => Some(
+                "the model's bytes changed on disk: run `model-provisioner verify` on it, and fetch it again".into(),
             ),
             Error::Unsupported { hint, .. } => Some(hint.clone()),
             Error::PushDestination { .. } => Some(

@@ -4,9 +4,9 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use catalog_core::verify::walk_tree;
+use catalog_core::verify::{fingerprint, walk_tree};
 use catalog_core::{
-    Algorithm, CacheLayout, CatalogEntry, Digest, SafeRelPath, Storage, TreeDigest,
+    Algorithm, CacheLayout, CatalogEntry, Digest, Outcome, SafeRelPath, Storage, TreeDigest,
 };
 
 use crate::error::{Error, Result};
@@ -124,7 +124,16 @@ pub(crate) fn model_files(
             .finish(),
     };
     Error::check_digest(&entry.id, reference, &digest)?;
-    Ok(ModelFiles { files, digest })
+    // The same test `ensure` makes before it hands a model out without reading it.
+    let unchanged = entry.verification.outcome != Outcome::Fail
+        && entry.verification.computed.is_some()
+        && entry.fingerprint.is_some()
+        && fingerprint(&root).ok() == entry.fingerprint;
+    Ok(ModelFiles {
+        files,
+        digest,
+        unchanged,
+    })
 }
 
 /// A model's files, and its digest.
@@ -142,4 +151,11 @@ pub(crate) struct ModelFiles {
         )
     )]
     pub(crate) digest: Digest,
+    /// Whether the files are unchanged (size, modification time, inode and device) since
+    /// their bytes were last hashed and matched, as the entry's fingerprint records.
+    #[cfg_attr(
+        not(feature = "oci"),
+        expect(dead_code, reason = "only a registry checks what it is sent")
+    )]
+    pub(crate) unchanged: bool,
 }

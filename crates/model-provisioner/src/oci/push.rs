@@ -33,7 +33,7 @@ use crate::download::Failure;
 use crate::error::{Error, Result};
 use crate::model_files::{ModelFile, ModelFiles, model_files};
 use crate::reporter::{NoReporter, Progress, Reporter};
-use crate::upload::read_pieces;
+use crate::upload::{Hash, read_pieces};
 
 /// The manifest's own media type.
 const MANIFEST_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -74,7 +74,8 @@ pub struct PushReport {
 
 /// A blob to upload: a file streamed from disk, or bytes made here.
 enum Content<'a> {
-    File(&'a ModelFile),
+    /// A model's file, read from disk, hashed by us or only by the registry.
+    File(&'a ModelFile, Hash),
     Bytes(&'a [u8]),
 }
 
@@ -110,7 +111,16 @@ impl OciFetcher {
                 reference: describe(dest),
             });
         }
-        let ModelFiles { files, .. } = model_files(layout, entry, reporter)?;
+        let ModelFiles {
+            files, unchanged, ..
+        } = model_files(layout, entry, reporter)?;
+        // A registry refuses a blob whose bytes do not have the digest it is told, so files
+        // unchanged since they last matched are not hashed a second time on their way.
+        let hash = if unchanged {
+            Hash::ServerChecks
+        } else {
+            Hash::Each
+        };
         let engine = self.engine()?;
         let repo = Repository::new(
             &dest.registry,
@@ -138,7 +148,7 @@ impl OciFetcher {
                     client,
                     &file.digest,
                     file.size,
-                    &Content::File(file),
+                    &Content::File(file, hash),
                     &progress,
                 )
                 .await;
@@ -355,8 +365,8 @@ async fn upload_blob(
         progress.restart();
         let (body, check) = match content {
             Content::Bytes(bytes) => (reqwest::Body::from(bytes.to_vec()), None),
-            Content::File(file) => {
-                let pieces = read_pieces(file, BODY_PIECE, BODY_AHEAD);
+            Content::File(file, hash) => {
+                let pieces = read_pieces(file, BODY_PIECE, BODY_AHEAD, *hash);
                 let check = pieces.check().clone();
                 (pieces.into_body(Arc::clone(progress)), Some(check))
             }
@@ -400,6 +410,16 @@ async fn upload_blob(
                 None => {
                     let status = r.status();
                     let code = error_code(r).await;
+                    if code.as_deref() == Some("DIGEST_INVALID")
+                        && let Content::File(file, _) = content
+                    {
+                        // The registry hashed what it was sent and found another digest.
+                        return Err(Error::PushDigestRefused {
+                            id: file.what.clone(),
+                            digest: digest.clone(),
+                            registry: repo.registry().to_owned(),
+                        });
+                    }
                     let what = format!("the upload of blob `{digest}`");
                     return Err(refused(repo, &what, status, code));
                 }

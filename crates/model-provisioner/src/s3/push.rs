@@ -41,7 +41,7 @@ use crate::download::join_all;
 use crate::error::{Error, Result};
 use crate::model_files::{ModelFile, ModelFiles, model_files};
 use crate::reporter::{Progress, Reporter};
-use crate::upload::{ReadCheck, read_pieces};
+use crate::upload::{Hash, ReadCheck, read_pieces};
 
 /// The name of the manifest object inside a pushed folder: `<prefix>.model-provisioner.json`.
 pub const MANIFEST_NAME: &str = ".model-provisioner.json";
@@ -146,7 +146,7 @@ impl S3Fetcher {
                 reference: format!("s3://{}/{}", dest.bucket, dest.key),
             });
         }
-        let ModelFiles { files, digest } = model_files(layout, entry, reporter)?;
+        let ModelFiles { files, digest, .. } = model_files(layout, entry, reporter)?;
         let listed = files.len();
         let files: Vec<ModelFile> = files
             .into_iter()
@@ -278,7 +278,7 @@ impl Session<'_> {
                 |c| {
                     // What an earlier attempt reported is void.
                     progress.restart();
-                    let pieces = read_pieces(file, BODY_PIECE, BODY_AHEAD);
+                    let pieces = read_pieces(file, BODY_PIECE, BODY_AHEAD, Hash::Each);
                     *latest.lock().unwrap_or_else(PoisonError::into_inner) =
                         Some(pieces.check().clone());
                     let credentials = self.signing();
@@ -378,7 +378,7 @@ impl Session<'_> {
                 reason: format!("`{}` needs more than 10,000 parts", file.rel),
             });
         }
-        let pieces = read_pieces(file, part, 1);
+        let pieces = read_pieces(file, part, 1, Hash::Each);
         let check = pieces.check().clone();
         // The next part to send and its number, taken in order by whichever upload is free.
         let next = tokio::sync::Mutex::new((pieces, 0u16));

@@ -932,6 +932,52 @@ fn a_push_to_a_digest_or_a_file_says_it_needs_a_tag() -> TestResult {
 }
 
 #[test]
+fn a_file_changed_behind_an_unchanged_fingerprint_is_refused_by_the_registry() -> TestResult {
+    let registry = Registry::start()?;
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("m.safetensors");
+    let good = bytes(3 << 20, 25);
+    fs::write(&path, &good)?;
+    let cache = tempfile::tempdir()?;
+    let p = ModelProvisioner::file_only(cache.path())?;
+    let expected = Digest::sha256_of(&good);
+    let entry = p
+        .ensure(&path.display().to_string().parse()?, Some(&expected))?
+        .entry;
+    // A byte changes and the modification time is put back: the fingerprint still holds, so
+    // the push does not hash the file itself, and the registry's check is what refuses it.
+    let modified = fs::metadata(&path)?.modified()?;
+    let mut bad = good;
+    bad[1 << 20] ^= 0x01;
+    let file = fs::OpenOptions::new().write(true).open(&path)?;
+    std::io::Write::write_all(&mut &file, &bad)?;
+    file.set_modified(modified)?;
+    drop(file);
+    assert_eq!(
+        catalog_core::verify::fingerprint(&path)?,
+        entry.fingerprint.clone().ok_or("a fingerprint")?
+    );
+
+    let dest = format!("oci://{}/pushed/rotten:v1", registry.host());
+    let err = pusher(config())
+        .push(
+            &layout_of(cache.path())?,
+            &entry,
+            &oci_ref(&dest)?,
+            &NoReporter,
+        )
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::PushDigestRefused { digest, .. } if *digest == expected),
+        "{err}"
+    );
+    assert!(err.is_verification_failure());
+    assert_eq!(registry.get_manifest("pushed/rotten", "v1")?.status, 404);
+    assert!(!registry.has_blob("pushed/rotten", &expected.to_string())?);
+    Ok(())
+}
+
+#[test]
 fn a_tampered_file_is_never_pushed_to_a_registry() -> TestResult {
     let registry = Registry::start()?;
     let dir = tempfile::tempdir()?;
