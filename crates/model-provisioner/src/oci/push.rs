@@ -22,7 +22,7 @@
 
 use std::sync::Arc;
 
-use catalog_core::{CacheLayout, CatalogEntry, Digest, OciRef, OciReference};
+use catalog_core::{CacheLayout, CatalogEntry, Digest, ModelRef, OciRef, OciReference};
 use reqwest::header::{self, HeaderValue};
 use reqwest::{Client, StatusCode};
 use serde_json::{Value, json};
@@ -68,7 +68,8 @@ pub struct PushReport {
     pub files: usize,
     /// Bytes sent in blob uploads (files and the config), not counting the manifest.
     pub bytes_uploaded: u64,
-    /// Blobs (files or the config) the registry already had, so not sent.
+    /// Blobs (files or the config) the registry already had, or mounted from the repository
+    /// the model was pulled from, so not sent.
     pub blobs_skipped: usize,
 }
 
@@ -132,6 +133,7 @@ impl OciFetcher {
         )?;
         let client = engine.client();
         let config = config_blob(entry, &files)?;
+        let mount_from = mount_source(entry, dest);
         engine.block_on(async {
             repo.ping(client).await?;
             let mut report = PushReport {
@@ -149,6 +151,7 @@ impl OciFetcher {
                     &file.digest,
                     file.size,
                     &Content::File(file, hash),
+                    mount_from.as_deref(),
                     &progress,
                 )
                 .await;
@@ -166,6 +169,7 @@ impl OciFetcher {
                 &config_digest,
                 config.len() as u64,
                 &Content::Bytes(&config),
+                None,
                 &none,
             )
             .await?
@@ -327,14 +331,16 @@ fn rfc3339(ms: u64) -> Option<String> {
     ))
 }
 
-/// Uploads one blob unless the registry has it. Returns the bytes sent, or `None` when it was
-/// there already.
+/// Uploads one blob unless the registry has it, or can mount it from the repository
+/// `mount_from` of the same registry. Returns the bytes sent, or `None` when it was there
+/// already or was mounted.
 async fn upload_blob(
     repo: &Repository,
     client: &Client,
     digest: &Digest,
     size: u64,
     content: &Content<'_>,
+    mount_from: Option<&str>,
     progress: &Arc<dyn Progress>,
 ) -> Result<Option<u64>> {
     repo.refresh_if_expiring(client).await?;
@@ -359,9 +365,18 @@ async fn upload_blob(
     let uploads = repo.url(&format!("v2/{}/blobs/uploads/", repo.name()));
     let mut attempts = repo.retry().attempts(uploads.as_str());
     let mut reauthorised = false;
+    // A mount is asked for once; a registry that cannot mount answers with an upload session.
+    let mut mount_from = mount_from;
     loop {
         repo.refresh_if_expiring(client).await?;
-        let target = start_upload(repo, client, &uploads, digest).await?;
+        let target = match start_upload(repo, client, &uploads, digest, mount_from.take()).await? {
+            Started::Mounted => {
+                progress.advance(size);
+                tracing::debug!(blob = %digest, "mounted from the repository the model came from");
+                return Ok(None);
+            }
+            Started::Session(target) => target,
+        };
         progress.restart();
         let (body, check) = match content {
             Content::Bytes(bytes) => (reqwest::Body::from(bytes.to_vec()), None),
@@ -431,21 +446,40 @@ async fn upload_blob(
     }
 }
 
-/// `POST …/blobs/uploads/`: a new upload session. Returns where to `PUT` the blob, with its
-/// digest in the query.
+/// How a blob's upload began.
+enum Started {
+    /// The registry mounted the blob from another repository: nothing to send.
+    Mounted,
+    /// An upload session: where to `PUT` the blob, with its digest in the query.
+    Session(url::Url),
+}
+
+/// `POST …/blobs/uploads/`: a new upload session, or, with `mount_from`, a request to mount
+/// the blob from that repository of the same registry (`?mount=<digest>&from=<repository>`),
+/// which a registry that cannot mount it answers with a session.
 async fn start_upload(
     repo: &Repository,
     client: &Client,
     uploads: &url::Url,
     digest: &Digest,
-) -> Result<url::Url> {
+    mount_from: Option<&str>,
+) -> Result<Started> {
+    let mut post = uploads.clone();
+    if let Some(from) = mount_from {
+        post.query_pairs_mut()
+            .append_pair("mount", &digest.to_string())
+            .append_pair("from", from);
+    }
     let response = repo
-        .send(client, uploads, |c| {
-            c.post(uploads.clone())
+        .send(client, &post, |c| {
+            c.post(post.clone())
                 .header(header::CONTENT_LENGTH, HeaderValue::from(0))
         })
         .await?;
     let status = response.status();
+    if status == StatusCode::CREATED && mount_from.is_some() {
+        return Ok(Started::Mounted);
+    }
     if status != StatusCode::ACCEPTED {
         let code = error_code(response).await;
         return Err(refused(repo, "a new upload session", status, code));
@@ -462,7 +496,17 @@ async fn start_upload(
     target
         .query_pairs_mut()
         .append_pair("digest", &digest.to_string());
-    Ok(target)
+    Ok(Started::Session(target))
+}
+
+/// The repository of the same registry as `dest` that `entry`'s model was pulled from, whose
+/// blobs a push can mount instead of sending them; `None` for a model from anywhere else.
+fn mount_source(entry: &CatalogEntry, dest: &OciRef) -> Option<String> {
+    let Ok(ModelRef::Oci(from)) = entry.id.parse::<ModelRef>() else {
+        return None;
+    };
+    (from.registry == dest.registry && from.repository != dest.repository)
+        .then_some(from.repository)
 }
 
 /// `PUT /v2/<repo>/manifests/<tag>`. Returns the manifest's digest, the sha256 of the bytes

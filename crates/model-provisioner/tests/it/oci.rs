@@ -846,6 +846,59 @@ fn a_pushed_gguf_pulls_back_as_that_gguf() -> TestResult {
 }
 
 #[test]
+fn a_model_pulled_from_a_registry_is_pushed_to_another_repository_there_by_mounting() -> TestResult
+{
+    let registry = Registry::start()?;
+    let dir = tempfile::tempdir()?;
+    let gguf = dir.path().join("m.gguf");
+    let data = bytes(2 << 20, 26);
+    fs::write(&gguf, &data)?;
+    let (source_cache, source) = cataloged(&gguf)?;
+    let first = format!("oci://{}/team-a/model:v1", registry.host());
+    pusher(config()).push(
+        &layout_of(source_cache.path())?,
+        &source.entry,
+        &oci_ref(&first)?,
+        &NoReporter,
+    )?;
+    // Another machine pulls it, then publishes it under another repository of that registry.
+    let cache = tempfile::tempdir()?;
+    let pulled = provisioner(cache.path(), config())?.ensure(&first.parse()?, None)?;
+    let second = format!("oci://{}/team-b/model:v1", registry.host());
+    let report = pusher(config()).push(
+        &layout_of(cache.path())?,
+        &pulled.entry,
+        &oci_ref(&second)?,
+        &NoReporter,
+    )?;
+    assert_eq!(report.blobs_skipped, 1, "the file's blob is mounted");
+    assert!(
+        report.bytes_uploaded < data.len() as u64,
+        "{} bytes sent",
+        report.bytes_uploaded
+    );
+    let digest = Digest::sha256_of(&data).to_string();
+    assert!(registry.has_blob("team-b/model", &digest)?);
+    let log = registry.log_text();
+    let hex = digest.trim_start_matches("sha256:");
+    let about_b = |l: &&str| l.contains("/v2/team-b/model/blobs/uploads/") && l.contains(hex);
+    assert!(
+        log.lines()
+            .filter(about_b)
+            .any(|l| l.contains("POST") && l.contains("mount=")),
+        "no mount in the registry's log:\n{log}"
+    );
+    assert!(
+        !log.lines().filter(about_b).any(|l| l.contains("PUT")),
+        "the file was sent:\n{log}"
+    );
+    let again = tempfile::tempdir()?;
+    let back = provisioner(again.path(), config())?.ensure(&second.parse()?, None)?;
+    assert_eq!(fs::read(&back.resolved.local_path)?, data);
+    Ok(())
+}
+
+#[test]
 fn a_large_file_is_streamed_to_the_registry_and_back() -> TestResult {
     let registry = Registry::start()?;
     let dir = tempfile::tempdir()?;
