@@ -26,7 +26,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use anyhow::{Context as _, ensure};
+use anyhow::{Context as _, bail, ensure};
 use catalog_core::Digest;
 use clap::Parser;
 use serde_json::{Value, json};
@@ -68,6 +68,8 @@ struct Args {
 /// The repositories and tag pushed to.
 const OURS_REPO: &str = "bench/model";
 const SKOPEO_REPO: &str = "bench/skopeo";
+/// Where the bare `curl` upload of the layer goes.
+const CURL_REPO: &str = "bench/curl";
 const TAG: &str = "v1";
 /// The bucket, and the folders in it.
 const BUCKET: &str = "bench";
@@ -121,6 +123,9 @@ enum Client {
     Before,
     /// `skopeo copy` to the registry, `aws s3 cp` to the bucket.
     Peer,
+    /// To the registry only: the layer's blob alone, sent by `curl` in one `PUT`, unverified,
+    /// with no config and no manifest: what the server alone costs.
+    Floor,
 }
 
 impl Client {
@@ -142,6 +147,10 @@ impl Client {
             (Client::Peer, Case::Bucket) => {
                 format!("`aws s3 cp --recursive DIR s3://{BUCKET}/{AWS_PREFIX}`")
             }
+            (Client::Floor, _) => format!(
+                "`curl -T FILE` of the layer's blob alone to `…/{CURL_REPO}` (`POST`, one \
+                 `PUT …?digest=`), no verification, no config or manifest: the server's floor"
+            ),
         }
     }
 
@@ -436,21 +445,27 @@ impl Server {
 /// Every client on every case `--runs` times, in rounds whose order rotates; a fresh server
 /// for every push.
 fn run_rounds(setup: &Setup, model: &Model, scratch: &Path) -> anyhow::Result<Vec<CaseRuns>> {
-    let mut clients = vec![Client::Ours];
-    if setup.before.is_some() {
-        clients.push(Client::Before);
-    }
-    clients.push(Client::Peer);
     let mut cases: Vec<CaseRuns> = [Case::Registry, Case::Bucket]
         .into_iter()
-        .map(|case| CaseRuns {
-            case,
-            clients: clients.clone(),
-            runs: vec![Vec::new(); clients.len()],
+        .map(|case| {
+            let mut clients = vec![Client::Ours];
+            if setup.before.is_some() {
+                clients.push(Client::Before);
+            }
+            clients.push(Client::Peer);
+            if case == Case::Registry {
+                clients.push(Client::Floor);
+            }
+            CaseRuns {
+                case,
+                runs: vec![Vec::new(); clients.len()],
+                clients,
+            }
         })
         .collect();
     for run in 0..setup.args.runs as usize {
         for case in &mut cases {
+            let clients = case.clients.clone();
             // Rotate who goes first, so that none always meets a warmer (or busier) machine.
             for k in 0..clients.len() {
                 let i = (run + k) % clients.len();
@@ -527,6 +542,16 @@ fn push(
                 .arg(format!("docker://{}/{SKOPEO_REPO}:{TAG}", r.host()));
             Ok(timed(&mut cmd, Stdout::Null)?.0)
         }
+        (Client::Floor, Server::Registry(r)) => {
+            let script = r#"loc=$(curl -sS -f -D - -o /dev/null -X POST "$1" | tr -d '\r' | sed -n 's/^[Ll]ocation: //p') && curl -sS -f -o /dev/null -T "$2" -H 'Content-Type: application/octet-stream' "$loc&digest=$3""#;
+            let mut cmd = Command::new("sh");
+            cmd.args(["-c", script, "sh"])
+                .arg(format!("http://{}/v2/{CURL_REPO}/blobs/uploads/", r.host()))
+                .arg(model.aws_dir.join(&model.name))
+                .arg(&model.digest);
+            Ok(timed(&mut cmd, Stdout::Null)?.0)
+        }
+        (Client::Floor, Server::S3(_)) => bail!("the floor is measured for the registry only"),
         (Client::Peer, Server::S3(s)) => {
             let mut cmd = s3_command(AWS, s.access_key(), s.secret_key());
             cmd.env("AWS_DEFAULT_REGION", "us-east-1")
@@ -571,23 +596,27 @@ fn check(model: &Model, client: Client, server: &Server) -> anyhow::Result<()> {
             let repo = match client {
                 Client::Ours | Client::Before => OURS_REPO,
                 Client::Peer => SKOPEO_REPO,
+                Client::Floor => CURL_REPO,
             };
-            let manifest = r.get_manifest(repo, TAG)?;
-            ensure!(
-                manifest.status == 200,
-                "the registry has no `{repo}:{TAG}` ({})",
-                manifest.status
-            );
-            let manifest: Value = serde_json::from_slice(&manifest.body)?;
-            let layers = manifest["layers"].as_array().map_or(&[][..], Vec::as_slice);
-            ensure!(
-                layers.len() == 1
-                    && layers[0]["digest"] == model.digest.as_str()
-                    && layers[0]["size"] == model.size,
-                "`{repo}:{TAG}` does not hold one layer {} of {} bytes: {manifest}",
-                model.digest,
-                model.size
-            );
+            // The bare upload pushes no manifest: its blob is all there is to check.
+            if client != Client::Floor {
+                let manifest = r.get_manifest(repo, TAG)?;
+                ensure!(
+                    manifest.status == 200,
+                    "the registry has no `{repo}:{TAG}` ({})",
+                    manifest.status
+                );
+                let manifest: Value = serde_json::from_slice(&manifest.body)?;
+                let layers = manifest["layers"].as_array().map_or(&[][..], Vec::as_slice);
+                ensure!(
+                    layers.len() == 1
+                        && layers[0]["digest"] == model.digest.as_str()
+                        && layers[0]["size"] == model.size,
+                    "`{repo}:{TAG}` does not hold one layer {} of {} bytes: {manifest}",
+                    model.digest,
+                    model.size
+                );
+            }
             let head = r.request(
                 "HEAD",
                 &format!("/v2/{repo}/blobs/{}", model.digest),
@@ -606,7 +635,7 @@ fn check(model: &Model, client: Client, server: &Server) -> anyhow::Result<()> {
         Server::S3(s) => {
             let prefix = match client {
                 Client::Ours | Client::Before => OURS_PREFIX,
-                Client::Peer => AWS_PREFIX,
+                Client::Peer | Client::Floor => AWS_PREFIX,
             };
             let mut objects = vec![(format!("{prefix}{}", model.name), Some(model.size))];
             if prefix == OURS_PREFIX {
@@ -681,7 +710,7 @@ fn render(
             let ratio = ours.as_secs_f64() / m.as_secs_f64();
             let (ratio, goal) = match client {
                 Client::Peer => (Some(ratio), Some(Client::goal(case.case))),
-                Client::Before => (Some(ratio), None),
+                Client::Before | Client::Floor => (Some(ratio), None),
                 Client::Ours => (None, None),
             };
             let met = match (ratio, goal) {
