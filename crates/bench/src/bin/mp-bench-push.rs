@@ -2,11 +2,14 @@
 //! loopback, side by side:
 //!
 //! - ours: `model-provisioner --cache-dir C push <id> oci://127.0.0.1:<port>/bench/model:v1
-//!   --json`, which uploads it as a CNCF `ModelPack` artifact, hashing every byte on its way
-//!   out (a model that no longer verifies is never pushed);
+//!   --json`, which uploads it as a CNCF `ModelPack` artifact, never publishing a model that no
+//!   longer verifies (every byte hashed on its way out, by the registry alone for files
+//!   unchanged since they last matched);
 //! - `skopeo copy dir:DIR docker://127.0.0.1:<port>/bench/skopeo:v1`, DIR being a `dir:`
 //!   layout of the same artifact shape whose layer is a hard link to the same bytes; skopeo
 //!   checks each blob's digest while it reads;
+//! - the registry's floor: `curl -T FILE` of the layer's blob alone (an upload session, then
+//!   one `PUT …?digest=`), nothing verified, no config and no manifest;
 //! - ours: `model-provisioner --cache-dir C push <id> s3://bench/ours/ --json` (the file, then
 //!   a manifest object);
 //! - `aws s3 cp --recursive DIR s3://bench/aws/`, DIR holding a hard link to the same bytes;
