@@ -328,6 +328,30 @@ struct PushJson<'a> {
 }
 
 fn push(cx: &Context, args: &PushArgs) -> anyhow::Result<ExitCode> {
+    recording_failure(cx, &args.target, push_model(cx, args))
+}
+
+/// `result` of a push of `target`; when the push found the model's bytes no longer match, the
+/// entry is verified again first, which records the failure (as `verify` does), so that the
+/// model is not handed out as it was.
+fn recording_failure(
+    cx: &Context,
+    target: &str,
+    result: anyhow::Result<ExitCode>,
+) -> anyhow::Result<ExitCode> {
+    if let Err(e) = &result
+        && e.downcast_ref::<model_provisioner::Error>()
+            .is_some_and(model_provisioner::Error::is_verification_failure)
+        && let Ok(provisioner) = cx.provisioner()
+        && let Err(recorded) = provisioner.verify(target)
+        && !recorded.is_verification_failure()
+    {
+        tracing::warn!(error = %recorded, "the failed verification could not be recorded");
+    }
+    result
+}
+
+fn push_model(cx: &Context, args: &PushArgs) -> anyhow::Result<ExitCode> {
     let destination = parse_reference(&args.destination)?;
     let provisioner = cx.provisioner()?;
     // Bytes that no longer verify are never pushed: the push hashes every byte it sends and
@@ -428,6 +452,10 @@ struct MirrorJson<'a> {
 }
 
 fn mirror(cx: &Context, args: &MirrorArgs) -> anyhow::Result<ExitCode> {
+    recording_failure(cx, &args.target, mirror_model(cx, args))
+}
+
+fn mirror_model(cx: &Context, args: &MirrorArgs) -> anyhow::Result<ExitCode> {
     let prefix = args.mirror.trim();
     let provisioner = cx.provisioner()?;
     // Bytes that no longer verify are never pushed: each push hashes every byte it sends and

@@ -160,6 +160,9 @@ fn a_tampered_cache_file_is_never_pushed_small_or_in_parts() -> TestResult {
         assert_failure(&out, 3, &["digest mismatch"]);
         let manifest = registry.get_manifest(&format!("fleet/{}", &name[..5]), "v1")?;
         assert_eq!(manifest.status, 404, "{name}: nothing was pushed");
+        // The catalog knows it now, as after `verify`.
+        let shown = fx.json(["show", &id, "--json"])?;
+        assert_eq!(shown["verification"]["outcome"], "fail", "{name}: {shown}");
 
         let folder = format!("s3://fleet/{}/", &name[..5]);
         let mut push = fx.command(["push", &id, &folder]);
