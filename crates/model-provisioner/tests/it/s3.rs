@@ -597,19 +597,27 @@ fn a_tampered_small_file_is_never_pushed_to_a_bucket() -> TestResult {
     let entry = tampered_file(cache.path(), local.path(), "m.gguf", 300_000)?;
     let err = push(&server, cache.path(), &entry, "bad/").unwrap_err();
     assert!(err.is_verification_failure(), "{err}");
-    assert!(!server.object_path("models", "bad/m.gguf").exists());
+    assert_unpublished(&server, "bad/", "m.gguf", true)?;
+    Ok(())
+}
+
+/// Neither `file` nor the manifest is in the bucket `models` under `prefix`; with `head`, the
+/// store also answers 404 to a signed `HEAD` of the file.
+fn assert_unpublished(server: &S3Server, prefix: &str, file: &str, head: bool) -> TestResult {
+    let key = format!("{prefix}{file}");
     assert!(
-        !server
-            .object_path("models", "bad/.model-provisioner.json")
-            .exists()
+        !server.object_path("models", &key).exists(),
+        "{key} is there"
     );
-    let head = server.request(
-        "HEAD",
-        &server.presign("HEAD", "models", "bad/m.gguf", &[]),
-        &[],
-        b"",
-    )?;
-    assert_eq!(head.status, 404);
+    let manifest = format!("{prefix}.model-provisioner.json");
+    assert!(
+        !server.object_path("models", &manifest).exists(),
+        "{manifest} is there"
+    );
+    if head {
+        let url = server.presign("HEAD", "models", &key, &[]);
+        assert_eq!(server.request("HEAD", &url, &[], b"")?.status, 404);
+    }
     Ok(())
 }
 
@@ -622,12 +630,7 @@ fn a_tampered_large_file_is_never_completed_in_a_bucket() -> TestResult {
     let entry = tampered_file(cache.path(), local.path(), "big.gguf", 70 << 20)?;
     let err = push(&server, cache.path(), &entry, "bad/").unwrap_err();
     assert!(err.is_verification_failure(), "{err}");
-    assert!(!server.object_path("models", "bad/big.gguf").exists());
-    assert!(
-        !server
-            .object_path("models", "bad/.model-provisioner.json")
-            .exists()
-    );
+    assert_unpublished(&server, "bad/", "big.gguf", false)?;
     Ok(())
 }
 
@@ -724,18 +727,6 @@ fn a_part_that_keeps_failing_aborts_the_upload_and_leaves_no_object() -> TestRes
         log.iter().any(|h| h.method == "DELETE" && h.status == 204),
         "the upload was aborted: {log:?}"
     );
-    assert!(!server.object_path("models", "big/big.gguf").exists());
-    assert!(
-        !server
-            .object_path("models", "big/.model-provisioner.json")
-            .exists()
-    );
-    let head = server.request(
-        "HEAD",
-        &server.presign("HEAD", "models", "big/big.gguf", &[]),
-        &[],
-        b"",
-    )?;
-    assert_eq!(head.status, 404);
+    assert_unpublished(&server, "big/", "big.gguf", true)?;
     Ok(())
 }
