@@ -93,6 +93,7 @@ pub use s3::{
     S3_ACCESS_KEY, S3_REGION, S3_SECRET_KEY, S3_SESSION_TOKEN, S3Response, S3Server, presign_with,
     s3s_fs_binary,
 };
+pub use wire::Reply;
 
 /// Every regular file under `dir` with its content, keyed by its path relative to `dir` (with
 /// `/` between components).

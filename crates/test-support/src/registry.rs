@@ -93,35 +93,7 @@ pub struct Registry {
 }
 
 /// An answer from the registry, read whole.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RegistryResponse {
-    /// The status.
-    pub status: u16,
-    /// The header fields, as sent.
-    pub headers: Vec<(String, String)>,
-    /// The body.
-    pub body: Vec<u8>,
-}
-
-impl RegistryResponse {
-    /// The first header called `name`, ignoring case.
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-impl From<Reply> for RegistryResponse {
-    fn from(r: Reply) -> Self {
-        RegistryResponse {
-            status: r.status,
-            headers: r.headers,
-            body: r.body,
-        }
-    }
-}
+pub type RegistryResponse = Reply;
 
 /// What the registry is configured with beyond storage.
 enum Mode<'a> {
@@ -262,7 +234,7 @@ impl Registry {
         } else {
             Body::Bytes(body)
         };
-        self.send(method, path, headers, body).map(Into::into)
+        self.send(method, path, headers, body)
     }
 
     /// Sends one request with the credentials, if any.

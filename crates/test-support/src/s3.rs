@@ -102,40 +102,7 @@ fn installed(path: PathBuf) -> io::Result<PathBuf> {
 }
 
 /// An answer from the S3 server, read whole.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct S3Response {
-    /// The status.
-    pub status: u16,
-    /// The header fields, as sent.
-    pub headers: Vec<(String, String)>,
-    /// The body.
-    pub body: Vec<u8>,
-}
-
-impl S3Response {
-    /// The first header called `name`, ignoring case.
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    /// The body as text (S3 errors are XML).
-    pub fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-}
-
-impl From<Reply> for S3Response {
-    fn from(r: Reply) -> Self {
-        S3Response {
-            status: r.status,
-            headers: r.headers,
-            body: r.body,
-        }
-    }
-}
+pub type S3Response = Reply;
 
 /// A running `s3s-fs` on `127.0.0.1:<free port>`, requiring `SigV4` with [`S3_ACCESS_KEY`] and
 /// [`S3_SECRET_KEY`], serving a temporary directory; killed, and the directory removed, on
@@ -392,7 +359,7 @@ impl S3Server {
         } else {
             Body::Bytes(body)
         };
-        wire::exchange(&self.host(), method, target, headers, body).map(Into::into)
+        wire::exchange(&self.host(), method, target, headers, body)
     }
 }
 

@@ -130,12 +130,31 @@ pub(crate) enum Body<'a> {
     Stream(&'a mut dyn Read, u64),
 }
 
-/// A whole answer: status, headers as sent, the body (de-chunked).
-#[derive(Debug, Clone)]
-pub(crate) struct Reply {
-    pub(crate) status: u16,
-    pub(crate) headers: Vec<(String, String)>,
-    pub(crate) body: Vec<u8>,
+/// A whole answer from a test server, read by hand: status, header fields as sent, the body
+/// (de-chunked).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    /// The status.
+    pub status: u16,
+    /// The header fields, as sent.
+    pub headers: Vec<(String, String)>,
+    /// The body.
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    /// The first header called `name`, ignoring case.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The body as text (S3 errors are XML, registry errors JSON).
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
 }
 
 /// Sends one request to `authority` (`127.0.0.1:<port>`) on a connection of its own
