@@ -328,21 +328,22 @@ struct PushJson<'a> {
 }
 
 fn push(cx: &Context, args: &PushArgs) -> anyhow::Result<ExitCode> {
-    recording_failure(cx, &args.target, push_model(cx, args))
+    let provisioner = cx.provisioner()?;
+    let result = push_model(cx, args, &provisioner);
+    recording_failure(&provisioner, &args.target, result)
 }
 
 /// `result` of a push of `target`; when the push found the model's bytes no longer match, the
 /// entry is verified again first, which records the failure (as `verify` does), so that the
 /// model is not handed out as it was.
 fn recording_failure(
-    cx: &Context,
+    provisioner: &Provisioner,
     target: &str,
     result: anyhow::Result<ExitCode>,
 ) -> anyhow::Result<ExitCode> {
     if let Err(e) = &result
         && e.downcast_ref::<model_provisioner::Error>()
             .is_some_and(model_provisioner::Error::is_verification_failure)
-        && let Ok(provisioner) = cx.provisioner()
         && let Err(recorded) = provisioner.verify(target)
         && !recorded.is_verification_failure()
     {
@@ -351,9 +352,12 @@ fn recording_failure(
     result
 }
 
-fn push_model(cx: &Context, args: &PushArgs) -> anyhow::Result<ExitCode> {
+fn push_model(
+    cx: &Context,
+    args: &PushArgs,
+    provisioner: &Provisioner,
+) -> anyhow::Result<ExitCode> {
     let destination = parse_reference(&args.destination)?;
-    let provisioner = cx.provisioner()?;
     // Bytes that no longer verify are never pushed: the push hashes every byte it sends and
     // publishes nothing unless each file matches the catalog's digests (a mismatch exits 3).
     let entry = provisioner.find(&args.target)?;
@@ -452,12 +456,17 @@ struct MirrorJson<'a> {
 }
 
 fn mirror(cx: &Context, args: &MirrorArgs) -> anyhow::Result<ExitCode> {
-    recording_failure(cx, &args.target, mirror_model(cx, args))
+    let provisioner = cx.provisioner()?;
+    let result = mirror_model(cx, args, &provisioner);
+    recording_failure(&provisioner, &args.target, result)
 }
 
-fn mirror_model(cx: &Context, args: &MirrorArgs) -> anyhow::Result<ExitCode> {
+fn mirror_model(
+    cx: &Context,
+    args: &MirrorArgs,
+    provisioner: &Provisioner,
+) -> anyhow::Result<ExitCode> {
     let prefix = args.mirror.trim();
-    let provisioner = cx.provisioner()?;
     // Bytes that no longer verify are never pushed: each push hashes every byte it sends and
     // publishes nothing unless each file matches the catalog's digests (a mismatch exits 3).
     let entry = provisioner.find(&args.target)?;
