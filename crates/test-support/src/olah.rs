@@ -192,8 +192,12 @@ offline = true
             .stderr(log)
             .spawn()
             .expect("starting olah");
+        // Another server may hold the port olah was given (it was free when picked): only olah's
+        // own word that it bound it says the listener is olah.
+        let bound = format!("Uvicorn running on http://127.0.0.1:{port} ");
         let ready = process::wait_ready(&mut child, "olah", port, &log_path, START_TIMEOUT, || {
-            process::listening(port)
+            fs::read_to_string(&log_path).is_ok_and(|log| log.contains(&bound))
+                && process::listening(port)
         });
         match ready {
             Ok(()) => Ok(child),
