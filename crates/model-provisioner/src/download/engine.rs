@@ -111,7 +111,7 @@ impl<'a> Run<'a> {
     }
 
     async fn send(&self, headers: &HeaderMap) -> Result<reqwest::Response, Failure> {
-        send(self.dl.source, &self.engine.client, headers).await
+        send(self.dl.source, self.engine.clients(), headers).await
     }
 
     pub(super) async fn fetch(self) -> Result<Downloaded> {

@@ -112,6 +112,8 @@ pub struct Downloaded {
 pub struct Downloader {
     runtime: tokio::runtime::Runtime,
     client: reqwest::Client,
+    /// For downloads whose source follows redirects itself ([`RequestSource::sees_redirects`]).
+    manual: reqwest::Client,
     /// For API calls that must see redirects rather than follow them.
     api: reqwest::Client,
     config: DownloadConfig,
@@ -147,6 +149,11 @@ impl Downloader {
                 })
         };
         let client = build(reqwest::Client::builder().read_timeout(config.stall_timeout))?;
+        let manual = build(
+            reqwest::Client::builder()
+                .read_timeout(config.stall_timeout)
+                .redirect(reqwest::redirect::Policy::none()),
+        )?;
         let api = build(
             reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
@@ -155,6 +162,7 @@ impl Downloader {
         Ok(Downloader {
             runtime,
             client,
+            manual,
             api,
             budget: budget::Budget::new(config.effective_budget()),
             config,
@@ -169,6 +177,14 @@ impl Downloader {
     /// The HTTP client, for fetchers that make API calls of their own.
     pub fn client(&self) -> &reqwest::Client {
         &self.client
+    }
+
+    /// The clients a download's requests are sent with.
+    pub(crate) fn clients(&self) -> source::Clients<'_> {
+        source::Clients {
+            follow: &self.client,
+            manual: &self.manual,
+        }
     }
 
     /// A client for API calls that does not follow redirects (so that a fetcher can read a

@@ -403,25 +403,18 @@ impl Repository {
     }
 
     /// The blob `digest` as a source for the download engine. Where the registry redirects it
-    /// (to object storage, a CDN), the redirect is followed once here and every ranged request
-    /// goes to the final location; `Authorization` goes there only if it is the registry's
-    /// own host.
-    pub(crate) async fn blob(
-        &self,
-        client: &Client,
-        no_redirect: &Client,
-        digest: &str,
-    ) -> Result<BlobSource<'_>> {
+    /// (to object storage, a CDN), the engine's first request finds the redirect and every
+    /// later request goes to the final location; `Authorization` goes there only if it is the
+    /// registry's own host.
+    pub(crate) async fn blob(&self, client: &Client, digest: &str) -> Result<BlobSource<'_>> {
         self.refresh_if_expiring(client).await?;
         let url = self.url(&format!("v2/{}/blobs/{digest}", self.name));
-        let source = BlobSource {
+        Ok(BlobSource {
             repository: self,
             url: url.clone(),
             display: url.to_string(),
             location: Mutex::new(None),
-        };
-        source.follow_redirect(no_redirect).await?;
-        Ok(source)
+        })
     }
 }
 
@@ -450,64 +443,6 @@ pub(crate) struct BlobSource<'a> {
     location: Mutex<Option<Location>>,
 }
 
-impl BlobSource<'_> {
-    /// Asks the registry for the blob without following redirects; a redirect's target
-    /// becomes where every request goes.
-    async fn follow_redirect(&self, no_redirect: &Client) -> Result<()> {
-        let repo = self.repository;
-        let response = repo
-            .send(no_redirect, &self.url, |c| {
-                c.get(self.url.clone()).header(header::RANGE, "bytes=0-0")
-            })
-            .await?;
-        let status = response.status();
-        if status == StatusCode::NOT_FOUND {
-            return Err(Error::OciNotFound {
-                what: format!(
-                    "`{}/{}` has no blob `{}`",
-                    repo.registry,
-                    repo.name,
-                    self.digest_text()
-                ),
-            });
-        }
-        if status.is_redirection() {
-            let target = response
-                .headers()
-                .get(header::LOCATION)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|l| self.url.join(l).ok())
-                .ok_or_else(|| Error::OciProtocol {
-                    registry: repo.registry.clone(),
-                    reason: format!("a redirect ({status}) for a blob without a usable `Location`"),
-                })?;
-            let same_host = target.host_str() == self.url.host_str()
-                && target.port_or_known_default() == self.url.port_or_known_default()
-                && target.scheme() == self.url.scheme();
-            tracing::debug!(
-                blob = self.digest_text(),
-                to = target.host_str().unwrap_or_default(),
-                same_host,
-                "the registry redirects the blob"
-            );
-            *self.location.lock().unwrap_or_else(PoisonError::into_inner) = Some(Location {
-                url: target,
-                same_host,
-            });
-        } else if !status.is_success() {
-            return Err(Repository::status_error(&self.url, status));
-        }
-        Ok(())
-    }
-
-    fn digest_text(&self) -> &str {
-        self.url
-            .path_segments()
-            .and_then(Iterator::last)
-            .unwrap_or_default()
-    }
-}
-
 impl RequestSource for BlobSource<'_> {
     fn display(&self) -> &str {
         &self.display
@@ -534,6 +469,28 @@ impl RequestSource for BlobSource<'_> {
                 .headers(self.repository.auth_headers())
                 .headers(headers),
         }
+    }
+
+    fn sees_redirects(&self) -> bool {
+        true
+    }
+
+    fn redirected(&self, status: StatusCode, target: &url::Url) -> bool {
+        let same_host = target.host_str() == self.url.host_str()
+            && target.port_or_known_default() == self.url.port_or_known_default()
+            && target.scheme() == self.url.scheme();
+        tracing::debug!(
+            blob = self.url.path_segments().and_then(Iterator::last).unwrap_or_default(),
+            %status,
+            to = target.host_str().unwrap_or_default(),
+            same_host,
+            "the registry redirects the blob"
+        );
+        *self.location.lock().unwrap_or_else(PoisonError::into_inner) = Some(Location {
+            url: target.clone(),
+            same_host,
+        });
+        true
     }
 
     fn reauthorize<'a>(
