@@ -13,7 +13,7 @@
 //! finish: size and digest checked, file synced, record removed, handed over as staged
 //! ```
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use catalog_core::{Hasher, StagedFile};
@@ -275,7 +275,16 @@ impl<'a> Run<'a> {
             // (the earliest range in flight always holds its memory, across downloads too).
             let chunk_buf = usize::try_from(config.chunk_size).expect("chunks fit in memory");
             let first_lease = self.engine.budget.lease(chunk_buf).await;
-            self.parallel(&plan, hasher, asked, (response, first_lease))?
+            match self.parallel(&plan, hasher, asked, (response, first_lease))? {
+                Ranges::Done(hasher, transferred) => (hasher, transferred),
+                Ranges::Whole(response) => {
+                    tracing::info!(
+                        url = self.url(),
+                        "the server sent the whole file for a range; starting over as one stream"
+                    );
+                    return self.whole_body(response).await;
+                }
+            }
         } else {
             self.sequential(plan.clone(), hasher, Some(response))
                 .await?
@@ -463,14 +472,16 @@ impl<'a> Run<'a> {
     /// Fetches the missing ranges as chunks over several connections at once, and hands the
     /// kept ones to the hasher. `first` is the open-ended response to the probe, which asked
     /// from `asked`, with a buffer already leased for it: it delivers the first range if that
-    /// starts there.
+    /// starts there. A `200` to any range (the server stopped honouring ranges, or `If-Range`
+    /// saw a changed file) stops every connection and hands that response back, to be read as
+    /// the whole file.
     fn parallel(
         &self,
         plan: &Plan,
         hasher: Hasher,
         asked: u64,
         first: (reqwest::Response, Lease),
-    ) -> Result<(Hasher, u64)> {
+    ) -> Result<Ranges> {
         let config = &self.engine.config;
         let chunk = config.chunk_size;
         let total = plan.total.expect("ranged downloads know their size");
@@ -487,8 +498,9 @@ impl<'a> Run<'a> {
         // back and every range is leased before it is taken.
         let first = work.first().filter(|w| w.0 == asked).map(|_| first);
         let next = AtomicUsize::new(usize::from(first.is_some()));
+        let whole: Mutex<Option<reqwest::Response>> = Mutex::new(None);
         let worker = |first: Option<(reqwest::Response, Lease)>| {
-            let (sink, next, work) = (&sink, &next, &work);
+            let (sink, next, work, whole) = (&sink, &next, &work, &whole);
             async move {
                 let mut transferred = 0u64;
                 let mut first = first;
@@ -513,7 +525,16 @@ impl<'a> Run<'a> {
                         .fetch_range(plan, range, response, lease, &mut transferred)
                         .await
                     {
-                        Ok(lease) => sink.send(range.0, lease, Some(permit)),
+                        Ok(Range::Filled(lease)) => sink.send(range.0, lease, Some(permit)),
+                        Ok(Range::Whole(response)) => {
+                            // The first such answer is kept; every worker stops.
+                            whole
+                                .lock()
+                                .unwrap_or_else(PoisonError::into_inner)
+                                .get_or_insert(response);
+                            sink.close();
+                            return Ok(transferred);
+                        }
                         Err(e) => {
                             // The hasher can never pass this range now, so the permits it holds
                             // would never come back: wake and stop every other worker.
@@ -536,6 +557,11 @@ impl<'a> Run<'a> {
                 Err(e) => failure = failure.or(Some(e)),
             }
         }
+        if let Some(response) = whole.into_inner().unwrap_or_else(PoisonError::into_inner) {
+            // Nothing of these ranges joins the new stream, which starts from byte zero.
+            sink.abandon();
+            return Ok(Ranges::Whole(response));
+        }
         if let Some(e) = failure {
             // Keep what reached the disk for the next run.
             let local = sink.failure();
@@ -543,11 +569,12 @@ impl<'a> Run<'a> {
             return Err(local.unwrap_or(e));
         }
         let hasher = sink.finish()?;
-        Ok((hasher, transferred))
+        Ok(Ranges::Done(hasher, transferred))
     }
 
     /// Fetches `[start, end)` into `lease`, retrying transient failures; `response` is an
-    /// already open response starting at `start`, if there is one.
+    /// already open response starting at `start`, if there is one. A `200` instead of the
+    /// range comes back as [`Range::Whole`].
     async fn fetch_range(
         &self,
         plan: &Plan,
@@ -555,7 +582,7 @@ impl<'a> Run<'a> {
         mut response: Option<reqwest::Response>,
         mut lease: Lease,
         transferred: &mut u64,
-    ) -> Result<Lease> {
+    ) -> Result<Range> {
         let len = usize::try_from(end - start).expect("chunks fit in memory");
         assert!(len <= lease.buf().capacity(), "a chunk fits its buffer");
         let stall = self.engine.config.stall_timeout;
@@ -572,9 +599,7 @@ impl<'a> Run<'a> {
                         if r.status() == StatusCode::OK {
                             // `If-Range` saw another file, or the server stopped honouring
                             // ranges: these chunks cannot be joined to the others.
-                            return Err(Failure::protocol(
-                                "the whole file (HTTP 200) for a range: it changed during the download, or ranges are no longer served; run again to start over",
-                            ));
+                            return Ok(Some(r));
                         }
                         if r.status() != StatusCode::PARTIAL_CONTENT {
                             return Err(Failure::status(r.status()));
@@ -603,11 +628,12 @@ impl<'a> Run<'a> {
                     self.progress.advance(take as u64);
                     *transferred += take as u64;
                 }
-                Ok(())
+                Ok(None)
             }
             .await;
             match result {
-                Ok(()) => return Ok(lease),
+                Ok(None) => return Ok(Range::Filled(lease)),
+                Ok(Some(whole)) => return Ok(Range::Whole(whole)),
                 Err(f) => attempts.failed(f).await?,
             }
         }
@@ -651,6 +677,22 @@ impl<'a> Run<'a> {
             etag: plan.validators.etag.clone(),
         })
     }
+}
+
+/// How the parallel ranges of a download ended.
+enum Ranges {
+    /// Every range fetched and hashed: the hasher, and the bytes received.
+    Done(Hasher, u64),
+    /// A range was answered with the whole file: read it as one stream instead.
+    Whole(reqwest::Response),
+}
+
+/// How one range ended.
+enum Range {
+    /// Its bytes, in their buffer.
+    Filled(Lease),
+    /// The server answered the whole file instead.
+    Whole(reqwest::Response),
 }
 
 /// The first request of a run: from the first missing byte on, with `If-Range` when resuming

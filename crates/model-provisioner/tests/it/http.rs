@@ -137,6 +137,31 @@ fn a_digest_mismatch_publishes_nothing_and_leaves_no_partial() -> TestResult {
 }
 
 #[test]
+fn a_whole_file_sent_for_a_range_restarts_the_download_as_one_stream() -> TestResult {
+    // The first request gets a range; every later one the whole file (a server that stops
+    // honouring ranges, or a pull-through cache that has not cached the file yet).
+    let body = bytes(2 << 20, 31);
+    let server = FaultServer::start(
+        body.clone(),
+        vec![Answer::Serve { ranges: true }, Answer::Serve { ranges: false }],
+    );
+    let cache = tempfile::tempdir()?;
+    let p = provisioner(cache.path(), config())?;
+    let digest = Digest::sha256_of(&body);
+    let ensured = p.ensure(&server.url("m.gguf").parse()?, Some(&digest))?;
+    assert_eq!(fs::read(&ensured.resolved.local_path)?, body);
+    assert_eq!(ensured.entry.verification.outcome, Outcome::Pass);
+    // Its pooled connections closed, the log is final.
+    drop(p);
+    assert!(server.wait_idle(Duration::from_secs(30)));
+    let statuses: Vec<u16> = server.log().iter().map(|s| s.status).collect();
+    assert_eq!(statuses.first(), Some(&206), "{statuses:?}");
+    assert!(statuses.contains(&200), "{statuses:?}");
+    assert!(dir_is_empty(&cache.path().join("tmp")));
+    Ok(())
+}
+
+#[test]
 fn http_errors_name_the_url_and_status_and_only_transient_ones_are_retried() -> TestResult {
     let nginx = Nginx::start();
     let cache = tempfile::tempdir()?;
