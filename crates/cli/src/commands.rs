@@ -719,10 +719,13 @@ fn verify(cx: &Context, args: &VerifyArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(crate::EXIT_VERIFY_FAILED));
     }
     if errors > 0 {
-        say!(
-            "error: {errors} of {} model(s) could not be verified",
-            targets.len()
-        );
+        // One model's error is already said; a count adds nothing.
+        if targets.len() > 1 {
+            say!(
+                "error: {errors} of {} model(s) could not be verified",
+                targets.len()
+            );
+        }
         return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)

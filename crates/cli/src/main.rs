@@ -25,7 +25,10 @@ use crate::cli::Cli;
 const EXIT_VERIFY_FAILED: u8 = 3;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(&e),
+    };
     init_logging(cli.quiet, cli.verbose);
     match commands::run(cli) {
         Ok(code) => code,
@@ -58,6 +61,43 @@ fn init_logging(quiet: bool, verbose: u8) {
         .without_time()
         .compact()
         .init();
+}
+
+/// Prints clap's usage error (or the help or version asked for), its last line a `hint:` as
+/// for every other error: the command's `--help`.
+fn usage_error(e: &clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        // `--help`, `--version`, or no command at all: what was asked for, on stdout.
+        let _ = e.print();
+        let code = if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand { 2 } else { 0 };
+        return ExitCode::from(code);
+    }
+    let text = e.render().to_string();
+    let command = text
+        .lines()
+        .find_map(|l| l.strip_prefix("Usage: "))
+        .map(|usage| {
+            usage
+                .split_whitespace()
+                .take_while(|w| !w.starts_with(['[', '<', '-']))
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .unwrap_or_else(|| "model-provisioner".to_owned());
+    let body = text
+        .trim_end()
+        .strip_suffix("For more information, try '--help'.")
+        .unwrap_or(&text)
+        .trim_end();
+    say!("{body}\n");
+    say!("hint: `{command} --help` shows every option, with examples");
+    ExitCode::from(2)
 }
 
 /// Prints an error as one line, plus a hint when there is one, and picks the exit status.

@@ -68,11 +68,12 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
-/// The verification column: `pass`, `warn (unverified)`, `fail`.
+/// The verification column: `pass`, `warn`, `FAIL`: the words of `--json`, a failure in
+/// capitals so that it stands out in a table.
 pub fn outcome_text(outcome: Outcome) -> &'static str {
     match outcome {
         Outcome::Pass => "pass",
-        Outcome::Warn => "unverified",
+        Outcome::Warn => "warn",
         Outcome::Fail => "FAIL",
     }
 }
@@ -167,7 +168,16 @@ pub fn entry_details(e: &CatalogEntry) -> String {
         field("from source:", d);
     }
     if let Some(d) = &e.verification.computed {
-        field("computed:", d);
+        // A failed check keeps the digest the bytes had before, to compare with next time:
+        // with no digest given, that is what is expected of them, not what was computed.
+        let kept = e.verification.outcome == Outcome::Fail
+            && e.digest.is_none()
+            && e.source_digest.is_none();
+        if kept {
+            field("expected:", &format!("{d} (recorded by an earlier check)"));
+        } else {
+            field("computed:", d);
+        }
     }
     if let Some(ms) = e.last_verified_ms {
         field("verified at:", &timestamp(ms));

@@ -236,6 +236,20 @@ fn verify_pass_and_failure() -> TestResult {
 }
 
 #[test]
+fn show_after_a_failed_verify_without_a_digest() -> TestResult {
+    // With no digest given, the digest the first `verify` computed is what later checks
+    // expect: `show` names it as expected, not as computed.
+    let fx = Fixture::new()?;
+    fx.write_model("d.gguf", b"model d, as first seen")?;
+    assert_code(&fx.run(["-q", "ensure", "d.gguf"]), 0);
+    assert_code(&fx.run(["-q", "verify", "d.gguf"]), 0);
+    fx.write_model("d.gguf", b"model d, changed since")?;
+    let text = session(&fx, &[(&["verify", "d.gguf"], 3), (&["show", "d.gguf"], 0)]);
+    assert_filtered(&fx, "show_after_failed_verify_without_digest", &text);
+    Ok(())
+}
+
+#[test]
 fn usage_errors() -> TestResult {
     let fx = Fixture::with_one_entry()?;
     let text = session(
