@@ -62,9 +62,6 @@ pub struct Publish<'a> {
     pub exclude: Vec<String>,
     /// Bytes transferred to produce the files (0 when they all came from the store).
     pub bytes_read: u64,
-    /// Whether every file was checked against a digest the source stated for it, so that the
-    /// source vouches for the artifact's digest too ([`Fetched::source_digest`]).
-    pub vouched: bool,
 }
 
 impl<'a> Assembly<'a> {
@@ -129,7 +126,20 @@ impl<'a> Assembly<'a> {
                 digest,
                 etag,
                 media_type: None,
+                vouched: false,
             });
+    }
+
+    /// Records that the file at `path` was checked against a digest its source stated for it
+    /// (a Hub file's LFS sha256 or git blob id, an OCI layer's digest, an S3 object's sha256
+    /// checksum). When every file of the artifact was, the source vouches for the artifact's
+    /// digest too ([`Fetched::source_digest`]), and it passes verification without a digest
+    /// from the caller.
+    pub fn vouch(&self, path: &SafeRelPath) {
+        let mut files = self.files.lock().unwrap_or_else(PoisonError::into_inner);
+        for placed in files.iter_mut().filter(|f| &f.path == path) {
+            placed.vouched = true;
+        }
     }
 
     /// Records what the source said the file at `path` is (an OCI layer's media type).
@@ -171,8 +181,16 @@ impl<'a> Assembly<'a> {
             None => how.dest,
         };
         let fingerprint = fingerprint(&local_path).map_err(|e| Error::read(&local_path, e))?;
+        // What the artifact is made of: the selected file, or all of them.
+        let unvouched: Vec<String> = files
+            .iter()
+            .filter(|f| how.select.is_none_or(|s| &f.path == s) && !f.vouched)
+            .map(|f| f.path.to_string())
+            .collect();
+        let vouched = unvouched.is_empty() && !files.is_empty();
         Ok(Fetched {
-            source_digest: how.vouched.then(|| computed.clone()),
+            source_digest: vouched.then(|| computed.clone()),
+            unvouched,
             size_bytes: fingerprint.size,
             local_path,
             storage: Storage::Cache,
@@ -210,6 +228,8 @@ struct Placed {
     digest: Digest,
     etag: Option<String>,
     media_type: Option<String>,
+    /// Checked against a digest its source stated.
+    vouched: bool,
 }
 
 #[cfg(test)]
@@ -269,7 +289,6 @@ mod tests {
             include: vec!["*".into()],
             exclude: Vec::new(),
             bytes_read: 3,
-            vouched: false,
         }
     }
 

@@ -47,6 +47,9 @@ pub struct Fetched {
     /// came with its sha256 from a registry). Recorded as the entry's expected digest when the
     /// caller gave none, so that the entry passes verification.
     pub source_digest: Option<Digest>,
+    /// The files of a model of several files that no source stated a digest for, so that the
+    /// model is `warn` without a digest from the caller; the output names them.
+    pub unvouched: Vec<String>,
 }
 
 /// Gets the bytes of a model reference onto this machine.

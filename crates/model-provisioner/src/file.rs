@@ -115,6 +115,7 @@ fn register_in_place(
         None => (None, 0),
     };
     Ok(Fetched {
+        unvouched: Vec::new(),
         local_path: path.to_owned(),
         storage: Storage::InPlace,
         size_bytes: before.size,
@@ -219,6 +220,7 @@ fn copy_into_cache(
     }
     let fingerprint = fingerprint(&dest).map_err(|e| Error::read(&dest, e))?;
     Ok(Fetched {
+        unvouched: Vec::new(),
         local_path: dest,
         storage: Storage::Cache,
         size_bytes: bytes_read,

@@ -94,6 +94,7 @@ impl ModelFetcher for HttpFetcher {
         req.layout.link_model(&blob, &dest)?;
         let fingerprint = fingerprint(&dest).map_err(|e| Error::read(&dest, e))?;
         Ok(Fetched {
+            unvouched: Vec::new(),
             local_path: dest,
             storage: Storage::Cache,
             size_bytes: size,

@@ -866,7 +866,6 @@ pub(crate) fn publish_hf(
         include: mirror.include.clone(),
         exclude: mirror.exclude.clone(),
         bytes_read,
-        vouched: false,
     })
 }
 

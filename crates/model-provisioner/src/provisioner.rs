@@ -193,8 +193,9 @@ impl<C: CatalogStore, F: ModelFetcher> ModelProvisioner<C, F> {
         let duration_ms = u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX);
         match result {
             Ok((entry, cached, bytes_read)) => {
-                if expected.is_none() && entry.verification.outcome == Outcome::Warn {
-                    tracing::warn!(id = %entry.id, "artifact is unverified: no expected digest was given");
+                // A fetch said which files no source vouched for; a model reused says it again.
+                if cached && expected.is_none() && entry.verification.outcome == Outcome::Warn {
+                    warn_unvouched(&entry.id, &[]);
                 }
                 tracing::info!(
                     id = %entry.id,
@@ -397,6 +398,9 @@ impl<C: CatalogStore, F: ModelFetcher> ModelProvisioner<C, F> {
             });
         }
         log_warnings(id, &info, outcome);
+        if outcome == Outcome::Warn {
+            warn_unvouched(id, &fetched.unvouched);
+        }
         let now = now_ms();
         let entry = CatalogEntry {
             id: id.to_owned(),
@@ -525,6 +529,25 @@ impl<C: CatalogStore, F: ModelFetcher> ModelProvisioner<C, F> {
             bytes,
         })
     }
+}
+
+/// Warns that a model is `warn`: nothing to check it against, and which of its files (if it
+/// has several) no source stated a digest for.
+fn warn_unvouched(id: &str, files: &[String]) {
+    const SHOWN: usize = 5;
+    if files.is_empty() {
+        tracing::warn!(%id, "artifact is unverified: no expected digest was given");
+        return;
+    }
+    let mut named: Vec<String> = files.iter().take(SHOWN).map(|f| format!("`{f}`")).collect();
+    if files.len() > SHOWN {
+        named.push(format!("{} more", files.len() - SHOWN));
+    }
+    tracing::warn!(
+        %id,
+        "artifact is unverified: no digest was given, and its source stated none for {}",
+        named.join(", ")
+    );
 }
 
 /// Whether the entry's files are a selection (`--include`, `--exclude`) of its source's.

@@ -132,14 +132,15 @@ fn ensure_hf_file_records_its_commit_and_checks_a_digest() -> TestResult {
     assert!(path.ends_with(Q4), "{json:#}");
     assert!(path.starts_with(fx.cache()), "{json:#}");
     assert_eq!(fs::read(&path)?, bytes);
-    assert_eq!(str_field(&json, "verification"), "warn");
+    // The Hub stated the file's sha256, and the bytes matched it.
+    assert_eq!(str_field(&json, "verification"), "pass");
     assert_eq!(str_field(&json, "computed"), sha);
     assert!(json.get("digest").is_none(), "{json:#}");
     assert!(!bool_field(&json, "cached"));
     assert_eq!(u64_field(&json, "bytes"), bytes.len() as u64);
     assert_eq!(u64_field(&json, "bytes_read"), bytes.len() as u64);
     assert_eq!(str_field(&json, "storage"), "cache");
-    assert!(stderr(&out).contains("unverified"), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("unverified"), "{}", stderr(&out));
 
     let entry = fx.entry(&reference)?;
     assert_eq!(entry["provenance"]["fetcher"], "hf-native", "{entry:#}");

@@ -284,6 +284,40 @@ fn an_object_with_a_sha256_checksum_is_checked_against_it_without_a_digest() -> 
     Ok(())
 }
 
+#[test]
+fn a_folder_with_objects_without_a_checksum_is_warn_and_names_them() -> TestResult {
+    let server = S3Server::start()?;
+    server.put_signed(BUCKET, "mixed/a.bin", &random_bytes(50_000, 61), true)?;
+    server.put_signed(BUCKET, "mixed/b.json", b"{}", false)?;
+    server.put_signed(BUCKET, "mixed/c.json", b"[]", false)?;
+    let fx = Fixture::new()?;
+    let out = run_s3(
+        &fx,
+        &server.endpoint(),
+        &["ensure", "s3://models/mixed/", "--json"],
+    );
+    assert_code(&out, 0);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    assert_eq!(str_field(&json, "verification"), "warn");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("stated none for `b.json`, `c.json`"),
+        "the warning does not name the files:\n{err}"
+    );
+    assert!(!err.contains("`a.bin`"), "{err}");
+
+    // With every object's checksum, the folder passes.
+    server.put_signed(BUCKET, "summed/a.bin", &random_bytes(50_000, 62), true)?;
+    server.put_signed(BUCKET, "summed/b.json", b"{\"a\": 1}", true)?;
+    let json = json_s3(
+        &fx,
+        &server.endpoint(),
+        &["ensure", "s3://models/summed/", "--json"],
+    )?;
+    assert_eq!(str_field(&json, "verification"), "pass");
+    Ok(())
+}
+
 /// The resume state of the one download in flight under `cache`: its `prefix_len`.
 fn resume_kept(cache: &Path) -> Option<u64> {
     let state = fs::read_dir(cache.join("tmp"))

@@ -326,6 +326,9 @@ fn adopt_verified(
         .map_err(|e| catalog_core::Error::io("sync", &real, e))?;
     let staged = StagedFile::from_synced(&real, digest, size, None)?;
     assembly.place_staged(path, staged, claimed.map(|d| d.value().to_owned()))?;
+    if claimed.is_some() {
+        assembly.vouch(path);
+    }
     Ok(size)
 }
 

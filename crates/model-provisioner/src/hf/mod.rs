@@ -199,7 +199,6 @@ fn publish(
         include: config.include.clone(),
         exclude: config.exclude.clone(),
         bytes_read,
-        vouched: false,
     })
 }
 

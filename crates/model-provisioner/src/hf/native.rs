@@ -339,11 +339,16 @@ impl HfFetcher {
             && layout.blob_path(&sha).is_file()
         {
             let size = assembly.place_blob(&job.rel, sha, etag)?;
+            // Named by the sha256 the Hub states, or by what the git blob id it states
+            // matched before.
+            assembly.vouch(&job.rel);
             progress.advance(size);
             tracing::debug!(file = %job.rel, "reused a blob already in the store");
             return Ok(0);
         }
-        if let Some(found) = self.hub_cache_file(hf, commit, &job.rel) {
+        if let Some(found) = self.hub_cache_file(hf, commit, &job.rel)
+            && git_blob_matches(&found, job)
+        {
             let copied = super::cli::copy_verified(
                 assembly,
                 &found,
@@ -354,6 +359,9 @@ impl HfFetcher {
             );
             match copied {
                 Ok(()) => {
+                    if job.sha256.is_some() || job.git_oid.is_some() {
+                        assembly.vouch(&job.rel);
+                    }
                     tracing::info!(file = %job.rel, cache = %found.display(), "reused the Hugging Face cache");
                     return Ok(0);
                 }
@@ -397,6 +405,9 @@ impl HfFetcher {
             }
         }
         assembly.place_staged(&job.rel, staged, etag)?;
+        if job.sha256.is_some() || job.git_oid.is_some() {
+            assembly.vouch(&job.rel);
+        }
         Ok(downloaded.transferred)
     }
 
@@ -473,6 +484,22 @@ impl ModelFetcher for HfFetcher {
 
     fn accepts(&self, entry: &CatalogEntry) -> bool {
         self.config.same_selection(entry.provenance.as_ref())
+    }
+}
+
+/// Whether a file of the Hugging Face cache has the git blob id the Hub states for `job`, when
+/// it states one: a small file's only stated digest. A file that differs is downloaded.
+fn git_blob_matches(path: &Path, job: &FileJob) -> bool {
+    let Some(oid) = job.git_oid.as_ref().filter(|_| job.sha256.is_none()) else {
+        return true;
+    };
+    match git_blob_id(path) {
+        Ok(computed) if &computed == oid => true,
+        Ok(_) => {
+            tracing::warn!(file = %job.rel, "the Hugging Face cache copy is not the Hub's; downloading");
+            false
+        }
+        Err(_) => false,
     }
 }
 

@@ -230,8 +230,6 @@ impl OciFetcher {
             include: Vec::new(),
             exclude: Vec::new(),
             bytes_read,
-            // Every layer was checked against the sha256 the manifest states for it.
-            vouched: true,
         })
     }
 
@@ -252,6 +250,7 @@ impl OciFetcher {
             Place::File(path) if in_store => {
                 assembly.place_blob(path, layer.digest.clone(), etag)?;
                 assembly.set_media_type(path, &layer.media_type);
+                assembly.vouch(path);
                 progress.advance(layer.size);
                 tracing::debug!(file = %path, "reused a blob already in the store");
                 Ok(0)
@@ -261,6 +260,7 @@ impl OciFetcher {
                 let (staged, transferred) = self.download(req, repo, layer, &id, progress)?;
                 assembly.place_staged(path, staged, etag)?;
                 assembly.set_media_type(path, &layer.media_type);
+                assembly.vouch(path);
                 Ok(transferred)
             }
             Place::Unpack { base, compression } => {
@@ -287,8 +287,10 @@ impl OciFetcher {
                     bytes = placed.bytes,
                     "unpacked a tar layer"
                 );
+                // Unpacked from a layer checked against the digest the manifest states.
                 for path in &placed.paths {
                     assembly.set_media_type(path, &layer.media_type);
+                    assembly.vouch(path);
                 }
                 Ok(transferred)
             }

@@ -514,7 +514,6 @@ mod tests {
             include: Vec::new(),
             exclude: Vec::new(),
             bytes_read: 0,
-            vouched: false,
         }
     }
 

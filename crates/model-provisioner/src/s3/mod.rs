@@ -321,7 +321,6 @@ impl S3Fetcher {
             })
             .collect();
         ensure_room(req.layout, req.id, &planned)?;
-        let vouched = objects.iter().all(|o| o.sha256.is_some());
         let version = version_of(&objects);
         let select = (!s3.is_prefix()).then(|| objects[0].rel.clone());
         let label = format!("s3://{}/{}", s3.bucket, s3.key);
@@ -356,7 +355,6 @@ impl S3Fetcher {
                 Vec::new()
             },
             bytes_read,
-            vouched,
         })
     }
 
@@ -529,6 +527,7 @@ impl S3Fetcher {
             && layout.blob_path(sha).is_file()
         {
             let size = assembly.place_blob(&object.rel, sha.clone(), object.etag.clone())?;
+            assembly.vouch(&object.rel);
             progress.advance(size);
             tracing::debug!(key = %object.key, "reused a blob already in the store");
             return Ok(0);
@@ -554,6 +553,9 @@ impl S3Fetcher {
         )?;
         Error::check_digest(&id, object.sha256.as_ref(), &downloaded.staged.digest)?;
         assembly.place_staged(&object.rel, downloaded.staged, object.etag.clone())?;
+        if object.sha256.is_some() {
+            assembly.vouch(&object.rel);
+        }
         Ok(downloaded.transferred)
     }
 }

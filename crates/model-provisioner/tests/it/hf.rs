@@ -195,9 +195,10 @@ fn a_single_file_is_fetched_and_recorded_with_its_commit_and_sha256() -> TestRes
     assert_eq!(entry.lifecycle, Lifecycle::Active);
     assert_eq!(entry.storage, Storage::Cache);
     assert_eq!(entry.size_bytes, bytes.len() as u64);
-    // No digest was given: unverified, but the bytes were hashed on the way.
+    // No digest was given, but the Hub stated the file's sha256 and the bytes matched it.
     assert_eq!(entry.digest, None);
-    assert_eq!(entry.verification.outcome, Outcome::Warn);
+    assert_eq!(entry.verification.outcome, Outcome::Pass);
+    assert_eq!(entry.source_digest.as_ref(), Some(&sha));
     assert_eq!(entry.verification.computed.as_ref(), Some(&sha));
     let provenance = entry.provenance.as_ref().ok_or("no provenance")?;
     assert_eq!(provenance.fetcher, "hf-native");
@@ -297,7 +298,9 @@ fn a_whole_repo_is_a_directory_holding_every_file_byte_for_byte() -> TestResult 
     assert_eq!(ensured.bytes_read, total);
     let entry = &ensured.entry;
     assert_eq!(entry.size_bytes, total);
-    assert_eq!(entry.verification.outcome, Outcome::Warn);
+    // Every file matched what the Hub states: the LFS sha256, or the git blob id of a small
+    // file.
+    assert_eq!(entry.verification.outcome, Outcome::Pass);
     assert_eq!(
         entry.verification.computed.as_ref(),
         Some(&tree_digest(&expected))
