@@ -12,15 +12,18 @@ fi
 # huggingface_hub (`hf`) in a venv under .venv/.
 bash scripts/install-test-deps.sh
 
-# The default build of the library must not link an HTTP client (file-only means no network).
-http_deps=$(cargo tree --locked -p model-provisioner -e normal --prefix none \
-  | grep -E '^(reqwest|hyper|ureq|curl|isahc|h2|tokio) ' || true)
-if [ -n "$http_deps" ]; then
-  echo "error: model-provisioner's default features pull in network crates:" >&2
-  echo "$http_deps" >&2
-  exit 1
-fi
-echo "ok: model-provisioner's default features link no HTTP client"
+# The default build of the library must not link an HTTP client (file-only means no network),
+# and the header readers never do.
+for crate in model-provisioner model-info; do
+  http_deps=$(cargo tree --locked -p "$crate" -e normal --prefix none \
+    | grep -E '^(reqwest|hyper|ureq|curl|isahc|h2|tokio) ' || true)
+  if [ -n "$http_deps" ]; then
+    echo "error: $crate's default build pulls in network crates:" >&2
+    echo "$http_deps" >&2
+    exit 1
+  fi
+  echo "ok: $crate's default build links no HTTP client"
+done
 
 cargo test --locked --workspace --all-features --all-targets
 cargo test --locked --workspace --all-features --doc

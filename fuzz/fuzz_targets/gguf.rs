@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use model_provisioner::model_info::{Problem, gguf};
+use model_info::{Problem, gguf};
 
 fuzz_target!(|data: &[u8]| {
     let len = data.len() as u64;

@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use model_provisioner::model_info::{Problem, safetensors};
+use model_info::{Problem, safetensors};
 
 fuzz_target!(|data: &[u8]| {
     match safetensors::read(data, data.len() as u64) {

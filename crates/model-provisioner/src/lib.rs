@@ -32,7 +32,6 @@ mod http;
 pub mod mirror;
 #[cfg(any(feature = "oci", feature = "s3"))]
 mod model_files;
-pub mod model_info;
 #[cfg(feature = "oci")]
 pub mod oci;
 #[cfg(any(feature = "hf", feature = "oci", feature = "s3"))]
@@ -58,6 +57,8 @@ pub use file::FileFetcher;
 #[cfg(feature = "http")]
 pub use http::HttpFetcher;
 pub use mirror::{MirrorRule, Mirrors};
+/// What a model is, read from its headers, and the structural check (the `model-info` crate).
+pub use model_info;
 pub use provisioner::{Ensured, ModelProvisioner, Verified};
 pub use reporter::{NoReporter, Progress, Reporter};
 #[cfg(any(feature = "oci", feature = "s3"))]

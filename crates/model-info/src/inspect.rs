@@ -1,20 +1,16 @@
-//! What a model is, read from its files' headers, and whether those files are whole.
+//! The structural check: what a path holds, grouped as an engine would load it.
 //!
-//! [`inspect`] reads, for a file or every file of a folder: a GGUF file's metadata and tensor
-//! table ([`gguf`]), a safetensors file's JSON header ([`safetensors`]), a Hub-style folder's
-//! `config.json` and `model.safetensors.index.json` ([`hf_config`]); never tensor data. It is
-//! cheap (headers and file sizes) and runs on every fetch and every `verify`.
+//! ```text
+//! a file                      its header, read as what its bytes claim (GGUF, safetensors)
+//! <p>-0000i-of-0000N.gguf     the whole split set, from any part: every part there, none
+//!                             extra, each stating the same count and its own number
+//! a folder, per subfolder     single GGUF files and GGUF split sets; safetensors shards
+//!                             counted as `*.safetensors.index.json` names them (every file
+//!                             when there is no index); `config.json` at the top only
+//! ```
 //!
-//! A file *claims* a format by its bytes (the GGUF magic; a safetensors header length that
-//! fits the file and a header that starts with `{`). One that claims a format and breaks it
-//! (tensor data past its end, overlapping tensors) makes the structure `fail`, as does a split
-//! set or an index with a missing or an extra file. A file *named* like a format whose bytes
-//! are something else (an HTML page saved as `model.gguf`), or a format version this build
-//! does not read, is only a warning: nothing is refused for it unless a digest says so.
-
-pub mod gguf;
-pub mod hf_config;
-pub mod safetensors;
+//! Problems fail the structure and warnings do not; each list keeps its first [`MAX_NOTES`],
+//! so an entry in the catalog stays short however many files are broken.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
@@ -22,25 +18,13 @@ use std::io::{self, BufReader, Read};
 use std::path::Path;
 
 use catalog_core::verify::walk_tree;
-use catalog_core::{ModelFormat, ModelInfo, Outcome, SafeRelPath, Split, Structure};
+use catalog_core::{ModelFormat, ModelInfo, Outcome, SafeRelPath, Split, Structure, printable};
 
-use self::gguf::GgufHeader;
-use self::safetensors::SafetensorsHeader;
-
-/// Why a header reader did not return a header.
-#[derive(Debug)]
-pub enum Problem {
-    /// The bytes do not claim the format at all.
-    NotThisFormat,
-    /// The bytes claim the format in a version this build does not read: a warning, saying
-    /// which (completes "`<file>` …").
-    Unsupported(String),
-    /// The bytes claim the format and break it: the structural check fails, saying how
-    /// (completes "`<file>` …").
-    Broken(String),
-    /// Reading failed.
-    Io(io::Error),
-}
+use crate::Problem;
+use crate::gguf::{self, GgufHeader};
+use crate::hf_config;
+use crate::misnamed::looks_like;
+use crate::safetensors::{self, SafetensorsHeader};
 
 /// At most this many problems and warnings are recorded; a model with more has the first.
 const MAX_NOTES: usize = 20;
@@ -163,7 +147,7 @@ impl Findings {
         let mut head = Vec::with_capacity(HEAD);
         (&mut reader).take(HEAD as u64).read_to_end(&mut head)?;
         let whole = io::Cursor::new(head.clone()).chain(reader);
-        let shown = crate::error::printable(shown);
+        let shown = printable(shown);
         if gguf::has_magic(&head) {
             self.checked += 1;
             return match gguf::read(whole, len) {
@@ -224,7 +208,7 @@ impl Findings {
         if let Some(count) = h.split_count.filter(|c| *c > 1) {
             self.warn(format!(
                 "`{}` says it is part {} of {count}, but its name is not `<name>-0000i-of-0000N.gguf`; the other parts were not looked for",
-                crate::error::printable(shown),
+                printable(shown),
                 h.split_no.map_or(1, |n| n.saturating_add(1)),
             ));
         }
@@ -254,8 +238,8 @@ impl Findings {
             if !found.contains(name.as_str()) {
                 self.missing(format!(
                     "`{}` is missing: `{}` is part 1 of a GGUF split set of {count} and this is part {}",
-                    crate::error::printable(name),
-                    crate::error::printable(&expected[0]),
+                    printable(name),
+                    printable(&expected[0]),
                     i + 1
                 ));
                 if self.problems.len() >= MAX_NOTES {
@@ -272,7 +256,7 @@ impl Findings {
             if no == 0 || no > count {
                 self.problem(format!(
                     "`{}` is an extra part: the split set has {count} parts",
-                    crate::error::printable(shown)
+                    printable(shown)
                 ));
                 continue;
             }
@@ -283,13 +267,13 @@ impl Findings {
             if let Some(c) = h.split_count.filter(|c| *c != u64::from(count)) {
                 self.problem(format!(
                     "`{}` says its split set has {c} parts; its name says {count}",
-                    crate::error::printable(shown)
+                    printable(shown)
                 ));
             }
             if let Some(n) = h.split_no.filter(|n| *n != u64::from(no - 1)) {
                 self.problem(format!(
                     "`{}` says it is part {} of its split set; its name says {no}",
-                    crate::error::printable(shown),
+                    printable(shown),
                     n.saturating_add(1)
                 ));
             }
@@ -425,7 +409,7 @@ impl Findings {
         len: u64,
         headers: &BTreeMap<&'a str, Option<SafetensorsHeader>>,
     ) -> io::Result<Vec<&'a str>> {
-        let shown = crate::error::printable(&format!("{dir}{name}"));
+        let shown = printable(&format!("{dir}{name}"));
         if len > hf_config::MAX_INDEX {
             self.warn(format!(
                 "`{shown}` is larger than {} MiB and was not read",
@@ -456,14 +440,14 @@ impl Findings {
             if SafeRelPath::file_name(*shard).is_err() {
                 self.problem(format!(
                     "`{shown}` names the shard `{}`, which is not a file name beside it",
-                    crate::error::printable(shard)
+                    printable(shard)
                 ));
             } else if let Some((&key, _)) = headers.get_key_value::<str>(shard) {
                 present.push(key);
             } else {
                 self.missing(format!(
                     "`{shown}` names the shard `{dir}{}`, which is not there",
-                    crate::error::printable(shard)
+                    printable(shard)
                 ));
             }
         }
@@ -476,8 +460,8 @@ impl Findings {
                 if misplaced <= 3 {
                     self.problem(format!(
                         "`{shown}` puts tensor `{}` in `{dir}{}`, which does not hold it",
-                        crate::error::printable(tensor),
-                        crate::error::printable(shard)
+                        printable(tensor),
+                        printable(shard)
                     ));
                 }
             }
@@ -488,7 +472,7 @@ impl Findings {
             if !shards.contains(file) && shard_set(file).is_some_and(|s| sets.contains(&s)) {
                 self.problem(format!(
                     "`{dir}{}` is an extra shard: `{shown}` does not name it",
-                    crate::error::printable(file)
+                    printable(file)
                 ));
             }
         }
@@ -595,41 +579,6 @@ fn shard_set(name: &str) -> Option<(&str, &str)> {
     let (prefix, no) = rest.rsplit_once('-')?;
     let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
     (digits(no) && digits(count)).then_some((prefix, count))
-}
-
-/// What the first bytes of a file look like, completing "it …".
-pub fn looks_like(head: &[u8]) -> &'static str {
-    let text = head
-        .strip_prefix(b"\xef\xbb\xbf")
-        .unwrap_or(head)
-        .trim_ascii_start();
-    let lower: Vec<u8> = text.iter().take(16).map(u8::to_ascii_lowercase).collect();
-    if head.is_empty() {
-        "is empty"
-    } else if lower.starts_with(b"<!doctype html")
-        || lower.starts_with(b"<html")
-        || lower.starts_with(b"<head")
-    {
-        "looks like HTML (a web page saved under the model's name?)"
-    } else if text.starts_with(b"<") {
-        "looks like XML"
-    } else if text.starts_with(b"version https://git-lfs") {
-        "looks like a Git LFS pointer, not the file it points to"
-    } else if text.starts_with(b"{") || text.starts_with(b"[") {
-        "looks like JSON"
-    } else if head.starts_with(b"PK\x03\x04") {
-        "looks like a ZIP archive (a PyTorch checkpoint?)"
-    } else if head.len() > 1 && head[0] == 0x80 && (2..=5).contains(&head[1]) {
-        "looks like a Python pickle"
-    } else if head.starts_with(b"\x1f\x8b") {
-        "looks like gzip-compressed data"
-    } else if std::str::from_utf8(head)
-        .is_ok_and(|s| s.chars().all(|c| !c.is_control() || c.is_whitespace()))
-    {
-        "looks like text"
-    } else {
-        "holds bytes in no format this build knows"
-    }
 }
 
 #[cfg(test)]
@@ -795,18 +744,5 @@ mod tests {
             "{problems:?}"
         );
         Ok(())
-    }
-
-    #[test]
-    fn what_a_file_looks_like() {
-        assert_eq!(looks_like(b""), "is empty");
-        assert!(looks_like(b"  <HTML>").contains("HTML"));
-        assert!(
-            looks_like(b"version https://git-lfs.example/spec/v1\noid sha256:").contains("LFS")
-        );
-        assert!(looks_like(b"PK\x03\x04rest").contains("ZIP"));
-        assert!(looks_like(b"\x80\x02}q").contains("pickle"));
-        assert_eq!(looks_like(b"plain words\n"), "looks like text");
-        assert!(looks_like(&[0, 1, 2, 255]).contains("no format"));
     }
 }

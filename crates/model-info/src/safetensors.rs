@@ -16,7 +16,7 @@ use std::io::Read;
 
 use serde::Deserialize;
 
-use super::Problem;
+use crate::Problem;
 
 /// The largest header the format allows.
 const MAX_HEADER: u64 = 100 << 20;
@@ -127,7 +127,7 @@ pub fn read(mut reader: impl Read, file_len: u64) -> Result<SafetensorsHeader, P
             }
             None if out.warnings.len() < 8 => out.warnings.push(format!(
                 "tensor `{name}` has dtype `{}`, which this build does not know; its size is not checked",
-                crate::error::printable(&info.dtype)
+                catalog_core::printable(&info.dtype)
             )),
             None => {}
         }

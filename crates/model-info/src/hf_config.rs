@@ -65,7 +65,7 @@ pub fn read_config(bytes: &[u8]) -> Option<HfConfig> {
 
 fn str_field(value: &serde_json::Value, key: &str) -> Option<String> {
     let s = value.get(key)?.as_str()?;
-    (!s.is_empty() && s.len() <= 256).then(|| crate::error::printable(s))
+    (!s.is_empty() && s.len() <= 256).then(|| catalog_core::printable(s))
 }
 
 fn context_length(value: &serde_json::Value) -> Option<u64> {

@@ -14,7 +14,7 @@
 use std::collections::BTreeMap;
 use std::io::{self, Read};
 
-use super::Problem;
+use crate::Problem;
 
 /// `GGUF` as a little-endian u32.
 const MAGIC: u32 = 0x4655_4747;
