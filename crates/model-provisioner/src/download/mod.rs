@@ -32,6 +32,7 @@
 //!
 //! Errors name the URL without credentials or query.
 
+mod body;
 mod budget;
 mod config;
 pub(crate) mod direct;
@@ -47,12 +48,14 @@ use catalog_core::{CacheLayout, Digest, StagedFile};
 #[cfg(test)]
 use std::path::Path;
 
-pub use config::{DownloadConfig, OBJECT_STORE_CHUNK, OBJECT_STORE_CONNECTIONS};
 #[cfg(any(feature = "hf", feature = "oci", feature = "s3"))]
-pub(crate) use retry::Failure;
+pub(crate) use body::{BodyError, read_bounded};
+pub use config::{DownloadConfig, OBJECT_STORE_CHUNK, OBJECT_STORE_CONNECTIONS};
 pub use retry::RetryPolicy;
+pub(crate) use retry::{Failure, with_retries};
 pub use room::{MIN_MARGIN, Planned, ensure_room, margin, required, still_to_come};
 pub use source::{BoxFuture, RequestSource, UrlSource};
+pub(crate) use source::{Call, Reauthorize, call};
 
 use crate::error::{Error, Result};
 use crate::reporter::Progress;

@@ -1,5 +1,7 @@
-//! What is retried and how: [`RetryPolicy`], the counter every request loop uses, and the
-//! failure of one attempt before it becomes an [`Error`].
+//! What is retried and how: [`RetryPolicy`], [`with_retries`] (the one loop every API call and
+//! upload goes through; a download's requests count their attempts with the same
+//! [`Attempts`], between reads of the body), and the failure of one attempt before it becomes
+//! an [`Error`].
 
 use std::time::Duration;
 
@@ -46,8 +48,31 @@ impl RetryPolicy {
     }
 }
 
-/// The attempts made so far at one request. Every request loop of the engine is
-/// `loop { match try_once().await { Ok(x) => break x, Err(f) => attempts.failed(f).await? } }`.
+/// Runs `attempt` until it succeeds, fails for good, or the policy's retries are spent,
+/// waiting with backoff between attempts; `display` names what is asked for in messages. One
+/// attempt is usually one [`send`](super::source::send) (which re-authorises once and follows
+/// a source's redirects); an upload's attempt may be several requests (a new upload session,
+/// then its body).
+pub(crate) async fn with_retries<T, F, Fut>(
+    policy: RetryPolicy,
+    display: &str,
+    mut attempt: F,
+) -> Result<T, Error>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, Failure>>,
+{
+    let mut attempts = policy.attempts(display);
+    loop {
+        match attempt().await {
+            Ok(value) => return Ok(value),
+            Err(failure) => attempts.failed(failure).await?,
+        }
+    }
+}
+
+/// The attempts made so far at one request: [`with_retries`] counts with it, and so do a
+/// download's requests, whose attempts span reading the body too.
 #[derive(Debug)]
 pub(crate) struct Attempts<'a> {
     policy: RetryPolicy,

@@ -95,6 +95,129 @@ impl RequestSource for UrlSource {
     }
 }
 
+/// Credentials that can be refreshed after a refusal: a registry's token, an object store's
+/// temporary keys. What an API call ([`Call`]) asks after a `401` or `403`.
+pub(crate) trait Reauthorize: Send + Sync {
+    /// Told that a request was refused with `status` and these headers; returns whether the
+    /// credentials were refreshed, so that the request is worth sending once more. An error
+    /// (a token service that failed) ends the call with it.
+    fn reauthorize<'a>(
+        &'a self,
+        client: &'a Client,
+        status: StatusCode,
+        headers: &'a HeaderMap,
+    ) -> BoxFuture<'a, crate::error::Result<bool>>;
+}
+
+/// One API call (a listing, a manifest, a token, an upload's part) as a [`RequestSource`]:
+/// `build` makes the request afresh for every attempt (a signature carries a time), and
+/// `auth`, if any, refreshes credentials once after a refusal.
+pub(crate) struct Call<'a, B> {
+    display: &'a str,
+    build: B,
+    auth: Option<&'a dyn Reauthorize>,
+    /// Why refreshing the credentials failed, for [`call`] to end with.
+    auth_failed: std::sync::Mutex<Option<crate::error::Error>>,
+}
+
+impl<'a, B> Call<'a, B>
+where
+    B: Fn(&Client) -> RequestBuilder + Send + Sync,
+{
+    /// A call that `build` makes, named `display` in messages.
+    pub(crate) fn new(display: &'a str, build: B) -> Self {
+        Call {
+            display,
+            build,
+            auth: None,
+            auth_failed: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// With credentials that `auth` refreshes after a refusal.
+    pub(crate) fn authorized_by(mut self, auth: &'a dyn Reauthorize) -> Self {
+        self.auth = Some(auth);
+        self
+    }
+}
+
+impl<B> RequestSource for Call<'_, B>
+where
+    B: Fn(&Client) -> RequestBuilder + Send + Sync,
+{
+    fn display(&self) -> &str {
+        self.display
+    }
+
+    fn request(&self, client: &Client, headers: HeaderMap) -> RequestBuilder {
+        (self.build)(client).headers(headers)
+    }
+
+    fn reauthorize<'a>(
+        &'a self,
+        client: &'a Client,
+        status: StatusCode,
+        headers: &'a HeaderMap,
+    ) -> BoxFuture<'a, bool> {
+        Box::pin(async move {
+            let Some(auth) = self.auth else {
+                return false;
+            };
+            match auth.reauthorize(client, status, headers).await {
+                Ok(refreshed) => refreshed,
+                Err(e) => {
+                    *self
+                        .auth_failed
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(e);
+                    false
+                }
+            }
+        })
+    }
+}
+
+impl<B> std::fmt::Debug for Call<'_, B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Call")
+            .field("display", &self.display)
+            .finish()
+    }
+}
+
+/// Sends `call` with `client` (which follows no redirects, for API calls that read them),
+/// retrying transient failures with `policy` and re-authorising once after a refusal; the
+/// answer's status is the caller's to judge. `stopped`, checked after every attempt, ends the
+/// call with its error (an upload's body that could not be read or did not verify: no retry
+/// mends that).
+pub(crate) async fn call<B>(
+    client: &Client,
+    policy: super::RetryPolicy,
+    call: &Call<'_, B>,
+    stopped: &(dyn Fn() -> Option<crate::error::Error> + Sync),
+) -> crate::error::Result<reqwest::Response>
+where
+    B: Fn(&Client) -> RequestBuilder + Send + Sync,
+{
+    let clients = Clients {
+        follow: client,
+        manual: client,
+    };
+    super::retry::with_retries(policy, call.display, || async {
+        let sent = send(call, clients, &HeaderMap::new()).await;
+        let auth_failed = call
+            .auth_failed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        match auth_failed.or_else(stopped) {
+            Some(e) => Err(Failure::local(e)),
+            None => sent,
+        }
+    })
+    .await
+}
+
 /// The engine's two ways of sending: a client that follows redirects, and one that hands
 /// them to the source.
 #[derive(Debug, Clone, Copy)]

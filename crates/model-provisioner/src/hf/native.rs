@@ -24,13 +24,16 @@ use super::{
 };
 use crate::assemble::Assembly;
 use crate::download::{
-    Download, DownloadConfig, Downloader, Engine, Expected, Failure, Planned, UrlSource,
-    ensure_room,
+    self, BodyError, Call, Download, DownloadConfig, Downloader, Engine, Expected, Planned,
+    UrlSource, ensure_room,
 };
 use crate::error::{Error, Result};
 use crate::fetcher::{FetchRequest, Fetched, ModelFetcher, unsupported};
 use crate::parallel::{Tee, in_parallel};
 use crate::reporter::Progress;
+
+/// The largest revision listing read: a repository of 100,000 files lists in a few MiB.
+const LISTING_LIMIT: usize = 64 << 20;
 
 /// Fetches `hf:` references with the Hub's HTTP API: resolves the revision to a commit, asks
 /// each file's size and sha256 with a `HEAD`, and takes each file from the store, the Hugging
@@ -110,24 +113,15 @@ impl HfFetcher {
         })
     }
 
-    /// Sends the request `build` makes, retrying transient failures (connection errors,
-    /// timeouts, `5xx`, `429`) with the engine's retry policy, as every download does.
+    /// Sends the request `build` makes through the engine's one request loop: transient
+    /// failures (connection errors, timeouts, `5xx`, `429`) retried with its policy.
     async fn send_api(
         &self,
         url: &str,
-        build: impl Fn() -> reqwest::RequestBuilder,
+        build: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder + Send + Sync,
     ) -> Result<reqwest::Response> {
-        let mut attempts = self.engine.config().retry.attempts(url);
-        loop {
-            let failure = match build().send().await {
-                Ok(r) => match Failure::transient_status(r.status()) {
-                    Some(failure) => failure,
-                    None => return Ok(r),
-                },
-                Err(e) => Failure::from_reqwest(e),
-            };
-            attempts.failed(failure).await?;
-        }
+        let policy = self.engine()?.config().retry;
+        download::call(self.api()?, policy, &Call::new(url, build), &|| None).await
     }
 
     /// Resolves `revision` to a commit and lists the repository's files.
@@ -136,11 +130,10 @@ impl HfFetcher {
             "{}/api/models/{}/{}/revision/{}",
             self.config.endpoint, hf.org, hf.repo, revision
         );
-        let client = self.api()?;
         let engine = self.engine()?;
         engine.block_on(async {
             let response = self
-                .send_api(&url, || client.get(&url).headers(self.auth_headers()))
+                .send_api(&url, |c| c.get(&url).headers(self.auth_headers()))
                 .await?;
             // The Hub answers 401 `RepoNotFound` for a repository that does not exist or is
             // private (and some mirrors do for a missing revision too).
@@ -151,10 +144,30 @@ impl HfFetcher {
                 .unwrap_or_default()
                 .to_owned();
             match response.status() {
-                StatusCode::OK => response
-                    .json::<RevisionInfo>()
-                    .await
-                    .map_err(|e| api_error(&url, e)),
+                StatusCode::OK => {
+                    let body = download::read_bounded(response, LISTING_LIMIT)
+                        .await
+                        .map_err(|e| match e {
+                            BodyError::Failed(e) => api_error(&url, e),
+                            BodyError::TooLarge => Error::Download {
+                                url: url.clone(),
+                                status: None,
+                                attempts: 1,
+                                reason: format!(
+                                    "the Hub's listing is larger than {} MiB",
+                                    LISTING_LIMIT >> 20
+                                ),
+                                source: None,
+                            },
+                        })?;
+                    serde_json::from_slice::<RevisionInfo>(&body).map_err(|e| Error::Download {
+                        url: url.clone(),
+                        status: None,
+                        attempts: 1,
+                        reason: "the Hub's answer is not the JSON expected".to_owned(),
+                        source: Some(Box::new(e)),
+                    })
+                }
                 StatusCode::NOT_FOUND => Err(Error::HfNotFound {
                     what: format!("repository `{}` at revision `{revision}`", hf.repo_id()),
                 }),
@@ -189,11 +202,10 @@ impl HfFetcher {
         rel: &str,
     ) -> Result<(Option<u64>, Option<Digest>, Option<String>)> {
         let url = self.resolve_url(hf, commit, rel)?;
-        let client = self.api()?;
         self.engine()?.block_on(async {
             let response = self
-                .send_api(url.as_str(), || {
-                    client.head(url.clone()).headers(self.auth_headers())
+                .send_api(url.as_str(), |c| {
+                    c.head(url.clone()).headers(self.auth_headers())
                 })
                 .await?;
             let status = response.status();

@@ -14,7 +14,7 @@ use reqwest::header::{self, HeaderMap, HeaderValue};
 use reqwest::{Client, RequestBuilder, StatusCode};
 
 use super::auth::{self, BearerToken, Challenge, Credential, Credentials};
-use crate::download::{BoxFuture, Failure, RequestSource, RetryPolicy};
+use crate::download::{self, BodyError, BoxFuture, Call, Reauthorize, RequestSource, RetryPolicy};
 use crate::error::{Error, Result};
 
 /// The manifest types we ask for, most specific first: a registry that is not told it may
@@ -283,35 +283,24 @@ impl Repository {
         }
     }
 
-    /// Sends a request to the registry's API, retrying transient failures, and answering one
-    /// `401` by authorising as the registry asks. A second refusal comes back as
-    /// [`Error::OciDenied`].
+    /// Sends a request to the registry's API through the engine's one request loop: transient
+    /// failures retried, one `401` answered by authorising as the registry asks. A second
+    /// refusal, or a `403`, comes back as [`Error::OciDenied`].
     pub(crate) async fn send(
         &self,
         client: &Client,
         url: &url::Url,
-        build: impl Fn(&Client) -> RequestBuilder,
+        build: impl Fn(&Client) -> RequestBuilder + Send + Sync,
     ) -> Result<reqwest::Response> {
-        let mut attempts = self.retry.attempts(url.as_str());
-        let mut authorised = false;
-        loop {
-            let sent = build(client).headers(self.auth_headers()).send().await;
-            let failure = match sent {
-                Ok(r) if r.status() == StatusCode::UNAUTHORIZED => {
-                    if !authorised && self.reauthorize(client, r.headers()).await? {
-                        authorised = true;
-                        continue;
-                    }
-                    return Err(self.denied(401));
-                }
-                Ok(r) if r.status() == StatusCode::FORBIDDEN => return Err(self.denied(403)),
-                Ok(r) => match Failure::transient_status(r.status()) {
-                    Some(f) => f,
-                    None => return Ok(r),
-                },
-                Err(e) => Failure::from_reqwest(e),
-            };
-            attempts.failed(failure).await?;
+        let call = Call::new(url.as_str(), |c: &Client| {
+            build(c).headers(self.auth_headers())
+        })
+        .authorized_by(self);
+        let response = download::call(client, self.retry, &call, &|| None).await?;
+        match response.status() {
+            StatusCode::UNAUTHORIZED => Err(self.denied(401)),
+            StatusCode::FORBIDDEN => Err(self.denied(403)),
+            _ => Ok(response),
         }
     }
 
@@ -358,26 +347,9 @@ impl Repository {
         };
         let content_type = text_header("content-type");
         let stated_digest = text_header("docker-content-digest");
-        if response
-            .content_length()
-            .is_some_and(|n| n > MANIFEST_LIMIT as u64)
-        {
-            return Err(self.too_large());
-        }
-        let mut bytes = Vec::new();
-        let mut response = response;
-        while let Some(piece) = response.chunk().await.map_err(|e| Error::Download {
-            url: url.to_string(),
-            status: None,
-            attempts: 1,
-            reason: "the manifest's body failed".to_owned(),
-            source: Some(Box::new(e.without_url())),
-        })? {
-            bytes.extend_from_slice(&piece);
-            if bytes.len() > MANIFEST_LIMIT {
-                return Err(self.too_large());
-            }
-        }
+        let bytes = self
+            .read_small(response, &url, "manifest", MANIFEST_LIMIT)
+            .await?;
         Ok(RawManifest {
             bytes,
             content_type,
@@ -385,11 +357,30 @@ impl Repository {
         })
     }
 
-    fn too_large(&self) -> Error {
-        Error::OciProtocol {
-            registry: self.registry.clone(),
-            reason: format!("a manifest larger than {} MiB", MANIFEST_LIMIT >> 20),
-        }
+    /// The whole body of a small answer (a manifest, a config), at most `limit` bytes; `what`
+    /// it is names it in errors.
+    pub(crate) async fn read_small(
+        &self,
+        response: reqwest::Response,
+        url: &url::Url,
+        what: &str,
+        limit: usize,
+    ) -> Result<Vec<u8>> {
+        download::read_bounded(response, limit)
+            .await
+            .map_err(|e| match e {
+                BodyError::TooLarge => Error::OciProtocol {
+                    registry: self.registry.clone(),
+                    reason: format!("a {what} larger than {} MiB", limit >> 20),
+                },
+                BodyError::Failed(e) => Error::Download {
+                    url: url.to_string(),
+                    status: None,
+                    attempts: 1,
+                    reason: format!("the {what}'s body failed"),
+                    source: Some(Box::new(e)),
+                },
+            })
     }
 
     fn status_error(url: &url::Url, status: StatusCode) -> Error {
@@ -414,6 +405,23 @@ impl Repository {
             url: url.clone(),
             display: url.to_string(),
             location: Mutex::new(None),
+        })
+    }
+}
+
+impl Reauthorize for Repository {
+    /// A `401` is answered as the registry's challenge asks; a `403` is final.
+    fn reauthorize<'a>(
+        &'a self,
+        client: &'a Client,
+        status: StatusCode,
+        headers: &'a HeaderMap,
+    ) -> BoxFuture<'a, Result<bool>> {
+        Box::pin(async move {
+            if status != StatusCode::UNAUTHORIZED {
+                return Ok(false);
+            }
+            Repository::reauthorize(self, client, headers).await
         })
     }
 }

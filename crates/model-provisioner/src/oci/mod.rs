@@ -327,7 +327,11 @@ impl OciFetcher {
                 Error::Download {
                     status: Some(404), ..
                 } => Error::OciNotFound {
-                    what: format!("`{}/{}` has no blob `{digest}`", repo.registry(), repo.name()),
+                    what: format!(
+                        "`{}/{}` has no blob `{digest}`",
+                        repo.registry(),
+                        repo.name()
+                    ),
                 },
                 e => e,
             })?;
@@ -596,7 +600,7 @@ async fn small_blob(
     digest: &Digest,
 ) -> Result<Vec<u8>> {
     let url = repo.url(&format!("v2/{}/blobs/{digest}", repo.name()));
-    let mut response = repo.send(client, &url, |c| c.get(url.clone())).await?;
+    let response = repo.send(client, &url, |c| c.get(url.clone())).await?;
     let status = response.status();
     if status == reqwest::StatusCode::NOT_FOUND {
         return Err(Error::OciNotFound {
@@ -616,23 +620,8 @@ async fn small_blob(
             source: None,
         });
     }
-    let mut bytes = Vec::new();
-    while let Some(piece) = response.chunk().await.map_err(|e| Error::Download {
-        url: url.to_string(),
-        status: None,
-        attempts: 1,
-        reason: "the config's body failed".to_owned(),
-        source: Some(Box::new(e.without_url())),
-    })? {
-        bytes.extend_from_slice(&piece);
-        if bytes.len() > CONFIG_LIMIT {
-            return Err(Error::OciProtocol {
-                registry: repo.registry().to_owned(),
-                reason: format!("a config larger than {} MiB", CONFIG_LIMIT >> 20),
-            });
-        }
-    }
-    Ok(bytes)
+    repo.read_small(response, &url, "config", CONFIG_LIMIT)
+        .await
 }
 
 impl ModelFetcher for OciFetcher {

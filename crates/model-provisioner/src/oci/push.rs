@@ -20,7 +20,8 @@
 //! changes each time. A failed upload starts again from a new session: sessions are not
 //! resumed. The manifest goes last, under the tag; its digest is the sha256 of the bytes sent.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use catalog_core::{CacheLayout, CatalogEntry, Digest, ModelRef, OciRef, OciReference};
 use reqwest::header::{self, HeaderValue};
@@ -29,7 +30,7 @@ use serde_json::{Value, json};
 
 use super::OciFetcher;
 use super::client::{Access, Repository};
-use crate::download::Failure;
+use crate::download::{Failure, with_retries};
 use crate::error::{Error, Result};
 use crate::model_files::{ModelFile, ModelFiles, model_files};
 use crate::reporter::{NoReporter, Progress, Reporter};
@@ -363,87 +364,120 @@ async fn upload_blob(
         }
     }
     let uploads = repo.url(&format!("v2/{}/blobs/uploads/", repo.name()));
-    let mut attempts = repo.retry().attempts(uploads.as_str());
-    let mut reauthorised = false;
+    let reauthorised = AtomicBool::new(false);
     // A mount is asked for once; a registry that cannot mount answers with an upload session.
-    let mut mount_from = mount_from;
-    loop {
-        repo.refresh_if_expiring(client).await?;
-        let target = match start_upload(repo, client, &uploads, digest, mount_from.take()).await? {
-            Started::Mounted => {
-                progress.advance(size);
-                tracing::debug!(blob = %digest, "mounted from the repository the model came from");
-                return Ok(None);
-            }
-            Started::Session(target) => target,
-        };
-        progress.restart();
-        let (body, check) = match content {
-            Content::Bytes(bytes) => (reqwest::Body::from(bytes.to_vec()), None),
-            Content::File(file, hash) => {
-                let pieces = read_pieces(file, BODY_PIECE, BODY_AHEAD, *hash);
-                let check = pieces.check().clone();
-                (pieces.into_body(Arc::clone(progress)), Some(check))
-            }
-        };
-        let mut request = client
-            .put(target.clone())
-            .header(header::CONTENT_TYPE, "application/octet-stream")
-            .header(header::CONTENT_LENGTH, HeaderValue::from(size))
-            .body(body);
-        if same_origin(&target, &uploads) {
-            request = request.headers(repo.auth_headers());
-        }
-        let sent = request.send().await;
-        // Bytes that do not match, or a file that could not be read, stopped the body short of
-        // its end: that is the failure, and no retry mends it.
-        if let Some(e) = check.and_then(|c| c.take()) {
-            return Err(e);
-        }
-        let failure = match sent {
-            Ok(r) if r.status() == StatusCode::UNAUTHORIZED => {
-                if !reauthorised && repo.reauthorize(client, r.headers()).await? {
-                    reauthorised = true;
-                    continue;
+    let mount_from = Mutex::new(mount_from);
+    // One attempt is a new upload session and its body; the engine's loop retries it.
+    with_retries(repo.retry(), uploads.as_str(), || async {
+        loop {
+            repo.refresh_if_expiring(client)
+                .await
+                .map_err(Failure::local)?;
+            let mount = mount_from
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take();
+            let started = start_upload(repo, client, &uploads, digest, mount)
+                .await
+                .map_err(Failure::local)?;
+            let target = match started {
+                Started::Mounted => {
+                    progress.advance(size);
+                    tracing::debug!(blob = %digest, "mounted from the repository the model came from");
+                    return Ok(None);
                 }
-                return Err(repo.denied(401));
-            }
-            Ok(r) if r.status() == StatusCode::FORBIDDEN => return Err(repo.denied(403)),
-            Ok(r) if r.status().is_success() => {
-                let stated = r
-                    .headers()
-                    .get("docker-content-digest")
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|s| s.parse::<Digest>().ok());
-                if let Some(stated) = stated {
-                    Error::check_digest(&format!("blob {digest}"), Some(digest), &stated)?;
+                Started::Session(target) => target,
+            };
+            progress.restart();
+            let (body, check) = match content {
+                Content::Bytes(bytes) => (reqwest::Body::from(bytes.to_vec()), None),
+                Content::File(file, hash) => {
+                    let pieces = read_pieces(file, BODY_PIECE, BODY_AHEAD, *hash);
+                    let check = pieces.check().clone();
+                    (pieces.into_body(Arc::clone(progress)), Some(check))
                 }
-                return Ok(Some(size));
+            };
+            let mut request = client
+                .put(target.clone())
+                .header(header::CONTENT_TYPE, "application/octet-stream")
+                .header(header::CONTENT_LENGTH, HeaderValue::from(size))
+                .body(body);
+            if same_origin(&target, &uploads) {
+                request = request.headers(repo.auth_headers());
             }
-            Ok(r) => match Failure::transient_status(r.status()) {
-                Some(f) => f,
-                None => {
-                    let status = r.status();
-                    let code = error_code(r).await;
-                    if code.as_deref() == Some("DIGEST_INVALID")
-                        && let Content::File(file, _) = content
+            let sent = request.send().await;
+            // Bytes that do not match, or a file that could not be read, stopped the body
+            // short of its end: that is the failure, and no retry mends it.
+            if let Some(e) = check.and_then(|c| c.take()) {
+                return Err(Failure::local(e));
+            }
+            let response = match sent {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::debug!(blob = %digest, "the upload failed; starting a new session");
+                    return Err(Failure::from_reqwest(e));
+                }
+            };
+            match response.status() {
+                StatusCode::UNAUTHORIZED => {
+                    // Once: a new session with the new token, at once.
+                    if !reauthorised.swap(true, Ordering::Relaxed)
+                        && repo
+                            .reauthorize(client, response.headers())
+                            .await
+                            .map_err(Failure::local)?
                     {
-                        // The registry hashed what it was sent and found another digest.
-                        return Err(Error::PushDigestRefused {
-                            id: file.what.clone(),
-                            digest: digest.clone(),
-                            registry: repo.registry().to_owned(),
-                        });
+                        continue;
                     }
-                    let what = format!("the upload of blob `{digest}`");
-                    return Err(refused(repo, &what, status, code));
+                    return Err(Failure::local(repo.denied(401)));
                 }
-            },
-            Err(e) => Failure::from_reqwest(e),
-        };
-        tracing::debug!(blob = %digest, "the upload failed; starting a new session");
-        attempts.failed(failure).await?;
+                StatusCode::FORBIDDEN => return Err(Failure::local(repo.denied(403))),
+                _ => return put_answer(repo, response, digest, size, content).await,
+            }
+        }
+    })
+    .await
+}
+
+/// What the answer to a blob's `PUT` (other than a refusal) means: its size when the registry
+/// took it, a transient failure to retry with a new session, or a final error.
+async fn put_answer(
+    repo: &Repository,
+    response: reqwest::Response,
+    digest: &Digest,
+    size: u64,
+    content: &Content<'_>,
+) -> std::result::Result<Option<u64>, Failure> {
+    let status = response.status();
+    if status.is_success() {
+        let returned = response
+            .headers()
+            .get("docker-content-digest")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|s| s.parse::<Digest>().ok());
+        if let Some(returned) = returned {
+            Error::check_digest(&format!("blob {digest}"), Some(digest), &returned)
+                .map_err(Failure::local)?;
+        }
+        return Ok(Some(size));
     }
+    if let Some(failure) = Failure::transient_status(status) {
+        tracing::debug!(blob = %digest, "the upload failed; starting a new session");
+        return Err(failure);
+    }
+    let code = error_code(response).await;
+    if code.as_deref() == Some("DIGEST_INVALID")
+        && let Content::File(file, _) = content
+    {
+        // The registry hashed what it was sent and found another digest.
+        return Err(Failure::local(Error::PushDigestRefused {
+            id: file.what.clone(),
+            digest: digest.clone(),
+            registry: repo.registry().to_owned(),
+        }));
+    }
+    let what = format!("the upload of blob `{digest}`");
+    Err(Failure::local(refused(repo, &what, status, code)))
 }
 
 /// How a blob's upload began.
@@ -563,14 +597,10 @@ fn refused(repo: &Repository, what: &str, status: StatusCode, code: Option<Strin
 }
 
 /// `errors[0].code` of a registry's error body, when it has one.
-async fn error_code(mut response: reqwest::Response) -> Option<String> {
-    let mut body = Vec::new();
-    while let Ok(Some(piece)) = response.chunk().await {
-        body.extend_from_slice(&piece);
-        if body.len() > ERROR_BODY_LIMIT {
-            return None;
-        }
-    }
+async fn error_code(response: reqwest::Response) -> Option<String> {
+    let body = crate::download::read_bounded(response, ERROR_BODY_LIMIT)
+        .await
+        .ok()?;
     code_of(&body)
 }
 

@@ -40,8 +40,8 @@ use self::credentials::{AwsCredentials, S3Config, Source};
 pub use self::push::{MANIFEST_NAME, Manifest, ManifestFile, PushReport};
 use crate::assemble::{Assembly, Publish};
 use crate::download::{
-    BoxFuture, Download, DownloadConfig, Downloader, Engine, Expected, Failure, Planned,
-    RequestSource, ensure_room, partial_key,
+    self, BodyError, BoxFuture, Call, Download, DownloadConfig, Downloader, Engine, Expected,
+    Planned, Reauthorize, RequestSource, ensure_room, partial_key,
 };
 use crate::error::{Error, Result};
 use crate::fetcher::{FetchRequest, Fetched, ModelFetcher, unsupported};
@@ -762,13 +762,13 @@ impl Session<'_> {
             .sign(SIGNATURE_LIFETIME)
     }
 
-    /// Sends what `build` makes (with a fresh signature each time), retrying transient
-    /// failures and refreshing credentials once after a refusal.
+    /// Sends what `build` makes (with a fresh signature each time) through the engine's one
+    /// request loop: transient failures retried, credentials refreshed once after a refusal.
     async fn send(
         &self,
         client: &Client,
         what: &str,
-        build: impl Fn(&Client) -> RequestBuilder,
+        build: impl Fn(&Client) -> RequestBuilder + Send + Sync,
     ) -> Result<reqwest::Response> {
         self.send_until(client, what, build, &|| None).await
     }
@@ -779,47 +779,26 @@ impl Session<'_> {
         &self,
         client: &Client,
         what: &str,
-        build: impl Fn(&Client) -> RequestBuilder,
+        build: impl Fn(&Client) -> RequestBuilder + Send + Sync,
         stopped: &(dyn Fn() -> Option<Error> + Sync),
     ) -> Result<reqwest::Response> {
         self.refresh_if_expiring(client).await;
         let location = format!("{}/{}", self.endpoint, what);
-        let mut attempts = self.retry.attempts(&location);
-        let mut refreshed = false;
-        loop {
-            let sent = build(client).send().await;
-            if let Some(e) = stopped() {
-                return Err(e);
-            }
-            let failure = match sent {
-                Ok(r)
-                    if matches!(r.status(), StatusCode::FORBIDDEN | StatusCode::UNAUTHORIZED)
-                        && !refreshed
-                        && self.refresh(client).await =>
-                {
-                    refreshed = true;
-                    continue;
-                }
-                Ok(r) => match Failure::transient_status(r.status()) {
-                    Some(f) => f,
-                    None => return Ok(r),
+        let call = Call::new(&location, build).authorized_by(self);
+        download::call(client, self.retry, &call, stopped)
+            .await
+            .map_err(|e| match e {
+                // No answer at all: the endpoint is down or unreachable.
+                Error::Download {
+                    status: None,
+                    reason,
+                    ..
+                } => Error::S3Unreachable {
+                    endpoint: self.endpoint.clone(),
+                    reason,
                 },
-                Err(e) => Failure::from_reqwest(e),
-            };
-            if let Err(e) = attempts.failed(failure).await {
-                return Err(match e {
-                    Error::Download {
-                        status: None,
-                        reason,
-                        ..
-                    } => Error::S3Unreachable {
-                        endpoint: self.endpoint.clone(),
-                        reason,
-                    },
-                    other => other,
-                });
-            }
-        }
+                other => other,
+            })
     }
 
     /// Size, `ETag` and checksum of `key`.
@@ -850,14 +829,14 @@ impl Session<'_> {
 
     /// The error code S3 gives for a `GET` of the first byte of `key`, if any.
     async fn error_code_of_get(&self, client: &Client, key: &str) -> Option<String> {
-        let url = self.get_url(key);
-        let response = client
-            .get(url)
-            .header(reqwest::header::RANGE, "bytes=0-0")
-            .send()
+        let response = self
+            .send(client, key, |c| {
+                c.get(self.get_url(key))
+                    .header(reqwest::header::RANGE, "bytes=0-0")
+            })
             .await
             .ok()?;
-        error_code(&response.text().await.ok()?)
+        error_code(&self.body_text(response, "an error").await.ok()?)
     }
 
     /// The commit a mirror's ref object for the revision `mirror` names holds.
@@ -882,27 +861,22 @@ impl Session<'_> {
     }
 
     /// The whole of the small object `key`, at most `limit` bytes.
-    async fn read_small(&self, client: &Client, key: &str, limit: u64) -> Result<Vec<u8>> {
+    async fn read_small(&self, client: &Client, key: &str, limit: usize) -> Result<Vec<u8>> {
         let response = self.send(client, key, |c| c.get(self.get_url(key))).await?;
         if !response.status().is_success() {
             return Err(self.refused(response, key, false).await);
         }
-        let too_big = || self.protocol(format!("the object `{key}` is larger than {limit} bytes"));
-        if response.content_length().is_some_and(|n| n > limit) {
-            return Err(too_big());
-        }
-        let mut body = Vec::new();
-        let mut response = response;
-        while let Some(chunk) = response.chunk().await.map_err(|e| Error::S3Unreachable {
-            endpoint: self.endpoint.clone(),
-            reason: format!("the body of `{key}` failed: {}", e.without_url()),
-        })? {
-            body.extend_from_slice(&chunk);
-            if body.len() as u64 > limit {
-                return Err(too_big());
-            }
-        }
-        Ok(body)
+        download::read_bounded(response, limit)
+            .await
+            .map_err(|e| match e {
+                BodyError::TooLarge => {
+                    self.protocol(format!("the object `{key}` is larger than {limit} bytes"))
+                }
+                BodyError::Failed(e) => Error::S3Unreachable {
+                    endpoint: self.endpoint.clone(),
+                    reason: format!("the body of `{key}` failed: {e}"),
+                },
+            })
     }
 
     /// The [manifest](Manifest) at `key`: read whole (at most 16 MiB) and parsed.
@@ -963,10 +937,7 @@ impl Session<'_> {
                 })
                 .await?;
             let status = response.status();
-            let body = response.text().await.map_err(|e| Error::S3Unreachable {
-                endpoint: self.endpoint.clone(),
-                reason: format!("the listing's body failed: {}", e.without_url()),
-            })?;
+            let body = self.body_text(response, "the listing").await?;
             if !status.is_success() {
                 return Err(self.refusal(
                     status,
@@ -1089,6 +1060,19 @@ struct ObjectSource<'a> {
     session: &'a Session<'a>,
     key: String,
     display: String,
+}
+
+impl Reauthorize for Session<'_> {
+    /// Credentials that can change (a role's, the metadata service's, a process's) are
+    /// resolved again after a `401` or `403`.
+    fn reauthorize<'a>(
+        &'a self,
+        client: &'a Client,
+        _status: StatusCode,
+        _headers: &'a HeaderMap,
+    ) -> BoxFuture<'a, Result<bool>> {
+        Box::pin(async move { Ok(self.refresh(client).await) })
+    }
 }
 
 impl RequestSource for ObjectSource<'_> {

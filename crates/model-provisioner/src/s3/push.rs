@@ -50,7 +50,10 @@ pub const MANIFEST_NAME: &str = ".model-provisioner.json";
 const MANIFEST_VERSION: u32 = 1;
 
 /// The largest manifest a pull reads: a model of 100,000 files stays far below it.
-pub(super) const MANIFEST_LIMIT: u64 = 16 << 20;
+pub(super) const MANIFEST_LIMIT: usize = 16 << 20;
+
+/// The largest answer read whole: a listing page of 1,000 keys is well under 1 MiB.
+const ANSWER_LIMIT: usize = 16 << 20;
 
 /// Files of this size and more go up as multipart uploads; smaller ones in one `PutObject`,
 /// whose checksum the store keeps.
@@ -248,7 +251,11 @@ impl Session<'_> {
         write: bool,
     ) -> Error {
         let status = response.status();
-        let code = response.text().await.ok().and_then(|b| error_code(&b));
+        let code = self
+            .body_text(response, "an error")
+            .await
+            .ok()
+            .and_then(|b| error_code(&b));
         self.refusal(status, code.as_deref(), Some(key), write)
     }
 
@@ -343,7 +350,7 @@ impl Session<'_> {
         if !response.status().is_success() {
             return Err(self.refused(response, key, true).await);
         }
-        let body = self.body_text(response).await?;
+        let body = self.body_text(response, "the answer").await?;
         let created =
             rusty_s3::actions::CreateMultipartUpload::parse_response(&body).map_err(|e| {
                 self.protocol(format!(
@@ -447,7 +454,7 @@ impl Session<'_> {
             return Err(self.refused(response, key, true).await);
         }
         // S3 may answer 200 and still fail: the body says which.
-        let body = self.body_text(response).await?;
+        let body = self.body_text(response, "the answer").await?;
         rusty_s3::actions::CompleteMultipartUploadResponse::parse(&body).map_err(|_| {
             let code = error_code(&body);
             match code {
@@ -496,24 +503,42 @@ impl Session<'_> {
 
     /// Aborts a multipart upload, as far as the store lets it: a failure is only logged.
     async fn abort(&self, client: &Client, key: &str, upload_id: &str) {
-        let credentials = self.signing();
-        let url = self
-            .bucket
-            .abort_multipart_upload(credentials.as_ref(), key, upload_id)
-            .sign(SIGNATURE_LIFETIME);
-        match client.delete(url).send().await {
+        let aborted = self
+            .send(client, key, |c| {
+                let credentials = self.signing();
+                c.delete(
+                    self.bucket
+                        .abort_multipart_upload(credentials.as_ref(), key, upload_id)
+                        .sign(SIGNATURE_LIFETIME),
+                )
+            })
+            .await;
+        match aborted {
             Ok(r) if r.status().is_success() => {}
             Ok(r) => tracing::debug!(status = %r.status(), %key, "aborting the upload failed"),
-            Err(e) => tracing::debug!(error = %e.without_url(), %key, "aborting the upload failed"),
+            Err(e) => tracing::debug!(error = %e, %key, "aborting the upload failed"),
         }
     }
 
-    /// The whole body of a small answer.
-    pub(super) async fn body_text(&self, response: reqwest::Response) -> Result<String> {
-        response.text().await.map_err(|e| Error::S3Unreachable {
-            endpoint: self.endpoint.clone(),
-            reason: format!("an answer's body failed: {}", e.without_url()),
-        })
+    /// The whole body of a small answer (an error, a listing page, an upload's XML), as text,
+    /// at most [`ANSWER_LIMIT`] bytes; `what` it is names it in errors.
+    pub(super) async fn body_text(
+        &self,
+        response: reqwest::Response,
+        what: &str,
+    ) -> Result<String> {
+        let body = crate::download::read_bounded(response, ANSWER_LIMIT)
+            .await
+            .map_err(|e| match e {
+                crate::download::BodyError::TooLarge => {
+                    self.protocol(format!("{what} larger than {} MiB", ANSWER_LIMIT >> 20))
+                }
+                crate::download::BodyError::Failed(e) => Error::S3Unreachable {
+                    endpoint: self.endpoint.clone(),
+                    reason: format!("the body of {what} failed: {e}"),
+                },
+            })?;
+        Ok(String::from_utf8_lossy(&body).into_owned())
     }
 
     pub(super) fn protocol(&self, reason: String) -> Error {
