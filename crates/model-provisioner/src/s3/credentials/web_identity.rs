@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use reqwest::header::{self, HeaderValue};
+use serde::Deserialize;
 use url::Url;
 
 use super::chain::{AwsCredentials, Outcome, Source};
@@ -87,7 +88,7 @@ impl WebIdentity {
                 from: Source::WebIdentity,
                 endpoint,
                 status: status.as_u16(),
-                code: xml_element(&body, "Code").and_then(error_code),
+                code: StsRefusal::code(&body),
             });
         }
         let bad = |reason: &str| CredentialError::ServiceAnswer {
@@ -96,18 +97,17 @@ impl WebIdentity {
             reason: reason.to_owned(),
         };
         let credentials =
-            xml_element(&body, "Credentials").ok_or_else(|| bad("no `Credentials` element"))?;
-        let field = |name: &str| xml_element(credentials, name).map(|v| xml_text(v.trim()));
-        let expires_at = match field("Expiration") {
+            StsAnswer::credentials(&body).ok_or_else(|| bad("no `Credentials` element"))?;
+        let expires_at = match credentials.expiration.as_deref() {
             Some(time) => Some(
-                parse_time(&time).ok_or_else(|| bad("its `Expiration` is not an RFC 3339 time"))?,
+                parse_time(time).ok_or_else(|| bad("its `Expiration` is not an RFC 3339 time"))?,
             ),
             None => None,
         };
         AwsCredentials::new(
-            &field("AccessKeyId").unwrap_or_default(),
-            &field("SecretAccessKey").unwrap_or_default(),
-            field("SessionToken").as_deref(),
+            credentials.access_key_id.as_deref().unwrap_or_default(),
+            credentials.secret_access_key.as_deref().unwrap_or_default(),
+            credentials.session_token.as_deref(),
             expires_at,
         )
         .ok_or_else(|| bad("no `AccessKeyId` or `SecretAccessKey`"))
@@ -139,73 +139,63 @@ fn sts_endpoint(
     parse_endpoint(&url, "the region".into())
 }
 
-/// The content of the first element named `name` in `xml` (raw, entities not decoded); `""`
-/// for `<name/>`. Enough for STS's answers, which have no CDATA, comments or repeated names
-/// that matter.
-fn xml_element<'a>(xml: &'a str, name: &str) -> Option<&'a str> {
-    let mut from = 0;
-    loop {
-        let open = from + xml[from..].find('<')?;
-        let rest = &xml[open + 1..];
-        from = open + 1;
-        let Some(after) = rest.strip_prefix(name) else {
-            continue;
-        };
-        let end = after.find('>')?;
-        match after.as_bytes().first() {
-            Some(b'>') => {}
-            Some(b'/') if end == 1 => return Some(""),
-            Some(b) if b.is_ascii_whitespace() => {
-                if after[..end].ends_with('/') {
-                    return Some("");
-                }
-            }
-            // A longer name that starts with this one.
-            _ => continue,
-        }
-        let content = &after[end + 1..];
-        let close = format!("</{name}>");
-        return content.find(&close).map(|at| &content[..at]);
+/// STS's answer to `AssumeRoleWithWebIdentity`, the parts we read:
+/// `<AssumeRoleWithWebIdentityResponse><AssumeRoleWithWebIdentityResult><Credentials>…`.
+/// Elements are matched by their local name, so the namespace STS declares (and a stand-in may
+/// not) does not matter; a body that is not well-formed XML, one cut short included, is no
+/// answer.
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct StsAnswer {
+    assume_role_with_web_identity_result: Option<StsResult>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct StsResult {
+    credentials: Option<StsCredentials>,
+}
+
+/// The `Credentials` element; an empty element reads as `""`.
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct StsCredentials {
+    access_key_id: Option<String>,
+    secret_access_key: Option<String>,
+    session_token: Option<String>,
+    expiration: Option<String>,
+}
+
+impl StsAnswer {
+    /// The `Credentials` of `body`, when it is such an answer. quick-xml's errors are dropped:
+    /// they may quote the body, which holds secrets.
+    fn credentials(body: &str) -> Option<StsCredentials> {
+        quick_xml::de::from_str::<StsAnswer>(body)
+            .ok()?
+            .assume_role_with_web_identity_result?
+            .credentials
     }
 }
 
-/// `text` with XML's predefined and numeric character references decoded.
-fn xml_text(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(amp) = rest.find('&') {
-        out.push_str(&rest[..amp]);
-        rest = &rest[amp..];
-        let decoded = rest.find(';').and_then(|semi| {
-            let entity = &rest[1..semi];
-            let c = match entity {
-                "amp" => Some('&'),
-                "lt" => Some('<'),
-                "gt" => Some('>'),
-                "quot" => Some('"'),
-                "apos" => Some('\''),
-                _ => entity
-                    .strip_prefix("#x")
-                    .map(|hex| u32::from_str_radix(hex, 16))
-                    .or_else(|| entity.strip_prefix('#').map(str::parse))
-                    .and_then(Result::ok)
-                    .and_then(char::from_u32),
-            }?;
-            Some((c, semi + 1))
-        });
-        match decoded {
-            Some((c, len)) => {
-                out.push(c);
-                rest = &rest[len..];
-            }
-            None => {
-                out.push('&');
-                rest = &rest[1..];
-            }
-        }
+/// STS's refusal: `<ErrorResponse><Error><Code>…`.
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct StsRefusal {
+    error: Option<StsError>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct StsError {
+    code: Option<String>,
+}
+
+impl StsRefusal {
+    /// The error code of the refusal `body`, when it names one fit to show.
+    fn code(body: &str) -> Option<String> {
+        let refusal: StsRefusal = quick_xml::de::from_str(body).ok()?;
+        error_code(&refusal.error?.code?)
     }
-    out.push_str(rest);
-    out
 }
 
 #[cfg(test)]
@@ -357,18 +347,44 @@ mod tests {
 
     #[test]
     fn xml_elements_and_text() {
-        let xml = r#"<a><CredentialsX>no</CredentialsX><Credentials kind="x"><Key>v&lt;1&gt; &#65;&#x42; &amp;amp &bogus;</Key><Empty/><Also /></Credentials></a>"#;
-        let inner = xml_element(xml, "Credentials").expect("the element");
-        assert!(inner.starts_with("<Key>"), "{inner}");
+        let answer = |credentials: &str| {
+            format!(
+                r#"<AssumeRoleWithWebIdentityResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><AssumeRoleWithWebIdentityResult><CredentialsX>no</CredentialsX>{credentials}</AssumeRoleWithWebIdentityResult></AssumeRoleWithWebIdentityResponse>"#
+            )
+        };
+        let found = StsAnswer::credentials(&answer(
+            r#"<Credentials kind="x"><AccessKeyId>v&lt;1&gt; &#65;&#x42; &amp;amp</AccessKeyId><SessionToken/><Expiration /></Credentials>"#,
+        ))
+        .expect("the element");
+        assert_eq!(found.access_key_id.as_deref(), Some("v<1> AB &amp"));
+        assert_eq!(found.session_token.as_deref(), Some(""));
+        assert_eq!(found.expiration.as_deref(), Some(""));
+        assert_eq!(found.secret_access_key, None);
+        assert!(StsAnswer::credentials(&answer("")).is_none());
+        // What is not well-formed XML is no answer: an answer cut short, a tag never closed,
+        // an entity XML does not define.
+        let cut = &STS_ANSWER[..STS_ANSWER.find("</SecretAccessKey>").expect("the secret")];
+        for broken in [
+            cut.to_owned(),
+            "<Open".to_owned(),
+            answer("<Credentials><AccessKeyId>&bogus;</AccessKeyId></Credentials>"),
+        ] {
+            assert!(StsAnswer::credentials(&broken).is_none(), "{broken}");
+        }
+
         assert_eq!(
-            xml_text(xml_element(inner, "Key").expect("key")),
-            "v<1> AB &amp &bogus;"
+            StsRefusal::code(
+                r"<ErrorResponse><Error><Type>Sender</Type><Code>InvalidIdentityToken</Code></Error></ErrorResponse>"
+            ),
+            Some("InvalidIdentityToken".into())
         );
-        assert_eq!(xml_element(inner, "Empty"), Some(""));
-        assert_eq!(xml_element(inner, "Also"), Some(""));
-        assert_eq!(xml_element(inner, "Missing"), None);
-        assert_eq!(xml_element("<Open>never closed", "Open"), None);
-        assert_eq!(xml_element("<Open", "Open"), None);
+        assert_eq!(
+            StsRefusal::code(
+                "<ErrorResponse><Error><Code>has spaces</Code></Error></ErrorResponse>"
+            ),
+            None
+        );
+        assert_eq!(StsRefusal::code("<html>503</html>"), None);
         assert_eq!(
             error_code("InvalidIdentityToken"),
             Some("InvalidIdentityToken".into())
