@@ -1,5 +1,6 @@
 //! [`parse_challenges`]: the `Basic` and `Bearer` challenges of a registry's `WWW-Authenticate`
-//! headers, read as leniently as registries write them.
+//! headers, read as leniently as registries write them. The parser is our own:
+//! `docs/architecture.md` says why.
 
 use reqwest::header::{self, HeaderMap};
 

@@ -1,5 +1,6 @@
 //! The shared files, `~/.aws/credentials` and `~/.aws/config`: where `env` puts them, and their
-//! profiles and `[services …]` sections, parsed as the SDKs parse them.
+//! profiles and `[services …]` sections, parsed as the SDKs parse them. The parser is our own:
+//! `docs/architecture.md` says why.
 
 use std::collections::BTreeMap;
 use std::io;
