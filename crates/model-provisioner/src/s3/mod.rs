@@ -1045,11 +1045,18 @@ fn relative_path(prefix: &str, key: &str) -> Result<Option<SafeRelPath>> {
     Ok(Some(SafeRelPath::new(rest.to_owned())?))
 }
 
-/// `<Error><Code>…</Code>…` of an S3 error body.
+/// An S3 error body, `<Error><Code>…</Code>…</Error>`: the part we read.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct S3Error {
+    code: Option<String>,
+}
+
+/// The `Code` of an S3 error body, when it is one and the code is a short identifier.
 fn error_code(body: &str) -> Option<String> {
-    let start = body.find("<Code>")? + "<Code>".len();
-    let end = body[start..].find("</Code>")? + start;
-    let code = body[start..end].trim();
+    let error: S3Error = quick_xml::de::from_str(body).ok()?;
+    let code = error.code?;
+    let code = code.trim();
     (!code.is_empty() && code.len() < 64 && code.chars().all(|c| c.is_ascii_alphanumeric()))
         .then(|| code.to_owned())
 }
@@ -1174,6 +1181,8 @@ mod tests {
         assert_eq!(error_code(body).as_deref(), Some("SignatureDoesNotMatch"));
         assert_eq!(error_code("<Error><Code>a b</Code></Error>"), None);
         assert_eq!(error_code("garbage"), None);
+        // A body cut short is not an error body.
+        assert_eq!(error_code("<Error><Code>NoSuchKey</Code>"), None);
     }
 
     #[test]
