@@ -55,7 +55,7 @@ pub use retry::RetryPolicy;
 pub(crate) use retry::{Failure, with_retries};
 pub use room::{MIN_MARGIN, Planned, ensure_room, margin, required, still_to_come};
 pub use source::{BoxFuture, RequestSource, UrlSource};
-pub(crate) use source::{Call, Reauthorize, call};
+pub(crate) use source::{Call, Reauthorize, Unanswered, call, send_built};
 
 use crate::error::{Error, Result};
 use crate::reporter::Progress;

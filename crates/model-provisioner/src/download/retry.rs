@@ -131,6 +131,13 @@ impl std::fmt::Display for Failure {
 
 impl Failure {
     pub(crate) fn from_reqwest(e: reqwest::Error) -> Self {
+        let mut failure = Failure::like(&e);
+        failure.source = Some(Box::new(e.without_url()));
+        failure
+    }
+
+    /// A failure of the kind `e` is (transient or not, and why), without `e` as its source.
+    pub(crate) fn like(e: &reqwest::Error) -> Self {
         let transient =
             e.is_timeout() || e.is_connect() || e.is_body() || e.is_request() || e.is_decode();
         let reason = if e.is_timeout() {
@@ -146,7 +153,7 @@ impl Failure {
             status: e.status(),
             transient,
             reason: reason.to_owned(),
-            source: Some(Box::new(e.without_url())),
+            source: None,
             local: None,
         }
     }

@@ -218,6 +218,60 @@ where
     .await
 }
 
+/// Why [`send_built`] has no answer to give.
+#[derive(Debug)]
+pub(crate) enum Unanswered {
+    /// A transient status (`5xx`, `429`) that outlasted the retries.
+    Status(StatusCode),
+    /// The connection failed every time; the last error.
+    Transport(reqwest::Error),
+}
+
+/// Sends a request built once (a credential service's, with a byte body that can be cloned)
+/// through the one loop: transient failures retried with `policy`. Returns the answer,
+/// whatever its status, for the caller to judge.
+pub(crate) async fn send_built(
+    request: RequestBuilder,
+    policy: super::RetryPolicy,
+    display: &str,
+) -> Result<reqwest::Response, Unanswered> {
+    let last = std::sync::Mutex::new(None);
+    let answered = super::retry::with_retries(policy, display, || async {
+        let attempt = request
+            .try_clone()
+            .expect("requests sent by send_built have byte bodies");
+        match attempt.send().await {
+            Ok(r) => Failure::transient_status(r.status()).map_or(Ok(r), Err),
+            Err(e) => {
+                let failure = Failure::like(&e);
+                *last
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(e);
+                Err(failure)
+            }
+        }
+    })
+    .await;
+    answered.map_err(|e| {
+        let transport = last
+            .into_inner()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match (e, transport) {
+            (
+                crate::error::Error::Download {
+                    status: Some(status),
+                    ..
+                },
+                _,
+            ) => {
+                Unanswered::Status(StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY))
+            }
+            (_, Some(e)) => Unanswered::Transport(e.without_url()),
+            (_, None) => Unanswered::Status(StatusCode::BAD_GATEWAY),
+        }
+    })
+}
+
 /// The engine's two ways of sending: a client that follows redirects, and one that hands
 /// them to the source.
 #[derive(Debug, Clone, Copy)]

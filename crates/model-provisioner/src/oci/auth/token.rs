@@ -12,11 +12,22 @@ use serde::Deserialize;
 use super::challenge::Challenge;
 use super::credentials::Credential;
 use super::error::AuthError;
+use crate::download::{BodyError, RetryPolicy, Unanswered, read_bounded, send_built};
 use crate::error::printable;
 use crate::secret::Secret;
 
 /// The `client_id` sent to token services with an identity token.
 const CLIENT_ID: &str = "model-provisioner";
+
+/// Retries of a token request: a few, quickly, since a pull waits on it.
+const TOKEN_RETRY: RetryPolicy = RetryPolicy {
+    retries: 2,
+    backoff: Duration::from_millis(100),
+    max_backoff: Duration::from_secs(1),
+};
+
+/// The largest answer read from a token service (a token is a few KiB).
+const TOKEN_ANSWER_LIMIT: usize = 1 << 20;
 
 /// A registry token, valid until a moment measured on this machine's monotonic clock.
 #[derive(Debug, Clone)]
@@ -70,6 +81,22 @@ struct TokenAnswer {
 /// The lifetime when the token service does not say (the distribution spec's default).
 const DEFAULT_LIFETIME: Duration = Duration::from_secs(60);
 
+/// The scopes asked for and the challenge's own, each once, in order.
+fn union_of<'a>(scopes: &'a [String], challenged: Option<&'a str>) -> Vec<&'a str> {
+    let mut all: Vec<&str> = Vec::new();
+    for s in scopes
+        .iter()
+        .map(String::as_str)
+        .chain(challenged)
+        .flat_map(str::split_whitespace)
+    {
+        if !all.contains(&s) {
+            all.push(s);
+        }
+    }
+    all
+}
+
 /// Asks the token service named by the `Bearer` challenge for a token with `scopes` (one
 /// `scope=` parameter each, the challenge's own scope included when present).
 ///
@@ -110,18 +137,7 @@ pub async fn fetch_token(
         (Some(host), Some(port)) => format!("{host}:{port}"),
         (host, _) => host.unwrap_or_default().to_owned(),
     };
-    let mut all_scopes: Vec<&str> = Vec::new();
-    for s in scopes
-        .iter()
-        .map(String::as_str)
-        .chain(scope.as_deref())
-        .flat_map(str::split_whitespace)
-    {
-        if !all_scopes.contains(&s) {
-            all_scopes.push(s);
-        }
-    }
-
+    let all_scopes = union_of(scopes, scope.as_deref());
     let request = token_request(client, url, service.as_deref(), &all_scopes, credential);
 
     let sent = Instant::now();
@@ -129,7 +145,16 @@ pub async fn fetch_token(
         realm_host: realm_host.clone(),
         source: source.without_url(),
     };
-    let response = request.send().await.map_err(transport)?;
+    let response = match send_built(request, TOKEN_RETRY, &realm_host).await {
+        Ok(response) => response,
+        Err(Unanswered::Transport(e)) => return Err(transport(e)),
+        Err(Unanswered::Status(status)) => {
+            return Err(AuthError::Status {
+                realm_host,
+                status: status.as_u16(),
+            });
+        }
+    };
     let status = response.status();
     let refused = status == StatusCode::UNAUTHORIZED
         || status == StatusCode::FORBIDDEN
@@ -148,7 +173,15 @@ pub async fn fetch_token(
             status: status.as_u16(),
         });
     }
-    let body = response.bytes().await.map_err(transport)?;
+    let body = read_bounded(response, TOKEN_ANSWER_LIMIT)
+        .await
+        .map_err(|e| match e {
+            BodyError::Failed(e) => transport(e),
+            BodyError::TooLarge => AuthError::BadResponse(format!(
+                "the token service at `{realm_host}` answered with more than {} KiB",
+                TOKEN_ANSWER_LIMIT >> 10
+            )),
+        })?;
     let answer: TokenAnswer = serde_json::from_slice(&body).map_err(|_| {
         AuthError::BadResponse(format!(
             "the token service at `{realm_host}` did not answer with a token object"
@@ -461,7 +494,12 @@ mod tests {
         server.join().expect("the server");
         assert!(matches!(err, AuthError::BadResponse(_)), "{err:?}");
 
-        let (base, server) = serve_once("503 Service Unavailable", "")?;
+        // A service that is down answers every attempt of the request loop with 503.
+        let attempts = 1 + TOKEN_RETRY.retries as usize;
+        let (base, server) = test_support::serve_canned(
+            Some("application/json"),
+            vec![("503 Service Unavailable", String::new()); attempts],
+        )?;
         let err = block_on(fetch_token(
             &reqwest::Client::new(),
             &bearer(&format!("{base}/t"), None, None),
@@ -469,7 +507,7 @@ mod tests {
             None,
         ))
         .unwrap_err();
-        server.join().expect("the server");
+        assert_eq!(server.join().expect("the server").len(), attempts);
         assert!(
             matches!(err, AuthError::Status { status: 503, .. }) && err.is_transient(),
             "{err:?}"

@@ -12,6 +12,7 @@ use super::config::parse_endpoint;
 use super::error::CredentialError;
 use super::service::{SERVICE_TIMEOUT, ServiceAnswer, origin, send};
 use super::{is_true, var};
+use crate::download::{RetryPolicy, send_built};
 
 /// The instance metadata service, over IPv4 and over IPv6.
 const IMDS_ENDPOINT: &str = "http://169.254.169.254";
@@ -111,18 +112,21 @@ async fn imds_session(
     url: Url,
     endpoint: &str,
 ) -> Result<HeaderValue, String> {
-    let response = client
+    let request = client
         .put(url)
         .header("x-aws-ec2-metadata-token-ttl-seconds", IMDS_TOKEN_TTL)
-        .timeout(IMDS_PROBE_TIMEOUT)
-        .send()
-        .await
-        .map_err(|_| {
-            format!(
-                "no answer from `{endpoint}` ({} s)",
-                IMDS_PROBE_TIMEOUT.as_secs()
-            )
-        })?;
+        .timeout(IMDS_PROBE_TIMEOUT);
+    // One attempt: where there is no metadata service, a retry only delays the answer.
+    let once = RetryPolicy {
+        retries: 0,
+        ..RetryPolicy::default()
+    };
+    let response = send_built(request, once, endpoint).await.map_err(|_| {
+        format!(
+            "no answer from `{endpoint}` ({} s)",
+            IMDS_PROBE_TIMEOUT.as_secs()
+        )
+    })?;
     if !response.status().is_success() {
         return Err(format!(
             "`{endpoint}` answered HTTP {} to the token request",
