@@ -21,8 +21,6 @@
 //! - Scheme names are case-insensitive and displayed lowercase; `hf://` is accepted for `hf:`.
 //! - A word of two or more characters followed by `:` is a scheme; unknown schemes are refused
 //!   (a local file whose name has such a colon is written `./name` or `file:name`).
-//! - Local paths are kept as written; the catalog id is `file:` followed by the canonical
-//!   absolute path (symlinks resolved), computed by [`ModelRef::canonical_id`].
 //! - `oci://` references always carry a tag or a digest: no tag means `latest`. The registry
 //!   host is lowercased, `docker.io` means `index.docker.io`, and a one-segment repository
 //!   there gets `library/`, as Docker names them. A file inside the artifact follows the tag
@@ -42,16 +40,18 @@
 //! `Display` writes the normalised form, and parsing it gives back an equal value.
 //!
 //! Each kind's own rules (its syntax, normalisation and id) are in the docs of its module,
-//! which owns its parser and its part of `Display`: `hf`.
+//! which owns its parser and its part of `Display`: `file`, `hf`.
 
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::str::FromStr;
 
 use crate::digest::Digest;
 
+mod file;
 mod hf;
 
+pub use file::{FileRef, file_id};
 pub use hf::HfRef;
 
 /// The schemes a reference may use, for error messages.
@@ -72,23 +72,6 @@ pub enum ModelRef {
     Oci(OciRef),
     /// A model in Ollama's library.
     Ollama(OllamaRef),
-}
-
-/// A local path, with or without the `file:` scheme.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct FileRef {
-    /// The path as written.
-    pub path: PathBuf,
-    /// Whether it was written with `file:` (kept so that `Display` gives back the same form).
-    pub explicit_scheme: bool,
-}
-
-impl FileRef {
-    /// The canonical absolute path: relative paths are taken from the current directory and
-    /// symlinks are resolved. Reads the file system; writes nothing.
-    pub fn canonical_path(&self) -> std::io::Result<PathBuf> {
-        std::fs::canonicalize(&self.path)
-    }
 }
 
 /// An `http://` or `https://` URL.
@@ -271,27 +254,11 @@ impl ModelRef {
     }
 }
 
-/// The catalog id of a local file at canonical path `path`.
-pub fn file_id(path: &Path) -> std::io::Result<String> {
-    match path.to_str() {
-        Some(p) => Ok(format!("file:{p}")),
-        None => Err(std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            format!("path `{}` is not valid UTF-8", path.display()),
-        )),
-    }
-}
-
 impl fmt::Display for ModelRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ModelRef::Hf(h) => h.write_normalised(f),
-            ModelRef::File(r) => {
-                if r.explicit_scheme {
-                    f.write_str("file:")?;
-                }
-                write!(f, "{}", r.path.display())
-            }
+            ModelRef::File(r) => r.write_normalised(f),
             ModelRef::Http(h) => f.write_str(h.url.as_str()),
             ModelRef::S3(s) => match &s.endpoint {
                 Some(endpoint) => {
@@ -413,7 +380,7 @@ impl FromStr for ModelRef {
         };
         match scheme.to_ascii_lowercase().as_str() {
             "hf" => hf::parse(input, rest.strip_prefix("//").unwrap_or(rest)).map(ModelRef::Hf),
-            "file" => parse_file(input, rest),
+            "file" => file::parse(input, rest).map(ModelRef::File),
             "http" | "https" => parse_http(input, s),
             "s3" => parse_s3(input, rest, None),
             "s3+http" | "s3+https" => parse_s3_endpoint(input, s),
@@ -470,38 +437,6 @@ fn check_segment(input: &str, what: &str, seg: &str) -> Result<(), ParseRefError
         Some(problem) => Err(ParseRefError::new(input, format!("the {what} {problem}"))),
         None => Ok(()),
     }
-}
-
-fn parse_file(input: &str, rest: &str) -> Result<ModelRef, ParseRefError> {
-    // `file:///abs` is the URL spelling of `file:/abs`; `file://host/…` names another machine.
-    let path = match rest.strip_prefix("//") {
-        Some(after) if after.starts_with('/') => after,
-        Some(_) => {
-            return Err(ParseRefError::new(
-                input,
-                "`file://` must be followed by an absolute path",
-            )
-            .with_hint("write `file:/abs/path` or `file:///abs/path`"));
-        }
-        None => rest,
-    };
-    if path.is_empty() {
-        return Err(ParseRefError::new(
-            input,
-            "the `file:` reference has no path",
-        ));
-    }
-    // Several leading slashes mean one (`file:////x` is `/x`); kept, `Display` would write
-    // `file://x`, which names a host.
-    let path = if path.starts_with("//") {
-        format!("/{}", path.trim_start_matches('/'))
-    } else {
-        path.to_owned()
-    };
-    Ok(ModelRef::File(FileRef {
-        path: PathBuf::from(path),
-        explicit_scheme: true,
-    }))
 }
 
 fn parse_http(input: &str, s: &str) -> Result<ModelRef, ParseRefError> {
