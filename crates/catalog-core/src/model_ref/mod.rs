@@ -34,13 +34,11 @@
 //!   itself, and is the id of an object on any endpoint but AWS's, so that one bucket name on
 //!   two servers is two models. The endpoint is written `scheme://host[:port]`, lowercase, no
 //!   path and no credentials.
-//! - URLs are normalised by the WHATWG URL rules (lowercase host, default port dropped); their
-//!   id drops user info, query and fragment, so credentials never become part of an id.
 //!
 //! `Display` writes the normalised form, and parsing it gives back an equal value.
 //!
 //! Each kind's own rules (its syntax, normalisation and id) are in the docs of its module,
-//! which owns its parser and its part of `Display`: `file`, `hf`.
+//! which owns its parser and its part of `Display`: `file`, `hf`, `http`.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -50,9 +48,11 @@ use crate::digest::Digest;
 
 mod file;
 mod hf;
+mod http;
 
 pub use file::{FileRef, file_id};
 pub use hf::HfRef;
+pub use http::HttpRef;
 
 /// The schemes a reference may use, for error messages.
 pub const SUPPORTED_SCHEMES: &str = "hf:, file:, http://, https://, s3://, oci://, ollama:";
@@ -72,38 +72,6 @@ pub enum ModelRef {
     Oci(OciRef),
     /// A model in Ollama's library.
     Ollama(OllamaRef),
-}
-
-/// An `http://` or `https://` URL.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct HttpRef {
-    url: url::Url,
-}
-
-impl HttpRef {
-    /// The full URL, credentials included: never log or store this.
-    pub fn url(&self) -> &url::Url {
-        &self.url
-    }
-
-    /// The URL without user info, query or fragment: safe to log and used as the id.
-    pub fn redacted(&self) -> String {
-        let mut url = self.url.clone();
-        // Both only fail for URLs that cannot have a host, which `parse` refuses.
-        let _ = url.set_username("");
-        let _ = url.set_password(None);
-        url.set_query(None);
-        url.set_fragment(None);
-        url.into()
-    }
-
-    /// The last path segment, if it is a usable file name.
-    pub fn file_name(&self) -> Option<&str> {
-        self.url
-            .path_segments()?
-            .next_back()
-            .filter(|s| !s.is_empty() && *s != "." && *s != "..")
-    }
 }
 
 /// `s3://bucket/key`, or `s3+http(s)://endpoint/bucket/key`.
@@ -259,7 +227,7 @@ impl fmt::Display for ModelRef {
         match self {
             ModelRef::Hf(h) => h.write_normalised(f),
             ModelRef::File(r) => r.write_normalised(f),
-            ModelRef::Http(h) => f.write_str(h.url.as_str()),
+            ModelRef::Http(h) => h.write_normalised(f),
             ModelRef::S3(s) => match &s.endpoint {
                 Some(endpoint) => {
                     let (scheme, host) = endpoint.split_once("://").unwrap_or(("https", endpoint));
@@ -381,7 +349,7 @@ impl FromStr for ModelRef {
         match scheme.to_ascii_lowercase().as_str() {
             "hf" => hf::parse(input, rest.strip_prefix("//").unwrap_or(rest)).map(ModelRef::Hf),
             "file" => file::parse(input, rest).map(ModelRef::File),
-            "http" | "https" => parse_http(input, s),
+            "http" | "https" => http::parse(input, s).map(ModelRef::Http),
             "s3" => parse_s3(input, rest, None),
             "s3+http" | "s3+https" => parse_s3_endpoint(input, s),
             "oci" => parse_oci(input, rest),
@@ -437,15 +405,6 @@ fn check_segment(input: &str, what: &str, seg: &str) -> Result<(), ParseRefError
         Some(problem) => Err(ParseRefError::new(input, format!("the {what} {problem}"))),
         None => Ok(()),
     }
-}
-
-fn parse_http(input: &str, s: &str) -> Result<ModelRef, ParseRefError> {
-    let url = url::Url::parse(s)
-        .map_err(|e| ParseRefError::new(input, format!("not a valid URL: {e}")))?;
-    if url.host_str().is_none_or(str::is_empty) {
-        return Err(ParseRefError::new(input, "the URL has no host"));
-    }
-    Ok(ModelRef::Http(HttpRef { url }))
 }
 
 /// `s3+http(s)://host[:port]/bucket/key`: the endpoint, then as `s3://bucket/key`.
