@@ -29,16 +29,11 @@
 //! - `ollama:` references are normalised to `ollama:<namespace>/<name>:<tag>` (namespace
 //!   `library`, tag `latest` by default; namespace and name lowercased, as Ollama matches
 //!   them). The id does not name a registry, so a mirror of Ollama's library gives the same id.
-//! - An `s3://` reference names a bucket on the endpoint configured for S3 (AWS's unless
-//!   `AWS_ENDPOINT_URL` says otherwise); `s3+http://host:port/bucket/key` names the endpoint
-//!   itself, and is the id of an object on any endpoint but AWS's, so that one bucket name on
-//!   two servers is two models. The endpoint is written `scheme://host[:port]`, lowercase, no
-//!   path and no credentials.
 //!
 //! `Display` writes the normalised form, and parsing it gives back an equal value.
 //!
 //! Each kind's own rules (its syntax, normalisation and id) are in the docs of its module,
-//! which owns its parser and its part of `Display`: `file`, `hf`, `http`.
+//! which owns its parser and its part of `Display`: `file`, `hf`, `http`, `s3`.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -49,10 +44,12 @@ use crate::digest::Digest;
 mod file;
 mod hf;
 mod http;
+mod s3;
 
 pub use file::{FileRef, file_id};
 pub use hf::HfRef;
 pub use http::HttpRef;
+pub use s3::S3Ref;
 
 /// The schemes a reference may use, for error messages.
 pub const SUPPORTED_SCHEMES: &str = "hf:, file:, http://, https://, s3://, oci://, ollama:";
@@ -72,25 +69,6 @@ pub enum ModelRef {
     Oci(OciRef),
     /// A model in Ollama's library.
     Ollama(OllamaRef),
-}
-
-/// `s3://bucket/key`, or `s3+http(s)://endpoint/bucket/key`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct S3Ref {
-    /// The endpoint, `http(s)://host[:port]`, when the reference names one; `None` means the
-    /// endpoint configured for S3.
-    pub endpoint: Option<String>,
-    /// The bucket.
-    pub bucket: String,
-    /// The key; ends with `/` when it names a prefix.
-    pub key: String,
-}
-
-impl S3Ref {
-    /// Whether the key names a prefix (a folder of objects).
-    pub fn is_prefix(&self) -> bool {
-        self.key.ends_with('/')
-    }
 }
 
 /// `oci://registry/repository:tag[/file]` or `oci://registry/repository@digest[/file]`.
@@ -228,13 +206,7 @@ impl fmt::Display for ModelRef {
             ModelRef::Hf(h) => h.write_normalised(f),
             ModelRef::File(r) => r.write_normalised(f),
             ModelRef::Http(h) => h.write_normalised(f),
-            ModelRef::S3(s) => match &s.endpoint {
-                Some(endpoint) => {
-                    let (scheme, host) = endpoint.split_once("://").unwrap_or(("https", endpoint));
-                    write!(f, "s3+{scheme}://{host}/{}/{}", s.bucket, s.key)
-                }
-                None => write!(f, "s3://{}/{}", s.bucket, s.key),
-            },
+            ModelRef::S3(s) => s.write_normalised(f),
             ModelRef::Oci(o) => {
                 write!(f, "oci://{}/{}", o.registry, o.repository)?;
                 match &o.reference {
@@ -350,8 +322,8 @@ impl FromStr for ModelRef {
             "hf" => hf::parse(input, rest.strip_prefix("//").unwrap_or(rest)).map(ModelRef::Hf),
             "file" => file::parse(input, rest).map(ModelRef::File),
             "http" | "https" => http::parse(input, s).map(ModelRef::Http),
-            "s3" => parse_s3(input, rest, None),
-            "s3+http" | "s3+https" => parse_s3_endpoint(input, s),
+            "s3" => s3::parse(input, rest, None).map(ModelRef::S3),
+            "s3+http" | "s3+https" => s3::parse_endpoint(input, s).map(ModelRef::S3),
             "oci" => parse_oci(input, rest),
             "ollama" => parse_ollama(input, rest).map(ModelRef::Ollama),
             // `x://…` is surely a URL; only a bare `name:…` may be a file name with a colon.
@@ -405,80 +377,6 @@ fn check_segment(input: &str, what: &str, seg: &str) -> Result<(), ParseRefError
         Some(problem) => Err(ParseRefError::new(input, format!("the {what} {problem}"))),
         None => Ok(()),
     }
-}
-
-/// `s3+http(s)://host[:port]/bucket/key`: the endpoint, then as `s3://bucket/key`.
-fn parse_s3_endpoint(input: &str, s: &str) -> Result<ModelRef, ParseRefError> {
-    let hint = "write `s3+http://host:port/bucket/key` (or `s3+https://…`)";
-    let url_text = &s[3..];
-    let url = url::Url::parse(url_text).map_err(|e| {
-        ParseRefError::new(input, format!("not a valid endpoint URL: {e}")).with_hint(hint)
-    })?;
-    let Some(host) = url.host_str().filter(|h| !h.is_empty()) else {
-        return Err(ParseRefError::new(input, "the endpoint has no host").with_hint(hint));
-    };
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err(
-            ParseRefError::new(input, "credentials do not belong in a reference")
-                .with_hint("set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE"),
-        );
-    }
-    if url.query().is_some() || url.fragment().is_some() {
-        return Err(
-            ParseRefError::new(input, "an S3 reference takes no query or fragment").with_hint(hint),
-        );
-    }
-    let endpoint = match url.port() {
-        Some(port) => format!("{}://{host}:{port}", url.scheme()),
-        None => format!("{}://{host}", url.scheme()),
-    };
-    // The path is `/bucket/key`, parsed as `s3://` parses `//bucket/key`; the raw text keeps
-    // what `Url` would have normalised away (`..`, empty segments), so that it is refused.
-    let after_scheme = &url_text[url_text.find("://").map_or(0, |i| i + 3)..];
-    let path = after_scheme.find('/').map_or("", |i| &after_scheme[i..]);
-    parse_s3(input, &format!("/{path}"), Some(endpoint))
-}
-
-fn parse_s3(input: &str, rest: &str, endpoint: Option<String>) -> Result<ModelRef, ParseRefError> {
-    let hint = "write `s3://bucket/path/to/model`";
-    let Some(rest) = rest.strip_prefix("//") else {
-        return Err(
-            ParseRefError::new(input, "`s3:` must be followed by `//bucket/key`").with_hint(hint),
-        );
-    };
-    let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
-    let bucket_ok = (3..=63).contains(&bucket.len())
-        && bucket
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
-        && !bucket.starts_with(['-', '.'])
-        && !bucket.ends_with(['-', '.']);
-    if !bucket_ok {
-        return Err(ParseRefError::new(
-            input,
-            format!(
-                "`{}` is not a valid S3 bucket name (3 to 63 lowercase letters, digits, `-` or `.`)",
-                printable(bucket)
-            ),
-        )
-        .with_hint(hint));
-    }
-    if key.is_empty() {
-        return Err(ParseRefError::new(input, "the S3 reference has no key").with_hint(hint));
-    }
-    let segments: Vec<&str> = key.split('/').collect();
-    for (i, seg) in segments.iter().enumerate() {
-        // A trailing `/` marks a prefix, so only the last segment may be empty.
-        if seg.is_empty() && i + 1 == segments.len() {
-            continue;
-        }
-        check_segment(input, "S3 key", seg)?;
-    }
-    Ok(ModelRef::S3(S3Ref {
-        endpoint,
-        bucket: bucket.to_owned(),
-        key: key.to_owned(),
-    }))
 }
 
 fn parse_oci(input: &str, rest: &str) -> Result<ModelRef, ParseRefError> {
@@ -745,25 +643,6 @@ mod tests {
         assert_eq!(
             ModelRef::Oci(o.to_oci(OLLAMA_REGISTRY)).to_string(),
             "oci://registry.ollama.ai/library/qwen3:latest"
-        );
-    }
-
-    #[test]
-    fn s3_endpoints_are_normalised_and_part_of_the_id() {
-        let ModelRef::S3(s) = parse("S3+HTTP://LocalHost:9000/b-1/dir/") else {
-            panic!("not s3")
-        };
-        assert_eq!(s.endpoint.as_deref(), Some("http://localhost:9000"));
-        assert!(s.is_prefix());
-        assert_eq!(
-            parse("s3+https://minio.example:443/b-1/k")
-                .syntactic_id()
-                .as_deref(),
-            Some("s3+https://minio.example/b-1/k")
-        );
-        assert_eq!(
-            parse("s3://b-1/k").syntactic_id().as_deref(),
-            Some("s3://b-1/k")
         );
     }
 
