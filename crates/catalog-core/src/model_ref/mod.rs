@@ -16,7 +16,7 @@
 //! | `oci://registry[:port]/repo[:tag \| @sha256:…][/file]` | an artifact in an OCI registry, or one file of it |
 //! | `ollama:name[:tag]`, `ollama:namespace/name[:tag]` | a model in Ollama's library (an OCI registry) |
 //!
-//! The rules, which are stable:
+//! The rules every kind follows, which are stable:
 //! - Surrounding ASCII whitespace is trimmed; a control character anywhere is refused.
 //! - Scheme names are case-insensitive and displayed lowercase; `hf://` is accepted for `hf:`.
 //! - A word of two or more characters followed by `:` is a scheme; unknown schemes are refused
@@ -24,9 +24,18 @@
 //!
 //! `Display` writes the normalised form, and parsing it gives back an equal value.
 //!
-//! Each kind's own rules (its syntax, normalisation and id) are in the docs of its module,
-//! which owns its parser and its part of `Display`: `file`, `hf`, `http`, `oci` (with
-//! `ollama:`), `s3`.
+//! # Where each rule lives
+//!
+//! One module per kind of reference (`file`, `hf`, `http`, `oci` with `ollama:`, `s3`) owns
+//! its type, its parser, its normalised form and its id, and states its own rules in its docs.
+//! This module owns what they share: the [`ModelRef`] enum and [`Scheme`]; `FromStr`, the one
+//! place that splits off the scheme, refuses empty input and control characters, and sends
+//! the rest to the kind's parser; `Display` and the ids, which ask the kind; and the checks
+//! for hostile input that the parsers share ([`ParseRefError`], which never echoes URL
+//! credentials or control characters, and `check_segment`, the segment rules of
+//! [`SafeRelPath`]).
+//!
+//! [`SafeRelPath`]: crate::SafeRelPath
 
 use std::fmt;
 use std::path::PathBuf;
