@@ -104,7 +104,7 @@ impl FromStr for Digest {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let fail = |reason: String| ParseDigestError {
-            input: crate::model_ref::printable(s),
+            input: crate::text::printable(s),
             reason,
         };
         let Some((algo, value)) = s.split_once(':') else {
@@ -119,7 +119,7 @@ impl FromStr for Digest {
             other => {
                 return Err(fail(format!(
                     "unknown algorithm `{}` (supported: sha256)",
-                    crate::model_ref::printable(other)
+                    crate::text::printable(other)
                 )));
             }
         };

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::digest::Digest;
 use crate::model_info::ModelInfo;
+use crate::outcome::Outcome;
 
 /// Whether a model may be handed out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -25,28 +26,6 @@ impl fmt::Display for Lifecycle {
         f.write_str(match self {
             Lifecycle::Active => "active",
             Lifecycle::Retired => "retired",
-        })
-    }
-}
-
-/// The result of comparing an artifact with its expected digest.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Outcome {
-    /// The computed digest equals the expected one.
-    Pass,
-    /// There was nothing to compare against: the artifact is unverified.
-    Warn,
-    /// The computed digest differs from the expected one.
-    Fail,
-}
-
-impl fmt::Display for Outcome {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Outcome::Pass => "pass",
-            Outcome::Warn => "warn",
-            Outcome::Fail => "fail",
         })
     }
 }

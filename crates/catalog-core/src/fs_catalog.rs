@@ -658,7 +658,8 @@ impl<'de> Visitor<'de> for EntriesSeed<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::entry::{Outcome, Verification, now_ms};
+    use crate::entry::{Verification, now_ms};
+    use crate::outcome::Outcome;
 
     pub(crate) fn entry(id: &str, path: &Path) -> CatalogEntry {
         CatalogEntry {

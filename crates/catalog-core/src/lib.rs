@@ -13,13 +13,15 @@ mod fs_catalog;
 pub mod layout;
 mod model_info;
 mod model_ref;
+mod outcome;
 mod rel_path;
 mod store;
+mod text;
 pub mod verify;
 
 pub use digest::{Algorithm, Digest, HASH_BUF_SIZE, Hasher, ParseDigestError, hash_reader, to_hex};
 pub use entry::{
-    CatalogEntry, FileRecord, Fingerprint, Lifecycle, Outcome, Provenance, ResolvedModel, Storage,
+    CatalogEntry, FileRecord, Fingerprint, Lifecycle, Provenance, ResolvedModel, Storage,
     Verification, now_ms,
 };
 pub use error::{Error, Result};
@@ -31,8 +33,10 @@ pub use layout::{
 pub use model_info::{ModelFormat, ModelInfo, Split, Structure, human_count};
 pub use model_ref::{
     FileRef, HfRef, HttpRef, ModelRef, OLLAMA_REGISTRY, OciRef, OciReference, OllamaRef,
-    ParseRefError, S3Ref, SUPPORTED_SCHEMES, Scheme, file_id, printable,
+    ParseRefError, S3Ref, SUPPORTED_SCHEMES, Scheme, file_id,
 };
+pub use outcome::Outcome;
 pub use rel_path::{ParseRelPathError, SafeRelPath};
 pub use store::{ArtifactRemoval, CatalogStore, Deletion};
+pub use text::printable;
 pub use verify::{TreeDigest, open_regular, verify_digest};

@@ -109,7 +109,7 @@ pub struct ParseRelPathError {
 impl ParseRelPathError {
     fn new(input: &str, problem: Problem, form: Form) -> Self {
         ParseRelPathError {
-            input: crate::model_ref::printable(input),
+            input: crate::text::printable(input),
             problem,
             form,
         }
@@ -259,7 +259,7 @@ mod tests {
             assert!(text.contains(problem), "{bad:?}: {text}");
             assert!(text.contains("expected `/`-separated names"), "{text}");
             assert!(!text.contains(['\0', '\n']), "printable: {text:?}");
-            assert_eq!(err.input(), crate::model_ref::printable(bad));
+            assert_eq!(err.input(), crate::text::printable(bad));
         }
     }
 

@@ -1,8 +1,9 @@
 //! The storage interface the provisioner writes through, and its read-only helpers.
 
-use crate::entry::{CatalogEntry, Lifecycle, Outcome, ResolvedModel};
+use crate::entry::{CatalogEntry, Lifecycle, ResolvedModel};
 use crate::error::Result;
 use crate::model_ref::ModelRef;
+use crate::outcome::Outcome;
 
 /// What became of an entry's artifact when the entry was deleted.
 #[derive(Debug)]

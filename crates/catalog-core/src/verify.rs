@@ -20,7 +20,8 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use crate::digest::{Digest, Hasher, hash_reader};
-use crate::entry::{Fingerprint, Outcome};
+use crate::entry::Fingerprint;
+use crate::outcome::Outcome;
 
 /// Compares a computed digest with the expected one: `Warn` when nothing was expected.
 pub fn verify_digest(expected: Option<&Digest>, computed: &Digest) -> Outcome {

@@ -334,7 +334,7 @@ fn git_command(dir: &Path) -> Command {
 fn git_binary() -> &'static Path {
     static GIT: OnceLock<PathBuf> = OnceLock::new();
     GIT.get_or_init(|| {
-        let git = crate::olah::find_in_path("git").unwrap_or_else(|| {
+        let git = crate::process::find_in_path("git").unwrap_or_else(|| {
             panic!(
                 "git is not installed: the Hugging Face test repos are git repos; run `bash scripts/install-test-deps.sh` (it runs `apt-get install git git-lfs`)"
             )

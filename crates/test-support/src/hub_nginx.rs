@@ -456,7 +456,7 @@ fn git_blob_ids(paths: &[PathBuf]) -> Vec<String> {
     if paths.is_empty() {
         return Vec::new();
     }
-    let git = crate::olah::find_in_path("git").unwrap_or_else(|| {
+    let git = crate::process::find_in_path("git").unwrap_or_else(|| {
         panic!(
             "git is not installed: the Hub-shaped server names files by their git blob ids; run `bash scripts/install-test-deps.sh` (it runs `apt-get install git`)"
         )

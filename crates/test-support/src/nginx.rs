@@ -38,7 +38,7 @@ pub(crate) fn nginx_binary() -> PathBuf {
         .iter()
         .map(PathBuf::from)
         .find(|p| p.exists())
-        .or_else(|| crate::olah::find_in_path("nginx"))
+        .or_else(|| crate::process::find_in_path("nginx"))
         .unwrap_or_else(|| {
             panic!(
                 "nginx is not installed: these tests serve files with it; run `bash scripts/install-test-deps.sh`, which installs it (`apt-get install nginx`)"

@@ -27,14 +27,6 @@ const SETTLED_MARK: &str = "/test-support-settled-";
 /// How long olah may take to answer after it is started.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// `name` found in `PATH`, if any.
-pub(crate) fn find_in_path(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(name))
-        .find(|p| p.is_file())
-}
-
 /// The Python venv the test tools live in: `<workspace root>/.venv`.
 pub fn venv_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

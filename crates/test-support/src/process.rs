@@ -3,7 +3,7 @@
 use std::fs;
 use std::io;
 use std::net::TcpStream;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Child;
 use std::time::Duration;
 
@@ -74,4 +74,12 @@ pub(crate) fn start_on_free_port(
         }
     }
     Err(last.expect("at least one attempt"))
+}
+
+/// `name` found in `PATH`, if any.
+pub(crate) fn find_in_path(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
 }

@@ -58,7 +58,7 @@ fn registry_binary() -> io::Result<PathBuf> {
     ]
     .into_iter()
     .find(|p| p.exists())
-    .or_else(|| crate::olah::find_in_path("docker-registry"))
+    .or_else(|| crate::process::find_in_path("docker-registry"))
     .ok_or_else(|| {
         io::Error::new(
             io::ErrorKind::NotFound,

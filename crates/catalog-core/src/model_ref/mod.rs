@@ -37,6 +37,7 @@
 //!
 //! [`SafeRelPath`]: crate::SafeRelPath
 
+pub use crate::text::printable;
 use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -210,24 +211,6 @@ fn scrub_secrets(s: &str) -> String {
         "{scheme}://{authority}{path}{}",
         if had_query { "?…" } else { "" }
     )
-}
-
-/// `s` made safe to print: control characters escaped, long input shortened.
-pub fn printable(s: &str) -> String {
-    const MAX: usize = 200;
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i == MAX {
-            out.push('…');
-            break;
-        }
-        if c.is_control() {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 impl FromStr for ModelRef {

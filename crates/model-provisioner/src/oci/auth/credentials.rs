@@ -5,30 +5,12 @@
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
+use super::credential::{Credential, PASSWORD_VAR, USERNAME_VAR};
 use super::docker_config::{DockerConfig, server_key};
 use super::error::CredentialError;
 use super::helper;
 use crate::error::printable;
 use crate::secret::Secret;
-
-/// The variable holding the explicit registry username.
-pub const USERNAME_VAR: &str = "MODEL_PROVISIONER_REGISTRY_USERNAME";
-/// The variable holding the explicit registry password.
-pub const PASSWORD_VAR: &str = "MODEL_PROVISIONER_REGISTRY_PASSWORD";
-
-/// What the user holds for one registry.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Credential {
-    /// A username and password (or a personal access token in the password's place).
-    Basic {
-        /// The username, which is not secret.
-        username: String,
-        /// The password.
-        password: Secret,
-    },
-    /// docker's `identitytoken`: an `OAuth2` refresh token.
-    IdentityToken(Secret),
-}
 
 /// Where the explicit credentials came from, for [`Credentials::describe_sources`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

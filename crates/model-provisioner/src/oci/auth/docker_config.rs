@@ -12,7 +12,7 @@ use base64::engine::DecodePaddingMode;
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
 use serde::Deserialize;
 
-use super::credentials::Credential;
+use super::credential::Credential;
 use super::error::CredentialError;
 use crate::secret::Secret;
 

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use reqwest::StatusCode;
 
-use super::credentials::{PASSWORD_VAR, USERNAME_VAR};
+use super::credential::{PASSWORD_VAR, USERNAME_VAR};
 
 /// A credential could not be looked up.
 #[derive(Debug, thiserror::Error)]

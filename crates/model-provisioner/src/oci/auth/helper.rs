@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 
 use serde::Deserialize;
 
-use super::credentials::Credential;
+use super::credential::Credential;
 use super::error::CredentialError;
 use crate::error::printable;
 use crate::secret::Secret;

@@ -32,6 +32,7 @@
 //! `docs/architecture.md` says why.
 
 mod challenge;
+mod credential;
 mod credentials;
 mod docker_config;
 mod error;
@@ -41,7 +42,8 @@ mod testing;
 mod token;
 
 pub use self::challenge::{Challenge, parse_challenges};
-pub use self::credentials::{Credential, Credentials, PASSWORD_VAR, USERNAME_VAR};
+pub use self::credential::{Credential, PASSWORD_VAR, USERNAME_VAR};
+pub use self::credentials::Credentials;
 pub use self::error::{AuthError, CredentialError};
 pub use self::token::{BearerToken, fetch_token};
 pub use crate::secret::Secret;

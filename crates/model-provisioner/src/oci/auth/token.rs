@@ -10,7 +10,7 @@ use reqwest::header::{self, HeaderValue};
 use serde::Deserialize;
 
 use super::challenge::Challenge;
-use super::credentials::Credential;
+use super::credential::Credential;
 use super::error::AuthError;
 use crate::download::{BodyError, RetryPolicy, Unanswered, read_bounded, send_built};
 use crate::error::printable;

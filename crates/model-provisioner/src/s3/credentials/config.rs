@@ -8,12 +8,9 @@ use std::str::FromStr;
 use url::Url;
 
 use super::error::CredentialError;
-use super::shared_files::SharedFiles;
+use super::shared_files::{DEFAULT_PROFILE, SharedFiles};
 use super::{is_true, var};
 use crate::error::printable;
-
-/// The profile used when `AWS_PROFILE` is not set.
-pub const DEFAULT_PROFILE: &str = "default";
 
 /// The region used when nothing names one.
 pub const DEFAULT_REGION: &str = "us-east-1";

@@ -6,7 +6,7 @@ use std::path::Path;
 use reqwest::header::{self, HeaderValue};
 use url::Url;
 
-use super::chain::{Outcome, Source};
+use super::credential::{Outcome, Source};
 use super::error::CredentialError;
 use super::service::{SERVICE_TIMEOUT, ServiceAnswer, origin, read_token_file, send};
 use super::var;

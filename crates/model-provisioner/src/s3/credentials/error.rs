@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use reqwest::StatusCode;
 
-use super::chain::Source;
+use super::credential::Source;
 
 /// One source that gave nothing, and why, for [`CredentialError::NotFound`].
 #[derive(Debug, Clone, PartialEq, Eq)]

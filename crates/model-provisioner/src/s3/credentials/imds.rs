@@ -7,8 +7,8 @@ use reqwest::StatusCode;
 use reqwest::header::HeaderValue;
 use url::Url;
 
-use super::chain::{Outcome, Source};
 use super::config::parse_endpoint;
+use super::credential::{Outcome, Source};
 use super::error::CredentialError;
 use super::service::{SERVICE_TIMEOUT, ServiceAnswer, origin, send};
 use super::{is_true, var};

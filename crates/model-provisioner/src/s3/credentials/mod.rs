@@ -48,6 +48,7 @@
 mod chain;
 mod config;
 mod container;
+mod credential;
 mod error;
 mod imds;
 mod process;
@@ -57,9 +58,11 @@ mod shared_files;
 mod testing;
 mod web_identity;
 
-pub use self::chain::{AwsCredentials, Source, resolve};
-pub use self::config::{AddressingStyle, DEFAULT_PROFILE, DEFAULT_REGION, S3Config};
+pub use self::chain::resolve;
+pub use self::config::{AddressingStyle, DEFAULT_REGION, S3Config};
+pub use self::credential::{AwsCredentials, Source};
 pub use self::error::{CredentialError, Tried};
+pub use self::shared_files::DEFAULT_PROFILE;
 pub use crate::secret::Secret;
 
 /// A variable's value; empty counts as unset, as in the SDKs.

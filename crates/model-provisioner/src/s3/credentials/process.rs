@@ -6,7 +6,7 @@ use std::process::{Command, Stdio};
 
 use serde::Deserialize;
 
-use super::chain::AwsCredentials;
+use super::credential::AwsCredentials;
 use super::error::CredentialError;
 use super::service::parse_time;
 use super::var;

@@ -9,7 +9,7 @@ use reqwest::StatusCode;
 use serde::Deserialize;
 use url::Url;
 
-use super::chain::{AwsCredentials, Source};
+use super::credential::{AwsCredentials, Source};
 use super::error::CredentialError;
 use crate::download::{BodyError, RetryPolicy, Unanswered, read_bounded, send_built};
 use crate::secret::Secret;

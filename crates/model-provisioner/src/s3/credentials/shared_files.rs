@@ -6,9 +6,11 @@ use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use super::config::DEFAULT_PROFILE;
 use super::error::CredentialError;
 use super::var;
+
+/// The profile used when `AWS_PROFILE` is not set.
+pub const DEFAULT_PROFILE: &str = "default";
 
 /// Properties of one section, keys lowercased; a nested `s3 =` block's keys as `s3.<key>`.
 pub(super) type Props = BTreeMap<String, String>;

@@ -8,8 +8,8 @@ use reqwest::header::{self, HeaderValue};
 use serde::Deserialize;
 use url::Url;
 
-use super::chain::{AwsCredentials, Outcome, Source};
 use super::config::{S3Config, parse_endpoint};
+use super::credential::{AwsCredentials, Outcome, Source};
 use super::error::CredentialError;
 use super::service::{SERVICE_TIMEOUT, error_code, origin, parse_time, read_token_file, send};
 use super::{is_true, var};
