@@ -75,7 +75,11 @@ fn usage_error(e: &clap::Error) -> ExitCode {
     ) {
         // `--help`, `--version`, or no command at all: what was asked for, on stdout.
         let _ = e.print();
-        let code = if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand { 2 } else { 0 };
+        let code = if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+            2
+        } else {
+            0
+        };
         return ExitCode::from(code);
     }
     let text = e.render().to_string();

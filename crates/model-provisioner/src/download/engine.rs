@@ -13,8 +13,8 @@
 //! finish: size and digest checked, file synced, record removed, handed over as staged
 //! ```
 
-use std::sync::{Arc, Mutex, PoisonError};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use catalog_core::{Hasher, StagedFile};
 use reqwest::StatusCode;

@@ -327,7 +327,11 @@ impl OciFetcher {
                 Error::Download {
                     status: Some(404), ..
                 } => Error::OciNotFound {
-                    what: format!("`{}/{}` has no blob `{digest}`", repo.registry(), repo.name()),
+                    what: format!(
+                        "`{}/{}` has no blob `{digest}`",
+                        repo.registry(),
+                        repo.name()
+                    ),
                 },
                 e => e,
             })?;

@@ -143,7 +143,10 @@ fn a_whole_file_sent_for_a_range_restarts_the_download_as_one_stream() -> TestRe
     let body = bytes(2 << 20, 31);
     let server = FaultServer::start(
         body.clone(),
-        vec![Answer::Serve { ranges: true }, Answer::Serve { ranges: false }],
+        vec![
+            Answer::Serve { ranges: true },
+            Answer::Serve { ranges: false },
+        ],
     );
     let cache = tempfile::tempdir()?;
     let p = provisioner(cache.path(), config())?;
