@@ -86,14 +86,16 @@ fn usage_error(e: &clap::Error) -> ExitCode {
     let command = text
         .lines()
         .find_map(|l| l.strip_prefix("Usage: "))
-        .map(|usage| {
-            usage
-                .split_whitespace()
-                .take_while(|w| !w.starts_with(['[', '<', '-']))
-                .collect::<Vec<_>>()
-                .join(" ")
-        })
-        .unwrap_or_else(|| "model-provisioner".to_owned());
+        .map_or_else(
+            || "model-provisioner".to_owned(),
+            |usage| {
+                usage
+                    .split_whitespace()
+                    .take_while(|w| !w.starts_with(['[', '<', '-']))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            },
+        );
     let body = text
         .trim_end()
         .strip_suffix("For more information, try '--help'.")
