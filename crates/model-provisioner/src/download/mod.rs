@@ -51,6 +51,8 @@ pub use config::{DownloadConfig, OBJECT_STORE_CHUNK, OBJECT_STORE_CONNECTIONS};
 #[cfg(any(feature = "hf", feature = "oci", feature = "s3"))]
 pub(crate) use retry::Failure;
 pub use retry::RetryPolicy;
+#[cfg(feature = "s3")]
+pub(crate) use retry::untrusted_certificate;
 pub use room::{MIN_MARGIN, Planned, ensure_room, margin, required, still_to_come};
 pub use source::{BoxFuture, RequestSource, UrlSource};
 

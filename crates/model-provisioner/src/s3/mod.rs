@@ -811,10 +811,20 @@ impl Session<'_> {
                     Error::Download {
                         status: None,
                         reason,
+                        source,
                         ..
-                    } => Error::S3Unreachable {
-                        endpoint: self.endpoint.clone(),
-                        reason,
+                    } => match source
+                        .as_deref()
+                        .and_then(|s| crate::download::untrusted_certificate(s))
+                    {
+                        Some(problem) => Error::S3Untrusted {
+                            endpoint: self.endpoint.clone(),
+                            reason: problem,
+                        },
+                        None => Error::S3Unreachable {
+                            endpoint: self.endpoint.clone(),
+                            reason,
+                        },
                     },
                     other => other,
                 });
