@@ -249,6 +249,16 @@ fn s3_config(
     )))
 }
 
+/// A fetcher for `push` and `mirror` to a bucket, trusting the roots of `AWS_CA_BUNDLE` (or
+/// the profile's `ca_bundle`) as `ensure` does.
+fn s3_pusher(config: S3Config, options: S3Options) -> S3Fetcher {
+    let download = DownloadConfig {
+        ca_bundle: config.ca_bundle.clone(),
+        ..DownloadConfig::default()
+    };
+    S3Fetcher::new(config, options, download)
+}
+
 /// `http(s)://host[:port]` with nothing else, as an endpoint.
 fn url_of_endpoint(text: &str) -> Option<url::Url> {
     let url = url::Url::parse(text.trim()).ok()?;
@@ -383,7 +393,7 @@ fn push_model(
         ModelRef::S3(s3) => {
             let (config, options) = s3_config(&args.s3, S3Options::default(), &destination, true)?
                 .ok_or_else(|| anyhow::anyhow!("the S3 configuration could not be read"))?;
-            let fetcher = S3Fetcher::new(config, options, DownloadConfig::default());
+            let fetcher = s3_pusher(config, options);
             let r = fetcher.push(&layout, &entry, s3, &reporter)?;
             PushJson {
                 id: &entry.id,
@@ -570,7 +580,7 @@ fn mirror_hf(
             let target = ModelRef::S3(folder.clone());
             let (config, options) = s3_config(&args.s3, S3Options::default(), &target, true)?
                 .ok_or_else(|| anyhow::anyhow!("the S3 configuration could not be read"))?;
-            let fetcher = S3Fetcher::new(config, options, DownloadConfig::default());
+            let fetcher = s3_pusher(config, options);
             let r = fetcher.push(layout, entry, &folder, reporter)?;
             out.files = r.files;
             out.bytes_uploaded = r.bytes_uploaded;
@@ -640,7 +650,7 @@ fn mirror_by_rule(
         ModelRef::S3(s3) => {
             let (config, options) = s3_config(&args.s3, S3Options::default(), &dest, true)?
                 .ok_or_else(|| anyhow::anyhow!("the S3 configuration could not be read"))?;
-            let fetcher = S3Fetcher::new(config, options, DownloadConfig::default());
+            let fetcher = s3_pusher(config, options);
             let r = fetcher.push(layout, entry, s3, reporter)?;
             out.files = r.files;
             out.bytes_uploaded = r.bytes_uploaded;

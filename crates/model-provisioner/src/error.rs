@@ -315,6 +315,16 @@ pub enum Error {
         /// What happened.
         reason: String,
     },
+    /// The TLS client refused the endpoint's certificate.
+    #[error(
+        "the S3 endpoint `{endpoint}` sent a certificate this machine does not trust: {reason}"
+    )]
+    S3Untrusted {
+        /// The endpoint.
+        endpoint: String,
+        /// What is wrong with the certificate.
+        reason: String,
+    },
     /// The endpoint answered something S3 does not.
     #[error("the S3 endpoint `{endpoint}` answered in a way we cannot use: {reason}")]
     S3Protocol {
@@ -471,6 +481,9 @@ impl Error {
                 "check the secret key, this machine's clock, and the region (`AWS_REGION`)".into(),
             ),
             Error::S3Unreachable { .. } => Some("check the endpoint (`AWS_ENDPOINT_URL`, `--endpoint-url`) and that the server is up".into()),
+            Error::S3Untrusted { .. } => Some(
+                "if the endpoint's certificate comes from a private certificate authority, point `AWS_CA_BUNDLE` (or `ca_bundle` in the AWS profile) at a PEM file holding that authority's certificate".into(),
+            ),
             #[cfg(feature = "s3")]
             Error::S3Credentials(e) => Some(e.hint()),
             Error::Download { status: Some(401 | 403), .. } => {

@@ -886,6 +886,7 @@ pub(crate) fn skip_reason(error: &Error) -> Option<(&'static str, bool)> {
             ..
         }
         | Error::S3Unreachable { .. } => Some(("the mirror does not answer", false)),
+        Error::S3Untrusted { .. } => Some(("the mirror's certificate is not trusted", true)),
         Error::Download {
             status: Some(401 | 403),
             ..
@@ -1149,5 +1150,26 @@ mod tests {
         let env = Mirrors::from_env_value(" hf:=oci://r/x\toci://a=oci://b\n").expect("valid");
         assert_eq!(env.rules().len(), 2);
         assert_eq!(env.rules()[1].to_string(), "oci://a=oci://b");
+    }
+
+    #[test]
+    fn a_mirror_down_is_passed_over_quietly_and_one_with_an_untrusted_certificate_with_a_warning() {
+        let endpoint = "https://mirror.internal".to_owned();
+        let down = Error::S3Unreachable {
+            endpoint: endpoint.clone(),
+            reason: "could not connect".into(),
+        };
+        assert_eq!(
+            skip_reason(&down),
+            Some(("the mirror does not answer", false))
+        );
+        let untrusted = Error::S3Untrusted {
+            endpoint,
+            reason: "it is signed by an unknown certificate authority".into(),
+        };
+        assert_eq!(
+            skip_reason(&untrusted),
+            Some(("the mirror's certificate is not trusted", true))
+        );
     }
 }

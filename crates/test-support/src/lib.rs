@@ -22,6 +22,10 @@
 //! - [`S3Server`]: `s3s-fs`, an S3 server enforcing `SigV4` over a temporary directory; objects
 //!   go in as plain files ([`S3Server::put`], [`S3Server::put_file`]) or by a signed
 //!   `PutObject` with a checksum ([`S3Server::put_signed`]).
+//! - [`TlsFront`]: Debian's nginx as an HTTPS reverse proxy in front of any plain-HTTP server
+//!   on loopback (an [`S3Server`], say), with a certificate from a CA made for the test and
+//!   written to a PEM file for the client to trust (`AWS_CA_BUNDLE`); `Host`, paths and
+//!   bodies pass through unchanged, so `SigV4` signatures still check upstream.
 //! - [`serve_canned`]: canned answers, one per connection, handing back the requests as
 //!   received: for unit tests of clients of token and credential endpoints.
 //! - [`InstanceMetadata`], [`ContainerCredentials`], [`Sts`]: the AWS credential endpoints
@@ -64,6 +68,7 @@ mod registry;
 mod registry_front;
 mod relay;
 mod s3;
+mod tls_front;
 mod wire;
 
 pub use aws_endpoints::{
@@ -93,6 +98,7 @@ pub use s3::{
     S3_ACCESS_KEY, S3_REGION, S3_SECRET_KEY, S3_SESSION_TOKEN, S3Response, S3Server, presign_with,
     s3s_fs_binary,
 };
+pub use tls_front::{FrontHit, TlsFront};
 pub use wire::Reply;
 
 /// Every regular file under `dir` with its content, keyed by its path relative to `dir` (with

@@ -21,6 +21,7 @@ mod push;
 mod quant;
 mod reuse;
 mod s3;
+mod s3_tls;
 mod snapshots;
 mod space;
 mod verify;

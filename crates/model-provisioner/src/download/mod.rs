@@ -52,6 +52,8 @@ use std::path::Path;
 pub(crate) use body::{BodyError, read_bounded};
 pub use config::{DownloadConfig, OBJECT_STORE_CHUNK, OBJECT_STORE_CONNECTIONS};
 pub use retry::RetryPolicy;
+#[cfg(feature = "s3")]
+pub(crate) use retry::untrusted_certificate;
 pub(crate) use retry::{Failure, with_retries};
 pub use room::{MIN_MARGIN, Planned, ensure_room, margin, required, still_to_come};
 pub use source::{BoxFuture, RequestSource, UrlSource};

@@ -138,6 +138,16 @@ impl Failure {
 
     /// A failure of the kind `e` is (transient or not, and why), without `e` as its source.
     pub(crate) fn like(e: &reqwest::Error) -> Self {
+        // The same certificate comes back on every attempt: not worth a retry.
+        if let Some(problem) = untrusted_certificate(e) {
+            return Failure {
+                status: None,
+                transient: false,
+                reason: format!("the server's certificate is not trusted: {problem}"),
+                source: None,
+                local: None,
+            };
+        }
         let transient =
             e.is_timeout() || e.is_connect() || e.is_body() || e.is_request() || e.is_decode();
         let reason = if e.is_timeout() {
@@ -219,6 +229,33 @@ impl Failure {
     }
 }
 
+/// What is wrong with the server's certificate, in words, when `e` or an error it wraps is the
+/// TLS client refusing it (an unknown certificate authority, another host name, expired).
+pub(crate) fn untrusted_certificate(e: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut next = Some(e);
+    while let Some(e) = next {
+        // An `io::Error`'s `source()` skips the error it wraps, and the TLS error comes wrapped
+        // in two of them (hyper-rustls in tokio-rustls's): unwrap them by hand.
+        let mut inner = e;
+        while let Some(wrapped) = inner
+            .downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::get_ref)
+        {
+            inner = wrapped;
+        }
+        if let Some(tls @ rustls::Error::InvalidCertificate(problem)) = inner.downcast_ref() {
+            return Some(match problem {
+                rustls::CertificateError::UnknownIssuer => {
+                    "it is signed by an unknown certificate authority".to_owned()
+                }
+                _ => tls.to_string(),
+            });
+        }
+        next = e.source();
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -288,5 +325,47 @@ mod tests {
                 "{err:?}"
             );
         });
+    }
+
+    /// A wrapper that shows only its own words, as hyper's errors do.
+    #[derive(Debug)]
+    struct Wrapped(Box<dyn std::error::Error + Send + Sync>);
+
+    impl std::fmt::Display for Wrapped {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("client error (Connect)")
+        }
+    }
+
+    impl std::error::Error for Wrapped {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&*self.0)
+        }
+    }
+
+    #[test]
+    fn a_refused_certificate_is_found_inside_nested_io_errors_and_named() {
+        let tls = |problem| {
+            Wrapped(Box::new(std::io::Error::other(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                rustls::Error::InvalidCertificate(problem),
+            ))))
+        };
+        assert_eq!(
+            untrusted_certificate(&tls(rustls::CertificateError::UnknownIssuer)).as_deref(),
+            Some("it is signed by an unknown certificate authority")
+        );
+        assert_eq!(
+            untrusted_certificate(&tls(rustls::CertificateError::Expired)).as_deref(),
+            Some("invalid peer certificate: Expired")
+        );
+        let refused = Wrapped(Box::new(std::io::Error::from(
+            std::io::ErrorKind::ConnectionRefused,
+        )));
+        assert_eq!(untrusted_certificate(&refused), None);
+        let alert = Wrapped(Box::new(std::io::Error::other(
+            rustls::Error::AlertReceived(rustls::AlertDescription::HandshakeFailure),
+        )));
+        assert_eq!(untrusted_certificate(&alert), None);
     }
 }

@@ -788,14 +788,25 @@ impl Session<'_> {
         download::call(client, self.retry, &call, stopped)
             .await
             .map_err(|e| match e {
-                // No answer at all: the endpoint is down or unreachable.
+                // No answer at all: the endpoint is down or unreachable, or its certificate
+                // is not one this machine trusts.
                 Error::Download {
                     status: None,
                     reason,
+                    source,
                     ..
-                } => Error::S3Unreachable {
-                    endpoint: self.endpoint.clone(),
-                    reason,
+                } => match source
+                    .as_deref()
+                    .and_then(|s| crate::download::untrusted_certificate(s))
+                {
+                    Some(problem) => Error::S3Untrusted {
+                        endpoint: self.endpoint.clone(),
+                        reason: problem,
+                    },
+                    None => Error::S3Unreachable {
+                        endpoint: self.endpoint.clone(),
+                        reason,
+                    },
                 },
                 other => other,
             })
