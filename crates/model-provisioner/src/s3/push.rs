@@ -36,7 +36,8 @@ use reqwest::{Client, StatusCode};
 use rusty_s3::S3Action as _;
 use serde::{Deserialize, Serialize};
 
-use super::{S3Fetcher, SIGNATURE_LIFETIME, Session, error_code};
+use super::S3Fetcher;
+use super::session::{SIGNATURE_LIFETIME, Session, error_code};
 use crate::download::join_all;
 use crate::error::{Error, Result};
 use crate::model_files::{ModelFile, ModelFiles, model_files};
