@@ -4,7 +4,8 @@
 //! goes through the engine's one request loop ([`Session::send`]). Credentials that can change
 //! (a role's, the metadata service's, a process's) are resolved again before they expire and
 //! after a `401` or `403`. A refused request becomes an error by its status and S3's error code
-//! ([`Session::refusal`]); a `HEAD` gives an object's size, `ETag` and sha256 checksum.
+//! ([`Session::refusal`]); a `HEAD` gives an object's size, `ETag` and sha256 checksum. Small
+//! answers (an error, a listing page, an upload's XML) are read whole, within [`ANSWER_LIMIT`].
 
 use std::sync::{PoisonError, RwLock};
 use std::time::{Duration, SystemTime};
@@ -21,6 +22,9 @@ use crate::error::{Error, Result};
 
 /// How long a presigned request stays valid: long enough for one request to start.
 pub(super) const SIGNATURE_LIFETIME: Duration = Duration::from_secs(15 * 60);
+
+/// The largest answer read whole: a listing page of 1,000 keys is well under 1 MiB.
+const ANSWER_LIMIT: usize = 16 << 20;
 
 /// The credentials of one fetch, shared by its requests, and the bucket they go to.
 pub(super) struct Session<'a> {
@@ -278,6 +282,51 @@ impl Session<'_> {
                     code.map(|c| format!(" ({c})")).unwrap_or_default()
                 ),
             },
+        }
+    }
+
+    /// The error for a refused request for `key` (a write when `write`), from its status and
+    /// body.
+    pub(super) async fn refused(
+        &self,
+        response: reqwest::Response,
+        key: &str,
+        write: bool,
+    ) -> Error {
+        let status = response.status();
+        let code = self
+            .body_text(response, "an error")
+            .await
+            .ok()
+            .and_then(|b| error_code(&b));
+        self.refusal(status, code.as_deref(), Some(key), write)
+    }
+
+    /// The whole body of a small answer (an error, a listing page, an upload's XML), as text,
+    /// at most [`ANSWER_LIMIT`] bytes; `what` it is names it in errors.
+    pub(super) async fn body_text(
+        &self,
+        response: reqwest::Response,
+        what: &str,
+    ) -> Result<String> {
+        let body = crate::download::read_bounded(response, ANSWER_LIMIT)
+            .await
+            .map_err(|e| match e {
+                crate::download::BodyError::TooLarge => {
+                    self.protocol(format!("{what} larger than {} MiB", ANSWER_LIMIT >> 20))
+                }
+                crate::download::BodyError::Failed(e) => Error::S3Unreachable {
+                    endpoint: self.endpoint.clone(),
+                    reason: format!("the body of {what} failed: {e}"),
+                },
+            })?;
+        Ok(String::from_utf8_lossy(&body).into_owned())
+    }
+
+    pub(super) fn protocol(&self, reason: String) -> Error {
+        Error::S3Protocol {
+            endpoint: self.endpoint.clone(),
+            reason,
         }
     }
 }
