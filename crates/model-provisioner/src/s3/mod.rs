@@ -272,25 +272,6 @@ impl S3Fetcher {
         };
         self.place_and_publish(req, s3, &session, objects)
     }
-    /// Writes `body` as the object `dest` (a mirror's ref object), with its sha256 checksum.
-    ///
-    /// # Errors
-    ///
-    /// As [`S3Fetcher::push`].
-    pub fn put_object(&self, dest: &S3Ref, body: &[u8]) -> Result<()> {
-        if self.options.offline {
-            return Err(Error::Offline {
-                reference: format!("s3://{}/{}", dest.bucket, dest.key),
-            });
-        }
-        let config = self.config()?;
-        let engine = self.engine()?;
-        let endpoint = Self::endpoint(config, dest)?;
-        let bucket = Self::bucket(config, dest, &endpoint)?;
-        let session = self.session(config, &endpoint, &bucket, engine);
-        engine.block_on(session.start(engine.client()))?;
-        engine.block_on(session.put_bytes(engine.client(), &dest.key, body))
-    }
 }
 
 impl ModelFetcher for S3Fetcher {

@@ -26,6 +26,9 @@
 //! The manifest (`{"version":1,"id","digest","files":[{"path","size","sha256"}],"provenance"}`)
 //! states each file's sha256 whatever the upload, so a pull of the folder is verified even where
 //! the store has no full-object checksum (multipart uploads).
+//!
+//! [`S3Fetcher::put_object`] writes one small object from memory the same way, with its sha256
+//! checksum: a mirror's ref object.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -214,6 +217,26 @@ impl S3Fetcher {
             bytes_uploaded,
             manifest_key,
         })
+    }
+
+    /// Writes `body` as the object `dest` (a mirror's ref object), with its sha256 checksum.
+    ///
+    /// # Errors
+    ///
+    /// As [`S3Fetcher::push`].
+    pub fn put_object(&self, dest: &S3Ref, body: &[u8]) -> Result<()> {
+        if self.options.offline {
+            return Err(Error::Offline {
+                reference: format!("s3://{}/{}", dest.bucket, dest.key),
+            });
+        }
+        let config = self.config()?;
+        let engine = self.engine()?;
+        let endpoint = Self::endpoint(config, dest)?;
+        let bucket = Self::bucket(config, dest, &endpoint)?;
+        let session = self.session(config, &endpoint, &bucket, engine);
+        engine.block_on(session.start(engine.client()))?;
+        engine.block_on(session.put_bytes(engine.client(), &dest.key, body))
     }
 }
 
