@@ -24,6 +24,16 @@
 //!
 //! The endpoint (when it is not AWS's) is part of the id: `s3+http://host:port/bucket/key`.
 //! Credentials never appear in ids, logs, errors, the index or provenance.
+//!
+//! | module | its one job |
+//! |---|---|
+//! | this one | [`S3Fetcher`] and [`S3Options`]: the fetch of an object or a folder |
+//! | [`credentials`] | the AWS configuration and credential chain |
+//! | `session` | one fetch's or push's credentials, signing, request loop and refusals |
+//! | `list` | a folder's objects, page after page, and its manifest held against them |
+//! | `place` | objects placed from the store or the endpoint, the model published |
+//! | `hf_mirror` | an `hf:` model read from a bucket mirror |
+//! | `push` | the writes: [`S3Fetcher::push`], [`S3Fetcher::put_object`] |
 
 pub mod credentials;
 mod hf_mirror;
