@@ -19,11 +19,14 @@
 //! A source matches at a boundary only: `oci://127.0.0.1:5000` matches
 //! `oci://127.0.0.1:5000/repo:tag` and not `oci://127.0.0.1:50001/repo:tag`.
 
+mod skip;
+
 use std::fmt;
 use std::path::{Path, PathBuf};
 
 use catalog_core::{Digest, HfRef, ModelRef, OciRef, S3Ref, printable};
 
+pub(crate) use self::skip::skip_reason;
 use crate::error::{Error, Result};
 
 /// The environment variable holding rules, separated by whitespace.
@@ -867,38 +870,6 @@ pub(crate) fn publish_hf(
         exclude: mirror.exclude.clone(),
         bytes_read,
     })
-}
-
-/// Why a mirror was passed over, when it may be: it lacks the model, is down, or refused the
-/// credentials. `None`: the error stands (a mismatch, a protocol violation).
-pub(crate) fn skip_reason(error: &Error) -> Option<(&'static str, bool)> {
-    // (reason, warn)
-    match error {
-        Error::OciNotFound { .. } | Error::S3NotFound { .. } | Error::HfNotFound { .. } => {
-            Some(("the mirror does not have it", false))
-        }
-        Error::Download {
-            status: Some(404 | 410),
-            ..
-        } => Some(("the mirror does not have it", false)),
-        Error::Download {
-            status: None | Some(500..=599),
-            ..
-        }
-        | Error::S3Unreachable { .. } => Some(("the mirror does not answer", false)),
-        Error::Download {
-            status: Some(401 | 403),
-            ..
-        }
-        | Error::OciDenied { .. }
-        | Error::HfDenied { .. }
-        | Error::S3Denied { .. }
-        | Error::S3SignatureMismatch { .. } => Some(("the mirror refused the credentials", true)),
-        #[cfg(feature = "s3")]
-        Error::S3Credentials(_) => Some(("no credentials for the mirror", true)),
-        Error::Unsupported { .. } => Some(("this build cannot read the mirror", true)),
-        _ => None,
-    }
 }
 
 #[cfg(test)]
