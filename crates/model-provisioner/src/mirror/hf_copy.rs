@@ -3,7 +3,8 @@
 
 use catalog_core::{Digest, ModelRef, printable};
 
-use super::{HfMirror, is_commit};
+use super::HfMirror;
+use super::hf_layout::is_commit;
 use crate::error::{Error, Result};
 
 /// Checks what a mirror states about its copy of an `hf:` model against what was asked: the
