@@ -18,6 +18,13 @@
 //!
 //! A source matches at a boundary only: `oci://127.0.0.1:5000` matches
 //! `oci://127.0.0.1:5000/repo:tag` and not `oci://127.0.0.1:50001/repo:tag`.
+//!
+//! | module | its one job |
+//! |---|---|
+//! | `rules` | [`MirrorRule`] and [`Mirrors`]: rules parsed, read from their places, matched |
+//! | `hf_layout` | [`HfLocation`] and [`HfMirror`]: where a mirror keeps an `hf:` model |
+//! | `hf_copy` | a copy read back from a mirror: checked, then published as the Hub's |
+//! | `skip` | when a mirror is passed over for the next place to try |
 
 #[cfg(any(feature = "oci", feature = "s3"))]
 mod hf_copy;
