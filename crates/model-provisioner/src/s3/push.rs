@@ -26,6 +26,9 @@
 //! The manifest (`{"version":1,"id","digest","files":[{"path","size","sha256"}],"provenance"}`)
 //! states each file's sha256 whatever the upload, so a pull of the folder is verified even where
 //! the store has no full-object checksum (multipart uploads).
+//!
+//! [`S3Fetcher::put_object`] writes one small object from memory the same way, with its sha256
+//! checksum: a mirror's ref object.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -36,7 +39,8 @@ use reqwest::{Client, StatusCode};
 use rusty_s3::S3Action as _;
 use serde::{Deserialize, Serialize};
 
-use super::{S3Fetcher, SIGNATURE_LIFETIME, Session, error_code};
+use super::S3Fetcher;
+use super::session::{SIGNATURE_LIFETIME, Session, error_code};
 use crate::download::join_all;
 use crate::error::{Error, Result};
 use crate::model_files::{ModelFile, ModelFiles, model_files};
@@ -51,9 +55,6 @@ const MANIFEST_VERSION: u32 = 1;
 
 /// The largest manifest a pull reads: a model of 100,000 files stays far below it.
 pub(super) const MANIFEST_LIMIT: usize = 16 << 20;
-
-/// The largest answer read whole: a listing page of 1,000 keys is well under 1 MiB.
-const ANSWER_LIMIT: usize = 16 << 20;
 
 /// Files of this size and more go up as multipart uploads; smaller ones in one `PutObject`,
 /// whose checksum the store keeps.
@@ -217,6 +218,26 @@ impl S3Fetcher {
             manifest_key,
         })
     }
+
+    /// Writes `body` as the object `dest` (a mirror's ref object), with its sha256 checksum.
+    ///
+    /// # Errors
+    ///
+    /// As [`S3Fetcher::push`].
+    pub fn put_object(&self, dest: &S3Ref, body: &[u8]) -> Result<()> {
+        if self.options.offline {
+            return Err(Error::Offline {
+                reference: format!("s3://{}/{}", dest.bucket, dest.key),
+            });
+        }
+        let config = self.config()?;
+        let engine = self.engine()?;
+        let endpoint = Self::endpoint(config, dest)?;
+        let bucket = Self::bucket(config, dest, &endpoint)?;
+        let session = self.session(config, &endpoint, &bucket, engine);
+        engine.block_on(session.start(engine.client()))?;
+        engine.block_on(session.put_bytes(engine.client(), &dest.key, body))
+    }
 }
 
 /// The tree digest of `files`.
@@ -242,23 +263,6 @@ fn part_size(size: u64) -> u64 {
 }
 
 impl Session<'_> {
-    /// The error for a refused request for `key` (a write when `write`), from its status and
-    /// body.
-    pub(super) async fn refused(
-        &self,
-        response: reqwest::Response,
-        key: &str,
-        write: bool,
-    ) -> Error {
-        let status = response.status();
-        let code = self
-            .body_text(response, "an error")
-            .await
-            .ok()
-            .and_then(|b| error_code(&b));
-        self.refusal(status, code.as_deref(), Some(key), write)
-    }
-
     /// One `PutObject` of the whole file, streamed and hashed on its way out, with its sha256
     /// checksum for the store to check and keep. Each attempt reads the file anew.
     async fn put_file(
@@ -517,34 +521,6 @@ impl Session<'_> {
             Ok(r) if r.status().is_success() => {}
             Ok(r) => tracing::debug!(status = %r.status(), %key, "aborting the upload failed"),
             Err(e) => tracing::debug!(error = %e, %key, "aborting the upload failed"),
-        }
-    }
-
-    /// The whole body of a small answer (an error, a listing page, an upload's XML), as text,
-    /// at most [`ANSWER_LIMIT`] bytes; `what` it is names it in errors.
-    pub(super) async fn body_text(
-        &self,
-        response: reqwest::Response,
-        what: &str,
-    ) -> Result<String> {
-        let body = crate::download::read_bounded(response, ANSWER_LIMIT)
-            .await
-            .map_err(|e| match e {
-                crate::download::BodyError::TooLarge => {
-                    self.protocol(format!("{what} larger than {} MiB", ANSWER_LIMIT >> 20))
-                }
-                crate::download::BodyError::Failed(e) => Error::S3Unreachable {
-                    endpoint: self.endpoint.clone(),
-                    reason: format!("the body of {what} failed: {e}"),
-                },
-            })?;
-        Ok(String::from_utf8_lossy(&body).into_owned())
-    }
-
-    pub(super) fn protocol(&self, reason: String) -> Error {
-        Error::S3Protocol {
-            endpoint: self.endpoint.clone(),
-            reason,
         }
     }
 }

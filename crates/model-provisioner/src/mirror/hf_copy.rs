@@ -1,0 +1,135 @@
+//! A copy of an `hf:` model read back from a mirror, a registry's or a bucket's: checked
+//! against what was asked ([`check_hf_copy`]), then published as the Hub's ([`publish_hf`]).
+
+use catalog_core::{Digest, ModelRef, printable};
+
+use super::HfMirror;
+use super::hf_layout::is_commit;
+use crate::error::{Error, Result};
+
+/// Checks what a mirror states about its copy of an `hf:` model against what was asked: the
+/// copy's id names the same repository (and file), its filters are the ones asked for, its
+/// commit is a commit (the pinned one, if any), and its files are those its provenance lists,
+/// with the same sha256s. Returns the commit and, by path, the Hub's `ETag` of each file.
+///
+/// `files` are the mirror's files (path, sha256); for a reference to one file, its one file
+/// stands for the reference's path whatever its name.
+pub(crate) fn check_hf_copy(
+    id: &str,
+    at: &str,
+    mirror: &HfMirror,
+    name: Option<&str>,
+    provenance: &catalog_core::Provenance,
+    files: &[(String, Digest)],
+) -> Result<(String, std::collections::HashMap<String, Option<String>>)> {
+    let refuse = |reason: String| Error::MirrorMismatch {
+        id: id.to_owned(),
+        mirror: at.to_owned(),
+        reason,
+    };
+    let hf = &mirror.hf;
+    let named = name.and_then(|n| n.parse::<ModelRef>().ok());
+    match &named {
+        Some(ModelRef::Hf(h))
+            if h.org.eq_ignore_ascii_case(&hf.org)
+                && h.repo.eq_ignore_ascii_case(&hf.repo)
+                && h.path == hf.path
+                && h.quant == hf.quant => {}
+        _ => {
+            return Err(refuse(format!(
+                "it holds `{}`",
+                printable(name.unwrap_or("an unnamed model"))
+            )));
+        }
+    }
+    let commit = provenance
+        .resolved_revision
+        .as_deref()
+        .filter(|c| is_commit(c))
+        .map(str::to_ascii_lowercase)
+        .ok_or_else(|| refuse("it records no commit".to_owned()))?;
+    if let Some(pinned) = mirror.pinned_commit()
+        && pinned != commit
+    {
+        return Err(refuse(format!(
+            "it holds commit `{commit}`, not `{pinned}`"
+        )));
+    }
+    if provenance.include != mirror.include || provenance.exclude != mirror.exclude {
+        return Err(refuse(
+            "it was selected with other `--include`/`--exclude` patterns".to_owned(),
+        ));
+    }
+    let recorded: std::collections::HashMap<&str, &catalog_core::FileRecord> = provenance
+        .files
+        .iter()
+        .map(|f| (f.path.as_str(), f))
+        .collect();
+    let mut etags = std::collections::HashMap::new();
+    let pairs: Vec<(&str, &Digest)> = match &hf.path {
+        Some(path) => match files {
+            [(_, digest)] => vec![(path.as_str(), digest)],
+            _ => return Err(refuse(format!("it holds {} files for one", files.len()))),
+        },
+        None => files.iter().map(|(p, d)| (p.as_str(), d)).collect(),
+    };
+    if pairs.len() != recorded.len() {
+        return Err(refuse(format!(
+            "it holds {} files, and its provenance lists {}",
+            pairs.len(),
+            recorded.len()
+        )));
+    }
+    for (path, digest) in pairs {
+        let Some(record) = recorded.get(path) else {
+            return Err(refuse(format!(
+                "`{}` is not in its provenance",
+                printable(path)
+            )));
+        };
+        if record.digest.as_ref() != Some(digest) {
+            return Err(refuse(format!(
+                "`{}` is `{digest}`, and its provenance says `{}`",
+                printable(path),
+                record
+                    .digest
+                    .as_ref()
+                    .map_or_else(|| "nothing".to_owned(), ToString::to_string)
+            )));
+        }
+        etags.insert(path.to_owned(), record.etag.clone());
+    }
+    Ok((commit, etags))
+}
+
+/// Publishes an `hf:` model assembled from a mirror as the Hub's: in its entry's directory, at
+/// `commit`, with its filters, `origin` naming the mirror.
+pub(crate) fn publish_hf(
+    assembly: crate::assemble::Assembly<'_>,
+    req: &crate::fetcher::FetchRequest<'_>,
+    mirror: &HfMirror,
+    (commit, select): (String, Option<&catalog_core::SafeRelPath>),
+    (fetcher, origin): (&'static str, String),
+    bytes_read: u64,
+) -> Result<crate::fetcher::Fetched> {
+    assembly.publish(crate::assemble::Publish {
+        id: req.id,
+        dest: crate::hf::entry_dir_for(
+            req.layout,
+            &mirror.hf,
+            req.id,
+            &commit,
+            &mirror.include,
+            &mirror.exclude,
+        ),
+        select,
+        expected: req.expected,
+        fetcher,
+        fetcher_version: env!("CARGO_PKG_VERSION").to_owned(),
+        resolved_revision: Some(commit),
+        origin: Some(origin),
+        include: mirror.include.clone(),
+        exclude: mirror.exclude.clone(),
+        bytes_read,
+    })
+}

@@ -1,0 +1,560 @@
+//! Mirror rules: [`MirrorRule`] (`SOURCE=MIRROR`, parsed and checked), [`Mirrors`] (the rules
+//! in order, from `--mirror`, [`MIRRORS_ENV`] and the cache's [`MIRRORS_FILE`]), and their
+//! matches: the [`Route`]s a reference is tried at, each a reference or an `hf:` model in a
+//! mirror's layout.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use catalog_core::{ModelRef, printable};
+
+use super::{HfLocation, HfMirror};
+use crate::error::{Error, Result};
+
+/// The environment variable holding rules, separated by whitespace.
+pub const MIRRORS_ENV: &str = "MODEL_PROVISIONER_MIRRORS";
+
+/// The file of rules in the cache directory: one rule a line, `#` starts a comment.
+pub const MIRRORS_FILE: &str = "mirrors.conf";
+
+/// Where a rule was written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RuleOrigin {
+    /// `--mirror` on the command line (or given by a library caller).
+    Flag,
+    /// [`MIRRORS_ENV`].
+    Env,
+    /// A line of a rules file.
+    File {
+        /// The file.
+        path: PathBuf,
+        /// The line, from 1.
+        line: usize,
+    },
+}
+
+impl fmt::Display for RuleOrigin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RuleOrigin::Flag => f.write_str("--mirror"),
+            RuleOrigin::Env => f.write_str(MIRRORS_ENV),
+            RuleOrigin::File { path, line } => write!(f, "{}:{line}", path.display()),
+        }
+    }
+}
+
+/// Why a mirror rule was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}invalid mirror rule `{rule}`: {reason}", at.as_ref().map(|(p, l)| format!("`{}`, line {l}: ", p.display())).unwrap_or_default())]
+pub struct ParseMirrorError {
+    rule: String,
+    reason: String,
+    at: Option<(PathBuf, usize)>,
+}
+
+impl ParseMirrorError {
+    pub(super) fn new(rule: &str, reason: impl Into<String>, origin: &RuleOrigin) -> Self {
+        ParseMirrorError {
+            rule: printable(rule),
+            reason: reason.into(),
+            at: match origin {
+                RuleOrigin::File { path, line } => Some((path.clone(), *line)),
+                _ => None,
+            },
+        }
+    }
+
+    /// What to write instead.
+    pub fn hint(&self) -> Option<&str> {
+        Some(
+            "a rule is `SOURCE=MIRROR`, e.g. `hf:=oci://registry.internal/hf`, `hf:=s3://models/hf/` or `oci://registry.internal=oci://harbor.internal/cache`",
+        )
+    }
+}
+
+/// The kinds of prefix a rule may name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Kind {
+    Hf,
+    Oci,
+    S3,
+    Http,
+}
+
+pub(super) fn kind_of(prefix: &str) -> Option<Kind> {
+    let scheme = prefix.split_once(':')?.0;
+    match scheme {
+        "hf" => Some(Kind::Hf),
+        "oci" => Some(Kind::Oci),
+        "s3" | "s3+http" | "s3+https" => Some(Kind::S3),
+        "http" | "https" => Some(Kind::Http),
+        _ => None,
+    }
+}
+
+/// One rule: references starting with `source` are tried at `mirror` first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MirrorRule {
+    source: String,
+    mirror: String,
+    origin: RuleOrigin,
+}
+
+impl fmt::Display for MirrorRule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}={}", self.source, self.mirror)
+    }
+}
+
+impl MirrorRule {
+    /// Parses `SOURCE=MIRROR`, written at `origin`.
+    ///
+    /// # Errors
+    ///
+    /// A rule without `=`, with an empty side, with whitespace, a control character, a query or
+    /// credentials, a source of no known scheme, or a mirror that cannot hold what the source
+    /// names (an `hf:` source needs `oci://` or `s3://`).
+    pub fn parse(text: &str, origin: RuleOrigin) -> std::result::Result<Self, ParseMirrorError> {
+        let rule = text.trim();
+        let err = |reason: &str| ParseMirrorError::new(rule, reason, &origin);
+        if rule.chars().any(|c| c.is_control() || c.is_whitespace()) {
+            return Err(err("it contains whitespace or a control character"));
+        }
+        let Some((source, mirror)) = rule.split_once('=') else {
+            return Err(err("it has no `=` between the source and the mirror"));
+        };
+        if source.is_empty() || mirror.is_empty() {
+            return Err(err("the source and the mirror must both be given"));
+        }
+        if rule.contains(['?', '#']) {
+            return Err(err("a prefix takes no query or fragment"));
+        }
+        let (source, mirror) = (normalise(source), normalise(mirror));
+        if authority(&mirror).is_some_and(|a| a.contains('@')) || mirror.contains('@') {
+            return Err(err(
+                "credentials do not belong in a rule: they come from the environment, as for any reference",
+            ));
+        }
+        let Some(source_kind) = kind_of(&source) else {
+            return Err(err(if source.starts_with("ollama:") {
+                "`ollama:` references are matched as `oci://registry.ollama.ai/…`: write the source that way"
+            } else {
+                "the source must start with `hf:`, `oci://`, `s3://` or `http(s)://`"
+            }));
+        };
+        let Some(mirror_kind) = kind_of(&mirror).filter(|k| *k != Kind::Hf) else {
+            return Err(err(
+                "the mirror must start with `oci://`, `s3://` or `http(s)://`",
+            ));
+        };
+        if source_kind == Kind::Hf {
+            let names = source["hf:".len()..].trim_end_matches('/');
+            let segments: Vec<&str> = if names.is_empty() {
+                Vec::new()
+            } else {
+                names.split('/').collect()
+            };
+            let name_ok = |s: &&str| {
+                !s.is_empty()
+                    && *s != "."
+                    && *s != ".."
+                    && s.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            };
+            if segments.len() > 2 || !segments.iter().all(name_ok) {
+                return Err(err("an `hf:` source is `hf:`, `hf:org` or `hf:org/repo`"));
+            }
+            let sample = HfLocation::new(&mirror, "org/repo");
+            if sample.is_none() {
+                return Err(err(
+                    "an `hf:` source is mirrored in a registry (`oci://host[:port][/path]`) or a bucket (`s3://bucket[/prefix]`)",
+                ));
+            }
+        } else if (mirror_kind == Kind::Oci) != (source_kind == Kind::Oci) {
+            return Err(err(
+                "a registry (`oci://`) is mirrored by a registry, and only a registry holds artifacts: both sides are `oci://` or neither is",
+            ));
+        }
+        Ok(MirrorRule {
+            source,
+            mirror,
+            origin,
+        })
+    }
+
+    /// The source prefix, normalised.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// The mirror prefix, normalised.
+    pub fn mirror(&self) -> &str {
+        &self.mirror
+    }
+
+    /// Where the rule was written.
+    pub fn origin(&self) -> &RuleOrigin {
+        &self.origin
+    }
+}
+
+/// The scheme lowercase (`hf://` as `hf:`), and the host of a URL-like prefix lowercase, as
+/// references are normalised.
+fn normalise(prefix: &str) -> String {
+    let lower = prefix.to_ascii_lowercase();
+    if lower.starts_with("hf://") {
+        return format!("hf:{}", &prefix["hf://".len()..]);
+    }
+    if let Some((scheme, rest)) = prefix.split_once("://") {
+        let end = rest.find('/').unwrap_or(rest.len());
+        let (host, path) = rest.split_at(end);
+        return format!(
+            "{}://{}{path}",
+            scheme.to_ascii_lowercase(),
+            host.to_ascii_lowercase()
+        );
+    }
+    match prefix.split_once(':') {
+        Some((scheme, rest)) => format!("{}:{rest}", scheme.to_ascii_lowercase()),
+        None => prefix.to_owned(),
+    }
+}
+
+/// The authority of a `scheme://authority/…` prefix.
+pub(super) fn authority(prefix: &str) -> Option<&str> {
+    let rest = prefix.split_once("://")?.1;
+    Some(&rest[..rest.find('/').unwrap_or(rest.len())])
+}
+
+/// What follows `source` in `text`, when `source` is a prefix of it that ends at a boundary: at
+/// the end, before a `/`, after a `/` or a scheme's `:`, or before a tag's `:` or a digest's
+/// `@` once the prefix names a path (so a host never matches a longer host or another port).
+fn strip_source<'a>(text: &'a str, source: &str) -> Option<&'a str> {
+    let rest = text.strip_prefix(source)?;
+    let has_path = match source.split_once("://") {
+        Some((_, after)) => after.contains('/'),
+        None => true,
+    };
+    let at_boundary = rest.is_empty()
+        || source.ends_with('/')
+        || (source.ends_with(':') && !source.contains("://"))
+        || rest.starts_with('/')
+        || (has_path && rest.starts_with([':', '@']));
+    at_boundary.then_some(rest)
+}
+
+/// The settings a rule's match depends on.
+#[derive(Debug, Clone, Default)]
+pub struct MirrorContext {
+    /// The registry `ollama:` references are pulled from.
+    pub ollama_registry: String,
+    /// The `--include` patterns of an `hf:` repository (part of its mirror's name).
+    pub include: Vec<String>,
+    /// The `--exclude` patterns.
+    pub exclude: Vec<String>,
+    /// Offline: no mirror is tried (nor the origin).
+    pub offline: bool,
+}
+
+/// One place to try a model at.
+#[derive(Debug, Clone)]
+pub struct Route {
+    /// The rule that gave it.
+    pub rule: MirrorRule,
+    /// Where the model is.
+    pub target: Target,
+}
+
+/// Where a mirror holds a model.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// A reference fetched as any other: the source's text with the mirror's prefix.
+    Reference(ModelRef),
+    /// An `hf:` model in a mirror's layout.
+    Hf(HfMirror),
+}
+
+impl Target {
+    /// The place, for logs and provenance.
+    pub fn describe(&self) -> String {
+        match self {
+            Target::Reference(r) => r.redacted(),
+            Target::Hf(h) => h.describe(),
+        }
+    }
+}
+
+/// The ordered mirror rules.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Mirrors {
+    rules: Vec<MirrorRule>,
+}
+
+impl Mirrors {
+    /// No rules.
+    pub fn new() -> Self {
+        Mirrors::default()
+    }
+
+    /// Adds `rule` after the others.
+    pub fn push(&mut self, rule: MirrorRule) {
+        self.rules.push(rule);
+    }
+
+    /// Adds `other`'s rules after these.
+    pub fn extend(&mut self, other: Mirrors) {
+        self.rules.extend(other.rules);
+    }
+
+    /// The rules, in order.
+    pub fn rules(&self) -> &[MirrorRule] {
+        &self.rules
+    }
+
+    /// Whether there is no rule.
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
+    /// Rules given one by one (`--mirror`).
+    ///
+    /// # Errors
+    ///
+    /// The first rule that does not parse.
+    pub fn from_flags<S: AsRef<str>>(
+        rules: impl IntoIterator<Item = S>,
+    ) -> std::result::Result<Self, ParseMirrorError> {
+        let rules = rules
+            .into_iter()
+            .map(|r| MirrorRule::parse(r.as_ref(), RuleOrigin::Flag))
+            .collect::<std::result::Result<_, _>>()?;
+        Ok(Mirrors { rules })
+    }
+
+    /// Rules separated by whitespace, as [`MIRRORS_ENV`] holds them.
+    ///
+    /// # Errors
+    ///
+    /// The first rule that does not parse.
+    pub fn from_env_value(text: &str) -> std::result::Result<Self, ParseMirrorError> {
+        let rules = text
+            .split_whitespace()
+            .map(|r| MirrorRule::parse(r, RuleOrigin::Env))
+            .collect::<std::result::Result<_, _>>()?;
+        Ok(Mirrors { rules })
+    }
+
+    /// The rules of a file's text: one a line; blank lines and `#` comments are skipped.
+    ///
+    /// # Errors
+    ///
+    /// The first line that is no rule, naming `path` and the line.
+    pub fn from_file_text(path: &Path, text: &str) -> std::result::Result<Self, ParseMirrorError> {
+        let mut rules = Vec::new();
+        for (n, line) in text.lines().enumerate() {
+            let line = line
+                .split_once('#')
+                .map_or(line, |(before, _)| before)
+                .trim();
+            if line.is_empty() {
+                continue;
+            }
+            rules.push(MirrorRule::parse(
+                line,
+                RuleOrigin::File {
+                    path: path.to_owned(),
+                    line: n + 1,
+                },
+            )?);
+        }
+        Ok(Mirrors { rules })
+    }
+
+    /// The rules of the file at `path`; none when it does not exist.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Read`] when it exists and cannot be read; [`Error::MirrorRule`] for a line
+    /// that is no rule.
+    pub fn from_file(path: &Path) -> Result<Self> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => Ok(Mirrors::from_file_text(path, &text)?),
+            // No file, or no cache directory yet (or a file in its place, which opening the
+            // catalog reports better): no rules.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+                ) =>
+            {
+                Ok(Mirrors::new())
+            }
+            Err(e) => Err(Error::read(path, e)),
+        }
+    }
+
+    /// Where to try `reference`, in order: one route for each rule that matches it.
+    pub fn routes(&self, reference: &ModelRef, context: &MirrorContext) -> Vec<Route> {
+        let mut routes = Vec::new();
+        for rule in &self.rules {
+            let target = match reference {
+                ModelRef::Hf(hf) => {
+                    if kind_of(&rule.source) != Some(Kind::Hf) {
+                        continue;
+                    }
+                    let text = format!("hf:{}/{}", hf.org, hf.repo).to_ascii_lowercase();
+                    let Some(rest) = strip_source(&text, &rule.source.to_ascii_lowercase()) else {
+                        continue;
+                    };
+                    let Some(location) = HfLocation::new(&rule.mirror, rest) else {
+                        tracing::warn!(rule = %rule, "the rule gives no valid mirror location for `{reference}`; skipped");
+                        continue;
+                    };
+                    Target::Hf(HfMirror {
+                        hf: hf.clone(),
+                        include: context.include.clone(),
+                        exclude: context.exclude.clone(),
+                        location,
+                    })
+                }
+                ModelRef::File(_) => continue,
+                _ => {
+                    let text = match reference {
+                        ModelRef::Ollama(o) => {
+                            ModelRef::Oci(o.to_oci(&context.ollama_registry)).to_string()
+                        }
+                        other => other.redacted(),
+                    };
+                    let Some(rest) = strip_source(&text, &rule.source) else {
+                        continue;
+                    };
+                    match format!("{}{rest}", rule.mirror).parse::<ModelRef>() {
+                        Ok(mapped) => Target::Reference(mapped),
+                        Err(e) => {
+                            tracing::warn!(rule = %rule, error = %e, "the rule gives no valid reference; skipped");
+                            continue;
+                        }
+                    }
+                }
+            };
+            routes.push(Route {
+                rule: rule.clone(),
+                target,
+            });
+        }
+        routes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use catalog_core::Digest;
+
+    use super::*;
+    use crate::mirror::testing::{rules, targets};
+
+    #[test]
+    fn rules_match_in_order_and_at_boundaries_only() {
+        let m = rules(&[
+            "oci://127.0.0.1:5000=oci://127.0.0.1:5001",
+            "oci://127.0.0.1:5000/team=oci://harbor.internal/cache/team",
+            "https://host.example/=https://cache.internal/host/",
+        ]);
+        assert_eq!(
+            targets(&m, "oci://127.0.0.1:5000/team/m:v1"),
+            [
+                "oci://127.0.0.1:5001/team/m:v1",
+                "oci://harbor.internal/cache/team/m:v1"
+            ]
+        );
+        // Another port, a longer host, a longer repository name: no match.
+        assert!(targets(&m, "oci://127.0.0.1:50001/team/m:v1").is_empty());
+        assert!(targets(&m, "oci://127.0.0.1/team/m:v1").is_empty());
+        assert_eq!(
+            targets(&m, "oci://127.0.0.1:5000/teamster/m:v1"),
+            ["oci://127.0.0.1:5001/teamster/m:v1"]
+        );
+        assert_eq!(
+            targets(&m, "https://host.example/a/b.gguf?token=secret"),
+            ["https://cache.internal/host/a/b.gguf"],
+            "the query and its credentials stay with the origin"
+        );
+        assert!(targets(&m, "https://host.example.evil/a.gguf").is_empty());
+        assert!(targets(&m, "./local.gguf").is_empty());
+    }
+
+    #[test]
+    fn a_repository_prefix_matches_before_a_tag_or_digest() {
+        let m = rules(&["oci://reg.internal/team/m=oci://mirror.internal/m"]);
+        assert_eq!(
+            targets(&m, "oci://reg.internal/team/m:v1"),
+            ["oci://mirror.internal/m:v1"]
+        );
+        let digest = Digest::sha256_of(b"x");
+        assert_eq!(
+            targets(&m, &format!("oci://reg.internal/team/m@{digest}")),
+            [format!("oci://mirror.internal/m@{digest}")]
+        );
+        assert!(targets(&m, "oci://reg.internal/team/model:v1").is_empty());
+    }
+
+    #[test]
+    fn ollama_references_match_as_oci_references_on_their_registry() {
+        let m = rules(&["oci://registry.ollama.ai=oci://harbor.internal/ollama"]);
+        assert_eq!(
+            targets(&m, "ollama:qwen2.5:0.5b"),
+            ["oci://harbor.internal/ollama/library/qwen2.5:0.5b"]
+        );
+    }
+
+    #[test]
+    fn hostile_or_malformed_rules_are_refused_with_the_reason() {
+        for (bad, why) in [
+            ("", "no `=`"),
+            ("hf:", "no `=`"),
+            ("=oci://r/x", "both"),
+            ("hf:=", "both"),
+            ("hf:=https://cache.internal/hf", "registry"),
+            ("hf:=hf:other", "mirror must start"),
+            ("ollama:=oci://r/x", "registry.ollama.ai"),
+            ("ftp://x=oci://r/y", "source must start"),
+            ("oci://r=s3://b/x/", "registry"),
+            ("https://h/=oci://r/x", "registry"),
+            ("oci://r=oci://user:pw@mirror.internal", "credentials"),
+            ("https://h/=https://c/h/?sig=1", "query"),
+            ("hf:a/b/c=oci://r/x", "hf:org/repo"),
+            ("hf:../x=oci://r/x", "hf:org/repo"),
+            ("hf:=oci://r/UPPER", "registry"),
+            ("hf:=oci://r/x\u{1b}[2J", "control"),
+            ("hf:=oci://r/x y", "whitespace"),
+        ] {
+            let err = MirrorRule::parse(bad, RuleOrigin::Flag).unwrap_err();
+            assert!(err.to_string().contains(why), "{bad:?}: {err}");
+            assert!(!err.to_string().contains('\u{1b}'), "{err}");
+        }
+        assert!(
+            MirrorRule::parse("hf://=S3+HTTP://127.0.0.1:9000/models/hf", RuleOrigin::Env).is_ok()
+        );
+    }
+
+    #[test]
+    fn a_rules_file_skips_comments_and_names_the_line_it_refuses() {
+        let path = Path::new("/cache/mirrors.conf");
+        let m = Mirrors::from_file_text(
+            path,
+            "# fleet mirrors\n\nhf:=oci://registry.internal/hf  # first\n  oci://a.internal=oci://b.internal\n",
+        )
+        .expect("a valid file");
+        assert_eq!(m.rules().len(), 2);
+        assert_eq!(m.rules()[0].origin().to_string(), "/cache/mirrors.conf:3");
+        let err = Mirrors::from_file_text(path, "hf:=oci://r/x\nnot a rule\n").unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("`/cache/mirrors.conf`, line 2: invalid mirror rule"),
+            "{err}"
+        );
+        let env = Mirrors::from_env_value(" hf:=oci://r/x\toci://a=oci://b\n").expect("valid");
+        assert_eq!(env.rules().len(), 2);
+        assert_eq!(env.rules()[1].to_string(), "oci://a=oci://b");
+    }
+}
