@@ -32,6 +32,7 @@
 //!
 //! Errors name the URL without credentials or query.
 
+#[cfg(any(feature = "hf", feature = "oci", feature = "s3"))]
 mod body;
 mod budget;
 mod config;
@@ -54,10 +55,14 @@ pub use config::{DownloadConfig, OBJECT_STORE_CHUNK, OBJECT_STORE_CONNECTIONS};
 pub use retry::RetryPolicy;
 #[cfg(feature = "s3")]
 pub(crate) use retry::untrusted_certificate;
+#[cfg(feature = "oci")]
 pub(crate) use retry::{Failure, with_retries};
 pub use room::{MIN_MARGIN, Planned, ensure_room, margin, required, still_to_come};
 pub use source::{BoxFuture, RequestSource, UrlSource};
-pub(crate) use source::{Call, Reauthorize, Unanswered, call, send_built};
+#[cfg(any(feature = "hf", feature = "oci", feature = "s3"))]
+pub(crate) use source::{Call, call};
+#[cfg(any(feature = "oci", feature = "s3"))]
+pub(crate) use source::{Reauthorize, Unanswered, send_built};
 
 use crate::error::{Error, Result};
 use crate::reporter::Progress;

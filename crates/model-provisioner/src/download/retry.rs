@@ -53,6 +53,7 @@ impl RetryPolicy {
 /// attempt is usually one [`send`](super::source::send) (which re-authorises once and follows
 /// a source's redirects); an upload's attempt may be several requests (a new upload session,
 /// then its body).
+#[cfg(any(feature = "hf", feature = "oci", feature = "s3"))]
 pub(crate) async fn with_retries<T, F, Fut>(
     policy: RetryPolicy,
     display: &str,

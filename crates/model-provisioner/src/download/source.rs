@@ -97,6 +97,7 @@ impl RequestSource for UrlSource {
 
 /// Credentials that can be refreshed after a refusal: a registry's token, an object store's
 /// temporary keys. What an API call ([`Call`]) asks after a `401` or `403`.
+#[cfg(any(feature = "hf", feature = "oci", feature = "s3"))]
 pub(crate) trait Reauthorize: Send + Sync {
     /// Told that a request was refused with `status` and these headers; returns whether the
     /// credentials were refreshed, so that the request is worth sending once more. An error
@@ -112,6 +113,7 @@ pub(crate) trait Reauthorize: Send + Sync {
 /// One API call (a listing, a manifest, a token, an upload's part) as a [`RequestSource`]:
 /// `build` makes the request afresh for every attempt (a signature carries a time), and
 /// `auth`, if any, refreshes credentials once after a refusal.
+#[cfg(any(feature = "hf", feature = "oci", feature = "s3"))]
 pub(crate) struct Call<'a, B> {
     display: &'a str,
     build: B,
@@ -120,6 +122,7 @@ pub(crate) struct Call<'a, B> {
     auth_failed: std::sync::Mutex<Option<crate::error::Error>>,
 }
 
+#[cfg(any(feature = "hf", feature = "oci", feature = "s3"))]
 impl<'a, B> Call<'a, B>
 where
     B: Fn(&Client) -> RequestBuilder + Send + Sync,
@@ -135,12 +138,20 @@ where
     }
 
     /// With credentials that `auth` refreshes after a refusal.
+    #[cfg_attr(
+        not(any(feature = "oci", feature = "s3")),
+        expect(
+            dead_code,
+            reason = "only registries and object stores have credentials to refresh or services to ask"
+        )
+    )]
     pub(crate) fn authorized_by(mut self, auth: &'a dyn Reauthorize) -> Self {
         self.auth = Some(auth);
         self
     }
 }
 
+#[cfg(any(feature = "hf", feature = "oci", feature = "s3"))]
 impl<B> RequestSource for Call<'_, B>
 where
     B: Fn(&Client) -> RequestBuilder + Send + Sync,
@@ -177,6 +188,7 @@ where
     }
 }
 
+#[cfg(any(feature = "hf", feature = "oci", feature = "s3"))]
 impl<B> std::fmt::Debug for Call<'_, B> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Call")
@@ -190,6 +202,7 @@ impl<B> std::fmt::Debug for Call<'_, B> {
 /// answer's status is the caller's to judge. `stopped`, checked after every attempt, ends the
 /// call with its error (an upload's body that could not be read or did not verify: no retry
 /// mends that).
+#[cfg(any(feature = "hf", feature = "oci", feature = "s3"))]
 pub(crate) async fn call<B>(
     client: &Client,
     policy: super::RetryPolicy,
@@ -219,6 +232,7 @@ where
 }
 
 /// Why [`send_built`] has no answer to give.
+#[cfg(any(feature = "oci", feature = "s3"))]
 #[derive(Debug)]
 pub(crate) enum Unanswered {
     /// A transient status (`5xx`, `429`) that outlasted the retries.
@@ -230,6 +244,7 @@ pub(crate) enum Unanswered {
 /// Sends a request built once (a credential service's, with a byte body that can be cloned)
 /// through the one loop: transient failures retried with `policy`. Returns the answer,
 /// whatever its status, for the caller to judge.
+#[cfg(any(feature = "oci", feature = "s3"))]
 pub(crate) async fn send_built(
     request: RequestBuilder,
     policy: super::RetryPolicy,
