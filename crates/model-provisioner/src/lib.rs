@@ -18,6 +18,8 @@
 //! command-line tool does.
 #![deny(missing_docs)]
 
+#[cfg(any(feature = "oci", feature = "s3"))]
+mod access;
 mod any;
 mod assemble;
 mod builder;
@@ -47,6 +49,10 @@ mod test_util;
 #[cfg(any(feature = "oci", feature = "s3"))]
 mod upload;
 
+#[cfg(feature = "oci")]
+pub use access::RegistryAccess;
+#[cfg(feature = "s3")]
+pub use access::S3Access;
 pub use any::AnyFetcher;
 pub use assemble::{Assembly, Publish};
 pub use builder::{HfClient, ProvisionerBuilder};
