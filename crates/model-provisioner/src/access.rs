@@ -105,7 +105,7 @@ impl S3Access {
     }
 }
 
-/// The `s3://` client of a provisioner. Unless a
+/// The `s3://` client of a provisioner, shared by its fetches, pushes and mirrors. Unless a
 /// configuration was given, it is made when first used: the AWS files are read then, so that
 /// nothing but S3 pays for them and a broken configuration fails only S3 (with its reason, at
 /// each use); the [`S3Access`] settings are laid over them, and the engine trusts the

@@ -50,6 +50,9 @@ pub enum HfClient {
 /// given; the settings (`connections`, `retries`, `stall_timeout`, `offline`, `include`,
 /// `exclude`, `parallel_files`, `registry_access`, `s3_access`) are laid over either. The AWS
 /// configuration is read on the first S3 request, push or mirror, unless it is given.
+///
+/// The registry and bucket clients also serve `ModelProvisioner::push` and
+/// `ModelProvisioner::mirror` (features `oci`, `s3`): a push reaches a server as a pull does.
 #[derive(Debug)]
 #[must_use = "a builder does nothing until `build` is called"]
 #[expect(
@@ -428,7 +431,7 @@ impl ProvisionerBuilder {
         context
     }
 
-    /// Opens the catalog and wires the fetchers.
+    /// Opens the catalog and wires the fetchers, and the clients pushes go through.
     pub fn build(self) -> Result<ModelProvisioner<FsCatalog, AnyFetcher>> {
         let file = if self.copy_local_files {
             FileFetcher::copying()
@@ -436,6 +439,8 @@ impl ProvisionerBuilder {
             FileFetcher::in_place()
         };
         let mut fetcher = AnyFetcher::new(file);
+        #[cfg(any(feature = "oci", feature = "s3"))]
+        let mut publisher = crate::publish::Publisher::default();
         // One engine for every network fetcher: one runtime, one connection pool, one memory
         // budget, started only when a download needs it.
         #[cfg(feature = "http")]
@@ -453,16 +458,21 @@ impl ProvisionerBuilder {
         let registries = self.registry_config();
         #[cfg(feature = "oci")]
         if self.oci {
-            fetcher = fetcher.with_oci(crate::oci::OciFetcher::with_engine(
-                registries.clone(),
-                engine.clone(),
-            ));
+            let client = || crate::oci::OciFetcher::with_engine(registries.clone(), engine.clone());
+            fetcher = fetcher.with_oci(client());
+            publisher.oci = Some(client());
         }
+        #[cfg(feature = "oci")]
+        publisher
+            .ollama_registry
+            .clone_from(&registries.ollama_registry);
         #[cfg(not(feature = "oci"))]
         let _ = self.oci;
         #[cfg(feature = "s3")]
         if self.s3 {
-            fetcher = fetcher.with_s3(self.s3_client());
+            let client = self.s3_client();
+            fetcher = fetcher.with_s3(client.clone());
+            publisher.s3 = Some(client);
         }
         #[cfg(not(feature = "s3"))]
         let _ = self.s3;
@@ -484,10 +494,13 @@ impl ProvisionerBuilder {
             Some(HfClient::Cli) => fetcher = fetcher.with_hf(HfCliFetcher::new(self.hub_config())),
             _ => {}
         }
-        Ok(ModelProvisioner::with_fetcher(self.cache_dir, fetcher)?
+        let provisioner = ModelProvisioner::with_fetcher(self.cache_dir, fetcher)?
             .with_reporter(self.reporter)
             .with_refresh(self.refresh)
-            .with_lock_timeout(self.lock_timeout))
+            .with_lock_timeout(self.lock_timeout);
+        #[cfg(any(feature = "oci", feature = "s3"))]
+        let provisioner = provisioner.with_publisher(publisher);
+        Ok(provisioner)
     }
 }
 
