@@ -1,21 +1,16 @@
-//! `ensure`: its flags as the provisioner's configuration, and the model it ensured.
+//! `ensure`: its flags as the library's options, and the model it ensured.
 
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
 
 use catalog_core::{ModelRef, Outcome};
-use model_provisioner::download::{DownloadConfig, OBJECT_STORE_CONNECTIONS, RetryPolicy};
-use model_provisioner::hf::HfConfig;
-use model_provisioner::mirror::{MIRRORS_ENV, MIRRORS_FILE, Mirrors};
-use model_provisioner::s3::S3Options;
-use model_provisioner::{HfClient, ModelProvisioner};
+use model_provisioner::HfClient;
+use model_provisioner::mirror::{MIRRORS_ENV, MIRRORS_FILE, Mirrors, ParseMirrorError};
 use serde::Serialize;
 
-use super::{Context, UsageError, oci_config, parse_reference, s3_config};
+use super::{Context, UsageError, parse_reference, registry_access, s3_access};
 use crate::cli::{EnsureArgs, Via};
 use crate::output::{human_bytes, outcome_text, print, print_json};
-use crate::progress::BarReporter;
 
 /// The `ensure --json` object.
 #[derive(Serialize)]
@@ -36,29 +31,6 @@ struct EnsureJson<'a> {
     model_info: Option<&'a catalog_core::ModelInfo>,
 }
 
-/// How downloads are made: for every source but S3, and for S3. `--connections` applies to
-/// both; without it, each has its own default.
-fn download_configs(args: &EnsureArgs) -> (DownloadConfig, DownloadConfig) {
-    let download = DownloadConfig {
-        retry: RetryPolicy {
-            retries: args.retries,
-            ..RetryPolicy::default()
-        },
-        stall_timeout: Duration::from_secs(args.stall_timeout),
-        ..DownloadConfig::default()
-    };
-    let connections = args.connections.map(usize::from);
-    let object_store = DownloadConfig {
-        connections: connections.unwrap_or(OBJECT_STORE_CONNECTIONS),
-        ..download.clone().for_object_store()
-    };
-    let download = DownloadConfig {
-        connections: connections.unwrap_or(download.connections),
-        ..download
-    };
-    (download, object_store)
-}
-
 pub(super) fn ensure(cx: &Context, args: &EnsureArgs) -> anyhow::Result<ExitCode> {
     let reference = parse_reference(&args.reference)?;
     let digest = match &args.digest {
@@ -69,55 +41,34 @@ pub(super) fn ensure(cx: &Context, args: &EnsureArgs) -> anyhow::Result<ExitCode
         None => None,
     };
     let reference = with_revision(&reference, args.revision.as_deref())?;
-    let whole_repo = match &reference {
-        ModelRef::Hf(h) => h.path.is_none(),
-        ModelRef::S3(s) => s.is_prefix(),
-        _ => false,
-    };
     let filtered = !(args.include.is_empty() && args.exclude.is_empty());
-    if filtered && !whole_repo {
+    if filtered && !reference.is_collection() {
         return Err(UsageError(
             "`--include` and `--exclude` select files of a whole `hf:` repository (`hf:org/repo`) or an S3 folder (`s3://bucket/prefix/`)"
                 .into(),
         )
         .into());
     }
-    let mut hf = HfConfig::from_env();
-    hf.offline |= args.offline;
-    hf.include.clone_from(&args.include);
-    hf.exclude.clone_from(&args.exclude);
-    hf.parallel_files = usize::from(args.parallel_files);
     let mirrors = mirror_rules(cx, args)?;
-    let to_bucket = mirrors.rules().iter().any(|r| r.mirror().starts_with("s3"));
-    let s3 = s3_config(
-        &args.s3,
-        S3Options {
-            include: args.include.clone(),
-            exclude: args.exclude.clone(),
-            parallel_files: usize::from(args.parallel_files),
-            offline: args.offline,
-        },
-        &reference,
-        to_bucket,
-    )?;
-    let (download, object_store) = download_configs(args);
-    let provisioner = ModelProvisioner::builder(&cx.cache_dir)
+    let s3 = s3_access(&args.s3)?;
+    let registry = registry_access(&args.registry)?;
+    let provisioner = cx
+        .builder(args.json)
         .copy_local_files(args.copy)
-        .download_config(download)
-        .s3_download_config(object_store)
+        .connections(args.connections.map(usize::from))
+        .retries(args.retries)
+        .stall_timeout(Duration::from_secs(args.stall_timeout))
         .hf(Some(match args.via {
             Via::Native => HfClient::Native,
             Via::HfCli => HfClient::Cli,
         }))
-        .hf_config(hf)
-        .oci_config(oci_config(&args.registry, args.offline)?)
-        .mirrors(mirrors);
-    let provisioner = match s3 {
-        Some((config, options)) => provisioner.s3_config(config, options),
-        None => provisioner,
-    };
-    let provisioner = provisioner
-        .reporter(Arc::new(BarReporter::new(cx.quiet || args.json)))
+        .offline(args.offline)
+        .include(args.include.clone())
+        .exclude(args.exclude.clone())
+        .parallel_files(usize::from(args.parallel_files))
+        .registry_access(registry)
+        .s3_access(s3)
+        .mirrors(mirrors)
         .refresh(args.refresh)
         .lock_timeout(args.lock_timeout.map(Duration::from_secs))
         .build()?;
@@ -160,7 +111,7 @@ fn mirror_rules(cx: &Context, args: &EnsureArgs) -> anyhow::Result<Mirrors> {
     if args.no_mirror {
         return Ok(Mirrors::new());
     }
-    let usage = |e: model_provisioner::mirror::ParseMirrorError| {
+    let usage = |e: ParseMirrorError| {
         UsageError(match e.hint() {
             Some(hint) => format!("{e}\nhint: {hint}"),
             None => e.to_string(),

@@ -1,5 +1,5 @@
-//! One function per subcommand, in a module per concept: `ensure`; `ls`, `show`, `retire`,
-//! `rm` and `gc` (the catalog); `verify`; `push` and `mirror`.
+//! One function per subcommand: each maps its flags to the library's options, calls the
+//! library, and prints what it returns.
 
 mod catalog;
 mod ensure;
@@ -11,11 +11,9 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use catalog_core::{FsCatalog, ModelRef};
-use model_provisioner::oci::OciConfig;
-use model_provisioner::oci::auth::Secret;
-use model_provisioner::s3::S3Options;
-use model_provisioner::s3::credentials::S3Config;
-use model_provisioner::{AnyFetcher, Error, ModelProvisioner};
+use model_provisioner::{
+    AnyFetcher, Error, ModelProvisioner, ProvisionerBuilder, RegistryAccess, S3Access, Secret,
+};
 
 use crate::cli::{Cli, Command, RegistryArgs, S3Args};
 use crate::progress::BarReporter;
@@ -51,67 +49,26 @@ struct Context {
 }
 
 impl Context {
+    /// A builder for the cache, drawing progress bars unless `--quiet` or `quiet` (a command
+    /// printing JSON).
+    fn builder(&self, quiet: bool) -> ProvisionerBuilder {
+        ModelProvisioner::builder(&self.cache_dir)
+            .reporter(Arc::new(BarReporter::new(self.quiet || quiet)))
+    }
+
     /// A provisioner for commands that fetch nothing.
     fn provisioner(&self) -> anyhow::Result<Provisioner> {
-        Ok(ModelProvisioner::builder(&self.cache_dir)
-            .http(false)
-            .hf(None)
-            .reporter(Arc::new(BarReporter::new(self.quiet)))
-            .build()?)
+        Ok(self.builder(false).http(false).hf(None).build()?)
     }
 }
 
-/// How S3 is reached: the environment, then the flags; `None` for a reference that is not an
-/// S3 one (it does not need it, and a broken AWS configuration must not fail it).
-fn s3_config(
-    args: &S3Args,
-    options: S3Options,
-    reference: &ModelRef,
-    to_bucket: bool,
-) -> anyhow::Result<Option<(S3Config, S3Options)>> {
-    // Anything but an S3 reference (or a mirror in a bucket) leaves the AWS files unread.
-    if !to_bucket && !matches!(reference, ModelRef::S3(_)) {
-        return Ok(None);
-    }
-    let mut config =
-        S3Config::from_env(&|name| std::env::var(name).ok()).map_err(Error::S3Credentials)?;
-    if let Some(text) = &args.endpoint_url {
-        let url = url_of_endpoint(text).ok_or_else(|| {
-            UsageError(format!(
-                "`--endpoint-url` takes `http(s)://host[:port]`, not `{}`",
-                catalog_core::printable(text)
-            ))
-        })?;
-        config = config.with_endpoint(url);
-    }
-    if let Some(region) = &args.region {
-        region.trim().clone_into(&mut config.region);
-    }
-    Ok(Some((
-        config.with_no_sign_request(args.no_sign_request),
-        options,
-    )))
-}
-
-/// `http(s)://host[:port]` with nothing else, as an endpoint.
-fn url_of_endpoint(text: &str) -> Option<url::Url> {
-    let url = url::Url::parse(text.trim()).ok()?;
-    let plain = matches!(url.scheme(), "http" | "https")
-        && url.host_str().is_some_and(|h| !h.is_empty())
-        && url.username().is_empty()
-        && url.password().is_none()
-        && url.query().is_none()
-        && matches!(url.path(), "" | "/");
-    plain.then_some(url)
-}
-
-/// How registries are reached: the environment, then the flags.
-fn oci_config(args: &RegistryArgs, offline: bool) -> anyhow::Result<OciConfig> {
-    let mut config = OciConfig::from_env();
-    config.offline = offline;
-    config
-        .insecure
-        .extend(args.insecure_registry.iter().cloned());
+/// How registries are reached, from `--insecure-registry`, `--ollama-registry` and
+/// `--registry-username` with its password.
+fn registry_access(args: &RegistryArgs) -> anyhow::Result<RegistryAccess> {
+    let mut access = RegistryAccess {
+        insecure: args.insecure_registry.clone(),
+        ..RegistryAccess::default()
+    };
     if let Some(registry) = args.ollama_registry.as_deref().map(str::trim) {
         if registry.is_empty() || registry.contains(['/', ' ']) {
             return Err(UsageError(format!(
@@ -120,7 +77,7 @@ fn oci_config(args: &RegistryArgs, offline: bool) -> anyhow::Result<OciConfig> {
             ))
             .into());
         }
-        registry.clone_into(&mut config.ollama_registry);
+        access.ollama_registry = Some(registry.to_owned());
     }
     if let Some(username) = &args.registry_username {
         let password = if args.registry_password_stdin {
@@ -137,11 +94,40 @@ fn oci_config(args: &RegistryArgs, offline: bool) -> anyhow::Result<OciConfig> {
                 )
             })?
         };
-        config.credentials = config
-            .credentials
-            .with_explicit(username.clone(), Secret::new(password));
+        access.login = Some((username.clone(), Secret::new(password)));
     }
-    Ok(config)
+    Ok(access)
+}
+
+/// How S3 is reached, from `--endpoint-url`, `--region` and `--no-sign-request`.
+fn s3_access(args: &S3Args) -> anyhow::Result<S3Access> {
+    let endpoint = match &args.endpoint_url {
+        Some(text) => Some(url_of_endpoint(text).ok_or_else(|| {
+            UsageError(format!(
+                "`--endpoint-url` takes `http(s)://host[:port]`, not `{}`",
+                catalog_core::printable(text)
+            ))
+        })?),
+        None => None,
+    };
+    Ok(S3Access {
+        endpoint,
+        region: args.region.clone(),
+        no_sign_request: args.no_sign_request,
+        profile: None,
+    })
+}
+
+/// `http(s)://host[:port]` with nothing else, as an endpoint.
+fn url_of_endpoint(text: &str) -> Option<url::Url> {
+    let url = url::Url::parse(text.trim()).ok()?;
+    let plain = matches!(url.scheme(), "http" | "https")
+        && url.host_str().is_some_and(|h| !h.is_empty())
+        && url.username().is_empty()
+        && url.password().is_none()
+        && url.query().is_none()
+        && matches!(url.path(), "" | "/");
+    plain.then_some(url)
 }
 
 /// A reference from the command line, parsed here rather than by clap, whose message would
@@ -167,3 +153,20 @@ impl std::fmt::Display for UsageError {
 }
 
 impl std::error::Error for UsageError {}
+
+/// `e`, as a usage error when the library refused what the arguments named: a destination or
+/// a mirror prefix no push can go to, a model no mirror rule maps.
+fn usage_if_refused(e: Error) -> anyhow::Error {
+    match e {
+        Error::PushScheme { .. }
+        | Error::MirrorSource { .. }
+        | Error::MirrorPrefix(_)
+        | Error::MirrorLocation { .. }
+        | Error::MirrorScheme { .. } => UsageError(match e.hint() {
+            Some(hint) => format!("{e}\nhint: {hint}"),
+            None => e.to_string(),
+        })
+        .into(),
+        other => other.into(),
+    }
+}
