@@ -1,5 +1,10 @@
 //! [`ProvisionerBuilder`]: a provisioner wired from options, the way the command-line tool
 //! wires it, so that a library user gets the same behaviour.
+//!
+//! Two layers: whole configurations (`download_config`, `hf_config`, `oci_config`, `s3_config`),
+//! each read from the environment unless given, and settings laid over them (`connections`,
+//! `retries`, `offline`, `include`, `registry_access`, `s3_access`, …), which are what the
+//! command line's flags map to.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -7,6 +12,10 @@ use std::time::Duration;
 
 use catalog_core::FsCatalog;
 
+#[cfg(feature = "oci")]
+use crate::access::RegistryAccess;
+#[cfg(feature = "s3")]
+use crate::access::{S3Access, S3Client};
 use crate::any::AnyFetcher;
 #[cfg(feature = "http")]
 use crate::download::DownloadConfig;
@@ -35,9 +44,15 @@ pub enum HfClient {
 ///
 /// By default local files are registered in place, and `http(s)://` and `hf:` references are
 /// fetched when this build has the cargo features for them (`http`, `hf`; otherwise they fail
-/// with an error naming the feature), and so are `oci://` and `ollama:` references (`oci`).
-/// The Hub configuration is read from the environment
-/// ([`HfConfig::from_env`]) unless one is given.
+/// with an error naming the feature), and so are `oci://` and `ollama:` references (`oci`),
+/// and `s3://` references (`s3`). Each configuration is read from the environment
+/// ([`HfConfig::from_env`], `OciConfig::from_env`, `S3Config::from_env`) unless one is
+/// given; the settings (`connections`, `retries`, `stall_timeout`, `offline`, `include`,
+/// `exclude`, `parallel_files`, `registry_access`, `s3_access`) are laid over either. The AWS
+/// configuration is read on the first S3 request, push or mirror, unless it is given.
+///
+/// The registry and bucket clients also serve `ModelProvisioner::push` and
+/// `ModelProvisioner::mirror` (features `oci`, `s3`): a push reaches a server as a pull does.
 #[derive(Debug)]
 #[must_use = "a builder does nothing until `build` is called"]
 #[expect(
@@ -60,10 +75,44 @@ pub struct ProvisionerBuilder {
     s3_config: Option<(crate::s3::credentials::S3Config, crate::s3::S3Options)>,
     #[cfg(feature = "s3")]
     s3_download: Option<DownloadConfig>,
+    #[cfg(feature = "s3")]
+    s3_env: Option<Lookup>,
     reporter: Arc<dyn Reporter>,
     refresh: bool,
     lock_timeout: Option<Duration>,
     mirrors: crate::mirror::Mirrors,
+    settings: Settings,
+}
+
+/// The settings laid over the configurations.
+#[derive(Debug, Default)]
+struct Settings {
+    #[cfg(feature = "http")]
+    connections: Option<usize>,
+    #[cfg(feature = "http")]
+    retries: Option<u32>,
+    #[cfg(feature = "http")]
+    stall_timeout: Option<Duration>,
+    offline: bool,
+    include: Option<Vec<String>>,
+    exclude: Option<Vec<String>>,
+    parallel_files: Option<usize>,
+    #[cfg(feature = "oci")]
+    registry: RegistryAccess,
+    #[cfg(feature = "s3")]
+    s3: S3Access,
+}
+
+/// An environment given as a lookup, which has no `Debug` of its own.
+#[cfg(feature = "s3")]
+#[derive(Clone)]
+struct Lookup(crate::s3::Env);
+
+#[cfg(feature = "s3")]
+impl std::fmt::Debug for Lookup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Lookup(..)")
+    }
 }
 
 impl ProvisionerBuilder {
@@ -85,10 +134,13 @@ impl ProvisionerBuilder {
             s3_config: None,
             #[cfg(feature = "s3")]
             s3_download: None,
+            #[cfg(feature = "s3")]
+            s3_env: None,
             reporter: Arc::new(NoReporter),
             refresh: false,
             lock_timeout: None,
             mirrors: crate::mirror::Mirrors::new(),
+            settings: Settings::default(),
         }
     }
 
@@ -119,6 +171,28 @@ impl ProvisionerBuilder {
         self
     }
 
+    /// Ranged requests in flight at once for one large file, from every source; `None` keeps
+    /// each configuration's (4, and 10 for S3: see [`DownloadConfig::for_object_store`]).
+    #[cfg(feature = "http")]
+    pub fn connections(mut self, connections: Option<usize>) -> Self {
+        self.settings.connections = connections;
+        self
+    }
+
+    /// Retries of a failed request before giving up, from every source.
+    #[cfg(feature = "http")]
+    pub fn retries(mut self, retries: u32) -> Self {
+        self.settings.retries = Some(retries);
+        self
+    }
+
+    /// How long a request may deliver no data before it is abandoned and retried.
+    #[cfg(feature = "http")]
+    pub fn stall_timeout(mut self, timeout: Duration) -> Self {
+        self.settings.stall_timeout = Some(timeout);
+        self
+    }
+
     /// Which client fetches `hf:` references; `None` turns them off.
     pub fn hf(mut self, client: Option<HfClient>) -> Self {
         self.hf = client;
@@ -129,6 +203,32 @@ impl ProvisionerBuilder {
     /// instead of the one read from the environment.
     pub fn hf_config(mut self, config: HfConfig) -> Self {
         self.hf_config = Some(config);
+        self
+    }
+
+    /// Make no network request: answer from the catalog (or, for `hf:`, the Hugging Face
+    /// cache), or fail; no mirror is tried. Turned on, it holds for every source.
+    pub fn offline(mut self, offline: bool) -> Self {
+        self.settings.offline = offline;
+        self
+    }
+
+    /// For a whole `hf:` repository or an S3 folder: only files matching one of these patterns
+    /// (`*` matches any run of characters, `/` included).
+    pub fn include(mut self, patterns: Vec<String>) -> Self {
+        self.settings.include = Some(patterns);
+        self
+    }
+
+    /// For a whole `hf:` repository or an S3 folder: no file matching one of these patterns.
+    pub fn exclude(mut self, patterns: Vec<String>) -> Self {
+        self.settings.exclude = Some(patterns);
+        self
+    }
+
+    /// Files of a repository or a folder fetched at once.
+    pub fn parallel_files(mut self, files: usize) -> Self {
+        self.settings.parallel_files = Some(files);
         self
     }
 
@@ -143,6 +243,14 @@ impl ProvisionerBuilder {
     #[cfg(feature = "oci")]
     pub fn oci_config(mut self, config: crate::oci::OciConfig) -> Self {
         self.oci_config = Some(config);
+        self
+    }
+
+    /// Insecure registries, Ollama's registry and a login, laid over the registry
+    /// configuration.
+    #[cfg(feature = "oci")]
+    pub fn registry_access(mut self, access: RegistryAccess) -> Self {
+        self.settings.registry = access;
         self
     }
 
@@ -164,11 +272,27 @@ impl ProvisionerBuilder {
         self
     }
 
+    /// The endpoint, the region, unsigned requests and the profile, laid over the S3
+    /// configuration.
+    #[cfg(feature = "s3")]
+    pub fn s3_access(mut self, access: S3Access) -> Self {
+        self.settings.s3 = access;
+        self
+    }
+
     /// How `s3://` downloads are made, instead of the download configuration with
     /// [`DownloadConfig::for_object_store`] applied.
     #[cfg(feature = "s3")]
     pub fn s3_download_config(mut self, config: DownloadConfig) -> Self {
         self.s3_download = Some(config);
+        self
+    }
+
+    /// The environment S3's configuration and credentials are read from, as a lookup, instead
+    /// of this process's.
+    #[cfg(feature = "s3")]
+    pub fn s3_env(mut self, env: crate::s3::Env) -> Self {
+        self.s3_env = Some(Lookup(env));
         self
     }
 
@@ -191,8 +315,18 @@ impl ProvisionerBuilder {
         self
     }
 
-    /// `download`, with the roots of `AWS_CA_BUNDLE` (or the profile's `ca_bundle`) when it
-    /// names none: they are added for every fetcher.
+    /// `download` with the settings laid over it.
+    #[cfg(feature = "http")]
+    fn settle(&self, mut download: DownloadConfig) -> DownloadConfig {
+        let s = &self.settings;
+        download.connections = s.connections.unwrap_or(download.connections);
+        download.retry.retries = s.retries.unwrap_or(download.retry.retries);
+        download.stall_timeout = s.stall_timeout.unwrap_or(download.stall_timeout);
+        download
+    }
+
+    /// `download`, with the roots of `AWS_CA_BUNDLE` (or the profile's `ca_bundle`) of the S3
+    /// configuration given, when it names none: they are added for every fetcher.
     #[cfg(feature = "http")]
     #[cfg_attr(not(feature = "s3"), allow(clippy::unused_self))]
     fn with_ca_bundle(&self, download: DownloadConfig) -> DownloadConfig {
@@ -208,7 +342,96 @@ impl ProvisionerBuilder {
         download
     }
 
-    /// Opens the catalog and wires the fetchers.
+    /// The Hub's configuration, given or from the environment, with the settings.
+    fn hub_config(&self) -> HfConfig {
+        let s = &self.settings;
+        let mut config = self.hf_config.clone().unwrap_or_else(HfConfig::from_env);
+        config.offline |= s.offline;
+        config.include = s.include.clone().unwrap_or(config.include);
+        config.exclude = s.exclude.clone().unwrap_or(config.exclude);
+        config.parallel_files = s.parallel_files.unwrap_or(config.parallel_files);
+        config
+    }
+
+    /// The registries' configuration, given or from the environment, with the settings.
+    #[cfg(feature = "oci")]
+    fn registry_config(&self) -> crate::oci::OciConfig {
+        let mut config = self.settings.registry.apply(
+            self.oci_config
+                .clone()
+                .unwrap_or_else(crate::oci::OciConfig::from_env),
+        );
+        config.offline |= self.settings.offline;
+        config
+    }
+
+    /// What an S3 folder's fetch selects, given or the defaults, with the settings.
+    #[cfg(feature = "s3")]
+    fn s3_options(&self) -> crate::s3::S3Options {
+        let s = &self.settings;
+        let mut options = self
+            .s3_config
+            .as_ref()
+            .map(|(_, options)| options.clone())
+            .unwrap_or_default();
+        options.offline |= s.offline;
+        options.include = s.include.clone().unwrap_or(options.include);
+        options.exclude = s.exclude.clone().unwrap_or(options.exclude);
+        options.parallel_files = s.parallel_files.unwrap_or(options.parallel_files);
+        options
+    }
+
+    /// The `s3://` client, with an engine of its own: object stores want more, smaller ranges
+    /// than the other sources (see [`DownloadConfig::for_object_store`]).
+    #[cfg(feature = "s3")]
+    fn s3_client(&self) -> S3Client {
+        let download = self.settle(
+            self.s3_download
+                .clone()
+                .unwrap_or_else(|| self.download.clone().for_object_store()),
+        );
+        let (access, options) = (self.settings.s3.clone(), self.s3_options());
+        let env = self.s3_env.clone().map(|l| l.0);
+        match self.s3_config.clone() {
+            Some((config, _)) => {
+                let engine = crate::download::Engine::new(self.with_ca_bundle(download));
+                S3Client::with_config(config, access, options, engine, env)
+            }
+            None => S3Client::from_env(access, options, download, env),
+        }
+    }
+
+    /// What the mirror rules' matches depend on: Ollama's registry, the Hub's filters, offline.
+    fn mirror_context(
+        &self,
+        #[cfg(feature = "oci")] registries: &crate::oci::OciConfig,
+    ) -> crate::mirror::MirrorContext {
+        let hub = self.hub_config();
+        #[cfg_attr(
+            not(any(feature = "oci", feature = "s3")),
+            expect(unused_mut, reason = "only registries and buckets add to it")
+        )]
+        let mut context = crate::mirror::MirrorContext {
+            ollama_registry: catalog_core::OLLAMA_REGISTRY.to_owned(),
+            include: hub.include,
+            exclude: hub.exclude,
+            offline: hub.offline,
+        };
+        #[cfg(feature = "oci")]
+        {
+            context.offline |= registries.offline;
+            context
+                .ollama_registry
+                .clone_from(&registries.ollama_registry);
+        }
+        #[cfg(feature = "s3")]
+        {
+            context.offline |= self.s3_options().offline;
+        }
+        context
+    }
+
+    /// Opens the catalog and wires the fetchers, and the clients pushes go through.
     pub fn build(self) -> Result<ModelProvisioner<FsCatalog, AnyFetcher>> {
         let file = if self.copy_local_files {
             FileFetcher::copying()
@@ -216,10 +439,13 @@ impl ProvisionerBuilder {
             FileFetcher::in_place()
         };
         let mut fetcher = AnyFetcher::new(file);
+        #[cfg(any(feature = "oci", feature = "s3"))]
+        let mut publisher = crate::publish::Publisher::default();
         // One engine for every network fetcher: one runtime, one connection pool, one memory
         // budget, started only when a download needs it.
         #[cfg(feature = "http")]
-        let engine = crate::download::Engine::new(self.with_ca_bundle(self.download.clone()));
+        let engine =
+            crate::download::Engine::new(self.with_ca_bundle(self.settle(self.download.clone())));
         // Without the `http` feature, `http(s)://` references fail as unsupported whatever
         // was asked; the engine's configuration exists only with it.
         #[cfg(feature = "http")]
@@ -229,78 +455,52 @@ impl ProvisionerBuilder {
         #[cfg(not(feature = "http"))]
         let _ = self.http;
         #[cfg(feature = "oci")]
+        let registries = self.registry_config();
+        #[cfg(feature = "oci")]
         if self.oci {
-            let config = self
-                .oci_config
-                .clone()
-                .unwrap_or_else(crate::oci::OciConfig::from_env);
-            fetcher = fetcher.with_oci(crate::oci::OciFetcher::with_engine(config, engine.clone()));
+            let client = || crate::oci::OciFetcher::with_engine(registries.clone(), engine.clone());
+            fetcher = fetcher.with_oci(client());
+            publisher.oci = Some(client());
         }
+        #[cfg(feature = "oci")]
+        publisher
+            .ollama_registry
+            .clone_from(&registries.ollama_registry);
         #[cfg(not(feature = "oci"))]
         let _ = self.oci;
         #[cfg(feature = "s3")]
         if self.s3 {
-            // An engine of its own, built on first use: object stores want more, smaller
-            // ranges than the other sources (see `DownloadConfig::for_object_store`).
-            let engine = crate::download::Engine::new(
-                self.with_ca_bundle(
-                    self.s3_download
-                        .clone()
-                        .unwrap_or_else(|| self.download.clone().for_object_store()),
-                ),
-            );
-            fetcher = fetcher.with_s3(match self.s3_config.clone() {
-                Some((config, options)) => {
-                    crate::s3::S3Fetcher::with_engine(config, options, engine)
-                }
-                None => crate::s3::S3Fetcher::from_env(crate::s3::S3Options::default(), engine),
-            });
+            let client = self.s3_client();
+            fetcher = fetcher.with_s3(client.clone());
+            publisher.s3 = Some(client);
         }
         #[cfg(not(feature = "s3"))]
         let _ = self.s3;
-        let hf_config = || self.hf_config.clone().unwrap_or_else(HfConfig::from_env);
         if !self.mirrors.is_empty() {
-            let hub = hf_config();
-            #[cfg_attr(
-                not(any(feature = "oci", feature = "s3")),
-                expect(unused_mut, reason = "only registries and buckets add to it")
-            )]
-            let mut context = crate::mirror::MirrorContext {
-                ollama_registry: catalog_core::OLLAMA_REGISTRY.to_owned(),
-                include: hub.include.clone(),
-                exclude: hub.exclude.clone(),
-                offline: hub.offline,
-            };
-            #[cfg(feature = "oci")]
-            {
-                let config = self
-                    .oci_config
-                    .clone()
-                    .unwrap_or_else(crate::oci::OciConfig::from_env);
-                context.offline |= config.offline;
-                context.ollama_registry = config.ollama_registry;
-            }
-            #[cfg(feature = "s3")]
-            if let Some((_, options)) = &self.s3_config {
-                context.offline |= options.offline;
-            }
+            let context = self.mirror_context(
+                #[cfg(feature = "oci")]
+                &registries,
+            );
             fetcher = fetcher.with_mirrors(self.mirrors.clone(), context);
         }
         match self.hf {
             #[cfg(feature = "hf")]
             Some(HfClient::Native) => {
                 fetcher = fetcher.with_hf(crate::hf::HfFetcher::with_engine(
-                    hf_config(),
+                    self.hub_config(),
                     engine.clone(),
                 ));
             }
-            Some(HfClient::Cli) => fetcher = fetcher.with_hf(HfCliFetcher::new(hf_config())),
+            Some(HfClient::Cli) => fetcher = fetcher.with_hf(HfCliFetcher::new(self.hub_config())),
             _ => {}
         }
-        Ok(ModelProvisioner::with_fetcher(self.cache_dir, fetcher)?
+        let provisioner = ModelProvisioner::with_fetcher(self.cache_dir, fetcher)?
             .with_reporter(self.reporter)
             .with_refresh(self.refresh)
-            .with_lock_timeout(self.lock_timeout))
+            .with_lock_timeout(self.lock_timeout);
+        #[cfg(any(feature = "oci", feature = "s3"))]
+        let provisioner = provisioner.with_publisher(publisher);
+        Ok(provisioner)
     }
 }
 
@@ -362,6 +562,55 @@ mod tests {
         let p = ModelProvisioner::builder(cache.path()).hf(None).build()?;
         assert_eq!(serving(&p, "hf:org/repo")?, None);
         Ok(())
+    }
+
+    #[test]
+    fn settings_are_laid_over_the_configurations_given_or_read() {
+        let hub = HfConfig {
+            parallel_files: 9,
+            ..HfConfig::default()
+        };
+        let b = ModelProvisioner::builder("/nonexistent")
+            .hf_config(hub)
+            .offline(true)
+            .include(vec!["*.gguf".into()]);
+        let config = b.hub_config();
+        assert!(config.offline);
+        assert_eq!(config.include, ["*.gguf"]);
+        assert!(config.exclude.is_empty());
+        assert_eq!(config.parallel_files, 9, "kept: no setting");
+        #[cfg(feature = "http")]
+        {
+            let b = b.connections(Some(7)).retries(1);
+            let main = b.settle(DownloadConfig::default());
+            assert_eq!((main.connections, main.retry.retries), (7, 1));
+            assert_eq!(main.stall_timeout, DownloadConfig::default().stall_timeout);
+        }
+        #[cfg(feature = "oci")]
+        {
+            let b = ModelProvisioner::builder("/nonexistent")
+                .oci_config(crate::oci::OciConfig::default())
+                .offline(true)
+                .registry_access(RegistryAccess {
+                    insecure: vec!["registry.lan".into()],
+                    ollama_registry: Some("ollama.lan:5000".into()),
+                    login: None,
+                });
+            let registries = b.registry_config();
+            assert!(registries.offline);
+            assert_eq!(registries.insecure, ["registry.lan"]);
+            assert_eq!(registries.ollama_registry, "ollama.lan:5000");
+        }
+        #[cfg(feature = "s3")]
+        {
+            let b = ModelProvisioner::builder("/nonexistent")
+                .exclude(vec!["*.bin".into()])
+                .parallel_files(2);
+            let options = b.s3_options();
+            assert_eq!(options.exclude, ["*.bin"]);
+            assert_eq!(options.parallel_files, 2);
+            assert!(!options.offline);
+        }
     }
 
     /// Counts the tasks started.

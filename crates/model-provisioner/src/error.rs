@@ -103,6 +103,49 @@ pub enum Error {
         /// Why, in words.
         reason: String,
     },
+    /// A push was asked for a destination that is no registry and no bucket.
+    #[error(
+        "`push` publishes to `oci://registry/repo:tag` or `s3://bucket/prefix/`, not `{destination}`"
+    )]
+    PushScheme {
+        /// The destination, without credentials.
+        destination: String,
+    },
+    /// A mirror was asked for a model from a source no mirror rule maps (a web server, a local
+    /// file).
+    #[error(
+        "`mirror` pushes models from `hf:`, `oci://`, `ollama:` and `s3://` references, not `{reference}`"
+    )]
+    MirrorSource {
+        /// The model's source, without credentials.
+        reference: String,
+    },
+    /// A mirror prefix that is no mirror location: the rule it makes does not parse. (No hint:
+    /// the rule's speaks of whole rules, and a prefix is half of one.)
+    #[error(transparent)]
+    MirrorPrefix(crate::mirror::ParseMirrorError),
+    /// A mirror prefix that gives the model no place: its rule does not map the model's source.
+    #[error("`{prefix}` gives no mirror location for `{reference}`")]
+    MirrorLocation {
+        /// The prefix, as given.
+        prefix: String,
+        /// The model's source, without credentials.
+        reference: String,
+    },
+    /// A mirror prefix that maps the model somewhere a push cannot go.
+    #[error(
+        "`mirror` pushes to a registry (`oci://…`) or a bucket (`s3://…`), not `{destination}`"
+    )]
+    MirrorScheme {
+        /// Where the rule maps the model, without credentials.
+        destination: String,
+    },
+    /// An `hf:` model whose entry records no commit, which its mirror's place is named by.
+    #[error("`{id}` records no commit; ensure it again with `--refresh`")]
+    MirrorCommit {
+        /// The model's id.
+        id: String,
+    },
     /// A download failed for good (after its retries, or at once for a permanent error).
     #[error("failed to download `{url}`: {reason}{}", attempts_note(*attempts))]
     Download {
@@ -470,6 +513,9 @@ impl Error {
                 "push the model to the mirror again with `model-provisioner mirror`, or pass `--no-mirror` to fetch it from its origin".into(),
             ),
             Error::MirrorRule(e) => e.hint().map(str::to_owned),
+            Error::MirrorSource { .. } => Some(
+                "a model from a web server is mirrored by a caching server in front of it, and `ensure --mirror 'https://host/=https://cache.internal/host/'`".into(),
+            ),
             Error::S3NotFound { .. } => Some("check the bucket, the key (a folder ends with `/`) and the endpoint (`AWS_ENDPOINT_URL`)".into()),
             Error::S3Denied { write: false, .. } => Some(
                 "check that the credentials may read it (`s3:GetObject`, and `s3:ListBucket` for a folder); a public bucket takes `--no-sign-request`".into(),

@@ -15,9 +15,12 @@
 //! ([`ModelFetcher`]). [`ModelProvisioner::file_only`] uses [`FsCatalog`] and [`FileFetcher`]
 //! and performs no network I/O; in the default feature set this crate links no HTTP client.
 //! [`ModelProvisioner::builder`] wires every fetcher this build has from options, as the
-//! command-line tool does.
+//! command-line tool does; with the `oci` and `s3` features, `ModelProvisioner::push` and
+//! `ModelProvisioner::mirror` publish a model of the catalog through the same clients.
 #![deny(missing_docs)]
 
+#[cfg(any(feature = "oci", feature = "s3"))]
+mod access;
 mod any;
 mod assemble;
 mod builder;
@@ -37,6 +40,8 @@ pub mod oci;
 #[cfg(any(feature = "hf", feature = "oci", feature = "s3"))]
 mod parallel;
 mod provisioner;
+#[cfg(any(feature = "oci", feature = "s3"))]
+mod publish;
 mod reporter;
 #[cfg(feature = "s3")]
 pub mod s3;
@@ -47,6 +52,10 @@ mod test_util;
 #[cfg(any(feature = "oci", feature = "s3"))]
 mod upload;
 
+#[cfg(feature = "oci")]
+pub use access::RegistryAccess;
+#[cfg(feature = "s3")]
+pub use access::S3Access;
 pub use any::AnyFetcher;
 pub use assemble::{Assembly, Publish};
 pub use builder::{HfClient, ProvisionerBuilder};
@@ -60,6 +69,8 @@ pub use mirror::{MirrorRule, Mirrors};
 /// What a model is, read from its headers, and the structural check (the `model-info` crate).
 pub use model_info;
 pub use provisioner::{Ensured, ModelProvisioner, Verified};
+#[cfg(any(feature = "oci", feature = "s3"))]
+pub use publish::{Mirrored, Pushed};
 pub use reporter::{NoReporter, Progress, Reporter};
 #[cfg(any(feature = "oci", feature = "s3"))]
 pub use secret::Secret;

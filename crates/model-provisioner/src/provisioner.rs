@@ -23,8 +23,11 @@ use crate::reporter::{NoReporter, Reporter};
 pub struct ModelProvisioner<C: CatalogStore, F: ModelFetcher> {
     catalog: C,
     fetcher: F,
-    layout: CacheLayout,
-    reporter: Arc<dyn Reporter>,
+    pub(crate) layout: CacheLayout,
+    pub(crate) reporter: Arc<dyn Reporter>,
+    /// The registry and bucket clients of [`push`](Self::push) and [`mirror`](Self::mirror).
+    #[cfg(any(feature = "oci", feature = "s3"))]
+    pub(crate) publisher: crate::publish::Publisher,
     refresh: bool,
     single_flight: bool,
     lock_timeout: Option<std::time::Duration>,
@@ -109,6 +112,8 @@ impl<C: CatalogStore, F: ModelFetcher> ModelProvisioner<C, F> {
             fetcher,
             layout,
             reporter: Arc::new(NoReporter),
+            #[cfg(any(feature = "oci", feature = "s3"))]
+            publisher: crate::publish::Publisher::default(),
             refresh: false,
             single_flight: true,
             lock_timeout: None,
@@ -135,6 +140,14 @@ impl<C: CatalogStore, F: ModelFetcher> ModelProvisioner<C, F> {
     #[must_use]
     pub fn with_lock_timeout(mut self, timeout: Option<std::time::Duration>) -> Self {
         self.lock_timeout = timeout;
+        self
+    }
+
+    /// Pushes through `publisher`'s clients.
+    #[cfg(any(feature = "oci", feature = "s3"))]
+    #[must_use]
+    pub(crate) fn with_publisher(mut self, publisher: crate::publish::Publisher) -> Self {
+        self.publisher = publisher;
         self
     }
 

@@ -143,6 +143,16 @@ impl ModelRef {
             other => other.to_string(),
         }
     }
+
+    /// Whether the reference names a set of files that include and exclude patterns select
+    /// from: a whole `hf:` repository (or one quantisation's files in it), or an S3 folder.
+    pub fn is_collection(&self) -> bool {
+        match self {
+            ModelRef::Hf(h) => h.path.is_none(),
+            ModelRef::S3(s) => s.is_prefix(),
+            _ => false,
+        }
+    }
 }
 
 impl fmt::Display for ModelRef {
@@ -340,6 +350,22 @@ mod tests {
             let r = parse(s);
             assert_eq!(r.to_string(), s);
             assert_eq!(parse(&r.to_string()), r);
+        }
+    }
+
+    #[test]
+    fn collections_are_whole_repositories_quantisations_and_folders() {
+        for (s, collection) in [
+            ("hf:org/repo", true),
+            ("hf:org/repo@main:Q4_K_M", true),
+            ("hf:org/repo/model.gguf", false),
+            ("s3://bucket/prefix/", true),
+            ("s3://bucket/prefix/model.gguf", false),
+            ("oci://registry.example/m:1", false),
+            ("https://example.com/m/", false),
+            ("./models/", false),
+        ] {
+            assert_eq!(parse(s).is_collection(), collection, "{s}");
         }
     }
 

@@ -8,6 +8,8 @@ mod http;
 mod model;
 #[cfg(feature = "oci")]
 mod oci;
+#[cfg(all(feature = "oci", feature = "s3"))]
+mod publish;
 #[cfg(feature = "hf")]
 mod quant;
 #[cfg(feature = "s3")]

@@ -1,0 +1,172 @@
+//! One function per subcommand: each maps its flags to the library's options, calls the
+//! library, and prints what it returns.
+
+mod catalog;
+mod ensure;
+mod push;
+mod verify;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use catalog_core::{FsCatalog, ModelRef};
+use model_provisioner::{
+    AnyFetcher, Error, ModelProvisioner, ProvisionerBuilder, RegistryAccess, S3Access, Secret,
+};
+
+use crate::cli::{Cli, Command, RegistryArgs, S3Args};
+use crate::progress::BarReporter;
+
+type Provisioner = ModelProvisioner<FsCatalog, AnyFetcher>;
+
+/// Runs the command and returns the exit status for a run that did not fail outright.
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let cache_dir = match cli.cache_dir {
+        Some(dir) => dir,
+        None => catalog_core::default_model_cache_dir()?,
+    };
+    let context = Context {
+        cache_dir,
+        quiet: cli.quiet,
+    };
+    match cli.command {
+        Command::Ensure(args) => ensure::ensure(&context, &args),
+        Command::Ls(args) => catalog::ls(&context, args.json),
+        Command::Show(args) => catalog::show(&context, &args.target, args.json),
+        Command::Verify(args) => verify::verify(&context, &args),
+        Command::Retire(args) => catalog::retire(&context, &args.target),
+        Command::Rm(args) => catalog::rm(&context, &args.target),
+        Command::Gc(args) => catalog::gc(&context, &args),
+        Command::Push(args) => push::push(&context, &args),
+        Command::Mirror(args) => push::mirror(&context, &args),
+    }
+}
+
+struct Context {
+    cache_dir: PathBuf,
+    quiet: bool,
+}
+
+impl Context {
+    /// A builder for the cache, drawing progress bars unless `--quiet` or `quiet` (a command
+    /// printing JSON).
+    fn builder(&self, quiet: bool) -> ProvisionerBuilder {
+        ModelProvisioner::builder(&self.cache_dir)
+            .reporter(Arc::new(BarReporter::new(self.quiet || quiet)))
+    }
+
+    /// A provisioner for commands that fetch nothing.
+    fn provisioner(&self) -> anyhow::Result<Provisioner> {
+        Ok(self.builder(false).http(false).hf(None).build()?)
+    }
+}
+
+/// How registries are reached, from `--insecure-registry`, `--ollama-registry` and
+/// `--registry-username` with its password.
+fn registry_access(args: &RegistryArgs) -> anyhow::Result<RegistryAccess> {
+    let mut access = RegistryAccess {
+        insecure: args.insecure_registry.clone(),
+        ..RegistryAccess::default()
+    };
+    if let Some(registry) = args.ollama_registry.as_deref().map(str::trim) {
+        if registry.is_empty() || registry.contains(['/', ' ']) {
+            return Err(UsageError(format!(
+                "`--ollama-registry` takes a host and an optional port, e.g. `registry.example:5000`, not `{}`",
+                catalog_core::printable(registry)
+            ))
+            .into());
+        }
+        access.ollama_registry = Some(registry.to_owned());
+    }
+    if let Some(username) = &args.registry_username {
+        let password = if args.registry_password_stdin {
+            let mut line = String::new();
+            std::io::stdin().read_line(&mut line).map_err(|e| {
+                anyhow::anyhow!("could not read the registry password from standard input: {e}")
+            })?;
+            line.trim_end_matches(['\r', '\n']).to_owned()
+        } else {
+            std::env::var("MODEL_PROVISIONER_REGISTRY_PASSWORD").map_err(|_| {
+                UsageError(
+                    "`--registry-username` needs a password: set `MODEL_PROVISIONER_REGISTRY_PASSWORD` or pass `--registry-password-stdin`"
+                        .into(),
+                )
+            })?
+        };
+        access.login = Some((username.clone(), Secret::new(password)));
+    }
+    Ok(access)
+}
+
+/// How S3 is reached, from `--endpoint-url`, `--region` and `--no-sign-request`.
+fn s3_access(args: &S3Args) -> anyhow::Result<S3Access> {
+    let endpoint = match &args.endpoint_url {
+        Some(text) => Some(url_of_endpoint(text).ok_or_else(|| {
+            UsageError(format!(
+                "`--endpoint-url` takes `http(s)://host[:port]`, not `{}`",
+                catalog_core::printable(text)
+            ))
+        })?),
+        None => None,
+    };
+    Ok(S3Access {
+        endpoint,
+        region: args.region.clone(),
+        no_sign_request: args.no_sign_request,
+        profile: None,
+    })
+}
+
+/// `http(s)://host[:port]` with nothing else, as an endpoint.
+fn url_of_endpoint(text: &str) -> Option<url::Url> {
+    let url = url::Url::parse(text.trim()).ok()?;
+    let plain = matches!(url.scheme(), "http" | "https")
+        && url.host_str().is_some_and(|h| !h.is_empty())
+        && url.username().is_empty()
+        && url.password().is_none()
+        && url.query().is_none()
+        && matches!(url.path(), "" | "/");
+    plain.then_some(url)
+}
+
+/// A reference from the command line, parsed here rather than by clap, whose message would
+/// echo the input raw (control characters and URL credentials included); ours are escaped and
+/// redacted.
+fn parse_reference(text: &str) -> anyhow::Result<ModelRef> {
+    Ok(text.parse().map_err(|e: catalog_core::ParseRefError| {
+        UsageError(match e.hint() {
+            Some(hint) => format!("{e}\nhint: {hint}"),
+            None => e.to_string(),
+        })
+    })?)
+}
+
+/// A mistake in the arguments that clap cannot see: reported with exit status 2.
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+/// `e`, as a usage error when the library refused what the arguments named: a destination or
+/// a mirror prefix no push can go to, a model no mirror rule maps.
+fn usage_if_refused(e: Error) -> anyhow::Error {
+    match e {
+        Error::PushScheme { .. }
+        | Error::MirrorSource { .. }
+        | Error::MirrorPrefix(_)
+        | Error::MirrorLocation { .. }
+        | Error::MirrorScheme { .. } => UsageError(match e.hint() {
+            Some(hint) => format!("{e}\nhint: {hint}"),
+            None => e.to_string(),
+        })
+        .into(),
+        other => other.into(),
+    }
+}

@@ -1,0 +1,359 @@
+//! [`ModelProvisioner::push`] and [`ModelProvisioner::mirror`]: a model of the catalog
+//! published to a registry or a bucket, for other machines to pull, verified.
+//!
+//! ```text
+//! push    <model> oci://registry/repo:tag     a ModelPack artifact        (oci/push.rs)
+//!         <model> s3://bucket/prefix/         files, then a manifest      (s3/push.rs)
+//! mirror  hf:org/repo@rev at commit C, under PREFIX, as `ensure --mirror 'hf:=PREFIX'` looks:
+//!           oci://registry/path    PREFIX/org/repo:C, and a tag for `rev`
+//!           s3://bucket/path       PREFIX/org/repo/C/, and the object PREFIX/org/repo/refs/rev
+//!         any other model where the rule `<its registry or bucket>=PREFIX` maps it
+//! ```
+//!
+//! [`Publisher::push`] is the one place a push is dispatched by the destination's scheme. Its
+//! registry and bucket clients are the provisioner's own fetchers' (one configuration and one
+//! download engine each, the S3 CA bundle included), so a push reaches a server as a pull does.
+//! The verification is theirs: every byte sent is hashed on its way out, and nothing is
+//! published unless each file matches the catalog's digests. A model found to have changed is
+//! then verified again, which records it as failing, as [`ModelProvisioner::verify`] does, so
+//! that it is no longer handed out as it was.
+
+use catalog_core::{CacheLayout, CatalogEntry, CatalogStore, Digest, HfRef, ModelRef};
+
+use crate::error::{Error, Result};
+use crate::fetcher::{ModelFetcher, unsupported};
+use crate::mirror::{HfLocation, HfMirror, MirrorContext, Mirrors, Target};
+use crate::provisioner::ModelProvisioner;
+use crate::reporter::Reporter;
+
+/// What [`ModelProvisioner::push`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pushed {
+    /// The model's id.
+    pub id: String,
+    /// Where it went, without credentials.
+    pub destination: String,
+    /// To a registry: the digest of the manifest pushed; `oci://registry/repo@<digest>` pulls
+    /// exactly it.
+    pub manifest_digest: Option<Digest>,
+    /// To a bucket: the key of the manifest object, written last.
+    pub manifest_key: Option<String>,
+    /// The model's files.
+    pub files: usize,
+    /// Bytes sent.
+    pub bytes_uploaded: u64,
+    /// To a registry: the blobs it had already (or mounted from the repository the model came
+    /// from), so not sent.
+    pub blobs_skipped: Option<usize>,
+}
+
+/// What [`ModelProvisioner::mirror`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mirrored {
+    /// The model's id.
+    pub id: String,
+    /// The mirror prefix, as given (trimmed).
+    pub mirror: String,
+    /// The rule under which `ensure` finds the model there, e.g. `hf:=oci://registry/hf`.
+    pub rule: String,
+    /// Every place written: tags, folders, ref objects.
+    pub destinations: Vec<String>,
+    /// The model's files.
+    pub files: usize,
+    /// Bytes sent, over every destination.
+    pub bytes_uploaded: u64,
+}
+
+/// The registry and bucket clients pushes go through.
+#[derive(Debug)]
+pub(crate) struct Publisher {
+    #[cfg(feature = "oci")]
+    pub(crate) oci: Option<crate::oci::OciFetcher>,
+    #[cfg(feature = "s3")]
+    pub(crate) s3: Option<crate::access::S3Client>,
+    /// The registry `ollama:` references are pulled from: the source side of their rule.
+    pub(crate) ollama_registry: String,
+}
+
+impl Default for Publisher {
+    /// No client: every push fails, naming what it would need.
+    fn default() -> Self {
+        Publisher {
+            #[cfg(feature = "oci")]
+            oci: None,
+            #[cfg(feature = "s3")]
+            s3: None,
+            ollama_registry: catalog_core::OLLAMA_REGISTRY.to_owned(),
+        }
+    }
+}
+
+impl Publisher {
+    /// Pushes `entry` to `destination`, a registry's tag or a bucket's folder: the one place a
+    /// push is dispatched by scheme.
+    fn push(
+        &self,
+        layout: &CacheLayout,
+        entry: &CatalogEntry,
+        destination: &ModelRef,
+        reporter: &dyn Reporter,
+    ) -> Result<Pushed> {
+        let pushed = |files, bytes_uploaded| Pushed {
+            id: entry.id.clone(),
+            destination: destination.redacted(),
+            manifest_digest: None,
+            manifest_key: None,
+            files,
+            bytes_uploaded,
+            blobs_skipped: None,
+        };
+        match destination {
+            #[cfg(feature = "oci")]
+            ModelRef::Oci(oci) => {
+                let client = self.oci.as_ref().ok_or_else(|| unsupported(destination))?;
+                let r = client.push(layout, entry, oci, reporter)?;
+                Ok(Pushed {
+                    manifest_digest: Some(r.manifest_digest),
+                    blobs_skipped: Some(r.blobs_skipped),
+                    ..pushed(r.files, r.bytes_uploaded)
+                })
+            }
+            #[cfg(feature = "s3")]
+            ModelRef::S3(s3) => {
+                let client = self.s3.as_ref().ok_or_else(|| unsupported(destination))?;
+                let r = client.get().push(layout, entry, s3, reporter)?;
+                Ok(Pushed {
+                    manifest_key: Some(r.manifest_key),
+                    ..pushed(r.files, r.bytes_uploaded)
+                })
+            }
+            #[cfg(not(feature = "oci"))]
+            ModelRef::Oci(_) => Err(unsupported(destination)),
+            #[cfg(not(feature = "s3"))]
+            ModelRef::S3(_) => Err(unsupported(destination)),
+            _ => Err(Error::PushScheme {
+                destination: destination.redacted(),
+            }),
+        }
+    }
+
+    /// Pushes `entry` under the mirror prefix `prefix`, where a rule to it finds it.
+    fn mirror(
+        &self,
+        layout: &CacheLayout,
+        entry: &CatalogEntry,
+        prefix: &str,
+        reporter: &dyn Reporter,
+    ) -> Result<Mirrored> {
+        let source: ModelRef = entry.source.parse().or_else(|_| entry.id.parse())?;
+        let mut out = Mirrored {
+            id: entry.id.clone(),
+            mirror: prefix.to_owned(),
+            rule: String::new(),
+            destinations: Vec::new(),
+            files: 0,
+            bytes_uploaded: 0,
+        };
+        match &source {
+            ModelRef::Hf(hf) => self.mirror_hf(layout, entry, hf, reporter, &mut out)?,
+            other => self.mirror_by_rule(layout, entry, other, reporter, &mut out)?,
+        }
+        Ok(out)
+    }
+
+    /// An `hf:` model: its commit's tag or folder, and its revision's tag or ref object.
+    fn mirror_hf(
+        &self,
+        layout: &CacheLayout,
+        entry: &CatalogEntry,
+        hf: &HfRef,
+        reporter: &dyn Reporter,
+        out: &mut Mirrored,
+    ) -> Result<()> {
+        let prefix = out.mirror.clone();
+        let provenance = entry.provenance.as_ref();
+        let commit = provenance
+            .and_then(|p| p.resolved_revision.clone())
+            .filter(|c| c.len() == 40 && c.bytes().all(|b| b.is_ascii_hexdigit()))
+            .ok_or_else(|| Error::MirrorCommit {
+                id: entry.id.clone(),
+            })?;
+        let (include, exclude) = provenance.map_or((Vec::new(), Vec::new()), |p| {
+            (p.include.clone(), p.exclude.clone())
+        });
+        let hm = HfMirror::for_push(hf, &prefix, include, exclude).map_err(|e| match e {
+            Error::MirrorRule(e) => Error::MirrorPrefix(e),
+            other => other,
+        })?;
+        out.rule = format!("hf:={prefix}");
+        let nowhere = |place: String| Error::MirrorLocation {
+            prefix: prefix.clone(),
+            reference: place,
+        };
+        match &hm.location {
+            HfLocation::Oci { .. } => {
+                let mut tags = vec![hm.commit_tag(&commit)];
+                if hm.pinned_commit().is_none() {
+                    tags.push(hm.revision_tag(hm.revision()));
+                }
+                for tag in tags {
+                    let dest = ModelRef::Oci(hm.oci(&tag).ok_or_else(|| nowhere(tag))?);
+                    let r = self.push(layout, entry, &dest, reporter)?;
+                    out.files = r.files;
+                    out.bytes_uploaded += r.bytes_uploaded;
+                    out.destinations.push(dest.to_string());
+                }
+            }
+            HfLocation::S3 { .. } => {
+                let tag = hm.commit_tag(&commit);
+                let folder = ModelRef::S3(hm.s3_folder(&tag).ok_or_else(|| nowhere(tag))?);
+                let r = self.push(layout, entry, &folder, reporter)?;
+                out.files = r.files;
+                out.bytes_uploaded = r.bytes_uploaded;
+                out.destinations.push(folder.to_string());
+                if hm.pinned_commit().is_none()
+                    && let Some(object) = hm.s3_ref_object(hm.revision())
+                {
+                    self.put_ref(&object, &commit)?;
+                    out.destinations.push(ModelRef::S3(object).to_string());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the object that says which commit a revision name resolved to.
+    #[cfg(feature = "s3")]
+    fn put_ref(&self, object: &catalog_core::S3Ref, commit: &str) -> Result<()> {
+        let reference = ModelRef::S3(object.clone());
+        let client = self.s3.as_ref().ok_or_else(|| unsupported(&reference))?;
+        client
+            .get()
+            .put_object(object, format!("{commit}\n").as_bytes())
+    }
+
+    #[cfg(not(feature = "s3"))]
+    #[expect(clippy::unused_self, reason = "the same call with the feature on")]
+    fn put_ref(&self, object: &catalog_core::S3Ref, _commit: &str) -> Result<()> {
+        Err(unsupported(&ModelRef::S3(object.clone())))
+    }
+
+    /// Any other model: where the rule from its registry or bucket to the prefix maps it.
+    fn mirror_by_rule(
+        &self,
+        layout: &CacheLayout,
+        entry: &CatalogEntry,
+        source: &ModelRef,
+        reporter: &dyn Reporter,
+        out: &mut Mirrored,
+    ) -> Result<()> {
+        let source_prefix = match source {
+            ModelRef::Oci(o) => format!("oci://{}", o.registry),
+            ModelRef::Ollama(_) => format!("oci://{}", self.ollama_registry),
+            ModelRef::S3(s) => match &s.endpoint {
+                Some(endpoint) => format!("s3+{endpoint}/{}", s.bucket),
+                None => format!("s3://{}", s.bucket),
+            },
+            _ => {
+                return Err(Error::MirrorSource {
+                    reference: source.redacted(),
+                });
+            }
+        };
+        out.rule = format!("{source_prefix}={}", out.mirror);
+        let mirrors = Mirrors::from_flags([&out.rule]).map_err(Error::MirrorPrefix)?;
+        let context = MirrorContext {
+            ollama_registry: self.ollama_registry.clone(),
+            ..MirrorContext::default()
+        };
+        let Some(Target::Reference(dest)) = mirrors
+            .routes(source, &context)
+            .into_iter()
+            .next()
+            .map(|r| r.target)
+        else {
+            return Err(Error::MirrorLocation {
+                prefix: out.mirror.clone(),
+                reference: source.redacted(),
+            });
+        };
+        if !matches!(dest, ModelRef::Oci(_) | ModelRef::S3(_)) {
+            return Err(Error::MirrorScheme {
+                destination: dest.redacted(),
+            });
+        }
+        let r = self.push(layout, entry, &dest, reporter)?;
+        out.files = r.files;
+        out.bytes_uploaded = r.bytes_uploaded;
+        out.destinations.push(r.destination);
+        Ok(())
+    }
+}
+
+impl<C: CatalogStore, F: ModelFetcher> ModelProvisioner<C, F> {
+    /// Publishes the model `id_or_ref` names (its id, or a reference that resolves to it) at
+    /// `destination`: a registry's tag (`oci://registry/repo:tag`, a CNCF `ModelPack` artifact,
+    /// one layer per file, blobs the registry has skipped) or a bucket's folder
+    /// (`s3://bucket/prefix/`, every file with its sha256, then a manifest). A pull of the
+    /// destination verifies against the same digests.
+    ///
+    /// Nothing is published unless the model's bytes match the catalog's digests; a model
+    /// found to have changed is recorded as failing, as [`verify`](Self::verify) records it.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use model_provisioner::ModelProvisioner;
+    ///
+    /// let provisioner = ModelProvisioner::builder("/var/cache/models").build()?;
+    /// let pushed = provisioner.push("hf:org/repo", &"oci://registry.internal/models/repo:v1".parse()?)?;
+    /// println!("{} files, manifest {:?}", pushed.files, pushed.manifest_digest);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`Error::UnknownId`]; [`Error::PushScheme`] for a destination that is no registry or
+    /// bucket; a verification failure ([`Error::DigestMismatch`], [`Error::PushDigestRefused`])
+    /// when the model's bytes changed; the registry's or the store's refusals.
+    pub fn push(&self, id_or_ref: &str, destination: &ModelRef) -> Result<Pushed> {
+        let pushed = self.find(id_or_ref).and_then(|entry| {
+            self.publisher
+                .push(&self.layout, &entry, destination, &*self.reporter)
+        });
+        self.recording_failure(id_or_ref, pushed)
+    }
+
+    /// Pushes the model `id_or_ref` names to the mirror `mirror_prefix` (a rule's mirror side,
+    /// `oci://registry[/path]` or `s3://bucket[/prefix]`), exactly where `ensure` with a rule to
+    /// that prefix looks for it, and says that rule. An `hf:` model goes into the mirror layout
+    /// (see [`mirror`](crate::mirror)), carrying the Hub's sha256 of every file and the commit;
+    /// any other model goes where the rule from its registry or bucket to the prefix maps it.
+    /// Verified, and a changed model recorded as failing, as for [`push`](Self::push).
+    ///
+    /// # Errors
+    ///
+    /// As [`push`](Self::push); [`Error::MirrorSource`] for a model from a web server or a local
+    /// file; [`Error::MirrorPrefix`], [`Error::MirrorLocation`] or [`Error::MirrorScheme`] for
+    /// a prefix that gives the model no place a push can go; [`Error::MirrorCommit`] for an
+    /// `hf:` model whose entry records no commit.
+    pub fn mirror(&self, id_or_ref: &str, mirror_prefix: &str) -> Result<Mirrored> {
+        let mirrored = self.find(id_or_ref).and_then(|entry| {
+            self.publisher
+                .mirror(&self.layout, &entry, mirror_prefix.trim(), &*self.reporter)
+        });
+        self.recording_failure(id_or_ref, mirrored)
+    }
+
+    /// `result`, after the entry was verified again when `result` is a verification failure:
+    /// that records the failure, as `verify` does.
+    fn recording_failure<T>(&self, id_or_ref: &str, result: Result<T>) -> Result<T> {
+        if let Err(e) = &result
+            && e.is_verification_failure()
+            && let Err(recorded) = self.verify(id_or_ref)
+            && !recorded.is_verification_failure()
+        {
+            tracing::warn!(error = %recorded, "the failed verification could not be recorded");
+        }
+        result
+    }
+}
