@@ -115,6 +115,33 @@ impl std::fmt::Debug for Lookup {
     }
 }
 
+impl ModelProvisioner<FsCatalog, AnyFetcher> {
+    /// A builder that wires the fetchers from options, as the command-line tool does, with
+    /// the catalog under `cache_dir`.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), model_provisioner::Error> {
+    /// use std::time::Duration;
+    ///
+    /// use model_provisioner::hf::HfConfig;
+    /// use model_provisioner::{HfClient, ModelProvisioner};
+    ///
+    /// let mut hub = HfConfig::from_env();
+    /// hub.include = vec!["*.Q4_K_M.gguf".to_owned()];
+    /// let provisioner = ModelProvisioner::builder("/var/cache/models")
+    ///     .hf(Some(HfClient::Native))
+    ///     .hf_config(hub)
+    ///     .lock_timeout(Some(Duration::from_secs(600)))
+    ///     .build()?;
+    /// let model = provisioner.ensure_present_str("hf:org/repo", None)?;
+    /// println!("{} is at {}", model.id, model.local_path.display());
+    /// # Ok(()) }
+    /// ```
+    pub fn builder(cache_dir: impl Into<PathBuf>) -> ProvisionerBuilder {
+        ProvisionerBuilder::new(cache_dir.into())
+    }
+}
+
 impl ProvisionerBuilder {
     /// The defaults, with the catalog under `cache_dir`.
     pub(crate) fn new(cache_dir: PathBuf) -> Self {

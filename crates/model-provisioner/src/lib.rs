@@ -42,6 +42,8 @@ mod parallel;
 mod provisioner;
 #[cfg(any(feature = "oci", feature = "s3"))]
 mod publish;
+#[cfg(any(feature = "oci", feature = "s3"))]
+mod push;
 mod reporter;
 #[cfg(feature = "s3")]
 pub mod s3;

@@ -10,8 +10,6 @@ use catalog_core::{
     Outcome, ResolvedModel, Verification, now_ms,
 };
 
-use crate::any::AnyFetcher;
-use crate::builder::ProvisionerBuilder;
 use crate::error::{Error, Result};
 use crate::fetcher::{FetchRequest, ModelFetcher};
 use crate::file::FileFetcher;
@@ -65,33 +63,6 @@ impl ModelProvisioner<FsCatalog, FileFetcher> {
         let catalog = FsCatalog::open(cache_dir)?;
         let layout = catalog.layout().clone();
         Ok(Self::new(catalog, FileFetcher::in_place(), layout))
-    }
-}
-
-impl ModelProvisioner<FsCatalog, AnyFetcher> {
-    /// A builder that wires the fetchers from options, as the command-line tool does, with
-    /// the catalog under `cache_dir`.
-    ///
-    /// ```no_run
-    /// # fn main() -> Result<(), model_provisioner::Error> {
-    /// use std::time::Duration;
-    ///
-    /// use model_provisioner::hf::HfConfig;
-    /// use model_provisioner::{HfClient, ModelProvisioner};
-    ///
-    /// let mut hub = HfConfig::from_env();
-    /// hub.include = vec!["*.Q4_K_M.gguf".to_owned()];
-    /// let provisioner = ModelProvisioner::builder("/var/cache/models")
-    ///     .hf(Some(HfClient::Native))
-    ///     .hf_config(hub)
-    ///     .lock_timeout(Some(Duration::from_secs(600)))
-    ///     .build()?;
-    /// let model = provisioner.ensure_present_str("hf:org/repo", None)?;
-    /// println!("{} is at {}", model.id, model.local_path.display());
-    /// # Ok(()) }
-    /// ```
-    pub fn builder(cache_dir: impl Into<PathBuf>) -> ProvisionerBuilder {
-        ProvisionerBuilder::new(cache_dir.into())
     }
 }
 

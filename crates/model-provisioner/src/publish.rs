@@ -1,5 +1,6 @@
-//! [`ModelProvisioner::push`] and [`ModelProvisioner::mirror`]: a model of the catalog
-//! published to a registry or a bucket, for other machines to pull, verified.
+//! [`Publisher`]: how a model of the catalog is published to a registry or a bucket, for other
+//! machines to pull, verified; [`ModelProvisioner::push`] and [`ModelProvisioner::mirror`]
+//! (in `push.rs`) are its callers.
 //!
 //! ```text
 //! push    <model> oci://registry/repo:tag     a ModelPack artifact        (oci/push.rs)
@@ -18,12 +19,11 @@
 //! then verified again, which records it as failing, as [`ModelProvisioner::verify`] does, so
 //! that it is no longer handed out as it was.
 
-use catalog_core::{CacheLayout, CatalogEntry, CatalogStore, Digest, HfRef, ModelRef};
+use catalog_core::{CacheLayout, CatalogEntry, Digest, HfRef, ModelRef};
 
 use crate::error::{Error, Result};
-use crate::fetcher::{ModelFetcher, unsupported};
+use crate::fetcher::unsupported;
 use crate::mirror::{HfLocation, HfMirror, MirrorContext, Mirrors, Target};
-use crate::provisioner::ModelProvisioner;
 use crate::reporter::Reporter;
 
 /// What [`ModelProvisioner::push`] did.
@@ -91,7 +91,7 @@ impl Default for Publisher {
 impl Publisher {
     /// Pushes `entry` to `destination`, a registry's tag or a bucket's folder: the one place a
     /// push is dispatched by scheme.
-    fn push(
+    pub(crate) fn push(
         &self,
         layout: &CacheLayout,
         entry: &CatalogEntry,
@@ -138,7 +138,7 @@ impl Publisher {
     }
 
     /// Pushes `entry` under the mirror prefix `prefix`, where a rule to it finds it.
-    fn mirror(
+    pub(crate) fn mirror(
         &self,
         layout: &CacheLayout,
         entry: &CatalogEntry,
@@ -287,73 +287,5 @@ impl Publisher {
         out.bytes_uploaded = r.bytes_uploaded;
         out.destinations.push(r.destination);
         Ok(())
-    }
-}
-
-impl<C: CatalogStore, F: ModelFetcher> ModelProvisioner<C, F> {
-    /// Publishes the model `id_or_ref` names (its id, or a reference that resolves to it) at
-    /// `destination`: a registry's tag (`oci://registry/repo:tag`, a CNCF `ModelPack` artifact,
-    /// one layer per file, blobs the registry has skipped) or a bucket's folder
-    /// (`s3://bucket/prefix/`, every file with its sha256, then a manifest). A pull of the
-    /// destination verifies against the same digests.
-    ///
-    /// Nothing is published unless the model's bytes match the catalog's digests; a model
-    /// found to have changed is recorded as failing, as [`verify`](Self::verify) records it.
-    ///
-    /// ```no_run
-    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// use model_provisioner::ModelProvisioner;
-    ///
-    /// let provisioner = ModelProvisioner::builder("/var/cache/models").build()?;
-    /// let pushed = provisioner.push("hf:org/repo", &"oci://registry.internal/models/repo:v1".parse()?)?;
-    /// println!("{} files, manifest {:?}", pushed.files, pushed.manifest_digest);
-    /// # Ok(()) }
-    /// ```
-    ///
-    /// # Errors
-    ///
-    /// [`Error::UnknownId`]; [`Error::PushScheme`] for a destination that is no registry or
-    /// bucket; a verification failure ([`Error::DigestMismatch`], [`Error::PushDigestRefused`])
-    /// when the model's bytes changed; the registry's or the store's refusals.
-    pub fn push(&self, id_or_ref: &str, destination: &ModelRef) -> Result<Pushed> {
-        let pushed = self.find(id_or_ref).and_then(|entry| {
-            self.publisher
-                .push(&self.layout, &entry, destination, &*self.reporter)
-        });
-        self.recording_failure(id_or_ref, pushed)
-    }
-
-    /// Pushes the model `id_or_ref` names to the mirror `mirror_prefix` (a rule's mirror side,
-    /// `oci://registry[/path]` or `s3://bucket[/prefix]`), exactly where `ensure` with a rule to
-    /// that prefix looks for it, and says that rule. An `hf:` model goes into the mirror layout
-    /// (see [`mirror`](crate::mirror)), carrying the Hub's sha256 of every file and the commit;
-    /// any other model goes where the rule from its registry or bucket to the prefix maps it.
-    /// Verified, and a changed model recorded as failing, as for [`push`](Self::push).
-    ///
-    /// # Errors
-    ///
-    /// As [`push`](Self::push); [`Error::MirrorSource`] for a model from a web server or a local
-    /// file; [`Error::MirrorPrefix`], [`Error::MirrorLocation`] or [`Error::MirrorScheme`] for
-    /// a prefix that gives the model no place a push can go; [`Error::MirrorCommit`] for an
-    /// `hf:` model whose entry records no commit.
-    pub fn mirror(&self, id_or_ref: &str, mirror_prefix: &str) -> Result<Mirrored> {
-        let mirrored = self.find(id_or_ref).and_then(|entry| {
-            self.publisher
-                .mirror(&self.layout, &entry, mirror_prefix.trim(), &*self.reporter)
-        });
-        self.recording_failure(id_or_ref, mirrored)
-    }
-
-    /// `result`, after the entry was verified again when `result` is a verification failure:
-    /// that records the failure, as `verify` does.
-    fn recording_failure<T>(&self, id_or_ref: &str, result: Result<T>) -> Result<T> {
-        if let Err(e) = &result
-            && e.is_verification_failure()
-            && let Err(recorded) = self.verify(id_or_ref)
-            && !recorded.is_verification_failure()
-        {
-            tracing::warn!(error = %recorded, "the failed verification could not be recorded");
-        }
-        result
     }
 }
