@@ -48,6 +48,7 @@ mod source;
 use catalog_core::{CacheLayout, Digest, StagedFile};
 #[cfg(test)]
 use std::path::Path;
+use std::sync::OnceLock;
 
 #[cfg(any(feature = "hf", feature = "oci", feature = "s3"))]
 pub(crate) use body::{BodyError, read_bounded};
@@ -103,6 +104,24 @@ impl std::fmt::Debug for Download<'_> {
     }
 }
 
+/// A client with `config`'s connect timeout, the extra `roots` and our user agent.
+fn build_client(
+    roots: &[reqwest::Certificate],
+    config: &DownloadConfig,
+    builder: reqwest::ClientBuilder,
+) -> Result<reqwest::Client> {
+    roots
+        .iter()
+        .fold(builder, |b, root| b.add_root_certificate(root.clone()))
+        .user_agent(concat!("model-provisioner/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(config.connect_timeout)
+        .build()
+        .map_err(|e| Error::Setup {
+            what: "build the HTTP client",
+            source: Box::new(e.without_url()),
+        })
+}
+
 /// A finished, synced, verified download, staged under `tmp/`.
 #[derive(Debug)]
 pub struct Downloaded {
@@ -122,8 +141,12 @@ pub struct Downloaded {
 pub struct Downloader {
     runtime: tokio::runtime::Runtime,
     client: reqwest::Client,
-    /// For downloads whose source follows redirects itself ([`RequestSource::sees_redirects`]).
-    manual: reqwest::Client,
+    /// For downloads whose source follows redirects itself ([`RequestSource::sees_redirects`]),
+    /// built on first use: only a registry's blobs need it, and each client loads the
+    /// system's root certificates.
+    manual: OnceLock<reqwest::Client>,
+    /// The extra roots of `DownloadConfig::ca_bundle`, for the clients built later.
+    roots: Vec<reqwest::Certificate>,
     /// For API calls that must see redirects rather than follow them.
     api: reqwest::Client,
     config: DownloadConfig,
@@ -146,25 +169,14 @@ impl Downloader {
             Some(path) => read_ca_bundle(path)?,
             None => Vec::new(),
         };
-        let build = |builder: reqwest::ClientBuilder| {
-            roots
-                .iter()
-                .fold(builder, |b, root| b.add_root_certificate(root.clone()))
-                .user_agent(concat!("model-provisioner/", env!("CARGO_PKG_VERSION")))
-                .connect_timeout(config.connect_timeout)
-                .build()
-                .map_err(|e| Error::Setup {
-                    what: "build the HTTP client",
-                    source: Box::new(e.without_url()),
-                })
-        };
-        let client = build(reqwest::Client::builder().read_timeout(config.stall_timeout))?;
-        let manual = build(
-            reqwest::Client::builder()
-                .read_timeout(config.stall_timeout)
-                .redirect(reqwest::redirect::Policy::none()),
+        let client = build_client(
+            &roots,
+            &config,
+            reqwest::Client::builder().read_timeout(config.stall_timeout),
         )?;
-        let api = build(
+        let api = build_client(
+            &roots,
+            &config,
             reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
                 .timeout(std::time::Duration::from_secs(60)),
@@ -172,7 +184,8 @@ impl Downloader {
         Ok(Downloader {
             runtime,
             client,
-            manual,
+            manual: OnceLock::new(),
+            roots,
             api,
             budget: budget::Budget::new(config.effective_budget()),
             config,
@@ -189,12 +202,30 @@ impl Downloader {
         &self.client
     }
 
-    /// The clients a download's requests are sent with.
-    pub(crate) fn clients(&self) -> source::Clients<'_> {
-        source::Clients {
-            follow: &self.client,
-            manual: &self.manual,
-        }
+    /// The clients `source`'s requests are sent with: the engine's own, or, for a source that
+    /// follows its own redirects, one that follows none (built the first time).
+    pub(crate) fn clients(&self, source: &dyn RequestSource) -> Result<source::Clients<'_>> {
+        let request = if source.sees_redirects() {
+            match self.manual.get() {
+                Some(client) => client,
+                None => {
+                    let built = build_client(
+                        &self.roots,
+                        &self.config,
+                        reqwest::Client::builder()
+                            .read_timeout(self.config.stall_timeout)
+                            .redirect(reqwest::redirect::Policy::none()),
+                    )?;
+                    self.manual.get_or_init(|| built)
+                }
+            }
+        } else {
+            &self.client
+        };
+        Ok(source::Clients {
+            request,
+            auth: &self.client,
+        })
     }
 
     /// A client for API calls that does not follow redirects (so that a fetcher can read a

@@ -213,8 +213,8 @@ where
     B: Fn(&Client) -> RequestBuilder + Send + Sync,
 {
     let clients = Clients {
-        follow: client,
-        manual: client,
+        request: client,
+        auth: client,
     };
     super::retry::with_retries(policy, call.display, || async {
         let sent = send(call, clients, &HeaderMap::new()).await;
@@ -287,12 +287,13 @@ pub(crate) async fn send_built(
     })
 }
 
-/// The engine's two ways of sending: a client that follows redirects, and one that hands
-/// them to the source.
+/// The clients one request uses: `request` sends it (one that follows no redirects for a
+/// source that [follows its own](RequestSource::sees_redirects)), `auth` asks for new
+/// credentials after a refusal.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Clients<'a> {
-    pub(crate) follow: &'a Client,
-    pub(crate) manual: &'a Client,
+    pub(crate) request: &'a Client,
+    pub(crate) auth: &'a Client,
 }
 
 /// Redirects followed for one request of a source that sees them, at most.
@@ -307,11 +308,7 @@ pub(crate) async fn send(
     clients: Clients<'_>,
     headers: &HeaderMap,
 ) -> Result<reqwest::Response, Failure> {
-    let client = if source.sees_redirects() {
-        clients.manual
-    } else {
-        clients.follow
-    };
+    let client = clients.request;
     let mut refreshed = false;
     let mut hops = 0;
     loop {
@@ -332,7 +329,7 @@ pub(crate) async fn send(
         if matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN)
             && !refreshed
             && source
-                .reauthorize(clients.follow, status, response.headers())
+                .reauthorize(clients.auth, status, response.headers())
                 .await
         {
             tracing::debug!(url = source.display(), %status, "credentials refreshed; sending again");

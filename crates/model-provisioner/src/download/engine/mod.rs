@@ -108,7 +108,11 @@ impl<'a> Run<'a> {
     }
 
     async fn send(&self, headers: &HeaderMap) -> Result<reqwest::Response, Failure> {
-        send(self.dl.source, self.engine.clients(), headers).await
+        let clients = self
+            .engine
+            .clients(self.dl.source)
+            .map_err(Failure::local)?;
+        send(self.dl.source, clients, headers).await
     }
 
     pub(super) async fn fetch(self) -> Result<Downloaded> {
