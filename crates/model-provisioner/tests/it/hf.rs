@@ -6,10 +6,8 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::Path;
-use std::time::Duration;
 
 use catalog_core::{CatalogStore, Digest, FileRecord, Lifecycle, Outcome, Storage};
-use model_provisioner::download::{DownloadConfig, RetryPolicy};
 use model_provisioner::hf::{HfConfig, HfFetcher};
 use model_provisioner::{AnyFetcher, Error, FileFetcher, FsCatalog, ModelProvisioner};
 use test_support::{
@@ -23,20 +21,6 @@ type Provisioner = ModelProvisioner<FsCatalog, AnyFetcher>;
 /// The single file most tests fetch.
 const Q4: &str = "model.Q4_K_M.gguf";
 
-/// Few, quick retries: olah on loopback fails only when a test wants it to.
-fn download_config() -> DownloadConfig {
-    DownloadConfig {
-        retry: RetryPolicy {
-            retries: 1,
-            backoff: Duration::from_millis(10),
-            ..RetryPolicy::default()
-        },
-        stall_timeout: Duration::from_secs(5),
-        connect_timeout: Duration::from_secs(2),
-        ..DownloadConfig::default()
-    }
-}
-
 /// The native client against `endpoint`, with `hub_cache` as the Hugging Face cache.
 fn hf_config(endpoint: &str, hub_cache: &Path) -> HfConfig {
     HfConfig {
@@ -47,8 +31,8 @@ fn hf_config(endpoint: &str, hub_cache: &Path) -> HfConfig {
 }
 
 fn provisioner(cache: &Path, config: HfConfig) -> Result<Provisioner, Error> {
-    let fetcher =
-        AnyFetcher::new(FileFetcher::in_place()).with_hf(HfFetcher::new(config, download_config()));
+    let fetcher = AnyFetcher::new(FileFetcher::in_place())
+        .with_hf(HfFetcher::new(config, crate::quick_download()));
     ModelProvisioner::with_fetcher(cache, fetcher)
 }
 

@@ -14,3 +14,21 @@ mod publish;
 mod quant;
 #[cfg(feature = "s3")]
 mod s3;
+
+/// Few, quick retries and short timeouts: a server on loopback fails only when a test wants it
+/// to.
+#[cfg(any(feature = "hf", all(feature = "oci", feature = "s3")))]
+fn quick_download() -> model_provisioner::download::DownloadConfig {
+    use model_provisioner::download::{DownloadConfig, RetryPolicy};
+    use std::time::Duration;
+    DownloadConfig {
+        retry: RetryPolicy {
+            retries: 1,
+            backoff: Duration::from_millis(10),
+            ..RetryPolicy::default()
+        },
+        stall_timeout: Duration::from_secs(5),
+        connect_timeout: Duration::from_secs(2),
+        ..DownloadConfig::default()
+    }
+}

@@ -8,10 +8,8 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
 
 use catalog_core::{CatalogStore, Outcome};
-use model_provisioner::download::{DownloadConfig, RetryPolicy};
 use model_provisioner::hf::HfConfig;
 use model_provisioner::mirror::Mirrors;
 use model_provisioner::oci::OciConfig;
@@ -19,20 +17,6 @@ use model_provisioner::{AnyFetcher, Error, FsCatalog, ModelProvisioner, S3Access
 use test_support::{Registry, S3Server, random_bytes as bytes};
 
 type TestResult<T = ()> = Result<T, Box<dyn std::error::Error>>;
-
-/// Quick retries, short timeouts.
-fn download() -> DownloadConfig {
-    DownloadConfig {
-        retry: RetryPolicy {
-            retries: 1,
-            backoff: Duration::from_millis(10),
-            ..RetryPolicy::default()
-        },
-        stall_timeout: Duration::from_secs(5),
-        connect_timeout: Duration::from_secs(2),
-        ..DownloadConfig::default()
-    }
-}
 
 /// A provisioner as the builder wires it, nothing read from this machine's environment but
 /// `server`'s keys; its endpoint comes from the access settings, as from `--endpoint-url`.
@@ -50,7 +34,7 @@ fn provisioner(
     .into_iter()
     .collect();
     Ok(ModelProvisioner::builder(cache)
-        .download_config(download())
+        .download_config(crate::quick_download())
         .hf(None)
         .hf_config(HfConfig::default())
         .oci_config(OciConfig::default())

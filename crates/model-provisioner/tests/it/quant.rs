@@ -5,10 +5,8 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::time::Duration;
 
 use catalog_core::{CatalogStore, ModelRef};
-use model_provisioner::download::{DownloadConfig, RetryPolicy};
 use model_provisioner::hf::{HfConfig, HfFetcher};
 use model_provisioner::{AnyFetcher, Error, FileFetcher, ModelProvisioner};
 use test_support::{HubNginx, assert_holds, fake_gguf};
@@ -46,19 +44,6 @@ fn quant_repo() -> BTreeMap<String, Vec<u8>> {
     files
 }
 
-fn download_config() -> DownloadConfig {
-    DownloadConfig {
-        retry: RetryPolicy {
-            retries: 1,
-            backoff: Duration::from_millis(10),
-            ..RetryPolicy::default()
-        },
-        stall_timeout: Duration::from_secs(5),
-        connect_timeout: Duration::from_secs(2),
-        ..DownloadConfig::default()
-    }
-}
-
 fn native(
     cache: &Path,
     hub: &HubNginx,
@@ -67,8 +52,8 @@ fn native(
         endpoint: hub.endpoint(),
         ..HfConfig::default()
     };
-    let fetcher =
-        AnyFetcher::new(FileFetcher::in_place()).with_hf(HfFetcher::new(config, download_config()));
+    let fetcher = AnyFetcher::new(FileFetcher::in_place())
+        .with_hf(HfFetcher::new(config, crate::quick_download()));
     ModelProvisioner::with_fetcher(cache, fetcher)
 }
 
@@ -174,8 +159,8 @@ fn an_exclude_pattern_leaves_the_projector_out_of_a_quant() -> TestResult {
         exclude: vec!["mmproj*".to_owned()],
         ..HfConfig::default()
     };
-    let fetcher =
-        AnyFetcher::new(FileFetcher::in_place()).with_hf(HfFetcher::new(config, download_config()));
+    let fetcher = AnyFetcher::new(FileFetcher::in_place())
+        .with_hf(HfFetcher::new(config, crate::quick_download()));
     let p = ModelProvisioner::with_fetcher(cache.path(), fetcher)?;
     let ensured = p.ensure(&format!("hf:{REPO}:IQ4_XS").parse()?, None)?;
     assert_holds(
