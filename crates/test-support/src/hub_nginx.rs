@@ -191,12 +191,10 @@ impl HubNginx {
 
     fn start_in(dir: tempfile::TempDir, repos: &[(&str, &Path)]) -> Self {
         let d = dir.path();
-        for sub in [
-            "api", "blobs", "hf-home", "scratch", "pointers", "body", "proxy", "fastcgi", "uwsgi",
-            "scgi",
-        ] {
+        for sub in ["api", "blobs", "hf-home", "scratch", "pointers"] {
             fs::create_dir_all(d.join(sub)).expect("creating the server's dirs");
         }
+        crate::nginx::make_temp_dirs(d).expect("creating nginx temp dirs");
         let mut ids = BTreeSet::new();
         let repos: Vec<HubRepo> = repos
             .iter()
@@ -573,6 +571,7 @@ fn write_api(tmp: &Path, n: usize, repo: &HubRepo) {
 /// nginx.conf: the Hub on `127.0.0.1`, the blobs on `localhost`, one `location =` per URL.
 fn config(tmp: &Path, port: u16, repos: &[HubRepo]) -> String {
     let d = tmp.display();
+    let (prelude, temp_paths) = (crate::nginx::prelude(tmp), crate::nginx::temp_paths(tmp));
     let mut hub = String::new();
     for (n, repo) in repos.iter().enumerate() {
         let id = &repo.id;
@@ -618,22 +617,13 @@ fn config(tmp: &Path, port: u16, repos: &[HubRepo]) -> String {
         }
     }
     format!(
-        r#"daemon off;
-master_process off;
-worker_processes 1;
-pid {d}/nginx.pid;
-error_log {d}/error.log info;
-events {{ worker_connections 512; }}
+        r#"{prelude}
 http {{
     map $http_authorization $mp_auth {{ "" "-"; default "auth"; }}
     map $arg_recursive $mp_tree {{ ~*^(1|true)$ "recursive"; default "top"; }}
     log_format hub '$request_method $host $status $body_bytes_sent $mp_auth "$http_range" $request_uri';
     access_log {d}/access.log hub;
-    client_body_temp_path {d}/body;
-    proxy_temp_path {d}/proxy;
-    fastcgi_temp_path {d}/fastcgi;
-    uwsgi_temp_path {d}/uwsgi;
-    scgi_temp_path {d}/scgi;
+{temp_paths}
     default_type application/octet-stream;
     sendfile on;
     keepalive_requests 10000;

@@ -8,6 +8,41 @@ use std::time::Duration;
 
 use crate::process::{self, ServerProcess};
 
+/// The directories nginx writes request and proxy bodies to, each under its own directory.
+const TEMP_DIRS: [&str; 5] = ["body", "proxy", "fastcgi", "uwsgi", "scgi"];
+
+/// How every nginx of the tests opens its configuration: in the foreground, one process,
+/// its pid and error log in `dir`.
+pub(crate) fn prelude(dir: &Path) -> String {
+    let d = dir.display();
+    format!(
+        "daemon off;\nmaster_process off;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log info;\nevents {{ worker_connections 512; }}"
+    )
+}
+
+/// The `http` block's temporary paths, all in `dir` (made by [`make_temp_dirs`]).
+pub(crate) fn temp_paths(dir: &Path) -> String {
+    let d = dir.display();
+    TEMP_DIRS
+        .iter()
+        .map(|t| {
+            let directive = if *t == "body" { "client_body" } else { t };
+            format!("    {directive}_temp_path {d}/{t};")
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Makes the directories of [`temp_paths`] in `dir`.
+pub(crate) fn make_temp_dirs(dir: &Path) -> io::Result<()> {
+    for t in TEMP_DIRS {
+        let path = dir.join(t);
+        fs::create_dir_all(&path)
+            .map_err(|e| io::Error::new(e.kind(), format!("creating `{}`: {e}", path.display())))?;
+    }
+    Ok(())
+}
+
 /// A running nginx, serving [`Nginx::root`]. Killed on drop.
 #[derive(Debug)]
 pub struct Nginx {
@@ -61,26 +96,16 @@ impl Nginx {
         let dir = tempfile::tempdir().expect("creating a temp dir");
         let www = dir.path().join("www");
         fs::create_dir_all(&www).expect("creating the web root");
-        for tmp in ["body", "proxy", "fastcgi", "uwsgi", "scgi"] {
-            fs::create_dir_all(dir.path().join(tmp)).expect("creating nginx temp dirs");
-        }
+        make_temp_dirs(dir.path()).expect("creating nginx temp dirs");
         let port = crate::free_port();
         let d = dir.path().display();
+        let (prelude, temp_paths) = (prelude(dir.path()), temp_paths(dir.path()));
         let config = format!(
-            r#"daemon off;
-master_process off;
-worker_processes 1;
-pid {d}/nginx.pid;
-error_log {d}/error.log info;
-events {{ worker_connections 512; }}
+            r#"{prelude}
 http {{
     log_format ranges '$request_method $uri $status $body_bytes_sent "$http_range"';
     access_log {d}/access.log ranges;
-    client_body_temp_path {d}/body;
-    proxy_temp_path {d}/proxy;
-    fastcgi_temp_path {d}/fastcgi;
-    uwsgi_temp_path {d}/uwsgi;
-    scgi_temp_path {d}/scgi;
+{temp_paths}
     default_type application/octet-stream;
     sendfile on;
     keepalive_requests 10000;

@@ -39,6 +39,7 @@ use rcgen::{
     KeyUsagePurpose,
 };
 
+use crate::nginx;
 use crate::process::{self, ServerProcess};
 
 /// How long nginx may take to listen after it starts.
@@ -80,10 +81,7 @@ impl TlsFront {
             .to_owned();
         let dir = tempfile::tempdir()?;
         let d = dir.path();
-        for tmp in ["body", "proxy", "fastcgi", "uwsgi", "scgi"] {
-            let path = d.join(tmp);
-            fs::create_dir_all(&path).map_err(|e| with_path(&path, &e))?;
-        }
+        nginx::make_temp_dirs(d)?;
         write_certificates(d)?;
         let conf = d.join("nginx.conf");
         let log = d.join("error.log");
@@ -192,21 +190,13 @@ fn write_certificates(dir: &Path) -> io::Result<()> {
 /// (`host:port`) as the module doc says.
 fn config(dir: &Path, port: u16, upstream: &str) -> String {
     let d = dir.display();
+    let (prelude, temp_paths) = (nginx::prelude(dir), nginx::temp_paths(dir));
     format!(
-        r#"daemon off;
-master_process off;
-worker_processes 1;
-pid {d}/nginx.pid;
-error_log {d}/error.log info;
-events {{ worker_connections 512; }}
+        r#"{prelude}
 http {{
     log_format front '$request_method $uri $status "$http_host" "$http_range"';
     access_log {d}/access.log front;
-    client_body_temp_path {d}/body;
-    proxy_temp_path {d}/proxy;
-    fastcgi_temp_path {d}/fastcgi;
-    uwsgi_temp_path {d}/uwsgi;
-    scgi_temp_path {d}/scgi;
+{temp_paths}
     keepalive_requests 10000;
     server {{
         listen 127.0.0.1:{port} ssl;
