@@ -68,6 +68,14 @@ struct FileJob {
     git_oid: Option<String>,
 }
 
+impl FileJob {
+    /// Whether the Hub states a digest for the file (its sha256 or its git blob id), which its
+    /// bytes are checked against: then the file is vouched for.
+    fn stated(&self) -> bool {
+        self.sha256.is_some() || self.git_oid.is_some()
+    }
+}
+
 impl HfFetcher {
     /// A fetcher with `config`, downloading with `download`.
     pub fn new(config: HfConfig, download: DownloadConfig) -> Self {
@@ -145,27 +153,26 @@ impl HfFetcher {
                 .to_owned();
             match response.status() {
                 StatusCode::OK => {
+                    let bad = |reason: String, source: Option<Box<dyn std::error::Error + Send + Sync>>| {
+                        Error::Download {
+                            url: url.clone(),
+                            status: None,
+                            attempts: 1,
+                            reason,
+                            source,
+                        }
+                    };
                     let body = download::read_bounded(response, LISTING_LIMIT)
                         .await
                         .map_err(|e| match e {
                             BodyError::Failed(e) => api_error(&url, e),
-                            BodyError::TooLarge => Error::Download {
-                                url: url.clone(),
-                                status: None,
-                                attempts: 1,
-                                reason: format!(
-                                    "the Hub's listing is larger than {} MiB",
-                                    LISTING_LIMIT >> 20
-                                ),
-                                source: None,
-                            },
+                            BodyError::TooLarge => bad(
+                                format!("the Hub's listing is larger than {} MiB", LISTING_LIMIT >> 20),
+                                None,
+                            ),
                         })?;
-                    serde_json::from_slice::<RevisionInfo>(&body).map_err(|e| Error::Download {
-                        url: url.clone(),
-                        status: None,
-                        attempts: 1,
-                        reason: "the Hub's answer is not the JSON expected".to_owned(),
-                        source: Some(Box::new(e)),
+                    serde_json::from_slice::<RevisionInfo>(&body).map_err(|e| {
+                        bad("the Hub's answer is not the JSON expected".to_owned(), Some(Box::new(e)))
                     })
                 }
                 StatusCode::NOT_FOUND => Err(Error::HfNotFound {
@@ -371,7 +378,7 @@ impl HfFetcher {
             );
             match copied {
                 Ok(()) => {
-                    if job.sha256.is_some() || job.git_oid.is_some() {
+                    if job.stated() {
                         assembly.vouch(&job.rel);
                     }
                     tracing::info!(file = %job.rel, cache = %found.display(), "reused the Hugging Face cache");
@@ -417,7 +424,7 @@ impl HfFetcher {
             }
         }
         assembly.place_staged(&job.rel, staged, etag)?;
-        if job.sha256.is_some() || job.git_oid.is_some() {
+        if job.stated() {
             assembly.vouch(&job.rel);
         }
         Ok(downloaded.transferred)
