@@ -15,7 +15,7 @@
 //! [`catalog_core::verify::hash_path`] finds when `verify` reads the directory. Nothing
 //! appears under `models/` unless that digest agrees with the expected one.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
 
 use catalog_core::verify::fingerprint;
@@ -26,6 +26,7 @@ use catalog_core::{
 
 use crate::error::{Error, Result};
 use crate::fetcher::Fetched;
+use crate::reporter::Progress;
 
 /// A directory under `tmp/` being filled with a model's files. Files may be placed from
 /// several threads at once.
@@ -113,6 +114,21 @@ impl<'a> Assembly<'a> {
         self.layout.link_model(&blob, &self.staged_path(path))?;
         self.record(path, size, digest, etag);
         Ok(())
+    }
+
+    /// Copies the file at `source` (outside the cache) into the store, hashing on the way, and
+    /// places it at `path` if it has the sha256 `claimed` for it (when one is).
+    pub fn copy_checked(
+        &self,
+        path: &SafeRelPath,
+        source: &Path,
+        claimed: Option<&Digest>,
+        etag: Option<String>,
+        progress: &dyn Progress,
+    ) -> Result<()> {
+        let staged = stage_copy(self.layout, source, progress)?;
+        Error::check_digest(&source.display().to_string(), claimed, &staged.digest)?;
+        self.place_staged(path, staged, etag)
     }
 
     fn record(&self, path: &SafeRelPath, size: u64, digest: Digest, etag: Option<String>) {
@@ -218,6 +234,31 @@ impl<'a> Assembly<'a> {
             },
         })
     }
+}
+
+/// Copies `src` into the stage, hashing on the way.
+pub(crate) fn stage_copy(
+    layout: &CacheLayout,
+    src: &Path,
+    progress: &dyn Progress,
+) -> Result<StagedFile> {
+    use std::io::{Read as _, Write as _};
+    let mut reader = catalog_core::open_regular(src).map_err(|e| Error::read(src, e))?;
+    let mut staging = layout.stage()?;
+    let mut buf = vec![0u8; catalog_core::HASH_BUF_SIZE];
+    loop {
+        let n = match reader.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(Error::read(src, e)),
+        };
+        staging
+            .write_all(&buf[..n])
+            .map_err(|e| catalog_core::Error::io("write", staging.path(), e))?;
+        progress.advance(n as u64);
+    }
+    Ok(staging.finish()?)
 }
 
 /// A file placed in an assembly.

@@ -77,23 +77,25 @@ pub trait ModelFetcher {
     /// the mirror states and recorded as the Hub's files at their commit, under the
     /// reference's own id. Only the `oci://` and `s3://` fetchers read such mirrors.
     fn fetch_hf_mirror(&self, request: &FetchRequest<'_>, mirror: &HfMirror) -> Result<Fetched> {
-        Err(Error::Unsupported {
-            reference: mirror.describe(),
-            reason: format!(
-                "the `{}` fetcher reads no mirror of `hf:` models",
-                self.name()
-            ),
-            hint: format!(
-                "mirror `{}` in a registry (`oci://…`) or a bucket (`s3://…`)",
-                request.reference.redacted()
-            ),
-        })
+        Err(no_hf_mirror(self.name(), request, mirror))
     }
 
     /// Whether an existing entry is what this fetcher would produce, so that it can be reused.
     fn accepts(&self, entry: &CatalogEntry) -> bool {
         let _ = entry;
         true
+    }
+}
+
+/// The error for a fetcher that reads no mirror of `hf:` models.
+pub(crate) fn no_hf_mirror(name: &str, request: &FetchRequest<'_>, mirror: &HfMirror) -> Error {
+    Error::Unsupported {
+        reference: mirror.describe(),
+        reason: format!("the `{name}` fetcher reads no mirror of `hf:` models"),
+        hint: format!(
+            "mirror `{}` in a registry (`oci://…`) or a bucket (`s3://…`)",
+            request.reference.redacted()
+        ),
     }
 }
 

@@ -1,12 +1,11 @@
 //! [`FileFetcher`]: local files and directories, registered in place or copied into the cache.
 
-use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
 use catalog_core::verify::{fingerprint, hash_path, walk_tree};
 use catalog_core::{
-    CacheLayout, CatalogEntry, Digest, FileRecord, Fingerprint, HASH_BUF_SIZE, ModelRef,
-    Provenance, StagedFile, Storage, TreeDigest, now_ms,
+    CatalogEntry, Digest, FileRecord, Fingerprint, ModelRef, Provenance, Storage, TreeDigest,
+    now_ms,
 };
 
 use crate::error::{Error, Result};
@@ -127,30 +126,6 @@ fn register_in_place(
     })
 }
 
-/// Copies `src` into the stage, hashing on the way.
-pub(crate) fn stage_copy(
-    layout: &CacheLayout,
-    src: &Path,
-    progress: &dyn Progress,
-) -> Result<StagedFile> {
-    let mut reader = catalog_core::open_regular(src).map_err(|e| Error::read(src, e))?;
-    let mut staging = layout.stage()?;
-    let mut buf = vec![0u8; HASH_BUF_SIZE];
-    loop {
-        let n = match reader.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(Error::read(src, e)),
-        };
-        staging
-            .write_all(&buf[..n])
-            .map_err(|e| catalog_core::Error::io("write", staging.path(), e))?;
-        progress.advance(n as u64);
-    }
-    Ok(staging.finish()?)
-}
-
 fn copy_into_cache(
     path: &Path,
     is_dir: bool,
@@ -173,7 +148,10 @@ fn copy_into_cache(
     };
     let mut staged = Vec::with_capacity(sources.len());
     for (rel, src) in &sources {
-        staged.push((rel.clone(), stage_copy(layout, src, progress)?));
+        staged.push((
+            rel.clone(),
+            crate::assemble::stage_copy(layout, src, progress)?,
+        ));
     }
     let digest = if is_dir {
         staged

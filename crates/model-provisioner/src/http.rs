@@ -1,15 +1,14 @@
 //! [`HttpFetcher`]: `http://` and `https://` references, through the [download engine](crate::download).
 
-use catalog_core::verify::fingerprint;
-use catalog_core::{Digest, FileRecord, ModelRef, Provenance, Storage, now_ms};
+use catalog_core::{Digest, ModelRef, SafeRelPath};
 
-use crate::download::{
-    Download, DownloadConfig, Downloader, Engine, Expected, UrlSource, partial_key,
-};
-use crate::error::{Error, Result};
-use crate::fetcher::{FetchRequest, Fetched, ModelFetcher, unsupported};
+use crate::download::{DownloadConfig, Downloader, Engine, UrlSource};
+use crate::error::Result;
+use crate::fetcher::{FetchRequest, unsupported};
+use crate::pipeline::{ListedFile, Listing, Revision, Source, Stated};
 
-/// Fetches a file over HTTP(S) into the cache's content-addressed store.
+/// Fetches a file over HTTP(S) into the cache's content-addressed store: a listing of one
+/// file for the [pipeline](crate::pipeline).
 ///
 /// The id is the URL without credentials, query or fragment. The file lands in
 /// `blobs/sha256/<hex>` and is linked at `models/http/<host>/<id hash>/<file name>`. Its
@@ -43,42 +42,22 @@ impl HttpFetcher {
     }
 }
 
-impl ModelFetcher for HttpFetcher {
+impl Source for HttpFetcher {
     fn name(&self) -> &'static str {
         "http"
     }
 
-    fn fetch(&self, req: &FetchRequest<'_>) -> Result<Fetched> {
+    /// A URL is a listing of one file, named by the URL's last segment, under
+    /// `models/http/<host>/<id hash>/`.
+    fn resolve<'s>(&'s self, req: &FetchRequest<'_>) -> Result<Listing<'s>> {
         let ModelRef::Http(http) = req.reference else {
             return Err(unsupported(req.reference));
         };
-        let display_url = http.redacted();
         let name = http
             .file_name()
             .and_then(file_name)
             .unwrap_or_else(|| "download".to_owned());
-        let progress = req.reporter.start(&name, None);
-        let downloaded = self.engine()?.fetch(
-            req.layout,
-            &Download {
-                source: &UrlSource::new(
-                    http.url().clone(),
-                    display_url,
-                    reqwest::header::HeaderMap::new(),
-                ),
-                expected: Expected {
-                    size: None,
-                    digest: req.expected,
-                },
-                id: req.id,
-                key: Some(&partial_key(req.id)),
-            },
-            &*progress,
-        );
-        progress.finish();
-        let downloaded = downloaded?;
-        let (size, digest) = (downloaded.staged.size, downloaded.staged.digest.clone());
-        let blob = req.layout.publish_blob(downloaded.staged)?;
+        let path = SafeRelPath::file_name(&name)?;
         let host = match (http.url().host_str(), http.url().port()) {
             (Some(h), Some(p)) => format!("{h}-{p}"),
             (Some(h), None) => h.to_owned(),
@@ -89,35 +68,33 @@ impl ModelFetcher for HttpFetcher {
             .models_dir()
             .join("http")
             .join(host)
-            .join(&Digest::sha256_of(req.id.as_bytes()).value()[..16])
-            .join(&name);
-        req.layout.link_model(&blob, &dest)?;
-        let fingerprint = fingerprint(&dest).map_err(|e| Error::read(&dest, e))?;
-        Ok(Fetched {
-            unvouched: Vec::new(),
-            local_path: dest,
-            storage: Storage::Cache,
-            size_bytes: size,
-            computed: Some(digest.clone()),
-            fingerprint,
-            bytes_read: downloaded.transferred,
-            provenance: Provenance {
-                fetcher: "http".to_owned(),
-                fetcher_version: env!("CARGO_PKG_VERSION").to_owned(),
-                fetched_ms: now_ms(),
-                resolved_revision: downloaded.etag.clone(),
-                origin: None,
-                files: vec![FileRecord {
-                    path: name,
-                    size,
-                    digest: Some(digest),
-                    etag: downloaded.etag,
-                    media_type: None,
-                }],
-                include: Vec::new(),
-                exclude: Vec::new(),
-            },
-            source_digest: None,
+            .join(&Digest::sha256_of(req.id.as_bytes()).value()[..16]);
+        Ok(Listing {
+            label: name,
+            dest,
+            select: Some(path.clone()),
+            fetcher: "http",
+            fetcher_version: env!("CARGO_PKG_VERSION").to_owned(),
+            revision: Revision::FileEtag,
+            origin: None,
+            include: Vec::new(),
+            exclude: Vec::new(),
+            parallel: 1,
+            engine: &self.engine,
+            files: vec![ListedFile {
+                path,
+                size: None,
+                stated: Stated::Nothing,
+                etag: None,
+                media_type: None,
+                local: None,
+                source: Some(Box::new(UrlSource::new(
+                    http.url().clone(),
+                    http.redacted(),
+                    reqwest::header::HeaderMap::new(),
+                ))),
+                unpack: None,
+            }],
         })
     }
 }

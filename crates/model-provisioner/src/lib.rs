@@ -37,8 +37,10 @@ pub mod mirror;
 mod model_files;
 #[cfg(feature = "oci")]
 pub mod oci;
-#[cfg(any(feature = "hf", feature = "oci", feature = "s3"))]
+#[cfg(feature = "http")]
 mod parallel;
+#[cfg(feature = "http")]
+pub mod pipeline;
 mod provisioner;
 #[cfg(any(feature = "oci", feature = "s3"))]
 mod publish;

@@ -332,28 +332,6 @@ fn adopt_verified(
     Ok(size)
 }
 
-/// Copies a file we do not own (the user's Hugging Face cache) into the store, hashing while
-/// copying, checks it against `claimed`, and places it at `path` in `assembly`.
-#[cfg_attr(
-    not(feature = "hf"),
-    expect(
-        dead_code,
-        reason = "only the native client reads the Hugging Face cache"
-    )
-)]
-pub(super) fn copy_verified(
-    assembly: &Assembly<'_>,
-    source: &Path,
-    claimed: Option<&Digest>,
-    path: &SafeRelPath,
-    etag: Option<String>,
-    progress: &dyn Progress,
-) -> Result<()> {
-    let staged = crate::file::stage_copy(assembly.layout(), source, progress)?;
-    check_claim(source, claimed, &staged.digest)?;
-    assembly.place_staged(path, staged, etag)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

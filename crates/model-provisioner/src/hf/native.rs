@@ -12,7 +12,7 @@
 //! The token goes in `Authorization` to the endpoint's own host only; the HTTP client drops it
 //! on a redirect to another host. It is never logged, and never written anywhere.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use catalog_core::{CatalogEntry, Digest, HfRef, ModelRef, SafeRelPath};
 use reqwest::StatusCode;
@@ -20,17 +20,14 @@ use reqwest::header::{self, HeaderMap, HeaderValue};
 use serde::Deserialize;
 
 use super::{
-    HfConfig, hub_cache_claimed_sha256, hub_cache_commit, hub_cache_repo, publish, remote_names,
+    HfConfig, entry_dir, hub_cache_claimed_sha256, hub_cache_commit, hub_cache_repo, remote_names,
+    selection,
 };
-use crate::assemble::Assembly;
-use crate::download::{
-    self, BodyError, Call, Download, DownloadConfig, Downloader, Engine, Expected, Planned,
-    UrlSource, ensure_room,
-};
+use crate::download::{self, BodyError, Call, DownloadConfig, Downloader, Engine, UrlSource};
 use crate::error::{Error, Result};
-use crate::fetcher::{FetchRequest, Fetched, ModelFetcher, unsupported};
-use crate::parallel::{Tee, in_parallel};
-use crate::reporter::Progress;
+use crate::fetcher::{FetchRequest, unsupported};
+use crate::parallel::in_parallel;
+use crate::pipeline::{ListedFile, Listing, LocalCopy, Revision, Source, Stated};
 
 /// The largest revision listing read: a repository of 100,000 files lists in a few MiB.
 const LISTING_LIMIT: usize = 64 << 20;
@@ -57,7 +54,7 @@ struct Sibling {
     rfilename: String,
 }
 
-/// One file to place.
+/// What a `HEAD` says of one file.
 #[derive(Debug)]
 struct FileJob {
     rel: SafeRelPath,
@@ -66,14 +63,6 @@ struct FileJob {
     sha256: Option<Digest>,
     /// The git blob id the Hub states (small files kept in git).
     git_oid: Option<String>,
-}
-
-impl FileJob {
-    /// Whether the Hub states a digest for the file (its sha256 or its git blob id), which its
-    /// bytes are checked against: then the file is vouched for.
-    fn stated(&self) -> bool {
-        self.sha256.is_some() || self.git_oid.is_some()
-    }
 }
 
 impl HfFetcher {
@@ -240,7 +229,9 @@ impl HfFetcher {
         })
     }
 
-    fn fetch_hf(&self, req: &FetchRequest<'_>, hf: &HfRef) -> Result<Fetched> {
+    /// The listing of `hf` at its revision: the Hub's files, each with the size and digest a
+    /// `HEAD` states, to be taken from the store, the Hugging Face cache or the Hub.
+    fn resolve_hf<'s>(&'s self, req: &FetchRequest<'_>, hf: &HfRef) -> Result<Listing<'s>> {
         let revision = hf.revision.as_deref().unwrap_or("main");
         if self.config.offline {
             return self.offline_from_hub_cache(req, hf, revision);
@@ -270,26 +261,59 @@ impl HfFetcher {
         }
         let names = remote_names(names)?;
         let jobs = self.plan(hf, &commit, names)?;
-        let planned: Vec<Planned<'_>> = jobs
-            .iter()
-            .map(|j| Planned {
-                size: j.size,
-                digest: j.sha256.as_ref(),
-                key: None,
-            })
-            .collect();
-        ensure_room(req.layout, req.id, &planned)?;
-        let assembly = Assembly::new(req.layout)?;
-        let bytes_read = self.place_all(req, hf, &commit, &assembly, jobs)?;
-        publish(
-            assembly,
-            req,
-            hf,
-            &self.config,
-            commit,
-            ("hf-native", env!("CARGO_PKG_VERSION").to_owned()),
-            bytes_read,
-        )
+        let mut files = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            let url = self.resolve_url(hf, &commit, job.rel.as_str())?;
+            let display = url.as_str().to_owned();
+            let (stated, etag) = match (job.sha256, job.git_oid) {
+                (Some(sha), _) => {
+                    let etag = sha.value().to_owned();
+                    (Stated::Sha256(sha), Some(etag))
+                }
+                (None, Some(oid)) => (Stated::GitBlob(oid.clone()), Some(oid)),
+                (None, None) => (Stated::Nothing, None),
+            };
+            files.push(ListedFile {
+                local: self
+                    .hub_cache_file(hf, &commit, &job.rel)
+                    .map(|path| LocalCopy {
+                        path,
+                        claimed: None,
+                    }),
+                path: job.rel,
+                size: job.size,
+                stated,
+                etag,
+                media_type: None,
+                source: Some(Box::new(UrlSource::new(url, display, self.auth_headers()))),
+                unpack: None,
+            });
+        }
+        self.listing(req, hf, commit, files)
+    }
+
+    /// The listing of `files` of `hf` at `commit`, published in the entry's directory.
+    fn listing<'s>(
+        &'s self,
+        req: &FetchRequest<'_>,
+        hf: &HfRef,
+        commit: String,
+        files: Vec<ListedFile<'s>>,
+    ) -> Result<Listing<'s>> {
+        Ok(Listing {
+            label: hf.repo_id(),
+            dest: entry_dir(req.layout, hf, req.id, &commit, &self.config),
+            select: selection(hf)?,
+            fetcher: "hf-native",
+            fetcher_version: env!("CARGO_PKG_VERSION").to_owned(),
+            revision: Revision::Named(commit),
+            origin: None,
+            include: self.config.include.clone(),
+            exclude: self.config.exclude.clone(),
+            parallel: self.config.parallel_files,
+            engine: &self.engine,
+            files,
+        })
     }
 
     /// Sizes and stated digests of every file, by `HEAD`, several at once.
@@ -306,130 +330,6 @@ impl HfFetcher {
         })
     }
 
-    /// Places every file in `assembly`, several at once; returns the bytes downloaded.
-    fn place_all(
-        &self,
-        req: &FetchRequest<'_>,
-        hf: &HfRef,
-        commit: &str,
-        assembly: &Assembly<'_>,
-        jobs: Vec<FileJob>,
-    ) -> Result<u64> {
-        let total: u64 = jobs.iter().filter_map(|j| j.size).sum();
-        let overall = req.reporter.start(&hf.repo_id(), Some(total));
-        let done = in_parallel(jobs, self.config.parallel_files, |job| {
-            let both = Tee {
-                file: req.reporter.start(job.rel.as_str(), job.size),
-                overall: &*overall,
-            };
-            let result = self.place_one(req, hf, commit, assembly, &job, &both);
-            both.file.finish();
-            result
-        });
-        overall.finish();
-        Ok(done?.into_iter().sum())
-    }
-
-    /// One file: from the store, the Hugging Face cache, or the network, in that order.
-    /// Returns the bytes downloaded.
-    fn place_one(
-        &self,
-        req: &FetchRequest<'_>,
-        hf: &HfRef,
-        commit: &str,
-        assembly: &Assembly<'_>,
-        job: &FileJob,
-        progress: &dyn Progress,
-    ) -> Result<u64> {
-        let layout = req.layout;
-        let etag = job
-            .sha256
-            .as_ref()
-            .map(|d| d.value().to_owned())
-            .or_else(|| job.git_oid.clone());
-        // Already in the store: a blob is named by its content, so it needs no new check. A
-        // small git file is known by its git blob id from the entry made before.
-        let known = job.sha256.clone().or_else(|| {
-            let previous = req.previous?.provenance.as_ref()?;
-            let before = previous.files.iter().find(|f| f.path == job.rel.as_str())?;
-            (before.etag.is_some() && before.etag == job.git_oid).then(|| before.digest.clone())?
-        });
-        if let Some(sha) = known
-            && layout.blob_path(&sha).is_file()
-        {
-            let size = assembly.place_blob(&job.rel, sha, etag)?;
-            // Named by the sha256 the Hub states, or by what the git blob id it states
-            // matched before.
-            assembly.vouch(&job.rel);
-            progress.advance(size);
-            tracing::debug!(file = %job.rel, "reused a blob already in the store");
-            return Ok(0);
-        }
-        if let Some(found) = self.hub_cache_file(hf, commit, &job.rel)
-            && git_blob_matches(&found, job)
-        {
-            let copied = super::cli::copy_verified(
-                assembly,
-                &found,
-                job.sha256.as_ref(),
-                &job.rel,
-                etag.clone(),
-                progress,
-            );
-            match copied {
-                Ok(()) => {
-                    if job.stated() {
-                        assembly.vouch(&job.rel);
-                    }
-                    tracing::info!(file = %job.rel, cache = %found.display(), "reused the Hugging Face cache");
-                    return Ok(0);
-                }
-                Err(e) if e.is_verification_failure() => {
-                    tracing::warn!(file = %job.rel, error = %e, "the Hugging Face cache copy is damaged; downloading");
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        let url = self.resolve_url(hf, commit, job.rel.as_str())?;
-        let display_url = url.as_str().to_owned();
-        // The reference may name this very file: then a wrong `--digest` fails the download.
-        let (id, expected) = match (&hf.path, req.expected) {
-            (Some(_), Some(given)) => (req.id.to_owned(), Some(given)),
-            (Some(_), None) => (req.id.to_owned(), job.sha256.as_ref()),
-            (None, _) => (format!("{}/{}", req.id, job.rel), job.sha256.as_ref()),
-        };
-        let downloaded = self.engine()?.fetch(
-            layout,
-            &Download {
-                source: &UrlSource::new(url, display_url, self.auth_headers()),
-                expected: Expected {
-                    size: job.size,
-                    digest: expected,
-                },
-                id: &id,
-                key: None,
-            },
-            progress,
-        )?;
-        let staged = downloaded.staged;
-        Error::check_digest(&id, job.sha256.as_ref(), &staged.digest)?;
-        if let Some(oid) = &job.git_oid {
-            let computed = git_blob_id(staged.path()).map_err(|e| Error::read(staged.path(), e))?;
-            if &computed != oid {
-                return Err(Error::GitBlobMismatch {
-                    file: id,
-                    expected: oid.clone(),
-                    computed,
-                });
-            }
-        }
-        assembly.place_staged(&job.rel, staged, etag)?;
-        if job.stated() {
-            assembly.vouch(&job.rel);
-        }
-        Ok(downloaded.transferred)
-    }
-
     /// The file in the Hugging Face cache's snapshot of `commit`, if it is there.
     fn hub_cache_file(&self, hf: &HfRef, commit: &str, rel: &SafeRelPath) -> Option<PathBuf> {
         let cache = self.config.hub_cache.as_ref()?;
@@ -441,12 +341,12 @@ impl HfFetcher {
     }
 
     /// Offline: every file from the Hugging Face cache, or a clear error.
-    fn offline_from_hub_cache(
-        &self,
+    fn offline_from_hub_cache<'s>(
+        &'s self,
         req: &FetchRequest<'_>,
         hf: &HfRef,
         revision: &str,
-    ) -> Result<Fetched> {
+    ) -> Result<Listing<'s>> {
         let offline = || Error::HfOffline {
             reference: req.reference.redacted(),
             cache: self.config.hub_cache.clone(),
@@ -469,34 +369,37 @@ impl HfFetcher {
         if names.is_empty() || names.iter().any(|n| !snapshot.join(n.as_path()).is_file()) {
             return Err(offline());
         }
-        let assembly = Assembly::new(req.layout)?;
-        let overall = req.reporter.start(&hf.repo_id(), None);
-        for rel in &names {
-            let source = snapshot.join(rel.as_path());
-            let claimed = hub_cache_claimed_sha256(&source);
-            super::cli::copy_verified(&assembly, &source, claimed.as_ref(), rel, None, &*overall)?;
-        }
-        overall.finish();
-        publish(
-            assembly,
-            req,
-            hf,
-            &self.config,
-            commit,
-            ("hf-native", env!("CARGO_PKG_VERSION").to_owned()),
-            0,
-        )
+        let files = names
+            .into_iter()
+            .map(|rel| {
+                let path = snapshot.join(rel.as_path());
+                ListedFile {
+                    local: Some(LocalCopy {
+                        claimed: hub_cache_claimed_sha256(&path),
+                        path,
+                    }),
+                    path: rel,
+                    size: None,
+                    stated: Stated::Nothing,
+                    etag: None,
+                    media_type: None,
+                    source: None,
+                    unpack: None,
+                }
+            })
+            .collect();
+        self.listing(req, hf, commit, files)
     }
 }
 
-impl ModelFetcher for HfFetcher {
+impl Source for HfFetcher {
     fn name(&self) -> &'static str {
         "hf-native"
     }
 
-    fn fetch(&self, req: &FetchRequest<'_>) -> Result<Fetched> {
+    fn resolve<'s>(&'s self, req: &FetchRequest<'_>) -> Result<Listing<'s>> {
         match req.reference {
-            ModelRef::Hf(hf) => self.fetch_hf(req, hf),
+            ModelRef::Hf(hf) => self.resolve_hf(req, hf),
             other => Err(unsupported(other)),
         }
     }
@@ -504,42 +407,6 @@ impl ModelFetcher for HfFetcher {
     fn accepts(&self, entry: &CatalogEntry) -> bool {
         self.config.same_selection(entry.provenance.as_ref())
     }
-}
-
-/// Whether a file of the Hugging Face cache has the git blob id the Hub states for `job`, when
-/// it states one: a small file's only stated digest. A file that differs is downloaded.
-fn git_blob_matches(path: &Path, job: &FileJob) -> bool {
-    let Some(oid) = job.git_oid.as_ref().filter(|_| job.sha256.is_none()) else {
-        return true;
-    };
-    match git_blob_id(path) {
-        Ok(computed) if &computed == oid => true,
-        Ok(_) => {
-            tracing::warn!(file = %job.rel, "the Hugging Face cache copy is not the Hub's; downloading");
-            false
-        }
-        Err(_) => false,
-    }
-}
-
-/// The git blob id of a file's bytes: `sha1("blob <len>\0" + bytes)`, what the Hub states as
-/// the `ETag` of a file kept in git.
-fn git_blob_id(path: &Path) -> std::io::Result<String> {
-    use sha1::Digest as _;
-    use std::io::Read as _;
-    let mut file = std::fs::File::open(path)?;
-    let len = file.metadata()?.len();
-    let mut hasher = sha1::Sha1::new();
-    hasher.update(format!("blob {len}\0").as_bytes());
-    let mut buf = vec![0u8; catalog_core::HASH_BUF_SIZE];
-    loop {
-        let n = file.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-    }
-    Ok(catalog_core::to_hex(&hasher.finalize()))
 }
 
 /// The git blob id in an `ETag`, when it is one (40 hex digits, possibly quoted).

@@ -1,0 +1,554 @@
+//! The one pipeline under every network source. A source only resolves: it turns a reference
+//! into a [`Listing`], the model's files at one revision, each with its size, the digest the
+//! source states for it and the [`RequestSource`] that fetches it. [`place`] does the rest, the
+//! same way for every source:
+//!
+//! ```text
+//! Listing ──▶ free space for what is still to come (ensure_room)
+//!         ──▶ each file, several at once:
+//!               the store's blob of its stated sha256          (nothing read)
+//!             │ else a copy on this machine, checked            (the Hugging Face cache)
+//!             │ else the download engine, checked while streaming
+//!             └ an archive (a tar layer) unpacked into the model's directory
+//!         ──▶ Assembly: the tree digest, held against the expected digest, published in one
+//!             rename; every file with a stated digest that matched is vouched for
+//! ```
+//!
+//! The provisioner then reads the model's headers and records it in the catalog. A plain URL
+//! and an S3 object are listings of one file.
+
+use std::path::{Path, PathBuf};
+
+use catalog_core::{CatalogEntry, Digest, ModelRef, SafeRelPath, StagedFile};
+
+use crate::assemble::{Assembly, Publish};
+use crate::download::{
+    Download, Engine, Expected, Planned, RequestSource, ensure_room, partial_key,
+};
+use crate::error::{Error, Result};
+use crate::fetcher::{FetchRequest, Fetched, ModelFetcher, no_hf_mirror};
+use crate::mirror::HfMirror;
+use crate::parallel::{Tee, in_parallel};
+use crate::reporter::Progress;
+
+/// What a source resolved a reference into: the files of one model at one revision, and how
+/// the model is published and recorded.
+pub struct Listing<'s> {
+    /// The label of the model's progress bar (`org/repo`, `registry/repository`, a URL).
+    pub label: String,
+    /// Where the model's directory is published, under the cache's `models/`; what was there
+    /// is replaced.
+    pub dest: PathBuf,
+    /// The one file that is the artifact by itself (the model's directory when `None`).
+    pub select: Option<SafeRelPath>,
+    /// The source's name, recorded in provenance (`hf-native`, `oci`, `s3`, `http`).
+    pub fetcher: &'static str,
+    /// The source's version.
+    pub fetcher_version: String,
+    /// What the reference resolved to (a commit, a manifest digest).
+    pub revision: Revision,
+    /// The server the bytes come from, when the id does not name it.
+    pub origin: Option<String>,
+    /// The patterns that selected the files, recorded so a later request can compare.
+    pub include: Vec<String>,
+    /// The patterns that left files out.
+    pub exclude: Vec<String>,
+    /// Files placed at once.
+    pub parallel: usize,
+    /// The engine that downloads what is not on this machine (built only if something is).
+    pub engine: &'s Engine,
+    /// The files.
+    pub files: Vec<ListedFile<'s>>,
+}
+
+/// What a reference resolved to, as recorded in the entry's provenance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Revision {
+    /// The source names no revision.
+    None,
+    /// A commit, a manifest digest.
+    Named(String),
+    /// The `ETag` the one file was downloaded with (a plain URL).
+    FileEtag,
+}
+
+/// One file of a [`Listing`].
+pub struct ListedFile<'s> {
+    /// Where it goes in the model's directory. An archive's files go where the archive says;
+    /// its `path` only names it in messages when the source states no digest for it.
+    pub path: SafeRelPath,
+    /// Its size, when the source states it.
+    pub size: Option<u64>,
+    /// The digest the source states for its bytes, which they are checked against.
+    pub stated: Stated,
+    /// The source's `ETag` for it, recorded in the catalog (else the download's).
+    pub etag: Option<String>,
+    /// What the source says the file is (an OCI layer's media type), recorded in the catalog.
+    pub media_type: Option<String>,
+    /// A copy on this machine to take first, when it checks out (the Hugging Face cache).
+    pub local: Option<LocalCopy>,
+    /// Fetches the bytes; `None` when they can only come from the store or `local` (offline).
+    pub source: Option<Box<dyn RequestSource + 's>>,
+    /// The bytes are an archive whose files are placed, not the file itself.
+    pub unpack: Option<Box<dyn Unpack + 's>>,
+}
+
+/// The digest a source states for a file's bytes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Stated {
+    /// None: the file is checked only against a digest the caller gives for the model.
+    #[default]
+    Nothing,
+    /// Its sha256 (an LFS file, an OCI layer, an S3 checksum, a manifest of ours).
+    Sha256(Digest),
+    /// Its git blob id, `sha1("blob <len>\0" + bytes)` in hex (a small file the Hub keeps in
+    /// git).
+    GitBlob(String),
+}
+
+impl Stated {
+    /// The stated sha256, if that is what is stated.
+    pub fn sha256(&self) -> Option<&Digest> {
+        match self {
+            Stated::Sha256(d) => Some(d),
+            _ => None,
+        }
+    }
+}
+
+/// A copy of a file on this machine, outside the cache.
+#[derive(Debug, Clone)]
+pub struct LocalCopy {
+    /// Where it is.
+    pub path: PathBuf,
+    /// The sha256 the place it sits in claims for it (a Hugging Face cache's blob name), which
+    /// its bytes are checked against when the source states none. A claim vouches for nothing.
+    pub claimed: Option<Digest>,
+}
+
+/// Places the files of an archive (a tar layer) in the model's directory.
+pub trait Unpack: Send + Sync {
+    /// Unpacks the archive at `blob` (in the store) into `assembly`; returns the paths placed.
+    fn unpack(&self, assembly: &Assembly<'_>, blob: &Path) -> Result<Vec<SafeRelPath>>;
+}
+
+/// A source of models: it resolves a reference into a [`Listing`], and the pipeline places
+/// it. Every source is a [`ModelFetcher`].
+pub trait Source {
+    /// A short name recorded in provenance (`http`, `hf-native`, …).
+    fn name(&self) -> &'static str;
+
+    /// The files `req`'s reference names, and how the model is published.
+    fn resolve<'s>(&'s self, req: &FetchRequest<'_>) -> Result<Listing<'s>>;
+
+    /// See [`ModelFetcher::complete`].
+    fn complete(&self, reference: &ModelRef) -> Option<ModelRef> {
+        let _ = reference;
+        None
+    }
+
+    /// See [`ModelFetcher::accepts`].
+    fn accepts(&self, entry: &CatalogEntry) -> bool {
+        let _ = entry;
+        true
+    }
+
+    /// The listing of the `hf:` model `req` names, as `mirror` holds it. See
+    /// [`ModelFetcher::fetch_hf_mirror`].
+    fn resolve_hf_mirror<'s>(
+        &'s self,
+        req: &FetchRequest<'_>,
+        mirror: &HfMirror,
+    ) -> Result<Listing<'s>> {
+        Err(no_hf_mirror(self.name(), req, mirror))
+    }
+}
+
+impl<S: Source> ModelFetcher for S {
+    fn name(&self) -> &'static str {
+        Source::name(self)
+    }
+
+    fn fetch(&self, req: &FetchRequest<'_>) -> Result<Fetched> {
+        place(req, self.resolve(req)?)
+    }
+
+    fn complete(&self, reference: &ModelRef) -> Option<ModelRef> {
+        Source::complete(self, reference)
+    }
+
+    fn fetch_hf_mirror(&self, req: &FetchRequest<'_>, mirror: &HfMirror) -> Result<Fetched> {
+        place(req, self.resolve_hf_mirror(req, mirror)?)
+    }
+
+    fn accepts(&self, entry: &CatalogEntry) -> bool {
+        Source::accepts(self, entry)
+    }
+}
+
+/// Places every file of `listing` for `req` and publishes the model: see the
+/// [module docs](self).
+pub fn place(req: &FetchRequest<'_>, listing: Listing<'_>) -> Result<Fetched> {
+    let Listing {
+        label,
+        dest,
+        select,
+        fetcher,
+        fetcher_version,
+        revision,
+        origin,
+        include,
+        exclude,
+        parallel,
+        engine,
+        files,
+    } = listing;
+    // The reference may name one file, which then is the artifact: a wrong `--digest` fails
+    // its download, before anything is written.
+    let the_artifact =
+        |file: &ListedFile<'_>| files.len() == 1 && select.as_ref() == Some(&file.path);
+    let plans: Vec<Plan<'_, '_>> = files
+        .iter()
+        .map(|file| {
+            let (id, expected) = if the_artifact(file) {
+                (req.id.to_owned(), req.expected.or(file.stated.sha256()))
+            } else if file.unpack.is_some() {
+                let name = file
+                    .stated
+                    .sha256()
+                    .map_or_else(|| file.path.to_string(), ToString::to_string);
+                (format!("{}@{name}", req.id), file.stated.sha256())
+            } else {
+                (format!("{}/{}", req.id, file.path), file.stated.sha256())
+            };
+            // A partial file is named by the digest the source states, which every run knows,
+            // else by the id (a digest given on one run only must not hide it from the next).
+            let key = file.stated.sha256().is_none().then(|| partial_key(&id));
+            Plan {
+                file,
+                id,
+                expected,
+                key,
+            }
+        })
+        .collect();
+    let planned: Vec<Planned<'_>> = plans
+        .iter()
+        .map(|p| Planned {
+            size: p.file.size,
+            digest: p.expected,
+            key: p.key.as_deref(),
+        })
+        .collect();
+    ensure_room(req.layout, req.id, &planned)?;
+    let assembly = Assembly::new(req.layout)?;
+    let one = plans.len() == 1;
+    let total = plans.iter().filter_map(|p| p.file.size).sum();
+    let overall = req
+        .reporter
+        .start(&label, (!one || files[0].size.is_some()).then_some(total));
+    let placer = Placer {
+        req,
+        engine,
+        assembly: &assembly,
+    };
+    let results = in_parallel(plans, parallel, |plan| {
+        if one {
+            return placer.place(&plan, &*overall);
+        }
+        let both = Tee {
+            file: req.reporter.start(&plan.label(), plan.file.size),
+            overall: &*overall,
+        };
+        let result = placer.place(&plan, &both);
+        both.file.finish();
+        result
+    });
+    overall.finish();
+    let done = results?;
+    let bytes_read = done.iter().map(|p| p.transferred).sum();
+    let resolved_revision = match revision {
+        Revision::None => None,
+        Revision::Named(r) => Some(r),
+        Revision::FileEtag => done.first().and_then(|p| p.etag.clone()),
+    };
+    let mut fetched = assembly.publish(Publish {
+        id: req.id,
+        dest,
+        select: select.as_ref(),
+        expected: req.expected,
+        fetcher,
+        fetcher_version,
+        resolved_revision,
+        origin,
+        include,
+        exclude,
+        bytes_read,
+    })?;
+    if one && select.is_some() {
+        // One file is the artifact: "no digest was given" says all there is to say.
+        fetched.unvouched.clear();
+    }
+    Ok(fetched)
+}
+
+/// One file as the pipeline places it: the id its download names, and what its bytes must be.
+struct Plan<'f, 's> {
+    file: &'f ListedFile<'s>,
+    id: String,
+    expected: Option<&'f Digest>,
+    key: Option<String>,
+}
+
+impl Plan<'_, '_> {
+    fn label(&self) -> String {
+        match (&self.file.unpack, self.file.stated.sha256()) {
+            (Some(_), Some(digest)) => digest.to_string(),
+            _ => self.file.path.to_string(),
+        }
+    }
+}
+
+/// What placing one file did.
+struct Placed {
+    /// Bytes downloaded.
+    transferred: u64,
+    /// The `ETag` recorded.
+    etag: Option<String>,
+}
+
+/// Places files in one assembly.
+struct Placer<'a, 'r> {
+    req: &'a FetchRequest<'r>,
+    engine: &'a Engine,
+    assembly: &'a Assembly<'r>,
+}
+
+impl Placer<'_, '_> {
+    /// One file: from the store, a copy on this machine, or the network, in that order.
+    fn place(&self, plan: &Plan<'_, '_>, progress: &dyn Progress) -> Result<Placed> {
+        let file = plan.file;
+        let layout = self.req.layout;
+        if let Some(sha) = self.known(file)
+            && layout.blob_path(&sha).is_file()
+        {
+            let size = match &file.unpack {
+                Some(_) => {
+                    progress.advance(file.size.unwrap_or(0));
+                    self.unpacked(file, &sha)?;
+                    0
+                }
+                None => {
+                    let size = self
+                        .assembly
+                        .place_blob(&file.path, sha, file.etag.clone())?;
+                    self.placed(file, &file.path);
+                    size
+                }
+            };
+            progress.advance(size);
+            tracing::debug!(file = %file.path, "reused a blob already in the store");
+            return Ok(Placed {
+                transferred: 0,
+                etag: file.etag.clone(),
+            });
+        }
+        if let Some(local) = &file.local
+            && file.unpack.is_none()
+            && Self::git_blob_matches(file, &local.path)
+        {
+            let claimed = file.stated.sha256().or(local.claimed.as_ref());
+            let copied = self.assembly.copy_checked(
+                &file.path,
+                &local.path,
+                claimed,
+                file.etag.clone(),
+                progress,
+            );
+            match copied {
+                Ok(()) => {
+                    self.placed(file, &file.path);
+                    tracing::info!(file = %file.path, copy = %local.path.display(), "reused a copy on this machine");
+                    return Ok(Placed {
+                        transferred: 0,
+                        etag: file.etag.clone(),
+                    });
+                }
+                Err(e) if e.is_verification_failure() && file.source.is_some() => {
+                    progress.restart();
+                    tracing::warn!(file = %file.path, error = %e, "the copy on this machine is damaged; downloading");
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let Some(source) = &file.source else {
+            return Err(Error::AssemblyIncomplete {
+                id: self.req.id.to_owned(),
+                path: file.path.to_string(),
+            });
+        };
+        let downloaded = self.engine.get()?.fetch(
+            layout,
+            &Download {
+                source: &**source,
+                expected: Expected {
+                    size: file.size,
+                    digest: plan.expected,
+                },
+                id: &plan.id,
+                key: plan.key.as_deref(),
+            },
+            progress,
+        )?;
+        let staged = downloaded.staged;
+        check_stated(&plan.id, &file.stated, &staged)?;
+        let etag = file.etag.clone().or(downloaded.etag);
+        match &file.unpack {
+            Some(_) => {
+                let digest = staged.digest.clone();
+                layout.publish_blob(staged)?;
+                self.unpacked(file, &digest)?;
+            }
+            None => {
+                self.assembly
+                    .place_staged(&file.path, staged, etag.clone())?;
+                self.placed(file, &file.path);
+            }
+        }
+        Ok(Placed {
+            transferred: downloaded.transferred,
+            etag,
+        })
+    }
+
+    /// The sha256 `file`'s bytes are known to have: the stated one, or, for a file stated by
+    /// its git blob id, the one recorded for the same path and id by the entry made before.
+    fn known(&self, file: &ListedFile<'_>) -> Option<Digest> {
+        match &file.stated {
+            Stated::Sha256(d) => Some(d.clone()),
+            Stated::GitBlob(oid) => {
+                let previous = self.req.previous?.provenance.as_ref()?;
+                let before = previous
+                    .files
+                    .iter()
+                    .find(|f| f.path == file.path.as_str())?;
+                (before.etag.as_ref() == Some(oid))
+                    .then(|| before.digest.clone())
+                    .flatten()
+            }
+            Stated::Nothing => None,
+        }
+    }
+
+    /// Whether a copy on this machine has the git blob id stated for `file`, when that is what
+    /// is stated; a copy that differs is passed over.
+    fn git_blob_matches(file: &ListedFile<'_>, path: &Path) -> bool {
+        let Stated::GitBlob(oid) = &file.stated else {
+            return true;
+        };
+        match git_blob_id(path) {
+            Ok(computed) if &computed == oid => true,
+            Ok(_) => {
+                tracing::warn!(file = %file.path, "the copy on this machine is not the source's; downloading");
+                false
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Records what the source said of a file placed at `path`.
+    fn placed(&self, file: &ListedFile<'_>, path: &SafeRelPath) {
+        if let Some(media_type) = &file.media_type {
+            self.assembly.set_media_type(path, media_type);
+        }
+        if file.stated != Stated::Nothing {
+            self.assembly.vouch(path);
+        }
+    }
+
+    /// Unpacks the archive `file` whose blob of `digest` is in the store.
+    fn unpacked(&self, file: &ListedFile<'_>, digest: &Digest) -> Result<()> {
+        let Some(unpack) = &file.unpack else {
+            return Ok(());
+        };
+        let blob = self.req.layout.blob_path(digest);
+        let paths = unpack.unpack(self.assembly, &blob)?;
+        tracing::debug!(archive = %digest, files = paths.len(), "unpacked an archive");
+        // Unpacked from bytes checked against the digest the source states.
+        for path in &paths {
+            self.placed(file, path);
+        }
+        Ok(())
+    }
+}
+
+/// Checks a downloaded file against the digest its source states (the engine checked the one it
+/// was asked for, which may be the caller's).
+fn check_stated(id: &str, digest: &Stated, staged: &StagedFile) -> Result<()> {
+    match digest {
+        Stated::Nothing => Ok(()),
+        Stated::Sha256(d) => Error::check_digest(id, Some(d), &staged.digest).map(drop),
+        Stated::GitBlob(oid) => {
+            let computed = git_blob_id(staged.path()).map_err(|e| Error::read(staged.path(), e))?;
+            if &computed == oid {
+                Ok(())
+            } else {
+                Err(Error::GitBlobMismatch {
+                    file: id.to_owned(),
+                    expected: oid.clone(),
+                    computed,
+                })
+            }
+        }
+    }
+}
+
+/// The git blob id of a file's bytes: `sha1("blob <len>\0" + bytes)`, in hex.
+fn git_blob_id(path: &Path) -> std::io::Result<String> {
+    use sha1::Digest as _;
+    use std::io::Read as _;
+    let mut file = std::fs::File::open(path)?;
+    let len = file.metadata()?.len();
+    let mut hasher = sha1::Sha1::new();
+    hasher.update(format!("blob {len}\0").as_bytes());
+    let mut buf = vec![0u8; catalog_core::HASH_BUF_SIZE];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(catalog_core::to_hex(&hasher.finalize()))
+}
+
+impl std::fmt::Debug for ListedFile<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ListedFile")
+            .field("path", &self.path)
+            .field("size", &self.size)
+            .field("stated", &self.stated)
+            .field("etag", &self.etag)
+            .field("media_type", &self.media_type)
+            .field("local", &self.local)
+            .field(
+                "source",
+                &self.source.as_ref().map(|s| s.display().to_owned()),
+            )
+            .field("unpack", &self.unpack.is_some())
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for Listing<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Listing")
+            .field("label", &self.label)
+            .field("dest", &self.dest)
+            .field("select", &self.select)
+            .field("fetcher", &self.fetcher)
+            .field("revision", &self.revision)
+            .field("files", &self.files)
+            .finish_non_exhaustive()
+    }
+}
