@@ -102,6 +102,34 @@ pub(crate) fn check_hf_copy(
     Ok((commit, etags))
 }
 
+/// Makes a mirror's listing of its copy of an `hf:` model the listing of the Hub's model, as
+/// [`publish_hf`] publishes it: in the entry's directory, at `commit`, with the reference's
+/// filters, `origin` naming the mirror.
+#[cfg(feature = "s3")]
+pub(crate) fn as_hf_listing(
+    listing: &mut crate::pipeline::Listing<'_>,
+    req: &crate::fetcher::FetchRequest<'_>,
+    mirror: &HfMirror,
+    (commit, select): (String, Option<catalog_core::SafeRelPath>),
+    origin: String,
+) {
+    listing.label = mirror.hf.repo_id();
+    listing.dest = crate::hf::entry_dir_for(
+        req.layout,
+        &mirror.hf,
+        req.id,
+        &commit,
+        &mirror.include,
+        &mirror.exclude,
+    );
+    listing.select = select;
+    listing.revision = crate::pipeline::Revision::Named(commit);
+    listing.origin = Some(origin);
+    listing.include.clone_from(&mirror.include);
+    listing.exclude.clone_from(&mirror.exclude);
+}
+
+#[cfg(feature = "oci")]
 /// Publishes an `hf:` model assembled from a mirror as the Hub's: in its entry's directory, at
 /// `commit`, with its filters, `origin` naming the mirror.
 pub(crate) fn publish_hf(

@@ -34,8 +34,13 @@ mod skip;
 #[cfg(test)]
 mod testing;
 
+#[cfg(feature = "s3")]
+pub(crate) use self::hf_copy::as_hf_listing;
 #[cfg(any(feature = "oci", feature = "s3"))]
-pub(crate) use self::hf_copy::{check_hf_copy, publish_hf};
+pub(crate) use self::hf_copy::check_hf_copy;
+#[cfg(any(feature = "oci", feature = "s3"))]
+#[cfg(feature = "oci")]
+pub(crate) use self::hf_copy::publish_hf;
 pub use self::hf_layout::{HfLocation, HfMirror};
 pub use self::rules::{
     MIRRORS_ENV, MIRRORS_FILE, MirrorContext, MirrorRule, Mirrors, ParseMirrorError, Route,

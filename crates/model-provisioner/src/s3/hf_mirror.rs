@@ -2,25 +2,28 @@
 //! revision's ref object names the commit (unless the reference pins one), and the commit's
 //! folder is read as a pushed folder, held against the provenance its manifest records.
 
+use std::sync::Arc;
+
 use catalog_core::{Digest, ModelRef, SafeRelPath};
 use reqwest::Client;
 
 use super::session::Session;
 use super::{MANIFEST_NAME, S3Fetcher};
 use crate::error::{Error, Result};
-use crate::fetcher::{FetchRequest, Fetched, unsupported};
+use crate::fetcher::{FetchRequest, unsupported};
 use crate::mirror::HfMirror;
+use crate::pipeline::Listing;
 
 impl S3Fetcher {
     /// An `hf:` model from a bucket mirror: the commit (pinned, or read from the revision's
     /// ref object), then that commit's folder, whose manifest must name the same repository and
     /// list every object with its sha256, as its provenance does; the files are placed as the
     /// Hub's, at that commit.
-    pub(super) fn fetch_from_hf_mirror(
-        &self,
+    pub(super) fn resolve_from_hf_mirror<'s>(
+        &'s self,
         req: &FetchRequest<'_>,
         mirror: &HfMirror,
-    ) -> Result<Fetched> {
+    ) -> Result<Listing<'s>> {
         if self.options.offline {
             return Err(Error::Offline {
                 reference: req.reference.redacted(),
@@ -43,7 +46,7 @@ impl S3Fetcher {
         let client = engine.client();
         let endpoint = Self::endpoint(config, &probe)?;
         let bucket = Self::bucket(config, &probe, &endpoint)?;
-        let session = self.session(config, &endpoint, &bucket, engine);
+        let session = Arc::new(self.session(config, &endpoint, bucket, engine));
         engine.block_on(session.start(client))?;
         let commit = match mirror.pinned_commit() {
             Some(commit) => commit,
@@ -100,19 +103,10 @@ impl S3Fetcher {
         for object in &mut listed {
             object.etag = etags.get(object.rel.as_str()).cloned().flatten();
         }
-        let (assembly, bytes_read) =
-            self.place_objects(req, &hf.repo_id(), &folder, &session, listed)?;
-        crate::mirror::publish_hf(
-            assembly,
-            req,
-            mirror,
-            (commit, select.as_ref()),
-            (
-                "s3",
-                format!("s3+{}/{}/{}", session.endpoint, folder.bucket, folder.key),
-            ),
-            bytes_read,
-        )
+        let origin = format!("s3+{}/{}/{}", session.endpoint, folder.bucket, folder.key);
+        let mut listing = self.listing(req, &folder, &session, listed);
+        crate::mirror::as_hf_listing(&mut listing, req, mirror, (commit, select), origin);
+        Ok(listing)
     }
 }
 

@@ -9,11 +9,12 @@
 //!    `s3://bucket/prefix/` is a folder: `ListObjectsV2`, page after page, gives every object
 //!    under the prefix, placed under its path relative to the prefix (checked before anything
 //!    is written; `--include`/`--exclude` select), and a `HEAD` of each gives its checksum.
-//! 3. Each object comes from the content-addressed store when its sha256 is known and there,
-//!    else through the [download engine](crate::download): parallel ranges, resume (validated
-//!    by `ETag` and `Last-Modified`), stall detection, retries. Every byte is hashed; the
-//!    expected digest is `--digest`, else the object's sha256 checksum; without either the
-//!    entry is `warn` with the computed sha256 recorded.
+//! 3. The objects are a [listing](crate::pipeline::Listing), which the pipeline places: each
+//!    from the content-addressed store when its sha256 is known and there, else through the
+//!    [download engine](crate::download): parallel ranges, resume (validated by `ETag` and
+//!    `Last-Modified`), stall detection, retries. Every byte is hashed; the expected digest is
+//!    `--digest`, else the object's sha256 checksum; without either the entry is `warn` with
+//!    the computed sha256 recorded.
 //! 4. A folder with a manifest, `<prefix>.model-provisioner.json` (what [`S3Fetcher::push`]
 //!    writes, last), is verified against it instead: the manifest is no model file, it must
 //!    name exactly the listed objects, and each object's expected digest is the sha256 it
@@ -31,7 +32,7 @@
 //! | [`credentials`] | the AWS configuration and credential chain |
 //! | `session` | one fetch's or push's credentials, signing, request loop and refusals |
 //! | `list` | a folder's objects, page after page, and its manifest held against them |
-//! | `place` | objects placed from the store or the endpoint, the model published |
+//! | `place` | the objects as a listing for the [pipeline](crate::pipeline), each fetched by a presigned request |
 //! | `hf_mirror` | an `hf:` model read from a bucket mirror |
 //! | `push` | the writes: [`S3Fetcher::push`], [`S3Fetcher::put_object`] |
 
@@ -51,10 +52,11 @@ use self::credentials::S3Config;
 pub use self::push::{MANIFEST_NAME, Manifest, ManifestFile, PushReport};
 use crate::download::{DownloadConfig, Downloader, Engine};
 use crate::error::{Error, Result};
-use crate::fetcher::{FetchRequest, Fetched, ModelFetcher, unsupported};
+use crate::fetcher::{FetchRequest, unsupported};
 use crate::hf::glob::selected;
 use crate::mirror::HfMirror;
 use crate::parallel::in_parallel;
+use crate::pipeline::{Listing, Source};
 
 /// The environment, as a lookup the credential chain can call from any thread.
 pub type Env = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
@@ -218,7 +220,9 @@ impl S3Fetcher {
         })
     }
 
-    fn fetch_s3(&self, req: &FetchRequest<'_>, s3: &S3Ref) -> Result<Fetched> {
+    /// The listing of one object, or of a folder's objects (held against its manifest when it
+    /// has one, else each with the checksum its `HEAD` states).
+    fn resolve_s3<'s>(&'s self, req: &FetchRequest<'_>, s3: &S3Ref) -> Result<Listing<'s>> {
         if self.options.offline {
             return Err(Error::Offline {
                 reference: req.reference.redacted(),
@@ -228,7 +232,7 @@ impl S3Fetcher {
         let engine = self.engine()?;
         let endpoint = Self::endpoint(config, s3)?;
         let bucket = Self::bucket(config, s3, &endpoint)?;
-        let session = self.session(config, &endpoint, &bucket, engine);
+        let session = Arc::new(self.session(config, &endpoint, bucket, engine));
         engine.block_on(session.start(engine.client()))?;
         let objects = if s3.is_prefix() {
             let mut listed = engine.block_on(session.list(engine.client(), &s3.key))?;
@@ -280,24 +284,28 @@ impl S3Fetcher {
                 sha256: head.sha256,
             }]
         };
-        self.place_and_publish(req, s3, &session, objects)
+        Ok(self.listing(req, s3, &session, objects))
     }
 }
 
-impl ModelFetcher for S3Fetcher {
+impl Source for S3Fetcher {
     fn name(&self) -> &'static str {
         "s3"
     }
 
-    fn fetch(&self, req: &FetchRequest<'_>) -> Result<Fetched> {
+    fn resolve<'s>(&'s self, req: &FetchRequest<'_>) -> Result<Listing<'s>> {
         match req.reference {
-            ModelRef::S3(s3) => self.fetch_s3(req, s3),
+            ModelRef::S3(s3) => self.resolve_s3(req, s3),
             other => Err(unsupported(other)),
         }
     }
 
-    fn fetch_hf_mirror(&self, req: &FetchRequest<'_>, mirror: &HfMirror) -> Result<Fetched> {
-        self.fetch_from_hf_mirror(req, mirror)
+    fn resolve_hf_mirror<'s>(
+        &'s self,
+        req: &FetchRequest<'_>,
+        mirror: &HfMirror,
+    ) -> Result<Listing<'s>> {
+        self.resolve_from_hf_mirror(req, mirror)
     }
 
     fn complete(&self, reference: &ModelRef) -> Option<ModelRef> {

@@ -1,8 +1,8 @@
-//! Objects placed in an [`Assembly`], several at once, and the assembly published as
-//! `models/s3/<endpoint>/<bucket>/<key>/<version>/`. Each object comes from the
-//! content-addressed store when its sha256 is known and there, else from the endpoint through
-//! the [download engine](crate::download), as an [`ObjectSource`] that presigns each request
-//! afresh.
+//! Objects as a [listing](crate::pipeline::Listing) for the pipeline, published as
+//! `models/s3/<endpoint>/<bucket>/<key>/<version>/`. Each object the pipeline downloads comes
+//! from the endpoint as an [`ObjectSource`], which presigns each request afresh.
+
+use std::sync::Arc;
 
 use catalog_core::{Digest, S3Ref};
 use reqwest::header::HeaderMap;
@@ -10,41 +10,22 @@ use reqwest::{Client, RequestBuilder, StatusCode};
 
 use super::session::Session;
 use super::{Object, S3Fetcher};
-use crate::assemble::{Assembly, Publish};
-use crate::download::{
-    BoxFuture, Download, Expected, Planned, RequestSource, ensure_room, partial_key,
-};
-use crate::error::{Error, Result};
-use crate::fetcher::{FetchRequest, Fetched};
-use crate::parallel::{Tee, in_parallel};
-use crate::reporter::Progress;
+use crate::download::{BoxFuture, RequestSource};
+use crate::fetcher::FetchRequest;
+use crate::pipeline::{ListedFile, Listing, Revision, Stated};
 
 impl S3Fetcher {
-    pub(super) fn place_and_publish(
-        &self,
+    /// The listing of `objects` of `s3`, published as
+    /// `models/s3/<endpoint>/<bucket>/<key>/<version>/`: the directory of a folder, or the one
+    /// object inside it.
+    pub(super) fn listing<'s>(
+        &'s self,
         req: &FetchRequest<'_>,
         s3: &S3Ref,
-        session: &Session<'_>,
+        session: &Arc<Session<'s>>,
         objects: Vec<Object>,
-    ) -> Result<Fetched> {
-        let keys: Vec<String> = objects
-            .iter()
-            .map(|o| partial_key(&object_id(req, s3, o)))
-            .collect();
-        let planned: Vec<Planned<'_>> = objects
-            .iter()
-            .zip(&keys)
-            .map(|(o, key)| Planned {
-                size: o.size,
-                digest: o.sha256.as_ref(),
-                key: Some(key),
-            })
-            .collect();
-        ensure_room(req.layout, req.id, &planned)?;
+    ) -> Listing<'s> {
         let version = version_of(&objects);
-        let select = (!s3.is_prefix()).then(|| objects[0].rel.clone());
-        let label = format!("s3://{}/{}", s3.bucket, s3.key);
-        let (assembly, bytes_read) = self.place_objects(req, &label, s3, session, objects)?;
         let mut dest = req
             .layout
             .models_dir()
@@ -55,119 +36,41 @@ impl S3Fetcher {
             dest.push(segment);
         }
         dest.push(version);
-        assembly.publish(Publish {
-            id: req.id,
+        let (include, exclude) = if s3.is_prefix() {
+            (self.options.include.clone(), self.options.exclude.clone())
+        } else {
+            (Vec::new(), Vec::new())
+        };
+        Listing {
+            label: format!("s3://{}/{}", s3.bucket, s3.key),
             dest,
-            select: select.as_ref(),
-            expected: req.expected,
+            select: (!s3.is_prefix()).then(|| objects[0].rel.clone()),
             fetcher: "s3",
             fetcher_version: env!("CARGO_PKG_VERSION").to_owned(),
-            resolved_revision: None,
+            revision: Revision::None,
             origin: Some(session.endpoint.clone()),
-            include: if s3.is_prefix() {
-                self.options.include.clone()
-            } else {
-                Vec::new()
-            },
-            exclude: if s3.is_prefix() {
-                self.options.exclude.clone()
-            } else {
-                Vec::new()
-            },
-            bytes_read,
-        })
-    }
-
-    /// Every object placed in a new assembly, several at once; returns it and the bytes
-    /// downloaded.
-    pub(super) fn place_objects<'l>(
-        &self,
-        req: &FetchRequest<'l>,
-        label: &str,
-        s3: &S3Ref,
-        session: &Session<'_>,
-        objects: Vec<Object>,
-    ) -> Result<(Assembly<'l>, u64)> {
-        let assembly = Assembly::new(req.layout)?;
-        let total = objects.iter().filter_map(|o| o.size).sum();
-        let overall = req.reporter.start(label, Some(total));
-        let placed = in_parallel(objects, self.options.parallel_files, |object| {
-            let both = Tee {
-                file: req.reporter.start(object.rel.as_str(), object.size),
-                overall: &*overall,
-            };
-            let result = self.place(req, s3, session, &assembly, &object, &both);
-            both.file.finish();
-            result
-        });
-        overall.finish();
-        let bytes_read = placed?.into_iter().sum();
-        Ok((assembly, bytes_read))
-    }
-
-    /// One object, from the store or the endpoint, placed in `assembly`. Returns the bytes
-    /// downloaded.
-    fn place(
-        &self,
-        req: &FetchRequest<'_>,
-        s3: &S3Ref,
-        session: &Session<'_>,
-        assembly: &Assembly<'_>,
-        object: &Object,
-        progress: &dyn Progress,
-    ) -> Result<u64> {
-        let layout = req.layout;
-        // The reference may be this very object: then a wrong `--digest` fails the download.
-        let id = object_id(req, s3, object);
-        let expected = if s3.is_prefix() {
-            object.sha256.as_ref()
-        } else {
-            req.expected.or(object.sha256.as_ref())
-        };
-        if let Some(sha) = &object.sha256
-            && layout.blob_path(sha).is_file()
-        {
-            let size = assembly.place_blob(&object.rel, sha.clone(), object.etag.clone())?;
-            assembly.vouch(&object.rel);
-            progress.advance(size);
-            tracing::debug!(key = %object.key, "reused a blob already in the store");
-            return Ok(0);
-        }
-        let engine = self.engine()?;
-        let source = ObjectSource {
-            session,
-            key: object.key.clone(),
-            display: format!("{}/{}/{}", session.endpoint, s3.bucket, object.key),
-        };
-        let downloaded = engine.fetch(
-            layout,
-            &Download {
-                source: &source,
-                expected: Expected {
+            include,
+            exclude,
+            parallel: self.options.parallel_files,
+            engine: &self.engine,
+            files: objects
+                .into_iter()
+                .map(|object| ListedFile {
+                    source: Some(Box::new(ObjectSource {
+                        display: format!("{}/{}/{}", session.endpoint, s3.bucket, object.key),
+                        session: Arc::clone(session),
+                        key: object.key,
+                    })),
+                    path: object.rel,
                     size: object.size,
-                    digest: expected,
-                },
-                id: &id,
-                key: Some(&partial_key(&id)),
-            },
-            progress,
-        )?;
-        Error::check_digest(&id, object.sha256.as_ref(), &downloaded.staged.digest)?;
-        assembly.place_staged(&object.rel, downloaded.staged, object.etag.clone())?;
-        if object.sha256.is_some() {
-            assembly.vouch(&object.rel);
+                    stated: object.sha256.map_or(Stated::Nothing, Stated::Sha256),
+                    etag: object.etag,
+                    media_type: None,
+                    local: None,
+                    unpack: None,
+                })
+                .collect(),
         }
-        Ok(downloaded.transferred)
-    }
-}
-
-/// The id a download of `object` names (and its partial file is keyed by): the model's id
-/// for a single object, `<id>/<path>` for an object of a folder.
-fn object_id(req: &FetchRequest<'_>, s3: &S3Ref, object: &Object) -> String {
-    if s3.is_prefix() {
-        format!("{}/{}", req.id, object.rel)
-    } else {
-        req.id.to_owned()
     }
 }
 
@@ -188,7 +91,7 @@ fn version_of(objects: &[Object]) -> String {
 /// One object, as the download engine's [`RequestSource`]: each request gets a presigned URL
 /// of its own.
 struct ObjectSource<'a> {
-    session: &'a Session<'a>,
+    session: Arc<Session<'a>>,
     key: String,
     display: String,
 }

@@ -191,7 +191,7 @@ impl S3Fetcher {
         let engine = self.engine()?;
         let endpoint = Self::endpoint(config, dest)?;
         let bucket = Self::bucket(config, dest, &endpoint)?;
-        let session = self.session(config, &endpoint, &bucket, engine);
+        let session = self.session(config, &endpoint, bucket, engine);
         let client = engine.client();
         engine.block_on(session.start(client))?;
 
@@ -234,7 +234,7 @@ impl S3Fetcher {
         let engine = self.engine()?;
         let endpoint = Self::endpoint(config, dest)?;
         let bucket = Self::bucket(config, dest, &endpoint)?;
-        let session = self.session(config, &endpoint, &bucket, engine);
+        let session = self.session(config, &endpoint, bucket, engine);
         engine.block_on(session.start(engine.client()))?;
         engine.block_on(session.put_bytes(engine.client(), &dest.key, body))
     }

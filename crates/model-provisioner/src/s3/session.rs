@@ -35,7 +35,7 @@ pub(super) struct Session<'a> {
     refreshing: tokio::sync::Mutex<()>,
     /// `scheme://host[:port]`, for messages and ids.
     pub(super) endpoint: String,
-    pub(super) bucket: &'a Bucket,
+    pub(super) bucket: Bucket,
     retry: crate::download::RetryPolicy,
 }
 
@@ -45,7 +45,7 @@ impl S3Fetcher {
         &'a self,
         config: &'a S3Config,
         endpoint: &url::Url,
-        bucket: &'a Bucket,
+        bucket: Bucket,
         engine: &Downloader,
     ) -> Session<'a> {
         Session {
