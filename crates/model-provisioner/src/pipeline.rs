@@ -552,3 +552,209 @@ impl std::fmt::Debug for Listing<'_> {
             .finish_non_exhaustive()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use catalog_core::CacheLayout;
+
+    use super::*;
+    use crate::download::DownloadConfig;
+    use crate::reporter::NoReporter;
+
+    type TestResult = std::result::Result<(), Box<dyn std::error::Error>>;
+
+    /// A cache, a directory of copies outside it, and an engine that is never built: every
+    /// file of these listings is on this machine.
+    struct Fixture {
+        _dir: tempfile::TempDir,
+        layout: CacheLayout,
+        copies: PathBuf,
+        engine: Engine,
+    }
+
+    impl Fixture {
+        fn new() -> std::result::Result<Self, Box<dyn std::error::Error>> {
+            let dir = tempfile::tempdir()?;
+            std::fs::create_dir(dir.path().join("cache"))?;
+            let layout = CacheLayout::new(dir.path().join("cache"))?;
+            let copies = dir.path().join("copies");
+            std::fs::create_dir(&copies)?;
+            Ok(Fixture {
+                _dir: dir,
+                layout,
+                copies,
+                engine: Engine::new(DownloadConfig::default()),
+            })
+        }
+
+        /// A file outside the cache holding `bytes`, offered as a local copy of `path`.
+        fn copy(&self, path: &str, bytes: &[u8], stated: Stated) -> ListedFile<'_> {
+            let at = self.copies.join(path.replace('/', "_"));
+            std::fs::write(&at, bytes).expect("write a copy");
+            ListedFile {
+                path: path.parse().expect("a safe path"),
+                size: Some(bytes.len() as u64),
+                stated,
+                etag: None,
+                media_type: Some("text/plain".to_owned()),
+                local: Some(LocalCopy {
+                    path: at,
+                    claimed: None,
+                }),
+                source: None,
+                unpack: None,
+            }
+        }
+
+        fn listing<'s>(&'s self, files: Vec<ListedFile<'s>>) -> Listing<'s> {
+            Listing {
+                label: "test/model".to_owned(),
+                dest: self.layout.models_dir().join("test").join("model"),
+                select: None,
+                fetcher: "test",
+                fetcher_version: "1".to_owned(),
+                revision: Revision::Named("abc".to_owned()),
+                origin: None,
+                include: Vec::new(),
+                exclude: Vec::new(),
+                parallel: 2,
+                engine: &self.engine,
+                files,
+            }
+        }
+
+        fn request(&self) -> FetchRequest<'_> {
+            self.request_with(None)
+        }
+
+        fn request_with<'a>(&'a self, expected: Option<&'a Digest>) -> FetchRequest<'a> {
+            static REFERENCE: std::sync::OnceLock<ModelRef> = std::sync::OnceLock::new();
+            FetchRequest {
+                reference: REFERENCE.get_or_init(|| "hf:test/model".parse().expect("a reference")),
+                id: "test:model",
+                expected,
+                layout: &self.layout,
+                reporter: &NoReporter,
+                previous: None,
+            }
+        }
+    }
+
+    /// The git blob id of `bytes`, as a source states it.
+    fn git_blob(bytes: &[u8]) -> String {
+        use sha1::Digest as _;
+        let mut hasher = sha1::Sha1::new();
+        hasher.update(format!("blob {}\0", bytes.len()).as_bytes());
+        hasher.update(bytes);
+        catalog_core::to_hex(&hasher.finalize())
+    }
+
+    #[test]
+    fn files_with_a_stated_digest_are_vouched_for_and_the_others_are_named() -> TestResult {
+        let f = Fixture::new()?;
+        let files = vec![
+            f.copy(
+                "w.bin",
+                b"weights",
+                Stated::Sha256(Digest::sha256_of(b"weights")),
+            ),
+            f.copy("config.json", b"{}", Stated::GitBlob(git_blob(b"{}"))),
+            f.copy("sub/README.md", b"read me", Stated::Nothing),
+        ];
+        let fetched = place(&f.request(), f.listing(files))?;
+        assert_eq!(fetched.unvouched, ["sub/README.md"]);
+        assert_eq!(fetched.source_digest, None, "one file is not vouched for");
+        let p = &fetched.provenance;
+        assert_eq!(p.resolved_revision.as_deref(), Some("abc"));
+        let paths: Vec<&str> = p.files.iter().map(|f| f.path.as_str()).collect();
+        assert_eq!(paths, ["config.json", "sub/README.md", "w.bin"]);
+        assert!(
+            p.files
+                .iter()
+                .all(|f| f.media_type.as_deref() == Some("text/plain"))
+        );
+        assert_eq!(
+            std::fs::read(fetched.local_path.join("sub/README.md"))?,
+            b"read me"
+        );
+        assert_eq!(fetched.bytes_read, 0, "nothing came over the network");
+        Ok(())
+    }
+
+    #[test]
+    fn every_file_vouched_for_makes_the_model_pass_without_a_given_digest() -> TestResult {
+        let f = Fixture::new()?;
+        let files = vec![
+            f.copy("a.bin", b"a", Stated::Sha256(Digest::sha256_of(b"a"))),
+            f.copy("b.json", b"b", Stated::GitBlob(git_blob(b"b"))),
+        ];
+        let fetched = place(&f.request(), f.listing(files))?;
+        assert!(fetched.unvouched.is_empty());
+        assert_eq!(fetched.source_digest, fetched.computed);
+        Ok(())
+    }
+
+    #[test]
+    fn a_copy_that_is_not_what_the_source_states_is_refused_and_nothing_is_published() -> TestResult
+    {
+        let f = Fixture::new()?;
+        let wrong = vec![f.copy(
+            "w.bin",
+            b"tampered",
+            Stated::Sha256(Digest::sha256_of(b"weights")),
+        )];
+        let err = place(&f.request(), f.listing(wrong)).unwrap_err();
+        assert!(err.is_verification_failure(), "{err}");
+        // A copy whose git blob id differs is passed over; with nowhere else to get it from,
+        // the model is incomplete.
+        let other = vec![f.copy("c.json", b"{\"a\":1}", Stated::GitBlob(git_blob(b"{}")))];
+        let err = place(&f.request(), f.listing(other)).unwrap_err();
+        assert!(
+            matches!(&err, Error::AssemblyIncomplete { path, .. } if path == "c.json"),
+            "{err:?}"
+        );
+        assert!(
+            !f.layout.models_dir().join("test").exists(),
+            "nothing published"
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn a_blob_in_the_store_is_placed_without_reading_the_copy() -> TestResult {
+        let f = Fixture::new()?;
+        let digest = Digest::sha256_of(b"weights");
+        let first = vec![f.copy("w.bin", b"weights", Stated::Sha256(digest.clone()))];
+        place(&f.request(), f.listing(first))?;
+        // The copy is gone; the store still has the blob its stated digest names.
+        let mut again = f.copy("w.bin", b"weights", Stated::Sha256(digest));
+        again.local = None;
+        let fetched = place(&f.request(), f.listing(vec![again]))?;
+        assert_eq!(std::fs::read(fetched.local_path.join("w.bin"))?, b"weights");
+        Ok(())
+    }
+
+    #[test]
+    fn one_selected_file_is_the_artifact_checked_against_the_given_digest() -> TestResult {
+        let f = Fixture::new()?;
+        let file = || vec![f.copy("m.gguf", b"GGUF", Stated::Nothing)];
+        let mut listing = f.listing(file());
+        listing.select = Some("m.gguf".parse()?);
+        let fetched = place(&f.request(), listing)?;
+        assert_eq!(
+            fetched.local_path,
+            f.layout.models_dir().join("test/model/m.gguf")
+        );
+        assert!(fetched.unvouched.is_empty(), "one file needs no naming");
+
+        let wrong = Digest::sha256_of(b"other");
+        let mut listing = f.listing(file());
+        listing.select = Some("m.gguf".parse()?);
+        let err = place(&f.request_with(Some(&wrong)), listing).unwrap_err();
+        assert!(
+            matches!(&err, Error::DigestMismatch { id, .. } if id == "test:model"),
+            "{err:?}"
+        );
+        Ok(())
+    }
+}
