@@ -15,7 +15,6 @@ use crate::error::Result;
 #[cfg(feature = "s3")]
 use crate::fetcher::{FetchRequest, Fetched, ModelFetcher};
 #[cfg(feature = "s3")]
-use crate::mirror::HfMirror;
 #[cfg(feature = "oci")]
 use crate::oci::OciConfig;
 #[cfg(feature = "s3")]
@@ -221,8 +220,8 @@ impl ModelFetcher for S3Client {
         self.get().complete(reference)
     }
 
-    fn fetch_hf_mirror(&self, request: &FetchRequest<'_>, mirror: &HfMirror) -> Result<Fetched> {
-        self.get().fetch_hf_mirror(request, mirror)
+    fn source(&self) -> Option<&dyn crate::pipeline::Source> {
+        Some(self.get())
     }
 
     fn accepts(&self, entry: &CatalogEntry) -> bool {

@@ -5,7 +5,7 @@ use catalog_core::{CatalogEntry, ModelRef};
 use crate::error::Result;
 use crate::fetcher::{FetchRequest, Fetched, ModelFetcher, unsupported};
 use crate::file::FileFetcher;
-use crate::mirror::{MirrorContext, Mirrors, Route, Target, skip_reason};
+use crate::mirror::{HfLocation, MirrorContext, Mirrors, Route, Target, skip_reason};
 
 /// A fetcher that can be shared across threads.
 type Boxed = Box<dyn ModelFetcher + Send + Sync>;
@@ -86,19 +86,35 @@ impl AnyFetcher {
             }
             Target::Hf(mirror) => {
                 let configured = match mirror.location {
-                    crate::mirror::HfLocation::Oci { .. } => &self.oci,
-                    crate::mirror::HfLocation::S3 { .. } => &self.s3,
+                    HfLocation::Oci { .. } => &self.oci,
+                    HfLocation::S3 { .. } => &self.s3,
                 };
-                let Some(fetcher) = configured else {
-                    let probe: ModelRef = match &mirror.location {
-                        crate::mirror::HfLocation::Oci { registry, .. } => {
+                let probe = || -> Result<ModelRef> {
+                    Ok(match &mirror.location {
+                        HfLocation::Oci { registry, .. } => {
                             format!("oci://{registry}/x:latest").parse()?
                         }
-                        crate::mirror::HfLocation::S3 { base } => format!("{base}/x").parse()?,
-                    };
-                    return Err(unsupported(&probe));
+                        HfLocation::S3 { base } => format!("{base}/x").parse()?,
+                    })
                 };
-                fetcher.fetch_hf_mirror(req, mirror)?
+                let Some(fetcher) = configured else {
+                    return Err(unsupported(&probe()?));
+                };
+                #[cfg(any(feature = "oci", feature = "s3"))]
+                let Some(source) = fetcher.source() else {
+                    return Err(unsupported(&probe()?));
+                };
+                #[cfg(any(feature = "oci", feature = "s3"))]
+                let fetched = crate::pipeline::place(
+                    req,
+                    crate::mirror::resolve_hf_copy(source, req, mirror)?,
+                )?;
+                #[cfg(not(any(feature = "oci", feature = "s3")))]
+                let fetched = {
+                    let _ = fetcher;
+                    return Err(unsupported(&probe()?));
+                };
+                fetched
             }
         };
         fetched.provenance.fetcher = format!("mirror+{}", fetched.provenance.fetcher);

@@ -5,7 +5,6 @@ use std::path::PathBuf;
 use catalog_core::{CacheLayout, CatalogEntry, Digest, Fingerprint, ModelRef, Provenance, Storage};
 
 use crate::error::{Error, Result};
-use crate::mirror::HfMirror;
 use crate::reporter::Reporter;
 
 /// What a fetcher is asked for.
@@ -72,30 +71,17 @@ pub trait ModelFetcher {
         None
     }
 
-    /// Fetches the `hf:` model `request` names from `mirror`, a registry or bucket of this
-    /// fetcher's scheme where `model-provisioner mirror` put it, verified against the sha256s
-    /// the mirror states and recorded as the Hub's files at their commit, under the
-    /// reference's own id. Only the `oci://` and `s3://` fetchers read such mirrors.
-    fn fetch_hf_mirror(&self, request: &FetchRequest<'_>, mirror: &HfMirror) -> Result<Fetched> {
-        Err(no_hf_mirror(self.name(), request, mirror))
+    /// This fetcher as a [`Source`](crate::pipeline::Source), when it is one: a mirror's copy
+    /// of another source's model is listed through it.
+    #[cfg(feature = "http")]
+    fn source(&self) -> Option<&dyn crate::pipeline::Source> {
+        None
     }
 
     /// Whether an existing entry is what this fetcher would produce, so that it can be reused.
     fn accepts(&self, entry: &CatalogEntry) -> bool {
         let _ = entry;
         true
-    }
-}
-
-/// The error for a fetcher that reads no mirror of `hf:` models.
-pub(crate) fn no_hf_mirror(name: &str, request: &FetchRequest<'_>, mirror: &HfMirror) -> Error {
-    Error::Unsupported {
-        reference: mirror.describe(),
-        reason: format!("the `{name}` fetcher reads no mirror of `hf:` models"),
-        hint: format!(
-            "mirror `{}` in a registry (`oci://…`) or a bucket (`s3://…`)",
-            request.reference.redacted()
-        ),
     }
 }
 

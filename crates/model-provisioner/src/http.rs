@@ -81,6 +81,7 @@ impl Source for HttpFetcher {
             exclude: Vec::new(),
             parallel: 1,
             engine: &self.engine,
+            claim: None,
             files: vec![ListedFile {
                 path,
                 size: None,

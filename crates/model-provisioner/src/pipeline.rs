@@ -19,15 +19,14 @@
 
 use std::path::{Path, PathBuf};
 
-use catalog_core::{CatalogEntry, Digest, ModelRef, SafeRelPath, StagedFile};
+use catalog_core::{CatalogEntry, Digest, ModelRef, Provenance, SafeRelPath, StagedFile};
 
 use crate::assemble::{Assembly, Publish};
 use crate::download::{
     Download, Engine, Expected, Planned, RequestSource, ensure_room, partial_key,
 };
 use crate::error::{Error, Result};
-use crate::fetcher::{FetchRequest, Fetched, ModelFetcher, no_hf_mirror};
-use crate::mirror::HfMirror;
+use crate::fetcher::{FetchRequest, Fetched, ModelFetcher};
 use crate::parallel::{Tee, in_parallel};
 use crate::reporter::Progress;
 
@@ -59,6 +58,19 @@ pub struct Listing<'s> {
     pub engine: &'s Engine,
     /// The files.
     pub files: Vec<ListedFile<'s>>,
+    /// What the location says it holds, when it is a copy that `push` or `mirror` made.
+    pub claim: Option<Claim>,
+}
+
+/// What a copy made by `push` or `mirror` records about the model it was pushed from (an S3
+/// folder's manifest, a registry artifact's `ModelPack` config): what a mirror's copy is held
+/// against.
+#[derive(Debug, Clone)]
+pub struct Claim {
+    /// The catalog id of the model that was pushed, if recorded.
+    pub id: Option<String>,
+    /// Where that model came from: its revision, filters, and every file with its sha256.
+    pub provenance: Provenance,
 }
 
 /// What a reference resolved to, as recorded in the entry's provenance.
@@ -153,14 +165,15 @@ pub trait Source {
         true
     }
 
-    /// The listing of the `hf:` model `req` names, as `mirror` holds it. See
-    /// [`ModelFetcher::fetch_hf_mirror`].
-    fn resolve_hf_mirror<'s>(
-        &'s self,
-        req: &FetchRequest<'_>,
-        mirror: &HfMirror,
-    ) -> Result<Listing<'s>> {
-        Err(no_hf_mirror(self.name(), req, mirror))
+    /// The whole of the small object `location` names, at most `limit` bytes (a mirror's ref
+    /// object). Only object stores have such objects.
+    fn read_small(&self, location: &ModelRef, limit: usize) -> Result<Vec<u8>> {
+        let _ = limit;
+        Err(Error::Unsupported {
+            reference: location.redacted(),
+            reason: format!("the `{}` source reads no single objects", self.name()),
+            hint: "name a bucket's object (`s3://…`)".to_owned(),
+        })
     }
 }
 
@@ -177,8 +190,8 @@ impl<S: Source> ModelFetcher for S {
         Source::complete(self, reference)
     }
 
-    fn fetch_hf_mirror(&self, req: &FetchRequest<'_>, mirror: &HfMirror) -> Result<Fetched> {
-        place(req, self.resolve_hf_mirror(req, mirror)?)
+    fn source(&self) -> Option<&dyn Source> {
+        Some(self)
     }
 
     fn accepts(&self, entry: &CatalogEntry) -> bool {
@@ -202,6 +215,7 @@ pub fn place(req: &FetchRequest<'_>, listing: Listing<'_>) -> Result<Fetched> {
         parallel,
         engine,
         files,
+        claim: _,
     } = listing;
     // The reference may name one file, which then is the artifact: a wrong `--digest` fails
     // its download, before anything is written.
@@ -620,6 +634,7 @@ mod tests {
                 parallel: 2,
                 engine: &self.engine,
                 files,
+                claim: None,
             }
         }
 

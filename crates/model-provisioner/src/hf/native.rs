@@ -312,6 +312,7 @@ impl HfFetcher {
             exclude: self.config.exclude.clone(),
             parallel: self.config.parallel_files,
             engine: &self.engine,
+            claim: None,
             files,
         })
     }

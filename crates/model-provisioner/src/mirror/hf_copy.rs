@@ -1,5 +1,5 @@
 //! A copy of an `hf:` model read back from a mirror, a registry's or a bucket's: checked
-//! against what was asked ([`check_hf_copy`]), then published as the Hub's ([`publish_hf`]).
+//! against what was asked ([`check_hf_copy`]), then listed as the Hub's ([`as_hf_listing`]).
 
 use catalog_core::{Digest, ModelRef, printable};
 
@@ -102,10 +102,9 @@ pub(crate) fn check_hf_copy(
     Ok((commit, etags))
 }
 
-/// Makes a mirror's listing of its copy of an `hf:` model the listing of the Hub's model, as
-/// [`publish_hf`] publishes it: in the entry's directory, at `commit`, with the reference's
+/// Makes a mirror's listing of its copy of an `hf:` model the listing of the Hub's model,
+/// published in the entry's directory, at `commit`, with the reference's
 /// filters, `origin` naming the mirror.
-#[cfg(feature = "s3")]
 pub(crate) fn as_hf_listing(
     listing: &mut crate::pipeline::Listing<'_>,
     req: &crate::fetcher::FetchRequest<'_>,
@@ -127,37 +126,4 @@ pub(crate) fn as_hf_listing(
     listing.origin = Some(origin);
     listing.include.clone_from(&mirror.include);
     listing.exclude.clone_from(&mirror.exclude);
-}
-
-#[cfg(feature = "oci")]
-/// Publishes an `hf:` model assembled from a mirror as the Hub's: in its entry's directory, at
-/// `commit`, with its filters, `origin` naming the mirror.
-pub(crate) fn publish_hf(
-    assembly: crate::assemble::Assembly<'_>,
-    req: &crate::fetcher::FetchRequest<'_>,
-    mirror: &HfMirror,
-    (commit, select): (String, Option<&catalog_core::SafeRelPath>),
-    (fetcher, origin): (&'static str, String),
-    bytes_read: u64,
-) -> Result<crate::fetcher::Fetched> {
-    assembly.publish(crate::assemble::Publish {
-        id: req.id,
-        dest: crate::hf::entry_dir_for(
-            req.layout,
-            &mirror.hf,
-            req.id,
-            &commit,
-            &mirror.include,
-            &mirror.exclude,
-        ),
-        select,
-        expected: req.expected,
-        fetcher,
-        fetcher_version: env!("CARGO_PKG_VERSION").to_owned(),
-        resolved_revision: Some(commit),
-        origin: Some(origin),
-        include: mirror.include.clone(),
-        exclude: mirror.exclude.clone(),
-        bytes_read,
-    })
 }

@@ -23,25 +23,23 @@
 //! |---|---|
 //! | `rules` | [`MirrorRule`] and [`Mirrors`]: rules parsed, read from their places, matched |
 //! | `hf_layout` | [`HfLocation`] and [`HfMirror`]: where a mirror keeps an `hf:` model |
-//! | `hf_copy` | a copy read back from a mirror: checked, then published as the Hub's |
+//! | `hf_copy` | a copy read back from a mirror: checked against what was asked, and listed as the Hub's |
+//! | `hf_read` | that copy found and listed through the mirror's own source, above every source |
 //! | `skip` | when a mirror is passed over for the next place to try |
 
 #[cfg(any(feature = "oci", feature = "s3"))]
 mod hf_copy;
 mod hf_layout;
+#[cfg(any(feature = "oci", feature = "s3"))]
+mod hf_read;
 mod rules;
 mod skip;
 #[cfg(test)]
 mod testing;
 
-#[cfg(feature = "s3")]
-pub(crate) use self::hf_copy::as_hf_listing;
-#[cfg(any(feature = "oci", feature = "s3"))]
-pub(crate) use self::hf_copy::check_hf_copy;
-#[cfg(any(feature = "oci", feature = "s3"))]
-#[cfg(feature = "oci")]
-pub(crate) use self::hf_copy::publish_hf;
 pub use self::hf_layout::{HfLocation, HfMirror};
+#[cfg(any(feature = "oci", feature = "s3"))]
+pub(crate) use self::hf_read::resolve_hf_copy;
 pub use self::rules::{
     MIRRORS_ENV, MIRRORS_FILE, MirrorContext, MirrorRule, Mirrors, ParseMirrorError, Route,
     RuleOrigin, Target,

@@ -460,98 +460,6 @@ const CONFIG_LIMIT: usize = 16 << 20;
 /// The media type of the `ModelPack` config that [`OciFetcher::push`] writes.
 const MODEL_CONFIG: &str = "application/vnd.cncf.model.config.v1+json";
 
-impl OciFetcher {
-    /// An `hf:` model from a registry mirror: the tag of its commit (pinned) or of its
-    /// revision name, whose `ModelPack` config must name the same repository and list the
-    /// same files and sha256s as the manifest's layers; the files are placed as the Hub's, at
-    /// the commit the config states.
-    fn fetch_from_hf_mirror(&self, req: &FetchRequest<'_>, mirror: &HfMirror) -> Result<Fetched> {
-        if self.config.offline {
-            return Err(Error::Offline {
-                reference: req.reference.redacted(),
-            });
-        }
-        let ModelRef::Hf(hf) = req.reference else {
-            return Err(unsupported(req.reference));
-        };
-        let tag = match mirror.pinned_commit() {
-            Some(commit) => mirror.commit_tag(&commit),
-            None => mirror.revision_tag(mirror.revision()),
-        };
-        let at = format!("{}:{tag}", mirror.describe());
-        let refuse = |reason: String| Error::MirrorMismatch {
-            id: req.id.to_owned(),
-            mirror: at.clone(),
-            reason,
-        };
-        let oci = mirror
-            .oci(&tag)
-            .ok_or_else(|| refuse("no registry location".to_owned()))?;
-        let engine = self.engine()?;
-        let repo = self.pull_repository(engine, &oci)?;
-        let resolved = engine.block_on(resolve(&repo, engine.client(), &oci, req.id))?;
-        let (provenance, name) = engine.block_on(mirrored_config(
-            &repo,
-            engine.client(),
-            &resolved.manifest,
-            req.id,
-            &refuse,
-        ))?;
-        let name = name.as_deref();
-        let (_, mut layers) = manifest::layers(&resolved.manifest, req.id)?;
-        let mut files = Vec::new();
-        for layer in &layers {
-            match &layer.place {
-                Place::File(path) => files.push((path.to_string(), layer.digest.clone())),
-                Place::Unpack { .. } => {
-                    return Err(refuse(
-                        "it has a tar layer; a mirror holds files".to_owned(),
-                    ));
-                }
-            }
-        }
-        let (commit, etags) =
-            crate::mirror::check_hf_copy(req.id, &at, mirror, name, &provenance, &files)?;
-        let select = match &hf.path {
-            Some(path) => {
-                // The one file stands for the reference's path, whatever its name there.
-                let path: SafeRelPath = path.parse()?;
-                for layer in &mut layers {
-                    layer.place = Place::File(path.clone());
-                }
-                Some(path)
-            }
-            None => None,
-        };
-        let assembly = Assembly::new(req.layout)?;
-        let total = layers.iter().map(|l| l.size).sum();
-        let overall = req.reporter.start(&hf.repo_id(), Some(total));
-        let placed = in_parallel(layers, self.config.parallel_layers, |layer| {
-            let Place::File(path) = &layer.place else {
-                unreachable!("tar layers were refused above");
-            };
-            let both = Tee {
-                file: req.reporter.start(path.as_str(), Some(layer.size)),
-                overall: &*overall,
-            };
-            let etag = etags.get(path.as_str()).cloned().flatten();
-            let result = self.place(req, &repo, &assembly, &layer, etag, &both);
-            both.file.finish();
-            result
-        });
-        overall.finish();
-        let bytes_read = placed?.into_iter().sum();
-        crate::mirror::publish_hf(
-            assembly,
-            req,
-            mirror,
-            (commit, select.as_ref()),
-            ("oci", format!("{}@{}", mirror.describe(), resolved.digest)),
-            bytes_read,
-        )
-    }
-}
-
 /// The provenance and the model's name that the `ModelPack` config of a mirrored model records,
 /// its bytes checked against the manifest's digest for them.
 async fn mirrored_config(
@@ -632,10 +540,6 @@ impl ModelFetcher for OciFetcher {
     fn fetch(&self, req: &FetchRequest<'_>) -> Result<Fetched> {
         let oci = self.target(req.reference)?;
         self.fetch_oci(req, &oci)
-    }
-
-    fn fetch_hf_mirror(&self, req: &FetchRequest<'_>, mirror: &HfMirror) -> Result<Fetched> {
-        self.fetch_from_hf_mirror(req, mirror)
     }
 }
 

@@ -33,11 +33,9 @@
 //! | `session` | one fetch's or push's credentials, signing, request loop and refusals |
 //! | `list` | a folder's objects, page after page, and its manifest held against them |
 //! | `place` | the objects as a listing for the [pipeline](crate::pipeline), each fetched by a presigned request |
-//! | `hf_mirror` | an `hf:` model read from a bucket mirror |
 //! | `push` | the writes: [`S3Fetcher::push`], [`S3Fetcher::put_object`] |
 
 pub mod credentials;
-mod hf_mirror;
 mod list;
 mod place;
 mod push;
@@ -54,7 +52,6 @@ use crate::download::{DownloadConfig, Downloader, Engine};
 use crate::error::{Error, Result};
 use crate::fetcher::{FetchRequest, unsupported};
 use crate::hf::glob::selected;
-use crate::mirror::HfMirror;
 use crate::parallel::in_parallel;
 use crate::pipeline::{Listing, Source};
 
@@ -234,7 +231,7 @@ impl S3Fetcher {
         let bucket = Self::bucket(config, s3, &endpoint)?;
         let session = Arc::new(self.session(config, &endpoint, bucket, engine));
         engine.block_on(session.start(engine.client()))?;
-        let objects = if s3.is_prefix() {
+        let (objects, manifest) = if s3.is_prefix() {
             let mut listed = engine.block_on(session.list(engine.client(), &s3.key))?;
             let manifest_key = format!("{}{MANIFEST_NAME}", s3.key);
             let manifest = match listed.iter().position(|o| o.key == manifest_key) {
@@ -261,9 +258,9 @@ impl S3Fetcher {
             }
             if manifest.is_some() {
                 // The manifest states every digest: no object needs a `HEAD`.
-                selected
+                (selected, manifest)
             } else {
-                in_parallel(selected, self.options.parallel_files * 2, |o| {
+                let headed = in_parallel(selected, self.options.parallel_files * 2, |o| {
                     let head = engine.block_on(session.head(engine.client(), &o.key))?;
                     Ok(Object {
                         size: head.size.or(o.size),
@@ -271,20 +268,22 @@ impl S3Fetcher {
                         sha256: head.sha256,
                         ..o
                     })
-                })?
+                })?;
+                (headed, None)
             }
         } else {
             let head = engine.block_on(session.head(engine.client(), &s3.key))?;
             let name = s3.key.rsplit('/').next().unwrap_or(&s3.key);
-            vec![Object {
+            let object = Object {
                 key: s3.key.clone(),
                 rel: SafeRelPath::file_name(name)?,
                 size: head.size,
                 etag: head.etag,
                 sha256: head.sha256,
-            }]
+            };
+            (vec![object], None)
         };
-        Ok(self.listing(req, s3, &session, objects))
+        Ok(self.listing(req, s3, &session, objects, manifest))
     }
 }
 
@@ -300,12 +299,24 @@ impl Source for S3Fetcher {
         }
     }
 
-    fn resolve_hf_mirror<'s>(
-        &'s self,
-        req: &FetchRequest<'_>,
-        mirror: &HfMirror,
-    ) -> Result<Listing<'s>> {
-        self.resolve_from_hf_mirror(req, mirror)
+    fn read_small(&self, location: &ModelRef, limit: usize) -> Result<Vec<u8>> {
+        let ModelRef::S3(s3) = location else {
+            return Err(unsupported(location));
+        };
+        if self.options.offline {
+            return Err(Error::Offline {
+                reference: location.redacted(),
+            });
+        }
+        let config = self.config()?;
+        let engine = self.engine()?;
+        let endpoint = Self::endpoint(config, s3)?;
+        let bucket = Self::bucket(config, s3, &endpoint)?;
+        let session = self.session(config, &endpoint, bucket, engine);
+        engine.block_on(async {
+            session.start(engine.client()).await?;
+            session.read_small(engine.client(), &s3.key, limit).await
+        })
     }
 
     fn complete(&self, reference: &ModelRef) -> Option<ModelRef> {

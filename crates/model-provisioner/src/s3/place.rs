@@ -9,10 +9,10 @@ use reqwest::header::HeaderMap;
 use reqwest::{Client, RequestBuilder, StatusCode};
 
 use super::session::Session;
-use super::{Object, S3Fetcher};
+use super::{Manifest, Object, S3Fetcher};
 use crate::download::{BoxFuture, RequestSource};
 use crate::fetcher::FetchRequest;
-use crate::pipeline::{ListedFile, Listing, Revision, Stated};
+use crate::pipeline::{Claim, ListedFile, Listing, Revision, Stated};
 
 impl S3Fetcher {
     /// The listing of `objects` of `s3`, published as
@@ -24,6 +24,7 @@ impl S3Fetcher {
         s3: &S3Ref,
         session: &Arc<Session<'s>>,
         objects: Vec<Object>,
+        manifest: Option<Manifest>,
     ) -> Listing<'s> {
         let version = version_of(&objects);
         let mut dest = req
@@ -53,6 +54,12 @@ impl S3Fetcher {
             exclude,
             parallel: self.options.parallel_files,
             engine: &self.engine,
+            claim: manifest.and_then(|m| {
+                Some(Claim {
+                    id: Some(m.id),
+                    provenance: m.provenance?,
+                })
+            }),
             files: objects
                 .into_iter()
                 .map(|object| ListedFile {
