@@ -10,6 +10,7 @@
 use std::sync::{Mutex, PoisonError};
 use std::time::Instant;
 
+use catalog_core::Digest;
 use reqwest::header::{self, HeaderMap, HeaderValue};
 use reqwest::{Client, RequestBuilder, StatusCode};
 
@@ -397,11 +398,12 @@ impl Repository {
     /// (to object storage, a CDN), the engine's first request finds the redirect and every
     /// later request goes to the final location; `Authorization` goes there only if it is the
     /// registry's own host.
-    pub(crate) async fn blob(&self, client: &Client, digest: &str) -> Result<BlobSource<'_>> {
+    pub(crate) async fn blob(&self, client: &Client, digest: &Digest) -> Result<BlobSource<'_>> {
         self.refresh_if_expiring(client).await?;
         let url = self.url(&format!("v2/{}/blobs/{digest}", self.name));
         Ok(BlobSource {
             repository: self,
+            digest: digest.clone(),
             url: url.clone(),
             display: url.to_string(),
             location: Mutex::new(None),
@@ -446,6 +448,7 @@ struct Location {
 #[derive(Debug)]
 pub(crate) struct BlobSource<'a> {
     repository: &'a Repository,
+    digest: Digest,
     url: url::Url,
     display: String,
     location: Mutex<Option<Location>>,
@@ -481,6 +484,16 @@ impl RequestSource for BlobSource<'_> {
 
     fn sees_redirects(&self) -> bool {
         true
+    }
+
+    /// The registry, or the storage it redirects to, does not have the blob.
+    fn not_found(&self) -> Option<Error> {
+        Some(Error::OciNotFound {
+            what: format!(
+                "`{}/{}` has no blob `{}`",
+                self.repository.registry, self.repository.name, self.digest
+            ),
+        })
     }
 
     fn redirected(&self, status: StatusCode, target: &url::Url) -> bool {

@@ -307,34 +307,20 @@ impl OciFetcher {
         progress: &dyn Progress,
     ) -> Result<(catalog_core::StagedFile, u64)> {
         let engine = self.engine()?;
-        let digest = layer.digest.to_string();
-        let source = engine.block_on(repo.blob(engine.client(), &digest))?;
-        let downloaded = engine
-            .fetch(
-                req.layout,
-                &Download {
-                    source: &source,
-                    expected: Expected {
-                        size: Some(layer.size),
-                        digest: Some(&layer.digest),
-                    },
-                    id,
-                    key: None,
+        let source = engine.block_on(repo.blob(engine.client(), &layer.digest))?;
+        let downloaded = engine.fetch(
+            req.layout,
+            &Download {
+                source: &source,
+                expected: Expected {
+                    size: Some(layer.size),
+                    digest: Some(&layer.digest),
                 },
-                progress,
-            )
-            .map_err(|e| match e {
-                Error::Download {
-                    status: Some(404), ..
-                } => Error::OciNotFound {
-                    what: format!(
-                        "`{}/{}` has no blob `{digest}`",
-                        repo.registry(),
-                        repo.name()
-                    ),
-                },
-                e => e,
-            })?;
+                id,
+                key: None,
+            },
+            progress,
+        )?;
         Error::check_digest(id, Some(&layer.digest), &downloaded.staged.digest)?;
         Ok((downloaded.staged, downloaded.transferred))
     }
