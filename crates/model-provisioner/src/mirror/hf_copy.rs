@@ -1,5 +1,6 @@
 //! A copy of an `hf:` model read back from a mirror, a registry's or a bucket's: checked
-//! against what was asked ([`check_hf_copy`]), then published as the Hub's ([`publish_hf`]).
+//! against what was asked ([`check_hf_copy`]), then published as the Hub's (a registry's copy
+//! as a [listing](hf_listing) for the pipeline, a bucket's by `publish_hf`).
 
 use catalog_core::{Digest, ModelRef, printable};
 
@@ -102,8 +103,43 @@ pub(crate) fn check_hf_copy(
     Ok((commit, etags))
 }
 
+/// The listing of an `hf:` model read from a mirror, published as the Hub's: in its entry's
+/// directory, at `commit`, with its filters, `origin` naming the mirror. It lists no files yet
+/// and places one at a time; the caller sets both.
+#[cfg(feature = "oci")]
+pub(crate) fn hf_listing<'s>(
+    req: &crate::fetcher::FetchRequest<'_>,
+    mirror: &HfMirror,
+    (commit, select): (String, Option<catalog_core::SafeRelPath>),
+    (fetcher, origin): (&'static str, String),
+    engine: &'s crate::download::Engine,
+) -> crate::pipeline::Listing<'s> {
+    crate::pipeline::Listing {
+        label: mirror.hf.repo_id(),
+        dest: crate::hf::entry_dir_for(
+            req.layout,
+            &mirror.hf,
+            req.id,
+            &commit,
+            &mirror.include,
+            &mirror.exclude,
+        ),
+        select,
+        fetcher,
+        fetcher_version: env!("CARGO_PKG_VERSION").to_owned(),
+        revision: crate::pipeline::Revision::Named(commit),
+        origin: Some(origin),
+        include: mirror.include.clone(),
+        exclude: mirror.exclude.clone(),
+        parallel: 1,
+        engine,
+        files: Vec::new(),
+    }
+}
+
 /// Publishes an `hf:` model assembled from a mirror as the Hub's: in its entry's directory, at
 /// `commit`, with its filters, `origin` naming the mirror.
+#[cfg(feature = "s3")]
 pub(crate) fn publish_hf(
     assembly: crate::assemble::Assembly<'_>,
     req: &crate::fetcher::FetchRequest<'_>,

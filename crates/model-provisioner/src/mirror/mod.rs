@@ -35,7 +35,11 @@ mod skip;
 mod testing;
 
 #[cfg(any(feature = "oci", feature = "s3"))]
-pub(crate) use self::hf_copy::{check_hf_copy, publish_hf};
+pub(crate) use self::hf_copy::check_hf_copy;
+#[cfg(feature = "oci")]
+pub(crate) use self::hf_copy::hf_listing;
+#[cfg(feature = "s3")]
+pub(crate) use self::hf_copy::publish_hf;
 pub use self::hf_layout::{HfLocation, HfMirror};
 pub use self::rules::{
     MIRRORS_ENV, MIRRORS_FILE, MirrorContext, MirrorRule, Mirrors, ParseMirrorError, Route,

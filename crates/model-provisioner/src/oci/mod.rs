@@ -9,11 +9,14 @@
 //!    its only one), fetched by digest and checked the same way.
 //! 3. The layers are recognised by media type ([`manifest`] lists the formats and how their
 //!    files are named); one that we do not recognise fails with its media types.
-//! 4. Each layer comes from the content-addressed store if a blob with its sha256 is there,
-//!    else from the registry through the [download engine](crate::download), checked against
-//!    that sha256 while streaming (parallel ranges, resume, stall detection). A redirect to
-//!    storage is followed once and the ranges go there, without `Authorization` on another
-//!    host. Tar layers are unpacked with nothing escaping the model's directory.
+//! 4. The layers are the model's files: a [listing](crate::pipeline::Listing) of the blobs,
+//!    each with its size, its sha256 and media type from the manifest, handed to the
+//!    [pipeline](crate::pipeline). A blob comes from the content-addressed store if one with
+//!    its sha256 is there, else from the registry through the
+//!    [download engine](crate::download), checked against that sha256 while streaming
+//!    (parallel ranges, resume, stall detection). A redirect to storage is followed once and
+//!    the ranges go there, without `Authorization` on another host. Tar layers are unpacked
+//!    with nothing escaping the model's directory.
 //! 5. The files are published as one directory under `models/oci/<registry>/<repo>/<manifest
 //!    digest hex>/`; the model is that directory, or its one GGUF for a single-weight model,
 //!    or the file the reference names. The catalog records the manifest digest the tag
@@ -29,6 +32,8 @@ mod manifest;
 mod push;
 mod unpack;
 
+use std::sync::Arc;
+
 use catalog_core::{Digest, ModelRef, OLLAMA_REGISTRY, OciRef, OciReference, SafeRelPath};
 use oci_spec::image::ImageManifest;
 
@@ -36,15 +41,11 @@ use self::auth::Credentials;
 use self::client::{Access, RawManifest, Repository};
 use self::manifest::{Layer, Parsed, Place};
 pub use self::push::PushReport;
-use crate::assemble::{Assembly, Publish};
-use crate::download::{
-    Download, DownloadConfig, Downloader, Engine, Expected, Planned, ensure_room,
-};
+use crate::download::{DownloadConfig, Downloader, Engine};
 use crate::error::{Error, Result};
-use crate::fetcher::{FetchRequest, Fetched, ModelFetcher, unsupported};
+use crate::fetcher::{FetchRequest, unsupported};
 use crate::mirror::HfMirror;
-use crate::parallel::{Tee, in_parallel};
-use crate::reporter::Progress;
+use crate::pipeline::{ListedFile, Listing, Revision, Source, Stated, Unpack};
 
 /// How registries are reached.
 #[derive(Debug, Clone)]
@@ -156,14 +157,17 @@ impl OciFetcher {
         )
     }
 
-    fn fetch_oci(&self, req: &FetchRequest<'_>, oci: &OciRef) -> Result<Fetched> {
+    /// The listing of `oci`: the layers of the manifest its tag or digest resolves to (only
+    /// the one the reference names, when it names a file), published under the manifest's
+    /// digest.
+    fn resolve_oci<'s>(&'s self, req: &FetchRequest<'_>, oci: &OciRef) -> Result<Listing<'s>> {
         if self.config.offline {
             return Err(Error::Offline {
                 reference: req.reference.redacted(),
             });
         }
         let engine = self.engine()?;
-        let repo = self.pull_repository(engine, oci)?;
+        let repo = Arc::new(self.pull_repository(engine, oci)?);
         let resolved = engine.block_on(resolve(&repo, engine.client(), oci, req.id))?;
         let (format, mut layers) = manifest::layers(&resolved.manifest, req.id)?;
         tracing::debug!(
@@ -180,37 +184,13 @@ impl OciFetcher {
             }
             None => manifest::single_weight(format, &layers),
         };
-        // Only the blobs are counted: the files unpacked from a tar layer take room again.
-        let planned: Vec<Planned<'_>> = layers
-            .iter()
-            .map(|l| Planned {
-                size: Some(l.size),
-                digest: Some(&l.digest),
-                key: None,
+        let files = layers
+            .into_iter()
+            .map(|layer| {
+                let etag = Some(layer.digest.to_string());
+                listed(&repo, layer, etag)
             })
-            .collect();
-        ensure_room(req.layout, req.id, &planned)?;
-        let assembly = Assembly::new(req.layout)?;
-        let total = layers.iter().map(|l| l.size).sum();
-        let overall = req
-            .reporter
-            .start(&format!("{}/{}", oci.registry, oci.repository), Some(total));
-        let placed = in_parallel(layers, self.config.parallel_layers, |layer| {
-            let label = match &layer.place {
-                Place::File(p) => p.to_string(),
-                Place::Unpack { .. } => layer.digest.to_string(),
-            };
-            let both = Tee {
-                file: req.reporter.start(&label, Some(layer.size)),
-                overall: &*overall,
-            };
-            let etag = Some(layer.digest.to_string());
-            let result = self.place(req, &repo, &assembly, &layer, etag, &both);
-            both.file.finish();
-            result
-        });
-        overall.finish();
-        let bytes_read = placed?.into_iter().sum();
+            .collect::<Result<_>>()?;
         let dest = req
             .layout
             .models_dir()
@@ -218,112 +198,54 @@ impl OciFetcher {
             .join(&oci.registry)
             .join(&oci.repository)
             .join(resolved.digest.value());
-        assembly.publish(Publish {
-            id: req.id,
+        Ok(Listing {
+            label: format!("{}/{}", oci.registry, oci.repository),
             dest,
-            select: select.as_ref(),
-            expected: req.expected,
+            select,
             fetcher: "oci",
             fetcher_version: env!("CARGO_PKG_VERSION").to_owned(),
-            resolved_revision: Some(resolved.digest.to_string()),
+            revision: Revision::Named(resolved.digest.to_string()),
             origin: Some(oci.registry.clone()),
             include: Vec::new(),
             exclude: Vec::new(),
-            bytes_read,
+            parallel: self.config.parallel_layers,
+            engine: &self.engine,
+            files,
         })
     }
+}
 
-    /// One layer, from the store or the registry, placed in `assembly`. Returns the bytes
-    /// downloaded.
-    fn place(
-        &self,
-        req: &FetchRequest<'_>,
-        repo: &Repository,
-        assembly: &Assembly<'_>,
-        layer: &Layer,
-        etag: Option<String>,
-        progress: &dyn Progress,
-    ) -> Result<u64> {
-        let layout = req.layout;
-        let in_store = layout.blob_path(&layer.digest).is_file();
-        match &layer.place {
-            Place::File(path) if in_store => {
-                assembly.place_blob(path, layer.digest.clone(), etag)?;
-                assembly.set_media_type(path, &layer.media_type);
-                assembly.vouch(path);
-                progress.advance(layer.size);
-                tracing::debug!(file = %path, "reused a blob already in the store");
-                Ok(0)
-            }
-            Place::File(path) => {
-                let id = format!("{}/{path}", req.id);
-                let (staged, transferred) = self.download(req, repo, layer, &id, progress)?;
-                assembly.place_staged(path, staged, etag)?;
-                assembly.set_media_type(path, &layer.media_type);
-                assembly.vouch(path);
-                Ok(transferred)
-            }
-            Place::Unpack { base, compression } => {
-                let transferred = if in_store {
-                    progress.advance(layer.size);
-                    0
-                } else {
-                    let id = format!("{}@{}", req.id, layer.digest);
-                    let (staged, transferred) = self.download(req, repo, layer, &id, progress)?;
-                    layout.publish_blob(staged)?;
-                    transferred
-                };
-                let blob = layout.blob_path(&layer.digest);
-                let placed = unpack::unpack_tar(
-                    assembly,
-                    &blob,
-                    *compression,
-                    base.as_ref(),
-                    &layer.digest.to_string(),
-                )?;
-                tracing::debug!(
-                    layer = %layer.digest,
-                    files = placed.paths.len(),
-                    bytes = placed.bytes,
-                    "unpacked a tar layer"
-                );
-                // Unpacked from a layer checked against the digest the manifest states.
-                for path in &placed.paths {
-                    assembly.set_media_type(path, &layer.media_type);
-                    assembly.vouch(path);
-                }
-                Ok(transferred)
-            }
+/// `layer` as a file of a listing: the blob of its digest, from the store or `repo`, placed
+/// at its path or unpacked; `etag` is recorded for it.
+fn listed(
+    repo: &Arc<Repository>,
+    layer: Layer,
+    etag: Option<String>,
+) -> Result<ListedFile<'static>> {
+    let source = repo.blob(&layer.digest);
+    let (path, unpack) = match layer.place {
+        Place::File(path) => (path, None),
+        Place::Unpack { base, compression } => {
+            // An archive's files go where it says; this path only names it.
+            let path = SafeRelPath::file_name(layer.digest.value())?;
+            let unpack: Box<dyn Unpack> = Box::new(unpack::TarLayer {
+                base,
+                compression,
+                layer: layer.digest.to_string(),
+            });
+            (path, Some(unpack))
         }
-    }
-
-    /// Downloads one blob, checked against its digest while streaming.
-    fn download(
-        &self,
-        req: &FetchRequest<'_>,
-        repo: &Repository,
-        layer: &Layer,
-        id: &str,
-        progress: &dyn Progress,
-    ) -> Result<(catalog_core::StagedFile, u64)> {
-        let engine = self.engine()?;
-        let source = engine.block_on(repo.blob(engine.client(), &layer.digest))?;
-        let downloaded = engine.fetch(
-            req.layout,
-            &Download {
-                source: &source,
-                expected: Expected {
-                    size: Some(layer.size),
-                    digest: Some(&layer.digest),
-                },
-                id,
-                key: None,
-            },
-            progress,
-        )?;
-        Error::check_digest(id, Some(&layer.digest), &downloaded.staged.digest)?;
-        Ok((downloaded.staged, downloaded.transferred))
-    }
+    };
+    Ok(ListedFile {
+        path,
+        size: Some(layer.size),
+        stated: Stated::Sha256(layer.digest),
+        etag,
+        media_type: Some(layer.media_type),
+        local: None,
+        source: Some(Box::new(source)),
+        unpack,
+    })
 }
 
 /// Keeps only the layer that is `path`, when one is; else every tar layer, one of which must
@@ -447,11 +369,15 @@ const CONFIG_LIMIT: usize = 16 << 20;
 const MODEL_CONFIG: &str = "application/vnd.cncf.model.config.v1+json";
 
 impl OciFetcher {
-    /// An `hf:` model from a registry mirror: the tag of its commit (pinned) or of its
-    /// revision name, whose `ModelPack` config must name the same repository and list the
-    /// same files and sha256s as the manifest's layers; the files are placed as the Hub's, at
-    /// the commit the config states.
-    fn fetch_from_hf_mirror(&self, req: &FetchRequest<'_>, mirror: &HfMirror) -> Result<Fetched> {
+    /// The listing of an `hf:` model in a registry mirror: the tag of its commit (pinned) or
+    /// of its revision name, whose `ModelPack` config must name the same repository and list
+    /// the same files and sha256s as the manifest's layers; the files are listed as the Hub's,
+    /// at the commit the config states, each with the Hub's `ETag` the config records.
+    fn resolve_from_hf_mirror<'s>(
+        &'s self,
+        req: &FetchRequest<'_>,
+        mirror: &HfMirror,
+    ) -> Result<Listing<'s>> {
         if self.config.offline {
             return Err(Error::Offline {
                 reference: req.reference.redacted(),
@@ -474,7 +400,7 @@ impl OciFetcher {
             .oci(&tag)
             .ok_or_else(|| refuse("no registry location".to_owned()))?;
         let engine = self.engine()?;
-        let repo = self.pull_repository(engine, &oci)?;
+        let repo = Arc::new(self.pull_repository(engine, &oci)?);
         let resolved = engine.block_on(resolve(&repo, engine.client(), &oci, req.id))?;
         let (provenance, name) = engine.block_on(mirrored_config(
             &repo,
@@ -509,32 +435,28 @@ impl OciFetcher {
             }
             None => None,
         };
-        let assembly = Assembly::new(req.layout)?;
-        let total = layers.iter().map(|l| l.size).sum();
-        let overall = req.reporter.start(&hf.repo_id(), Some(total));
-        let placed = in_parallel(layers, self.config.parallel_layers, |layer| {
-            let Place::File(path) = &layer.place else {
-                unreachable!("tar layers were refused above");
-            };
-            let both = Tee {
-                file: req.reporter.start(path.as_str(), Some(layer.size)),
-                overall: &*overall,
-            };
-            let etag = etags.get(path.as_str()).cloned().flatten();
-            let result = self.place(req, &repo, &assembly, &layer, etag, &both);
-            both.file.finish();
-            result
-        });
-        overall.finish();
-        let bytes_read = placed?.into_iter().sum();
-        crate::mirror::publish_hf(
-            assembly,
-            req,
-            mirror,
-            (commit, select.as_ref()),
-            ("oci", format!("{}@{}", mirror.describe(), resolved.digest)),
-            bytes_read,
-        )
+        let files = layers
+            .into_iter()
+            .map(|layer| {
+                let etag = match &layer.place {
+                    Place::File(path) => etags.get(path.as_str()).cloned().flatten(),
+                    // Refused above.
+                    Place::Unpack { .. } => None,
+                };
+                listed(&repo, layer, etag)
+            })
+            .collect::<Result<_>>()?;
+        Ok(Listing {
+            parallel: self.config.parallel_layers,
+            files,
+            ..crate::mirror::hf_listing(
+                req,
+                mirror,
+                (commit, select),
+                ("oci", format!("{}@{}", mirror.describe(), resolved.digest)),
+                &self.engine,
+            )
+        })
     }
 }
 
@@ -610,18 +532,22 @@ async fn small_blob(
         .await
 }
 
-impl ModelFetcher for OciFetcher {
+impl Source for OciFetcher {
     fn name(&self) -> &'static str {
         "oci"
     }
 
-    fn fetch(&self, req: &FetchRequest<'_>) -> Result<Fetched> {
+    fn resolve<'s>(&'s self, req: &FetchRequest<'_>) -> Result<Listing<'s>> {
         let oci = self.target(req.reference)?;
-        self.fetch_oci(req, &oci)
+        self.resolve_oci(req, &oci)
     }
 
-    fn fetch_hf_mirror(&self, req: &FetchRequest<'_>, mirror: &HfMirror) -> Result<Fetched> {
-        self.fetch_from_hf_mirror(req, mirror)
+    fn resolve_hf_mirror<'s>(
+        &'s self,
+        req: &FetchRequest<'_>,
+        mirror: &HfMirror,
+    ) -> Result<Listing<'s>> {
+        self.resolve_from_hf_mirror(req, mirror)
     }
 }
 
