@@ -14,7 +14,6 @@ use crate::download::{DownloadConfig, Engine};
 use crate::error::Result;
 #[cfg(feature = "s3")]
 use crate::fetcher::{FetchRequest, Fetched, ModelFetcher};
-#[cfg(feature = "s3")]
 #[cfg(feature = "oci")]
 use crate::oci::OciConfig;
 #[cfg(feature = "s3")]

@@ -5,7 +5,7 @@ use catalog_core::{CatalogEntry, ModelRef};
 use crate::error::Result;
 use crate::fetcher::{FetchRequest, Fetched, ModelFetcher, unsupported};
 use crate::file::FileFetcher;
-use crate::mirror::{HfLocation, MirrorContext, Mirrors, Route, Target, skip_reason};
+use crate::mirror::{HfLocation, HfMirror, MirrorContext, Mirrors, Route, Target, skip_reason};
 
 /// A fetcher that can be shared across threads.
 type Boxed = Box<dyn ModelFetcher + Send + Sync>;
@@ -84,41 +84,27 @@ impl AnyFetcher {
                 got.provenance.origin = Some(mirrored.redacted());
                 got
             }
-            Target::Hf(mirror) => {
-                let configured = match mirror.location {
-                    HfLocation::Oci { .. } => &self.oci,
-                    HfLocation::S3 { .. } => &self.s3,
-                };
-                let probe = || -> Result<ModelRef> {
-                    Ok(match &mirror.location {
-                        HfLocation::Oci { registry, .. } => {
-                            format!("oci://{registry}/x:latest").parse()?
-                        }
-                        HfLocation::S3 { base } => format!("{base}/x").parse()?,
-                    })
-                };
-                let Some(fetcher) = configured else {
-                    return Err(unsupported(&probe()?));
-                };
-                #[cfg(any(feature = "oci", feature = "s3"))]
-                let Some(source) = fetcher.source() else {
-                    return Err(unsupported(&probe()?));
-                };
-                #[cfg(any(feature = "oci", feature = "s3"))]
-                let fetched = crate::pipeline::place(
-                    req,
-                    crate::mirror::resolve_hf_copy(source, req, mirror)?,
-                )?;
-                #[cfg(not(any(feature = "oci", feature = "s3")))]
-                let fetched = {
-                    let _ = fetcher;
-                    return Err(unsupported(&probe()?));
-                };
-                fetched
-            }
+            Target::Hf(mirror) => self.fetch_hf_copy(req, mirror)?,
         };
         fetched.provenance.fetcher = format!("mirror+{}", fetched.provenance.fetcher);
         Ok(fetched)
+    }
+
+    /// Fetches the `hf:` model `req` names from `mirror`, a registry or bucket where
+    /// `model-provisioner mirror` put it: listed by the source of the mirror's scheme, checked
+    /// against what was asked and placed as the Hub's model.
+    fn fetch_hf_copy(&self, req: &FetchRequest<'_>, mirror: &HfMirror) -> Result<Fetched> {
+        let (configured, probe) = match &mirror.location {
+            HfLocation::Oci { registry, .. } => (&self.oci, format!("oci://{registry}/x:latest")),
+            HfLocation::S3 { base } => (&self.s3, format!("{base}/x")),
+        };
+        #[cfg(any(feature = "oci", feature = "s3"))]
+        if let Some(source) = configured.as_ref().and_then(|f| f.source()) {
+            let listing = crate::mirror::resolve_hf_copy(source, req, mirror)?;
+            return crate::pipeline::place(req, listing);
+        }
+        let _ = (configured, req);
+        Err(unsupported(&probe.parse()?))
     }
 
     /// Also fetches `http://` and `https://` references with `http`.

@@ -218,9 +218,11 @@ pub fn place(req: &FetchRequest<'_>, listing: Listing<'_>) -> Result<Fetched> {
         claim: _,
     } = listing;
     // The reference may name one file, which then is the artifact: a wrong `--digest` fails
-    // its download, before anything is written.
-    let the_artifact =
-        |file: &ListedFile<'_>| files.len() == 1 && select.as_ref() == Some(&file.path);
+    // its download, before anything is written. An archive is never that file: the one named
+    // is among what it unpacks.
+    let the_artifact = |file: &ListedFile<'_>| {
+        files.len() == 1 && file.unpack.is_none() && select.as_ref() == Some(&file.path)
+    };
     let plans: Vec<Plan<'_, '_>> = files
         .iter()
         .map(|file| {

@@ -247,7 +247,8 @@ impl Downloader {
     }
 
     /// Downloads `dl` into the cache's `tmp/`, resuming an earlier partial download of the
-    /// same bytes when it is still valid, and verifies it against `dl.expected`.
+    /// same bytes when it is still valid, and verifies it against `dl.expected`. A `404` fails
+    /// with the source's [`not_found`](RequestSource::not_found) error, when it has one.
     pub fn fetch(
         &self,
         layout: &CacheLayout,
@@ -265,6 +266,12 @@ impl Downloader {
         let _active = self.budget.active();
         self.runtime
             .block_on(engine::Run::new(self, layout.root(), dl, partial, progress).fetch())
+            .map_err(|e| match e {
+                Error::Download {
+                    status: Some(404), ..
+                } => dl.source.not_found().unwrap_or(e),
+                e => e,
+            })
     }
 }
 

@@ -21,6 +21,7 @@ use reqwest::header::HeaderMap;
 use reqwest::{Client, RequestBuilder, StatusCode};
 
 use super::retry::Failure;
+use crate::error::Error;
 
 /// A future the engine awaits, boxed so that [`RequestSource`] stays object safe.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -59,6 +60,13 @@ pub trait RequestSource: Send + Sync {
     ) -> BoxFuture<'a, bool> {
         let _ = (client, status, headers);
         Box::pin(async { false })
+    }
+
+    /// What a `404` for the bytes means, when the source can say more than the status (a
+    /// registry's blob that is not there): the download fails with it instead of the
+    /// [`Error::Download`] that names the URL and the status. `None` keeps that one.
+    fn not_found(&self) -> Option<Error> {
+        None
     }
 }
 

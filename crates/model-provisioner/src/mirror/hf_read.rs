@@ -31,32 +31,7 @@ pub(crate) fn resolve_hf_copy<'s>(
         reason,
     };
     let described = mirror.describe();
-    let nowhere = || refuse(&described, "no location of its kind".to_owned());
-    // Where the copy is: the tag of its commit (pinned) or of its revision name in a registry;
-    // the folder of its commit in a bucket, whose ref object names the revision's commit.
-    let (location, commit, at) = match &mirror.location {
-        HfLocation::Oci { .. } => {
-            let tag = match mirror.pinned_commit() {
-                Some(commit) => mirror.commit_tag(&commit),
-                None => mirror.revision_tag(mirror.revision()),
-            };
-            let oci = mirror.oci(&tag).ok_or_else(nowhere)?;
-            (ModelRef::Oci(oci), None, format!("{described}:{tag}"))
-        }
-        HfLocation::S3 { .. } => {
-            let commit = match mirror.pinned_commit() {
-                Some(commit) => commit,
-                None => ref_object(source, mirror, &|reason| refuse(&described, reason))?,
-            };
-            let tag = mirror.commit_tag(&commit);
-            let folder = mirror.s3_folder(&tag).ok_or_else(nowhere)?;
-            (
-                ModelRef::S3(folder),
-                Some(commit),
-                format!("{described}{tag}"),
-            )
-        }
-    };
+    let (location, commit, at) = locate(source, mirror, &|reason| refuse(&described, reason))?;
     let copy = FetchRequest {
         reference: &location,
         id: req.id,
@@ -131,6 +106,42 @@ pub(crate) fn resolve_hf_copy<'s>(
     };
     as_hf_listing(&mut listing, req, mirror, (stated, select), origin);
     Ok(listing)
+}
+
+/// Where `mirror` keeps its copy, with the commit when that is known before the copy is read,
+/// and the copy described for messages: the tag of its commit (pinned) or of its revision
+/// name in a registry; the folder of its commit in a bucket, whose ref object names the
+/// revision's commit.
+fn locate(
+    source: &dyn Source,
+    mirror: &HfMirror,
+    refuse: &dyn Fn(String) -> Error,
+) -> Result<(ModelRef, Option<String>, String)> {
+    let described = mirror.describe();
+    let nowhere = || refuse("no location of its kind".to_owned());
+    Ok(match &mirror.location {
+        HfLocation::Oci { .. } => {
+            let tag = match mirror.pinned_commit() {
+                Some(commit) => mirror.commit_tag(&commit),
+                None => mirror.revision_tag(mirror.revision()),
+            };
+            let oci = mirror.oci(&tag).ok_or_else(nowhere)?;
+            (ModelRef::Oci(oci), None, format!("{described}:{tag}"))
+        }
+        HfLocation::S3 { .. } => {
+            let commit = match mirror.pinned_commit() {
+                Some(commit) => commit,
+                None => ref_object(source, mirror, refuse)?,
+            };
+            let tag = mirror.commit_tag(&commit);
+            let folder = mirror.s3_folder(&tag).ok_or_else(nowhere)?;
+            (
+                ModelRef::S3(folder),
+                Some(commit),
+                format!("{described}{tag}"),
+            )
+        }
+    })
 }
 
 /// The commit the bucket mirror's ref object for the revision `mirror` names holds.

@@ -3,13 +3,14 @@
 //! Authorisation follows the registry's challenge: anonymous first; on a `401` with
 //! `WWW-Authenticate: Basic`, the credential for the registry; on `Bearer`, a token from the
 //! challenge's realm for `repository:<repo>:pull` (`pull,push` for a push), fetched with the credential when there is
-//! one. A token is fetched again when it is about to expire, or when the registry refuses it
-//! in the middle of a pull (the download engine asks the blob's [`RequestSource`] to
-//! reauthorise, then sends the refused request once more).
+//! one. A token is fetched again when the registry refuses it (for a blob, the download engine
+//! asks its [`RequestSource`] to reauthorise, then sends the refused request once more), and,
+//! by a push, before an upload when it is about to expire.
 
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
+use catalog_core::Digest;
 use reqwest::header::{self, HeaderMap, HeaderValue};
 use reqwest::{Client, RequestBuilder, StatusCode};
 
@@ -238,8 +239,9 @@ impl Repository {
         Ok(false)
     }
 
-    /// Fetches a new token before this one runs out, so that a long pull is not refused
-    /// halfway for a token that merely expired.
+    /// Fetches a new token before this one runs out, so that a push is not refused in the
+    /// middle of an upload for a token that merely expired (its body would be sent again in
+    /// full).
     pub(crate) async fn refresh_if_expiring(&self, client: &Client) -> Result<()> {
         let challenge = {
             let auth = self.auth.lock().unwrap_or_else(PoisonError::into_inner);
@@ -397,15 +399,22 @@ impl Repository {
     /// (to object storage, a CDN), the engine's first request finds the redirect and every
     /// later request goes to the final location; `Authorization` goes there only if it is the
     /// registry's own host.
-    pub(crate) async fn blob(&self, client: &Client, digest: &str) -> Result<BlobSource<'_>> {
-        self.refresh_if_expiring(client).await?;
+    ///
+    /// No token is fetched here, and none is needed: the one in force was fetched while the
+    /// reference was resolved, moments before the first blob is asked for. One that runs out
+    /// during a long pull (a layer started after others finished, a range late in a large
+    /// blob) is refused with a `401`, which the engine hands to the source's
+    /// [`reauthorize`](RequestSource::reauthorize): a new token comes from the registry's
+    /// challenge and the refused request is sent once more.
+    pub(crate) fn blob(self: &Arc<Self>, digest: &Digest) -> BlobSource {
         let url = self.url(&format!("v2/{}/blobs/{digest}", self.name));
-        Ok(BlobSource {
-            repository: self,
-            url: url.clone(),
+        BlobSource {
+            repository: Arc::clone(self),
+            digest: digest.clone(),
             display: url.to_string(),
+            url,
             location: Mutex::new(None),
-        })
+        }
     }
 }
 
@@ -444,14 +453,15 @@ struct Location {
 
 /// One blob of a repository, as the download engine's [`RequestSource`].
 #[derive(Debug)]
-pub(crate) struct BlobSource<'a> {
-    repository: &'a Repository,
+pub(crate) struct BlobSource {
+    repository: Arc<Repository>,
+    digest: Digest,
     url: url::Url,
     display: String,
     location: Mutex<Option<Location>>,
 }
 
-impl RequestSource for BlobSource<'_> {
+impl RequestSource for BlobSource {
     fn display(&self) -> &str {
         &self.display
     }
@@ -481,6 +491,16 @@ impl RequestSource for BlobSource<'_> {
 
     fn sees_redirects(&self) -> bool {
         true
+    }
+
+    /// The registry, or the storage it redirects to, does not have the blob.
+    fn not_found(&self) -> Option<Error> {
+        Some(Error::OciNotFound {
+            what: format!(
+                "`{}/{}` has no blob `{}`",
+                self.repository.registry, self.repository.name, self.digest
+            ),
+        })
     }
 
     fn redirected(&self, status: StatusCode, target: &url::Url) -> bool {

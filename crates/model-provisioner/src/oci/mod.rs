@@ -9,11 +9,14 @@
 //!    its only one), fetched by digest and checked the same way.
 //! 3. The layers are recognised by media type ([`manifest`] lists the formats and how their
 //!    files are named); one that we do not recognise fails with its media types.
-//! 4. Each layer comes from the content-addressed store if a blob with its sha256 is there,
-//!    else from the registry through the [download engine](crate::download), checked against
-//!    that sha256 while streaming (parallel ranges, resume, stall detection). A redirect to
-//!    storage is followed once and the ranges go there, without `Authorization` on another
-//!    host. Tar layers are unpacked with nothing escaping the model's directory.
+//! 4. The layers are the model's files: a [listing](crate::pipeline::Listing) of the blobs,
+//!    each with its size, its sha256 and media type from the manifest, handed to the
+//!    [pipeline](crate::pipeline). A blob comes from the content-addressed store if one with
+//!    its sha256 is there, else from the registry through the
+//!    [download engine](crate::download), checked against that sha256 while streaming
+//!    (parallel ranges, resume, stall detection). A redirect to storage is followed once and
+//!    the ranges go there, without `Authorization` on another host. Tar layers are unpacked
+//!    with nothing escaping the model's directory.
 //! 5. The files are published as one directory under `models/oci/<registry>/<repo>/<manifest
 //!    digest hex>/`; the model is that directory, or its one GGUF for a single-weight model,
 //!    or the file the reference names. The catalog records the manifest digest the tag
@@ -29,6 +32,8 @@ mod manifest;
 mod push;
 mod unpack;
 
+use std::sync::Arc;
+
 use catalog_core::{Digest, ModelRef, OLLAMA_REGISTRY, OciRef, OciReference, SafeRelPath};
 use oci_spec::image::ImageManifest;
 
@@ -36,15 +41,10 @@ use self::auth::Credentials;
 use self::client::{Access, RawManifest, Repository};
 use self::manifest::{Layer, Parsed, Place};
 pub use self::push::PushReport;
-use crate::assemble::{Assembly, Publish};
-use crate::download::{
-    Download, DownloadConfig, Downloader, Engine, Expected, Planned, ensure_room,
-};
+use crate::download::{DownloadConfig, Downloader, Engine};
 use crate::error::{Error, Result};
-use crate::fetcher::{FetchRequest, Fetched, ModelFetcher, unsupported};
-use crate::mirror::HfMirror;
-use crate::parallel::{Tee, in_parallel};
-use crate::reporter::Progress;
+use crate::fetcher::{FetchRequest, unsupported};
+use crate::pipeline::{Claim, ListedFile, Listing, Revision, Source, Stated, Unpack};
 
 /// How registries are reached.
 #[derive(Debug, Clone)]
@@ -156,15 +156,20 @@ impl OciFetcher {
         )
     }
 
-    fn fetch_oci(&self, req: &FetchRequest<'_>, oci: &OciRef) -> Result<Fetched> {
+    /// The listing of `oci`: the layers of the manifest its tag or digest resolves to (only
+    /// the one the reference names, when it names a file), published under the manifest's
+    /// digest.
+    fn resolve_oci<'s>(&'s self, req: &FetchRequest<'_>, oci: &OciRef) -> Result<Listing<'s>> {
         if self.config.offline {
             return Err(Error::Offline {
                 reference: req.reference.redacted(),
             });
         }
         let engine = self.engine()?;
-        let repo = self.pull_repository(engine, oci)?;
+        let repo = Arc::new(self.pull_repository(engine, oci)?);
         let resolved = engine.block_on(resolve(&repo, engine.client(), oci, req.id))?;
+        let claim =
+            engine.block_on(claim_of(&repo, engine.client(), &resolved.manifest, req.id))?;
         let (format, mut layers) = manifest::layers(&resolved.manifest, req.id)?;
         tracing::debug!(
             format = format.name(),
@@ -180,37 +185,13 @@ impl OciFetcher {
             }
             None => manifest::single_weight(format, &layers),
         };
-        // Only the blobs are counted: the files unpacked from a tar layer take room again.
-        let planned: Vec<Planned<'_>> = layers
-            .iter()
-            .map(|l| Planned {
-                size: Some(l.size),
-                digest: Some(&l.digest),
-                key: None,
+        let files = layers
+            .into_iter()
+            .map(|layer| {
+                let etag = Some(layer.digest.to_string());
+                listed(&repo, layer, etag)
             })
-            .collect();
-        ensure_room(req.layout, req.id, &planned)?;
-        let assembly = Assembly::new(req.layout)?;
-        let total = layers.iter().map(|l| l.size).sum();
-        let overall = req
-            .reporter
-            .start(&format!("{}/{}", oci.registry, oci.repository), Some(total));
-        let placed = in_parallel(layers, self.config.parallel_layers, |layer| {
-            let label = match &layer.place {
-                Place::File(p) => p.to_string(),
-                Place::Unpack { .. } => layer.digest.to_string(),
-            };
-            let both = Tee {
-                file: req.reporter.start(&label, Some(layer.size)),
-                overall: &*overall,
-            };
-            let etag = Some(layer.digest.to_string());
-            let result = self.place(req, &repo, &assembly, &layer, etag, &both);
-            both.file.finish();
-            result
-        });
-        overall.finish();
-        let bytes_read = placed?.into_iter().sum();
+            .collect::<Result<_>>()?;
         let dest = req
             .layout
             .models_dir()
@@ -218,126 +199,55 @@ impl OciFetcher {
             .join(&oci.registry)
             .join(&oci.repository)
             .join(resolved.digest.value());
-        assembly.publish(Publish {
-            id: req.id,
+        Ok(Listing {
+            label: format!("{}/{}", oci.registry, oci.repository),
             dest,
-            select: select.as_ref(),
-            expected: req.expected,
+            select,
             fetcher: "oci",
             fetcher_version: env!("CARGO_PKG_VERSION").to_owned(),
-            resolved_revision: Some(resolved.digest.to_string()),
+            revision: Revision::Named(resolved.digest.to_string()),
             origin: Some(oci.registry.clone()),
             include: Vec::new(),
             exclude: Vec::new(),
-            bytes_read,
+            parallel: self.config.parallel_layers,
+            engine: &self.engine,
+            files,
+            claim,
         })
     }
+}
 
-    /// One layer, from the store or the registry, placed in `assembly`. Returns the bytes
-    /// downloaded.
-    fn place(
-        &self,
-        req: &FetchRequest<'_>,
-        repo: &Repository,
-        assembly: &Assembly<'_>,
-        layer: &Layer,
-        etag: Option<String>,
-        progress: &dyn Progress,
-    ) -> Result<u64> {
-        let layout = req.layout;
-        let in_store = layout.blob_path(&layer.digest).is_file();
-        match &layer.place {
-            Place::File(path) if in_store => {
-                assembly.place_blob(path, layer.digest.clone(), etag)?;
-                assembly.set_media_type(path, &layer.media_type);
-                assembly.vouch(path);
-                progress.advance(layer.size);
-                tracing::debug!(file = %path, "reused a blob already in the store");
-                Ok(0)
-            }
-            Place::File(path) => {
-                let id = format!("{}/{path}", req.id);
-                let (staged, transferred) = self.download(req, repo, layer, &id, progress)?;
-                assembly.place_staged(path, staged, etag)?;
-                assembly.set_media_type(path, &layer.media_type);
-                assembly.vouch(path);
-                Ok(transferred)
-            }
-            Place::Unpack { base, compression } => {
-                let transferred = if in_store {
-                    progress.advance(layer.size);
-                    0
-                } else {
-                    let id = format!("{}@{}", req.id, layer.digest);
-                    let (staged, transferred) = self.download(req, repo, layer, &id, progress)?;
-                    layout.publish_blob(staged)?;
-                    transferred
-                };
-                let blob = layout.blob_path(&layer.digest);
-                let placed = unpack::unpack_tar(
-                    assembly,
-                    &blob,
-                    *compression,
-                    base.as_ref(),
-                    &layer.digest.to_string(),
-                )?;
-                tracing::debug!(
-                    layer = %layer.digest,
-                    files = placed.paths.len(),
-                    bytes = placed.bytes,
-                    "unpacked a tar layer"
-                );
-                // Unpacked from a layer checked against the digest the manifest states.
-                for path in &placed.paths {
-                    assembly.set_media_type(path, &layer.media_type);
-                    assembly.vouch(path);
-                }
-                Ok(transferred)
-            }
+/// `layer` as a file of a listing: the blob of its digest, from the store or `repo`, placed
+/// at its path or unpacked; `etag` is recorded for it.
+fn listed(
+    repo: &Arc<Repository>,
+    layer: Layer,
+    etag: Option<String>,
+) -> Result<ListedFile<'static>> {
+    let source = repo.blob(&layer.digest);
+    let (path, unpack) = match layer.place {
+        Place::File(path) => (path, None),
+        Place::Unpack { base, compression } => {
+            // An archive's files go where it says; this path only names it.
+            let path = SafeRelPath::file_name(layer.digest.value())?;
+            let unpack: Box<dyn Unpack> = Box::new(unpack::TarLayer {
+                base,
+                compression,
+                layer: layer.digest.to_string(),
+            });
+            (path, Some(unpack))
         }
-    }
-
-    /// Downloads one blob, checked against its digest while streaming.
-    fn download(
-        &self,
-        req: &FetchRequest<'_>,
-        repo: &Repository,
-        layer: &Layer,
-        id: &str,
-        progress: &dyn Progress,
-    ) -> Result<(catalog_core::StagedFile, u64)> {
-        let engine = self.engine()?;
-        let digest = layer.digest.to_string();
-        let source = engine.block_on(repo.blob(engine.client(), &digest))?;
-        let downloaded = engine
-            .fetch(
-                req.layout,
-                &Download {
-                    source: &source,
-                    expected: Expected {
-                        size: Some(layer.size),
-                        digest: Some(&layer.digest),
-                    },
-                    id,
-                    key: None,
-                },
-                progress,
-            )
-            .map_err(|e| match e {
-                Error::Download {
-                    status: Some(404), ..
-                } => Error::OciNotFound {
-                    what: format!(
-                        "`{}/{}` has no blob `{digest}`",
-                        repo.registry(),
-                        repo.name()
-                    ),
-                },
-                e => e,
-            })?;
-        Error::check_digest(id, Some(&layer.digest), &downloaded.staged.digest)?;
-        Ok((downloaded.staged, downloaded.transferred))
-    }
+    };
+    Ok(ListedFile {
+        path,
+        size: Some(layer.size),
+        stated: Stated::Sha256(layer.digest),
+        etag,
+        media_type: Some(layer.media_type),
+        local: None,
+        source: Some(Box::new(source)),
+        unpack,
+    })
 }
 
 /// Keeps only the layer that is `path`, when one is; else every tar layer, one of which must
@@ -454,28 +364,25 @@ fn checked_digest(raw: &RawManifest, named: Option<&Digest>, id: &str) -> Result
     Ok(computed)
 }
 
-/// The largest config blob read from a mirror: a model of 100,000 files stays far below it.
+/// The largest config blob read: a model of 100,000 files stays far below it.
 const CONFIG_LIMIT: usize = 16 << 20;
 
 /// The media type of the `ModelPack` config that [`OciFetcher::push`] writes.
 const MODEL_CONFIG: &str = "application/vnd.cncf.model.config.v1+json";
 
-/// The provenance and the model's name that the `ModelPack` config of a mirrored model records,
-/// its bytes checked against the manifest's digest for them.
-async fn mirrored_config(
+/// What a `ModelPack` config that `push` wrote records of the model it was pushed from (its
+/// provenance, and its name), its bytes checked against the manifest's digest for them; `None`
+/// for any other config, or one that records no provenance.
+async fn claim_of(
     repo: &Repository,
     client: &reqwest::Client,
     manifest: &ImageManifest,
     id: &str,
-    refuse: &dyn Fn(String) -> Error,
-) -> Result<(catalog_core::Provenance, Option<String>)> {
+) -> Result<Option<Claim>> {
     let config = manifest.config();
     let media_type: &str = config.media_type().as_ref();
     if media_type != MODEL_CONFIG {
-        return Err(refuse(format!(
-            "its artifact's config is `{}`, not the ModelPack config `model-provisioner mirror` writes",
-            crate::error::printable(media_type)
-        )));
+        return Ok(None);
     }
     let digest = manifest::descriptor_digest(config)?;
     let bytes = small_blob(repo, client, &digest).await?;
@@ -484,21 +391,26 @@ async fn mirrored_config(
         Some(&digest),
         &Digest::sha256_of(&bytes),
     )?;
-    let value: serde_json::Value = serde_json::from_slice(&bytes)
-        .map_err(|e| refuse(format!("its config does not parse: {e}")))?;
+    let Ok(value) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+        tracing::debug!(%digest, "the ModelPack config does not parse");
+        return Ok(None);
+    };
     let provenance = value
         .get("provenance")
         .cloned()
-        .map(serde_json::from_value)
-        .transpose()
-        .map_err(|e| refuse(format!("its config's provenance does not parse: {e}")))?
-        .ok_or_else(|| refuse("its config records no provenance".to_owned()))?;
+        .map(serde_json::from_value::<catalog_core::Provenance>);
+    let Some(Ok(provenance)) = provenance else {
+        return Ok(None);
+    };
     let name = value
         .get("descriptor")
         .and_then(|d| d.get("name"))
         .and_then(serde_json::Value::as_str)
         .map(str::to_owned);
-    Ok((provenance, name))
+    Ok(Some(Claim {
+        id: name,
+        provenance,
+    }))
 }
 
 /// The bytes of a small blob (a config), at most [`CONFIG_LIMIT`].
@@ -532,14 +444,14 @@ async fn small_blob(
         .await
 }
 
-impl ModelFetcher for OciFetcher {
+impl Source for OciFetcher {
     fn name(&self) -> &'static str {
         "oci"
     }
 
-    fn fetch(&self, req: &FetchRequest<'_>) -> Result<Fetched> {
+    fn resolve<'s>(&'s self, req: &FetchRequest<'_>) -> Result<Listing<'s>> {
         let oci = self.target(req.reference)?;
-        self.fetch_oci(req, &oci)
+        self.resolve_oci(req, &oci)
     }
 }
 

@@ -28,6 +28,7 @@ use tar::{Archive, Entry, EntryType};
 
 use crate::assemble::Assembly;
 use crate::error::{Error, Result, printable};
+use crate::pipeline::Unpack;
 
 /// How a tar layer is compressed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,6 +79,30 @@ pub(crate) fn unpack_tar(
         paths,
         bytes: unpacker.bytes,
     })
+}
+
+/// A tar layer as the [pipeline](crate::pipeline) unpacks it, once its blob is in the store.
+#[derive(Debug)]
+pub(crate) struct TarLayer {
+    /// The directory its files go under (the model's root if `None`).
+    pub(crate) base: Option<SafeRelPath>,
+    pub(crate) compression: Compression,
+    /// The layer's digest, named in errors.
+    pub(crate) layer: String,
+}
+
+impl Unpack for TarLayer {
+    fn unpack(&self, assembly: &Assembly<'_>, blob: &Path) -> Result<Vec<SafeRelPath>> {
+        let unpacked = unpack_tar(
+            assembly,
+            blob,
+            self.compression,
+            self.base.as_ref(),
+            &self.layer,
+        )?;
+        tracing::debug!(layer = %self.layer, bytes = unpacked.bytes, "unpacked a tar layer");
+        Ok(unpacked.paths)
+    }
 }
 
 /// What [`unpack_tar`] placed.

@@ -565,6 +565,37 @@ fn a_tampered_blob_fails_verification_and_publishes_nothing() -> TestResult {
 }
 
 #[test]
+fn a_blob_the_registry_lost_is_not_found_and_named() -> TestResult {
+    let registry = Registry::start()?;
+    let pushed = Artifact::new(OCI_MANIFEST)
+        .layer(
+            "application/octet-stream",
+            &bytes(300_000, 9),
+            &[(TITLE, "w.gguf")],
+        )
+        .layer("application/octet-stream", b"MIT", &[(TITLE, "LICENSE")])
+        .push(&registry, "lost/model", "v1")?;
+    let lost = &pushed.layer_digests[0];
+    let deleted = registry.request("DELETE", &format!("/v2/lost/model/blobs/{lost}"), &[], b"")?;
+    assert_eq!(deleted.status, 202, "the registry deleted the blob");
+    let cache = tempfile::tempdir()?;
+    let p = provisioner(cache.path(), config())?;
+    let err = p
+        .ensure(
+            &format!("oci://{}/lost/model:v1", registry.host()).parse()?,
+            None,
+        )
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::OciNotFound { what } if what.contains(&format!("has no blob `{lost}`"))),
+        "{err}"
+    );
+    assert!(p.catalog().list()?.is_empty());
+    assert!(test_support::paths_under(&cache.path().join("models")).is_empty());
+    Ok(())
+}
+
+#[test]
 fn a_hostile_tar_layer_is_refused_and_nothing_is_published() -> TestResult {
     let registry = Registry::start()?;
     let mut header = tar::Header::new_old();
