@@ -13,9 +13,11 @@ use crate::download::{DownloadConfig, Engine};
 #[cfg(feature = "s3")]
 use crate::error::Result;
 #[cfg(feature = "s3")]
-use crate::fetcher::{FetchRequest, Fetched, ModelFetcher};
+use crate::fetcher::ModelFetcher;
 #[cfg(feature = "oci")]
 use crate::oci::OciConfig;
+#[cfg(feature = "s3")]
+use crate::request::{FetchRequest, Fetched};
 #[cfg(feature = "s3")]
 use crate::s3::credentials::S3Config;
 #[cfg(feature = "s3")]

@@ -3,9 +3,10 @@
 use catalog_core::{CatalogEntry, ModelRef};
 
 use crate::error::Result;
-use crate::fetcher::{FetchRequest, Fetched, ModelFetcher, unsupported};
+use crate::fetcher::ModelFetcher;
 use crate::file::FileFetcher;
 use crate::mirror::{HfLocation, HfMirror, MirrorContext, Mirrors, Route, Target, skip_reason};
+use crate::request::{FetchRequest, Fetched, unsupported};
 
 /// A fetcher that can be shared across threads.
 type Boxed = Box<dyn ModelFetcher + Send + Sync>;

@@ -25,8 +25,8 @@ use catalog_core::{
 };
 
 use crate::error::{Error, Result};
-use crate::fetcher::Fetched;
 use crate::reporter::Progress;
+use crate::request::Fetched;
 
 /// A directory under `tmp/` being filled with a model's files. Files may be placed from
 /// several threads at once.

@@ -9,8 +9,9 @@ use catalog_core::{
 };
 
 use crate::error::{Error, Result};
-use crate::fetcher::{FetchRequest, Fetched, ModelFetcher, unsupported};
+use crate::fetcher::ModelFetcher;
 use crate::reporter::Progress;
+use crate::request::{FetchRequest, Fetched, unsupported};
 
 /// Fetches `file:` references and plain paths. Performs no network I/O.
 ///

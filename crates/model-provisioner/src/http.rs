@@ -4,8 +4,8 @@ use catalog_core::{Digest, ModelRef, SafeRelPath};
 
 use crate::download::{DownloadConfig, Downloader, Engine, UrlSource};
 use crate::error::Result;
-use crate::fetcher::{FetchRequest, unsupported};
 use crate::pipeline::{ListedFile, Listing, Revision, Source, Stated};
+use crate::request::{FetchRequest, unsupported};
 
 /// Fetches a file over HTTP(S) into the cache's content-addressed store: a listing of one
 /// file for the [pipeline](crate::pipeline).

@@ -47,6 +47,7 @@ mod publish;
 #[cfg(any(feature = "oci", feature = "s3"))]
 mod push;
 mod reporter;
+mod request;
 #[cfg(feature = "s3")]
 pub mod s3;
 #[cfg(any(feature = "oci", feature = "s3"))]
@@ -65,7 +66,7 @@ pub use assemble::{Assembly, Publish};
 pub use builder::{HfClient, ProvisionerBuilder};
 pub use catalog_core::{CatalogEntry, CatalogStore, Digest, FsCatalog, ModelRef, ResolvedModel};
 pub use error::{Error, Result};
-pub use fetcher::{FetchRequest, Fetched, ModelFetcher, unsupported};
+pub use fetcher::ModelFetcher;
 pub use file::FileFetcher;
 #[cfg(feature = "http")]
 pub use http::HttpFetcher;
@@ -76,5 +77,6 @@ pub use provisioner::{Ensured, ModelProvisioner, Verified};
 #[cfg(any(feature = "oci", feature = "s3"))]
 pub use publish::{Mirrored, Pushed};
 pub use reporter::{NoReporter, Progress, Reporter};
+pub use request::{FetchRequest, Fetched, unsupported};
 #[cfg(any(feature = "oci", feature = "s3"))]
 pub use secret::Secret;

@@ -26,9 +26,9 @@ use crate::download::{
     Download, Engine, Expected, Planned, RequestSource, ensure_room, partial_key,
 };
 use crate::error::{Error, Result};
-use crate::fetcher::{FetchRequest, Fetched, ModelFetcher};
 use crate::parallel::{Tee, in_parallel};
 use crate::reporter::Progress;
+use crate::request::{FetchRequest, Fetched};
 
 /// What a source resolved a reference into: the files of one model at one revision, and how
 /// the model is published and recorded.
@@ -145,7 +145,7 @@ pub trait Unpack: Send + Sync {
 }
 
 /// A source of models: it resolves a reference into a [`Listing`], and the pipeline places
-/// it. Every source is a [`ModelFetcher`].
+/// it. Every source is a [`ModelFetcher`](crate::ModelFetcher).
 pub trait Source {
     /// A short name recorded in provenance (`http`, `hf-native`, …).
     fn name(&self) -> &'static str;
@@ -153,13 +153,13 @@ pub trait Source {
     /// The files `req`'s reference names, and how the model is published.
     fn resolve<'s>(&'s self, req: &FetchRequest<'_>) -> Result<Listing<'s>>;
 
-    /// See [`ModelFetcher::complete`].
+    /// See [`ModelFetcher::complete`](crate::ModelFetcher::complete).
     fn complete(&self, reference: &ModelRef) -> Option<ModelRef> {
         let _ = reference;
         None
     }
 
-    /// See [`ModelFetcher::accepts`].
+    /// See [`ModelFetcher::accepts`](crate::ModelFetcher::accepts).
     fn accepts(&self, entry: &CatalogEntry) -> bool {
         let _ = entry;
         true
@@ -174,28 +174,6 @@ pub trait Source {
             reason: format!("the `{}` source reads no single objects", self.name()),
             hint: "name a bucket's object (`s3://…`)".to_owned(),
         })
-    }
-}
-
-impl<S: Source> ModelFetcher for S {
-    fn name(&self) -> &'static str {
-        Source::name(self)
-    }
-
-    fn fetch(&self, req: &FetchRequest<'_>) -> Result<Fetched> {
-        place(req, self.resolve(req)?)
-    }
-
-    fn complete(&self, reference: &ModelRef) -> Option<ModelRef> {
-        Source::complete(self, reference)
-    }
-
-    fn source(&self) -> Option<&dyn Source> {
-        Some(self)
-    }
-
-    fn accepts(&self, entry: &CatalogEntry) -> bool {
-        Source::accepts(self, entry)
     }
 }
 

@@ -11,10 +11,11 @@ use catalog_core::{
 };
 
 use crate::error::{Error, Result};
-use crate::fetcher::{FetchRequest, ModelFetcher};
+use crate::fetcher::ModelFetcher;
 use crate::file::FileFetcher;
 use crate::model_info::inspect_selection;
 use crate::reporter::{NoReporter, Reporter};
+use crate::request::FetchRequest;
 
 /// Makes sure models are present, verified and recorded, with catalog `C` and fetcher `F`.
 #[derive(Debug)]

@@ -22,9 +22,9 @@
 use catalog_core::{CacheLayout, CatalogEntry, Digest, HfRef, ModelRef};
 
 use crate::error::{Error, Result};
-use crate::fetcher::unsupported;
 use crate::mirror::{HfLocation, HfMirror, MirrorContext, Mirrors, Target};
 use crate::reporter::Reporter;
+use crate::request::unsupported;
 
 /// What [`ModelProvisioner::push`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -21,8 +21,9 @@ use super::{
 };
 use crate::assemble::Assembly;
 use crate::error::{Error, Result};
-use crate::fetcher::{FetchRequest, Fetched, ModelFetcher, unsupported};
+use crate::fetcher::ModelFetcher;
 use crate::reporter::Progress;
+use crate::request::{FetchRequest, Fetched, unsupported};
 
 /// Fetches `hf:` references by running `hf download` (or `huggingface-cli download`).
 #[derive(Debug, Clone)]

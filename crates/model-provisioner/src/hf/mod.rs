@@ -31,7 +31,7 @@ pub use token::{Token, find_token, hf_home};
 
 use crate::assemble::{Assembly, Publish};
 use crate::error::Result;
-use crate::fetcher::{FetchRequest, Fetched};
+use crate::request::{FetchRequest, Fetched};
 
 /// The public Hub, used when `HF_ENDPOINT` is not set.
 pub const DEFAULT_ENDPOINT: &str = "https://huggingface.co";

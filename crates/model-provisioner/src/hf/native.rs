@@ -25,9 +25,9 @@ use super::{
 };
 use crate::download::{self, BodyError, Call, DownloadConfig, Downloader, Engine, UrlSource};
 use crate::error::{Error, Result};
-use crate::fetcher::{FetchRequest, unsupported};
 use crate::parallel::in_parallel;
 use crate::pipeline::{ListedFile, Listing, LocalCopy, Revision, Source, Stated};
+use crate::request::{FetchRequest, unsupported};
 
 /// The largest revision listing read: a repository of 100,000 files lists in a few MiB.
 const LISTING_LIMIT: usize = 64 << 20;

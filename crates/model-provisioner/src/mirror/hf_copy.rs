@@ -107,7 +107,7 @@ pub(crate) fn check_hf_copy(
 /// filters, `origin` naming the mirror.
 pub(crate) fn as_hf_listing(
     listing: &mut crate::pipeline::Listing<'_>,
-    req: &crate::fetcher::FetchRequest<'_>,
+    req: &crate::request::FetchRequest<'_>,
     mirror: &HfMirror,
     (commit, select): (String, Option<catalog_core::SafeRelPath>),
     origin: String,

@@ -9,8 +9,8 @@ use catalog_core::{ModelRef, SafeRelPath};
 use super::hf_copy::{as_hf_listing, check_hf_copy};
 use super::{HfLocation, HfMirror};
 use crate::error::{Error, Result};
-use crate::fetcher::{FetchRequest, unsupported};
 use crate::pipeline::{Listing, Revision, Source};
+use crate::request::{FetchRequest, unsupported};
 
 /// The largest ref object read: it holds one commit.
 const REF_OBJECT_LIMIT: usize = 1024;

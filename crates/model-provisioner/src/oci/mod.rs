@@ -43,8 +43,8 @@ use self::manifest::{Layer, Parsed, Place};
 pub use self::push::PushReport;
 use crate::download::{DownloadConfig, Downloader, Engine};
 use crate::error::{Error, Result};
-use crate::fetcher::{FetchRequest, unsupported};
 use crate::pipeline::{Claim, ListedFile, Listing, Revision, Source, Stated, Unpack};
+use crate::request::{FetchRequest, unsupported};
 
 /// How registries are reached.
 #[derive(Debug, Clone)]

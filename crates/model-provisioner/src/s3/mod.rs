@@ -50,10 +50,10 @@ use self::credentials::S3Config;
 pub use self::push::{MANIFEST_NAME, Manifest, ManifestFile, PushReport};
 use crate::download::{DownloadConfig, Downloader, Engine};
 use crate::error::{Error, Result};
-use crate::fetcher::{FetchRequest, unsupported};
 use crate::hf::glob::selected;
 use crate::parallel::in_parallel;
 use crate::pipeline::{Listing, Source};
+use crate::request::{FetchRequest, unsupported};
 
 /// The environment, as a lookup the credential chain can call from any thread.
 pub type Env = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
