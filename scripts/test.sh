@@ -13,8 +13,8 @@ fi
 bash scripts/install-test-deps.sh
 
 # The default build of the library must not link an HTTP client (file-only means no network),
-# and the header readers never do.
-for crate in model-provisioner model-info; do
+# and neither do the header readers, progress reporting or the credentials crate without features.
+for crate in model-provisioner model-info mp-progress mp-credentials; do
   http_deps=$(cargo tree --locked -p "$crate" -e normal --prefix none \
     | grep -E '^(reqwest|hyper|ureq|curl|isahc|h2|tokio) ' || true)
   if [ -n "$http_deps" ]; then

@@ -39,4 +39,4 @@ pub use outcome::Outcome;
 pub use rel_path::{ParseRelPathError, SafeRelPath};
 pub use store::{ArtifactRemoval, CatalogStore, Deletion};
 pub use text::printable;
-pub use verify::{TreeDigest, open_regular, verify_digest};
+pub use verify::{DigestMismatch, TreeDigest, check_digest, open_regular, verify_digest};

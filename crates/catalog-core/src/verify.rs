@@ -32,6 +32,36 @@ pub fn verify_digest(expected: Option<&Digest>, computed: &Digest) -> Outcome {
     }
 }
 
+/// Bytes that do not have the digest expected of them.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("digest mismatch for `{id}`: expected `{expected}`, computed `{computed}`")]
+pub struct DigestMismatch {
+    /// The model's id (and the file's path, in a model of several files).
+    pub id: String,
+    /// The digest that was asked for.
+    pub expected: Digest,
+    /// The digest of the bytes.
+    pub computed: Digest,
+}
+
+/// Compares the digest of `id`'s bytes with the expected one, if any: the one place that turns
+/// a [`verify_digest`] failure into an error, for the engine that downloads and for the
+/// provisioner that copies and checks. `Pass` or `Warn` (nothing expected) when they agree.
+pub fn check_digest(
+    id: &str,
+    expected: Option<&Digest>,
+    computed: &Digest,
+) -> Result<Outcome, DigestMismatch> {
+    match (verify_digest(expected, computed), expected) {
+        (Outcome::Fail, Some(expected)) => Err(DigestMismatch {
+            id: id.to_owned(),
+            expected: expected.clone(),
+            computed: computed.clone(),
+        }),
+        (outcome, _) => Ok(outcome),
+    }
+}
+
 /// Builds a [tree digest](self#tree-digest) from the digests of the files of a tree, given in
 /// any order. The one writer of the manifest: folders hashed here, models assembled from
 /// several files and copies into the cache all use it, so that their digests agree.
@@ -260,6 +290,13 @@ mod tests {
         assert_eq!(verify_digest(Some(&a), &a), Outcome::Pass);
         assert_eq!(verify_digest(Some(&a), &b), Outcome::Fail);
         assert_eq!(verify_digest(None, &a), Outcome::Warn);
+        assert_eq!(check_digest("m", Some(&a), &a), Ok(Outcome::Pass));
+        assert_eq!(check_digest("m", None, &a), Ok(Outcome::Warn));
+        let err = check_digest("m", Some(&a), &b).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!("digest mismatch for `m`: expected `{a}`, computed `{b}`")
+        );
     }
 
     #[test]

@@ -9,8 +9,6 @@ use std::sync::{Arc, OnceLock};
 use catalog_core::{CatalogEntry, ModelRef};
 
 #[cfg(feature = "s3")]
-use crate::download::{DownloadConfig, Engine};
-#[cfg(feature = "s3")]
 use crate::error::Result;
 #[cfg(feature = "s3")]
 use crate::fetcher::ModelFetcher;
@@ -19,11 +17,13 @@ use crate::oci::OciConfig;
 #[cfg(feature = "s3")]
 use crate::request::{FetchRequest, Fetched};
 #[cfg(feature = "s3")]
-use crate::s3::credentials::S3Config;
-#[cfg(feature = "s3")]
 use crate::s3::{Env, S3Fetcher, S3Options};
 #[cfg(feature = "oci")]
-use crate::secret::Secret;
+use mp_credentials::Secret;
+#[cfg(feature = "s3")]
+use mp_credentials::aws::S3Config;
+#[cfg(feature = "s3")]
+use mp_transfer::{DownloadConfig, Engine};
 
 /// How registries are reached: settings over [`OciConfig::from_env`] (or the configuration
 /// given to the builder).

@@ -25,8 +25,8 @@ use catalog_core::{
 };
 
 use crate::error::{Error, Result};
-use crate::reporter::Progress;
 use crate::request::Fetched;
+use mp_progress::Progress;
 
 /// A directory under `tmp/` being filled with a model's files. Files may be placed from
 /// several threads at once.
@@ -371,7 +371,7 @@ mod tests {
             .publish(publish(&dest, None, Some(&wrong)))
             .unwrap_err();
         assert!(
-            matches!(&err, Error::DigestMismatch { id, expected, .. } if id == "test:model" && *expected == wrong),
+            matches!(&err, Error::DigestMismatch(m) if m.id == "test:model" && m.expected == wrong),
             "{err:?}"
         );
         assert!(!layout.models_dir().exists(), "nothing under models/");

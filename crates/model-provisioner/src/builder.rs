@@ -17,13 +17,13 @@ use crate::access::RegistryAccess;
 #[cfg(feature = "s3")]
 use crate::access::{S3Access, S3Client};
 use crate::any::AnyFetcher;
-#[cfg(feature = "http")]
-use crate::download::DownloadConfig;
 use crate::error::Result;
 use crate::file::FileFetcher;
 use crate::hf::{HfCliFetcher, HfConfig};
 use crate::provisioner::ModelProvisioner;
-use crate::reporter::{NoReporter, Reporter};
+use mp_progress::{NoReporter, Reporter};
+#[cfg(feature = "http")]
+use mp_transfer::DownloadConfig;
 
 /// Which client fetches `hf:` references.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -72,7 +72,7 @@ pub struct ProvisionerBuilder {
     oci_config: Option<crate::oci::OciConfig>,
     s3: bool,
     #[cfg(feature = "s3")]
-    s3_config: Option<(crate::s3::credentials::S3Config, crate::s3::S3Options)>,
+    s3_config: Option<(mp_credentials::aws::S3Config, crate::s3::S3Options)>,
     #[cfg(feature = "s3")]
     s3_download: Option<DownloadConfig>,
     #[cfg(feature = "s3")]
@@ -292,7 +292,7 @@ impl ProvisionerBuilder {
     #[cfg(feature = "s3")]
     pub fn s3_config(
         mut self,
-        config: crate::s3::credentials::S3Config,
+        config: mp_credentials::aws::S3Config,
         options: crate::s3::S3Options,
     ) -> Self {
         self.s3_config = Some((config, options));
@@ -421,7 +421,7 @@ impl ProvisionerBuilder {
         let env = self.s3_env.clone().map(|l| l.0);
         match self.s3_config.clone() {
             Some((config, _)) => {
-                let engine = crate::download::Engine::new(self.with_ca_bundle(download));
+                let engine = mp_transfer::Engine::new(self.with_ca_bundle(download));
                 S3Client::with_config(config, access, options, engine, env)
             }
             None => S3Client::from_env(access, options, download, env),
@@ -472,7 +472,7 @@ impl ProvisionerBuilder {
         // budget, started only when a download needs it.
         #[cfg(feature = "http")]
         let engine =
-            crate::download::Engine::new(self.with_ca_bundle(self.settle(self.download.clone())));
+            mp_transfer::Engine::new(self.with_ca_bundle(self.settle(self.download.clone())));
         // Without the `http` feature, `http(s)://` references fail as unsupported whatever
         // was asked; the engine's configuration exists only with it.
         #[cfg(feature = "http")]
@@ -539,7 +539,7 @@ mod tests {
 
     use super::*;
     use crate::error::Error;
-    use crate::reporter::Progress;
+    use mp_progress::Progress;
 
     type TestResult = std::result::Result<(), Box<dyn std::error::Error>>;
 
@@ -647,7 +647,7 @@ mod tests {
     impl Reporter for Counting {
         fn start(&self, _label: &str, _total: Option<u64>) -> Box<dyn Progress> {
             self.0.fetch_add(1, Ordering::Relaxed);
-            crate::reporter::NoReporter.start("", None)
+            mp_progress::NoReporter.start("", None)
         }
     }
 

@@ -3,7 +3,7 @@
 use std::io;
 use std::path::PathBuf;
 
-use catalog_core::{Digest, Outcome, ParseRefError, ParseRelPathError};
+use catalog_core::{Digest, DigestMismatch, Outcome, ParseRefError, ParseRelPathError};
 
 /// What went wrong while ensuring or verifying a model.
 #[derive(Debug, thiserror::Error)]
@@ -42,15 +42,8 @@ pub enum Error {
         path: PathBuf,
     },
     /// The bytes do not have the expected digest.
-    #[error("digest mismatch for `{id}`: expected `{expected}`, computed `{computed}`")]
-    DigestMismatch {
-        /// The model's id.
-        id: String,
-        /// The digest that was asked for.
-        expected: Digest,
-        /// The digest of the bytes.
-        computed: Digest,
-    },
+    #[error(transparent)]
+    DigestMismatch(#[from] DigestMismatch),
     /// A registry refused a file of a push: the bytes it received do not have the digest the
     /// catalog records for them (the file changed on disk since it was last checked).
     #[error(
@@ -146,46 +139,10 @@ pub enum Error {
         /// The model's id.
         id: String,
     },
-    /// A download failed for good (after its retries, or at once for a permanent error).
-    #[error("failed to download `{url}`: {reason}{}", attempts_note(*attempts))]
-    Download {
-        /// The URL, without credentials or query.
-        url: String,
-        /// The last HTTP status, when there was a response.
-        status: Option<u16>,
-        /// How many attempts were made.
-        attempts: u32,
-        /// What went wrong, in words.
-        reason: String,
-        /// The underlying error, scrubbed of URLs.
-        #[source]
-        source: Option<Box<dyn std::error::Error + Send + Sync>>,
-    },
-    /// The cache's file system has no room for the bytes a download still needs (checked
-    /// before the first byte is asked for).
-    #[error(
-        "not enough free space in `{}` to fetch `{id}`: it needs {} (the bytes to come and a margin), and {} are free",
-        path.display(), human_bytes(*needed), human_bytes(*free)
-    )]
-    NoSpace {
-        /// The model's id.
-        id: String,
-        /// The cache directory whose file system was measured.
-        path: PathBuf,
-        /// The bytes that must be free: the bytes still to come and the margin.
-        needed: u64,
-        /// The bytes available.
-        free: u64,
-    },
-    /// Setting up a component (an HTTP client, a runtime) failed.
-    #[error("failed to {what}")]
-    Setup {
-        /// What was being set up, as a verb phrase.
-        what: &'static str,
-        /// The cause.
-        #[source]
-        source: Box<dyn std::error::Error + Send + Sync>,
-    },
+    /// Moving the bytes failed: a download, the free space for it, the HTTP client.
+    #[cfg(feature = "http")]
+    #[error(transparent)]
+    Transfer(mp_transfer::Error),
     /// A file name in a remote listing that is no safe relative path (it would escape the
     /// model's directory, or holds characters no file name should).
     #[error("refusing the file name `{name}` from a remote listing: it {problem}")]
@@ -379,7 +336,7 @@ pub enum Error {
     /// No AWS credentials, or a source of them failed.
     #[cfg(feature = "s3")]
     #[error(transparent)]
-    S3Credentials(crate::s3::credentials::CredentialError),
+    S3Credentials(mp_credentials::aws::CredentialError),
     /// Offline, and the model is not in the catalog.
     #[error("offline, and `{reference}` is not in the catalog")]
     Offline {
@@ -409,22 +366,11 @@ pub enum Error {
 }
 
 impl Error {
-    /// Compares the digest of the bytes with the expected one, if any: the one place that does.
-    /// `Pass` or `Warn` (nothing expected) when they agree, else [`Error::DigestMismatch`].
+    /// Compares the digest of the bytes with the expected one, if any (see
+    /// [`catalog_core::check_digest`]). `Pass` or `Warn` (nothing expected) when they agree,
+    /// else [`Error::DigestMismatch`].
     pub fn check_digest(id: &str, expected: Option<&Digest>, computed: &Digest) -> Result<Outcome> {
-        match (catalog_core::verify_digest(expected, computed), expected) {
-            (Outcome::Fail, Some(expected)) => Err(Error::mismatch(id, expected, computed)),
-            (outcome, _) => Ok(outcome),
-        }
-    }
-
-    /// Builds the one mismatch error, showing both digests.
-    fn mismatch(id: &str, expected: &Digest, computed: &Digest) -> Self {
-        Error::DigestMismatch {
-            id: id.to_owned(),
-            expected: expected.clone(),
-            computed: computed.clone(),
-        }
+        Ok(catalog_core::check_digest(id, expected, computed)?)
     }
 
     /// A failure to read a local path: `NotFound` when the path itself is missing, `Read`
@@ -476,9 +422,6 @@ impl Error {
             Error::Unsupported { hint, .. } => Some(hint.clone()),
             Error::PushDestination { .. } => Some(
                 "push to a folder: end the destination with `/`, as in `s3://bucket/models/name/`".into(),
-            ),
-            Error::NoSpace { .. } => Some(
-                "free space (`model-provisioner gc` deletes what the catalog no longer needs), or use a cache on a larger file system with `--cache-dir DIR` or `MODEL_PROVISIONER_CACHE`".into(),
             ),
             Error::UnknownId { .. } => Some("`model-provisioner ls` lists the catalog".into()),
             Error::LockTimeout { .. } => Some(
@@ -532,14 +475,60 @@ impl Error {
             ),
             #[cfg(feature = "s3")]
             Error::S3Credentials(e) => Some(e.hint()),
-            Error::Download { status: Some(401 | 403), .. } => {
-                Some("the server refused access: check the URL and its credentials".into())
-            }
-            Error::Download { status: Some(404 | 410), .. } => Some("check the URL".into()),
-            Error::Download { attempts, .. } if *attempts > 1 => {
-                Some("run the same command again: the download resumes where it stopped".into())
-            }
+            #[cfg(feature = "http")]
+            Error::Transfer(e) => transfer_hint(e),
             _ => None,
+        }
+    }
+}
+
+/// What the user can do about a failed transfer.
+#[cfg(feature = "http")]
+fn transfer_hint(e: &mp_transfer::Error) -> Option<String> {
+    use mp_transfer::Error as E;
+    match e {
+        E::NoSpace { .. } => Some(
+            "free space (`model-provisioner gc` deletes what the catalog no longer needs), or use a cache on a larger file system with `--cache-dir DIR` or `MODEL_PROVISIONER_CACHE`".into(),
+        ),
+        E::Download { status: Some(401 | 403), .. } => {
+            Some("the server refused access: check the URL and its credentials".into())
+        }
+        E::Download { status: Some(404 | 410), .. } => Some("check the URL".into()),
+        E::Download { attempts, .. } if *attempts > 1 => {
+            Some("run the same command again: the download resumes where it stopped".into())
+        }
+        E::CaBundle { .. } => Some("name a PEM file of certificate authorities".into()),
+        E::Catalog(e) => e.hint(),
+        _ => None,
+    }
+}
+
+/// A transfer's error in this crate's terms: a mismatch or a cache failure as the ones found
+/// without the engine, and an error of ours that the engine carried handed back as it was.
+#[cfg(feature = "http")]
+impl From<mp_transfer::Error> for Error {
+    fn from(e: mp_transfer::Error) -> Self {
+        match e {
+            mp_transfer::Error::DigestMismatch(m) => Error::DigestMismatch(m),
+            mp_transfer::Error::Catalog(e) => Error::Catalog(e),
+            mp_transfer::Error::Caller(e) => match e.downcast::<Error>() {
+                Ok(ours) => *ours,
+                Err(other) => Error::Transfer(mp_transfer::Error::Caller(other)),
+            },
+            e => Error::Transfer(e),
+        }
+    }
+}
+
+/// An error of ours for the engine to carry (from a request source, a re-authorisation or an
+/// upload's check): a transfer error goes back as itself, anything else as the caller's own.
+#[cfg(feature = "http")]
+impl From<Error> for mp_transfer::Error {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::Transfer(e) => e,
+            Error::DigestMismatch(m) => mp_transfer::Error::DigestMismatch(m),
+            e => mp_transfer::Error::Caller(Box::new(e)),
         }
     }
 }
@@ -556,29 +545,6 @@ impl From<ParseRelPathError> for Error {
 
 /// The result type of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
-
-fn attempts_note(attempts: u32) -> String {
-    if attempts > 1 {
-        format!(" (after {attempts} attempts)")
-    } else {
-        String::new()
-    }
-}
-
-/// `bytes` for people: `1.5 GiB (1610612736 bytes)`, or `512 bytes` below 1 KiB.
-fn human_bytes(bytes: u64) -> String {
-    const UNITS: [&str; 6] = ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
-    if bytes < 1024 {
-        return format!("{bytes} bytes");
-    }
-    let mut value = bytes as f64 / 1024.0;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    format!("{value:.1} {} ({bytes} bytes)", UNITS[unit])
-}
 
 /// The end of an unknown-quantisation error: what the repository has.
 fn quants_note(available: &[String]) -> String {
@@ -611,26 +577,6 @@ mod tests {
             format!("digest mismatch for `m`: expected `{a}`, computed `{b}`")
         );
         Ok(())
-    }
-
-    #[test]
-    fn no_space_names_both_sizes_for_people_and_exactly() {
-        assert_eq!(human_bytes(1000), "1000 bytes");
-        assert_eq!(human_bytes(1536), "1.5 KiB (1536 bytes)");
-        let err = Error::NoSpace {
-            id: "hf:o/r".into(),
-            path: "/c".into(),
-            needed: (3 << 30) + (64 << 20),
-            free: 8 << 20,
-        };
-        assert_eq!(
-            err.to_string(),
-            "not enough free space in `/c` to fetch `hf:o/r`: it needs 3.1 GiB (3288334336 bytes) (the bytes to come and a margin), and 8.0 MiB (8388608 bytes) are free"
-        );
-        assert!(
-            err.hint()
-                .is_some_and(|h| h.contains("model-provisioner gc") && h.contains("--cache-dir"))
-        );
     }
 
     #[test]

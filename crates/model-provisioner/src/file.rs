@@ -10,8 +10,8 @@ use catalog_core::{
 
 use crate::error::{Error, Result};
 use crate::fetcher::ModelFetcher;
-use crate::reporter::Progress;
 use crate::request::{FetchRequest, Fetched, unsupported};
+use mp_progress::Progress;
 
 /// Fetches `file:` references and plain paths. Performs no network I/O.
 ///

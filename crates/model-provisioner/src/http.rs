@@ -1,11 +1,11 @@
-//! [`HttpFetcher`]: `http://` and `https://` references, through the [download engine](crate::download).
+//! [`HttpFetcher`]: `http://` and `https://` references, through the [download engine](mp_transfer).
 
 use catalog_core::{Digest, ModelRef, SafeRelPath};
 
-use crate::download::{DownloadConfig, Downloader, Engine, UrlSource};
 use crate::error::Result;
 use crate::pipeline::{ListedFile, Listing, Revision, Source, Stated};
 use crate::request::{FetchRequest, unsupported};
+use mp_transfer::{DownloadConfig, Downloader, Engine, UrlSource};
 
 /// Fetches a file over HTTP(S) into the cache's content-addressed store: a listing of one
 /// file for the [pipeline](crate::pipeline).
@@ -38,7 +38,7 @@ impl HttpFetcher {
 
     /// The download engine, built on first use.
     pub fn engine(&self) -> Result<&Downloader> {
-        self.engine.get()
+        Ok(self.engine.get()?)
     }
 }
 

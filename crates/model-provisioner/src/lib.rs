@@ -24,8 +24,6 @@ mod access;
 mod any;
 mod assemble;
 mod builder;
-#[cfg(feature = "http")]
-pub mod download;
 mod error;
 mod fetcher;
 mod file;
@@ -46,14 +44,9 @@ mod provisioner;
 mod publish;
 #[cfg(any(feature = "oci", feature = "s3"))]
 mod push;
-mod reporter;
 mod request;
 #[cfg(feature = "s3")]
 pub mod s3;
-#[cfg(any(feature = "oci", feature = "s3"))]
-mod secret;
-#[cfg(all(test, any(feature = "oci", feature = "s3")))]
-mod test_util;
 #[cfg(any(feature = "oci", feature = "s3"))]
 mod upload;
 
@@ -64,7 +57,9 @@ pub use access::S3Access;
 pub use any::AnyFetcher;
 pub use assemble::{Assembly, Publish};
 pub use builder::{HfClient, ProvisionerBuilder};
-pub use catalog_core::{CatalogEntry, CatalogStore, Digest, FsCatalog, ModelRef, ResolvedModel};
+pub use catalog_core::{
+    CatalogEntry, CatalogStore, Digest, DigestMismatch, FsCatalog, ModelRef, ResolvedModel,
+};
 pub use error::{Error, Result};
 pub use fetcher::ModelFetcher;
 pub use file::FileFetcher;
@@ -73,10 +68,13 @@ pub use http::HttpFetcher;
 pub use mirror::{MirrorRule, Mirrors};
 /// What a model is, read from its headers, and the structural check (the `model-info` crate).
 pub use model_info;
+#[cfg(any(feature = "oci", feature = "s3"))]
+pub use mp_credentials::Secret;
+pub use mp_progress::{NoReporter, Progress, Reporter};
+/// How downloads are made: connections, chunk size, retries, the memory budget (`mp-transfer`).
+#[cfg(feature = "http")]
+pub use mp_transfer::{DownloadConfig, RetryPolicy};
 pub use provisioner::{Ensured, ModelProvisioner, Verified};
 #[cfg(any(feature = "oci", feature = "s3"))]
 pub use publish::{Mirrored, Pushed};
-pub use reporter::{NoReporter, Progress, Reporter};
 pub use request::{FetchRequest, Fetched, unsupported};
-#[cfg(any(feature = "oci", feature = "s3"))]
-pub use secret::Secret;

@@ -10,7 +10,7 @@ use catalog_core::{
 };
 
 use crate::error::{Error, Result};
-use crate::reporter::Reporter;
+use mp_progress::Reporter;
 
 /// One file of a model.
 #[derive(Debug, Clone)]

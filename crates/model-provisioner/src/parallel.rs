@@ -5,7 +5,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::error::Result;
-use crate::reporter::Progress;
+use mp_progress::Progress;
 
 /// Runs `f` on every item with up to `workers` threads; results keep the items' order. After
 /// the first error no new item is started, and that error is returned.

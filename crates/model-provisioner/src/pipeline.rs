@@ -22,13 +22,11 @@ use std::path::{Path, PathBuf};
 use catalog_core::{CatalogEntry, Digest, ModelRef, Provenance, SafeRelPath, StagedFile};
 
 use crate::assemble::{Assembly, Publish};
-use crate::download::{
-    Download, Engine, Expected, Planned, RequestSource, ensure_room, partial_key,
-};
 use crate::error::{Error, Result};
 use crate::parallel::{Tee, in_parallel};
-use crate::reporter::Progress;
 use crate::request::{FetchRequest, Fetched};
+use mp_progress::Progress;
+use mp_transfer::{Download, Engine, Expected, Planned, RequestSource, ensure_room, partial_key};
 
 /// What a source resolved a reference into: the files of one model at one revision, and how
 /// the model is published and recorded.
@@ -552,8 +550,8 @@ mod tests {
     use catalog_core::CacheLayout;
 
     use super::*;
-    use crate::download::DownloadConfig;
-    use crate::reporter::NoReporter;
+    use mp_progress::NoReporter;
+    use mp_transfer::DownloadConfig;
 
     type TestResult = std::result::Result<(), Box<dyn std::error::Error>>;
 
@@ -747,7 +745,7 @@ mod tests {
         listing.select = Some("m.gguf".parse()?);
         let err = place(&f.request_with(Some(&wrong)), listing).unwrap_err();
         assert!(
-            matches!(&err, Error::DigestMismatch { id, .. } if id == "test:model"),
+            matches!(&err, Error::DigestMismatch(m) if m.id == "test:model"),
             "{err:?}"
         );
         Ok(())

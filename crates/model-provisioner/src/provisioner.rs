@@ -14,8 +14,8 @@ use crate::error::{Error, Result};
 use crate::fetcher::ModelFetcher;
 use crate::file::FileFetcher;
 use crate::model_info::inspect_selection;
-use crate::reporter::{NoReporter, Reporter};
 use crate::request::FetchRequest;
+use mp_progress::{NoReporter, Reporter};
 
 /// Makes sure models are present, verified and recorded, with catalog `C` and fetcher `F`.
 #[derive(Debug)]
@@ -347,8 +347,8 @@ impl<C: CatalogStore, F: ModelFetcher> ModelProvisioner<C, F> {
         let fetched = match self.fetcher.fetch(&request) {
             Ok(f) => f,
             Err(err) => {
-                if let (Error::DigestMismatch { computed, .. }, Some(prev)) = (&err, previous) {
-                    self.record_failure(prev, computed)?;
+                if let (Error::DigestMismatch(mismatch), Some(prev)) = (&err, previous) {
+                    self.record_failure(prev, &mismatch.computed)?;
                 }
                 return Err(err);
             }

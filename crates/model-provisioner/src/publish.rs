@@ -23,8 +23,8 @@ use catalog_core::{CacheLayout, CatalogEntry, Digest, HfRef, ModelRef};
 
 use crate::error::{Error, Result};
 use crate::mirror::{HfLocation, HfMirror, MirrorContext, Mirrors, Target};
-use crate::reporter::Reporter;
 use crate::request::unsupported;
+use mp_progress::Reporter;
 
 /// What [`ModelProvisioner::push`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]

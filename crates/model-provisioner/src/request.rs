@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use catalog_core::{CacheLayout, CatalogEntry, Digest, Fingerprint, ModelRef, Provenance, Storage};
 
 use crate::error::Error;
-use crate::reporter::Reporter;
+use mp_progress::Reporter;
 
 /// What a fetcher is asked for.
 #[derive(Debug)]

@@ -21,7 +21,7 @@ use tokio::sync::mpsc;
 
 use crate::error::{Error, Result};
 use crate::model_files::ModelFile;
-use crate::reporter::Progress;
+use mp_progress::Progress;
 
 /// Why a file's pieces stopped before its end: a mismatch, or a read error. Shared by the
 /// reader, which sets it before it stops, and the uploader, which takes it.
@@ -174,7 +174,7 @@ mod tests {
     use catalog_core::Digest;
 
     use super::*;
-    use crate::reporter::Reporter as _;
+    use mp_progress::Reporter as _;
 
     fn runtime() -> io::Result<tokio::runtime::Runtime> {
         tokio::runtime::Builder::new_multi_thread()
@@ -251,7 +251,7 @@ mod tests {
             let mut body = Body {
                 left: file.size,
                 pieces: read_pieces(&file, 60, 1, Hash::Each),
-                progress: Arc::from(crate::reporter::NoReporter.start("m.bin", None)),
+                progress: Arc::from(mp_progress::NoReporter.start("m.bin", None)),
             };
             let mut results = Vec::new();
             while let Some(r) = std::future::poll_fn(|cx| Pin::new(&mut body).poll_next(cx)).await {

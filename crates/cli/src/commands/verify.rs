@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use catalog_core::{CatalogStore, Outcome};
-use model_provisioner::Error;
+use model_provisioner::{DigestMismatch, Error};
 use serde::Serialize;
 
 use super::{Context, Provisioner};
@@ -100,11 +100,11 @@ fn verify_one(
             bytes: Some(v.bytes),
             error: None,
         },
-        Err(Error::DigestMismatch {
+        Err(Error::DigestMismatch(DigestMismatch {
             id,
             expected,
             computed,
-        }) => {
+        })) => {
             *failed += 1;
             VerifyJson {
                 id,

@@ -22,8 +22,8 @@ use super::{
 use crate::assemble::Assembly;
 use crate::error::{Error, Result};
 use crate::fetcher::ModelFetcher;
-use crate::reporter::Progress;
 use crate::request::{FetchRequest, Fetched, unsupported};
+use mp_progress::Progress;
 
 /// Fetches `hf:` references by running `hf download` (or `huggingface-cli download`).
 #[derive(Debug, Clone)]

@@ -16,7 +16,6 @@ pub(crate) mod glob;
 #[cfg(feature = "hf")]
 mod native;
 mod quant;
-mod token;
 
 use std::path::{Path, PathBuf};
 
@@ -24,10 +23,10 @@ use catalog_core::{CacheLayout, Digest, Hasher, HfRef, Provenance, SafeRelPath};
 
 pub use cli::HfCliFetcher;
 pub use glob::{matches as glob_matches, selected};
+pub use mp_credentials::hf::{Token, find_token, hf_home};
 #[cfg(feature = "hf")]
 pub use native::HfFetcher;
 pub use quant::{QuantSelection, is_mmproj, matches_quant, quant_tags, select_quant};
-pub use token::{Token, find_token, hf_home};
 
 use crate::assemble::{Assembly, Publish};
 use crate::error::Result;

@@ -6,7 +6,7 @@
 //!    file's size and `ETag`; for LFS files the `ETag` (or `X-Linked-Etag`) is the file's sha256.
 //! 3. Each file comes from the content-addressed store if a blob with that sha256 is there,
 //!    else from the Hugging Face cache if it holds the file at that commit (checked), else it
-//!    is downloaded by the [download engine](crate::download), verified against the sha256
+//!    is downloaded by the [download engine](mp_transfer), verified against the sha256
 //!    while streaming. Several files are fetched at once.
 //!
 //! The token goes in `Authorization` to the endpoint's own host only; the HTTP client drops it
@@ -23,11 +23,11 @@ use super::{
     HfConfig, entry_dir, hub_cache_claimed_sha256, hub_cache_commit, hub_cache_repo, remote_names,
     selection,
 };
-use crate::download::{self, BodyError, Call, DownloadConfig, Downloader, Engine, UrlSource};
 use crate::error::{Error, Result};
 use crate::parallel::in_parallel;
 use crate::pipeline::{ListedFile, Listing, LocalCopy, Revision, Source, Stated};
 use crate::request::{FetchRequest, unsupported};
+use mp_transfer::{self, BodyError, Call, DownloadConfig, Downloader, Engine, UrlSource};
 
 /// The largest revision listing read: a repository of 100,000 files lists in a few MiB.
 const LISTING_LIMIT: usize = 64 << 20;
@@ -77,7 +77,7 @@ impl HfFetcher {
     }
 
     fn engine(&self) -> Result<&Downloader> {
-        self.engine.get()
+        Ok(self.engine.get()?)
     }
 
     /// The engine's client for API calls and HEADs, which does not follow redirects, so that
@@ -104,9 +104,11 @@ impl HfFetcher {
 
     fn resolve_url(&self, hf: &HfRef, commit: &str, rel: &str) -> Result<url::Url> {
         let text = format!("{}/resolve/{commit}/{rel}", self.repo_url(hf));
-        url::Url::parse(&text).map_err(|e| Error::Setup {
-            what: "build a download URL from `HF_ENDPOINT`",
-            source: Box::new(e),
+        url::Url::parse(&text).map_err(|e| {
+            Error::Transfer(mp_transfer::Error::Setup {
+                what: "build a download URL from `HF_ENDPOINT`",
+                source: Box::new(e),
+            })
         })
     }
 
@@ -118,7 +120,7 @@ impl HfFetcher {
         build: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder + Send + Sync,
     ) -> Result<reqwest::Response> {
         let policy = self.engine()?.config().retry;
-        download::call(self.api()?, policy, &Call::new(url, build), &|| None).await
+        Ok(mp_transfer::call(self.api()?, policy, &Call::new(url, build), &|| None).await?)
     }
 
     /// Resolves `revision` to a commit and lists the repository's files.
@@ -143,15 +145,15 @@ impl HfFetcher {
             match response.status() {
                 StatusCode::OK => {
                     let bad = |reason: String, source: Option<Box<dyn std::error::Error + Send + Sync>>| {
-                        Error::Download {
+                        Error::Transfer(mp_transfer::Error::Download {
                             url: url.clone(),
                             status: None,
                             attempts: 1,
                             reason,
                             source,
-                        }
+                        })
                     };
-                    let body = download::read_bounded(response, LISTING_LIMIT)
+                    let body = mp_transfer::read_bounded(response, LISTING_LIMIT)
                         .await
                         .map_err(|e| match e {
                             BodyError::Failed(e) => api_error(&url, e),
@@ -179,13 +181,13 @@ impl HfFetcher {
                     repo: hf.repo_id(),
                     status: s.as_u16(),
                 }),
-                s => Err(Error::Download {
+                s => Err(Error::Transfer(mp_transfer::Error::Download {
                     url,
                     status: Some(s.as_u16()),
                     attempts: 1,
                     reason: format!("HTTP {s}"),
                     source: None,
-                }),
+                })),
             }
         })
     }
@@ -426,7 +428,7 @@ fn etag_sha256(etag: &str) -> Option<Digest> {
 }
 
 fn api_error(url: &str, e: reqwest::Error) -> Error {
-    Error::Download {
+    Error::Transfer(mp_transfer::Error::Download {
         url: url.to_owned(),
         status: e.status().map(|s| s.as_u16()),
         attempts: 1,
@@ -438,7 +440,7 @@ fn api_error(url: &str, e: reqwest::Error) -> Error {
             "the request failed".to_owned()
         },
         source: Some(Box::new(e.without_url())),
-    }
+    })
 }
 
 #[cfg(test)]

@@ -3,6 +3,8 @@
 //! a protocol violation).
 
 use crate::error::Error;
+#[cfg(feature = "http")]
+use mp_transfer::Error::Download;
 
 /// Why a mirror was passed over, when it may be: it lacks the model, is down, or refused the
 /// credentials. `None`: the error stands (a mismatch, a protocol violation).
@@ -12,21 +14,24 @@ pub(crate) fn skip_reason(error: &Error) -> Option<(&'static str, bool)> {
         Error::OciNotFound { .. } | Error::S3NotFound { .. } | Error::HfNotFound { .. } => {
             Some(("the mirror does not have it", false))
         }
-        Error::Download {
+        #[cfg(feature = "http")]
+        Error::Transfer(Download {
             status: Some(404 | 410),
             ..
-        } => Some(("the mirror does not have it", false)),
-        Error::Download {
+        }) => Some(("the mirror does not have it", false)),
+        #[cfg(feature = "http")]
+        Error::Transfer(Download {
             status: None | Some(500..=599),
             ..
-        }
-        | Error::S3Unreachable { .. } => Some(("the mirror does not answer", false)),
+        }) => Some(("the mirror does not answer", false)),
+        Error::S3Unreachable { .. } => Some(("the mirror does not answer", false)),
         Error::S3Untrusted { .. } => Some(("the mirror's certificate is not trusted", true)),
-        Error::Download {
+        #[cfg(feature = "http")]
+        Error::Transfer(Download {
             status: Some(401 | 403),
             ..
-        }
-        | Error::OciDenied { .. }
+        }) => Some(("the mirror refused the credentials", true)),
+        Error::OciDenied { .. }
         | Error::HfDenied { .. }
         | Error::S3Denied { .. }
         | Error::S3SignatureMismatch { .. } => Some(("the mirror refused the credentials", true)),

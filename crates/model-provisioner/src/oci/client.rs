@@ -14,9 +14,9 @@ use catalog_core::Digest;
 use reqwest::header::{self, HeaderMap, HeaderValue};
 use reqwest::{Client, RequestBuilder, StatusCode};
 
-use super::auth::{self, BearerToken, Challenge, Credential, Credentials};
-use crate::download::{self, BodyError, BoxFuture, Call, Reauthorize, RequestSource, RetryPolicy};
 use crate::error::{Error, Result};
+use mp_credentials::registry::{self as auth, BearerToken, Challenge, Credential, Credentials};
+use mp_transfer::{self, BodyError, BoxFuture, Call, Reauthorize, RequestSource, RetryPolicy};
 
 /// The manifest types we ask for, most specific first: a registry that is not told it may
 /// send the OCI types answers `404` for an OCI manifest.
@@ -136,9 +136,11 @@ impl Repository {
                 reason: format!("`{registry}` does not make a URL: {e}"),
             }
         })?;
-        let credential = credentials.lookup(registry).map_err(|e| Error::Setup {
-            what: "read registry credentials",
-            source: Box::new(e),
+        let credential = credentials.lookup(registry).map_err(|e| {
+            Error::Transfer(mp_transfer::Error::Setup {
+                what: "read registry credentials",
+                source: Box::new(e),
+            })
         })?;
         Ok(Repository {
             registry: registry.to_owned(),
@@ -298,7 +300,7 @@ impl Repository {
             build(c).headers(self.auth_headers())
         })
         .authorized_by(self);
-        let response = download::call(client, self.retry, &call, &|| None).await?;
+        let response = mp_transfer::call(client, self.retry, &call, &|| None).await?;
         match response.status() {
             StatusCode::UNAUTHORIZED => Err(self.denied(401)),
             StatusCode::FORBIDDEN => Err(self.denied(403)),
@@ -368,31 +370,31 @@ impl Repository {
         what: &str,
         limit: usize,
     ) -> Result<Vec<u8>> {
-        download::read_bounded(response, limit)
+        mp_transfer::read_bounded(response, limit)
             .await
             .map_err(|e| match e {
                 BodyError::TooLarge => Error::OciProtocol {
                     registry: self.registry.clone(),
                     reason: format!("a {what} larger than {} MiB", limit >> 20),
                 },
-                BodyError::Failed(e) => Error::Download {
+                BodyError::Failed(e) => Error::Transfer(mp_transfer::Error::Download {
                     url: url.to_string(),
                     status: None,
                     attempts: 1,
                     reason: format!("the {what}'s body failed"),
                     source: Some(Box::new(e)),
-                },
+                }),
             })
     }
 
     fn status_error(url: &url::Url, status: StatusCode) -> Error {
-        Error::Download {
+        Error::Transfer(mp_transfer::Error::Download {
             url: url.to_string(),
             status: Some(status.as_u16()),
             attempts: 1,
             reason: format!("HTTP {status}"),
             source: None,
-        }
+        })
     }
 
     /// The blob `digest` as a source for the download engine. Where the registry redirects it
@@ -425,12 +427,12 @@ impl Reauthorize for Repository {
         client: &'a Client,
         status: StatusCode,
         headers: &'a HeaderMap,
-    ) -> BoxFuture<'a, Result<bool>> {
+    ) -> BoxFuture<'a, mp_transfer::Result<bool>> {
         Box::pin(async move {
             if status != StatusCode::UNAUTHORIZED {
                 return Ok(false);
             }
-            Repository::reauthorize(self, client, headers).await
+            Ok(Repository::reauthorize(self, client, headers).await?)
         })
     }
 }
@@ -494,13 +496,16 @@ impl RequestSource for BlobSource {
     }
 
     /// The registry, or the storage it redirects to, does not have the blob.
-    fn not_found(&self) -> Option<Error> {
-        Some(Error::OciNotFound {
-            what: format!(
-                "`{}/{}` has no blob `{}`",
-                self.repository.registry, self.repository.name, self.digest
-            ),
-        })
+    fn not_found(&self) -> Option<mp_transfer::Error> {
+        Some(
+            Error::OciNotFound {
+                what: format!(
+                    "`{}/{}` has no blob `{}`",
+                    self.repository.registry, self.repository.name, self.digest
+                ),
+            }
+            .into(),
+        )
     }
 
     fn redirected(&self, status: StatusCode, target: &url::Url) -> bool {

@@ -13,7 +13,7 @@
 //!    each with its size, its sha256 and media type from the manifest, handed to the
 //!    [pipeline](crate::pipeline). A blob comes from the content-addressed store if one with
 //!    its sha256 is there, else from the registry through the
-//!    [download engine](crate::download), checked against that sha256 while streaming
+//!    [download engine](mp_transfer), checked against that sha256 while streaming
 //!    (parallel ranges, resume, stall detection). A redirect to storage is followed once and
 //!    the ranges go there, without `Authorization` on another host. Tar layers are unpacked
 //!    with nothing escaping the model's directory.
@@ -26,7 +26,6 @@
 //! as Docker does; any other over HTTPS unless it is named insecure. Credentials never appear
 //! in logs, errors, the index or provenance.
 
-pub mod auth;
 mod client;
 mod manifest;
 mod push;
@@ -37,14 +36,14 @@ use std::sync::Arc;
 use catalog_core::{Digest, ModelRef, OLLAMA_REGISTRY, OciRef, OciReference, SafeRelPath};
 use oci_spec::image::ImageManifest;
 
-use self::auth::Credentials;
 use self::client::{Access, RawManifest, Repository};
 use self::manifest::{Layer, Parsed, Place};
 pub use self::push::PushReport;
-use crate::download::{DownloadConfig, Downloader, Engine};
 use crate::error::{Error, Result};
 use crate::pipeline::{Claim, ListedFile, Listing, Revision, Source, Stated, Unpack};
 use crate::request::{FetchRequest, unsupported};
+use mp_credentials::registry::Credentials;
+use mp_transfer::{DownloadConfig, Downloader, Engine};
 
 /// How registries are reached.
 #[derive(Debug, Clone)]
@@ -132,7 +131,7 @@ impl OciFetcher {
     }
 
     fn engine(&self) -> Result<&Downloader> {
-        self.engine.get()
+        Ok(self.engine.get()?)
     }
 
     /// The `oci://` reference to pull, and the registry it is on.
@@ -432,13 +431,13 @@ async fn small_blob(
         });
     }
     if !status.is_success() {
-        return Err(Error::Download {
+        return Err(Error::Transfer(mp_transfer::Error::Download {
             url: url.to_string(),
             status: Some(status.as_u16()),
             attempts: 1,
             reason: format!("HTTP {status}"),
             source: None,
-        });
+        }));
     }
     repo.read_small(response, &url, "config", CONFIG_LIMIT)
         .await

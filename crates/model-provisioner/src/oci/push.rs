@@ -30,11 +30,11 @@ use serde_json::{Value, json};
 
 use super::OciFetcher;
 use super::client::{Access, Repository};
-use crate::download::{Failure, with_retries};
 use crate::error::{Error, Result};
 use crate::model_files::{ModelFile, ModelFiles, model_files};
-use crate::reporter::{NoReporter, Progress, Reporter};
 use crate::upload::{Hash, read_pieces};
+use mp_progress::{NoReporter, Progress, Reporter};
+use mp_transfer::{Failure, with_retries};
 
 /// The manifest's own media type.
 const MANIFEST_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -303,10 +303,10 @@ fn manifest_bytes(config: &Digest, config_size: u64, files: &[ModelFile]) -> Res
 }
 
 fn json_error(e: serde_json::Error) -> Error {
-    Error::Setup {
+    Error::Transfer(mp_transfer::Error::Setup {
         what: "write the artifact's JSON",
         source: Box::new(e),
-    }
+    })
 }
 
 /// `ms` since the Unix epoch as RFC 3339 UTC (`2024-05-01T12:00:00Z`).
@@ -368,7 +368,7 @@ async fn upload_blob(
     // A mount is asked for once; a registry that cannot mount answers with an upload session.
     let mount_from = Mutex::new(mount_from);
     // One attempt is a new upload session and its body; the engine's loop retries it.
-    with_retries(repo.retry(), uploads.as_str(), || async {
+    Ok(with_retries(repo.retry(), uploads.as_str(), || async {
         loop {
             repo.refresh_if_expiring(client)
                 .await
@@ -436,7 +436,7 @@ async fn upload_blob(
             }
         }
     })
-    .await
+    .await?)
 }
 
 /// What the answer to a blob's `PUT` (other than a refusal) means: its size when the registry
@@ -598,7 +598,7 @@ fn refused(repo: &Repository, what: &str, status: StatusCode, code: Option<Strin
 
 /// `errors[0].code` of a registry's error body, when it has one.
 async fn error_code(response: reqwest::Response) -> Option<String> {
-    let body = crate::download::read_bounded(response, ERROR_BODY_LIMIT)
+    let body = mp_transfer::read_bounded(response, ERROR_BODY_LIMIT)
         .await
         .ok()?;
     code_of(&body)

@@ -11,7 +11,7 @@
 //!    is written; `--include`/`--exclude` select), and a `HEAD` of each gives its checksum.
 //! 3. The objects are a [listing](crate::pipeline::Listing), which the pipeline places: each
 //!    from the content-addressed store when its sha256 is known and there, else through the
-//!    [download engine](crate::download): parallel ranges, resume (validated by `ETag` and
+//!    [download engine](mp_transfer): parallel ranges, resume (validated by `ETag` and
 //!    `Last-Modified`), stall detection, retries. Every byte is hashed; the expected digest is
 //!    `--digest`, else the object's sha256 checksum; without either the entry is `warn` with
 //!    the computed sha256 recorded.
@@ -35,7 +35,6 @@
 //! | `place` | the objects as a listing for the [pipeline](crate::pipeline), each fetched by a presigned request |
 //! | `push` | the writes: [`S3Fetcher::push`], [`S3Fetcher::put_object`] |
 
-pub mod credentials;
 mod list;
 mod place;
 mod push;
@@ -46,14 +45,14 @@ use std::sync::Arc;
 use catalog_core::{CatalogEntry, Digest, ModelRef, S3Ref, SafeRelPath};
 use rusty_s3::{Bucket, UrlStyle};
 
-use self::credentials::S3Config;
 pub use self::push::{MANIFEST_NAME, Manifest, ManifestFile, PushReport};
-use crate::download::{DownloadConfig, Downloader, Engine};
 use crate::error::{Error, Result};
 use crate::hf::glob::selected;
 use crate::parallel::in_parallel;
 use crate::pipeline::{Listing, Source};
 use crate::request::{FetchRequest, unsupported};
+use mp_credentials::aws::S3Config;
+use mp_transfer::{DownloadConfig, Downloader, Engine};
 
 /// The environment, as a lookup the credential chain can call from any thread.
 pub type Env = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
@@ -148,9 +147,9 @@ impl S3Fetcher {
         match self.loaded() {
             Some(c) => Ok(c),
             None => Err(Error::S3Credentials(
-                S3Config::from_env(&*self.env)
-                    .err()
-                    .unwrap_or(credentials::CredentialError::NotFound { tried: Vec::new() }),
+                S3Config::from_env(&*self.env).err().unwrap_or(
+                    mp_credentials::aws::CredentialError::NotFound { tried: Vec::new() },
+                ),
             )),
         }
     }
@@ -174,7 +173,7 @@ impl S3Fetcher {
     }
 
     fn engine(&self) -> Result<&Downloader> {
-        self.engine.get()
+        Ok(self.engine.get()?)
     }
 
     /// The endpoint `s3` is fetched from: its own, else the configured one, else AWS's for the
@@ -185,9 +184,11 @@ impl S3Fetcher {
             (None, Some(e)) => e.to_string(),
             (None, None) => format!("https://s3.{}.amazonaws.com", config.region),
         };
-        url::Url::parse(&text).map_err(|e| Error::Setup {
-            what: "make a URL of the S3 endpoint",
-            source: Box::new(e),
+        url::Url::parse(&text).map_err(|e| {
+            Error::Transfer(mp_transfer::Error::Setup {
+                what: "make a URL of the S3 endpoint",
+                source: Box::new(e),
+            })
         })
     }
 
@@ -211,9 +212,11 @@ impl S3Fetcher {
             s3.bucket.clone(),
             config.region.clone(),
         )
-        .map_err(|e| Error::Setup {
-            what: "address the S3 bucket",
-            source: format!("{e:?}").into(),
+        .map_err(|e| {
+            Error::Transfer(mp_transfer::Error::Setup {
+                what: "address the S3 bucket",
+                source: format!("{e:?}").into(),
+            })
         })
     }
 

@@ -10,9 +10,9 @@ use reqwest::{Client, RequestBuilder, StatusCode};
 
 use super::session::Session;
 use super::{Manifest, Object, S3Fetcher};
-use crate::download::{BoxFuture, RequestSource};
 use crate::pipeline::{Claim, ListedFile, Listing, Revision, Stated};
 use crate::request::FetchRequest;
+use mp_transfer::{BoxFuture, RequestSource};
 
 impl S3Fetcher {
     /// The listing of `objects` of `s3`, published as

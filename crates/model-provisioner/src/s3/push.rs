@@ -16,7 +16,7 @@
 //! (`crate::upload`): a `PutObject`'s body is streamed, and the parts of a multipart upload are
 //! read into memory one by one (at most 10 at a time), so that a part that fails is sent again
 //! from memory. Each request is retried on its own with the engine's
-//! [`RetryPolicy`](crate::download::RetryPolicy); a multipart upload that fails is aborted.
+//! [`RetryPolicy`](mp_transfer::RetryPolicy); a multipart upload that fails is aborted.
 //!
 //! Nothing is published that the catalog does not vouch for: a file whose bytes do not match
 //! its sha256 loses its last bytes (a `PutObject`'s body ends in an error, which the store also
@@ -41,11 +41,11 @@ use serde::{Deserialize, Serialize};
 
 use super::S3Fetcher;
 use super::session::{SIGNATURE_LIFETIME, Session, error_code};
-use crate::download::join_all;
 use crate::error::{Error, Result};
 use crate::model_files::{ModelFile, ModelFiles, model_files};
-use crate::reporter::{Progress, Reporter};
 use crate::upload::{Hash, ReadCheck, read_pieces};
+use mp_progress::{Progress, Reporter};
+use mp_transfer::join_all;
 
 /// The name of the manifest object inside a pushed folder: `<prefix>.model-provisioner.json`.
 pub const MANIFEST_NAME: &str = ".model-provisioner.json";
@@ -182,9 +182,11 @@ impl S3Fetcher {
                 .collect(),
             provenance: entry.provenance.clone(),
         };
-        let manifest_body = serde_json::to_vec_pretty(&manifest).map_err(|e| Error::Setup {
-            what: "write the manifest",
-            source: Box::new(e),
+        let manifest_body = serde_json::to_vec_pretty(&manifest).map_err(|e| {
+            Error::Transfer(mp_transfer::Error::Setup {
+                what: "write the manifest",
+                source: Box::new(e),
+            })
         })?;
 
         let config = self.config()?;

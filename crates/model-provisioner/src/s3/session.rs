@@ -15,10 +15,10 @@ use reqwest::header::{HeaderMap, HeaderValue};
 use reqwest::{Client, RequestBuilder, StatusCode};
 use rusty_s3::{Bucket, S3Action as _};
 
-use super::credentials::{self, AwsCredentials, S3Config, Source};
 use super::{Env, S3Fetcher, endpoint_id};
-use crate::download::{self, BodyError, BoxFuture, Call, Downloader, Reauthorize};
 use crate::error::{Error, Result};
+use mp_credentials::aws::{self as credentials, AwsCredentials, S3Config, Source};
+use mp_transfer::{self, BodyError, BoxFuture, Call, Downloader, Reauthorize};
 
 /// How long a presigned request stays valid: long enough for one request to start.
 pub(super) const SIGNATURE_LIFETIME: Duration = Duration::from_secs(15 * 60);
@@ -36,7 +36,7 @@ pub(super) struct Session<'a> {
     /// `scheme://host[:port]`, for messages and ids.
     pub(super) endpoint: String,
     pub(super) bucket: Bucket,
-    retry: crate::download::RetryPolicy,
+    retry: mp_transfer::RetryPolicy,
 }
 
 impl S3Fetcher {
@@ -158,19 +158,21 @@ impl Session<'_> {
         self.refresh_if_expiring(client).await;
         let location = format!("{}/{}", self.endpoint, what);
         let call = Call::new(&location, build).authorized_by(self);
-        download::call(client, self.retry, &call, stopped)
+        let stopped = || stopped().map(mp_transfer::Error::from);
+        mp_transfer::call(client, self.retry, &call, &stopped)
             .await
+            .map_err(Error::from)
             .map_err(|e| match e {
                 // No answer at all: the endpoint is down or unreachable, or its certificate
                 // is not one this machine trusts.
-                Error::Download {
+                Error::Transfer(mp_transfer::Error::Download {
                     status: None,
                     reason,
                     source,
                     ..
-                } => match source
+                }) => match source
                     .as_deref()
-                    .and_then(|s| crate::download::untrusted_certificate(s))
+                    .and_then(|s| mp_transfer::untrusted_certificate(s))
                 {
                     Some(problem) => Error::S3Untrusted {
                         endpoint: self.endpoint.clone(),
@@ -234,7 +236,7 @@ impl Session<'_> {
         if !response.status().is_success() {
             return Err(self.refused(response, key, false).await);
         }
-        download::read_bounded(response, limit)
+        mp_transfer::read_bounded(response, limit)
             .await
             .map_err(|e| match e {
                 BodyError::TooLarge => {
@@ -320,13 +322,13 @@ impl Session<'_> {
         response: reqwest::Response,
         what: &str,
     ) -> Result<String> {
-        let body = crate::download::read_bounded(response, ANSWER_LIMIT)
+        let body = mp_transfer::read_bounded(response, ANSWER_LIMIT)
             .await
             .map_err(|e| match e {
-                crate::download::BodyError::TooLarge => {
+                mp_transfer::BodyError::TooLarge => {
                     self.protocol(format!("{what} larger than {} MiB", ANSWER_LIMIT >> 20))
                 }
-                crate::download::BodyError::Failed(e) => Error::S3Unreachable {
+                mp_transfer::BodyError::Failed(e) => Error::S3Unreachable {
                     endpoint: self.endpoint.clone(),
                     reason: format!("the body of {what} failed: {e}"),
                 },
@@ -350,7 +352,7 @@ impl Reauthorize for Session<'_> {
         client: &'a Client,
         _status: StatusCode,
         _headers: &'a HeaderMap,
-    ) -> BoxFuture<'a, Result<bool>> {
+    ) -> BoxFuture<'a, mp_transfer::Result<bool>> {
         Box::pin(async move { Ok(self.refresh(client).await) })
     }
 }

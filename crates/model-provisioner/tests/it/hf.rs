@@ -9,7 +9,9 @@ use std::path::Path;
 
 use catalog_core::{CatalogStore, Digest, FileRecord, Lifecycle, Outcome, Storage};
 use model_provisioner::hf::{HfConfig, HfFetcher};
-use model_provisioner::{AnyFetcher, Error, FileFetcher, FsCatalog, ModelProvisioner};
+use model_provisioner::{
+    AnyFetcher, DigestMismatch, Error, FileFetcher, FsCatalog, ModelProvisioner,
+};
 use test_support::{
     HfRepo, HfRepoBuilder, LyingProxy, Olah, OlahRequest, TINY_GGUF, TINY_LLAMA, assert_holds,
     fake_gguf, fake_safetensors,
@@ -234,11 +236,11 @@ fn a_single_file_with_its_digest_passes_and_with_a_wrong_one_is_not_recorded() -
     let p = dirs.provisioner(&olah.endpoint())?;
     let wrong = Digest::sha256_of(b"not the model");
     match p.ensure(&reference.parse()?, Some(&wrong)) {
-        Err(Error::DigestMismatch {
+        Err(Error::DigestMismatch(DigestMismatch {
             id,
             expected,
             computed,
-        }) => {
+        })) => {
             assert_eq!(id, reference);
             assert_eq!(expected, wrong);
             assert_eq!(computed, sha);
@@ -665,11 +667,11 @@ fn an_lfs_file_whose_bytes_do_not_match_the_hub_sha256_is_refused() -> TestResul
         .ensure(&reference.parse()?, None)
         .expect_err("the bytes are wrong");
     assert!(proxy.lies() >= 1, "{:?}", proxy.requests());
-    let Error::DigestMismatch {
+    let Error::DigestMismatch(DigestMismatch {
         id,
         expected,
         computed,
-    } = &err
+    }) = &err
     else {
         panic!("expected a digest mismatch, got {err:?}");
     };
@@ -735,11 +737,11 @@ fn a_single_lfs_file_with_wrong_bytes_is_refused_and_nothing_is_kept() -> TestRe
     let err = p
         .ensure(&reference.parse()?, None)
         .expect_err("the bytes are wrong");
-    let Error::DigestMismatch {
+    let Error::DigestMismatch(DigestMismatch {
         id,
         expected,
         computed,
-    } = &err
+    }) = &err
     else {
         panic!("expected a digest mismatch, got {err:?}");
     };
@@ -838,9 +840,9 @@ fn offline_a_damaged_hf_cache_file_is_refused() -> TestResult {
     let p = dirs.provisioner_with(&olah.endpoint(), |c| c.offline = true)?;
     let reference = format!("hf:{TINY_GGUF}/{Q4}");
     match p.ensure(&reference.parse()?, None) {
-        Err(Error::DigestMismatch {
+        Err(Error::DigestMismatch(DigestMismatch {
             expected, computed, ..
-        }) => {
+        })) => {
             assert_eq!(expected, sha);
             assert_eq!(computed, Digest::sha256_of(&damaged));
         }

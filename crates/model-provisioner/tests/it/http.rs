@@ -5,8 +5,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use catalog_core::{CatalogStore, Digest, Outcome, Storage};
-use model_provisioner::download::{DownloadConfig, RetryPolicy};
 use model_provisioner::{AnyFetcher, Error, FileFetcher, FsCatalog, HttpFetcher, ModelProvisioner};
+use mp_transfer::{DownloadConfig, RetryPolicy};
 use std::sync::Arc;
 
 use test_support::{Answer, FaultServer, Hold, Nginx, random_bytes as bytes};
@@ -176,11 +176,11 @@ fn http_errors_name_the_url_and_status_and_only_transient_ones_are_retried() -> 
     assert!(
         matches!(
             err,
-            Error::Download {
+            Error::Transfer(mp_transfer::Error::Download {
                 status: Some(404),
                 attempts: 1,
                 ..
-            }
+            })
         ),
         "{err:?}"
     );
@@ -198,11 +198,11 @@ fn http_errors_name_the_url_and_status_and_only_transient_ones_are_retried() -> 
     assert!(
         matches!(
             err,
-            Error::Download {
+            Error::Transfer(mp_transfer::Error::Download {
                 status: Some(500),
                 attempts: 4,
                 ..
-            }
+            })
         ),
         "{err:?}"
     );
@@ -294,7 +294,10 @@ fn an_interrupted_download_resumes_on_the_next_run() -> TestResult {
     let err = provisioner(cache.path(), no_retry.clone())?
         .ensure(&url.parse()?, None)
         .expect_err("cut");
-    assert!(matches!(err, Error::Download { .. }), "{err:?}");
+    assert!(
+        matches!(err, Error::Transfer(mp_transfer::Error::Download { .. })),
+        "{err:?}"
+    );
     // The partial file and its resume state stay for the next run, invisible to the catalog.
     let leftovers: Vec<_> = fs::read_dir(cache.path().join("tmp"))?.collect::<Result<_, _>>()?;
     assert_eq!(leftovers.len(), 2, "{leftovers:?}");
@@ -458,7 +461,7 @@ fn a_complete_partial_left_by_a_kill_is_checked_with_one_byte_and_published() ->
     let cache = tempfile::tempdir()?;
     let url = server.url("m.gguf");
     // What a run killed between the last byte and the rename leaves behind.
-    let key = model_provisioner::download::partial_key(&url);
+    let key = mp_transfer::partial_key(&url);
     fs::create_dir_all(cache.path().join("tmp"))?;
     fs::write(cache.path().join(format!("tmp/dl-{key}.part")), &body)?;
     let state = serde_json::json!({
@@ -483,7 +486,7 @@ fn a_complete_partial_left_by_a_kill_is_checked_with_one_byte_and_published() ->
 
 #[test]
 fn authorization_goes_to_the_endpoint_only_and_is_dropped_on_a_redirect_elsewhere() -> TestResult {
-    use model_provisioner::download::{Download, Downloader, Expected, UrlSource};
+    use mp_transfer::{Download, Downloader, Expected, UrlSource};
     let body = bytes(20_000, 14);
     let elsewhere = FaultServer::start(body.clone(), vec![Answer::Serve { ranges: true }]);
     let endpoint = FaultServer::start(Vec::new(), vec![Answer::Redirect(elsewhere.url("blob"))]);
@@ -631,7 +634,7 @@ impl Signing {
     }
 }
 
-impl model_provisioner::download::RequestSource for Signing {
+impl mp_transfer::RequestSource for Signing {
     fn display(&self) -> &str {
         self.url.as_str()
     }
@@ -661,7 +664,7 @@ impl model_provisioner::download::RequestSource for Signing {
         _: &'a reqwest::Client,
         status: reqwest::StatusCode,
         _: &'a reqwest::header::HeaderMap,
-    ) -> model_provisioner::download::BoxFuture<'a, bool> {
+    ) -> mp_transfer::BoxFuture<'a, bool> {
         Box::pin(async move {
             assert_eq!(status, reqwest::StatusCode::UNAUTHORIZED);
             if !self.can_refresh {
@@ -676,15 +679,15 @@ impl model_provisioner::download::RequestSource for Signing {
 }
 
 fn engine_fetch(
-    engine: &model_provisioner::download::Downloader,
+    engine: &mp_transfer::Downloader,
     cache: &Path,
-    source: &dyn model_provisioner::download::RequestSource,
+    source: &dyn mp_transfer::RequestSource,
     body: &[u8],
-) -> Result<model_provisioner::download::Downloaded, Error> {
-    use model_provisioner::download::{Download, Expected};
+) -> Result<mp_transfer::Downloaded, Error> {
+    use mp_transfer::{Download, Expected};
     let layout = catalog_core::CacheLayout::new(cache)?;
     let digest = Digest::sha256_of(body);
-    engine.fetch(
+    Ok(engine.fetch(
         &layout,
         &Download {
             source,
@@ -696,7 +699,7 @@ fn engine_fetch(
             key: None,
         },
         &NoProgressBar,
-    )
+    )?)
 }
 
 #[test]
@@ -717,7 +720,7 @@ fn a_401_in_the_middle_of_a_parallel_download_is_recovered_by_one_refresh() -> T
     );
     let cache = tempfile::tempdir()?;
     let source = Signing::new(&server.url("blob"), true)?;
-    let engine = model_provisioner::download::Downloader::new(config())?;
+    let engine = mp_transfer::Downloader::new(config())?;
     let downloaded = engine_fetch(&engine, cache.path(), &source, &body)?;
     assert_eq!(std::fs::read(downloaded.staged.path())?, body);
     assert_eq!(source.refreshes.load(Ordering::SeqCst), 1);
@@ -747,18 +750,18 @@ fn a_401_that_no_refresh_can_fix_fails_at_once_with_its_status() -> TestResult {
     let body = bytes(100_000, 17);
     let server = FaultServer::start(body.clone(), vec![Answer::Status(401)]);
     let cache = tempfile::tempdir()?;
-    let engine = model_provisioner::download::Downloader::new(config())?;
+    let engine = mp_transfer::Downloader::new(config())?;
     // A source without fresh credentials: one request, no retry.
     let stale = Signing::new(&server.url("blob"), false)?;
     let err = engine_fetch(&engine, cache.path(), &stale, &body).expect_err("401");
     assert!(
         matches!(
             err,
-            Error::Download {
+            Error::Transfer(mp_transfer::Error::Download {
                 status: Some(401),
                 attempts: 1,
                 ..
-            }
+            })
         ),
         "{err:?}"
     );
@@ -770,10 +773,10 @@ fn a_401_that_no_refresh_can_fix_fails_at_once_with_its_status() -> TestResult {
     assert!(
         matches!(
             err,
-            Error::Download {
+            Error::Transfer(mp_transfer::Error::Download {
                 status: Some(401),
                 ..
-            }
+            })
         ),
         "{err:?}"
     );
@@ -788,7 +791,7 @@ fn parallel_downloads_of_one_engine_share_one_memory_budget() -> TestResult {
     // Four files at once, each in parallel 256 KiB ranges with a window of eight: without a
     // shared budget they would hold 8 MiB of buffers.
     let budget = 4 << 20;
-    let engine = model_provisioner::download::Downloader::new(DownloadConfig {
+    let engine = mp_transfer::Downloader::new(DownloadConfig {
         memory_budget: budget,
         ..config()
     })?;
@@ -834,13 +837,11 @@ fn downloads_that_share_a_small_budget_never_wait_on_each_other_forever() -> Tes
     // would wait for a buffer for its first chunk while the hasher waits for that chunk.
     // (The budget in force is at least one 4 MiB stream piece: chunks of 2 MiB make it two.)
     let chunk: u64 = 2 << 20;
-    let engine = Arc::new(model_provisioner::download::Downloader::new(
-        DownloadConfig {
-            chunk_size: chunk,
-            memory_budget: 2 * chunk,
-            ..config()
-        },
-    )?);
+    let engine = Arc::new(mp_transfer::Downloader::new(DownloadConfig {
+        chunk_size: chunk,
+        memory_budget: 2 * chunk,
+        ..config()
+    })?);
     let cache = tempfile::tempdir()?;
     let files: Vec<Vec<u8>> = (0..3).map(|i| bytes(8 << 20, 40 + i)).collect();
     let servers: Vec<Arc<FaultServer>> = files
@@ -884,12 +885,12 @@ fn downloads_that_share_a_small_budget_never_wait_on_each_other_forever() -> Tes
     Ok(())
 }
 
-/// A plain [`UrlSource`](model_provisioner::download::UrlSource) for a URL.
-struct UrlSourceFor(model_provisioner::download::UrlSource);
+/// A plain [`UrlSource`](mp_transfer::UrlSource) for a URL.
+struct UrlSourceFor(mp_transfer::UrlSource);
 
 impl UrlSourceFor {
     fn new(url: &str) -> Self {
-        UrlSourceFor(model_provisioner::download::UrlSource::new(
+        UrlSourceFor(mp_transfer::UrlSource::new(
             url.parse().expect("a URL"),
             url,
             reqwest::header::HeaderMap::new(),

@@ -18,8 +18,8 @@ mod s3;
 /// Few, quick retries and short timeouts: a server on loopback fails only when a test wants it
 /// to.
 #[cfg(any(feature = "hf", all(feature = "oci", feature = "s3")))]
-fn quick_download() -> model_provisioner::download::DownloadConfig {
-    use model_provisioner::download::{DownloadConfig, RetryPolicy};
+fn quick_download() -> mp_transfer::DownloadConfig {
+    use mp_transfer::{DownloadConfig, RetryPolicy};
     use std::time::Duration;
     DownloadConfig {
         retry: RetryPolicy {

@@ -6,10 +6,10 @@ use std::path::Path;
 use std::time::Duration;
 
 use catalog_core::{CatalogStore, Digest, ModelRef, OciRef, Outcome};
-use model_provisioner::download::{DownloadConfig, RetryPolicy};
-use model_provisioner::oci::auth::{Credentials, Secret};
 use model_provisioner::oci::{OciConfig, OciFetcher};
 use model_provisioner::{AnyFetcher, Error, FileFetcher, FsCatalog, ModelProvisioner, NoReporter};
+use mp_credentials::registry::{Credentials, Secret};
+use mp_transfer::{DownloadConfig, RetryPolicy};
 use test_support::{
     Artifact, DOCKER_MANIFEST, FrontAuth, FrontOptions, OCI_MANIFEST, Registry, RegistryFront,
     random_bytes as bytes,

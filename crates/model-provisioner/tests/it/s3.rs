@@ -8,10 +8,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use catalog_core::{CacheLayout, CatalogEntry, CatalogStore, Digest, Outcome, S3Ref};
-use model_provisioner::download::{DownloadConfig, RetryPolicy};
-use model_provisioner::s3::credentials::S3Config;
 use model_provisioner::s3::{Env, MANIFEST_NAME, Manifest, PushReport, S3Fetcher, S3Options};
 use model_provisioner::{AnyFetcher, Error, FileFetcher, FsCatalog, ModelProvisioner, NoReporter};
+use mp_credentials::aws::S3Config;
+use mp_transfer::{DownloadConfig, RetryPolicy};
 use test_support::{InstanceMetadata, S3Server, random_bytes as bytes};
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;

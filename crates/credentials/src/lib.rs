@@ -1,0 +1,25 @@
+//! Who may read and write a model: the credentials of the places models come from, found the
+//! way each place's own tools find them, and never printed.
+//!
+//! | module | whose credentials | feature |
+//! |---|---|---|
+//! | [`aws`] | S3-compatible stores: the AWS configuration and credential chain | `aws` |
+//! | [`registry`] | OCI registries: docker's configuration, credential helpers, tokens | `registry` |
+//! | [`hf`] | the Hugging Face Hub: `HF_TOKEN` or the user's token file | — |
+//!
+//! A secret is a [`Secret`] (or the Hub's [`hf::Token`]): its `Debug` and `Display` print
+//! `<redacted>`. The services asked over the network (STS, the container and instance
+//! metadata endpoints, a registry's token service) are asked through the download engine's
+//! one request loop (`mp-transfer`).
+#![deny(missing_docs)]
+
+#[cfg(feature = "aws")]
+pub mod aws;
+pub mod hf;
+#[cfg(feature = "registry")]
+pub mod registry;
+mod secret;
+#[cfg(all(test, any(feature = "aws", feature = "registry")))]
+mod test_util;
+
+pub use secret::Secret;
