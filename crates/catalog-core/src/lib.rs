@@ -32,7 +32,7 @@ pub use layout::{
 };
 pub use model_info::{ModelFormat, ModelInfo, Split, Structure, human_count};
 pub use model_ref::{
-    FileRef, HfRef, HttpRef, ModelRef, OLLAMA_REGISTRY, OciRef, OciReference, OllamaRef,
+    FileRef, HfRef, HttpRef, ModelRef, OLLAMA_REGISTRY, OciRef, OciReference, OllamaRef, OtherRef,
     ParseRefError, S3Ref, SUPPORTED_SCHEMES, Scheme, file_id,
 };
 pub use outcome::Outcome;

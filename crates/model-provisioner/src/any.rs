@@ -27,6 +27,8 @@ pub struct AnyFetcher {
     hf: Option<Boxed>,
     oci: Option<Boxed>,
     s3: Option<Boxed>,
+    /// Registered sources, by the schemes they read.
+    registered: Vec<(&'static [&'static str], Boxed)>,
     mirrors: Mirrors,
     mirror_context: MirrorContext,
 }
@@ -39,6 +41,14 @@ impl std::fmt::Debug for AnyFetcher {
             .field("hf", &self.hf.as_ref().map(|h| h.name()))
             .field("oci", &self.oci.as_ref().map(|h| h.name()))
             .field("s3", &self.s3.as_ref().map(|h| h.name()))
+            .field(
+                "registered",
+                &self
+                    .registered
+                    .iter()
+                    .map(|(s, f)| (s, f.name()))
+                    .collect::<Vec<_>>(),
+            )
             .field("mirrors", &self.mirrors)
             .field("mirror_context", &self.mirror_context)
             .finish()
@@ -54,6 +64,7 @@ impl AnyFetcher {
             hf: None,
             oci: None,
             s3: None,
+            registered: Vec::new(),
             mirrors: Mirrors::new(),
             mirror_context: MirrorContext::default(),
         }
@@ -136,6 +147,19 @@ impl AnyFetcher {
         self
     }
 
+    /// Also fetches the references of `schemes` (lowercase, without `:`) with `fetcher`, a
+    /// registered source ([`SourceKind`](crate::SourceKind)); a scheme already registered keeps
+    /// its first fetcher.
+    #[must_use]
+    pub fn with_source(
+        mut self,
+        schemes: &'static [&'static str],
+        fetcher: impl ModelFetcher + Send + Sync + 'static,
+    ) -> Self {
+        self.registered.push((schemes, Box::new(fetcher)));
+        self
+    }
+
     /// The fetcher for `mr`'s scheme, or the error that names what this build would need: the
     /// one place that dispatches by scheme.
     pub fn fetcher_for(&self, mr: &ModelRef) -> Result<&dyn ModelFetcher> {
@@ -145,6 +169,14 @@ impl AnyFetcher {
             ModelRef::Hf(_) => &self.hf,
             ModelRef::Oci(_) | ModelRef::Ollama(_) => &self.oci,
             ModelRef::S3(_) => &self.s3,
+            ModelRef::Other(other) => {
+                return self
+                    .registered
+                    .iter()
+                    .find(|(schemes, _)| schemes.contains(&other.scheme()))
+                    .map(|(_, fetcher)| &**fetcher as &dyn ModelFetcher)
+                    .ok_or_else(|| unsupported(mr));
+            }
         };
         match configured {
             Some(fetcher) => Ok(&**fetcher),
@@ -188,6 +220,13 @@ impl ModelFetcher for AnyFetcher {
 
     fn complete(&self, reference: &ModelRef) -> Option<ModelRef> {
         self.fetcher_for(reference).ok()?.complete(reference)
+    }
+
+    fn schemes(&self) -> Vec<&'static str> {
+        self.registered
+            .iter()
+            .flat_map(|(schemes, _)| schemes.iter().copied())
+            .collect()
     }
 
     fn accepts(&self, entry: &CatalogEntry) -> bool {

@@ -81,6 +81,9 @@ pub struct ProvisionerBuilder {
     refresh: bool,
     lock_timeout: Option<Duration>,
     mirrors: crate::mirror::Mirrors,
+    /// Kinds of source a library user registered, beside this crate's.
+    #[cfg(feature = "http")]
+    sources: Vec<Arc<dyn crate::register::SourceKind>>,
     settings: Settings,
 }
 
@@ -167,6 +170,8 @@ impl ProvisionerBuilder {
             refresh: false,
             lock_timeout: None,
             mirrors: crate::mirror::Mirrors::new(),
+            #[cfg(feature = "http")]
+            sources: Vec::new(),
             settings: Settings::default(),
         }
     }
@@ -320,6 +325,17 @@ impl ProvisionerBuilder {
     #[cfg(feature = "s3")]
     pub fn s3_env(mut self, env: crate::s3::Env) -> Self {
         self.s3_env = Some(Lookup(env));
+        self
+    }
+
+    /// Also fetches the references of `kind`'s schemes, with a source it makes from the
+    /// engine and the settings every source shares (see [`SourceKind`]). A scheme that a
+    /// built-in source or an earlier kind reads stays theirs.
+    ///
+    /// [`SourceKind`]: crate::SourceKind
+    #[cfg(feature = "http")]
+    pub fn source(mut self, kind: impl crate::register::SourceKind + 'static) -> Self {
+        self.sources.push(Arc::new(kind));
         self
     }
 
@@ -503,6 +519,20 @@ impl ProvisionerBuilder {
         }
         #[cfg(not(feature = "s3"))]
         let _ = self.s3;
+        #[cfg(feature = "http")]
+        {
+            let s = &self.settings;
+            let context = crate::register::SourceContext {
+                engine: &engine,
+                offline: s.offline,
+                include: s.include.as_deref().unwrap_or_default(),
+                exclude: s.exclude.as_deref().unwrap_or_default(),
+                parallel_files: s.parallel_files.unwrap_or(crate::request::PARALLEL_FILES),
+            };
+            for kind in crate::register::kinds(&self.sources) {
+                fetcher = fetcher.with_source(kind.schemes(), kind.build(&context)?);
+            }
+        }
         if !self.mirrors.is_empty() {
             let context = self.mirror_context(
                 #[cfg(feature = "oci")]

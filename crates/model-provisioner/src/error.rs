@@ -357,12 +357,38 @@ pub enum Error {
     /// A mirror rule does not parse.
     #[error(transparent)]
     MirrorRule(#[from] crate::mirror::ParseMirrorError),
+    /// A registered source's own failure ([`SourceKind`](crate::SourceKind)), in its words.
+    #[error("{message}")]
+    Source {
+        /// What kind of failure: whether a mirror is passed over for it, and how it is shown.
+        failure: SourceFailure,
+        /// What happened, naming what was looked for, where, and the endpoint.
+        message: String,
+        /// What the user can do about it.
+        hint: Option<String>,
+    },
     /// The id is not in the catalog.
     #[error("no model `{id}` in the catalog")]
     UnknownId {
         /// The id or reference given.
         id: String,
     },
+}
+
+/// What kind of failure a registered source reports ([`Error::Source`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SourceFailure {
+    /// No such model, file, bucket or repository.
+    NotFound,
+    /// The credentials were refused, or none were found where some are needed.
+    Denied,
+    /// The endpoint does not answer.
+    Unreachable,
+    /// The endpoint's certificate is not one this machine trusts.
+    Untrusted,
+    /// The endpoint answered something its protocol does not allow.
+    Protocol,
 }
 
 impl Error {
@@ -424,6 +450,7 @@ impl Error {
                 "push to a folder: end the destination with `/`, as in `s3://bucket/models/name/`".into(),
             ),
             Error::UnknownId { .. } => Some("`model-provisioner ls` lists the catalog".into()),
+            Error::Source { hint, .. } => hint.clone(),
             Error::LockTimeout { .. } => Some(
                 "the other process may still be downloading: run again later, or raise `--lock-timeout`".into(),
             ),

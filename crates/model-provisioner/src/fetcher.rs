@@ -8,7 +8,8 @@ use crate::request::{FetchRequest, Fetched};
 /// Gets the bytes of a model reference onto this machine.
 ///
 /// A fetcher that hashes must compare with `expected` *before* it publishes anything under
-/// the cache, with [`Error::check_digest`], which fails with [`Error::DigestMismatch`]. A
+/// the cache, with [`Error::check_digest`](crate::Error::check_digest), which fails with
+/// [`Error::DigestMismatch`](crate::Error::DigestMismatch). A
 /// model of several files is best made with an [`Assembly`](crate::Assembly), which does that.
 pub trait ModelFetcher {
     /// A short name recorded in provenance (`file`, `hf-native`, …).
@@ -36,6 +37,12 @@ pub trait ModelFetcher {
     fn accepts(&self, entry: &CatalogEntry) -> bool {
         let _ = entry;
         true
+    }
+
+    /// The schemes of registered sources it reads beside the built-in ones, so that their
+    /// references parse ([`ModelRef::parse_with`]).
+    fn schemes(&self) -> Vec<&'static str> {
+        Vec::new()
     }
 }
 

@@ -44,6 +44,8 @@ mod provisioner;
 mod publish;
 #[cfg(any(feature = "oci", feature = "s3"))]
 mod push;
+#[cfg(feature = "http")]
+mod register;
 mod request;
 #[cfg(feature = "s3")]
 pub mod s3;
@@ -60,7 +62,7 @@ pub use builder::{HfClient, ProvisionerBuilder};
 pub use catalog_core::{
     CatalogEntry, CatalogStore, Digest, DigestMismatch, FsCatalog, ModelRef, ResolvedModel,
 };
-pub use error::{Error, Result};
+pub use error::{Error, Result, SourceFailure};
 pub use fetcher::ModelFetcher;
 pub use file::FileFetcher;
 #[cfg(feature = "http")]
@@ -77,4 +79,6 @@ pub use mp_transfer::{DownloadConfig, RetryPolicy};
 pub use provisioner::{Ensured, ModelProvisioner, Verified};
 #[cfg(any(feature = "oci", feature = "s3"))]
 pub use publish::{Mirrored, Pushed};
+#[cfg(feature = "http")]
+pub use register::{SourceContext, SourceKind, registered_schemes};
 pub use request::{FetchRequest, Fetched, unsupported};

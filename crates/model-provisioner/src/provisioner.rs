@@ -141,13 +141,20 @@ impl<C: CatalogStore, F: ModelFetcher> ModelProvisioner<C, F> {
         &self.fetcher
     }
 
-    /// Parses `model_ref` and ensures it; see [`ensure_present`](Self::ensure_present).
+    /// Parses `text` as a reference: the built-in schemes, and those of the sources
+    /// registered with this provisioner's fetcher.
+    pub fn parse_ref(&self, text: &str) -> Result<ModelRef> {
+        Ok(ModelRef::parse_with(text, &self.fetcher.schemes())?)
+    }
+
+    /// Parses `model_ref` ([`parse_ref`](Self::parse_ref)) and ensures it; see
+    /// [`ensure_present`](Self::ensure_present).
     pub fn ensure_present_str(
         &self,
         model_ref: &str,
         expected_digest: Option<Digest>,
     ) -> Result<ResolvedModel> {
-        self.ensure_present(&model_ref.parse()?, expected_digest)
+        self.ensure_present(&self.parse_ref(model_ref)?, expected_digest)
     }
 
     /// Makes sure the model is on this machine and recorded as Active, and returns its id and

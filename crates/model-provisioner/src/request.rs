@@ -8,6 +8,9 @@ use catalog_core::{CacheLayout, CatalogEntry, Digest, Fingerprint, ModelRef, Pro
 use crate::error::Error;
 use mp_progress::Reporter;
 
+/// Files of one model fetched at once, unless a setting says otherwise (`--parallel-files`).
+pub(crate) const PARALLEL_FILES: usize = 4;
+
 /// What a fetcher is asked for.
 #[derive(Debug)]
 pub struct FetchRequest<'a> {
@@ -75,6 +78,16 @@ pub fn unsupported(reference: &ModelRef) -> Error {
             "local files need the file fetcher",
             "use `ModelProvisioner::file_only`",
         ),
+        ModelRef::Other(other) => {
+            return Error::Unsupported {
+                reference: reference.redacted(),
+                reason: format!(
+                    "no source of this provisioner reads `{}:` references",
+                    other.scheme()
+                ),
+                hint: "register one (`ProvisionerBuilder::source`), or download the model with a tool that speaks this protocol and pass its local path".to_owned(),
+            };
+        }
     };
     Error::Unsupported {
         reference: reference.redacted(),

@@ -165,9 +165,12 @@ http {{
         )
     }
 
-    /// Writes `bytes` as `name` in the served directory.
+    /// Writes `bytes` as `name` (`dir/file` makes `dir`) in the served directory.
     pub fn put(&self, name: &str, bytes: &[u8]) -> io::Result<PathBuf> {
         let path = self.root().join(name);
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent)?;
+        }
         fs::write(&path, bytes)?;
         Ok(path)
     }

@@ -21,12 +21,15 @@
 //! - Scheme names are case-insensitive and displayed lowercase; `hf://` is accepted for `hf:`.
 //! - A word of two or more characters followed by `:` is a scheme; unknown schemes are refused
 //!   (a local file whose name has such a colon is written `./name` or `file:name`).
+//! - A scheme that a source registered with a provisioner reads parses as [`ModelRef::Other`],
+//!   where the schemes are given ([`ModelRef::parse_with`]); `FromStr` knows the built-in ones.
 //!
 //! `Display` writes the normalised form, and parsing it gives back an equal value.
 //!
 //! # Where each rule lives
 //!
-//! One module per kind of reference (`file`, `hf`, `http`, `oci` with `ollama:`, `s3`) owns
+//! One module per kind of reference (`file`, `hf`, `http`, `oci` with `ollama:`, `s3`, and
+//! `other` for the registered schemes) owns
 //! its type, its parser, its normalised form and its id, and states its own rules in its docs.
 //! This module owns what they share: the [`ModelRef`] enum and [`Scheme`]; `FromStr`, the one
 //! place that splits off the scheme, refuses empty input and control characters, and sends
@@ -46,12 +49,14 @@ mod file;
 mod hf;
 mod http;
 mod oci;
+mod other;
 mod s3;
 
 pub use file::{FileRef, file_id};
 pub use hf::HfRef;
 pub use http::HttpRef;
 pub use oci::{OLLAMA_REGISTRY, OciRef, OciReference, OllamaRef};
+pub use other::OtherRef;
 pub use s3::S3Ref;
 
 /// The schemes a reference may use, for error messages.
@@ -72,6 +77,8 @@ pub enum ModelRef {
     Oci(OciRef),
     /// A model in Ollama's library.
     Ollama(OllamaRef),
+    /// A reference of a scheme that a registered source reads (see [`ModelRef::parse_with`]).
+    Other(OtherRef),
 }
 
 /// The kind of reference, by scheme.
@@ -89,6 +96,8 @@ pub enum Scheme {
     Oci,
     /// `ollama:`
     Ollama,
+    /// A scheme that a registered source reads.
+    Other,
 }
 
 impl fmt::Display for Scheme {
@@ -100,6 +109,7 @@ impl fmt::Display for Scheme {
             Scheme::S3 => "s3",
             Scheme::Oci => "oci",
             Scheme::Ollama => "ollama",
+            Scheme::Other => "other",
         })
     }
 }
@@ -114,6 +124,7 @@ impl ModelRef {
             ModelRef::S3(_) => Scheme::S3,
             ModelRef::Oci(_) => Scheme::Oci,
             ModelRef::Ollama(_) => Scheme::Ollama,
+            ModelRef::Other(_) => Scheme::Other,
         }
     }
 
@@ -122,6 +133,7 @@ impl ModelRef {
         match self {
             ModelRef::File(_) => None,
             ModelRef::Http(h) => Some(h.redacted()),
+            ModelRef::Other(o) => Some(o.redacted()),
             other => Some(other.to_string()),
         }
     }
@@ -132,6 +144,7 @@ impl ModelRef {
         match self {
             ModelRef::File(f) => file_id(&f.canonical_path()?),
             ModelRef::Http(h) => Ok(h.redacted()),
+            ModelRef::Other(o) => Ok(o.redacted()),
             other => Ok(other.to_string()),
         }
     }
@@ -140,6 +153,7 @@ impl ModelRef {
     pub fn redacted(&self) -> String {
         match self {
             ModelRef::Http(h) => h.redacted(),
+            ModelRef::Other(o) => o.redacted(),
             other => other.to_string(),
         }
     }
@@ -164,6 +178,7 @@ impl fmt::Display for ModelRef {
             ModelRef::S3(s) => s.write_normalised(f),
             ModelRef::Oci(o) => o.write_normalised(f),
             ModelRef::Ollama(o) => o.write_normalised(f),
+            ModelRef::Other(o) => o.write_normalised(f),
         }
     }
 }
@@ -227,10 +242,29 @@ impl FromStr for ModelRef {
     type Err = ParseRefError;
 
     fn from_str(input: &str) -> Result<Self, Self::Err> {
+        ModelRef::parse_with(input, &[])
+    }
+}
+
+impl ModelRef {
+    /// Parses `input` as [`FromStr`] does, and also accepts the `schemes` that sources
+    /// registered with a provisioner read (lowercase, without `:`), as [`ModelRef::Other`].
+    /// The built-in schemes keep their own rules; an unknown one is refused, naming the
+    /// schemes that would do.
+    ///
+    /// # Errors
+    ///
+    /// When `input` is no reference of a built-in scheme or of one of `schemes`.
+    pub fn parse_with(input: &str, schemes: &[&str]) -> Result<Self, ParseRefError> {
+        let supported = || {
+            schemes.iter().fold(SUPPORTED_SCHEMES.to_owned(), |all, s| {
+                format!("{all}, {s}:")
+            })
+        };
         let s = input.trim_matches(|c: char| c.is_ascii_whitespace());
         if s.is_empty() {
             return Err(ParseRefError::new(input, "the reference is empty").with_hint(
-                format!("a reference looks like `hf:org/repo/file.gguf` or `./model.gguf`; supported schemes: {SUPPORTED_SCHEMES}"),
+                format!("a reference looks like `hf:org/repo/file.gguf` or `./model.gguf`; supported schemes: {}", supported()),
             ));
         }
         if let Some(c) = s.chars().find(|c| c.is_control()) {
@@ -253,12 +287,16 @@ impl FromStr for ModelRef {
             "s3+http" | "s3+https" => s3::parse_endpoint(input, s).map(ModelRef::S3),
             "oci" => oci::parse(input, rest).map(ModelRef::Oci),
             "ollama" => oci::parse_ollama(input, rest).map(ModelRef::Ollama),
+            other if schemes.contains(&other) => {
+                other::parse(input, other, rest).map(ModelRef::Other)
+            }
             // `x://…` is surely a URL; only a bare `name:…` may be a file name with a colon.
             other if rest.starts_with("//") => Err(ParseRefError::new(
                 input,
                 format!(
-                    "unknown scheme `{}:`; supported: {SUPPORTED_SCHEMES}",
-                    printable(other)
+                    "unknown scheme `{}:`; supported: {}",
+                    printable(other),
+                    supported()
                 ),
             )
             .with_hint(
@@ -267,8 +305,9 @@ impl FromStr for ModelRef {
             other => Err(ParseRefError::new(
                 input,
                 format!(
-                    "unknown scheme `{}:`; supported: {SUPPORTED_SCHEMES}",
-                    printable(other)
+                    "unknown scheme `{}:`; supported: {}",
+                    printable(other),
+                    supported()
                 ),
             )
             .with_hint(format!(
@@ -402,6 +441,56 @@ mod tests {
             Some("hf:o/r@v/f")
         );
         assert_eq!(parse("./x").syntactic_id(), None);
+    }
+
+    #[test]
+    fn a_registered_scheme_parses_as_other_and_only_where_it_is_given() -> Result<(), ParseRefError>
+    {
+        let schemes = ["gs", "modelscope"];
+        let gs = ModelRef::parse_with("GS://bucket/dir/w.gguf", &schemes)?;
+        let ModelRef::Other(other) = &gs else {
+            panic!("{gs:?}")
+        };
+        assert_eq!(
+            (other.scheme(), other.rest()),
+            ("gs", "//bucket/dir/w.gguf")
+        );
+        assert_eq!(gs.to_string(), "gs://bucket/dir/w.gguf");
+        assert_eq!(gs.scheme(), Scheme::Other);
+        assert_eq!(ModelRef::parse_with(&gs.to_string(), &schemes)?, gs);
+        let ms = ModelRef::parse_with("modelscope:org/repo@v1:Q4_K_M", &schemes)?;
+        assert_eq!(
+            ms.syntactic_id().as_deref(),
+            Some("modelscope:org/repo@v1:Q4_K_M")
+        );
+        // The built-in schemes keep their rules; a plain parse knows no other scheme.
+        assert!(matches!(
+            ModelRef::parse_with("hf:o/r", &schemes)?,
+            ModelRef::Hf(_)
+        ));
+        let err = "gs://bucket/k".parse::<ModelRef>().unwrap_err();
+        assert!(err.reason().contains("unknown scheme `gs:`"), "{err}");
+        let err = ModelRef::parse_with("az://a/c/k", &schemes).unwrap_err();
+        assert!(err.reason().ends_with("ollama:, gs:, modelscope:"), "{err}");
+        Ok(())
+    }
+
+    #[test]
+    fn a_registered_reference_keeps_no_secret_in_its_id_and_refuses_an_empty_rest() {
+        let schemes = ["gs"];
+        let r = ModelRef::parse_with("gs://user:pw@bucket/k?token=t", &schemes).expect("parses");
+        assert_eq!(r.redacted(), "gs://***@bucket/k?…");
+        assert_eq!(r.canonical_id().expect("an id"), "gs://***@bucket/k?…");
+        for bad in ["gs:", "gs://", "gs:///"] {
+            let err = ModelRef::parse_with(bad, &schemes).unwrap_err();
+            assert!(
+                err.reason().contains("nothing follows `gs:`"),
+                "{bad}: {err}"
+            );
+        }
+        let err = OtherRef::new("gs", "//b/k\u{7}").unwrap_err();
+        assert!(err.reason().contains("control character"), "{err}");
+        assert!(!err.to_string().contains('\u{7}'), "{err}");
     }
 
     #[test]

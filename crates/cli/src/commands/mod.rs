@@ -134,7 +134,8 @@ fn url_of_endpoint(text: &str) -> Option<url::Url> {
 /// echo the input raw (control characters and URL credentials included); ours are escaped and
 /// redacted.
 fn parse_reference(text: &str) -> anyhow::Result<ModelRef> {
-    Ok(text.parse().map_err(|e: catalog_core::ParseRefError| {
+    let schemes = model_provisioner::registered_schemes();
+    Ok(ModelRef::parse_with(text, &schemes).map_err(|e| {
         UsageError(match e.hint() {
             Some(hint) => format!("{e}\nhint: {hint}"),
             None => e.to_string(),

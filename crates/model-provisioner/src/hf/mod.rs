@@ -64,7 +64,7 @@ impl Default for HfConfig {
             hub_cache: None,
             include: Vec::new(),
             exclude: Vec::new(),
-            parallel_files: 4,
+            parallel_files: crate::request::PARALLEL_FILES,
         }
     }
 }

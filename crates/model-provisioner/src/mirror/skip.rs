@@ -2,7 +2,7 @@
 //! model, does not answer, or refuses the credentials), and when its error stands (a mismatch,
 //! a protocol violation).
 
-use crate::error::Error;
+use crate::error::{Error, SourceFailure};
 #[cfg(feature = "http")]
 use mp_transfer::Error::Download;
 
@@ -38,6 +38,13 @@ pub(crate) fn skip_reason(error: &Error) -> Option<(&'static str, bool)> {
         #[cfg(feature = "s3")]
         Error::S3Credentials(_) => Some(("no credentials for the mirror", true)),
         Error::Unsupported { .. } => Some(("this build cannot read the mirror", true)),
+        Error::Source { failure, .. } => match failure {
+            SourceFailure::NotFound => Some(("the mirror does not have it", false)),
+            SourceFailure::Unreachable => Some(("the mirror does not answer", false)),
+            SourceFailure::Untrusted => Some(("the mirror's certificate is not trusted", true)),
+            SourceFailure::Denied => Some(("the mirror refused the credentials", true)),
+            _ => None,
+        },
         _ => None,
     }
 }

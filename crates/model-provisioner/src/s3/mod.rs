@@ -1,6 +1,6 @@
 //! [`S3Fetcher`]: `s3://` references, objects and folders in S3-compatible object stores.
 //!
-//! 1. Credentials come from the chain the AWS SDKs use ([`credentials`]), or none with
+//! 1. Credentials come from the chain the AWS SDKs use ([`mp_credentials::aws`]), or none with
 //!    `--no-sign-request`. Every request is signed afresh (a presigned URL, with `rusty-s3`), so
 //!    a long download's later ranges carry a fresh signature, and credentials that expire in
 //!    the middle of it are fetched again.
@@ -29,7 +29,7 @@
 //! | module | its one job |
 //! |---|---|
 //! | this one | [`S3Fetcher`] and [`S3Options`]: the fetch of an object or a folder |
-//! | [`credentials`] | the AWS configuration and credential chain |
+//! | [`mp_credentials::aws`] | the AWS configuration and credential chain |
 //! | `session` | one fetch's or push's credentials, signing, request loop and refusals |
 //! | `list` | a folder's objects, page after page, and its manifest held against them |
 //! | `place` | the objects as a listing for the [pipeline](crate::pipeline), each fetched by a presigned request |
@@ -75,7 +75,7 @@ impl Default for S3Options {
         S3Options {
             include: Vec::new(),
             exclude: Vec::new(),
-            parallel_files: 4,
+            parallel_files: crate::request::PARALLEL_FILES,
             offline: false,
         }
     }

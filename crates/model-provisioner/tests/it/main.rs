@@ -12,6 +12,8 @@ mod oci;
 mod publish;
 #[cfg(feature = "hf")]
 mod quant;
+#[cfg(feature = "http")]
+mod registered;
 #[cfg(feature = "s3")]
 mod s3;
 

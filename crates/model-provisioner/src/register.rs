@@ -1,0 +1,93 @@
+//! Sources registered by kind: how a source beyond the built-in ones joins a provisioner.
+//!
+//! A [`SourceKind`] names the schemes it reads and makes its [`Source`] from what every
+//! source shares ([`SourceContext`]: the engine and the settings laid over every source).
+//! References of those schemes parse as [`ModelRef::Other`] ([`ModelRef::parse_with`]), and
+//! [`AnyFetcher`](crate::AnyFetcher) hands them to the source, whose listing the pipeline
+//! places as any other. A source of this crate is its module and one line in [`BUILT_IN`]; a
+//! library user's is its type and one call of
+//! [`ProvisionerBuilder::source`](crate::ProvisionerBuilder::source).
+//!
+//! The built-in schemes (`file:`, `http(s)://`, `hf:`, `oci://`, `ollama:`, `s3://`) keep their
+//! typed references in `catalog-core`: their grammar and ids are part of the catalog's format.
+
+use std::sync::Arc;
+
+use catalog_core::{CatalogEntry, ModelRef};
+
+use crate::error::Result;
+use crate::pipeline::{Listing, Source};
+use crate::request::FetchRequest;
+use mp_transfer::Engine;
+
+/// A kind of source: the schemes it reads, and how one is made for a provisioner.
+pub trait SourceKind: Send + Sync + std::fmt::Debug {
+    /// The schemes it reads, lowercase, without `:` (`gs`, `modelscope`).
+    fn schemes(&self) -> &'static [&'static str];
+
+    /// The source, made from what every source shares. Configuration of its own (an endpoint,
+    /// credentials) it reads from the environment, as the built-in sources do.
+    ///
+    /// # Errors
+    ///
+    /// When its configuration is unusable.
+    fn build(&self, context: &SourceContext<'_>) -> Result<Box<dyn Source + Send + Sync>>;
+}
+
+/// What every source is made from.
+#[derive(Debug)]
+pub struct SourceContext<'a> {
+    /// The engine every network source shares: one runtime, one connection pool, one memory
+    /// budget.
+    pub engine: &'a Engine,
+    /// Make no network request: answer from what is on this machine, or fail.
+    pub offline: bool,
+    /// For a reference naming a set of files: only files matching one of these patterns.
+    pub include: &'a [String],
+    /// For a reference naming a set of files: no file matching one of these patterns.
+    pub exclude: &'a [String],
+    /// Files of one model placed at once.
+    pub parallel_files: usize,
+}
+
+/// The kinds of source this crate registers beside the built-in ones: a source of this crate
+/// is its module and its line here.
+pub(crate) static BUILT_IN: &[&dyn SourceKind] = &[];
+
+/// The schemes the sources this crate registers read, for parsing references before a provisioner
+/// is built (the command line's).
+pub fn registered_schemes() -> Vec<&'static str> {
+    BUILT_IN.iter().flat_map(|k| k.schemes()).copied().collect()
+}
+
+/// A source made by a kind, boxed: it resolves as the source it holds.
+impl Source for Box<dyn Source + Send + Sync> {
+    fn name(&self) -> &'static str {
+        (**self).name()
+    }
+
+    fn resolve<'s>(&'s self, req: &FetchRequest<'_>) -> Result<Listing<'s>> {
+        (**self).resolve(req)
+    }
+
+    fn complete(&self, reference: &ModelRef) -> Option<ModelRef> {
+        (**self).complete(reference)
+    }
+
+    fn accepts(&self, entry: &CatalogEntry) -> bool {
+        (**self).accepts(entry)
+    }
+
+    fn read_small(&self, location: &ModelRef, limit: usize) -> Result<Vec<u8>> {
+        (**self).read_small(location, limit)
+    }
+}
+
+/// The kinds registered with a builder: this crate's, then a library user's.
+pub(crate) fn kinds(added: &[Arc<dyn SourceKind>]) -> Vec<&dyn SourceKind> {
+    BUILT_IN
+        .iter()
+        .copied()
+        .chain(added.iter().map(|k| &**k))
+        .collect()
+}
