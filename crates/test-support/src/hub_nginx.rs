@@ -333,7 +333,7 @@ impl HubNginx {
 }
 
 /// Paths go into nginx's config unquoted: only names of `[A-Za-z0-9-_.]` between slashes.
-fn check_path(path: &str) {
+pub(crate) fn check_path(path: &str) {
     assert!(
         path.split('/').all(safe_name) && !path.starts_with(".git/"),
         "a repo file path here is `[A-Za-z0-9-_.]` names joined by `/`, not {path:?}"
@@ -394,7 +394,7 @@ fn sha256_file(path: &Path) -> (String, u64) {
 }
 
 /// 40 hex digits standing for a git id we do not compute (a commit, a tree).
-fn stand_in_oid(text: &str) -> String {
+pub(crate) fn stand_in_oid(text: &str) -> String {
     crate::sha256_hex(text.as_bytes())[..40].to_owned()
 }
 
@@ -482,9 +482,14 @@ fn git_blob_ids(paths: &[PathBuf]) -> Vec<String> {
 
 /// Every directory of the repo, `""` for the root, sorted.
 fn directories(repo: &HubRepo) -> Vec<String> {
+    directories_of(repo.files.iter().map(|f| f.path.as_str()))
+}
+
+/// Every directory holding the files at `paths`, `""` for the root, sorted.
+pub(crate) fn directories_of<'a>(paths: impl IntoIterator<Item = &'a str>) -> Vec<String> {
     let mut dirs = BTreeSet::from([String::new()]);
-    for f in &repo.files {
-        let mut p = f.path.as_str();
+    for path in paths {
+        let mut p = path;
         while let Some((parent, _)) = p.rsplit_once('/') {
             dirs.insert(parent.to_owned());
             p = parent;

@@ -9,6 +9,9 @@
 //! - [`Olah`]: olah, a Hugging Face mirror, serving local git repos ([`HfRepo`], built with
 //!   [`HfRepoBuilder`]) offline as Hugging Face model repos; [`Olah::hf`] runs the real `hf`
 //!   CLI against it.
+//! - [`ModelScopeNginx`]: nginx answering as ModelScope for repos given as file contents
+//!   ([`MsRepoSpec`]): file listings, downloads by `FilePath`, login and private repos behind
+//!   the session cookie; its access log is read as [`MsRequest`]s.
 //! - [`LyingProxy`]: a proxy in front of a real server (olah) that corrupts one byte of
 //!   chosen bodies while keeping their headers: a Hub whose bytes are not what it says.
 //! - [`Registry`]: Debian's `docker-registry` (distribution 2.8.2) storing in a temporary
@@ -61,6 +64,7 @@ mod http_client;
 mod hub_nginx;
 mod lying_proxy;
 pub mod model_files;
+mod modelscope_nginx;
 mod nginx;
 mod olah;
 mod process;
@@ -85,6 +89,7 @@ pub use hold_proxy::{HoldProxy, ProxiedHit};
 pub use holds::Hold;
 pub use hub_nginx::{HubFile, HubNginx, HubRepo, HubRequest};
 pub use lying_proxy::{LyingProxy, ProxiedRequest};
+pub use modelscope_nginx::{ModelScopeNginx, MsRepoSpec, MsRequest};
 pub use nginx::{LogLine, Nginx};
 pub use olah::{Olah, OlahRequest, hf_cli_path, olah_cli_path, venv_dir};
 pub use registry::{
