@@ -97,7 +97,7 @@ pub struct EnsureArgs {
     /// The model reference: a local path, `file:…`, `https://…`, `hf:org/repo[@rev][/file]`,
     /// `hf:org/repo[@rev]:QUANT` (the GGUF file(s) of one quantisation, e.g. `:Q4_K_M`, every
     /// part of a split file, and an `mmproj` file beside it), `oci://registry/repo[:tag|@sha256:…][/file]`,
-    /// `ollama:name[:tag]`.
+    /// `ollama:name[:tag]`, `s3://bucket/key[/]`, `modelscope:org/repo[@rev][/file][:QUANT]`.
     #[arg(value_name = "REF")]
     pub reference: String,
 

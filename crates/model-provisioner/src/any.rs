@@ -222,6 +222,13 @@ impl ModelFetcher for AnyFetcher {
         self.fetcher_for(reference).ok()?.complete(reference)
     }
 
+    fn check(&self, reference: &ModelRef) -> std::result::Result<(), catalog_core::ParseRefError> {
+        match self.fetcher_for(reference) {
+            Ok(fetcher) => fetcher.check(reference),
+            Err(_) => Ok(()),
+        }
+    }
+
     fn schemes(&self) -> Vec<&'static str> {
         self.registered
             .iter()

@@ -329,8 +329,9 @@ impl ProvisionerBuilder {
     }
 
     /// Also fetches the references of `kind`'s schemes, with a source it makes from the
-    /// engine and the settings every source shares (see [`SourceKind`]). A scheme that a
-    /// built-in source or an earlier kind reads stays theirs.
+    /// engine and the settings every source shares (see [`SourceKind`]). It comes before the
+    /// kinds this crate registers (one configured otherwise replaces this crate's); a scheme
+    /// that a built-in source or an earlier kind reads stays theirs.
     ///
     /// [`SourceKind`]: crate::SourceKind
     #[cfg(feature = "http")]
@@ -529,7 +530,7 @@ impl ProvisionerBuilder {
                 exclude: s.exclude.as_deref().unwrap_or_default(),
                 parallel_files: s.parallel_files.unwrap_or(crate::request::PARALLEL_FILES),
             };
-            for kind in crate::register::kinds(&self.sources) {
+            for kind in crate::registered::kinds(&self.sources) {
                 fetcher = fetcher.with_source(kind.schemes(), kind.build(&context)?);
             }
         }

@@ -44,6 +44,16 @@ pub trait ModelFetcher {
     fn schemes(&self) -> Vec<&'static str> {
         Vec::new()
     }
+
+    /// Refuses a reference of a registered scheme that its source cannot read.
+    ///
+    /// # Errors
+    ///
+    /// When what follows the scheme breaks the source's grammar.
+    fn check(&self, reference: &ModelRef) -> std::result::Result<(), catalog_core::ParseRefError> {
+        let _ = reference;
+        Ok(())
+    }
 }
 
 #[cfg(feature = "http")]
@@ -67,5 +77,12 @@ impl<S: crate::pipeline::Source> ModelFetcher for S {
 
     fn accepts(&self, entry: &CatalogEntry) -> bool {
         crate::pipeline::Source::accepts(self, entry)
+    }
+
+    fn check(&self, reference: &ModelRef) -> std::result::Result<(), catalog_core::ParseRefError> {
+        match reference {
+            ModelRef::Other(other) => crate::pipeline::Source::check(self, other),
+            _ => Ok(()),
+        }
     }
 }

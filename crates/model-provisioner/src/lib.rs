@@ -33,6 +33,8 @@ mod http;
 pub mod mirror;
 #[cfg(any(feature = "oci", feature = "s3"))]
 mod model_files;
+#[cfg(feature = "hf")]
+mod modelscope;
 #[cfg(feature = "oci")]
 pub mod oci;
 #[cfg(feature = "http")]
@@ -46,6 +48,8 @@ mod publish;
 mod push;
 #[cfg(feature = "http")]
 mod register;
+#[cfg(feature = "http")]
+mod registered;
 mod request;
 #[cfg(feature = "s3")]
 pub mod s3;
@@ -70,6 +74,8 @@ pub use http::HttpFetcher;
 pub use mirror::{MirrorRule, Mirrors};
 /// What a model is, read from its headers, and the structural check (the `model-info` crate).
 pub use model_info;
+#[cfg(feature = "hf")]
+pub use modelscope::ModelScopeKind;
 #[cfg(any(feature = "oci", feature = "s3"))]
 pub use mp_credentials::Secret;
 pub use mp_progress::{NoReporter, Progress, Reporter};
@@ -80,5 +86,7 @@ pub use provisioner::{Ensured, ModelProvisioner, Verified};
 #[cfg(any(feature = "oci", feature = "s3"))]
 pub use publish::{Mirrored, Pushed};
 #[cfg(feature = "http")]
-pub use register::{SourceContext, SourceKind, registered_schemes};
+pub use register::{SourceContext, SourceKind};
+#[cfg(feature = "http")]
+pub use registered::parse_ref;
 pub use request::{FetchRequest, Fetched, unsupported};

@@ -173,6 +173,20 @@ pub trait Source {
             hint: "name a bucket's object (`s3://…`)".to_owned(),
         })
     }
+
+    /// Refuses a reference of a registered scheme that it cannot read (see
+    /// [`SourceKind::check`](crate::SourceKind::check)).
+    ///
+    /// # Errors
+    ///
+    /// When what follows the scheme breaks the source's grammar.
+    fn check(
+        &self,
+        reference: &catalog_core::OtherRef,
+    ) -> std::result::Result<(), catalog_core::ParseRefError> {
+        let _ = reference;
+        Ok(())
+    }
 }
 
 /// Places every file of `listing` for `req` and publishes the model: see the

@@ -144,7 +144,9 @@ impl<C: CatalogStore, F: ModelFetcher> ModelProvisioner<C, F> {
     /// Parses `text` as a reference: the built-in schemes, and those of the sources
     /// registered with this provisioner's fetcher.
     pub fn parse_ref(&self, text: &str) -> Result<ModelRef> {
-        Ok(ModelRef::parse_with(text, &self.fetcher.schemes())?)
+        let reference = ModelRef::parse_with(text, &self.fetcher.schemes())?;
+        self.fetcher.check(&reference)?;
+        Ok(reference)
     }
 
     /// Parses `model_ref` ([`parse_ref`](Self::parse_ref)) and ensures it; see

@@ -4,16 +4,14 @@
 //! source shares ([`SourceContext`]: the engine and the settings laid over every source).
 //! References of those schemes parse as [`ModelRef::Other`] ([`ModelRef::parse_with`]), and
 //! [`AnyFetcher`](crate::AnyFetcher) hands them to the source, whose listing the pipeline
-//! places as any other. A source of this crate is its module and one line in [`BUILT_IN`]; a
-//! library user's is its type and one call of
+//! places as any other. A source of this crate is its module and one line in
+//! `registered.rs`; a library user's is its type and one call of
 //! [`ProvisionerBuilder::source`](crate::ProvisionerBuilder::source).
 //!
 //! The built-in schemes (`file:`, `http(s)://`, `hf:`, `oci://`, `ollama:`, `s3://`) keep their
 //! typed references in `catalog-core`: their grammar and ids are part of the catalog's format.
 
-use std::sync::Arc;
-
-use catalog_core::{CatalogEntry, ModelRef};
+use catalog_core::{CatalogEntry, ModelRef, OtherRef, ParseRefError};
 
 use crate::error::Result;
 use crate::pipeline::{Listing, Source};
@@ -32,6 +30,17 @@ pub trait SourceKind: Send + Sync + std::fmt::Debug {
     ///
     /// When its configuration is unusable.
     fn build(&self, context: &SourceContext<'_>) -> Result<Box<dyn Source + Send + Sync>>;
+
+    /// Refuses a reference of its schemes that it cannot read, as parsing refuses one of a
+    /// built-in scheme: before anything is built or asked (the command line's usage error).
+    ///
+    /// # Errors
+    ///
+    /// When what follows the scheme breaks the source's grammar.
+    fn check(&self, reference: &OtherRef) -> std::result::Result<(), ParseRefError> {
+        let _ = reference;
+        Ok(())
+    }
 }
 
 /// What every source is made from.
@@ -48,16 +57,6 @@ pub struct SourceContext<'a> {
     pub exclude: &'a [String],
     /// Files of one model placed at once.
     pub parallel_files: usize,
-}
-
-/// The kinds of source this crate registers beside the built-in ones: a source of this crate
-/// is its module and its line here.
-pub(crate) static BUILT_IN: &[&dyn SourceKind] = &[];
-
-/// The schemes the sources this crate registers read, for parsing references before a provisioner
-/// is built (the command line's).
-pub fn registered_schemes() -> Vec<&'static str> {
-    BUILT_IN.iter().flat_map(|k| k.schemes()).copied().collect()
 }
 
 /// A source made by a kind, boxed: it resolves as the source it holds.
@@ -81,13 +80,8 @@ impl Source for Box<dyn Source + Send + Sync> {
     fn read_small(&self, location: &ModelRef, limit: usize) -> Result<Vec<u8>> {
         (**self).read_small(location, limit)
     }
-}
 
-/// The kinds registered with a builder: this crate's, then a library user's.
-pub(crate) fn kinds(added: &[Arc<dyn SourceKind>]) -> Vec<&dyn SourceKind> {
-    BUILT_IN
-        .iter()
-        .copied()
-        .chain(added.iter().map(|k| &**k))
-        .collect()
+    fn check(&self, reference: &OtherRef) -> std::result::Result<(), ParseRefError> {
+        (**self).check(reference)
+    }
 }

@@ -193,7 +193,9 @@ pub struct ParseRefError {
 }
 
 impl ParseRefError {
-    fn new(input: &str, reason: impl Into<String>) -> Self {
+    /// `input` refused for `reason`: for the parsers of registered sources, which read what
+    /// follows their scheme. The input is shown escaped and without URL credentials.
+    pub fn new(input: &str, reason: impl Into<String>) -> Self {
         ParseRefError {
             input: printable(&scrub_secrets(input)),
             reason: reason.into(),
@@ -201,7 +203,9 @@ impl ParseRefError {
         }
     }
 
-    fn with_hint(mut self, hint: impl Into<String>) -> Self {
+    /// With what the user can do about it.
+    #[must_use]
+    pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
         self.hint = Some(hint.into());
         self
     }

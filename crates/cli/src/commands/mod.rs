@@ -134,8 +134,7 @@ fn url_of_endpoint(text: &str) -> Option<url::Url> {
 /// echo the input raw (control characters and URL credentials included); ours are escaped and
 /// redacted.
 fn parse_reference(text: &str) -> anyhow::Result<ModelRef> {
-    let schemes = model_provisioner::registered_schemes();
-    Ok(ModelRef::parse_with(text, &schemes).map_err(|e| {
+    Ok(model_provisioner::parse_ref(text).map_err(|e| {
         UsageError(match e.hint() {
             Some(hint) => format!("{e}\nhint: {hint}"),
             None => e.to_string(),

@@ -16,6 +16,7 @@ mod http;
 mod hub_nginx;
 mod mirror;
 mod model_info;
+mod modelscope;
 mod oci;
 mod push;
 mod quant;

@@ -6,6 +6,8 @@ mod hf;
 #[cfg(feature = "http")]
 mod http;
 mod model;
+#[cfg(feature = "hf")]
+mod modelscope;
 #[cfg(feature = "oci")]
 mod oci;
 #[cfg(all(feature = "oci", feature = "s3"))]

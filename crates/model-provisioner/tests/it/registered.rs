@@ -215,7 +215,7 @@ fn a_scheme_no_source_reads_is_refused_naming_the_schemes_that_would_do() -> Tes
         .source(shelf(&nginx, false)?)
         .build()?;
     let err = with.parse_ref("gs://bucket/k").unwrap_err();
-    assert!(err.to_string().ends_with("ollama:, shelf:"), "{err}");
+    assert!(err.to_string().contains("ollama:, shelf:"), "{err}");
     // A reference of a scheme that a provisioner reads, handed to one that does not.
     let reference = with.parse_ref("shelf:tiny")?;
     let err = without.ensure(&reference, None).unwrap_err();

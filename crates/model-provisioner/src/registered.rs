@@ -1,0 +1,45 @@
+//! The kinds of source this crate registers beside the built-in ones: a source of this crate
+//! is its module and its line in [`BUILT_IN`]. Above the sources, so that none of them names
+//! this list.
+
+use std::sync::Arc;
+
+use catalog_core::{ModelRef, ParseRefError};
+
+use crate::register::SourceKind;
+
+/// The kinds of source this crate registers beside the built-in ones: a source of this crate
+/// is its module and its line here.
+static BUILT_IN: &[&dyn SourceKind] = &[
+    #[cfg(feature = "hf")]
+    &crate::modelscope::ModelScopeKind::FROM_ENV,
+];
+
+/// Parses `text` as a reference of a built-in scheme or of a source this crate registers,
+/// checked by that source: for parsing before a provisioner is built (the command line's).
+///
+/// # Errors
+///
+/// When `text` is no reference of those schemes, or its source cannot read it.
+pub fn parse_ref(text: &str) -> std::result::Result<ModelRef, ParseRefError> {
+    let schemes: Vec<&str> = BUILT_IN.iter().flat_map(|k| k.schemes()).copied().collect();
+    let reference = ModelRef::parse_with(text, &schemes)?;
+    if let ModelRef::Other(other) = &reference
+        && let Some(kind) = BUILT_IN
+            .iter()
+            .find(|k| k.schemes().contains(&other.scheme()))
+    {
+        kind.check(other)?;
+    }
+    Ok(reference)
+}
+
+/// The kinds registered with a builder: a library user's first, so that one configured
+/// otherwise stands before this crate's of the same scheme, then this crate's.
+pub(crate) fn kinds(added: &[Arc<dyn SourceKind>]) -> Vec<&dyn SourceKind> {
+    added
+        .iter()
+        .map(|k| &**k)
+        .chain(BUILT_IN.iter().copied())
+        .collect()
+}
