@@ -25,13 +25,13 @@
 
 use std::sync::OnceLock;
 
-use catalog_core::{Digest, Hasher, HfRef, ModelRef, OtherRef, ParseRefError, SafeRelPath};
+use catalog_core::{Digest, HfRef, ModelRef, OtherRef, ParseRefError, SafeRelPath};
 use reqwest::StatusCode;
 use reqwest::header::{COOKIE, HeaderMap, HeaderValue};
 use serde::Deserialize;
 
 use crate::error::{Error, Result, SourceFailure};
-use crate::hf::{select_quant, selected};
+use crate::hf::{repo_entry_dir, select_quant, selected};
 use crate::pipeline::{ListedFile, Listing, Revision, Source, Stated};
 use crate::register::{SourceContext, SourceKind};
 use crate::request::FetchRequest;
@@ -255,20 +255,10 @@ impl ModelScope {
     /// The files of `hf` at `revision`, and the commit they are at.
     fn list(&self, hf: &HfRef, revision: &str) -> Result<(Vec<RemoteFile>, String)> {
         let repo = hf.repo_id();
-        let mut url = url::Url::parse(&format!(
-            "{}/api/v1/models/{repo}/repo/files",
-            self.endpoint
-        ))
-        .map_err(|e| {
-            failure(
-                SourceFailure::Protocol,
-                format!("`{}` makes no URL: {e}", self.endpoint),
-                "check `MODELSCOPE_DOMAIN`",
-            )
-        })?;
-        url.query_pairs_mut()
-            .append_pair("Revision", revision)
-            .append_pair("Recursive", "true");
+        let url = self.api_url(
+            &format!("models/{repo}/repo/files"),
+            &[("Revision", revision), ("Recursive", "true")],
+        )?;
         let headers = self.headers()?;
         let engine = self.engine.get()?;
         let (status, body) = engine.block_on(async {
@@ -367,48 +357,17 @@ impl ModelScope {
         }
     }
 
-    /// Where the model is published: one directory per commit and file filters.
-    fn dest(&self, req: &FetchRequest<'_>, hf: &HfRef, commit: &str) -> std::path::PathBuf {
-        let mut variant = Hasher::new();
-        variant.update(req.id.as_bytes());
-        for pattern in self
-            .include
-            .iter()
-            .chain([&"\0".to_owned()])
-            .chain(&self.exclude)
-        {
-            variant.update(b"\0");
-            variant.update(pattern.as_bytes());
-        }
-        let short = |s: &str, n: usize| s.chars().take(n).collect::<String>();
-        req.layout
-            .models_dir()
-            .join("modelscope")
-            .join(&hf.org)
-            .join(&hf.repo)
-            .join(format!(
-                "{}-{}",
-                short(commit, 12),
-                short(variant.finish().value(), 8)
-            ))
-    }
-
-    fn download_url(&self, hf: &HfRef, commit: &str, path: &str) -> Result<url::Url> {
-        let mut url = url::Url::parse(&format!(
-            "{}/api/v1/models/{}/repo",
-            self.endpoint,
-            hf.repo_id()
-        ))
-        .map_err(|e| {
-            failure(
-                SourceFailure::Protocol,
-                format!("`{}` makes no URL: {e}", self.endpoint),
-                "check `MODELSCOPE_DOMAIN`",
-            )
-        })?;
-        url.query_pairs_mut()
-            .append_pair("Revision", commit)
-            .append_pair("FilePath", path);
+    /// `<endpoint>/api/v1/<path>?<query>`, the query's values encoded.
+    fn api_url(&self, path: &str, query: &[(&str, &str)]) -> Result<url::Url> {
+        let mut url =
+            url::Url::parse(&format!("{}/api/v1/{path}", self.endpoint)).map_err(|e| {
+                failure(
+                    SourceFailure::Protocol,
+                    format!("`{}` makes no URL: {e}", self.endpoint),
+                    "check `MODELSCOPE_DOMAIN`",
+                )
+            })?;
+        url.query_pairs_mut().extend_pairs(query);
         Ok(url)
     }
 }
@@ -449,7 +408,10 @@ impl Source for ModelScope {
         let headers = self.headers()?;
         let mut files = Vec::with_capacity(names.len());
         for remote in listed.iter().filter(|f| names.contains(&f.path)) {
-            let url = self.download_url(&hf, &commit, &remote.path)?;
+            let url = self.api_url(
+                &format!("models/{}/repo", hf.repo_id()),
+                &[("Revision", &commit), ("FilePath", &remote.path)],
+            )?;
             let stated = match remote.sha256.as_deref().filter(|s| !s.is_empty()) {
                 Some(hex) => {
                     Stated::Sha256(format!("sha256:{hex}").parse::<Digest>().map_err(|e| {
@@ -479,7 +441,14 @@ impl Source for ModelScope {
         }
         Ok(Listing {
             label: format!("modelscope:{}", hf.repo_id()),
-            dest: self.dest(req, &hf, &commit),
+            dest: repo_entry_dir(
+                req.layout,
+                "modelscope",
+                &hf,
+                req.id,
+                &commit,
+                (&self.include, &self.exclude),
+            ),
             select: hf.path.as_deref().map(SafeRelPath::new).transpose()?,
             fetcher: "modelscope",
             fetcher_version: env!("CARGO_PKG_VERSION").to_owned(),

@@ -151,6 +151,20 @@ pub(crate) fn entry_dir_for(
     include: &[String],
     exclude: &[String],
 ) -> PathBuf {
+    repo_entry_dir(layout, "hf", hf, id, commit, (include, exclude))
+}
+
+/// Where an entry of a hub shaped like the Hub (`hf:`, `modelscope:`) goes:
+/// `models/<hub>/<org>/<repo>/<commit>-<variant>`, the variant a hash of the id and the file
+/// filters, so that two selections of one commit are two entries.
+pub(crate) fn repo_entry_dir(
+    layout: &CacheLayout,
+    hub: &str,
+    hf: &HfRef,
+    id: &str,
+    commit: &str,
+    (include, exclude): (&[String], &[String]),
+) -> PathBuf {
     let mut variant = Hasher::new();
     variant.update(id.as_bytes());
     for pattern in include
@@ -164,7 +178,7 @@ pub(crate) fn entry_dir_for(
     let short = |s: &str, n: usize| s.chars().take(n).collect::<String>();
     layout
         .models_dir()
-        .join("hf")
+        .join(hub)
         .join(&hf.org)
         .join(&hf.repo)
         .join(format!(

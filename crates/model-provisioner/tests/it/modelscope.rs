@@ -28,6 +28,22 @@ fn repos() -> (BTreeMap<String, Vec<u8>>, BTreeMap<String, Vec<u8>>) {
     (tiny, quants)
 }
 
+/// Both repositories, public.
+fn serve(tiny: &BTreeMap<String, Vec<u8>>, quants: &BTreeMap<String, Vec<u8>>) -> ModelScopeNginx {
+    ModelScopeNginx::start(&[
+        MsRepoSpec {
+            id: "org/tiny",
+            files: tiny,
+            private: false,
+        },
+        MsRepoSpec {
+            id: "org/quants",
+            files: quants,
+            private: false,
+        },
+    ])
+}
+
 fn provisioner(
     cache: &std::path::Path,
     kind: ModelScopeKind,
@@ -41,18 +57,7 @@ fn provisioner(
 #[test]
 fn a_repository_is_listed_placed_and_passes_on_the_sha256s_modelscope_states() -> TestResult {
     let (tiny, quants) = repos();
-    let ms = ModelScopeNginx::start(&[
-        MsRepoSpec {
-            id: "org/tiny",
-            files: &tiny,
-            private: false,
-        },
-        MsRepoSpec {
-            id: "org/quants",
-            files: &quants,
-            private: false,
-        },
-    ]);
+    let ms = serve(&tiny, &quants);
     let cache = tempfile::tempdir()?;
     let p = provisioner(cache.path(), ModelScopeKind::new(&ms.endpoint(), None))?;
 
@@ -91,18 +96,7 @@ fn a_repository_is_listed_placed_and_passes_on_the_sha256s_modelscope_states() -
 #[test]
 fn one_file_or_one_quantisation_is_all_that_is_fetched() -> TestResult {
     let (tiny, quants) = repos();
-    let ms = ModelScopeNginx::start(&[
-        MsRepoSpec {
-            id: "org/tiny",
-            files: &tiny,
-            private: false,
-        },
-        MsRepoSpec {
-            id: "org/quants",
-            files: &quants,
-            private: false,
-        },
-    ]);
+    let ms = serve(&tiny, &quants);
     let cache = tempfile::tempdir()?;
     let p = provisioner(cache.path(), ModelScopeKind::new(&ms.endpoint(), None))?;
 
