@@ -293,35 +293,67 @@ impl CacheLayout {
     /// Moves an assembled directory to `dest` (under `models/`), replacing what was there:
     /// the old directory is moved aside first and removed after, so `dest` is only ever
     /// missing between two renames.
+    ///
+    /// Writers that publish the same `dest` at once (ensures of one model without the
+    /// single-flight lock) all succeed, the last one's directory standing: a rename that
+    /// finds `dest` taken again (another writer published between this one's two renames)
+    /// moves that aside too and tries again. Every such retry follows another writer's
+    /// success, so the retries end.
     pub fn publish_dir(&self, staged: StagedDir, dest: &Path) -> Result<()> {
+        /// More than any number of writers a cache sees at once.
+        const ATTEMPTS: usize = 64;
         let parent = dest.parent().ok_or_else(|| Error::OutsideRoot {
             path: dest.to_owned(),
             root: self.root.clone(),
         })?;
         self.create_dir(parent)?;
         let dest = self.resolve_inside(dest)?;
-        let old = parent.join(format!(
-            ".{}.old-{}-{}",
-            dest.file_name().unwrap_or_default().to_string_lossy(),
-            std::process::id(),
-            NEXT_LINK.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-        ));
-        let had_old = match fs::rename(&dest, &old) {
-            Ok(()) => true,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => false,
-            Err(e) => return Err(Error::io("move aside", &dest, e)),
+        let aside = || {
+            parent.join(format!(
+                ".{}.old-{}-{}",
+                dest.file_name().unwrap_or_default().to_string_lossy(),
+                std::process::id(),
+                NEXT_LINK.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            ))
         };
         let from = staged.dir.keep();
-        if let Err(e) = fs::rename(&from, &dest) {
-            if had_old {
-                let _ = fs::rename(&old, &dest);
+        let mut moved = Vec::new();
+        let mut attempt = 0;
+        loop {
+            let old = aside();
+            match fs::rename(&dest, &old) {
+                Ok(()) => moved.push(old),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    let _ = fs::remove_dir_all(&from);
+                    return Err(Error::io("move aside", &dest, e));
+                }
             }
-            let _ = fs::remove_dir_all(&from);
-            return Err(Error::io("publish", &dest, e));
+            match fs::rename(&from, &dest) {
+                Ok(()) => break,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::DirectoryNotEmpty | io::ErrorKind::AlreadyExists
+                    ) && attempt + 1 < ATTEMPTS =>
+                {
+                    attempt += 1;
+                }
+                Err(e) => {
+                    if let Some(last) = moved.pop() {
+                        let _ = fs::rename(&last, &dest);
+                    }
+                    let _ = fs::remove_dir_all(&from);
+                    for old in &moved {
+                        let _ = fs::remove_dir_all(old);
+                    }
+                    return Err(Error::io("publish", &dest, e));
+                }
+            }
         }
         sync_dir(parent)?;
-        if had_old {
-            let _ = fs::remove_dir_all(&old);
+        for old in &moved {
+            let _ = fs::remove_dir_all(old);
         }
         Ok(())
     }
@@ -534,6 +566,47 @@ mod tests {
                 .count(),
             0
         );
+        Ok(())
+    }
+
+    #[test]
+    fn writers_publishing_one_directory_at_once_all_succeed_and_leave_one_whole_copy() -> Result<()>
+    {
+        let root = tempfile::tempdir().map_err(|e| Error::io("create", Path::new("tmp"), e))?;
+        let layout = CacheLayout::new(root.path())?;
+        let dest = layout.models_dir().join("http/host/model");
+        let barrier = std::sync::Barrier::new(8);
+        std::thread::scope(|s| {
+            let writers: Vec<_> = (0..8)
+                .map(|i| {
+                    let (layout, dest, barrier) = (&layout, &dest, &barrier);
+                    s.spawn(move || -> Result<()> {
+                        let staged = layout.stage_dir()?;
+                        for name in ["a.bin", "b.bin"] {
+                            let path = staged.path().join(name);
+                            fs::write(&path, format!("{name} {i}"))
+                                .map_err(|e| Error::io("write", &path, e))?;
+                        }
+                        barrier.wait();
+                        layout.publish_dir(staged, dest)
+                    })
+                })
+                .collect();
+            writers
+                .into_iter()
+                .try_for_each(|w| w.join().expect("a writer panicked"))
+        })?;
+        // One writer's whole directory stands: both files, from the same writer.
+        let a = fs::read_to_string(dest.join("a.bin")).map_err(|e| Error::io("read", &dest, e))?;
+        let b = fs::read_to_string(dest.join("b.bin")).map_err(|e| Error::io("read", &dest, e))?;
+        assert_eq!(a.split(' ').nth(1), b.split(' ').nth(1));
+        let parent = dest.parent().expect("a parent");
+        let left: Vec<_> = fs::read_dir(parent)
+            .map_err(|e| Error::io("list", parent, e))?
+            .map(|e| e.map(|e| e.file_name()))
+            .collect::<io::Result<_>>()
+            .map_err(|e| Error::io("list", parent, e))?;
+        assert_eq!(left, ["model"], "nothing moved aside is left");
         Ok(())
     }
 }
