@@ -37,6 +37,7 @@
 //!
 //! - [`model_files`]: GGUF and safetensors files built from their specifications, for tests
 //!   of what is read from a model's headers.
+//! - [`archives`]: tar archives as tar layers hold them, plain, gzip or zstd, and hostile ones.
 //!
 //! A missing nginx, olah, `hf`, git, git-lfs, docker-registry or s3s-fs is a test failure with
 //! instructions, never a silent skip (`bash scripts/install-test-deps.sh` installs them all).
@@ -53,6 +54,7 @@ use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+pub mod archives;
 mod aws_endpoints;
 mod canned;
 mod fault;

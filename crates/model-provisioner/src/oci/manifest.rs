@@ -2,13 +2,13 @@
 //!
 //! | format | recognised by | file names |
 //! |---|---|---|
-//! | CNCF `ModelPack` | `application/vnd.cncf.model.*` | `org.cncf.model.filepath`; `.tar` layers unpacked |
+//! | CNCF `ModelPack` | `application/vnd.cncf.model.*` | `org.cncf.model.filepath`; `.tar`, `.tar+gzip` and `.tar+zstd` layers unpacked |
 //! | Docker model | `application/vnd.docker.ai.*` | `org.cncf.model.filepath`, else `model.gguf`, `model-0000i-of-0000N.gguf`, `model.safetensors`, `mmproj.gguf`, `template.jinja`, `LICENSE`; `.tar` layers unpacked |
 //! | Ollama | `application/vnd.ollama.image.*` | `model.gguf`, `projector.gguf`, `adapter.gguf`, `template.txt`, `system.txt`, `params.json`, `messages.json`, `LICENSE` |
 //! | ORAS, generic | every layer has `org.opencontainers.image.title` | the title; a directory when `io.deis.oras.content.unpack` is `true` |
 //!
 //! A second file of the same kind gets `-2`, `-3`, … before its extension. Anything else is
-//! refused with an error that lists the media types.
+//! refused with an error that lists the media types. Tar layers are plain, gzip or zstd.
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -382,10 +382,11 @@ fn modelpack_place(names: &mut Names, layer: &Descriptor, media_type: &str) -> R
         return Ok(Some((place, weight)));
     }
     if media_type.ends_with("+zstd") {
+        // A zstd file that is no tar: its name would hold compressed bytes.
         return Err(Error::OciProtocol {
             registry: String::new(),
             reason: format!(
-                "layer `{}` is zstd-compressed (`{media_type}`), which this build does not unpack",
+                "layer `{}` is zstd-compressed (`{media_type}`) but not a tar archive, and only tar archives are decompressed",
                 layer.digest()
             ),
         });
@@ -414,6 +415,8 @@ fn tar_compression(media_type: &str) -> Option<Compression> {
         Some(Compression::None)
     } else if base.ends_with(".tar+gzip") || base.ends_with(".tar.gzip") {
         Some(Compression::Gzip)
+    } else if base.ends_with(".tar+zstd") || base.ends_with(".tar.zstd") {
+        Some(Compression::Zstd)
     } else {
         None
     }
@@ -613,6 +616,44 @@ mod tests {
             "a safetensors model is its directory"
         );
         Ok(())
+    }
+
+    #[test]
+    fn tar_layers_are_plain_gzip_or_zstd_and_a_zstd_file_that_is_no_tar_is_refused() {
+        for (media_type, compression) in [
+            (
+                "application/vnd.cncf.model.weight.v1.tar",
+                Some(Compression::None),
+            ),
+            (
+                "application/vnd.cncf.model.weight.v1.tar+gzip",
+                Some(Compression::Gzip),
+            ),
+            (
+                "application/vnd.cncf.model.weight.v1.tar+zstd",
+                Some(Compression::Zstd),
+            ),
+            (
+                "application/vnd.oci.image.layer.v1.tar+zstd; x=1",
+                Some(Compression::Zstd),
+            ),
+            ("application/vnd.cncf.model.weight.v1.raw", None),
+        ] {
+            assert_eq!(tar_compression(media_type), compression, "{media_type}");
+        }
+        let m = manifest(
+            "application/vnd.cncf.model.config.v1+json",
+            &[(
+                "application/vnd.cncf.model.weight.v1.raw+zstd",
+                D1,
+                &[(FILEPATH, "model.safetensors")],
+            )],
+        );
+        let err = layers(&m, "r").unwrap_err().to_string();
+        assert!(
+            err.contains(D1) && err.contains("not a tar archive"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -30,6 +30,7 @@ mod client;
 mod manifest;
 mod push;
 mod unpack;
+mod zstd;
 
 use std::sync::Arc;
 
