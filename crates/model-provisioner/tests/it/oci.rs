@@ -16,6 +16,8 @@ use test_support::{
     random_bytes as bytes,
 };
 
+mod modelkit;
+
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
 const FILEPATH: &str = "org.cncf.model.filepath";
