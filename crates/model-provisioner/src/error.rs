@@ -269,6 +269,25 @@ pub enum Error {
         /// The config's and layers' media types.
         media_types: Vec<String>,
     },
+    /// A `KitOps` `ModelKit` whose Kitfile and layers do not agree, so that its files have no
+    /// place.
+    #[error("`{reference}` is a ModelKit that cannot be laid out: {reason}")]
+    OciModelKit {
+        /// The reference.
+        reference: String,
+        /// What is wrong, naming the layer or the Kitfile's section.
+        reason: String,
+    },
+    /// A `KitOps` `ModelKit` whose model is another `ModelKit`, named in its Kitfile.
+    #[error(
+        "`{reference}` is a ModelKit whose model is in another ModelKit, `{model}`, which is not fetched with it"
+    )]
+    OciModelKitParent {
+        /// The reference.
+        reference: String,
+        /// The other `ModelKit`, as the Kitfile names it.
+        model: String,
+    },
     /// An image index with no manifest for this platform.
     #[error("`{reference}` has no manifest for {wanted}; it has: {}", available.join(", "))]
     OciNoPlatform {
@@ -475,8 +494,11 @@ impl Error {
             )),
             Error::OciPushTarget { .. } => Some("push to a tag: `oci://registry/repository:tag`".into()),
             Error::OciUnknownFormat { .. } => Some(
-                "model-provisioner lays out ModelPack, Docker model, Ollama and ORAS artifacts (files named by `org.opencontainers.image.title`)".into(),
+                "model-provisioner lays out ModelPack, Docker model, Ollama, KitOps ModelKit and ORAS artifacts (files named by `org.opencontainers.image.title`)".into(),
             ),
+            Error::OciModelKitParent { model, .. } => Some(format!(
+                "ensure that ModelKit for the model itself: `oci://{model}`"
+            )),
             Error::OciNoPlatform { .. } => Some("name the manifest you want by its digest: `oci://registry/repo@sha256:…`".into()),
             Error::Offline { .. } => Some("drop `--offline` to fetch it".into()),
             Error::MirrorMismatch { .. } => Some(

@@ -37,6 +37,9 @@
 //!
 //! - [`model_files`]: GGUF and safetensors files built from their specifications, for tests
 //!   of what is read from a model's headers.
+//! - [`archives`]: tar archives as tar layers hold them, plain, gzip or zstd, and hostile ones.
+//! - [`modelkit`]: `KitOps` `ModelKit`s as `kit pack` builds them (the Kitfile as the config,
+//!   one tar layer per section), to push as an [`Artifact`].
 //!
 //! A missing nginx, olah, `hf`, git, git-lfs, docker-registry or s3s-fs is a test failure with
 //! instructions, never a silent skip (`bash scripts/install-test-deps.sh` installs them all).
@@ -53,6 +56,7 @@ use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+pub mod archives;
 mod aws_endpoints;
 mod canned;
 mod fault;
@@ -64,6 +68,7 @@ mod http_client;
 mod hub_nginx;
 mod lying_proxy;
 pub mod model_files;
+pub mod modelkit;
 mod modelscope_nginx;
 mod nginx;
 mod olah;

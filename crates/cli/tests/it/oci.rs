@@ -4,6 +4,8 @@
 use std::process::Stdio;
 use std::time::Duration;
 
+use test_support::archives::{Packing, hostile_tar};
+use test_support::modelkit::{Kind, ModelKit};
 use test_support::{
     Artifact, FrontAuth, FrontOptions, Hold, OCI_MANIFEST, Registry, RegistryFront, poll,
     random_bytes,
@@ -252,5 +254,118 @@ fn ollama_references_go_to_the_registry_the_flag_names() -> TestResult {
     ])?;
     assert_eq!(str_field(&out, "id"), "ollama:library/qwen:0.5b");
     assert!(str_field(&out, "local_path").ends_with("/model.gguf"));
+    Ok(())
+}
+
+#[test]
+fn ensure_json_lays_out_a_kitops_modelkit_and_hands_out_its_gguf() -> TestResult {
+    let registry = Registry::start()?;
+    let gguf = test_support::model_files::tiny_llama().bytes();
+    let pushed = ModelKit::new("tiny")
+        .section(
+            Kind::Model,
+            "models/tiny.gguf",
+            &[("models/tiny.gguf", &gguf)],
+            Packing::Zstd,
+        )
+        .section(
+            Kind::Code,
+            "src",
+            &[("src/serve.py", b"serve()"), ("src/lib/util.py", b"util")],
+            Packing::Gzip,
+        )
+        .section(
+            Kind::Docs,
+            "README.md",
+            &[("README.md", b"# tiny")],
+            Packing::Tar,
+        )
+        .artifact()
+        .push(&registry, "kits/tiny", "v1")?;
+    let fx = Fixture::new()?;
+    let reference = format!("oci://{}/kits/tiny:v1", registry.host());
+    let out = fx.json(["ensure", &reference, "--json"])?;
+    assert_eq!(str_field(&out, "id"), reference);
+    assert_eq!(str_field(&out, "verification"), "pass");
+    assert_eq!(out["model_info"]["format"], "gguf", "{out:#}");
+    let model = std::path::PathBuf::from(str_field(&out, "local_path"));
+    assert!(model.ends_with("models/tiny.gguf"), "{}", model.display());
+    assert_eq!(std::fs::read(&model)?, gguf);
+    // The code and the docs lie beside it, where the Kitfile puts them.
+    let dir = model
+        .parent()
+        .and_then(|m| m.parent())
+        .ok_or("no model directory")?;
+    assert!(dir.ends_with(pushed.manifest_digest.trim_start_matches("sha256:")));
+    assert_eq!(std::fs::read(dir.join("src/lib/util.py"))?, b"util");
+    assert_eq!(std::fs::read(dir.join("README.md"))?, b"# tiny");
+
+    let show = fx.run(["show", &reference]);
+    assert_code(&show, 0);
+    let text = stdout(&show);
+    assert!(
+        text.contains("application/vnd.kitops.modelkit.code.v1.tar+gzip"),
+        "{text}"
+    );
+    let verify = fx.run(["verify", &reference]);
+    assert_code(&verify, 0);
+    Ok(())
+}
+
+#[test]
+fn a_modelkit_with_a_hostile_zstd_layer_or_a_wrong_kitfile_fails_with_a_reason() -> TestResult {
+    let registry = Registry::start()?;
+    ModelKit::new("hostile")
+        .section(
+            Kind::Model,
+            "model.gguf",
+            &[("model.gguf", b"GGUF")],
+            Packing::Tar,
+        )
+        .section_tar(
+            Kind::Docs,
+            "docs",
+            hostile_tar("../../escape", b"evil"),
+            Packing::Zstd,
+        )
+        .artifact()
+        .push(&registry, "kits/hostile", "v1")?;
+    let kit = ModelKit::new("wrong").section(
+        Kind::Model,
+        "model.gguf",
+        &[("model.gguf", b"GGUF")],
+        Packing::Tar,
+    );
+    let mut kitfile = kit.kitfile();
+    kitfile["docs"] = serde_json::json!([{"path": "README.md"}]);
+    kit.artifact_with(&kitfile)
+        .push(&registry, "kits/wrong", "v1")?;
+    let fx = Fixture::new()?;
+
+    let out = fx.run([
+        "ensure",
+        &format!("oci://{}/kits/hostile:v1", registry.host()),
+    ]);
+    assert_failure(&out, 1, &["refusing layer", "`../../escape`", "`..`"]);
+    assert!(
+        hints(&out)
+            .iter()
+            .any(|h| h.contains("nothing from it was published")),
+        "{}",
+        stderr(&out)
+    );
+    let out = fx.run([
+        "ensure",
+        &format!("oci://{}/kits/wrong:v1", registry.host()),
+    ]);
+    assert_failure(
+        &out,
+        1,
+        &[
+            "is a ModelKit that cannot be laid out",
+            "`docs[0]` (`README.md`) has no layer",
+        ],
+    );
+    assert!(test_support::paths_under(&fx.cache().join("models")).is_empty());
     Ok(())
 }

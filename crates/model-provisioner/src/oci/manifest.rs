@@ -2,19 +2,21 @@
 //!
 //! | format | recognised by | file names |
 //! |---|---|---|
-//! | CNCF `ModelPack` | `application/vnd.cncf.model.*` | `org.cncf.model.filepath`; `.tar` layers unpacked |
+//! | CNCF `ModelPack` | `application/vnd.cncf.model.*` | `org.cncf.model.filepath`; `.tar`, `.tar+gzip` and `.tar+zstd` layers unpacked |
 //! | Docker model | `application/vnd.docker.ai.*` | `org.cncf.model.filepath`, else `model.gguf`, `model-0000i-of-0000N.gguf`, `model.safetensors`, `mmproj.gguf`, `template.jinja`, `LICENSE`; `.tar` layers unpacked |
 //! | Ollama | `application/vnd.ollama.image.*` | `model.gguf`, `projector.gguf`, `adapter.gguf`, `template.txt`, `system.txt`, `params.json`, `messages.json`, `LICENSE` |
+//! | `KitOps` `ModelKit` | `application/vnd.kitops.modelkit.*` (its config is the Kitfile) | every layer a tar of one Kitfile section (model, model parts, code, datasets, docs), unpacked where the Kitfile puts it ([`super::modelkit`]); `.tar`, `.tar+gzip` and `.tar+zstd` |
 //! | ORAS, generic | every layer has `org.opencontainers.image.title` | the title; a directory when `io.deis.oras.content.unpack` is `true` |
 //!
 //! A second file of the same kind gets `-2`, `-3`, … before its extension. Anything else is
-//! refused with an error that lists the media types.
+//! refused with an error that lists the media types. Tar layers are plain, gzip or zstd.
 
 use std::collections::{BTreeSet, HashMap};
 
 use catalog_core::{Digest, SafeRelPath};
 use oci_spec::image::{Descriptor, ImageIndex, ImageManifest};
 
+use super::modelkit::{self, Kitfile, Pairing};
 use super::unpack::Compression;
 use crate::error::{Error, Result};
 
@@ -129,6 +131,7 @@ pub(crate) enum Format {
     ModelPack,
     Docker,
     Ollama,
+    ModelKit,
     Generic,
 }
 
@@ -139,21 +142,38 @@ impl Format {
             Format::ModelPack => "modelpack",
             Format::Docker => "docker-model",
             Format::Ollama => "ollama",
+            Format::ModelKit => "modelkit",
             Format::Generic => "oras",
         }
     }
 }
 
-/// The layers of `manifest` and where each goes. `reference` is named in errors.
-pub(crate) fn layers(manifest: &ImageManifest, reference: &str) -> Result<(Format, Vec<Layer>)> {
-    let types: Vec<String> = manifest
+/// The format of `manifest`, if it is one we lay out.
+pub(crate) fn format_of(manifest: &ImageManifest) -> Option<Format> {
+    recognise(manifest, &media_types(manifest))
+}
+
+fn media_types(manifest: &ImageManifest) -> Vec<String> {
+    manifest
         .layers()
         .iter()
         .map(|l| l.media_type().to_string())
-        .collect();
+        .collect()
+}
+
+/// The layers of `manifest` and where each goes: a `ModelKit`'s where `kitfile` (its config)
+/// says. `reference` is named in errors.
+pub(crate) fn layers(
+    manifest: &ImageManifest,
+    kitfile: Option<&Kitfile>,
+    reference: &str,
+) -> Result<(Format, Vec<Layer>)> {
+    let types = media_types(manifest);
     let unknown = || unknown_format(manifest, reference);
     let format = recognise(manifest, &types).ok_or_else(unknown)?;
     let mut namer = Namer::new(&types);
+    let no_kitfile = Kitfile::default();
+    let mut kit = Pairing::new(kitfile.unwrap_or(&no_kitfile), reference);
     let mut out = Vec::new();
     for layer in manifest.layers() {
         let media_type = layer.media_type().to_string();
@@ -162,6 +182,7 @@ pub(crate) fn layers(manifest: &ImageManifest, reference: &str) -> Result<(Forma
             Format::Generic => generic_place(&mut namer.names, layer, &media_type)?,
             Format::Ollama => ollama_place(&mut namer.names, &media_type)?,
             Format::Docker => namer.docker_place(layer, &media_type)?,
+            Format::ModelKit => kit.place(layer, &media_type)?,
         }
         .ok_or_else(unknown)?;
         out.push(Layer {
@@ -174,6 +195,9 @@ pub(crate) fn layers(manifest: &ImageManifest, reference: &str) -> Result<(Forma
     }
     if out.is_empty() {
         return Err(unknown());
+    }
+    if format == Format::ModelKit {
+        kit.finish()?;
     }
     Ok((format, out))
 }
@@ -197,6 +221,8 @@ fn recognise(manifest: &ImageManifest, types: &[String]) -> Option<Format> {
         Some(Format::Docker)
     } else if any("application/vnd.ollama.image.") {
         Some(Format::Ollama)
+    } else if any(modelkit::PREFIX) {
+        Some(Format::ModelKit)
     } else if !types.is_empty()
         && manifest
             .layers()
@@ -221,7 +247,7 @@ fn unknown_format(manifest: &ImageManifest, reference: &str) -> Error {
 
 /// Where a layer goes and whether it holds weights; `None` when the format has no place for
 /// it (the artifact is then refused as unknown).
-type Placed = Option<(Place, bool)>;
+pub(crate) type Placed = Option<(Place, bool)>;
 
 /// ORAS and generic artifacts: the title names the file, or the directory a tar unpacks to.
 fn generic_place(names: &mut Names, layer: &Descriptor, media_type: &str) -> Result<Placed> {
@@ -382,10 +408,11 @@ fn modelpack_place(names: &mut Names, layer: &Descriptor, media_type: &str) -> R
         return Ok(Some((place, weight)));
     }
     if media_type.ends_with("+zstd") {
+        // A zstd file that is no tar: its name would hold compressed bytes.
         return Err(Error::OciProtocol {
             registry: String::new(),
             reason: format!(
-                "layer `{}` is zstd-compressed (`{media_type}`), which this build does not unpack",
+                "layer `{}` is zstd-compressed (`{media_type}`) but not a tar archive, and only tar archives are decompressed",
                 layer.digest()
             ),
         });
@@ -414,6 +441,8 @@ fn tar_compression(media_type: &str) -> Option<Compression> {
         Some(Compression::None)
     } else if base.ends_with(".tar+gzip") || base.ends_with(".tar.gzip") {
         Some(Compression::Gzip)
+    } else if base.ends_with(".tar+zstd") || base.ends_with(".tar.zstd") {
+        Some(Compression::Zstd)
     } else {
         None
     }
@@ -558,7 +587,7 @@ mod tests {
                 ("application/vnd.ollama.image.params", D3, &[]),
             ],
         );
-        let (format, layers) = layers(&m, "r")?;
+        let (format, layers) = layers(&m, None, "r")?;
         assert_eq!(format, Format::Ollama);
         assert_eq!(
             paths(&layers),
@@ -601,7 +630,7 @@ mod tests {
                 ),
             ],
         );
-        let (format, layers) = layers(&m, "r")?;
+        let (format, layers) = layers(&m, None, "r")?;
         assert_eq!(format, Format::ModelPack);
         assert_eq!(
             paths(&layers),
@@ -616,6 +645,44 @@ mod tests {
     }
 
     #[test]
+    fn tar_layers_are_plain_gzip_or_zstd_and_a_zstd_file_that_is_no_tar_is_refused() {
+        for (media_type, compression) in [
+            (
+                "application/vnd.cncf.model.weight.v1.tar",
+                Some(Compression::None),
+            ),
+            (
+                "application/vnd.cncf.model.weight.v1.tar+gzip",
+                Some(Compression::Gzip),
+            ),
+            (
+                "application/vnd.cncf.model.weight.v1.tar+zstd",
+                Some(Compression::Zstd),
+            ),
+            (
+                "application/vnd.oci.image.layer.v1.tar+zstd; x=1",
+                Some(Compression::Zstd),
+            ),
+            ("application/vnd.cncf.model.weight.v1.raw", None),
+        ] {
+            assert_eq!(tar_compression(media_type), compression, "{media_type}");
+        }
+        let m = manifest(
+            "application/vnd.cncf.model.config.v1+json",
+            &[(
+                "application/vnd.cncf.model.weight.v1.raw+zstd",
+                D1,
+                &[(FILEPATH, "model.safetensors")],
+            )],
+        );
+        let err = layers(&m, None, "r").unwrap_err().to_string();
+        assert!(
+            err.contains(D1) && err.contains("not a tar archive"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn docker_models_follow_the_documented_naming() -> Result<()> {
         let m = manifest(
             "application/vnd.docker.ai.model.config.v0.1+json",
@@ -626,7 +693,7 @@ mod tests {
                 ("application/vnd.docker.ai.chat.template.jinja", D3, &[]),
             ],
         );
-        let (format, layers) = layers(&m, "r")?;
+        let (format, layers) = layers(&m, None, "r")?;
         assert_eq!(format, Format::Docker);
         assert_eq!(
             paths(&layers),
@@ -651,7 +718,7 @@ mod tests {
             "application/vnd.oci.empty.v1+json",
             &[("application/octet-stream", D1, &[(TITLE, "tiny.gguf")])],
         );
-        let (format, layers) = layers(&m, "r")?;
+        let (format, layers) = layers(&m, None, "r")?;
         assert_eq!(
             (format, paths(&layers)),
             (Format::Generic, vec!["tiny.gguf".to_owned()])
@@ -661,7 +728,7 @@ mod tests {
             "application/vnd.oci.image.config.v1+json",
             &[("application/vnd.oci.image.layer.v1.tar+gzip", D1, &[])],
         );
-        let err = super::layers(&m, "oci://r/x:latest").unwrap_err();
+        let err = super::layers(&m, None, "oci://r/x:latest").unwrap_err();
         assert!(
             err.to_string()
                 .contains("application/vnd.oci.image.layer.v1.tar+gzip"),
@@ -678,7 +745,7 @@ mod tests {
                 &[("application/octet-stream", D1, &[(TITLE, name)])],
             );
             assert!(
-                matches!(layers(&m, "r"), Err(Error::HostileName { .. })),
+                matches!(layers(&m, None, "r"), Err(Error::HostileName { .. })),
                 "{name}"
             );
         }
@@ -690,7 +757,7 @@ mod tests {
             ],
         );
         assert!(
-            layers(&m, "r")
+            layers(&m, None, "r")
                 .unwrap_err()
                 .to_string()
                 .contains("same file")

@@ -8,7 +8,9 @@
 //!    registry's `Docker-Content-Digest`. An index gives the manifest for this platform (or
 //!    its only one), fetched by digest and checked the same way.
 //! 3. The layers are recognised by media type ([`manifest`] lists the formats and how their
-//!    files are named); one that we do not recognise fails with its media types.
+//!    files are named); one that we do not recognise fails with its media types. A `KitOps`
+//!    `ModelKit`'s config, its Kitfile, is read too (checked against its digest): it says
+//!    where each layer goes ([`modelkit`]).
 //! 4. The layers are the model's files: a [listing](crate::pipeline::Listing) of the blobs,
 //!    each with its size, its sha256 and media type from the manifest, handed to the
 //!    [pipeline](crate::pipeline). A blob comes from the content-addressed store if one with
@@ -28,8 +30,10 @@
 
 mod client;
 mod manifest;
+mod modelkit;
 mod push;
 mod unpack;
+mod zstd;
 
 use std::sync::Arc;
 
@@ -37,7 +41,7 @@ use catalog_core::{Digest, ModelRef, OLLAMA_REGISTRY, OciRef, OciReference, Safe
 use oci_spec::image::ImageManifest;
 
 use self::client::{Access, RawManifest, Repository};
-use self::manifest::{Layer, Parsed, Place};
+use self::manifest::{Format, Layer, Parsed, Place};
 pub use self::push::PushReport;
 use crate::error::{Error, Result};
 use crate::pipeline::{Claim, ListedFile, Listing, Revision, Source, Stated, Unpack};
@@ -169,7 +173,16 @@ impl OciFetcher {
         let resolved = engine.block_on(resolve(&repo, engine.client(), oci, req.id))?;
         let claim =
             engine.block_on(claim_of(&repo, engine.client(), &resolved.manifest, req.id))?;
-        let (format, mut layers) = manifest::layers(&resolved.manifest, req.id)?;
+        let kitfile = match manifest::format_of(&resolved.manifest) {
+            Some(Format::ModelKit) => Some(engine.block_on(modelkit::fetch_kitfile(
+                &repo,
+                engine.client(),
+                &resolved.manifest,
+                req.id,
+            ))?),
+            _ => None,
+        };
+        let (format, mut layers) = manifest::layers(&resolved.manifest, kitfile.as_ref(), req.id)?;
         tracing::debug!(
             format = format.name(),
             manifest = %resolved.digest,
@@ -182,7 +195,10 @@ impl OciFetcher {
                 narrow_to(&mut layers, &path, &repo, oci)?;
                 Some(path)
             }
-            None => manifest::single_weight(format, &layers),
+            None => match &kitfile {
+                Some(kitfile) => kitfile.single_gguf(),
+                None => manifest::single_weight(format, &layers),
+            },
         };
         let files = layers
             .into_iter()

@@ -8,6 +8,9 @@
 //!     dev, fifo, `..`, `/abs`, …          refused: the whole layer fails
 //! ```
 //!
+//! A layer is a plain tar, or one compressed with gzip or zstd; the rules below are the same for
+//! all three, applied to the archive as it is decompressed.
+//!
 //! Nothing is extracted by the `tar` crate itself: every regular file is copied through
 //! [`CacheLayout::stage`](catalog_core::CacheLayout::stage), so it is hashed on the way and
 //! lands in the store, and the assembly records its digest like any other file. Links are
@@ -26,6 +29,7 @@ use catalog_core::{Digest, HASH_BUF_SIZE, SafeRelPath};
 use flate2::read::MultiGzDecoder;
 use tar::{Archive, Entry, EntryType};
 
+use super::zstd::ZstdDecoder;
 use crate::assemble::Assembly;
 use crate::error::{Error, Result, printable};
 use crate::pipeline::Unpack;
@@ -37,6 +41,8 @@ pub(crate) enum Compression {
     None,
     /// A gzip-compressed tar archive (`…tar+gzip`).
     Gzip,
+    /// A zstd-compressed tar archive (`…tar+zstd`).
+    Zstd,
 }
 
 /// Unpacks the verified tar archive at `archive` into `assembly`, under `base` (`None` for the
@@ -68,6 +74,7 @@ pub(crate) fn unpack_tar(
     match compression {
         Compression::None => unpacker.run(BufReader::new(file))?,
         Compression::Gzip => unpacker.run(MultiGzDecoder::new(BufReader::new(file)))?,
+        Compression::Zstd => unpacker.run(ZstdDecoder::new(BufReader::new(file)))?,
     }
     let mut paths = unpacker
         .files
@@ -478,6 +485,21 @@ mod tests {
         gz.finish()
     }
 
+    fn zstd(bytes: &[u8]) -> Vec<u8> {
+        ruzstd::encoding::compress_to_vec(bytes, ruzstd::encoding::CompressionLevel::Fastest)
+    }
+
+    const COMPRESSIONS: [Compression; 3] =
+        [Compression::None, Compression::Gzip, Compression::Zstd];
+
+    fn compress(archive: &[u8], compression: Compression) -> io::Result<Vec<u8>> {
+        match compression {
+            Compression::None => Ok(archive.to_vec()),
+            Compression::Gzip => gzip(archive),
+            Compression::Zstd => Ok(zstd(archive)),
+        }
+    }
+
     /// A fresh cache at `<dir>/cache`, so that anything written beside it is a stray.
     fn cache() -> std::result::Result<(tempfile::TempDir, CacheLayout), Box<dyn std::error::Error>>
     {
@@ -654,6 +676,7 @@ mod tests {
             for (compression, archive) in [
                 (Compression::None, archive.clone()),
                 (Compression::Gzip, gzip(&archive)?),
+                (Compression::Zstd, zstd(&archive)),
             ] {
                 let what = format!("{what} ({compression:?})");
                 unpack(
@@ -865,10 +888,14 @@ mod tests {
                 "ok/pax",
             ),
         ];
-        for &(what, entries, base, entry) in rows {
+        for (&(what, entries, base, entry), compression) in rows
+            .iter()
+            .flat_map(|row| COMPRESSIONS.into_iter().map(move |c| (row, c)))
+        {
+            let what = format!("{what} ({compression:?})");
             unpack(
-                &tar(entries)?,
-                Compression::None,
+                &compress(&tar(entries)?, compression)?,
+                compression,
                 base,
                 |dir, layout, assembly, result| {
                     match result {
@@ -926,6 +953,38 @@ mod tests {
         )
     }
 
+    /// `weights/w.bin` (50 lines of `zstd from the reference encoder`) in a GNU tar, as
+    /// `zstd -19 --check` compresses it: literals and sequences, not only raw blocks.
+    const REFERENCE_ZSTD: &[u8] = &[
+        0x28, 0xb5, 0x2f, 0xfd, 0x64, 0x00, 0x27, 0xf5, 0x02, 0x00, 0x22, 0x44, 0x0e, 0x11, 0xa0,
+        0x6f, 0x08, 0x36, 0x29, 0xf5, 0xda, 0x6b, 0x03, 0x80, 0xc3, 0xbe, 0xc3, 0xa0, 0x8a, 0x37,
+        0x52, 0x0c, 0xde, 0x97, 0x6c, 0x57, 0xd1, 0xdf, 0x99, 0x7f, 0xbb, 0xa3, 0x0d, 0xe5, 0xb3,
+        0x5e, 0x74, 0x5e, 0xee, 0x7e, 0x44, 0x67, 0xe5, 0xd1, 0x4c, 0x08, 0x29, 0x83, 0x8d, 0x39,
+        0x83, 0xe3, 0x4b, 0xc1, 0x8a, 0x49, 0x5d, 0x7b, 0x6e, 0x03, 0x0c, 0x00, 0xbc, 0xff, 0xf6,
+        0xa2, 0xc3, 0xa1, 0x7e, 0x0d, 0x0a, 0x30, 0xe8, 0x80, 0x8a, 0x00, 0x97, 0xbe, 0x9b, 0x40,
+        0x76, 0x0e, 0xf0, 0xb2, 0xa1, 0x8b, 0x02, 0x18, 0x14, 0x00, 0xec, 0x4c, 0x40, 0x09, 0xfe,
+        0x25, 0x5a, 0x97,
+    ];
+
+    #[test]
+    fn a_tar_compressed_by_the_reference_zstd_encoder_is_unpacked() -> TestResult {
+        unpack(
+            REFERENCE_ZSTD,
+            Compression::Zstd,
+            Some("m"),
+            |_, layout, assembly, result| {
+                assert_eq!(result?, (1, 1600));
+                let dest = layout.models_dir().join("test").join("m");
+                assembly.publish(publish(dest.clone()))?;
+                assert_eq!(
+                    std::fs::read(dest.join("m/weights/w.bin"))?,
+                    b"zstd from the reference encoder\n".repeat(50)
+                );
+                Ok(())
+            },
+        )
+    }
+
     #[test]
     fn broken_archives_are_read_errors_not_panics() -> TestResult {
         let big = tar(&[E::File(b"big", &[7; 2000])])?;
@@ -944,6 +1003,19 @@ mod tests {
                 Compression::Gzip,
             ),
             ("plain tar read as gzip", big.clone(), Compression::Gzip),
+            ("garbage, as zstd", vec![b'A'; 1024], Compression::Zstd),
+            (
+                "zstd cut short",
+                zstd(&big)[..40].to_vec(),
+                Compression::Zstd,
+            ),
+            ("plain tar read as zstd", big.clone(), Compression::Zstd),
+            ("nothing, as zstd", Vec::new(), Compression::Zstd),
+            (
+                "a whole zstd frame of a cut tar",
+                zstd(&big[..1512]),
+                Compression::Zstd,
+            ),
         ];
         for (what, archive, compression) in rows {
             unpack(archive, *compression, None, |dir, _, _, result| {

@@ -10,10 +10,13 @@ use model_provisioner::oci::{OciConfig, OciFetcher};
 use model_provisioner::{AnyFetcher, Error, FileFetcher, FsCatalog, ModelProvisioner, NoReporter};
 use mp_credentials::registry::{Credentials, Secret};
 use mp_transfer::{DownloadConfig, RetryPolicy};
+use test_support::archives::{self, Packing};
 use test_support::{
     Artifact, DOCKER_MANIFEST, FrontAuth, FrontOptions, OCI_MANIFEST, Registry, RegistryFront,
     random_bytes as bytes,
 };
+
+mod modelkit;
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
@@ -624,6 +627,61 @@ fn a_hostile_tar_layer_is_refused_and_nothing_is_published() -> TestResult {
     assert!(p.catalog().list()?.is_empty());
     assert!(!cache.path().join("escape").exists() && !cache.path().join("models/escape").exists());
     assert!(test_support::paths_under(&cache.path().join("models")).is_empty());
+    Ok(())
+}
+
+#[test]
+fn modelpack_tar_layers_compressed_with_zstd_are_unpacked_and_checked() -> TestResult {
+    let registry = Registry::start()?;
+    let weights = bytes(700_000, 21);
+    let tar = archives::tar_of(&[("model.safetensors", &weights), ("config.json", b"{}")]);
+    let docs = archives::tar_of(&[("docs/README.md", b"# tiny")]);
+    Artifact::new(OCI_MANIFEST)
+        .artifact_type(MODELPACK_ARTIFACT)
+        .config(MODELPACK_CONFIG, b"{}")
+        .layer(
+            "application/vnd.cncf.model.weight.v1.tar+zstd",
+            &Packing::Zstd.pack(&tar),
+            &[],
+        )
+        .layer(
+            "application/vnd.cncf.model.doc.v1.tar+gzip",
+            &Packing::Gzip.pack(&docs),
+            &[],
+        )
+        .push(&registry, "zstd/model", "v1")?;
+    let cache = tempfile::tempdir()?;
+    let p = provisioner(cache.path(), config())?;
+    let ensured = p.ensure(
+        &format!("oci://{}/zstd/model:v1", registry.host()).parse()?,
+        None,
+    )?;
+    let dir = &ensured.resolved.local_path;
+    assert_eq!(
+        names_under(dir),
+        ["config.json", "docs/README.md", "model.safetensors"]
+    );
+    assert_eq!(fs::read(dir.join("model.safetensors"))?, weights);
+    assert_eq!(ensured.entry.verification.outcome, Outcome::Pass);
+
+    // A hostile entry in a zstd layer is refused like one in a plain tar.
+    Artifact::new(OCI_MANIFEST)
+        .artifact_type(MODELPACK_ARTIFACT)
+        .config(MODELPACK_CONFIG, b"{}")
+        .layer(
+            "application/vnd.cncf.model.weight.v1.tar+zstd",
+            &Packing::Zstd.pack(&archives::hostile_tar("../escape", b"evil")),
+            &[],
+        )
+        .push(&registry, "zstd/hostile", "v1")?;
+    let err = p
+        .ensure(
+            &format!("oci://{}/zstd/hostile:v1", registry.host()).parse()?,
+            None,
+        )
+        .unwrap_err();
+    assert!(matches!(err, Error::UnsafeArchive { .. }), "{err}");
+    assert_eq!(p.catalog().list()?.len(), 1, "only the first model");
     Ok(())
 }
 
