@@ -16,6 +16,7 @@ use std::collections::{BTreeSet, HashMap};
 use catalog_core::{Digest, SafeRelPath};
 use oci_spec::image::{Descriptor, ImageIndex, ImageManifest};
 
+use super::layer::{Place, Placed, descriptor_digest};
 use super::modelkit::{self, Kitfile, Pairing};
 use super::unpack::Compression;
 use crate::error::{Error, Result};
@@ -100,18 +101,6 @@ pub(crate) fn pick(index: &ImageIndex) -> std::result::Result<&Descriptor, Vec<S
             })
             .collect()),
     }
-}
-
-/// How a layer becomes files.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Place {
-    /// The blob is one file, at this path.
-    File(SafeRelPath),
-    /// The blob is a tar archive, unpacked under this directory (the model's root if `None`).
-    Unpack {
-        base: Option<SafeRelPath>,
-        compression: Compression,
-    },
 }
 
 /// One layer to fetch, and where it goes.
@@ -245,10 +234,6 @@ fn unknown_format(manifest: &ImageManifest, reference: &str) -> Error {
     }
 }
 
-/// Where a layer goes and whether it holds weights; `None` when the format has no place for
-/// it (the artifact is then refused as unknown).
-pub(crate) type Placed = Option<(Place, bool)>;
-
 /// ORAS and generic artifacts: the title names the file, or the directory a tar unpacks to.
 fn generic_place(names: &mut Names, layer: &Descriptor, media_type: &str) -> Result<Placed> {
     let Some(title) = annotation(layer, TITLE) else {
@@ -371,18 +356,6 @@ pub(crate) fn single_weight(format: Format, layers: &[Layer]) -> Option<SafeRelP
         }
         _ => None,
     }
-}
-
-/// The layer's digest as ours; only sha256 is accepted, so every byte can be checked.
-pub(crate) fn descriptor_digest(d: &Descriptor) -> Result<Digest> {
-    let text = d.digest().to_string();
-    text.parse().map_err(|_| Error::OciProtocol {
-        registry: String::new(),
-        reason: format!(
-            "the digest `{}` is not a sha256 digest",
-            crate::error::printable(&text)
-        ),
-    })
 }
 
 fn annotation<'a>(d: &'a Descriptor, key: &str) -> Option<&'a str> {

@@ -29,6 +29,7 @@
 //! in logs, errors, the index or provenance.
 
 mod client;
+mod layer;
 mod manifest;
 mod modelkit;
 mod push;
@@ -41,7 +42,8 @@ use catalog_core::{Digest, ModelRef, OLLAMA_REGISTRY, OciRef, OciReference, Safe
 use oci_spec::image::ImageManifest;
 
 use self::client::{Access, RawManifest, Repository};
-use self::manifest::{Format, Layer, Parsed, Place};
+use self::layer::Place;
+use self::manifest::{Format, Layer, Parsed};
 pub use self::push::PushReport;
 use crate::error::{Error, Result};
 use crate::pipeline::{Claim, ListedFile, Listing, Revision, Source, Stated, Unpack};
@@ -339,7 +341,7 @@ async fn resolve(
                     available,
                 }
             })?;
-            let entry_digest = manifest::descriptor_digest(entry)?;
+            let entry_digest = layer::descriptor_digest(entry)?;
             let raw = repo.manifest(client, &entry_digest.to_string()).await?;
             checked_digest(&raw, Some(&entry_digest), id)?;
             match manifest::parse(&raw.bytes, raw.content_type.as_deref()) {
@@ -399,7 +401,7 @@ async fn claim_of(
     if media_type != MODEL_CONFIG {
         return Ok(None);
     }
-    let digest = manifest::descriptor_digest(config)?;
+    let digest = layer::descriptor_digest(config)?;
     let bytes = small_blob(repo, client, &digest).await?;
     Error::check_digest(
         &format!("{id} (config)"),

@@ -32,7 +32,7 @@ use oci_spec::image::{Descriptor, ImageManifest};
 use serde::Deserialize;
 
 use super::client::Repository;
-use super::manifest::{Place, Placed, descriptor_digest};
+use super::layer::{Place, Placed, descriptor_digest};
 use super::unpack::Compression;
 use crate::error::{Error, Result, printable};
 
