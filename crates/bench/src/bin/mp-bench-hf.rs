@@ -11,6 +11,9 @@
 //! sha256; `hf` checks sizes only. With `--baseline-bin`, a second build of
 //! `model-provisioner` (an older commit, say) runs in the same rounds, so that before and after
 //! are measured under the same conditions.
+//!
+//! Every run of every client also reports its peak resident set size, through GNU time (see
+//! [`GNU_TIME`] for why that route).
 
 use std::fmt::Write as _;
 use std::fs;
@@ -23,7 +26,9 @@ use clap::{Parser, ValueEnum};
 use test_support::{HfRepoBuilder, HubNginx, Olah};
 
 use model_provisioner_bench::hubrepo::write_transformers_repo;
-use model_provisioner_bench::measure::{loadavg, mbps, median, min};
+use model_provisioner_bench::measure::{
+    GNU_TIME, gnu_time_version, loadavg, mbps, median, min, peak_rss, under_gnu_time,
+};
 use model_provisioner_bench::run::Binaries;
 use model_provisioner_bench::settle::{SETTLE, settle};
 
@@ -78,6 +83,10 @@ enum Server {
 
 const REPO: &str = "bench-org/big-model";
 
+/// The goal for our peak resident memory on the nginx repository (four 256 MiB shards fetched
+/// in parallel): below this.
+const NGINX_RSS_GOAL: u64 = 256 << 20;
+
 /// Who downloads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Client {
@@ -123,7 +132,16 @@ struct Setup {
     ours: PathBuf,
     before: Option<PathBuf>,
     data_dir: PathBuf,
+    /// `/usr/bin/time --version`'s first line.
+    gnu_time: String,
     args: Args,
+}
+
+/// One timed run: its wall time and the client's peak resident set size, in bytes.
+#[derive(Debug, Clone, Copy)]
+struct Run {
+    took: Duration,
+    peak_rss: u64,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -133,10 +151,12 @@ fn main() -> anyhow::Result<()> {
         before,
         data_dir,
     } = Binaries::locate(args.baseline_bin.as_deref(), args.data_dir.as_deref())?;
+    let gnu_time = gnu_time_version()?;
     let setup = Setup {
         ours,
         before,
         data_dir,
+        gnu_time,
         args,
     };
     let load_before = loadavg();
@@ -163,11 +183,13 @@ fn header(setup: &Setup, load: &str) -> String {
     let mut md = format!(
         "Machine: {} cores; cold caches every run; runs per client: {}, interleaved (the order \
          rotates every round), each after `sync` and {} s idle, after one untimed download by \
-         ours that warms the server; load average (1 min) {load}; `hf`: huggingface_hub {}; \
-         ours: `{}`",
+         ours that warms the server; every client run under `{GNU_TIME} -f %M` ({}) for its \
+         peak resident set size (of its largest process); load average (1 min) {load}; `hf`: \
+         huggingface_hub {}; ours: `{}`",
         std::thread::available_parallelism().map_or(0, std::num::NonZero::get),
         setup.args.runs,
         SETTLE.as_secs(),
+        setup.gnu_time,
         hf_version(),
         setup.ours.display()
     );
@@ -210,7 +232,7 @@ fn olah_suite(setup: &Setup) -> anyhow::Result<String> {
         args.file_mib,
         mib(total)
     );
-    run_suite(setup, &Hub::Olah(olah), &what, total)
+    run_suite(setup, &Hub::Olah(olah), &what, total, None)
 }
 
 fn nginx_suite(setup: &Setup) -> anyhow::Result<String> {
@@ -239,17 +261,25 @@ fn nginx_suite(setup: &Setup) -> anyhow::Result<String> {
         repo.files().len() - lfs,
         mib(total)
     );
-    run_suite(setup, &Hub::Nginx(hub), &what, total)
+    let goal = (args.nginx_files == 4 && args.nginx_file_mib == 256).then_some(NGINX_RSS_GOAL);
+    run_suite(setup, &Hub::Nginx(hub), &what, total, goal)
 }
 
-/// The rows of one server: every client `--runs` times, in rotating order.
-fn run_suite(setup: &Setup, hub: &Hub, what: &str, total: u64) -> anyhow::Result<String> {
+/// The rows of one server: every client `--runs` times, in rotating order. `rss_goal`: the
+/// bound ours' peak resident set size must stay below, when this repository has one.
+fn run_suite(
+    setup: &Setup,
+    hub: &Hub,
+    what: &str,
+    total: u64,
+    rss_goal: Option<u64>,
+) -> anyhow::Result<String> {
     let mut clients = vec![Client::Ours];
     if setup.before.is_some() {
         clients.push(Client::Before);
     }
     clients.push(Client::Hf);
-    let mut times: Vec<Vec<Duration>> = vec![Vec::new(); clients.len()];
+    let mut runs: Vec<Vec<Run>> = vec![Vec::new(); clients.len()];
     let scratch = tempfile::Builder::new()
         .prefix("hf-bench-")
         .tempdir_in(&setup.data_dir)?;
@@ -270,7 +300,7 @@ fn run_suite(setup: &Setup, hub: &Hub, what: &str, total: u64) -> anyhow::Result
             let client = clients[i];
             settle(&setup.data_dir)?;
             let dir = scratch.path().join(format!("{client:?}-{run}"));
-            let took = match client {
+            let this = match client {
                 Client::Ours => time_ours(&setup.ours, setup, hub, &dir, total)?,
                 Client::Before => {
                     let bin = setup.before.as_deref().context("no baseline")?;
@@ -279,32 +309,49 @@ fn run_suite(setup: &Setup, hub: &Hub, what: &str, total: u64) -> anyhow::Result
                 Client::Hf => time_hf(hub, &dir, total)?,
             };
             eprintln!(
-                "mp-bench-hf: run {}/{}: {client:?}: {} ({:.0} MB/s)",
+                "mp-bench-hf: run {}/{}: {client:?}: {} ({:.0} MB/s), peak RSS {}",
                 run + 1,
                 setup.args.runs,
-                ms(took),
-                mbps(total, took)
+                ms(this.took),
+                mbps(total, this.took),
+                mib(this.peak_rss)
             );
-            times[i].push(took);
+            runs[i].push(this);
         }
     }
-    let median_of = |c: Client| {
-        clients
-            .iter()
-            .position(|&x| x == c)
-            .map(|i| median(&times[i]))
-    };
-    let ours = median_of(Client::Ours).context("no runs")?;
-    let hf = median_of(Client::Hf).context("no runs")?;
-    let before = median_of(Client::Before);
-
     let mut md = format!(
         "Server: {}; repository `{REPO}`: {what}.\n\n",
         hub.describe()
     );
-    md.push_str(
-        "| case | median | min | MB/s (median) | sha256 checked | ours / this |\n\
-         |---|---:|---:|---:|---|---:|\n",
+    md.push_str(&table(&clients, &runs, total, rss_goal)?);
+    Ok(md)
+}
+
+/// The table of one server and the ratios under it: `runs[i]` are the runs of `clients[i]`.
+fn table(
+    clients: &[Client],
+    runs: &[Vec<Run>],
+    total: u64,
+    rss_goal: Option<u64>,
+) -> anyhow::Result<String> {
+    let times: Vec<Vec<Duration>> = runs
+        .iter()
+        .map(|r| r.iter().map(|run| run.took).collect())
+        .collect();
+    // The peak of a client is the largest of its runs.
+    let peaks: Vec<u64> = runs
+        .iter()
+        .map(|r| r.iter().map(|run| run.peak_rss).max().unwrap_or(0))
+        .collect();
+    let index = |c: Client| clients.iter().position(|&x| x == c);
+    let ours_i = index(Client::Ours).context("no runs")?;
+    let ours = median(&times[ours_i]);
+    let hf = median(&times[index(Client::Hf).context("no runs")?]);
+    let before = index(Client::Before).map(|i| median(&times[i]));
+
+    let mut md = String::from(
+        "| case | median | min | MB/s (median) | sha256 checked | ours / this | peak RSS (max) |\n\
+         |---|---:|---:|---:|---|---:|---:|\n",
     );
     for (i, client) in clients.iter().enumerate() {
         let label = match client {
@@ -325,10 +372,11 @@ fn run_suite(setup: &Setup, hub: &Hub, what: &str, total: u64) -> anyhow::Result
         };
         let _ = writeln!(
             md,
-            "| {label} | {} | {} | {:.0} | {checked} | {ratio} |",
+            "| {label} | {} | {} | {:.0} | {checked} | {ratio} | {} |",
             ms(m),
             ms(min(&times[i])),
             mbps(total, m),
+            mib(peaks[i]),
         );
     }
     let ratio = ours.as_secs_f64() / hf.as_secs_f64();
@@ -346,6 +394,16 @@ fn run_suite(setup: &Setup, hub: &Hub, what: &str, total: u64) -> anyhow::Result
             before.as_secs_f64() / hf.as_secs_f64()
         );
     }
+    if let Some(goal) = rss_goal {
+        let peak = peaks[ours_i];
+        let _ = write!(
+            md,
+            " Peak RSS of ours: **{}** (goal < {}: {}).",
+            mib(peak),
+            mib(goal),
+            if peak < goal { "met" } else { "**not met**" }
+        );
+    }
     md.push_str("\n\n");
     Ok(md)
 }
@@ -356,8 +414,9 @@ fn time_ours(
     hub: &Hub,
     cache: &Path,
     total: u64,
-) -> anyhow::Result<Duration> {
+) -> anyhow::Result<Run> {
     let hf_home = cache.with_extension("hf-home");
+    let rss_report = cache.with_extension("rss");
     let mut cmd = Command::new(bin);
     cmd.args(["--cache-dir"])
         .arg(cache)
@@ -365,13 +424,12 @@ fn time_ours(
     if let Some(n) = setup.args.parallel_files {
         cmd.arg("--parallel-files").arg(n.to_string());
     }
-    let started = Instant::now();
-    let out = cmd
-        .env("HF_ENDPOINT", hub.endpoint())
+    cmd.env("HF_ENDPOINT", hub.endpoint())
         .env("HF_HOME", &hf_home)
-        .env_remove("HF_TOKEN")
-        .stdin(Stdio::null())
-        .output()?;
+        .env_remove("HF_TOKEN");
+    let mut cmd = under_gnu_time(&cmd, &rss_report);
+    let started = Instant::now();
+    let out = cmd.stdin(Stdio::null()).output()?;
     let elapsed = started.elapsed();
     if !out.status.success() {
         bail!(
@@ -391,19 +449,24 @@ fn time_ours(
         .context("`ensure --json` has no `local_path`")?;
     let got = bytes_under(Path::new(dir));
     ensure!(got == total, "`{dir}` holds {got} bytes, expected {total}");
+    let peak_rss = peak_rss(&rss_report)?;
     let _ = fs::remove_dir_all(cache);
     let _ = fs::remove_dir_all(hf_home);
-    Ok(elapsed)
+    let _ = fs::remove_file(rss_report);
+    Ok(Run {
+        took: elapsed,
+        peak_rss,
+    })
 }
 
-fn time_hf(hub: &Hub, cache: &Path, total: u64) -> anyhow::Result<Duration> {
+fn time_hf(hub: &Hub, cache: &Path, total: u64) -> anyhow::Result<Run> {
+    let rss_report = cache.with_extension("rss");
+    let mut cmd = hub.hf();
+    cmd.args(["download", REPO, "--format", "quiet", "--cache-dir"])
+        .arg(cache);
+    let mut cmd = under_gnu_time(&cmd, &rss_report);
     let started = Instant::now();
-    let out = hub
-        .hf()
-        .args(["download", REPO, "--format", "quiet", "--cache-dir"])
-        .arg(cache)
-        .stdin(Stdio::null())
-        .output()?;
+    let out = cmd.stdin(Stdio::null()).output()?;
     let elapsed = started.elapsed();
     if !out.status.success() {
         bail!(
@@ -417,8 +480,13 @@ fn time_hf(hub: &Hub, cache: &Path, total: u64) -> anyhow::Result<Duration> {
         got == total,
         "`hf download` left {got} bytes in `{snapshot}`, expected {total}"
     );
+    let peak_rss = peak_rss(&rss_report)?;
     let _ = fs::remove_dir_all(cache);
-    Ok(elapsed)
+    let _ = fs::remove_file(rss_report);
+    Ok(Run {
+        took: elapsed,
+        peak_rss,
+    })
 }
 
 /// The bytes of every file under `dir`, following symlinks (`hf` links snapshots to blobs).
@@ -461,4 +529,38 @@ fn ms(d: Duration) -> String {
 
 fn mib(bytes: u64) -> String {
     format!("{:.0} MiB", bytes as f64 / f64::from(1 << 20))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(ms: u64, mib: u64) -> Run {
+        Run {
+            took: Duration::from_millis(ms),
+            peak_rss: mib << 20,
+        }
+    }
+
+    #[test]
+    fn the_table_gives_each_clients_largest_peak_and_checks_ours_against_the_goal() {
+        let clients = [Client::Ours, Client::Before, Client::Hf];
+        let runs = vec![
+            vec![run(700, 120), run(800, 180), run(750, 150)],
+            vec![run(710, 200), run(720, 190), run(730, 210)],
+            vec![run(2000, 90), run(2100, 95), run(2200, 80)],
+        ];
+        let md = table(&clients, &runs, 1 << 30, Some(NGINX_RSS_GOAL)).unwrap();
+        let rows: Vec<&str> = md.lines().filter(|l| l.starts_with("| ")).collect();
+        assert!(rows[1].starts_with("| ours:") && rows[1].ends_with("| — | 180 MiB |"));
+        assert!(rows[2].ends_with("| 1.04 | 210 MiB |"), "{}", rows[2]);
+        assert!(rows[3].ends_with("| 0.36 | 95 MiB |"), "{}", rows[3]);
+        assert!(md.contains("Peak RSS of ours: **180 MiB** (goal < 256 MiB: met)."));
+
+        let heavy = vec![vec![run(700, 300)], vec![run(700, 1)], vec![run(900, 1)]];
+        let md = table(&clients, &heavy, 1 << 30, Some(NGINX_RSS_GOAL)).unwrap();
+        assert!(md.contains("Peak RSS of ours: **300 MiB** (goal < 256 MiB: **not met**)."));
+        let md = table(&clients, &heavy, 1 << 30, None).unwrap();
+        assert!(!md.contains("Peak RSS of ours"));
+    }
 }
