@@ -49,7 +49,9 @@ fn init_logging(quiet: bool, verbose: u8) {
     let default = if verbose == 0 || quiet {
         ours.to_owned()
     } else {
-        format!("warn,model_provisioner={ours},catalog_core={ours},model_provisioner_cli={ours}")
+        OUR_CRATES.iter().fold("warn".to_owned(), |all, krate| {
+            format!("{all},{krate}={ours}")
+        })
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("MODEL_PROVISIONER_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
@@ -105,6 +107,17 @@ fn usage_error(e: &clap::Error) -> ExitCode {
     say!("hint: `{command} --help` shows every option, with examples");
     ExitCode::from(2)
 }
+
+/// The crates whose logs `-v` raises: the workspace's libraries and this binary.
+const OUR_CRATES: &[&str] = &[
+    "catalog_core",
+    "model_info",
+    "mp_progress",
+    "mp_transfer",
+    "mp_credentials",
+    "model_provisioner",
+    "model_provisioner_cli",
+];
 
 /// Prints an error as one line, plus a hint when there is one, and picks the exit status.
 fn report(err: &anyhow::Error) -> ExitCode {

@@ -352,6 +352,11 @@ fn url_credentials_and_the_hf_token_never_reach_logs_errors_or_the_cache() -> Te
     }
     read_everything_under(fx.cache(), &mut seen);
     assert!(seen.contains("model ensured"), "trace logs were on");
+    // And they reach the download engine, whose logs name URLs too.
+    assert!(
+        seen.contains("mp_transfer"),
+        "the engine's logs were on:\n{seen}"
+    );
     for secret in ["PASSW0RD", "QUERYSECRET", "TOKENSECRET", "alice"] {
         assert!(!seen.contains(secret), "`{secret}` leaked");
     }
