@@ -85,6 +85,33 @@ pub enum Command {
     /// Every byte sent is hashed on its way out, and nothing is published unless the model's
     /// bytes match the catalog's digests. The rule to give `ensure --mirror` is printed.
     Mirror(MirrorArgs),
+    /// Print a shell completion script.
+    ///
+    /// Bash: `model-provisioner completions bash > ~/.local/share/bash-completion/completions/model-provisioner`.
+    /// Zsh: into a directory on `$fpath`, as `_model-provisioner`. Fish:
+    /// `model-provisioner completions fish > ~/.config/fish/completions/model-provisioner.fish`.
+    Completions(CompletionsArgs),
+    /// Print the manual page, or write one per command into a directory.
+    ///
+    /// `model-provisioner man | man -l -` reads it; `model-provisioner man --out-dir DIR`
+    /// writes `model-provisioner.1` and `model-provisioner-<command>.1` for each command.
+    Man(ManArgs),
+}
+
+/// `completions`.
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+/// `man`.
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Write one page per command into this directory instead of printing the main page.
+    #[arg(long, value_name = "DIR")]
+    pub out_dir: Option<PathBuf>,
 }
 
 /// `ensure`.

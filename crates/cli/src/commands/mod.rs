@@ -4,6 +4,7 @@
 mod catalog;
 mod ensure;
 mod push;
+mod shell;
 mod verify;
 
 use std::path::PathBuf;
@@ -22,6 +23,12 @@ type Provisioner = ModelProvisioner<FsCatalog, AnyFetcher>;
 
 /// Runs the command and returns the exit status for a run that did not fail outright.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    // These read no cache: they print what the arguments are.
+    match &cli.command {
+        Command::Completions(args) => return shell::completions(args.shell),
+        Command::Man(args) => return shell::man(args.out_dir.as_deref()),
+        _ => {}
+    }
     let cache_dir = match cli.cache_dir {
         Some(dir) => dir,
         None => catalog_core::default_model_cache_dir()?,
@@ -40,6 +47,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Gc(args) => catalog::gc(&context, &args),
         Command::Push(args) => push::push(&context, &args),
         Command::Mirror(args) => push::mirror(&context, &args),
+        Command::Completions(_) | Command::Man(_) => unreachable!("answered above"),
     }
 }
 

@@ -23,6 +23,7 @@ mod quant;
 mod reuse;
 mod s3;
 mod s3_tls;
+mod shell;
 mod snapshots;
 mod space;
 mod verify;
