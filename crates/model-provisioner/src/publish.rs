@@ -26,7 +26,7 @@ use crate::mirror::{HfLocation, HfMirror, MirrorContext, Mirrors, Target};
 use crate::request::unsupported;
 use mp_progress::Reporter;
 
-/// What [`ModelProvisioner::push`] did.
+/// What [`ModelProvisioner::push`](crate::ModelProvisioner::push) did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pushed {
     /// The model's id.
@@ -47,7 +47,7 @@ pub struct Pushed {
     pub blobs_skipped: Option<usize>,
 }
 
-/// What [`ModelProvisioner::mirror`] did.
+/// What [`ModelProvisioner::mirror`](crate::ModelProvisioner::mirror) did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Mirrored {
     /// The model's id.

@@ -50,7 +50,7 @@ impl RetryPolicy {
 
 /// Runs `attempt` until it succeeds, fails for good, or the policy's retries are spent,
 /// waiting with backoff between attempts; `display` names what is asked for in messages. One
-/// attempt is usually one [`send`](super::source::send) (which re-authorises once and follows
+/// attempt is usually one `source::send` (which re-authorises once and follows
 /// a source's redirects); an upload's attempt may be several requests (a new upload session,
 /// then its body).
 pub async fn with_retries<T, F, Fut>(

@@ -26,7 +26,7 @@ use crate::error::Error;
 /// A future the engine awaits, boxed so that [`RequestSource`] stays object safe.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// Builds each request of a download. See the [module docs](self).
+/// Builds each request of a download. See the [crate docs](crate).
 pub trait RequestSource: Send + Sync {
     /// The location as shown in messages and logs: no credentials, no query.
     fn display(&self) -> &str;

@@ -62,7 +62,8 @@ pub use s3::S3Ref;
 /// The schemes a reference may use, for error messages.
 pub const SUPPORTED_SCHEMES: &str = "hf:, file:, http://, https://, s3://, oci://, ollama:";
 
-/// A parsed model reference. See the [module docs](self) for the syntax.
+/// A parsed model reference: `hf:…`, a local path or `file:…`, `http(s)://…`, `s3://…`,
+/// `oci://…`, `ollama:…`, or a scheme a registered source reads ([`ModelRef::parse_with`]).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum ModelRef {
     /// A Hugging Face Hub repository or a file in one.

@@ -7,10 +7,10 @@
 //!    index types. Its bytes are hashed: a digest reference must match, and so must the
 //!    registry's `Docker-Content-Digest`. An index gives the manifest for this platform (or
 //!    its only one), fetched by digest and checked the same way.
-//! 3. The layers are recognised by media type ([`manifest`] lists the formats and how their
+//! 3. The layers are recognised by media type (`manifest.rs` lists the formats and how their
 //!    files are named); one that we do not recognise fails with its media types. A `KitOps`
 //!    `ModelKit`'s config, its Kitfile, is read too (checked against its digest): it says
-//!    where each layer goes ([`modelkit`]).
+//!    where each layer goes (`modelkit.rs`).
 //! 4. The layers are the model's files: a [listing](crate::pipeline::Listing) of the blobs,
 //!    each with its size, its sha256 and media type from the manifest, handed to the
 //!    [pipeline](crate::pipeline). A blob comes from the content-addressed store if one with

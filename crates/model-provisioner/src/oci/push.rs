@@ -85,7 +85,7 @@ impl OciFetcher {
     /// Pushes `entry`, a model of the catalog at `layout`, to `dest` (`oci://registry/repo:tag`)
     /// as a CNCF `ModelPack` artifact: one layer per file, a config recording the model's
     /// provenance, and a manifest under the tag. Blobs the registry already has are not sent
-    /// again. See the [module docs](self).
+    /// again. `oci/push.rs` says how.
     ///
     /// Nothing the catalog does not vouch for is published: every file's sha256 (recorded by
     /// the catalog, or the model's own digest for a model of one file; else hashed first) must
