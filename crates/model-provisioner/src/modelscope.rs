@@ -31,7 +31,7 @@ use reqwest::header::{COOKIE, HeaderMap, HeaderValue};
 use serde::Deserialize;
 
 use crate::error::{Error, Result, SourceFailure};
-use crate::hf::{repo_entry_dir, select_quant, selected};
+use crate::hf::{choose_files, repo_entry_dir};
 use crate::pipeline::{ListedFile, Listing, Revision, Source, Stated};
 use crate::register::{SourceContext, SourceKind};
 use crate::request::FetchRequest;
@@ -344,16 +344,9 @@ impl ModelScope {
     /// The paths of the listing `hf` asks for: the one file it names, the files of its
     /// quantisation, or every file the filters pass.
     fn choose(&self, hf: &HfRef, names: Vec<String>) -> Result<Vec<String>> {
-        if let Some(path) = &hf.path {
-            return Ok(names.into_iter().filter(|n| n == path).collect());
-        }
-        let passed: Vec<String> = names
-            .into_iter()
-            .filter(|n| selected(n, &self.include, &self.exclude))
-            .collect();
-        match &hf.quant {
-            Some(tag) => Ok(select_quant(&hf.repo_id(), tag, &passed)?.paths()),
-            None => Ok(passed),
+        match &hf.path {
+            Some(path) => Ok(names.into_iter().filter(|n| n == path).collect()),
+            None => choose_files(hf, names, &self.include, &self.exclude),
         }
     }
 

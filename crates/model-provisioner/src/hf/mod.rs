@@ -100,14 +100,7 @@ impl HfConfig {
         expect(dead_code, reason = "only the native client lists a repository itself")
     )]
     fn choose(&self, hf: &HfRef, listing: Vec<String>) -> Result<Vec<String>> {
-        let passed: Vec<String> = listing
-            .into_iter()
-            .filter(|n| selected(n, &self.include, &self.exclude))
-            .collect();
-        match &hf.quant {
-            Some(tag) => Ok(select_quant(&hf.repo_id(), tag, &passed)?.paths()),
-            None => Ok(passed),
-        }
+        choose_files(hf, listing, &self.include, &self.exclude)
     }
 
     /// Whether an entry was made with the same file filters.
@@ -115,6 +108,26 @@ impl HfConfig {
         let (include, exclude) =
             provenance.map_or((&[][..], &[][..]), |p| (&p.include[..], &p.exclude[..]));
         include == self.include.as_slice() && exclude == self.exclude.as_slice()
+    }
+}
+
+/// The files of a repository listing that a whole-repository reference of a hub shaped like
+/// the Hub (`hf:`, `modelscope:`) takes: those `include` and `exclude` let through, and of
+/// those, when the reference names a quantisation, the files of that quantisation
+/// ([`select_quant`]).
+pub(crate) fn choose_files(
+    hf: &HfRef,
+    listing: Vec<String>,
+    include: &[String],
+    exclude: &[String],
+) -> Result<Vec<String>> {
+    let passed: Vec<String> = listing
+        .into_iter()
+        .filter(|n| selected(n, include, exclude))
+        .collect();
+    match &hf.quant {
+        Some(tag) => Ok(select_quant(&hf.repo_id(), tag, &passed)?.paths()),
+        None => Ok(passed),
     }
 }
 
