@@ -56,19 +56,6 @@ fn provisioner(
     ModelProvisioner::with_fetcher(cache, fetcher)
 }
 
-/// A tar archive of `files`.
-fn tar_of(files: &[(&str, &[u8])]) -> std::io::Result<Vec<u8>> {
-    let mut builder = tar::Builder::new(Vec::new());
-    for (path, data) in files {
-        let mut header = tar::Header::new_gnu();
-        header.set_size(data.len() as u64);
-        header.set_mode(0o644);
-        header.set_entry_type(tar::EntryType::Regular);
-        builder.append_data(&mut header, path, *data)?;
-    }
-    builder.into_inner()
-}
-
 fn names_under(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = test_support::paths_under(dir)
         .into_iter()
@@ -83,7 +70,7 @@ fn a_modelpack_artifact_becomes_a_directory_with_every_file_checked() -> TestRes
     let registry = Registry::start()?;
     let weights = bytes(3 << 20, 1);
     let config_json = br#"{"architectures":["LlamaForCausalLM"]}"#;
-    let docs = tar_of(&[("docs/README.md", b"# tiny"), ("docs/LICENSE", b"MIT")])?;
+    let docs = archives::tar_of(&[("docs/README.md", b"# tiny"), ("docs/LICENSE", b"MIT")]);
     let pushed = Artifact::new(OCI_MANIFEST)
         .artifact_type(MODELPACK_ARTIFACT)
         .config(MODELPACK_CONFIG, br#"{"descriptor":{"name":"tiny"}}"#)
@@ -601,15 +588,7 @@ fn a_blob_the_registry_lost_is_not_found_and_named() -> TestResult {
 #[test]
 fn a_hostile_tar_layer_is_refused_and_nothing_is_published() -> TestResult {
     let registry = Registry::start()?;
-    let mut header = tar::Header::new_old();
-    header.as_old_mut().name[..9].copy_from_slice(b"../escape");
-    header.set_size(4);
-    header.set_mode(0o644);
-    header.set_entry_type(tar::EntryType::Regular);
-    header.set_cksum();
-    let mut archive = header.as_bytes().to_vec();
-    archive.extend_from_slice(b"evil");
-    archive.resize(archive.len() + 508 + 1024, 0);
+    let archive = archives::hostile_tar("../escape", b"evil");
     Artifact::new(OCI_MANIFEST)
         .artifact_type(MODELPACK_ARTIFACT)
         .config(MODELPACK_CONFIG, b"{}")
