@@ -109,6 +109,11 @@ pub struct ModelScopeNginx {
 }
 
 impl ModelScopeNginx {
+    /// Serves one repo, `id`, of `files`.
+    pub fn start_one(id: &str, files: &BTreeMap<String, Vec<u8>>, private: bool) -> Self {
+        ModelScopeNginx::start(&[MsRepoSpec { id, files, private }])
+    }
+
     /// Serves `repos`, their files written to the server's temp dir first. Panics on a repo
     /// given twice, an id that is not `org/name`, or a file path that is absolute, holds `..`,
     /// or has characters other than `[A-Za-z0-9-_.]` and `/`.
@@ -401,6 +406,25 @@ mod tests {
         request(ms.port(), "127.0.0.1", "GET", path, headers)
     }
 
+    /// The public `TINY` and the private `SECRET`.
+    fn both(
+        tiny: &BTreeMap<String, Vec<u8>>,
+        secret: &BTreeMap<String, Vec<u8>>,
+    ) -> ModelScopeNginx {
+        ModelScopeNginx::start(&[
+            MsRepoSpec {
+                id: TINY,
+                files: tiny,
+                private: false,
+            },
+            MsRepoSpec {
+                id: SECRET,
+                files: secret,
+                private: true,
+            },
+        ])
+    }
+
     fn json(r: &Response) -> Result<serde_json::Value, serde_json::Error> {
         serde_json::from_slice(&r.body)
     }
@@ -408,18 +432,7 @@ mod tests {
     #[test]
     fn the_listing_gives_every_file_and_directory_for_both_revisions() -> TestResult {
         let (tiny, secret) = (tiny_files(), secret_files());
-        let ms = ModelScopeNginx::start(&[
-            MsRepoSpec {
-                id: TINY,
-                files: &tiny,
-                private: false,
-            },
-            MsRepoSpec {
-                id: SECRET,
-                files: &secret,
-                private: true,
-            },
-        ]);
+        let ms = both(&tiny, &secret);
         let commit = ms.commit(TINY);
         assert_eq!(commit.len(), 40);
         assert!(
@@ -581,18 +594,7 @@ mod tests {
     #[test]
     fn a_private_repo_answers_only_with_the_session_login_hands_out() -> TestResult {
         let (tiny, secret) = (tiny_files(), secret_files());
-        let ms = ModelScopeNginx::start(&[
-            MsRepoSpec {
-                id: TINY,
-                files: &tiny,
-                private: false,
-            },
-            MsRepoSpec {
-                id: SECRET,
-                files: &secret,
-                private: true,
-            },
-        ]);
+        let ms = both(&tiny, &secret);
         let listing = format!("/api/v1/models/{SECRET}/repo/files?Revision=master&Recursive=true");
         let download = format!("/api/v1/models/{SECRET}/repo?Revision=master&FilePath=weights.bin");
         let unauthorized = serde_json::json!({"Code":401,"Message":"unauthorized","Success":false});

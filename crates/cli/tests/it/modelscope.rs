@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use test_support::{ModelScopeNginx, MsRepoSpec, assert_holds, random_bytes as bytes};
+use test_support::{ModelScopeNginx, assert_holds, random_bytes as bytes};
 
 use crate::fixture::{Fixture, TestResult, assert_code, assert_failure, hints, str_field};
 
@@ -22,11 +22,7 @@ fn tiny() -> BTreeMap<String, Vec<u8>> {
 #[test]
 fn a_modelscope_repository_is_ensured_and_passes_without_a_digest() -> TestResult {
     let files = tiny();
-    let ms = ModelScopeNginx::start(&[MsRepoSpec {
-        id: "org/tiny",
-        files: &files,
-        private: true,
-    }]);
+    let ms = ModelScopeNginx::start_one("org/tiny", &files, true);
     let fx = Fixture::new()?;
     let mut cmd = fx.command(["ensure", "modelscope:org/tiny", "--json"]);
     cmd.env("MODELSCOPE_DOMAIN", ms.endpoint())
@@ -63,11 +59,7 @@ fn a_reference_modelscope_cannot_read_is_a_usage_error_in_its_own_words() -> Tes
 #[test]
 fn a_private_repository_without_a_token_is_refused_with_a_hint() -> TestResult {
     let files = tiny();
-    let ms = ModelScopeNginx::start(&[MsRepoSpec {
-        id: "org/tiny",
-        files: &files,
-        private: true,
-    }]);
+    let ms = ModelScopeNginx::start_one("org/tiny", &files, true);
     let fx = Fixture::new()?;
     let mut cmd = fx.command(["ensure", "modelscope:org/tiny"]);
     cmd.env("MODELSCOPE_DOMAIN", ms.endpoint())

@@ -130,11 +130,7 @@ fn one_file_or_one_quantisation_is_all_that_is_fetched() -> TestResult {
 #[test]
 fn a_private_repository_needs_the_token_whose_session_goes_to_the_endpoint_only() -> TestResult {
     let (tiny, _) = repos();
-    let ms = ModelScopeNginx::start(&[MsRepoSpec {
-        id: "org/secret",
-        files: &tiny,
-        private: true,
-    }]);
+    let ms = ModelScopeNginx::start_one("org/secret", &tiny, true);
     let cache = tempfile::tempdir()?;
     let without = provisioner(cache.path(), ModelScopeKind::new(&ms.endpoint(), None))?;
     let err = without
@@ -179,11 +175,7 @@ fn a_private_repository_needs_the_token_whose_session_goes_to_the_endpoint_only(
 #[test]
 fn what_modelscope_lacks_is_named_and_offline_asks_nothing() -> TestResult {
     let (tiny, _) = repos();
-    let ms = ModelScopeNginx::start(&[MsRepoSpec {
-        id: "org/tiny",
-        files: &tiny,
-        private: false,
-    }]);
+    let ms = ModelScopeNginx::start_one("org/tiny", &tiny, false);
     let cache = tempfile::tempdir()?;
     let p = provisioner(cache.path(), ModelScopeKind::new(&ms.endpoint(), None))?;
     for (reference, says) in [
@@ -225,11 +217,7 @@ fn what_modelscope_lacks_is_named_and_offline_asks_nothing() -> TestResult {
 #[test]
 fn the_filters_choose_files_and_a_reference_has_one_id_in_its_normal_form() -> TestResult {
     let (tiny, _) = repos();
-    let ms = ModelScopeNginx::start(&[MsRepoSpec {
-        id: "org/tiny",
-        files: &tiny,
-        private: false,
-    }]);
+    let ms = ModelScopeNginx::start_one("org/tiny", &tiny, false);
     let cache = tempfile::tempdir()?;
     let p = ModelProvisioner::builder(cache.path())
         .source(ModelScopeKind::new(&ms.endpoint(), None))
