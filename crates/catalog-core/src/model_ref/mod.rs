@@ -160,11 +160,13 @@ impl ModelRef {
     }
 
     /// Whether the reference names a set of files that include and exclude patterns select
-    /// from: a whole `hf:` repository (or one quantisation's files in it), or an S3 folder.
+    /// from: a whole `hf:` repository (or one quantisation's files in it), an S3 folder, or a
+    /// registered source's reference, whose source applies the patterns to what it names.
     pub fn is_collection(&self) -> bool {
         match self {
             ModelRef::Hf(h) => h.path.is_none(),
             ModelRef::S3(s) => s.is_prefix(),
+            ModelRef::Other(_) => true,
             _ => false,
         }
     }
@@ -411,6 +413,11 @@ mod tests {
         ] {
             assert_eq!(parse(s).is_collection(), collection, "{s}");
         }
+        let registered = ModelRef::parse_with("gs://bucket/prefix/", &["gs"]).expect("parses");
+        assert!(
+            registered.is_collection(),
+            "its source applies the patterns"
+        );
     }
 
     #[test]

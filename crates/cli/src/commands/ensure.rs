@@ -42,8 +42,7 @@ pub(super) fn ensure(cx: &Context, args: &EnsureArgs) -> anyhow::Result<ExitCode
     };
     let reference = with_revision(&reference, args.revision.as_deref())?;
     let filtered = !(args.include.is_empty() && args.exclude.is_empty());
-    // A registered source's reference (`modelscope:org/repo`) is its source's to judge.
-    if filtered && !reference.is_collection() && !matches!(reference, ModelRef::Other(_)) {
+    if filtered && !reference.is_collection() {
         return Err(UsageError(
             "`--include` and `--exclude` select files of a whole `hf:` repository (`hf:org/repo`) or an S3 folder (`s3://bucket/prefix/`)"
                 .into(),
