@@ -304,21 +304,24 @@ pub struct RegistryArgs {
     pub registry_password_stdin: bool,
 }
 
-/// How S3 is reached: `ensure` and `push`.
+/// How object stores and hubs are reached: `ensure` and `push`.
 #[derive(Debug, Args)]
 pub struct S3Args {
-    /// The S3 endpoint, for a store that is not AWS's (`MinIO`, Ceph, R2, …)
-    /// [default: `$AWS_ENDPOINT_URL_S3`, `$AWS_ENDPOINT_URL`, or the profile's `endpoint_url`].
-    #[arg(long, value_name = "URL", help_heading = "S3")]
+    /// The endpoint of the reference's store or hub, instead of the environment's: an
+    /// S3-compatible store that is not AWS's (`MinIO`, Ceph, R2, …) [default:
+    /// `$AWS_ENDPOINT_URL_S3`, `$AWS_ENDPOINT_URL`, or the profile's `endpoint_url`], or a
+    /// private `ModelScope` [default: `$MODELSCOPE_DOMAIN`].
+    #[arg(long, value_name = "URL", help_heading = "Object stores")]
     pub endpoint_url: Option<String>,
 
     /// The S3 region [default: `$AWS_REGION`, `$AWS_DEFAULT_REGION`, the profile's `region`,
     /// else `us-east-1`].
-    #[arg(long, value_name = "REGION", help_heading = "S3")]
+    #[arg(long, value_name = "REGION", help_heading = "Object stores")]
     pub region: Option<String>,
 
-    /// Send S3 requests unsigned, for a public bucket: no credentials are looked for.
-    #[arg(long, help_heading = "S3")]
+    /// Send object-store requests unsigned, for a public bucket: no credentials are looked
+    /// for.
+    #[arg(long, help_heading = "Object stores")]
     pub no_sign_request: bool,
 }
 

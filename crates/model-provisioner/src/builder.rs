@@ -100,6 +100,9 @@ struct Settings {
     include: Option<Vec<String>>,
     exclude: Option<Vec<String>>,
     parallel_files: Option<usize>,
+    #[cfg(feature = "http")]
+    endpoint: Option<url::Url>,
+    no_sign_request: bool,
     #[cfg(feature = "oci")]
     registry: RegistryAccess,
     #[cfg(feature = "s3")]
@@ -261,6 +264,22 @@ impl ProvisionerBuilder {
     /// Files of a repository or a folder fetched at once.
     pub fn parallel_files(mut self, files: usize) -> Self {
         self.settings.parallel_files = Some(files);
+        self
+    }
+
+    /// The endpoint of the store or hub a reference names, instead of the one its source reads
+    /// from the environment: an S3-compatible store, a GCS emulator, Azurite, a private
+    /// ModelScope. [`S3Access::endpoint`], when set, stands before it for `s3://`.
+    #[cfg(feature = "http")]
+    pub fn endpoint_url(mut self, endpoint: Option<url::Url>) -> Self {
+        self.settings.endpoint = endpoint;
+        self
+    }
+
+    /// Send object-store requests unsigned, for a public bucket: no credentials are looked
+    /// for. Turned on, it holds for every bucket source.
+    pub fn no_sign_request(mut self, unsigned: bool) -> Self {
+        self.settings.no_sign_request = unsigned;
         self
     }
 
@@ -434,7 +453,11 @@ impl ProvisionerBuilder {
                 .clone()
                 .unwrap_or_else(|| self.download.clone().for_object_store()),
         );
-        let (access, options) = (self.settings.s3.clone(), self.s3_options());
+        let (mut access, options) = (self.settings.s3.clone(), self.s3_options());
+        if access.endpoint.is_none() {
+            access.endpoint.clone_from(&self.settings.endpoint);
+        }
+        access.no_sign_request |= self.settings.no_sign_request;
         let env = self.s3_env.clone().map(|l| l.0);
         match self.s3_config.clone() {
             Some((config, _)) => {
@@ -529,6 +552,8 @@ impl ProvisionerBuilder {
                 include: s.include.as_deref().unwrap_or_default(),
                 exclude: s.exclude.as_deref().unwrap_or_default(),
                 parallel_files: s.parallel_files.unwrap_or(crate::request::PARALLEL_FILES),
+                endpoint: s.endpoint.as_ref(),
+                no_sign_request: s.no_sign_request,
             };
             for kind in crate::registered::kinds(&self.sources) {
                 fetcher = fetcher.with_source(kind.schemes(), kind.build(&context)?);

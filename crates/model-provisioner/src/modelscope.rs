@@ -16,8 +16,8 @@
 //!
 //! - Every file's sha256 comes from the listing and is checked while it streams, so a model
 //!   passes without `--digest`.
-//! - The endpoint is `MODELSCOPE_DOMAIN` (a host name, or a URL for a private deployment over
-//!   `http://`), else ModelScope's own.
+//! - The endpoint is `--endpoint-url` ([`SourceContext::endpoint`]), else `MODELSCOPE_DOMAIN`
+//!   (a host name, or a URL for a private deployment over `http://`), else ModelScope's own.
 //! - `MODELSCOPE_API_TOKEN`, when set, logs in once per source; the session cookie goes to the
 //!   endpoint only (the HTTP client drops it on a redirect to another host).
 //! - Files are published under `models/modelscope/<org>/<repo>/<commit>-<variant>/`, the
@@ -80,10 +80,13 @@ impl SourceKind for ModelScopeKind {
 
     fn build(&self, context: &SourceContext<'_>) -> Result<Box<dyn Source + Send + Sync>> {
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
-        let (endpoint, token) = match &self.endpoint {
-            Some(given) => (given.clone(), self.token.clone()),
-            None => (
-                endpoint(var("MODELSCOPE_DOMAIN").as_deref()),
+        let (endpoint, token) = match (&self.endpoint, context.endpoint) {
+            (Some(given), _) => (given.clone(), self.token.clone()),
+            (None, named) => (
+                match named {
+                    Some(url) => endpoint(Some(url.as_str())),
+                    None => endpoint(var("MODELSCOPE_DOMAIN").as_deref()),
+                },
                 var("MODELSCOPE_API_TOKEN").map(mp_credentials::Secret::new),
             ),
         };

@@ -57,6 +57,12 @@ pub struct SourceContext<'a> {
     pub exclude: &'a [String],
     /// Files of one model placed at once.
     pub parallel_files: usize,
+    /// The endpoint the caller named (the command line's `--endpoint-url`), instead of the one
+    /// the source reads from the environment.
+    pub endpoint: Option<&'a url::Url>,
+    /// Send requests unsigned, looking for no credentials (`--no-sign-request`): for a public
+    /// bucket.
+    pub no_sign_request: bool,
 }
 
 /// A source made by a kind, boxed: it resolves as the source it holds.

@@ -8,7 +8,7 @@ use model_provisioner::HfClient;
 use model_provisioner::mirror::{MIRRORS_ENV, MIRRORS_FILE, Mirrors, ParseMirrorError};
 use serde::Serialize;
 
-use super::{Context, UsageError, parse_reference, registry_access, s3_access};
+use super::{Context, UsageError, object_store, parse_reference, registry_access};
 use crate::cli::{EnsureArgs, Via};
 use crate::output::{human_bytes, outcome_text, print, print_json};
 
@@ -50,10 +50,9 @@ pub(super) fn ensure(cx: &Context, args: &EnsureArgs) -> anyhow::Result<ExitCode
         .into());
     }
     let mirrors = mirror_rules(cx, args)?;
-    let s3 = s3_access(&args.s3)?;
     let registry = registry_access(&args.registry)?;
-    let provisioner = cx
-        .builder(args.json)
+    let builder = object_store(cx.builder(args.json), &args.s3)?;
+    let provisioner = builder
         .copy_local_files(args.copy)
         .connections(args.connections.map(usize::from))
         .retries(args.retries)
@@ -67,7 +66,6 @@ pub(super) fn ensure(cx: &Context, args: &EnsureArgs) -> anyhow::Result<ExitCode
         .exclude(args.exclude.clone())
         .parallel_files(usize::from(args.parallel_files))
         .registry_access(registry)
-        .s3_access(s3)
         .mirrors(mirrors)
         .refresh(args.refresh)
         .lock_timeout(args.lock_timeout.map(Duration::from_secs))

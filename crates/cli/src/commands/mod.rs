@@ -107,8 +107,9 @@ fn registry_access(args: &RegistryArgs) -> anyhow::Result<RegistryAccess> {
     Ok(access)
 }
 
-/// How S3 is reached, from `--endpoint-url`, `--region` and `--no-sign-request`.
-fn s3_access(args: &S3Args) -> anyhow::Result<S3Access> {
+/// The object store's flags, mapped onto `builder`: `--endpoint-url` and `--no-sign-request`
+/// for every source that reads them, `--region` for S3.
+fn object_store(builder: ProvisionerBuilder, args: &S3Args) -> anyhow::Result<ProvisionerBuilder> {
     let endpoint = match &args.endpoint_url {
         Some(text) => Some(url_of_endpoint(text).ok_or_else(|| {
             UsageError(format!(
@@ -118,12 +119,13 @@ fn s3_access(args: &S3Args) -> anyhow::Result<S3Access> {
         })?),
         None => None,
     };
-    Ok(S3Access {
-        endpoint,
-        region: args.region.clone(),
-        no_sign_request: args.no_sign_request,
-        profile: None,
-    })
+    Ok(builder
+        .endpoint_url(endpoint)
+        .no_sign_request(args.no_sign_request)
+        .s3_access(S3Access {
+            region: args.region.clone(),
+            ..S3Access::default()
+        }))
 }
 
 /// `http(s)://host[:port]` with nothing else, as an endpoint.

@@ -5,7 +5,9 @@ use std::process::ExitCode;
 
 use serde::Serialize;
 
-use super::{Context, Provisioner, parse_reference, registry_access, s3_access, usage_if_refused};
+use super::{
+    Context, Provisioner, object_store, parse_reference, registry_access, usage_if_refused,
+};
 use crate::cli::{MirrorArgs, PushArgs, RegistryArgs, S3Args};
 use crate::output::{human_bytes, print, print_json};
 
@@ -42,14 +44,11 @@ fn publisher(
     s3: &S3Args,
     json: bool,
 ) -> anyhow::Result<Provisioner> {
-    let s3 = s3_access(s3)?;
     let registry = registry_access(registry)?;
-    Ok(cx
-        .builder(json)
+    Ok(object_store(cx.builder(json), s3)?
         .http(false)
         .hf(None)
         .registry_access(registry)
-        .s3_access(s3)
         .build()?)
 }
 

@@ -1,6 +1,6 @@
 //! `ensure modelscope:…` from the command line against a ModelScope-shaped nginx
 //! ([`test_support::ModelScopeNginx`]): the source this build registers, configured by
-//! `MODELSCOPE_DOMAIN` and `MODELSCOPE_API_TOKEN`.
+//! `MODELSCOPE_DOMAIN` (or `--endpoint-url`) and `MODELSCOPE_API_TOKEN`.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -40,6 +40,28 @@ fn a_modelscope_repository_is_ensured_and_passes_without_a_digest() -> TestResul
         std::fs::read_to_string(fx.index_path())?
     );
     assert!(!everything.contains(TOKEN) && !everything.contains(ms.session()));
+    Ok(())
+}
+
+#[test]
+fn endpoint_url_names_a_private_modelscope_before_the_environment() -> TestResult {
+    let files = tiny();
+    let ms = ModelScopeNginx::start_one("org/tiny", &files, false);
+    let fx = Fixture::new()?;
+    let mut cmd = fx.command([
+        "ensure",
+        "modelscope:org/tiny",
+        "--json",
+        "--endpoint-url",
+        &ms.endpoint(),
+    ]);
+    // The environment names a host that does not answer: the flag stands before it.
+    cmd.env("MODELSCOPE_DOMAIN", "http://127.0.0.1:9");
+    let out = cmd.output()?;
+    assert_code(&out, 0);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    assert_eq!(str_field(&json, "verification"), "pass", "{json:#}");
+    assert_holds(Path::new(str_field(&json, "local_path")), &files);
     Ok(())
 }
 
