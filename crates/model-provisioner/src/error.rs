@@ -78,6 +78,16 @@ pub enum Error {
         /// The blob id of the bytes received.
         computed: String,
     },
+    /// A file's bytes do not have the checksum (MD5, CRC32C) its source states.
+    #[error("`{file}` does not match its source: expected {expected}, computed {computed}")]
+    ChecksumMismatch {
+        /// The file, as `<id>/<path>`.
+        file: String,
+        /// The checksum the source stated, as `md5:<base64>` or `crc32c:<base64>`.
+        expected: String,
+        /// The checksum of the bytes received.
+        computed: String,
+    },
     /// This build cannot fetch references of this kind.
     #[error("cannot fetch `{reference}`: {reason}")]
     Unsupported {
@@ -439,6 +449,7 @@ impl Error {
             self,
             Error::DigestMismatch { .. }
                 | Error::GitBlobMismatch { .. }
+                | Error::ChecksumMismatch { .. }
                 | Error::MirrorMismatch { .. }
                 | Error::PushDigestRefused { .. }
                 | Error::Structure { .. }
@@ -451,6 +462,7 @@ impl Error {
             Error::Catalog(e) => e.hint(),
             Error::InvalidRef(e) => e.hint().map(str::to_owned),
             Error::NotFound { .. } => Some("check the path; relative paths are taken from the current directory".into()),
+            Error::ChecksumMismatch { .. } => Some("the bytes were damaged on their way, or the object changed while it was read: run the same command again; a second mismatch means the store's copy is damaged".into()),
             Error::Read { source, .. } if source.kind() == io::ErrorKind::PermissionDenied => {
                 Some("make the file readable by this user".into())
             }
@@ -559,6 +571,15 @@ impl From<mp_transfer::Error> for Error {
     fn from(e: mp_transfer::Error) -> Self {
         match e {
             mp_transfer::Error::DigestMismatch(m) => Error::DigestMismatch(m),
+            mp_transfer::Error::ChecksumMismatch {
+                file,
+                expected,
+                computed,
+            } => Error::ChecksumMismatch {
+                file,
+                expected: expected.to_string(),
+                computed: computed.to_string(),
+            },
             mp_transfer::Error::Catalog(e) => Error::Catalog(e),
             mp_transfer::Error::Caller(e) => match e.downcast::<Error>() {
                 Ok(ours) => *ours,

@@ -86,6 +86,7 @@ impl Source for HttpFetcher {
                 path,
                 size: None,
                 stated: Stated::Nothing,
+                checksum: None,
                 etag: None,
                 media_type: None,
                 local: None,

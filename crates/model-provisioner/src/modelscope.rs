@@ -424,6 +424,7 @@ impl Source for ModelScope {
                 path: SafeRelPath::new(remote.path.clone())?,
                 size: remote.size,
                 stated,
+                checksum: None,
                 etag: None,
                 media_type: None,
                 local: None,

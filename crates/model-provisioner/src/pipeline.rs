@@ -26,7 +26,9 @@ use crate::error::{Error, Result};
 use crate::parallel::{Tee, in_parallel};
 use crate::request::{FetchRequest, Fetched};
 use mp_progress::Progress;
-use mp_transfer::{Download, Engine, Expected, Planned, RequestSource, ensure_room, partial_key};
+use mp_transfer::{
+    Checksum, Download, Engine, Expected, Planned, RequestSource, ensure_room, partial_key,
+};
 
 /// What a source resolved a reference into: the files of one model at one revision, and how
 /// the model is published and recorded.
@@ -91,6 +93,10 @@ pub struct ListedFile<'s> {
     pub size: Option<u64>,
     /// The digest the source states for its bytes, which they are checked against.
     pub stated: Stated,
+    /// A checksum the source states beside it (an object store's MD5 or CRC32C), checked as
+    /// the bytes stream. It catches damaged bytes; unlike a stated sha256, it vouches for
+    /// nothing.
+    pub checksum: Option<Checksum>,
     /// The source's `ETag` for it, recorded in the catalog (else the download's).
     pub etag: Option<String>,
     /// What the source says the file is (an OCI layer's media type), recorded in the catalog.
@@ -400,6 +406,7 @@ impl Placer<'_, '_> {
                 expected: Expected {
                     size: file.size,
                     digest: plan.expected,
+                    checksum: file.checksum.as_ref(),
                 },
                 id: &plan.id,
                 key: plan.key.as_deref(),
@@ -601,6 +608,7 @@ mod tests {
                 path: path.parse().expect("a safe path"),
                 size: Some(bytes.len() as u64),
                 stated,
+                checksum: None,
                 etag: None,
                 media_type: Some("text/plain".to_owned()),
                 local: Some(LocalCopy {

@@ -62,6 +62,16 @@ pub enum Error {
     /// The bytes do not have the expected digest.
     #[error(transparent)]
     DigestMismatch(#[from] DigestMismatch),
+    /// The bytes do not have the checksum their source states.
+    #[error("`{file}` is not what its source states: expected {expected}, computed {computed}")]
+    ChecksumMismatch {
+        /// The file, as its download names it.
+        file: String,
+        /// The checksum the source states.
+        expected: crate::Checksum,
+        /// The checksum of the bytes received.
+        computed: crate::Checksum,
+    },
     /// The cache directory failed (a partial file, a resume record).
     #[error(transparent)]
     Catalog(#[from] catalog_core::Error),

@@ -36,6 +36,7 @@
 
 mod body;
 mod budget;
+mod checksum;
 mod config;
 mod direct;
 mod engine;
@@ -51,6 +52,7 @@ use catalog_core::{CacheLayout, Digest, StagedFile};
 use std::sync::OnceLock;
 
 pub use body::{BodyError, read_bounded};
+pub use checksum::{Checksum, ChecksumKind};
 pub use config::{DownloadConfig, OBJECT_STORE_CHUNK, OBJECT_STORE_CONNECTIONS};
 pub use error::{Error, Result};
 pub use retry::RetryPolicy;
@@ -72,6 +74,9 @@ pub struct Expected<'a> {
     /// it also names the partial file, so that a download resumes from wherever the same
     /// bytes are served.
     pub digest: Option<&'a Digest>,
+    /// A checksum the source states (an object store's MD5 or CRC32C), computed in the same
+    /// pass as the sha256; a mismatch fails the download before anything is published.
+    pub checksum: Option<&'a Checksum>,
 }
 
 /// One file to download.

@@ -22,7 +22,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver, SyncSender};
 
-use catalog_core::Hasher;
+use crate::checksum::Hashes;
 use serde::{Deserialize, Serialize};
 
 use super::direct::Writer;
@@ -164,10 +164,14 @@ impl Partial {
             .map_err(|e| catalog_core::Error::io("truncate", &self.part_path, e).into())
     }
 
-    /// Hashes the kept prefix; `None` when it no longer matches the recorded hash.
-    pub fn rehash_prefix(&self, state: &ResumeState) -> Result<Option<Hasher>> {
+    /// Feeds the kept prefix to `hasher`, fresh; `None` when it no longer matches the recorded
+    /// hash.
+    pub(crate) fn rehash_prefix(
+        &self,
+        state: &ResumeState,
+        mut hasher: Hashes,
+    ) -> Result<Option<Hashes>> {
         let started = std::time::Instant::now();
-        let mut hasher = Hasher::new();
         self.hash_range(&mut hasher, 0, state.prefix_len)?;
         tracing::debug!(
             bytes = state.prefix_len,
@@ -175,7 +179,7 @@ impl Partial {
             "hashed the kept prefix again"
         );
         let ok = hasher.bytes() == state.prefix_len
-            && hasher.clone().finish().value() == state.prefix_sha256;
+            && hasher.sha256_so_far().value() == state.prefix_sha256;
         Ok(ok.then_some(hasher))
     }
 
@@ -183,7 +187,7 @@ impl Partial {
     /// thread reads ahead in large positional reads while this one hashes, so the two overlap:
     /// measured on a 2 GiB resume, 64 KiB reads and hashing in turn went at 470 MB/s, about a
     /// third of what the disk and the hash can each do.
-    pub fn hash_range(&self, hasher: &mut Hasher, start: u64, len: u64) -> Result<()> {
+    pub(crate) fn hash_range(&self, hasher: &mut Hashes, start: u64, len: u64) -> Result<()> {
         use std::os::unix::fs::FileExt;
         const BLOCK: usize = 8 << 20;
         let read_err = |e| catalog_core::Error::io("read", &self.part_path, e);

@@ -23,7 +23,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Condvar, Mutex, mpsc};
 use std::time::Duration;
 
-use catalog_core::Hasher;
+use crate::checksum::Hashes;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::budget::Lease;
@@ -61,12 +61,12 @@ struct Ledger {
 /// chunks written beyond it.
 #[derive(Debug)]
 struct OnDisk {
-    prefix: Hasher,
+    prefix: Hashes,
     written: Vec<(u64, u64)>,
 }
 
 impl Ledger {
-    fn hashed(&self, prefix: &Hasher) {
+    fn hashed(&self, prefix: &Hashes) {
         if let Ok(mut p) = self.on_disk.lock() {
             p.prefix.clone_from(prefix);
             let len = prefix.bytes();
@@ -97,7 +97,7 @@ impl Ledger {
             .collect();
         (prefix_len > 0 || !chunks.is_empty()).then(|| ResumeState {
             prefix_len,
-            prefix_sha256: prefix.finish().value().to_owned(),
+            prefix_sha256: prefix.sha256_so_far().value().to_owned(),
             chunks,
             ..template.clone()
         })
@@ -119,7 +119,7 @@ pub struct HashSink {
     tx: Option<mpsc::Sender<Piece>>,
     to_hasher: Option<mpsc::Sender<Piece>>,
     writers: Vec<std::thread::JoinHandle<()>>,
-    hasher: Option<std::thread::JoinHandle<Hasher>>,
+    hasher: Option<std::thread::JoinHandle<Hashes>>,
     flusher: Option<Flusher>,
     failed: Arc<Mutex<Option<Error>>>,
     ledger: Arc<Ledger>,
@@ -137,7 +137,7 @@ impl HashSink {
     /// (`None`: the size is unknown, nothing is recorded); its chunks are kept from an earlier
     /// run. `window`, when given, is closed on a failed write, to stop the connections.
     pub fn spawn(
-        hasher: Hasher,
+        hasher: Hashes,
         partial: &Partial,
         state: Option<ResumeState>,
         writers: usize,
@@ -266,7 +266,7 @@ impl HashSink {
 
     /// Waits for everything sent to be written and hashed, and returns the hasher. The last
     /// record is left as it is: a finished download needs none.
-    pub fn finish(mut self) -> Result<Hasher> {
+    pub fn finish(mut self) -> Result<Hashes> {
         self.record_on_drop = false;
         let hasher = self.join();
         if let Some(e) = self.failure() {
@@ -287,7 +287,7 @@ impl HashSink {
         drop(self);
     }
 
-    fn join(&mut self) -> Option<Hasher> {
+    fn join(&mut self) -> Option<Hashes> {
         drop(self.tx.take());
         let writers_ok = self.writers.drain(..).all(|w| w.join().is_ok());
         drop(self.to_hasher.take());
@@ -368,7 +368,7 @@ impl WriteStage {
 
 /// What the hasher thread works with.
 struct HashStage {
-    hasher: Hasher,
+    hasher: Hashes,
     partial: Partial,
     ledger: Arc<Ledger>,
     failed: Arc<Mutex<Option<Error>>>,
@@ -376,8 +376,8 @@ struct HashStage {
 }
 
 impl HashStage {
-    /// Hashes pieces in file order as they come, until every sender has hung up.
-    fn run(mut self, rx: mpsc::Receiver<Piece>) -> Hasher {
+    /// Hashes the pieces in file order as they come, until every sender has hung up.
+    fn run(mut self, rx: mpsc::Receiver<Piece>) -> Hashes {
         let mut pending: BTreeMap<u64, Piece> = BTreeMap::new();
         for piece in rx {
             pending.insert(piece.offset, piece);

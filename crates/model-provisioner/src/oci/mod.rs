@@ -259,6 +259,7 @@ fn listed(
         path,
         size: Some(layer.size),
         stated: Stated::Sha256(layer.digest),
+        checksum: None,
         etag,
         media_type: Some(layer.media_type),
         local: None,

@@ -71,6 +71,7 @@ impl S3Fetcher {
                     path: object.rel,
                     size: object.size,
                     stated: object.sha256.map_or(Stated::Nothing, Stated::Sha256),
+                    checksum: None,
                     etag: object.etag,
                     media_type: None,
                     local: None,

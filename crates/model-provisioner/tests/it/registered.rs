@@ -11,7 +11,7 @@ use model_provisioner::pipeline::{ListedFile, Listing, Revision, Source, Stated}
 use model_provisioner::{
     Error, FetchRequest, ModelProvisioner, SourceContext, SourceFailure, SourceKind,
 };
-use mp_transfer::{Engine, UrlSource};
+use mp_transfer::{Checksum, ChecksumKind, Engine, UrlSource};
 use test_support::{Nginx, random_bytes as bytes};
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
@@ -21,8 +21,11 @@ type TestResult = Result<(), Box<dyn std::error::Error>>;
 #[derive(Debug)]
 struct ShelfKind {
     base: String,
-    models: Arc<BTreeMap<String, Vec<(String, Digest)>>>,
+    models: Arc<BTreeMap<String, Vec<ShelvedFile>>>,
 }
+
+/// A file of a shelf's model: its name, and what the shelf states for its bytes.
+type ShelvedFile = (String, Stated, Option<Checksum>);
 
 impl SourceKind for ShelfKind {
     fn schemes(&self) -> &'static [&'static str] {
@@ -44,7 +47,7 @@ impl SourceKind for ShelfKind {
 
 struct Shelf {
     base: String,
-    models: Arc<BTreeMap<String, Vec<(String, Digest)>>>,
+    models: Arc<BTreeMap<String, Vec<ShelvedFile>>>,
     engine: Engine,
     parallel: usize,
 }
@@ -66,12 +69,13 @@ impl Source for Shelf {
         })?;
         let files = files
             .iter()
-            .map(|(file, digest)| {
+            .map(|(file, stated, checksum)| {
                 let url = format!("{}/{name}/{file}", self.base);
                 Ok(ListedFile {
                     path: file.parse::<SafeRelPath>()?,
                     size: None,
-                    stated: Stated::Sha256(digest.clone()),
+                    stated: stated.clone(),
+                    checksum: *checksum,
                     etag: None,
                     media_type: None,
                     local: None,
@@ -119,8 +123,12 @@ fn shelf(nginx: &Nginx, lie: bool) -> Result<ShelfKind, std::io::Error> {
         Digest::sha256_of(&config)
     };
     let files = vec![
-        ("weights.bin".to_owned(), Digest::sha256_of(&weights)),
-        ("config.json".to_owned(), stated),
+        (
+            "weights.bin".to_owned(),
+            Stated::Sha256(Digest::sha256_of(&weights)),
+            None,
+        ),
+        ("config.json".to_owned(), Stated::Sha256(stated), None),
     ];
     Ok(ShelfKind {
         base: nginx.url("files"),
@@ -179,6 +187,81 @@ fn a_file_that_breaks_what_its_source_states_fails_and_nothing_is_published() ->
     );
     assert!(!cache.path().join("models/shelf").exists());
     assert!(p.catalog().get("shelf:tiny")?.is_none());
+    Ok(())
+}
+
+/// A shelf of one model, `sums`, whose files the shelf states only checksums for (as an
+/// object store does), the MD5 of the first, the CRC32C of the second; `lie` makes it state a
+/// CRC32C the second's bytes do not have.
+fn shelf_of_checksums(nginx: &Nginx, lie: bool) -> Result<ShelfKind, std::io::Error> {
+    let weights = bytes(2 << 20, 32);
+    let config = b"{\"arch\": \"sums\"}".to_vec();
+    nginx.put("sums/weights.bin", &weights)?;
+    nginx.put("sums/config.json", &config)?;
+    let crc = Checksum::of(ChecksumKind::Crc32c, if lie { b"other" } else { &config });
+    let files = vec![
+        (
+            "weights.bin".to_owned(),
+            Stated::Nothing,
+            Some(Checksum::of(ChecksumKind::Md5, &weights)),
+        ),
+        ("config.json".to_owned(), Stated::Nothing, Some(crc)),
+    ];
+    Ok(ShelfKind {
+        base: nginx.url("files"),
+        models: Arc::new(BTreeMap::from([("sums".to_owned(), files)])),
+    })
+}
+
+#[test]
+fn a_stated_checksum_is_checked_as_the_bytes_stream_and_vouches_for_nothing() -> TestResult {
+    let nginx = Nginx::start();
+    let cache = tempfile::tempdir()?;
+    let p = ModelProvisioner::builder(cache.path())
+        .source(shelf_of_checksums(&nginx, false)?)
+        .build()?;
+    let ensured = p.ensure(&p.parse_ref("shelf:sums")?, None)?;
+    assert_eq!(
+        fs::read(ensured.resolved.local_path.join("weights.bin"))?,
+        bytes(2 << 20, 32)
+    );
+    // A checksum is no sha256: without `--digest`, the model is recorded, as `warn`.
+    assert_eq!(ensured.entry.verification.outcome, Outcome::Warn);
+    Ok(())
+}
+
+#[test]
+fn a_file_that_breaks_its_stated_checksum_fails_verification_and_nothing_is_published() -> TestResult
+{
+    let nginx = Nginx::start();
+    let cache = tempfile::tempdir()?;
+    let p = ModelProvisioner::builder(cache.path())
+        .source(shelf_of_checksums(&nginx, true)?)
+        .build()?;
+    let err = p.ensure_present_str("shelf:sums", None).unwrap_err();
+    assert!(err.is_verification_failure(), "{err}");
+    let Error::ChecksumMismatch {
+        file,
+        expected,
+        computed,
+    } = &err
+    else {
+        panic!("{err:?}")
+    };
+    assert!(file.ends_with("config.json"), "{file}");
+    assert_eq!(
+        (expected, computed),
+        (
+            &Checksum::of(ChecksumKind::Crc32c, b"other").to_string(),
+            &Checksum::of(ChecksumKind::Crc32c, b"{\"arch\": \"sums\"}").to_string()
+        )
+    );
+    assert!(
+        err.hint()
+            .is_some_and(|h| h.contains("run the same command again"))
+    );
+    assert!(!cache.path().join("models/shelf").exists());
+    assert!(p.catalog().get("shelf:sums")?.is_none());
     Ok(())
 }
 

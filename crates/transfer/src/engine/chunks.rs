@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
 
-use catalog_core::Hasher;
+use crate::checksum::Hashes;
 use reqwest::StatusCode;
 
 use super::super::budget::Lease;
@@ -19,7 +19,7 @@ const PARALLEL_WRITERS: usize = 4;
 /// How the parallel ranges of a download ended.
 pub(super) enum Ranges {
     /// Every range fetched and hashed: the hasher, and the bytes received.
-    Done(Hasher, u64),
+    Done(Hashes, u64),
     /// A range was answered with the whole file: read it as one stream instead.
     Whole(reqwest::Response),
 }
@@ -42,7 +42,7 @@ impl Run<'_> {
     pub(super) fn parallel(
         &self,
         plan: &Plan,
-        hasher: Hasher,
+        hasher: Hashes,
         asked: u64,
         first: (reqwest::Response, Lease),
     ) -> Result<Ranges> {

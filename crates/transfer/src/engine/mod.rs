@@ -24,11 +24,12 @@ use chunks::Ranges;
 
 use std::sync::Arc;
 
-use catalog_core::{Hasher, StagedFile};
+use catalog_core::StagedFile;
 use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
 use tokio::sync::Semaphore;
 
+use super::checksum::{Checksum, Hashes};
 use super::range::{Validators, content_range, range_headers, work};
 use super::resume::{Partial, ResumeState};
 use super::retry::Failure;
@@ -94,15 +95,20 @@ impl<'a> Run<'a> {
         self.dl.source.display()
     }
 
+    /// Hashes for the bytes from the first: the sha256, and the checksum the source states.
+    fn fresh(&self) -> Hashes {
+        Hashes::new(self.dl.expected.checksum.map(Checksum::kind))
+    }
+
     /// The record to keep for `plan` (`None` when the size is unknown: no resume then).
-    fn record(&self, plan: &Plan, hasher: &Hasher) -> Option<ResumeState> {
+    fn record(&self, plan: &Plan, hasher: &Hashes) -> Option<ResumeState> {
         Some(ResumeState {
             url: self.url().to_owned(),
             digest: self.digest.clone(),
             total: plan.total?,
             validators: plan.validators.clone(),
             prefix_len: hasher.bytes(),
-            prefix_sha256: hasher.clone().finish().value().to_owned(),
+            prefix_sha256: hasher.sha256_so_far().value().to_owned(),
             chunks: plan.kept.clone(),
         })
     }
@@ -174,7 +180,7 @@ impl<'a> Run<'a> {
                         kept: Vec::new(),
                     };
                     let hasher = match prior.take() {
-                        None => Hasher::new(),
+                        None => self.fresh(),
                         Some(state) => match self.resume(&state, &plan)? {
                             Some(hasher) => {
                                 plan.prefix = hasher.bytes();
@@ -232,13 +238,13 @@ impl<'a> Run<'a> {
     /// Checks an earlier run's record against what the server now says and what is on disk.
     /// Returns the hasher fed with the kept prefix, or `None` (having truncated the file) to
     /// start over.
-    fn resume(&self, state: &ResumeState, plan: &Plan) -> Result<Option<Hasher>> {
+    fn resume(&self, state: &ResumeState, plan: &Plan) -> Result<Option<Hashes>> {
         let now = self
-            .record(plan, &Hasher::new())
+            .record(plan, &self.fresh())
             .expect("a 206 states the size");
         let why = if !state.same_remote(&now) {
             "the remote file changed"
-        } else if let Some(hasher) = self.partial.rehash_prefix(state)? {
+        } else if let Some(hasher) = self.partial.rehash_prefix(state, self.fresh())? {
             return Ok(Some(hasher));
         } else {
             "the kept bytes no longer match their hash"
@@ -252,7 +258,7 @@ impl<'a> Run<'a> {
     async fn ranged(
         self,
         plan: Plan,
-        hasher: Hasher,
+        hasher: Hashes,
         asked: u64,
         response: reqwest::Response,
     ) -> Result<Downloaded> {
@@ -293,7 +299,7 @@ impl<'a> Run<'a> {
         self.finish(&plan, hasher, transferred)
     }
 
-    fn spawn_sink(&self, plan: &Plan, hasher: Hasher, writers: usize, window: usize) -> HashSink {
+    fn spawn_sink(&self, plan: &Plan, hasher: Hashes, writers: usize, window: usize) -> HashSink {
         let state = self.record(plan, &hasher);
         HashSink::spawn(
             hasher,
@@ -305,9 +311,9 @@ impl<'a> Run<'a> {
     }
 
     /// Syncs, checks size and digest, and hands the file over as staged.
-    fn finish(self, plan: &Plan, hasher: Hasher, transferred: u64) -> Result<Downloaded> {
+    fn finish(self, plan: &Plan, hasher: Hashes, transferred: u64) -> Result<Downloaded> {
         let size = hasher.bytes();
-        let digest = hasher.finish();
+        let (digest, checksum) = hasher.finish();
         let partial = self.partial;
         if let Some(total) = plan.total
             && size != total
@@ -323,6 +329,16 @@ impl<'a> Run<'a> {
         {
             partial.discard();
             return Err(mismatch.into());
+        }
+        if let (Some(expected), Some(computed)) = (self.dl.expected.checksum, checksum)
+            && *expected != computed
+        {
+            partial.discard();
+            return Err(crate::Error::ChecksumMismatch {
+                file: self.dl.id.to_owned(),
+                expected: *expected,
+                computed,
+            });
         }
         partial
             .file

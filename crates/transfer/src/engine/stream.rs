@@ -1,7 +1,6 @@
 //! One stream of a download: a whole body (`200`), or the missing bytes in order through one
 //! connection, reconnecting with a range where the server allows it.
 
-use catalog_core::Hasher;
 use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
 use tokio::sync::OwnedSemaphorePermit;
@@ -12,6 +11,7 @@ use super::super::range::{Validators, content_range, range_headers};
 use super::super::retry::Failure;
 use super::super::sink::HashSink;
 use super::{Plan, Run, SEQUENTIAL_PIECE};
+use crate::checksum::Hashes;
 use crate::error::Result;
 
 /// Writes in flight at once for a single stream.
@@ -38,7 +38,7 @@ impl Run<'_> {
             kept: Vec::new(),
         };
         let (hasher, transferred) = self
-            .sequential(plan.clone(), Hasher::new(), Some(response))
+            .sequential(plan.clone(), self.fresh(), Some(response))
             .await?;
         self.finish(&plan, hasher, transferred)
     }
@@ -48,9 +48,9 @@ impl Run<'_> {
     pub(super) async fn sequential(
         &self,
         mut plan: Plan,
-        hasher: Hasher,
+        hasher: Hashes,
         mut response: Option<reqwest::Response>,
-    ) -> Result<(Hasher, u64)> {
+    ) -> Result<(Hashes, u64)> {
         let mut sink = self.spawn_sink(&plan, hasher, SEQUENTIAL_WRITERS, SEQUENTIAL_WINDOW);
         let mut offset = plan.prefix;
         let mut transferred = 0;
@@ -91,7 +91,7 @@ impl Run<'_> {
                                 };
                                 sink = self.spawn_sink(
                                     &plan,
-                                    Hasher::new(),
+                                    self.fresh(),
                                     SEQUENTIAL_WRITERS,
                                     SEQUENTIAL_WINDOW,
                                 );

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use catalog_core::Digest;
 use mp_transfer::{
-    BoxFuture, Download, DownloadConfig, Downloaded, Downloader, Error, Expected, RequestSource,
-    RetryPolicy, UrlSource,
+    BoxFuture, Checksum, ChecksumKind, Download, DownloadConfig, Downloaded, Downloader, Error,
+    Expected, RequestSource, RetryPolicy, UrlSource,
 };
 use test_support::{Answer, FaultServer, Hold, random_bytes as bytes};
 
@@ -51,6 +51,7 @@ fn authorization_goes_to_the_endpoint_only_and_is_dropped_on_a_redirect_elsewher
             expected: Expected {
                 size: Some(20_000),
                 digest: Some(&Digest::sha256_of(&body)),
+                checksum: None,
             },
             id: "test",
             key: None,
@@ -158,6 +159,7 @@ fn engine_fetch(
             expected: Expected {
                 size: Some(body.len() as u64),
                 digest: Some(&digest),
+                checksum: None,
             },
             id: "test",
             key: None,
@@ -360,4 +362,107 @@ impl UrlSourceFor {
             reqwest::header::HeaderMap::new(),
         ))
     }
+}
+
+/// A download of `body` from `server`, checked against `checksum` (and the body's size only).
+fn fetch_checked(
+    engine: &Downloader,
+    cache: &Path,
+    server: &FaultServer,
+    body: &[u8],
+    checksum: &Checksum,
+) -> Result<Downloaded, Error> {
+    let layout = catalog_core::CacheLayout::new(cache)?;
+    let url: url::Url = server.url("bucket/object").parse().expect("a URL");
+    engine.fetch(
+        &layout,
+        &Download {
+            source: &UrlSource::new(url.clone(), url.as_str(), reqwest::header::HeaderMap::new()),
+            expected: Expected {
+                size: Some(body.len() as u64),
+                digest: None,
+                checksum: Some(checksum),
+            },
+            id: "bucket/object",
+            key: Some("0bec7"),
+        },
+        &NoProgressBar,
+    )
+}
+
+#[test]
+fn a_stated_checksum_is_computed_in_the_same_pass_whether_streamed_or_in_parallel_ranges()
+-> TestResult {
+    // One body below the parallel threshold (one stream), one above (parallel ranges).
+    for (size, seed) in [(200_000, 31), (3 << 20, 32)] {
+        let body = bytes(size, seed);
+        for kind in [ChecksumKind::Md5, ChecksumKind::Crc32c] {
+            let right = Checksum::of(kind, &body);
+            let wrong = Checksum::of(kind, b"other bytes");
+            let server = FaultServer::start(body.clone(), vec![Answer::Serve { ranges: true }]);
+            let engine = Downloader::new(config())?;
+            let cache = tempfile::tempdir()?;
+            let downloaded = fetch_checked(&engine, cache.path(), &server, &body, &right)?;
+            assert_eq!(downloaded.staged.digest, Digest::sha256_of(&body));
+
+            let cache = tempfile::tempdir()?;
+            let refused = fetch_checked(&engine, cache.path(), &server, &body, &wrong);
+            match refused {
+                Err(Error::ChecksumMismatch {
+                    file,
+                    expected,
+                    computed,
+                }) => {
+                    assert_eq!(
+                        (file.as_str(), expected, computed),
+                        ("bucket/object", wrong, right)
+                    );
+                }
+                other => panic!("a wrong {kind:?} of {size} bytes gave {other:?}"),
+            }
+            let left: Vec<_> = std::fs::read_dir(cache.path().join("tmp"))?.collect();
+            assert!(
+                left.is_empty(),
+                "nothing of a refused download is kept: {left:?}"
+            );
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn a_resumed_download_checks_the_checksum_of_its_kept_bytes_too() -> TestResult {
+    // One stream, so that the first run keeps a prefix.
+    let body = bytes(10 << 20, 33);
+    let one_stream = DownloadConfig {
+        connections: 1,
+        ..config()
+    };
+    let cache = tempfile::tempdir()?;
+    // For each kind, a first run cut after 6 MiB and not retried, then a run served whole.
+    let cut = Answer::Cut { bytes: 6 << 20 };
+    let serve = Answer::Serve { ranges: true };
+    let server = FaultServer::start(body.clone(), vec![cut.clone(), serve.clone(), cut, serve]);
+    let once = Downloader::new(DownloadConfig {
+        retry: RetryPolicy {
+            retries: 0,
+            ..config().retry
+        },
+        ..one_stream.clone()
+    })?;
+    for kind in [ChecksumKind::Md5, ChecksumKind::Crc32c] {
+        let right = Checksum::of(kind, &body);
+        assert!(fetch_checked(&once, cache.path(), &server, &body, &right).is_err());
+        // The next run keeps what the first received, and fetches the rest only: the checksum
+        // holds over the kept prefix read back and the bytes that came after it.
+        let engine = Downloader::new(one_stream.clone())?;
+        let downloaded = fetch_checked(&engine, cache.path(), &server, &body, &right)?;
+        assert!(
+            downloaded.resumed > 0 && downloaded.resumed <= 6 << 20,
+            "{kind:?}: the run resumed what the first received ({} bytes)",
+            downloaded.resumed
+        );
+        assert_eq!(downloaded.staged.digest, Digest::sha256_of(&body));
+    }
+    Ok(())
 }
