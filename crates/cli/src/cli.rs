@@ -171,6 +171,9 @@ pub struct EnsureArgs {
     #[command(flatten)]
     pub s3: S3Args,
 
+    #[command(flatten)]
+    pub transfer: TransferArgs,
+
     /// Resolve and fetch again even if the catalog has the model: a moved branch brings its new
     /// commit; files already in the cache are not downloaded again.
     #[arg(long)]
@@ -325,6 +328,26 @@ pub struct S3Args {
     pub no_sign_request: bool,
 }
 
+/// How fast bytes move: `ensure`, `push` and `mirror`.
+#[derive(Debug, Args)]
+pub struct TransferArgs {
+    /// Cap the bytes per second this process moves, across all its connections and files,
+    /// uploads included: `50M`, `1.5G`, `512KiB` (K, M, G are powers of 1000; Ki, Mi, Gi of
+    /// 1024). Each process has its own cap.
+    #[arg(
+        long,
+        value_name = "RATE",
+        env = "MODEL_PROVISIONER_LIMIT_RATE",
+        value_parser = parse_rate
+    )]
+    pub limit_rate: Option<model_provisioner::RateLimit>,
+}
+
+/// `--limit-rate`'s value.
+fn parse_rate(text: &str) -> Result<model_provisioner::RateLimit, String> {
+    model_provisioner::RateLimit::parse(text).map_err(|e| e.to_string())
+}
+
 /// `push`.
 #[derive(Debug, Args)]
 pub struct PushArgs {
@@ -341,6 +364,9 @@ pub struct PushArgs {
 
     #[command(flatten)]
     pub s3: S3Args,
+
+    #[command(flatten)]
+    pub transfer: TransferArgs,
 
     /// Print one JSON object instead of text (and no progress bars).
     #[arg(long)]
@@ -363,6 +389,9 @@ pub struct MirrorArgs {
 
     #[command(flatten)]
     pub s3: S3Args,
+
+    #[command(flatten)]
+    pub transfer: TransferArgs,
 
     /// Print one JSON object instead of text (and no progress bars).
     #[arg(long)]

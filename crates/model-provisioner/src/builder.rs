@@ -96,6 +96,8 @@ struct Settings {
     retries: Option<u32>,
     #[cfg(feature = "http")]
     stall_timeout: Option<Duration>,
+    #[cfg(feature = "http")]
+    limit_rate: Option<mp_transfer::RateLimit>,
     offline: bool,
     include: Option<Vec<String>>,
     exclude: Option<Vec<String>>,
@@ -225,6 +227,25 @@ impl ProvisionerBuilder {
     #[cfg(feature = "http")]
     pub fn stall_timeout(mut self, timeout: Duration) -> Self {
         self.settings.stall_timeout = Some(timeout);
+        self
+    }
+
+    /// A cap on the bytes per second this provisioner moves, across all its connections and
+    /// files, downloads and uploads alike, whatever the source (one cap, shared); `None` keeps
+    /// the download configuration's (none by default).
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use model_provisioner::{ModelProvisioner, RateLimit};
+    ///
+    /// let provisioner = ModelProvisioner::builder("/var/cache/models")
+    ///     .limit_rate(Some(RateLimit::parse("50M")?))
+    ///     .build()?;
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "http")]
+    pub fn limit_rate(mut self, rate: Option<mp_transfer::RateLimit>) -> Self {
+        self.settings.limit_rate = rate;
         self
     }
 
@@ -385,6 +406,9 @@ impl ProvisionerBuilder {
         download.connections = s.connections.unwrap_or(download.connections);
         download.retry.retries = s.retries.unwrap_or(download.retry.retries);
         download.stall_timeout = s.stall_timeout.unwrap_or(download.stall_timeout);
+        if let Some(rate) = &s.limit_rate {
+            download.rate_limit = Some(rate.clone());
+        }
         download
     }
 

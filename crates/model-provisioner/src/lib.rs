@@ -81,7 +81,7 @@ pub use mp_credentials::Secret;
 pub use mp_progress::{NoReporter, Progress, Reporter};
 /// How downloads are made: connections, chunk size, retries, the memory budget (`mp-transfer`).
 #[cfg(feature = "http")]
-pub use mp_transfer::{DownloadConfig, RetryPolicy};
+pub use mp_transfer::{DownloadConfig, RateLimit, RetryPolicy};
 pub use provisioner::{Ensured, ModelProvisioner, Verified};
 #[cfg(any(feature = "oci", feature = "s3"))]
 pub use publish::{Mirrored, Pushed};

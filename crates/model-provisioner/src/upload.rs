@@ -22,6 +22,7 @@ use tokio::sync::mpsc;
 use crate::error::{Error, Result};
 use crate::model_files::ModelFile;
 use mp_progress::Progress;
+use mp_transfer::RateLimit;
 
 /// Why a file's pieces stopped before its end: a mismatch, or a read error. Shared by the
 /// reader, which sets it before it stops, and the uploader, which takes it.
@@ -64,15 +65,22 @@ pub(crate) enum Hash {
 }
 
 /// Starts reading `file` on a blocking thread, in pieces of `piece` bytes (the last one
-/// shorter), at most `depth` of them read ahead.
-pub(crate) fn read_pieces(file: &ModelFile, piece: u64, depth: usize, hash: Hash) -> Pieces {
+/// shorter), at most `depth` of them read ahead, each handed over no faster than `rate` allows.
+pub(crate) fn read_pieces(
+    file: &ModelFile,
+    piece: u64,
+    depth: usize,
+    hash: Hash,
+    rate: Option<&RateLimit>,
+) -> Pieces {
     let (tx, rx) = mpsc::channel(depth.max(1));
     let check = ReadCheck::default();
     let reader_check = check.clone();
     let size = file.size;
     let file = file.clone();
+    let rate = rate.cloned();
     tokio::task::spawn_blocking(move || {
-        if let Err(e) = read_into(&file, piece.max(1), &tx, hash) {
+        if let Err(e) = read_into(&file, piece.max(1), &tx, hash, rate.as_ref()) {
             reader_check.set(e);
         }
     });
@@ -81,7 +89,13 @@ pub(crate) fn read_pieces(file: &ModelFile, piece: u64, depth: usize, hash: Hash
 
 /// Reads, hashes and sends `file`'s pieces; returns early, with no error, once nobody takes
 /// them. The last piece is sent only when the whole file matched its sha256.
-fn read_into(file: &ModelFile, piece: u64, tx: &mpsc::Sender<Bytes>, hash: Hash) -> Result<()> {
+fn read_into(
+    file: &ModelFile,
+    piece: u64,
+    tx: &mpsc::Sender<Bytes>,
+    hash: Hash,
+    rate: Option<&RateLimit>,
+) -> Result<()> {
     let path = &file.path;
     let mut reader = catalog_core::open_regular(path).map_err(|e| Error::read(path, e))?;
     let mut hasher = (hash == Hash::Each).then(Hasher::new);
@@ -110,6 +124,9 @@ fn read_into(file: &ModelFile, piece: u64, tx: &mpsc::Sender<Bytes>, hash: Hash)
             && let Some(hasher) = hasher.take()
         {
             Error::check_digest(&file.what, Some(&file.digest), &hasher.finish())?;
+        }
+        if let Some(rate) = rate {
+            rate.take_blocking(buf.len());
         }
         if tx.blocking_send(Bytes::from(buf)).is_err() || left == 0 {
             return Ok(());
@@ -206,7 +223,7 @@ mod tests {
         let file = model_file(dir.path(), &bytes, Digest::sha256_of(&bytes))?;
         for piece in [1, 999, 5_000, 10_000, 20_000] {
             let got = runtime()?.block_on(async {
-                let mut pieces = read_pieces(&file, piece, 2, Hash::Each);
+                let mut pieces = read_pieces(&file, piece, 2, Hash::Each, None);
                 let mut got = Vec::new();
                 while let Some(p) = pieces.next().await {
                     assert!(p.len() as u64 <= piece);
@@ -227,7 +244,7 @@ mod tests {
         let bytes = vec![7u8; 10_000];
         let file = model_file(dir.path(), &bytes, Digest::sha256_of(b"other bytes"))?;
         let (got, err) = runtime()?.block_on(async {
-            let mut pieces = read_pieces(&file, 4_000, 1, Hash::Each);
+            let mut pieces = read_pieces(&file, 4_000, 1, Hash::Each, None);
             let mut got = 0;
             while let Some(p) = pieces.next().await {
                 got += p.len();
@@ -250,7 +267,7 @@ mod tests {
         let results = runtime()?.block_on(async {
             let mut body = Body {
                 left: file.size,
-                pieces: read_pieces(&file, 60, 1, Hash::Each),
+                pieces: read_pieces(&file, 60, 1, Hash::Each, None),
                 progress: Arc::from(mp_progress::NoReporter.start("m.bin", None)),
             };
             let mut results = Vec::new();

@@ -30,6 +30,9 @@ pub struct DownloadConfig {
     /// A PEM file of root certificates trusted for HTTPS besides the system's (a private CA,
     /// as `AWS_CA_BUNDLE` names one).
     pub ca_bundle: Option<std::path::PathBuf>,
+    /// A cap on the bytes per second, shared by every transfer of every engine given a clone
+    /// of it (downloads, and the uploads that read their bodies through it).
+    pub rate_limit: Option<crate::RateLimit>,
 }
 
 impl Default for DownloadConfig {
@@ -44,6 +47,7 @@ impl Default for DownloadConfig {
             connect_timeout: Duration::from_secs(15),
             direct_io: true,
             ca_bundle: None,
+            rate_limit: None,
         }
     }
 }

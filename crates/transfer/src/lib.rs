@@ -19,6 +19,8 @@
 //! | `retry` | [`RetryPolicy`]: what is retried, and the failure of one attempt |
 //! | `room` | [`ensure_room`]: free space for what is still to come, checked before it comes |
 //! | `direct` | page-aligned buffers and writes around the page cache |
+//! | `checksum` | [`Checksum`]: an MD5 or CRC32C a source states, computed beside the sha256 |
+//! | `rate` | [`RateLimit`]: a cap on the bytes per second of every transfer that shares it |
 //!
 //! Resume: the record says what the bytes are (the expected digest, else the URL), the
 //! remote's size and validators (`ETag`, `Last-Modified`), the in-order prefix that was hashed
@@ -42,6 +44,7 @@ mod direct;
 mod engine;
 mod error;
 mod range;
+mod rate;
 mod resume;
 mod retry;
 mod room;
@@ -55,6 +58,7 @@ pub use body::{BodyError, read_bounded};
 pub use checksum::{Checksum, ChecksumKind};
 pub use config::{DownloadConfig, OBJECT_STORE_CHUNK, OBJECT_STORE_CONNECTIONS};
 pub use error::{Error, Result};
+pub use rate::{ParseRateError, RateLimit};
 pub use retry::RetryPolicy;
 pub use retry::untrusted_certificate;
 pub use retry::{Failure, with_retries};

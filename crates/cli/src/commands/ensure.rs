@@ -57,6 +57,7 @@ pub(super) fn ensure(cx: &Context, args: &EnsureArgs) -> anyhow::Result<ExitCode
         .connections(args.connections.map(usize::from))
         .retries(args.retries)
         .stall_timeout(Duration::from_secs(args.stall_timeout))
+        .limit_rate(args.transfer.limit_rate.clone())
         .hf(Some(match args.via {
             Via::Native => HfClient::Native,
             Via::HfCli => HfClient::Cli,

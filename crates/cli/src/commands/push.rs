@@ -8,7 +8,7 @@ use serde::Serialize;
 use super::{
     Context, Provisioner, object_store, parse_reference, registry_access, usage_if_refused,
 };
-use crate::cli::{MirrorArgs, PushArgs, RegistryArgs, S3Args};
+use crate::cli::{MirrorArgs, PushArgs, RegistryArgs, S3Args, TransferArgs};
 use crate::output::{human_bytes, print, print_json};
 
 /// The `push --json` object.
@@ -42,6 +42,7 @@ fn publisher(
     cx: &Context,
     registry: &RegistryArgs,
     s3: &S3Args,
+    transfer: &TransferArgs,
     json: bool,
 ) -> anyhow::Result<Provisioner> {
     let registry = registry_access(registry)?;
@@ -49,12 +50,13 @@ fn publisher(
         .http(false)
         .hf(None)
         .registry_access(registry)
+        .limit_rate(transfer.limit_rate.clone())
         .build()?)
 }
 
 pub(super) fn push(cx: &Context, args: &PushArgs) -> anyhow::Result<ExitCode> {
     let destination = parse_reference(&args.destination)?;
-    let provisioner = publisher(cx, &args.registry, &args.s3, args.json)?;
+    let provisioner = publisher(cx, &args.registry, &args.s3, &args.transfer, args.json)?;
     let pushed = provisioner
         .push(&args.target, &destination)
         .map_err(usage_if_refused)?;
@@ -88,7 +90,7 @@ pub(super) fn push(cx: &Context, args: &PushArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub(super) fn mirror(cx: &Context, args: &MirrorArgs) -> anyhow::Result<ExitCode> {
-    let provisioner = publisher(cx, &args.registry, &args.s3, args.json)?;
+    let provisioner = publisher(cx, &args.registry, &args.s3, &args.transfer, args.json)?;
     let mirrored = provisioner
         .mirror(&args.target, &args.mirror)
         .map_err(usage_if_refused)?;

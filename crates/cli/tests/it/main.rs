@@ -20,6 +20,7 @@ mod modelscope;
 mod oci;
 mod push;
 mod quant;
+mod rate;
 mod reuse;
 mod s3;
 mod s3_tls;

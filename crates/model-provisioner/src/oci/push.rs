@@ -76,8 +76,9 @@ pub struct PushReport {
 
 /// A blob to upload: a file streamed from disk, or bytes made here.
 enum Content<'a> {
-    /// A model's file, read from disk, hashed by us or only by the registry.
-    File(&'a ModelFile, Hash),
+    /// A model's file, read from disk, hashed by us or only by the registry, under the
+    /// engine's rate cap.
+    File(&'a ModelFile, Hash, Option<&'a mp_transfer::RateLimit>),
     Bytes(&'a [u8]),
 }
 
@@ -151,7 +152,7 @@ impl OciFetcher {
                     client,
                     &file.digest,
                     file.size,
-                    &Content::File(file, hash),
+                    &Content::File(file, hash, engine.config().rate_limit.as_ref()),
                     mount_from.as_deref(),
                     &progress,
                 )
@@ -391,8 +392,8 @@ async fn upload_blob(
             progress.restart();
             let (body, check) = match content {
                 Content::Bytes(bytes) => (reqwest::Body::from(bytes.to_vec()), None),
-                Content::File(file, hash) => {
-                    let pieces = read_pieces(file, BODY_PIECE, BODY_AHEAD, *hash);
+                Content::File(file, hash, rate) => {
+                    let pieces = read_pieces(file, BODY_PIECE, BODY_AHEAD, *hash, *rate);
                     let check = pieces.check().clone();
                     (pieces.into_body(Arc::clone(progress)), Some(check))
                 }
@@ -467,7 +468,7 @@ async fn put_answer(
     }
     let code = error_code(response).await;
     if code.as_deref() == Some("DIGEST_INVALID")
-        && let Content::File(file, _) = content
+        && let Content::File(file, ..) = content
     {
         // The registry hashed what it was sent and found another digest.
         return Err(Failure::local(Error::PushDigestRefused {

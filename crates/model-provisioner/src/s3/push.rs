@@ -291,7 +291,8 @@ impl Session<'_> {
                 |c| {
                     // What an earlier attempt reported is void.
                     progress.restart();
-                    let pieces = read_pieces(file, BODY_PIECE, BODY_AHEAD, Hash::Each);
+                    let pieces =
+                        read_pieces(file, BODY_PIECE, BODY_AHEAD, Hash::Each, self.rate.as_ref());
                     *latest.lock().unwrap_or_else(PoisonError::into_inner) =
                         Some(pieces.check().clone());
                     let credentials = self.signing();
@@ -391,7 +392,7 @@ impl Session<'_> {
                 reason: format!("`{}` needs more than 10,000 parts", file.rel),
             });
         }
-        let pieces = read_pieces(file, part, 1, Hash::Each);
+        let pieces = read_pieces(file, part, 1, Hash::Each, self.rate.as_ref());
         let check = pieces.check().clone();
         // The next part to send and its number, taken in order by whichever upload is free.
         let next = tokio::sync::Mutex::new((pieces, 0u16));

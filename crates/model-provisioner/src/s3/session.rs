@@ -37,6 +37,8 @@ pub(super) struct Session<'a> {
     pub(super) endpoint: String,
     pub(super) bucket: Bucket,
     retry: mp_transfer::RetryPolicy,
+    /// The cap on bytes per second that uploads read their bodies under.
+    pub(super) rate: Option<mp_transfer::RateLimit>,
 }
 
 impl S3Fetcher {
@@ -57,6 +59,7 @@ impl S3Fetcher {
             endpoint: endpoint_id(endpoint),
             bucket,
             retry: engine.config().retry,
+            rate: engine.config().rate_limit.clone(),
         }
     }
 }

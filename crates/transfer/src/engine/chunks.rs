@@ -188,6 +188,9 @@ impl Run<'_> {
                         ));
                     };
                     let take = piece.len().min(len - lease.buf().len());
+                    if let Some(cap) = &self.engine.config.rate_limit {
+                        cap.take(take).await;
+                    }
                     lease.buf_mut().push(&piece[..take]);
                     self.progress.advance(take as u64);
                     *transferred += take as u64;

@@ -159,6 +159,9 @@ impl Run<'_> {
             };
             let room = end.map_or(u64::MAX, |end| end.saturating_sub(offset + read));
             let take = usize::try_from(room).unwrap_or(usize::MAX).min(chunk.len());
+            if let Some(cap) = &self.engine.config.rate_limit {
+                cap.take(take).await;
+            }
             let mut remaining = &chunk[..take];
             while !remaining.is_empty() {
                 if piece.is_none() {
