@@ -17,7 +17,7 @@ pub enum Checksum {
     Crc32c(u32),
 }
 
-/// Which checksum a [`Hashes`] computes beside the sha256.
+/// Which checksum a download computes beside the sha256.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ChecksumKind {
     /// [`Checksum::Md5`].
