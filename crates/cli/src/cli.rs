@@ -341,6 +341,33 @@ pub struct TransferArgs {
         value_parser = parse_rate
     )]
     pub limit_rate: Option<model_provisioner::RateLimit>,
+
+    /// How progress is shown on standard error: `bars` (when it is a terminal), or `json`, one
+    /// event per line (the schema: `docs/progress.md`), with warnings left out unless `-v`.
+    #[arg(long, value_enum, value_name = "FORMAT", default_value_t = ProgressFormat::Bars)]
+    pub progress: ProgressFormat,
+}
+
+/// `--progress`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ProgressFormat {
+    /// Progress bars, when standard error is a terminal.
+    Bars,
+    /// One JSON object per event and line.
+    Json,
+}
+
+impl Cli {
+    /// Whether the command writes its progress as JSON lines.
+    pub fn json_progress(&self) -> bool {
+        let transfer = match &self.command {
+            Command::Ensure(args) => &args.transfer,
+            Command::Push(args) => &args.transfer,
+            Command::Mirror(args) => &args.transfer,
+            _ => return false,
+        };
+        transfer.progress == ProgressFormat::Json
+    }
 }
 
 /// `--limit-rate`'s value.

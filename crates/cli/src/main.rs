@@ -29,7 +29,11 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => return usage_error(&e),
     };
-    init_logging(cli.quiet, cli.verbose);
+    // JSON progress owns standard error: text warnings only when asked for with `-v`.
+    init_logging(
+        cli.quiet || (cli.json_progress() && cli.verbose == 0),
+        cli.verbose,
+    );
     match commands::run(cli) {
         Ok(code) => code,
         Err(err) => report(&err),

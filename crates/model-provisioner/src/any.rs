@@ -204,15 +204,21 @@ impl ModelFetcher for AnyFetcher {
                     tracing::info!(id = req.id, mirror = %at, "fetched from the mirror");
                     return Ok(fetched);
                 }
-                Err(e) => match skip_reason(&e) {
-                    Some((why, true)) => {
+                Err(e) => {
+                    let Some((why, loud)) = skip_reason(&e) else {
+                        return Err(e);
+                    };
+                    if loud {
                         tracing::warn!(id = req.id, mirror = %at, error = %e, "{why}; passing it over");
-                    }
-                    Some((why, false)) => {
+                    } else {
                         tracing::info!(id = req.id, mirror = %at, error = %e, "{why}; passing it over");
                     }
-                    None => return Err(e),
-                },
+                    req.reporter.event(&mp_progress::Event::MirrorFallback {
+                        id: req.id,
+                        mirror: &at,
+                        reason: &format!("{why}: {e}"),
+                    });
+                }
             }
         }
         self.fetcher_for(req.reference)?.fetch(req)

@@ -456,6 +456,32 @@ impl Error {
         )
     }
 
+    /// Whether the request cannot be met as written (a reference no source reads, a push or
+    /// mirror destination that takes no model): the command line's exit status 2.
+    pub fn is_usage(&self) -> bool {
+        matches!(
+            self,
+            Error::InvalidRef(_)
+                | Error::PushScheme { .. }
+                | Error::MirrorSource { .. }
+                | Error::MirrorPrefix(_)
+                | Error::MirrorLocation { .. }
+                | Error::MirrorScheme { .. }
+        )
+    }
+
+    /// The error's class, as progress events name it: `verification` (the command line's exit
+    /// status 3), `usage` (2) or `error` (1).
+    pub fn class(&self) -> &'static str {
+        if self.is_verification_failure() {
+            "verification"
+        } else if self.is_usage() {
+            "usage"
+        } else {
+            "error"
+        }
+    }
+
     /// What the user can do about it, when there is something.
     pub fn hint(&self) -> Option<String> {
         match self {

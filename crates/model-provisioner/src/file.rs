@@ -64,7 +64,12 @@ impl ModelFetcher for FileFetcher {
             || path.display().to_string(),
             |n| n.to_string_lossy().into_owned(),
         );
-        let progress = req.reporter.start(&label, Some(before.size));
+        let progress = req.reporter.start_file(&mp_progress::FileTask {
+            id: req.id,
+            file: &label,
+            label: &label,
+            size: Some(before.size),
+        });
         let fetched = if self.copy {
             copy_into_cache(&path, meta.is_dir(), req, &*progress)
         } else {

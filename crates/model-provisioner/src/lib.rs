@@ -78,7 +78,9 @@ pub use model_info;
 pub use modelscope::ModelScopeKind;
 #[cfg(any(feature = "oci", feature = "s3"))]
 pub use mp_credentials::Secret;
-pub use mp_progress::{NoReporter, Progress, Reporter};
+pub use mp_progress::{
+    Event, Events, FileTask, NoReporter, Progress, Reporter, SCHEMA_VERSION, json_line,
+};
 /// How downloads are made: connections, chunk size, retries, the memory budget (`mp-transfer`).
 #[cfg(feature = "http")]
 pub use mp_transfer::{DownloadConfig, RateLimit, RetryPolicy};

@@ -63,4 +63,8 @@ impl Progress for Tee<'_> {
     fn restart(&self) {
         self.file.restart();
     }
+
+    fn retrying(&self, attempt: u32, reason: &str) {
+        self.file.retrying(attempt, reason);
+    }
 }

@@ -25,7 +25,7 @@ use crate::assemble::{Assembly, Publish};
 use crate::error::{Error, Result};
 use crate::parallel::{Tee, in_parallel};
 use crate::request::{FetchRequest, Fetched};
-use mp_progress::Progress;
+use mp_progress::{Event, FileTask, Progress};
 use mp_transfer::{
     Checksum, Download, Engine, Expected, Planned, RequestSource, ensure_room, partial_key,
 };
@@ -255,10 +255,7 @@ pub fn place(req: &FetchRequest<'_>, listing: Listing<'_>) -> Result<Fetched> {
     ensure_room(req.layout, req.id, &planned)?;
     let assembly = Assembly::new(req.layout)?;
     let one = plans.len() == 1;
-    let total = plans.iter().filter_map(|p| p.file.size).sum();
-    let overall = req
-        .reporter
-        .start(&label, (!one || files[0].size.is_some()).then_some(total));
+    let overall = resolved(req, &label, &plans);
     let placer = Placer {
         req,
         engine,
@@ -269,7 +266,7 @@ pub fn place(req: &FetchRequest<'_>, listing: Listing<'_>) -> Result<Fetched> {
             return placer.place(&plan, &*overall);
         }
         let both = Tee {
-            file: req.reporter.start(&plan.label(), plan.file.size),
+            file: plan.start(req),
             overall: &*overall,
         };
         let result = placer.place(&plan, &both);
@@ -284,6 +281,7 @@ pub fn place(req: &FetchRequest<'_>, listing: Listing<'_>) -> Result<Fetched> {
         Revision::Named(r) => Some(r),
         Revision::FileEtag => done.first().and_then(|p| p.etag.clone()),
     };
+    req.reporter.event(&Event::Verifying { id: req.id });
     let mut fetched = assembly.publish(Publish {
         id: req.id,
         dest,
@@ -304,6 +302,26 @@ pub fn place(req: &FetchRequest<'_>, listing: Listing<'_>) -> Result<Fetched> {
     Ok(fetched)
 }
 
+/// Says that `req` resolved into `plans`, and starts what shows the model's progress: the file,
+/// for a model of one file; their total, for a model of several (each file shows its own).
+fn resolved(req: &FetchRequest<'_>, label: &str, plans: &[Plan<'_, '_>]) -> Box<dyn Progress> {
+    let total = plans.iter().filter_map(|p| p.file.size).sum();
+    req.reporter.event(&Event::Resolved {
+        id: req.id,
+        files: plans.len(),
+        total_bytes: plans.iter().all(|p| p.file.size.is_some()).then_some(total),
+    });
+    match plans {
+        [one] => req.reporter.start_file(&FileTask {
+            id: req.id,
+            file: one.file.path.as_str(),
+            label,
+            size: one.file.size,
+        }),
+        _ => req.reporter.start(label, Some(total)),
+    }
+}
+
 /// One file as the pipeline places it: the id its download names, and what its bytes must be.
 struct Plan<'f, 's> {
     file: &'f ListedFile<'s>,
@@ -313,6 +331,16 @@ struct Plan<'f, 's> {
 }
 
 impl Plan<'_, '_> {
+    /// Starts what shows this file's progress.
+    fn start(&self, req: &FetchRequest<'_>) -> Box<dyn Progress> {
+        req.reporter.start_file(&FileTask {
+            id: req.id,
+            file: self.file.path.as_str(),
+            label: &self.label(),
+            size: self.file.size,
+        })
+    }
+
     fn label(&self) -> String {
         match (&self.file.unpack, self.file.stated.sha256()) {
             (Some(_), Some(digest)) => digest.to_string(),

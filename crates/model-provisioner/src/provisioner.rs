@@ -15,7 +15,7 @@ use crate::fetcher::ModelFetcher;
 use crate::file::FileFetcher;
 use crate::model_info::inspect_selection;
 use crate::request::FetchRequest;
-use mp_progress::{NoReporter, Reporter};
+use mp_progress::{Event, NoReporter, Reporter};
 
 /// Makes sure models are present, verified and recorded, with catalog `C` and fetcher `F`.
 #[derive(Debug)]
@@ -200,6 +200,14 @@ impl<C: CatalogStore, F: ModelFetcher> ModelProvisioner<C, F> {
                     cached,
                     "model ensured"
                 );
+                self.reporter.event(&Event::Done {
+                    id: &entry.id,
+                    local_path: &entry.local_path,
+                    verification: &entry.verification.outcome.to_string(),
+                    cached,
+                    bytes_read,
+                    ms: duration_ms,
+                });
                 Ok(Ensured {
                     resolved: ResolvedModel {
                         id: entry.id.clone(),
@@ -213,6 +221,11 @@ impl<C: CatalogStore, F: ModelFetcher> ModelProvisioner<C, F> {
             }
             Err(err) => {
                 tracing::info!(%id, duration_ms, verification = if err.is_verification_failure() { "fail" } else { "none" }, error = %err, "ensure failed");
+                self.reporter.event(&Event::Failed {
+                    id: &id,
+                    class: err.class(),
+                    message: &err.to_string(),
+                });
                 Err(err)
             }
         }
@@ -271,6 +284,7 @@ impl<C: CatalogStore, F: ModelFetcher> ModelProvisioner<C, F> {
             }
         }
         tracing::warn!(%id, "another process is fetching this model; waiting for it");
+        self.reporter.event(&Event::Waiting { id });
         let started = Instant::now();
         loop {
             std::thread::sleep(std::time::Duration::from_millis(50));
@@ -417,6 +431,10 @@ impl<C: CatalogStore, F: ModelFetcher> ModelProvisioner<C, F> {
             model_info: Some(info),
         };
         self.catalog.put(entry.clone())?;
+        self.reporter.event(&Event::Published {
+            id,
+            local_path: &entry.local_path,
+        });
         Ok((entry, false, fetched.bytes_read))
     }
 

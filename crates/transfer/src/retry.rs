@@ -8,6 +8,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 
 use crate::error::Error;
+use mp_progress::Progress;
 
 /// Retries after transient failures (connection errors, timeouts, `5xx`, `429`, a body cut
 /// short, a stalled stream), with exponential backoff. Other failures end a request at once.
@@ -41,6 +42,7 @@ impl RetryPolicy {
     /// A fresh count of attempts for one request to `url` (as shown in messages).
     pub fn attempts<'a>(&self, url: &'a str) -> Attempts<'a> {
         Attempts {
+            progress: None,
             policy: *self,
             url,
             failed: 0,
@@ -73,14 +75,35 @@ where
 
 /// The attempts made so far at one request: [`with_retries`] counts with it, and so do a
 /// download's requests, whose attempts span reading the body too.
-#[derive(Debug)]
 pub struct Attempts<'a> {
+    /// Told of each retry (a download's progress).
+    progress: Option<&'a dyn Progress>,
     policy: RetryPolicy,
     url: &'a str,
     failed: u32,
 }
 
-impl Attempts<'_> {
+impl std::fmt::Debug for Attempts<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Attempts")
+            .field("policy", &self.policy)
+            .field("url", &self.url)
+            .field("failed", &self.failed)
+            .field("progress", &self.progress.is_some())
+            .finish()
+    }
+}
+
+impl<'a> Attempts<'a> {
+    /// These attempts, with each retry told to `progress` as well as logged.
+    #[must_use]
+    pub fn reporting(self, progress: &'a dyn Progress) -> Self {
+        Attempts {
+            progress: Some(progress),
+            ..self
+        }
+    }
+
     /// Records a failed attempt: waits before the next one when `failure` is transient and
     /// retries remain, else returns the final error.
     pub async fn failed(&mut self, failure: Failure) -> Result<(), Error> {
@@ -97,6 +120,9 @@ impl Attempts<'_> {
             error = %failure,
             "retrying"
         );
+        if let Some(progress) = self.progress {
+            progress.retrying(self.failed, &failure.to_string());
+        }
         tokio::time::sleep(delay).await;
         Ok(())
     }

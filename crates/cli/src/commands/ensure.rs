@@ -8,7 +8,9 @@ use model_provisioner::HfClient;
 use model_provisioner::mirror::{MIRRORS_ENV, MIRRORS_FILE, Mirrors, ParseMirrorError};
 use serde::Serialize;
 
-use super::{Context, UsageError, object_store, parse_reference, registry_access};
+use super::{
+    Context, UsageError, object_store, parse_reference, registry_access, transfer_settings,
+};
 use crate::cli::{EnsureArgs, Via};
 use crate::output::{human_bytes, outcome_text, print, print_json};
 
@@ -51,13 +53,15 @@ pub(super) fn ensure(cx: &Context, args: &EnsureArgs) -> anyhow::Result<ExitCode
     }
     let mirrors = mirror_rules(cx, args)?;
     let registry = registry_access(&args.registry)?;
-    let builder = object_store(cx.builder(args.json), &args.s3)?;
+    let builder = transfer_settings(
+        object_store(cx.builder(args.json), &args.s3)?,
+        &args.transfer,
+    );
     let provisioner = builder
         .copy_local_files(args.copy)
         .connections(args.connections.map(usize::from))
         .retries(args.retries)
         .stall_timeout(Duration::from_secs(args.stall_timeout))
-        .limit_rate(args.transfer.limit_rate.clone())
         .hf(Some(match args.via {
             Via::Native => HfClient::Native,
             Via::HfCli => HfClient::Cli,

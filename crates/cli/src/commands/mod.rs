@@ -13,10 +13,11 @@ use std::sync::Arc;
 
 use catalog_core::{FsCatalog, ModelRef};
 use model_provisioner::{
-    AnyFetcher, Error, ModelProvisioner, ProvisionerBuilder, RegistryAccess, S3Access, Secret,
+    AnyFetcher, Error, Event, Events, ModelProvisioner, ProvisionerBuilder, RegistryAccess,
+    S3Access, Secret, json_line,
 };
 
-use crate::cli::{Cli, Command, RegistryArgs, S3Args};
+use crate::cli::{Cli, Command, ProgressFormat, RegistryArgs, S3Args, TransferArgs};
 use crate::progress::BarReporter;
 
 type Provisioner = ModelProvisioner<FsCatalog, AnyFetcher>;
@@ -128,6 +129,20 @@ fn object_store(builder: ProvisionerBuilder, args: &S3Args) -> anyhow::Result<Pr
         }))
 }
 
+/// How bytes move, from `--limit-rate` and `--progress`, mapped onto `builder`.
+fn transfer_settings(builder: ProvisionerBuilder, args: &TransferArgs) -> ProvisionerBuilder {
+    let builder = builder.limit_rate(args.limit_rate.clone());
+    match args.progress {
+        ProgressFormat::Bars => builder,
+        ProgressFormat::Json => builder.reporter(Arc::new(Events::new(|event: &Event<'_>| {
+            use std::io::Write as _;
+            let line = format!("{}\n", json_line(event));
+            // A closed standard error loses the events, not the work.
+            let _ = std::io::stderr().lock().write_all(line.as_bytes());
+        }))),
+    }
+}
+
 /// `http(s)://host[:port]` with nothing else, as an endpoint.
 fn url_of_endpoint(text: &str) -> Option<url::Url> {
     let url = url::Url::parse(text.trim()).ok()?;
@@ -167,16 +182,13 @@ impl std::error::Error for UsageError {}
 /// `e`, as a usage error when the library refused what the arguments named: a destination or
 /// a mirror prefix no push can go to, a model no mirror rule maps.
 fn usage_if_refused(e: Error) -> anyhow::Error {
-    match e {
-        Error::PushScheme { .. }
-        | Error::MirrorSource { .. }
-        | Error::MirrorPrefix(_)
-        | Error::MirrorLocation { .. }
-        | Error::MirrorScheme { .. } => UsageError(match e.hint() {
+    if e.is_usage() {
+        UsageError(match e.hint() {
             Some(hint) => format!("{e}\nhint: {hint}"),
             None => e.to_string(),
         })
-        .into(),
-        other => other.into(),
+        .into()
+    } else {
+        e.into()
     }
 }

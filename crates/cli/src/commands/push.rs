@@ -6,7 +6,8 @@ use std::process::ExitCode;
 use serde::Serialize;
 
 use super::{
-    Context, Provisioner, object_store, parse_reference, registry_access, usage_if_refused,
+    Context, Provisioner, object_store, parse_reference, registry_access, transfer_settings,
+    usage_if_refused,
 };
 use crate::cli::{MirrorArgs, PushArgs, RegistryArgs, S3Args, TransferArgs};
 use crate::output::{human_bytes, print, print_json};
@@ -46,12 +47,13 @@ fn publisher(
     json: bool,
 ) -> anyhow::Result<Provisioner> {
     let registry = registry_access(registry)?;
-    Ok(object_store(cx.builder(json), s3)?
-        .http(false)
-        .hf(None)
-        .registry_access(registry)
-        .limit_rate(transfer.limit_rate.clone())
-        .build()?)
+    Ok(
+        transfer_settings(object_store(cx.builder(json), s3)?, transfer)
+            .http(false)
+            .hf(None)
+            .registry_access(registry)
+            .build()?,
+    )
 }
 
 pub(super) fn push(cx: &Context, args: &PushArgs) -> anyhow::Result<ExitCode> {

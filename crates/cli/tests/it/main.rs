@@ -18,6 +18,7 @@ mod mirror;
 mod model_info;
 mod modelscope;
 mod oci;
+mod progress;
 mod push;
 mod quant;
 mod rate;

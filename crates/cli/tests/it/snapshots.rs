@@ -23,7 +23,7 @@ fn regex_escape(s: &str) -> String {
 
 /// Insta filters for a fixture: its directory, ports, times, the per-id hash in cache paths,
 /// and the numbers of a file's identity (inode, device, mtime).
-fn filters(root: &Path) -> Vec<(String, String)> {
+pub(crate) fn filters(root: &Path) -> Vec<(String, String)> {
     let pairs = [
         (regex_escape(&root.display().to_string()), "[TMP]"),
         (r"127\.0\.0\.1([:-])\d+".to_owned(), "127.0.0.1${1}[PORT]"),

@@ -33,7 +33,7 @@ use super::client::{Access, Repository};
 use crate::error::{Error, Result};
 use crate::model_files::{ModelFile, ModelFiles, model_files};
 use crate::upload::{Hash, read_pieces};
-use mp_progress::{NoReporter, Progress, Reporter};
+use mp_progress::{FileTask, NoReporter, Progress, Reporter};
 use mp_transfer::{Failure, with_retries};
 
 /// The manifest's own media type.
@@ -145,8 +145,12 @@ impl OciFetcher {
                 blobs_skipped: 0,
             };
             for file in &files {
-                let progress: Arc<dyn Progress> =
-                    Arc::from(reporter.start(file.rel.as_str(), Some(file.size)));
+                let progress: Arc<dyn Progress> = Arc::from(reporter.start_file(&FileTask {
+                    id: &entry.id,
+                    file: file.rel.as_str(),
+                    label: file.rel.as_str(),
+                    size: Some(file.size),
+                }));
                 let sent = upload_blob(
                     &repo,
                     client,

@@ -44,7 +44,7 @@ use super::session::{SIGNATURE_LIFETIME, Session, error_code};
 use crate::error::{Error, Result};
 use crate::model_files::{ModelFile, ModelFiles, model_files};
 use crate::upload::{Hash, ReadCheck, read_pieces};
-use mp_progress::{Progress, Reporter};
+use mp_progress::{FileTask, Progress, Reporter};
 use mp_transfer::join_all;
 
 /// The name of the manifest object inside a pushed folder: `<prefix>.model-provisioner.json`.
@@ -200,8 +200,12 @@ impl S3Fetcher {
         let mut bytes_uploaded = 0;
         for file in &files {
             let key = format!("{}{}", dest.key, file.rel);
-            let progress: Arc<dyn Progress> =
-                Arc::from(reporter.start(file.rel.as_str(), Some(file.size)));
+            let progress: Arc<dyn Progress> = Arc::from(reporter.start_file(&FileTask {
+                id: &entry.id,
+                file: file.rel.as_str(),
+                label: file.rel.as_str(),
+                size: Some(file.size),
+            }));
             let result = if file.size < MULTIPART_FROM {
                 engine.block_on(session.put_file(client, &key, file, &progress))
             } else {

@@ -150,7 +150,12 @@ impl Run<'_> {
         let len = usize::try_from(end - start).expect("chunks fit in memory");
         assert!(len <= lease.buf().capacity(), "a chunk fits its buffer");
         let stall = self.engine.config.stall_timeout;
-        let mut attempts = self.engine.config.retry.attempts(self.url());
+        let mut attempts = self
+            .engine
+            .config
+            .retry
+            .attempts(self.url())
+            .reporting(self.progress);
         loop {
             let have = lease.buf().len() as u64;
             let result = async {

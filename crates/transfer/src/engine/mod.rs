@@ -126,7 +126,12 @@ impl<'a> Run<'a> {
         if prior.is_none() {
             self.partial.truncate()?;
         }
-        let mut attempts = self.engine.config.retry.attempts(self.url());
+        let mut attempts = self
+            .engine
+            .config
+            .retry
+            .attempts(self.url())
+            .reporting(self.progress);
         // A changed remote or a damaged prefix sends us back here, from byte zero.
         loop {
             let config = &self.engine.config;

@@ -54,7 +54,12 @@ impl Run<'_> {
         let mut sink = self.spawn_sink(&plan, hasher, SEQUENTIAL_WRITERS, SEQUENTIAL_WINDOW);
         let mut offset = plan.prefix;
         let mut transferred = 0;
-        let mut attempts = self.engine.config.retry.attempts(self.url());
+        let mut attempts = self
+            .engine
+            .config
+            .retry
+            .attempts(self.url())
+            .reporting(self.progress);
         let mut ranges = true;
         loop {
             let resp = match response.take() {
