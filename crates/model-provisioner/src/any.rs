@@ -110,7 +110,7 @@ impl AnyFetcher {
             HfLocation::Oci { registry, .. } => (&self.oci, format!("oci://{registry}/x:latest")),
             HfLocation::S3 { base } => (&self.s3, format!("{base}/x")),
         };
-        #[cfg(any(feature = "oci", feature = "s3"))]
+        #[cfg(feature = "http")]
         if let Some(source) = configured.as_ref().and_then(|f| f.source()) {
             let listing = crate::mirror::resolve_hf_copy(source, req, mirror)?;
             return crate::pipeline::place(req, listing);
@@ -248,6 +248,18 @@ impl ModelFetcher for AnyFetcher {
         match entry.source.parse::<ModelRef>() {
             Ok(mr) => self.fetcher_for(&mr).map_or(true, |f| f.accepts(entry)),
             Err(_) => true,
+        }
+    }
+
+    #[cfg(feature = "http")]
+    fn folder(
+        &self,
+        destination: &ModelRef,
+    ) -> Option<Result<Box<dyn crate::object_store::Folder + '_>>> {
+        // Only a registered source's bucket: `s3://` pushes go through the publisher's client.
+        match destination {
+            ModelRef::Other(_) => self.fetcher_for(destination).ok()?.folder(destination),
+            _ => None,
         }
     }
 }

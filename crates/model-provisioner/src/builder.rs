@@ -530,7 +530,14 @@ impl ProvisionerBuilder {
             FileFetcher::in_place()
         };
         let mut fetcher = AnyFetcher::new(file);
-        #[cfg(any(feature = "oci", feature = "s3"))]
+        #[cfg(feature = "http")]
+        #[cfg_attr(
+            not(any(feature = "oci", feature = "s3")),
+            expect(
+                unused_mut,
+                reason = "only registries and S3 have clients of their own"
+            )
+        )]
         let mut publisher = crate::publish::Publisher::default();
         // One engine for every network fetcher: one runtime, one connection pool, one memory
         // budget, started only when a download needs it.
@@ -605,7 +612,7 @@ impl ProvisionerBuilder {
             .with_reporter(self.reporter)
             .with_refresh(self.refresh)
             .with_lock_timeout(self.lock_timeout);
-        #[cfg(any(feature = "oci", feature = "s3"))]
+        #[cfg(feature = "http")]
         let provisioner = provisioner.with_publisher(publisher);
         Ok(provisioner)
     }

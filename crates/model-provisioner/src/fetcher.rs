@@ -39,6 +39,17 @@ pub trait ModelFetcher {
         true
     }
 
+    /// The folder of a bucket `destination` names, for a push into it, when a source of this
+    /// fetcher writes there ([`Source::folder`](crate::pipeline::Source::folder)).
+    #[cfg(feature = "http")]
+    fn folder(
+        &self,
+        destination: &ModelRef,
+    ) -> Option<Result<Box<dyn crate::object_store::Folder + '_>>> {
+        let _ = destination;
+        None
+    }
+
     /// The schemes of registered sources it reads beside the built-in ones, so that their
     /// references parse ([`ModelRef::parse_with`]).
     fn schemes(&self) -> Vec<&'static str> {
@@ -77,6 +88,13 @@ impl<S: crate::pipeline::Source> ModelFetcher for S {
 
     fn accepts(&self, entry: &CatalogEntry) -> bool {
         crate::pipeline::Source::accepts(self, entry)
+    }
+
+    fn folder(
+        &self,
+        destination: &ModelRef,
+    ) -> Option<Result<Box<dyn crate::object_store::Folder + '_>>> {
+        crate::pipeline::Source::folder(self, destination)
     }
 
     fn check(&self, reference: &ModelRef) -> std::result::Result<(), catalog_core::ParseRefError> {

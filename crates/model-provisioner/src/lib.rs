@@ -19,7 +19,7 @@
 //! `ModelProvisioner::mirror` publish a model of the catalog through the same clients.
 #![deny(missing_docs)]
 
-#[cfg(any(feature = "oci", feature = "s3"))]
+#[cfg(feature = "http")]
 mod access;
 mod any;
 mod assemble;
@@ -31,10 +31,12 @@ pub mod hf;
 #[cfg(feature = "http")]
 mod http;
 pub mod mirror;
-#[cfg(any(feature = "oci", feature = "s3"))]
+#[cfg(feature = "http")]
 mod model_files;
 #[cfg(feature = "hf")]
 mod modelscope;
+#[cfg(feature = "http")]
+pub mod object_store;
 #[cfg(feature = "oci")]
 pub mod oci;
 #[cfg(feature = "http")]
@@ -42,9 +44,9 @@ mod parallel;
 #[cfg(feature = "http")]
 pub mod pipeline;
 mod provisioner;
-#[cfg(any(feature = "oci", feature = "s3"))]
+#[cfg(feature = "http")]
 mod publish;
-#[cfg(any(feature = "oci", feature = "s3"))]
+#[cfg(feature = "http")]
 mod push;
 #[cfg(feature = "http")]
 mod register;
@@ -53,7 +55,7 @@ mod registered;
 mod request;
 #[cfg(feature = "s3")]
 pub mod s3;
-#[cfg(any(feature = "oci", feature = "s3"))]
+#[cfg(feature = "http")]
 mod upload;
 
 #[cfg(feature = "oci")]
@@ -76,7 +78,7 @@ pub use mirror::{MirrorRule, Mirrors};
 pub use model_info;
 #[cfg(feature = "hf")]
 pub use modelscope::ModelScopeKind;
-#[cfg(any(feature = "oci", feature = "s3"))]
+#[cfg(feature = "http")]
 pub use mp_credentials::Secret;
 pub use mp_progress::{
     Event, Events, FileTask, NoReporter, Progress, Reporter, SCHEMA_VERSION, json_line,
@@ -85,7 +87,7 @@ pub use mp_progress::{
 #[cfg(feature = "http")]
 pub use mp_transfer::{DownloadConfig, RateLimit, RetryPolicy};
 pub use provisioner::{Ensured, ModelProvisioner, Verified};
-#[cfg(any(feature = "oci", feature = "s3"))]
+#[cfg(feature = "http")]
 pub use publish::{Mirrored, Pushed};
 #[cfg(feature = "http")]
 pub use register::{SourceContext, SourceKind};

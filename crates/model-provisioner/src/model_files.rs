@@ -143,13 +143,6 @@ pub(crate) struct ModelFiles {
     pub(crate) files: Vec<ModelFile>,
     /// The model's digest as verification computes it: the one file's sha256, or the tree
     /// digest of the files.
-    #[cfg_attr(
-        not(feature = "s3"),
-        expect(
-            dead_code,
-            reason = "only a bucket's manifest states the model's digest"
-        )
-    )]
     pub(crate) digest: Digest,
     /// Whether the files are unchanged (size, modification time, inode and device) since
     /// their bytes were last hashed and matched, as the entry's fingerprint records.

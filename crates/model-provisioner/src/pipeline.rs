@@ -180,6 +180,17 @@ pub trait Source {
         })
     }
 
+    /// The folder of a bucket `destination` names, for a push into it (see
+    /// [`object_store`](crate::object_store)); `None` when this source writes nowhere, the
+    /// default. A push to a reference of this source's schemes goes there.
+    fn folder<'s>(
+        &'s self,
+        destination: &ModelRef,
+    ) -> Option<Result<Box<dyn crate::object_store::Folder + 's>>> {
+        let _ = destination;
+        None
+    }
+
     /// Refuses a reference of a registered scheme that it cannot read (see
     /// [`SourceKind::check`](crate::SourceKind::check)).
     ///

@@ -25,7 +25,7 @@ pub struct ModelProvisioner<C: CatalogStore, F: ModelFetcher> {
     pub(crate) layout: CacheLayout,
     pub(crate) reporter: Arc<dyn Reporter>,
     /// The registry and bucket clients of [`push`](Self::push) and [`mirror`](Self::mirror).
-    #[cfg(any(feature = "oci", feature = "s3"))]
+    #[cfg(feature = "http")]
     pub(crate) publisher: crate::publish::Publisher,
     refresh: bool,
     single_flight: bool,
@@ -84,7 +84,7 @@ impl<C: CatalogStore, F: ModelFetcher> ModelProvisioner<C, F> {
             fetcher,
             layout,
             reporter: Arc::new(NoReporter),
-            #[cfg(any(feature = "oci", feature = "s3"))]
+            #[cfg(feature = "http")]
             publisher: crate::publish::Publisher::default(),
             refresh: false,
             single_flight: true,
@@ -116,7 +116,7 @@ impl<C: CatalogStore, F: ModelFetcher> ModelProvisioner<C, F> {
     }
 
     /// Pushes through `publisher`'s clients.
-    #[cfg(any(feature = "oci", feature = "s3"))]
+    #[cfg(feature = "http")]
     #[must_use]
     pub(crate) fn with_publisher(mut self, publisher: crate::publish::Publisher) -> Self {
         self.publisher = publisher;

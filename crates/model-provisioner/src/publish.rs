@@ -22,6 +22,7 @@
 use catalog_core::{CacheLayout, CatalogEntry, Digest, HfRef, ModelRef};
 
 use crate::error::{Error, Result};
+use crate::fetcher::ModelFetcher;
 use crate::mirror::{HfLocation, HfMirror, MirrorContext, Mirrors, Target};
 use crate::request::unsupported;
 use mp_progress::Reporter;
@@ -91,12 +92,20 @@ impl Default for Publisher {
 impl Publisher {
     /// Pushes `entry` to `destination`, a registry's tag or a bucket's folder: the one place a
     /// push is dispatched by scheme.
+    #[cfg_attr(
+        not(any(feature = "oci", feature = "s3")),
+        expect(
+            clippy::unused_self,
+            reason = "the clients of registries and S3 are its own"
+        )
+    )]
     pub(crate) fn push(
         &self,
         layout: &CacheLayout,
         entry: &CatalogEntry,
         destination: &ModelRef,
         reporter: &dyn Reporter,
+        fetcher: &dyn ModelFetcher,
     ) -> Result<Pushed> {
         let pushed = |files, bytes_uploaded| Pushed {
             id: entry.id.clone(),
@@ -131,6 +140,18 @@ impl Publisher {
             ModelRef::Oci(_) => Err(unsupported(destination)),
             #[cfg(not(feature = "s3"))]
             ModelRef::S3(_) => Err(unsupported(destination)),
+            ModelRef::Other(_) => match fetcher.folder(destination) {
+                Some(folder) => {
+                    let r = crate::object_store::push(&*folder?, layout, entry, reporter)?;
+                    Ok(Pushed {
+                        manifest_key: Some(r.manifest),
+                        ..pushed(r.files, r.bytes_uploaded)
+                    })
+                }
+                None => Err(Error::PushScheme {
+                    destination: destination.redacted(),
+                }),
+            },
             _ => Err(Error::PushScheme {
                 destination: destination.redacted(),
             }),
@@ -144,6 +165,7 @@ impl Publisher {
         entry: &CatalogEntry,
         prefix: &str,
         reporter: &dyn Reporter,
+        fetcher: &dyn ModelFetcher,
     ) -> Result<Mirrored> {
         let source: ModelRef = entry.source.parse().or_else(|_| entry.id.parse())?;
         let mut out = Mirrored {
@@ -155,8 +177,8 @@ impl Publisher {
             bytes_uploaded: 0,
         };
         match &source {
-            ModelRef::Hf(hf) => self.mirror_hf(layout, entry, hf, reporter, &mut out)?,
-            other => self.mirror_by_rule(layout, entry, other, reporter, &mut out)?,
+            ModelRef::Hf(hf) => self.mirror_hf(layout, entry, hf, reporter, fetcher, &mut out)?,
+            other => self.mirror_by_rule(layout, entry, other, reporter, fetcher, &mut out)?,
         }
         Ok(out)
     }
@@ -168,6 +190,7 @@ impl Publisher {
         entry: &CatalogEntry,
         hf: &HfRef,
         reporter: &dyn Reporter,
+        fetcher: &dyn ModelFetcher,
         out: &mut Mirrored,
     ) -> Result<()> {
         let prefix = out.mirror.clone();
@@ -198,7 +221,7 @@ impl Publisher {
                 }
                 for tag in tags {
                     let dest = ModelRef::Oci(hm.oci(&tag).ok_or_else(|| nowhere(tag))?);
-                    let r = self.push(layout, entry, &dest, reporter)?;
+                    let r = self.push(layout, entry, &dest, reporter, fetcher)?;
                     out.files = r.files;
                     out.bytes_uploaded += r.bytes_uploaded;
                     out.destinations.push(dest.to_string());
@@ -207,7 +230,7 @@ impl Publisher {
             HfLocation::S3 { .. } => {
                 let tag = hm.commit_tag(&commit);
                 let folder = ModelRef::S3(hm.s3_folder(&tag).ok_or_else(|| nowhere(tag))?);
-                let r = self.push(layout, entry, &folder, reporter)?;
+                let r = self.push(layout, entry, &folder, reporter, fetcher)?;
                 out.files = r.files;
                 out.bytes_uploaded = r.bytes_uploaded;
                 out.destinations.push(folder.to_string());
@@ -245,6 +268,7 @@ impl Publisher {
         entry: &CatalogEntry,
         source: &ModelRef,
         reporter: &dyn Reporter,
+        fetcher: &dyn ModelFetcher,
         out: &mut Mirrored,
     ) -> Result<()> {
         let source_prefix = match source {
@@ -282,7 +306,7 @@ impl Publisher {
                 destination: dest.redacted(),
             });
         }
-        let r = self.push(layout, entry, &dest, reporter)?;
+        let r = self.push(layout, entry, &dest, reporter, fetcher)?;
         out.files = r.files;
         out.bytes_uploaded = r.bytes_uploaded;
         out.destinations.push(r.destination);

@@ -36,8 +36,13 @@ impl<C: CatalogStore, F: ModelFetcher> ModelProvisioner<C, F> {
     /// when the model's bytes changed; the registry's or the store's refusals.
     pub fn push(&self, id_or_ref: &str, destination: &ModelRef) -> Result<Pushed> {
         let pushed = self.find(id_or_ref).and_then(|entry| {
-            self.publisher
-                .push(&self.layout, &entry, destination, &*self.reporter)
+            self.publisher.push(
+                &self.layout,
+                &entry,
+                destination,
+                &*self.reporter,
+                self.fetcher(),
+            )
         });
         self.recording_failure(id_or_ref, pushed)
     }
@@ -57,8 +62,13 @@ impl<C: CatalogStore, F: ModelFetcher> ModelProvisioner<C, F> {
     /// `hf:` model whose entry records no commit.
     pub fn mirror(&self, id_or_ref: &str, mirror_prefix: &str) -> Result<Mirrored> {
         let mirrored = self.find(id_or_ref).and_then(|entry| {
-            self.publisher
-                .mirror(&self.layout, &entry, mirror_prefix.trim(), &*self.reporter)
+            self.publisher.mirror(
+                &self.layout,
+                &entry,
+                mirror_prefix.trim(),
+                &*self.reporter,
+                self.fetcher(),
+            )
         });
         self.recording_failure(id_or_ref, mirrored)
     }

@@ -90,4 +90,11 @@ impl Source for Box<dyn Source + Send + Sync> {
     fn check(&self, reference: &OtherRef) -> std::result::Result<(), ParseRefError> {
         (**self).check(reference)
     }
+
+    fn folder<'s>(
+        &'s self,
+        destination: &ModelRef,
+    ) -> Option<Result<Box<dyn crate::object_store::Folder + 's>>> {
+        (**self).folder(destination)
+    }
 }

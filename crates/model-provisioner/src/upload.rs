@@ -64,8 +64,10 @@ pub(crate) enum Hash {
     ServerChecks,
 }
 
-/// Starts reading `file` on a blocking thread, in pieces of `piece` bytes (the last one
+/// Starts reading `file` on a thread of its own, in pieces of `piece` bytes (the last one
 /// shorter), at most `depth` of them read ahead, each handed over no faster than `rate` allows.
+/// A thread of its own rather than the runtime's blocking pool: a caller need not be inside a
+/// runtime (a store of a library user's builds its bodies where it likes).
 pub(crate) fn read_pieces(
     file: &ModelFile,
     piece: u64,
@@ -79,11 +81,18 @@ pub(crate) fn read_pieces(
     let size = file.size;
     let file = file.clone();
     let rate = rate.cloned();
-    tokio::task::spawn_blocking(move || {
-        if let Err(e) = read_into(&file, piece.max(1), &tx, hash, rate.as_ref()) {
-            reader_check.set(e);
-        }
-    });
+    let path = file.path.clone();
+    let spawned = std::thread::Builder::new()
+        .name("upload-read".into())
+        .spawn(move || {
+            if let Err(e) = read_into(&file, piece.max(1), &tx, hash, rate.as_ref()) {
+                reader_check.set(e);
+            }
+        });
+    if let Err(e) = spawned {
+        // No reader: the body ends at once, short of its bytes, and says why.
+        check.set(Error::read(&path, e));
+    }
     Pieces { rx, check, size }
 }
 

@@ -27,10 +27,10 @@
 //! | `hf_read` | that copy found and listed through the mirror's own source, above every source |
 //! | `skip` | when a mirror is passed over for the next place to try |
 
-#[cfg(any(feature = "oci", feature = "s3"))]
+#[cfg(feature = "http")]
 mod hf_copy;
 mod hf_layout;
-#[cfg(any(feature = "oci", feature = "s3"))]
+#[cfg(feature = "http")]
 mod hf_read;
 mod rules;
 mod skip;
@@ -38,7 +38,7 @@ mod skip;
 mod testing;
 
 pub use self::hf_layout::{HfLocation, HfMirror};
-#[cfg(any(feature = "oci", feature = "s3"))]
+#[cfg(feature = "http")]
 pub(crate) use self::hf_read::resolve_hf_copy;
 pub use self::rules::{
     MIRRORS_ENV, MIRRORS_FILE, MirrorContext, MirrorRule, Mirrors, ParseMirrorError, Route,

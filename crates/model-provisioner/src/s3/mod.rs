@@ -45,9 +45,10 @@ use std::sync::Arc;
 use catalog_core::{CatalogEntry, Digest, ModelRef, S3Ref, SafeRelPath};
 use rusty_s3::{Bucket, UrlStyle};
 
-pub use self::push::{MANIFEST_NAME, Manifest, ManifestFile, PushReport};
+pub use self::push::PushReport;
 use crate::error::{Error, Result};
 use crate::hf::glob::selected;
+pub use crate::object_store::{MANIFEST_NAME, Manifest, ManifestFile};
 use crate::parallel::in_parallel;
 use crate::pipeline::{Listing, Source};
 use crate::request::{FetchRequest, unsupported};

@@ -1,12 +1,5 @@
-//! [`S3Fetcher::push`]: a cataloged model uploaded to an S3 folder, with a manifest that a
-//! later pull of that folder verifies every file against.
-//!
-//! ```text
-//! s3://bucket/prefix/
-//! ├── <file>                     one object per file of the model, under its relative path
-//! ├── <dir>/<file>               (a model that is one file is one object, named by its name)
-//! └── .model-provisioner.json    the manifest: written last, so never there without its files
-//! ```
+//! [`S3Fetcher::push`]: a cataloged model uploaded to an S3 folder with a manifest, through
+//! the [one push of every object store](crate::object_store): this module writes the objects.
 //!
 //! A file below 64 MiB is one `PutObject` carrying `x-amz-checksum-sha256`, so the store keeps
 //! its full-object checksum; a larger one is a multipart upload of 16 MiB parts (larger for a
@@ -18,14 +11,9 @@
 //! from memory. Each request is retried on its own with the engine's
 //! [`RetryPolicy`](mp_transfer::RetryPolicy); a multipart upload that fails is aborted.
 //!
-//! Nothing is published that the catalog does not vouch for: a file whose bytes do not match
-//! its sha256 loses its last bytes (a `PutObject`'s body ends in an error, which the store also
-//! refuses by the checksum) or its last part (the multipart upload is aborted, never completed),
-//! and the manifest, which makes the folder a model, is not written.
-//!
-//! The manifest (`{"version":1,"id","digest","files":[{"path","size","sha256"}],"provenance"}`)
-//! states each file's sha256 whatever the upload, so a pull of the folder is verified even where
-//! the store has no full-object checksum (multipart uploads).
+//! A file whose bytes do not match its sha256 loses its last bytes (a `PutObject`'s body ends in
+//! an error, which the store also refuses by the checksum) or its last part (the multipart
+//! upload is aborted, never completed).
 //!
 //! [`S3Fetcher::put_object`] writes one small object from memory the same way, with its sha256
 //! checksum: a mirror's ref object.
@@ -33,28 +21,19 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use catalog_core::{CacheLayout, CatalogEntry, Digest, Provenance, S3Ref, TreeDigest};
+use catalog_core::{CacheLayout, CatalogEntry, Digest, S3Ref};
 use reqwest::header::CONTENT_LENGTH;
 use reqwest::{Client, StatusCode};
 use rusty_s3::S3Action as _;
-use serde::{Deserialize, Serialize};
 
 use super::S3Fetcher;
 use super::session::{SIGNATURE_LIFETIME, Session, error_code};
 use crate::error::{Error, Result};
-use crate::model_files::{ModelFile, ModelFiles, model_files};
+use crate::model_files::ModelFile;
+use crate::object_store::{self, Folder, MANIFEST_NAME, Upload};
 use crate::upload::{Hash, ReadCheck, read_pieces};
-use mp_progress::{FileTask, Progress, Reporter};
+use mp_progress::{Progress, Reporter};
 use mp_transfer::join_all;
-
-/// The name of the manifest object inside a pushed folder: `<prefix>.model-provisioner.json`.
-pub const MANIFEST_NAME: &str = ".model-provisioner.json";
-
-/// The manifest format written, and the only one read.
-const MANIFEST_VERSION: u32 = 1;
-
-/// The largest manifest a pull reads: a model of 100,000 files stays far below it.
-pub(super) const MANIFEST_LIMIT: usize = 16 << 20;
 
 /// Files of this size and more go up as multipart uploads; smaller ones in one `PutObject`,
 /// whose checksum the store keeps.
@@ -74,33 +53,6 @@ const MAX_PARTS: u64 = 10_000;
 const BODY_PIECE: u64 = 2 << 20;
 const BODY_AHEAD: usize = 4;
 
-/// What a pushed folder says about itself: the model and each file's sha256.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Manifest {
-    /// The format, `1`.
-    pub version: u32,
-    /// The catalog id of the model that was pushed.
-    pub id: String,
-    /// The model's digest: the tree digest of its files, or the one file's sha256.
-    pub digest: Digest,
-    /// Every file, by its path under the folder.
-    pub files: Vec<ManifestFile>,
-    /// Where the model came from before it was pushed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub provenance: Option<Provenance>,
-}
-
-/// One file of a [`Manifest`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ManifestFile {
-    /// Path under the folder, `/`-separated.
-    pub path: String,
-    /// Length in bytes.
-    pub size: u64,
-    /// The file's sha256.
-    pub sha256: Digest,
-}
-
 /// What a push did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PushReport {
@@ -114,7 +66,7 @@ pub struct PushReport {
 
 impl S3Fetcher {
     /// Uploads the model of `entry` into the folder `dest` (`s3://bucket/prefix/`), then the
-    /// [manifest](Manifest) as `<prefix>.model-provisioner.json` ([`MANIFEST_NAME`]), which a
+    /// [manifest](crate::object_store::Manifest) as `<prefix>.model-provisioner.json` ([`MANIFEST_NAME`]), which a
     /// later pull of the folder verifies every file against.
     ///
     /// A file below 64 MiB is one `PutObject` carrying its sha256 checksum, which the store
@@ -150,78 +102,22 @@ impl S3Fetcher {
                 reference: format!("s3://{}/{}", dest.bucket, dest.key),
             });
         }
-        let ModelFiles { files, digest, .. } = model_files(layout, entry, reporter)?;
-        let listed = files.len();
-        let files: Vec<ModelFile> = files
-            .into_iter()
-            .filter(|f| {
-                // The manifest of the folder the model came from: this push writes a new one.
-                let old_manifest = f.rel.as_str() == MANIFEST_NAME;
-                if old_manifest {
-                    tracing::warn!(path = %f.rel, "not pushing an old manifest");
-                }
-                !old_manifest
-            })
-            .collect();
-        let manifest = Manifest {
-            version: MANIFEST_VERSION,
-            id: entry.id.clone(),
-            // What a pull of the folder computes: the tree of the files it holds.
-            digest: if files.len() == listed {
-                digest
-            } else {
-                tree_digest(&files)
-            },
-            files: files
-                .iter()
-                .map(|f| ManifestFile {
-                    path: f.rel.as_str().to_owned(),
-                    size: f.size,
-                    sha256: f.digest.clone(),
-                })
-                .collect(),
-            provenance: entry.provenance.clone(),
-        };
-        let manifest_body = serde_json::to_vec_pretty(&manifest).map_err(|e| {
-            Error::Transfer(mp_transfer::Error::Setup {
-                what: "write the manifest",
-                source: Box::new(e),
-            })
-        })?;
-
         let config = self.config()?;
         let engine = self.engine()?;
         let endpoint = Self::endpoint(config, dest)?;
         let bucket = Self::bucket(config, dest, &endpoint)?;
         let session = self.session(config, &endpoint, bucket, engine);
-        let client = engine.client();
-        engine.block_on(session.start(client))?;
-
-        let mut bytes_uploaded = 0;
-        for file in &files {
-            let key = format!("{}{}", dest.key, file.rel);
-            let progress: Arc<dyn Progress> = Arc::from(reporter.start_file(&FileTask {
-                id: &entry.id,
-                file: file.rel.as_str(),
-                label: file.rel.as_str(),
-                size: Some(file.size),
-            }));
-            let result = if file.size < MULTIPART_FROM {
-                engine.block_on(session.put_file(client, &key, file, &progress))
-            } else {
-                engine.block_on(session.put_multipart(client, &key, file, &progress))
-            };
-            progress.finish();
-            result?;
-            bytes_uploaded += file.size;
-            tracing::debug!(%key, size = file.size, "uploaded");
-        }
-        let manifest_key = format!("{}{MANIFEST_NAME}", dest.key);
-        engine.block_on(session.put_bytes(client, &manifest_key, &manifest_body))?;
+        engine.block_on(session.start(engine.client()))?;
+        let folder = S3Folder {
+            session: &session,
+            engine,
+            dest,
+        };
+        let pushed = object_store::push(&folder, layout, entry, reporter)?;
         Ok(PushReport {
-            files: files.len(),
-            bytes_uploaded,
-            manifest_key,
+            files: pushed.files,
+            bytes_uploaded: pushed.bytes_uploaded,
+            manifest_key: format!("{}{MANIFEST_NAME}", dest.key),
         })
     }
 
@@ -246,15 +142,6 @@ impl S3Fetcher {
     }
 }
 
-/// The tree digest of `files`.
-fn tree_digest(files: &[ModelFile]) -> Digest {
-    files
-        .iter()
-        .map(|f| (f.rel.as_str(), f.digest.clone()))
-        .collect::<TreeDigest>()
-        .finish()
-}
-
 /// Base64 of the bytes of a sha256 digest, as `x-amz-checksum-sha256` carries it.
 fn checksum_header(sha256: &Digest) -> String {
     use base64::Engine as _;
@@ -266,6 +153,39 @@ fn checksum_header(sha256: &Digest) -> String {
 fn part_size(size: u64) -> u64 {
     let least = size.div_ceil(MAX_PARTS).div_ceil(1 << 20) << 20;
     PART_SIZE.max(least)
+}
+
+/// A folder of a bucket, as [`object_store::push`] writes it: each object one `PutObject`, or a
+/// multipart upload from [`MULTIPART_FROM`] on.
+struct S3Folder<'a> {
+    session: &'a Session<'a>,
+    engine: &'a mp_transfer::Downloader,
+    dest: &'a S3Ref,
+}
+
+impl Folder for S3Folder<'_> {
+    fn describe(&self) -> String {
+        format!("s3://{}/{}", self.dest.bucket, self.dest.key)
+    }
+
+    fn put_file(&self, name: &str, file: &Upload<'_>, progress: &Arc<dyn Progress>) -> Result<()> {
+        let key = format!("{}{name}", self.dest.key);
+        let file = file.file();
+        let client = self.engine.client();
+        if file.size < MULTIPART_FROM {
+            self.engine
+                .block_on(self.session.put_file(client, &key, file, progress))
+        } else {
+            self.engine
+                .block_on(self.session.put_multipart(client, &key, file, progress))
+        }
+    }
+
+    fn put_bytes(&self, name: &str, body: &[u8]) -> Result<()> {
+        let key = format!("{}{name}", self.dest.key);
+        self.engine
+            .block_on(self.session.put_bytes(self.engine.client(), &key, body))
+    }
 }
 
 impl Session<'_> {
@@ -543,24 +463,5 @@ mod tests {
             checksum_header(&Digest::sha256_of(b"")),
             "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU="
         );
-    }
-
-    #[test]
-    fn the_manifest_reads_back_as_written() -> Result<(), serde_json::Error> {
-        let manifest = Manifest {
-            version: MANIFEST_VERSION,
-            id: "file:/m".into(),
-            digest: Digest::sha256_of(b"tree"),
-            files: vec![ManifestFile {
-                path: "a/b.bin".into(),
-                size: 3,
-                sha256: Digest::sha256_of(b"abc"),
-            }],
-            provenance: None,
-        };
-        let text = serde_json::to_string(&manifest)?;
-        assert!(text.contains(r#""sha256":"sha256:"#), "{text}");
-        assert_eq!(serde_json::from_str::<Manifest>(&text)?, manifest);
-        Ok(())
     }
 }

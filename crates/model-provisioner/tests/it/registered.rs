@@ -7,12 +7,14 @@ use std::fs;
 use std::sync::Arc;
 
 use catalog_core::{CatalogStore, Digest, ModelRef, Outcome, SafeRelPath};
+use model_provisioner::Progress;
+use model_provisioner::object_store::{Folder, MANIFEST_NAME, Manifest, Upload};
 use model_provisioner::pipeline::{ListedFile, Listing, Revision, Source, Stated};
 use model_provisioner::{
     Error, FetchRequest, ModelProvisioner, SourceContext, SourceFailure, SourceKind,
 };
 use mp_transfer::{Checksum, ChecksumKind, Engine, UrlSource};
-use test_support::{Nginx, random_bytes as bytes};
+use test_support::{Nginx, S3Server, random_bytes as bytes};
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
@@ -307,6 +309,214 @@ fn a_scheme_no_source_reads_is_refused_naming_the_schemes_that_would_do() -> Tes
         err.to_string()
             .contains("no source of this provisioner reads `shelf:`"),
         "{err}"
+    );
+    Ok(())
+}
+
+/// `drop:bucket/prefix/`: a store that takes pushes only, each object sent with a presigned
+/// `PUT` to an S3 server: a source that writes its store says so with `Source::folder`, and the
+/// one push of every object store writes the model and its manifest there.
+#[derive(Debug)]
+struct DropKind {
+    server: Arc<S3Server>,
+}
+
+impl SourceKind for DropKind {
+    fn schemes(&self) -> &'static [&'static str] {
+        &["drop"]
+    }
+
+    fn build(
+        &self,
+        context: &SourceContext<'_>,
+    ) -> model_provisioner::Result<Box<dyn Source + Send + Sync>> {
+        Ok(Box::new(Drop {
+            server: Arc::clone(&self.server),
+            engine: context.engine.clone(),
+        }))
+    }
+}
+
+struct Drop {
+    server: Arc<S3Server>,
+    engine: Engine,
+}
+
+impl Source for Drop {
+    fn name(&self) -> &'static str {
+        "drop"
+    }
+
+    fn resolve<'s>(&'s self, req: &FetchRequest<'_>) -> model_provisioner::Result<Listing<'s>> {
+        Err(Error::Source {
+            failure: SourceFailure::NotFound,
+            message: format!("`{}`: a drop is written, never read", req.id),
+            hint: None,
+        })
+    }
+
+    fn folder<'s>(
+        &'s self,
+        destination: &ModelRef,
+    ) -> Option<model_provisioner::Result<Box<dyn Folder + 's>>> {
+        let ModelRef::Other(reference) = destination else {
+            return None;
+        };
+        let (bucket, prefix) = reference.rest().split_once('/')?;
+        Some(Ok(Box::new(DropFolder {
+            drop: self,
+            bucket: bucket.to_owned(),
+            prefix: prefix.to_owned(),
+        })))
+    }
+}
+
+struct DropFolder<'s> {
+    drop: &'s Drop,
+    bucket: String,
+    prefix: String,
+}
+
+impl DropFolder<'_> {
+    fn put(&self, name: &str, size: u64, body: reqwest::Body) -> model_provisioner::Result<()> {
+        let url =
+            self.drop
+                .server
+                .presign("PUT", &self.bucket, &format!("{}{name}", self.prefix), &[]);
+        let engine = self.drop.engine.get()?;
+        let client = engine.client();
+        let answer = engine.block_on(async {
+            client
+                .put(url)
+                .header(reqwest::header::CONTENT_LENGTH, size)
+                .body(body)
+                .send()
+                .await
+        });
+        match answer {
+            Ok(r) if r.status().is_success() => Ok(()),
+            Ok(r) => Err(Error::Source {
+                failure: SourceFailure::Protocol,
+                message: format!("the drop answered {} for `{name}`", r.status()),
+                hint: None,
+            }),
+            Err(e) => Err(Error::Source {
+                failure: SourceFailure::Protocol,
+                message: format!("the drop failed for `{name}`: {e}"),
+                hint: None,
+            }),
+        }
+    }
+}
+
+impl Folder for DropFolder<'_> {
+    fn describe(&self) -> String {
+        format!("drop:{}/{}", self.bucket, self.prefix)
+    }
+
+    fn put_file(
+        &self,
+        name: &str,
+        file: &Upload<'_>,
+        progress: &Arc<dyn Progress>,
+    ) -> model_provisioner::Result<()> {
+        let (body, check) = file.body(Arc::clone(progress), None);
+        let sent = self.put(name, file.size(), body);
+        match check.take() {
+            Some(stopped) => Err(stopped),
+            None => sent,
+        }
+    }
+
+    fn put_bytes(&self, name: &str, body: &[u8]) -> model_provisioner::Result<()> {
+        self.put(name, body.len() as u64, body.to_vec().into())
+    }
+}
+
+#[test]
+fn a_registered_store_takes_a_push_of_every_file_and_the_manifest_last() -> TestResult {
+    let server = Arc::new(S3Server::start()?);
+    server.create_bucket("drops")?;
+    let models = tempfile::tempdir()?;
+    let model = models.path().join("model");
+    fs::create_dir_all(model.join("sub"))?;
+    fs::write(model.join("config.json"), b"{}")?;
+    fs::write(model.join("sub/w.bin"), bytes(3 << 20, 41))?;
+    let cache = tempfile::tempdir()?;
+    let p = ModelProvisioner::builder(cache.path())
+        .source(DropKind {
+            server: Arc::clone(&server),
+        })
+        .build()?;
+    let id = p
+        .ensure(&p.parse_ref(&model.display().to_string())?, None)?
+        .resolved
+        .id;
+    let pushed = p.push(&id, &p.parse_ref("drop:drops/m/")?)?;
+    assert_eq!((pushed.files, pushed.bytes_uploaded), (2, (3 << 20) + 2));
+    assert_eq!(
+        pushed.manifest_key.as_deref(),
+        Some("drop:drops/m/.model-provisioner.json")
+    );
+    assert_eq!(
+        fs::read(server.object_path("drops", "m/sub/w.bin"))?,
+        bytes(3 << 20, 41)
+    );
+    let manifest = Manifest::parse(&fs::read(
+        server.object_path("drops", &format!("m/{MANIFEST_NAME}")),
+    )?)?;
+    assert_eq!(manifest.id, id);
+    let stated: Vec<_> = manifest
+        .files
+        .iter()
+        .map(|f| (f.path.as_str(), f.sha256.clone()))
+        .collect();
+    assert_eq!(
+        stated,
+        [
+            ("config.json", Digest::sha256_of(b"{}")),
+            ("sub/w.bin", Digest::sha256_of(&bytes(3 << 20, 41)))
+        ]
+    );
+
+    // A provisioner without the store cannot push there.
+    let without = ModelProvisioner::builder(cache.path()).build()?;
+    let err = without
+        .push(&id, &p.parse_ref("drop:drops/m/")?)
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Unsupported { .. } | Error::PushScheme { .. }),
+        "{err:?}"
+    );
+    Ok(())
+}
+
+#[test]
+fn a_file_changed_since_it_was_ensured_is_never_pushed_to_a_registered_store() -> TestResult {
+    let server = Arc::new(S3Server::start()?);
+    server.create_bucket("drops")?;
+    let models = tempfile::tempdir()?;
+    let model = models.path().join("model");
+    fs::create_dir_all(&model)?;
+    fs::write(model.join("w.bin"), bytes(1 << 20, 42))?;
+    let cache = tempfile::tempdir()?;
+    let p = ModelProvisioner::builder(cache.path())
+        .source(DropKind {
+            server: Arc::clone(&server),
+        })
+        .build()?;
+    let reference = p.parse_ref(&model.join("w.bin").display().to_string())?;
+    let digest = Digest::sha256_of(&bytes(1 << 20, 42));
+    let id = p.ensure(&reference, Some(&digest))?.resolved.id;
+    // The model's bytes change where it lies, after it was recorded.
+    fs::write(model.join("w.bin"), bytes(1 << 20, 43))?;
+    let err = p.push(&id, &p.parse_ref("drop:drops/m/")?).unwrap_err();
+    assert!(err.is_verification_failure(), "{err:?}");
+    assert!(
+        !server
+            .object_path("drops", &format!("m/{MANIFEST_NAME}"))
+            .exists(),
+        "no manifest for a model that does not verify"
     );
     Ok(())
 }
