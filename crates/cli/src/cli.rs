@@ -125,8 +125,24 @@ pub struct EnsureArgs {
     /// `hf:org/repo[@rev]:QUANT` (the GGUF file(s) of one quantisation, e.g. `:Q4_K_M`, every
     /// part of a split file, and an `mmproj` file beside it), `oci://registry/repo[:tag|@sha256:…][/file]`,
     /// `ollama:name[:tag]`, `s3://bucket/key[/]`, `modelscope:org/repo[@rev][/file][:QUANT]`.
-    #[arg(value_name = "REF")]
-    pub reference: String,
+    #[arg(value_name = "REF", required_unless_present = "from")]
+    pub reference: Option<String>,
+
+    /// Ensure every model a list names instead: a TOML or JSON file (`-` for standard input)
+    /// of `models`, each a `ref` with its optional `digest`, `revision`, `include`, `exclude`
+    /// and `mirrors` (see `docs/fleet.md`). Models of the same settings are ensured
+    /// `--parallel-models` at once; every model that can be ensured is, and the exit status is
+    /// the worst of them.
+    #[arg(
+        long,
+        value_name = "FILE",
+        conflicts_with_all = ["reference", "digest", "revision", "include", "exclude", "copy"]
+    )]
+    pub from: Option<std::path::PathBuf>,
+
+    /// With `--from`: models ensured at once.
+    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub parallel_models: u16,
 
     /// The expected digest, `sha256:<64 hex digits>`; the bytes must match it.
     #[arg(long, value_name = "sha256:HEX")]

@@ -22,7 +22,7 @@ use clap::Parser;
 use crate::cli::Cli;
 
 /// Exit status for a digest mismatch or a failed verification.
-const EXIT_VERIFY_FAILED: u8 = 3;
+pub(crate) const EXIT_VERIFY_FAILED: u8 = 3;
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {

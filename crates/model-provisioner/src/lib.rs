@@ -30,6 +30,7 @@ mod file;
 pub mod hf;
 #[cfg(feature = "http")]
 mod http;
+pub mod list;
 pub mod mirror;
 #[cfg(feature = "http")]
 mod model_files;

@@ -14,6 +14,7 @@ mod hf;
 mod hostile;
 mod http;
 mod hub_nginx;
+mod list;
 mod mirror;
 mod model_info;
 mod modelscope;

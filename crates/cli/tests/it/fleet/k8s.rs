@@ -17,7 +17,7 @@
 //! - the Hub is the fixture on nginx: `HF_ENDPOINT` is added, where a cluster uses the default;
 //! - each volume is a local directory, every `mountPath` in values and arguments replaced by
 //!   it: a `hostPath` is one directory per node (so the pods of one node share it), an
-//!   `emptyDir` and a `secret` volume (its items written as files) one per pod.
+//!   `emptyDir` and a `secret` or `configMap` volume (its items written as files) one per pod.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -114,7 +114,7 @@ struct Container {
 enum Volume {
     HostPath(String),
     EmptyDir,
-    /// The Secret, and (key, file name) per item.
+    /// The Secret (or `ConfigMap`), and (key, file name) per item.
     Secret(String, Vec<(String, String)>),
 }
 
@@ -177,6 +177,20 @@ fn pod(doc: &Yaml) -> Pod {
                 Volume::HostPath(p.to_owned())
             } else if !v["emptyDir"].is_badvalue() {
                 Volume::EmptyDir
+            } else if !v["configMap"].is_badvalue() {
+                let c = &v["configMap"];
+                Volume::Secret(
+                    text(&c["name"], "a configMap volume's name").to_owned(),
+                    list(&c["items"])
+                        .iter()
+                        .map(|i| {
+                            (
+                                text(&i["key"], "an item's key").to_owned(),
+                                text(&i["path"], "an item's path").to_owned(),
+                            )
+                        })
+                        .collect(),
+                )
             } else {
                 let s = &v["secret"];
                 Volume::Secret(
@@ -206,13 +220,19 @@ fn pod(doc: &Yaml) -> Pod {
     }
 }
 
-/// The Secrets of the examples: (name, key) → value, from `stringData`.
+/// The Secrets and `ConfigMap`s of the examples: (name, key) → value, from a Secret's
+/// `stringData` and a `ConfigMap`'s `data`.
 fn secrets(docs: &BTreeMap<String, Vec<Yaml>>) -> BTreeMap<(String, String), String> {
     let mut out = BTreeMap::new();
     for doc in docs.values().flatten() {
-        if doc["kind"].as_str() == Some("Secret") {
+        let field = match doc["kind"].as_str() {
+            Some("Secret") => "stringData",
+            Some("ConfigMap") => "data",
+            _ => continue,
+        };
+        {
             let name = text(&doc["metadata"]["name"], "a Secret's name");
-            if let Some(data) = doc["stringData"].as_hash() {
+            if let Some(data) = doc[field].as_hash() {
                 for (k, v) in data {
                     out.insert(
                         (name.to_owned(), text(k, "a key").to_owned()),
@@ -293,7 +313,7 @@ fn the_kubernetes_examples_are_objects_whose_references_resolve() -> TestResult 
                     for (key, _) in items {
                         assert!(
                             secrets.contains_key(&(name.clone(), key.clone())),
-                            "{file}: a volume reads {name}/{key}, which secrets.yaml lacks"
+                            "{file}: a volume reads {name}/{key}, which no Secret or ConfigMap has"
                         );
                     }
                 }
