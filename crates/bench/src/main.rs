@@ -661,6 +661,7 @@ fn synthetic_entry(i: u32, now: u64) -> CatalogEntry {
             exclude: Vec::new(),
         }),
         model_info: None,
+        signature: None,
     }
 }
 

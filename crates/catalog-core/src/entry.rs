@@ -168,6 +168,57 @@ pub struct CatalogEntry {
     /// whole, read from their headers. Absent from entries recorded before this was read.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model_info: Option<ModelInfo>,
+    /// What the model's signature (an OpenSSF model-signing bundle) said when it was last
+    /// checked. Absent for a model without one, and for entries recorded before signatures
+    /// were read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<SignatureCheck>,
+}
+
+/// What a model's signature said when it was checked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignatureCheck {
+    /// Whether it holds.
+    pub outcome: SignatureOutcome,
+    /// Who signed: `key sha256:<fingerprint>`, or `certificate <subject>` with its alternative
+    /// names; for an unchecked signature, who it says signed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signer: Option<String>,
+    /// The policy it was held against (`key:…`, `cert-chain:…`), when one was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
+    /// The digest the signed statement gives the model (the sha256 over its files' digests).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub statement_digest: Option<Digest>,
+    /// What failed, or why it was not checked, in words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    /// When it was checked, ms since the Unix epoch.
+    pub checked_ms: u64,
+}
+
+/// What a signature check concluded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SignatureOutcome {
+    /// Signed as the policy wants, every file as signed.
+    Verified,
+    /// Every file as signed, but no policy names who must sign: the signature itself was not
+    /// held against a key.
+    Unchecked,
+    /// The signature or a file does not hold (recorded only when no policy asked for one: a
+    /// policy that fails fails the ensure).
+    Failed,
+}
+
+impl std::fmt::Display for SignatureOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            SignatureOutcome::Verified => "verified",
+            SignatureOutcome::Unchecked => "unchecked",
+            SignatureOutcome::Failed => "failed",
+        })
+    }
 }
 
 /// What a caller needs to start an engine: the model's id and where its bytes are.

@@ -681,6 +681,7 @@ mod tests {
             updated_ms: now_ms(),
             provenance: None,
             model_info: None,
+            signature: None,
         }
     }
 

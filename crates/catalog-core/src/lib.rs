@@ -21,8 +21,8 @@ pub mod verify;
 
 pub use digest::{Algorithm, Digest, HASH_BUF_SIZE, Hasher, ParseDigestError, hash_reader, to_hex};
 pub use entry::{
-    CatalogEntry, FileRecord, Fingerprint, Lifecycle, Provenance, ResolvedModel, Storage,
-    Verification, now_ms,
+    CatalogEntry, FileRecord, Fingerprint, Lifecycle, Provenance, ResolvedModel, SignatureCheck,
+    SignatureOutcome, Storage, Verification, now_ms,
 };
 pub use error::{Error, Result};
 pub use fs_catalog::{FsCatalog, GcReport, INDEX_VERSION, IndexTxn};

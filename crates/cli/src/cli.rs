@@ -140,6 +140,16 @@ pub struct EnsureArgs {
     )]
     pub from: Option<std::path::PathBuf>,
 
+    /// Who must have signed the model (an OpenSSF model-signing bundle, `model.sig` at its
+    /// root): `key:PATH.pem` (a public key), `cert-chain:CA.pem` or `cert-chain:CA.pem#IDENTITY`
+    /// (a certificate issued under that CA, naming that subject, common name or alternative
+    /// name). Rules per reference prefix also come from `MODEL_PROVISIONER_SIGNERS` (`PREFIX=POLICY`,
+    /// separated by whitespace), then `<cache>/signers.conf` (one a line). A model its policy
+    /// refuses fails with exit status 3; a signed model with no policy is checked as far as it
+    /// can be, and the result recorded.
+    #[arg(long, value_name = "POLICY", value_parser = parse_policy, help_heading = "Signatures")]
+    pub signed_by: Option<model_provisioner::signing::SignerPolicy>,
+
     /// With `--from`: models ensured at once.
     #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub parallel_models: u16,
@@ -384,6 +394,12 @@ impl Cli {
         };
         transfer.progress == ProgressFormat::Json
     }
+}
+
+/// `--signed-by`'s value.
+fn parse_policy(text: &str) -> Result<model_provisioner::signing::SignerPolicy, String> {
+    model_provisioner::signing::SignerPolicy::parse(text)
+        .map_err(|e| format!("{e}\nhint: {}", e.hint()))
 }
 
 /// `--limit-rate`'s value.

@@ -182,6 +182,16 @@ pub fn entry_details(e: &CatalogEntry) -> String {
     if let Some(ms) = e.last_verified_ms {
         field("verified at:", &timestamp(ms));
     }
+    if let Some(s) = &e.signature {
+        let signer = s.signer.as_deref().unwrap_or("no signer named");
+        field("signature:", &format!("{} ({signer})", s.outcome));
+        if let Some(policy) = &s.policy {
+            field("signed as:", policy);
+        }
+        if let Some(detail) = &s.detail {
+            field("signature says:", detail);
+        }
+    }
     field("added:", &timestamp(e.created_ms));
     field("updated:", &timestamp(e.updated_ms));
     if let Some(p) = &e.provenance {

@@ -81,6 +81,10 @@ pub struct ProvisionerBuilder {
     refresh: bool,
     lock_timeout: Option<Duration>,
     mirrors: crate::mirror::Mirrors,
+    #[cfg(feature = "signing")]
+    signed_by: Option<crate::signing::SignerPolicy>,
+    #[cfg(feature = "signing")]
+    signers: crate::signing::SignerRules,
     /// Kinds of source a library user registered, beside this crate's.
     #[cfg(feature = "http")]
     sources: Vec<Arc<dyn crate::register::SourceKind>>,
@@ -175,6 +179,10 @@ impl ProvisionerBuilder {
             refresh: false,
             lock_timeout: None,
             mirrors: crate::mirror::Mirrors::new(),
+            #[cfg(feature = "signing")]
+            signed_by: None,
+            #[cfg(feature = "signing")]
+            signers: crate::signing::SignerRules::new(),
             #[cfg(feature = "http")]
             sources: Vec::new(),
             settings: Settings::default(),
@@ -399,6 +407,22 @@ impl ProvisionerBuilder {
         self
     }
 
+    /// Who must have signed every model this provisioner ensures (the command line's
+    /// `--signed-by`); see [`signing`](crate::signing).
+    #[cfg(feature = "signing")]
+    pub fn signed_by(mut self, policy: Option<crate::signing::SignerPolicy>) -> Self {
+        self.signed_by = policy;
+        self
+    }
+
+    /// Who must have signed models, per reference prefix (`MODEL_PROVISIONER_SIGNERS`,
+    /// `<cache>/signers.conf`); see [`signing`](crate::signing).
+    #[cfg(feature = "signing")]
+    pub fn signers(mut self, rules: crate::signing::SignerRules) -> Self {
+        self.signers = rules;
+        self
+    }
+
     /// `download` with the settings laid over it.
     #[cfg(feature = "http")]
     fn settle(&self, mut download: DownloadConfig) -> DownloadConfig {
@@ -612,6 +636,8 @@ impl ProvisionerBuilder {
             .with_reporter(self.reporter)
             .with_refresh(self.refresh)
             .with_lock_timeout(self.lock_timeout);
+        #[cfg(feature = "signing")]
+        let provisioner = provisioner.with_signers(self.signed_by, self.signers);
         #[cfg(feature = "http")]
         let provisioner = provisioner.with_publisher(publisher);
         Ok(provisioner)

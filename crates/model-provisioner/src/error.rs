@@ -88,6 +88,15 @@ pub enum Error {
         /// The checksum of the bytes received.
         computed: String,
     },
+    /// A model's signature does not satisfy the policy for it: unsigned, signed by another, or
+    /// a file not as signed.
+    #[error("`{id}` is refused: {reason}")]
+    Signature {
+        /// The model's id.
+        id: String,
+        /// What failed.
+        reason: String,
+    },
     /// This build cannot fetch references of this kind.
     #[error("cannot fetch `{reference}`: {reason}")]
     Unsupported {
@@ -450,6 +459,7 @@ impl Error {
             Error::DigestMismatch { .. }
                 | Error::GitBlobMismatch { .. }
                 | Error::ChecksumMismatch { .. }
+                | Error::Signature { .. }
                 | Error::MirrorMismatch { .. }
                 | Error::PushDigestRefused { .. }
                 | Error::Structure { .. }
@@ -488,6 +498,7 @@ impl Error {
             Error::Catalog(e) => e.hint(),
             Error::InvalidRef(e) => e.hint().map(str::to_owned),
             Error::NotFound { .. } => Some("check the path; relative paths are taken from the current directory".into()),
+            Error::Signature { .. } => Some("the model is not signed as its policy (`--signed-by`, `MODEL_PROVISIONER_SIGNERS` or `<cache>/signers.conf`) asks; `show ID` tells who signed what was checked before".into()),
             Error::ChecksumMismatch { .. } => Some("the bytes were damaged on their way, or the object changed while it was read: run the same command again; a second mismatch means the store's copy is damaged".into()),
             Error::Read { source, .. } if source.kind() == io::ErrorKind::PermissionDenied => {
                 Some("make the file readable by this user".into())

@@ -32,7 +32,7 @@ pub mod hf;
 mod http;
 pub mod list;
 pub mod mirror;
-#[cfg(feature = "http")]
+#[cfg(any(feature = "http", feature = "signing"))]
 mod model_files;
 #[cfg(feature = "hf")]
 mod modelscope;
@@ -56,6 +56,8 @@ mod registered;
 mod request;
 #[cfg(feature = "s3")]
 pub mod s3;
+#[cfg(feature = "signing")]
+pub mod signing;
 #[cfg(feature = "http")]
 mod upload;
 

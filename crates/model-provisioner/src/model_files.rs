@@ -17,11 +17,23 @@ use mp_progress::Reporter;
 pub(crate) struct ModelFile {
     /// Its path inside the model (its file name, for a model of one file).
     pub(crate) rel: SafeRelPath,
+    #[cfg_attr(
+        not(feature = "http"),
+        expect(dead_code, reason = "a push reads it; a signature check does not")
+    )]
     /// Where its bytes are read from: the store's blob when it is there, else the file.
     pub(crate) path: PathBuf,
+    #[cfg_attr(
+        not(feature = "http"),
+        expect(dead_code, reason = "a push reads it; a signature check does not")
+    )]
     pub(crate) size: u64,
     /// The sha256 its bytes must have.
     pub(crate) digest: Digest,
+    #[cfg_attr(
+        not(feature = "http"),
+        expect(dead_code, reason = "a push reads it; a signature check does not")
+    )]
     /// What a mismatch names: the model's id, and the file's path in a model of several.
     pub(crate) what: String,
 }
@@ -143,6 +155,10 @@ pub(crate) struct ModelFiles {
     pub(crate) files: Vec<ModelFile>,
     /// The model's digest as verification computes it: the one file's sha256, or the tree
     /// digest of the files.
+    #[cfg_attr(
+        not(feature = "http"),
+        expect(dead_code, reason = "a push reads it; a signature check does not")
+    )]
     pub(crate) digest: Digest,
     /// Whether the files are unchanged (size, modification time, inode and device) since
     /// their bytes were last hashed and matched, as the entry's fingerprint records.

@@ -30,6 +30,9 @@ pub struct ModelProvisioner<C: CatalogStore, F: ModelFetcher> {
     refresh: bool,
     single_flight: bool,
     lock_timeout: Option<std::time::Duration>,
+    /// Who must have signed which models.
+    #[cfg(feature = "signing")]
+    signing: crate::signing::Signing,
 }
 
 /// The full outcome of an ensure, for front ends that show more than the path.
@@ -89,7 +92,23 @@ impl<C: CatalogStore, F: ModelFetcher> ModelProvisioner<C, F> {
             refresh: false,
             single_flight: true,
             lock_timeout: None,
+            #[cfg(feature = "signing")]
+            signing: crate::signing::Signing::default(),
         }
+    }
+
+    /// Checks models' signatures: `explicit` for every model ensured (the command line's
+    /// `--signed-by`), else the first of `rules` whose prefix starts the model's id or
+    /// reference; a model with a `model.sig` and no policy is checked as far as it can be.
+    #[cfg(feature = "signing")]
+    #[must_use]
+    pub fn with_signers(
+        mut self,
+        explicit: Option<crate::signing::SignerPolicy>,
+        rules: crate::signing::SignerRules,
+    ) -> Self {
+        self.signing = crate::signing::Signing { explicit, rules };
+        self
     }
 
     /// Sends progress to `reporter`.
@@ -410,7 +429,11 @@ impl<C: CatalogStore, F: ModelFetcher> ModelProvisioner<C, F> {
             warn_unvouched(id, &fetched.unvouched);
         }
         let now = now_ms();
-        let entry = CatalogEntry {
+        #[cfg_attr(
+            not(feature = "signing"),
+            expect(unused_mut, reason = "only a signature check adds to it")
+        )]
+        let mut entry = CatalogEntry {
             id: id.to_owned(),
             source: mr.redacted(),
             local_path: fetched.local_path,
@@ -429,7 +452,13 @@ impl<C: CatalogStore, F: ModelFetcher> ModelProvisioner<C, F> {
             updated_ms: now,
             provenance: Some(fetched.provenance),
             model_info: Some(info),
+            signature: None,
         };
+        // A model its policy refuses is not recorded: the cache keeps its files, for `gc`.
+        #[cfg(feature = "signing")]
+        {
+            entry.signature = self.signing.check(&self.layout, &entry, &*self.reporter)?;
+        }
         self.catalog.put(entry.clone())?;
         self.reporter.event(&Event::Published {
             id,
@@ -533,9 +562,26 @@ impl<C: CatalogStore, F: ModelFetcher> ModelProvisioner<C, F> {
         updated.fingerprint = Some(before);
         updated.model_info = Some(info);
         updated.updated_ms = now_ms();
+        // The signature again, over bytes just found to be the recorded ones.
+        #[cfg(feature = "signing")]
+        let signed = match &checked {
+            Ok(_) => match self.signing.check(&self.layout, &updated, &*self.reporter) {
+                Ok(signature) => {
+                    updated.signature = signature;
+                    Ok(())
+                }
+                Err(e) => {
+                    updated.signature = Some(crate::signing::failed(&e.to_string()));
+                    Err(e)
+                }
+            },
+            Err(_) => Ok(()),
+        };
         self.catalog.put(updated.clone())?;
         tracing::info!(id = %updated.id, bytes, verification = %outcome, "model verified");
         checked?;
+        #[cfg(feature = "signing")]
+        signed?;
         Ok(Verified {
             entry: updated,
             bytes,

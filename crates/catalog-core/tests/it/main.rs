@@ -32,6 +32,7 @@ fn entry(id: &str, path: &Path, storage: Storage) -> CatalogEntry {
         updated_ms: now_ms(),
         provenance: None,
         model_info: None,
+        signature: None,
     }
 }
 

@@ -34,6 +34,8 @@ struct EnsureJson<'a> {
     duration_ms: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     model_info: Option<&'a catalog_core::ModelInfo>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    signature: Option<&'a catalog_core::SignatureCheck>,
 }
 
 pub(super) fn ensure(cx: &Context, args: &EnsureArgs) -> anyhow::Result<ExitCode> {
@@ -77,6 +79,7 @@ pub(super) fn ensure(cx: &Context, args: &EnsureArgs) -> anyhow::Result<ExitCode
             storage: e.storage,
             duration_ms: ensured.duration_ms,
             model_info: e.model_info.as_ref(),
+            signature: e.signature.as_ref(),
         })?;
     } else {
         let status = if ensured.cached {
@@ -125,6 +128,8 @@ fn provisioner(
         .mirrors(mirrors)
         .refresh(args.refresh)
         .lock_timeout(args.lock_timeout.map(Duration::from_secs))
+        .signed_by(args.signed_by.clone())
+        .signers(cx.signer_rules()?)
         .build()?)
 }
 

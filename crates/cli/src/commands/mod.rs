@@ -17,6 +17,8 @@ use model_provisioner::{
     S3Access, Secret, json_line,
 };
 
+use model_provisioner::signing::{SIGNERS_ENV, SIGNERS_FILE, SignerRules};
+
 use crate::cli::{Cli, Command, ProgressFormat, RegistryArgs, S3Args, TransferArgs};
 use crate::progress::BarReporter;
 
@@ -67,7 +69,25 @@ impl Context {
 
     /// A provisioner for commands that fetch nothing.
     fn provisioner(&self) -> anyhow::Result<Provisioner> {
-        Ok(self.builder(false).http(false).hf(None).build()?)
+        Ok(self
+            .builder(false)
+            .http(false)
+            .hf(None)
+            .signers(self.signer_rules()?)
+            .build()?)
+    }
+
+    /// The signer rules: `MODEL_PROVISIONER_SIGNERS`, then `<cache>/signers.conf`.
+    fn signer_rules(&self) -> anyhow::Result<SignerRules> {
+        let usage = |e: model_provisioner::signing::ParsePolicyError| {
+            UsageError(format!("{e}\nhint: {}", e.hint()))
+        };
+        let mut rules = match std::env::var(SIGNERS_ENV) {
+            Ok(value) => SignerRules::from_env_value(&value).map_err(usage)?,
+            Err(_) => SignerRules::new(),
+        };
+        rules.extend(SignerRules::from_file(&self.cache_dir.join(SIGNERS_FILE)).map_err(usage)?);
+        Ok(rules)
     }
 }
 

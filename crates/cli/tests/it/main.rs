@@ -27,6 +27,7 @@ mod reuse;
 mod s3;
 mod s3_tls;
 mod shell;
+mod signing;
 mod snapshots;
 mod space;
 mod verify;

@@ -18,6 +18,8 @@ mod quant;
 mod registered;
 #[cfg(feature = "s3")]
 mod s3;
+#[cfg(feature = "signing")]
+mod signing;
 
 /// Few, quick retries and short timeouts: a server on loopback fails only when a test wants it
 /// to.

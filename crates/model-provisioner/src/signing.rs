@@ -1,0 +1,408 @@
+//! Signed models: an OpenSSF model-signing bundle (`model.sig` at a model's root) checked as the
+//! model is recorded, and again by `verify`, with [`mp_signing`].
+//!
+//! - A [`SignerPolicy`] says who must have signed: `key:PATH.pem` (a public key), or
+//!   `cert-chain:CA.pem` (a certificate issued under that CA), optionally `#IDENTITY` (its
+//!   subject, common name or an alternative name). `sigstore:IDENTITY@ISSUER` (keyless) is
+//!   read, and refused when checked: its transparency log cannot be checked yet.
+//! - [`SignerRules`] give a policy per reference prefix (`hf:myorg/=key:/etc/keys/myorg.pub`),
+//!   as mirror rules do: a policy given for the ensure itself stands first, then the rules in
+//!   order.
+//! - A model with a matching policy must be signed so: every file of it, as the catalog records
+//!   their sha256 (no file is hashed again that was hashed as it was placed), exactly the signed
+//!   files (the format's ignore paths aside). Anything else fails the ensure as a verification
+//!   failure (exit 3), and nothing is recorded.
+//! - A model with a `model.sig` and no policy: its files are held against the statement, and the
+//!   result recorded (`unchecked` when they hold, since no key was named; `failed` when they do
+//!   not), so that users see signatures before they enforce them.
+//!
+//! The outcome is [`SignatureCheck`], recorded on the catalog entry.
+
+use std::path::{Path, PathBuf};
+
+use catalog_core::{
+    CacheLayout, CatalogEntry, Digest, SafeRelPath, SignatureCheck, SignatureOutcome, now_ms,
+};
+use mp_signing::{Bundle, Material, Policy, Refused, SignedBy, TrustedCa};
+
+use crate::error::{Error, Result};
+use crate::model_files::model_files;
+use mp_progress::Reporter;
+
+/// The file a model's signature is in, at its root.
+pub const SIGNATURE_FILE: &str = "model.sig";
+
+/// The environment variable of signer rules, separated by whitespace.
+pub const SIGNERS_ENV: &str = "MODEL_PROVISIONER_SIGNERS";
+
+/// The file of signer rules in the cache directory, one a line, `#` comments.
+pub const SIGNERS_FILE: &str = "signers.conf";
+
+/// Who must have signed a model, as written (`key:PATH`, `cert-chain:PATH[#IDENTITY]`,
+/// `sigstore:IDENTITY@ISSUER`), its key or CA read.
+#[derive(Debug, Clone)]
+pub struct SignerPolicy {
+    text: String,
+    policy: Policy,
+}
+
+/// A policy or a rule that cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{text}` is no signer policy: {reason}")]
+pub struct ParsePolicyError {
+    text: String,
+    reason: String,
+}
+
+impl ParsePolicyError {
+    fn new(text: &str, reason: impl Into<String>) -> Self {
+        ParsePolicyError {
+            text: text.to_owned(),
+            reason: reason.into(),
+        }
+    }
+
+    /// What to write instead.
+    pub fn hint(&self) -> &'static str {
+        "write `key:PATH.pem`, `cert-chain:CA.pem`, `cert-chain:CA.pem#IDENTITY` or `sigstore:IDENTITY@ISSUER`"
+    }
+}
+
+impl SignerPolicy {
+    /// The policy `text` writes, its key or CA file read now.
+    ///
+    /// # Errors
+    ///
+    /// An unknown form, or a file that cannot be read or holds no key or certificate.
+    pub fn parse(text: &str) -> std::result::Result<SignerPolicy, ParsePolicyError> {
+        let text = text.trim();
+        let read = |path: &str| {
+            std::fs::read(path).map_err(|e| ParsePolicyError::new(text, format!("`{path}`: {e}")))
+        };
+        let policy = if let Some(path) = text.strip_prefix("key:") {
+            let key = mp_signing::PublicKey::from_pem(&read(path)?)
+                .map_err(|e| ParsePolicyError::new(text, e.to_string()))?;
+            Policy::Key(key)
+        } else if let Some(rest) = text.strip_prefix("cert-chain:") {
+            let (path, identity) = match rest.split_once('#') {
+                Some((path, identity)) => (path, Some(identity.to_owned())),
+                None => (rest, None),
+            };
+            let ca = TrustedCa::from_pem(&read(path)?)
+                .map_err(|e| ParsePolicyError::new(text, e.to_string()))?;
+            Policy::CertChain { ca, identity }
+        } else if let Some(rest) = text.strip_prefix("sigstore:") {
+            let Some((identity, issuer)) = rest.rsplit_once('@') else {
+                return Err(ParsePolicyError::new(
+                    text,
+                    "a keyless policy names IDENTITY@ISSUER",
+                ));
+            };
+            Policy::Keyless {
+                identity: identity.to_owned(),
+                issuer: issuer.to_owned(),
+            }
+        } else {
+            return Err(ParsePolicyError::new(text, "an unknown form"));
+        };
+        Ok(SignerPolicy {
+            text: text.to_owned(),
+            policy,
+        })
+    }
+
+    /// The policy as written.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+}
+
+/// A policy per reference prefix: `PREFIX=POLICY`, the first whose prefix starts a model's
+/// id (or the reference as written) applies.
+#[derive(Debug, Clone, Default)]
+pub struct SignerRules {
+    rules: Vec<(String, SignerPolicy)>,
+}
+
+impl SignerRules {
+    /// No rule.
+    pub fn new() -> Self {
+        SignerRules::default()
+    }
+
+    /// The rules of `lines` (`PREFIX=POLICY` each; blank lines and `#` comments skipped).
+    ///
+    /// # Errors
+    ///
+    /// A line that is no rule, or whose policy cannot be read, naming its line number.
+    pub fn parse(lines: &str) -> std::result::Result<SignerRules, ParsePolicyError> {
+        let mut rules = SignerRules::new();
+        for (n, line) in lines.lines().enumerate() {
+            let line = line.split_once('#').map_or(line, |(rule, _)| rule).trim();
+            if line.is_empty() {
+                continue;
+            }
+            rules.push(line).map_err(|e| ParsePolicyError {
+                text: e.text,
+                reason: format!("line {}: {}", n + 1, e.reason),
+            })?;
+        }
+        Ok(rules)
+    }
+
+    /// The rules of `value`, separated by whitespace (the environment's form).
+    ///
+    /// # Errors
+    ///
+    /// As [`SignerRules::parse`].
+    pub fn from_env_value(value: &str) -> std::result::Result<SignerRules, ParsePolicyError> {
+        let mut rules = SignerRules::new();
+        for rule in value.split_whitespace() {
+            rules.push(rule)?;
+        }
+        Ok(rules)
+    }
+
+    /// The rules of the file at `path`; none when there is no such file.
+    ///
+    /// # Errors
+    ///
+    /// A file that cannot be read, or a line that is no rule.
+    pub fn from_file(path: &Path) -> std::result::Result<SignerRules, ParsePolicyError> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => SignerRules::parse(&text).map_err(|e| ParsePolicyError {
+                text: path.display().to_string(),
+                reason: format!("{}: {}", e.text, e.reason),
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(SignerRules::new()),
+            Err(e) => Err(ParsePolicyError::new(
+                &path.display().to_string(),
+                e.to_string(),
+            )),
+        }
+    }
+
+    /// Adds the rule `PREFIX=POLICY` after the others.
+    ///
+    /// # Errors
+    ///
+    /// When it is no rule, or its policy cannot be read.
+    pub fn push(&mut self, rule: &str) -> std::result::Result<(), ParsePolicyError> {
+        let Some((prefix, policy)) = rule.split_once('=') else {
+            return Err(ParsePolicyError::new(rule, "a rule is PREFIX=POLICY"));
+        };
+        if prefix.trim().is_empty() {
+            return Err(ParsePolicyError::new(rule, "a rule's prefix is empty"));
+        }
+        self.rules
+            .push((prefix.trim().to_owned(), SignerPolicy::parse(policy)?));
+        Ok(())
+    }
+
+    /// `other`'s rules after these.
+    pub fn extend(&mut self, other: SignerRules) {
+        self.rules.extend(other.rules);
+    }
+
+    fn matching(&self, names: &[&str]) -> Option<&SignerPolicy> {
+        self.rules
+            .iter()
+            .find(|(prefix, _)| names.iter().any(|n| n.starts_with(prefix.as_str())))
+            .map(|(_, policy)| policy)
+    }
+}
+
+/// The policies of a provisioner: one for the ensure at hand, and the rules.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Signing {
+    pub(crate) explicit: Option<SignerPolicy>,
+    pub(crate) rules: SignerRules,
+}
+
+impl Signing {
+    /// The policy for a model of `id` ensured from `source`.
+    fn policy(&self, id: &str, source: &str) -> Option<&SignerPolicy> {
+        self.explicit
+            .as_ref()
+            .or_else(|| self.rules.matching(&[id, source]))
+    }
+
+    /// Checks the signature of the model `entry` records (its files at `layout`), as the
+    /// policy for it wants, or, with none, as far as a present `model.sig` can be checked.
+    /// `None`: no signature, and none asked for.
+    pub(crate) fn check(
+        &self,
+        layout: &CacheLayout,
+        entry: &CatalogEntry,
+        reporter: &dyn Reporter,
+    ) -> Result<Option<SignatureCheck>> {
+        let policy = self.policy(&entry.id, &entry.source);
+        let refuse = |reason: String| Error::Signature {
+            id: entry.id.clone(),
+            reason,
+        };
+        let bundle_path = bundle_path(&entry.local_path);
+        let bytes = match bundle_path.as_deref().map(std::fs::read) {
+            Some(Ok(bytes)) => bytes,
+            Some(Err(e)) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(Error::read(
+                    bundle_path.as_deref().unwrap_or(Path::new("")),
+                    e,
+                ));
+            }
+            _ => {
+                return match policy {
+                    Some(p) => Err(refuse(format!(
+                        "it is unsigned (no `{SIGNATURE_FILE}` at its root), and `{}` asks for a signature",
+                        p.as_str()
+                    ))),
+                    None => Ok(None),
+                };
+            }
+        };
+        let bundle = match Bundle::read(&bytes) {
+            Ok(bundle) => bundle,
+            Err(e) => {
+                let reason = format!("its `{SIGNATURE_FILE}` cannot be read: {e}");
+                return match policy {
+                    Some(_) => Err(refuse(reason)),
+                    None => Ok(Some(record(
+                        SignatureOutcome::Failed,
+                        None,
+                        None,
+                        None,
+                        reason,
+                    ))),
+                };
+            }
+        };
+        let files: Vec<(SafeRelPath, Digest)> = model_files(layout, entry, reporter)?
+            .files
+            .into_iter()
+            .map(|f| (f.rel, f.digest))
+            .collect();
+        let statement_digest = Some(bundle.statement().model_digest().clone());
+        match policy {
+            Some(p) => match mp_signing::verify(&bundle, &p.policy, &files) {
+                Ok(signed) => Ok(Some(record(
+                    SignatureOutcome::Verified,
+                    Some(signer(&signed.signed_by)),
+                    Some(p.as_str()),
+                    statement_digest,
+                    String::new(),
+                ))),
+                Err(refused) => Err(refuse(refusal(&refused, p.as_str()))),
+            },
+            None => {
+                let claimed = claimed_signer(bundle.material());
+                Ok(Some(match files_hold(&bundle, &files) {
+                    Ok(()) => record(
+                        SignatureOutcome::Unchecked,
+                        claimed,
+                        None,
+                        statement_digest,
+                        "every file is as signed; no policy names who must have signed".into(),
+                    ),
+                    Err(reason) => {
+                        tracing::warn!(id = %entry.id, "{reason}");
+                        record(
+                            SignatureOutcome::Failed,
+                            claimed,
+                            None,
+                            statement_digest,
+                            reason,
+                        )
+                    }
+                }))
+            }
+        }
+    }
+}
+
+/// Where the signature of a model at `local_path` is: `model.sig` in its directory; none for a
+/// model of one file.
+fn bundle_path(local_path: &Path) -> Option<PathBuf> {
+    local_path.is_dir().then(|| local_path.join(SIGNATURE_FILE))
+}
+
+/// A check that failed for `reason`, to record.
+pub(crate) fn failed(reason: &str) -> SignatureCheck {
+    record(
+        SignatureOutcome::Failed,
+        None,
+        None,
+        None,
+        reason.to_owned(),
+    )
+}
+
+fn record(
+    outcome: SignatureOutcome,
+    signer: Option<String>,
+    policy: Option<&str>,
+    statement_digest: Option<Digest>,
+    detail: String,
+) -> SignatureCheck {
+    SignatureCheck {
+        outcome,
+        signer,
+        policy: policy.map(str::to_owned),
+        statement_digest,
+        detail: (!detail.is_empty()).then_some(detail),
+        checked_ms: now_ms(),
+    }
+}
+
+/// Who a policy established signed.
+fn signer(signed_by: &SignedBy) -> String {
+    match signed_by {
+        SignedBy::Key { fingerprint } => format!("key {fingerprint}"),
+        SignedBy::Certificate { subject, alt_names } if alt_names.is_empty() => {
+            format!("certificate {subject}")
+        }
+        SignedBy::Certificate { subject, alt_names } => {
+            format!("certificate {subject} ({})", alt_names.join(", "))
+        }
+    }
+}
+
+/// Who a bundle says signed, unchecked.
+fn claimed_signer(material: &Material) -> Option<String> {
+    match material {
+        Material::KeyHint(Some(hint)) => Some(format!("key {hint} (as the bundle names it)")),
+        Material::KeyHint(None) => None,
+        Material::Chain(_) => Some("a certificate chain (not checked)".into()),
+        Material::Keyless { .. } => Some("a keyless Sigstore certificate (not checked)".into()),
+    }
+}
+
+/// Whether `files` are exactly the files the statement signs, each with its signed digest (the
+/// signature itself not checked).
+fn files_hold(bundle: &Bundle, files: &[(SafeRelPath, Digest)]) -> std::result::Result<(), String> {
+    let statement = bundle.statement();
+    let mut seen = 0;
+    for (path, digest) in files {
+        if statement.is_ignored(path) {
+            continue;
+        }
+        match statement.file(path) {
+            Some(signed) if signed == digest => seen += 1,
+            Some(_) => return Err(format!("`{path}` is not the file that was signed")),
+            None => return Err(format!("`{path}` is in the model but not signed")),
+        }
+    }
+    if seen != statement.files().len() {
+        let missing = statement
+            .files()
+            .keys()
+            .find(|p| !files.iter().any(|(f, _)| f == *p))
+            .map_or_else(String::new, |p| format!("`{p}` "));
+        return Err(format!("{missing}is signed but not in the model"));
+    }
+    Ok(())
+}
+
+/// A refusal in words, naming the policy.
+fn refusal(refused: &Refused, policy: &str) -> String {
+    format!("its signature does not satisfy `{policy}`: {refused}")
+}
