@@ -126,7 +126,10 @@ impl GcpCredentials {
         if &now != stale {
             return Ok(now);
         }
-        let token = self.provider.token(client, self.scope, &self.source, false).await?;
+        let token = self
+            .provider
+            .token(client, self.scope, &self.source, false)
+            .await?;
         tracing::debug!(from = %self.source, "got a new Google access token");
         let secret = token.token.clone();
         *self.token.write().unwrap_or_else(PoisonError::into_inner) = token;

@@ -179,7 +179,10 @@ impl KeyFile {
                 let assertion = key.assertion(scope, SystemTime::now())?;
                 (
                     &key.token_uri,
-                    form(&[("grant_type", JWT_BEARER), ("assertion", assertion.expose())]),
+                    form(&[
+                        ("grant_type", JWT_BEARER),
+                        ("assertion", assertion.expose()),
+                    ]),
                 )
             }
             KeyFile::AuthorizedUser(user) => (

@@ -58,11 +58,15 @@ pub(super) async fn token(
     endpoint: &str,
     probe: bool,
 ) -> Result<AccessToken, CredentialError> {
-    let request = client
-        .get(url.clone())
-        .header("Metadata-Flavor", "Google");
+    let request = client.get(url.clone()).header("Metadata-Flavor", "Google");
     let limits = if probe {
-        (PROBE_TIMEOUT, RetryPolicy { retries: 0, ..TOKEN_RETRY })
+        (
+            PROBE_TIMEOUT,
+            RetryPolicy {
+                retries: 0,
+                ..TOKEN_RETRY
+            },
+        )
     } else {
         (TOKEN_TIMEOUT, TOKEN_RETRY)
     };

@@ -196,10 +196,19 @@ mod tests {
         )
         .expect_err("refused");
         let text = refused.to_string();
-        assert!(text.contains("invalid_grant") && text.contains("400"), "{text}");
+        assert!(
+            text.contains("invalid_grant") && text.contains("400"),
+            "{text}"
+        );
         assert!(!text.contains("s3cr3t"), "{text}");
 
-        let empty = parse_answer(StatusCode::OK, br#"{"access_token": ""}"#, &from, "http://e", now);
+        let empty = parse_answer(
+            StatusCode::OK,
+            br#"{"access_token": ""}"#,
+            &from,
+            "http://e",
+            now,
+        );
         assert!(matches!(empty, Err(CredentialError::Answer { .. })));
         assert_eq!(error_code("a b"), None);
     }
