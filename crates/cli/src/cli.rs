@@ -339,9 +339,9 @@ pub struct RegistryArgs {
 pub struct S3Args {
     /// The endpoint of the reference's store or hub, instead of the environment's: an
     /// S3-compatible store that is not AWS's (`MinIO`, Ceph, R2, …) [default:
-    /// `$AWS_ENDPOINT_URL_S3`, `$AWS_ENDPOINT_URL`, or the profile's `endpoint_url`], a Cloud
-    /// Storage emulator [default: `$STORAGE_EMULATOR_HOST`, else Google's], or a private
-    /// `ModelScope` [default: `$MODELSCOPE_DOMAIN`].
+    /// `$AWS_ENDPOINT_URL_S3`, `$AWS_ENDPOINT_URL`, or the profile's `endpoint_url`], Cloud
+    /// Storage elsewhere than Google's [default: `$STORAGE_EMULATOR_HOST`, else Google's], or
+    /// a private `ModelScope` [default: `$MODELSCOPE_DOMAIN`].
     #[arg(long, value_name = "URL", help_heading = "Object stores")]
     pub endpoint_url: Option<String>,
 
