@@ -194,7 +194,8 @@ pub const METADATA_TOKEN_PATH: &str = "/computeMetadata/v1/instance/service-acco
 struct TokenState {
     log: Vec<EndpointRequest>,
     issued: Vec<String>,
-    expires_in: u64,
+    /// The life of each token in turn, the last for every later one.
+    expires_in: Vec<u64>,
     /// Answer the next token requests with this status instead.
     refuse: Option<u16>,
 }
@@ -210,14 +211,14 @@ pub struct GoogleTokens {
 }
 
 impl GoogleTokens {
-    /// Starts the services; tokens last an hour until [`Self::set_expires_in`].
+    /// Starts the services; tokens say they last an hour until [`Self::set_expires_in`].
     pub fn start() -> io::Result<GoogleTokens> {
         let listener = TcpListener::bind("127.0.0.1:0")?;
         let addr = listener.local_addr()?;
         let state = Arc::new(Mutex::new(TokenState {
             log: Vec::new(),
             issued: Vec::new(),
-            expires_in: 3600,
+            expires_in: vec![3600],
             refuse: None,
         }));
         let stop = Arc::new(AtomicBool::new(false));
@@ -262,9 +263,15 @@ impl GoogleTokens {
         self.lock().issued.clone()
     }
 
-    /// Tokens handed out from now on say they last `seconds`.
-    pub fn set_expires_in(&self, seconds: u64) {
-        self.lock().expires_in = seconds;
+    /// The next tokens handed out say they last `seconds[0]`, `seconds[1]`, …, and every
+    /// one after those the last of them.
+    pub fn set_expires_in(&self, seconds: &[u64]) {
+        assert!(!seconds.is_empty(), "at least one life");
+        let mut state = self.lock();
+        let issued = state.issued.len();
+        state.expires_in = std::iter::repeat_n(0, issued)
+            .chain(seconds.iter().copied())
+            .collect();
     }
 
     /// Token requests from now on are answered `status` with `{"error": "invalid_grant"}`.
@@ -352,13 +359,15 @@ fn answer(request: &EndpointRequest, state: &mut TokenState) -> (u16, String) {
             r#"{"error": "invalid_grant", "error_description": "the grant is no good"}"#.to_owned(),
         );
     }
-    let token = format!("token-{}", state.issued.len() + 1);
+    let n = state.issued.len();
+    let expires_in = state.expires_in[n.min(state.expires_in.len() - 1)];
+    let token = format!("token-{}", n + 1);
     state.issued.push(token.clone());
     (
         200,
         serde_json::json!({
             "access_token": token,
-            "expires_in": state.expires_in,
+            "expires_in": expires_in,
             "token_type": "Bearer",
         })
         .to_string(),

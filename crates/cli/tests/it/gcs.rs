@@ -230,22 +230,20 @@ fn get_starts(log: &[ProxiedHit]) -> Vec<u64> {
         .collect()
 }
 
-#[test]
-fn a_download_killed_midway_resumes_from_the_bytes_kept() -> TestResult {
-    let gcs = FakeGcs::start()?;
-    let body = random_bytes(SIZE, 14);
-    gcs.put(BUCKET, "big/model.bin", &body)?;
-    let proxy = HoldProxy::start(&gcs.endpoint())?;
-    let fx = Fixture::new()?;
-    let reference = "gs://models/big/model.bin";
-    let args = ["ensure", reference, "--json", "--connections", "1"];
-
+/// Starts `ensure reference --connections 1` through `proxy` (holding at [`HOLD_AT`]), waits
+/// until the proxy holds the body AND the resume state shows bytes on disk, SIGKILLs the
+/// client, releases the hold and waits until the proxy is idle. Returns the bytes kept.
+fn kill_while_held(fx: &Fixture, proxy: &HoldProxy, reference: &str) -> TestResult<u64> {
     proxy.hold(Hold::AtOffset(HOLD_AT));
-    let mut child = gs_command(&fx, &proxy.url(), &args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()?;
+    let mut child = gs_command(
+        fx,
+        &proxy.url(),
+        &["ensure", reference, "--json", "--connections", "1"],
+    )
+    .stdin(Stdio::null())
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()?;
     let recorded = poll(PATIENCE, || {
         if let Ok(Some(status)) = child.try_wait() {
             return Some(Err(format!("`ensure` exited ({status}) before the kill")));
@@ -261,9 +259,33 @@ fn a_download_killed_midway_resumes_from_the_bytes_kept() -> TestResult {
     recorded.ok_or("no hold and no recorded bytes in time")??;
     let kept = resume_kept(fx.cache()).ok_or("no resume state after the kill")?;
     assert!(kept > 0 && kept <= HOLD_AT, "kept {kept}");
+    Ok(kept)
+}
+
+/// The bytes the byte requests in `log` sent.
+fn bytes_sent(log: &[ProxiedHit]) -> u64 {
+    log.iter()
+        .filter(|h| h.method == "GET" && h.path.starts_with("/download/"))
+        .map(|h| h.bytes_sent)
+        .sum()
+}
+
+#[test]
+fn a_download_killed_midway_resumes_from_the_bytes_kept() -> TestResult {
+    let gcs = FakeGcs::start()?;
+    let body = random_bytes(SIZE, 14);
+    gcs.put(BUCKET, "big/model.bin", &body)?;
+    let proxy = HoldProxy::start(&gcs.endpoint())?;
+    let fx = Fixture::new()?;
+    let reference = "gs://models/big/model.bin";
+    let kept = kill_while_held(&fx, &proxy, reference)?;
     proxy.clear_log();
 
-    let json = json_gs(&fx, &proxy.url(), &args)?;
+    let json = json_gs(
+        &fx,
+        &proxy.url(),
+        &["ensure", reference, "--json", "--connections", "1"],
+    )?;
     assert!(fs::read(str_field(&json, "local_path"))? == body);
     let log = proxy.log();
     let starts = get_starts(&log);
@@ -271,12 +293,32 @@ fn a_download_killed_midway_resumes_from_the_bytes_kept() -> TestResult {
         !starts.is_empty() && starts.iter().all(|s| *s >= kept),
         "the second run asked again for bytes it had: kept {kept}, ranges from {starts:?}\n{log:#?}"
     );
-    let sent: u64 = log
-        .iter()
-        .filter(|h| h.method == "GET" && h.path.starts_with("/download/"))
-        .map(|h| h.bytes_sent)
-        .sum();
-    assert_eq!(sent, SIZE as u64 - kept, "{log:#?}");
+    assert_eq!(bytes_sent(&log), SIZE as u64 - kept, "{log:#?}");
+    Ok(())
+}
+
+#[test]
+fn an_object_replaced_between_runs_is_fetched_again_from_byte_0() -> TestResult {
+    let gcs = FakeGcs::start()?;
+    gcs.put(BUCKET, "big/model.bin", &random_bytes(SIZE, 16))?;
+    let proxy = HoldProxy::start(&gcs.endpoint())?;
+    let fx = Fixture::new()?;
+    let reference = "gs://models/big/model.bin";
+    kill_while_held(&fx, &proxy, reference)?;
+    // A new generation, of the same size: the bytes kept are not its bytes.
+    let replaced = random_bytes(SIZE, 17);
+    gcs.put(BUCKET, "big/model.bin", &replaced)?;
+    proxy.clear_log();
+
+    let json = json_gs(
+        &fx,
+        &proxy.url(),
+        &["ensure", reference, "--json", "--connections", "1"],
+    )?;
+    assert!(fs::read(str_field(&json, "local_path"))? == replaced);
+    let log = proxy.log();
+    assert_eq!(get_starts(&log).first(), Some(&0), "{log:#?}");
+    assert_eq!(bytes_sent(&log), SIZE as u64, "{log:#?}");
     Ok(())
 }
 

@@ -1,5 +1,5 @@
-//! `gs://` references: objects and folders in Google Cloud Storage, a registered source (see
-//! [`register`](crate::register)), read through Cloud Storage's JSON API.
+//! `gs://` references: objects and folders in Google Cloud Storage, a registered source (a
+//! [`SourceKind`]), read through Cloud Storage's JSON API.
 //!
 //! 1. `gs://bucket/object` is one object; `gs://bucket/prefix/` is a folder: every object
 //!    under the prefix, listed page after page, placed under its path relative to the prefix

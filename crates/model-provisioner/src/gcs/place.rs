@@ -83,9 +83,23 @@ impl Gcs {
                 media_type: None,
                 local: None,
                 source: Some(Box::new(ObjectSource {
-                    display: format!("{}/{}/{}", session.endpoint, gs.bucket, object.name),
+                    // The generation is part of what a resume record is held against.
+                    display: format!(
+                        "{}/{}/{} (generation {})",
+                        session.endpoint,
+                        gs.bucket,
+                        object.name,
+                        object.generation.as_deref().unwrap_or("?")
+                    ),
                     session: Arc::clone(session),
                     url,
+                    gone: format!(
+                        "object `{}` in bucket `{}` at `{}` changed or went away while it was read (generation `{}` is gone)",
+                        object.name,
+                        gs.bucket,
+                        session.endpoint,
+                        object.generation.as_deref().unwrap_or("?")
+                    ),
                 })),
                 unpack: None,
             });
@@ -144,6 +158,8 @@ struct ObjectSource {
     /// replaced meanwhile is a `404`, never a mix.
     url: url::Url,
     display: String,
+    /// What a `404` for the bytes means.
+    gone: String,
 }
 
 impl RequestSource for ObjectSource {
@@ -165,6 +181,17 @@ impl RequestSource for ObjectSource {
         _headers: &'a HeaderMap,
     ) -> BoxFuture<'a, bool> {
         Box::pin(self.session.refresh(client))
+    }
+
+    fn not_found(&self) -> Option<mp_transfer::Error> {
+        Some(
+            crate::Error::Source {
+                failure: crate::SourceFailure::NotFound,
+                message: self.gone.clone(),
+                hint: Some("run the same command again to fetch the object as it is now".into()),
+            }
+            .into(),
+        )
     }
 }
 

@@ -338,6 +338,27 @@ fn a_token_refused_mid_download_is_replaced_and_the_range_sent_again() -> TestRe
 }
 
 #[test]
+fn a_token_about_to_expire_is_replaced_before_it_is_used() -> TestResult {
+    let gcs = FakeGcs::start()?;
+    gcs.put(BUCKET, "soon/model.bin", &random_bytes(1 << 20, 7))?;
+    let proxy = HoldProxy::start(&gcs.endpoint())?;
+    let tokens = GoogleTokens::start()?;
+    // The first token has a minute left: less than the margin, so it is never sent.
+    tokens.set_expires_in(&[60, 3600]);
+    let cache = tempfile::tempdir()?;
+    let e = env(cache.path(), &[("GCE_METADATA_HOST", tokens.host())]);
+    let p = provisioner(cache.path(), &proxy.url(), e, false)?;
+    p.ensure(&p.parse_ref("gs://models/soon/model.bin")?, None)?;
+    assert_eq!(tokens.issued(), ["token-1", "token-2"]);
+    let seen = bearers(&proxy);
+    assert!(
+        !seen.is_empty() && seen.iter().all(|a| a.as_deref() == Some("Bearer token-2")),
+        "{seen:?}"
+    );
+    Ok(())
+}
+
+#[test]
 fn an_authorized_user_in_gclouds_adc_file_exchanges_its_refresh_token() -> TestResult {
     let gcs = FakeGcs::start()?;
     gcs.put(BUCKET, "user/model.bin", b"user bytes")?;
