@@ -27,6 +27,10 @@ use mp_transfer::{BoxFuture, Call, Downloader, Reauthorize};
 /// The largest answer read whole: a listing page of 1,000 objects is well under this.
 const ANSWER_LIMIT: usize = 16 << 20;
 
+/// Objects a listing page holds at most: Cloud Storage's own limit, asked for explicitly so
+/// that every server pages alike.
+const PAGE_SIZE: &str = "1000";
+
 /// The metadata a listing or an object's `GET` gives, of the fields read.
 const FIELDS: &str = "name,size,generation,etag,crc32c,md5Hash";
 
@@ -183,6 +187,7 @@ impl Session {
                     .map_err(|e| protocol(format!("the listing's URL: {e}")))?;
             url.query_pairs_mut()
                 .append_pair("prefix", prefix)
+                .append_pair("maxResults", PAGE_SIZE)
                 .append_pair("fields", &format!("nextPageToken,items({FIELDS})"));
             if let Some(t) = &token {
                 url.query_pairs_mut().append_pair("pageToken", t);

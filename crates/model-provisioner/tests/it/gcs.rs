@@ -154,6 +154,37 @@ fn a_folder_is_listed_page_after_page_filtered_and_placed_under_its_relative_pat
 }
 
 #[test]
+fn a_folder_of_more_than_one_page_is_listed_to_its_end() -> TestResult {
+    let gcs = FakeGcs::start()?;
+    // Cloud Storage answers at most 1,000 objects a page.
+    let count = 1_003;
+    for i in 0..count {
+        gcs.put(
+            BUCKET,
+            &format!("many/f-{i:04}.bin"),
+            format!("{i}").as_bytes(),
+        )?;
+    }
+    let first = gcs.get("/storage/v1/b/models/o?prefix=many/&maxResults=1000")?;
+    let page: serde_json::Value = serde_json::from_slice(&first.body)?;
+    assert!(page["nextPageToken"].is_string(), "the server pages");
+    let proxy = HoldProxy::start(&gcs.endpoint())?;
+    let cache = tempfile::tempdir()?;
+    let p = provisioner(cache.path(), &proxy.url(), env(cache.path(), &[]), true)?;
+    let ensured = p.ensure(&p.parse_ref("gs://models/many/")?, None)?;
+    let placed = test_support::files_under(&ensured.resolved.local_path)?;
+    assert_eq!(placed.len(), count);
+    assert_eq!(placed["f-1002.bin"], b"1002");
+    let pages = proxy
+        .log()
+        .iter()
+        .filter(|h| h.path == "/storage/v1/b/models/o")
+        .count();
+    assert_eq!(pages, 2);
+    Ok(())
+}
+
+#[test]
 fn hostile_names_in_a_folder_refuse_it_before_anything_is_written() -> TestResult {
     let gcs = FakeGcs::start()?;
     for (folder, hostile) in [("up", "up/../../escape.bin"), ("abs", "abs//etc/passwd")] {
