@@ -226,6 +226,39 @@ fn bytes_damaged_on_their_way_fail_the_crc32c_and_publish_nothing() -> TestResul
 }
 
 #[test]
+fn a_generation_gone_between_the_listing_and_the_bytes_is_named() -> TestResult {
+    let gcs = FakeGcs::start()?;
+    let meta = gcs.put(BUCKET, "moving/model.bin", b"first bytes")?;
+    let proxy = HoldProxy::start(&gcs.endpoint())?;
+    // The object is replaced after its metadata was read: the generation asked for is gone,
+    // which Cloud Storage answers with a 404.
+    proxy.refuse("GET", "alt=media", 404, 1);
+    let cache = tempfile::tempdir()?;
+    let p = provisioner(cache.path(), &proxy.url(), env(cache.path(), &[]), true)?;
+    let err = p
+        .ensure(&p.parse_ref("gs://models/moving/model.bin")?, None)
+        .expect_err("gone");
+    let Error::Source {
+        failure: SourceFailure::NotFound,
+        message,
+        ..
+    } = &err
+    else {
+        return Err(format!("{err:?}").into());
+    };
+    assert_eq!(
+        *message,
+        format!(
+            "object `moving/model.bin` in bucket `models` at `{}` changed or went away while it was read (generation `{}` is gone)",
+            proxy.url(),
+            meta["generation"].as_str().ok_or("a generation")?
+        )
+    );
+    assert!(!cache.path().join("models/gs").exists());
+    Ok(())
+}
+
+#[test]
 fn a_missing_object_and_a_missing_bucket_are_named() -> TestResult {
     let gcs = FakeGcs::start()?;
     gcs.put(BUCKET, "here.bin", b"x")?;
