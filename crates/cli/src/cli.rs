@@ -124,7 +124,8 @@ pub struct EnsureArgs {
     /// The model reference: a local path, `file:…`, `https://…`, `hf:org/repo[@rev][/file]`,
     /// `hf:org/repo[@rev]:QUANT` (the GGUF file(s) of one quantisation, e.g. `:Q4_K_M`, every
     /// part of a split file, and an `mmproj` file beside it), `oci://registry/repo[:tag|@sha256:…][/file]`,
-    /// `ollama:name[:tag]`, `s3://bucket/key[/]`, `modelscope:org/repo[@rev][/file][:QUANT]`.
+    /// `ollama:name[:tag]`, `s3://bucket/key[/]`, `gs://bucket/object[/]`,
+    /// `modelscope:org/repo[@rev][/file][:QUANT]`.
     #[arg(value_name = "REF", required_unless_present = "from")]
     pub reference: Option<String>,
 
@@ -338,8 +339,9 @@ pub struct RegistryArgs {
 pub struct S3Args {
     /// The endpoint of the reference's store or hub, instead of the environment's: an
     /// S3-compatible store that is not AWS's (`MinIO`, Ceph, R2, …) [default:
-    /// `$AWS_ENDPOINT_URL_S3`, `$AWS_ENDPOINT_URL`, or the profile's `endpoint_url`], or a
-    /// private `ModelScope` [default: `$MODELSCOPE_DOMAIN`].
+    /// `$AWS_ENDPOINT_URL_S3`, `$AWS_ENDPOINT_URL`, or the profile's `endpoint_url`], Cloud
+    /// Storage elsewhere than Google's [default: `$STORAGE_EMULATOR_HOST`, else Google's], or
+    /// a private `ModelScope` [default: `$MODELSCOPE_DOMAIN`].
     #[arg(long, value_name = "URL", help_heading = "Object stores")]
     pub endpoint_url: Option<String>,
 

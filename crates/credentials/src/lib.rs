@@ -4,22 +4,25 @@
 //! | module | whose credentials | feature |
 //! |---|---|---|
 //! | [`aws`] | S3-compatible stores: the AWS configuration and credential chain | `aws` |
+//! | [`gcp`] | Google Cloud Storage: Application Default Credentials | `gcp` |
 //! | [`registry`] | OCI registries: docker's configuration, credential helpers, tokens | `registry` |
 //! | [`hf`] | the Hugging Face Hub: `HF_TOKEN` or the user's token file | — |
 //!
 //! A secret is a [`Secret`] (or the Hub's [`hf::Token`]): its `Debug` and `Display` print
 //! `<redacted>`. The services asked over the network (STS, the container and instance
-//! metadata endpoints, a registry's token service) are asked through the download engine's
-//! one request loop (`mp-transfer`).
+//! metadata endpoints, a registry's token service, Google's token endpoints and metadata
+//! server) are asked through the download engine's one request loop (`mp-transfer`).
 #![deny(missing_docs)]
 
 #[cfg(feature = "aws")]
 pub mod aws;
+#[cfg(feature = "gcp")]
+pub mod gcp;
 pub mod hf;
 #[cfg(feature = "registry")]
 pub mod registry;
 mod secret;
-#[cfg(all(test, any(feature = "aws", feature = "registry")))]
+#[cfg(all(test, any(feature = "aws", feature = "gcp", feature = "registry")))]
 mod test_util;
 
 pub use secret::Secret;

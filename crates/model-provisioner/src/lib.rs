@@ -27,6 +27,8 @@ mod builder;
 mod error;
 mod fetcher;
 mod file;
+#[cfg(feature = "gcs")]
+pub mod gcs;
 pub mod hf;
 #[cfg(feature = "http")]
 mod http;
@@ -74,6 +76,8 @@ pub use catalog_core::{
 pub use error::{Error, Result, SourceFailure};
 pub use fetcher::ModelFetcher;
 pub use file::FileFetcher;
+#[cfg(feature = "gcs")]
+pub use gcs::GcsKind;
 #[cfg(feature = "http")]
 pub use http::HttpFetcher;
 pub use mirror::{MirrorRule, Mirrors};

@@ -13,6 +13,8 @@ use crate::register::SourceKind;
 static BUILT_IN: &[&dyn SourceKind] = &[
     #[cfg(feature = "hf")]
     &crate::modelscope::ModelScopeKind::FROM_ENV,
+    #[cfg(feature = "gcs")]
+    &crate::gcs::GcsKind::FROM_ENV,
 ];
 
 /// Parses `text` as a reference of a built-in scheme or of a source this crate registers,

@@ -29,6 +29,8 @@ pub struct ProxiedHit {
     pub range: Option<String>,
     /// The `If-Range` header, if any.
     pub if_range: Option<String>,
+    /// The `Authorization` header, if any (a bearer token a test handed out).
+    pub authorization: Option<String>,
     /// The status relayed (502 when upstream could not be reached).
     pub status: u16,
     /// Body bytes written to the client (fewer than the body when the client went away).
@@ -278,6 +280,7 @@ fn relay(
                 path: x.target.split('?').next().unwrap_or_default().to_owned(),
                 range: x.head.get("range").map(str::to_owned),
                 if_range: x.head.get("if-range").map(str::to_owned),
+                authorization: x.head.get("authorization").map(str::to_owned),
                 status: 0,
                 bytes_sent: 0,
                 held: false,

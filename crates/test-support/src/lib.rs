@@ -31,6 +31,9 @@
 //!   bodies pass through unchanged, so `SigV4` signatures still check upstream.
 //! - [`serve_canned`]: canned answers, one per connection, handing back the requests as
 //!   received: for unit tests of clients of token and credential endpoints.
+//! - [`FakeGcs`]: fake-gcs-server, Cloud Storage's JSON API in memory (it checks no token);
+//!   [`GoogleTokens`]: Google's OAuth token endpoint and the metadata server's token, handing
+//!   out numbered tokens and logging what they are asked.
 //! - [`InstanceMetadata`], [`ContainerCredentials`], [`Sts`]: the AWS credential endpoints
 //!   (`IMDSv2`, container credentials, `AssumeRoleWithWebIdentity`), handing out [`AwsCreds`]
 //!   (an [`S3Server`]'s key pair with `start_for`) and logging what they are asked.
@@ -41,8 +44,9 @@
 //! - [`modelkit`]: `KitOps` `ModelKit`s as `kit pack` builds them (the Kitfile as the config,
 //!   one tar layer per section), to push as an [`Artifact`].
 //!
-//! A missing nginx, olah, `hf`, git, git-lfs, docker-registry or s3s-fs is a test failure with
-//! instructions, never a silent skip (`bash scripts/install-test-deps.sh` installs them all).
+//! A missing nginx, olah, `hf`, git, git-lfs, docker-registry, s3s-fs or fake-gcs-server is a
+//! test failure with instructions, never a silent skip (`bash scripts/install-test-deps.sh`
+//! installs them all).
 #![deny(missing_docs)]
 #![expect(
     clippy::missing_panics_doc,
@@ -60,6 +64,7 @@ pub mod archives;
 mod aws_endpoints;
 mod canned;
 mod fault;
+mod gcs;
 mod hf_repo;
 mod hold_proxy;
 mod holds;
@@ -86,6 +91,7 @@ pub use aws_endpoints::{
 };
 pub use canned::serve_canned;
 pub use fault::{Answer, FaultServer, Served};
+pub use gcs::{FakeGcs, GoogleTokens, METADATA_TOKEN_PATH, ServiceAccount, fake_gcs_server_binary};
 pub use hf_repo::{
     DEFAULT_WEIGHTS_SIZE, HfRepo, HfRepoBuilder, LFS_PATTERNS, TINY_GGUF, TINY_LLAMA, fake_gguf,
     fake_safetensors, pseudo_random_bytes, sha256_hex,

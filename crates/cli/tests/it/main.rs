@@ -8,6 +8,7 @@ mod exit_codes;
 mod faults;
 mod fixture;
 mod fleet;
+mod gcs;
 mod happy;
 mod help;
 mod hf;

@@ -1,6 +1,8 @@
 //! Integration tests of the provisioner over a real cache directory.
 
 mod file;
+#[cfg(feature = "gcs")]
+mod gcs;
 #[cfg(feature = "hf")]
 mod hf;
 #[cfg(feature = "http")]

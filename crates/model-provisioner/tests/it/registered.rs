@@ -299,8 +299,9 @@ fn a_scheme_no_source_reads_is_refused_naming_the_schemes_that_would_do() -> Tes
     let with = ModelProvisioner::builder(cache.path())
         .source(shelf(&nginx, false)?)
         .build()?;
-    let err = with.parse_ref("gs://bucket/k").unwrap_err();
-    assert!(err.to_string().contains("ollama:, shelf:"), "{err}");
+    let err = with.parse_ref("ftp://bucket/k").unwrap_err();
+    assert!(err.to_string().contains("unknown scheme `ftp:`"), "{err}");
+    assert!(err.to_string().contains(", shelf:"), "{err}");
     // A reference of a scheme that a provisioner reads, handed to one that does not.
     let reference = with.parse_ref("shelf:tiny")?;
     let err = without.ensure(&reference, None).unwrap_err();

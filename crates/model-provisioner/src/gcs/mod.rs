@@ -1,0 +1,306 @@
+//! `gs://` references: objects and folders in Google Cloud Storage, a registered source (a
+//! [`SourceKind`]), read through Cloud Storage's JSON API.
+//!
+//! 1. `gs://bucket/object` is one object; `gs://bucket/prefix/` is a folder: every object
+//!    under the prefix, listed page after page, placed under its path relative to the prefix
+//!    (checked before anything is written; `--include`/`--exclude` select). The grammar is
+//!    checked before anything is built (`reference.rs`).
+//! 2. Credentials are Google's Application Default Credentials ([`mp_credentials::gcp`]:
+//!    `GOOGLE_APPLICATION_CREDENTIALS`, gcloud's ADC file, the metadata server, else
+//!    anonymous), or none with `--no-sign-request`. Every request carries the token held at
+//!    that moment, which is replaced before it expires and after a `401` or `403`.
+//! 3. The endpoint is `--endpoint-url`, else `STORAGE_EMULATOR_HOST` (`host:port` or a URL),
+//!    else Google's. An endpoint other than Google's is part of the id:
+//!    `gs+http://host:port/bucket/object`. A token goes only to the configured endpoint; a
+//!    reference naming another endpoint is read anonymously.
+//! 4. The objects are a [listing](crate::pipeline::Listing), which the pipeline places through
+//!    the [download engine](mp_transfer): parallel ranges of the generation listed (every
+//!    range reads the same bytes), resumed when the URL (generation included) and the `ETag`
+//!    are the same. Each object's CRC32C (else its MD5) is checked as the bytes stream; a
+//!    mismatch is a verification failure. The expected digest is `--digest`; without it the
+//!    model is `warn`, with the computed sha256 recorded.
+//! 5. The files are published as one directory,
+//!    `models/gs/<endpoint>/<bucket>/<object>/<version>/`; the model is that directory, or
+//!    the one object.
+//!
+//! | module | its one job |
+//! |---|---|
+//! | this one | [`GcsKind`] and the source: a reference resolved into objects |
+//! | `reference` | the grammar of `gs://` references, and their normal form |
+//! | `session` | one fetch's endpoint and token; metadata, listings, refusals |
+//! | `place` | the objects as a listing, each fetched with the token held at each request |
+
+mod place;
+mod reference;
+mod session;
+
+use std::sync::Arc;
+
+use catalog_core::{CatalogEntry, ModelRef, OtherRef, ParseRefError, SafeRelPath};
+
+use self::place::Placed;
+use self::reference::{GsRef, endpoint_id};
+use self::session::Session;
+use crate::error::{Error, Result, SourceFailure};
+use crate::hf::glob::selected;
+use crate::pipeline::{Listing, Source};
+use crate::register::{SourceContext, SourceKind};
+use crate::request::{FetchRequest, unsupported};
+use mp_transfer::Engine;
+
+/// Google's endpoint, where neither `--endpoint-url` nor `STORAGE_EMULATOR_HOST` names one.
+const GOOGLE_ENDPOINT: &str = "https://storage.googleapis.com";
+
+/// The environment, as a lookup the credential chain can call from any thread.
+pub type Env = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
+/// The kind that registers `gs://` (and `gs+http(s)://`, an object on a named endpoint): this
+/// crate registers it reading this process's environment; a test or a library user registers
+/// one with an environment of its own ([`GcsKind::with_env`]).
+#[derive(Clone)]
+pub struct GcsKind {
+    env: Option<Env>,
+}
+
+impl std::fmt::Debug for GcsKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GcsKind").finish_non_exhaustive()
+    }
+}
+
+impl GcsKind {
+    /// `STORAGE_EMULATOR_HOST` and the credential chain's variables, read from this process's
+    /// environment.
+    pub const FROM_ENV: GcsKind = GcsKind { env: None };
+
+    /// The same, with the environment given as a lookup.
+    pub fn with_env(env: Env) -> Self {
+        GcsKind { env: Some(env) }
+    }
+}
+
+impl SourceKind for GcsKind {
+    fn schemes(&self) -> &'static [&'static str] {
+        &["gs", "gs+http", "gs+https"]
+    }
+
+    fn check(&self, reference: &OtherRef) -> std::result::Result<(), ParseRefError> {
+        GsRef::read(reference).map(drop)
+    }
+
+    fn build(&self, context: &SourceContext<'_>) -> Result<Box<dyn Source + Send + Sync>> {
+        let env: Env = self
+            .env
+            .clone()
+            .unwrap_or_else(|| Arc::new(|name| std::env::var(name).ok()));
+        let endpoint = match context.endpoint {
+            Some(url) => url.clone(),
+            None => endpoint(env("STORAGE_EMULATOR_HOST").as_deref())?,
+        };
+        Ok(Box::new(Gcs {
+            endpoint,
+            env,
+            unsigned: context.no_sign_request,
+            engine: context.engine.clone(),
+            offline: context.offline,
+            include: context.include.to_vec(),
+            exclude: context.exclude.to_vec(),
+            parallel: context.parallel_files,
+        }))
+    }
+}
+
+/// The endpoint `STORAGE_EMULATOR_HOST` names (`host:port` over `http://`, or a URL), else
+/// Google's.
+fn endpoint(emulator: Option<&str>) -> Result<url::Url> {
+    let text = match emulator.map(str::trim).filter(|e| !e.is_empty()) {
+        Some(e) if e.contains("://") => e.to_owned(),
+        Some(e) => format!("http://{e}"),
+        None => GOOGLE_ENDPOINT.to_owned(),
+    };
+    url::Url::parse(&text).map_err(|e| Error::Source {
+        failure: SourceFailure::Protocol,
+        message: format!(
+            "STORAGE_EMULATOR_HOST `{}` is no endpoint: {e}",
+            catalog_core::printable(&text)
+        ),
+        hint: Some("write `host:port` or `http://host:port`".to_owned()),
+    })
+}
+
+/// The `gs://` source.
+struct Gcs {
+    /// The configured endpoint.
+    endpoint: url::Url,
+    env: Env,
+    unsigned: bool,
+    engine: Engine,
+    offline: bool,
+    include: Vec<String>,
+    exclude: Vec<String>,
+    parallel: usize,
+}
+
+impl Gcs {
+    fn gs(reference: &ModelRef) -> Result<GsRef> {
+        let ModelRef::Other(other) = reference else {
+            return Err(unsupported(reference));
+        };
+        Ok(GsRef::read(other)?)
+    }
+
+    /// Whether the configured endpoint is Google's, which ids do not name.
+    fn is_google(&self) -> bool {
+        self.endpoint.host_str() == Some("storage.googleapis.com")
+    }
+}
+
+impl Source for Gcs {
+    fn name(&self) -> &'static str {
+        "gcs"
+    }
+
+    fn check(&self, reference: &OtherRef) -> std::result::Result<(), ParseRefError> {
+        GsRef::read(reference).map(drop)
+    }
+
+    fn resolve<'s>(&'s self, req: &FetchRequest<'_>) -> Result<Listing<'s>> {
+        let gs = Self::gs(req.reference)?;
+        if self.offline {
+            return Err(Error::Offline {
+                reference: req.reference.redacted(),
+            });
+        }
+        let engine = self.engine.get()?;
+        let configured = endpoint_id(&self.endpoint);
+        let (base, trusted) = match &gs.endpoint {
+            Some(named) if *named != configured => (
+                url::Url::parse(named).map_err(|e| Error::Source {
+                    failure: SourceFailure::Protocol,
+                    message: format!("`{named}` is no endpoint: {e}"),
+                    hint: None,
+                })?,
+                false,
+            ),
+            _ => (self.endpoint.clone(), true),
+        };
+        let session = Session::start(engine, &base, (self.unsigned, trusted), &self.env)?;
+        let objects = if gs.is_prefix() {
+            let listed = session.list(engine, &gs.bucket, &gs.object)?;
+            let mut placed = Vec::new();
+            for object in listed {
+                let Some(rest) = object.name.strip_prefix(&gs.object) else {
+                    continue;
+                };
+                // A zero-byte "folder" marker is no file.
+                if rest.is_empty() || rest.ends_with('/') {
+                    continue;
+                }
+                // Checked before anything is written: a hostile name refuses the folder.
+                let rel = SafeRelPath::new(rest.to_owned())?;
+                if selected(rel.as_str(), &self.include, &self.exclude) {
+                    placed.push(Placed { rel, object });
+                }
+            }
+            if placed.is_empty() {
+                return Err(Error::Source {
+                    failure: SourceFailure::NotFound,
+                    message: format!(
+                        "no object under `{}` in bucket `{}` at `{}`{}",
+                        gs.object,
+                        gs.bucket,
+                        session.endpoint,
+                        if self.include.is_empty() && self.exclude.is_empty() {
+                            ""
+                        } else {
+                            " matches the include/exclude patterns"
+                        }
+                    ),
+                    hint: Some(
+                        "check the prefix (it ends with `/`), and the `--include`/`--exclude` patterns"
+                            .to_owned(),
+                    ),
+                });
+            }
+            placed
+        } else {
+            let object = session.object(engine, &gs.bucket, &gs.object)?;
+            let name = gs.object.rsplit('/').next().unwrap_or(&gs.object);
+            vec![Placed {
+                rel: SafeRelPath::file_name(name)?,
+                object,
+            }]
+        };
+        self.listing(req, &gs, &session, objects)
+    }
+
+    /// The reference with the configured endpoint in it, when that is not Google's: one
+    /// bucket name on two servers is two models.
+    fn complete(&self, reference: &ModelRef) -> Option<ModelRef> {
+        let gs = Self::gs(reference).ok()?;
+        let normal = if gs.endpoint.is_none() && !self.is_google() {
+            GsRef {
+                endpoint: Some(endpoint_id(&self.endpoint)),
+                ..gs
+            }
+        } else {
+            gs
+        };
+        let other = normal.to_other()?;
+        let completed = ModelRef::Other(other);
+        (completed != *reference).then_some(completed)
+    }
+
+    fn accepts(&self, entry: &CatalogEntry) -> bool {
+        let Some(gs) = entry
+            .source
+            .split_once(':')
+            .and_then(|(scheme, rest)| OtherRef::new(scheme, rest).ok())
+            .and_then(|other| GsRef::read(&other).ok())
+        else {
+            return true;
+        };
+        if !gs.is_prefix() {
+            return true;
+        }
+        let (include, exclude) = entry
+            .provenance
+            .as_ref()
+            .map_or((&[][..], &[][..]), |p| (&p.include[..], &p.exclude[..]));
+        include == self.include.as_slice() && exclude == self.exclude.as_slice()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_emulator_host_is_a_host_over_http_or_a_url_and_google_otherwise() -> Result<()> {
+        assert_eq!(endpoint(None)?.as_str(), "https://storage.googleapis.com/");
+        assert_eq!(
+            endpoint(Some("127.0.0.1:4443"))?.as_str(),
+            "http://127.0.0.1:4443/"
+        );
+        assert_eq!(
+            endpoint(Some("https://gcs.internal:8443"))?.as_str(),
+            "https://gcs.internal:8443/"
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn references_are_refused_before_anything_is_built_in_gs_words() {
+        let err = crate::registered::parse_ref("gs://bucket").expect_err("no object");
+        assert_eq!(
+            err.to_string(),
+            "invalid model reference `gs://bucket`: it names bucket `bucket` but no object in it"
+        );
+        assert!(
+            err.hint()
+                .is_some_and(|h| h.contains("gs://bucket/prefix/"))
+        );
+        assert!(crate::registered::parse_ref("gs://bucket/a/b.gguf").is_ok());
+        assert!(crate::registered::parse_ref("gs+http://127.0.0.1:1/bkt/x/").is_ok());
+    }
+}
