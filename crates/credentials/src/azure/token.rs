@@ -85,7 +85,10 @@ pub(super) enum Grant {
 #[derive(Debug)]
 pub struct TokenCredential {
     grant: Grant,
-    cached: tokio::sync::Mutex<Option<(Secret, SystemTime)>>,
+    /// The token in force and when it expires: read without waiting by every request.
+    cached: std::sync::Mutex<Option<(Secret, SystemTime)>>,
+    /// Held while a token is fetched, so that one fetch serves every request waiting.
+    fetching: tokio::sync::Mutex<()>,
 }
 
 #[derive(Deserialize)]
@@ -113,8 +116,29 @@ impl TokenCredential {
     pub(super) fn new(grant: Grant) -> Self {
         TokenCredential {
             grant,
-            cached: tokio::sync::Mutex::new(None),
+            cached: std::sync::Mutex::new(None),
+            fetching: tokio::sync::Mutex::new(()),
         }
+    }
+
+    fn kept(&self) -> std::sync::MutexGuard<'_, Option<(Secret, SystemTime)>> {
+        self.cached
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The token kept, whatever its expiry: what a request built now carries.
+    pub fn current(&self) -> Option<Secret> {
+        self.kept().as_ref().map(|(token, _)| token.clone())
+    }
+
+    /// Whether there is no token kept, or it expires within five minutes: fetch one now.
+    pub fn expiring(&self) -> bool {
+        self.kept().as_ref().is_none_or(|(_, expires)| {
+            expires
+                .duration_since(SystemTime::now())
+                .map_or(true, |left| left <= EXPIRY_MARGIN)
+        })
     }
 
     /// The provider the token comes from.
@@ -144,16 +168,19 @@ impl TokenCredential {
     ///
     /// When a new token was needed and the service gave none.
     pub async fn token(&self, client: &reqwest::Client) -> Result<Secret, AzureCredentialError> {
-        let mut cached = self.cached.lock().await;
-        if let Some((token, expires)) = &*cached
-            && expires
-                .duration_since(SystemTime::now())
-                .is_ok_and(|left| left > EXPIRY_MARGIN)
+        if !self.expiring()
+            && let Some(token) = self.current()
         {
-            return Ok(token.clone());
+            return Ok(token);
+        }
+        let _one = self.fetching.lock().await;
+        if !self.expiring()
+            && let Some(token) = self.current()
+        {
+            return Ok(token);
         }
         let fresh = self.fetch(client, SERVICE_TIMEOUT, SERVICE_RETRY).await?;
-        *cached = Some(fresh.clone());
+        *self.kept() = Some(fresh.clone());
         Ok(fresh.0)
     }
 
@@ -163,9 +190,9 @@ impl TokenCredential {
     ///
     /// When the service gave none.
     pub async fn refresh(&self, client: &reqwest::Client) -> Result<Secret, AzureCredentialError> {
-        let mut cached = self.cached.lock().await;
+        let _one = self.fetching.lock().await;
         let fresh = self.fetch(client, SERVICE_TIMEOUT, SERVICE_RETRY).await?;
-        *cached = Some(fresh.clone());
+        *self.kept() = Some(fresh.clone());
         Ok(fresh.0)
     }
 
@@ -178,7 +205,7 @@ impl TokenCredential {
         retry: RetryPolicy,
     ) -> Result<(), AzureCredentialError> {
         let fresh = self.fetch(client, timeout, retry).await?;
-        *self.cached.lock().await = Some(fresh);
+        *self.kept() = Some(fresh);
         Ok(())
     }
 
