@@ -24,8 +24,10 @@
 //! - A folder's blobs are placed under their paths relative to the prefix, each checked
 //!   ([`SafeRelPath`]) before anything is written; `--include`/`--exclude` select.
 //! - Bytes come through the engine: parallel ranges, resume, each range validated with
-//!   `If-Match` against the blob's `ETag`. The expected digest is `--digest`; without it the
-//!   entry is `warn`, the sha256 recorded.
+//!   `If-Match` against the blob's `ETag`. A blob's `Content-MD5`, where it has one, is checked
+//!   as the bytes stream (a mismatch fails as a verification failure). The expected digest is
+//!   `--digest`; without it the entry is `warn`, the sha256 recorded (an MD5 vouches for
+//!   nothing).
 //! - Files are published under `models/az/[<endpoint>/]<account>/<container>/<path>/<version>/`.
 
 mod reference;
@@ -46,7 +48,7 @@ use crate::pipeline::{ListedFile, Listing, Revision, Source, Stated};
 use crate::register::{SourceContext, SourceKind};
 use crate::request::FetchRequest;
 use mp_credentials::Secret;
-use mp_transfer::{BoxFuture, Engine, RequestSource};
+use mp_transfer::{BoxFuture, Checksum, Engine, RequestSource};
 
 /// The environment, as a lookup the credential chain can call from any thread.
 pub type AzureEnv = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
@@ -285,6 +287,7 @@ impl Source for Azure {
                 path: rel,
                 size: props.size,
                 stated: Stated::Nothing,
+                checksum: props.md5.as_deref().and_then(Checksum::md5_base64),
                 etag: props.etag.map(|e| e.trim_matches('"').to_owned()),
                 media_type: None,
                 local: None,

@@ -308,7 +308,13 @@ impl Session {
                 format!("no account `{account}` at `{at}`{shown}"),
                 "check the account's name",
             ),
-            (StatusCode::FORBIDDEN | StatusCode::UNAUTHORIZED, Some("AuthenticationFailed")) => {
+            // Azure says `AuthenticationFailed` for a signature it cannot check; Azurite says
+            // `AuthorizationFailure` for a SharedKey signature that does not match.
+            (StatusCode::FORBIDDEN | StatusCode::UNAUTHORIZED, Some(c))
+                if c == "AuthenticationFailed"
+                    || (c == "AuthorizationFailure"
+                        && matches!(self.found.credential, Credential::SharedKey(_))) =>
+            {
                 let hint = match self.found.provider {
                     Provider::SasInReference | Provider::SasVariable => {
                         "check the SAS token: its signature, its start and expiry times, and this machine's clock"
@@ -325,7 +331,7 @@ impl Session {
                 failure(
                     SourceFailure::Denied,
                     format!(
-                        "`{at}` refused the signature of the request for {what} (`AuthenticationFailed`; credentials from {})",
+                        "`{at}` refused the signature of the request for {what} (`{c}`; credentials from {})",
                         self.found.provider
                     ),
                     hint,
