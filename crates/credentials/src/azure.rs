@@ -21,7 +21,7 @@
 //! `--no-sign-request` looks at none of them.
 //!
 //! Tokens (4–6) are kept with their expiry and fetched again five minutes before it, or after
-//! a refusal ([`TokenCredential`]); SharedKey signs every request afresh, with its own date
+//! a refusal ([`TokenCredential`]); `SharedKey` signs every request afresh, with its own date
 //! ([`SharedKey`]). Secrets are [`Secret`]s: no message or `Debug` output holds a key, a SAS
 //! token, a client secret, an assertion or an access token. The environment is passed in as
 //! a function, so that tests can run in parallel.

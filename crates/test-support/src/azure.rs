@@ -1,4 +1,4 @@
-//! Azure Blob Storage for the tests: [`Azurite`] (the real emulator, which checks SharedKey
+//! Azure Blob Storage for the tests: [`Azurite`] (the real emulator, which checks `SharedKey`
 //! signatures and SAS tokens), blobs put by signed requests, service SAS tokens made with the
 //! account key; and the token services an Azure client may ask ([`EntraToken`], the instance
 //! metadata service [`AzureImds`]) with a [`FakeBlobs`] endpoint that records the
@@ -165,7 +165,7 @@ impl Azurite {
         sas_with_key(AZURITE_KEY, container, blob, permissions)
     }
 
-    /// Sends a request signed with SharedKey to `path` (after the account), `body` as its
+    /// Sends a request signed with `SharedKey` to `path` (after the account), `body` as its
     /// body; the status.
     fn signed(
         &self,
@@ -321,12 +321,13 @@ fn unbase64(text: &str) -> Vec<u8> {
     let mut out = Vec::new();
     let (mut n, mut bits) = (0u32, 0);
     for c in text.bytes().filter(|c| *c != b'=') {
-        let v = ALPHABET.iter().position(|a| *a == c).expect("base64") as u32;
+        let v = u32::try_from(ALPHABET.iter().position(|a| *a == c).expect("base64"))
+            .expect("below 64");
         n = n << 6 | v;
         bits += 6;
         if bits >= 8 {
             bits -= 8;
-            out.push((n >> bits) as u8);
+            out.push(u8::try_from(n >> bits & 0xff).expect("a byte"));
         }
     }
     out
@@ -485,12 +486,15 @@ impl AzureImds {
     }
 }
 
+/// What to do before each refusal still to come.
+type Refusals = Arc<Mutex<Vec<Box<dyn FnOnce() + Send>>>>;
+
 /// A Blob endpoint that serves blobs (`HEAD` and whole `GET`s, `ETag` `"0x1"`) and lists
 /// them (names as given, however hostile) to any caller, and logs the headers of each
 /// request: where a bearer token is seen arriving.
 pub struct FakeBlobs {
     server: Server,
-    refusals: Arc<Mutex<Vec<Box<dyn FnOnce() + Send>>>>,
+    refusals: Refusals,
 }
 
 impl std::fmt::Debug for FakeBlobs {
@@ -502,7 +506,7 @@ impl std::fmt::Debug for FakeBlobs {
 impl FakeBlobs {
     /// Serves `blobs` (path after the endpoint, `/<account>/<container>/<name>`, and text).
     pub fn start(blobs: Vec<(String, String)>) -> io::Result<FakeBlobs> {
-        let refusals: Arc<Mutex<Vec<Box<dyn FnOnce() + Send>>>> = Arc::default();
+        let refusals: Refusals = Arc::default();
         let pending = Arc::clone(&refusals);
         let handler = move |r: &EndpointRequest, _: &mut _| {
             if r.params.iter().any(|(k, v)| k == "comp" && v == "list") {
@@ -583,7 +587,10 @@ mod tests {
         // RFC 4231, test case 2.
         let mac = hmac_sha256(b"Jefe", b"what do ya want for nothing?");
         assert_eq!(
-            mac.iter().map(|b| format!("{b:02x}")).collect::<String>(),
+            mac.iter().fold(String::new(), |mut hex, b| {
+                let _ = write!(hex, "{b:02x}");
+                hex
+            }),
             "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
         );
         let at = UNIX_EPOCH + Duration::from_secs(1_796_439_600);

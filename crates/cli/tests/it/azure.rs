@@ -1,4 +1,4 @@
-//! `ensure az://…` end to end, against Azurite on loopback (which checks every SharedKey
+//! `ensure az://…` end to end, against Azurite on loopback (which checks every `SharedKey`
 //! signature and SAS token) and, for a kill, a [`HoldProxy`] in front of it.
 //!
 //! Every run gets its credentials from its environment, as a user's would, and an instance

@@ -25,7 +25,7 @@ const IMDS_ENDPOINT: &str = "http://169.254.169.254";
 pub enum Credential {
     /// A SAS token, the query every request carries (without `?`).
     Sas(Secret),
-    /// The account key: every request signed with SharedKey.
+    /// The account key: every request signed with `SharedKey`.
     SharedKey(SharedKey),
     /// A bearer token for the storage scope.
     Token(Arc<TokenCredential>),
@@ -426,8 +426,8 @@ fn from_workload_identity(authority: &Url, env: Env<'_>) -> Outcome {
     )
 }
 
-/// 6. App Service's identity endpoint, else the instance metadata service, asked once with
-/// a short time limit: off Azure, nothing answers there.
+/// Managed identity (6): App Service's identity endpoint, else the instance metadata service,
+/// asked once with a short time limit, since off Azure nothing answers there.
 async fn from_managed_identity(
     client: &reqwest::Client,
     env: Env<'_>,

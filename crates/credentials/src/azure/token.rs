@@ -209,6 +209,90 @@ impl TokenCredential {
         Ok(())
     }
 
+    /// The request for a new token.
+    fn request(
+        &self,
+        client: &reqwest::Client,
+    ) -> Result<reqwest::RequestBuilder, AzureCredentialError> {
+        Ok(match &self.grant {
+            Grant::ClientSecret {
+                authority,
+                tenant,
+                client_id,
+                secret,
+            } => entra(
+                client,
+                authority,
+                tenant,
+                &[("client_id", client_id), ("client_secret", secret.expose())],
+            ),
+            Grant::WorkloadIdentity {
+                authority,
+                tenant,
+                client_id,
+                file,
+            } => {
+                // Read again for every token: the platform rotates the file.
+                let assertion = std::fs::read_to_string(file).map_err(|source| {
+                    AzureCredentialError::FileRead {
+                        what: "the federated token file (`AZURE_FEDERATED_TOKEN_FILE`)",
+                        path: file.clone(),
+                        source,
+                    }
+                })?;
+                entra(
+                    client,
+                    authority,
+                    tenant,
+                    &[
+                        ("client_id", client_id),
+                        (
+                            "client_assertion_type",
+                            "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+                        ),
+                        ("client_assertion", assertion.trim()),
+                    ],
+                )
+            }
+            Grant::AppService {
+                endpoint,
+                header,
+                client_id,
+            } => {
+                let mut url = endpoint.clone();
+                url.query_pairs_mut()
+                    .append_pair("api-version", "2019-08-01")
+                    .append_pair("resource", STORAGE_RESOURCE);
+                if let Some(id) = client_id {
+                    url.query_pairs_mut().append_pair("client_id", id);
+                }
+                let mut value =
+                    reqwest::header::HeaderValue::from_str(header.expose()).map_err(|_| {
+                        AzureCredentialError::InvalidSetting {
+                            setting: "`IDENTITY_HEADER`".into(),
+                            expected: "a header value",
+                        }
+                    })?;
+                value.set_sensitive(true);
+                client.get(url).header("X-IDENTITY-HEADER", value)
+            }
+            Grant::Imds {
+                endpoint,
+                client_id,
+            } => {
+                let mut url = endpoint.clone();
+                url.set_path("/metadata/identity/oauth2/token");
+                url.query_pairs_mut()
+                    .append_pair("api-version", "2018-02-01")
+                    .append_pair("resource", STORAGE_RESOURCE);
+                if let Some(id) = client_id {
+                    url.query_pairs_mut().append_pair("client_id", id);
+                }
+                client.get(url).header("Metadata", "true")
+            }
+        })
+    }
+
     async fn fetch(
         &self,
         client: &reqwest::Client,
@@ -216,82 +300,7 @@ impl TokenCredential {
         retry: RetryPolicy,
     ) -> Result<(Secret, SystemTime), AzureCredentialError> {
         let endpoint = self.endpoint();
-        let request =
-            match &self.grant {
-                Grant::ClientSecret {
-                    authority,
-                    tenant,
-                    client_id,
-                    secret,
-                } => entra(
-                    client,
-                    authority,
-                    tenant,
-                    &[("client_id", client_id), ("client_secret", secret.expose())],
-                ),
-                Grant::WorkloadIdentity {
-                    authority,
-                    tenant,
-                    client_id,
-                    file,
-                } => {
-                    // Read again for every token: the platform rotates the file.
-                    let assertion = std::fs::read_to_string(file).map_err(|source| {
-                        AzureCredentialError::FileRead {
-                            what: "the federated token file (`AZURE_FEDERATED_TOKEN_FILE`)",
-                            path: file.clone(),
-                            source,
-                        }
-                    })?;
-                    entra(
-                        client,
-                        authority,
-                        tenant,
-                        &[
-                            ("client_id", client_id),
-                            (
-                                "client_assertion_type",
-                                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
-                            ),
-                            ("client_assertion", assertion.trim()),
-                        ],
-                    )
-                }
-                Grant::AppService {
-                    endpoint,
-                    header,
-                    client_id,
-                } => {
-                    let mut url = endpoint.clone();
-                    url.query_pairs_mut()
-                        .append_pair("api-version", "2019-08-01")
-                        .append_pair("resource", STORAGE_RESOURCE);
-                    if let Some(id) = client_id {
-                        url.query_pairs_mut().append_pair("client_id", id);
-                    }
-                    let mut value = reqwest::header::HeaderValue::from_str(header.expose())
-                        .map_err(|_| AzureCredentialError::InvalidSetting {
-                            setting: "`IDENTITY_HEADER`".into(),
-                            expected: "a header value",
-                        })?;
-                    value.set_sensitive(true);
-                    client.get(url).header("X-IDENTITY-HEADER", value)
-                }
-                Grant::Imds {
-                    endpoint,
-                    client_id,
-                } => {
-                    let mut url = endpoint.clone();
-                    url.set_path("/metadata/identity/oauth2/token");
-                    url.query_pairs_mut()
-                        .append_pair("api-version", "2018-02-01")
-                        .append_pair("resource", STORAGE_RESOURCE);
-                    if let Some(id) = client_id {
-                        url.query_pairs_mut().append_pair("client_id", id);
-                    }
-                    client.get(url).header("Metadata", "true")
-                }
-            };
+        let request = self.request(client)?;
         let provider = self.provider();
         tracing::debug!(%provider, endpoint, "asking for an Azure storage token");
         let unreachable = |source: reqwest::Error| AzureCredentialError::TokenUnreachable {

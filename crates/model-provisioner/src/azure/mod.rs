@@ -17,7 +17,7 @@
 //!   connection string's `BlobEndpoint`) `{endpoint}/{account}`, Azurite's path style. An
 //!   endpoint that is not Azure's is part of the id: `az+http://127.0.0.1:10000/account/…`.
 //! - Credentials come from [`mp_credentials::azure`], in the SDKs' order; every request is
-//!   authorised as it is sent (a SharedKey signature with its own date, the token in force).
+//!   authorised as it is sent (a `SharedKey` signature with its own date, the token in force).
 //!   A SAS token in the reference's query is a credential: [`Source::complete`] takes it out
 //!   of the reference before its id is taken, and the source keeps it for that reference's
 //!   requests, so it reaches no id, log, error or index.

@@ -1,5 +1,5 @@
 //! One fetch's requests to a container: each built afresh and authorised as the credentials
-//! found say (a SAS query, a SharedKey signature with its own date, the bearer token in force),
+//! found say (a SAS query, a `SharedKey` signature with its own date, the bearer token in force),
 //! sent through the engine's one request loop; a blob's properties, a folder's listing page
 //! after page, and what a refusal means.
 
@@ -77,7 +77,7 @@ impl Session {
     }
 
     /// `method url` carrying `headers`, authorised now: the SAS appended to the query, a
-    /// SharedKey signature with this moment's date, or the bearer token in force (fetched again
+    /// `SharedKey` signature with this moment's date, or the bearer token in force (fetched again
     /// in the background when it expires within five minutes).
     pub(super) fn build(
         &self,
