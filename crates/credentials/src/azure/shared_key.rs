@@ -102,7 +102,16 @@ impl SharedKey {
 }
 
 /// The string `SharedKey` signs for a request of `method` to `url` with `headers`, for
-/// `account`: see the [module docs](self).
+/// `account`:
+///
+/// ```text
+/// VERB \n Content-Encoding \n Content-Language \n Content-Length (empty for 0) \n Content-MD5
+/// \n Content-Type \n Date \n If-Modified-Since \n If-Match \n If-None-Match
+/// \n If-Unmodified-Since \n Range \n
+/// every x-ms-* header, lowercase, sorted, `name:value\n`
+/// /<account><path as sent>, then for each query parameter, lowercase and sorted,
+/// `\nname:value[,value…]` (decoded)
+/// ```
 pub fn string_to_sign(account: &str, method: &str, url: &url::Url, headers: &HeaderMap) -> String {
     let get = |name: &HeaderName| {
         let values: Vec<&str> = headers
