@@ -116,7 +116,16 @@ impl Azurite {
 
     /// Creates the container `name`.
     pub fn create_container(&self, name: &str) -> io::Result<()> {
-        let status = self.signed("PUT", &format!("/{name}?restype=container"), &[], b"")?;
+        self.create(name, &[])
+    }
+
+    /// Creates the container `name`, its blobs readable by anyone (public access `blob`).
+    pub fn create_public_container(&self, name: &str) -> io::Result<()> {
+        self.create(name, &[("x-ms-blob-public-access", "blob".to_owned())])
+    }
+
+    fn create(&self, name: &str, headers: &[(&str, String)]) -> io::Result<()> {
+        let status = self.signed("PUT", &format!("/{name}?restype=container"), headers, b"")?;
         match status {
             201 | 409 => Ok(()),
             s => Err(io::Error::other(format!(

@@ -168,8 +168,18 @@ fn a_sas_in_the_reference_or_the_environment_reads_and_never_reaches_the_id_or_t
     let dir = p.ensure(&p.parse_ref("az://devstoreaccount1/models/dir/")?, None)?;
     assert_eq!(fs::read(dir.resolved.local_path.join("a.bin"))?, b"a");
 
-    // A blob's SAS lists nothing: refused, named, and the SAS nowhere in the message.
+    // A blob's SAS lists nothing: access denied, named, and the SAS nowhere in the message.
     let err = p_with_sas_error(&azurite, &blob_sas)?;
+    assert_eq!(source_failure(&err), Some(SourceFailure::Denied), "{err:?}");
+    let message = err.to_string();
+    assert!(
+        message.starts_with("access denied to container `models` of account `devstoreaccount1` at `http://127.0.0.1:"),
+        "{message}"
+    );
+    assert!(
+        err.hint().is_some_and(|h| h.contains("`l` for a folder")),
+        "{err:?}"
+    );
     let shown = format!("{err} {err:?} {}", err.hint().unwrap_or_default());
     assert!(!shown.contains(sig), "{shown}");
     Ok(())
@@ -273,6 +283,40 @@ fn refusals_say_what_was_refused_and_why() -> TestResult {
         .build()?;
     let got = p.ensure(&p.parse_ref("az://devstoreaccount1/models/w.gguf")?, None)?;
     assert_eq!(got.resolved.id, id_on(&azurite, "models/w.gguf"));
+    Ok(())
+}
+
+#[test]
+fn no_sign_request_reads_a_public_container_and_looks_for_no_credentials() -> TestResult {
+    let azurite = Azurite::start()?;
+    azurite.create_public_container("open")?;
+    azurite.put("open", "w.gguf", b"public weights")?;
+    azurite.put("closed", "w.gguf", b"private weights")?;
+    let cache = tempfile::tempdir()?;
+    let unsigned =
+        |kind| -> Result<ModelProvisioner<FsCatalog, AnyFetcher>, Box<dyn std::error::Error>> {
+            Ok(ModelProvisioner::builder(cache.path())
+                .source(kind)
+                .endpoint_url(Some(azurite.endpoint().parse()?))
+                .no_sign_request(true)
+                .build()?)
+        };
+    // A wrong key in the environment is never looked at.
+    let p = unsigned(env(&[
+        ("AZURE_STORAGE_ACCOUNT", AZURITE_ACCOUNT),
+        ("AZURE_STORAGE_KEY", "AAAA"),
+    ]))?;
+    let got = p.ensure(&p.parse_ref("az://devstoreaccount1/open/w.gguf")?, None)?;
+    assert_eq!(fs::read(&got.resolved.local_path)?, b"public weights");
+    let err = p
+        .ensure(&p.parse_ref("az://devstoreaccount1/closed/w.gguf")?, None)
+        .unwrap_err();
+    assert_eq!(source_failure(&err), Some(SourceFailure::Denied), "{err:?}");
+    assert!(
+        err.hint().is_some_and(|h| h.contains("not public")),
+        "{err:?}"
+    );
+    assert!(!err.to_string().contains("no Azure credentials"), "{err}");
     Ok(())
 }
 
