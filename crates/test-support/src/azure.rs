@@ -140,6 +140,11 @@ impl Azurite {
         self.put_with_md5(container, name, bytes, None)
     }
 
+    /// Puts the file at `source` as the block blob `name` of `container`, in one request.
+    pub fn put_file(&self, container: &str, name: &str, source: &Path) -> io::Result<()> {
+        self.put(container, name, &fs::read(source)?)
+    }
+
     /// Puts a blob, then sets its `Content-MD5` property to `md5` (base64) whatever its bytes
     /// (Set Blob Properties checks nothing): a blob whose stated checksum they break.
     pub fn put_with_md5(
