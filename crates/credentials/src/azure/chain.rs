@@ -585,4 +585,46 @@ mod tests {
         );
         assert!(err.hint().contains("--no-sign-request"));
     }
+
+    #[test]
+    fn app_service_s_identity_endpoint_is_asked_with_its_header()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let (base, server) = test_support::serve_canned(
+            Some("application/json"),
+            vec![(
+                "200 OK",
+                r#"{"access_token":"app-token","expires_on":"4102444800","token_type":"Bearer"}"#
+                    .into(),
+            )],
+        )?;
+        let endpoint = format!("{base}/msi/token");
+        let found = run(
+            &[
+                ("IDENTITY_ENDPOINT", &endpoint),
+                ("IDENTITY_HEADER", "header-secret"),
+                ("AZURE_CLIENT_ID", "app"),
+            ],
+            None,
+        )?;
+        assert_eq!(found.provider, Provider::ManagedIdentity);
+        let Credential::Token(token) = &found.credential else {
+            panic!("{found:?}");
+        };
+        assert_eq!(
+            token.current().as_ref().map(Secret::expose),
+            Some("app-token")
+        );
+        let requests = server.join().expect("the server");
+        let request = requests[0].to_ascii_lowercase();
+        assert!(
+            request.starts_with("get /msi/token?api-version=2019-08-01&resource=https%3a%2f%2fstorage.azure.com%2f&client_id=app "),
+            "{request}"
+        );
+        assert!(
+            request.contains("x-identity-header: header-secret\r\n"),
+            "{request}"
+        );
+        assert!(!format!("{found:?}").contains("header-secret"));
+        Ok(())
+    }
 }

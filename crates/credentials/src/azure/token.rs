@@ -400,3 +400,45 @@ fn code(text: &str) -> Option<String> {
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.'))
     .then(|| text.to_owned())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_util::block_on;
+
+    #[test]
+    fn a_token_is_kept_until_five_minutes_before_it_expires()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let entra = test_support::EntraToken::start()?;
+        let token = TokenCredential::new(Grant::ClientSecret {
+            authority: entra.url().parse()?,
+            tenant: "tenant".into(),
+            client_id: "app".into(),
+            secret: Secret::new("s".into()),
+        });
+        let client = reqwest::Client::new();
+        let got = block_on(async {
+            let mut got = vec![token.token(&client).await?, token.token(&client).await?];
+            // A token that lives less than the margin is fetched again before every use.
+            entra.set_expires_in(200);
+            got.push(token.refresh(&client).await?);
+            assert!(token.expiring());
+            got.push(token.token(&client).await?);
+            Ok::<_, AzureCredentialError>(got)
+        })?;
+        let got: Vec<&str> = got.iter().map(Secret::expose).collect();
+        assert_eq!(
+            got,
+            [
+                "entra-token-0",
+                "entra-token-0",
+                "entra-token-1",
+                "entra-token-2"
+            ]
+        );
+        assert_eq!(entra.log().len(), 3);
+        assert_eq!(token.provider(), Provider::ClientSecret);
+        assert!(!format!("{token:?}").contains("entra-token"), "{token:?}");
+        Ok(())
+    }
+}
