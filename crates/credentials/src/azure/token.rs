@@ -33,6 +33,10 @@ const STORAGE_RESOURCE: &str = "https://storage.azure.com/";
 /// A token with less than this left is fetched again before use.
 const EXPIRY_MARGIN: Duration = Duration::from_secs(5 * 60);
 
+/// A token fetched this recently is used even when it expires within the margin: a service
+/// that hands out short-lived tokens is asked at most this often, not once per request.
+const MIN_REFETCH: Duration = Duration::from_secs(30);
+
 /// How long a token service has to answer.
 pub(super) const SERVICE_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -87,8 +91,9 @@ pub struct TokenCredential {
     grant: Grant,
     /// The token in force and when it expires: read without waiting by every request.
     cached: std::sync::Mutex<Option<(Secret, SystemTime)>>,
-    /// Held while a token is fetched, so that one fetch serves every request waiting.
-    fetching: tokio::sync::Mutex<()>,
+    /// Held while a token is fetched, so that one fetch serves every request waiting; when
+    /// the last fetch was.
+    fetching: tokio::sync::Mutex<Option<std::time::Instant>>,
 }
 
 #[derive(Deserialize)]
@@ -117,7 +122,7 @@ impl TokenCredential {
         TokenCredential {
             grant,
             cached: std::sync::Mutex::new(None),
-            fetching: tokio::sync::Mutex::new(()),
+            fetching: tokio::sync::Mutex::new(None),
         }
     }
 
@@ -173,13 +178,15 @@ impl TokenCredential {
         {
             return Ok(token);
         }
-        let _one = self.fetching.lock().await;
-        if !self.expiring()
+        let mut last = self.fetching.lock().await;
+        let recent = last.is_some_and(|at| at.elapsed() < MIN_REFETCH);
+        if (recent || !self.expiring())
             && let Some(token) = self.current()
         {
             return Ok(token);
         }
         let fresh = self.fetch(client, SERVICE_TIMEOUT, SERVICE_RETRY).await?;
+        *last = Some(std::time::Instant::now());
         *self.kept() = Some(fresh.clone());
         Ok(fresh.0)
     }
@@ -190,8 +197,9 @@ impl TokenCredential {
     ///
     /// When the service gave none.
     pub async fn refresh(&self, client: &reqwest::Client) -> Result<Secret, AzureCredentialError> {
-        let _one = self.fetching.lock().await;
+        let mut last = self.fetching.lock().await;
         let fresh = self.fetch(client, SERVICE_TIMEOUT, SERVICE_RETRY).await?;
+        *last = Some(std::time::Instant::now());
         *self.kept() = Some(fresh.clone());
         Ok(fresh.0)
     }
@@ -204,7 +212,9 @@ impl TokenCredential {
         timeout: Duration,
         retry: RetryPolicy,
     ) -> Result<(), AzureCredentialError> {
+        let mut last = self.fetching.lock().await;
         let fresh = self.fetch(client, timeout, retry).await?;
+        *last = Some(std::time::Instant::now());
         *self.kept() = Some(fresh);
         Ok(())
     }
@@ -407,7 +417,7 @@ mod tests {
     use crate::test_util::block_on;
 
     #[test]
-    fn a_token_is_kept_until_five_minutes_before_it_expires()
+    fn a_token_is_kept_until_five_minutes_before_it_expires_and_fetched_again_after_a_refusal()
     -> Result<(), Box<dyn std::error::Error>> {
         let entra = test_support::EntraToken::start()?;
         let token = TokenCredential::new(Grant::ClientSecret {
@@ -419,11 +429,14 @@ mod tests {
         let client = reqwest::Client::new();
         let got = block_on(async {
             let mut got = vec![token.token(&client).await?, token.token(&client).await?];
-            // A token that lives less than the margin is fetched again before every use.
+            // A token that lives less than the margin is expiring as soon as it comes, but is
+            // not asked for again before a while has passed: no fetch per request.
             entra.set_expires_in(200);
             got.push(token.refresh(&client).await?);
             assert!(token.expiring());
             got.push(token.token(&client).await?);
+            // After a refusal, a new one is always fetched.
+            got.push(token.refresh(&client).await?);
             Ok::<_, AzureCredentialError>(got)
         })?;
         let got: Vec<&str> = got.iter().map(Secret::expose).collect();
@@ -432,6 +445,7 @@ mod tests {
             [
                 "entra-token-0",
                 "entra-token-0",
+                "entra-token-1",
                 "entra-token-1",
                 "entra-token-2"
             ]
