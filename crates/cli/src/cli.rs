@@ -340,8 +340,10 @@ pub struct S3Args {
     /// The endpoint of the reference's store or hub, instead of the environment's: an
     /// S3-compatible store that is not AWS's (`MinIO`, Ceph, R2, …) [default:
     /// `$AWS_ENDPOINT_URL_S3`, `$AWS_ENDPOINT_URL`, or the profile's `endpoint_url`], Cloud
-    /// Storage elsewhere than Google's [default: `$STORAGE_EMULATOR_HOST`, else Google's], or
-    /// a private `ModelScope` [default: `$MODELSCOPE_DOMAIN`].
+    /// Storage elsewhere than Google's [default: `$STORAGE_EMULATOR_HOST`, else Google's], a
+    /// private `ModelScope` [default: `$MODELSCOPE_DOMAIN`], or an Azure Blob endpoint such as
+    /// Azurite, addressed `<URL>/<account>/<container>/<blob>` [default: the `BlobEndpoint` of
+    /// `$AZURE_STORAGE_CONNECTION_STRING`, else `https://<account>.blob.core.windows.net`].
     #[arg(long, value_name = "URL", help_heading = "Object stores")]
     pub endpoint_url: Option<String>,
 
@@ -350,8 +352,8 @@ pub struct S3Args {
     #[arg(long, value_name = "REGION", help_heading = "Object stores")]
     pub region: Option<String>,
 
-    /// Send object-store requests unsigned, for a public bucket: no credentials are looked
-    /// for.
+    /// Send object-store requests unsigned, for a public bucket or container: no credentials
+    /// are looked for.
     #[arg(long, help_heading = "Object stores")]
     pub no_sign_request: bool,
 }

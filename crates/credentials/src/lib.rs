@@ -5,6 +5,7 @@
 //! |---|---|---|
 //! | [`aws`] | S3-compatible stores: the AWS configuration and credential chain | `aws` |
 //! | [`gcp`] | Google Cloud Storage: Application Default Credentials | `gcp` |
+//! | [`azure`] | Azure Blob Storage: SAS tokens, connection strings, account keys, Entra ID, managed identity | `azure` |
 //! | [`registry`] | OCI registries: docker's configuration, credential helpers, tokens | `registry` |
 //! | [`hf`] | the Hugging Face Hub: `HF_TOKEN` or the user's token file | — |
 //!
@@ -16,13 +17,23 @@
 
 #[cfg(feature = "aws")]
 pub mod aws;
+#[cfg(feature = "azure")]
+pub mod azure;
 #[cfg(feature = "gcp")]
 pub mod gcp;
 pub mod hf;
 #[cfg(feature = "registry")]
 pub mod registry;
 mod secret;
-#[cfg(all(test, any(feature = "aws", feature = "gcp", feature = "registry")))]
+#[cfg(all(
+    test,
+    any(
+        feature = "aws",
+        feature = "gcp",
+        feature = "azure",
+        feature = "registry"
+    )
+))]
 mod test_util;
 
 pub use secret::Secret;

@@ -23,6 +23,8 @@
 mod access;
 mod any;
 mod assemble;
+#[cfg(feature = "azure")]
+mod azure;
 mod builder;
 mod error;
 mod fetcher;
@@ -69,6 +71,8 @@ pub use access::RegistryAccess;
 pub use access::S3Access;
 pub use any::AnyFetcher;
 pub use assemble::{Assembly, Publish};
+#[cfg(feature = "azure")]
+pub use azure::{AzureEnv, AzureKind};
 pub use builder::{HfClient, ProvisionerBuilder};
 pub use catalog_core::{
     CatalogEntry, CatalogStore, Digest, DigestMismatch, FsCatalog, ModelRef, ResolvedModel,

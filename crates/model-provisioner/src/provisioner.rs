@@ -164,6 +164,8 @@ impl<C: CatalogStore, F: ModelFetcher> ModelProvisioner<C, F> {
     /// registered with this provisioner's fetcher.
     pub fn parse_ref(&self, text: &str) -> Result<ModelRef> {
         let reference = ModelRef::parse_with(text, &self.fetcher.schemes())?;
+        #[cfg(feature = "http")]
+        let reference = crate::registered::claim(reference);
         self.fetcher.check(&reference)?;
         Ok(reference)
     }

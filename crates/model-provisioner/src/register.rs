@@ -41,6 +41,13 @@ pub trait SourceKind: Send + Sync + std::fmt::Debug {
         let _ = reference;
         Ok(())
     }
+
+    /// A reference of a built-in scheme that this kind reads as one of its own (an Azure
+    /// blob's `https://` URL), so that parsing hands it over with the id of the form it means.
+    fn claim(&self, reference: &ModelRef) -> Option<ModelRef> {
+        let _ = reference;
+        None
+    }
 }
 
 /// What every source is made from.

@@ -15,6 +15,8 @@ static BUILT_IN: &[&dyn SourceKind] = &[
     &crate::modelscope::ModelScopeKind::FROM_ENV,
     #[cfg(feature = "gcs")]
     &crate::gcs::GcsKind::FROM_ENV,
+    #[cfg(feature = "azure")]
+    &crate::azure::AzureKind::FROM_ENV,
 ];
 
 /// Parses `text` as a reference of a built-in scheme or of a source this crate registers,
@@ -25,7 +27,7 @@ static BUILT_IN: &[&dyn SourceKind] = &[
 /// When `text` is no reference of those schemes, or its source cannot read it.
 pub fn parse_ref(text: &str) -> std::result::Result<ModelRef, ParseRefError> {
     let schemes: Vec<&str> = BUILT_IN.iter().flat_map(|k| k.schemes()).copied().collect();
-    let reference = ModelRef::parse_with(text, &schemes)?;
+    let reference = claim(ModelRef::parse_with(text, &schemes)?);
     if let ModelRef::Other(other) = &reference
         && let Some(kind) = BUILT_IN
             .iter()
@@ -34,6 +36,15 @@ pub fn parse_ref(text: &str) -> std::result::Result<ModelRef, ParseRefError> {
         kind.check(other)?;
     }
     Ok(reference)
+}
+
+/// `reference`, or the reference of a registered scheme that one of this crate's kinds reads
+/// it as ([`SourceKind::claim`]).
+pub(crate) fn claim(reference: ModelRef) -> ModelRef {
+    BUILT_IN
+        .iter()
+        .find_map(|k| k.claim(&reference))
+        .unwrap_or(reference)
 }
 
 /// The kinds registered with a builder: a library user's first, so that one configured

@@ -88,15 +88,15 @@ impl EndpointRequest {
 }
 
 /// What an endpoint sends back.
-struct Reply {
-    status: u16,
-    content_type: &'static str,
-    headers: Vec<(&'static str, String)>,
-    body: String,
+pub(crate) struct Reply {
+    pub(crate) status: u16,
+    pub(crate) content_type: &'static str,
+    pub(crate) headers: Vec<(&'static str, String)>,
+    pub(crate) body: String,
 }
 
 impl Reply {
-    fn new(status: u16, content_type: &'static str, body: impl Into<String>) -> Self {
+    pub(crate) fn new(status: u16, content_type: &'static str, body: impl Into<String>) -> Self {
         Reply {
             status,
             content_type,
@@ -105,16 +105,16 @@ impl Reply {
         }
     }
 
-    fn text(status: u16, body: impl Into<String>) -> Self {
+    pub(crate) fn text(status: u16, body: impl Into<String>) -> Self {
         Reply::new(status, "text/plain", body)
     }
 }
 
 /// A request as a handler sees it: the log entry before its status is known, and the state.
-type Handler = dyn Fn(&EndpointRequest, &mut State) -> Reply + Send + Sync;
+pub(crate) type Handler = dyn Fn(&EndpointRequest, &mut State) -> Reply + Send + Sync;
 
 /// What an endpoint's threads share.
-struct State {
+pub(crate) struct State {
     creds: AwsCreds,
     expiration: String,
     log: Vec<EndpointRequest>,
@@ -124,7 +124,7 @@ struct State {
 
 /// The HTTP/1.1 server under each endpoint: keep-alive connections, one thread each, every
 /// request logged, then answered by the handler.
-struct Server {
+pub(crate) struct Server {
     addr: SocketAddr,
     state: Arc<Mutex<State>>,
     stop: Arc<AtomicBool>,
@@ -140,7 +140,7 @@ impl std::fmt::Debug for Server {
 }
 
 impl Server {
-    fn start(creds: AwsCreds, handler: Arc<Handler>) -> io::Result<Server> {
+    pub(crate) fn start(creds: AwsCreds, handler: Arc<Handler>) -> io::Result<Server> {
         let listener = TcpListener::bind("127.0.0.1:0")?;
         let addr = listener.local_addr()?;
         let state = Arc::new(Mutex::new(State {
@@ -175,7 +175,12 @@ impl Server {
         lock(&self.state)
     }
 
-    fn url(&self, path: &str) -> String {
+    /// Every request so far, in the order they arrived.
+    pub(crate) fn requests(&self) -> Vec<EndpointRequest> {
+        self.lock().log.clone()
+    }
+
+    pub(crate) fn url(&self, path: &str) -> String {
         format!(
             "http://127.0.0.1:{}/{}",
             self.addr.port(),
@@ -231,6 +236,7 @@ fn serve(stream: TcpStream, state: &Mutex<State>, handler: &Handler) {
             params,
             status: 0,
         };
+        let request_method = request.method.clone();
         let reply = {
             let mut state = lock(state);
             let reply = handler(&request, &mut state);
@@ -255,7 +261,10 @@ fn serve(stream: TcpStream, state: &Mutex<State>, handler: &Handler) {
             text.push_str("Connection: close\r\n");
         }
         text.push_str("\r\n");
-        text.push_str(&reply.body);
+        // A `HEAD` is answered with the length of the body it would have had, and no body.
+        if request_method != "HEAD" {
+            text.push_str(&reply.body);
+        }
         if out.write_all(text.as_bytes()).is_err() || close {
             return;
         }

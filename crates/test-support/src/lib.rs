@@ -62,6 +62,7 @@ use std::time::{Duration, Instant};
 
 pub mod archives;
 mod aws_endpoints;
+mod azure;
 mod canned;
 mod fault;
 mod gcs;
@@ -88,6 +89,10 @@ mod wire;
 pub use aws_endpoints::{
     AwsCreds, ContainerCredentials, EndpointRequest, FAR_EXPIRATION, IMDS_TOKEN_HEADER,
     IMDS_TTL_HEADER, InstanceMetadata, Sts,
+};
+pub use azure::{
+    AZURITE_ACCOUNT, AZURITE_KEY, AzureImds, Azurite, EntraToken, FakeBlobs, azurite_binary,
+    sas_with_key,
 };
 pub use canned::serve_canned;
 pub use fault::{Answer, FaultServer, Served};

@@ -1,6 +1,7 @@
 //! Integration tests of the `model-provisioner` binary: each test runs the real executable
 //! against a temporary cache.
 
+mod azure;
 mod bad_input;
 mod broken_pipe;
 mod cache_dir;

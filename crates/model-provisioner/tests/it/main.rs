@@ -1,5 +1,7 @@
 //! Integration tests of the provisioner over a real cache directory.
 
+#[cfg(feature = "azure")]
+mod azure;
 mod file;
 #[cfg(feature = "gcs")]
 mod gcs;

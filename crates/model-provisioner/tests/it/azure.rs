@@ -1,0 +1,470 @@
+//! `az://` references against Azurite (which checks `SharedKey` signatures and SAS tokens), and
+//! the token providers against fakes of Entra ID and the instance metadata service in front of
+//! a blob endpoint that records the bearer it is sent.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::sync::Arc;
+
+use catalog_core::{CatalogStore, Digest, Outcome};
+use model_provisioner::{AnyFetcher, AzureKind, Error, FsCatalog, ModelProvisioner, SourceFailure};
+use test_support::{
+    AZURITE_ACCOUNT, AZURITE_KEY, AzureImds, Azurite, EntraToken, FakeBlobs, random_bytes,
+};
+
+type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+/// A lookup over `pairs`, and nothing of this process's environment.
+fn env(pairs: &[(&str, &str)]) -> AzureKind {
+    let pairs: Vec<(String, String)> = pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    AzureKind::with_env(Arc::new(move |name| {
+        pairs
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    }))
+}
+
+/// The development account's key, and no instance metadata to wait for.
+fn with_key(extra: &[(&str, &str)]) -> AzureKind {
+    let mut pairs = vec![
+        ("AZURE_STORAGE_ACCOUNT", AZURITE_ACCOUNT),
+        ("AZURE_STORAGE_KEY", AZURITE_KEY),
+    ];
+    pairs.extend_from_slice(extra);
+    env(&pairs)
+}
+
+fn provisioner(
+    cache: &std::path::Path,
+    kind: AzureKind,
+    endpoint: &str,
+) -> Result<ModelProvisioner<FsCatalog, AnyFetcher>, Box<dyn std::error::Error>> {
+    Ok(ModelProvisioner::builder(cache)
+        .source(kind)
+        .endpoint_url(Some(endpoint.parse()?))
+        .build()?)
+}
+
+/// `az+http://127.0.0.1:<port>/devstoreaccount1/<path>`: an id on Azurite.
+fn id_on(azurite: &Azurite, path: &str) -> String {
+    format!("az+{}/{AZURITE_ACCOUNT}/{path}", azurite.endpoint())
+}
+
+fn source_failure(err: &Error) -> Option<SourceFailure> {
+    match err {
+        Error::Source { failure, .. } => Some(*failure),
+        _ => None,
+    }
+}
+
+#[test]
+fn a_blob_and_a_folder_are_placed_signed_with_sharedkey_and_checked_by_their_md5() -> TestResult {
+    let azurite = Azurite::start()?;
+    let weights = random_bytes(300_000, 71);
+    azurite.put("models", "org/tiny/w.gguf", &weights)?;
+    let folder = BTreeMap::from([
+        ("config.json".to_owned(), b"{\"layers\": 2}".to_vec()),
+        ("sub/w.safetensors".to_owned(), random_bytes(70_000, 72)),
+    ]);
+    for (path, body) in &folder {
+        azurite.put("models", &format!("org/repo/{path}"), body)?;
+    }
+    azurite.put("models", "org/other/x.bin", b"not in the folder")?;
+    let cache = tempfile::tempdir()?;
+    let p = provisioner(cache.path(), with_key(&[]), &azurite.endpoint())?;
+
+    let blob = p.ensure(
+        &p.parse_ref("az://devstoreaccount1/models/org/tiny/w.gguf")?,
+        None,
+    )?;
+    assert_eq!(blob.resolved.id, id_on(&azurite, "models/org/tiny/w.gguf"));
+    assert_eq!(fs::read(&blob.resolved.local_path)?, weights);
+    // An MD5 catches damage but vouches for nothing: no digest, no pass.
+    assert_eq!(blob.entry.verification.outcome, Outcome::Warn);
+    assert_eq!(
+        blob.entry.verification.computed.as_ref(),
+        Some(&Digest::sha256_of(&weights))
+    );
+    let provenance = blob.entry.provenance.as_ref().expect("provenance");
+    assert_eq!(provenance.fetcher, "az");
+    assert_eq!(
+        provenance.origin.as_deref(),
+        Some(azurite.endpoint().as_str())
+    );
+
+    let digest = Digest::sha256_of(&weights);
+    let again = p.ensure(
+        &p.parse_ref(&id_on(&azurite, "models/org/tiny/w.gguf"))?,
+        Some(&digest),
+    )?;
+    assert_eq!(again.resolved.id, blob.resolved.id, "one blob, one id");
+
+    let dir = p.ensure(
+        &p.parse_ref("az://devstoreaccount1/models/org/repo/")?,
+        None,
+    )?;
+    test_support::assert_holds(&dir.resolved.local_path, &folder);
+    assert!(
+        dir.resolved
+            .local_path
+            .starts_with(cache.path().join("models/az/http")),
+        "{}",
+        dir.resolved.local_path.display()
+    );
+    Ok(())
+}
+
+#[test]
+fn a_blob_whose_bytes_break_its_content_md5_fails_verification_and_publishes_nothing() -> TestResult
+{
+    let azurite = Azurite::start()?;
+    // The MD5 of other bytes.
+    azurite.put_with_md5(
+        "models",
+        "bad.gguf",
+        &random_bytes(50_000, 73),
+        Some("AAAAAAAAAAAAAAAAAAAAAA=="),
+    )?;
+    let cache = tempfile::tempdir()?;
+    let p = provisioner(cache.path(), with_key(&[]), &azurite.endpoint())?;
+    let err = p
+        .ensure(&p.parse_ref("az://devstoreaccount1/models/bad.gguf")?, None)
+        .unwrap_err();
+    assert!(err.is_verification_failure(), "{err:?}");
+    assert!(test_support::paths_under(&cache.path().join("models")).is_empty());
+    Ok(())
+}
+
+#[test]
+fn a_sas_in_the_reference_or_the_environment_reads_and_never_reaches_the_id_or_the_index()
+-> TestResult {
+    let azurite = Azurite::start()?;
+    let body = random_bytes(40_000, 74);
+    azurite.put("models", "w.gguf", &body)?;
+    azurite.put("models", "dir/a.bin", b"a")?;
+    let blob_sas = azurite.sas("models", Some("w.gguf"), "r");
+    let cache = tempfile::tempdir()?;
+    let p = provisioner(cache.path(), env(&[]), &azurite.endpoint())?;
+    let reference = format!("az://devstoreaccount1/models/w.gguf?{blob_sas}");
+    let got = p.ensure(&p.parse_ref(&reference)?, None)?;
+    assert_eq!(got.resolved.id, id_on(&azurite, "models/w.gguf"));
+    assert_eq!(fs::read(&got.resolved.local_path)?, body);
+    let index = fs::read_to_string(cache.path().join("catalog/index.json"))?;
+    let sig = blob_sas.split("sig=").nth(1).expect("a signature");
+    assert!(!index.contains(sig) && !index.contains("sig="), "{index}");
+
+    // A container SAS from the environment lists a folder.
+    let cache = tempfile::tempdir()?;
+    let container_sas = azurite.sas("models", None, "rl");
+    let p = provisioner(
+        cache.path(),
+        env(&[("AZURE_STORAGE_SAS_TOKEN", &container_sas)]),
+        &azurite.endpoint(),
+    )?;
+    let dir = p.ensure(&p.parse_ref("az://devstoreaccount1/models/dir/")?, None)?;
+    assert_eq!(fs::read(dir.resolved.local_path.join("a.bin"))?, b"a");
+
+    // A blob's SAS lists nothing: access denied, named, and the SAS nowhere in the message.
+    let err = p_with_sas_error(&azurite, &blob_sas)?;
+    assert_eq!(source_failure(&err), Some(SourceFailure::Denied), "{err:?}");
+    let message = err.to_string();
+    assert!(
+        message.starts_with("access denied to container `models` of account `devstoreaccount1` at `http://127.0.0.1:"),
+        "{message}"
+    );
+    assert!(
+        err.hint().is_some_and(|h| h.contains("`l` for a folder")),
+        "{err:?}"
+    );
+    let shown = format!("{err} {err:?} {}", err.hint().unwrap_or_default());
+    assert!(!shown.contains(sig), "{shown}");
+    Ok(())
+}
+
+fn p_with_sas_error(azurite: &Azurite, sas: &str) -> Result<Error, Box<dyn std::error::Error>> {
+    let cache = tempfile::tempdir()?;
+    let p = provisioner(cache.path(), env(&[]), &azurite.endpoint())?;
+    let reference = format!("az://devstoreaccount1/models/dir/?{sas}");
+    Ok(p.ensure(&p.parse_ref(&reference)?, None).unwrap_err())
+}
+
+#[test]
+fn refusals_say_what_was_refused_and_why() -> TestResult {
+    let azurite = Azurite::start()?;
+    azurite.put("models", "w.gguf", b"weights")?;
+    let cache = tempfile::tempdir()?;
+    let imds = format!("http://127.0.0.1:{}", test_support::free_port());
+
+    // A wrong key: the signature is refused, with a hint about the key and the clock.
+    let wrong =
+        "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA==";
+    let p = provisioner(
+        cache.path(),
+        env(&[
+            ("AZURE_STORAGE_ACCOUNT", AZURITE_ACCOUNT),
+            ("AZURE_STORAGE_KEY", wrong),
+        ]),
+        &azurite.endpoint(),
+    )?;
+    let err = p
+        .ensure(&p.parse_ref("az://devstoreaccount1/models/w.gguf")?, None)
+        .unwrap_err();
+    assert_eq!(source_failure(&err), Some(SourceFailure::Denied), "{err:?}");
+    assert!(err.to_string().contains("refused the signature"), "{err}");
+    let hint = err.hint().unwrap_or_default();
+    assert!(
+        hint.contains("account key") && hint.contains("clock"),
+        "{hint}"
+    );
+    assert!(!format!("{err:?}").contains(wrong));
+
+    // Missing blob and container, named.
+    let p = provisioner(cache.path(), with_key(&[]), &azurite.endpoint())?;
+    let err = p
+        .ensure(
+            &p.parse_ref("az://devstoreaccount1/models/nope.gguf")?,
+            None,
+        )
+        .unwrap_err();
+    assert_eq!(
+        source_failure(&err),
+        Some(SourceFailure::NotFound),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string()
+            .contains("blob `nope.gguf` in container `models`"),
+        "{err}"
+    );
+    let err = p
+        .ensure(&p.parse_ref("az://devstoreaccount1/nosuch/dir/")?, None)
+        .unwrap_err();
+    assert_eq!(
+        source_failure(&err),
+        Some(SourceFailure::NotFound),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("container `nosuch`"), "{err}");
+
+    // No credentials anywhere: anonymous, refused, every provider named with why.
+    let p = provisioner(
+        cache.path(),
+        env(&[("AZURE_POD_IDENTITY_AUTHORITY_HOST", &imds)]),
+        &azurite.endpoint(),
+    )?;
+    let err = p
+        .ensure(&p.parse_ref("az://devstoreaccount1/models/w.gguf")?, None)
+        .unwrap_err();
+    assert_eq!(source_failure(&err), Some(SourceFailure::Denied), "{err:?}");
+    let shown = err.to_string();
+    for provider in [
+        "SAS token:",
+        "connection string:",
+        "account key:",
+        "client secret:",
+        "workload identity:",
+        "managed identity: no answer",
+    ] {
+        assert!(shown.contains(provider), "{provider}: {shown}");
+    }
+    assert!(err.hint().unwrap_or_default().contains("--no-sign-request"));
+
+    // A connection string for the account: its key and its endpoint.
+    let cache = tempfile::tempdir()?;
+    let p = ModelProvisioner::builder(cache.path())
+        .source(env(&[(
+            "AZURE_STORAGE_CONNECTION_STRING",
+            &azurite.connection_string(),
+        )]))
+        .build()?;
+    let got = p.ensure(&p.parse_ref("az://devstoreaccount1/models/w.gguf")?, None)?;
+    assert_eq!(got.resolved.id, id_on(&azurite, "models/w.gguf"));
+    Ok(())
+}
+
+#[test]
+fn no_sign_request_reads_a_public_container_and_looks_for_no_credentials() -> TestResult {
+    let azurite = Azurite::start()?;
+    azurite.create_public_container("open")?;
+    azurite.put("open", "w.gguf", b"public weights")?;
+    azurite.put("closed", "w.gguf", b"private weights")?;
+    let cache = tempfile::tempdir()?;
+    let unsigned =
+        |kind| -> Result<ModelProvisioner<FsCatalog, AnyFetcher>, Box<dyn std::error::Error>> {
+            Ok(ModelProvisioner::builder(cache.path())
+                .source(kind)
+                .endpoint_url(Some(azurite.endpoint().parse()?))
+                .no_sign_request(true)
+                .build()?)
+        };
+    // A wrong key in the environment is never looked at.
+    let p = unsigned(env(&[
+        ("AZURE_STORAGE_ACCOUNT", AZURITE_ACCOUNT),
+        ("AZURE_STORAGE_KEY", "AAAA"),
+    ]))?;
+    let got = p.ensure(&p.parse_ref("az://devstoreaccount1/open/w.gguf")?, None)?;
+    assert_eq!(fs::read(&got.resolved.local_path)?, b"public weights");
+    let err = p
+        .ensure(&p.parse_ref("az://devstoreaccount1/closed/w.gguf")?, None)
+        .unwrap_err();
+    assert_eq!(source_failure(&err), Some(SourceFailure::Denied), "{err:?}");
+    assert!(
+        err.hint().is_some_and(|h| h.contains("not public")),
+        "{err:?}"
+    );
+    assert!(!err.to_string().contains("no Azure credentials"), "{err}");
+    Ok(())
+}
+
+#[test]
+fn hostile_names_in_a_folder_refuse_it_before_anything_is_written() -> TestResult {
+    // Azurite normalises such names away, so a listing that states them comes from a fake.
+    for hostile in ["evil/../../escape.bin", "evil//abs.bin", "evil/a\\b.bin"] {
+        let blobs = FakeBlobs::start(vec![
+            ("/acct/models/evil/ok.bin".into(), "fine".into()),
+            (format!("/acct/models/{hostile}"), "out".into()),
+        ])?;
+        let cache = tempfile::tempdir()?;
+        let p = provisioner(
+            cache.path(),
+            env(&[("AZURE_STORAGE_SAS_TOKEN", "sv=1&sig=x")]),
+            &blobs.url(),
+        )?;
+        let err = p
+            .ensure(&p.parse_ref("az://acct/models/evil/")?, None)
+            .unwrap_err();
+        assert!(
+            matches!(err, Error::HostileName { .. }),
+            "{hostile}: {err:?}"
+        );
+        assert!(test_support::paths_under(&cache.path().join("models")).is_empty());
+        assert!(test_support::leftovers_in_tmp(cache.path()).is_empty());
+        assert!(
+            blobs
+                .log()
+                .iter()
+                .all(|r| r.method != "HEAD" && r.params.iter().any(|(k, _)| k == "comp")),
+            "no blob was asked for"
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn a_client_secret_s_token_is_asked_with_its_form_and_sent_as_a_bearer() -> TestResult {
+    let entra = EntraToken::start()?;
+    let blobs = FakeBlobs::start(vec![("/acct/models/w.gguf".into(), "weights".into())])?;
+    let cache = tempfile::tempdir()?;
+    let kind = env(&[
+        ("AZURE_CLIENT_ID", "app-id"),
+        ("AZURE_CLIENT_SECRET", "very-secret"),
+        ("AZURE_TENANT_ID", "tenant-1"),
+        ("AZURE_AUTHORITY_HOST", &entra.url()),
+    ]);
+    let p = provisioner(cache.path(), kind, &blobs.url())?;
+    let got = p.ensure(&p.parse_ref("az://acct/models/w.gguf")?, None)?;
+    assert_eq!(fs::read(&got.resolved.local_path)?, b"weights");
+    let asked = entra.log();
+    assert_eq!(asked.len(), 1, "{asked:#?}");
+    assert_eq!(asked[0].path, "/tenant-1/oauth2/v2.0/token");
+    for (field, value) in [
+        ("grant_type", "client_credentials"),
+        ("client_id", "app-id"),
+        ("client_secret", "very-secret"),
+        ("scope", "https://storage.azure.com/.default"),
+    ] {
+        assert_eq!(asked[0].param(field), Some(value), "{field}");
+    }
+    let sent = blobs.log();
+    assert!(!sent.is_empty());
+    for r in &sent {
+        assert_eq!(
+            r.header("authorization"),
+            Some("Bearer entra-token-0"),
+            "{r:?}"
+        );
+        assert!(r.header("x-ms-version").is_some(), "{r:?}");
+    }
+    Ok(())
+}
+
+#[test]
+fn workload_identity_reads_its_assertion_file_again_for_every_token() -> TestResult {
+    let entra = EntraToken::start()?;
+    let blobs = FakeBlobs::start(vec![("/acct/models/w.gguf".into(), "weights".into())])?;
+    let dir = tempfile::tempdir()?;
+    let file = dir.path().join("token");
+    fs::write(&file, "jwt-one\n")?;
+    // The first download is refused; the platform has rotated the file by then.
+    let rotated = file.clone();
+    blobs.refuse_next_get(move || fs::write(rotated, "jwt-two").expect("the token file"));
+    let kind = env(&[
+        ("AZURE_CLIENT_ID", "app-id"),
+        ("AZURE_TENANT_ID", "tenant-1"),
+        ("AZURE_FEDERATED_TOKEN_FILE", &file.display().to_string()),
+        ("AZURE_AUTHORITY_HOST", &entra.url()),
+    ]);
+    let cache = tempfile::tempdir()?;
+    let p = provisioner(cache.path(), kind, &blobs.url())?;
+    let got = p.ensure(&p.parse_ref("az://acct/models/w.gguf")?, None)?;
+    assert_eq!(fs::read(&got.resolved.local_path)?, b"weights");
+    let asked = entra.log();
+    let assertions: Vec<Option<&str>> = asked.iter().map(|r| r.param("client_assertion")).collect();
+    assert_eq!(assertions, [Some("jwt-one"), Some("jwt-two")], "{asked:#?}");
+    assert_eq!(
+        asked[0].param("client_assertion_type"),
+        Some("urn:ietf:params:oauth:client-assertion-type:jwt-bearer")
+    );
+    assert_eq!(asked[0].param("client_secret"), None);
+    let last = blobs.log().pop().expect("requests");
+    assert_eq!(last.header("authorization"), Some("Bearer entra-token-1"));
+    Ok(())
+}
+
+#[test]
+fn a_managed_identity_s_token_comes_from_the_metadata_service() -> TestResult {
+    let imds = AzureImds::start()?;
+    let blobs = FakeBlobs::start(vec![("/acct/models/w.gguf".into(), "weights".into())])?;
+    let cache = tempfile::tempdir()?;
+    let kind = env(&[("AZURE_POD_IDENTITY_AUTHORITY_HOST", &imds.url())]);
+    let p = provisioner(cache.path(), kind, &blobs.url())?;
+    p.ensure(&p.parse_ref("az://acct/models/w.gguf")?, None)?;
+    let asked = imds.log();
+    assert_eq!(asked.len(), 1, "{asked:#?}");
+    assert_eq!(asked[0].header("metadata"), Some("true"));
+    assert_eq!(
+        asked[0].param("resource"),
+        Some("https://storage.azure.com/")
+    );
+    assert_eq!(asked[0].param("api-version"), Some("2018-02-01"));
+    assert!(
+        blobs
+            .log()
+            .iter()
+            .all(|r| r.header("authorization") == Some("Bearer imds-token-0"))
+    );
+    Ok(())
+}
+
+#[test]
+fn an_azure_https_url_has_the_id_of_its_az_reference() -> TestResult {
+    let cache = tempfile::tempdir()?;
+    let p = ModelProvisioner::builder(cache.path())
+        .source(env(&[]))
+        .build()?;
+    let r = p.parse_ref("https://acct.blob.core.windows.net/models/w.gguf?sv=1&sig=SECRET")?;
+    assert_eq!(r.redacted(), "az://acct/models/w.gguf?…");
+    let cli = model_provisioner::parse_ref("https://acct.blob.core.windows.net/models/w.gguf")?;
+    assert_eq!(cli.to_string(), "az://acct/models/w.gguf");
+    let err = model_provisioner::parse_ref("az://acct").unwrap_err();
+    assert!(
+        err.hint()
+            .is_some_and(|h| h.contains("az://account/container"))
+    );
+    let _ = CatalogStore::list(p.catalog());
+    Ok(())
+}
