@@ -71,9 +71,9 @@ pub enum Command {
     /// Every byte sent is hashed on its way out, and nothing is published unless the model's
     /// bytes match the catalog's digests (exit status 3 otherwise). To a registry
     /// (`oci://registry/repo:tag`) it goes as a CNCF `ModelPack` artifact, one layer per file,
-    /// skipping blobs the registry has; to a bucket (`s3://bucket/prefix/`) every file goes
-    /// with its sha256 checksum, and a manifest of every file's path, size and sha256 goes
-    /// last. `ensure` of the destination verifies against the same digests.
+    /// skipping blobs the registry has; to a bucket (`s3://bucket/prefix/`,
+    /// `gs://bucket/prefix/`) every file goes (to S3 with its sha256 checksum), and a manifest
+    /// of every file's path, size and sha256 goes last. `ensure` of the destination verifies against the same digests.
     Push(PushArgs),
     /// Push a model of the catalog to a mirror, exactly where `ensure --mirror` looks for it.
     ///
@@ -418,7 +418,7 @@ pub struct PushArgs {
     #[arg(value_name = "ID|REF")]
     pub target: String,
 
-    /// Where it goes: `oci://registry/repo:tag` or `s3://bucket/prefix/`.
+    /// Where it goes: `oci://registry/repo:tag`, `s3://bucket/prefix/` or `gs://bucket/prefix/`.
     #[arg(value_name = "DEST")]
     pub destination: String,
 

@@ -43,10 +43,13 @@ use self::reference::{GsRef, endpoint_id};
 use self::session::Session;
 use crate::error::{Error, Result, SourceFailure};
 use crate::hf::glob::selected;
+use crate::object_store::{Folder, MANIFEST_NAME, Manifest, Upload};
 use crate::pipeline::{Listing, Source};
 use crate::register::{SourceContext, SourceKind};
 use crate::request::{FetchRequest, unsupported};
-use mp_transfer::Engine;
+use mp_credentials::gcp::Scope;
+use mp_progress::Progress;
+use mp_transfer::{Downloader, Engine};
 
 /// Google's endpoint, where neither `--endpoint-url` nor `STORAGE_EMULATOR_HOST` names one.
 const GOOGLE_ENDPOINT: &str = "https://storage.googleapis.com";
@@ -142,6 +145,46 @@ struct Gcs {
 }
 
 impl Gcs {
+    /// The folder `gs` names, for a push: written with a token of the read-write scope.
+    fn push_folder(&self, gs: GsRef) -> Result<Box<dyn Folder + '_>> {
+        if !gs.is_prefix() {
+            return Err(Error::PushDestination {
+                destination: format!("gs://{}/{}", gs.bucket, gs.object),
+                reason: "it names an object, and a model goes into a folder".into(),
+            });
+        }
+        if self.offline {
+            return Err(Error::Offline {
+                reference: format!("gs://{}/{}", gs.bucket, gs.object),
+            });
+        }
+        if gs
+            .endpoint
+            .as_ref()
+            .is_some_and(|named| *named != endpoint_id(&self.endpoint))
+        {
+            return Err(Error::PushDestination {
+                destination: format!("gs://{}/{}", gs.bucket, gs.object),
+                reason: format!(
+                    "it names another endpoint than the configured `{}`",
+                    endpoint_id(&self.endpoint)
+                ),
+            });
+        }
+        let engine = self.engine.get()?;
+        let session = Session::start(
+            engine,
+            &self.endpoint,
+            (self.unsigned, true, Scope::ReadWrite),
+            &self.env,
+        )?;
+        Ok(Box::new(GcsFolder {
+            session,
+            engine,
+            gs,
+        }))
+    }
+
     fn gs(reference: &ModelRef) -> Result<GsRef> {
         let ModelRef::Other(other) = reference else {
             return Err(unsupported(reference));
@@ -184,9 +227,31 @@ impl Source for Gcs {
             ),
             _ => (self.endpoint.clone(), true),
         };
-        let session = Session::start(engine, &base, (self.unsigned, trusted), &self.env)?;
+        let session = Session::start(
+            engine,
+            &base,
+            (self.unsigned, trusted, Scope::ReadOnly),
+            &self.env,
+        )?;
         let objects = if gs.is_prefix() {
-            let listed = session.list(engine, &gs.bucket, &gs.object)?;
+            let mut listed = session.list(engine, &gs.bucket, &gs.object)?;
+            // A folder a push wrote: its manifest states every file's sha256.
+            let manifest_name = format!("{}{MANIFEST_NAME}", gs.object);
+            let manifest = match listed.iter().position(|o| o.name == manifest_name) {
+                Some(i) => {
+                    listed.remove(i);
+                    let body = session.read_small(engine, &gs.bucket, &manifest_name)?;
+                    Some(Manifest::parse(&body).map_err(|why| Error::Source {
+                        failure: SourceFailure::Protocol,
+                        message: format!(
+                            "the manifest `{manifest_name}` in bucket `{}`: {why}",
+                            gs.bucket
+                        ),
+                        hint: Some("push the model to this folder again".to_owned()),
+                    })?)
+                }
+                None => None,
+            };
             let mut placed = Vec::new();
             for object in listed {
                 let Some(rest) = object.name.strip_prefix(&gs.object) else {
@@ -198,9 +263,32 @@ impl Source for Gcs {
                 }
                 // Checked before anything is written: a hostile name refuses the folder.
                 let rel = SafeRelPath::new(rest.to_owned())?;
-                if selected(rel.as_str(), &self.include, &self.exclude) {
-                    placed.push(Placed { rel, object });
+                if manifest.is_some() || selected(rel.as_str(), &self.include, &self.exclude) {
+                    placed.push(Placed {
+                        rel,
+                        object,
+                        sha256: None,
+                    });
                 }
+            }
+            if let Some(manifest) = &manifest {
+                let stated: Vec<_> = {
+                    let vouched = manifest
+                        .vouch(placed.iter().map(|p| &p.rel))
+                        .map_err(|why| Error::Source {
+                            failure: SourceFailure::Protocol,
+                            message: format!(
+                                "the folder `{}` in bucket `{}` disagrees with its manifest: {why}",
+                                gs.object, gs.bucket
+                            ),
+                            hint: Some("push the model to this folder again".to_owned()),
+                        })?;
+                    placed.iter().map(|p| vouched[&p.rel].clone()).collect()
+                };
+                for (p, sha256) in placed.iter_mut().zip(stated) {
+                    p.sha256 = Some(sha256);
+                }
+                placed.retain(|p| selected(p.rel.as_str(), &self.include, &self.exclude));
             }
             if placed.is_empty() {
                 return Err(Error::Source {
@@ -229,6 +317,7 @@ impl Source for Gcs {
             vec![Placed {
                 rel: SafeRelPath::file_name(name)?,
                 object,
+                sha256: None,
             }]
         };
         self.listing(req, &gs, &session, objects)
@@ -251,6 +340,11 @@ impl Source for Gcs {
         (completed != *reference).then_some(completed)
     }
 
+    fn folder<'s>(&'s self, destination: &ModelRef) -> Option<Result<Box<dyn Folder + 's>>> {
+        let gs = Self::gs(destination).ok()?;
+        Some(self.push_folder(gs))
+    }
+
     fn accepts(&self, entry: &CatalogEntry) -> bool {
         let Some(gs) = entry
             .source
@@ -268,6 +362,39 @@ impl Source for Gcs {
             .as_ref()
             .map_or((&[][..], &[][..]), |p| (&p.include[..], &p.exclude[..]));
         include == self.include.as_slice() && exclude == self.exclude.as_slice()
+    }
+}
+
+/// A folder of a bucket, as a push writes it: each object one media upload.
+struct GcsFolder<'s> {
+    session: Arc<Session>,
+    engine: &'s Downloader,
+    gs: GsRef,
+}
+
+impl Folder for GcsFolder<'_> {
+    fn describe(&self) -> String {
+        format!("gs://{}/{}", self.gs.bucket, self.gs.object)
+    }
+
+    fn put_file(&self, name: &str, file: &Upload<'_>, progress: &Arc<dyn Progress>) -> Result<()> {
+        let rate = self.engine.config().rate_limit.clone();
+        let object = format!("{}{name}", self.gs.object);
+        self.session
+            .upload(self.engine, &self.gs.bucket, &object, &|| {
+                // What an earlier attempt reported is void.
+                progress.restart();
+                let (body, check) = file.body(Arc::clone(progress), rate.as_ref());
+                (body, file.size(), Some(check))
+            })
+    }
+
+    fn put_bytes(&self, name: &str, body: &[u8]) -> Result<()> {
+        let object = format!("{}{name}", self.gs.object);
+        self.session
+            .upload(self.engine, &self.gs.bucket, &object, &|| {
+                (body.to_vec().into(), body.len() as u64, None)
+            })
     }
 }
 

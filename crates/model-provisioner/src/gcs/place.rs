@@ -21,6 +21,8 @@ use mp_transfer::{BoxFuture, Checksum, RequestSource};
 pub(super) struct Placed {
     pub(super) rel: SafeRelPath,
     pub(super) object: Object,
+    /// The sha256 the folder's manifest states for it.
+    pub(super) sha256: Option<Digest>,
 }
 
 impl Gcs {
@@ -58,7 +60,12 @@ impl Gcs {
             _ => Revision::None,
         };
         let mut files = Vec::with_capacity(objects.len());
-        for Placed { rel, object } in objects {
+        for Placed {
+            rel,
+            object,
+            sha256,
+        } in objects
+        {
             let mut url = url::Url::parse(&format!(
                 "{}/download/storage/v1/b/{}/o/{}",
                 session.base,
@@ -77,7 +84,7 @@ impl Gcs {
             files.push(ListedFile {
                 path: rel,
                 size: object.size.as_deref().and_then(|s| s.parse().ok()),
-                stated: Stated::Nothing,
+                stated: sha256.map_or(Stated::Nothing, Stated::Sha256),
                 checksum: checksum(&object),
                 etag: object.etag.clone(),
                 media_type: None,

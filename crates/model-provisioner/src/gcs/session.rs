@@ -88,7 +88,7 @@ impl Session {
     pub(super) fn start(
         engine: &Downloader,
         base: &url::Url,
-        (unsigned, trusted): (bool, bool),
+        (unsigned, trusted, scope): (bool, bool, Scope),
         env: &super::Env,
     ) -> Result<Arc<Session>> {
         let identity = if unsigned {
@@ -107,7 +107,7 @@ impl Session {
                 .block_on(credentials::resolve(
                     engine.api_client(),
                     &|name| env(name),
-                    Scope::ReadOnly,
+                    scope,
                 ))
                 .map_err(|e| credential_error(&e))?;
             match found {
@@ -205,6 +205,88 @@ impl Session {
             }
         }
         Ok(objects)
+    }
+
+    /// The whole of the small object `object` in `bucket` (a pushed folder's manifest), at
+    /// most 16 MiB.
+    pub(super) fn read_small(
+        &self,
+        engine: &Downloader,
+        bucket: &str,
+        object: &str,
+    ) -> Result<Vec<u8>> {
+        let url = format!(
+            "{}/download/storage/v1/b/{}/o/{}?alt=media",
+            self.base,
+            encode(bucket),
+            encode(object)
+        );
+        let (status, body) = self.get(engine, &url)?;
+        if !status.is_success() {
+            return Err(self.refusal(engine, status, bucket, Some(object)));
+        }
+        Ok(body)
+    }
+
+    /// Writes the object `object` in `bucket` in one media upload, each attempt's body made by
+    /// `body` (with its length), through the engine's one request loop. The upload's own
+    /// check (`check`) says why a body stopped short, before the store's answer does.
+    pub(super) fn upload(
+        &self,
+        engine: &Downloader,
+        bucket: &str,
+        object: &str,
+        body: &(dyn Fn() -> (reqwest::Body, u64, Option<crate::object_store::UploadCheck>) + Sync),
+    ) -> Result<()> {
+        let mut url = url::Url::parse(&format!(
+            "{}/upload/storage/v1/b/{}/o",
+            self.base,
+            encode(bucket)
+        ))
+        .map_err(|e| protocol(format!("the upload's URL: {e}")))?;
+        url.query_pairs_mut()
+            .append_pair("uploadType", "media")
+            .append_pair("name", object);
+        let client = engine.client();
+        let latest: std::sync::Mutex<Option<crate::object_store::UploadCheck>> =
+            std::sync::Mutex::new(None);
+        let sent = engine.block_on(async {
+            if let Identity::Token(credentials) = &self.identity {
+                credentials
+                    .token(client)
+                    .await
+                    .map_err(|e| credential_error(&e))?;
+            }
+            let display = format!("{}/{bucket}/{object}", self.endpoint);
+            let call = Call::new(&display, |c| {
+                let (body, len, check) = body();
+                *latest
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = check;
+                c.post(url.clone())
+                    .headers(self.authorization())
+                    .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+                    .header(reqwest::header::CONTENT_LENGTH, len)
+                    .body(body)
+            })
+            .authorized_by(self);
+            let response = mp_transfer::call(client, self.retry, &call, &|| None).await;
+            Ok::<_, Error>(response)
+        })?;
+        if let Some(stopped) = latest
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .as_ref()
+            .and_then(crate::object_store::UploadCheck::take)
+        {
+            return Err(stopped);
+        }
+        let response = sent.map_err(|e| self.unreachable(e))?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(self.refusal(engine, status, bucket, Some(object)));
+        }
+        Ok(())
     }
 
     /// A `GET` of `url` through the engine's one request loop: its status and body.

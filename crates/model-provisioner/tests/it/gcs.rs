@@ -552,3 +552,44 @@ fn a_token_refused_by_the_bucket_names_the_bucket_object_endpoint_and_identity()
     assert_eq!(tokens.issued(), ["token-1", "token-2"]);
     Ok(())
 }
+
+#[test]
+fn a_model_pushed_to_a_folder_is_pulled_back_passing_on_its_manifest() -> TestResult {
+    let gcs = FakeGcs::start()?;
+    gcs.create_bucket(BUCKET)?;
+    let models = tempfile::tempdir()?;
+    let model = models.path().join("model");
+    fs::create_dir_all(model.join("sub"))?;
+    fs::write(model.join("config.json"), b"{}")?;
+    fs::write(model.join("sub/w.bin"), random_bytes(2 << 20, 7))?;
+    let cache = tempfile::tempdir()?;
+    let p = provisioner(cache.path(), &gcs.endpoint(), env(cache.path(), &[]), true)?;
+    let id = p
+        .ensure(&p.parse_ref(&model.display().to_string())?, None)?
+        .resolved
+        .id;
+    let pushed = p.push(&id, &p.parse_ref("gs://models/pushed/")?)?;
+    assert_eq!((pushed.files, pushed.bytes_uploaded), (2, (2 << 20) + 2));
+
+    // Another machine: every file checked against the manifest's sha256, so the folder passes.
+    let node = tempfile::tempdir()?;
+    let n = provisioner(node.path(), &gcs.endpoint(), env(node.path(), &[]), true)?;
+    let pulled = n.ensure(&n.parse_ref("gs://models/pushed/")?, None)?;
+    assert_eq!(pulled.entry.verification.outcome, Outcome::Pass);
+    let dir = &pulled.resolved.local_path;
+    assert_eq!(fs::read(dir.join("sub/w.bin"))?, random_bytes(2 << 20, 7));
+    assert!(
+        !dir.join(".model-provisioner.json").exists(),
+        "the manifest is no model file"
+    );
+
+    // A folder whose objects the manifest does not name is refused.
+    gcs.put(BUCKET, "pushed/extra.bin", b"planted")?;
+    let other = tempfile::tempdir()?;
+    let o = provisioner(other.path(), &gcs.endpoint(), env(other.path(), &[]), true)?;
+    let err = o
+        .ensure(&o.parse_ref("gs://models/pushed/")?, None)
+        .unwrap_err();
+    assert!(err.to_string().contains("extra.bin"), "{err}");
+    Ok(())
+}
