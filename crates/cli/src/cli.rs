@@ -72,8 +72,8 @@ pub enum Command {
     /// bytes match the catalog's digests (exit status 3 otherwise). To a registry
     /// (`oci://registry/repo:tag`) it goes as a CNCF `ModelPack` artifact, one layer per file,
     /// skipping blobs the registry has; to a bucket (`s3://bucket/prefix/`,
-    /// `gs://bucket/prefix/`) every file goes (to S3 with its sha256 checksum), and a manifest
-    /// of every file's path, size and sha256 goes last. `ensure` of the destination verifies against the same digests.
+    /// `gs://bucket/prefix/`, `az://account/container/prefix/`) every file goes (to S3 with its
+    /// sha256 checksum), and a manifest of every file's path, size and sha256 goes last. `ensure` of the destination verifies against the same digests.
     Push(PushArgs),
     /// Push a model of the catalog to a mirror, exactly where `ensure --mirror` looks for it.
     ///
@@ -418,7 +418,8 @@ pub struct PushArgs {
     #[arg(value_name = "ID|REF")]
     pub target: String,
 
-    /// Where it goes: `oci://registry/repo:tag`, `s3://bucket/prefix/` or `gs://bucket/prefix/`.
+    /// Where it goes: `oci://registry/repo:tag`, or a bucket's folder: `s3://bucket/prefix/`,
+    /// `gs://bucket/prefix/`, `az://account/container/prefix/`.
     #[arg(value_name = "DEST")]
     pub destination: String,
 

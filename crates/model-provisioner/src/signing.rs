@@ -174,7 +174,15 @@ impl SignerRules {
                 text: path.display().to_string(),
                 reason: format!("{}: {}", e.text, e.reason),
             }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(SignerRules::new()),
+            // No file, or no cache directory to hold one (the cache's own error says so).
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+                ) =>
+            {
+                Ok(SignerRules::new())
+            }
             Err(e) => Err(ParsePolicyError::new(
                 &path.display().to_string(),
                 e.to_string(),

@@ -44,10 +44,12 @@ use self::reference::{AZURE_SUFFIX, BlobRef, read};
 use self::session::{Props, Session, failure};
 use crate::error::{Error, Result, SourceFailure};
 use crate::hf::glob::selected;
+use crate::object_store::{Folder, MANIFEST_NAME, Manifest, Upload};
 use crate::pipeline::{ListedFile, Listing, Revision, Source, Stated};
 use crate::register::{SourceContext, SourceKind};
 use crate::request::FetchRequest;
 use mp_credentials::Secret;
+use mp_progress::Progress;
 use mp_transfer::{BoxFuture, Checksum, Engine, RequestSource};
 
 /// The environment, as a lookup the credential chain can call from any thread.
@@ -131,6 +133,10 @@ fn is_azure(endpoint: &str) -> bool {
     endpoint.starts_with("https://") && endpoint.ends_with(AZURE_SUFFIX)
 }
 
+/// A blob to place: its name, its path in the model, its properties, and the sha256 its
+/// folder's manifest states.
+type Chosen = (String, SafeRelPath, Props, Option<Digest>);
+
 /// The `az://` source.
 struct Azure {
     env: AzureEnv,
@@ -165,6 +171,28 @@ impl Azure {
         Ok(blob)
     }
 
+    /// A session for `blob`'s container, with the credentials the chain finds for its account.
+    fn session(&self, engine: &mp_transfer::Downloader, blob: &BlobRef) -> Result<Arc<Session>> {
+        let env = &*self.env;
+        let found = engine
+            .block_on(mp_credentials::azure::resolve(
+                engine.api_client(),
+                &blob.account,
+                blob.sas.clone(),
+                self.no_sign_request,
+                &|name| env(name),
+            ))
+            .map_err(|e| failure(SourceFailure::Denied, e.to_string(), &e.hint()))?;
+        Ok(Arc::new(Session::new(
+            &blob.account,
+            &blob.container,
+            Self::container_url(blob)?,
+            found,
+            engine.config().retry,
+            engine.api_client().clone(),
+        )))
+    }
+
     /// The URL of `blob`'s container.
     fn container_url(blob: &BlobRef) -> Result<url::Url> {
         let text = match &blob.endpoint {
@@ -187,7 +215,7 @@ impl Azure {
         engine: &mp_transfer::Downloader,
         session: &Session,
         blob: &BlobRef,
-    ) -> Result<Vec<(String, SafeRelPath, Props)>> {
+    ) -> Result<Vec<Chosen>> {
         let client = engine.api_client();
         if !blob.is_folder() {
             let props = engine.block_on(session.head(client, &blob.path))?;
@@ -196,9 +224,29 @@ impl Azure {
                 blob.path.clone(),
                 SafeRelPath::file_name(name)?,
                 props,
+                None,
             )]);
         }
-        let listed = engine.block_on(session.list(client, &blob.path))?;
+        let mut listed = engine.block_on(session.list(client, &blob.path))?;
+        // A folder a push wrote: its manifest states every file's sha256.
+        let manifest_name = format!("{}{MANIFEST_NAME}", blob.path);
+        let manifest = match listed.iter().position(|(name, _)| *name == manifest_name) {
+            Some(i) => {
+                listed.remove(i);
+                let body = engine.block_on(session.read_small(client, &manifest_name))?;
+                Some(Manifest::parse(&body).map_err(|why| {
+                    failure(
+                        SourceFailure::Protocol,
+                        format!(
+                            "the manifest `{manifest_name}` in container `{}`: {why}",
+                            blob.container
+                        ),
+                        "push the model to this folder again",
+                    )
+                })?)
+            }
+            None => None,
+        };
         let mut chosen = Vec::new();
         for (name, props) in listed {
             let Some(rest) = name.strip_prefix(&blob.path) else {
@@ -209,9 +257,33 @@ impl Azure {
             }
             // Checked before anything is written: one hostile name refuses the folder.
             let rel = SafeRelPath::new(rest.to_owned())?;
-            if selected(rel.as_str(), &self.include, &self.exclude) {
-                chosen.push((name, rel, props));
+            if manifest.is_some() || selected(rel.as_str(), &self.include, &self.exclude) {
+                chosen.push((name, rel, props, None));
             }
+        }
+        if let Some(manifest) = &manifest {
+            let stated: Vec<Digest> = {
+                let vouched = manifest
+                    .vouch(chosen.iter().map(|(_, rel, _, _)| rel))
+                    .map_err(|why| {
+                        failure(
+                            SourceFailure::Protocol,
+                            format!(
+                                "the folder `{}` in container `{}` disagrees with its manifest: {why}",
+                                blob.path, blob.container
+                            ),
+                            "push the model to this folder again",
+                        )
+                    })?;
+                chosen
+                    .iter()
+                    .map(|(_, rel, _, _)| vouched[rel].clone())
+                    .collect()
+            };
+            for (c, sha256) in chosen.iter_mut().zip(stated) {
+                c.3 = Some(sha256);
+            }
+            chosen.retain(|(_, rel, _, _)| selected(rel.as_str(), &self.include, &self.exclude));
         }
         if chosen.is_empty() {
             return Err(failure(
@@ -224,6 +296,74 @@ impl Azure {
             ));
         }
         Ok(chosen)
+    }
+}
+
+impl Azure {
+    /// The folder `blob` names, for a push.
+    fn push_folder(&self, blob: BlobRef) -> Result<Box<dyn Folder + '_>> {
+        if !blob.is_folder() {
+            return Err(Error::PushDestination {
+                destination: blob.text(),
+                reason: "it names a blob, and a model goes into a folder".into(),
+            });
+        }
+        if self.offline {
+            return Err(Error::Offline {
+                reference: blob.text(),
+            });
+        }
+        let engine = self.engine.get()?;
+        let session = self.session(engine, &blob)?;
+        Ok(Box::new(AzureFolder {
+            session,
+            engine,
+            blob,
+        }))
+    }
+}
+
+/// A folder of a container, as a push writes it: each file one `Put Blob`.
+struct AzureFolder<'s> {
+    session: Arc<Session>,
+    engine: &'s mp_transfer::Downloader,
+    blob: BlobRef,
+}
+
+/// The largest blob one `Put Blob` writes (5000 MiB, since the service's 2019-12-12 version).
+const PUT_BLOB_LIMIT: u64 = 5000 << 20;
+
+impl Folder for AzureFolder<'_> {
+    fn describe(&self) -> String {
+        self.blob.text()
+    }
+
+    fn put_file(&self, name: &str, file: &Upload<'_>, progress: &Arc<dyn Progress>) -> Result<()> {
+        if file.size() > PUT_BLOB_LIMIT {
+            return Err(Error::PushDestination {
+                destination: self.blob.text(),
+                reason: format!(
+                    "`{name}` is larger than the 5000 MiB one request writes, and uploads in blocks are not written yet"
+                ),
+            });
+        }
+        let rate = self.engine.config().rate_limit.clone();
+        let blob = format!("{}{name}", self.blob.path);
+        self.engine
+            .block_on(self.session.put(self.engine.client(), &blob, &|| {
+                // What an earlier attempt reported is void.
+                progress.restart();
+                let (body, check) = file.body(Arc::clone(progress), rate.as_ref());
+                (body, file.size(), Some(check))
+            }))
+    }
+
+    fn put_bytes(&self, name: &str, body: &[u8]) -> Result<()> {
+        let blob = format!("{}{name}", self.blob.path);
+        self.engine
+            .block_on(self.session.put(self.engine.client(), &blob, &|| {
+                (body.to_vec().into(), body.len() as u64, None)
+            }))
     }
 }
 
@@ -244,24 +384,7 @@ impl Source for Azure {
             });
         }
         let engine = self.engine.get()?;
-        let env = &*self.env;
-        let found = engine
-            .block_on(mp_credentials::azure::resolve(
-                engine.api_client(),
-                &blob.account,
-                blob.sas.clone(),
-                self.no_sign_request,
-                &|name| env(name),
-            ))
-            .map_err(|e| failure(SourceFailure::Denied, e.to_string(), &e.hint()))?;
-        let session = Arc::new(Session::new(
-            &blob.account,
-            &blob.container,
-            Self::container_url(&blob)?,
-            found,
-            engine.config().retry,
-            engine.api_client().clone(),
-        ));
+        let session = self.session(engine, &blob)?;
         let blobs = self.blobs(engine, &session, &blob)?;
         let version = version_of(&blobs);
         let mut dest = req.layout.models_dir().join("az");
@@ -277,7 +400,7 @@ impl Source for Azure {
         let folder = blob.is_folder();
         let files = blobs
             .into_iter()
-            .map(|(name, rel, props)| ListedFile {
+            .map(|(name, rel, props, sha256)| ListedFile {
                 source: Some(Box::new(BlobSource {
                     display: format!("{}/{}/{}", session.endpoint, blob.container, name),
                     session: Arc::clone(&session),
@@ -286,7 +409,7 @@ impl Source for Azure {
                 })),
                 path: rel,
                 size: props.size,
-                stated: Stated::Nothing,
+                stated: sha256.map_or(Stated::Nothing, Stated::Sha256),
                 checksum: props.md5.as_deref().and_then(Checksum::md5_base64),
                 etag: props.etag.map(|e| e.trim_matches('"').to_owned()),
                 media_type: None,
@@ -317,6 +440,16 @@ impl Source for Azure {
             files,
             claim: None,
         })
+    }
+
+    fn folder<'s>(&'s self, destination: &ModelRef) -> Option<Result<Box<dyn Folder + 's>>> {
+        // The destination as an ensure would read it: the configured endpoint named.
+        let completed = self.complete(destination);
+        let blob = match self.blob_ref(completed.as_ref().unwrap_or(destination)) {
+            Ok(blob) => blob,
+            Err(e) => return Some(Err(e)),
+        };
+        Some(self.push_folder(blob))
     }
 
     /// The reference without its SAS token (kept by the source), and with the endpoint named
@@ -357,9 +490,9 @@ impl Source for Azure {
 }
 
 /// A short name for what the blobs are now: their names, sizes and `ETag`s.
-fn version_of(blobs: &[(String, SafeRelPath, Props)]) -> String {
+fn version_of(blobs: &[Chosen]) -> String {
     let mut text = String::new();
-    for (name, _, p) in blobs {
+    for (name, _, p, _) in blobs {
         text.push_str(name);
         text.push('\0');
         text.push_str(&p.size.map(|s| s.to_string()).unwrap_or_default());

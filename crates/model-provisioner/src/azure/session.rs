@@ -203,6 +203,69 @@ impl Session {
         })
     }
 
+    /// The whole of the small blob `blob` (a pushed folder's manifest), at most 16 MiB.
+    pub(super) async fn read_small(&self, client: &Client, blob: &str) -> Result<Vec<u8>> {
+        let url = self.url(blob, &[]);
+        let response = self
+            .send(client, blob, |c| {
+                self.build(c, Method::GET, url.clone(), HeaderMap::new())
+            })
+            .await?;
+        let status = response.status();
+        if !status.is_success() {
+            let code = error_code(response.headers(), None);
+            return Err(self.refusal(status, code.as_deref(), Some(blob)));
+        }
+        mp_transfer::read_bounded(response, ANSWER_LIMIT)
+            .await
+            .map_err(|_| self.protocol(&format!("`{blob}` did not come whole")))
+    }
+
+    /// Writes the block blob `blob` in one `Put Blob`, each attempt's body made by `body` (with
+    /// its length and, for a model's file, the check that says why it stopped short, which comes
+    /// before the service's answer).
+    pub(super) async fn put(
+        &self,
+        client: &Client,
+        blob: &str,
+        body: &(dyn Fn() -> (reqwest::Body, u64, Option<crate::object_store::UploadCheck>) + Sync),
+    ) -> Result<()> {
+        let url = self.url(blob, &[]);
+        let latest: std::sync::Mutex<Option<crate::object_store::UploadCheck>> =
+            std::sync::Mutex::new(None);
+        let sent = self
+            .send(client, blob, |c| {
+                let (body, len, check) = body();
+                *latest
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = check;
+                let mut headers = HeaderMap::new();
+                headers.insert("x-ms-blob-type", HeaderValue::from_static("BlockBlob"));
+                headers.insert(reqwest::header::CONTENT_LENGTH, HeaderValue::from(len));
+                headers.insert(
+                    reqwest::header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/octet-stream"),
+                );
+                self.build(c, Method::PUT, url.clone(), headers).body(body)
+            })
+            .await;
+        if let Some(stopped) = latest
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .as_ref()
+            .and_then(crate::object_store::UploadCheck::take)
+        {
+            return Err(stopped);
+        }
+        let response = sent?;
+        let status = response.status();
+        if !status.is_success() {
+            let code = error_code(response.headers(), None);
+            return Err(self.refusal(status, code.as_deref(), Some(blob)));
+        }
+        Ok(())
+    }
+
     /// Every blob under `prefix`, page after page: its name and properties.
     pub(super) async fn list(&self, client: &Client, prefix: &str) -> Result<Vec<(String, Props)>> {
         let mut blobs = Vec::new();

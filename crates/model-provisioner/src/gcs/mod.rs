@@ -185,6 +185,93 @@ impl Gcs {
         }))
     }
 
+    /// The objects of the folder `gs`: each under its path in the folder, the filters applied,
+    /// and, when a push wrote the folder, each with the sha256 its manifest states.
+    fn folder_objects(
+        &self,
+        engine: &Downloader,
+        session: &Session,
+        gs: &GsRef,
+    ) -> Result<Vec<Placed>> {
+        let mut listed = session.list(engine, &gs.bucket, &gs.object)?;
+        // A folder a push wrote: its manifest states every file's sha256.
+        let manifest_name = format!("{}{MANIFEST_NAME}", gs.object);
+        let manifest = match listed.iter().position(|o| o.name == manifest_name) {
+            Some(i) => {
+                listed.remove(i);
+                let body = session.read_small(engine, &gs.bucket, &manifest_name)?;
+                Some(Manifest::parse(&body).map_err(|why| Error::Source {
+                    failure: SourceFailure::Protocol,
+                    message: format!(
+                        "the manifest `{manifest_name}` in bucket `{}`: {why}",
+                        gs.bucket
+                    ),
+                    hint: Some("push the model to this folder again".to_owned()),
+                })?)
+            }
+            None => None,
+        };
+        let mut placed = Vec::new();
+        for object in listed {
+            let Some(rest) = object.name.strip_prefix(&gs.object) else {
+                continue;
+            };
+            // A zero-byte "folder" marker is no file.
+            if rest.is_empty() || rest.ends_with('/') {
+                continue;
+            }
+            // Checked before anything is written: a hostile name refuses the folder.
+            let rel = SafeRelPath::new(rest.to_owned())?;
+            if manifest.is_some() || selected(rel.as_str(), &self.include, &self.exclude) {
+                placed.push(Placed {
+                    rel,
+                    object,
+                    sha256: None,
+                });
+            }
+        }
+        if let Some(manifest) = &manifest {
+            let stated: Vec<_> = {
+                let vouched = manifest
+                    .vouch(placed.iter().map(|p| &p.rel))
+                    .map_err(|why| Error::Source {
+                        failure: SourceFailure::Protocol,
+                        message: format!(
+                            "the folder `{}` in bucket `{}` disagrees with its manifest: {why}",
+                            gs.object, gs.bucket
+                        ),
+                        hint: Some("push the model to this folder again".to_owned()),
+                    })?;
+                placed.iter().map(|p| vouched[&p.rel].clone()).collect()
+            };
+            for (p, sha256) in placed.iter_mut().zip(stated) {
+                p.sha256 = Some(sha256);
+            }
+            placed.retain(|p| selected(p.rel.as_str(), &self.include, &self.exclude));
+        }
+        if placed.is_empty() {
+            return Err(Error::Source {
+                failure: SourceFailure::NotFound,
+                message: format!(
+                    "no object under `{}` in bucket `{}` at `{}`{}",
+                    gs.object,
+                    gs.bucket,
+                    session.endpoint,
+                    if self.include.is_empty() && self.exclude.is_empty() {
+                        ""
+                    } else {
+                        " matches the include/exclude patterns"
+                    }
+                ),
+                hint: Some(
+                    "check the prefix (it ends with `/`), and the `--include`/`--exclude` patterns"
+                        .to_owned(),
+                ),
+            });
+        }
+        Ok(placed)
+    }
+
     fn gs(reference: &ModelRef) -> Result<GsRef> {
         let ModelRef::Other(other) = reference else {
             return Err(unsupported(reference));
@@ -234,83 +321,7 @@ impl Source for Gcs {
             &self.env,
         )?;
         let objects = if gs.is_prefix() {
-            let mut listed = session.list(engine, &gs.bucket, &gs.object)?;
-            // A folder a push wrote: its manifest states every file's sha256.
-            let manifest_name = format!("{}{MANIFEST_NAME}", gs.object);
-            let manifest = match listed.iter().position(|o| o.name == manifest_name) {
-                Some(i) => {
-                    listed.remove(i);
-                    let body = session.read_small(engine, &gs.bucket, &manifest_name)?;
-                    Some(Manifest::parse(&body).map_err(|why| Error::Source {
-                        failure: SourceFailure::Protocol,
-                        message: format!(
-                            "the manifest `{manifest_name}` in bucket `{}`: {why}",
-                            gs.bucket
-                        ),
-                        hint: Some("push the model to this folder again".to_owned()),
-                    })?)
-                }
-                None => None,
-            };
-            let mut placed = Vec::new();
-            for object in listed {
-                let Some(rest) = object.name.strip_prefix(&gs.object) else {
-                    continue;
-                };
-                // A zero-byte "folder" marker is no file.
-                if rest.is_empty() || rest.ends_with('/') {
-                    continue;
-                }
-                // Checked before anything is written: a hostile name refuses the folder.
-                let rel = SafeRelPath::new(rest.to_owned())?;
-                if manifest.is_some() || selected(rel.as_str(), &self.include, &self.exclude) {
-                    placed.push(Placed {
-                        rel,
-                        object,
-                        sha256: None,
-                    });
-                }
-            }
-            if let Some(manifest) = &manifest {
-                let stated: Vec<_> = {
-                    let vouched = manifest
-                        .vouch(placed.iter().map(|p| &p.rel))
-                        .map_err(|why| Error::Source {
-                            failure: SourceFailure::Protocol,
-                            message: format!(
-                                "the folder `{}` in bucket `{}` disagrees with its manifest: {why}",
-                                gs.object, gs.bucket
-                            ),
-                            hint: Some("push the model to this folder again".to_owned()),
-                        })?;
-                    placed.iter().map(|p| vouched[&p.rel].clone()).collect()
-                };
-                for (p, sha256) in placed.iter_mut().zip(stated) {
-                    p.sha256 = Some(sha256);
-                }
-                placed.retain(|p| selected(p.rel.as_str(), &self.include, &self.exclude));
-            }
-            if placed.is_empty() {
-                return Err(Error::Source {
-                    failure: SourceFailure::NotFound,
-                    message: format!(
-                        "no object under `{}` in bucket `{}` at `{}`{}",
-                        gs.object,
-                        gs.bucket,
-                        session.endpoint,
-                        if self.include.is_empty() && self.exclude.is_empty() {
-                            ""
-                        } else {
-                            " matches the include/exclude patterns"
-                        }
-                    ),
-                    hint: Some(
-                        "check the prefix (it ends with `/`), and the `--include`/`--exclude` patterns"
-                            .to_owned(),
-                    ),
-                });
-            }
-            placed
+            self.folder_objects(engine, &session, &gs)?
         } else {
             let object = session.object(engine, &gs.bucket, &gs.object)?;
             let name = gs.object.rsplit('/').next().unwrap_or(&gs.object);

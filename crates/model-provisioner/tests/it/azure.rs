@@ -468,3 +468,46 @@ fn an_azure_https_url_has_the_id_of_its_az_reference() -> TestResult {
     let _ = CatalogStore::list(p.catalog());
     Ok(())
 }
+
+#[test]
+fn a_model_pushed_to_a_folder_is_pulled_back_passing_on_its_manifest() -> TestResult {
+    let azurite = Azurite::start()?;
+    azurite.create_container("fleet")?;
+    let models = tempfile::tempdir()?;
+    let model = models.path().join("model");
+    fs::create_dir_all(model.join("sub"))?;
+    fs::write(model.join("config.json"), b"{}")?;
+    fs::write(model.join("sub/w.bin"), random_bytes(2 << 20, 73))?;
+    let cache = tempfile::tempdir()?;
+    let p = provisioner(cache.path(), with_key(&[]), &azurite.endpoint())?;
+    let id = p
+        .ensure(&p.parse_ref(&model.display().to_string())?, None)?
+        .resolved
+        .id;
+    let pushed = p.push(&id, &p.parse_ref("az://devstoreaccount1/fleet/m/")?)?;
+    assert_eq!((pushed.files, pushed.bytes_uploaded), (2, (2 << 20) + 2));
+
+    // Another machine: every blob checked against the manifest's sha256, so the folder passes.
+    let node = tempfile::tempdir()?;
+    let n = provisioner(node.path(), with_key(&[]), &azurite.endpoint())?;
+    let pulled = n.ensure(&n.parse_ref("az://devstoreaccount1/fleet/m/")?, None)?;
+    assert_eq!(pulled.entry.verification.outcome, Outcome::Pass);
+    let dir = &pulled.resolved.local_path;
+    assert_eq!(fs::read(dir.join("sub/w.bin"))?, random_bytes(2 << 20, 73));
+    assert!(!dir.join(".model-provisioner.json").exists());
+
+    // A wrong key writes nothing.
+    let wrong = provisioner(
+        cache.path(),
+        env(&[
+            ("AZURE_STORAGE_ACCOUNT", AZURITE_ACCOUNT),
+            ("AZURE_STORAGE_KEY", "d3Jvbmcga2V5"),
+        ]),
+        &azurite.endpoint(),
+    )?;
+    let err = wrong
+        .push(&id, &wrong.parse_ref("az://devstoreaccount1/fleet/other/")?)
+        .unwrap_err();
+    assert_eq!(source_failure(&err), Some(SourceFailure::Denied), "{err:?}");
+    Ok(())
+}
