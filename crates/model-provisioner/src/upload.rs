@@ -110,6 +110,8 @@ fn read_into(
     let mut hasher = (hash == Hash::Each).then(Hasher::new);
     let mut left = file.size;
     loop {
+        // The piece's turn under the cap starts now, while it is read and hashed.
+        let started = std::time::Instant::now();
         let want = piece.min(left);
         let mut buf = Vec::with_capacity(usize::try_from(want).unwrap_or(usize::MAX));
         (&mut reader)
@@ -135,7 +137,7 @@ fn read_into(
             Error::check_digest(&file.what, Some(&file.digest), &hasher.finish())?;
         }
         if let Some(rate) = rate {
-            rate.take_blocking(buf.len());
+            rate.take_blocking_since(buf.len(), started);
         }
         if tx.blocking_send(Bytes::from(buf)).is_err() || left == 0 {
             return Ok(());

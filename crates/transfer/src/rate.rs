@@ -100,12 +100,22 @@ impl RateLimit {
         }
     }
 
-    /// Waits, blocking the thread, until `bytes` more may move (a reader thread's piece).
-    pub fn take_blocking(&self, bytes: usize) {
-        let wait = self.reserve(bytes, Instant::now());
+    /// Waits, blocking the thread, until `bytes` more may move: a piece a reader thread began
+    /// to read at `since`. Its turn on the timeline is counted from then, so the time spent
+    /// reading and hashing it is part of its wait instead of added to it (a reader that waited
+    /// first and read after would fall behind the cap by its reading time, whenever that is
+    /// longer than the burst allowance).
+    pub fn take_blocking_since(&self, bytes: usize, since: Instant) {
+        let wait = self.wait_since(bytes, since, Instant::now());
         if !wait.is_zero() {
             std::thread::sleep(wait);
         }
+    }
+
+    /// How long bytes claimed at `since` still wait at `now`.
+    fn wait_since(&self, bytes: usize, since: Instant, now: Instant) -> Duration {
+        self.reserve(bytes, since)
+            .saturating_sub(now.saturating_duration_since(since))
     }
 }
 
@@ -147,6 +157,38 @@ mod tests {
         assert_eq!(cap.reserve(50_000, later), Duration::ZERO);
         assert_eq!(cap.reserve(50_000, later), Duration::ZERO);
         assert_eq!(cap.reserve(50_000, later), ms(50));
+    }
+
+    #[test]
+    fn a_piece_waits_from_when_its_reading_began() {
+        // 200 kB pieces at 1 MB/s: a turn of 200 ms each, and a reader that takes 150 ms to
+        // read and hash each one, more than twice the burst allowance.
+        let ms = |n| Duration::from_millis(n);
+        let t0 = Instant::now();
+        let release = |claim_when_read: bool| {
+            let cap = RateLimit::new(1_000_000);
+            let mut start = t0;
+            let mut released = Vec::new();
+            for _ in 0..5 {
+                let read = start + ms(150);
+                let since = if claim_when_read { read } else { start };
+                let go = read + cap.wait_since(200_000, since, read);
+                released.push(go.duration_since(t0));
+                start = go;
+            }
+            released
+        };
+        // Claimed when its reading begins, each piece waits only for what is left of its
+        // turn: one every 200 ms, the cap, each 50 ms (the allowance) before its turn ends.
+        assert_eq!(
+            release(false),
+            [ms(150), ms(350), ms(550), ms(750), ms(950)]
+        );
+        // Claimed once read, every turn starts late: one every 250 ms, 80% of the cap.
+        assert_eq!(
+            release(true),
+            [ms(300), ms(550), ms(800), ms(1050), ms(1300)]
+        );
     }
 
     #[test]
