@@ -1,5 +1,5 @@
 //! What the benchmark binaries share: `mp-bench`, `mp-bench-hf`, `mp-bench-oci`, `mp-bench-s3`,
-//! `mp-bench-push` and `mp-bench-fleet`.
+//! `mp-bench-push`, `mp-bench-fleet` and `mp-bench-rate`.
 
 pub mod hubrepo;
 pub mod measure;

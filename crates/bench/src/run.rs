@@ -2,6 +2,7 @@
 
 use std::ffi::OsStr;
 use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -37,6 +38,64 @@ pub fn timed(cmd: &mut Command, stdout: Stdout) -> anyhow::Result<(Duration, Vec
         );
     }
     Ok((took, output.stdout))
+}
+
+/// What [`timed_sampling`] saw: the wall time, stdout, and each sample with the time since
+/// spawn at which it was taken.
+#[derive(Debug)]
+pub struct Sampled {
+    pub wall: Duration,
+    pub stdout: Vec<u8>,
+    pub samples: Vec<(Duration, u64)>,
+}
+
+/// [`timed`], with `sample` called every `every` while `cmd` runs (the size of what it has
+/// written so far, say). The wall time is taken when the process exits, not at the next
+/// sample.
+pub fn timed_sampling(
+    cmd: &mut Command,
+    every: Duration,
+    mut sample: impl FnMut() -> u64,
+) -> anyhow::Result<Sampled> {
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let started = Instant::now();
+    let mut child = cmd.spawn().with_context(|| format!("cannot run {cmd:?}"))?;
+    let drain = |pipe: Option<Box<dyn io::Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_end(&mut bytes);
+            }
+            bytes
+        })
+    };
+    let stdout = drain(child.stdout.take().map(|p| Box::new(p) as _));
+    let stderr = drain(child.stderr.take().map(|p| Box::new(p) as _));
+    let waiter = std::thread::spawn(move || (child.wait(), Instant::now()));
+    let mut samples = Vec::new();
+    while !waiter.is_finished() {
+        samples.push((started.elapsed(), sample()));
+        std::thread::sleep(every);
+    }
+    let (status, ended) = waiter
+        .join()
+        .map_err(|_| anyhow::anyhow!("the thread waiting for {cmd:?} panicked"))?;
+    let status = status.with_context(|| format!("cannot wait for {cmd:?}"))?;
+    let stdout = stdout.join().unwrap_or_default();
+    let stderr = stderr.join().unwrap_or_default();
+    if !status.success() {
+        bail!(
+            "{cmd:?} failed ({status}):\n{}",
+            String::from_utf8_lossy(&stderr).trim_end()
+        );
+    }
+    Ok(Sampled {
+        wall: ended.duration_since(started),
+        stdout,
+        samples,
+    })
 }
 
 /// The first line `tool args…` prints about itself (`skopeo version 1.9.3`,

@@ -1,5 +1,5 @@
 //! Quiet before each timed run, shared by `mp-bench`, `mp-bench-hf`, `mp-bench-oci`,
-//! `mp-bench-s3` and `mp-bench-push`.
+//! `mp-bench-s3`, `mp-bench-push` and `mp-bench-rate`.
 
 use std::path::Path;
 use std::process::Command;

@@ -1,6 +1,7 @@
-//! The pseudo-random test files, shared by `mp-bench`, `mp-bench-oci`, `mp-bench-s3` and
-//! `mp-bench-push`: written once under the data directory (`random-<N>MiB.bin`) and reused
-//! while its size matches, so that every suite downloads, pushes or hashes the same bytes.
+//! The pseudo-random test files, shared by `mp-bench`, `mp-bench-oci`, `mp-bench-s3`,
+//! `mp-bench-push` and `mp-bench-rate`: written once under the data directory
+//! (`random-<N>MiB.bin`) and reused while its size matches, so that every suite downloads,
+//! pushes or hashes the same bytes.
 //! Other streams of the same generator ([`SHARED`] is the common one) give files of different
 //! content, such as the parts of a folder.
 
