@@ -141,13 +141,13 @@ fn check_signature(bundle: &Bundle, policy: &Policy) -> Result<SignedBy, Refused
     let message = pae(bundle.payload());
     match policy {
         Policy::Key(key) => {
-            if let Material::KeyHint(Some(hint)) = bundle.material() {
-                if !hint.eq_ignore_ascii_case(&key.hint()) {
-                    return Err(Refused::WrongKey {
-                        expected: key.fingerprint(),
-                        found: format!("sha256:{}", crate::statement::printable(hint)),
-                    });
-                }
+            if let Material::KeyHint(Some(hint)) = bundle.material()
+                && !hint.eq_ignore_ascii_case(&key.hint())
+            {
+                return Err(Refused::WrongKey {
+                    expected: key.fingerprint(),
+                    found: format!("sha256:{}", crate::statement::printable(hint)),
+                });
             }
             if !key.verifies(&message, signature) {
                 return Err(Refused::BadSignature {
@@ -165,13 +165,13 @@ fn check_signature(bundle: &Bundle, policy: &Policy) -> Result<SignedBy, Refused
                 Material::KeyHint(_) => return Err(Refused::NoCertificate),
             };
             let info: CertInfo = ca.check(chain)?;
-            if let Some(identity) = identity {
-                if !info.has_identity(identity) {
-                    return Err(Refused::WrongIdentity {
-                        expected: identity.clone(),
-                        found: info.describe(),
-                    });
-                }
+            if let Some(identity) = identity
+                && !info.has_identity(identity)
+            {
+                return Err(Refused::WrongIdentity {
+                    expected: identity.clone(),
+                    found: info.describe(),
+                });
             }
             let key = info.key.as_ref().map_err(|reason| Refused::Certificate {
                 index: 0,
