@@ -102,6 +102,14 @@ fn reference_signature_refuses_changed_extra_and_missing_files() -> TestResult {
             path: "tokenizer/vocab.txt".to_owned()
         })
     );
+    // A file given twice does not stand in for a missing one.
+    let twice = [files[0].clone(), files[1].clone(), files[1].clone()];
+    assert_eq!(
+        verify(&bundle, &policy, &twice),
+        Err(Refused::FileMissing {
+            path: "tokenizer/vocab.txt".to_owned()
+        })
+    );
 
     // One file: in the statement with its digest, or refused.
     verify_file(&bundle, &policy, &files[2].0, &files[2].1)?;

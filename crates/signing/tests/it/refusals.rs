@@ -252,3 +252,30 @@ fn a_looping_or_too_long_chain_is_refused() {
     ));
     assert!(read(&chain_bundle(&[a, b])).is_ok());
 }
+
+#[test]
+fn a_keyless_bundle_reads_as_keyless() -> Result<(), Error> {
+    let mut bundle = chain_bundle(&[b"leaf"]);
+    bundle["verificationMaterial"] = json!({
+        "certificate": { "rawBytes": STANDARD.encode(b"leaf") },
+        "tlogEntries": [{ "logIndex": "1", "kindVersion": { "kind": "dsse", "version": "0.0.1" } }],
+    });
+    let read = read(&bundle)?;
+    assert_eq!(
+        read.material(),
+        &mp_signing::Material::Keyless {
+            certificate: b"leaf".to_vec(),
+            tlog_entries: 1
+        }
+    );
+    let keyless = mp_signing::Policy::Keyless {
+        identity: "a@example.com".to_owned(),
+        issuer: "https://issuer.example".to_owned(),
+    };
+    let refused = mp_signing::verify(&read, &keyless, &[]).expect_err("refused");
+    assert_eq!(
+        refused.to_string(),
+        "keyless verification is not supported yet"
+    );
+    Ok(())
+}
