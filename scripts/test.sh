@@ -13,8 +13,9 @@ fi
 bash scripts/install-test-deps.sh
 
 # The default build of the library must not link an HTTP client (file-only means no network),
-# and neither do the header readers, progress reporting or the credentials crate without features.
-for crate in model-provisioner model-info mp-progress mp-credentials; do
+# and neither do the header readers, progress reporting, the credentials crate without features
+# or the model-signing crate.
+for crate in model-provisioner model-info mp-progress mp-credentials mp-signing; do
   http_deps=$(cargo tree --locked -p "$crate" -e normal --prefix none \
     | grep -E '^(reqwest|hyper|ureq|curl|isahc|h2|tokio) ' || true)
   if [ -n "$http_deps" ]; then

@@ -1,4 +1,4 @@
-//! EC keys: a [`PublicKey`] from PEM (SubjectPublicKeyInfo) and the private key a signer
+//! EC keys: a [`PublicKey`] from PEM (`SubjectPublicKeyInfo`) and the private key a signer
 //! signs with (PEM, PKCS#8 or SEC1), on the curves the reference signer's `key` method makes
 //! and `ring` signs with: P-256 with SHA-256 and P-384 with SHA-384. The signatures are
 //! ASN.1 DER, as in the bundle.
@@ -74,13 +74,14 @@ impl fmt::Debug for PublicKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PublicKey")
             .field("curve", &self.curve)
+            .field("point", &catalog_core::to_hex(&self.point))
             .field("fingerprint", &self.fingerprint())
             .finish()
     }
 }
 
 impl PublicKey {
-    /// Reads a PEM `PUBLIC KEY` (SubjectPublicKeyInfo), as `openssl ec -pubout` writes it.
+    /// Reads a PEM `PUBLIC KEY` (`SubjectPublicKeyInfo`), as `openssl ec -pubout` writes it.
     pub fn from_pem(pem: &[u8]) -> Result<PublicKey, Error> {
         let spki = SubjectPublicKeyInfoDer::from_pem_slice(pem).map_err(|e| Error::Key {
             what: "public key",
@@ -89,7 +90,7 @@ impl PublicKey {
         PublicKey::from_spki(&spki, "public key")
     }
 
-    /// Reads a DER SubjectPublicKeyInfo (what a certificate holds).
+    /// Reads a DER `SubjectPublicKeyInfo` (what a certificate holds).
     pub(crate) fn from_spki(spki: &[u8], what: &'static str) -> Result<PublicKey, Error> {
         let malformed = |_| Error::Key {
             what,
@@ -127,7 +128,7 @@ impl PublicKey {
     }
 
     /// The hint the bundle's verification material names the key by: the sha256, hex, of the
-    /// key's PEM SubjectPublicKeyInfo as the reference writes it (64 columns, final newline).
+    /// key's PEM `SubjectPublicKeyInfo` as the reference writes it (64 columns, final newline).
     pub(crate) fn hint(&self) -> String {
         catalog_core::to_hex(&Sha256::digest(self.pem().as_bytes()))
     }

@@ -1,4 +1,4 @@
-//! The OpenSSF model-signing format: a Sigstore bundle, by convention `model.sig` at a model's
+//! The `OpenSSF` model-signing format: a Sigstore bundle, by convention `model.sig` at a model's
 //! root, whose DSSE envelope signs an in-toto statement listing every file of the model with
 //! its sha256.
 //!

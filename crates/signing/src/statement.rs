@@ -234,10 +234,13 @@ fn is_ignored(ignore_paths: &[SafeRelPath], path: &SafeRelPath) -> bool {
 }
 
 fn safe_path(name: String) -> Result<SafeRelPath, Error> {
-    SafeRelPath::new(name.clone()).map_err(|source| Error::UnsafePath {
-        name: printable(&name),
-        source,
-    })
+    match SafeRelPath::new(name) {
+        Ok(path) => Ok(path),
+        Err(source) => Err(Error::UnsafePath {
+            name: source.input().to_owned(),
+            source,
+        }),
+    }
 }
 
 /// `text` with control characters escaped and cut to 200 characters, for an error message.

@@ -71,21 +71,21 @@ pub fn verify(
 ) -> Result<Signed, Refused> {
     let signed_by = check_signature(bundle, policy)?;
     let statement = bundle.statement();
-    let mut matched = 0usize;
+    // Counted by distinct path: a file given twice must not stand in for a missing one.
+    let mut given: HashSet<&SafeRelPath> = HashSet::with_capacity(files.len());
     for (path, digest) in files {
         if statement.is_ignored(path) {
             continue;
         }
         check_file(bundle, path, digest)?;
-        matched += 1;
+        given.insert(path);
     }
-    if matched != statement.files().len() {
-        let given: HashSet<&SafeRelPath> = files.iter().map(|(path, _)| path).collect();
-        if let Some(missing) = statement.files().keys().find(|p| !given.contains(p)) {
-            return Err(Refused::FileMissing {
-                path: missing.to_string(),
-            });
-        }
+    if given.len() != statement.files().len()
+        && let Some(missing) = statement.files().keys().find(|p| !given.contains(p))
+    {
+        return Err(Refused::FileMissing {
+            path: missing.to_string(),
+        });
     }
     Ok(signed(bundle, signed_by))
 }
@@ -141,13 +141,13 @@ fn check_signature(bundle: &Bundle, policy: &Policy) -> Result<SignedBy, Refused
     let message = pae(bundle.payload());
     match policy {
         Policy::Key(key) => {
-            if let Material::KeyHint(Some(hint)) = bundle.material() {
-                if !hint.eq_ignore_ascii_case(&key.hint()) {
-                    return Err(Refused::WrongKey {
-                        expected: key.fingerprint(),
-                        found: format!("sha256:{}", crate::statement::printable(hint)),
-                    });
-                }
+            if let Material::KeyHint(Some(hint)) = bundle.material()
+                && !hint.eq_ignore_ascii_case(&key.hint())
+            {
+                return Err(Refused::WrongKey {
+                    expected: key.fingerprint(),
+                    found: format!("sha256:{}", crate::statement::printable(hint)),
+                });
             }
             if !key.verifies(&message, signature) {
                 return Err(Refused::BadSignature {
@@ -161,17 +161,19 @@ fn check_signature(bundle: &Bundle, policy: &Policy) -> Result<SignedBy, Refused
         Policy::CertChain { ca, identity } => {
             let chain = match bundle.material() {
                 Material::Chain(chain) => chain.as_slice(),
-                Material::Keyless { certificate, .. } => std::slice::from_ref(certificate),
+                // A keyless certificate is trusted through the transparency log, which is not
+                // checked here: such a bundle is not taken as a plain chain.
+                Material::Keyless { .. } => return Err(Refused::KeylessUnsupported),
                 Material::KeyHint(_) => return Err(Refused::NoCertificate),
             };
             let info: CertInfo = ca.check(chain)?;
-            if let Some(identity) = identity {
-                if !info.has_identity(identity) {
-                    return Err(Refused::WrongIdentity {
-                        expected: identity.clone(),
-                        found: info.describe(),
-                    });
-                }
+            if let Some(identity) = identity
+                && !info.has_identity(identity)
+            {
+                return Err(Refused::WrongIdentity {
+                    expected: identity.clone(),
+                    found: info.describe(),
+                });
             }
             let key = info.key.as_ref().map_err(|reason| Refused::Certificate {
                 index: 0,
