@@ -9,7 +9,9 @@ use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use model_provisioner::{Error, Event, Events, ModelProvisioner, ProvisionerBuilder, json_line};
+use model_provisioner::{
+    Cancel, Error, Event, Events, ModelProvisioner, ProvisionerBuilder, json_line,
+};
 use pyo3::prelude::*;
 
 use crate::errors;
@@ -38,7 +40,8 @@ pub(crate) fn run<T: Send + 'static>(
 ) -> PyResult<T> {
     let cache_dir = crate::cache_dir(cache_dir).map_err(errors::to_py)?;
     let (tx, rx) = mpsc::channel::<Message<T>>();
-    let mut builder = ModelProvisioner::builder(cache_dir);
+    let cancel = Cancel::new();
+    let mut builder = ModelProvisioner::builder(cache_dir).cancel(cancel.clone());
     if on_progress.is_some() {
         let events = tx.clone();
         builder = builder.reporter(Arc::new(Events::new(move |event: &Event<'_>| {
@@ -68,6 +71,7 @@ pub(crate) fn run<T: Send + 'static>(
                 if let (None, Some(callback)) = (&raised, on_progress)
                     && let Err(e) = dispatch(callback, &line)
                 {
+                    cancel.cancel();
                     raised = Some(e);
                 }
             }
@@ -78,6 +82,7 @@ pub(crate) fn run<T: Send + 'static>(
         if raised.is_none()
             && let Err(e) = py.check_signals()
         {
+            cancel.cancel();
             raised = Some(e);
         }
     };
