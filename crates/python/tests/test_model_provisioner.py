@@ -187,3 +187,14 @@ def test_ctrl_c_stops_a_download_which_the_next_call_resumes(nginx, cache):
     assert m.verification == "pass"
     assert m.bytes_read <= len(data) - kept, "the kept bytes were fetched again"
     assert hashlib.sha256(m.local_path.read_bytes()).hexdigest() == digest.split(":")[1]
+
+
+def test_push_refuses_a_destination_that_takes_no_model(cache):
+    m = mp.ensure(str(TINY), digest=TINY_DIGEST, cache_dir=cache)
+    with pytest.raises(mp.UsageError) as caught:
+        mp.push(m.id, "https://example.invalid/models/", cache_dir=cache)
+    assert caught.value.hint is None or isinstance(caught.value.hint, str)
+    with pytest.raises(mp.UsageError):
+        mp.push(m.id, "not a reference::", cache_dir=cache)
+    with pytest.raises(mp.ProvisionError, match="no model"):
+        mp.push("file:/nowhere", "oci://127.0.0.1:1/m:1", cache_dir=cache)
