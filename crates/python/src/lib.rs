@@ -72,6 +72,14 @@ fn parse_reference(text: &str) -> PyResult<ModelRef> {
 }
 
 /// Makes sure the model `reference` names is on this machine, verified and recorded.
+///
+/// `digest` (`sha256:…`) is what the bytes must hash to; `cache_dir` defaults to
+/// `$MODEL_PROVISIONER_CACHE`, then the XDG cache directory; `revision` pins an `hf:`
+/// reference's branch, tag or commit; `include` and `exclude` select files of a whole `hf:`
+/// repository or an S3 folder. `on_progress` is called on this thread with each progress
+/// event, a `dict` of `docs/progress.md`'s schema; an exception it raises stops the call and is
+/// raised from it. Ctrl-C stops the download, resumable, and raises `KeyboardInterrupt`.
+/// Raises `UsageError`, `VerificationError` or `ProvisionError`.
 #[pyfunction]
 #[pyo3(signature = (reference, *, digest=None, cache_dir=None, revision=None, include=None, exclude=None, on_progress=None))]
 #[expect(

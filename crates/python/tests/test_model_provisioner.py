@@ -198,3 +198,18 @@ def test_push_refuses_a_destination_that_takes_no_model(cache):
         mp.push(m.id, "not a reference::", cache_dir=cache)
     with pytest.raises(mp.ProvisionError, match="no model"):
         mp.push("file:/nowhere", "oci://127.0.0.1:1/m:1", cache_dir=cache)
+
+
+def test_the_stubs_name_what_the_package_has_and_everything_is_documented():
+    import ast
+
+    stubs = Path(mp.__file__).with_name("__init__.pyi")
+    tree = ast.parse(stubs.read_text())
+    stubbed = {n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
+    assert stubbed == set(mp.__all__)
+    assert (Path(mp.__file__).with_name("py.typed")).exists()
+    for name in mp.__all__:
+        assert getattr(mp, name).__doc__, name
+    for field in ["id", "local_path", "digest", "verification", "computed", "bytes",
+                  "bytes_read", "cached"]:
+        assert getattr(mp.Model, field).__doc__, field
