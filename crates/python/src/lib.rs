@@ -4,11 +4,13 @@
 //! | module | its one job |
 //! |---|---|
 //! | `errors` | the exception classes, and the library's errors as them |
+//! | `rules` | the mirror and signer rules of the environment and the cache, as the CLI reads them |
 //! | `run` | a call on a worker thread: the GIL released, progress and Ctrl-C on the caller's |
 //!
 //! The Python package (`python/model_provisioner/`) re-exports these and carries the stubs.
 
 mod errors;
+mod rules;
 mod run;
 
 use std::path::PathBuf;

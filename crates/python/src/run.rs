@@ -41,7 +41,10 @@ pub(crate) fn run<T: Send + 'static>(
     let cache_dir = crate::cache_dir(cache_dir).map_err(errors::to_py)?;
     let (tx, rx) = mpsc::channel::<Message<T>>();
     let cancel = Cancel::new();
-    let mut builder = ModelProvisioner::builder(cache_dir).cancel(cancel.clone());
+    let mut builder = crate::rules::apply(
+        ModelProvisioner::builder(&cache_dir).cancel(cancel.clone()),
+        &cache_dir,
+    )?;
     if on_progress.is_some() {
         let events = tx.clone();
         builder = builder.reporter(Arc::new(Events::new(move |event: &Event<'_>| {

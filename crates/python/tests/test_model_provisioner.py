@@ -213,3 +213,13 @@ def test_the_stubs_name_what_the_package_has_and_everything_is_documented():
     for field in ["id", "local_path", "digest", "verification", "computed", "bytes",
                   "bytes_read", "cached"]:
         assert getattr(mp.Model, field).__doc__, field
+
+
+def test_mirror_and_signer_rules_are_read_as_the_command_line_reads_them(cache, monkeypatch):
+    monkeypatch.setenv("MODEL_PROVISIONER_MIRRORS", "not a rule")
+    with pytest.raises(mp.UsageError):
+        mp.ensure(str(TINY), digest=TINY_DIGEST, cache_dir=cache)
+    monkeypatch.delenv("MODEL_PROVISIONER_MIRRORS")
+    (cache / "signers.conf").write_text("not a rule\n")
+    with pytest.raises(mp.UsageError):
+        mp.ensure(str(TINY), digest=TINY_DIGEST, cache_dir=cache)
