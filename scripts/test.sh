@@ -8,8 +8,8 @@ if ! command -v cargo >/dev/null; then
   exit 1
 fi
 
-# Servers and tools the tests run against: Debian's nginx, git and git-lfs, and olah and
-# huggingface_hub (`hf`) in a venv under .venv/.
+# Servers and tools the tests run against: Debian's nginx, git and git-lfs, and olah,
+# huggingface_hub (`hf`), maturin and pytest in a venv under .venv/.
 bash scripts/install-test-deps.sh
 
 # The default build of the library must not link an HTTP client (file-only means no network),
@@ -28,3 +28,11 @@ done
 
 cargo test --locked --workspace --all-features --all-targets
 cargo test --locked --workspace --all-features --doc
+
+# The Python package: its abi3 wheel built and installed into the test venv, then its tests.
+wheels=$(mktemp -d)
+trap 'rm -rf "$wheels"' EXIT
+.venv/bin/maturin build --locked --manifest-path crates/python/Cargo.toml --out "$wheels" --quiet
+PIP_DISABLE_PIP_VERSION_CHECK=1 .venv/bin/python -m pip install --quiet --no-input --no-index \
+  --no-deps --force-reinstall "$wheels"/model_provisioner-*.whl
+.venv/bin/python -m pytest -q crates/python/tests

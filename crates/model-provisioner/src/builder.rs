@@ -102,6 +102,8 @@ struct Settings {
     stall_timeout: Option<Duration>,
     #[cfg(feature = "http")]
     limit_rate: Option<mp_transfer::RateLimit>,
+    #[cfg(feature = "http")]
+    cancel: Option<mp_transfer::Cancel>,
     offline: bool,
     include: Option<Vec<String>>,
     exclude: Option<Vec<String>>,
@@ -254,6 +256,16 @@ impl ProvisionerBuilder {
     #[cfg(feature = "http")]
     pub fn limit_rate(mut self, rate: Option<mp_transfer::RateLimit>) -> Self {
         self.settings.limit_rate = rate;
+        self
+    }
+
+    /// A flag that, once set (from another thread, a signal handler's watcher), stops this
+    /// provisioner's downloads between two reads, from every source: the call fails with
+    /// [`Error::is_cancelled`](crate::Error::is_cancelled), and what reached the disk is kept
+    /// for the next run to resume.
+    #[cfg(feature = "http")]
+    pub fn cancel(mut self, cancel: mp_transfer::Cancel) -> Self {
+        self.settings.cancel = Some(cancel);
         self
     }
 
@@ -432,6 +444,9 @@ impl ProvisionerBuilder {
         download.stall_timeout = s.stall_timeout.unwrap_or(download.stall_timeout);
         if let Some(rate) = &s.limit_rate {
             download.rate_limit = Some(rate.clone());
+        }
+        if let Some(cancel) = &s.cancel {
+            download.cancel = Some(cancel.clone());
         }
         download
     }

@@ -480,10 +480,24 @@ impl Error {
         )
     }
 
+    /// Whether a download was stopped by the builder's [`Cancel`](crate::Cancel) flag.
+    pub fn is_cancelled(&self) -> bool {
+        #[cfg(feature = "http")]
+        return matches!(self, Error::Transfer(mp_transfer::Error::Cancelled));
+        #[cfg(not(feature = "http"))]
+        {
+            let _ = self;
+            false
+        }
+    }
+
     /// The error's class, as progress events name it: `verification` (the command line's exit
-    /// status 3), `usage` (2) or `error` (1).
+    /// status 3), `usage` (2), `cancelled` (the builder's cancel flag stopped it; 1) or `error`
+    /// (1).
     pub fn class(&self) -> &'static str {
-        if self.is_verification_failure() {
+        if self.is_cancelled() {
+            "cancelled"
+        } else if self.is_verification_failure() {
             "verification"
         } else if self.is_usage() {
             "usage"

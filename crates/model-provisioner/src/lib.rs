@@ -96,7 +96,7 @@ pub use mp_progress::{
 };
 /// How downloads are made: connections, chunk size, retries, the memory budget (`mp-transfer`).
 #[cfg(feature = "http")]
-pub use mp_transfer::{DownloadConfig, RateLimit, RetryPolicy};
+pub use mp_transfer::{Cancel, DownloadConfig, RateLimit, RetryPolicy};
 pub use provisioner::{Ensured, ModelProvisioner, Verified};
 #[cfg(feature = "http")]
 pub use publish::{Mirrored, Pushed};

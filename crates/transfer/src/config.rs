@@ -33,6 +33,10 @@ pub struct DownloadConfig {
     /// A cap on the bytes per second, shared by every transfer of every engine given a clone
     /// of it (downloads, and the uploads that read their bodies through it).
     pub rate_limit: Option<crate::RateLimit>,
+    /// A flag that stops the downloads of this configuration's engines (see [`Cancel`]).
+    ///
+    /// [`Cancel`]: crate::Cancel
+    pub cancel: Option<crate::Cancel>,
 }
 
 impl Default for DownloadConfig {
@@ -48,6 +52,7 @@ impl Default for DownloadConfig {
             direct_io: true,
             ca_bundle: None,
             rate_limit: None,
+            cancel: None,
         }
     }
 }

@@ -75,6 +75,10 @@ pub enum Error {
     /// The cache directory failed (a partial file, a resume record).
     #[error(transparent)]
     Catalog(#[from] catalog_core::Error),
+    /// The download was stopped by its [`Cancel`](crate::Cancel) flag; what reached the disk
+    /// is in its resume record, for the next run.
+    #[error("the download was cancelled")]
+    Cancelled,
     /// The caller's own error, carried through the engine unchanged.
     #[error(transparent)]
     Caller(Box<dyn std::error::Error + Send + Sync>),

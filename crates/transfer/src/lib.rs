@@ -21,6 +21,7 @@
 //! | `direct` | page-aligned buffers and writes around the page cache |
 //! | `checksum` | [`Checksum`]: an MD5 or CRC32C a source states, computed beside the sha256 |
 //! | `rate` | [`RateLimit`]: a cap on the bytes per second of every transfer that shares it |
+//! | `cancel` | [`Cancel`]: a flag that stops downloads between two reads, resumable |
 //!
 //! Resume: the record says what the bytes are (the expected digest, else the URL), the
 //! remote's size and validators (`ETag`, `Last-Modified`), the in-order prefix that was hashed
@@ -38,6 +39,7 @@
 
 mod body;
 mod budget;
+mod cancel;
 mod checksum;
 mod config;
 mod direct;
@@ -55,6 +57,7 @@ use catalog_core::{CacheLayout, Digest, StagedFile};
 use std::sync::OnceLock;
 
 pub use body::{BodyError, read_bounded};
+pub use cancel::Cancel;
 pub use checksum::{Checksum, ChecksumKind};
 pub use config::{DownloadConfig, OBJECT_STORE_CHUNK, OBJECT_STORE_CONNECTIONS};
 pub use error::{Error, Result};
@@ -265,6 +268,14 @@ impl Downloader {
             (None, Some(digest)) => digest.value().to_owned(),
             (None, None) => partial_key(dl.source.display()),
         };
+        if self
+            .config
+            .cancel
+            .as_ref()
+            .is_some_and(Cancel::is_cancelled)
+        {
+            return Err(Error::Cancelled);
+        }
         let (part_path, state_path) = layout.partial_paths(&key)?;
         let partial = resume::Partial::open(part_path, state_path, self.config.direct_io)?;
         let _active = self.budget.active();

@@ -170,6 +170,32 @@ impl ModelRef {
             _ => false,
         }
     }
+
+    /// This `hf:` reference at `revision` (a branch, tag or commit), checked as a revision
+    /// written in the reference is. Refused for any other scheme, and for a reference that
+    /// already pins another revision.
+    pub fn with_revision(&self, revision: &str) -> Result<ModelRef, ParseRefError> {
+        let ModelRef::Hf(hf) = self else {
+            return Err(ParseRefError::new(
+                &self.redacted(),
+                "a revision applies to `hf:` references only",
+            ));
+        };
+        if hf.revision.as_deref().is_some_and(|r| r != revision) {
+            return Err(ParseRefError::new(
+                &self.to_string(),
+                format!(
+                    "it already pins a revision, and `{}` was given",
+                    printable(revision)
+                ),
+            )
+            .with_hint("drop one of the two: the revision given or the `@…` in the reference"));
+        }
+        // Re-parsed, so that the revision is checked like one written in the reference.
+        let mut pinned = hf.clone();
+        pinned.revision = Some(revision.to_owned());
+        ModelRef::Hf(pinned).to_string().parse()
+    }
 }
 
 impl fmt::Display for ModelRef {
@@ -358,6 +384,19 @@ mod tests {
 
     pub(super) fn parse(s: &str) -> ModelRef {
         s.parse().unwrap_or_else(|e| panic!("{s:?}: {e}"))
+    }
+
+    #[test]
+    fn a_revision_pins_an_hf_reference_once() {
+        let pinned = parse("hf:org/repo:Q4_K_M").with_revision("v1");
+        assert_eq!(pinned, Ok(parse("hf:org/repo@v1:Q4_K_M")));
+        let same = parse("hf:org/repo@v1/m.gguf").with_revision("v1");
+        assert_eq!(same, Ok(parse("hf:org/repo@v1/m.gguf")));
+        let other = parse("hf:org/repo@v1/m.gguf").with_revision("v2");
+        assert!(other.is_err_and(|e| e.reason().contains("already pins") && e.hint().is_some()));
+        let http = parse("https://example.com/m.gguf").with_revision("v1");
+        assert!(http.is_err_and(|e| e.reason().contains("`hf:` references only")));
+        assert!(parse("hf:org/repo").with_revision("bad rev").is_err());
     }
 
     #[test]

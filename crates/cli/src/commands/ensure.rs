@@ -367,20 +367,11 @@ fn with_revision(reference: &ModelRef, revision: Option<&str>) -> anyhow::Result
     let Some(revision) = revision else {
         return Ok(reference.clone());
     };
-    let ModelRef::Hf(hf) = reference else {
-        return Err(UsageError("`--revision` applies to `hf:` references only".into()).into());
-    };
-    if hf.revision.as_deref().is_some_and(|r| r != revision) {
-        return Err(UsageError(format!(
-            "`{reference}` already pins a revision; drop `--revision {revision}` or the `@…`"
-        ))
-        .into());
-    }
-    // Re-parse, so that the revision is checked like one written in the reference.
-    let mut pinned = hf.clone();
-    pinned.revision = Some(revision.to_owned());
-    ModelRef::Hf(pinned)
-        .to_string()
-        .parse::<ModelRef>()
-        .map_err(|e| UsageError(e.to_string()).into())
+    reference.with_revision(revision).map_err(|e| {
+        UsageError(match e.hint() {
+            Some(hint) => format!("{e}\nhint: {hint}"),
+            None => e.to_string(),
+        })
+        .into()
+    })
 }

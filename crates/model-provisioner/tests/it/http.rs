@@ -565,3 +565,81 @@ fn a_corrupt_blob_is_caught_by_verify_and_fetched_again_by_ensure() -> TestResul
     assert_eq!(server.requests(), 2);
     Ok(())
 }
+
+/// The resume record of the one download in flight under `cache`, as `(prefix_len, total)`.
+fn resume_progress(cache: &Path) -> Option<(u64, u64)> {
+    let state = fs::read_dir(cache.join("tmp"))
+        .ok()?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "state"))?;
+    let value: serde_json::Value = serde_json::from_slice(&fs::read(state).ok()?).ok()?;
+    Some((value["prefix_len"].as_u64()?, value["total"].as_u64()?))
+}
+
+#[test]
+fn a_cancelled_download_stops_where_it_waits_and_the_next_run_resumes_it() -> TestResult {
+    let body = bytes(6 << 20, 21);
+    let server = FaultServer::start(body.clone(), vec![Answer::Serve { ranges: true }]);
+    // One stream, held after 5 MiB: the first 4 MiB piece reaches the disk and the record.
+    server.hold(test_support::Hold::AfterBytes(5 << 20));
+    let cache = tempfile::tempdir()?;
+    let url = server.url("m.gguf");
+    let digest = Digest::sha256_of(&body);
+    // A stall would be retried long after the test's bound: only the flag stops this one.
+    let download = DownloadConfig {
+        connections: 1,
+        stall_timeout: Duration::from_secs(600),
+        ..config()
+    };
+    let cancel = model_provisioner::Cancel::new();
+    let p = ModelProvisioner::builder(cache.path())
+        .download_config(download.clone())
+        .cancel(cancel.clone())
+        .build()?;
+    let (reference, expected) = (url.parse()?, digest.clone());
+    let run = std::thread::spawn(move || p.ensure(&reference, Some(&expected)).map(|_| ()));
+    assert!(
+        server.wait_held(Duration::from_secs(30)),
+        "the hold was not reached"
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while resume_progress(cache.path()).is_none_or(|(kept, _)| kept == 0) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no bytes in the resume record"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let cancelled_at = std::time::Instant::now();
+    cancel.cancel();
+    let err = run.join().map_err(|_| "the ensure panicked")?.unwrap_err();
+    assert!(
+        cancelled_at.elapsed() < Duration::from_secs(5),
+        "it did not stop promptly"
+    );
+    assert!(err.is_cancelled(), "{err}");
+    assert_eq!(err.class(), "cancelled");
+    let (kept, total) = resume_progress(cache.path()).ok_or("no resume record")?;
+    assert_eq!(total, body.len() as u64);
+    assert!(kept >= 4 << 20, "kept {kept}");
+    assert!(
+        !cache.path().join("catalog/index.json").exists() || {
+            let p = ModelProvisioner::file_only(cache.path())?;
+            p.catalog().list()?.is_empty()
+        }
+    );
+
+    server.release();
+    let p = ModelProvisioner::builder(cache.path())
+        .download_config(download)
+        .build()?;
+    let ensured = p.ensure(&url.parse()?, Some(&digest))?;
+    assert_eq!(
+        ensured.bytes_read,
+        body.len() as u64 - kept,
+        "the kept bytes came again"
+    );
+    assert_eq!(fs::read(&ensured.resolved.local_path)?, body);
+    Ok(())
+}

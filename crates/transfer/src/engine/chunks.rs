@@ -4,6 +4,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
 
+use crate::cancel::unless_cancelled;
 use crate::checksum::Hashes;
 use reqwest::StatusCode;
 
@@ -182,8 +183,10 @@ impl Run<'_> {
                     }
                 };
                 while lease.buf().len() < len {
-                    let piece = tokio::time::timeout(stall, resp.chunk())
+                    let next = tokio::time::timeout(stall, resp.chunk());
+                    let piece = unless_cancelled(self.cancel(), next)
                         .await
+                        .map_err(Failure::local)?
                         .map_err(|_| Failure::stalled(stall))?
                         .map_err(Failure::from_reqwest)?;
                     let Some(piece) = piece else {

@@ -29,6 +29,7 @@ use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
 use tokio::sync::Semaphore;
 
+use super::cancel::unless_cancelled;
 use super::checksum::{Checksum, Hashes};
 use super::range::{Validators, content_range, range_headers, work};
 use super::resume::{Partial, ResumeState};
@@ -118,7 +119,14 @@ impl<'a> Run<'a> {
             .engine
             .clients(self.dl.source)
             .map_err(Failure::local)?;
-        send(self.dl.source, clients, headers).await
+        unless_cancelled(self.cancel(), send(self.dl.source, clients, headers))
+            .await
+            .map_err(Failure::local)?
+    }
+
+    /// The flag that stops this download, if it has one.
+    fn cancel(&self) -> Option<&crate::Cancel> {
+        self.engine.config.cancel.as_ref()
     }
 
     pub(super) async fn fetch(self) -> Result<Downloaded> {

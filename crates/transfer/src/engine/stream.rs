@@ -11,6 +11,7 @@ use super::super::range::{Validators, content_range, range_headers};
 use super::super::retry::Failure;
 use super::super::sink::HashSink;
 use super::{Plan, Run, SEQUENTIAL_PIECE};
+use crate::cancel::unless_cancelled;
 use crate::checksum::Hashes;
 use crate::error::Result;
 
@@ -156,11 +157,13 @@ impl Run<'_> {
             }
         };
         let failure = loop {
-            let chunk = match tokio::time::timeout(stall, resp.chunk()).await {
-                Err(_) => break Some(Failure::stalled(stall)),
-                Ok(Err(e)) => break Some(Failure::from_reqwest(e)),
-                Ok(Ok(None)) => break None,
-                Ok(Ok(Some(c))) => c,
+            let next = tokio::time::timeout(stall, resp.chunk());
+            let chunk = match unless_cancelled(self.cancel(), next).await {
+                Err(cancelled) => break Some(Failure::local(cancelled)),
+                Ok(Err(_)) => break Some(Failure::stalled(stall)),
+                Ok(Ok(Err(e))) => break Some(Failure::from_reqwest(e)),
+                Ok(Ok(Ok(None))) => break None,
+                Ok(Ok(Ok(Some(c)))) => c,
             };
             let room = end.map_or(u64::MAX, |end| end.saturating_sub(offset + read));
             let take = usize::try_from(room).unwrap_or(usize::MAX).min(chunk.len());
