@@ -35,11 +35,13 @@
 
 mod chain;
 mod connection;
+mod error;
 mod shared_key;
 mod token;
 
-pub use self::chain::{AzureCredentialError, Credential, Found, Provider, Tried, resolve};
+pub use self::chain::{Credential, Found, resolve};
 pub use self::connection::ConnectionString;
+pub use self::error::{AzureCredentialError, Provider, Tried};
 pub use self::shared_key::{SharedKey, string_to_sign};
 pub use self::token::{STORAGE_SCOPE, TokenCredential};
 pub use crate::Secret;

@@ -42,11 +42,13 @@ mod chain;
 mod error;
 mod key_file;
 mod metadata;
+mod source;
 mod token;
 
-pub use self::chain::{GcpCredentials, Resolved, Source, resolve};
+pub use self::chain::{GcpCredentials, Resolved, resolve};
 pub use self::error::{CredentialError, Tried};
 pub use self::key_file::{KeyFile, ServiceAccountKey};
+pub use self::source::Source;
 pub use self::token::{AccessToken, Scope};
 pub use crate::Secret;
 

@@ -20,7 +20,7 @@ use reqwest::StatusCode;
 use serde::Deserialize;
 use url::Url;
 
-use super::chain::{AzureCredentialError, Provider};
+use super::error::{AzureCredentialError, Provider};
 use crate::Secret;
 use mp_transfer::{BodyError, RetryPolicy, Unanswered, read_bounded, send_built};
 

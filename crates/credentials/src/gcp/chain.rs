@@ -1,7 +1,6 @@
 //! [`resolve`]: the providers tried in Google's order, and what one gives, [`GcpCredentials`]:
 //! a token that is replaced before it expires.
 
-use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{PoisonError, RwLock};
 use std::time::SystemTime;
@@ -11,42 +10,10 @@ use url::Url;
 use super::error::{CredentialError, Tried};
 use super::key_file::KeyFile;
 use super::metadata;
+use super::source::Source;
 use super::token::{AccessToken, Scope};
 use super::var;
 use crate::secret::Secret;
-
-/// Where a token came from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Source {
-    /// A service account's key file.
-    ServiceAccount(PathBuf),
-    /// An authorized user's file (gcloud's ADC file, usually).
-    AuthorizedUser(PathBuf),
-    /// The metadata server.
-    MetadataServer,
-}
-
-impl Source {
-    /// The key file, for the two kinds that have one.
-    pub fn path(&self) -> Option<&Path> {
-        match self {
-            Source::ServiceAccount(p) | Source::AuthorizedUser(p) => Some(p),
-            Source::MetadataServer => None,
-        }
-    }
-}
-
-impl fmt::Display for Source {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Source::ServiceAccount(p) => {
-                write!(f, "the service account key `{}`", p.display())
-            }
-            Source::AuthorizedUser(p) => write!(f, "the authorized user file `{}`", p.display()),
-            Source::MetadataServer => f.write_str("the metadata server"),
-        }
-    }
-}
 
 /// What [`resolve`] found.
 #[derive(Debug)]

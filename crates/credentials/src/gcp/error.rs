@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use reqwest::StatusCode;
 
-use super::chain::Source;
+use super::source::Source;
 
 /// One provider that gave nothing, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]

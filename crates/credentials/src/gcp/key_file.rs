@@ -24,8 +24,8 @@ use rustls_pki_types::PrivatePkcs8KeyDer;
 use rustls_pki_types::pem::PemObject as _;
 use serde::Deserialize;
 
-use super::chain::Source;
 use super::error::CredentialError;
+use super::source::Source;
 use super::token::{AccessToken, Scope, TOKEN_RETRY, TOKEN_TIMEOUT, fetch_token};
 use crate::secret::Secret;
 

@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use url::Url;
 
-use super::chain::Source;
 use super::error::CredentialError;
+use super::source::Source;
 use super::token::{AccessToken, TOKEN_RETRY, TOKEN_TIMEOUT, fetch_token};
 use super::var;
 use mp_transfer::RetryPolicy;

@@ -6,8 +6,8 @@ use std::time::{Duration, SystemTime};
 use reqwest::StatusCode;
 use serde::Deserialize;
 
-use super::chain::Source;
 use super::error::CredentialError;
+use super::source::Source;
 use crate::secret::Secret;
 use mp_transfer::{BodyError, RetryPolicy, Unanswered, read_bounded, send_built};
 
