@@ -603,14 +603,13 @@ fn a_cancelled_download_stops_where_it_waits_and_the_next_run_resumes_it() -> Te
         server.wait_held(Duration::from_secs(30)),
         "the hold was not reached"
     );
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while resume_progress(cache.path()).is_none_or(|(kept, _)| kept == 0) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no bytes in the resume record"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    assert!(
+        test_support::poll(Duration::from_secs(30), || {
+            resume_progress(cache.path()).filter(|&(kept, _)| kept > 0)
+        })
+        .is_some(),
+        "no bytes in the resume record"
+    );
     let cancelled_at = std::time::Instant::now();
     cancel.cancel();
     let err = run.join().map_err(|_| "the ensure panicked")?.unwrap_err();
