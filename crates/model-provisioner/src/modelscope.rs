@@ -30,7 +30,7 @@ use reqwest::StatusCode;
 use reqwest::header::{COOKIE, HeaderMap, HeaderValue};
 use serde::Deserialize;
 
-use crate::error::{Error, Result, SourceFailure};
+use crate::error::{Error, Result, SourceFailure, source_failure as failure};
 use crate::hf::{choose_files, repo_entry_dir};
 use crate::pipeline::{ListedFile, Listing, Revision, Source, Stated};
 use crate::register::{SourceContext, SourceKind};
@@ -170,15 +170,6 @@ struct RemoteFile {
     sha256: Option<String>,
     #[serde(default)]
     revision: Option<String>,
-}
-
-/// A failure of ModelScope's, in its words, with what to do.
-fn failure(failure: SourceFailure, message: String, hint: &str) -> Error {
-    Error::Source {
-        failure,
-        message,
-        hint: Some(hint.to_owned()),
-    }
 }
 
 impl ModelScope {

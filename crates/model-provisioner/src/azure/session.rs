@@ -9,7 +9,8 @@ use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue};
 use reqwest::{Client, Method, RequestBuilder, StatusCode};
 use serde::Deserialize;
 
-use crate::error::{Error, Result, SourceFailure, printable};
+pub(super) use crate::error::source_failure as failure;
+use crate::error::{Error, Result, SourceFailure, no_answer, printable};
 use mp_credentials::azure::{API_VERSION, AzureCredentialError, Credential, Found, Provider};
 use mp_transfer::{BodyError, BoxFuture, Call, Reauthorize, RetryPolicy};
 
@@ -151,35 +152,20 @@ impl Session {
 
     /// A transfer error with no answer, as this source's: unreachable or untrusted.
     fn unanswered(&self, e: mp_transfer::Error) -> Error {
-        match e {
-            mp_transfer::Error::Download {
-                status: None,
-                reason,
-                source,
-                ..
-            } => match source
-                .as_deref()
-                .and_then(|s| mp_transfer::untrusted_certificate(s))
-            {
-                Some(problem) => failure(
-                    SourceFailure::Untrusted,
-                    format!(
-                        "the certificate of `{}` is not trusted: {problem}",
-                        self.endpoint
-                    ),
-                    "add the CA that signed it to this machine's roots",
-                ),
-                None => failure(
-                    SourceFailure::Unreachable,
+        no_answer(
+            e,
+            &self.endpoint,
+            "add the CA that signed it to this machine's roots",
+            |reason| {
+                (
                     format!(
                         "Azure Blob Storage at `{}` did not answer: {reason}",
                         self.endpoint
                     ),
                     "check the account name, `--endpoint-url` and the network, then run the same command again",
-                ),
+                )
             },
-            other => Error::Transfer(other),
-        }
+        )
     }
 
     /// Size, `ETag` and `Content-MD5` of `blob`.
@@ -446,15 +432,6 @@ impl Reauthorize for Session {
         _headers: &'a HeaderMap,
     ) -> BoxFuture<'a, mp_transfer::Result<bool>> {
         Box::pin(async move { Ok(self.refresh(client).await) })
-    }
-}
-
-/// A failure of this source's, in its words, with what to do.
-pub(super) fn failure(failure: SourceFailure, message: String, hint: &str) -> Error {
-    Error::Source {
-        failure,
-        message,
-        hint: Some(hint.to_owned()),
     }
 }
 

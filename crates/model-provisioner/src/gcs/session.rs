@@ -20,7 +20,7 @@ use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue};
 use reqwest::{Client, StatusCode};
 use serde::Deserialize;
 
-use crate::error::{Error, Result, SourceFailure};
+use crate::error::{Error, Result, SourceFailure, no_answer, source_failure as failure};
 use mp_credentials::gcp::{self as credentials, GcpCredentials, Resolved, Scope, Tried};
 use mp_transfer::{BoxFuture, Call, Downloader, Reauthorize};
 
@@ -375,32 +375,17 @@ impl Session {
 
     /// A call that got no answer: the endpoint is down, unreachable, or untrusted.
     fn unreachable(&self, e: mp_transfer::Error) -> Error {
-        match e {
-            mp_transfer::Error::Download {
-                status: None,
-                reason,
-                source,
-                ..
-            } => match source
-                .as_deref()
-                .and_then(|s| mp_transfer::untrusted_certificate(s))
-            {
-                Some(problem) => failure(
-                    SourceFailure::Untrusted,
-                    format!(
-                        "the certificate of `{}` is not trusted: {problem}",
-                        self.endpoint
-                    ),
-                    "check the endpoint, or add its CA to the system's trust store",
-                ),
-                None => failure(
-                    SourceFailure::Unreachable,
+        no_answer(
+            e,
+            &self.endpoint,
+            "check the endpoint, or add its CA to the system's trust store",
+            |reason| {
+                (
                     format!("`{}` does not answer: {reason}", self.endpoint),
                     "check --endpoint-url, STORAGE_EMULATOR_HOST and the network",
-                ),
+                )
             },
-            other => Error::from(other),
-        }
+        )
     }
 }
 
@@ -412,15 +397,6 @@ impl Reauthorize for Session {
         _headers: &'a HeaderMap,
     ) -> BoxFuture<'a, mp_transfer::Result<bool>> {
         Box::pin(async move { Ok(self.refresh(client).await) })
-    }
-}
-
-/// A failure of Cloud Storage's, with what to do.
-fn failure(failure: SourceFailure, message: String, hint: &str) -> Error {
-    Error::Source {
-        failure,
-        message,
-        hint: Some(hint.to_owned()),
     }
 }
 
