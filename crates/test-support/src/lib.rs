@@ -11,7 +11,8 @@
 //!   CLI against it.
 //! - [`ModelScopeNginx`]: nginx answering as ModelScope for repos given as file contents
 //!   ([`MsRepoSpec`]): file listings, downloads by `FilePath`, login and private repos behind
-//!   the session cookie; its access log is read as [`MsRequest`]s.
+//!   the session cookie (or the access token as that cookie); its access log is read as
+//!   [`MsRequest`]s; [`modelscope_cli_path`] is ModelScope's own client, checked against it.
 //! - [`LyingProxy`]: a proxy in front of a real server (olah) that corrupts one byte of
 //!   chosen bodies while keeping their headers: a Hub whose bytes are not what it says.
 //! - [`Registry`]: Debian's `docker-registry` (distribution 2.8.2) storing in a temporary
@@ -105,7 +106,7 @@ pub use hold_proxy::{HoldProxy, ProxiedHit};
 pub use holds::Hold;
 pub use hub_nginx::{HubFile, HubNginx, HubRepo, HubRequest};
 pub use lying_proxy::{LyingProxy, ProxiedRequest};
-pub use modelscope_nginx::{ModelScopeNginx, MsRepoSpec, MsRequest};
+pub use modelscope_nginx::{ModelScopeNginx, MsRepoSpec, MsRequest, modelscope_cli_path};
 pub use nginx::{LogLine, Nginx};
 pub use olah::{Olah, OlahRequest, hf_cli_path, olah_cli_path, venv_dir};
 pub use registry::{

@@ -28,7 +28,13 @@
 //!   another method answers `405`;
 //! - a repo started as private answers the listing and the downloads with `401`,
 //!   `{"Code":401,"Message":"unauthorized","Success":false}`, unless the request carries the
-//!   cookie `m_session_id=<session>`; that check comes before the revision's.
+//!   cookie `m_session_id=<session>` or `m_session_id=<token>` ([`ModelScopeNginx::token`]:
+//!   ModelScope's own SDK, modelscope 1.40 over modelscope-hub 0.5, sends the access token
+//!   itself as that cookie, without logging in); that check comes before the revision's;
+//! - `GET /api/v1/repos/internalAccelerationInfo`, which the SDK asks before its first
+//!   download, to learn whether it runs inside Alibaba Cloud (then it downloads from the
+//!   intranet), is not served: `404`, as any other path. The SDK waits 0.2 s for it and takes
+//!   any failure as "not inside", which is the answer this machine would get.
 //!
 //! The access log records each request's method, path with query, status, host, whether it
 //! carried an `m_session_id` cookie (of any value; never the value), its `Range` and the body
@@ -45,7 +51,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::fs;
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use crate::hf_repo::{sha256_hex, split_id};
@@ -54,6 +60,13 @@ use crate::process::ServerProcess;
 
 /// The `AccessToken` (the git token) login hands out.
 const GIT_TOKEN: &str = "ms-git-token-of-the-test-server";
+
+/// ModelScope's own command-line client, `<repo>/.venv/bin/modelscope` (modelscope 1.40), the
+/// reference this server is checked against. Panics with install instructions when it is
+/// missing.
+pub fn modelscope_cli_path() -> PathBuf {
+    crate::olah::venv_bin("modelscope", "ModelScope's own client `modelscope`")
+}
 
 /// A repo to serve: its id, its files (path in the repo → content) and whether it is private.
 #[derive(Debug, Clone, Copy)]
@@ -105,6 +118,7 @@ pub struct ModelScopeNginx {
     port: u16,
     dir: tempfile::TempDir,
     session: String,
+    token: String,
     repos: Vec<MsRepo>,
 }
 
@@ -133,9 +147,13 @@ impl ModelScopeNginx {
         // Unique to this server, so that a cookie of another one does not open its repos.
         let session =
             sha256_hex(format!("m_session_id\n{}", d.display()).as_bytes())[..32].to_owned();
+        let token = format!(
+            "ms-{}",
+            &sha256_hex(format!("access token\n{}", d.display()).as_bytes())[..32]
+        );
         let conf = d.join("nginx.conf");
         let spawn = |port: u16| {
-            fs::write(&conf, config(d, port, &session, &repos))?;
+            fs::write(&conf, config(d, port, [&session, &token], &repos))?;
             let _ = fs::remove_file(d.join("error.log"));
             Command::new(crate::nginx::nginx_binary())
                 .arg("-c")
@@ -163,6 +181,7 @@ impl ModelScopeNginx {
             port,
             dir,
             session,
+            token,
             repos,
         }
     }
@@ -181,6 +200,13 @@ impl ModelScopeNginx {
     /// digits, fixed for the life of this server).
     pub fn session(&self) -> &str {
         &self.session
+    }
+
+    /// The access token private repos take as the `m_session_id` cookie itself, as
+    /// ModelScope's own SDK sends it (`ms-` and 32 hex digits, fixed for the life of this
+    /// server). Login takes any token, this one too: nginx cannot read the body.
+    pub fn token(&self) -> &str {
+        &self.token
     }
 
     /// The commit of repo `org/name` (40 hex digits, made from its id and files); panics if
@@ -293,7 +319,7 @@ fn file_path_key(path: &str) -> String {
 /// nginx.conf: per repo, a `map` of its revisions and one of its `FilePath` spellings, and a
 /// `location =` for its listing and one for its downloads; errors go to internal locations
 /// that answer JSON.
-fn config(tmp: &Path, port: u16, session: &str, repos: &[MsRepo]) -> String {
+fn config(tmp: &Path, port: u16, [session, token]: [&str; 2], repos: &[MsRepo]) -> String {
     let d = tmp.display();
     let (prelude, temp_paths) = (crate::nginx::prelude(tmp), crate::nginx::temp_paths(tmp));
     let mut maps = String::new();
@@ -314,7 +340,7 @@ fn config(tmp: &Path, port: u16, session: &str, repos: &[MsRepo]) -> String {
         if repo.private {
             let _ = write!(
                 guards,
-                " if ($cookie_m_session_id != \"{session}\") {{ rewrite ^ /_ms/unauthorized last; }}"
+                " if ($ms_authorized = \"\") {{ rewrite ^ /_ms/unauthorized last; }}"
             );
         }
         let _ = write!(
@@ -335,6 +361,7 @@ fn config(tmp: &Path, port: u16, session: &str, repos: &[MsRepo]) -> String {
         r#"{prelude}
 http {{
     map $cookie_m_session_id $ms_session {{ "" "-"; default "session"; }}
+    map $cookie_m_session_id $ms_authorized {{ "~^({session}|{token})$" 1; default ""; }}
 {maps}    log_format modelscope '$request_method $host $status $body_bytes_sent $ms_session "$http_range" $request_uri';
     access_log {d}/access.log modelscope;
 {temp_paths}
@@ -592,7 +619,7 @@ mod tests {
     }
 
     #[test]
-    fn a_private_repo_answers_only_with_the_session_login_hands_out() -> TestResult {
+    fn a_private_repo_answers_only_with_the_session_login_hands_out_or_the_token() -> TestResult {
         let (tiny, secret) = (tiny_files(), secret_files());
         let ms = both(&tiny, &secret);
         let listing = format!("/api/v1/models/{SECRET}/repo/files?Revision=master&Recursive=true");
@@ -629,7 +656,11 @@ mod tests {
         assert!(body["Data"]["AccessToken"].is_string());
         assert_eq!(get(&ms, "/api/v1/login", &[]).status, 405);
 
-        // With it: 200, among other cookies too.
+        // The access token as the cookie, as the SDK sends it: 200.
+        let with_token = format!("m_session_id={}", ms.token());
+        assert_eq!(get(&ms, &listing, &[("Cookie", &with_token)]).status, 200);
+
+        // With the session: 200, among other cookies too.
         let cookie = format!("lang=en; m_session_id={}", ms.session());
         let r = get(&ms, &listing, &[("Cookie", &cookie)]);
         assert_eq!(r.status, 200);
@@ -647,7 +678,7 @@ mod tests {
         let wrong_rev = format!("/api/v1/models/{SECRET}/repo?Revision=v9&FilePath=weights.bin");
         assert_eq!(get(&ms, &wrong_rev, &[("Cookie", &cookie)]).status, 404);
 
-        let log = ms.requests_of_at_least(11);
+        let log = ms.requests_of_at_least(12);
         let flags: Vec<(u16, bool)> = log.iter().map(|l| (l.status, l.session)).collect();
         assert_eq!(
             flags,
@@ -661,6 +692,7 @@ mod tests {
                 (200, true),
                 (200, true),
                 (200, true),
+                (200, true),
                 (200, false),
                 (404, true),
             ],
@@ -669,7 +701,7 @@ mod tests {
         assert_eq!(log[4].method, "POST");
         let text = fs::read_to_string(ms.dir.path().join("access.log"))?;
         assert!(
-            !text.contains(ms.session()),
+            !text.contains(ms.session()) && !text.contains(ms.token()),
             "the log holds no session value"
         );
         Ok(())

@@ -19,7 +19,7 @@ use std::time::Duration;
 use crate::hf_repo::{HfRepo, HfRepoBuilder};
 use crate::process::{self, ServerProcess};
 
-const INSTALL_HINT: &str = "run `bash scripts/install-test-deps.sh`, which installs olah and huggingface_hub into <repo>/.venv";
+const INSTALL_HINT: &str = "run `bash scripts/install-test-deps.sh`, which installs olah, huggingface_hub and the other Python tools into <repo>/.venv";
 
 /// The path prefix of the requests [`Olah::settled_requests`] sends to mark a point in the log.
 const SETTLED_MARK: &str = "/test-support-settled-";
@@ -36,7 +36,7 @@ pub fn venv_dir() -> PathBuf {
         .join(".venv")
 }
 
-fn venv_bin(name: &str, what: &str) -> PathBuf {
+pub(crate) fn venv_bin(name: &str, what: &str) -> PathBuf {
     let path = venv_dir().join("bin").join(name);
     assert!(
         path.is_file(),

@@ -1,11 +1,16 @@
 //! `ensure modelscope:…` from the command line against a ModelScope-shaped nginx
 //! ([`test_support::ModelScopeNginx`]): the source this build registers, configured by
-//! `MODELSCOPE_DOMAIN` (or `--endpoint-url`) and `MODELSCOPE_API_TOKEN`.
+//! `MODELSCOPE_DOMAIN` (or `--endpoint-url`) and `MODELSCOPE_API_TOKEN`; and ModelScope's own
+//! client against the same fixture, which must get the same bytes, so that the fixture is
+//! known to answer as ModelScope does.
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::process::{Command, Output};
 
-use test_support::{ModelScopeNginx, assert_holds, random_bytes as bytes};
+use test_support::{
+    ModelScopeNginx, assert_holds, files_under, modelscope_cli_path, random_bytes as bytes,
+};
 
 use crate::fixture::{Fixture, TestResult, assert_code, assert_failure, hints, str_field};
 
@@ -94,6 +99,153 @@ fn a_private_repository_without_a_token_is_refused_with_a_hint() -> TestResult {
             .any(|h| h.contains("MODELSCOPE_API_TOKEN")),
         "{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
+}
+
+/// Runs ModelScope's own client, `modelscope download --model org/tiny [FILE…]` into
+/// `<dir>/out`, pointed at `ms` by the same `MODELSCOPE_DOMAIN` we read, with its home and
+/// cache in `dir`; `token` as `MODELSCOPE_API_TOKEN`. Gives its output and the files it wrote.
+fn modelscope_download(
+    ms: &ModelScopeNginx,
+    dir: &Path,
+    files: &[&str],
+    token: Option<&str>,
+) -> Result<(Output, BTreeMap<String, Vec<u8>>), std::io::Error> {
+    let out_dir = dir.join("out");
+    let mut cmd = Command::new(modelscope_cli_path());
+    cmd.args(["download", "--model", "org/tiny"])
+        .args(files)
+        .arg("--local_dir")
+        .arg(&out_dir)
+        .env("MODELSCOPE_DOMAIN", ms.endpoint())
+        .env("MODELSCOPE_CACHE", dir.join("cache"))
+        .env("HOME", dir)
+        .env_remove("MODELSCOPE_ENDPOINT")
+        .env_remove("MODELSCOPE_API_TOKEN");
+    if let Some(token) = token {
+        cmd.env("MODELSCOPE_API_TOKEN", token);
+    }
+    let out = cmd.output()?;
+    let written = if out_dir.exists() {
+        files_under(&out_dir)?
+    } else {
+        BTreeMap::new()
+    };
+    Ok((out, written))
+}
+
+/// `ensure` of `reference` against `ms` with `token`: the files of the model it hands out
+/// (the one file of a one-file model, under its path in the repository).
+fn ensure_files(
+    fx: &Fixture,
+    ms: &ModelScopeNginx,
+    reference: &str,
+    token: &str,
+) -> Result<BTreeMap<String, Vec<u8>>, Box<dyn std::error::Error>> {
+    let mut cmd = fx.command(["ensure", reference, "--json"]);
+    cmd.env("MODELSCOPE_DOMAIN", ms.endpoint())
+        .env("MODELSCOPE_API_TOKEN", token);
+    let out = cmd.output()?;
+    assert_code(&out, 0);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    assert_eq!(str_field(&json, "verification"), "pass", "{json:#}");
+    let path = Path::new(str_field(&json, "local_path"));
+    if path.is_dir() {
+        return Ok(files_under(path)?);
+    }
+    let file = reference
+        .rsplit_once("org/tiny/")
+        .ok_or("a one-file reference")?
+        .1;
+    Ok(BTreeMap::from([(file.to_owned(), std::fs::read(path)?)]))
+}
+
+/// Panics unless every request the client sent was answered `200`, but for the one the
+/// fixture leaves unanswered on purpose (the SDK's Alibaba Cloud probe): what the client
+/// needs, the fixture serves.
+fn assert_all_answered(ms: &ModelScopeNginx, at_least: usize, session: bool) {
+    let log = ms.requests_of_at_least(at_least);
+    assert!(log.len() >= at_least, "{log:#?}");
+    for r in &log {
+        if r.uri == "/api/v1/repos/internalAccelerationInfo" {
+            assert_eq!(r.status, 404, "{r:?}");
+        } else {
+            assert_eq!((r.status, r.session), (200, session), "{r:?}");
+        }
+    }
+}
+
+#[test]
+fn modelscopes_own_client_downloads_from_the_fixture_the_bytes_we_ensure() -> TestResult {
+    let files = tiny();
+    let ms = ModelScopeNginx::start_one("org/tiny", &files, false);
+    let fx = Fixture::new()?;
+
+    // The whole repository: the listing, then every file by `FilePath`.
+    let dir = tempfile::tempdir()?;
+    let (out, theirs) = modelscope_download(&ms, dir.path(), &[], None)?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_all_answered(&ms, 4, false);
+    assert_eq!(theirs, files);
+    assert_eq!(
+        ensure_files(&fx, &ms, "modelscope:org/tiny", TOKEN)?,
+        theirs
+    );
+
+    // One file.
+    ms.clear_log();
+    let dir = tempfile::tempdir()?;
+    let (out, theirs) = modelscope_download(&ms, dir.path(), &["sub/w.gguf"], None)?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_all_answered(&ms, 2, false);
+    assert_eq!(theirs.keys().collect::<Vec<_>>(), ["sub/w.gguf"]);
+    assert_eq!(theirs["sub/w.gguf"], files["sub/w.gguf"]);
+    let ours = ensure_files(&fx, &ms, "modelscope:org/tiny/sub/w.gguf", TOKEN)?;
+    assert_eq!(ours, theirs);
+    Ok(())
+}
+
+#[test]
+fn modelscopes_own_client_reads_a_private_repository_of_the_fixture_with_a_token() -> TestResult {
+    let files = tiny();
+    let ms = ModelScopeNginx::start_one("org/tiny", &files, true);
+    let fx = Fixture::new()?;
+
+    // Without a token the client is refused as we are.
+    let dir = tempfile::tempdir()?;
+    let (out, theirs) = modelscope_download(&ms, dir.path(), &[], None)?;
+    assert!(!out.status.success());
+    assert!(theirs.is_empty());
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(said.contains("[401] unauthorized"), "{said}");
+
+    // With one, it sends the token as the session cookie, and gets what we get by logging in.
+    ms.clear_log();
+    let dir = tempfile::tempdir()?;
+    let (out, theirs) = modelscope_download(&ms, dir.path(), &[], Some(ms.token()))?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_all_answered(&ms, 4, true);
+    assert_eq!(theirs, files);
+    assert_eq!(
+        ensure_files(&fx, &ms, "modelscope:org/tiny", ms.token())?,
+        theirs
     );
     Ok(())
 }
