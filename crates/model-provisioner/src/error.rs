@@ -298,14 +298,14 @@ pub enum Error {
         reason: String,
     },
     /// A `KitOps` `ModelKit` whose model is another `ModelKit`, named in its Kitfile.
-    #[error(
-        "`{reference}` is a ModelKit whose model is in another ModelKit, `{model}`, which is not fetched with it"
-    )]
+    #[error("`{reference}` is a ModelKit whose model is in the ModelKit `{model}`, which {reason}")]
     OciModelKitParent {
         /// The reference.
         reference: String,
-        /// The other `ModelKit`, as the Kitfile names it.
+        /// The other `ModelKit`, as the Kitfile that refers to it names it.
         model: String,
+        /// What is wrong with it: not there, no registry named, a cycle, a chain too long.
+        reason: String,
     },
     /// An image index with no manifest for this platform.
     #[error("`{reference}` has no manifest for {wanted}; it has: {}", available.join(", "))]
@@ -559,9 +559,9 @@ impl Error {
             Error::OciUnknownFormat { .. } => Some(
                 "model-provisioner lays out ModelPack, Docker model, Ollama, KitOps ModelKit and ORAS artifacts (files named by `org.opencontainers.image.title`)".into(),
             ),
-            Error::OciModelKitParent { model, .. } => Some(format!(
-                "ensure that ModelKit for the model itself: `oci://{model}`"
-            )),
+            Error::OciModelKitParent { .. } => Some(
+                "a Kitfile's `model.path` may name another ModelKit as `registry/repository:tag` (or `@sha256:…`), pushed to that registry; fix the Kitfile that names it, or push that ModelKit".into(),
+            ),
             Error::OciNoPlatform { .. } => Some("name the manifest you want by its digest: `oci://registry/repo@sha256:…`".into()),
             Error::Offline { .. } => Some("drop `--offline` to fetch it".into()),
             Error::MirrorMismatch { .. } => Some(

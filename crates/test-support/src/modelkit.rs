@@ -65,6 +65,7 @@ pub struct ModelKit {
     name: String,
     sections: Vec<Section>,
     legacy: bool,
+    model_in: Option<String>,
 }
 
 impl ModelKit {
@@ -74,7 +75,18 @@ impl ModelKit {
             name: name.to_owned(),
             sections: Vec::new(),
             legacy: false,
+            model_in: None,
         }
+    }
+
+    /// Makes the model the one in another `ModelKit`, as `kit pack` packs a Kitfile whose
+    /// `model.path` is a reference (`registry/repo:tag`): the Kitfile's `model.path` is
+    /// `reference`, and there is no model layer (parts, code, datasets and docs stay).
+    #[must_use]
+    pub fn model_in(mut self, reference: &str) -> Self {
+        self.sections.retain(|s| s.kind != Kind::Model);
+        self.model_in = Some(reference.to_owned());
+        self
     }
 
     /// Adds a section at `path` whose layer holds `files` (paths from the Kitfile's directory,
@@ -160,6 +172,9 @@ impl ModelKit {
             "manifestVersion": "1.0.0",
             "package": {"name": self.name, "authors": ["tests"]},
         });
+        if let Some(reference) = &self.model_in {
+            kitfile["model"] = json!({"name": self.name, "path": reference});
+        }
         for (section, _, bytes) in self.layers() {
             let mut entry = json!({"path": section.path});
             if !self.legacy {

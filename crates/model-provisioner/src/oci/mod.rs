@@ -10,7 +10,8 @@
 //! 3. The layers are recognised by media type (`manifest.rs` lists the formats and how their
 //!    files are named); one that we do not recognise fails with its media types. A `KitOps`
 //!    `ModelKit`'s config, its Kitfile, is read too (checked against its digest): it says
-//!    where each layer goes (`modelkit.rs`).
+//!    where each layer goes, it is written out as `Kitfile`, and its model may be in other
+//!    `ModelKit`s, whose model layers are listed too (`modelkit.rs`).
 //! 4. The layers are the model's files: a [listing](crate::pipeline::Listing) of the blobs,
 //!    each with its size, its sha256 and media type from the manifest, handed to the
 //!    [pipeline](crate::pipeline). A blob comes from the content-addressed store if one with
@@ -184,27 +185,42 @@ impl OciFetcher {
             ))?),
             _ => None,
         };
-        let (format, mut layers) = manifest::layers(&resolved.manifest, kitfile.as_ref(), req.id)?;
+        let (format, own) = manifest::layers(&resolved.manifest, kitfile.as_ref(), req.id)?;
         tracing::debug!(
             format = format.name(),
             manifest = %resolved.digest,
-            layers = layers.len(),
+            layers = own.len(),
             "resolved"
         );
+        // A ModelKit's Kitfile is one of its files, and its model may be in other ModelKits.
+        let mut layers: Vec<(Arc<Repository>, Layer)> = Vec::new();
+        let single = match &kitfile {
+            Some(kitfile) => {
+                layers.push((repo.clone(), modelkit::kitfile_layer(&resolved.manifest)?));
+                match kitfile.model_reference() {
+                    Some(model) => {
+                        let referred =
+                            self.referred_model(engine, kitfile, model, &resolved, req)?;
+                        layers.extend(referred.layers);
+                        referred.single_gguf
+                    }
+                    None => kitfile.single_gguf(),
+                }
+            }
+            None => manifest::single_weight(format, &own),
+        };
+        layers.extend(own.into_iter().map(|layer| (repo.clone(), layer)));
         let select = match &oci.path {
             Some(path) => {
                 let path: SafeRelPath = path.parse()?;
                 narrow_to(&mut layers, &path, &repo, oci)?;
                 Some(path)
             }
-            None => match &kitfile {
-                Some(kitfile) => kitfile.single_gguf(),
-                None => manifest::single_weight(format, &layers),
-            },
+            None => single,
         };
         let files = layers
             .into_iter()
-            .map(|layer| {
+            .map(|(repo, layer)| {
                 let etag = Some(layer.digest.to_string());
                 listed(&repo, layer, etag)
             })
@@ -231,6 +247,110 @@ impl OciFetcher {
             files,
             claim,
         })
+    }
+}
+
+/// The layers a `ModelKit`'s model is in when its Kitfile names another `ModelKit` for it.
+struct Referred {
+    /// The model and model part layers of the `ModelKit`s on the way, each with the repository
+    /// it is in.
+    layers: Vec<(Arc<Repository>, Layer)>,
+    /// The model's one GGUF file, when it is one: the last `ModelKit`'s, when no `ModelKit` on
+    /// the way has parts.
+    single_gguf: Option<SafeRelPath>,
+}
+
+impl OciFetcher {
+    /// Follows `model`, the reference `kitfile` (of the `ModelKit` `top`) names for its model,
+    /// as `kit unpack` does: of each `ModelKit` on the way only its model and model parts,
+    /// placed by its own Kitfile, until one whose model is its own; at most
+    /// [`modelkit::MAX_MODEL_REF_CHAIN`] of them, and none twice (by manifest digest).
+    fn referred_model(
+        &self,
+        engine: &Downloader,
+        kitfile: &modelkit::Kitfile,
+        model: &str,
+        top: &Resolved,
+        req: &FetchRequest<'_>,
+    ) -> Result<Referred> {
+        let refuse = |model: &str, reason: String| Error::OciModelKitParent {
+            reference: req.id.to_owned(),
+            model: crate::error::printable(model),
+            reason,
+        };
+        let mut chain: Vec<(String, Digest)> = Vec::new();
+        let mut parts = kitfile.has_parts();
+        let mut next = model.to_owned();
+        let mut layers = Vec::new();
+        loop {
+            let model = std::mem::take(&mut next);
+            if chain.len() == modelkit::MAX_MODEL_REF_CHAIN {
+                let names: Vec<&str> = chain.iter().map(|(m, _)| m.as_str()).collect();
+                return Err(refuse(
+                    &model,
+                    format!(
+                        "comes after {} ModelKits in a chain of model references ({}), the most `kit` follows",
+                        chain.len(),
+                        names.join(" => ")
+                    ),
+                ));
+            }
+            let oci = modelkit::model_reference(&model).map_err(|r| refuse(&model, r))?;
+            let repo = Arc::new(self.pull_repository(engine, &oci)?);
+            let resolved = engine
+                .block_on(resolve(&repo, engine.client(), &oci, req.id))
+                .map_err(|e| match e {
+                    Error::OciNotFound { what } => refuse(&model, format!("is not there: {what}")),
+                    other => other,
+                })?;
+            let again = (resolved.digest == top.digest)
+                .then_some(req.id)
+                .or_else(|| {
+                    chain
+                        .iter()
+                        .find(|(_, d)| *d == resolved.digest)
+                        .map(|(m, _)| m.as_str())
+                });
+            if let Some(again) = again {
+                return Err(refuse(
+                    &model,
+                    format!(
+                        "is `{}` again (manifest `{}`): the model references go round in a circle",
+                        crate::error::printable(again),
+                        resolved.digest
+                    ),
+                ));
+            }
+            if manifest::format_of(&resolved.manifest) != Some(Format::ModelKit) {
+                return Err(refuse(&model, "is not a ModelKit".to_owned()));
+            }
+            let kitfile = engine.block_on(modelkit::fetch_kitfile(
+                &repo,
+                engine.client(),
+                &resolved.manifest,
+                &model,
+            ))?;
+            let (_, of_it) = manifest::layers(&resolved.manifest, Some(&kitfile), &model)?;
+            layers.extend(
+                of_it
+                    .into_iter()
+                    .filter(|l| modelkit::is_model_layer(&l.media_type))
+                    .map(|l| (repo.clone(), l)),
+            );
+            parts |= kitfile.has_parts();
+            tracing::debug!(model = %model, manifest = %resolved.digest, "the model is in another ModelKit");
+            chain.push((model, resolved.digest));
+            match kitfile.model_reference() {
+                Some(further) => further.clone_into(&mut next),
+                None => {
+                    let single_gguf = if parts { None } else { kitfile.single_gguf() };
+                    return Ok(Referred {
+                        layers,
+                        single_gguf,
+                    });
+                }
+            }
+        }
     }
 }
 
@@ -271,14 +391,14 @@ fn listed(
 /// Keeps only the layer that is `path`, when one is; else every tar layer, one of which must
 /// hold it (the assembly then fails if none did).
 fn narrow_to(
-    layers: &mut Vec<Layer>,
+    layers: &mut Vec<(Arc<Repository>, Layer)>,
     path: &SafeRelPath,
     repo: &Repository,
     oci: &OciRef,
 ) -> Result<()> {
     if let Some(i) = layers
         .iter()
-        .position(|l| matches!(&l.place, Place::File(p) if p == path))
+        .position(|(_, l)| matches!(&l.place, Place::File(p) if p == path))
     {
         let one = layers.swap_remove(i);
         *layers = vec![one];
@@ -286,14 +406,14 @@ fn narrow_to(
     }
     if layers
         .iter()
-        .any(|l| matches!(l.place, Place::Unpack { .. }))
+        .any(|(_, l)| matches!(l.place, Place::Unpack { .. }))
     {
-        layers.retain(|l| matches!(l.place, Place::Unpack { .. }));
+        layers.retain(|(_, l)| matches!(l.place, Place::Unpack { .. }));
         return Ok(());
     }
     let files: Vec<String> = layers
         .iter()
-        .filter_map(|l| match &l.place {
+        .filter_map(|(_, l)| match &l.place {
             Place::File(p) => Some(format!("`{p}`")),
             Place::Unpack { .. } => None,
         })

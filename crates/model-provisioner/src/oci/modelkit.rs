@@ -22,19 +22,37 @@
 //! (`tiny/config.json`): it is unpacked in that directory. A layer of a kind this module does
 //! not know (from a newer `kit`) is unpacked at the root, as `kit unpack` does. Every archive
 //! goes through the same rules as any tar layer ([`super::unpack`]): nothing leaves the model's
-//! directory. The Kitfile itself is not written out: its paths are where the files are.
+//! directory.
 //!
-//! A model that is another `ModelKit` (`model.path` a reference, with no model layer) is not
-//! fetched with it: the error names that reference.
+//! The Kitfile is written at the model's root as `Kitfile`, where `kit unpack` writes it: the
+//! config blob's own bytes (JSON, which is YAML, so `kit` reads it back), checked against the
+//! config's digest like any layer ([`kitfile_layer`]). `kit unpack` writes the same Kitfile
+//! re-serialised as YAML; those bytes are not reproducible outside `kit`, and they would have
+//! no digest the registry states.
+//!
+//! A model that is another `ModelKit` (`model.path` a reference, as `kit` allows: no model
+//! layer of its own) is fetched as `kit unpack` fetches it ([`model_reference`]): the
+//! reference names its registry (a first segment with a `.` or a `:`; without one it names
+//! `kit`'s local storage, which we cannot read), and of that `ModelKit` only the model and its
+//! parts are taken, placed by its own Kitfile, following its own reference in turn, at most
+//! [`MAX_MODEL_REF_CHAIN`] deep and never back to a `ModelKit` already on the way.
 
-use catalog_core::{Digest, SafeRelPath};
+use catalog_core::{Digest, ModelRef, OciRef, SafeRelPath};
 use oci_spec::image::{Descriptor, ImageManifest};
 use serde::Deserialize;
 
 use super::client::Repository;
 use super::layer::{Place, Placed, descriptor_digest};
+use super::manifest::Layer;
 use super::unpack::Compression;
 use crate::error::{Error, Result, printable};
+
+/// The name `kit unpack` gives the Kitfile at the model's root.
+pub(crate) const KITFILE: &str = "Kitfile";
+
+/// How many `ModelKit`s a chain of model references may pass through, as `kit` bounds it
+/// (`MaxModelRefChain`).
+pub(crate) const MAX_MODEL_REF_CHAIN: usize = 10;
 
 /// What every `ModelKit` media type starts with, its config's
 /// (`application/vnd.kitops.modelkit.config.v1+json`, the Kitfile as JSON) as its layers'.
@@ -126,20 +144,33 @@ impl Kind {
 
 impl Kitfile {
     /// The sections of `kind` that have a layer, in order. A model without a path has none
-    /// (its parts may).
+    /// (its parts may), nor has a model in another `ModelKit`.
     fn sections(&self, kind: Kind) -> Vec<&Section> {
         match kind {
             Kind::Model => self
                 .model
                 .iter()
                 .map(|m| &m.section)
-                .filter(|s| s.path().is_some())
+                .filter(|s| s.path().is_some_and(|p| !is_reference(p)))
                 .collect(),
             Kind::Part => self.model.iter().flat_map(|m| &m.parts).collect(),
             Kind::Code => self.code.iter().collect(),
             Kind::Dataset => self.datasets.iter().collect(),
             Kind::Docs => self.docs.iter().collect(),
         }
+    }
+
+    /// The `ModelKit` the model is in, when `model.path` names one rather than a path.
+    pub(crate) fn model_reference(&self) -> Option<&str> {
+        self.model
+            .as_ref()
+            .and_then(|m| m.section.path())
+            .filter(|p| is_reference(p))
+    }
+
+    /// Whether the model has parts.
+    pub(crate) fn has_parts(&self) -> bool {
+        self.model.as_ref().is_some_and(|m| !m.parts.is_empty())
     }
 
     /// The model's one GGUF file, when the model is one (no parts): the file the model is.
@@ -230,12 +261,6 @@ impl<'k> Pairing<'k> {
                 continue;
             };
             let path = printable(missing.path().unwrap_or_default());
-            if kind == Kind::Model && (path.contains(':') || path.contains('@')) {
-                return Err(Error::OciModelKitParent {
-                    reference: self.reference.to_owned(),
-                    model: path,
-                });
-            }
             return Err(self.refuse(format!(
                 "the Kitfile's `{}` (`{path}`) has no layer in the manifest",
                 kind.section_name(i)
@@ -250,6 +275,53 @@ impl<'k> Pairing<'k> {
             reason,
         }
     }
+}
+
+/// Whether a Kitfile's `model.path` names another `ModelKit` rather than a path, by `kit`'s
+/// own test: it holds a `:` or an `@`.
+fn is_reference(path: &str) -> bool {
+    path.contains(':') || path.contains('@')
+}
+
+/// Whether `media_type` is that of a model or model part layer: what is taken of a `ModelKit`
+/// another one's model refers to, as `kit unpack` takes it (its `model` filter).
+pub(crate) fn is_model_layer(media_type: &str) -> bool {
+    parse_media_type(media_type)
+        .and_then(|(kind, _)| Kind::from_name(kind))
+        .is_some_and(|k| matches!(k, Kind::Model | Kind::Part))
+}
+
+/// The `oci://` reference of `model`, a Kitfile's `model.path` that names another `ModelKit`,
+/// read as `kit` reads it: `registry/repository[:tag|@digest]`, any `,extra-tag` dropped. The
+/// registry is the first segment when it holds a `.` or a `:`; `kit` reads any other
+/// reference (`org/repo:v1`, a bare digest) from its local storage, never from a registry,
+/// which the error says.
+pub(crate) fn model_reference(model: &str) -> std::result::Result<OciRef, String> {
+    let first = model.split(',').next().unwrap_or(model);
+    let registry = first.split_once('/').map(|(r, _)| r);
+    if !registry.is_some_and(|r| r.contains('.') || r.contains(':')) {
+        return Err(
+            "names no registry (its first segment has no `.` or `:`): `kit` looks for such a reference in its own local storage only".to_owned(),
+        );
+    }
+    match format!("oci://{first}").parse::<ModelRef>() {
+        Ok(ModelRef::Oci(oci)) if oci.path.is_none() => Ok(oci),
+        Ok(_) => Err("is not a `registry/repository[:tag|@digest]` reference".to_owned()),
+        Err(e) => Err(format!("is not a reference: {e}")),
+    }
+}
+
+/// The config of a `ModelKit`'s `manifest`, its Kitfile, as a file at the model's root named
+/// [`KITFILE`], checked against the config's digest.
+pub(crate) fn kitfile_layer(manifest: &ImageManifest) -> Result<Layer> {
+    let config = manifest.config();
+    Ok(Layer {
+        digest: descriptor_digest(config)?,
+        size: config.size(),
+        media_type: config.media_type().to_string(),
+        place: Place::File(SafeRelPath::file_name(KITFILE)?),
+        weight: false,
+    })
 }
 
 /// The kind named in a `ModelKit` tar layer's media type, and its compression (`None` for
@@ -496,27 +568,65 @@ mod tests {
     }
 
     #[test]
-    fn a_model_in_another_modelkit_or_an_older_path_out_of_the_directory_is_refused() {
+    fn a_model_in_another_modelkit_has_no_layer_and_an_older_path_out_of_the_directory_is_refused()
+    -> Result<()> {
         let kit = kitfile(&serde_json::json!({
-            "model": {"path": "registry.internal/base/llama:v1"},
+            "model": {"path": "registry.internal/base/llama:v1", "parts": [{"path": "a.gguf", "digest": D2}]},
             "docs": [{"path": "README.md", "digest": D1}],
         }));
-        let m = manifest(CONFIG, &[("docs.v1.tar", D1)]);
-        let err = layers(&m, Some(&kit), "r").unwrap_err();
-        assert!(
-            matches!(&err, Error::OciModelKitParent { model, .. } if model == "registry.internal/base/llama:v1"),
-            "{err}"
-        );
         assert_eq!(
-            err.hint().as_deref(),
-            Some(
-                "ensure that ModelKit for the model itself: `oci://registry.internal/base/llama:v1`"
-            )
+            kit.model_reference(),
+            Some("registry.internal/base/llama:v1")
         );
+        assert!(kit.has_parts());
+        let m = manifest(CONFIG, &[("modelpart.v1.tar", D2), ("docs.v1.tar", D1)]);
+        let (_, laid) = layers(&m, Some(&kit), "r")?;
+        assert_eq!(laid.len(), 2);
+        // A model layer as well is one the Kitfile has no section for.
+        let m = manifest(
+            CONFIG,
+            &[
+                ("model.v1.tar", D3),
+                ("modelpart.v1.tar", D2),
+                ("docs.v1.tar", D1),
+            ],
+        );
+        assert!(matches!(
+            layers(&m, Some(&kit), "r"),
+            Err(Error::OciModelKit { .. })
+        ));
 
         let kit = kitfile(&serde_json::json!({"docs": [{"path": "../../etc/passwd"}]}));
+        let m = manifest(CONFIG, &[("docs.v1.tar", D1)]);
         let err = layers(&m, Some(&kit), "r").unwrap_err();
         assert!(matches!(err, Error::HostileName { .. }), "{err}");
+        Ok(())
+    }
+
+    #[test]
+    fn a_model_reference_is_read_as_kit_reads_it() {
+        let oci = |r: &str| model_reference(r).map(|o| ModelRef::Oci(o).to_string());
+        assert_eq!(
+            oci("registry.internal/base/llama:v1").as_deref(),
+            Ok("oci://registry.internal/base/llama:v1")
+        );
+        assert_eq!(
+            oci("localhost:5000/base:v1,extra").as_deref(),
+            Ok("oci://localhost:5000/base:v1")
+        );
+        assert_eq!(
+            oci(&format!("127.0.0.1:5000/base@{D1}")).as_deref(),
+            Ok(format!("oci://127.0.0.1:5000/base@{D1}").as_str())
+        );
+        for local in ["myorg/base:v1", "base:v1", D1] {
+            let err = oci(local).unwrap_err();
+            assert!(err.contains("names no registry"), "{local}: {err}");
+        }
+        assert!(oci("registry.internal/base:v1/model.gguf").is_err());
+        assert!(is_model_layer(&format!("{PREFIX}model.v1.tar+zstd")));
+        assert!(is_model_layer(&format!("{PREFIX}modelpart.v1.tar")));
+        assert!(!is_model_layer(&format!("{PREFIX}docs.v1.tar")));
+        assert!(!is_model_layer(CONFIG));
     }
 
     #[test]

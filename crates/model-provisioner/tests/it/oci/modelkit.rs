@@ -13,17 +13,15 @@ use super::{TestResult, config, names_under, provisioner};
 
 const CONFIG_JSON: &[u8] = br#"{"architectures":["LlamaForCausalLM"]}"#;
 
-#[test]
-fn a_modelkit_is_laid_out_where_its_kitfile_puts_each_layer_and_passes() -> TestResult {
-    let registry = Registry::start()?;
-    let weights = bytes(2 << 20, 31);
-    let lora = bytes(100_000, 32);
-    let kit = ModelKit::new("tiny")
+/// A `ModelKit` with a section of each kind: `weights` in the model's directory, `lora` its
+/// part.
+fn five_sections(weights: &[u8], lora: &[u8]) -> ModelKit {
+    ModelKit::new("tiny")
         .section(
             Kind::Model,
             "models/tiny",
             &[
-                ("models/tiny/model.safetensors", &weights),
+                ("models/tiny/model.safetensors", weights),
                 ("models/tiny/config.json", CONFIG_JSON),
             ],
             Packing::Zstd,
@@ -31,7 +29,7 @@ fn a_modelkit_is_laid_out_where_its_kitfile_puts_each_layer_and_passes() -> Test
         .section(
             Kind::Part,
             "adapters/lora.safetensors",
-            &[("adapters/lora.safetensors", &lora)],
+            &[("adapters/lora.safetensors", lora)],
             Packing::Tar,
         )
         .section(
@@ -54,7 +52,15 @@ fn a_modelkit_is_laid_out_where_its_kitfile_puts_each_layer_and_passes() -> Test
             "README.md",
             &[("README.md", b"# tiny")],
             Packing::Tar,
-        );
+        )
+}
+
+#[test]
+fn a_modelkit_is_laid_out_where_its_kitfile_puts_each_layer_and_passes() -> TestResult {
+    let registry = Registry::start()?;
+    let weights = bytes(2 << 20, 31);
+    let lora = bytes(100_000, 32);
+    let kit = five_sections(&weights, &lora);
     let pushed = kit.artifact().push(&registry, "kits/tiny", "v1")?;
 
     let cache = tempfile::tempdir()?;
@@ -67,6 +73,7 @@ fn a_modelkit_is_laid_out_where_its_kitfile_puts_each_layer_and_passes() -> Test
     assert_eq!(
         names_under(dir),
         [
+            "Kitfile",
             "README.md",
             "adapters/lora.safetensors",
             "data/eval.jsonl",
@@ -82,6 +89,11 @@ fn a_modelkit_is_laid_out_where_its_kitfile_puts_each_layer_and_passes() -> Test
     );
     assert_eq!(fs::read(dir.join("adapters/lora.safetensors"))?, lora);
     assert_eq!(fs::read(dir.join("src/util/tok.py"))?, b"tok");
+    // The Kitfile, where `kit unpack` writes it: the config's bytes.
+    assert_eq!(
+        fs::read(dir.join("Kitfile"))?,
+        serde_json::to_vec(&kit.kitfile())?
+    );
 
     // Every layer was checked against the manifest's sha256: the model passes without a digest.
     let entry = &ensured.entry;
@@ -111,6 +123,14 @@ fn a_modelkit_is_laid_out_where_its_kitfile_puts_each_layer_and_passes() -> Test
     assert_eq!(
         record("data/eval.jsonl")?.media_type.as_deref(),
         Some("application/vnd.kitops.modelkit.dataset.v1.tar+zstd")
+    );
+    assert_eq!(
+        record("Kitfile")?.digest.as_ref().map(ToString::to_string),
+        Some(pushed.config_digest.clone())
+    );
+    assert_eq!(
+        p.verify(&reference)?.entry.verification.outcome,
+        Outcome::Pass
     );
 
     drop(registry);
@@ -154,7 +174,10 @@ fn an_older_modelkit_without_digests_is_laid_out_the_same_and_its_gguf_is_the_mo
         .parent()
         .and_then(|m| m.parent())
         .ok_or("no model directory")?;
-    assert_eq!(names_under(dir), ["docs/guide/index.md", "models/old.gguf"]);
+    assert_eq!(
+        names_under(dir),
+        ["Kitfile", "docs/guide/index.md", "models/old.gguf"]
+    );
     assert_eq!(ensured.entry.verification.outcome, Outcome::Pass);
     assert_eq!(ensured.entry.digest, None);
     Ok(())
@@ -245,12 +268,238 @@ fn a_kitfile_that_disagrees_with_its_layers_or_was_tampered_with_is_refused() ->
     let err = ensure("kits/child").unwrap_err();
     assert!(
         err.to_string()
-            .contains(&format!("is in another ModelKit, `{base}`")),
+            .contains(&format!("is in the ModelKit `{base}`, which is not there")),
         "{err}"
     );
     let err = ensure("kits/tampered").unwrap_err();
     assert!(err.is_verification_failure(), "{err}");
     assert!(err.to_string().contains("(Kitfile)"), "{err}");
+    assert!(p.catalog().list()?.is_empty());
+    assert!(test_support::paths_under(&cache.path().join("models")).is_empty());
+    Ok(())
+}
+
+/// A `ModelKit` at `<registry>/kits/base:v1` whose model is a directory with a part, and code
+/// and docs of its own that a `ModelKit` referring to it does not take.
+fn push_base(registry: &Registry, weights: &[u8], lora: &[u8]) -> TestResult {
+    ModelKit::new("base")
+        .section(
+            Kind::Model,
+            "models/base",
+            &[
+                ("models/base/model.safetensors", weights),
+                ("models/base/config.json", CONFIG_JSON),
+            ],
+            Packing::Zstd,
+        )
+        .section(
+            Kind::Part,
+            "lora.safetensors",
+            &[("lora.safetensors", lora)],
+            Packing::Tar,
+        )
+        .section(
+            Kind::Code,
+            "base-src",
+            &[("base-src/a.py", b"a")],
+            Packing::Gzip,
+        )
+        .section(
+            Kind::Docs,
+            "BASE.md",
+            &[("BASE.md", b"# base")],
+            Packing::Tar,
+        )
+        .artifact()
+        .push(registry, "kits/base", "v1")?;
+    Ok(())
+}
+
+#[test]
+fn a_modelkit_whose_model_is_in_another_modelkit_gets_that_model_as_kit_unpack_lays_it_out()
+-> TestResult {
+    let registry = Registry::start()?;
+    let (weights, lora) = (bytes(1 << 20, 36), bytes(50_000, 37));
+    push_base(&registry, &weights, &lora)?;
+    let host = registry.host();
+    // A chain of two: `tuned` refers to `mid`, whose model is `base`'s.
+    let mid = ModelKit::new("mid")
+        .section(
+            Kind::Part,
+            "mid-adapter.safetensors",
+            &[("mid-adapter.safetensors", b"adapter")],
+            Packing::Tar,
+        )
+        .section(Kind::Docs, "MID.md", &[("MID.md", b"# mid")], Packing::Tar)
+        .model_in(&format!("{host}/kits/base:v1"));
+    mid.artifact().push(&registry, "kits/mid", "v1")?;
+    let tuned = ModelKit::new("tuned")
+        .section(
+            Kind::Code,
+            "src",
+            &[("src/serve.py", b"serve")],
+            Packing::Gzip,
+        )
+        .section(
+            Kind::Docs,
+            "README.md",
+            &[("README.md", b"# tuned")],
+            Packing::Tar,
+        )
+        .model_in(&format!("{host}/kits/mid:v1"));
+    tuned.artifact().push(&registry, "kits/tuned", "v1")?;
+
+    let cache = tempfile::tempdir()?;
+    let p = provisioner(cache.path(), config())?;
+    let reference = format!("oci://{host}/kits/tuned:v1");
+    let ensured = p.ensure(&reference.parse()?, None)?;
+    let dir = &ensured.resolved.local_path;
+    // Of the ModelKits referred to, their models and parts only; the Kitfile is the one named.
+    assert_eq!(
+        names_under(dir),
+        [
+            "Kitfile",
+            "README.md",
+            "lora.safetensors",
+            "mid-adapter.safetensors",
+            "models/base/config.json",
+            "models/base/model.safetensors",
+            "src/serve.py",
+        ]
+    );
+    assert_eq!(
+        fs::read(dir.join("models/base/model.safetensors"))?,
+        weights
+    );
+    assert_eq!(fs::read(dir.join("lora.safetensors"))?, lora);
+    assert_eq!(
+        fs::read(dir.join("Kitfile"))?,
+        serde_json::to_vec(&tuned.kitfile())?
+    );
+    let entry = &ensured.entry;
+    assert_eq!(entry.verification.outcome, Outcome::Pass);
+    let provenance = entry.provenance.as_ref().ok_or("no provenance")?;
+    let weights_record = provenance
+        .files
+        .iter()
+        .find(|f| f.path == "models/base/model.safetensors")
+        .ok_or("no record of the weights")?;
+    assert_eq!(weights_record.digest, Some(Digest::sha256_of(&weights)));
+    assert_eq!(
+        p.verify(&reference)?.entry.verification.outcome,
+        Outcome::Pass
+    );
+
+    // A model that is one GGUF file in the other ModelKit is the model handed out.
+    let gguf = bytes(200_000, 38);
+    ModelKit::new("gguf")
+        .section(
+            Kind::Model,
+            "base.gguf",
+            &[("base.gguf", &gguf)],
+            Packing::Tar,
+        )
+        .artifact()
+        .push(&registry, "kits/gguf", "v1")?;
+    ModelKit::new("uses-gguf")
+        .section(
+            Kind::Docs,
+            "README.md",
+            &[("README.md", b"# uses")],
+            Packing::Tar,
+        )
+        .model_in(&format!("{host}/kits/gguf:v1"))
+        .artifact()
+        .push(&registry, "kits/uses-gguf", "v1")?;
+    let ensured = p.ensure(&format!("oci://{host}/kits/uses-gguf:v1").parse()?, None)?;
+    let model = &ensured.resolved.local_path;
+    assert!(model.ends_with("base.gguf"), "{}", model.display());
+    assert_eq!(fs::read(model)?, gguf);
+    let dir = model.parent().ok_or("no model directory")?;
+    assert_eq!(names_under(dir), ["Kitfile", "README.md", "base.gguf"]);
+    Ok(())
+}
+
+#[test]
+fn model_references_that_go_round_run_too_long_name_no_registry_or_nothing_are_refused()
+-> TestResult {
+    let registry = Registry::start()?;
+    let host = registry.host();
+    let docs = |name: &str| {
+        ModelKit::new(name).section(
+            Kind::Docs,
+            "README.md",
+            &[("README.md", b"#")],
+            Packing::Tar,
+        )
+    };
+    docs("self")
+        .model_in(&format!("{host}/kits/self:v1"))
+        .artifact()
+        .push(&registry, "kits/self", "v1")?;
+    docs("a")
+        .model_in(&format!("{host}/kits/b:v1"))
+        .artifact()
+        .push(&registry, "kits/a", "v1")?;
+    docs("b")
+        .model_in(&format!("{host}/kits/a:v1"))
+        .artifact()
+        .push(&registry, "kits/b", "v1")?;
+    docs("missing")
+        .model_in(&format!("{host}/kits/nowhere:v1"))
+        .artifact()
+        .push(&registry, "kits/missing", "v1")?;
+    docs("local")
+        .model_in("myorg/base:v1")
+        .artifact()
+        .push(&registry, "kits/local", "v1")?;
+    // `chain0` → `chain1` → … → `chain11`: eleven ModelKits referred to, one more than `kit`
+    // follows.
+    for i in 0..12 {
+        docs(&format!("chain{i}"))
+            .model_in(&format!("{host}/kits/chain{}:v1", i + 1))
+            .artifact()
+            .push(&registry, &format!("kits/chain{i}"), "v1")?;
+    }
+
+    let cache = tempfile::tempdir()?;
+    let p = provisioner(cache.path(), config())?;
+    let ensure = |repo: &str| -> Result<_, Error> {
+        p.ensure(&format!("oci://{host}/{repo}:v1").parse()?, None)
+    };
+    let refused = |repo: &str, model: &str, words: &str| {
+        let err = ensure(repo).expect_err(repo);
+        match &err {
+            Error::OciModelKitParent {
+                model: m, reason, ..
+            } => {
+                assert_eq!(m, model, "{err}");
+                assert!(reason.contains(words), "{err}");
+            }
+            other => panic!("{repo}: {other}"),
+        }
+        assert!(
+            err.hint().is_some_and(|h| h.contains("model.path")),
+            "{err}"
+        );
+    };
+    refused(
+        "kits/self",
+        &format!("{host}/kits/self:v1"),
+        "round in a circle",
+    );
+    refused("kits/a", &format!("{host}/kits/a:v1"), "round in a circle");
+    refused(
+        "kits/missing",
+        &format!("{host}/kits/nowhere:v1"),
+        "is not there",
+    );
+    refused("kits/local", "myorg/base:v1", "names no registry");
+    refused(
+        "kits/chain0",
+        &format!("{host}/kits/chain11:v1"),
+        "the most `kit` follows",
+    );
     assert!(p.catalog().list()?.is_empty());
     assert!(test_support::paths_under(&cache.path().join("models")).is_empty());
     Ok(())
