@@ -369,3 +369,43 @@ fn a_modelkit_with_a_hostile_zstd_layer_or_a_wrong_kitfile_fails_with_a_reason()
     assert!(test_support::paths_under(&fx.cache().join("models")).is_empty());
     Ok(())
 }
+
+#[test]
+fn a_modelkit_whose_model_is_in_itself_or_in_no_modelkit_fails_naming_the_reference() -> TestResult
+{
+    let registry = Registry::start()?;
+    let host = registry.host();
+    let readme = |name: &str| {
+        ModelKit::new(name).section(
+            Kind::Docs,
+            "README.md",
+            &[("README.md", b"#")],
+            Packing::Tar,
+        )
+    };
+    readme("self")
+        .model_in(&format!("{host}/kits/self:v1"))
+        .artifact()
+        .push(&registry, "kits/self", "v1")?;
+    readme("orphan")
+        .model_in(&format!("{host}/kits/gone:v1"))
+        .artifact()
+        .push(&registry, "kits/orphan", "v1")?;
+    let fx = Fixture::new()?;
+
+    for (repo, words) in [
+        ("self", "go round in a circle"),
+        ("orphan", "which is not there"),
+    ] {
+        let out = fx.run(["ensure", &format!("oci://{host}/kits/{repo}:v1")]);
+        let named = format!("whose model is in the ModelKit `{host}/kits/");
+        assert_failure(&out, 1, &[named.as_str(), words]);
+        assert!(
+            hints(&out).iter().any(|h| h.contains("`model.path`")),
+            "{}",
+            stderr(&out)
+        );
+    }
+    assert!(test_support::paths_under(&fx.cache().join("models")).is_empty());
+    Ok(())
+}
