@@ -111,6 +111,8 @@ struct Settings {
     #[cfg(feature = "http")]
     endpoint: Option<url::Url>,
     no_sign_request: bool,
+    #[cfg(feature = "http")]
+    upload_parts: Option<crate::object_store::PartSizes>,
     #[cfg(feature = "oci")]
     registry: RegistryAccess,
     #[cfg(feature = "s3")]
@@ -314,6 +316,15 @@ impl ProvisionerBuilder {
     #[cfg(feature = "http")]
     pub fn endpoint_url(mut self, endpoint: Option<url::Url>) -> Self {
         self.settings.endpoint = endpoint;
+        self
+    }
+
+    /// From which size a push to `az://` or `gs://` sends a file in parts, and how large they
+    /// are, instead of each store's own (`None`): blocks of 16 MiB from 64 MiB on for Azure,
+    /// chunks of 32 MiB of a resumable upload from 64 MiB on for Cloud Storage.
+    #[cfg(feature = "http")]
+    pub fn upload_parts(mut self, parts: Option<crate::object_store::PartSizes>) -> Self {
+        self.settings.upload_parts = parts;
         self
     }
 
@@ -624,6 +635,7 @@ impl ProvisionerBuilder {
                 parallel_files: s.parallel_files.unwrap_or(crate::request::PARALLEL_FILES),
                 endpoint: s.endpoint.as_ref(),
                 no_sign_request: s.no_sign_request,
+                upload_parts: s.upload_parts,
             };
             for kind in crate::registered::kinds(&self.sources) {
                 fetcher = fetcher.with_source(kind.schemes(), kind.build(&context)?);

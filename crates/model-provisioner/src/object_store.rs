@@ -141,6 +141,22 @@ pub trait Folder {
     fn put_bytes(&self, name: &str, body: &[u8]) -> Result<()>;
 }
 
+/// How a push cuts a large file: a file of [`from`](Self::from) bytes or more goes up in parts
+/// of [`size`](Self::size) bytes (`az://` blocks, the chunks of a `gs://` resumable upload), each
+/// sent and retried on its own; a smaller one in one request. A store may make the parts larger
+/// than asked, to stay within its limits (Azure's 50,000 blocks a blob, Cloud Storage's chunks of
+/// a multiple of 256 KiB). Each store has its own default ([`ProvisionerBuilder::upload_parts`]
+/// sets another, as a test does to push a few MiB in parts).
+///
+/// [`ProvisionerBuilder::upload_parts`]: crate::ProvisionerBuilder::upload_parts
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartSizes {
+    /// The size from which a file goes up in parts.
+    pub from: u64,
+    /// The size of a part.
+    pub size: u64,
+}
+
 /// A file of a model on its way to a store: read once, in order, and hashed as it goes.
 #[derive(Debug)]
 pub struct Upload<'a> {
@@ -175,7 +191,7 @@ impl<'a> Upload<'a> {
         Upload { file }
     }
 
-    #[cfg(feature = "s3")]
+    #[cfg(any(feature = "s3", feature = "azure", feature = "gcs"))]
     pub(crate) fn file(&self) -> &'a ModelFile {
         self.file
     }

@@ -70,6 +70,8 @@ pub struct SourceContext<'a> {
     /// Send requests unsigned, looking for no credentials (`--no-sign-request`): for a public
     /// bucket.
     pub no_sign_request: bool,
+    /// How a push cuts a large file into parts, instead of the store's own sizes.
+    pub upload_parts: Option<crate::object_store::PartSizes>,
 }
 
 /// A source made by a kind, boxed: it resolves as the source it holds.

@@ -147,7 +147,7 @@ fn read_into(
 
 impl Pieces {
     /// The next piece; `None` at the end, or when the reader stopped (see [`Self::check`]).
-    #[cfg(any(feature = "s3", test))]
+    #[cfg(any(feature = "s3", feature = "azure", feature = "gcs", test))]
     pub(crate) async fn next(&mut self) -> Option<Bytes> {
         self.rx.recv().await
     }
@@ -166,6 +166,64 @@ impl Pieces {
             progress,
         })
     }
+}
+
+/// Sends `pieces` as numbered parts, `in_flight` at once: whichever sender is free takes the next
+/// piece in order and hands it to `send` with its number (from 1). Returns what each `send`
+/// returned, by number. After a failure no further piece is taken. A reader that stopped short
+/// (the file does not match its sha256, or could not be read) is the failure reported, before
+/// any of the senders': its last piece never went, so the parts are never a whole file.
+///
+/// Memory is what the reader holds (see [`read_pieces`]) and the `in_flight` pieces being sent.
+#[cfg(any(feature = "s3", feature = "azure"))]
+pub(crate) async fn send_parts<T, F, Fut>(
+    pieces: Pieces,
+    in_flight: usize,
+    send: F,
+) -> Result<Vec<T>>
+where
+    F: Fn(u32, Bytes) -> Fut,
+    Fut: Future<Output = Result<T>>,
+{
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let check = pieces.check().clone();
+    // The next piece and its number, taken in order by whichever sender is free.
+    let next = tokio::sync::Mutex::new((pieces, 0u32));
+    let sent = Mutex::new(Vec::new());
+    let failed = AtomicBool::new(false);
+    let (next, sent, failed, send) = (&next, &sent, &failed, &send);
+    let senders = (0..in_flight.max(1)).map(|_| async move {
+        while !failed.load(Ordering::Relaxed) {
+            let (number, bytes) = {
+                let mut next = next.lock().await;
+                let Some(bytes) = next.0.next().await else {
+                    break;
+                };
+                next.1 += 1;
+                (next.1, bytes)
+            };
+            match send(number, bytes).await {
+                Ok(value) => sent
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .push((number, value)),
+                Err(e) => {
+                    failed.store(true, Ordering::Relaxed);
+                    return Err(e);
+                }
+            }
+        }
+        Ok(())
+    });
+    let results = mp_transfer::join_all(senders).await;
+    if let Some(e) = check.take() {
+        return Err(e);
+    }
+    results.into_iter().collect::<Result<Vec<()>>>()?;
+    let mut sent = std::mem::take(&mut *sent.lock().unwrap_or_else(PoisonError::into_inner));
+    sent.sort_by_key(|(number, _)| *number);
+    Ok(sent.into_iter().map(|(_, value)| value).collect())
 }
 
 /// [`Pieces`] as a stream of a request body's chunks.

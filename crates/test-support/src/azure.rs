@@ -9,7 +9,7 @@
 
 use std::fmt::Write as _;
 use std::fs;
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -181,6 +181,14 @@ impl Azurite {
 
     /// Sends a request signed with `SharedKey` to `path` (after the account), `body` as its
     /// body; the status.
+    /// `method path` (after the account: `/<container>/<blob>?<query>`), signed with the
+    /// development key: the status and the body of the answer. What a test asks Azurite to see
+    /// what a push left, e.g. `GET /c/b?comp=blocklist&blocklisttype=all`.
+    pub fn signed_request(&self, method: &str, path: &str) -> io::Result<(u16, String)> {
+        self.signed_answer(method, path, &[], b"")
+            .map(|(status, body)| (status, String::from_utf8_lossy(&body).into_owned()))
+    }
+
     fn signed(
         &self,
         method: &str,
@@ -188,6 +196,17 @@ impl Azurite {
         extra: &[(&str, String)],
         body: &[u8],
     ) -> io::Result<u16> {
+        self.signed_answer(method, path, extra, body)
+            .map(|(status, _)| status)
+    }
+
+    fn signed_answer(
+        &self,
+        method: &str,
+        path: &str,
+        extra: &[(&str, String)],
+        body: &[u8],
+    ) -> io::Result<(u16, Vec<u8>)> {
         let target = format!("/{AZURITE_ACCOUNT}{path}");
         let date = http_date(SystemTime::now());
         let mut headers: Vec<(String, String)> = vec![
@@ -234,15 +253,20 @@ impl Azurite {
         stream.write_all(request.as_bytes())?;
         stream.write_all(body)?;
         let mut reader = BufReader::new(stream);
-        let mut status = String::new();
-        reader.read_line(&mut status)?;
-        let mut rest = Vec::new();
-        let _ = reader.read_to_end(&mut rest);
-        status
-            .split(' ')
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| io::Error::other(format!("no status from Azurite: {status:?}")))
+        let head = crate::wire::Head::read(&mut reader)?
+            .filter(|h| h.status() != 0)
+            .ok_or_else(|| io::Error::other("no answer from Azurite"))?;
+        let body = if crate::wire::bodiless(method, head.status()) {
+            Vec::new()
+        } else if head.chunked() {
+            crate::wire::read_chunked(&mut reader)?
+        } else {
+            // Azurite closes the connection after the answer (`Connection: close`).
+            let mut body = Vec::new();
+            reader.read_to_end(&mut body)?;
+            body
+        };
+        Ok((head.status(), body))
     }
 }
 

@@ -30,6 +30,7 @@
 //!   nothing).
 //! - Files are published under `models/az/[<endpoint>/]<account>/<container>/<path>/<version>/`.
 
+mod blocks;
 mod reference;
 mod session;
 
@@ -44,7 +45,7 @@ use self::reference::{AZURE_SUFFIX, BlobRef, read};
 use self::session::{Props, Session, failure};
 use crate::error::{Error, Result, SourceFailure};
 use crate::hf::glob::selected;
-use crate::object_store::{Folder, MANIFEST_NAME, Manifest, Upload};
+use crate::object_store::{Folder, MANIFEST_NAME, Manifest, PartSizes, Upload};
 use crate::pipeline::{ListedFile, Listing, Revision, Source, Stated};
 use crate::register::{SourceContext, SourceKind};
 use crate::request::FetchRequest;
@@ -119,6 +120,7 @@ impl SourceKind for AzureKind {
             include: context.include.to_vec(),
             exclude: context.exclude.to_vec(),
             parallel: context.parallel_files,
+            parts: context.upload_parts.unwrap_or(blocks::BLOCKS),
         }))
     }
 }
@@ -151,6 +153,8 @@ struct Azure {
     include: Vec<String>,
     exclude: Vec<String>,
     parallel: usize,
+    /// How a push cuts a large file into blocks.
+    parts: PartSizes,
 }
 
 impl Azure {
@@ -319,18 +323,22 @@ impl Azure {
             session,
             engine,
             blob,
+            parts: self.parts,
         }))
     }
 }
 
-/// A folder of a container, as a push writes it: each file one `Put Blob`.
+/// A folder of a container, as a push writes it: each file one `Put Blob`, or from
+/// [`PartSizes::from`] on blocks committed by a block list (`blocks.rs`).
 struct AzureFolder<'s> {
     session: Arc<Session>,
     engine: &'s mp_transfer::Downloader,
     blob: BlobRef,
+    parts: PartSizes,
 }
 
-/// The largest blob one `Put Blob` writes (5000 MiB, since the service's 2019-12-12 version).
+/// The largest blob one `Put Blob` writes (5000 MiB, since the service's 2019-12-12 version):
+/// a larger file goes in blocks whatever the sizes asked.
 const PUT_BLOB_LIMIT: u64 = 5000 << 20;
 
 impl Folder for AzureFolder<'_> {
@@ -339,16 +347,18 @@ impl Folder for AzureFolder<'_> {
     }
 
     fn put_file(&self, name: &str, file: &Upload<'_>, progress: &Arc<dyn Progress>) -> Result<()> {
-        if file.size() > PUT_BLOB_LIMIT {
-            return Err(Error::PushDestination {
-                destination: self.blob.text(),
-                reason: format!(
-                    "`{name}` is larger than the 5000 MiB one request writes, and uploads in blocks are not written yet"
-                ),
-            });
+        let blob = format!("{}{name}", self.blob.path);
+        if file.size() >= self.parts.from || file.size() > PUT_BLOB_LIMIT {
+            return blocks::put_blocks(
+                self.engine,
+                &self.session,
+                &blob,
+                file.file(),
+                self.parts.size,
+                progress,
+            );
         }
         let rate = self.engine.config().rate_limit.clone();
-        let blob = format!("{}{name}", self.blob.path);
         self.engine
             .block_on(self.session.put(self.engine.client(), &blob, &|| {
                 // What an earlier attempt reported is void.

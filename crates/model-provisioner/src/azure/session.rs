@@ -252,6 +252,75 @@ impl Session {
         Ok(())
     }
 
+    /// `Put Block`: `bytes` as the uncommitted block `id` of the block blob `blob`, retried on
+    /// its own from memory.
+    pub(super) async fn put_block(
+        &self,
+        client: &Client,
+        blob: &str,
+        id: &str,
+        bytes: bytes::Bytes,
+    ) -> Result<()> {
+        let url = self.url(blob, &[("comp", "block"), ("blockid", id)]);
+        let response = self
+            .send(client, blob, |c| {
+                let mut headers = HeaderMap::new();
+                headers.insert(
+                    reqwest::header::CONTENT_LENGTH,
+                    HeaderValue::from(bytes.len()),
+                );
+                self.build(c, Method::PUT, url.clone(), headers)
+                    .body(bytes.clone())
+            })
+            .await?;
+        let status = response.status();
+        if !status.is_success() {
+            let code = error_code(response.headers(), None);
+            return Err(self.refusal(status, code.as_deref(), Some(blob)));
+        }
+        Ok(())
+    }
+
+    /// `Put Block List`: commits the blocks `ids`, in order, as the block blob `blob`. Until
+    /// then the blob is not there (or is still the blob it was), and uncommitted blocks that are
+    /// never committed are dropped by the service (after a week).
+    pub(super) async fn put_block_list(
+        &self,
+        client: &Client,
+        blob: &str,
+        ids: &[String],
+    ) -> Result<()> {
+        let url = self.url(blob, &[("comp", "blocklist")]);
+        let mut body = String::from("<?xml version=\"1.0\" encoding=\"utf-8\"?><BlockList>");
+        for id in ids {
+            body.push_str("<Latest>");
+            body.push_str(id);
+            body.push_str("</Latest>");
+        }
+        body.push_str("</BlockList>");
+        let response = self
+            .send(client, blob, |c| {
+                let mut headers = HeaderMap::new();
+                headers.insert(
+                    reqwest::header::CONTENT_LENGTH,
+                    HeaderValue::from(body.len()),
+                );
+                headers.insert(
+                    reqwest::header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/xml"),
+                );
+                self.build(c, Method::PUT, url.clone(), headers)
+                    .body(body.clone())
+            })
+            .await?;
+        let status = response.status();
+        if !status.is_success() {
+            let code = error_code(response.headers(), None);
+            return Err(self.refusal(status, code.as_deref(), Some(blob)));
+        }
+        Ok(())
+    }
+
     /// Every blob under `prefix`, page after page: its name and properties.
     pub(super) async fn list(&self, client: &Client, prefix: &str) -> Result<Vec<(String, Props)>> {
         let mut blobs = Vec::new();

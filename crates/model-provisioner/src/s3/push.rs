@@ -18,7 +18,6 @@
 //! [`S3Fetcher::put_object`] writes one small object from memory the same way, with its sha256
 //! checksum: a mirror's ref object.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use catalog_core::{CacheLayout, CatalogEntry, Digest, S3Ref};
@@ -31,9 +30,8 @@ use super::session::{SIGNATURE_LIFETIME, Session, error_code};
 use crate::error::{Error, Result};
 use crate::model_files::ModelFile;
 use crate::object_store::{self, Folder, MANIFEST_NAME, Upload};
-use crate::upload::{Hash, ReadCheck, read_pieces};
+use crate::upload::{Hash, ReadCheck, read_pieces, send_parts};
 use mp_progress::{Progress, Reporter};
-use mp_transfer::join_all;
 
 /// Files of this size and more go up as multipart uploads; smaller ones in one `PutObject`,
 /// whose checksum the store keeps.
@@ -317,55 +315,21 @@ impl Session<'_> {
             });
         }
         let pieces = read_pieces(file, part, 1, Hash::Each, self.rate.as_ref());
-        let check = pieces.check().clone();
-        // The next part to send and its number, taken in order by whichever upload is free.
-        let next = tokio::sync::Mutex::new((pieces, 0u16));
-        let etags = Mutex::new(vec![None::<String>; usize::try_from(count).unwrap_or(0)]);
-        let failed = AtomicBool::new(false);
-        let (next, etags, failed) = (&next, &etags, &failed);
-        let uploads = (0..PARTS_IN_FLIGHT).map(|_| async move {
-            while !failed.load(Ordering::Relaxed) {
-                let (number, bytes) = {
-                    let mut next = next.lock().await;
-                    let Some(bytes) = next.0.next().await else {
-                        break;
-                    };
-                    next.1 += 1;
-                    (next.1, bytes)
-                };
-                let sent = self
-                    .upload_part(client, key, upload_id, number, bytes)
-                    .await;
-                match sent {
-                    Ok((etag, len)) => {
-                        progress.advance(len);
-                        let mut etags = etags.lock().unwrap_or_else(PoisonError::into_inner);
-                        if let Some(slot) = etags.get_mut(usize::from(number) - 1) {
-                            *slot = Some(etag);
-                        }
-                    }
-                    Err(e) => {
-                        failed.store(true, Ordering::Relaxed);
-                        return Err(e);
-                    }
-                }
-            }
-            Ok(())
-        });
-        let results = join_all(uploads).await;
-        // A file that did not verify, or could not be read, is the failure to report: the
-        // parts that went are aborted with the upload.
-        if let Some(e) = check.take() {
-            return Err(e);
+        // A file that did not verify, or could not be read, is the failure reported: the parts
+        // that went are aborted with the upload.
+        let etags = send_parts(pieces, PARTS_IN_FLIGHT, |number, bytes| async move {
+            let number = u16::try_from(number)
+                .map_err(|_| self.protocol(format!("`{key}` has more than 10,000 parts")))?;
+            let (etag, len) = self
+                .upload_part(client, key, upload_id, number, bytes)
+                .await?;
+            progress.advance(len);
+            Ok(etag)
+        })
+        .await?;
+        if etags.len() as u64 != count {
+            return Err(self.protocol(format!("`{key}` was not sent whole")));
         }
-        results.into_iter().collect::<Result<Vec<()>>>()?;
-        let etags = etags
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .iter()
-            .cloned()
-            .collect::<Option<Vec<String>>>()
-            .ok_or_else(|| self.protocol(format!("`{key}` was not sent whole")))?;
         let response = self
             .send(client, key, |c| {
                 let credentials = self.signing();

@@ -7,9 +7,11 @@ use std::fs;
 use std::sync::Arc;
 
 use catalog_core::{CatalogStore, Digest, Outcome};
+use model_provisioner::object_store::PartSizes;
 use model_provisioner::{AnyFetcher, AzureKind, Error, FsCatalog, ModelProvisioner, SourceFailure};
 use test_support::{
-    AZURITE_ACCOUNT, AZURITE_KEY, AzureImds, Azurite, EntraToken, FakeBlobs, random_bytes,
+    AZURITE_ACCOUNT, AZURITE_KEY, AzureImds, Azurite, EntraToken, FakeBlobs, HoldProxy,
+    random_bytes,
 };
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
@@ -509,5 +511,182 @@ fn a_model_pushed_to_a_folder_is_pulled_back_passing_on_its_manifest() -> TestRe
         .push(&id, &wrong.parse_ref("az://devstoreaccount1/fleet/other/")?)
         .unwrap_err();
     assert_eq!(source_failure(&err), Some(SourceFailure::Denied), "{err:?}");
+    Ok(())
+}
+
+/// Files from 1 MiB on go up in blocks of 1 MiB, so that a few MiB make several blocks.
+const SMALL_BLOCKS: PartSizes = PartSizes {
+    from: 1 << 20,
+    size: 1 << 20,
+};
+
+/// A provisioner that pushes in [`SMALL_BLOCKS`].
+fn in_blocks(
+    cache: &std::path::Path,
+    kind: AzureKind,
+    endpoint: &str,
+) -> Result<ModelProvisioner<FsCatalog, AnyFetcher>, Box<dyn std::error::Error>> {
+    Ok(ModelProvisioner::builder(cache)
+        .source(kind)
+        .endpoint_url(Some(endpoint.parse()?))
+        .upload_parts(Some(SMALL_BLOCKS))
+        .build()?)
+}
+
+/// A file of `len` bytes at `dir/big.bin`, cataloged by `p` with its digest; its id.
+fn cataloged_file(
+    p: &ModelProvisioner<FsCatalog, AnyFetcher>,
+    dir: &std::path::Path,
+    len: usize,
+    seed: u64,
+) -> Result<(String, Vec<u8>), Box<dyn std::error::Error>> {
+    let path = dir.join("big.bin");
+    let body = random_bytes(len, seed);
+    fs::write(&path, &body)?;
+    let id = p
+        .ensure(
+            &p.parse_ref(&path.display().to_string())?,
+            Some(&Digest::sha256_of(&body)),
+        )?
+        .resolved
+        .id;
+    Ok((id, body))
+}
+
+/// The names of the blocks of `blob` in `fleet` that Get Block List reports as `kind`
+/// (`committed`, `uncommitted`), or `None` when Azurite has no such blob.
+fn blocks_of(
+    azurite: &Azurite,
+    blob: &str,
+    kind: &str,
+) -> Result<Option<usize>, Box<dyn std::error::Error>> {
+    let (status, body) = azurite.signed_request(
+        "GET",
+        &format!("/fleet/{blob}?comp=blocklist&blocklisttype={kind}"),
+    )?;
+    match status {
+        404 => Ok(None),
+        200 => Ok(Some(body.matches("<Block>").count())),
+        s => Err(format!("Get Block List of {blob}: HTTP {s}: {body}").into()),
+    }
+}
+
+/// The blob `blob` of `fleet` and the folder's manifest are not there.
+fn assert_no_blob(azurite: &Azurite, folder: &str, blob: &str) -> TestResult {
+    for name in [blob, ".model-provisioner.json"] {
+        let path = format!("/fleet/{folder}{name}");
+        let (status, _) = azurite.signed_request("HEAD", &path)?;
+        assert_eq!(status, 404, "{path} is there");
+    }
+    Ok(())
+}
+
+#[test]
+fn a_large_file_goes_up_in_blocks_committed_by_one_list_and_pulls_back_passing() -> TestResult {
+    let azurite = Azurite::start()?;
+    azurite.create_container("fleet")?;
+    let local = tempfile::tempdir()?;
+    let cache = tempfile::tempdir()?;
+    let p = in_blocks(cache.path(), with_key(&[]), &azurite.endpoint())?;
+    // Five blocks of 1 MiB and a short sixth.
+    let (id, body) = cataloged_file(&p, local.path(), (5 << 20) + 1000, 75)?;
+    let pushed = p.push(&id, &p.parse_ref("az://devstoreaccount1/fleet/big/")?)?;
+    assert_eq!(pushed.bytes_uploaded, (5 << 20) + 1000);
+    assert_eq!(blocks_of(&azurite, "big/big.bin", "committed")?, Some(6));
+    assert_eq!(blocks_of(&azurite, "big/big.bin", "uncommitted")?, Some(0));
+
+    let node = tempfile::tempdir()?;
+    let n = provisioner(node.path(), with_key(&[]), &azurite.endpoint())?;
+    let pulled = n.ensure(&n.parse_ref("az://devstoreaccount1/fleet/big/")?, None)?;
+    assert_eq!(pulled.entry.verification.outcome, Outcome::Pass);
+    assert!(fs::read(pulled.resolved.local_path.join("big.bin"))? == body);
+    Ok(())
+}
+
+#[test]
+fn a_block_that_fails_once_is_sent_again_and_a_sas_commits_the_blob_whole() -> TestResult {
+    let azurite = Azurite::start()?;
+    azurite.create_container("fleet")?;
+    let proxy = HoldProxy::start(&azurite.endpoint())?;
+    let local = tempfile::tempdir()?;
+    let cache = tempfile::tempdir()?;
+    let sas = azurite.sas("fleet", None, "rcwl");
+    let p = in_blocks(
+        cache.path(),
+        env(&[("AZURE_STORAGE_SAS_TOKEN", &sas)]),
+        &proxy.url(),
+    )?;
+    let (id, body) = cataloged_file(&p, local.path(), 4 << 20, 76)?;
+    // `comp=block&` is a Put Block, never the Put Block List (`comp=blocklist`).
+    proxy.refuse("PUT", "comp=block&", 503, 1);
+    p.push(&id, &p.parse_ref("az://devstoreaccount1/fleet/again/")?)?;
+
+    let puts: Vec<u16> = proxy
+        .log()
+        .iter()
+        .filter(|h| h.method == "PUT" && h.path.ends_with("/again/big.bin"))
+        .map(|h| h.status)
+        .collect();
+    // Four blocks, one of them twice, and the list.
+    assert_eq!(puts.iter().filter(|s| **s == 503).count(), 1, "{puts:?}");
+    assert_eq!(puts.iter().filter(|s| **s == 201).count(), 5, "{puts:?}");
+    assert_eq!(blocks_of(&azurite, "again/big.bin", "committed")?, Some(4));
+    let node = tempfile::tempdir()?;
+    let n = provisioner(node.path(), with_key(&[]), &azurite.endpoint())?;
+    let pulled = n.ensure(&n.parse_ref("az://devstoreaccount1/fleet/again/")?, None)?;
+    assert_eq!(pulled.entry.verification.outcome, Outcome::Pass);
+    assert!(fs::read(pulled.resolved.local_path.join("big.bin"))? == body);
+    Ok(())
+}
+
+#[test]
+fn a_block_that_keeps_failing_commits_no_blob() -> TestResult {
+    let azurite = Azurite::start()?;
+    azurite.create_container("fleet")?;
+    let proxy = HoldProxy::start(&azurite.endpoint())?;
+    let local = tempfile::tempdir()?;
+    let cache = tempfile::tempdir()?;
+    let p = in_blocks(cache.path(), with_key(&[]), &proxy.url())?;
+    let (id, _) = cataloged_file(&p, local.path(), 4 << 20, 77)?;
+    proxy.refuse("PUT", "comp=block&", 400, usize::MAX);
+    let err = p
+        .push(&id, &p.parse_ref("az://devstoreaccount1/fleet/bad/")?)
+        .unwrap_err();
+    assert!(!err.is_verification_failure(), "{err}");
+    assert_eq!(
+        source_failure(&err),
+        Some(SourceFailure::Protocol),
+        "{err:?}"
+    );
+    assert_no_blob(&azurite, "bad/", "big.bin")?;
+    assert_eq!(blocks_of(&azurite, "bad/big.bin", "committed")?, None);
+    Ok(())
+}
+
+#[test]
+fn a_tampered_file_in_blocks_is_never_committed() -> TestResult {
+    let azurite = Azurite::start()?;
+    azurite.create_container("fleet")?;
+    let local = tempfile::tempdir()?;
+    let cache = tempfile::tempdir()?;
+    let p = in_blocks(cache.path(), with_key(&[]), &azurite.endpoint())?;
+    let (id, mut body) = cataloged_file(&p, local.path(), (3 << 20) + 10, 78)?;
+    // The last byte: only the whole file's sha256 sees it, after every other block went.
+    if let Some(last) = body.last_mut() {
+        *last ^= 0x01;
+    }
+    fs::write(local.path().join("big.bin"), &body)?;
+    let err = p
+        .push(&id, &p.parse_ref("az://devstoreaccount1/fleet/tampered/")?)
+        .unwrap_err();
+    assert!(err.is_verification_failure(), "{err}");
+    assert_no_blob(&azurite, "tampered/", "big.bin")?;
+    assert!(
+        matches!(
+            blocks_of(&azurite, "tampered/big.bin", "committed")?,
+            None | Some(0)
+        ),
+        "nothing committed"
+    );
     Ok(())
 }
