@@ -34,7 +34,9 @@
 //!   received: for unit tests of clients of token and credential endpoints.
 //! - [`FakeGcs`]: fake-gcs-server, Cloud Storage's JSON API in memory (it checks no token);
 //!   [`GoogleTokens`]: Google's OAuth token endpoint and the metadata server's token, handing
-//!   out numbered tokens and logging what they are asked.
+//!   out numbered tokens and logging what they are asked; [`GcsUploads`]: Cloud Storage's
+//!   resumable uploads as Google documents them (a session's status, which fake-gcs-server
+//!   answers by completing the object), able to cut a chunk short.
 //! - [`InstanceMetadata`], [`ContainerCredentials`], [`Sts`]: the AWS credential endpoints
 //!   (`IMDSv2`, container credentials, `AssumeRoleWithWebIdentity`), handing out [`AwsCreds`]
 //!   (an [`S3Server`]'s key pair with `start_for`) and logging what they are asked.
@@ -67,6 +69,7 @@ mod azure;
 mod canned;
 mod fault;
 mod gcs;
+mod gcs_uploads;
 mod hf_repo;
 mod hold_proxy;
 mod holds;
@@ -98,6 +101,7 @@ pub use azure::{
 pub use canned::serve_canned;
 pub use fault::{Answer, FaultServer, Served};
 pub use gcs::{FakeGcs, GoogleTokens, METADATA_TOKEN_PATH, ServiceAccount, fake_gcs_server_binary};
+pub use gcs_uploads::{GcsUploads, UploadRequest};
 pub use hf_repo::{
     DEFAULT_WEIGHTS_SIZE, HfRepo, HfRepoBuilder, LFS_PATTERNS, TINY_GGUF, TINY_LLAMA, fake_gguf,
     fake_safetensors, pseudo_random_bytes, sha256_hex,

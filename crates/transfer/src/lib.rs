@@ -67,7 +67,7 @@ pub use retry::untrusted_certificate;
 pub use retry::{Failure, with_retries};
 pub use room::{MIN_MARGIN, Planned, ensure_room, margin, required, still_to_come};
 pub use source::{BoxFuture, RequestSource, UrlSource};
-pub use source::{Call, call};
+pub use source::{Call, Clients, call, send};
 pub use source::{Reauthorize, Unanswered, send_built};
 
 use mp_progress::Progress;

@@ -290,7 +290,9 @@ pub async fn send_built(
 /// credentials after a refusal.
 #[derive(Debug, Clone, Copy)]
 pub struct Clients<'a> {
+    /// Sends the request.
     pub request: &'a Client,
+    /// Asks for new credentials after a refusal.
     pub auth: &'a Client,
 }
 

@@ -32,6 +32,7 @@
 
 mod place;
 mod reference;
+mod resumable;
 mod session;
 
 use std::sync::Arc;
@@ -43,7 +44,7 @@ use self::reference::{GsRef, endpoint_id};
 use self::session::Session;
 use crate::error::{Error, Result, SourceFailure};
 use crate::hf::glob::selected;
-use crate::object_store::{Folder, MANIFEST_NAME, Manifest, Upload};
+use crate::object_store::{Folder, MANIFEST_NAME, Manifest, PartSizes, Upload};
 use crate::pipeline::{Listing, Source};
 use crate::register::{SourceContext, SourceKind};
 use crate::request::{FetchRequest, unsupported};
@@ -109,6 +110,7 @@ impl SourceKind for GcsKind {
             include: context.include.to_vec(),
             exclude: context.exclude.to_vec(),
             parallel: context.parallel_files,
+            parts: context.upload_parts.unwrap_or(resumable::CHUNKS),
         }))
     }
 }
@@ -142,6 +144,8 @@ struct Gcs {
     include: Vec<String>,
     exclude: Vec<String>,
     parallel: usize,
+    /// How a push cuts a large file into the chunks of a resumable upload.
+    parts: PartSizes,
 }
 
 impl Gcs {
@@ -182,6 +186,7 @@ impl Gcs {
             session,
             engine,
             gs,
+            parts: self.parts,
         }))
     }
 
@@ -376,11 +381,13 @@ impl Source for Gcs {
     }
 }
 
-/// A folder of a bucket, as a push writes it: each object one media upload.
+/// A folder of a bucket, as a push writes it: each object one media upload, or from
+/// [`PartSizes::from`] on a resumable upload (`resumable.rs`).
 struct GcsFolder<'s> {
     session: Arc<Session>,
     engine: &'s Downloader,
     gs: GsRef,
+    parts: PartSizes,
 }
 
 impl Folder for GcsFolder<'_> {
@@ -389,8 +396,19 @@ impl Folder for GcsFolder<'_> {
     }
 
     fn put_file(&self, name: &str, file: &Upload<'_>, progress: &Arc<dyn Progress>) -> Result<()> {
-        let rate = self.engine.config().rate_limit.clone();
         let object = format!("{}{name}", self.gs.object);
+        if file.size() >= self.parts.from && file.size() > 0 {
+            return resumable::upload(
+                self.engine,
+                &self.session,
+                &self.gs.bucket,
+                &object,
+                file.file(),
+                self.parts.size,
+                progress,
+            );
+        }
+        let rate = self.engine.config().rate_limit.clone();
         self.session
             .upload(self.engine, &self.gs.bucket, &object, &|| {
                 // What an earlier attempt reported is void.

@@ -142,6 +142,22 @@ impl Session {
         headers
     }
 
+    /// The retries of each request.
+    pub(super) fn retry(&self) -> mp_transfer::RetryPolicy {
+        self.retry
+    }
+
+    /// Replaces the token before a request when it expires within five minutes.
+    pub(super) async fn fresh_token(&self, client: &Client) -> Result<()> {
+        if let Identity::Token(credentials) = &self.identity {
+            credentials
+                .token(client)
+                .await
+                .map_err(|e| credential_error(&e))?;
+        }
+        Ok(())
+    }
+
     /// Replaces the token after a refusal; whether there is a new one to try.
     pub(super) async fn refresh(&self, client: &Client) -> bool {
         let Identity::Token(credentials) = &self.identity else {
@@ -313,8 +329,9 @@ impl Session {
         })
     }
 
-    /// What a refusal of a request about `object` (or the listing) in `bucket` means.
-    fn refusal(
+    /// What a refusal of a request about `object` (or the listing) in `bucket` means. A `404`
+    /// asks whether the bucket is there, through `engine`: never from inside its runtime.
+    pub(super) fn refusal(
         &self,
         engine: &Downloader,
         status: StatusCode,
@@ -374,7 +391,7 @@ impl Session {
     }
 
     /// A call that got no answer: the endpoint is down, unreachable, or untrusted.
-    fn unreachable(&self, e: mp_transfer::Error) -> Error {
+    pub(super) fn unreachable(&self, e: mp_transfer::Error) -> Error {
         no_answer(
             e,
             &self.endpoint,
@@ -401,7 +418,7 @@ impl Reauthorize for Session {
 }
 
 /// The endpoint answered something the JSON API does not.
-fn protocol(message: String) -> Error {
+pub(super) fn protocol(message: String) -> Error {
     failure(
         SourceFailure::Protocol,
         message,

@@ -8,9 +8,11 @@ use std::fs;
 use std::sync::Arc;
 
 use catalog_core::{Digest, Outcome};
+use model_provisioner::object_store::PartSizes;
 use model_provisioner::{AnyFetcher, Error, FsCatalog, GcsKind, ModelProvisioner, SourceFailure};
 use test_support::{
-    FakeGcs, GoogleTokens, HoldProxy, LyingProxy, METADATA_TOKEN_PATH, ServiceAccount, random_bytes,
+    FakeGcs, GcsUploads, GoogleTokens, HoldProxy, LyingProxy, METADATA_TOKEN_PATH, ServiceAccount,
+    random_bytes,
 };
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
@@ -591,5 +593,224 @@ fn a_model_pushed_to_a_folder_is_pulled_back_passing_on_its_manifest() -> TestRe
         .ensure(&o.parse_ref("gs://models/pushed/")?, None)
         .unwrap_err();
     assert!(err.to_string().contains("extra.bin"), "{err}");
+    Ok(())
+}
+
+/// Files from 1 MiB on go up in resumable chunks of 1 MiB, so that a few MiB make several.
+const SMALL_CHUNKS: PartSizes = PartSizes {
+    from: 1 << 20,
+    size: 1 << 20,
+};
+
+/// A provisioner that pushes in [`SMALL_CHUNKS`], retrying each request once.
+fn in_chunks(
+    cache: &std::path::Path,
+    endpoint: &str,
+    env: model_provisioner::gcs::Env,
+    unsigned: bool,
+) -> Result<ModelProvisioner<FsCatalog, AnyFetcher>, Error> {
+    ModelProvisioner::builder(cache)
+        .source(GcsKind::with_env(env))
+        .endpoint_url(Some(endpoint.parse().expect("a URL")))
+        .no_sign_request(unsigned)
+        .upload_parts(Some(SMALL_CHUNKS))
+        .retries(1)
+        .build()
+}
+
+/// A file of `len` bytes at `dir/big.bin`, cataloged by `p` with its digest; its id and bytes.
+fn cataloged_file(
+    p: &ModelProvisioner<FsCatalog, AnyFetcher>,
+    dir: &std::path::Path,
+    len: usize,
+    seed: u64,
+) -> Result<(String, Vec<u8>), Box<dyn std::error::Error>> {
+    let path = dir.join("big.bin");
+    let body = random_bytes(len, seed);
+    fs::write(&path, &body)?;
+    let id = p
+        .ensure(
+            &p.parse_ref(&path.display().to_string())?,
+            Some(&Digest::sha256_of(&body)),
+        )?
+        .resolved
+        .id;
+    Ok((id, body))
+}
+
+/// The statuses of the `PUT`s to upload sessions (chunks and status queries) in `proxy`'s log.
+fn session_puts(proxy: &HoldProxy) -> Vec<u16> {
+    proxy
+        .log()
+        .iter()
+        .filter(|h| h.method == "PUT" && h.path.starts_with("/upload/"))
+        .map(|h| h.status)
+        .collect()
+}
+
+/// Neither `folder/big.bin` nor the folder's manifest is in fake-gcs-server's bucket.
+fn assert_no_object(gcs: &FakeGcs, folder: &str) -> TestResult {
+    for name in ["big.bin", ".model-provisioner.json"] {
+        let target = format!("/storage/v1/b/{BUCKET}/o/{folder}%2F{name}");
+        assert_eq!(gcs.get(&target)?.status, 404, "{target} is there");
+    }
+    Ok(())
+}
+
+#[test]
+fn a_large_file_goes_up_in_chunks_of_one_session_and_pulls_back_passing() -> TestResult {
+    let gcs = FakeGcs::start()?;
+    gcs.create_bucket(BUCKET)?;
+    let proxy = HoldProxy::start(&gcs.endpoint())?;
+    let local = tempfile::tempdir()?;
+    let cache = tempfile::tempdir()?;
+    let p = in_chunks(cache.path(), &proxy.url(), env(cache.path(), &[]), true)?;
+    // Five chunks of 1 MiB and a short sixth, the only one that states the total.
+    let (id, body) = cataloged_file(&p, local.path(), (5 << 20) + 1000, 8)?;
+    let pushed = p.push(&id, &p.parse_ref("gs://models/big/")?)?;
+    assert_eq!(pushed.bytes_uploaded, (5 << 20) + 1000);
+    assert_eq!(session_puts(&proxy), [308, 308, 308, 308, 308, 200]);
+
+    let node = tempfile::tempdir()?;
+    let n = provisioner(node.path(), &gcs.endpoint(), env(node.path(), &[]), true)?;
+    let pulled = n.ensure(&n.parse_ref("gs://models/big/")?, None)?;
+    assert_eq!(pulled.entry.verification.outcome, Outcome::Pass);
+    assert!(fs::read(pulled.resolved.local_path.join("big.bin"))? == body);
+    Ok(())
+}
+
+/// Against [`GcsUploads`], not fake-gcs-server: asked for a session's status
+/// (`Content-Range: bytes */TOTAL`), fake-gcs-server 1.54 completes the object with the bytes
+/// it has instead of answering `308` with what it kept, as Cloud Storage does. The second chunk
+/// is cut after 512 KiB, as a connection that broke mid-chunk leaves a session: the client asks
+/// what the server has and sends the rest of that chunk, from byte 1.5 MiB, not from zero.
+#[test]
+fn a_chunk_cut_short_goes_on_from_what_the_server_kept() -> TestResult {
+    let server = GcsUploads::start()?;
+    let local = tempfile::tempdir()?;
+    let cache = tempfile::tempdir()?;
+    let p = in_chunks(
+        cache.path(),
+        &server.endpoint(),
+        env(cache.path(), &[]),
+        true,
+    )?;
+    let (id, body) = cataloged_file(&p, local.path(), 4 << 20, 9)?;
+    server.cut_chunk(2, 512 << 10);
+    p.push(&id, &p.parse_ref("gs://models/resumed/")?)?;
+
+    let chunks: Vec<(String, u16)> = server
+        .log()
+        .into_iter()
+        .filter(|r| r.method == "PUT")
+        .map(|r| (r.content_range.unwrap_or_default(), r.status))
+        .collect();
+    let expected = [
+        ("bytes 0-1048575/*", 308),
+        ("bytes 1048576-2097151/*", 503),
+        ("bytes */4194304", 308),
+        ("bytes 1572864-2097151/*", 308),
+        ("bytes 2097152-3145727/*", 308),
+        ("bytes 3145728-4194303/4194304", 200),
+    ];
+    assert_eq!(
+        chunks,
+        expected.map(|(r, s)| (r.to_owned(), s)),
+        "{chunks:#?}"
+    );
+    assert!(server.object("resumed/big.bin") == Some(body));
+    assert!(server.object("resumed/.model-provisioner.json").is_some());
+    Ok(())
+}
+
+#[test]
+fn a_tampered_file_cancels_its_session_and_leaves_no_object() -> TestResult {
+    let gcs = FakeGcs::start()?;
+    gcs.create_bucket(BUCKET)?;
+    let proxy = HoldProxy::start(&gcs.endpoint())?;
+    let local = tempfile::tempdir()?;
+    let cache = tempfile::tempdir()?;
+    let p = in_chunks(cache.path(), &proxy.url(), env(cache.path(), &[]), true)?;
+    let (id, mut body) = cataloged_file(&p, local.path(), (3 << 20) + 10, 10)?;
+    // The last byte: only the whole file's sha256 sees it, after every other chunk went.
+    if let Some(last) = body.last_mut() {
+        *last ^= 0x01;
+    }
+    fs::write(local.path().join("big.bin"), &body)?;
+    let err = p
+        .push(&id, &p.parse_ref("gs://models/tampered/")?)
+        .unwrap_err();
+    assert!(err.is_verification_failure(), "{err}");
+    // Three whole chunks went; the last one, which would make the object, never did.
+    assert_eq!(session_puts(&proxy), [308, 308, 308]);
+    let log = proxy.log();
+    assert!(
+        log.iter().any(|h| h.method == "DELETE" && h.status == 499),
+        "the session was cancelled: {log:#?}"
+    );
+    assert_no_object(&gcs, "tampered")?;
+    Ok(())
+}
+
+#[test]
+fn a_chunk_that_keeps_failing_cancels_the_session_and_leaves_no_object() -> TestResult {
+    let gcs = FakeGcs::start()?;
+    gcs.create_bucket(BUCKET)?;
+    let proxy = HoldProxy::start(&gcs.endpoint())?;
+    let local = tempfile::tempdir()?;
+    let cache = tempfile::tempdir()?;
+    let p = in_chunks(cache.path(), &proxy.url(), env(cache.path(), &[]), true)?;
+    let (id, _) = cataloged_file(&p, local.path(), 3 << 20, 11)?;
+    // Every chunk and status query: none reaches the server, which would complete the object
+    // when asked its status (see `a_chunk_cut_short_goes_on_from_what_the_server_kept`).
+    proxy.refuse("PUT", "upload_id=", 503, usize::MAX);
+    let err = p
+        .push(&id, &p.parse_ref("gs://models/failing/")?)
+        .unwrap_err();
+    assert!(!err.is_verification_failure(), "{err}");
+    assert!(err.to_string().contains("503"), "{err}");
+    let log = proxy.log();
+    assert!(
+        log.iter().any(|h| h.method == "DELETE" && h.status == 499),
+        "the session was cancelled: {log:#?}"
+    );
+    assert_no_object(&gcs, "failing")?;
+    Ok(())
+}
+
+#[test]
+fn a_token_refused_mid_upload_is_replaced_and_the_chunk_sent_again() -> TestResult {
+    let gcs = FakeGcs::start()?;
+    gcs.create_bucket(BUCKET)?;
+    let proxy = HoldProxy::start(&gcs.endpoint())?;
+    let tokens = GoogleTokens::start()?;
+    let local = tempfile::tempdir()?;
+    let cache = tempfile::tempdir()?;
+    let e = env(cache.path(), &[("GCE_METADATA_HOST", tokens.host())]);
+    let p = in_chunks(cache.path(), &proxy.url(), e, false)?;
+    let (id, body) = cataloged_file(&p, local.path(), 3 << 20, 12)?;
+    // The token has expired by the time the first chunk goes, as Cloud Storage refuses it.
+    proxy.refuse("PUT", "upload_id=", 401, 1);
+    p.push(&id, &p.parse_ref("gs://models/token/")?)?;
+
+    assert_eq!(tokens.issued(), ["token-1", "token-2"]);
+    let puts: Vec<(u16, Option<String>)> = proxy
+        .log()
+        .into_iter()
+        .filter(|h| h.method == "PUT" && h.path.starts_with("/upload/"))
+        .map(|h| (h.status, h.authorization))
+        .collect();
+    let bearer = |n: u8| Some(format!("Bearer token-{n}"));
+    assert_eq!(puts[0], (401, bearer(1)), "{puts:#?}");
+    assert!(
+        puts[1..]
+            .iter()
+            .all(|(s, a)| (*s == 308 || *s == 200) && *a == bearer(2)),
+        "{puts:#?}"
+    );
+    let node = tempfile::tempdir()?;
+    let n = provisioner(node.path(), &gcs.endpoint(), env(node.path(), &[]), true)?;
+    let pulled = n.ensure(&n.parse_ref("gs://models/token/")?, None)?;
+    assert!(fs::read(pulled.resolved.local_path.join("big.bin"))? == body);
     Ok(())
 }
