@@ -169,8 +169,8 @@ impl Pieces {
 }
 
 /// Sends `pieces` as numbered parts, `in_flight` at once: whichever sender is free takes the next
-/// piece in order and hands it to `send` with its number (from 1). Returns what each `send`
-/// returned, by number. After a failure no further piece is taken. A reader that stopped short
+/// piece in order and hands it to `send_part` with its number (from 1). Returns what each
+/// `send_part` returned, by number. After a failure no further piece is taken. A reader that stopped short
 /// (the file does not match its sha256, or could not be read) is the failure reported, before
 /// any of the senders': its last piece never went, so the parts are never a whole file.
 ///
@@ -179,7 +179,7 @@ impl Pieces {
 pub(crate) async fn send_parts<T, F, Fut>(
     pieces: Pieces,
     in_flight: usize,
-    send: F,
+    send_part: F,
 ) -> Result<Vec<T>>
 where
     F: Fn(u32, Bytes) -> Fut,
@@ -190,9 +190,9 @@ where
     let check = pieces.check().clone();
     // The next piece and its number, taken in order by whichever sender is free.
     let next = tokio::sync::Mutex::new((pieces, 0u32));
-    let sent = Mutex::new(Vec::new());
+    let done = Mutex::new(Vec::new());
     let failed = AtomicBool::new(false);
-    let (next, sent, failed, send) = (&next, &sent, &failed, &send);
+    let (next, done, failed, send_part) = (&next, &done, &failed, &send_part);
     let senders = (0..in_flight.max(1)).map(|_| async move {
         while !failed.load(Ordering::Relaxed) {
             let (number, bytes) = {
@@ -203,8 +203,8 @@ where
                 next.1 += 1;
                 (next.1, bytes)
             };
-            match send(number, bytes).await {
-                Ok(value) => sent
+            match send_part(number, bytes).await {
+                Ok(value) => done
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)
                     .push((number, value)),
@@ -221,9 +221,9 @@ where
         return Err(e);
     }
     results.into_iter().collect::<Result<Vec<()>>>()?;
-    let mut sent = std::mem::take(&mut *sent.lock().unwrap_or_else(PoisonError::into_inner));
-    sent.sort_by_key(|(number, _)| *number);
-    Ok(sent.into_iter().map(|(_, value)| value).collect())
+    let mut done = std::mem::take(&mut *done.lock().unwrap_or_else(PoisonError::into_inner));
+    done.sort_by_key(|(number, _)| *number);
+    Ok(done.into_iter().map(|(_, value)| value).collect())
 }
 
 /// [`Pieces`] as a stream of a request body's chunks.

@@ -20,6 +20,7 @@
 //! `Content-Range` and the status it got ([`GcsUploads::log`]).
 
 use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::io::{self, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -160,7 +161,7 @@ fn serve(stream: TcpStream, addr: SocketAddr, state: &Mutex<State>) {
             text.len()
         );
         for (name, value) in headers {
-            reply.push_str(&format!("{name}: {value}\r\n"));
+            let _ = write!(reply, "{name}: {value}\r\n");
         }
         reply.push_str("\r\n");
         reply.push_str(&text);

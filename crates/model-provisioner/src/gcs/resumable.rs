@@ -207,7 +207,7 @@ impl Upload<'_> {
                 match self.status().await.inspect_err(|_| {
                     failed_before.store(true, Ordering::Relaxed);
                 })? {
-                    Some(have) => self.kept(kept, have, progress),
+                    Some(have) => Self::kept(kept, have, progress),
                     // The object is made: only the last chunk does that.
                     None if last => return Ok(()),
                     None => {
@@ -245,14 +245,14 @@ impl Upload<'_> {
                 match response.status() {
                     StatusCode::PERMANENT_REDIRECT => {
                         let have = have_from(response.headers());
-                        self.kept(kept, have, progress);
+                        Self::kept(kept, have, progress);
                         if have == from {
                             // Sent again, it would be kept no better.
                             return Err(Failure::protocol("a `308` that kept none of the chunk"));
                         }
                     }
                     s if s.is_success() && last => {
-                        self.kept(kept, self.total, progress);
+                        Self::kept(kept, self.total, progress);
                         return Ok(());
                     }
                     s => return Err(Failure::local(self.refused(s))),
@@ -264,7 +264,7 @@ impl Upload<'_> {
     }
 
     /// Records that the server has `have` bytes, and advances `progress` by the new ones.
-    fn kept(&self, kept: &AtomicU64, have: u64, progress: &Arc<dyn Progress>) {
+    fn kept(kept: &AtomicU64, have: u64, progress: &Arc<dyn Progress>) {
         let before = kept.swap(have, Ordering::Relaxed);
         progress.advance(have.saturating_sub(before));
     }
@@ -346,7 +346,7 @@ impl Upload<'_> {
                 tracing::debug!(status = %r.status(), object = self.object, "cancelling the upload failed");
             }
             Err(e) => {
-                tracing::debug!(error = %e, object = self.object, "cancelling the upload failed")
+                tracing::debug!(error = %e, object = self.object, "cancelling the upload failed");
             }
         }
     }
