@@ -5,7 +5,7 @@ use catalog_core::{CatalogEntry, ModelRef};
 use crate::error::Result;
 use crate::fetcher::ModelFetcher;
 use crate::file::FileFetcher;
-use crate::mirror::{HfLocation, HfMirror, MirrorContext, Mirrors, Route, Target, skip_reason};
+use crate::mirror::{HfMirror, MirrorContext, Mirrors, Route, Target, skip_reason};
 use crate::request::{FetchRequest, Fetched, unsupported};
 
 /// A fetcher that can be shared across threads.
@@ -102,21 +102,23 @@ impl AnyFetcher {
         Ok(fetched)
     }
 
-    /// Fetches the `hf:` model `req` names from `mirror`, a registry or bucket where
-    /// `model-provisioner mirror` put it: listed by the source of the mirror's scheme, checked
-    /// against what was asked and placed as the Hub's model.
+    /// Fetches the hub's model `req` names from `mirror`, a registry or bucket where
+    /// `model-provisioner mirror` put it: listed by the source of the mirror's scheme (a
+    /// registry, S3, or a registered store), checked against what was asked and placed as the
+    /// hub's model.
     fn fetch_hf_copy(&self, req: &FetchRequest<'_>, mirror: &HfMirror) -> Result<Fetched> {
-        let (configured, probe) = match &mirror.location {
-            HfLocation::Oci { registry, .. } => (&self.oci, format!("oci://{registry}/x:latest")),
-            HfLocation::S3 { base } => (&self.s3, format!("{base}/x")),
-        };
+        let probe = mirror
+            .location
+            .probe()
+            .ok_or_else(|| unsupported(req.reference))?;
+        let fetcher = self.fetcher_for(&probe)?;
         #[cfg(feature = "http")]
-        if let Some(source) = configured.as_ref().and_then(|f| f.source()) {
+        if let Some(source) = fetcher.source() {
             let listing = crate::mirror::resolve_hf_copy(source, req, mirror)?;
             return crate::pipeline::place(req, listing);
         }
-        let _ = (configured, req);
-        Err(unsupported(&probe.parse()?))
+        let _ = (fetcher, req);
+        Err(unsupported(&probe))
     }
 
     /// Also fetches `http://` and `https://` references with `http`.

@@ -557,6 +557,7 @@ impl ProvisionerBuilder {
             include: hub.include,
             exclude: hub.exclude,
             offline: hub.offline,
+            shapes: Vec::new(),
         };
         #[cfg(feature = "oci")]
         {
@@ -580,14 +581,13 @@ impl ProvisionerBuilder {
             FileFetcher::in_place()
         };
         let mut fetcher = AnyFetcher::new(file);
-        #[cfg(feature = "http")]
+        // What the references of each registered scheme name, for mirror rules.
         #[cfg_attr(
-            not(any(feature = "oci", feature = "s3")),
-            expect(
-                unused_mut,
-                reason = "only registries and S3 have clients of their own"
-            )
+            not(feature = "http"),
+            expect(unused_mut, reason = "only registered sources add to it")
         )]
+        let mut shapes: Vec<(&'static str, crate::mirror::MirrorShape)> = Vec::new();
+        #[cfg(feature = "http")]
         let mut publisher = crate::publish::Publisher::default();
         // One engine for every network fetcher: one runtime, one connection pool, one memory
         // budget, started only when a download needs it.
@@ -638,14 +638,19 @@ impl ProvisionerBuilder {
                 upload_parts: s.upload_parts,
             };
             for kind in crate::registered::kinds(&self.sources) {
+                let shape = kind.mirror_shape();
+                shapes.extend(kind.schemes().iter().map(|scheme| (*scheme, shape)));
                 fetcher = fetcher.with_source(kind.schemes(), kind.build(&context)?);
             }
+            publisher.shapes.clone_from(&shapes);
         }
         if !self.mirrors.is_empty() {
-            let context = self.mirror_context(
+            let mut context = self.mirror_context(
                 #[cfg(feature = "oci")]
                 &registries,
             );
+            context.shapes = shapes;
+            self.mirrors.check(&context)?;
             fetcher = fetcher.with_mirrors(self.mirrors.clone(), context);
         }
         match self.hf {

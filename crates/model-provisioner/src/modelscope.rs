@@ -40,6 +40,9 @@ use mp_transfer::{Call, Engine, UrlSource};
 /// ModelScope's own endpoint, when `MODELSCOPE_DOMAIN` names none.
 const DEFAULT_DOMAIN: &str = "www.modelscope.cn";
 
+/// The revision a reference without one names.
+const DEFAULT_REVISION: &str = "master";
+
 /// The most a listing may weigh.
 const LISTING_LIMIT: usize = 64 << 20;
 
@@ -76,6 +79,12 @@ impl SourceKind for ModelScopeKind {
 
     fn check(&self, reference: &OtherRef) -> std::result::Result<(), ParseRefError> {
         read(reference).map(drop)
+    }
+
+    fn mirror_shape(&self) -> crate::mirror::MirrorShape {
+        crate::mirror::MirrorShape::Hub {
+            default_revision: DEFAULT_REVISION,
+        }
     }
 
     fn build(&self, context: &SourceContext<'_>) -> Result<Box<dyn Source + Send + Sync>> {
@@ -375,7 +384,7 @@ impl Source for ModelScope {
                 reference: req.reference.redacted(),
             });
         }
-        let revision = hf.revision.as_deref().unwrap_or("master");
+        let revision = hf.revision.as_deref().unwrap_or(DEFAULT_REVISION);
         let (listed, commit) = self.list(&hf, revision)?;
         let names = self.choose(&hf, listed.iter().map(|f| f.path.clone()).collect())?;
         if names.is_empty() {

@@ -85,6 +85,15 @@ impl Manifest {
         Ok(manifest)
     }
 
+    /// What it says the folder holds, when it records the model's provenance: what a mirror's
+    /// copy is held against ([`Listing::claim`](crate::pipeline::Listing::claim)).
+    pub fn claim(self) -> Option<crate::pipeline::Claim> {
+        Some(crate::pipeline::Claim {
+            id: Some(self.id),
+            provenance: self.provenance?,
+        })
+    }
+
     /// The sha256 it states for each of `listed`, the paths of a folder's objects, for the
     /// listing to state ([`Stated::Sha256`](crate::pipeline::Stated::Sha256)).
     ///

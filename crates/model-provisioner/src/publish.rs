@@ -5,9 +5,11 @@
 //! ```text
 //! push    <model> oci://registry/repo:tag     a ModelPack artifact        (oci/push.rs)
 //!         <model> s3://bucket/prefix/         files, then a manifest      (s3/push.rs)
-//! mirror  hf:org/repo@rev at commit C, under PREFIX, as `ensure --mirror 'hf:=PREFIX'` looks:
+//! mirror  hf:org/repo@rev at commit C (or a registered hub's, `modelscope:org/repo@rev`), under
+//!         PREFIX, as `ensure --mirror 'hf:=PREFIX'` looks:
 //!           oci://registry/path    PREFIX/org/repo:C, and a tag for `rev`
 //!           s3://bucket/path       PREFIX/org/repo/C/, and the object PREFIX/org/repo/refs/rev
+//!           gs://bucket/path, …    the same, in the folders of a registered store
 //!         any other model where the rule `<its registry or bucket>=PREFIX` maps it
 //! ```
 //!
@@ -23,7 +25,7 @@ use catalog_core::{CacheLayout, CatalogEntry, Digest, HfRef, ModelRef};
 
 use crate::error::{Error, Result};
 use crate::fetcher::ModelFetcher;
-use crate::mirror::{HfLocation, HfMirror, MirrorContext, Mirrors, Target};
+use crate::mirror::{HfLocation, HfMirror, Hub, MirrorContext, MirrorShape, Mirrors, Target};
 use crate::request::unsupported;
 use mp_progress::Reporter;
 
@@ -74,6 +76,8 @@ pub(crate) struct Publisher {
     pub(crate) s3: Option<crate::access::S3Client>,
     /// The registry `ollama:` references are pulled from: the source side of their rule.
     pub(crate) ollama_registry: String,
+    /// What the references of each registered scheme name (a hub's, a store's folders).
+    pub(crate) shapes: Vec<(&'static str, MirrorShape)>,
 }
 
 impl Default for Publisher {
@@ -85,6 +89,7 @@ impl Default for Publisher {
             #[cfg(feature = "s3")]
             s3: None,
             ollama_registry: catalog_core::OLLAMA_REGISTRY.to_owned(),
+            shapes: Vec::new(),
         }
     }
 }
@@ -167,7 +172,9 @@ impl Publisher {
         reporter: &dyn Reporter,
         fetcher: &dyn ModelFetcher,
     ) -> Result<Mirrored> {
-        let source: ModelRef = entry.source.parse().or_else(|_| entry.id.parse())?;
+        let schemes = fetcher.schemes();
+        let source = ModelRef::parse_with(&entry.source, &schemes)
+            .or_else(|_| ModelRef::parse_with(&entry.id, &schemes))?;
         let mut out = Mirrored {
             id: entry.id.clone(),
             mirror: prefix.to_owned(),
@@ -176,19 +183,28 @@ impl Publisher {
             files: 0,
             bytes_uploaded: 0,
         };
-        match &source {
-            ModelRef::Hf(hf) => self.mirror_hf(layout, entry, hf, reporter, fetcher, &mut out)?,
-            other => self.mirror_by_rule(layout, entry, other, reporter, fetcher, &mut out)?,
+        match self.context().hub_model(&source) {
+            Some(hub) => self.mirror_hf(layout, entry, hub, reporter, fetcher, &mut out)?,
+            None => self.mirror_by_rule(layout, entry, &source, reporter, fetcher, &mut out)?,
         }
         Ok(out)
     }
 
-    /// An `hf:` model: its commit's tag or folder, and its revision's tag or ref object.
+    /// What mirror rules are matched with.
+    fn context(&self) -> MirrorContext {
+        MirrorContext {
+            ollama_registry: self.ollama_registry.clone(),
+            shapes: self.shapes.clone(),
+            ..MirrorContext::default()
+        }
+    }
+
+    /// A hub's model: its commit's tag or folder, and its revision's tag or ref object.
     fn mirror_hf(
         &self,
         layout: &CacheLayout,
         entry: &CatalogEntry,
-        hf: &HfRef,
+        (hub, hf): (Hub, HfRef),
         reporter: &dyn Reporter,
         fetcher: &dyn ModelFetcher,
         out: &mut Mirrored,
@@ -204,11 +220,11 @@ impl Publisher {
         let (include, exclude) = provenance.map_or((Vec::new(), Vec::new()), |p| {
             (p.include.clone(), p.exclude.clone())
         });
-        let hm = HfMirror::for_push(hf, &prefix, include, exclude).map_err(|e| match e {
+        let hm = HfMirror::for_push(hub, &hf, &prefix, include, exclude).map_err(|e| match e {
             Error::MirrorRule(e) => Error::MirrorPrefix(e),
             other => other,
         })?;
-        out.rule = format!("hf:={prefix}");
+        out.rule = format!("{}:={prefix}", hub.scheme);
         let nowhere = |place: String| Error::MirrorLocation {
             prefix: prefix.clone(),
             reference: place,
@@ -227,37 +243,48 @@ impl Publisher {
                     out.destinations.push(dest.to_string());
                 }
             }
-            HfLocation::S3 { .. } => {
+            HfLocation::Bucket { .. } => {
                 let tag = hm.commit_tag(&commit);
-                let folder = ModelRef::S3(hm.s3_folder(&tag).ok_or_else(|| nowhere(tag))?);
+                let folder = hm.folder(&tag).ok_or_else(|| nowhere(tag))?;
                 let r = self.push(layout, entry, &folder, reporter, fetcher)?;
                 out.files = r.files;
                 out.bytes_uploaded = r.bytes_uploaded;
-                out.destinations.push(folder.to_string());
+                out.destinations.push(r.destination);
                 if hm.pinned_commit().is_none()
-                    && let Some(object) = hm.s3_ref_object(hm.revision())
+                    && let Some(object) = hm.ref_object(hm.revision())
                 {
-                    self.put_ref(&object, &commit)?;
-                    out.destinations.push(ModelRef::S3(object).to_string());
+                    let body = format!("{commit}\n");
+                    let name = hm.revision_tag(hm.revision());
+                    match (&object, hm.refs_folder()) {
+                        (ModelRef::S3(s3), _) => self.put_ref(s3, body.as_bytes())?,
+                        (_, Some(refs)) => match fetcher.folder(&refs) {
+                            Some(folder) => folder?.put_bytes(&name, body.as_bytes())?,
+                            None => {
+                                return Err(Error::PushScheme {
+                                    destination: refs.redacted(),
+                                });
+                            }
+                        },
+                        (_, None) => return Err(nowhere(name)),
+                    }
+                    out.destinations.push(object.redacted());
                 }
             }
         }
         Ok(())
     }
 
-    /// Writes the object that says which commit a revision name resolved to.
+    /// Writes the S3 object that says which commit a revision name resolved to.
     #[cfg(feature = "s3")]
-    fn put_ref(&self, object: &catalog_core::S3Ref, commit: &str) -> Result<()> {
+    fn put_ref(&self, object: &catalog_core::S3Ref, body: &[u8]) -> Result<()> {
         let reference = ModelRef::S3(object.clone());
         let client = self.s3.as_ref().ok_or_else(|| unsupported(&reference))?;
-        client
-            .get()
-            .put_object(object, format!("{commit}\n").as_bytes())
+        client.get().put_object(object, body)
     }
 
     #[cfg(not(feature = "s3"))]
     #[expect(clippy::unused_self, reason = "the same call with the feature on")]
-    fn put_ref(&self, object: &catalog_core::S3Ref, _commit: &str) -> Result<()> {
+    fn put_ref(&self, object: &catalog_core::S3Ref, _body: &[u8]) -> Result<()> {
         Err(unsupported(&ModelRef::S3(object.clone())))
     }
 
@@ -278,6 +305,7 @@ impl Publisher {
                 Some(endpoint) => format!("s3+{endpoint}/{}", s.bucket),
                 None => format!("s3://{}", s.bucket),
             },
+            ModelRef::Other(other) => store_prefix(&other.to_string()),
             _ => {
                 return Err(Error::MirrorSource {
                     reference: source.redacted(),
@@ -286,10 +314,7 @@ impl Publisher {
         };
         out.rule = format!("{source_prefix}={}", out.mirror);
         let mirrors = Mirrors::from_flags([&out.rule]).map_err(Error::MirrorPrefix)?;
-        let context = MirrorContext {
-            ollama_registry: self.ollama_registry.clone(),
-            ..MirrorContext::default()
-        };
+        let context = self.context();
         let Some(Target::Reference(dest)) = mirrors
             .routes(source, &context)
             .into_iter()
@@ -301,7 +326,10 @@ impl Publisher {
                 reference: source.redacted(),
             });
         };
-        if !matches!(dest, ModelRef::Oci(_) | ModelRef::S3(_)) {
+        if !matches!(
+            dest,
+            ModelRef::Oci(_) | ModelRef::S3(_) | ModelRef::Other(_)
+        ) {
             return Err(Error::MirrorScheme {
                 destination: dest.redacted(),
             });
@@ -311,5 +339,36 @@ impl Publisher {
         out.bytes_uploaded = r.bytes_uploaded;
         out.destinations.push(r.destination);
         Ok(())
+    }
+}
+
+/// The prefix of a registered store's reference that names its bucket (or account), the
+/// source side of the rule a model of it is mirrored under: its first name after the scheme
+/// (`gs://bucket`, `drop:bucket`), after the endpoint when the scheme names one
+/// (`gs+http://host:port/bucket`, as `s3+http://` does).
+fn store_prefix(text: &str) -> String {
+    let (scheme, rest) = text.split_once(':').unwrap_or((text, ""));
+    let (slashes, rest) = match rest.strip_prefix("//") {
+        Some(after) => ("//", after),
+        None => ("", rest),
+    };
+    let names = if scheme.contains('+') { 2 } else { 1 };
+    let kept: Vec<&str> = rest.split('/').take(names).collect();
+    format!("{scheme}:{slashes}{}", kept.join("/"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::store_prefix;
+
+    #[test]
+    fn a_store_s_model_is_mirrored_under_its_bucket() {
+        assert_eq!(store_prefix("gs://models/llm/x/"), "gs://models");
+        assert_eq!(
+            store_prefix("gs+http://127.0.0.1:4443/models/llm/x/"),
+            "gs+http://127.0.0.1:4443/models"
+        );
+        assert_eq!(store_prefix("az://acct/c/m/"), "az://acct");
+        assert_eq!(store_prefix("drop:drops/m/"), "drop:drops");
     }
 }

@@ -14,6 +14,7 @@
 use catalog_core::{CatalogEntry, ModelRef, OtherRef, ParseRefError};
 
 use crate::error::Result;
+use crate::mirror::MirrorShape;
 use crate::pipeline::{Listing, Source};
 use crate::request::FetchRequest;
 use mp_transfer::Engine;
@@ -47,6 +48,13 @@ pub trait SourceKind: Send + Sync + std::fmt::Debug {
     fn claim(&self, reference: &ModelRef) -> Option<ModelRef> {
         let _ = reference;
         None
+    }
+
+    /// What its references name, for mirror rules: a hub's repositories (mirrored in the
+    /// layout `hf:` models have), a store of folders (which holds mirrors, and which its source
+    /// writes through [`Source::folder`]), or anything else (mapped by text), the default.
+    fn mirror_shape(&self) -> MirrorShape {
+        MirrorShape::Path
     }
 }
 

@@ -46,7 +46,7 @@ use self::session::{Props, Session, failure};
 use crate::error::{Error, Result, SourceFailure};
 use crate::hf::glob::selected;
 use crate::object_store::{Folder, MANIFEST_NAME, Manifest, PartSizes, Upload};
-use crate::pipeline::{ListedFile, Listing, Revision, Source, Stated};
+use crate::pipeline::{Claim, ListedFile, Listing, Revision, Source, Stated};
 use crate::register::{SourceContext, SourceKind};
 use crate::request::FetchRequest;
 use mp_credentials::Secret;
@@ -94,6 +94,10 @@ impl SourceKind for AzureKind {
 
     fn claim(&self, reference: &ModelRef) -> Option<ModelRef> {
         reference::claim(reference)
+    }
+
+    fn mirror_shape(&self) -> crate::mirror::MirrorShape {
+        crate::mirror::MirrorShape::Bucket
     }
 
     fn build(&self, context: &SourceContext<'_>) -> Result<Box<dyn Source + Send + Sync>> {
@@ -219,17 +223,18 @@ impl Azure {
         engine: &mp_transfer::Downloader,
         session: &Session,
         blob: &BlobRef,
-    ) -> Result<Vec<Chosen>> {
+    ) -> Result<(Vec<Chosen>, Option<Claim>)> {
         let client = engine.api_client();
         if !blob.is_folder() {
             let props = engine.block_on(session.head(client, &blob.path))?;
             let name = blob.path.rsplit('/').next().unwrap_or(&blob.path);
-            return Ok(vec![(
+            let one = (
                 blob.path.clone(),
                 SafeRelPath::file_name(name)?,
                 props,
                 None,
-            )]);
+            );
+            return Ok((vec![one], None));
         }
         let mut listed = engine.block_on(session.list(client, &blob.path))?;
         // A folder a push wrote: its manifest states every file's sha256.
@@ -299,7 +304,7 @@ impl Azure {
                 "check the folder's path, and the `--include`/`--exclude` patterns",
             ));
         }
-        Ok(chosen)
+        Ok((chosen, manifest.and_then(Manifest::claim)))
     }
 }
 
@@ -395,7 +400,7 @@ impl Source for Azure {
         }
         let engine = self.engine.get()?;
         let session = self.session(engine, &blob)?;
-        let blobs = self.blobs(engine, &session, &blob)?;
+        let (blobs, claim) = self.blobs(engine, &session, &blob)?;
         let version = version_of(&blobs);
         let mut dest = req.layout.models_dir().join("az");
         if let Some(e) = &blob.endpoint {
@@ -448,8 +453,34 @@ impl Source for Azure {
             parallel: self.parallel,
             engine: &self.engine,
             files,
-            claim: None,
+            claim,
         })
+    }
+
+    /// The whole of the small blob `location` names (a mirror's ref object).
+    fn read_small(&self, location: &ModelRef, limit: usize) -> Result<Vec<u8>> {
+        let completed = self.complete(location);
+        let blob = self.blob_ref(completed.as_ref().unwrap_or(location))?;
+        if self.offline {
+            return Err(Error::Offline {
+                reference: blob.text(),
+            });
+        }
+        let engine = self.engine.get()?;
+        let session = self.session(engine, &blob)?;
+        let body = engine.block_on(session.read_small(engine.api_client(), &blob.path))?;
+        if body.len() > limit {
+            return Err(failure(
+                SourceFailure::Protocol,
+                format!(
+                    "`{}` holds {} bytes, more than the {limit} expected",
+                    blob.text(),
+                    body.len()
+                ),
+                "write the object again",
+            ));
+        }
+        Ok(body)
     }
 
     fn folder<'s>(&'s self, destination: &ModelRef) -> Option<Result<Box<dyn Folder + 's>>> {

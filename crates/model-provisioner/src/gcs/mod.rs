@@ -45,7 +45,7 @@ use self::session::Session;
 use crate::error::{Error, Result, SourceFailure};
 use crate::hf::glob::selected;
 use crate::object_store::{Folder, MANIFEST_NAME, Manifest, PartSizes, Upload};
-use crate::pipeline::{Listing, Source};
+use crate::pipeline::{Claim, Listing, Source};
 use crate::register::{SourceContext, SourceKind};
 use crate::request::{FetchRequest, unsupported};
 use mp_credentials::gcp::Scope;
@@ -90,6 +90,10 @@ impl SourceKind for GcsKind {
 
     fn check(&self, reference: &OtherRef) -> std::result::Result<(), ParseRefError> {
         GsRef::read(reference).map(drop)
+    }
+
+    fn mirror_shape(&self) -> crate::mirror::MirrorShape {
+        crate::mirror::MirrorShape::Bucket
     }
 
     fn build(&self, context: &SourceContext<'_>) -> Result<Box<dyn Source + Send + Sync>> {
@@ -197,7 +201,7 @@ impl Gcs {
         engine: &Downloader,
         session: &Session,
         gs: &GsRef,
-    ) -> Result<Vec<Placed>> {
+    ) -> Result<(Vec<Placed>, Option<Claim>)> {
         let mut listed = session.list(engine, &gs.bucket, &gs.object)?;
         // A folder a push wrote: its manifest states every file's sha256.
         let manifest_name = format!("{}{MANIFEST_NAME}", gs.object);
@@ -274,7 +278,30 @@ impl Gcs {
                 ),
             });
         }
-        Ok(placed)
+        Ok((placed, manifest.and_then(Manifest::claim)))
+    }
+
+    /// A session that reads `gs`: at the configured endpoint with its token, or anonymously at
+    /// another endpoint the reference names.
+    fn reader(&self, engine: &Downloader, gs: &GsRef) -> Result<Arc<Session>> {
+        let configured = endpoint_id(&self.endpoint);
+        let (base, trusted) = match &gs.endpoint {
+            Some(named) if *named != configured => (
+                url::Url::parse(named).map_err(|e| Error::Source {
+                    failure: SourceFailure::Protocol,
+                    message: format!("`{named}` is no endpoint: {e}"),
+                    hint: None,
+                })?,
+                false,
+            ),
+            _ => (self.endpoint.clone(), true),
+        };
+        Session::start(
+            engine,
+            &base,
+            (self.unsigned, trusted, Scope::ReadOnly),
+            &self.env,
+        )
     }
 
     fn gs(reference: &ModelRef) -> Result<GsRef> {
@@ -307,36 +334,46 @@ impl Source for Gcs {
             });
         }
         let engine = self.engine.get()?;
-        let configured = endpoint_id(&self.endpoint);
-        let (base, trusted) = match &gs.endpoint {
-            Some(named) if *named != configured => (
-                url::Url::parse(named).map_err(|e| Error::Source {
-                    failure: SourceFailure::Protocol,
-                    message: format!("`{named}` is no endpoint: {e}"),
-                    hint: None,
-                })?,
-                false,
-            ),
-            _ => (self.endpoint.clone(), true),
-        };
-        let session = Session::start(
-            engine,
-            &base,
-            (self.unsigned, trusted, Scope::ReadOnly),
-            &self.env,
-        )?;
-        let objects = if gs.is_prefix() {
+        let session = self.reader(engine, &gs)?;
+        let (objects, claim) = if gs.is_prefix() {
             self.folder_objects(engine, &session, &gs)?
         } else {
             let object = session.object(engine, &gs.bucket, &gs.object)?;
             let name = gs.object.rsplit('/').next().unwrap_or(&gs.object);
-            vec![Placed {
+            let one = Placed {
                 rel: SafeRelPath::file_name(name)?,
                 object,
                 sha256: None,
-            }]
+            };
+            (vec![one], None)
         };
-        self.listing(req, &gs, &session, objects)
+        self.listing(req, &gs, &session, objects, claim)
+    }
+
+    /// The whole of the small object `location` names (a mirror's ref object).
+    fn read_small(&self, location: &ModelRef, limit: usize) -> Result<Vec<u8>> {
+        let gs = Self::gs(location)?;
+        if self.offline {
+            return Err(Error::Offline {
+                reference: location.redacted(),
+            });
+        }
+        let engine = self.engine.get()?;
+        let session = self.reader(engine, &gs)?;
+        let body = session.read_small(engine, &gs.bucket, &gs.object)?;
+        if body.len() > limit {
+            return Err(Error::Source {
+                failure: SourceFailure::Protocol,
+                message: format!(
+                    "object `{}` in bucket `{}` holds {} bytes, more than the {limit} expected",
+                    gs.object,
+                    gs.bucket,
+                    body.len()
+                ),
+                hint: None,
+            });
+        }
+        Ok(body)
     }
 
     /// The reference with the configured endpoint in it, when that is not Google's: one

@@ -13,7 +13,7 @@ use super::Gcs;
 use super::reference::GsRef;
 use super::session::{Object, Session, encode};
 use crate::error::Result;
-use crate::pipeline::{ListedFile, Listing, Revision, Stated};
+use crate::pipeline::{Claim, ListedFile, Listing, Revision, Stated};
 use crate::request::FetchRequest;
 use mp_transfer::{BoxFuture, Checksum, RequestSource};
 
@@ -35,6 +35,7 @@ impl Gcs {
         gs: &GsRef,
         session: &Arc<Session>,
         objects: Vec<Placed>,
+        claim: Option<Claim>,
     ) -> Result<Listing<'s>> {
         let mut dest = req
             .layout
@@ -124,7 +125,7 @@ impl Gcs {
             parallel: self.parallel,
             engine: &self.engine,
             files,
-            claim: None,
+            claim,
         })
     }
 }

@@ -1,10 +1,11 @@
-//! A copy of an `hf:` model read back from a mirror, a registry's or a bucket's: checked
-//! against what was asked ([`check_hf_copy`]), then listed as the Hub's ([`as_hf_listing`]).
+//! A copy of a hub's model read back from a mirror, a registry's or a bucket's: checked
+//! against what was asked ([`check_hf_copy`]), then listed as the hub's ([`as_hf_listing`]).
 
-use catalog_core::{Digest, ModelRef, printable};
+use catalog_core::{Digest, printable};
 
 use super::HfMirror;
 use super::hf_layout::is_commit;
+use super::rules::read_hub;
 use crate::error::{Error, Result};
 
 /// Checks what a mirror states about its copy of an `hf:` model against what was asked: the
@@ -28,9 +29,9 @@ pub(crate) fn check_hf_copy(
         reason,
     };
     let hf = &mirror.hf;
-    let named = name.and_then(|n| n.parse::<ModelRef>().ok());
+    let named = name.and_then(|n| read_hub(n, mirror.hub.scheme));
     match &named {
-        Some(ModelRef::Hf(h))
+        Some(h)
             if h.org.eq_ignore_ascii_case(&hf.org)
                 && h.repo.eq_ignore_ascii_case(&hf.repo)
                 && h.path == hf.path
@@ -102,7 +103,7 @@ pub(crate) fn check_hf_copy(
     Ok((commit, etags))
 }
 
-/// Makes a mirror's listing of its copy of an `hf:` model the listing of the Hub's model,
+/// Makes a mirror's listing of its copy of a hub's model the listing of the hub's model,
 /// published in the entry's directory, at `commit`, with the reference's
 /// filters, `origin` naming the mirror.
 pub(crate) fn as_hf_listing(
@@ -112,14 +113,18 @@ pub(crate) fn as_hf_listing(
     (commit, select): (String, Option<catalog_core::SafeRelPath>),
     origin: String,
 ) {
-    listing.label = mirror.hf.repo_id();
-    listing.dest = crate::hf::entry_dir_for(
+    listing.label = if mirror.hub == super::HF_HUB {
+        mirror.hf.repo_id()
+    } else {
+        format!("{}:{}", mirror.hub.scheme, mirror.hf.repo_id())
+    };
+    listing.dest = crate::hf::repo_entry_dir(
         req.layout,
+        mirror.hub.scheme,
         &mirror.hf,
         req.id,
         &commit,
-        &mirror.include,
-        &mirror.exclude,
+        (&mirror.include, &mirror.exclude),
     );
     listing.select = select;
     listing.revision = crate::pipeline::Revision::Named(commit);

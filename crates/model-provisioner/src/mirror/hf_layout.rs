@@ -1,11 +1,12 @@
-//! The layout of a mirrored `hf:` model: where a mirror keeps a Hub repository
-//! ([`HfLocation`]), and the names of its commits and revisions there ([`HfMirror`]).
+//! The layout of a mirrored hub model (an `hf:` repository, or one of a registered hub such as
+//! `modelscope:`; org/repo at a commit): where a mirror keeps the repository ([`HfLocation`]),
+//! and the names of its commits and revisions there ([`HfMirror`]).
 //!
 //! ```text
 //! oci://<registry>/<path>/<org>/<repo>    a repository of the registry
 //! ├── :<commit>[-<variant>]               the model at a commit
 //! └── :<revision>[-<variant>]             the same model, under a revision name
-//! s3://<bucket>/<path>/<org>/<repo>/
+//! s3://<bucket>/<path>/<org>/<repo>/       (or the folder of any store: gs://, az://, …)
 //! ├── <commit>[-<variant>]/               the model at a commit, a pushed folder
 //! │   ├── <file>…
 //! │   └── .model-provisioner.json         its manifest, with the model's provenance
@@ -17,14 +18,11 @@
 //! `<variant>` is a hash of the reference's file, quantisation and `--include`/`--exclude`,
 //! when it has any.
 
-use catalog_core::{Digest, HfRef, ModelRef, OciRef, S3Ref};
+use catalog_core::{Digest, HfRef, ModelRef, OciRef};
 
-use super::rules::{Kind, authority, kind_of};
-use super::{MirrorRule, ParseMirrorError, RuleOrigin};
+use super::rules::{Kind, authority, kind_of, parse_at};
+use super::{Hub, MirrorRule, ParseMirrorError, RuleOrigin};
 use crate::error::Result;
-
-/// The revision an `hf:` reference without one names.
-const DEFAULT_REVISION: &str = "main";
 
 /// Where a mirror keeps one Hub repository.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,8 +34,9 @@ pub enum HfLocation {
         /// The repository path.
         repository: String,
     },
-    /// A folder of a bucket: `s3://bucket/<path>` (or `s3+http(s)://…`), no trailing `/`.
-    S3 {
+    /// A folder of a bucket: `s3://bucket/<path>` (or `s3+http(s)://…`), or of a registered
+    /// store (`gs://bucket/<path>`, `az://account/container/<path>`), no trailing `/`.
+    Bucket {
         /// The folder's prefix as a reference would write it.
         base: String,
     },
@@ -94,17 +93,39 @@ impl HfLocation {
                     .parse::<ModelRef>()
                     .ok()
                     .filter(|r| matches!(r, ModelRef::S3(_)))?;
-                Some(HfLocation::S3 { base })
+                Some(HfLocation::Bucket { base })
+            }
+            Kind::Other => {
+                // A registered store's folder: its own grammar, which its source checks.
+                let mut base = mirror.to_owned();
+                for name in rest.split('/').filter(|s| !s.is_empty()) {
+                    base.push('/');
+                    base.push_str(&oci_component(name));
+                }
+                match parse_at(&format!("{base}/x/"))? {
+                    ModelRef::Other(_) => Some(HfLocation::Bucket { base }),
+                    _ => None,
+                }
             }
             Kind::Hf | Kind::Http => None,
         }
     }
+
+    /// A reference of the location's scheme, for choosing the source that reads it.
+    pub fn probe(&self) -> Option<ModelRef> {
+        match self {
+            HfLocation::Oci { registry, .. } => parse_at(&format!("oci://{registry}/x:latest")),
+            HfLocation::Bucket { base } => parse_at(&format!("{base}/x")),
+        }
+    }
 }
 
-/// An `hf:` model as a mirror holds it.
+/// A hub's model as a mirror holds it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HfMirror {
-    /// The reference, as at its origin.
+    /// The hub it is of (`hf:`, or a registered hub).
+    pub hub: Hub,
+    /// The reference, as at its origin, read by `hf:`'s grammar.
     pub hf: HfRef,
     /// The `--include` patterns it was selected with.
     pub include: Vec<String>,
@@ -115,14 +136,15 @@ pub struct HfMirror {
 }
 
 impl HfMirror {
-    /// The mirror of `hf` under `mirror` (a rule's mirror prefix, for the source `hf:`), for
-    /// `mirror` to push to.
+    /// The mirror of `hf`, a repository of `hub`, under `mirror` (a rule's mirror prefix, for
+    /// the source `<hub>:`), for `mirror` to push to.
     ///
     /// # Errors
     ///
     /// [`Error::MirrorRule`](crate::Error::MirrorRule) when `mirror` is no registry or bucket
     /// location.
     pub fn for_push(
+        hub: Hub,
         hf: &HfRef,
         mirror: &str,
         include: Vec<String>,
@@ -138,6 +160,7 @@ impl HfMirror {
                 )
             })?;
         Ok(HfMirror {
+            hub,
             hf: hf.clone(),
             include,
             exclude,
@@ -192,9 +215,12 @@ impl HfMirror {
             .map(str::to_ascii_lowercase)
     }
 
-    /// The revision the reference names (`main` when none).
+    /// The revision the reference names (the hub's default when none: `main` on the Hub).
     pub fn revision(&self) -> &str {
-        self.hf.revision.as_deref().unwrap_or(DEFAULT_REVISION)
+        self.hf
+            .revision
+            .as_deref()
+            .unwrap_or(self.hub.default_revision)
     }
 
     /// The tag (or folder name) of the model at `commit`.
@@ -230,26 +256,28 @@ impl HfMirror {
                 Ok(ModelRef::Oci(o)) => Some(o),
                 _ => None,
             },
-            HfLocation::S3 { .. } => None,
+            HfLocation::Bucket { .. } => None,
         }
     }
 
     /// The folder `…/<tag>/` of a bucket; `None` for a registry.
-    pub fn s3_folder(&self, tag: &str) -> Option<S3Ref> {
-        self.s3_at(&format!("{tag}/"))
+    pub fn folder(&self, tag: &str) -> Option<ModelRef> {
+        self.bucket_at(&format!("{tag}/"))
     }
 
     /// The object `…/refs/<revision tag>` holding the commit a revision name resolved to.
-    pub fn s3_ref_object(&self, revision: &str) -> Option<S3Ref> {
-        self.s3_at(&format!("refs/{}", self.revision_tag(revision)))
+    pub fn ref_object(&self, revision: &str) -> Option<ModelRef> {
+        self.bucket_at(&format!("refs/{}", self.revision_tag(revision)))
     }
 
-    fn s3_at(&self, rest: &str) -> Option<S3Ref> {
+    /// The folder `…/refs/` of the ref objects, for a push to write one.
+    pub fn refs_folder(&self) -> Option<ModelRef> {
+        self.bucket_at("refs/")
+    }
+
+    fn bucket_at(&self, rest: &str) -> Option<ModelRef> {
         match &self.location {
-            HfLocation::S3 { base } => match format!("{base}/{rest}").parse::<ModelRef>() {
-                Ok(ModelRef::S3(s)) => Some(s),
-                _ => None,
-            },
+            HfLocation::Bucket { base } => parse_at(&format!("{base}/{rest}")),
             HfLocation::Oci { .. } => None,
         }
     }
@@ -261,7 +289,7 @@ impl HfMirror {
                 registry,
                 repository,
             } => format!("oci://{registry}/{repository}"),
-            HfLocation::S3 { base } => format!("{base}/"),
+            HfLocation::Bucket { base } => format!("{base}/"),
         }
     }
 }
@@ -306,7 +334,7 @@ fn is_component(s: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mirror::testing::{TestResult, context, rules, targets};
+    use crate::mirror::testing::{TestResult, context, parse, rules, targets};
     use crate::mirror::{MirrorContext, Target};
 
     #[test]
@@ -348,16 +376,14 @@ mod tests {
             return Err("not an hf mirror".into());
         };
         assert_eq!(
-            s3.s3_folder(&s3.commit_tag(commit))
-                .map(|s| ModelRef::S3(s).to_string()),
+            s3.folder(&s3.commit_tag(commit)).map(|s| s.to_string()),
             Some(format!(
                 "s3://models/hf/org/repo/{}/",
                 commit.to_ascii_lowercase()
             ))
         );
         assert_eq!(
-            s3.s3_ref_object("main")
-                .map(|s| ModelRef::S3(s).to_string()),
+            s3.ref_object("main").map(|s| s.to_string()),
             Some("s3://models/hf/org/repo/refs/main".to_owned())
         );
         let pinned: ModelRef = format!("hf:org/repo@{commit}").parse()?;
@@ -365,6 +391,69 @@ mod tests {
             return Err("not an hf mirror".into());
         };
         assert_eq!(p.pinned_commit(), Some(commit.to_ascii_lowercase()));
+        Ok(())
+    }
+
+    #[test]
+    fn a_hub_s_repository_maps_into_the_folders_of_a_registered_store() -> TestResult {
+        let m = rules(&[
+            "hf:=gs://fleet/hf",
+            "hf:=az://acct/container/hf/",
+            "hf:=shelf:x",
+            "modelscope:=gs+http://127.0.0.1:4443/fleet/ms",
+            "modelscope:org=oci://registry.internal/ms",
+        ]);
+        // `shelf:` holds no folders: no place for a repository.
+        assert_eq!(
+            targets(&m, "hf:TheOrg/Repo"),
+            [
+                "gs://fleet/hf/theorg/repo/",
+                "az://acct/container/hf/theorg/repo/"
+            ]
+        );
+        let commit = "0123456789abcdef0123456789abcdef01234567";
+        let hub = |reference: &str, n: usize| -> TestResult<HfMirror> {
+            match &m.routes(&parse(reference), &context())[n].target {
+                Target::Hf(h) => Ok(h.clone()),
+                Target::Reference(_) => Err("not a hub's mirror".into()),
+            }
+        };
+        let gs = hub("hf:org/repo", 0)?;
+        assert_eq!(
+            gs.folder(&gs.commit_tag(commit)).map(|r| r.to_string()),
+            Some(format!("gs://fleet/hf/org/repo/{commit}/"))
+        );
+        assert_eq!(
+            gs.ref_object("main").map(|r| r.to_string()),
+            Some("gs://fleet/hf/org/repo/refs/main".to_owned())
+        );
+        assert_eq!(gs.oci("main"), None);
+        let az = hub("hf:org/repo/model.gguf", 1)?;
+        let tag = az.commit_tag(commit);
+        assert!(tag.starts_with(&format!("{commit}-")), "{tag}");
+        assert_eq!(
+            az.folder(&tag).map(|r| r.to_string()),
+            Some(format!("az://acct/container/hf/org/repo/{tag}/"))
+        );
+
+        assert_eq!(
+            targets(&m, "modelscope:Org/Tiny"),
+            [
+                "gs+http://127.0.0.1:4443/fleet/ms/org/tiny/",
+                "oci://registry.internal/ms/tiny"
+            ]
+        );
+        let ms = hub("modelscope:org/tiny", 0)?;
+        assert_eq!(ms.hub.scheme, "modelscope");
+        assert_eq!(ms.revision(), "master");
+        assert_eq!(
+            ms.ref_object(ms.revision()).map(|r| r.to_string()),
+            Some("gs+http://127.0.0.1:4443/fleet/ms/org/tiny/refs/master".to_owned())
+        );
+        let quant = hub("modelscope:org/tiny:Q4_K_M", 1)?;
+        assert!(quant.revision_tag("master").starts_with("master-"));
+        // A hub's rule does not match another hub's repositories.
+        assert!(targets(&rules(&["modelscope:=gs://f/ms"]), "hf:org/tiny").is_empty());
         Ok(())
     }
 

@@ -1,5 +1,5 @@
-//! An `hf:` model read back from a mirror, a registry's or a bucket's, in the layout
-//! [`HfMirror`] gives it. The mirror's own source lists its copy like any other model (a
+//! A hub's model (`hf:`, or a registered hub's) read back from a mirror, a registry's or a
+//! bucket's, in the layout [`HfMirror`] gives it. The mirror's own source lists its copy like any other model (a
 //! registry's tag, a bucket's folder); here, above every source, that listing is held against
 //! what was asked ([`check_hf_copy`]) and becomes the listing of the Hub's model, at the commit
 //! the copy records, under the reference's own id.
@@ -15,16 +15,17 @@ use crate::request::{FetchRequest, unsupported};
 /// The largest ref object read: it holds one commit.
 const REF_OBJECT_LIMIT: usize = 1024;
 
-/// The listing of the `hf:` model `req` names, as `mirror` holds it, read through `source`
+/// The listing of the hub's model `req` names, as `mirror` holds it, read through `source`
 /// (the registry's or the bucket's).
 pub(crate) fn resolve_hf_copy<'s>(
     source: &'s dyn Source,
     req: &FetchRequest<'_>,
     mirror: &HfMirror,
 ) -> Result<Listing<'s>> {
-    let ModelRef::Hf(hf) = req.reference else {
+    let hf = &mirror.hf;
+    if !matches!(req.reference, ModelRef::Hf(_) | ModelRef::Other(_)) {
         return Err(unsupported(req.reference));
-    };
+    }
     let refuse = |at: &str, reason: String| Error::MirrorMismatch {
         id: req.id.to_owned(),
         mirror: at.to_owned(),
@@ -102,6 +103,7 @@ pub(crate) fn resolve_hf_copy<'s>(
             folder.bucket,
             folder.key
         ),
+        (ModelRef::Other(_), _) => location.redacted(),
         _ => described,
     };
     as_hf_listing(&mut listing, req, mirror, (stated, select), origin);
@@ -128,18 +130,14 @@ fn locate(
             let oci = mirror.oci(&tag).ok_or_else(nowhere)?;
             (ModelRef::Oci(oci), None, format!("{described}:{tag}"))
         }
-        HfLocation::S3 { .. } => {
+        HfLocation::Bucket { .. } => {
             let commit = match mirror.pinned_commit() {
                 Some(commit) => commit,
                 None => ref_object(source, mirror, refuse)?,
             };
             let tag = mirror.commit_tag(&commit);
-            let folder = mirror.s3_folder(&tag).ok_or_else(nowhere)?;
-            (
-                ModelRef::S3(folder),
-                Some(commit),
-                format!("{described}{tag}"),
-            )
+            let folder = completed(source, mirror.folder(&tag).ok_or_else(nowhere)?);
+            (folder, Some(commit), format!("{described}{tag}"))
         }
     })
 }
@@ -151,13 +149,25 @@ fn ref_object(
     refuse: &dyn Fn(String) -> Error,
 ) -> Result<String> {
     let object = mirror
-        .s3_ref_object(mirror.revision())
+        .ref_object(mirror.revision())
         .ok_or_else(|| refuse("no bucket location".to_owned()))?;
-    let key = object.key.clone();
-    let text = source.read_small(&ModelRef::S3(object), REF_OBJECT_LIMIT)?;
+    let key = match &object {
+        ModelRef::S3(s3) => s3.key.clone(),
+        other => other.redacted(),
+    };
+    let text = source.read_small(&completed(source, object), REF_OBJECT_LIMIT)?;
     let commit = String::from_utf8_lossy(&text).trim().to_ascii_lowercase();
     if commit.len() != 40 || !commit.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(refuse(format!("its ref object `{key}` holds no commit")));
     }
     Ok(commit)
+}
+
+/// A registered store's `location` in its normal form, the configured endpoint named, as an
+/// ensure of it would read it (and as provenance names it); a bucket of `s3://` as it is.
+fn completed(source: &dyn Source, location: ModelRef) -> ModelRef {
+    match &location {
+        ModelRef::Other(_) => source.complete(&location).unwrap_or(location),
+        _ => location,
+    }
 }

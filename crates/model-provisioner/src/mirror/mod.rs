@@ -41,7 +41,7 @@ pub use self::hf_layout::{HfLocation, HfMirror};
 #[cfg(feature = "http")]
 pub(crate) use self::hf_read::resolve_hf_copy;
 pub use self::rules::{
-    MIRRORS_ENV, MIRRORS_FILE, MirrorContext, MirrorRule, Mirrors, ParseMirrorError, Route,
-    RuleOrigin, Target,
+    HF_HUB, Hub, MIRRORS_ENV, MIRRORS_FILE, MirrorContext, MirrorRule, MirrorShape, Mirrors,
+    ParseMirrorError, Route, RuleOrigin, Target,
 };
 pub(crate) use self::skip::skip_reason;

@@ -1,12 +1,17 @@
 //! Mirror rules: [`MirrorRule`] (`SOURCE=MIRROR`, parsed and checked), [`Mirrors`] (the rules
 //! in order, from `--mirror`, [`MIRRORS_ENV`] and the cache's [`MIRRORS_FILE`]), and their
-//! matches: the [`Route`]s a reference is tried at, each a reference or an `hf:` model in a
+//! matches: the [`Route`]s a reference is tried at, each a reference or a hub's model in a
 //! mirror's layout.
+//!
+//! Beside the built-in schemes, a rule may name those of registered sources; what such a
+//! scheme is ([`MirrorShape`]: a hub, a store of folders, or neither) is declared by its kind
+//! and handed over in the [`MirrorContext`], so that rules are parsed before any source exists
+//! and checked against them ([`Mirrors::check`]) once they do.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use catalog_core::{ModelRef, printable};
+use catalog_core::{HfRef, ModelRef, printable};
 
 use super::{HfLocation, HfMirror};
 use crate::error::{Error, Result};
@@ -72,13 +77,49 @@ impl ParseMirrorError {
     }
 }
 
-/// The kinds of prefix a rule may name.
+/// What the references of a registered scheme name, for mirror rules: declared by its kind
+/// ([`SourceKind::mirror_shape`](crate::SourceKind::mirror_shape)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MirrorShape {
+    /// Anything else: a rule maps its references by text, and it holds no mirror of a hub.
+    #[default]
+    Path,
+    /// A hub's repositories, `org/repo[@revision][/path][:QUANT]` in `hf:`'s grammar, each at
+    /// a commit: mapped into the mirror layout, as `hf:` references are.
+    Hub {
+        /// The revision a reference without one names (`main` on the Hub).
+        default_revision: &'static str,
+    },
+    /// A store of folders, which a push writes ([`Source::folder`](crate::pipeline::Source::folder))
+    /// and a pull reads back against their manifest: mapped by text, and a mirror that holds a
+    /// hub's repositories in the bucket layout, as `s3://` does.
+    Bucket,
+}
+
+/// A hub: the scheme of its references, and the revision a reference without one names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hub {
+    /// The scheme, without `:` (`hf`).
+    pub scheme: &'static str,
+    /// The revision a reference without one names.
+    pub default_revision: &'static str,
+}
+
+/// The Hugging Face Hub, the built-in hub.
+pub const HF_HUB: Hub = Hub {
+    scheme: "hf",
+    default_revision: "main",
+};
+
+/// The kinds of prefix a rule may name: the built-in ones, and any other scheme, which a
+/// registered source may read ([`MirrorShape`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Kind {
     Hf,
     Oci,
     S3,
     Http,
+    Other,
 }
 
 pub(super) fn kind_of(prefix: &str) -> Option<Kind> {
@@ -88,9 +129,51 @@ pub(super) fn kind_of(prefix: &str) -> Option<Kind> {
         "oci" => Some(Kind::Oci),
         "s3" | "s3+http" | "s3+https" => Some(Kind::S3),
         "http" | "https" => Some(Kind::Http),
+        "file" | "ollama" => None,
+        s if is_scheme(s) => Some(Kind::Other),
         _ => None,
     }
 }
+
+/// Whether `s` is a URI scheme: a letter, then letters, digits, `+`, `-` or `.`.
+fn is_scheme(s: &str) -> bool {
+    s.starts_with(|c: char| c.is_ascii_lowercase())
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '+' | '-' | '.'))
+}
+
+/// The scheme of a prefix or reference text, before its `:`.
+pub(super) fn scheme_of(text: &str) -> &str {
+    text.split_once(':').map_or(text, |(s, _)| s)
+}
+
+/// `text` parsed as a reference, its own scheme taken for a registered one.
+pub(super) fn parse_at(text: &str) -> Option<ModelRef> {
+    ModelRef::parse_with(text, &[scheme_of(text)]).ok()
+}
+
+/// Whether what follows a hub's scheme in a rule's source is `org` or `org/repo`, or nothing.
+fn hub_source_ok(names: &str) -> bool {
+    let names = names.trim_end_matches('/');
+    if names.is_empty() {
+        return true;
+    }
+    let segments: Vec<&str> = names.split('/').collect();
+    let name_ok = |s: &&str| {
+        !s.is_empty()
+            && *s != "."
+            && *s != ".."
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    };
+    segments.len() <= 2 && segments.iter().all(name_ok)
+}
+
+/// Why a hub's source is refused a mirror.
+const HUB_MIRRORS: &str = "a hub's repository is mirrored in a registry (`oci://host[:port][/path]`) or a bucket (`s3://bucket[/prefix]`, or a folder of a registered store such as `gs://bucket[/prefix]`)";
+
+/// Why a registry is refused a mirror of another kind, or another kind a registry.
+const REGISTRIES_ONLY: &str = "a registry (`oci://`) is mirrored by a registry, and only a registry holds artifacts: both sides are `oci://` or neither is";
 
 /// One rule: references starting with `source` are tried at `mirror` first.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -139,41 +222,27 @@ impl MirrorRule {
             return Err(err(if source.starts_with("ollama:") {
                 "`ollama:` references are matched as `oci://registry.ollama.ai/…`: write the source that way"
             } else {
-                "the source must start with `hf:`, `oci://`, `s3://` or `http(s)://`"
+                "the source must start with `hf:`, `oci://`, `s3://`, `http(s)://` or the scheme of a registered source"
             }));
         };
         let Some(mirror_kind) = kind_of(&mirror).filter(|k| *k != Kind::Hf) else {
             return Err(err(
-                "the mirror must start with `oci://`, `s3://` or `http(s)://`",
+                "the mirror must start with `oci://`, `s3://`, `http(s)://` or the scheme of a registered store",
             ));
         };
         if source_kind == Kind::Hf {
-            let names = source["hf:".len()..].trim_end_matches('/');
-            let segments: Vec<&str> = if names.is_empty() {
-                Vec::new()
-            } else {
-                names.split('/').collect()
-            };
-            let name_ok = |s: &&str| {
-                !s.is_empty()
-                    && *s != "."
-                    && *s != ".."
-                    && s.chars()
-                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-            };
-            if segments.len() > 2 || !segments.iter().all(name_ok) {
+            if !hub_source_ok(&source["hf:".len()..]) {
                 return Err(err("an `hf:` source is `hf:`, `hf:org` or `hf:org/repo`"));
             }
-            let sample = HfLocation::new(&mirror, "org/repo");
-            if sample.is_none() {
-                return Err(err(
-                    "an `hf:` source is mirrored in a registry (`oci://host[:port][/path]`) or a bucket (`s3://bucket[/prefix]`)",
-                ));
+            if HfLocation::new(&mirror, "org/repo").is_none() {
+                return Err(err(HUB_MIRRORS));
             }
-        } else if (mirror_kind == Kind::Oci) != (source_kind == Kind::Oci) {
-            return Err(err(
-                "a registry (`oci://`) is mirrored by a registry, and only a registry holds artifacts: both sides are `oci://` or neither is",
-            ));
+        } else if source_kind != Kind::Other
+            && (mirror_kind == Kind::Oci) != (source_kind == Kind::Oci)
+        {
+            // A registered source's scheme may be a hub's, mirrored in a registry: that is
+            // known once the sources are (`Mirrors::check`).
+            return Err(err(REGISTRIES_ONLY));
         }
         Ok(MirrorRule {
             source,
@@ -195,6 +264,52 @@ impl MirrorRule {
     /// Where the rule was written.
     pub fn origin(&self) -> &RuleOrigin {
         &self.origin
+    }
+
+    /// Checks what the rule names against the registered sources `context` knows: each scheme
+    /// is read by a source, a hub's repositories go to a registry or a store of folders, and a
+    /// registry is mirrored by a registry only.
+    fn check(&self, context: &MirrorContext) -> std::result::Result<(), ParseMirrorError> {
+        let err = |reason: String| ParseMirrorError::new(&self.to_string(), reason, &self.origin);
+        let shape = |prefix: &str| match kind_of(prefix) {
+            Some(Kind::Other) => context.shape(scheme_of(prefix)).ok_or_else(|| {
+                err(format!(
+                    "no source of this build reads `{}:`",
+                    scheme_of(prefix)
+                ))
+            }),
+            _ => Ok(MirrorShape::Path),
+        };
+        let (source_shape, mirror_shape) = (shape(&self.source)?, shape(&self.mirror)?);
+        let mirror_kind = kind_of(&self.mirror);
+        let source_is_hub = kind_of(&self.source) == Some(Kind::Hf)
+            || matches!(source_shape, MirrorShape::Hub { .. });
+        if matches!(mirror_shape, MirrorShape::Hub { .. }) {
+            return Err(err(format!(
+                "`{}:` is a hub, and a mirror is a registry or a store",
+                scheme_of(&self.mirror)
+            )));
+        }
+        if source_is_hub {
+            let names = self.source.split_once(':').map_or("", |(_, n)| n);
+            if !hub_source_ok(names) {
+                let scheme = scheme_of(&self.source);
+                return Err(err(format!(
+                    "a `{scheme}:` source is `{scheme}:`, `{scheme}:org` or `{scheme}:org/repo`"
+                )));
+            }
+            let holds = match mirror_kind {
+                Some(Kind::Oci | Kind::S3) => true,
+                Some(Kind::Other) => mirror_shape == MirrorShape::Bucket,
+                _ => false,
+            };
+            if !holds || HfLocation::new(&self.mirror, "org/repo").is_none() {
+                return Err(err(HUB_MIRRORS.to_owned()));
+            }
+        } else if (mirror_kind == Some(Kind::Oci)) != (kind_of(&self.source) == Some(Kind::Oci)) {
+            return Err(err(REGISTRIES_ONLY.to_owned()));
+        }
+        Ok(())
     }
 }
 
@@ -254,6 +369,49 @@ pub struct MirrorContext {
     pub exclude: Vec<String>,
     /// Offline: no mirror is tried (nor the origin).
     pub offline: bool,
+    /// The schemes of registered sources, each with what its references name.
+    pub shapes: Vec<(&'static str, MirrorShape)>,
+}
+
+impl MirrorContext {
+    /// What the references of the registered scheme `scheme` name; `None` when no source
+    /// reads it.
+    pub fn shape(&self, scheme: &str) -> Option<MirrorShape> {
+        self.shapes
+            .iter()
+            .find(|(s, _)| *s == scheme)
+            .map(|(_, shape)| *shape)
+    }
+
+    /// The hub `reference` is a repository of, with the repository read by `hf:`'s grammar:
+    /// the Hub for an `hf:` reference, a registered hub for one of its scheme.
+    pub fn hub_model(&self, reference: &ModelRef) -> Option<(Hub, HfRef)> {
+        match reference {
+            ModelRef::Hf(hf) => Some((HF_HUB, hf.clone())),
+            ModelRef::Other(other) => {
+                let (scheme, shape) = self.shapes.iter().find(|(s, _)| *s == other.scheme())?;
+                let MirrorShape::Hub { default_revision } = shape else {
+                    return None;
+                };
+                let hub = Hub {
+                    scheme,
+                    default_revision,
+                };
+                Some((hub, read_hub(&other.to_string(), hub.scheme)?))
+            }
+            _ => None,
+        }
+    }
+}
+
+/// The repository `text` (`<scheme>:org/repo…`, a hub's reference or id) names, read by `hf:`'s
+/// grammar; `None` when it is of another scheme or no repository.
+pub(super) fn read_hub(text: &str, scheme: &str) -> Option<HfRef> {
+    let rest = text.strip_prefix(scheme)?.strip_prefix(':')?;
+    match ModelRef::parse_with(&format!("hf:{rest}"), &[]) {
+        Ok(ModelRef::Hf(hf)) => Some(hf),
+        _ => None,
+    }
 }
 
 /// One place to try a model at.
@@ -270,7 +428,7 @@ pub struct Route {
 pub enum Target {
     /// A reference fetched as any other: the source's text with the mirror's prefix.
     Reference(ModelRef),
-    /// An `hf:` model in a mirror's layout.
+    /// A hub's model (`hf:`, or a registered hub's) in a mirror's layout.
     Hf(HfMirror),
 }
 
@@ -314,6 +472,17 @@ impl Mirrors {
     /// Whether there is no rule.
     pub fn is_empty(&self) -> bool {
         self.rules.is_empty()
+    }
+
+    /// Checks every rule against the registered sources `context` knows (see
+    /// [`MirrorShape`]): a scheme no source reads, a hub mirrored where no folder or tag can
+    /// hold it, a registry mirrored by something else.
+    ///
+    /// # Errors
+    ///
+    /// The first rule refused, naming where it was written.
+    pub fn check(&self, context: &MirrorContext) -> std::result::Result<(), ParseMirrorError> {
+        self.rules.iter().try_for_each(|rule| rule.check(context))
     }
 
     /// Rules given one by one (`--mirror`).
@@ -395,45 +564,51 @@ impl Mirrors {
 
     /// Where to try `reference`, in order: one route for each rule that matches it.
     pub fn routes(&self, reference: &ModelRef, context: &MirrorContext) -> Vec<Route> {
+        let hub_model = context.hub_model(reference);
         let mut routes = Vec::new();
         for rule in &self.rules {
-            let target = match reference {
-                ModelRef::Hf(hf) => {
-                    if kind_of(&rule.source) != Some(Kind::Hf) {
-                        continue;
-                    }
-                    let text = format!("hf:{}/{}", hf.org, hf.repo).to_ascii_lowercase();
-                    let Some(rest) = strip_source(&text, &rule.source.to_ascii_lowercase()) else {
-                        continue;
-                    };
-                    let Some(location) = HfLocation::new(&rule.mirror, rest) else {
-                        tracing::warn!(rule = %rule, "the rule gives no valid mirror location for `{reference}`; skipped");
-                        continue;
-                    };
-                    Target::Hf(HfMirror {
-                        hf: hf.clone(),
-                        include: context.include.clone(),
-                        exclude: context.exclude.clone(),
-                        location,
-                    })
+            let target = if let Some((hub, hf)) = &hub_model {
+                if scheme_of(&rule.source) != hub.scheme {
+                    continue;
                 }
-                ModelRef::File(_) => continue,
-                _ => {
-                    let text = match reference {
-                        ModelRef::Ollama(o) => {
-                            ModelRef::Oci(o.to_oci(&context.ollama_registry)).to_string()
-                        }
-                        other => other.redacted(),
-                    };
-                    let Some(rest) = strip_source(&text, &rule.source) else {
+                let text = format!("{}:{}/{}", hub.scheme, hf.org, hf.repo).to_ascii_lowercase();
+                let Some(rest) = strip_source(&text, &rule.source.to_ascii_lowercase()) else {
+                    continue;
+                };
+                let location = HfLocation::new(&rule.mirror, rest).filter(|l| match l {
+                    HfLocation::Bucket { base } if kind_of(base) == Some(Kind::Other) => {
+                        context.shape(scheme_of(base)) == Some(MirrorShape::Bucket)
+                    }
+                    _ => true,
+                });
+                let Some(location) = location else {
+                    tracing::warn!(rule = %rule, "the rule gives no valid mirror location for `{reference}`; skipped");
+                    continue;
+                };
+                Target::Hf(HfMirror {
+                    hub: *hub,
+                    hf: hf.clone(),
+                    include: context.include.clone(),
+                    exclude: context.exclude.clone(),
+                    location,
+                })
+            } else {
+                let text = match reference {
+                    ModelRef::File(_) => continue,
+                    ModelRef::Ollama(o) => {
+                        ModelRef::Oci(o.to_oci(&context.ollama_registry)).to_string()
+                    }
+                    other => other.redacted(),
+                };
+                let Some(rest) = strip_source(&text, &rule.source) else {
+                    continue;
+                };
+                let mapped = format!("{}{rest}", rule.mirror);
+                match ModelRef::parse_with(&mapped, &[scheme_of(&mapped)]) {
+                    Ok(mapped) => Target::Reference(mapped),
+                    Err(e) => {
+                        tracing::warn!(rule = %rule, error = %e, "the rule gives no valid reference; skipped");
                         continue;
-                    };
-                    match format!("{}{rest}", rule.mirror).parse::<ModelRef>() {
-                        Ok(mapped) => Target::Reference(mapped),
-                        Err(e) => {
-                            tracing::warn!(rule = %rule, error = %e, "the rule gives no valid reference; skipped");
-                            continue;
-                        }
                     }
                 }
             };
@@ -451,7 +626,7 @@ mod tests {
     use catalog_core::Digest;
 
     use super::*;
-    use crate::mirror::testing::{rules, targets};
+    use crate::mirror::testing::{context, rules, targets};
 
     #[test]
     fn rules_match_in_order_and_at_boundaries_only() {
@@ -517,7 +692,9 @@ mod tests {
             ("hf:=https://cache.internal/hf", "registry"),
             ("hf:=hf:other", "mirror must start"),
             ("ollama:=oci://r/x", "registry.ollama.ai"),
-            ("ftp://x=oci://r/y", "source must start"),
+            ("file:x=oci://r/y", "source must start"),
+            ("1x://a=oci://r/y", "source must start"),
+            ("hf:=file:/x", "mirror must start"),
             ("oci://r=s3://b/x/", "registry"),
             ("https://h/=oci://r/x", "registry"),
             ("oci://r=oci://user:pw@mirror.internal", "credentials"),
@@ -534,6 +711,69 @@ mod tests {
         }
         assert!(
             MirrorRule::parse("hf://=S3+HTTP://127.0.0.1:9000/models/hf", RuleOrigin::Env).is_ok()
+        );
+    }
+
+    #[test]
+    fn rules_of_registered_schemes_are_checked_against_what_their_sources_are() {
+        let cx = context();
+        for good in [
+            "hf:=gs://fleet/hf",
+            "hf:org=az://acct/container/hf/",
+            "modelscope:=oci://registry.internal/ms",
+            "modelscope:org/=s3://models/ms/",
+            "modelscope:=gs://fleet/ms",
+            "gs://origin-bucket/=az://acct/mirror-container/",
+            "s3://origin=gs://fleet/copy",
+            "shelf:=https://cache.internal/shelf/",
+        ] {
+            let m = rules(&[good]);
+            assert_eq!(m.check(&cx), Ok(()), "{good}");
+        }
+        for (bad, why) in [
+            ("ftp://x=oci://r/y", "no source of this build reads `ftp:`"),
+            (
+                "hf:=drop:bucket/hf",
+                "no source of this build reads `drop:`",
+            ),
+            ("hf:=shelf:x", "a hub's repository is mirrored"),
+            ("hf:=modelscope:org", "is a hub"),
+            ("modelscope:a/b/c=gs://fleet/ms", "`modelscope:org/repo`"),
+            (
+                "modelscope:=https://cache.internal/ms",
+                "a hub's repository is mirrored",
+            ),
+            ("gs://origin=oci://registry.internal/x", "registry"),
+            ("oci://registry.internal=gs://fleet/x", "registry"),
+        ] {
+            // Refused when parsed, or once the sources are known.
+            let err = match Mirrors::from_flags([bad]) {
+                Ok(m) => m.check(&cx).expect_err(bad),
+                Err(e) => e,
+            };
+            assert!(err.to_string().contains(why), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_store_s_references_map_by_path_to_another_store() {
+        let m = rules(&[
+            "gs://origin-bucket/=az://acct/mirror-container/",
+            "s3://origin=gs://fleet/copy",
+            "az+http://127.0.0.1:10000/acct=gs+http://127.0.0.1:4443/fleet",
+        ]);
+        assert_eq!(
+            targets(&m, "gs://origin-bucket/llm/tiny/"),
+            ["az://acct/mirror-container/llm/tiny/"]
+        );
+        assert!(targets(&m, "gs://origin-bucket-2/llm/tiny/").is_empty());
+        assert_eq!(
+            targets(&m, "s3://origin/llm/tiny/"),
+            ["gs://fleet/copy/llm/tiny/"]
+        );
+        assert_eq!(
+            targets(&m, "az+http://127.0.0.1:10000/acct/c/m/"),
+            ["gs+http://127.0.0.1:4443/fleet/c/m/"]
         );
     }
 

@@ -2,7 +2,23 @@
 
 use catalog_core::ModelRef;
 
-use super::{MirrorContext, Mirrors, Target};
+use super::{MirrorContext, MirrorShape, Mirrors, Target};
+
+/// The registered schemes of the tests' context: two stores of folders and a hub, as the
+/// crate's `gs://`, `az://` and `modelscope:` sources declare themselves.
+const SHAPES: &[(&str, MirrorShape)] = &[
+    ("gs", MirrorShape::Bucket),
+    ("gs+http", MirrorShape::Bucket),
+    ("az", MirrorShape::Bucket),
+    ("az+http", MirrorShape::Bucket),
+    (
+        "modelscope",
+        MirrorShape::Hub {
+            default_revision: "master",
+        },
+    ),
+    ("shelf", MirrorShape::Path),
+];
 
 pub(super) type TestResult<T = ()> = std::result::Result<T, Box<dyn std::error::Error>>;
 
@@ -13,12 +29,13 @@ pub(super) fn rules(list: &[&str]) -> Mirrors {
 pub(super) fn context() -> MirrorContext {
     MirrorContext {
         ollama_registry: catalog_core::OLLAMA_REGISTRY.to_owned(),
+        shapes: SHAPES.to_vec(),
         ..MirrorContext::default()
     }
 }
 
 pub(super) fn targets(mirrors: &Mirrors, reference: &str) -> Vec<String> {
-    let mr: ModelRef = reference.parse().expect("a reference");
+    let mr = parse(reference);
     mirrors
         .routes(&mr, &context())
         .into_iter()
@@ -27,4 +44,10 @@ pub(super) fn targets(mirrors: &Mirrors, reference: &str) -> Vec<String> {
             Target::Hf(h) => h.describe(),
         })
         .collect()
+}
+
+/// `reference`, of a built-in scheme or of one of the context's registered ones.
+pub(super) fn parse(reference: &str) -> ModelRef {
+    let schemes: Vec<&str> = SHAPES.iter().map(|(s, _)| *s).collect();
+    ModelRef::parse_with(reference, &schemes).expect("a reference")
 }
