@@ -1,6 +1,7 @@
 //! Mirrors end to end: a model pushed once with `mirror`, then ensured by other caches through
-//! the mirror (a registry, a bucket, a pull-through registry), the Hub fixture's log showing
-//! that the origin was left alone; and the ways a mirror is passed over or refused.
+//! the mirror (a registry, a bucket of S3, Cloud Storage or Azure, a pull-through registry),
+//! the origin's log showing that it was left alone; and the ways a mirror is passed over or
+//! refused.
 
 use std::fmt::Write as _;
 use std::net::TcpListener;
@@ -8,9 +9,12 @@ use std::path::Path;
 use std::process::Output;
 use std::time::Duration;
 
+use std::collections::BTreeMap;
+
 use test_support::{
-    Artifact, HfRepoBuilder, HubNginx, HubRequest, OCI_MANIFEST, Registry, S3Server, TINY_LLAMA,
-    assert_holds, random_bytes,
+    AZURITE_ACCOUNT, Artifact, Azurite, FakeGcs, HfRepoBuilder, HubNginx, HubRequest,
+    ModelScopeNginx, OCI_MANIFEST, Registry, S3Server, TINY_LLAMA, assert_holds, free_port,
+    random_bytes,
 };
 
 use crate::fixture::{
@@ -40,9 +44,17 @@ fn seeded() -> TestResult<(HubNginx, Fixture)> {
 
 /// Runs the binary in `fx` against the Hub fixture, with `env` on top.
 fn run(hub: &HubNginx, fx: &Fixture, args: &[&str], env: &[(&str, String)]) -> Output {
+    let mut with_hub = vec![
+        ("HF_ENDPOINT", hub.endpoint()),
+        ("HF_HOME", fx.path("hf-home").display().to_string()),
+    ];
+    with_hub.extend(env.iter().cloned());
+    run_env(fx, args, &with_hub)
+}
+
+/// Runs the binary in `fx` with `env`.
+fn run_env(fx: &Fixture, args: &[&str], env: &[(&str, String)]) -> Output {
     let mut cmd = fx.command(args);
-    cmd.env("HF_ENDPOINT", hub.endpoint())
-        .env("HF_HOME", fx.path("hf-home"));
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -108,6 +120,360 @@ fn aws(server: &S3Server) -> Vec<(&'static str, String)> {
         ("AWS_SECRET_ACCESS_KEY", server.secret_key().to_owned()),
         ("AWS_ENDPOINT_URL", server.endpoint()),
     ]
+}
+
+/// The environment for fake-gcs-server, with no metadata server to wait on.
+fn gcs_env(gcs: &FakeGcs) -> Vec<(&'static str, String)> {
+    vec![
+        ("STORAGE_EMULATOR_HOST", gcs.endpoint()),
+        ("GCE_METADATA_HOST", format!("127.0.0.1:{}", free_port())),
+    ]
+}
+
+/// The environment for Azurite: its endpoint and the development account's key.
+fn azure_env(azurite: &Azurite) -> Vec<(&'static str, String)> {
+    vec![(
+        "AZURE_STORAGE_CONNECTION_STRING",
+        azurite.connection_string(),
+    )]
+}
+
+/// Mirrors the seed's model under `prefix`, and checks what `mirror` says it wrote: the
+/// commit's folder, then the revision's ref object.
+fn mirror_to_bucket(
+    hub: &HubNginx,
+    seed: &Fixture,
+    prefix: &str,
+    env: &[(&str, String)],
+) -> TestResult {
+    let out = run(hub, seed, &["mirror", &reference(), prefix, "--json"], env);
+    assert_code(&out, 0);
+    let pushed: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    assert_eq!(str_field(&pushed, "rule"), format!("hf:={prefix}"));
+    let commit = hub.repo(TINY_LLAMA).commit().to_owned();
+    let destinations = pushed["destinations"].to_string();
+    assert!(
+        destinations.contains(&format!("/fleet/hf/test-org/tiny-llama/{commit}/"))
+            && destinations.contains("/fleet/hf/test-org/tiny-llama/refs/main"),
+        "{pushed:#}"
+    );
+    Ok(())
+}
+
+#[test]
+fn an_hf_model_mirrored_in_cloud_storage_is_pulled_from_there_and_an_empty_one_passed_over()
+-> TestResult {
+    let (hub, seed) = seeded()?;
+    let gcs = FakeGcs::start()?;
+    gcs.create_bucket("fleet")?;
+    let env = gcs_env(&gcs);
+    let rule = "hf:=gs://fleet/hf";
+
+    // Before the mirror holds it, the node passes it over for the Hub.
+    hub.clear_log();
+    let early = Fixture::new()?;
+    let out = run(
+        &hub,
+        &early,
+        &["ensure", &reference(), "--mirror", rule, "--json", "-v"],
+        &env,
+    );
+    assert_code(&out, 0);
+    assert!(
+        stderr(&out).contains("does not have it"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!downloads(&hub).is_empty(), "the origin was not asked");
+    assert_eq!(
+        early.entry(&reference())?["provenance"]["fetcher"],
+        "hf-native"
+    );
+
+    mirror_to_bucket(&hub, &seed, "gs://fleet/hf", &env)?;
+    hub.clear_log();
+    let node = Fixture::new()?;
+    let out = run(
+        &hub,
+        &node,
+        &["ensure", &reference(), "--mirror", rule, "--json"],
+        &env,
+    );
+    assert_from_mirror(
+        &hub,
+        &node,
+        &out,
+        &format!("gs+http://{}/fleet/hf/test-org/tiny-llama/", gcs.host()),
+    )?;
+    let log = hub.requests();
+    assert!(
+        log.is_empty(),
+        "the node asked the Hub:\n{}",
+        describe(&log)
+    );
+    Ok(())
+}
+
+#[test]
+fn an_hf_model_mirrored_in_azure_is_pulled_from_there_and_a_tampered_blob_is_exit_3() -> TestResult
+{
+    let (hub, seed) = seeded()?;
+    let azurite = Azurite::start()?;
+    azurite.create_container("fleet")?;
+    let env = azure_env(&azurite);
+    let prefix = format!("az://{AZURITE_ACCOUNT}/fleet/hf");
+    mirror_to_bucket(&hub, &seed, &prefix, &env)?;
+    let rule = format!("hf:={prefix}");
+
+    hub.clear_log();
+    let node = Fixture::new()?;
+    let out = run(
+        &hub,
+        &node,
+        &["ensure", &reference(), "--mirror", &rule, "--json"],
+        &env,
+    );
+    assert_from_mirror(
+        &hub,
+        &node,
+        &out,
+        &format!(
+            "az+{}/{AZURITE_ACCOUNT}/fleet/hf/test-org/tiny-llama/",
+            azurite.endpoint()
+        ),
+    )?;
+    assert!(hub.requests().is_empty(), "the node asked the Hub");
+
+    // One shard replaced by other bytes: the mirror lies, so the ensure fails and the Hub is
+    // not asked.
+    let repo = hub.repo(TINY_LLAMA);
+    let shard = repo
+        .files()
+        .iter()
+        .find(|f| f.lfs)
+        .ok_or("no LFS file")?
+        .clone();
+    let mut bytes = repo
+        .contents()
+        .get(shard.path.as_str())
+        .cloned()
+        .ok_or("no shard bytes")?;
+    bytes[7] ^= 0x01;
+    azurite.put(
+        "fleet",
+        &format!("hf/test-org/tiny-llama/{}/{}", repo.commit(), shard.path),
+        &bytes,
+    )?;
+    hub.clear_log();
+    let other = Fixture::new()?;
+    let out = run(
+        &hub,
+        &other,
+        &["ensure", &reference(), "--mirror", &rule],
+        &env,
+    );
+    assert_failure(&out, 3, &["digest mismatch"]);
+    assert!(hub.requests().is_empty(), "the origin was asked");
+    assert!(
+        !other.cache().join("models/hf").exists(),
+        "something was published"
+    );
+    assert!(
+        other
+            .index_bytes()
+            .is_none_or(|i| !String::from_utf8_lossy(&i).contains(TINY_LLAMA)),
+        "an entry was recorded"
+    );
+    Ok(())
+}
+
+#[test]
+fn a_bucket_model_is_mirrored_by_path_from_s3_into_cloud_storage() -> TestResult {
+    let s3 = S3Server::start()?;
+    s3.create_bucket("origin")?;
+    let files = [
+        ("llm/config.json", b"{\"arch\": \"tiny\"}".to_vec()),
+        ("llm/w.gguf", random_bytes(150_000, 61)),
+    ];
+    for (key, body) in &files {
+        s3.put("origin", key, body)?;
+    }
+    let gcs = FakeGcs::start()?;
+    gcs.create_bucket("fleet")?;
+    let mut env = aws(&s3);
+    env.extend(gcs_env(&gcs));
+    let seed = Fixture::new()?;
+    let out = run_env(&seed, &["ensure", "s3://origin/llm/", "--json"], &env);
+    assert_code(&out, 0);
+    let id = str_field(&serde_json::from_slice(&out.stdout)?, "id").to_owned();
+
+    let out = run_env(&seed, &["mirror", &id, "gs://fleet/copy", "--json"], &env);
+    assert_code(&out, 0);
+    let pushed: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let rule = str_field(&pushed, "rule").to_owned();
+    assert_eq!(rule, format!("s3+{}/origin=gs://fleet/copy", s3.endpoint()));
+
+    // The origin's objects are gone: only the mirror can serve them now.
+    for (key, _) in &files {
+        std::fs::remove_file(s3.object_path("origin", key))?;
+    }
+    let node = Fixture::new()?;
+    let out = run_env(
+        &node,
+        &["ensure", "s3://origin/llm/", "--mirror", &rule, "--json"],
+        &env,
+    );
+    assert_code(&out, 0);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    assert_eq!(str_field(&json, "id"), id);
+    assert_eq!(str_field(&json, "verification"), "pass", "{json:#}");
+    let expected: BTreeMap<String, Vec<u8>> = files
+        .iter()
+        .map(|(k, v)| (k.trim_start_matches("llm/").to_owned(), v.clone()))
+        .collect();
+    assert_holds(Path::new(str_field(&json, "local_path")), &expected);
+    let entry = node.entry(&id)?;
+    assert_eq!(
+        entry["provenance"]["origin"], "gs://fleet/copy/llm/",
+        "{entry:#}"
+    );
+    assert_eq!(entry["provenance"]["fetcher"], "mirror+gcs", "{entry:#}");
+    Ok(())
+}
+
+#[test]
+fn a_modelscope_model_mirrored_in_a_bucket_passes_and_modelscope_serves_no_file() -> TestResult {
+    let files = BTreeMap::from([
+        ("config.json".to_owned(), b"{\"arch\": \"tiny\"}".to_vec()),
+        ("sub/w.gguf".to_owned(), random_bytes(200_000, 52)),
+    ]);
+    let ms = ModelScopeNginx::start_one("org/tiny", &files, false);
+    let s3 = S3Server::start()?;
+    s3.create_bucket("fleet")?;
+    let mut env = aws(&s3);
+    env.push(("MODELSCOPE_DOMAIN", ms.endpoint()));
+    let seed = Fixture::new()?;
+    let out = run_env(&seed, &["ensure", "modelscope:org/tiny", "--json"], &env);
+    assert_code(&out, 0);
+    let out = run_env(
+        &seed,
+        &["mirror", "modelscope:org/tiny", "s3://fleet/ms", "--json"],
+        &env,
+    );
+    assert_code(&out, 0);
+    let pushed: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    assert_eq!(str_field(&pushed, "rule"), "modelscope:=s3://fleet/ms");
+    let commit = ms.commit("org/tiny");
+    let ref_object = std::fs::read_to_string(s3.object_path("fleet", "ms/org/tiny/refs/master"))?;
+    assert_eq!(ref_object.trim(), commit);
+
+    ms.clear_log();
+    let node = Fixture::new()?;
+    let out = run_env(
+        &node,
+        &[
+            "ensure",
+            "modelscope:org/tiny",
+            "--mirror",
+            // The organisation's repositories, under the prefix `mirror` wrote them to.
+            "modelscope:org/=s3://fleet/ms/org/",
+            "--json",
+        ],
+        &env,
+    );
+    assert_code(&out, 0);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    assert_eq!(str_field(&json, "id"), "modelscope:org/tiny");
+    assert_eq!(str_field(&json, "verification"), "pass", "{json:#}");
+    assert_holds(Path::new(str_field(&json, "local_path")), &files);
+    let served: Vec<_> = ms
+        .requests()
+        .into_iter()
+        .filter(|r| r.uri.contains("FilePath="))
+        .collect();
+    assert!(served.is_empty(), "ModelScope served files: {served:?}");
+    let entry = node.entry("modelscope:org/tiny")?;
+    assert_eq!(entry["provenance"]["resolved_revision"], commit.as_str());
+    assert_eq!(entry["provenance"]["fetcher"], "mirror+s3", "{entry:#}");
+    Ok(())
+}
+
+#[test]
+fn an_azure_mirror_that_refuses_the_credentials_is_passed_over_with_a_warning() -> TestResult {
+    let (hub, seed) = seeded()?;
+    let azurite = Azurite::start()?;
+    azurite.create_container("fleet")?;
+    let prefix = format!("az://{AZURITE_ACCOUNT}/fleet/hf");
+    mirror_to_bucket(&hub, &seed, &prefix, &azure_env(&azurite))?;
+    // The right endpoint and account, with another key.
+    let wrong = azurite.connection_string().replace(
+        test_support::AZURITE_KEY,
+        "d3Jvbmcta2V5LWZvci10aGUtdGVzdA==",
+    );
+    hub.clear_log();
+    let node = Fixture::new()?;
+    let out = run(
+        &hub,
+        &node,
+        &["ensure", &reference(), "--mirror", &format!("hf:={prefix}")],
+        &[("AZURE_STORAGE_CONNECTION_STRING", wrong)],
+    );
+    assert_code(&out, 0);
+    let err = stderr(&out);
+    assert!(err.contains("refused the credentials"), "{err}");
+    assert!(!downloads(&hub).is_empty(), "the origin was not asked");
+    assert_eq!(
+        node.entry(&reference())?["provenance"]["fetcher"],
+        "hf-native"
+    );
+    Ok(())
+}
+
+#[test]
+fn offline_contacts_no_cloud_storage_or_azure_mirror() -> TestResult {
+    let (hub, _seed) = seeded()?;
+    // Endpoints that record whether anyone connects to them.
+    let gcs = TcpListener::bind("127.0.0.1:0")?;
+    gcs.set_nonblocking(true)?;
+    let azure = TcpListener::bind("127.0.0.1:0")?;
+    azure.set_nonblocking(true)?;
+    let env = [
+        ("STORAGE_EMULATOR_HOST", gcs.local_addr()?.to_string()),
+        ("GCE_METADATA_HOST", format!("127.0.0.1:{}", free_port())),
+        (
+            "AZURE_STORAGE_CONNECTION_STRING",
+            format!(
+                "DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={};BlobEndpoint=http://{}/{AZURITE_ACCOUNT};",
+                test_support::AZURITE_KEY,
+                azure.local_addr()?
+            ),
+        ),
+        (
+            "MODEL_PROVISIONER_MIRRORS",
+            format!("hf:=gs://fleet/hf hf:=az://{AZURITE_ACCOUNT}/fleet/hf"),
+        ),
+    ];
+    hub.clear_log();
+    let node = Fixture::new()?;
+    let out = run(&hub, &node, &["ensure", &reference(), "--offline"], &env);
+    assert_code(&out, 1);
+    assert!(hub.requests().is_empty(), "offline asked the Hub");
+    assert!(gcs.accept().is_err(), "offline connected to Cloud Storage");
+    assert!(azure.accept().is_err(), "offline connected to Azure");
+    Ok(())
+}
+
+#[test]
+fn a_rule_naming_a_scheme_no_source_reads_is_a_usage_error() -> TestResult {
+    let node = Fixture::new()?;
+    let out = node.run([
+        "ensure",
+        "hf:org/repo",
+        "--mirror",
+        "hf:=ftp://cache.internal/hf",
+    ]);
+    assert_failure(&out, 1, &["no source of this build reads `ftp:`"]);
+    Ok(())
 }
 
 #[test]
