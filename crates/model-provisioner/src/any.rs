@@ -84,8 +84,14 @@ impl AnyFetcher {
         let mut fetched = match &route.target {
             Target::Reference(mirrored) => {
                 let fetcher = self.fetcher_for(mirrored)?;
+                // A registered source reads its references as an ensure hands them over: in
+                // their normal form, the configured endpoint named.
+                let completed = match mirrored {
+                    ModelRef::Other(_) => fetcher.complete(mirrored),
+                    _ => None,
+                };
                 let request = FetchRequest {
-                    reference: mirrored,
+                    reference: completed.as_ref().unwrap_or(mirrored),
                     id: req.id,
                     expected: req.expected,
                     layout: req.layout,

@@ -312,7 +312,9 @@ impl Publisher {
                 });
             }
         };
-        out.rule = format!("{source_prefix}={}", out.mirror);
+        // The source prefix ends at a name, so the mirror's does too: `s3://b/` would map
+        // `s3://origin/m/` to `s3://b//m/`.
+        out.rule = format!("{source_prefix}={}", out.mirror.trim_end_matches('/'));
         let mirrors = Mirrors::from_flags([&out.rule]).map_err(Error::MirrorPrefix)?;
         let context = self.context();
         let Some(Target::Reference(dest)) = mirrors

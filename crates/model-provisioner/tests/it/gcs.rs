@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use catalog_core::{Digest, Outcome};
 use model_provisioner::object_store::PartSizes;
+use model_provisioner::mirror::Mirrors;
 use model_provisioner::{AnyFetcher, Error, FsCatalog, GcsKind, ModelProvisioner, SourceFailure};
 use test_support::{
     FakeGcs, GcsUploads, GoogleTokens, HoldProxy, LyingProxy, METADATA_TOKEN_PATH, ServiceAccount,
@@ -812,5 +813,80 @@ fn a_token_refused_mid_upload_is_replaced_and_the_chunk_sent_again() -> TestResu
     let n = provisioner(node.path(), &gcs.endpoint(), env(node.path(), &[]), true)?;
     let pulled = n.ensure(&n.parse_ref("gs://models/token/")?, None)?;
     assert!(fs::read(pulled.resolved.local_path.join("big.bin"))? == body);
+    Ok(())
+}
+
+#[cfg(feature = "azure")]
+#[test]
+fn a_folder_mirrored_from_cloud_storage_into_azure_is_ensured_from_there_under_its_id() -> TestResult
+{
+    use model_provisioner::AzureKind;
+    use test_support::{AZURITE_ACCOUNT, Azurite};
+
+    let gcs = FakeGcs::start()?;
+    gcs.create_bucket("origin-bucket")?;
+    gcs.put("origin-bucket", "llm/config.json", b"{}")?;
+    gcs.put("origin-bucket", "llm/w.bin", &random_bytes(300_000, 71))?;
+    let azurite = Azurite::start()?;
+    azurite.create_container("mirror-container")?;
+    // Each store's endpoint from its own variables, so that both are reached at once.
+    let build = |cache: &std::path::Path, mirrors: Mirrors| {
+        let connection = azurite.connection_string();
+        ModelProvisioner::builder(cache)
+            .source(GcsKind::with_env(env(
+                cache,
+                &[("STORAGE_EMULATOR_HOST", gcs.endpoint())],
+            )))
+            .source(AzureKind::with_env(Arc::new(move |name| {
+                (name == "AZURE_STORAGE_CONNECTION_STRING").then(|| connection.clone())
+            })))
+            .mirrors(mirrors)
+            .build()
+    };
+    let seed_cache = tempfile::tempdir()?;
+    let seed = build(seed_cache.path(), Mirrors::new())?;
+    let id = seed
+        .ensure(&seed.parse_ref("gs://origin-bucket/llm/")?, None)?
+        .entry
+        .id;
+    assert_eq!(id, format!("gs+http://{}/origin-bucket/llm/", gcs.host()));
+    let prefix = format!("az://{AZURITE_ACCOUNT}/mirror-container/");
+    let mirrored = seed.mirror(&id, &prefix)?;
+    assert_eq!(
+        mirrored.rule,
+        format!(
+            "gs+http://{}/origin-bucket=az://{AZURITE_ACCOUNT}/mirror-container",
+            gcs.host()
+        )
+    );
+    let copy = format!("az://{AZURITE_ACCOUNT}/mirror-container/llm/");
+    assert_eq!(mirrored.destinations, std::slice::from_ref(&copy));
+
+    // The origin changes; a node that goes through the mirror gets what was mirrored, verified
+    // against the manifest the mirror wrote, under the origin's id.
+    gcs.put("origin-bucket", "llm/w.bin", &random_bytes(300_000, 72))?;
+    for rule in [
+        mirrored.rule.clone(),
+        format!("gs+http://{}/origin-bucket/={prefix}", gcs.host()),
+    ] {
+        let node_cache = tempfile::tempdir()?;
+        let node = build(node_cache.path(), Mirrors::from_flags([&rule])?)?;
+        let ensured = node.ensure(&node.parse_ref("gs://origin-bucket/llm/")?, None)?;
+        assert_eq!(ensured.entry.id, id);
+        assert_eq!(
+            ensured.entry.verification.outcome,
+            Outcome::Pass,
+            "{:?}",
+            ensured.entry
+        );
+        assert_eq!(
+            fs::read(ensured.resolved.local_path.join("w.bin"))?,
+            random_bytes(300_000, 71),
+            "{rule}"
+        );
+        let provenance = ensured.entry.provenance.ok_or("no provenance")?;
+        assert_eq!(provenance.fetcher, "mirror+az");
+        assert_eq!(provenance.origin.as_deref(), Some(copy.as_str()));
+    }
     Ok(())
 }

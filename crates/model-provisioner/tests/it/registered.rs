@@ -8,13 +8,15 @@ use std::sync::Arc;
 
 use catalog_core::{CatalogStore, Digest, ModelRef, Outcome, SafeRelPath};
 use model_provisioner::Progress;
+use model_provisioner::mirror::{MirrorShape, Mirrors};
 use model_provisioner::object_store::{Folder, MANIFEST_NAME, Manifest, Upload};
 use model_provisioner::pipeline::{ListedFile, Listing, Revision, Source, Stated};
 use model_provisioner::{
     Error, FetchRequest, ModelProvisioner, SourceContext, SourceFailure, SourceKind,
 };
+use model_provisioner::{ModelScopeKind, S3Access};
 use mp_transfer::{Checksum, ChecksumKind, Engine, UrlSource};
-use test_support::{Nginx, S3Server, random_bytes as bytes};
+use test_support::{ModelScopeNginx, Nginx, S3Server, random_bytes as bytes};
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
@@ -327,6 +329,11 @@ impl SourceKind for DropKind {
         &["drop"]
     }
 
+    /// A store of folders: it holds mirrors, a hub's repositories in the bucket layout.
+    fn mirror_shape(&self) -> MirrorShape {
+        MirrorShape::Bucket
+    }
+
     fn build(
         &self,
         context: &SourceContext<'_>,
@@ -518,6 +525,100 @@ fn a_file_changed_since_it_was_ensured_is_never_pushed_to_a_registered_store() -
             .object_path("drops", &format!("m/{MANIFEST_NAME}"))
             .exists(),
         "no manifest for a model that does not verify"
+    );
+    Ok(())
+}
+
+#[test]
+fn a_registered_hub_s_model_mirrored_into_a_registered_store_is_read_back_through_its_layout()
+-> TestResult {
+    let files = BTreeMap::from([
+        ("config.json".to_owned(), b"{}".to_vec()),
+        ("sub/w.gguf".to_owned(), bytes(300_000, 43)),
+    ]);
+    let ms = ModelScopeNginx::start_one("org/tiny", &files, false);
+    let server = Arc::new(S3Server::start()?);
+    server.create_bucket("drops")?;
+    // A provisioner with both registered sources: `modelscope:`, a hub, and `drop:`, a store of
+    // folders that only takes pushes. Neither is named by the mirror rules' code.
+    let provisioner = |cache: &std::path::Path, mirrors: Mirrors| {
+        let env: std::collections::HashMap<&str, String> = [
+            ("AWS_ACCESS_KEY_ID", server.access_key().to_owned()),
+            ("AWS_SECRET_ACCESS_KEY", server.secret_key().to_owned()),
+            ("AWS_EC2_METADATA_DISABLED", "true".to_owned()),
+            ("HOME", "/nonexistent-home-for-tests".to_owned()),
+        ]
+        .into_iter()
+        .collect();
+        ModelProvisioner::builder(cache)
+            .download_config(crate::quick_download())
+            .hf_config(model_provisioner::hf::HfConfig::default())
+            .source(ModelScopeKind::new(&ms.endpoint(), None))
+            .source(DropKind {
+                server: Arc::clone(&server),
+            })
+            .s3_env(Arc::new(move |name| env.get(name).cloned()))
+            .s3_access(S3Access {
+                endpoint: Some(server.endpoint().parse().expect("a URL")),
+                ..S3Access::default()
+            })
+            .mirrors(mirrors)
+            .build()
+    };
+    let seed_cache = tempfile::tempdir()?;
+    let seed = provisioner(seed_cache.path(), Mirrors::new())?;
+    seed.ensure(&seed.parse_ref("modelscope:org/tiny")?, None)?;
+    let mirrored = seed.mirror("modelscope:org/tiny", "drop:drops/ms")?;
+    let commit = ms.commit("org/tiny");
+    assert_eq!(mirrored.rule, "modelscope:=drop:drops/ms");
+    assert_eq!(
+        mirrored.destinations,
+        [
+            format!("drop:drops/ms/org/tiny/{commit}/"),
+            "drop:drops/ms/org/tiny/refs/master".to_owned()
+        ]
+    );
+    assert_eq!(
+        fs::read_to_string(server.object_path("drops", "ms/org/tiny/refs/master"))?.trim(),
+        commit
+    );
+
+    // The store wrote the layout an `s3://` mirror of the same bucket reads: a node finds the
+    // model there, under its own id, vouched for by ModelScope's sha256s, and asks ModelScope
+    // for no file.
+    ms.clear_log();
+    let node_cache = tempfile::tempdir()?;
+    let node = provisioner(
+        node_cache.path(),
+        Mirrors::from_flags(["modelscope:=s3://drops/ms"])?,
+    )?;
+    let ensured = node.ensure(&node.parse_ref("modelscope:org/tiny")?, None)?;
+    assert_eq!(ensured.entry.id, "modelscope:org/tiny");
+    assert_eq!(ensured.entry.verification.outcome, Outcome::Pass);
+    test_support::assert_holds(&ensured.resolved.local_path, &files);
+    let provenance = ensured.entry.provenance.ok_or("no provenance")?;
+    assert_eq!(provenance.fetcher, "mirror+s3");
+    assert_eq!(
+        provenance.resolved_revision.as_deref(),
+        Some(commit.as_str())
+    );
+    let served: Vec<_> = ms
+        .requests()
+        .into_iter()
+        .filter(|r| r.uri.contains("FilePath="))
+        .collect();
+    assert!(served.is_empty(), "ModelScope served files: {served:?}");
+
+    // A rule to a store this provisioner has no source for is refused when it is built.
+    let err = provisioner(
+        tempfile::tempdir()?.path(),
+        Mirrors::from_flags(["modelscope:=crate://drops/ms"])?,
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("no source of this build reads `crate:`"),
+        "{err}"
     );
     Ok(())
 }
