@@ -77,11 +77,13 @@ pub enum Command {
     Push(PushArgs),
     /// Push a model of the catalog to a mirror, exactly where `ensure --mirror` looks for it.
     ///
-    /// `MIRROR_PREFIX` is a rule's mirror side. An `hf:` model goes under it in the mirror
-    /// layout (`oci://registry/prefix/org/repo:<commit>` and a tag for its revision name, or
-    /// `s3://bucket/prefix/org/repo/<commit>/` and a ref object `refs/<revision>`), carrying
-    /// the Hub's sha256 of every file and the commit. Any other model goes where the textual
-    /// rule from its registry (`oci://host`) or bucket (`s3://bucket`) to the prefix maps it.
+    /// `MIRROR_PREFIX` is a rule's mirror side. An `hf:` or `modelscope:` model goes under it
+    /// in the mirror layout (`oci://registry/prefix/org/repo:<commit>` and a tag for its
+    /// revision name, or `s3://bucket/prefix/org/repo/<commit>/` and a ref object
+    /// `refs/<revision>`, the same in `gs://bucket/prefix` or `az://account/container/prefix`),
+    /// carrying the hub's sha256 of every file and the commit. Any other model goes where the
+    /// textual rule from its registry (`oci://host`) or bucket (`s3://bucket`, `gs://bucket`,
+    /// `az://account`) to the prefix maps it.
     /// Every byte sent is hashed on its way out, and nothing is published unless the model's
     /// bytes match the catalog's digests. The rule to give `ensure --mirror` is printed.
     Mirror(MirrorArgs),
@@ -225,7 +227,7 @@ pub struct EnsureArgs {
     pub stall_timeout: u64,
 
     /// Try a mirror before the origin: `SOURCE=MIRROR` (repeatable; first match first), e.g.
-    /// `hf:=oci://registry.internal/hf`, `hf:=s3://models/hf/`,
+    /// `hf:=oci://registry.internal/hf`, `hf:=s3://models/hf/`, `modelscope:=gs://models/ms/`,
     /// `oci://registry.internal=oci://harbor.internal/cache`. Rules also come from
     /// `MODEL_PROVISIONER_MIRRORS` (separated by whitespace), then `<cache>/mirrors.conf`
     /// (one a line, `#` comments), after these.
@@ -444,7 +446,8 @@ pub struct MirrorArgs {
     #[arg(value_name = "ID|REF")]
     pub target: String,
 
-    /// The mirror side of the rule: `oci://registry[/path]` or `s3://bucket[/prefix]`.
+    /// The mirror side of the rule: `oci://registry[/path]`, `s3://bucket[/prefix]`,
+    /// `gs://bucket[/prefix]` or `az://account/container[/prefix]`.
     #[arg(value_name = "MIRROR_PREFIX")]
     pub mirror: String,
 
