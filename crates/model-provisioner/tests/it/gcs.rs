@@ -9,7 +9,6 @@ use std::sync::Arc;
 
 use catalog_core::{Digest, Outcome};
 use model_provisioner::object_store::PartSizes;
-use model_provisioner::mirror::Mirrors;
 use model_provisioner::{AnyFetcher, Error, FsCatalog, GcsKind, ModelProvisioner, SourceFailure};
 use test_support::{
     FakeGcs, GcsUploads, GoogleTokens, HoldProxy, LyingProxy, METADATA_TOKEN_PATH, ServiceAccount,
@@ -821,6 +820,7 @@ fn a_token_refused_mid_upload_is_replaced_and_the_chunk_sent_again() -> TestResu
 fn a_folder_mirrored_from_cloud_storage_into_azure_is_ensured_from_there_under_its_id() -> TestResult
 {
     use model_provisioner::AzureKind;
+    use model_provisioner::mirror::Mirrors;
     use test_support::{AZURITE_ACCOUNT, Azurite};
 
     let gcs = FakeGcs::start()?;
