@@ -150,7 +150,7 @@ impl HfMirror {
         include: Vec<String>,
         exclude: Vec<String>,
     ) -> Result<Self> {
-        let rule = MirrorRule::parse(&format!("hf:={mirror}"), RuleOrigin::Flag)?;
+        let rule = MirrorRule::parse(&format!("{}:={mirror}", hub.scheme), RuleOrigin::Flag)?;
         let location = HfLocation::new(rule.mirror(), &format!("{}/{}", hf.org, hf.repo))
             .ok_or_else(|| {
                 ParseMirrorError::new(
