@@ -39,22 +39,35 @@ impl Signer {
         certificate_pem: &[u8],
         chain_pem: &[u8],
     ) -> Result<Signer, Error> {
-        let key = PrivateKey::from_pem(private_key_pem)?;
         let certificate =
             CertificateDer::from_pem_slice(certificate_pem).map_err(|e| Error::Certificate {
                 reason: format!("not a PEM `CERTIFICATE`: {e}"),
             })?;
-        let info = CertInfo::read(&certificate).map_err(|reason| Error::Certificate { reason })?;
+        let mut chain = vec![certificate.to_vec()];
+        chain.extend(pem_certificates(chain_pem)?);
+        Signer::with_chain(private_key_pem, chain)
+    }
+
+    /// Signs with a private key and the certificate chain in one PEM file, the key's own
+    /// certificate first, then the certificates up to the CA (what a `fullchain.pem` holds).
+    pub fn certificate_chain(private_key_pem: &[u8], chain_pem: &[u8]) -> Result<Signer, Error> {
+        let chain = pem_certificates(chain_pem)?;
+        if chain.is_empty() {
+            return Err(Error::Certificate {
+                reason: "the chain holds no PEM `CERTIFICATE`".to_owned(),
+            });
+        }
+        Signer::with_chain(private_key_pem, chain)
+    }
+
+    /// `chain` (DER, the key's certificate first) checked against the key and bounded.
+    fn with_chain(private_key_pem: &[u8], chain: Vec<Vec<u8>>) -> Result<Signer, Error> {
+        let key = PrivateKey::from_pem(private_key_pem)?;
+        let leaf = CertificateDer::from(chain[0].as_slice());
+        let info = CertInfo::read(&leaf).map_err(|reason| Error::Certificate { reason })?;
         let cert_key = info.key.map_err(|reason| Error::Certificate { reason })?;
         if &cert_key != key.public() {
             return Err(Error::CertificateKeyMismatch);
-        }
-        let mut chain = vec![certificate.to_vec()];
-        for extra in CertificateDer::pem_slice_iter(chain_pem) {
-            let extra = extra.map_err(|e| Error::Certificate {
-                reason: format!("the chain is not PEM certificates: {e}"),
-            })?;
-            chain.push(extra.to_vec());
         }
         if chain.len() > crate::MAX_CHAIN_LEN {
             return Err(Error::ChainTooLong {
@@ -72,6 +85,17 @@ impl Signer {
     pub fn public_key(&self) -> &PublicKey {
         self.key.public()
     }
+}
+
+/// The certificates of `pem`, DER, in order.
+fn pem_certificates(pem: &[u8]) -> Result<Vec<Vec<u8>>, Error> {
+    CertificateDer::pem_slice_iter(pem)
+        .map(|c| {
+            c.map(|c| c.to_vec()).map_err(|e| Error::Certificate {
+                reason: format!("the chain is not PEM certificates: {e}"),
+            })
+        })
+        .collect()
 }
 
 /// Signs `files` (the ones at or under the default ignore paths left out, see

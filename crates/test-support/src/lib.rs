@@ -44,6 +44,8 @@
 //! - [`model_files`]: GGUF and safetensors files built from their specifications, for tests
 //!   of what is read from a model's headers.
 //! - [`archives`]: tar archives as tar layers hold them, plain, gzip or zstd, and hostile ones.
+//! - [`signing_keys`]: EC key pairs and a root → intermediate → leaf chain made by `openssl`,
+//!   and the reference `model_signing` tool, for tests of signed models.
 //! - [`modelkit`]: `KitOps` `ModelKit`s as `kit pack` builds them (the Kitfile as the config,
 //!   one tar layer per section), to push as an [`Artifact`].
 //!
@@ -87,6 +89,7 @@ mod registry;
 mod registry_front;
 mod relay;
 mod s3;
+pub mod signing_keys;
 mod tls_front;
 mod wire;
 
