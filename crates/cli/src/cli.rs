@@ -408,6 +408,13 @@ fn parse_policy(text: &str) -> Result<model_provisioner::signing::SignerPolicy, 
         .map_err(|e| format!("{e}\nhint: {}", e.hint()))
 }
 
+/// `--sign`'s value.
+fn parse_signer(text: &str) -> Result<model_provisioner::signing::PushSigner, String> {
+    model_provisioner::signing::PushSigner::parse(text).map_err(|e| {
+        format!("{e}\nhint: write `key:PRIVATE.pem` or `cert-chain:KEY.pem,CHAIN.pem`")
+    })
+}
+
 /// `--limit-rate`'s value.
 fn parse_rate(text: &str) -> Result<model_provisioner::RateLimit, String> {
     model_provisioner::RateLimit::parse(text).map_err(|e| e.to_string())
@@ -434,6 +441,14 @@ pub struct PushArgs {
     #[command(flatten)]
     pub transfer: TransferArgs,
 
+    /// Sign the pushed copy (an OpenSSF model-signing bundle over exactly the files pushed, with
+    /// the catalog's sha256s): `key:PRIVATE.pem` (an EC private key, PKCS#8 or SEC1), or
+    /// `cert-chain:KEY.pem,CHAIN.pem` (the key and its certificate chain, its own certificate
+    /// first). In a bucket's folder it is `model.sig`, in the folder's manifest; in a registry, a
+    /// referrer of the pushed manifest.
+    #[arg(long, value_name = "SIGNER", value_parser = parse_signer, help_heading = "Signatures")]
+    pub sign: Option<model_provisioner::signing::PushSigner>,
+
     /// Print one JSON object instead of text (and no progress bars).
     #[arg(long)]
     pub json: bool,
@@ -459,6 +474,14 @@ pub struct MirrorArgs {
 
     #[command(flatten)]
     pub transfer: TransferArgs,
+
+    /// Sign the pushed copy (an OpenSSF model-signing bundle over exactly the files pushed, with
+    /// the catalog's sha256s): `key:PRIVATE.pem` (an EC private key, PKCS#8 or SEC1), or
+    /// `cert-chain:KEY.pem,CHAIN.pem` (the key and its certificate chain, its own certificate
+    /// first). In a bucket's folder it is `model.sig`, in the folder's manifest; in a registry, a
+    /// referrer of the pushed manifest.
+    #[arg(long, value_name = "SIGNER", value_parser = parse_signer, help_heading = "Signatures")]
+    pub sign: Option<model_provisioner::signing::PushSigner>,
 
     /// Print one JSON object instead of text (and no progress bars).
     #[arg(long)]

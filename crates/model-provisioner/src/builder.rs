@@ -85,6 +85,8 @@ pub struct ProvisionerBuilder {
     signed_by: Option<crate::signing::SignerPolicy>,
     #[cfg(feature = "signing")]
     signers: crate::signing::SignerRules,
+    #[cfg(feature = "signing")]
+    sign_pushes: Option<crate::signing::PushSigner>,
     /// Kinds of source a library user registered, beside this crate's.
     #[cfg(feature = "http")]
     sources: Vec<Arc<dyn crate::register::SourceKind>>,
@@ -187,6 +189,8 @@ impl ProvisionerBuilder {
             signed_by: None,
             #[cfg(feature = "signing")]
             signers: crate::signing::SignerRules::new(),
+            #[cfg(feature = "signing")]
+            sign_pushes: None,
             #[cfg(feature = "http")]
             sources: Vec::new(),
             settings: Settings::default(),
@@ -446,6 +450,16 @@ impl ProvisionerBuilder {
         self
     }
 
+    /// What `push` and `mirror` sign the models they publish with (the command line's
+    /// `push --sign`): a bundle over exactly the files pushed, with the catalog's sha256s,
+    /// `model.sig` in a bucket's folder or a referrer of the manifest in a registry; see
+    /// [`signing`](crate::signing).
+    #[cfg(feature = "signing")]
+    pub fn sign_pushes(mut self, signer: Option<crate::signing::PushSigner>) -> Self {
+        self.sign_pushes = signer;
+        self
+    }
+
     /// `download` with the settings laid over it.
     #[cfg(feature = "http")]
     fn settle(&self, mut download: DownloadConfig) -> DownloadConfig {
@@ -624,6 +638,13 @@ impl ProvisionerBuilder {
         }
         #[cfg(not(feature = "s3"))]
         let _ = self.s3;
+        #[cfg(all(feature = "http", feature = "signing"))]
+        {
+            publisher.sign.signer = self.sign_pushes.clone();
+        }
+        // Without `http` there is no push to sign.
+        #[cfg(all(not(feature = "http"), feature = "signing"))]
+        let _ = &self.sign_pushes;
         #[cfg(feature = "http")]
         {
             let s = &self.settings;

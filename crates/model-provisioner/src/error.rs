@@ -97,6 +97,14 @@ pub enum Error {
         /// What failed.
         reason: String,
     },
+    /// A push could not sign the model it publishes (`push --sign`).
+    #[error("`{id}` cannot be signed: {reason}")]
+    PushSign {
+        /// The model's id.
+        id: String,
+        /// Why, with the signer as written.
+        reason: String,
+    },
     /// This build cannot fetch references of this kind.
     #[error("cannot fetch `{reference}`: {reason}")]
     Unsupported {

@@ -6,6 +6,7 @@
 //! <bucket>/<prefix>/
 //! ├── <file>                     one object per file of the model, under its relative path
 //! ├── <dir>/<file>               (a model that is one file is one object, named by its name)
+//! ├── model.sig                  `push --sign`: the bundle over the files above, in the manifest
 //! └── .model-provisioner.json    the manifest: written last, so never there without its files
 //! ```
 //!
@@ -28,6 +29,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::model_files::{ModelFile, ModelFiles, model_files};
+use crate::publish::Sign;
 use mp_progress::{FileTask, Progress, Reporter};
 
 /// The name of the manifest object inside a pushed folder: `<prefix>.model-provisioner.json`.
@@ -253,49 +255,63 @@ pub(crate) struct Pushed {
     pub(crate) manifest: String,
 }
 
-/// Uploads the model of `entry` into `folder`, each file under its path, then the
-/// [manifest](Manifest) as [`MANIFEST_NAME`], which a later pull of the folder verifies every
-/// file against. Progress is reported per file.
+/// Uploads the model of `entry` into `folder`, each file under its path, then, when pushes are
+/// signed, the bundle `model.sig` over those files, then the [manifest](Manifest) as
+/// [`MANIFEST_NAME`], which a later pull of the folder verifies every file (the bundle too)
+/// against. Progress is reported per file.
 ///
 /// Every file's sha256 (recorded by the catalog, or the model's own digest for a model of one
 /// file; else hashed first) must give the model's digest; a file whose bytes do not match its
-/// sha256 fails its upload, and then no manifest is written.
+/// sha256 fails its upload, and then no bundle and no manifest are written. The bundle signs
+/// the catalog's sha256s of the files pushed: no file is hashed again for it.
 pub(crate) fn push(
     folder: &dyn Folder,
     layout: &CacheLayout,
     entry: &CatalogEntry,
     reporter: &dyn Reporter,
+    sign: &Sign,
 ) -> Result<Pushed> {
     let ModelFiles { files, digest, .. } = model_files(layout, entry, reporter)?;
     let listed = files.len();
     let files: Vec<ModelFile> = files
         .into_iter()
         .filter(|f| {
-            // The manifest of the folder the model came from: this push writes a new one.
-            let old_manifest = f.rel.as_str() == MANIFEST_NAME;
-            if old_manifest {
-                tracing::warn!(path = %f.rel, "not pushing an old manifest");
+            // The manifest of the folder the model came from: this push writes a new one; and
+            // the old signature of a model this push signs again.
+            let replaced =
+                f.rel.as_str() == MANIFEST_NAME || (sign.is_on() && f.rel.as_str() == Sign::FILE);
+            if replaced {
+                tracing::warn!(path = %f.rel, "not pushing an old manifest or signature");
             }
-            !old_manifest
+            !replaced
         })
         .collect();
+    let bundle = sign.bundle(&entry.id, &files)?;
+    let mut stated: Vec<ManifestFile> = files
+        .iter()
+        .map(|f| ManifestFile {
+            path: f.rel.as_str().to_owned(),
+            size: f.size,
+            sha256: f.digest.clone(),
+        })
+        .collect();
+    if let Some(bundle) = &bundle {
+        stated.push(ManifestFile {
+            path: Sign::FILE.to_owned(),
+            size: bundle.len() as u64,
+            sha256: Digest::sha256_of(bundle),
+        });
+    }
     let manifest = Manifest {
         version: MANIFEST_VERSION,
         id: entry.id.clone(),
         // What a pull of the folder computes: the tree of the files it holds.
-        digest: if files.len() == listed {
+        digest: if stated.len() == listed && bundle.is_none() {
             digest
         } else {
-            tree_digest(&files)
+            tree_digest(&stated)
         },
-        files: files
-            .iter()
-            .map(|f| ManifestFile {
-                path: f.rel.as_str().to_owned(),
-                size: f.size,
-                sha256: f.digest.clone(),
-            })
-            .collect(),
+        files: stated,
         provenance: entry.provenance.clone(),
     };
     let manifest_body = serde_json::to_vec_pretty(&manifest).map_err(|e| {
@@ -318,6 +334,9 @@ pub(crate) fn push(
         bytes_uploaded += file.size;
         tracing::debug!(folder = %folder.describe(), file = %file.rel, size = file.size, "uploaded");
     }
+    if let Some(bundle) = &bundle {
+        folder.put_bytes(Sign::FILE, bundle)?;
+    }
     folder.put_bytes(MANIFEST_NAME, &manifest_body)?;
     Ok(Pushed {
         files: files.len(),
@@ -327,10 +346,10 @@ pub(crate) fn push(
 }
 
 /// The tree digest of `files`.
-fn tree_digest(files: &[ModelFile]) -> Digest {
+fn tree_digest(files: &[ManifestFile]) -> Digest {
     files
         .iter()
-        .map(|f| (f.rel.as_str(), f.digest.clone()))
+        .map(|f| (f.path.as_str(), f.sha256.clone()))
         .collect::<TreeDigest>()
         .finish()
 }

@@ -78,6 +78,56 @@ pub(crate) struct Publisher {
     pub(crate) ollama_registry: String,
     /// What the references of each registered scheme name (a hub's, a store's folders).
     pub(crate) shapes: Vec<(&'static str, MirrorShape)>,
+    /// What pushes sign the models they publish with, if anything.
+    pub(crate) sign: Sign,
+}
+
+/// What a push signs the model it publishes with (`push --sign`), if anything: the bundle
+/// `model.sig` over exactly the files pushed, with the catalog's sha256s.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Sign {
+    #[cfg(feature = "signing")]
+    pub(crate) signer: Option<crate::signing::PushSigner>,
+}
+
+impl Sign {
+    /// The name of the bundle in a model's folder.
+    pub(crate) const FILE: &str = "model.sig";
+
+    /// Whether pushes are signed: then a `model.sig` the model has is not pushed as one of its
+    /// files, and a new one, over the files pushed, takes its place.
+    pub(crate) fn is_on(&self) -> bool {
+        #[cfg(feature = "signing")]
+        return self.signer.is_some();
+        #[cfg(not(feature = "signing"))]
+        false
+    }
+
+    /// The bundle over `files` (the ones pushed) for the model `id`, when pushes are signed.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::PushSign`] when the files cannot be signed (more than the format holds).
+    #[cfg_attr(
+        not(feature = "signing"),
+        expect(clippy::unnecessary_wraps, reason = "it signs with the feature on")
+    )]
+    pub(crate) fn bundle(
+        &self,
+        id: &str,
+        files: &[crate::model_files::ModelFile],
+    ) -> Result<Option<Vec<u8>>> {
+        #[cfg(feature = "signing")]
+        if let Some(signer) = &self.signer {
+            let pairs: Vec<_> = files
+                .iter()
+                .map(|f| (f.rel.clone(), f.digest.clone()))
+                .collect();
+            return signer.sign(&pairs, id).map(Some);
+        }
+        let _ = (id, files);
+        Ok(None)
+    }
 }
 
 impl Default for Publisher {
@@ -90,6 +140,7 @@ impl Default for Publisher {
             s3: None,
             ollama_registry: catalog_core::OLLAMA_REGISTRY.to_owned(),
             shapes: Vec::new(),
+            sign: Sign::default(),
         }
     }
 }
@@ -125,7 +176,7 @@ impl Publisher {
             #[cfg(feature = "oci")]
             ModelRef::Oci(oci) => {
                 let client = self.oci.as_ref().ok_or_else(|| unsupported(destination))?;
-                let r = client.push(layout, entry, oci, reporter)?;
+                let r = client.push_signed(layout, entry, oci, reporter, &self.sign)?;
                 Ok(Pushed {
                     manifest_digest: Some(r.manifest_digest),
                     blobs_skipped: Some(r.blobs_skipped),
@@ -135,7 +186,9 @@ impl Publisher {
             #[cfg(feature = "s3")]
             ModelRef::S3(s3) => {
                 let client = self.s3.as_ref().ok_or_else(|| unsupported(destination))?;
-                let r = client.get().push(layout, entry, s3, reporter)?;
+                let r = client
+                    .get()
+                    .push_signed(layout, entry, s3, reporter, &self.sign)?;
                 Ok(Pushed {
                     manifest_key: Some(r.manifest_key),
                     ..pushed(r.files, r.bytes_uploaded)
@@ -147,7 +200,8 @@ impl Publisher {
             ModelRef::S3(_) => Err(unsupported(destination)),
             ModelRef::Other(_) => match fetcher.folder(destination) {
                 Some(folder) => {
-                    let r = crate::object_store::push(&*folder?, layout, entry, reporter)?;
+                    let r =
+                        crate::object_store::push(&*folder?, layout, entry, reporter, &self.sign)?;
                     Ok(Pushed {
                         manifest_key: Some(r.manifest),
                         ..pushed(r.files, r.bytes_uploaded)

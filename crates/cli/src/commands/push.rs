@@ -44,6 +44,7 @@ fn publisher(
     registry: &RegistryArgs,
     s3: &S3Args,
     transfer: &TransferArgs,
+    sign: Option<&model_provisioner::signing::PushSigner>,
     json: bool,
 ) -> anyhow::Result<Provisioner> {
     let registry = registry_access(registry)?;
@@ -52,13 +53,21 @@ fn publisher(
             .http(false)
             .hf(None)
             .registry_access(registry)
+            .sign_pushes(sign.cloned())
             .build()?,
     )
 }
 
 pub(super) fn push(cx: &Context, args: &PushArgs) -> anyhow::Result<ExitCode> {
     let destination = parse_reference(&args.destination)?;
-    let provisioner = publisher(cx, &args.registry, &args.s3, &args.transfer, args.json)?;
+    let provisioner = publisher(
+        cx,
+        &args.registry,
+        &args.s3,
+        &args.transfer,
+        args.sign.as_ref(),
+        args.json,
+    )?;
     let pushed = provisioner
         .push(&args.target, &destination)
         .map_err(usage_if_refused)?;
@@ -92,7 +101,14 @@ pub(super) fn push(cx: &Context, args: &PushArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub(super) fn mirror(cx: &Context, args: &MirrorArgs) -> anyhow::Result<ExitCode> {
-    let provisioner = publisher(cx, &args.registry, &args.s3, &args.transfer, args.json)?;
+    let provisioner = publisher(
+        cx,
+        &args.registry,
+        &args.s3,
+        &args.transfer,
+        args.sign.as_ref(),
+        args.json,
+    )?;
     let mirrored = provisioner
         .mirror(&args.target, &args.mirror)
         .map_err(usage_if_refused)?;

@@ -8,7 +8,7 @@ use test_support::{Registry, S3Server};
 use crate::fixture::{Fixture, TestResult, assert_code, assert_failure, str_field, u64_field};
 
 /// A fixture whose catalog holds the local folder `model/` (a config and weights).
-fn with_folder_model() -> TestResult<(Fixture, String)> {
+pub(crate) fn with_folder_model() -> TestResult<(Fixture, String)> {
     let fx = Fixture::new()?;
     fs::create_dir_all(fx.path("model/tokenizer"))?;
     fs::write(

@@ -1,42 +1,23 @@
 //! `ensure --signed-by`, `MODEL_PROVISIONER_SIGNERS` and `<cache>/signers.conf`: a model's
-//! `model.sig` held against who must have signed it; what `show` then says.
+//! `model.sig` held against who must have signed it; what `show` then says. `push --sign` and
+//! `mirror --sign`: the pushed copy signed, found by a pull, and accepted by the reference tool.
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output};
 
 use catalog_core::{Digest, SafeRelPath};
 use mp_signing::{Signer, sign};
+use test_support::signing_keys::{self, LeafUsage, model_signing};
+use test_support::{Registry, S3Server};
 
-use crate::fixture::{Fixture, TestResult, assert_code, assert_failure, stdout};
+use crate::fixture::{Fixture, TestResult, assert_code, assert_failure, stdout, str_field};
+use crate::push::with_folder_model;
 
 /// An EC P-256 key pair made by `openssl`: (private key, public key) PEM paths.
 fn key_pair(dir: &Path, name: &str) -> TestResult<(PathBuf, PathBuf)> {
-    let (private, public) = (
-        dir.join(format!("{name}.key")),
-        dir.join(format!("{name}.pub")),
-    );
-    let made = Command::new("openssl")
-        .args([
-            "ecparam",
-            "-name",
-            "prime256v1",
-            "-genkey",
-            "-noout",
-            "-out",
-        ])
-        .arg(&private)
-        .status()?
-        .success()
-        && Command::new("openssl")
-            .args(["ec", "-pubout", "-in"])
-            .arg(&private)
-            .arg("-out")
-            .arg(&public)
-            .status()?
-            .success();
-    assert!(made, "openssl made the key pair");
-    Ok((private, public))
+    let keys = signing_keys::key_pair(dir, name, "P-256", signing_keys::KeyForm::Sec1);
+    Ok((keys.private, keys.public))
 }
 
 /// A model folder at `dir/model` signed with `key`.
@@ -119,5 +100,139 @@ fn a_policy_that_is_no_policy_is_a_usage_error() -> TestResult {
     assert_failure(&out, 2, &["/nonexistent.pem"]);
     let out = fx.run(["ensure", "x.gguf", "--signed-by", "gpg:abc"]);
     assert_failure(&out, 2, &["no signer policy"]);
+    Ok(())
+}
+
+/// `fx`'s `args` run with the credentials and endpoint of `server`.
+fn with_s3(fx: &Fixture, server: &S3Server, args: &[&str]) -> TestResult<Output> {
+    let mut command = fx.command(args.iter().copied());
+    command
+        .env("AWS_ACCESS_KEY_ID", server.access_key())
+        .env("AWS_SECRET_ACCESS_KEY", server.secret_key())
+        .env("AWS_ENDPOINT_URL", server.endpoint());
+    Ok(command.output()?)
+}
+
+/// Runs the reference verifier on the model folder `dir`; its output, after it succeeded.
+fn reference_verifies(dir: &Path, method: &str, trust_flag: &str, trust: &Path) -> String {
+    signing_keys::run(
+        Command::new(model_signing())
+            .args(["verify", method, "--signature"])
+            .arg(dir.join("model.sig"))
+            .arg(trust_flag)
+            .arg(trust)
+            .arg(dir),
+    )
+}
+
+#[test]
+fn a_push_signed_with_a_key_is_pulled_verified_and_the_reference_accepts_it() -> TestResult {
+    let server = S3Server::start()?;
+    server.create_bucket("fleet")?;
+    let (fx, id) = with_folder_model()?;
+    let (private, public) = key_pair(fx.root(), "org")?;
+    let sign = format!("key:{}", private.display());
+    let out = with_s3(
+        &fx,
+        &server,
+        &["push", &id, "s3://fleet/signed/", "--sign", &sign, "--json"],
+    )?;
+    assert_code(&out, 0);
+
+    let node = Fixture::new()?;
+    let policy = format!("key:{}", public.display());
+    let out = with_s3(
+        &node,
+        &server,
+        &[
+            "ensure",
+            "s3://fleet/signed/",
+            "--signed-by",
+            &policy,
+            "--json",
+        ],
+    )?;
+    assert_code(&out, 0);
+    let pulled: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    assert_eq!(pulled["signature"]["outcome"], "verified", "{pulled:#}");
+    let dir = Path::new(str_field(&pulled, "local_path"));
+    let said = reference_verifies(dir, "key", "--public_key", &public);
+    assert!(said.contains("Verification succeeded"), "{said}");
+
+    // Another key's policy refuses the pushed copy, and nothing is recorded as good.
+    let (_, other) = key_pair(fx.root(), "other")?;
+    let third = Fixture::new()?;
+    let other_policy = format!("key:{}", other.display());
+    let out = with_s3(
+        &third,
+        &server,
+        &["ensure", "s3://fleet/signed/", "--signed-by", &other_policy],
+    )?;
+    assert_failure(&out, 3, &["does not satisfy"]);
+    Ok(())
+}
+
+#[test]
+fn a_push_signed_with_a_certificate_chain_passes_the_ca_policy_and_the_reference() -> TestResult {
+    let server = S3Server::start()?;
+    server.create_bucket("fleet")?;
+    let (fx, id) = with_folder_model()?;
+    let chain = signing_keys::chain(fx.root(), LeafUsage::CodeSigning);
+    let sign = format!(
+        "cert-chain:{},{}",
+        chain.leaf_key.display(),
+        chain.full_chain(fx.root()).display()
+    );
+    let out = with_s3(
+        &fx,
+        &server,
+        &["push", &id, "s3://fleet/certified/", "--sign", &sign],
+    )?;
+    assert_code(&out, 0);
+
+    let node = Fixture::new()?;
+    let policy = format!("cert-chain:{}#signer@example.com", chain.root.display());
+    let out = with_s3(
+        &node,
+        &server,
+        &[
+            "ensure",
+            "s3://fleet/certified/",
+            "--signed-by",
+            &policy,
+            "--json",
+        ],
+    )?;
+    assert_code(&out, 0);
+    let pulled: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    assert_eq!(pulled["signature"]["outcome"], "verified", "{pulled:#}");
+    let dir = Path::new(str_field(&pulled, "local_path"));
+    let said = reference_verifies(dir, "certificate", "--certificate_chain", &chain.root);
+    assert!(said.contains("Verification succeeded"), "{said}");
+    Ok(())
+}
+
+#[test]
+fn a_signer_that_is_no_signer_is_a_usage_error() -> TestResult {
+    let fx = Fixture::new()?;
+    let out = fx.run(["push", "x", "s3://b/p/", "--sign", "key:/nonexistent.pem"]);
+    assert_failure(&out, 2, &["/nonexistent.pem"]);
+    let (_, public) = key_pair(fx.root(), "org")?;
+    let out = fx.run([
+        "push",
+        "x",
+        "s3://b/p/",
+        "--sign",
+        &format!("key:{}", public.display()),
+    ]);
+    assert_failure(&out, 2, &["no signer policy"]);
+    let out = fx.run([
+        "mirror",
+        "x",
+        "s3://b",
+        "--sign",
+        "cert-chain:only-a-key.pem",
+    ]);
+    assert_failure(&out, 2, &["KEY.pem,CHAIN.pem"]);
     Ok(())
 }

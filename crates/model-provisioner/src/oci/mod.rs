@@ -34,6 +34,7 @@ mod layer;
 mod manifest;
 mod modelkit;
 mod push;
+mod referrers;
 mod unpack;
 mod zstd;
 

@@ -30,14 +30,16 @@ use serde_json::{Value, json};
 
 use super::OciFetcher;
 use super::client::{Access, Repository};
+use super::referrers;
 use crate::error::{Error, Result};
 use crate::model_files::{ModelFile, ModelFiles, model_files};
+use crate::publish::Sign;
 use crate::upload::{Hash, read_pieces};
 use mp_progress::{FileTask, NoReporter, Progress, Reporter};
 use mp_transfer::{Failure, with_retries};
 
 /// The manifest's own media type.
-const MANIFEST_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
+pub(crate) const MANIFEST_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
 /// What a `ModelPack` manifest declares itself to be.
 const ARTIFACT_TYPE: &str = "application/vnd.cncf.model.manifest.v1+json";
 /// The `ModelPack` config blob.
@@ -108,6 +110,20 @@ impl OciFetcher {
         dest: &OciRef,
         reporter: &dyn Reporter,
     ) -> Result<PushReport> {
+        self.push_signed(layout, entry, dest, reporter, &Sign::default())
+    }
+
+    /// [`push`](Self::push), and, when `sign` says so (`push --sign`), the bundle over the files
+    /// pushed attached to the manifest as a referrer (`oci/referrers.rs`); a `model.sig` the
+    /// model has is then not pushed as a layer.
+    pub(crate) fn push_signed(
+        &self,
+        layout: &CacheLayout,
+        entry: &CatalogEntry,
+        dest: &OciRef,
+        reporter: &dyn Reporter,
+        sign: &Sign,
+    ) -> Result<PushReport> {
         let tag = push_tag(dest)?;
         if self.config.offline {
             return Err(Error::Offline {
@@ -115,8 +131,14 @@ impl OciFetcher {
             });
         }
         let ModelFiles {
-            files, unchanged, ..
+            mut files,
+            unchanged,
+            ..
         } = model_files(layout, entry, reporter)?;
+        if sign.is_on() {
+            files.retain(|f| f.rel.as_str() != Sign::FILE);
+        }
+        let bundle = sign.bundle(&entry.id, &files)?;
         // A registry refuses a blob whose bytes do not have the digest it is told, so files
         // unchanged since they last matched are not hashed a second time on their way.
         let hash = if unchanged {
@@ -184,7 +206,19 @@ impl OciFetcher {
                 None => report.blobs_skipped += 1,
             }
             let manifest = manifest_bytes(&config_digest, config.len() as u64, &files)?;
-            report.manifest_digest = put_manifest(&repo, client, tag, manifest).await?;
+            let manifest_size = manifest.len() as u64;
+            let (digest, _) = put_manifest(&repo, client, tag, MANIFEST_TYPE, manifest).await?;
+            report.manifest_digest = digest;
+            if let Some(bundle) = &bundle {
+                report.bytes_uploaded += attach_bundle(
+                    &repo,
+                    client,
+                    &report.manifest_digest,
+                    manifest_size,
+                    bundle,
+                )
+                .await?;
+            }
             tracing::debug!(
                 manifest = %report.manifest_digest,
                 files = report.files,
@@ -548,20 +582,23 @@ fn mount_source(entry: &CatalogEntry, dest: &OciRef) -> Option<String> {
         .then_some(from.repository)
 }
 
-/// `PUT /v2/<repo>/manifests/<tag>`. Returns the manifest's digest, the sha256 of the bytes
-/// sent, which the registry's `Docker-Content-Digest` must agree with.
+/// `PUT /v2/<repo>/manifests/<tag>` of a manifest (or an index) of `media_type`. Returns the
+/// manifest's digest, the sha256 of the bytes sent, which the registry's
+/// `Docker-Content-Digest` must agree with, and whether the registry answered `OCI-Subject`
+/// (it lists referrers itself).
 async fn put_manifest(
     repo: &Repository,
     client: &Client,
     tag: &str,
+    media_type: &str,
     manifest: Vec<u8>,
-) -> Result<Digest> {
+) -> Result<(Digest, bool)> {
     let digest = Digest::sha256_of(&manifest);
     let url = repo.url(&format!("v2/{}/manifests/{tag}", repo.name()));
     let response = repo
         .send(client, &url, |c| {
             c.put(url.clone())
-                .header(header::CONTENT_TYPE, MANIFEST_TYPE)
+                .header(header::CONTENT_TYPE, media_type)
                 .body(manifest.clone())
         })
         .await?;
@@ -582,7 +619,66 @@ async fn put_manifest(
             &stated,
         )?;
     }
-    Ok(digest)
+    Ok((digest, response.headers().contains_key("oci-subject")))
+}
+
+/// Attaches `bundle` to the manifest `subject` (`subject_size` bytes) as a referrer: the
+/// bundle's blob and the empty config, the referrer manifest by its digest, and, where the
+/// registry does not list referrers itself, the tag scheme's index updated. Returns the bytes
+/// of blobs sent.
+async fn attach_bundle(
+    repo: &Repository,
+    client: &Client,
+    subject: &Digest,
+    subject_size: u64,
+    bundle: &[u8],
+) -> Result<u64> {
+    let none: Arc<dyn Progress> = Arc::from(NoReporter.start("signature", None));
+    let mut sent = 0;
+    for blob in [bundle, referrers::EMPTY] {
+        let digest = Digest::sha256_of(blob);
+        let size = blob.len() as u64;
+        let content = Content::Bytes(blob);
+        sent += upload_blob(repo, client, &digest, size, &content, None, &none)
+            .await?
+            .unwrap_or(0);
+    }
+    let referrer = referrers::bundle_manifest(
+        &Digest::sha256_of(bundle),
+        bundle.len() as u64,
+        subject,
+        MANIFEST_TYPE,
+        subject_size,
+    );
+    let referrer = serde_json::to_vec(&referrer).map_err(json_error)?;
+    let referrer_size = referrer.len() as u64;
+    let referrer_digest = Digest::sha256_of(&referrer);
+    let (_, listed) = put_manifest(
+        repo,
+        client,
+        &referrer_digest.to_string(),
+        MANIFEST_TYPE,
+        referrer,
+    )
+    .await?;
+    if listed {
+        tracing::debug!(referrer = %referrer_digest, "the registry lists referrers itself");
+        return Ok(sent);
+    }
+    let tag = referrers::tag_of(subject);
+    let existing = match repo.manifest(client, &tag).await {
+        Ok(raw) => Some(raw.bytes),
+        Err(Error::OciNotFound { .. }) => None,
+        Err(e) => return Err(e),
+    };
+    let index = referrers::add_to_index(existing.as_deref(), &referrer_digest, referrer_size)
+        .map_err(|reason| Error::OciProtocol {
+            registry: repo.registry().to_owned(),
+            reason: format!("`{tag}`: {reason}"),
+        })?;
+    put_manifest(repo, client, &tag, referrers::INDEX_TYPE, index).await?;
+    tracing::debug!(referrer = %referrer_digest, %tag, "listed under the tag scheme");
+    Ok(sent)
 }
 
 /// Whether `a` and `b` are the same scheme, host and port: only then may `Authorization` go.

@@ -30,6 +30,7 @@ use super::session::{SIGNATURE_LIFETIME, Session, error_code};
 use crate::error::{Error, Result};
 use crate::model_files::ModelFile;
 use crate::object_store::{self, Folder, MANIFEST_NAME, Upload};
+use crate::publish::Sign;
 use crate::upload::{Hash, ReadCheck, read_pieces, send_parts};
 use mp_progress::{Progress, Reporter};
 
@@ -89,6 +90,19 @@ impl S3Fetcher {
         dest: &S3Ref,
         reporter: &dyn Reporter,
     ) -> Result<PushReport> {
+        self.push_signed(layout, entry, dest, reporter, &Sign::default())
+    }
+
+    /// [`push`](Self::push), and the bundle `model.sig` over the files pushed when `sign` says
+    /// so (`push --sign`).
+    pub(crate) fn push_signed(
+        &self,
+        layout: &CacheLayout,
+        entry: &CatalogEntry,
+        dest: &S3Ref,
+        reporter: &dyn Reporter,
+        sign: &Sign,
+    ) -> Result<PushReport> {
         if !dest.is_prefix() {
             return Err(Error::PushDestination {
                 destination: format!("s3://{}/{}", dest.bucket, dest.key),
@@ -111,7 +125,7 @@ impl S3Fetcher {
             engine,
             dest,
         };
-        let pushed = object_store::push(&folder, layout, entry, reporter)?;
+        let pushed = object_store::push(&folder, layout, entry, reporter, sign)?;
         Ok(PushReport {
             files: pushed.files,
             bytes_uploaded: pushed.bytes_uploaded,
