@@ -236,3 +236,94 @@ fn a_signer_that_is_no_signer_is_a_usage_error() -> TestResult {
     assert_failure(&out, 2, &["KEY.pem,CHAIN.pem"]);
     Ok(())
 }
+
+/// The Sigstore bundles the tag scheme's index lists as referrers of `subject` in `repo`,
+/// last listed first, each read through its referrer manifest.
+fn tag_scheme_bundles(registry: &Registry, repo: &str, subject: &str) -> TestResult<Vec<Vec<u8>>> {
+    let tag = subject.replacen(':', "-", 1);
+    let index = registry.get_manifest(repo, &tag)?;
+    assert_eq!(index.status, 200, "the tag `{tag}` lists the referrers");
+    let index: serde_json::Value = serde_json::from_slice(&index.body)?;
+    let mut bundles = Vec::new();
+    for entry in index["manifests"]
+        .as_array()
+        .ok_or("no manifests")?
+        .iter()
+        .rev()
+    {
+        assert_eq!(
+            entry["artifactType"],
+            "application/vnd.dev.sigstore.bundle.v0.3+json"
+        );
+        let digest = entry["digest"].as_str().ok_or("no digest")?;
+        let referrer: serde_json::Value =
+            serde_json::from_slice(&registry.get_manifest(repo, digest)?.body)?;
+        assert_eq!(referrer["subject"]["digest"], subject, "{referrer:#}");
+        assert_eq!(
+            referrer["config"]["mediaType"],
+            "application/vnd.oci.empty.v1+json"
+        );
+        let layer = &referrer["layers"][0];
+        assert_eq!(
+            layer["mediaType"],
+            "application/vnd.dev.sigstore.bundle.v0.3+json"
+        );
+        bundles.push(registry.get_blob(repo, layer["digest"].as_str().ok_or("no layer")?)?);
+    }
+    Ok(bundles)
+}
+
+/// The registry here is Debian's docker-registry 2.8, which has no referrers API: the bundle
+/// is listed under the tag scheme, and a second signature is added to the list.
+#[test]
+fn a_push_signed_to_a_registry_attaches_the_bundle_as_a_referrer_by_the_tag_scheme() -> TestResult {
+    let registry = Registry::start()?;
+    let (fx, id) = with_folder_model()?;
+    let (first, first_public) = key_pair(fx.root(), "first")?;
+    let (second, second_public) = key_pair(fx.root(), "second")?;
+    let dest = format!("oci://{}/fleet/signed:v1", registry.host());
+    let sign = |key: &Path| format!("key:{}", key.display());
+    let pushed = fx.json(["push", &id, &dest, "--sign", &sign(&first), "--json"])?;
+    let subject = str_field(&pushed, "manifest_digest").to_owned();
+    let again = fx.json(["push", &id, &dest, "--sign", &sign(&second), "--json"])?;
+    assert_eq!(
+        str_field(&again, "manifest_digest"),
+        subject,
+        "the same model"
+    );
+
+    let bundles = tag_scheme_bundles(&registry, "fleet/signed", &subject)?;
+    assert_eq!(bundles.len(), 2, "the list was added to, not replaced");
+    let files = [
+        "config.json",
+        "model.safetensors",
+        "tokenizer/tokenizer.json",
+    ]
+    .iter()
+    .map(|n| -> TestResult<(SafeRelPath, Digest)> {
+        Ok((
+            SafeRelPath::new((*n).to_owned())?,
+            Digest::sha256_of(&fs::read(fx.path("model").join(n))?),
+        ))
+    })
+    .collect::<TestResult<Vec<_>>>()?;
+    for (bundle, public) in bundles.iter().zip([&second_public, &first_public]) {
+        let key = mp_signing::PublicKey::from_pem(&fs::read(public)?)?;
+        mp_signing::verify(
+            &mp_signing::Bundle::read(bundle)?,
+            &mp_signing::Policy::Key(key),
+            &files,
+        )?;
+    }
+
+    // The model's own layers are its files: no `model.sig` among them.
+    let node = Fixture::new()?;
+    let pulled = node.json(["ensure", &dest, "--json"])?;
+    assert_eq!(str_field(&pulled, "verification"), "pass");
+    assert!(
+        !Path::new(str_field(&pulled, "local_path"))
+            .join("model.sig")
+            .exists()
+    );
+    Ok(())
+}
