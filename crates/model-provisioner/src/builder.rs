@@ -640,7 +640,7 @@ impl ProvisionerBuilder {
         let _ = self.s3;
         #[cfg(all(feature = "http", feature = "signing"))]
         {
-            publisher.sign.signer = self.sign_pushes.clone();
+            publisher.sign.signer.clone_from(&self.sign_pushes);
         }
         // Without `http` there is no push to sign.
         #[cfg(all(not(feature = "http"), feature = "signing"))]

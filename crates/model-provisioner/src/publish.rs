@@ -96,6 +96,10 @@ impl Sign {
 
     /// Whether pushes are signed: then a `model.sig` the model has is not pushed as one of its
     /// files, and a new one, over the files pushed, takes its place.
+    #[cfg_attr(
+        not(feature = "signing"),
+        expect(clippy::unused_self, reason = "it holds a signer with the feature on")
+    )]
     pub(crate) fn is_on(&self) -> bool {
         #[cfg(feature = "signing")]
         return self.signer.is_some();
@@ -110,7 +114,11 @@ impl Sign {
     /// [`Error::PushSign`] when the files cannot be signed (more than the format holds).
     #[cfg_attr(
         not(feature = "signing"),
-        expect(clippy::unnecessary_wraps, reason = "it signs with the feature on")
+        expect(
+            clippy::unnecessary_wraps,
+            clippy::unused_self,
+            reason = "it signs with the feature on"
+        )
     )]
     pub(crate) fn bundle(
         &self,
@@ -148,13 +156,6 @@ impl Default for Publisher {
 impl Publisher {
     /// Pushes `entry` to `destination`, a registry's tag or a bucket's folder: the one place a
     /// push is dispatched by scheme.
-    #[cfg_attr(
-        not(any(feature = "oci", feature = "s3")),
-        expect(
-            clippy::unused_self,
-            reason = "the clients of registries and S3 are its own"
-        )
-    )]
     pub(crate) fn push(
         &self,
         layout: &CacheLayout,

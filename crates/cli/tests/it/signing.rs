@@ -15,9 +15,9 @@ use crate::fixture::{Fixture, TestResult, assert_code, assert_failure, stdout, s
 use crate::push::with_folder_model;
 
 /// An EC P-256 key pair made by `openssl`: (private key, public key) PEM paths.
-fn key_pair(dir: &Path, name: &str) -> TestResult<(PathBuf, PathBuf)> {
+fn key_pair(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
     let keys = signing_keys::key_pair(dir, name, "P-256", signing_keys::KeyForm::Sec1);
-    Ok((keys.private, keys.public))
+    (keys.private, keys.public)
 }
 
 /// A model folder at `dir/model` signed with `key`.
@@ -45,7 +45,7 @@ fn signed_model(dir: &Path, key: &Path) -> TestResult<PathBuf> {
 #[test]
 fn signed_by_the_key_passes_and_show_says_who_signed() -> TestResult {
     let fx = Fixture::new()?;
-    let (private, public) = key_pair(fx.root(), "org")?;
+    let (private, public) = key_pair(fx.root(), "org");
     let model = signed_model(&fx.path("a"), &private)?;
     let policy = format!("key:{}", public.display());
     let out = fx.run([
@@ -69,8 +69,8 @@ fn signed_by_the_key_passes_and_show_says_who_signed() -> TestResult {
 #[test]
 fn a_rule_of_the_environment_refuses_another_signer_with_status_three() -> TestResult {
     let fx = Fixture::new()?;
-    let (private, _) = key_pair(fx.root(), "signer")?;
-    let (_, other) = key_pair(fx.root(), "other")?;
+    let (private, _) = key_pair(fx.root(), "signer");
+    let (_, other) = key_pair(fx.root(), "other");
     let model = signed_model(&fx.path("b"), &private)?;
     let mut cmd = fx.command(["ensure", model.to_str().ok_or("utf-8")?]);
     cmd.env(
@@ -130,7 +130,7 @@ fn a_push_signed_with_a_key_is_pulled_verified_and_the_reference_accepts_it() ->
     let server = S3Server::start()?;
     server.create_bucket("fleet")?;
     let (fx, id) = with_folder_model()?;
-    let (private, public) = key_pair(fx.root(), "org")?;
+    let (private, public) = key_pair(fx.root(), "org");
     let sign = format!("key:{}", private.display());
     let out = with_s3(
         &fx,
@@ -160,7 +160,7 @@ fn a_push_signed_with_a_key_is_pulled_verified_and_the_reference_accepts_it() ->
     assert!(said.contains("Verification succeeded"), "{said}");
 
     // Another key's policy refuses the pushed copy, and nothing is recorded as good.
-    let (_, other) = key_pair(fx.root(), "other")?;
+    let (_, other) = key_pair(fx.root(), "other");
     let third = Fixture::new()?;
     let other_policy = format!("key:{}", other.display());
     let out = with_s3(
@@ -217,7 +217,7 @@ fn a_signer_that_is_no_signer_is_a_usage_error() -> TestResult {
     let fx = Fixture::new()?;
     let out = fx.run(["push", "x", "s3://b/p/", "--sign", "key:/nonexistent.pem"]);
     assert_failure(&out, 2, &["/nonexistent.pem"]);
-    let (_, public) = key_pair(fx.root(), "org")?;
+    let (_, public) = key_pair(fx.root(), "org");
     let out = fx.run([
         "push",
         "x",
@@ -279,8 +279,8 @@ fn tag_scheme_bundles(registry: &Registry, repo: &str, subject: &str) -> TestRes
 fn a_push_signed_to_a_registry_attaches_the_bundle_as_a_referrer_by_the_tag_scheme() -> TestResult {
     let registry = Registry::start()?;
     let (fx, id) = with_folder_model()?;
-    let (first, first_public) = key_pair(fx.root(), "first")?;
-    let (second, second_public) = key_pair(fx.root(), "second")?;
+    let (first, first_public) = key_pair(fx.root(), "first");
+    let (second, second_public) = key_pair(fx.root(), "second");
     let dest = format!("oci://{}/fleet/signed:v1", registry.host());
     let sign = |key: &Path| format!("key:{}", key.display());
     let pushed = fx.json(["push", &id, &dest, "--sign", &sign(&first), "--json"])?;

@@ -130,22 +130,7 @@ impl OciFetcher {
                 reference: describe(dest),
             });
         }
-        let ModelFiles {
-            mut files,
-            unchanged,
-            ..
-        } = model_files(layout, entry, reporter)?;
-        if sign.is_on() {
-            files.retain(|f| f.rel.as_str() != Sign::FILE);
-        }
-        let bundle = sign.bundle(&entry.id, &files)?;
-        // A registry refuses a blob whose bytes do not have the digest it is told, so files
-        // unchanged since they last matched are not hashed a second time on their way.
-        let hash = if unchanged {
-            Hash::ServerChecks
-        } else {
-            Hash::Each
-        };
+        let (files, hash, bundle) = layers_of(layout, entry, reporter, sign)?;
         let engine = self.engine()?;
         let repo = Repository::new(
             &dest.registry,
@@ -229,6 +214,33 @@ impl OciFetcher {
             Ok(report)
         })
     }
+}
+
+/// The files `entry`'s model is pushed as (a `model.sig` left out when the push signs anew), how
+/// they are hashed on their way, and the bundle over them when `sign` says so.
+fn layers_of(
+    layout: &CacheLayout,
+    entry: &CatalogEntry,
+    reporter: &dyn Reporter,
+    sign: &Sign,
+) -> Result<(Vec<ModelFile>, Hash, Option<Vec<u8>>)> {
+    let ModelFiles {
+        mut files,
+        unchanged,
+        ..
+    } = model_files(layout, entry, reporter)?;
+    if sign.is_on() {
+        files.retain(|f| f.rel.as_str() != Sign::FILE);
+    }
+    let bundle = sign.bundle(&entry.id, &files)?;
+    // A registry refuses a blob whose bytes do not have the digest it is told, so files
+    // unchanged since they last matched are not hashed a second time on their way.
+    let hash = if unchanged {
+        Hash::ServerChecks
+    } else {
+        Hash::Each
+    };
+    Ok((files, hash, bundle))
 }
 
 /// The tag `dest` names; a push needs one, and cannot name a file inside the artifact.

@@ -16,8 +16,9 @@
 //! A registry with the referrers API (`GET /v2/<repo>/referrers/<digest>`) says so by answering
 //! a manifest with a `subject` with the header `OCI-Subject`, and lists referrers itself. One
 //! without it (distribution 2.8) ignores the `subject`: the pusher then reads the tag scheme's
-//! index, adds the referrer (once) and puts it back under the tag, so that other referrers
-//! stay listed.
+//! index (at most 4 MiB, as any manifest), adds the referrer (once, at the end) and puts it
+//! back under the tag, so that other referrers stay listed; a list past [`MAX_REFERRERS`]
+//! loses its oldest entries.
 
 use serde_json::{Value, json};
 
@@ -31,7 +32,8 @@ pub(crate) const INDEX_TYPE: &str = "application/vnd.oci.image.index.v1+json";
 pub(crate) const EMPTY_TYPE: &str = "application/vnd.oci.empty.v1+json";
 pub(crate) const EMPTY: &[u8] = b"{}";
 
-/// The most referrers of one manifest read from a list; the rest are not looked at.
+/// The most referrers of one manifest a list keeps: a list that would grow past it loses its
+/// oldest entries, so that the index stays small.
 pub(crate) const MAX_REFERRERS: usize = 1_000;
 
 /// The tag of the tag scheme's referrers list of `subject`: `sha256-<hex>`.
@@ -117,29 +119,6 @@ pub(crate) fn add_to_index(
     .map_err(|e| e.to_string())
 }
 
-/// The digests of the Sigstore bundles a referrers list (`index`, from the API or the tag
-/// scheme) names, newest (last listed) first, at most [`MAX_REFERRERS`] of them looked at;
-/// referrers of any other type are passed over.
-///
-/// # Errors
-///
-/// What is wrong with `index`, in words.
-pub(crate) fn bundles_in(index: &[u8]) -> std::result::Result<Vec<Digest>, String> {
-    let index: Value = serde_json::from_slice(index)
-        .map_err(|e| format!("the referrers list does not parse: {e}"))?;
-    let manifests = index
-        .get("manifests")
-        .and_then(Value::as_array)
-        .ok_or("the referrers list has no `manifests`")?;
-    Ok(manifests
-        .iter()
-        .take(MAX_REFERRERS)
-        .filter(|m| m.get("artifactType").and_then(Value::as_str) == Some(BUNDLE_TYPE))
-        .filter_map(|m| m.get("digest")?.as_str()?.parse().ok())
-        .rev()
-        .collect())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -150,43 +129,49 @@ mod tests {
         assert_eq!(tag_of(&d), format!("sha256-{}", &d.to_string()[7..]));
     }
 
+    /// The digests an index lists, in order.
+    fn listed(index: &[u8]) -> Vec<String> {
+        let index: Value = serde_json::from_slice(index).unwrap_or_default();
+        index["manifests"]
+            .as_array()
+            .map(|m| {
+                m.iter()
+                    .filter_map(|e| e["digest"].as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     #[test]
-    fn an_index_is_added_to_once_and_keeps_other_referrers()
-    -> std::result::Result<(), Box<dyn std::error::Error>> {
+    fn an_index_is_added_to_once_and_keeps_other_referrers() -> std::result::Result<(), String> {
         let (a, b) = (Digest::sha256_of(b"a"), Digest::sha256_of(b"b"));
+        let sbom = Digest::sha256_of(b"sbom").to_string();
         let other = json!({"schemaVersion": 2, "manifests": [
-            {"mediaType": "x", "digest": Digest::sha256_of(b"sbom").to_string(), "artifactType": "application/spdx+json"}
+            {"mediaType": "x", "digest": sbom, "artifactType": "application/spdx+json"}
         ]});
-        let one = add_to_index(Some(&serde_json::to_vec(&other)?), &a, 10)?;
+        let one = add_to_index(Some(other.to_string().as_bytes()), &a, 10)?;
         let two = add_to_index(Some(&one), &b, 10)?;
         let again = add_to_index(Some(&two), &a, 10)?;
-        assert_eq!(
-            bundles_in(&again)?,
-            vec![a.clone(), b.clone()],
-            "newest first, once each"
-        );
-        let index: Value = serde_json::from_slice(&again)?;
-        assert_eq!(
-            index["manifests"].as_array().map(Vec::len),
-            Some(3),
-            "the sbom stays"
-        );
+        assert_eq!(listed(&again), vec![sbom, b.to_string(), a.to_string()]);
         assert!(add_to_index(Some(b"[]"), &a, 1).is_err());
+        assert!(add_to_index(Some(b"{"), &a, 1).is_err());
         Ok(())
     }
 
     #[test]
-    fn a_list_of_many_referrers_is_read_only_so_far() -> std::result::Result<(), String> {
+    fn a_list_of_too_many_referrers_keeps_its_newest() -> std::result::Result<(), String> {
         let many: Vec<Value> = (0..MAX_REFERRERS + 50)
-            .map(|i| {
-                json!({"digest": Digest::sha256_of(&i.to_le_bytes()).to_string(),
-                       "artifactType": BUNDLE_TYPE})
-            })
+            .map(|i: usize| json!({"digest": Digest::sha256_of(&i.to_le_bytes()).to_string()}))
             .collect();
-        let body = serde_json::to_vec(&json!({ "manifests": many })).map_err(|e| e.to_string())?;
-        assert_eq!(bundles_in(&body)?.len(), MAX_REFERRERS);
-        let cut = add_to_index(Some(&body), &Digest::sha256_of(b"new"), 1)?;
-        assert_eq!(bundles_in(&cut)?.first(), Some(&Digest::sha256_of(b"new")));
+        let body = json!({ "manifests": many }).to_string();
+        let new = Digest::sha256_of(b"new");
+        let cut = listed(&add_to_index(Some(body.as_bytes()), &new, 1)?);
+        assert_eq!(cut.len(), MAX_REFERRERS);
+        assert_eq!(cut.last(), Some(&new.to_string()));
+        assert_eq!(
+            cut.first(),
+            Some(&Digest::sha256_of(&51usize.to_le_bytes()).to_string())
+        );
         Ok(())
     }
 }
