@@ -327,3 +327,82 @@ fn a_push_signed_to_a_registry_attaches_the_bundle_as_a_referrer_by_the_tag_sche
     );
     Ok(())
 }
+
+#[test]
+fn a_mirror_signed_on_its_way_passes_the_policy_and_without_its_signature_fails_it() -> TestResult {
+    let server = S3Server::start()?;
+    server.create_bucket("fleet")?;
+    server.create_bucket("copies")?;
+    let (fx, id) = with_folder_model()?;
+    let out = with_s3(&fx, &server, &["push", &id, "s3://fleet/models/m/"])?;
+    assert_code(&out, 0);
+    let seed = Fixture::new()?;
+    let out = with_s3(
+        &seed,
+        &server,
+        &["ensure", "s3://fleet/models/m/", "--json"],
+    )?;
+    assert_code(&out, 0);
+    let (private, public) = key_pair(fx.root(), "org");
+    let sign = format!("key:{}", private.display());
+    let out = with_s3(
+        &seed,
+        &server,
+        &[
+            "mirror",
+            "s3://fleet/models/m/",
+            "s3://copies",
+            "--sign",
+            &sign,
+            "--json",
+        ],
+    )?;
+    assert_code(&out, 0);
+    let mirrored: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let rule = str_field(&mirrored, "rule").to_owned();
+    assert!(rule.ends_with("/fleet=s3://copies"), "{rule}");
+
+    let policy = format!("key:{}", public.display());
+    let through = |fx: &Fixture| {
+        with_s3(
+            fx,
+            &server,
+            &[
+                "ensure",
+                "s3://fleet/models/m/",
+                "--mirror",
+                &rule,
+                "--signed-by",
+                &policy,
+                "--json",
+            ],
+        )
+    };
+    let node = Fixture::new()?;
+    let out = through(&node)?;
+    assert_code(&out, 0);
+    let pulled: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    assert_eq!(pulled["signature"]["outcome"], "verified", "{pulled:#}");
+
+    // The signature taken from the mirror's copy: its manifest still names it, so the copy is
+    // refused whole; and once the copy is pushed again unsigned, the policy refuses it.
+    fs::remove_file(server.object_path("copies", "models/m/model.sig"))?;
+    let other = Fixture::new()?;
+    let out = through(&other)?;
+    assert_failure(
+        &out,
+        1,
+        &["`model.sig` is in the folder's manifest but not in the folder"],
+    );
+    let out = with_s3(
+        &seed,
+        &server,
+        &["mirror", "s3://fleet/models/m/", "s3://copies"],
+    )?;
+    assert_code(&out, 0);
+    let out = through(&other)?;
+    assert_failure(&out, 3, &["unsigned"]);
+    let listed = stdout(&other.run(["ls", "--json"]));
+    assert!(!listed.contains("s3://fleet/models/m/"), "{listed}");
+    Ok(())
+}
