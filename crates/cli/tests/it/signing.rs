@@ -406,3 +406,20 @@ fn a_mirror_signed_on_its_way_passes_the_policy_and_without_its_signature_fails_
     assert!(!listed.contains("s3://fleet/models/m/"), "{listed}");
     Ok(())
 }
+
+#[test]
+fn a_signed_model_pushed_unsigned_to_a_registry_carries_its_model_sig_as_a_layer() -> TestResult {
+    let registry = Registry::start()?;
+    let fx = Fixture::new()?;
+    let (private, public) = key_pair(fx.root(), "org");
+    let model = signed_model(&fx.path("a"), &private)?;
+    let id = fx.json(["ensure", model.to_str().ok_or("utf-8")?, "--json"])?;
+    let dest = format!("oci://{}/fleet/carried:v1", registry.host());
+    fx.json(["push", str_field(&id, "id"), &dest, "--json"])?;
+
+    let node = Fixture::new()?;
+    let policy = format!("key:{}", public.display());
+    let pulled = node.json(["ensure", &dest, "--signed-by", &policy, "--json"])?;
+    assert_eq!(pulled["signature"]["outcome"], "verified", "{pulled:#}");
+    Ok(())
+}
