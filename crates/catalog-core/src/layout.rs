@@ -8,6 +8,8 @@
 //! ├── blobs/sha256/<hex>     immutable, read-only, named by their content
 //! ├── models/<scheme>/…      what `local_path` points at: hard links into blobs/ under the
 //! │                          artifact's own file names (a repository is a directory of them)
+//! ├── signatures/<hex>.sig   a signature given apart from a model (`ensure --signature`), by
+//! │                          the sha256 of the model's id, kept for `verify`
 //! ├── tmp/                   in-flight files, unique names, locked by their writer
 //! └── locks/                 one lock file per model id
 //! ```
@@ -94,6 +96,11 @@ impl CacheLayout {
     /// `models/`.
     pub fn models_dir(&self) -> PathBuf {
         self.root.join("models")
+    }
+
+    /// `signatures/`.
+    pub fn signatures_dir(&self) -> PathBuf {
+        self.root.join("signatures")
     }
 
     /// `tmp/`.

@@ -153,6 +153,13 @@ pub struct EnsureArgs {
     #[arg(long, value_name = "POLICY", value_parser = parse_policy, help_heading = "Signatures")]
     pub signed_by: Option<model_provisioner::signing::SignerPolicy>,
 
+    /// A signature given apart from the model: a bundle file (`PATH`) or an `http(s)://` URL,
+    /// at most 64 MiB. It stands for the model's `model.sig` when it has none; a model of one
+    /// file (`hf:org/repo/file.gguf`, a URL) passes when its file is signed in it with its
+    /// sha256. Kept with the catalog, for `verify`.
+    #[arg(long, value_name = "PATH|URL", value_parser = parse_signature, help_heading = "Signatures")]
+    pub signature: Option<model_provisioner::signing::SignatureSource>,
+
     /// With `--from`: models ensured at once.
     #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub parallel_models: u16,
@@ -406,6 +413,15 @@ impl Cli {
 fn parse_policy(text: &str) -> Result<model_provisioner::signing::SignerPolicy, String> {
     model_provisioner::signing::SignerPolicy::parse(text)
         .map_err(|e| format!("{e}\nhint: {}", e.hint()))
+}
+
+/// `--signature`'s value.
+#[expect(
+    clippy::unnecessary_wraps,
+    reason = "clap's value parsers answer a `Result`"
+)]
+fn parse_signature(text: &str) -> Result<model_provisioner::signing::SignatureSource, String> {
+    Ok(model_provisioner::signing::SignatureSource::parse(text))
 }
 
 /// `--sign`'s value.

@@ -87,6 +87,8 @@ pub struct ProvisionerBuilder {
     signers: crate::signing::SignerRules,
     #[cfg(feature = "signing")]
     sign_pushes: Option<crate::signing::PushSigner>,
+    #[cfg(feature = "signing")]
+    signature: Option<crate::signing::SignatureSource>,
     /// Kinds of source a library user registered, beside this crate's.
     #[cfg(feature = "http")]
     sources: Vec<Arc<dyn crate::register::SourceKind>>,
@@ -191,6 +193,8 @@ impl ProvisionerBuilder {
             signers: crate::signing::SignerRules::new(),
             #[cfg(feature = "signing")]
             sign_pushes: None,
+            #[cfg(feature = "signing")]
+            signature: None,
             #[cfg(feature = "http")]
             sources: Vec::new(),
             settings: Settings::default(),
@@ -460,6 +464,81 @@ impl ProvisionerBuilder {
         self
     }
 
+    /// A signature given apart from the model (the command line's `ensure --signature`): a
+    /// bundle file or an `http(s)://` URL, read (fetched, bounded) when the provisioner is
+    /// built; it stands for a model's `model.sig` when it has none, and a model of one file is
+    /// checked against it alone. See [`signing`](crate::signing).
+    #[cfg(feature = "signing")]
+    pub fn signature(mut self, source: Option<crate::signing::SignatureSource>) -> Self {
+        self.signature = source;
+        self
+    }
+
+    /// The signature given apart (`signature`), read: a file, or a URL fetched with `engine`,
+    /// at most [`mp_signing::MAX_BUNDLE_BYTES`] either way; with where it came from.
+    #[cfg(all(feature = "signing", feature = "http"))]
+    fn detached_signature(
+        &self,
+        engine: &mp_transfer::Engine,
+    ) -> Result<Option<(String, Vec<u8>)>> {
+        use crate::error::Error;
+        use crate::signing::SignatureSource;
+        let url = match &self.signature {
+            None => return Ok(None),
+            Some(SignatureSource::File(path)) => {
+                let bundle = crate::signing::read_signature_file(path)?;
+                return Ok(Some((path.display().to_string(), bundle)));
+            }
+            Some(SignatureSource::Url(url)) => url,
+        };
+        if self.settings.offline {
+            return Err(Error::Offline {
+                reference: url.clone(),
+            });
+        }
+        let unusable = |reason: String| Error::DetachedSignature {
+            source_name: url.clone(),
+            reason,
+        };
+        let parsed = url::Url::parse(url).map_err(|e| unusable(e.to_string()))?;
+        let call = mp_transfer::Call::new(url, |c: &reqwest::Client| c.get(parsed.clone()));
+        let engine = engine.get().map_err(Error::Transfer)?;
+        let bundle = engine.block_on(async {
+            let response =
+                mp_transfer::call(engine.client(), engine.config().retry, &call, &|| None)
+                    .await
+                    .map_err(Error::Transfer)?;
+            if !response.status().is_success() {
+                return Err(unusable(format!("HTTP {}", response.status())));
+            }
+            mp_transfer::read_bounded(response, mp_signing::MAX_BUNDLE_BYTES)
+                .await
+                .map_err(|e| match e {
+                    mp_transfer::BodyError::TooLarge => crate::signing::too_large(url),
+                    mp_transfer::BodyError::Failed(e) => unusable(e.to_string()),
+                })
+        })?;
+        Ok(Some((url.clone(), bundle)))
+    }
+
+    /// The signature given apart (`signature`), read from its file; a URL needs the `http`
+    /// feature.
+    #[cfg(all(feature = "signing", not(feature = "http")))]
+    fn detached_signature(&self) -> Result<Option<(String, Vec<u8>)>> {
+        use crate::signing::SignatureSource;
+        match &self.signature {
+            None => Ok(None),
+            Some(SignatureSource::File(path)) => {
+                let bundle = crate::signing::read_signature_file(path)?;
+                Ok(Some((path.display().to_string(), bundle)))
+            }
+            Some(SignatureSource::Url(url)) => Err(crate::error::Error::DetachedSignature {
+                source_name: url.clone(),
+                reason: "this build fetches no URL (the `http` cargo feature is off)".to_owned(),
+            }),
+        }
+    }
+
     /// `download` with the settings laid over it.
     #[cfg(feature = "http")]
     fn settle(&self, mut download: DownloadConfig) -> DownloadConfig {
@@ -639,12 +718,9 @@ impl ProvisionerBuilder {
         #[cfg(not(feature = "s3"))]
         let _ = self.s3;
         #[cfg(all(feature = "http", feature = "signing"))]
-        {
-            publisher.sign.signer.clone_from(&self.sign_pushes);
-        }
-        // Without `http` there is no push to sign.
+        publisher.sign.signer.clone_from(&self.sign_pushes);
         #[cfg(all(not(feature = "http"), feature = "signing"))]
-        let _ = &self.sign_pushes;
+        let _ = &self.sign_pushes; // without `http`, no push to sign
         #[cfg(feature = "http")]
         {
             let s = &self.settings;
@@ -685,12 +761,19 @@ impl ProvisionerBuilder {
             Some(HfClient::Cli) => fetcher = fetcher.with_hf(HfCliFetcher::new(self.hub_config())),
             _ => {}
         }
+        // A signature given apart is read now, so that a bad one fails before anything else.
+        #[cfg(all(feature = "signing", feature = "http"))]
+        let detached = self.detached_signature(&engine)?;
+        #[cfg(all(feature = "signing", not(feature = "http")))]
+        let detached = self.detached_signature()?;
         let provisioner = ModelProvisioner::with_fetcher(self.cache_dir, fetcher)?
             .with_reporter(self.reporter)
             .with_refresh(self.refresh)
             .with_lock_timeout(self.lock_timeout);
         #[cfg(feature = "signing")]
-        let provisioner = provisioner.with_signers(self.signed_by, self.signers);
+        let provisioner = provisioner
+            .with_signers(self.signed_by, self.signers)
+            .with_detached_signature(detached);
         #[cfg(feature = "http")]
         let provisioner = provisioner.with_publisher(publisher);
         Ok(provisioner)

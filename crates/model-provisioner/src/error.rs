@@ -105,6 +105,23 @@ pub enum Error {
         /// Why, with the signer as written.
         reason: String,
     },
+    /// A signature given apart from the model (`ensure --signature`) cannot be had.
+    #[error("the signature `{source_name}` cannot be used: {reason}")]
+    DetachedSignature {
+        /// The file or URL, as given.
+        source_name: String,
+        /// Why: too large, or what the server answered.
+        reason: String,
+    },
+    /// A signature given apart from the model cannot be kept with the catalog for `verify`.
+    #[error("cannot keep the signature at `{}`", path.display())]
+    SignatureKeep {
+        /// Where it was being written.
+        path: std::path::PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
     /// This build cannot fetch references of this kind.
     #[error("cannot fetch `{reference}`: {reason}")]
     Unsupported {

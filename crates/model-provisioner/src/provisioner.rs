@@ -107,7 +107,17 @@ impl<C: CatalogStore, F: ModelFetcher> ModelProvisioner<C, F> {
         explicit: Option<crate::signing::SignerPolicy>,
         rules: crate::signing::SignerRules,
     ) -> Self {
-        self.signing = crate::signing::Signing { explicit, rules };
+        self.signing.explicit = explicit;
+        self.signing.rules = rules;
+        self
+    }
+
+    /// Checks models against a bundle (read from where its source says) when they have no
+    /// `model.sig` of their own (the command line's `--signature`).
+    #[cfg(feature = "signing")]
+    #[must_use]
+    pub(crate) fn with_detached_signature(mut self, detached: Option<(String, Vec<u8>)>) -> Self {
+        self.signing.detached = detached;
         self
     }
 

@@ -16,6 +16,12 @@
 //!   result recorded (`unchecked` when they hold, since no key was named; `failed` when they do
 //!   not), so that users see signatures before they enforce them.
 //!
+//! - A signature given apart ([`SignatureSource`], `ensure --signature PATH|URL`, read at most
+//!   64 MiB) stands for `model.sig` when the model has none, and is kept in the cache
+//!   (`signatures/`) for `verify`. A model of one file is checked alone against it: its file
+//!   must be signed with its sha256, under its name or the one signed path ending with it.
+//! - [`PushSigner`] signs what `push --sign` publishes (`crate::publish`).
+//!
 //! The outcome is [`SignatureCheck`], recorded on the catalog entry.
 
 use std::path::{Path, PathBuf};
@@ -180,6 +186,69 @@ impl PushSigner {
     }
 }
 
+/// Where a signature given apart from the model is (`ensure --signature PATH|URL`): a bundle
+/// file, or an `http(s)://` URL, read at most [`mp_signing::MAX_BUNDLE_BYTES`]. It stands for
+/// the model's `model.sig` when the model has none, and is what a model of one file is checked
+/// against: its file must be in the statement with its sha256.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SignatureSource {
+    /// A file on this machine.
+    File(PathBuf),
+    /// An `http://` or `https://` URL, fetched with the provisioner's engine.
+    Url(String),
+}
+
+impl SignatureSource {
+    /// The source `text` names: a URL when it starts with `http://` or `https://`, else a path.
+    pub fn parse(text: &str) -> SignatureSource {
+        let text = text.trim();
+        if text.starts_with("http://") || text.starts_with("https://") {
+            SignatureSource::Url(text.to_owned())
+        } else {
+            SignatureSource::File(PathBuf::from(text))
+        }
+    }
+}
+
+impl std::fmt::Display for SignatureSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SignatureSource::File(path) => write!(f, "{}", path.display()),
+            SignatureSource::Url(url) => f.write_str(url),
+        }
+    }
+}
+
+/// The bundle at `path`, at most [`mp_signing::MAX_BUNDLE_BYTES`], refused by its length before
+/// it is read.
+pub(crate) fn read_signature_file(path: &Path) -> Result<Vec<u8>> {
+    use std::io::Read as _;
+    let file = std::fs::File::open(path).map_err(|e| Error::read(path, e))?;
+    let len = file.metadata().map_err(|e| Error::read(path, e))?.len();
+    if len > mp_signing::MAX_BUNDLE_BYTES as u64 {
+        return Err(too_large(&path.display().to_string()));
+    }
+    let mut bytes = Vec::new();
+    file.take(mp_signing::MAX_BUNDLE_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| Error::read(path, e))?;
+    if bytes.len() > mp_signing::MAX_BUNDLE_BYTES {
+        return Err(too_large(&path.display().to_string()));
+    }
+    Ok(bytes)
+}
+
+/// A signature that is larger than any bundle is.
+pub(crate) fn too_large(what: &str) -> Error {
+    Error::DetachedSignature {
+        source_name: what.to_owned(),
+        reason: format!(
+            "it is larger than {} MiB, which no bundle is",
+            mp_signing::MAX_BUNDLE_BYTES >> 20
+        ),
+    }
+}
+
 /// A policy per reference prefix: `PREFIX=POLICY`, the first whose prefix starts a model's
 /// id (or the reference as written) applies.
 #[derive(Debug, Clone, Default)]
@@ -288,6 +357,8 @@ impl SignerRules {
 pub(crate) struct Signing {
     pub(crate) explicit: Option<SignerPolicy>,
     pub(crate) rules: SignerRules,
+    /// A bundle given apart from the model (`ensure --signature`), read, and where from.
+    pub(crate) detached: Option<(String, Vec<u8>)>,
 }
 
 impl Signing {
@@ -313,79 +384,121 @@ impl Signing {
             reason,
         };
         let bundle_path = bundle_path(&entry.local_path);
-        let bytes = match bundle_path.as_deref().map(std::fs::read) {
-            Some(Ok(bytes)) => bytes,
+        let kept = kept_path(layout, &entry.id);
+        let (bytes, detached) = match bundle_path.as_deref().map(std::fs::read) {
+            Some(Ok(bytes)) => (bytes, None),
             Some(Err(e)) if e.kind() != std::io::ErrorKind::NotFound => {
                 return Err(Error::read(
                     bundle_path.as_deref().unwrap_or(Path::new("")),
                     e,
                 ));
             }
-            _ => {
-                return match policy {
-                    Some(p) => Err(refuse(format!(
-                        "it is unsigned (no `{SIGNATURE_FILE}` at its root), and `{}` asks for a signature",
-                        p.as_str()
-                    ))),
-                    None => Ok(None),
-                };
-            }
-        };
-        let bundle = match Bundle::read(&bytes) {
-            Ok(bundle) => bundle,
-            Err(e) => {
-                let reason = format!("its `{SIGNATURE_FILE}` cannot be read: {e}");
-                return match policy {
-                    Some(_) => Err(refuse(reason)),
-                    None => Ok(Some(record(
-                        SignatureOutcome::Failed,
-                        None,
-                        None,
-                        None,
-                        reason,
-                    ))),
-                };
-            }
-        };
-        let files: Vec<(SafeRelPath, Digest)> = model_files(layout, entry, reporter)?
-            .files
-            .into_iter()
-            .map(|f| (f.rel, f.digest))
-            .collect();
-        let statement_digest = Some(bundle.statement().model_digest().clone());
-        match policy {
-            Some(p) => match mp_signing::verify(&bundle, &p.policy, &files) {
-                Ok(signed) => Ok(Some(record(
-                    SignatureOutcome::Verified,
-                    Some(signer(&signed.signed_by)),
-                    Some(p.as_str()),
-                    statement_digest,
-                    String::new(),
-                ))),
-                Err(refused) => Err(refuse(refusal(&refused, p.as_str()))),
+            _ => match (&self.detached, read_signature_file(&kept)) {
+                (Some((_, bytes)), _) => (bytes.clone(), Some(bytes)),
+                (None, Ok(bytes)) => (bytes, None),
+                (None, Err(_)) => {
+                    return match policy {
+                        Some(p) => Err(refuse(format!(
+                            "it is unsigned (no `{SIGNATURE_FILE}` at its root, and no `--signature`), and `{}` asks for a signature",
+                            p.as_str()
+                        ))),
+                        None => Ok(None),
+                    };
+                }
             },
-            None => {
-                let claimed = claimed_signer(bundle.material());
-                Ok(Some(match files_hold(&bundle, &files) {
-                    Ok(()) => record(
-                        SignatureOutcome::Unchecked,
+        };
+        let checked = check_bundle(layout, entry, reporter, policy, &bytes);
+        // A signature given apart is kept with the catalog for `verify`, once it is read.
+        if let (Some(bytes), Ok(Some(_))) = (detached, &checked) {
+            keep(&kept, bytes)?;
+        }
+        checked
+    }
+}
+
+/// Checks the bundle `bytes` against the model `entry` records, as [`Signing::check`].
+fn check_bundle(
+    layout: &CacheLayout,
+    entry: &CatalogEntry,
+    reporter: &dyn Reporter,
+    policy: Option<&SignerPolicy>,
+    bytes: &[u8],
+) -> Result<Option<SignatureCheck>> {
+    let refuse = |reason: String| Error::Signature {
+        id: entry.id.clone(),
+        reason,
+    };
+    let bundle = match Bundle::read(bytes) {
+        Ok(bundle) => bundle,
+        Err(e) => {
+            let reason = format!("its `{SIGNATURE_FILE}` cannot be read: {e}");
+            return match policy {
+                Some(_) => Err(refuse(reason)),
+                None => Ok(Some(record(
+                    SignatureOutcome::Failed,
+                    None,
+                    None,
+                    None,
+                    reason,
+                ))),
+            };
+        }
+    };
+    let mut files: Vec<(SafeRelPath, Digest)> = model_files(layout, entry, reporter)?
+        .files
+        .into_iter()
+        .map(|f| (f.rel, f.digest))
+        .collect();
+    let statement_digest = Some(bundle.statement().model_digest().clone());
+    // A model of one file is one file of the signed repository: it is checked alone, under
+    // the path the statement gives it.
+    let one_file = entry.local_path.is_file();
+    if one_file
+        && let [(name, digest)] = files.as_mut_slice()
+        && let Some(path) = path_in_statement(&bundle, name, digest)
+    {
+        *name = path;
+    }
+    let verified = |p: &SignerPolicy| match files.as_slice() {
+        [(path, digest)] if one_file => mp_signing::verify_file(&bundle, &p.policy, path, digest),
+        _ => mp_signing::verify(&bundle, &p.policy, &files),
+    };
+    match policy {
+        Some(p) => match verified(p) {
+            Ok(signed) => Ok(Some(record(
+                SignatureOutcome::Verified,
+                Some(signer(&signed.signed_by)),
+                Some(p.as_str()),
+                statement_digest,
+                String::new(),
+            ))),
+            Err(refused) => Err(refuse(refusal(&refused, p.as_str()))),
+        },
+        None => {
+            let claimed = claimed_signer(bundle.material());
+            let held = match files.as_slice() {
+                [(path, digest)] if one_file => file_holds(&bundle, path, digest),
+                _ => files_hold(&bundle, &files),
+            };
+            Ok(Some(match held {
+                Ok(()) => record(
+                    SignatureOutcome::Unchecked,
+                    claimed,
+                    None,
+                    statement_digest,
+                    "every file is as signed; no policy names who must have signed".into(),
+                ),
+                Err(reason) => {
+                    tracing::warn!(id = %entry.id, "{reason}");
+                    record(
+                        SignatureOutcome::Failed,
                         claimed,
                         None,
                         statement_digest,
-                        "every file is as signed; no policy names who must have signed".into(),
-                    ),
-                    Err(reason) => {
-                        tracing::warn!(id = %entry.id, "{reason}");
-                        record(
-                            SignatureOutcome::Failed,
-                            claimed,
-                            None,
-                            statement_digest,
-                            reason,
-                        )
-                    }
-                }))
-            }
+                        reason,
+                    )
+                }
+            }))
         }
     }
 }
@@ -471,6 +584,58 @@ fn files_hold(bundle: &Bundle, files: &[(SafeRelPath, Digest)]) -> std::result::
         return Err(format!("{missing}is signed but not in the model"));
     }
     Ok(())
+}
+
+/// The path the statement signs the one file `name` (with `digest`) under: `name` itself, or
+/// the one signed path that ends with `/name` and has that digest (a file of a repository's
+/// sub-folder, ensured alone).
+fn path_in_statement(bundle: &Bundle, name: &SafeRelPath, digest: &Digest) -> Option<SafeRelPath> {
+    let files = bundle.statement().files();
+    if files.contains_key(name) {
+        return None;
+    }
+    let suffix = format!("/{name}");
+    let mut found = files
+        .iter()
+        .filter(|(path, signed)| path.as_str().ends_with(&suffix) && *signed == digest);
+    match (found.next(), found.next()) {
+        (Some((path, _)), None) => Some(path.clone()),
+        _ => None,
+    }
+}
+
+/// Whether the one file `path` is signed with `digest` (the signature itself not checked).
+fn file_holds(
+    bundle: &Bundle,
+    path: &SafeRelPath,
+    digest: &Digest,
+) -> std::result::Result<(), String> {
+    match bundle.statement().file(path) {
+        Some(signed) if signed == digest => Ok(()),
+        Some(_) => Err(format!("`{path}` is not the file that was signed")),
+        None => Err(format!("`{path}` is not signed")),
+    }
+}
+
+/// Where a signature given apart from a model is kept for `verify`: `<cache>/signatures/<sha256
+/// of the id>.sig`.
+fn kept_path(layout: &CacheLayout, id: &str) -> PathBuf {
+    let digest = Digest::sha256_of(id.as_bytes()).to_string();
+    let hex = digest.strip_prefix("sha256:").unwrap_or(&digest);
+    layout.signatures_dir().join(format!("{hex}.sig"))
+}
+
+/// Writes `bytes` at `path`, through a file beside it renamed into place.
+fn keep(path: &Path, bytes: &[u8]) -> Result<()> {
+    let failed = |path: &Path| {
+        let path = path.to_owned();
+        move |source| Error::SignatureKeep { path, source }
+    };
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(failed(dir))?;
+    let staged = path.with_extension("sig.partial");
+    std::fs::write(&staged, bytes).map_err(failed(&staged))?;
+    std::fs::rename(&staged, path).map_err(failed(path))
 }
 
 /// A refusal in words, naming the policy.

@@ -129,6 +129,7 @@ fn provisioner(
         .refresh(args.refresh)
         .lock_timeout(args.lock_timeout.map(Duration::from_secs))
         .signed_by(args.signed_by.clone())
+        .signature(args.signature.clone())
         .signers(cx.signer_rules()?)
         .build()?)
 }

@@ -9,7 +9,7 @@ use std::process::{Command, Output};
 use catalog_core::{Digest, SafeRelPath};
 use mp_signing::{Signer, sign};
 use test_support::signing_keys::{self, LeafUsage, model_signing};
-use test_support::{Registry, S3Server};
+use test_support::{Nginx, Registry, S3Server};
 
 use crate::fixture::{Fixture, TestResult, assert_code, assert_failure, stdout, str_field};
 use crate::push::with_folder_model;
@@ -421,5 +421,124 @@ fn a_signed_model_pushed_unsigned_to_a_registry_carries_its_model_sig_as_a_layer
     let policy = format!("key:{}", public.display());
     let pulled = node.json(["ensure", &dest, "--signed-by", &policy, "--json"])?;
     assert_eq!(pulled["signature"]["outcome"], "verified", "{pulled:#}");
+    Ok(())
+}
+
+/// A repository's files (`config.json`, `weights/w.bin`) signed with `key`, the weights served
+/// by `nginx` on their own, and the bundle both served and written to `dir/model.sig`: (the
+/// weights' URL, the bundle's URL, the bundle's path).
+fn served_one_file(nginx: &Nginx, dir: &Path, key: &Path) -> TestResult<(String, String, PathBuf)> {
+    let weights = test_support::random_bytes(40_000, 7);
+    let files = vec![
+        (
+            SafeRelPath::new("config.json".to_owned())?,
+            Digest::sha256_of(b"{}"),
+        ),
+        (
+            SafeRelPath::new("weights/w.bin".to_owned())?,
+            Digest::sha256_of(&weights),
+        ),
+    ];
+    let bundle = sign(&files, &Signer::key(&fs::read(key)?)?, "repo")?;
+    nginx.put("w.bin", &weights)?;
+    nginx.put("model.sig", &bundle)?;
+    let path = dir.join("model.sig");
+    fs::write(&path, &bundle)?;
+    Ok((nginx.url("files/w.bin"), nginx.url("files/model.sig"), path))
+}
+
+#[test]
+fn one_file_passes_against_a_detached_signature_of_its_repository_and_verify_keeps_it() -> TestResult
+{
+    let nginx = Nginx::start();
+    let fx = Fixture::new()?;
+    let (private, public) = key_pair(fx.root(), "org");
+    let (weights, bundle_url, bundle_path) = served_one_file(&nginx, fx.root(), &private)?;
+    let policy = format!("key:{}", public.display());
+    let signature = bundle_path.to_str().ok_or("utf-8")?;
+    let pulled = fx.json([
+        "ensure",
+        &weights,
+        "--signature",
+        signature,
+        "--signed-by",
+        &policy,
+        "--json",
+    ])?;
+    assert_eq!(pulled["signature"]["outcome"], "verified", "{pulled:#}");
+    // `verify` checks it again, from the copy the catalog kept, under a rule for its URL.
+    fs::remove_file(&bundle_path)?;
+    let mut verify = fx.command(["verify", str_field(&pulled, "id")]);
+    verify.env(
+        "MODEL_PROVISIONER_SIGNERS",
+        format!("{}={policy}", nginx.url("")),
+    );
+    assert_code(&verify.output()?, 0);
+    let shown = stdout(&fx.run(["show", str_field(&pulled, "id")]));
+    assert!(shown.contains("verified (key sha256:"), "{shown}");
+
+    // The same from the URL, and another key's policy refuses it with status 3.
+    let node = Fixture::new()?;
+    let pulled = node.json(["ensure", &weights, "--signature", &bundle_url, "--json"])?;
+    assert_eq!(pulled["signature"]["outcome"], "unchecked", "{pulled:#}");
+    let (_, other) = key_pair(fx.root(), "other");
+    let third = Fixture::new()?;
+    let other_policy = format!("key:{}", other.display());
+    let out = third.run([
+        "ensure",
+        &weights,
+        "--signature",
+        &bundle_url,
+        "--signed-by",
+        &other_policy,
+    ]);
+    assert_failure(&out, 3, &["does not satisfy"]);
+    Ok(())
+}
+
+#[test]
+fn a_file_not_as_signed_or_not_signed_fails_its_detached_signature() -> TestResult {
+    let nginx = Nginx::start();
+    let fx = Fixture::new()?;
+    let (private, public) = key_pair(fx.root(), "org");
+    let (_, bundle_url, _) = served_one_file(&nginx, fx.root(), &private)?;
+    let policy = format!("key:{}", public.display());
+    nginx.put("other.bin", b"not in the repository")?;
+    let out = fx.run([
+        "ensure",
+        &nginx.url("files/other.bin"),
+        "--signature",
+        &bundle_url,
+        "--signed-by",
+        &policy,
+    ]);
+    assert_failure(&out, 3, &["other.bin"]);
+    let listed = stdout(&fx.run(["ls", "--json"]));
+    assert!(!listed.contains("other.bin"), "{listed}");
+    Ok(())
+}
+
+#[test]
+fn a_signature_url_serving_a_huge_body_is_refused_after_a_bounded_read() -> TestResult {
+    let nginx = Nginx::start();
+    let fx = Fixture::new()?;
+    nginx.put("w.bin", b"weights")?;
+    let huge = nginx.root().join("huge.sig");
+    fs::File::create(&huge)?.set_len(64 * 1024 * 1024 + 1)?;
+    let out = fx.run([
+        "ensure",
+        &nginx.url("files/w.bin"),
+        "--signature",
+        &nginx.url("files/huge.sig"),
+    ]);
+    assert_failure(&out, 1, &["larger than 64 MiB"]);
+    // The same file given by its path is refused by its length, unread.
+    let out = fx.run([
+        "ensure",
+        &nginx.url("files/w.bin"),
+        "--signature",
+        huge.to_str().ok_or("utf-8")?,
+    ]);
+    assert_failure(&out, 1, &["larger than 64 MiB"]);
     Ok(())
 }
