@@ -666,6 +666,34 @@ impl ProvisionerBuilder {
         context
     }
 
+    /// `fetcher` with the sources registered (this crate's and a library user's), and what the
+    /// references of each of their schemes name, for mirror rules.
+    #[cfg(feature = "http")]
+    fn with_registered(
+        &self,
+        mut fetcher: AnyFetcher,
+        engine: &mp_transfer::Engine,
+    ) -> Result<(AnyFetcher, Vec<(&'static str, crate::mirror::MirrorShape)>)> {
+        let s = &self.settings;
+        let context = crate::register::SourceContext {
+            engine,
+            offline: s.offline,
+            include: s.include.as_deref().unwrap_or_default(),
+            exclude: s.exclude.as_deref().unwrap_or_default(),
+            parallel_files: s.parallel_files.unwrap_or(crate::request::PARALLEL_FILES),
+            endpoint: s.endpoint.as_ref(),
+            no_sign_request: s.no_sign_request,
+            upload_parts: s.upload_parts,
+        };
+        let mut shapes = Vec::new();
+        for kind in crate::registered::kinds(&self.sources) {
+            let shape = kind.mirror_shape();
+            shapes.extend(kind.schemes().iter().map(|scheme| (*scheme, shape)));
+            fetcher = fetcher.with_source(kind.schemes(), kind.build(&context)?);
+        }
+        Ok((fetcher, shapes))
+    }
+
     /// Opens the catalog and wires the fetchers, and the clients pushes go through.
     pub fn build(self) -> Result<ModelProvisioner<FsCatalog, AnyFetcher>> {
         let file = if self.copy_local_files {
@@ -674,12 +702,6 @@ impl ProvisionerBuilder {
             FileFetcher::in_place()
         };
         let mut fetcher = AnyFetcher::new(file);
-        // What the references of each registered scheme name, for mirror rules.
-        #[cfg_attr(
-            not(feature = "http"),
-            expect(unused_mut, reason = "only registered sources add to it")
-        )]
-        let mut shapes: Vec<(&'static str, crate::mirror::MirrorShape)> = Vec::new();
         #[cfg(feature = "http")]
         let mut publisher = crate::publish::Publisher::default();
         // One engine for every network fetcher: one runtime, one connection pool, one memory
@@ -721,26 +743,16 @@ impl ProvisionerBuilder {
         publisher.sign.signer.clone_from(&self.sign_pushes);
         #[cfg(all(not(feature = "http"), feature = "signing"))]
         let _ = &self.sign_pushes; // without `http`, no push to sign
+        // What the references of each registered scheme name, for mirror rules.
         #[cfg(feature = "http")]
-        {
-            let s = &self.settings;
-            let context = crate::register::SourceContext {
-                engine: &engine,
-                offline: s.offline,
-                include: s.include.as_deref().unwrap_or_default(),
-                exclude: s.exclude.as_deref().unwrap_or_default(),
-                parallel_files: s.parallel_files.unwrap_or(crate::request::PARALLEL_FILES),
-                endpoint: s.endpoint.as_ref(),
-                no_sign_request: s.no_sign_request,
-                upload_parts: s.upload_parts,
-            };
-            for kind in crate::registered::kinds(&self.sources) {
-                let shape = kind.mirror_shape();
-                shapes.extend(kind.schemes().iter().map(|scheme| (*scheme, shape)));
-                fetcher = fetcher.with_source(kind.schemes(), kind.build(&context)?);
-            }
+        let shapes = {
+            let shapes;
+            (fetcher, shapes) = self.with_registered(fetcher, &engine)?;
             publisher.shapes.clone_from(&shapes);
-        }
+            shapes
+        };
+        #[cfg(not(feature = "http"))]
+        let shapes = Vec::new();
         if !self.mirrors.is_empty() {
             let mut context = self.mirror_context(
                 #[cfg(feature = "oci")]
