@@ -327,9 +327,11 @@ impl ProvisionerBuilder {
         self
     }
 
-    /// From which size a push to `az://` or `gs://` sends a file in parts, and how large they
-    /// are, instead of each store's own (`None`): blocks of 16 MiB from 64 MiB on for Azure,
-    /// chunks of 32 MiB of a resumable upload from 64 MiB on for Cloud Storage.
+    /// From which size a push to a bucket (`s3://`, `gs://`, `az://`) sends a file in parts, and
+    /// how large they are, instead of each store's own (`None`): the parts of a multipart upload
+    /// of 16 MiB from 64 MiB on for S3, blocks of 16 MiB from 64 MiB on for Azure, chunks of
+    /// 32 MiB of a resumable upload from 64 MiB on for Cloud Storage. Each store keeps its parts
+    /// within its limits (S3's at least 5 MiB, Cloud Storage's a multiple of 256 KiB).
     #[cfg(feature = "http")]
     pub fn upload_parts(mut self, parts: Option<crate::object_store::PartSizes>) -> Self {
         self.settings.upload_parts = parts;
@@ -608,6 +610,7 @@ impl ProvisionerBuilder {
         options.include = s.include.clone().unwrap_or(options.include);
         options.exclude = s.exclude.clone().unwrap_or(options.exclude);
         options.parallel_files = s.parallel_files.unwrap_or(options.parallel_files);
+        options.upload_parts = s.upload_parts.or(options.upload_parts);
         options
     }
 
@@ -898,6 +901,13 @@ mod tests {
             assert_eq!(options.exclude, ["*.bin"]);
             assert_eq!(options.parallel_files, 2);
             assert!(!options.offline);
+            assert_eq!(options.upload_parts, None);
+            let parts = crate::object_store::PartSizes {
+                from: 1 << 20,
+                size: 5 << 20,
+            };
+            let options = b.upload_parts(Some(parts)).s3_options();
+            assert_eq!(options.upload_parts, Some(parts));
         }
     }
 

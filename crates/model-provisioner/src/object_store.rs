@@ -153,10 +153,12 @@ pub trait Folder {
 }
 
 /// How a push cuts a large file: a file of [`from`](Self::from) bytes or more goes up in parts
-/// of [`size`](Self::size) bytes (`az://` blocks, the chunks of a `gs://` resumable upload), each
-/// sent and retried on its own; a smaller one in one request. A store may make the parts larger
-/// than asked, to stay within its limits (Azure's 50,000 blocks a blob, Cloud Storage's chunks of
-/// a multiple of 256 KiB). Each store has its own default ([`ProvisionerBuilder::upload_parts`]
+/// of [`size`](Self::size) bytes (the parts of an `s3://` multipart upload, `az://` blocks, the
+/// chunks of a `gs://` resumable upload), each sent and retried on its own; a smaller one in one
+/// request. A store may make the parts other than asked, to stay within its limits (S3's parts
+/// of 5 MiB to 5 GiB and 10,000 an object, Azure's 50,000 blocks a blob, Cloud Storage's chunks
+/// of a multiple of 256 KiB), and sends a file in parts that one request cannot write whatever
+/// `from` says. Each store has its own default ([`ProvisionerBuilder::upload_parts`]
 /// sets another, as a test does to push a few MiB in parts).
 ///
 /// [`ProvisionerBuilder::upload_parts`]: crate::ProvisionerBuilder::upload_parts

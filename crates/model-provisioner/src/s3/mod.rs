@@ -69,6 +69,10 @@ pub struct S3Options {
     pub parallel_files: usize,
     /// Make no network request: fail for anything not in the catalog.
     pub offline: bool,
+    /// How a push cuts a large file into the parts of a multipart upload, instead of S3's own
+    /// sizes (parts of 16 MiB from 64 MiB on): what
+    /// [`ProvisionerBuilder::upload_parts`](crate::ProvisionerBuilder::upload_parts) sets.
+    pub upload_parts: Option<crate::object_store::PartSizes>,
 }
 
 impl Default for S3Options {
@@ -78,6 +82,7 @@ impl Default for S3Options {
             exclude: Vec::new(),
             parallel_files: crate::request::PARALLEL_FILES,
             offline: false,
+            upload_parts: None,
         }
     }
 }

@@ -5,7 +5,10 @@
 //! its full-object checksum; a larger one is a multipart upload of 16 MiB parts (larger for a
 //! file of more than 160 GiB, to stay within 10,000 parts), 8 of them in flight at once: S3
 //! servers take many parts at once more cheaply than one after the other (see
-//! `docs/benchmarks.md`). Each file is read once, in order, and hashed on its way out
+//! `docs/benchmarks.md`). Those sizes are [`PARTS`] unless the builder sets others
+//! ([`S3Options::upload_parts`](super::S3Options::upload_parts)); a part is never below S3's
+//! 5 MiB nor above its 5 GiB, and a file over 5 GiB, more than one `PutObject` writes, goes in
+//! parts whatever the sizes asked. Each file is read once, in order, and hashed on its way out
 //! (`crate::upload`): a `PutObject`'s body is streamed, and the parts of a multipart upload are
 //! read into memory one by one (at most 10 at a time), so that a part that fails is sent again
 //! from memory. Each request is retried on its own with the engine's
@@ -29,24 +32,33 @@ use super::S3Fetcher;
 use super::session::{SIGNATURE_LIFETIME, Session, error_code};
 use crate::error::{Error, Result};
 use crate::model_files::ModelFile;
-use crate::object_store::{self, Folder, MANIFEST_NAME, Upload};
+use crate::object_store::{self, Folder, MANIFEST_NAME, PartSizes, Upload};
 use crate::publish::Sign;
 use crate::upload::{Hash, ReadCheck, read_pieces, send_parts};
 use mp_progress::{Progress, Reporter};
 
-/// Files of this size and more go up as multipart uploads; smaller ones in one `PutObject`,
-/// whose checksum the store keeps.
-const MULTIPART_FROM: u64 = 64 << 20;
+/// A push's sizes unless told otherwise: files of 64 MiB and more go up as multipart uploads of
+/// 16 MiB parts (larger when the file needs them, [`part_size`]); smaller ones in one
+/// `PutObject`, whose checksum the store keeps.
+pub(super) const PARTS: PartSizes = PartSizes {
+    from: 64 << 20,
+    size: 16 << 20,
+};
 
-/// The size of a part, unless the file needs larger ones ([`part_size`]).
-const PART_SIZE: u64 = 16 << 20;
-
-/// Parts in flight at once. With [`PART_SIZE`], at most 10 parts are in memory: these, the
-/// one waiting for a free upload, and the one being read.
+/// Parts in flight at once. At most 10 parts are in memory: these, the one waiting for a free
+/// upload, and the one being read.
 const PARTS_IN_FLIGHT: usize = 8;
 
 /// S3's limit on the parts of one upload.
 const MAX_PARTS: u64 = 10_000;
+
+/// S3's smallest part (but the last) and its largest.
+const MIN_PART: u64 = 5 << 20;
+const MAX_PART: u64 = 5 << 30;
+
+/// The largest object one `PutObject` writes: a larger file goes in parts whatever the sizes
+/// asked.
+const PUT_OBJECT_LIMIT: u64 = 5 << 30;
 
 /// The pieces a `PutObject`'s body is read and sent in, and how many are read ahead.
 const BODY_PIECE: u64 = 2 << 20;
@@ -69,9 +81,10 @@ impl S3Fetcher {
     /// later pull of the folder verifies every file against.
     ///
     /// A file below 64 MiB is one `PutObject` carrying its sha256 checksum, which the store
-    /// keeps; a larger one is a multipart upload of 16 MiB parts, 8 at a time. Each file is
-    /// read once and hashed on its way out. Each request is retried with the engine's retry
-    /// policy. Progress is reported per file.
+    /// keeps; a larger one is a multipart upload of 16 MiB parts, 8 at a time (other sizes with
+    /// [`S3Options::upload_parts`](super::S3Options::upload_parts)). Each file is read once and
+    /// hashed on its way out. Each request is retried with the engine's retry policy. Progress is
+    /// reported per file.
     ///
     /// Nothing the catalog does not vouch for is published: every file's sha256 (recorded by
     /// the catalog, or the model's own digest for a model of one file; else hashed first) must
@@ -124,6 +137,7 @@ impl S3Fetcher {
             session: &session,
             engine,
             dest,
+            parts: self.options.upload_parts.unwrap_or(PARTS),
         };
         let pushed = object_store::push(&folder, layout, entry, reporter, sign)?;
         Ok(PushReport {
@@ -160,19 +174,20 @@ fn checksum_header(sha256: &Digest) -> String {
     base64::engine::general_purpose::STANDARD.encode(sha256.bytes())
 }
 
-/// The size of the parts of a file of `size` bytes: [`PART_SIZE`], or the smallest whole MiB
-/// that keeps the file within [`MAX_PARTS`].
-fn part_size(size: u64) -> u64 {
+/// The size of the parts of a file of `size` bytes: `asked`, within S3's [`MIN_PART`] and
+/// [`MAX_PART`], or the smallest whole MiB that keeps the file within [`MAX_PARTS`].
+fn part_size(size: u64, asked: u64) -> u64 {
     let least = size.div_ceil(MAX_PARTS).div_ceil(1 << 20) << 20;
-    PART_SIZE.max(least)
+    asked.clamp(MIN_PART, MAX_PART).max(least)
 }
 
 /// A folder of a bucket, as [`object_store::push`] writes it: each object one `PutObject`, or a
-/// multipart upload from [`MULTIPART_FROM`] on.
+/// multipart upload from [`PartSizes::from`] on.
 struct S3Folder<'a> {
     session: &'a Session<'a>,
     engine: &'a mp_transfer::Downloader,
     dest: &'a S3Ref,
+    parts: PartSizes,
 }
 
 impl Folder for S3Folder<'_> {
@@ -184,12 +199,15 @@ impl Folder for S3Folder<'_> {
         let key = format!("{}{name}", self.dest.key);
         let file = file.file();
         let client = self.engine.client();
-        if file.size < MULTIPART_FROM {
+        if file.size < self.parts.from && file.size <= PUT_OBJECT_LIMIT {
             self.engine
                 .block_on(self.session.put_file(client, &key, file, progress))
         } else {
-            self.engine
-                .block_on(self.session.put_multipart(client, &key, file, progress))
+            let part = part_size(file.size, self.parts.size);
+            self.engine.block_on(
+                self.session
+                    .put_multipart(client, &key, file, part, progress),
+            )
         }
     }
 
@@ -271,7 +289,7 @@ impl Session<'_> {
         Ok(())
     }
 
-    /// A multipart upload of the file in parts of [`part_size`], [`PARTS_IN_FLIGHT`] at once;
+    /// A multipart upload of the file in parts of `part` bytes, [`PARTS_IN_FLIGHT`] at once;
     /// an upload that fails, or whose file does not match its sha256, is aborted so its parts
     /// are not kept (and paid for).
     async fn put_multipart(
@@ -279,6 +297,7 @@ impl Session<'_> {
         client: &Client,
         key: &str,
         file: &ModelFile,
+        part: u64,
         progress: &Arc<dyn Progress>,
     ) -> Result<()> {
         let response = self
@@ -302,7 +321,7 @@ impl Session<'_> {
             })?;
         let upload_id = created.upload_id();
         let result = self
-            .upload_parts(client, key, upload_id, file, progress)
+            .upload_parts(client, key, upload_id, file, part, progress)
             .await;
         if result.is_err() {
             self.abort(client, key, upload_id).await;
@@ -318,9 +337,9 @@ impl Session<'_> {
         key: &str,
         upload_id: &str,
         file: &ModelFile,
+        part: u64,
         progress: &Arc<dyn Progress>,
     ) -> Result<()> {
-        let part = part_size(file.size);
         let count = file.size.div_ceil(part);
         if count > MAX_PARTS {
             return Err(Error::PushDestination {
@@ -441,5 +460,27 @@ mod tests {
             checksum_header(&Digest::sha256_of(b"")),
             "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU="
         );
+    }
+
+    #[test]
+    fn parts_stay_within_5_mib_5_gib_and_10_000() {
+        const MIB: u64 = 1 << 20;
+        assert_eq!(part_size(100 * MIB, PARTS.size), 16 * MIB);
+        // Asked below S3's least part, a part is 5 MiB; above its largest, 5 GiB.
+        assert_eq!(part_size(100 * MIB, MIB), 5 * MIB);
+        assert_eq!(part_size(100 << 30, 6 << 30), 5 << 30);
+        // 156.25 GiB is 10,000 parts of 16 MiB; one byte more needs parts of 17 MiB.
+        assert_eq!(part_size(10_000 * 16 * MIB, 16 * MIB), 16 * MIB);
+        assert_eq!(part_size(10_000 * 16 * MIB + 1, 16 * MIB), 17 * MIB);
+        for (size, asked) in [
+            (1, MIB),
+            (5 * MIB, MIB),
+            (10_000 * 16 * MIB + 1, 16 * MIB),
+            (5 << 40, MIB),
+        ] {
+            let part = part_size(size, asked);
+            assert!(size.div_ceil(part) <= MAX_PARTS, "{size}");
+            assert!((MIN_PART..=MAX_PART).contains(&part), "{size}");
+        }
     }
 }

@@ -12,8 +12,11 @@ use std::sync::Arc;
 use catalog_core::{CatalogStore, Outcome};
 use model_provisioner::hf::HfConfig;
 use model_provisioner::mirror::Mirrors;
+use model_provisioner::object_store::PartSizes;
 use model_provisioner::oci::OciConfig;
-use model_provisioner::{AnyFetcher, Error, FsCatalog, ModelProvisioner, S3Access};
+use model_provisioner::{
+    AnyFetcher, Error, FsCatalog, ModelProvisioner, ProvisionerBuilder, S3Access,
+};
 use test_support::{Registry, S3Server, random_bytes as bytes};
 
 type TestResult<T = ()> = Result<T, Box<dyn std::error::Error>>;
@@ -25,6 +28,11 @@ fn provisioner(
     server: &S3Server,
     mirrors: Mirrors,
 ) -> TestResult<ModelProvisioner<FsCatalog, AnyFetcher>> {
+    Ok(builder(cache, server, mirrors)?.build()?)
+}
+
+/// The builder [`provisioner`] builds, for a test to set more.
+fn builder(cache: &Path, server: &S3Server, mirrors: Mirrors) -> TestResult<ProvisionerBuilder> {
     let env: HashMap<&str, String> = [
         ("AWS_ACCESS_KEY_ID", server.access_key().to_owned()),
         ("AWS_SECRET_ACCESS_KEY", server.secret_key().to_owned()),
@@ -43,8 +51,7 @@ fn provisioner(
             endpoint: Some(server.endpoint().parse()?),
             ..S3Access::default()
         })
-        .mirrors(mirrors)
-        .build()?)
+        .mirrors(mirrors))
 }
 
 /// A model folder of two files under `dir`, with its files.
@@ -219,5 +226,40 @@ fn a_model_whose_bytes_changed_is_never_pushed_and_is_recorded_as_failing() -> T
     assert_eq!(other.get_manifest("mirror/fleet/model", "v1")?.status, 404);
     let recorded = p.catalog().get(&tag)?.ok_or("no entry")?;
     assert_eq!(recorded.verification.outcome, Outcome::Fail);
+    Ok(())
+}
+
+#[test]
+fn the_builders_part_sizes_cut_an_s3_push_as_they_cut_the_other_buckets() -> TestResult {
+    let server = S3Server::start()?;
+    server.create_bucket("fleet")?;
+    let cache = tempfile::tempdir()?;
+    // Parts of 1 MiB asked from 1 MiB on: S3's parts are never below 5 MiB, so a file of
+    // 10 MiB and a little goes up in three, where the store's own sizes send it whole.
+    let p = builder(cache.path(), &server, Mirrors::new())?
+        .upload_parts(Some(PartSizes {
+            from: 1 << 20,
+            size: 1 << 20,
+        }))
+        .build()?;
+    let model = tempfile::tempdir()?;
+    let path = model.path().join("big.gguf");
+    let body = bytes((10 << 20) + 1000, 52);
+    fs::write(&path, &body)?;
+    let id = p
+        .ensure(&path.display().to_string().parse()?, None)?
+        .entry
+        .id;
+
+    let pushed = p.push(&id, &"s3://fleet/big/".parse()?)?;
+    assert_eq!(pushed.bytes_uploaded, (10 << 20) + 1000);
+    // The `ETag` of an object completed from three parts ends in `-3`.
+    let sidecar = fs::read_to_string(server.internal_info_path("fleet", "big/big.gguf"))?;
+    assert!(sidecar.contains("-3\""), "{sidecar}");
+    let node_cache = tempfile::tempdir()?;
+    let node = provisioner(node_cache.path(), &server, Mirrors::new())?;
+    let pulled = node.ensure(&"s3://fleet/big/".parse()?, None)?;
+    assert_eq!(pulled.entry.verification.outcome, Outcome::Pass);
+    assert!(fs::read(pulled.resolved.local_path.join("big.gguf"))? == body);
     Ok(())
 }

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use catalog_core::{CacheLayout, CatalogEntry, CatalogStore, Digest, Outcome, S3Ref};
+use model_provisioner::object_store::PartSizes;
 use model_provisioner::s3::{Env, MANIFEST_NAME, Manifest, PushReport, S3Fetcher, S3Options};
 use model_provisioner::{AnyFetcher, Error, FileFetcher, FsCatalog, ModelProvisioner, NoReporter};
 use mp_credentials::aws::S3Config;
@@ -366,11 +367,36 @@ fn push(
     entry: &CatalogEntry,
     key: &str,
 ) -> Result<PushReport, Error> {
+    push_with(server, cache, entry, key, S3Options::default())
+}
+
+/// The same, with `options` (the sizes of a multipart upload's parts, say).
+fn push_with(
+    server: &S3Server,
+    cache: &Path,
+    entry: &CatalogEntry,
+    key: &str,
+    options: S3Options,
+) -> Result<PushReport, Error> {
     let env = env(&keys(server));
     let config = S3Config::from_env(&*env).map_err(Error::S3Credentials)?;
-    let fetcher = S3Fetcher::new(config, S3Options::default(), download()).with_env(env);
+    let fetcher = S3Fetcher::new(config, options, download()).with_env(env);
     fetcher.push(&CacheLayout::new(cache)?, entry, &s3_ref(key), &NoReporter)
 }
+
+/// Files from 1 MiB on go up in parts of 5 MiB, S3's smallest, so that 11 MiB make three parts.
+fn small_parts() -> S3Options {
+    S3Options {
+        upload_parts: Some(PartSizes {
+            from: 1 << 20,
+            size: 5 << 20,
+        }),
+        ..S3Options::default()
+    }
+}
+
+/// The length of a file [`small_parts`] sends in three parts: two of 5 MiB and a short one.
+const THREE_PARTS: usize = (10 << 20) + 1000;
 
 /// A small model folder with a nested file.
 fn model_folder(dir: &Path) -> Result<Vec<(&'static str, Vec<u8>)>, std::io::Error> {
@@ -627,8 +653,8 @@ fn a_tampered_large_file_is_never_completed_in_a_bucket() -> TestResult {
     server.create_bucket("models")?;
     let local = tempfile::tempdir()?;
     let cache = tempfile::tempdir()?;
-    let entry = tampered_file(cache.path(), local.path(), "big.gguf", 70 << 20)?;
-    let err = push(&server, cache.path(), &entry, "bad/").unwrap_err();
+    let entry = tampered_file(cache.path(), local.path(), "big.gguf", THREE_PARTS)?;
+    let err = push_with(&server, cache.path(), &entry, "bad/", small_parts()).unwrap_err();
     assert!(err.is_verification_failure(), "{err}");
     assert_unpublished(&server, "bad/", "big.gguf", false)?;
     Ok(())
@@ -653,7 +679,8 @@ fn a_folder_with_a_file_that_no_longer_verifies_pushes_nothing() -> TestResult {
     Ok(())
 }
 
-/// Pushes `entry` to `s3://models/<key>` through `proxy`, in front of `server`.
+/// Pushes `entry` to `s3://models/<key>` through `proxy`, in front of `server`, in
+/// [`small_parts`].
 fn push_through(
     proxy: &test_support::HoldProxy,
     server: &S3Server,
@@ -666,7 +693,7 @@ fn push_through(
     vars.push(("AWS_ENDPOINT_URL", proxy.url()));
     let env = env(&vars);
     let config = S3Config::from_env(&*env).map_err(Error::S3Credentials)?;
-    let fetcher = S3Fetcher::new(config, S3Options::default(), download()).with_env(env);
+    let fetcher = S3Fetcher::new(config, small_parts(), download()).with_env(env);
     fetcher.push(&CacheLayout::new(cache)?, entry, &s3_ref(key), &NoReporter)
 }
 
@@ -686,7 +713,7 @@ fn a_part_that_fails_once_is_sent_again_and_the_object_is_whole() -> TestResult 
     server.create_bucket("models")?;
     let proxy = test_support::HoldProxy::start(&server.endpoint())?;
     let local = tempfile::tempdir()?;
-    let body = bytes(70 << 20, 34);
+    let body = bytes(THREE_PARTS, 34);
     let path = local.path().join("big.gguf");
     fs::write(&path, &body)?;
     let cache = tempfile::tempdir()?;
@@ -694,10 +721,10 @@ fn a_part_that_fails_once_is_sent_again_and_the_object_is_whole() -> TestResult 
     proxy.refuse("PUT", "partNumber=2&", 503, 1);
 
     let report = push_through(&proxy, &server, cache.path(), &entry, "big/")?;
-    assert_eq!(report.bytes_uploaded, 70 << 20);
+    assert_eq!(report.bytes_uploaded, THREE_PARTS as u64);
     let puts = part_puts(&proxy);
     assert_eq!(puts.iter().filter(|s| **s == 503).count(), 1, "{puts:?}");
-    assert_eq!(puts.iter().filter(|s| **s == 200).count(), 5, "{puts:?}");
+    assert_eq!(puts.iter().filter(|s| **s == 200).count(), 3, "{puts:?}");
     let object = server.request(
         "GET",
         &server.presign("GET", "models", "big/big.gguf", &[]),
@@ -715,7 +742,7 @@ fn a_part_that_keeps_failing_aborts_the_upload_and_leaves_no_object() -> TestRes
     let proxy = test_support::HoldProxy::start(&server.endpoint())?;
     let local = tempfile::tempdir()?;
     let path = local.path().join("big.gguf");
-    fs::write(&path, bytes(70 << 20, 35))?;
+    fs::write(&path, bytes(THREE_PARTS, 35))?;
     let cache = tempfile::tempdir()?;
     let entry = cataloged(cache.path(), &path)?;
     proxy.refuse("PUT", "partNumber=3&", 400, usize::MAX);
