@@ -28,8 +28,13 @@ const SIZE: usize = 8 << 20;
 /// Where the proxy holds the body of a run that is to be killed.
 const HOLD_AT: u64 = 6 << 20;
 
-/// `ensure`'s `args` against `endpoint`, with `env` and no instance metadata service.
-fn az_command(fx: &Fixture, endpoint: &str, env: &[(&str, &str)], args: &[&str]) -> Command {
+/// `args` (an `ensure`, a `push`) against `endpoint`, with `env` and no instance metadata service.
+pub(crate) fn az_command(
+    fx: &Fixture,
+    endpoint: &str,
+    env: &[(&str, &str)],
+    args: &[&str],
+) -> Command {
     let mut cmd = fx.command(args);
     cmd.arg("--endpoint-url").arg(endpoint).env(
         "AZURE_POD_IDENTITY_AUTHORITY_HOST",
@@ -42,7 +47,7 @@ fn az_command(fx: &Fixture, endpoint: &str, env: &[(&str, &str)], args: &[&str])
 }
 
 /// The development account's key, in the variables the SDKs read.
-const KEY_ENV: [(&str, &str); 2] = [
+pub(crate) const KEY_ENV: [(&str, &str); 2] = [
     ("AZURE_STORAGE_ACCOUNT", AZURITE_ACCOUNT),
     ("AZURE_STORAGE_KEY", AZURITE_KEY),
 ];

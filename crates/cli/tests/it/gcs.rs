@@ -41,7 +41,7 @@ fn closed_port() -> String {
 }
 
 /// `args` against the endpoint `STORAGE_EMULATOR_HOST` names, with no metadata server.
-fn gs_command(fx: &Fixture, endpoint: &str, args: &[&str]) -> Command {
+pub(crate) fn gs_command(fx: &Fixture, endpoint: &str, args: &[&str]) -> Command {
     let mut cmd = fx.command(args);
     cmd.env("STORAGE_EMULATOR_HOST", endpoint)
         .env("GCE_METADATA_HOST", closed_port());

@@ -3,9 +3,11 @@
 
 use std::fs;
 
-use test_support::{Registry, S3Server};
+use test_support::{AZURITE_ACCOUNT, Azurite, FakeGcs, HoldProxy, Registry, S3Server};
 
-use crate::fixture::{Fixture, TestResult, assert_code, assert_failure, str_field, u64_field};
+use crate::fixture::{
+    Fixture, TestResult, assert_code, assert_failure, run_within_limit, str_field, u64_field,
+};
 
 /// A fixture whose catalog holds the local folder `model/` (a config and weights).
 pub(crate) fn with_folder_model() -> TestResult<(Fixture, String)> {
@@ -137,6 +139,31 @@ fn tamper_in_cache(path: &std::path::Path) -> TestResult {
     Ok(())
 }
 
+/// Below and above the size from which a bucket's push goes in parts (64 MiB for every store):
+/// one request, and a multipart upload, blocks, or a resumable session.
+const SMALL_AND_IN_PARTS: [(&str, usize); 2] =
+    [("small.gguf", 100_000), ("large.gguf", (64 << 20) + 1)];
+
+/// A fixture whose catalog holds a copy of a file `name` of `len` bytes, changed in the cache
+/// after it was verified; its id.
+fn tampered_copy(name: &str, len: usize) -> TestResult<(Fixture, String)> {
+    let fx = Fixture::new()?;
+    fs::write(fx.path(name), test_support::random_bytes(len, 32))?;
+    let out = fx.json(["ensure", name, "--copy", "--json"])?;
+    let id = str_field(&out, "id").to_owned();
+    tamper_in_cache(std::path::Path::new(str_field(&out, "local_path")))?;
+    Ok((fx, id))
+}
+
+/// `push` of a tampered model failed with exit status 3, and the catalog knows it now, as
+/// after `verify`.
+fn assert_refused_as_tampered(fx: &Fixture, id: &str, out: &std::process::Output) -> TestResult {
+    assert_failure(out, 3, &["digest mismatch"]);
+    let shown = fx.json(["show", id, "--json"])?;
+    assert_eq!(shown["verification"]["outcome"], "fail", "{shown}");
+    Ok(())
+}
+
 #[test]
 fn a_tampered_cache_file_is_never_pushed_small_or_in_parts() -> TestResult {
     let registry = Registry::start()?;
@@ -147,22 +174,13 @@ fn a_tampered_cache_file_is_never_pushed_small_or_in_parts() -> TestResult {
         ("AWS_SECRET_ACCESS_KEY", server.secret_key().to_owned()),
         ("AWS_ENDPOINT_URL", server.endpoint()),
     ];
-    // Below and above the size from which a bucket gets a multipart upload.
-    for (name, len) in [("small.gguf", 100_000), ("large.gguf", (64 << 20) + 1)] {
-        let fx = Fixture::new()?;
-        fs::write(fx.path(name), test_support::random_bytes(len, 32))?;
-        let out = fx.json(["ensure", name, "--copy", "--json"])?;
-        let id = str_field(&out, "id").to_owned();
-        tamper_in_cache(std::path::Path::new(str_field(&out, "local_path")))?;
-
+    for (name, len) in SMALL_AND_IN_PARTS {
+        let (fx, id) = tampered_copy(name, len)?;
         let dest = format!("oci://{}/fleet/{}:v1", registry.host(), &name[..5]);
         let out = fx.run(["push", &id, &dest]);
-        assert_failure(&out, 3, &["digest mismatch"]);
+        assert_refused_as_tampered(&fx, &id, &out)?;
         let manifest = registry.get_manifest(&format!("fleet/{}", &name[..5]), "v1")?;
         assert_eq!(manifest.status, 404, "{name}: nothing was pushed");
-        // The catalog knows it now, as after `verify`.
-        let shown = fx.json(["show", &id, "--json"])?;
-        assert_eq!(shown["verification"]["outcome"], "fail", "{name}: {shown}");
 
         let folder = format!("s3://fleet/{}/", &name[..5]);
         let mut push = fx.command(["push", &id, &folder]);
@@ -174,5 +192,80 @@ fn a_tampered_cache_file_is_never_pushed_small_or_in_parts() -> TestResult {
             "{name}: nothing is in the bucket"
         );
     }
+    Ok(())
+}
+
+#[test]
+fn a_tampered_cache_file_is_never_pushed_to_gs_small_or_in_chunks() -> TestResult {
+    let gcs = FakeGcs::start()?;
+    gcs.create_bucket("fleet")?;
+    // In front of it, to see the chunks that went.
+    let proxy = HoldProxy::start(&gcs.endpoint())?;
+    for (name, len) in SMALL_AND_IN_PARTS {
+        let (fx, id) = tampered_copy(name, len)?;
+        let folder = format!("gs://fleet/{}/", &name[..5]);
+        let out = run_within_limit(&mut crate::gcs::gs_command(
+            &fx,
+            &proxy.url(),
+            &["push", &id, &folder],
+        ));
+        assert_refused_as_tampered(&fx, &id, &out)?;
+        // No object under the folder: neither the file, nor the manifest.
+        let listed = gcs.get(&format!("/storage/v1/b/fleet/o?prefix={}%2F", &name[..5]))?;
+        assert_eq!(listed.status, 200, "{name}: {}", listed.text());
+        let listed: serde_json::Value = serde_json::from_slice(&listed.body)?;
+        let items = listed["items"].as_array().map_or(0, Vec::len);
+        assert_eq!(items, 0, "{name}: {listed}");
+    }
+    // The large file went in a resumable session: its two chunks of 32 MiB, then, instead of
+    // the last one, which would have made the object, the session's cancellation.
+    let log = proxy.log();
+    let chunks: Vec<u16> = log
+        .iter()
+        .filter(|h| h.method == "PUT" && h.path.starts_with("/upload/"))
+        .map(|h| h.status)
+        .collect();
+    assert_eq!(chunks, [308, 308], "{log:#?}");
+    assert!(
+        log.iter().any(|h| h.method == "DELETE" && h.status == 499),
+        "the session was cancelled: {log:#?}"
+    );
+    Ok(())
+}
+
+#[test]
+fn a_tampered_cache_file_is_never_pushed_to_az_small_or_in_blocks() -> TestResult {
+    let azurite = Azurite::start()?;
+    azurite.create_container("fleet")?;
+    for (name, len) in SMALL_AND_IN_PARTS {
+        let (fx, id) = tampered_copy(name, len)?;
+        let folder = format!("az://{AZURITE_ACCOUNT}/fleet/{}/", &name[..5]);
+        let out = run_within_limit(&mut crate::azure::az_command(
+            &fx,
+            &azurite.endpoint(),
+            &crate::azure::KEY_ENV,
+            &["push", &id, &folder],
+        ));
+        assert_refused_as_tampered(&fx, &id, &out)?;
+        // No blob under the folder: neither the file, nor the manifest (blocks never committed
+        // are no blob).
+        let (status, listed) = azurite.signed_request(
+            "GET",
+            &format!(
+                "/fleet?restype=container&comp=list&prefix={}%2F",
+                &name[..5]
+            ),
+        )?;
+        assert_eq!(status, 200, "{name}: {listed}");
+        assert!(!listed.contains("<Blob>"), "{name}: {listed}");
+    }
+    // The large file went in blocks: the four of 16 MiB are there, never committed; the last,
+    // and the list that would have made them a blob, never went.
+    let (status, blocks) = azurite.signed_request(
+        "GET",
+        "/fleet/large/large.gguf?comp=blocklist&blocklisttype=uncommitted",
+    )?;
+    assert_eq!(status, 200, "{blocks}");
+    assert_eq!(blocks.matches("<Block>").count(), 4, "{blocks}");
     Ok(())
 }
