@@ -65,15 +65,16 @@ pub enum Command {
     /// Delete what the catalog no longer needs: stale temporary files, unreferenced blobs and
     /// model files.
     Gc(GcArgs),
-    /// Publish a model of the catalog to an OCI registry or an S3 folder, for other machines
-    /// to pull, verified.
+    /// Publish a model of the catalog to an OCI registry or a bucket's folder (S3, Cloud
+    /// Storage, Azure Blob), for other machines to pull, verified.
     ///
     /// Every byte sent is hashed on its way out, and nothing is published unless the model's
     /// bytes match the catalog's digests (exit status 3 otherwise). To a registry
     /// (`oci://registry/repo:tag`) it goes as a CNCF `ModelPack` artifact, one layer per file,
     /// skipping blobs the registry has; to a bucket (`s3://bucket/prefix/`,
     /// `gs://bucket/prefix/`, `az://account/container/prefix/`) every file goes (to S3 with its
-    /// sha256 checksum), and a manifest of every file's path, size and sha256 goes last. `ensure` of the destination verifies against the same digests.
+    /// sha256 checksum), and a manifest of every file's path, size and sha256 goes last.
+    /// `ensure` of the destination verifies against the same digests.
     Push(PushArgs),
     /// Push a model of the catalog to a mirror, exactly where `ensure --mirror` looks for it.
     ///

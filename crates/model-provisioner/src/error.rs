@@ -142,7 +142,7 @@ pub enum Error {
     },
     /// A push was asked for a destination that is no registry and no bucket.
     #[error(
-        "`push` publishes to `oci://registry/repo:tag` or `s3://bucket/prefix/`, not `{destination}`"
+        "`push` publishes to `oci://registry/repo:tag` or a bucket's folder (`s3://bucket/prefix/`, `gs://bucket/prefix/`, `az://account/container/prefix/`), not `{destination}`"
     )]
     PushScheme {
         /// The destination, without credentials.

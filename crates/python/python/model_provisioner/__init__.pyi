@@ -108,7 +108,10 @@ def push(
     cache_dir: Optional[_PathLike] = None,
     on_progress: Optional[Callable[[Dict[str, Any]], object]] = None,
 ) -> Dict[str, Any]:
-    """Publishes a model of the catalog to ``oci://registry/repo:tag`` or ``s3://bucket/prefix/``.
+    """Publishes a model of the catalog to ``oci://registry/repo:tag`` or a bucket's folder.
+
+    A bucket's folder is ``s3://bucket/prefix/``, ``gs://bucket/prefix/`` or
+    ``az://account/container/prefix/``.
 
     Returns what ``push --json`` prints: ``id``, ``destination``, ``files``,
     ``bytes_uploaded``, and ``manifest_digest`` or ``manifest_key``.
