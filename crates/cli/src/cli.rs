@@ -351,8 +351,8 @@ pub struct S3Args {
     /// S3-compatible store that is not AWS's (`MinIO`, Ceph, R2, …) [default:
     /// `$AWS_ENDPOINT_URL_S3`, `$AWS_ENDPOINT_URL`, or the profile's `endpoint_url`], Cloud
     /// Storage elsewhere than Google's [default: `$STORAGE_EMULATOR_HOST`, else Google's], a
-    /// private `ModelScope` [default: `$MODELSCOPE_DOMAIN`], or an Azure Blob endpoint such as
-    /// Azurite, addressed `<URL>/<account>/<container>/<blob>` [default: the `BlobEndpoint` of
+    /// private `ModelScope` [default: `$MODELSCOPE_ENDPOINT`, else `$MODELSCOPE_DOMAIN`], or an
+    /// Azure Blob endpoint such as Azurite, addressed `<URL>/<account>/<container>/<blob>` [default: the `BlobEndpoint` of
     /// `$AZURE_STORAGE_CONNECTION_STRING`, else `https://<account>.blob.core.windows.net`].
     #[arg(long, value_name = "URL", help_heading = "Object stores")]
     pub endpoint_url: Option<String>,

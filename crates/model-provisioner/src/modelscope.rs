@@ -16,8 +16,10 @@
 //!
 //! - Every file's sha256 comes from the listing and is checked while it streams, so a model
 //!   passes without `--digest`.
-//! - The endpoint is `--endpoint-url` ([`SourceContext::endpoint`]), else `MODELSCOPE_DOMAIN`
-//!   (a host name, or a URL for a private deployment over `http://`), else ModelScope's own.
+//! - The endpoint is `--endpoint-url` ([`SourceContext::endpoint`]), else `MODELSCOPE_ENDPOINT`,
+//!   else `MODELSCOPE_DOMAIN` (each a host name, or a URL for a private deployment over
+//!   `http://`), else ModelScope's own: the order of ModelScope's current client, which keeps
+//!   `MODELSCOPE_DOMAIN` as a deprecated name.
 //! - `MODELSCOPE_API_TOKEN`, when set, logs in once per source; the session cookie goes to the
 //!   endpoint only (the HTTP client drops it on a redirect to another host).
 //! - Files are published under `models/modelscope/<org>/<repo>/<commit>-<variant>/`, the
@@ -37,7 +39,7 @@ use crate::register::{SourceContext, SourceKind};
 use crate::request::FetchRequest;
 use mp_transfer::{Call, Engine, UrlSource};
 
-/// ModelScope's own endpoint, when `MODELSCOPE_DOMAIN` names none.
+/// ModelScope's own endpoint, when the environment names none.
 const DEFAULT_DOMAIN: &str = "www.modelscope.cn";
 
 /// The revision a reference without one names.
@@ -56,7 +58,8 @@ pub struct ModelScopeKind {
 }
 
 impl ModelScopeKind {
-    /// `MODELSCOPE_DOMAIN` and `MODELSCOPE_API_TOKEN`, read when a provisioner is built.
+    /// `MODELSCOPE_ENDPOINT` (else `MODELSCOPE_DOMAIN`) and `MODELSCOPE_API_TOKEN`, read when a
+    /// provisioner is built.
     pub const FROM_ENV: ModelScopeKind = ModelScopeKind {
         endpoint: None,
         token: None,
@@ -94,7 +97,7 @@ impl SourceKind for ModelScopeKind {
             (None, named) => (
                 match named {
                     Some(url) => endpoint(Some(url.as_str())),
-                    None => endpoint(var("MODELSCOPE_DOMAIN").as_deref()),
+                    None => endpoint(named_by(var).as_deref()),
                 },
                 var("MODELSCOPE_API_TOKEN").map(mp_credentials::Secret::new),
             ),
@@ -125,7 +128,13 @@ fn read(reference: &OtherRef) -> std::result::Result<HfRef, ParseRefError> {
     }
 }
 
-/// The endpoint `MODELSCOPE_DOMAIN` names: a URL as given, a host name over `https://`.
+/// The endpoint the environment names, `var` reading it (blank as unset): `MODELSCOPE_ENDPOINT`,
+/// else `MODELSCOPE_DOMAIN`, as ModelScope's client reads them (`modelscope_hub`'s `HubConfig`).
+fn named_by(var: impl Fn(&str) -> Option<String>) -> Option<String> {
+    var("MODELSCOPE_ENDPOINT").or_else(|| var("MODELSCOPE_DOMAIN"))
+}
+
+/// The endpoint `domain` names: a URL as given, a host name over `https://`.
 fn endpoint(domain: Option<&str>) -> String {
     let domain = domain
         .unwrap_or(DEFAULT_DOMAIN)
@@ -241,7 +250,7 @@ impl ModelScope {
                     "ModelScope at `{}` logged in without a session",
                     self.endpoint
                 ),
-                "check `MODELSCOPE_DOMAIN`: it should name a ModelScope site",
+                "check `--endpoint-url`, `MODELSCOPE_ENDPOINT` or `MODELSCOPE_DOMAIN`: it should name a ModelScope site",
             ));
         }
         Ok(self.session.get_or_init(|| cookie).clone())
@@ -318,7 +327,7 @@ impl ModelScope {
             failure(
                 SourceFailure::Protocol,
                 format!("the listing of {at} is not ModelScope's: {e}"),
-                "check `MODELSCOPE_DOMAIN`: it should name a ModelScope site",
+                "check `--endpoint-url`, `MODELSCOPE_ENDPOINT` or `MODELSCOPE_DOMAIN`: it should name a ModelScope site",
             )
         })?;
         if answer.code != 200 {
@@ -360,7 +369,7 @@ impl ModelScope {
                 failure(
                     SourceFailure::Protocol,
                     format!("`{}` makes no URL: {e}", self.endpoint),
-                    "check `MODELSCOPE_DOMAIN`",
+                    "check `--endpoint-url`, `MODELSCOPE_ENDPOINT` or `MODELSCOPE_DOMAIN`",
                 )
             })?;
         url.query_pairs_mut().extend_pairs(query);
@@ -481,6 +490,36 @@ mod tests {
         assert_eq!(
             endpoint(Some("http://127.0.0.1:8080/")),
             "http://127.0.0.1:8080"
+        );
+    }
+
+    #[test]
+    fn modelscope_endpoint_stands_before_the_deprecated_modelscope_domain() {
+        let env = |vars: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                vars.iter()
+                    .find(|(k, v)| *k == name && !v.trim().is_empty())
+                    .map(|(_, v)| (*v).to_owned())
+            }
+        };
+        let both = env(&[
+            ("MODELSCOPE_DOMAIN", "old.internal"),
+            ("MODELSCOPE_ENDPOINT", "http://ms.internal:8080"),
+        ]);
+        assert_eq!(named_by(both).as_deref(), Some("http://ms.internal:8080"));
+        let old = env(&[("MODELSCOPE_DOMAIN", "old.internal")]);
+        assert_eq!(endpoint(named_by(old).as_deref()), "https://old.internal");
+        // A blank variable is no variable.
+        let blank = env(&[
+            ("MODELSCOPE_ENDPOINT", " "),
+            ("MODELSCOPE_DOMAIN", "old.internal"),
+        ]);
+        assert_eq!(named_by(blank).as_deref(), Some("old.internal"));
+        let new = env(&[("MODELSCOPE_ENDPOINT", "ms.internal")]);
+        assert_eq!(endpoint(named_by(new).as_deref()), "https://ms.internal");
+        assert_eq!(
+            endpoint(named_by(env(&[])).as_deref()),
+            "https://www.modelscope.cn"
         );
     }
 

@@ -1,6 +1,6 @@
 //! `ensure modelscope:…` from the command line against a ModelScope-shaped nginx
 //! ([`test_support::ModelScopeNginx`]): the source this build registers, configured by
-//! `MODELSCOPE_DOMAIN` (or `--endpoint-url`) and `MODELSCOPE_API_TOKEN`; and ModelScope's own
+//! `MODELSCOPE_ENDPOINT` or `MODELSCOPE_DOMAIN` (or `--endpoint-url`) and `MODELSCOPE_API_TOKEN`; and ModelScope's own
 //! client against the same fixture, which must get the same bytes, so that the fixture is
 //! known to answer as ModelScope does.
 
@@ -62,6 +62,24 @@ fn endpoint_url_names_a_private_modelscope_before_the_environment() -> TestResul
     ]);
     // The environment names a host that does not answer: the flag stands before it.
     cmd.env("MODELSCOPE_DOMAIN", "http://127.0.0.1:9");
+    let out = cmd.output()?;
+    assert_code(&out, 0);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    assert_eq!(str_field(&json, "verification"), "pass", "{json:#}");
+    assert_holds(Path::new(str_field(&json, "local_path")), &files);
+    Ok(())
+}
+
+#[test]
+fn modelscope_endpoint_stands_before_the_deprecated_modelscope_domain() -> TestResult {
+    let files = tiny();
+    let ms = ModelScopeNginx::start_one("org/tiny", &files, false);
+    let fx = Fixture::new()?;
+    let mut cmd = fx.command(["ensure", "modelscope:org/tiny", "--json"]);
+    // The deprecated name points at a host that does not answer: the current one stands
+    // before it, as in ModelScope's own client.
+    cmd.env("MODELSCOPE_ENDPOINT", ms.endpoint())
+        .env("MODELSCOPE_DOMAIN", "http://127.0.0.1:9");
     let out = cmd.output()?;
     assert_code(&out, 0);
     let json: serde_json::Value = serde_json::from_slice(&out.stdout)?;
