@@ -110,8 +110,9 @@ impl Reply {
     }
 }
 
-/// A request as a handler sees it: the log entry before its status is known, and the state.
-pub(crate) type Handler = dyn Fn(&EndpointRequest, &mut State) -> Reply + Send + Sync;
+/// A request as a handler sees it: the log entry before its status is known, the body (which
+/// the log does not keep), and the state.
+pub(crate) type Handler = dyn Fn(&EndpointRequest, &[u8], &mut State) -> Reply + Send + Sync;
 
 /// What an endpoint's threads share.
 pub(crate) struct State {
@@ -239,7 +240,7 @@ fn serve(stream: TcpStream, state: &Mutex<State>, handler: &Handler) {
         let request_method = request.method.clone();
         let reply = {
             let mut state = lock(state);
-            let reply = handler(&request, &mut state);
+            let reply = handler(&request, &body, &mut state);
             request.status = reply.status;
             state.log.push(request);
             reply
@@ -340,7 +341,7 @@ impl InstanceMetadata {
     pub fn start(role: &str, creds: AwsCreds) -> io::Result<InstanceMetadata> {
         let role = role.to_owned();
         let tokens = AtomicU64::new(0);
-        let handler = move |r: &EndpointRequest, s: &mut State| {
+        let handler = move |r: &EndpointRequest, _: &[u8], s: &mut State| {
             let json = |status, body: serde_json::Value| {
                 Reply::new(status, "application/json", body.to_string())
             };
@@ -420,7 +421,7 @@ impl ContainerCredentials {
         creds: AwsCreds,
         required_authorization: Option<String>,
     ) -> io::Result<ContainerCredentials> {
-        let handler = move |r: &EndpointRequest, s: &mut State| {
+        let handler = move |r: &EndpointRequest, _: &[u8], s: &mut State| {
             if r.method != "GET" {
                 return Reply::text(405, "");
             }
@@ -474,7 +475,7 @@ pub struct Sts {
 impl Sts {
     /// Starts STS handing out `creds`.
     pub fn start(creds: AwsCreds) -> io::Result<Sts> {
-        let handler = |r: &EndpointRequest, s: &mut State| {
+        let handler = |r: &EndpointRequest, _: &[u8], s: &mut State| {
             let error = |code: &str, message: &str| {
                 Reply::new(
                     400,

@@ -434,7 +434,7 @@ impl EntraToken {
         let expires_in = Arc::new(AtomicU64::new(3600));
         let issued = AtomicUsize::new(0);
         let expiry = Arc::clone(&expires_in);
-        let handler = move |r: &EndpointRequest, _: &mut _| {
+        let handler = move |r: &EndpointRequest, _: &[u8], _: &mut _| {
             if r.method != "POST" || !r.path.ends_with("/oauth2/v2.0/token") {
                 return Reply::text(404, "");
             }
@@ -484,7 +484,7 @@ impl AzureImds {
     /// Starts the service.
     pub fn start() -> io::Result<AzureImds> {
         let issued = AtomicUsize::new(0);
-        let handler = move |r: &EndpointRequest, _: &mut _| {
+        let handler = move |r: &EndpointRequest, _: &[u8], _: &mut _| {
             if r.path != "/metadata/identity/oauth2/token" {
                 return Reply::text(404, "");
             }
@@ -527,12 +527,23 @@ impl AzureImds {
 /// What to do before each refusal still to come.
 type Refusals = Arc<Mutex<Vec<Box<dyn FnOnce() + Send>>>>;
 
-/// A Blob endpoint that serves blobs (`HEAD` and whole `GET`s, `ETag` `"0x1"`) and lists
-/// them (names as given, however hostile) to any caller, and logs the headers of each
-/// request: where a bearer token is seen arriving.
+/// What a [`FakeBlobs`] holds: blobs by path, and the blocks put and not yet committed, by the
+/// path of their blob and their id.
+#[derive(Default)]
+struct BlobStore {
+    blobs: std::collections::BTreeMap<String, Vec<u8>>,
+    blocks: std::collections::HashMap<(String, String), Vec<u8>>,
+}
+
+/// A Blob endpoint that serves blobs (`HEAD` and whole `GET`s of text, `ETag` `"0x1"`) and
+/// lists them (names as given, however hostile) to any caller, takes `Put Blob`, `Put Block`
+/// and `Put Block List` (which commits the blocks it names, in order, or answers `400` when
+/// one was never put), and logs the headers of each request: where a bearer token is seen
+/// arriving.
 pub struct FakeBlobs {
     server: Server,
     refusals: Refusals,
+    store: Arc<Mutex<BlobStore>>,
 }
 
 impl std::fmt::Debug for FakeBlobs {
@@ -541,12 +552,62 @@ impl std::fmt::Debug for FakeBlobs {
     }
 }
 
+/// The ids a `Put Block List` body names, in order.
+fn block_list_ids(body: &str) -> Vec<String> {
+    body.split('<')
+        .filter_map(|tag| {
+            ["Latest>", "Uncommitted>", "Committed>"]
+                .iter()
+                .find_map(|open| tag.strip_prefix(open))
+        })
+        .map(str::to_owned)
+        .collect()
+}
+
+/// A `Put …` of `r` (with its `body`) into `store`.
+fn put_into(store: &mut BlobStore, r: &EndpointRequest, body: &[u8]) -> Reply {
+    match r.param("comp") {
+        Some("block") => {
+            let id = r.param("blockid").unwrap_or_default().to_owned();
+            store.blocks.insert((r.path.clone(), id), body.to_vec());
+        }
+        Some("blocklist") => {
+            let mut blob = Vec::new();
+            for id in block_list_ids(&String::from_utf8_lossy(body)) {
+                let Some(block) = store.blocks.get(&(r.path.clone(), id)) else {
+                    return Reply::text(400, "InvalidBlockList");
+                };
+                blob.extend_from_slice(block);
+            }
+            store.blocks.retain(|(path, _), _| *path != r.path);
+            store.blobs.insert(r.path.clone(), blob);
+        }
+        Some(_) => return Reply::text(400, "not a put this endpoint takes"),
+        None => {
+            store.blobs.insert(r.path.clone(), body.to_vec());
+        }
+    }
+    Reply::text(201, "")
+}
+
 impl FakeBlobs {
     /// Serves `blobs` (path after the endpoint, `/<account>/<container>/<name>`, and text).
     pub fn start(blobs: Vec<(String, String)>) -> io::Result<FakeBlobs> {
         let refusals: Refusals = Arc::default();
+        let store = Arc::new(Mutex::new(BlobStore {
+            blobs: blobs
+                .into_iter()
+                .map(|(path, text)| (path, text.into_bytes()))
+                .collect(),
+            ..BlobStore::default()
+        }));
         let pending = Arc::clone(&refusals);
-        let handler = move |r: &EndpointRequest, _: &mut _| {
+        let held = Arc::clone(&store);
+        let handler = move |r: &EndpointRequest, body: &[u8], _: &mut _| {
+            let mut store = held.lock().expect("blobs");
+            if r.method == "PUT" {
+                return put_into(&mut store, r, body);
+            }
             if r.params.iter().any(|(k, v)| k == "comp" && v == "list") {
                 let container = format!("{}/", r.path);
                 let prefix = r
@@ -557,7 +618,7 @@ impl FakeBlobs {
                 let mut xml = String::from(
                     "<?xml version=\"1.0\" encoding=\"utf-8\"?><EnumerationResults><Blobs>",
                 );
-                for (path, body) in &blobs {
+                for (path, body) in &store.blobs {
                     if let Some(name) = path.strip_prefix(&container)
                         && name.starts_with(prefix)
                     {
@@ -571,7 +632,7 @@ impl FakeBlobs {
                 xml.push_str("</Blobs><NextMarker/></EnumerationResults>");
                 return Reply::new(200, "application/xml", xml);
             }
-            let Some((_, body)) = blobs.iter().find(|(p, _)| *p == r.path) else {
+            let Some(body) = store.blobs.get(&r.path) else {
                 return Reply::text(404, "");
             };
             if r.method == "GET"
@@ -580,14 +641,24 @@ impl FakeBlobs {
                 before();
                 return Reply::text(401, "");
             }
-            let mut reply = Reply::new(200, "application/octet-stream", body.clone());
+            let mut reply = Reply::new(
+                200,
+                "application/octet-stream",
+                String::from_utf8_lossy(body).into_owned(),
+            );
             reply.headers.push(("ETag", "\"0x1\"".into()));
             reply
         };
         Ok(FakeBlobs {
             server: Server::start(dummy_creds(), Arc::new(handler))?,
             refusals,
+            store,
         })
+    }
+
+    /// The bytes of the blob at `path` (`/<account>/<container>/<name>`), served or put.
+    pub fn blob(&self, path: &str) -> Option<Vec<u8>> {
+        self.store.lock().expect("blobs").blobs.get(path).cloned()
     }
 
     /// Refuses the next `GET` of a blob with 401, once, calling `before` first.
@@ -616,6 +687,13 @@ fn dummy_creds() -> AwsCreds {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_block_list_names_its_ids_in_order() {
+        let body = "<?xml version=\"1.0\" encoding=\"utf-8\"?><BlockList><Latest>YQ</Latest><Uncommitted>Yg</Uncommitted><Committed>Yw</Committed></BlockList>";
+        assert_eq!(block_list_ids(body), ["YQ", "Yg", "Yw"]);
+        assert!(block_list_ids("<BlockList></BlockList>").is_empty());
+    }
 
     #[test]
     fn base64_hmac_and_dates_agree_with_known_values() {

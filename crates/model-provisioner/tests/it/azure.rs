@@ -664,6 +664,50 @@ fn a_block_that_keeps_failing_commits_no_blob() -> TestResult {
 }
 
 #[test]
+fn an_entra_id_token_goes_with_every_block_and_the_block_list() -> TestResult {
+    let entra = EntraToken::start()?;
+    let blobs = FakeBlobs::start(Vec::new())?;
+    let kind = env(&[
+        ("AZURE_CLIENT_ID", "app-id"),
+        ("AZURE_CLIENT_SECRET", "very-secret"),
+        ("AZURE_TENANT_ID", "tenant-1"),
+        ("AZURE_AUTHORITY_HOST", &entra.url()),
+    ]);
+    let local = tempfile::tempdir()?;
+    let cache = tempfile::tempdir()?;
+    let p = in_blocks(cache.path(), kind, &blobs.url())?;
+    // Three blocks of 1 MiB and a short fourth.
+    let (id, body) = cataloged_file(&p, local.path(), (3 << 20) + 10, 79)?;
+    p.push(&id, &p.parse_ref("az://acct/models/big/")?)?;
+    assert!(blobs.blob("/acct/models/big/big.bin") == Some(body));
+    assert!(
+        blobs
+            .blob("/acct/models/big/.model-provisioner.json")
+            .is_some()
+    );
+
+    let sent = blobs.log();
+    let puts = |comp: Option<&str>| {
+        sent.iter()
+            .filter(|r| r.method == "PUT" && r.param("comp") == comp)
+            .count()
+    };
+    assert_eq!(puts(Some("block")), 4, "{sent:#?}");
+    assert_eq!(puts(Some("blocklist")), 1, "{sent:#?}");
+    // The manifest, in one `Put Blob`.
+    assert_eq!(puts(None), 1, "{sent:#?}");
+    for r in &sent {
+        assert_eq!(
+            r.header("authorization"),
+            Some("Bearer entra-token-0"),
+            "{r:?}"
+        );
+    }
+    assert_eq!(entra.log().len(), 1);
+    Ok(())
+}
+
+#[test]
 fn a_tampered_file_in_blocks_is_never_committed() -> TestResult {
     let azurite = Azurite::start()?;
     azurite.create_container("fleet")?;
