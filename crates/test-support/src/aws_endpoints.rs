@@ -9,16 +9,10 @@
 //! [`crate::S3_SESSION_TOKEN`], which s3s-fs ignores), so credentials fetched from them sign
 //! requests the server accepts.
 
-use std::fmt::Write as _;
-use std::io::{self, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::thread::JoinHandle;
-use std::time::Duration;
+use std::io;
 
 use crate::S3Server;
-use crate::wire::{self, Head};
+use crate::endpoint::{Endpoint, EndpointRequest, Response};
 
 /// The expiration the endpoints give at first: far enough that no client refreshes.
 pub const FAR_EXPIRATION: &str = "2099-12-31T23:59:59Z";
@@ -54,245 +48,25 @@ impl AwsCreds {
     }
 }
 
-/// One request an endpoint received, and the status it answered with.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EndpointRequest {
-    /// `GET`, `PUT`, `POST`, …
-    pub method: String,
-    /// The path, without the query.
-    pub path: String,
-    /// The header fields, as sent.
-    pub headers: Vec<(String, String)>,
-    /// The query's and the form body's parameters, decoded, in order (query first).
-    pub params: Vec<(String, String)>,
-    /// The status the endpoint answered with.
-    pub status: u16,
-}
-
-impl EndpointRequest {
-    /// The first header called `name`, ignoring case.
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    /// The first parameter called `name` (exact case, as AWS has it).
-    pub fn param(&self, name: &str) -> Option<&str> {
-        self.params
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-/// What an endpoint sends back.
-pub(crate) struct Reply {
-    pub(crate) status: u16,
-    pub(crate) content_type: &'static str,
-    pub(crate) headers: Vec<(&'static str, String)>,
-    pub(crate) body: String,
-}
-
-impl Reply {
-    pub(crate) fn new(status: u16, content_type: &'static str, body: impl Into<String>) -> Self {
-        Reply {
-            status,
-            content_type,
-            headers: Vec::new(),
-            body: body.into(),
-        }
-    }
-
-    pub(crate) fn text(status: u16, body: impl Into<String>) -> Self {
-        Reply::new(status, "text/plain", body)
-    }
-}
-
-/// A request as a handler sees it: the log entry before its status is known, the body (which
-/// the log does not keep), and the state.
-pub(crate) type Handler = dyn Fn(&EndpointRequest, &[u8], &mut State) -> Reply + Send + Sync;
-
-/// What an endpoint's threads share.
-pub(crate) struct State {
+/// What the AWS endpoints' threads share.
+struct State {
     creds: AwsCreds,
     expiration: String,
-    log: Vec<EndpointRequest>,
     /// `IMDSv2` tokens handed out so far.
     tokens: Vec<String>,
 }
 
-/// The HTTP/1.1 server under each endpoint: keep-alive connections, one thread each, every
-/// request logged, then answered by the handler.
-pub(crate) struct Server {
-    addr: SocketAddr,
-    state: Arc<Mutex<State>>,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl std::fmt::Debug for Server {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Server")
-            .field("addr", &self.addr)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Server {
-    pub(crate) fn start(creds: AwsCreds, handler: Arc<Handler>) -> io::Result<Server> {
-        let listener = TcpListener::bind("127.0.0.1:0")?;
-        let addr = listener.local_addr()?;
-        let state = Arc::new(Mutex::new(State {
-            creds,
-            expiration: FAR_EXPIRATION.to_owned(),
-            log: Vec::new(),
-            tokens: Vec::new(),
-        }));
-        let stop = Arc::new(AtomicBool::new(false));
-        let thread = {
-            let (state, stop) = (Arc::clone(&state), Arc::clone(&stop));
-            std::thread::spawn(move || {
-                for stream in listener.incoming() {
-                    if stop.load(Ordering::Relaxed) {
-                        return;
-                    }
-                    let Ok(stream) = stream else { continue };
-                    let (state, handler) = (Arc::clone(&state), Arc::clone(&handler));
-                    std::thread::spawn(move || serve(stream, &state, &*handler));
-                }
-            })
-        };
-        Ok(Server {
-            addr,
-            state,
-            stop,
-            thread: Some(thread),
-        })
-    }
-
-    fn lock(&self) -> MutexGuard<'_, State> {
-        lock(&self.state)
-    }
-
-    /// Every request so far, in the order they arrived.
-    pub(crate) fn requests(&self) -> Vec<EndpointRequest> {
-        self.lock().log.clone()
-    }
-
-    pub(crate) fn url(&self, path: &str) -> String {
-        format!(
-            "http://127.0.0.1:{}/{}",
-            self.addr.port(),
-            path.trim_start_matches('/')
-        )
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        // Wakes the accept loop, which then sees `stop`.
-        let _ = TcpStream::connect(self.addr);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
-    state.lock().expect("endpoint state poisoned")
-}
-
-/// Answers the requests of one connection until the client closes it.
-fn serve(stream: TcpStream, state: &Mutex<State>, handler: &Handler) {
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
-    let Ok(read_half) = stream.try_clone() else {
-        return;
+/// The server under each AWS endpoint, handing out `creds`.
+fn start(
+    creds: AwsCreds,
+    handler: impl Fn(&EndpointRequest, &[u8], &mut State) -> Response + Send + Sync + 'static,
+) -> io::Result<Endpoint<State>> {
+    let state = State {
+        creds,
+        expiration: FAR_EXPIRATION.to_owned(),
+        tokens: Vec::new(),
     };
-    let mut reader = BufReader::new(read_half);
-    let mut out = stream;
-    while let Ok(Some(head)) = Head::read(&mut reader) {
-        let mut body = Vec::new();
-        let len = head.content_length().unwrap_or(0);
-        if (&mut reader).take(len).read_to_end(&mut body).is_err() {
-            return;
-        }
-        let mut parts = head.first.split(' ');
-        let method = parts.next().unwrap_or_default().to_owned();
-        let target = parts.next().unwrap_or_default();
-        let (path, query) = target.split_once('?').unwrap_or((target, ""));
-        let mut params = form_decode(query);
-        let is_form = head
-            .get("content-type")
-            .is_some_and(|t| t.starts_with("application/x-www-form-urlencoded"));
-        if is_form {
-            params.extend(form_decode(&String::from_utf8_lossy(&body)));
-        }
-        let mut request = EndpointRequest {
-            method,
-            path: path.to_owned(),
-            headers: head.headers.clone(),
-            params,
-            status: 0,
-        };
-        let request_method = request.method.clone();
-        let reply = {
-            let mut state = lock(state);
-            let reply = handler(&request, &body, &mut state);
-            request.status = reply.status;
-            state.log.push(request);
-            reply
-        };
-        let close = head
-            .get("connection")
-            .is_some_and(|c| c.eq_ignore_ascii_case("close"));
-        let mut text = format!(
-            "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n",
-            reply.status,
-            reason(reply.status),
-            reply.content_type,
-            reply.body.len()
-        );
-        for (name, value) in &reply.headers {
-            let _ = write!(text, "{name}: {value}\r\n");
-        }
-        if close {
-            text.push_str("Connection: close\r\n");
-        }
-        text.push_str("\r\n");
-        // A `HEAD` is answered with the length of the body it would have had, and no body.
-        if request_method != "HEAD" {
-            text.push_str(&reply.body);
-        }
-        if out.write_all(text.as_bytes()).is_err() || close {
-            return;
-        }
-    }
-}
-
-fn reason(status: u16) -> &'static str {
-    match status {
-        200 => "OK",
-        400 => "Bad Request",
-        401 => "Unauthorized",
-        403 => "Forbidden",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        _ => "",
-    }
-}
-
-/// `a=b&c=d` decoded (`+` is a space, `%XX` a byte).
-fn form_decode(text: &str) -> Vec<(String, String)> {
-    text.split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| {
-            let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            (wire::percent_decode(k), wire::percent_decode(v))
-        })
-        .collect()
+    Endpoint::start(state, handler)
 }
 
 /// `s` with XML's special characters escaped.
@@ -308,17 +82,17 @@ macro_rules! common_methods {
     () => {
         /// Every request so far, in the order they arrived, with the status each got.
         pub fn log(&self) -> Vec<EndpointRequest> {
-            self.server.lock().log.clone()
+            self.server.log()
         }
 
         /// Hands out `creds` from now on.
         pub fn set_creds(&self, creds: AwsCreds) {
-            self.server.lock().creds = creds;
+            self.server.with(|s| s.creds = creds);
         }
 
         /// Gives `expiration` (RFC 3339, e.g. `2030-01-01T00:00:00Z`) from now on.
         pub fn set_expiration(&self, expiration: &str) {
-            self.server.lock().expiration = expiration.to_owned();
+            self.server.with(|s| s.expiration = expiration.to_owned());
         }
     };
 }
@@ -331,7 +105,7 @@ macro_rules! common_methods {
 /// (`Code`, `Type`, `AccessKeyId`, `SecretAccessKey`, `Token`, `Expiration`, …).
 #[derive(Debug)]
 pub struct InstanceMetadata {
-    server: Server,
+    server: Endpoint<State>,
 }
 
 const IMDS_CREDENTIALS: &str = "/latest/meta-data/iam/security-credentials/";
@@ -340,38 +114,33 @@ impl InstanceMetadata {
     /// Starts the service for an instance whose role is `role`, handing out `creds`.
     pub fn start(role: &str, creds: AwsCreds) -> io::Result<InstanceMetadata> {
         let role = role.to_owned();
-        let tokens = AtomicU64::new(0);
         let handler = move |r: &EndpointRequest, _: &[u8], s: &mut State| {
             let json = |status, body: serde_json::Value| {
-                Reply::new(status, "application/json", body.to_string())
+                Response::new(status, "application/json", body.to_string())
             };
             if r.path == "/latest/api/token" {
                 if r.method != "PUT" {
-                    return Reply::text(405, "");
+                    return Response::text(405, "");
                 }
                 let Some(ttl) = r.header(IMDS_TTL_HEADER) else {
-                    return Reply::text(400, "missing X-aws-ec2-metadata-token-ttl-seconds");
+                    return Response::text(400, "missing X-aws-ec2-metadata-token-ttl-seconds");
                 };
                 let ttl = ttl.to_owned();
-                let token = format!("imds-token-{}", tokens.fetch_add(1, Ordering::Relaxed));
+                let token = format!("imds-token-{}", s.tokens.len());
                 s.tokens.push(token.clone());
-                let mut reply = Reply::text(200, token);
-                reply
-                    .headers
-                    .push(("X-aws-ec2-metadata-token-ttl-seconds", ttl));
-                return reply;
+                return Response::text(200, token).with_header(IMDS_TTL_HEADER, ttl);
             }
             if r.method != "GET" && r.method != "HEAD" {
-                return Reply::text(405, "");
+                return Response::text(405, "");
             }
             if !r
                 .header(IMDS_TOKEN_HEADER)
                 .is_some_and(|t| s.tokens.iter().any(|k| k == t))
             {
-                return Reply::text(401, "");
+                return Response::text(401, "");
             }
             match r.path.strip_prefix(IMDS_CREDENTIALS) {
-                Some("") => Reply::text(200, role.clone()),
+                Some("") => Response::text(200, role.clone()),
                 Some(name) if name == role => json(
                     200,
                     serde_json::json!({
@@ -384,11 +153,11 @@ impl InstanceMetadata {
                         "Expiration": s.expiration,
                     }),
                 ),
-                _ => Reply::text(404, ""),
+                _ => Response::text(404, ""),
             }
         };
         Ok(InstanceMetadata {
-            server: Server::start(creds, Arc::new(handler))?,
+            server: start(creds, handler)?,
         })
     }
 
@@ -399,7 +168,7 @@ impl InstanceMetadata {
 
     /// `http://127.0.0.1:<port>`, what `AWS_EC2_METADATA_SERVICE_ENDPOINT` takes.
     pub fn url(&self) -> String {
-        self.server.url("").trim_end_matches('/').to_owned()
+        self.server.origin()
     }
 
     common_methods!();
@@ -411,7 +180,7 @@ impl InstanceMetadata {
 /// an `Authorization` header gets 401 and one with another value 403.
 #[derive(Debug)]
 pub struct ContainerCredentials {
-    server: Server,
+    server: Endpoint<State>,
 }
 
 impl ContainerCredentials {
@@ -423,13 +192,13 @@ impl ContainerCredentials {
     ) -> io::Result<ContainerCredentials> {
         let handler = move |r: &EndpointRequest, _: &[u8], s: &mut State| {
             if r.method != "GET" {
-                return Reply::text(405, "");
+                return Response::text(405, "");
             }
             if let Some(required) = &required_authorization {
                 match r.header("authorization") {
-                    None => return Reply::text(401, "no Authorization header"),
+                    None => return Response::text(401, "no Authorization header"),
                     Some(a) if a != required => {
-                        return Reply::text(403, "wrong Authorization header");
+                        return Response::text(403, "wrong Authorization header");
                     }
                     Some(_) => {}
                 }
@@ -441,10 +210,10 @@ impl ContainerCredentials {
                 "Token": s.creds.token(),
                 "Expiration": s.expiration,
             });
-            Reply::new(200, "application/json", body.to_string())
+            Response::new(200, "application/json", body.to_string())
         };
         Ok(ContainerCredentials {
-            server: Server::start(creds, Arc::new(handler))?,
+            server: start(creds, handler)?,
         })
     }
 
@@ -469,7 +238,7 @@ impl ContainerCredentials {
 /// request without `RoleArn` or `WebIdentityToken`, gets a 400 `ErrorResponse`.
 #[derive(Debug)]
 pub struct Sts {
-    server: Server,
+    server: Endpoint<State>,
 }
 
 impl Sts {
@@ -477,7 +246,7 @@ impl Sts {
     pub fn start(creds: AwsCreds) -> io::Result<Sts> {
         let handler = |r: &EndpointRequest, _: &[u8], s: &mut State| {
             let error = |code: &str, message: &str| {
-                Reply::new(
+                Response::new(
                     400,
                     "text/xml",
                     format!(
@@ -497,7 +266,7 @@ impl Sts {
             };
             let session = r.param("RoleSessionName").unwrap_or("session");
             let e = |v: &str| xml_escape(v);
-            Reply::new(
+            Response::new(
                 200,
                 "text/xml",
                 format!(
@@ -526,7 +295,7 @@ impl Sts {
             )
         };
         Ok(Sts {
-            server: Server::start(creds, Arc::new(handler))?,
+            server: start(creds, handler)?,
         })
     }
 
@@ -755,26 +524,6 @@ mod tests {
             log.iter().map(|r| r.status).collect::<Vec<_>>(),
             [200, 200, 400, 400]
         );
-        Ok(())
-    }
-
-    #[test]
-    fn one_connection_carries_several_requests() -> io::Result<()> {
-        let endpoint = ContainerCredentials::start(creds(), None)?;
-        let stream = TcpStream::connect(authority(&endpoint.url("/")))?;
-        let mut reader = BufReader::new(stream.try_clone()?);
-        let mut out = stream;
-        for _ in 0..2 {
-            out.write_all(b"GET /creds HTTP/1.1\r\nHost: x\r\n\r\n")?;
-            let head = Head::read(&mut reader)?.expect("an answer");
-            assert_eq!(head.status(), 200);
-            let mut body = Vec::new();
-            (&mut reader)
-                .take(head.content_length().expect("a length"))
-                .read_to_end(&mut body)?;
-            assert_eq!(json(&body)?["AccessKeyId"], "AKIAEXAMPLE");
-        }
-        assert_eq!(endpoint.log().len(), 2);
         Ok(())
     }
 

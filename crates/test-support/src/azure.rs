@@ -13,13 +13,11 @@ use std::io::{self, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sha2::{Digest as _, Sha256};
 
-use crate::aws_endpoints::{AwsCreds, EndpointRequest, Reply, Server};
+use crate::endpoint::{Endpoint, EndpointRequest, Response};
 use crate::process::{self, ServerProcess};
 
 /// Azurite's development account.
@@ -424,51 +422,58 @@ fn http_date(at: SystemTime) -> String {
 /// [`set_expires_in`](Self::set_expires_in)), and logs the forms.
 #[derive(Debug)]
 pub struct EntraToken {
-    server: Server,
-    expires_in: Arc<AtomicU64>,
+    server: Endpoint<Issued>,
+}
+
+/// What a token service has handed out: how many tokens, and the life of the next ones.
+#[derive(Debug)]
+struct Issued {
+    tokens: usize,
+    expires_in: u64,
 }
 
 impl EntraToken {
     /// Starts the endpoint.
     pub fn start() -> io::Result<EntraToken> {
-        let expires_in = Arc::new(AtomicU64::new(3600));
-        let issued = AtomicUsize::new(0);
-        let expiry = Arc::clone(&expires_in);
-        let handler = move |r: &EndpointRequest, _: &[u8], _: &mut _| {
+        let handler = |r: &EndpointRequest, _: &[u8], issued: &mut Issued| {
             if r.method != "POST" || !r.path.ends_with("/oauth2/v2.0/token") {
-                return Reply::text(404, "");
+                return Response::text(404, "");
             }
-            let n = issued.fetch_add(1, Ordering::Relaxed);
-            Reply::new(
+            let n = issued.tokens;
+            issued.tokens += 1;
+            Response::new(
                 200,
                 "application/json",
                 serde_json::json!({
                     "token_type": "Bearer",
-                    "expires_in": expiry.load(Ordering::Relaxed),
+                    "expires_in": issued.expires_in,
                     "access_token": format!("entra-token-{n}"),
                 })
                 .to_string(),
             )
         };
+        let issued = Issued {
+            tokens: 0,
+            expires_in: 3600,
+        };
         Ok(EntraToken {
-            server: Server::start(dummy_creds(), Arc::new(handler))?,
-            expires_in,
+            server: Endpoint::start(issued, handler)?,
         })
     }
 
     /// `http://127.0.0.1:<port>`: what `AZURE_AUTHORITY_HOST` takes.
     pub fn url(&self) -> String {
-        self.server.url("").trim_end_matches('/').to_owned()
+        self.server.origin()
     }
 
     /// The tokens handed out from now on live `seconds`.
     pub fn set_expires_in(&self, seconds: u64) {
-        self.expires_in.store(seconds, Ordering::Relaxed);
+        self.server.with(|issued| issued.expires_in = seconds);
     }
 
     /// Every request so far.
     pub fn log(&self) -> Vec<EndpointRequest> {
-        self.server.requests()
+        self.server.log()
     }
 }
 
@@ -477,26 +482,26 @@ impl EntraToken {
 /// "<in an hour>"}`.
 #[derive(Debug)]
 pub struct AzureImds {
-    server: Server,
+    server: Endpoint<usize>,
 }
 
 impl AzureImds {
     /// Starts the service.
     pub fn start() -> io::Result<AzureImds> {
-        let issued = AtomicUsize::new(0);
-        let handler = move |r: &EndpointRequest, _: &[u8], _: &mut _| {
+        let handler = |r: &EndpointRequest, _: &[u8], issued: &mut usize| {
             if r.path != "/metadata/identity/oauth2/token" {
-                return Reply::text(404, "");
+                return Response::text(404, "");
             }
             if r.header("Metadata") != Some("true") {
-                return Reply::text(400, "{\"error\":\"invalid_request\"}");
+                return Response::text(400, "{\"error\":\"invalid_request\"}");
             }
-            let n = issued.fetch_add(1, Ordering::Relaxed);
+            let n = *issued;
+            *issued += 1;
             let on = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs())
                 + 3600;
-            Reply::new(
+            Response::new(
                 200,
                 "application/json",
                 serde_json::json!({
@@ -509,30 +514,28 @@ impl AzureImds {
             )
         };
         Ok(AzureImds {
-            server: Server::start(dummy_creds(), Arc::new(handler))?,
+            server: Endpoint::start(0, handler)?,
         })
     }
 
     /// `http://127.0.0.1:<port>`: what `AZURE_POD_IDENTITY_AUTHORITY_HOST` takes.
     pub fn url(&self) -> String {
-        self.server.url("").trim_end_matches('/').to_owned()
+        self.server.origin()
     }
 
     /// Every request so far.
     pub fn log(&self) -> Vec<EndpointRequest> {
-        self.server.requests()
+        self.server.log()
     }
 }
 
-/// What to do before each refusal still to come.
-type Refusals = Arc<Mutex<Vec<Box<dyn FnOnce() + Send>>>>;
-
-/// What a [`FakeBlobs`] holds: blobs by path, and the blocks put and not yet committed, by the
-/// path of their blob and their id.
+/// What a [`FakeBlobs`] holds: blobs by path, the blocks put and not yet committed, by the
+/// path of their blob and their id, and what to do before each refusal still to come.
 #[derive(Default)]
 struct BlobStore {
     blobs: std::collections::BTreeMap<String, Vec<u8>>,
     blocks: std::collections::HashMap<(String, String), Vec<u8>>,
+    refusals: Vec<Box<dyn FnOnce() + Send>>,
 }
 
 /// A Blob endpoint that serves blobs (`HEAD` and whole `GET`s of text, `ETag` `"0x1"`) and
@@ -541,9 +544,7 @@ struct BlobStore {
 /// one was never put), and logs the headers of each request: where a bearer token is seen
 /// arriving.
 pub struct FakeBlobs {
-    server: Server,
-    refusals: Refusals,
-    store: Arc<Mutex<BlobStore>>,
+    server: Endpoint<BlobStore>,
 }
 
 impl std::fmt::Debug for FakeBlobs {
@@ -565,7 +566,7 @@ fn block_list_ids(body: &str) -> Vec<String> {
 }
 
 /// A `Put …` of `r` (with its `body`) into `store`.
-fn put_into(store: &mut BlobStore, r: &EndpointRequest, body: &[u8]) -> Reply {
+fn put_into(store: &mut BlobStore, r: &EndpointRequest, body: &[u8]) -> Response {
     match r.param("comp") {
         Some("block") => {
             let id = r.param("blockid").unwrap_or_default().to_owned();
@@ -575,38 +576,34 @@ fn put_into(store: &mut BlobStore, r: &EndpointRequest, body: &[u8]) -> Reply {
             let mut blob = Vec::new();
             for id in block_list_ids(&String::from_utf8_lossy(body)) {
                 let Some(block) = store.blocks.get(&(r.path.clone(), id)) else {
-                    return Reply::text(400, "InvalidBlockList");
+                    return Response::text(400, "InvalidBlockList");
                 };
                 blob.extend_from_slice(block);
             }
             store.blocks.retain(|(path, _), _| *path != r.path);
             store.blobs.insert(r.path.clone(), blob);
         }
-        Some(_) => return Reply::text(400, "not a put this endpoint takes"),
+        Some(_) => return Response::text(400, "not a put this endpoint takes"),
         None => {
             store.blobs.insert(r.path.clone(), body.to_vec());
         }
     }
-    Reply::text(201, "")
+    Response::text(201, "")
 }
 
 impl FakeBlobs {
     /// Serves `blobs` (path after the endpoint, `/<account>/<container>/<name>`, and text).
     pub fn start(blobs: Vec<(String, String)>) -> io::Result<FakeBlobs> {
-        let refusals: Refusals = Arc::default();
-        let store = Arc::new(Mutex::new(BlobStore {
+        let store = BlobStore {
             blobs: blobs
                 .into_iter()
                 .map(|(path, text)| (path, text.into_bytes()))
                 .collect(),
             ..BlobStore::default()
-        }));
-        let pending = Arc::clone(&refusals);
-        let held = Arc::clone(&store);
-        let handler = move |r: &EndpointRequest, body: &[u8], _: &mut _| {
-            let mut store = held.lock().expect("blobs");
+        };
+        let handler = |r: &EndpointRequest, body: &[u8], store: &mut BlobStore| {
             if r.method == "PUT" {
-                return put_into(&mut store, r, body);
+                return put_into(store, r, body);
             }
             if r.params.iter().any(|(k, v)| k == "comp" && v == "list") {
                 let container = format!("{}/", r.path);
@@ -630,58 +627,49 @@ impl FakeBlobs {
                     }
                 }
                 xml.push_str("</Blobs><NextMarker/></EnumerationResults>");
-                return Reply::new(200, "application/xml", xml);
+                return Response::new(200, "application/xml", xml);
             }
             let Some(body) = store.blobs.get(&r.path) else {
-                return Reply::text(404, "");
+                return Response::text(404, "");
             };
             if r.method == "GET"
-                && let Some(before) = pending.lock().expect("refusals").pop()
+                && let Some(before) = store.refusals.pop()
             {
                 before();
-                return Reply::text(401, "");
+                return Response::text(401, "");
             }
-            let mut reply = Reply::new(
+            Response::new(
                 200,
                 "application/octet-stream",
                 String::from_utf8_lossy(body).into_owned(),
-            );
-            reply.headers.push(("ETag", "\"0x1\"".into()));
-            reply
+            )
+            .with_header("ETag", "\"0x1\"")
         };
         Ok(FakeBlobs {
-            server: Server::start(dummy_creds(), Arc::new(handler))?,
-            refusals,
-            store,
+            server: Endpoint::start(store, handler)?,
         })
     }
 
     /// The bytes of the blob at `path` (`/<account>/<container>/<name>`), served or put.
     pub fn blob(&self, path: &str) -> Option<Vec<u8>> {
-        self.store.lock().expect("blobs").blobs.get(path).cloned()
+        self.server.with(|store| store.blobs.get(path).cloned())
     }
 
     /// Refuses the next `GET` of a blob with 401, once, calling `before` first.
     pub fn refuse_next_get(&self, before: impl FnOnce() + Send + 'static) {
-        self.refusals
-            .lock()
-            .expect("refusals")
-            .push(Box::new(before));
+        self.server
+            .with(|store| store.refusals.push(Box::new(before)));
     }
 
     /// `http://127.0.0.1:<port>`: what `--endpoint-url` takes.
     pub fn url(&self) -> String {
-        self.server.url("").trim_end_matches('/').to_owned()
+        self.server.origin()
     }
 
     /// Every request so far.
     pub fn log(&self) -> Vec<EndpointRequest> {
-        self.server.requests()
+        self.server.log()
     }
-}
-
-fn dummy_creds() -> AwsCreds {
-    AwsCreds::new("unused", "unused", None)
 }
 
 #[cfg(test)]

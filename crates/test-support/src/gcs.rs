@@ -16,18 +16,14 @@
 //! of a generation that is not the object's is a `404`; a missing bucket or object is a `404`
 //! whose message says `Not Found` either way; a range is a `206` with `Content-Range`.
 
-use std::io::{self, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::io;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
-use crate::EndpointRequest;
+use crate::endpoint::{Endpoint, EndpointRequest, Response};
 use crate::process::{self, ServerProcess};
-use crate::wire::{self, Body, Head, Reply};
+use crate::wire::{self, Body, Reply};
 
 /// How long fake-gcs-server may take to listen after it starts.
 const START_LIMIT: Duration = Duration::from_secs(20);
@@ -224,7 +220,6 @@ pub const METADATA_TOKEN_PATH: &str = "/computeMetadata/v1/instance/service-acco
 
 #[derive(Debug)]
 struct TokenState {
-    log: Vec<EndpointRequest>,
     issued: Vec<String>,
     /// The life of each token in turn, the last for every later one.
     expires_in: Vec<u64>,
@@ -236,157 +231,78 @@ struct TokenState {
 /// metadata server's token; stopped on drop.
 #[derive(Debug)]
 pub struct GoogleTokens {
-    addr: SocketAddr,
-    state: Arc<Mutex<TokenState>>,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    server: Endpoint<TokenState>,
 }
 
 impl GoogleTokens {
     /// Starts the services; tokens say they last an hour until [`Self::set_expires_in`].
     pub fn start() -> io::Result<GoogleTokens> {
-        let listener = TcpListener::bind("127.0.0.1:0")?;
-        let addr = listener.local_addr()?;
-        let state = Arc::new(Mutex::new(TokenState {
-            log: Vec::new(),
+        let state = TokenState {
             issued: Vec::new(),
             expires_in: vec![3600],
             refuse: None,
-        }));
-        let stop = Arc::new(AtomicBool::new(false));
-        let thread = {
-            let (state, stop) = (Arc::clone(&state), Arc::clone(&stop));
-            std::thread::spawn(move || {
-                for stream in listener.incoming() {
-                    if stop.load(Ordering::Relaxed) {
-                        return;
-                    }
-                    let Ok(stream) = stream else { continue };
-                    let state = Arc::clone(&state);
-                    std::thread::spawn(move || serve(stream, &state));
-                }
-            })
         };
         Ok(GoogleTokens {
-            addr,
-            state,
-            stop,
-            thread: Some(thread),
+            server: Endpoint::start(state, answer)?,
         })
     }
 
     /// The OAuth token endpoint, `http://127.0.0.1:<port>/token`: a key file's `token_uri`.
     pub fn token_uri(&self) -> String {
-        format!("http://{}/token", self.addr)
+        self.server.url("/token")
     }
 
     /// `127.0.0.1:<port>`: `GCE_METADATA_HOST`.
     pub fn host(&self) -> String {
-        self.addr.to_string()
+        self.server.addr().to_string()
     }
 
     /// Every request so far, in order, with the status each got.
     pub fn log(&self) -> Vec<EndpointRequest> {
-        self.lock().log.clone()
+        self.server.log()
     }
 
     /// The tokens handed out so far, in order.
     pub fn issued(&self) -> Vec<String> {
-        self.lock().issued.clone()
+        self.server.with(|state| state.issued.clone())
     }
 
     /// The next tokens handed out say they last `seconds[0]`, `seconds[1]`, …, and every
     /// one after those the last of them.
     pub fn set_expires_in(&self, seconds: &[u64]) {
         assert!(!seconds.is_empty(), "at least one life");
-        let mut state = self.lock();
-        let issued = state.issued.len();
-        state.expires_in = std::iter::repeat_n(0, issued)
-            .chain(seconds.iter().copied())
-            .collect();
+        self.server.with(|state| {
+            let issued = state.issued.len();
+            state.expires_in = std::iter::repeat_n(0, issued)
+                .chain(seconds.iter().copied())
+                .collect();
+        });
     }
 
     /// Token requests from now on are answered `status` with `{"error": "invalid_grant"}`.
     pub fn refuse(&self, status: u16) {
-        self.lock().refuse = Some(status);
-    }
-
-    fn lock(&self) -> MutexGuard<'_, TokenState> {
-        self.state.lock().expect("token state poisoned")
+        self.server.with(|state| state.refuse = Some(status));
     }
 }
 
-impl Drop for GoogleTokens {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        let _ = TcpStream::connect(self.addr);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-/// Answers the requests of one connection until the client closes it.
-fn serve(stream: TcpStream, state: &Mutex<TokenState>) {
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
-    let Ok(read_half) = stream.try_clone() else {
-        return;
-    };
-    let mut reader = BufReader::new(read_half);
-    let mut out = stream;
-    while let Ok(Some(head)) = Head::read(&mut reader) {
-        let mut body = Vec::new();
-        let len = head.content_length().unwrap_or(0);
-        if (&mut reader).take(len).read_to_end(&mut body).is_err() {
-            return;
-        }
-        let mut parts = head.first.split(' ');
-        let method = parts.next().unwrap_or_default().to_owned();
-        let target = parts.next().unwrap_or_default();
-        let (path, query) = target.split_once('?').unwrap_or((target, ""));
-        let mut params = form_decode(query);
-        params.extend(form_decode(&String::from_utf8_lossy(&body)));
-        let mut request = EndpointRequest {
-            method,
-            path: path.to_owned(),
-            headers: head.headers.clone(),
-            params,
-            status: 0,
-        };
-        let (status, answer) = {
-            let mut state = state.lock().expect("token state poisoned");
-            let (status, answer) = answer(&request, &mut state);
-            request.status = status;
-            state.log.push(request);
-            (status, answer)
-        };
-        let text = format!(
-            "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{answer}",
-            answer.len()
-        );
-        if out.write_all(text.as_bytes()).is_err() {
-            return;
-        }
-    }
-}
-
-/// The status and JSON answer to `request`.
-fn answer(request: &EndpointRequest, state: &mut TokenState) -> (u16, String) {
+/// The JSON answer to `request`.
+fn answer(request: &EndpointRequest, _: &[u8], state: &mut TokenState) -> Response {
+    let json = |status, body: String| Response::new(status, "application/json", body);
     let known = match request.path.as_str() {
         "/token" => request.method == "POST",
         METADATA_TOKEN_PATH => {
             if request.header("Metadata-Flavor") != Some("Google") {
-                return (403, r#"{"error": "missing Metadata-Flavor"}"#.to_owned());
+                return json(403, r#"{"error": "missing Metadata-Flavor"}"#.to_owned());
             }
             request.method == "GET"
         }
         _ => false,
     };
     if !known {
-        return (404, r#"{"error": "not_found"}"#.to_owned());
+        return json(404, r#"{"error": "not_found"}"#.to_owned());
     }
     if let Some(status) = state.refuse {
-        return (
+        return json(
             status,
             r#"{"error": "invalid_grant", "error_description": "the grant is no good"}"#.to_owned(),
         );
@@ -395,7 +311,7 @@ fn answer(request: &EndpointRequest, state: &mut TokenState) -> (u16, String) {
     let expires_in = state.expires_in[n.min(state.expires_in.len() - 1)];
     let token = format!("token-{}", n + 1);
     state.issued.push(token.clone());
-    (
+    json(
         200,
         serde_json::json!({
             "access_token": token,
@@ -404,17 +320,6 @@ fn answer(request: &EndpointRequest, state: &mut TokenState) -> (u16, String) {
         })
         .to_string(),
     )
-}
-
-/// `a=b&c=d` decoded (`+` is a space, `%XX` a byte).
-fn form_decode(text: &str) -> Vec<(String, String)> {
-    text.split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| {
-            let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            (wire::percent_decode(k), wire::percent_decode(v))
-        })
-        .collect()
 }
 
 /// A service account's key file made for a test: an RSA key of its own (`openssl genpkey`),

@@ -20,14 +20,9 @@
 //! `Content-Range` and the status it got ([`GcsUploads::log`]).
 
 use std::collections::HashMap;
-use std::fmt::Write as _;
-use std::io::{self, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::thread::JoinHandle;
+use std::io;
 
-use crate::wire::{self, Head};
+use crate::endpoint::{Endpoint, EndpointRequest, Response};
 
 /// One request the server answered.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,9 +41,24 @@ pub struct UploadRequest {
     pub status: u16,
 }
 
+impl From<EndpointRequest> for UploadRequest {
+    fn from(r: EndpointRequest) -> Self {
+        let owned = |v: Option<&str>| v.map(str::to_owned);
+        UploadRequest {
+            upload_type: owned(r.param("uploadType")),
+            content_range: owned(r.header("content-range")),
+            authorization: owned(r.header("authorization")),
+            method: r.method,
+            path: r.path,
+            status: r.status,
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct State {
-    log: Vec<UploadRequest>,
+    /// `http://127.0.0.1:<port>`, where sessions are.
+    origin: String,
     /// Sessions by id: the object's name and the bytes kept.
     sessions: HashMap<String, (String, Vec<u8>)>,
     objects: HashMap<String, Vec<u8>>,
@@ -61,181 +71,85 @@ struct State {
 /// The upload endpoint on `127.0.0.1:<port>`; stopped on drop.
 #[derive(Debug)]
 pub struct GcsUploads {
-    addr: SocketAddr,
-    state: Arc<Mutex<State>>,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    server: Endpoint<State>,
 }
 
 impl GcsUploads {
     /// Starts the server, with no objects.
     pub fn start() -> io::Result<GcsUploads> {
-        let listener = TcpListener::bind("127.0.0.1:0")?;
-        let addr = listener.local_addr()?;
-        let state = Arc::new(Mutex::new(State::default()));
-        let stop = Arc::new(AtomicBool::new(false));
-        let thread = {
-            let (state, stop) = (Arc::clone(&state), Arc::clone(&stop));
-            std::thread::spawn(move || {
-                for stream in listener.incoming() {
-                    if stop.load(Ordering::Relaxed) {
-                        return;
-                    }
-                    let Ok(stream) = stream else { continue };
-                    let state = Arc::clone(&state);
-                    std::thread::spawn(move || serve(stream, addr, &state));
-                }
-            })
-        };
-        Ok(GcsUploads {
-            addr,
-            state,
-            stop,
-            thread: Some(thread),
-        })
+        let server = Endpoint::start(State::default(), answer)?;
+        // Before any client can know the port, so before any request.
+        let origin = server.origin();
+        server.with(|state| state.origin = origin);
+        Ok(GcsUploads { server })
     }
 
     /// `http://127.0.0.1:<port>`: the endpoint.
     pub fn endpoint(&self) -> String {
-        format!("http://{}", self.addr)
+        self.server.origin()
     }
 
     /// The `number`th chunk `PUT` from now on (counting from 1, status queries not counted)
     /// keeps its first `keep` bytes and is answered `503`.
     pub fn cut_chunk(&self, number: usize, keep: usize) {
-        let mut state = lock(&self.state);
-        let at = state.chunks + number;
-        state.cuts.push((at, keep));
+        self.server.with(|state| {
+            let at = state.chunks + number;
+            state.cuts.push((at, keep));
+        });
     }
 
     /// The bytes of the object `name`, once its upload completed.
     pub fn object(&self, name: &str) -> Option<Vec<u8>> {
-        lock(&self.state).objects.get(name).cloned()
+        self.server.with(|state| state.objects.get(name).cloned())
     }
 
     /// Every request so far, in order.
     pub fn log(&self) -> Vec<UploadRequest> {
-        lock(&self.state).log.clone()
+        self.server.log().into_iter().map(Into::into).collect()
     }
 }
 
-impl Drop for GcsUploads {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        // Wakes the accept loop, which then sees `stop`.
-        let _ = TcpStream::connect(self.addr);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
-    state
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-/// Answers the requests of one connection until the client closes it.
-fn serve(stream: TcpStream, addr: SocketAddr, state: &Mutex<State>) {
-    let _ = stream.set_read_timeout(Some(wire::READ_TIMEOUT));
-    let Ok(read_half) = stream.try_clone() else {
-        return;
-    };
-    let mut reader = BufReader::new(read_half);
-    let mut out = stream;
-    while let Ok(Some(head)) = Head::read(&mut reader) {
-        let mut body = Vec::new();
-        let len = head.content_length().unwrap_or(0);
-        if (&mut reader).take(len).read_to_end(&mut body).is_err() {
-            return;
-        }
-        let (status, headers, text) = answer(&head, body, addr, &mut lock(state));
-        let mut reply = format!(
-            "HTTP/1.1 {status} {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
-            if status == 308 {
-                "Resume Incomplete"
-            } else {
-                "Answer"
-            },
-            text.len()
-        );
-        for (name, value) in headers {
-            let _ = write!(reply, "{name}: {value}\r\n");
-        }
-        reply.push_str("\r\n");
-        reply.push_str(&text);
-        if out.write_all(reply.as_bytes()).is_err() {
-            return;
-        }
-    }
-}
-
-/// The answer to one request: status, headers, body; the request logged.
-fn answer(
-    head: &Head,
-    body: Vec<u8>,
-    addr: SocketAddr,
-    state: &mut State,
-) -> (u16, Vec<(&'static str, String)>, String) {
-    let mut first = head.first.split(' ');
-    let method = first.next().unwrap_or_default().to_owned();
-    let target = first.next().unwrap_or_default();
-    let (path, query) = target.split_once('?').unwrap_or((target, ""));
-    let param = |name: &str| {
-        query
-            .split('&')
-            .filter_map(|p| p.split_once('='))
-            .find(|(k, _)| *k == name)
-            .map(|(_, v)| wire::percent_decode(v))
-    };
-    let content_range = head.get("content-range").map(str::to_owned);
-    let (status, headers, text) = match (method.as_str(), param("upload_id")) {
+/// The answer to one request.
+fn answer(r: &EndpointRequest, body: &[u8], state: &mut State) -> Response {
+    let empty = |status| Response::new(status, "application/json", "");
+    match (r.method.as_str(), r.param("upload_id")) {
         ("DELETE", Some(id)) => {
-            state.sessions.remove(&id);
-            (499, Vec::new(), String::new())
+            state.sessions.remove(id);
+            empty(499)
         }
-        ("PUT", Some(id)) => chunk(state, &id, content_range.as_deref(), &body),
-        ("POST", None) => match (param("uploadType").as_deref(), param("name")) {
+        ("PUT", Some(id)) => chunk(state, id, r.header("content-range"), body),
+        ("POST", None) => match (r.param("uploadType"), r.param("name")) {
             (Some("resumable"), Some(name)) => {
                 state.next_session += 1;
                 let id = format!("session-{}", state.next_session);
-                state.sessions.insert(id.clone(), (name, Vec::new()));
-                let location = format!("http://{addr}{path}?uploadType=resumable&upload_id={id}");
-                (200, vec![("Location", location)], String::new())
+                state
+                    .sessions
+                    .insert(id.clone(), (name.to_owned(), Vec::new()));
+                let location = format!(
+                    "{}{}?uploadType=resumable&upload_id={id}",
+                    state.origin, r.path
+                );
+                empty(200).with_header("Location", location)
             }
             (Some("media"), Some(name)) => {
-                let text = object_json(&name, body.len());
-                state.objects.insert(name, body);
-                (200, Vec::new(), text)
+                let text = object_json(name, body.len());
+                state.objects.insert(name.to_owned(), body.to_vec());
+                Response::new(200, "application/json", text)
             }
-            _ => (400, Vec::new(), String::new()),
+            _ => empty(400),
         },
-        _ => (404, Vec::new(), String::new()),
-    };
-    state.log.push(UploadRequest {
-        method,
-        path: path.to_owned(),
-        upload_type: param("uploadType"),
-        content_range,
-        authorization: head.get("authorization").map(str::to_owned),
-        status,
-    });
-    (status, headers, text)
+        _ => empty(404),
+    }
 }
 
 /// A `PUT` to the session `id`: a chunk, or a status query.
-fn chunk(
-    state: &mut State,
-    id: &str,
-    range: Option<&str>,
-    body: &[u8],
-) -> (u16, Vec<(&'static str, String)>, String) {
+fn chunk(state: &mut State, id: &str, range: Option<&str>, body: &[u8]) -> Response {
+    let empty = |status| Response::new(status, "application/json", "");
     let Some(range) = range.and_then(|r| r.strip_prefix("bytes ")) else {
-        return (400, Vec::new(), String::new());
+        return empty(400);
     };
     let Some((span, total)) = range.split_once('/') else {
-        return (400, Vec::new(), String::new());
+        return empty(400);
     };
     let total: Option<usize> = total.parse().ok();
     let cut = if span == "*" {
@@ -250,23 +164,16 @@ fn chunk(
             .map(|i| state.cuts.remove(i).1)
     };
     let Some((name, kept)) = state.sessions.get_mut(id) else {
-        return (404, Vec::new(), String::new());
-    };
-    let have = |kept: &Vec<u8>| {
-        if kept.is_empty() {
-            Vec::new()
-        } else {
-            vec![("Range", format!("bytes=0-{}", kept.len() - 1))]
-        }
+        return empty(404);
     };
     if span != "*" {
         let start: Option<usize> = span.split('-').next().and_then(|s| s.parse().ok());
         if start != Some(kept.len()) {
-            return (400, Vec::new(), String::new());
+            return empty(400);
         }
         if let Some(keep) = cut {
             kept.extend_from_slice(&body[..keep.min(body.len())]);
-            return (503, Vec::new(), String::new());
+            return empty(503);
         }
         kept.extend_from_slice(body);
     }
@@ -276,9 +183,16 @@ fn chunk(
             state.sessions.remove(id);
             let text = object_json(&name, bytes.len());
             state.objects.insert(name, bytes);
-            (200, Vec::new(), text)
+            Response::new(200, "application/json", text)
         }
-        _ => (308, have(kept), String::new()),
+        _ => {
+            let mut incomplete = empty(308);
+            incomplete.reason = Some("Resume Incomplete");
+            if !kept.is_empty() {
+                incomplete = incomplete.with_header("Range", format!("bytes=0-{}", kept.len() - 1));
+            }
+            incomplete
+        }
     }
 }
 

@@ -69,6 +69,7 @@ pub mod archives;
 mod aws_endpoints;
 mod azure;
 mod canned;
+mod endpoint;
 mod fault;
 mod gcs;
 mod gcs_uploads;
@@ -94,14 +95,15 @@ mod tls_front;
 mod wire;
 
 pub use aws_endpoints::{
-    AwsCreds, ContainerCredentials, EndpointRequest, FAR_EXPIRATION, IMDS_TOKEN_HEADER,
-    IMDS_TTL_HEADER, InstanceMetadata, Sts,
+    AwsCreds, ContainerCredentials, FAR_EXPIRATION, IMDS_TOKEN_HEADER, IMDS_TTL_HEADER,
+    InstanceMetadata, Sts,
 };
 pub use azure::{
     AZURITE_ACCOUNT, AZURITE_KEY, AzureImds, Azurite, EntraToken, FakeBlobs, azurite_binary,
     sas_with_key,
 };
 pub use canned::serve_canned;
+pub use endpoint::EndpointRequest;
 pub use fault::{Answer, FaultServer, Served};
 pub use gcs::{FakeGcs, GoogleTokens, METADATA_TOKEN_PATH, ServiceAccount, fake_gcs_server_binary};
 pub use gcs_uploads::{GcsUploads, UploadRequest};
