@@ -18,20 +18,17 @@ pub fn model_signing() -> PathBuf {
 
 /// Runs a command; panics with its output when it fails.
 pub fn run(command: &mut Command) -> String {
-    let output = command
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"));
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    assert!(output.status.success(), "{command:?} failed: {text}");
-    text
+    run_expecting(command, true)
 }
 
 /// Runs a command that must fail; returns its output.
 pub fn run_failing(command: &mut Command) -> String {
+    run_expecting(command, false)
+}
+
+/// Runs a command; its output (stdout, then stderr), or a panic with it when the command's
+/// success is not `success`.
+fn run_expecting(command: &mut Command, success: bool) -> String {
     let output = command
         .output()
         .unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"));
@@ -40,7 +37,11 @@ pub fn run_failing(command: &mut Command) -> String {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
-    assert!(!output.status.success(), "{command:?} succeeded: {text}");
+    let outcome = if success { "failed" } else { "succeeded" };
+    assert!(
+        output.status.success() == success,
+        "{command:?} {outcome}: {text}"
+    );
     text
 }
 
