@@ -429,3 +429,60 @@ fn openssl(args: &[&str]) -> io::Result<()> {
         )))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn json(reply: &Reply) -> io::Result<serde_json::Value> {
+        serde_json::from_slice(&reply.body).map_err(io::Error::other)
+    }
+
+    #[test]
+    fn tokens_are_numbered_last_as_set_and_can_be_refused() -> io::Result<()> {
+        let tokens = GoogleTokens::start()?;
+        let host = tokens.host();
+        assert_eq!(tokens.token_uri(), format!("http://{host}/token"));
+        let form = [("Content-Type", "application/x-www-form-urlencoded")];
+        let grant = Body::Bytes(b"grant_type=refresh_token&refresh_token=r%2B1");
+        let first = wire::exchange(&host, "POST", "/token", &form, grant)?;
+        assert_eq!(first.status, 200);
+        assert_eq!(json(&first)?["access_token"], "token-1");
+        assert_eq!(json(&first)?["expires_in"], 3600);
+
+        let flavor = [("Metadata-Flavor", "Google")];
+        let bare = wire::exchange(&host, "GET", METADATA_TOKEN_PATH, &[], Body::None)?;
+        assert_eq!(bare.status, 403);
+        tokens.set_expires_in(&[5, 60]);
+        let lives: Vec<_> = (0..3)
+            .map(|_| {
+                let got = wire::exchange(&host, "GET", METADATA_TOKEN_PATH, &flavor, Body::None)?;
+                Ok(json(&got)?["expires_in"].as_u64())
+            })
+            .collect::<io::Result<_>>()?;
+        assert_eq!(lives, [Some(5), Some(60), Some(60)]);
+        assert_eq!(
+            tokens.issued(),
+            ["token-1", "token-2", "token-3", "token-4"]
+        );
+
+        tokens.refuse(400);
+        let refused = wire::exchange(&host, "POST", "/token", &form, Body::Bytes(b""))?;
+        assert_eq!(
+            (refused.status, json(&refused)?["error"].as_str()),
+            (400, Some("invalid_grant"))
+        );
+        let elsewhere = wire::exchange(&host, "GET", "/other", &flavor, Body::None)?;
+        assert_eq!(elsewhere.status, 404);
+        assert_eq!(tokens.issued().len(), 4);
+
+        let log = tokens.log();
+        assert_eq!(
+            log.iter().map(|r| r.status).collect::<Vec<_>>(),
+            [200, 403, 200, 200, 200, 400, 404]
+        );
+        assert_eq!(log[0].param("refresh_token"), Some("r+1"));
+        assert_eq!(log[2].header("metadata-flavor"), Some("Google"));
+        Ok(())
+    }
+}

@@ -201,3 +201,80 @@ fn object_json(name: &str, size: usize) -> String {
     serde_json::json!({ "kind": "storage#object", "name": name, "size": size.to_string() })
         .to_string()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::{self, Body};
+
+    #[test]
+    fn a_session_answers_its_status_keeps_a_cut_chunk_and_completes() -> io::Result<()> {
+        let server = GcsUploads::start()?;
+        let host = server.endpoint().trim_start_matches("http://").to_owned();
+        let start = wire::exchange(
+            &host,
+            "POST",
+            "/upload/storage/v1/b/models/o?uploadType=resumable&name=w%2Fa.bin",
+            &[("Authorization", "Bearer t")],
+            Body::Bytes(b"{}"),
+        )?;
+        assert_eq!(start.status, 200);
+        let location = start.header("Location").expect("a session").to_owned();
+        let session = location
+            .strip_prefix(&server.endpoint())
+            .expect("a session on the endpoint")
+            .to_owned();
+        let put = |range: &str, body: &[u8]| {
+            wire::exchange(
+                &host,
+                "PUT",
+                &session,
+                &[("Content-Range", range)],
+                Body::Bytes(body),
+            )
+        };
+
+        let status = put("bytes */8", b"")?;
+        assert_eq!((status.status, status.header("Range")), (308, None));
+        server.cut_chunk(1, 3);
+        assert_eq!(put("bytes 0-3/*", b"abcd")?.status, 503);
+        let status = put("bytes */8", b"")?;
+        assert_eq!(
+            (status.status, status.header("Range")),
+            (308, Some("bytes=0-2"))
+        );
+        assert_eq!(put("bytes 0-3/*", b"abcd")?.status, 400);
+        let more = put("bytes 3-4/*", b"de")?;
+        assert_eq!(
+            (more.status, more.header("Range")),
+            (308, Some("bytes=0-4"))
+        );
+        assert_eq!(server.object("w/a.bin"), None);
+        let done = put("bytes 5-7/8", b"fgh")?;
+        assert_eq!(done.status, 200);
+        assert!(done.text().contains("\"size\":\"8\""), "{}", done.text());
+        assert_eq!(server.object("w/a.bin").as_deref(), Some(&b"abcdefgh"[..]));
+        assert_eq!(put("bytes */8", b"")?.status, 404);
+
+        let log = server.log();
+        assert_eq!(
+            log.iter()
+                .map(|r| (r.method.as_str(), r.content_range.as_deref(), r.status))
+                .collect::<Vec<_>>(),
+            [
+                ("POST", None, 200),
+                ("PUT", Some("bytes */8"), 308),
+                ("PUT", Some("bytes 0-3/*"), 503),
+                ("PUT", Some("bytes */8"), 308),
+                ("PUT", Some("bytes 0-3/*"), 400),
+                ("PUT", Some("bytes 3-4/*"), 308),
+                ("PUT", Some("bytes 5-7/8"), 200),
+                ("PUT", Some("bytes */8"), 404),
+            ]
+        );
+        assert_eq!(log[0].upload_type.as_deref(), Some("resumable"));
+        assert_eq!(log[0].authorization.as_deref(), Some("Bearer t"));
+        assert_eq!(log[0].path, "/upload/storage/v1/b/models/o");
+        Ok(())
+    }
+}
