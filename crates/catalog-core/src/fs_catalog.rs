@@ -218,7 +218,8 @@ impl FsCatalog {
     }
 
     /// Removes what the catalog no longer needs: temporary files no live process holds, model
-    /// files no entry points at, and blobs nothing links to. With `dry_run`, only reports.
+    /// files no entry points at, blobs nothing links to, and kept signatures of no entry. With
+    /// `dry_run`, only reports.
     pub fn gc(&self, dry_run: bool) -> Result<GcReport> {
         self.update(|txn| {
             let mut report = GcReport::default();
@@ -234,8 +235,27 @@ impl FsCatalog {
                 self.gc_models(&models, &referenced, dry_run, &mut report)?;
             }
             self.gc_blobs(dry_run, &mut report)?;
+            let kept: Vec<PathBuf> = txn
+                .entries()
+                .map(|e| self.layout.signature_path(&e.id))
+                .collect();
+            self.gc_signatures(&kept, dry_run, &mut report)?;
             Ok(report)
         })
+    }
+
+    /// Removes the kept signatures (`signatures/*.sig`) not in `kept`. A `.sig.partial` file is
+    /// left: its writer renames it into place while holding no lock that `gc` could test.
+    fn gc_signatures(&self, kept: &[PathBuf], dry_run: bool, report: &mut GcReport) -> Result<()> {
+        let dir = self.layout.signatures_dir();
+        self.layout.refuse_symlinks(&dir)?;
+        for (path, meta) in list_dir(&dir)? {
+            let is_sig = path.extension().is_some_and(|e| e == "sig");
+            if meta.is_file() && is_sig && !kept.contains(&path) {
+                report.remove(&path, meta.len(), dry_run, |p| fs::remove_file(p))?;
+            }
+        }
+        Ok(())
     }
 
     fn gc_tmp(&self, dry_run: bool, report: &mut GcReport) -> Result<()> {
@@ -399,6 +419,16 @@ impl CatalogStore for FsCatalog {
         let Some(entry) = self.update(|txn| Ok::<_, Error>(txn.remove(id)))? else {
             return Ok(Deletion::NotFound);
         };
+        // Its kept signature goes with it, whatever becomes of its files.
+        let signature = self.layout.signature_path(id);
+        match fs::remove_file(&signature) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            // `gc` removes it later: no entry has its id now.
+            Err(e) => {
+                tracing::warn!(path = %signature.display(), error = %e, "the kept signature stays")
+            }
+        }
         let artifact = match entry.storage {
             Storage::InPlace => ArtifactRemoval::KeptInPlace,
             Storage::Cache => match self.remove_artifact(&entry) {

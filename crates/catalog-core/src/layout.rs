@@ -8,8 +8,10 @@
 //! ├── blobs/sha256/<hex>     immutable, read-only, named by their content
 //! ├── models/<scheme>/…      what `local_path` points at: hard links into blobs/ under the
 //! │                          artifact's own file names (a repository is a directory of them)
-//! ├── signatures/<hex>.sig   a signature given apart from a model (`ensure --signature`), by
-//! │                          the sha256 of the model's id, kept for `verify`
+//! ├── signatures/<hex>.sig   a signature found apart from a model's files (`ensure
+//! │                          --signature`, an OCI referrer), by the sha256 of the model's id,
+//! │                          kept for `verify`; removed with the model, and by `gc` when no
+//! │                          entry has that id
 //! ├── tmp/                   in-flight files, unique names, locked by their writer
 //! └── locks/                 one lock file per model id
 //! ```
@@ -101,6 +103,14 @@ impl CacheLayout {
     /// `signatures/`.
     pub fn signatures_dir(&self) -> PathBuf {
         self.root.join("signatures")
+    }
+
+    /// `signatures/<sha256 of id>.sig`: where the signature of the model `id` that is not one
+    /// of its files is kept.
+    pub fn signature_path(&self, id: &str) -> PathBuf {
+        let digest = Digest::sha256_of(id.as_bytes());
+        self.signatures_dir()
+            .join(format!("{}.sig", digest.value()))
     }
 
     /// `tmp/`.

@@ -384,7 +384,7 @@ impl Signing {
             reason,
         };
         let bundle_path = bundle_path(&entry.local_path);
-        let kept = kept_path(layout, &entry.id);
+        let kept = layout.signature_path(&entry.id);
         let (bytes, detached) = match bundle_path.as_deref().map(std::fs::read) {
             Some(Ok(bytes)) => (bytes, None),
             Some(Err(e)) if e.kind() != std::io::ErrorKind::NotFound => {
@@ -615,14 +615,6 @@ fn file_holds(
         Some(_) => Err(format!("`{path}` is not the file that was signed")),
         None => Err(format!("`{path}` is not signed")),
     }
-}
-
-/// Where a signature given apart from a model is kept for `verify`: `<cache>/signatures/<sha256
-/// of the id>.sig`.
-fn kept_path(layout: &CacheLayout, id: &str) -> PathBuf {
-    let digest = Digest::sha256_of(id.as_bytes()).to_string();
-    let hex = digest.strip_prefix("sha256:").unwrap_or(&digest);
-    layout.signatures_dir().join(format!("{hex}.sig"))
 }
 
 /// Writes `bytes` at `path`, through a file beside it renamed into place.

@@ -282,6 +282,42 @@ fn gc_removes_stale_temp_files_but_not_ones_being_written() -> TestResult {
 }
 
 #[test]
+fn kept_signatures_go_with_their_entry_and_gc_removes_those_of_no_entry() -> TestResult {
+    let fx = Fixture::new()?;
+    let layout = fx.catalog.layout();
+    let (a, b) = (fx.user_file("a")?, fx.user_file("b")?);
+    fx.catalog.put(entry("file:a", &a, Storage::InPlace))?;
+    fx.catalog.put(entry("file:b", &b, Storage::InPlace))?;
+    fs::create_dir_all(layout.signatures_dir())?;
+    let (sig_a, sig_b) = (
+        layout.signature_path("file:a"),
+        layout.signature_path("file:b"),
+    );
+    let orphan = layout.signature_path("file:gone");
+    let staged = layout.signatures_dir().join("x.sig.partial");
+    for path in [&sig_a, &sig_b, &orphan, &staged] {
+        fs::write(path, b"{}")?;
+    }
+
+    assert!(matches!(
+        fx.catalog.delete("file:a")?,
+        Deletion::Removed { .. }
+    ));
+    assert!(!sig_a.exists(), "removed with its entry");
+    assert!(a.exists(), "a file in place stays");
+
+    let dry = fx.catalog.gc(true)?;
+    assert!(orphan.exists(), "a dry run removes nothing");
+    let report = fx.catalog.gc(false)?;
+    let removed: Vec<&Path> = report.removed.iter().map(|(p, _)| p.as_path()).collect();
+    assert_eq!(removed, [orphan.as_path()]);
+    assert_eq!(dry.removed, report.removed);
+    assert!(sig_b.exists(), "an entry's signature stays");
+    assert!(staged.exists(), "one being written stays");
+    Ok(())
+}
+
+#[test]
 fn the_index_is_pretty_versioned_json_readable_by_others() -> TestResult {
     let fx = Fixture::new()?;
     fx.catalog
