@@ -207,6 +207,7 @@ impl<'a> Assembly<'a> {
         Ok(Fetched {
             source_digest: vouched.then(|| computed.clone()),
             unvouched,
+            signatures: Vec::new(),
             size_bytes: fingerprint.size,
             local_path,
             storage: Storage::Cache,

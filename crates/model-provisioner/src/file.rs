@@ -121,6 +121,7 @@ fn register_in_place(
     };
     Ok(Fetched {
         unvouched: Vec::new(),
+        signatures: Vec::new(),
         local_path: path.to_owned(),
         storage: Storage::InPlace,
         size_bytes: before.size,
@@ -205,6 +206,7 @@ fn copy_into_cache(
     let fingerprint = fingerprint(&dest).map_err(|e| Error::read(&dest, e))?;
     Ok(Fetched {
         unvouched: Vec::new(),
+        signatures: Vec::new(),
         local_path: dest,
         storage: Storage::Cache,
         size_bytes: bytes_read,

@@ -82,6 +82,7 @@ impl Source for HttpFetcher {
             parallel: 1,
             engine: &self.engine,
             claim: None,
+            signatures: Vec::new(),
             files: vec![ListedFile {
                 path,
                 size: None,

@@ -466,6 +466,7 @@ impl Source for ModelScope {
             engine: &self.engine,
             files,
             claim: None,
+            signatures: Vec::new(),
         })
     }
 

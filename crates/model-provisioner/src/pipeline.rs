@@ -60,6 +60,10 @@ pub struct Listing<'s> {
     pub files: Vec<ListedFile<'s>>,
     /// What the location says it holds, when it is a copy that `push` or `mirror` made.
     pub claim: Option<Claim>,
+    /// Signature bundles the source found beside the files (the Sigstore bundles among an OCI
+    /// manifest's referrers), read and bounded, not yet checked: handed on in
+    /// [`Fetched::signatures`].
+    pub signatures: Vec<Vec<u8>>,
 }
 
 /// What a copy made by `push` or `mirror` records about the model it was pushed from (an S3
@@ -223,6 +227,7 @@ pub fn place(req: &FetchRequest<'_>, listing: Listing<'_>) -> Result<Fetched> {
         engine,
         files,
         claim: _,
+        signatures,
     } = listing;
     // The reference may name one file, which then is the artifact: a wrong `--digest` fails
     // its download, before anything is written. An archive is never that file: the one named
@@ -310,6 +315,7 @@ pub fn place(req: &FetchRequest<'_>, listing: Listing<'_>) -> Result<Fetched> {
         // One file is the artifact: "no digest was given" says all there is to say.
         fetched.unvouched.clear();
     }
+    fetched.signatures = signatures;
     Ok(fetched)
 }
 
@@ -674,6 +680,7 @@ mod tests {
                 engine: &self.engine,
                 files,
                 claim: None,
+                signatures: Vec::new(),
             }
         }
 

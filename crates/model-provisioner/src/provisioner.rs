@@ -376,9 +376,33 @@ impl<C: CatalogStore, F: ModelFetcher> ModelProvisioner<C, F> {
             updated.model_info = Some(info);
         }
         updated.lifecycle = Lifecycle::Active;
+        // A policy for it holds its recorded files (no byte read again) against its signature;
+        // a refusal is recorded on the entry, which stays, and fails the ensure.
+        #[cfg(feature = "signing")]
+        let refused = if self.signing.has_policy(&entry.id, &entry.source) {
+            match self
+                .signing
+                .check(&self.layout, &updated, &*self.reporter, &[])
+            {
+                Ok(signature) => {
+                    updated.signature = signature;
+                    None
+                }
+                Err(e) => {
+                    updated.signature = Some(crate::signing::failed(&e.to_string()));
+                    Some(e)
+                }
+            }
+        } else {
+            None
+        };
         if updated != *entry {
             updated.updated_ms = now_ms();
             self.catalog.put(updated.clone())?;
+        }
+        #[cfg(feature = "signing")]
+        if let Some(e) = refused {
+            return Err(e);
         }
         Ok(Some(updated))
     }
@@ -469,7 +493,9 @@ impl<C: CatalogStore, F: ModelFetcher> ModelProvisioner<C, F> {
         // A model its policy refuses is not recorded: the cache keeps its files, for `gc`.
         #[cfg(feature = "signing")]
         {
-            entry.signature = self.signing.check(&self.layout, &entry, &*self.reporter)?;
+            entry.signature =
+                self.signing
+                    .check(&self.layout, &entry, &*self.reporter, &fetched.signatures)?;
         }
         self.catalog.put(entry.clone())?;
         self.reporter.event(&Event::Published {
@@ -577,7 +603,10 @@ impl<C: CatalogStore, F: ModelFetcher> ModelProvisioner<C, F> {
         // The signature again, over bytes just found to be the recorded ones.
         #[cfg(feature = "signing")]
         let signed = match &checked {
-            Ok(_) => match self.signing.check(&self.layout, &updated, &*self.reporter) {
+            Ok(_) => match self
+                .signing
+                .check(&self.layout, &updated, &*self.reporter, &[])
+            {
                 Ok(signature) => {
                     updated.signature = signature;
                     Ok(())

@@ -53,6 +53,9 @@ pub struct Fetched {
     /// The files of a model of several files that no source stated a digest for, so that the
     /// model is `warn` without a digest from the caller; the output names them.
     pub unvouched: Vec<String>,
+    /// Signature bundles the source found apart from the model's files (an OCI manifest's
+    /// referrers), which the model's signature check considers when it has no `model.sig`.
+    pub signatures: Vec<Vec<u8>>,
 }
 
 /// The error for references a fetcher cannot handle in this build, naming what is needed.

@@ -369,51 +369,100 @@ impl Signing {
             .or_else(|| self.rules.matching(&[id, source]))
     }
 
+    /// Whether a policy applies to the model of `id` ensured from `source`.
+    pub(crate) fn has_policy(&self, id: &str, source: &str) -> bool {
+        self.policy(id, source).is_some()
+    }
+
     /// Checks the signature of the model `entry` records (its files at `layout`), as the
-    /// policy for it wants, or, with none, as far as a present `model.sig` can be checked.
+    /// policy for it wants, or, with none, as far as a signature found can be checked.
     /// `None`: no signature, and none asked for.
+    ///
+    /// The signature is the model's `model.sig`; else the bundle given apart (`--signature`);
+    /// else those its source `found` beside it (an OCI manifest's referrers), of which one
+    /// that satisfies the policy is enough; else the one kept from an earlier check. One given
+    /// apart or found is kept for `verify` once its check is recorded.
     pub(crate) fn check(
         &self,
         layout: &CacheLayout,
         entry: &CatalogEntry,
         reporter: &dyn Reporter,
+        found: &[Vec<u8>],
     ) -> Result<Option<SignatureCheck>> {
         let policy = self.policy(&entry.id, &entry.source);
-        let refuse = |reason: String| Error::Signature {
-            id: entry.id.clone(),
-            reason,
-        };
-        let bundle_path = bundle_path(&entry.local_path);
-        let kept = layout.signature_path(&entry.id);
-        let (bytes, detached) = match bundle_path.as_deref().map(std::fs::read) {
-            Some(Ok(bytes)) => (bytes, None),
-            Some(Err(e)) if e.kind() != std::io::ErrorKind::NotFound => {
-                return Err(Error::read(
-                    bundle_path.as_deref().unwrap_or(Path::new("")),
-                    e,
-                ));
-            }
-            _ => match (&self.detached, read_signature_file(&kept)) {
-                (Some((_, bytes)), _) => (bytes.clone(), Some(bytes)),
-                (None, Ok(bytes)) => (bytes, None),
-                (None, Err(_)) => {
-                    return match policy {
-                        Some(p) => Err(refuse(format!(
-                            "it is unsigned (no `{SIGNATURE_FILE}` at its root, and no `--signature`), and `{}` asks for a signature",
-                            p.as_str()
-                        ))),
-                        None => Ok(None),
-                    };
+        if let Some(path) = bundle_path(&entry.local_path) {
+            match std::fs::read(&path) {
+                Ok(bytes) => return check_bundle(layout, entry, reporter, policy, &bytes),
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(Error::read(&path, e));
                 }
-            },
-        };
-        let checked = check_bundle(layout, entry, reporter, policy, &bytes);
-        // A signature given apart is kept with the catalog for `verify`, once it is read.
-        if let (Some(bytes), Ok(Some(_))) = (detached, &checked) {
-            keep(&kept, bytes)?;
+                Err(_) => {}
+            }
         }
-        checked
+        let kept = layout.signature_path(&entry.id);
+        let apart: Vec<&[u8]> = match &self.detached {
+            Some((_, bytes)) => vec![bytes.as_slice()],
+            None => found.iter().map(Vec::as_slice).collect(),
+        };
+        if !apart.is_empty() {
+            let (bytes, checked) = check_any(layout, entry, reporter, policy, &apart);
+            if let Ok(Some(_)) = &checked {
+                keep(&kept, bytes)?;
+            }
+            return checked;
+        }
+        match read_signature_file(&kept) {
+            Ok(bytes) => check_bundle(layout, entry, reporter, policy, &bytes),
+            Err(_) => match policy {
+                Some(p) => Err(Error::Signature {
+                    id: entry.id.clone(),
+                    reason: format!(
+                        "it is unsigned (no `{SIGNATURE_FILE}` at its root, no `--signature`, and no signature among its referrers), and `{}` asks for a signature",
+                        p.as_str()
+                    ),
+                }),
+                None => Ok(None),
+            },
+        }
     }
+}
+
+/// Checks `bundles` (at least one) in turn against the model `entry` records: the first that
+/// satisfies `policy` (with none: whose files hold) is taken, else the first one's record;
+/// with a policy none satisfies, the refusal names each. Returns the bundle taken.
+fn check_any<'b>(
+    layout: &CacheLayout,
+    entry: &CatalogEntry,
+    reporter: &dyn Reporter,
+    policy: Option<&SignerPolicy>,
+    bundles: &[&'b [u8]],
+) -> (&'b [u8], Result<Option<SignatureCheck>>) {
+    let mut first = None;
+    let mut refusals = Vec::new();
+    for bytes in bundles {
+        let checked = check_bundle(layout, entry, reporter, policy, bytes);
+        match &checked {
+            Ok(Some(c)) if c.outcome != SignatureOutcome::Failed => return (bytes, checked),
+            Ok(_) => {
+                first.get_or_insert((*bytes, checked));
+            }
+            Err(Error::Signature { reason, .. }) => refusals.push(reason.clone()),
+            Err(_) => return (bytes, checked),
+        }
+    }
+    if let Some(first) = first {
+        return first;
+    }
+    let reason = match refusals.as_slice() {
+        [one] => one.clone(),
+        all => format!(
+            "none of its {} signatures will do: {}",
+            all.len(),
+            all.join("; ")
+        ),
+    };
+    let id = entry.id.clone();
+    (bundles[0], Err(Error::Signature { id, reason }))
 }
 
 /// Checks the bundle `bytes` against the model `entry` records, as [`Signing::check`].

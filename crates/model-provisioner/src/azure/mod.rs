@@ -454,6 +454,7 @@ impl Source for Azure {
             engine: &self.engine,
             files,
             claim,
+            signatures: Vec::new(),
         })
     }
 

@@ -126,6 +126,7 @@ impl Gcs {
             engine: &self.engine,
             files,
             claim,
+            signatures: Vec::new(),
         })
     }
 }

@@ -316,6 +316,7 @@ impl HfFetcher {
             parallel: self.config.parallel_files,
             engine: &self.engine,
             claim: None,
+            signatures: Vec::new(),
             files,
         })
     }

@@ -20,7 +20,10 @@
 //!    (parallel ranges, resume, stall detection). A redirect to storage is followed once and
 //!    the ranges go there, without `Authorization` on another host. Tar layers are unpacked
 //!    with nothing escaping the model's directory.
-//! 5. The files are published as one directory under `models/oci/<registry>/<repo>/<manifest
+//! 5. With the `signing` feature, the Sigstore bundles among the referrers of what the tag
+//!    named (the referrers API, else the tag scheme; `referrers.rs`) go with the listing, for
+//!    the model's signature check when it has no `model.sig` of its own.
+//! 6. The files are published as one directory under `models/oci/<registry>/<repo>/<manifest
 //!    digest hex>/`; the model is that directory, or its one GGUF for a single-weight model,
 //!    or the file the reference names. The catalog records the manifest digest the tag
 //!    resolved to, the registry, and each file's media type.
@@ -226,6 +229,12 @@ impl OciFetcher {
                 listed(&repo, layer, etag)
             })
             .collect::<Result<_>>()?;
+        // The signatures attached to what the tag named, for the model's signature check.
+        #[cfg(feature = "signing")]
+        let signatures =
+            engine.block_on(referrers::bundles(&repo, engine.client(), &resolved.digest));
+        #[cfg(not(feature = "signing"))]
+        let signatures = Vec::new();
         let dest = req
             .layout
             .models_dir()
@@ -247,6 +256,7 @@ impl OciFetcher {
             engine: &self.engine,
             files,
             claim,
+            signatures,
         })
     }
 }
@@ -524,7 +534,7 @@ async fn claim_of(
         return Ok(None);
     }
     let digest = layer::descriptor_digest(config)?;
-    let bytes = small_blob(repo, client, &digest).await?;
+    let bytes = small_blob(repo, client, &digest, "config", CONFIG_LIMIT).await?;
     Error::check_digest(
         &format!("{id} (config)"),
         Some(&digest),
@@ -552,11 +562,14 @@ async fn claim_of(
     }))
 }
 
-/// The bytes of a small blob (a config), at most [`CONFIG_LIMIT`].
+/// The bytes of a small blob (a config, a signature bundle), at most `limit`; `what` it is names
+/// it in errors. Its digest is not checked here.
 async fn small_blob(
     repo: &Repository,
     client: &reqwest::Client,
     digest: &Digest,
+    what: &str,
+    limit: usize,
 ) -> Result<Vec<u8>> {
     let url = repo.url(&format!("v2/{}/blobs/{digest}", repo.name()));
     let response = repo.send(client, &url, |c| c.get(url.clone())).await?;
@@ -579,8 +592,7 @@ async fn small_blob(
             source: None,
         }));
     }
-    repo.read_small(response, &url, "config", CONFIG_LIMIT)
-        .await
+    repo.read_small(response, &url, what, limit).await
 }
 
 impl Source for OciFetcher {

@@ -367,7 +367,7 @@ pub(crate) async fn fetch_kitfile(
 ) -> Result<Kitfile> {
     let config = manifest.config();
     let digest = descriptor_digest(config)?;
-    let bytes = super::small_blob(repo, client, &digest).await?;
+    let bytes = super::small_blob(repo, client, &digest, "config", super::CONFIG_LIMIT).await?;
     Error::check_digest(
         &format!("{id} (Kitfile)"),
         Some(&digest),

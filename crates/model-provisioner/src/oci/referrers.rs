@@ -19,10 +19,23 @@
 //! index (at most 4 MiB, as any manifest), adds the referrer (once, at the end) and puts it
 //! back under the tag, so that other referrers stay listed; a list past [`MAX_REFERRERS`]
 //! loses its oldest entries.
+//!
+//! A pull reads them back ([`bundles`]): `GET /v2/<repo>/referrers/<digest>?artifactType=…`
+//! (the API; a `404` says there is none), else the tag scheme's index, each at most
+//! [`MAX_LIST_BYTES`]; of the referrers listed as Sigstore bundles, the newest
+//! [`MAX_BUNDLES_READ`], each a manifest checked against its digest and its `subject`, its
+//! bundle layer read at most [`mp_signing::MAX_BUNDLE_BYTES`] and checked against its sha256. A
+//! list or referrer that is not so is passed over with a warning: what a policy then lacks is
+//! its own refusal.
 
 use serde_json::{Value, json};
 
 use catalog_core::Digest;
+
+#[cfg(feature = "signing")]
+use super::client::Repository;
+#[cfg(feature = "signing")]
+use crate::error::{Error, Result};
 
 /// The artifact type and layer media type of a Sigstore bundle.
 pub(crate) const BUNDLE_TYPE: &str = "application/vnd.dev.sigstore.bundle.v0.3+json";
@@ -35,6 +48,15 @@ pub(crate) const EMPTY: &[u8] = b"{}";
 /// The most referrers of one manifest a list keeps: a list that would grow past it loses its
 /// oldest entries, so that the index stays small.
 pub(crate) const MAX_REFERRERS: usize = 1_000;
+
+/// The most bytes of a referrers list read on a pull (the API's answer, the tag scheme's index),
+/// as of any manifest.
+#[cfg(feature = "signing")]
+pub(crate) const MAX_LIST_BYTES: usize = 4 << 20;
+
+/// The most bundles of one manifest read on a pull: the newest listed.
+#[cfg(feature = "signing")]
+pub(crate) const MAX_BUNDLES_READ: usize = 8;
 
 /// The tag of the tag scheme's referrers list of `subject`: `sha256-<hex>`.
 pub(crate) fn tag_of(subject: &Digest) -> String {
@@ -117,6 +139,171 @@ pub(crate) fn add_to_index(
         "manifests": manifests,
     }))
     .map_err(|e| e.to_string())
+}
+
+/// The referrers `index` lists as Sigstore bundles, by digest, the last listed (the newest)
+/// first.
+///
+/// # Errors
+///
+/// What is wrong with `index`, in words: it is no image index.
+#[cfg_attr(
+    not(feature = "signing"),
+    expect(dead_code, reason = "a pull reads referrers to check signatures")
+)]
+pub(crate) fn bundle_referrers(index: &[u8]) -> std::result::Result<Vec<Digest>, String> {
+    let index: Value = serde_json::from_slice(index)
+        .map_err(|e| format!("the referrers list does not parse: {e}"))?;
+    let manifests = index
+        .get("manifests")
+        .and_then(Value::as_array)
+        .ok_or("the referrers list has no `manifests`")?;
+    Ok(manifests
+        .iter()
+        .rev()
+        .filter(|m| m.get("artifactType").and_then(Value::as_str) == Some(BUNDLE_TYPE))
+        .filter_map(|m| m.get("digest")?.as_str()?.parse().ok())
+        .collect())
+}
+
+/// The bundle layer (its digest and size) of the referrer manifest `manifest`, which must name
+/// `subject` as its subject.
+///
+/// # Errors
+///
+/// What is wrong with it, in words: another subject, no bundle layer.
+#[cfg_attr(
+    not(feature = "signing"),
+    expect(dead_code, reason = "a pull reads referrers to check signatures")
+)]
+pub(crate) fn bundle_layer(
+    manifest: &[u8],
+    subject: &Digest,
+) -> std::result::Result<(Digest, u64), String> {
+    let manifest: Value =
+        serde_json::from_slice(manifest).map_err(|e| format!("it does not parse: {e}"))?;
+    let named = manifest.pointer("/subject/digest").and_then(Value::as_str);
+    if named != Some(subject.to_string().as_str()) {
+        return Err(format!(
+            "its subject is `{}`, not `{subject}`",
+            named.unwrap_or("none")
+        ));
+    }
+    manifest
+        .get("layers")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .find(|l| l.get("mediaType").and_then(Value::as_str) == Some(BUNDLE_TYPE))
+        .and_then(|l| {
+            let digest = l.get("digest")?.as_str()?.parse().ok()?;
+            Some((digest, l.get("size")?.as_u64()?))
+        })
+        .ok_or_else(|| format!("it has no `{BUNDLE_TYPE}` layer"))
+}
+
+/// The Sigstore bundles attached to `subject` in `repo`, the newest first; whatever cannot be
+/// read is passed over with a warning (see the module's docs).
+#[cfg(feature = "signing")]
+pub(crate) async fn bundles(
+    repo: &Repository,
+    client: &reqwest::Client,
+    subject: &Digest,
+) -> Vec<Vec<u8>> {
+    let listed = match list(repo, client, subject).await {
+        Ok(Some(listed)) => listed,
+        Ok(None) => return Vec::new(),
+        Err(e) => {
+            tracing::warn!(manifest = %subject, error = %e, "its referrers cannot be listed; no signature is taken from them");
+            return Vec::new();
+        }
+    };
+    let digests = match bundle_referrers(&listed) {
+        Ok(digests) => digests,
+        Err(reason) => {
+            tracing::warn!(manifest = %subject, "{reason}; no signature is taken from it");
+            return Vec::new();
+        }
+    };
+    let mut bundles = Vec::new();
+    for referrer in digests.iter().take(MAX_BUNDLES_READ) {
+        match bundle(repo, client, subject, referrer).await {
+            Ok(bytes) => bundles.push(bytes),
+            Err(e) => tracing::warn!(%referrer, error = %e, "a signature referrer is passed over"),
+        }
+    }
+    tracing::debug!(manifest = %subject, listed = digests.len(), read = bundles.len(), "signature referrers");
+    bundles
+}
+
+/// The referrers list of `subject`: the API's, else the tag scheme's index; `None` when neither
+/// has one.
+#[cfg(feature = "signing")]
+async fn list(
+    repo: &Repository,
+    client: &reqwest::Client,
+    subject: &Digest,
+) -> Result<Option<Vec<u8>>> {
+    let mut url = repo.url(&format!("v2/{}/referrers/{subject}", repo.name()));
+    url.query_pairs_mut()
+        .append_pair("artifactType", BUNDLE_TYPE);
+    let response = repo
+        .send(client, &url, |c| {
+            c.get(url.clone())
+                .header(reqwest::header::ACCEPT, INDEX_TYPE)
+        })
+        .await?;
+    let status = response.status();
+    if status.is_success() {
+        let listed = repo
+            .read_small(response, &url, "referrers list", MAX_LIST_BYTES)
+            .await?;
+        return Ok(Some(listed));
+    }
+    if status != reqwest::StatusCode::NOT_FOUND {
+        return Err(Error::OciProtocol {
+            registry: repo.registry().to_owned(),
+            reason: format!("the referrers API answered HTTP {status}"),
+        });
+    }
+    // No API: the tag scheme.
+    match repo.manifest(client, &tag_of(subject)).await {
+        Ok(raw) => Ok(Some(raw.bytes)),
+        Err(Error::OciNotFound { .. }) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// The bundle of the referrer manifest `referrer` of `subject`, checked against the digests
+/// that name the manifest and the bundle.
+#[cfg(feature = "signing")]
+async fn bundle(
+    repo: &Repository,
+    client: &reqwest::Client,
+    subject: &Digest,
+    referrer: &Digest,
+) -> Result<Vec<u8>> {
+    let what = format!("{}/{}@{referrer}", repo.registry(), repo.name());
+    let unusable = |reason: String| Error::OciProtocol {
+        registry: repo.registry().to_owned(),
+        reason: format!("the referrer `{referrer}`: {reason}"),
+    };
+    let raw = repo.manifest(client, &referrer.to_string()).await?;
+    Error::check_digest(&what, Some(referrer), &Digest::sha256_of(&raw.bytes))?;
+    let (layer, size) = bundle_layer(&raw.bytes, subject).map_err(unusable)?;
+    if size > mp_signing::MAX_BUNDLE_BYTES as u64 {
+        return Err(crate::signing::too_large(&what));
+    }
+    let bytes = super::small_blob(
+        repo,
+        client,
+        &layer,
+        "signature bundle",
+        mp_signing::MAX_BUNDLE_BYTES,
+    )
+    .await?;
+    Error::check_digest(&what, Some(&layer), &Digest::sha256_of(&bytes))?;
+    Ok(bytes)
 }
 
 #[cfg(test)]

@@ -55,6 +55,7 @@ impl S3Fetcher {
             parallel: self.options.parallel_files,
             engine: &self.engine,
             claim: manifest.and_then(Manifest::claim),
+            signatures: Vec::new(),
             files: objects
                 .into_iter()
                 .map(|object| ListedFile {

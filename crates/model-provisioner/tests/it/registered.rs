@@ -109,6 +109,7 @@ impl Source for Shelf {
             engine: &self.engine,
             files,
             claim: None,
+            signatures: Vec::new(),
         })
     }
 }
