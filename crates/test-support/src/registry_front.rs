@@ -14,6 +14,12 @@
 //!   there), which serves the blob from upstream with no auth, honouring `Range`;
 //! - hold blob bodies at a chosen byte ([`Hold`], as [`crate::FaultServer`] does) until the
 //!   test releases them;
+//! - answer OCI 1.1's referrers API ([`FrontOptions::referrers_api`]), which Debian's
+//!   docker-registry 2.8 lacks: `GET /v2/<repo>/referrers/<digest>` lists what the referrers
+//!   tag scheme's index upstream (`sha256-<hex>`, written by a client that pushed a referrer,
+//!   through the front or not) lists, filtered by `artifactType`, and an empty index when there
+//!   is none; the front reads that index itself, so its log shows the referrers request and no
+//!   request for the tag;
 //! - log what it saw: [`FrontRequest`], [`StorageRequest`], [`TokenRequest`].
 
 use std::collections::HashMap;
@@ -62,6 +68,9 @@ pub struct FrontOptions {
     /// Whether authorised blob `GET`s and `HEAD`s are redirected (`307`) to the storage
     /// listener.
     pub redirect_blobs: bool,
+    /// Whether `GET /v2/<repo>/referrers/<digest>` is answered (from the tag scheme's index
+    /// upstream) rather than forwarded (upstream answers `404`: no API).
+    pub referrers_api: bool,
 }
 
 /// One request to the registry API (`/v2/…`) as the front saw it.
@@ -128,6 +137,7 @@ struct Config {
     upstream_auth: Option<String>,
     auth: FrontAuth,
     redirect_blobs: bool,
+    referrers_api: bool,
     port: u16,
     storage_port: u16,
 }
@@ -178,6 +188,7 @@ impl RegistryFront {
                 upstream_auth: upstream.credentials().map(|(u, p)| wire::basic(u, p)),
                 auth: options.auth,
                 redirect_blobs: options.redirect_blobs,
+                referrers_api: options.referrers_api,
                 port,
                 storage_port,
             },
@@ -361,11 +372,11 @@ fn serve_connection(stream: TcpStream, shared: &Shared, storage: bool) -> io::Re
     }
 }
 
-/// The repository a `/v2/<repo>/(manifests|blobs|tags)/…` path names, and the rest after
+/// The repository a `/v2/<repo>/(manifests|blobs|tags|referrers)/…` path names, and the rest after
 /// `<repo>/`.
 fn repo_of(path: &str) -> Option<(&str, &str)> {
     let rest = path.strip_prefix("/v2/")?;
-    let at = ["/manifests/", "/blobs/", "/tags/"]
+    let at = ["/manifests/", "/blobs/", "/tags/", "/referrers/"]
         .iter()
         .filter_map(|m| rest.rfind(m))
         .max()?;
@@ -443,6 +454,13 @@ fn serve_front(
                 body,
             );
         }
+    }
+    if config.referrers_api
+        && request.method == "GET"
+        && let Some((repo, rest)) = repo
+        && let Some(subject) = rest.strip_prefix("referrers/")
+    {
+        return serve_referrers(request, repo, subject, response, entry);
     }
     let blob = repo.and_then(|(repo, rest)| {
         let digest = rest.strip_prefix("blobs/")?;
@@ -532,6 +550,57 @@ fn forward(
     entry.status = head.status();
     let n = response.log(entry);
     response.relay(&request.method, &head, &mut upstream, n, blob)
+}
+
+/// The media type of an image index: a referrers list.
+const INDEX_TYPE: &str = "application/vnd.oci.image.index.v1+json";
+
+/// Serves `GET /v2/<repo>/referrers/<subject>`: the referrers the tag scheme's index upstream
+/// lists for `subject` (none when there is no index), those of the `artifactType` asked for.
+fn serve_referrers(
+    request: &Request,
+    repo: &str,
+    subject: &str,
+    response: &mut Response<'_>,
+    mut entry: FrontRequest,
+) -> io::Result<bool> {
+    let config = &response.shared.config;
+    let tag = subject.replacen(':', "-", 1);
+    let mut headers = vec![("Accept", INDEX_TYPE)];
+    if let Some(auth) = &config.upstream_auth {
+        headers.push(("Authorization", auth));
+    }
+    let index = wire::exchange(
+        &config.upstream,
+        "GET",
+        &format!("/v2/{repo}/manifests/{tag}"),
+        &headers,
+        Body::None,
+    )?;
+    let mut manifests = match index.status {
+        200 => serde_json::from_slice::<serde_json::Value>(&index.body)
+            .ok()
+            .and_then(|i| i.get("manifests").and_then(|m| m.as_array()).cloned())
+            .unwrap_or_default(),
+        _ => Vec::new(),
+    };
+    let wanted = request.query("artifactType");
+    if let Some(wanted) = &wanted {
+        manifests.retain(|m| m.get("artifactType").and_then(|t| t.as_str()) == Some(wanted));
+    }
+    let body = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": INDEX_TYPE,
+        "manifests": manifests,
+    })
+    .to_string();
+    entry.status = 200;
+    response.log(entry);
+    let mut answer = vec![("Content-Type", INDEX_TYPE)];
+    if wanted.is_some() {
+        answer.push(("OCI-Filters-Applied", "artifactType"));
+    }
+    response.small(&request.method, "200 OK", &answer, body.as_bytes())
 }
 
 /// Serves `GET /token`: checks Basic credentials if required, then issues a token.
@@ -811,6 +880,7 @@ mod tests {
                 expires_in: 300,
             },
             redirect_blobs: false,
+            referrers_api: false,
         }
     }
 
@@ -944,6 +1014,7 @@ mod tests {
                     expires_in: 60,
                 },
                 redirect_blobs: false,
+                referrers_api: false,
             },
         )?;
         let none = token(&front, None);
@@ -1060,6 +1131,7 @@ mod tests {
         let options = FrontOptions {
             auth: FrontAuth::None,
             redirect_blobs: true,
+            referrers_api: false,
         };
         let front = RegistryFront::start(&registry, options)?;
         let path = format!("/v2/{REPO}/blobs/{}", pushed.layer_digests[0]);

@@ -177,6 +177,7 @@ fn a_pull_killed_midway_resumes_where_it_stopped() -> TestResult {
                 expires_in: 300,
             },
             redirect_blobs: false,
+            referrers_api: false,
         },
     )?;
     front.hold(Hold::AtOffset(HOLD_AT));

@@ -9,7 +9,7 @@ use std::process::{Command, Output};
 use catalog_core::{Digest, SafeRelPath};
 use mp_signing::{Signer, sign};
 use test_support::signing_keys::{self, LeafUsage, model_signing};
-use test_support::{Nginx, Registry, S3Server};
+use test_support::{FrontOptions, Nginx, Registry, RegistryFront, S3Server};
 
 use crate::fixture::{Fixture, TestResult, assert_code, assert_failure, stdout, str_field};
 use crate::push::with_folder_model;
@@ -404,6 +404,196 @@ fn a_mirror_signed_on_its_way_passes_the_policy_and_without_its_signature_fails_
     assert_failure(&out, 3, &["unsigned"]);
     let listed = stdout(&other.run(["ls", "--json"]));
     assert!(!listed.contains("s3://fleet/models/m/"), "{listed}");
+    Ok(())
+}
+
+/// The kept bundle of the model `id` in `fx`'s cache.
+fn kept_bundle(fx: &Fixture, id: &str) -> PathBuf {
+    let hex = Digest::sha256_of(id.as_bytes()).value().to_owned();
+    fx.cache().join("signatures").join(format!("{hex}.sig"))
+}
+
+/// Debian's docker-registry 2.8 has no referrers API: `ensure` finds the bundle `push --sign`
+/// attached through the tag scheme's index, holds the policy against it, and keeps it for
+/// `verify`; `remove` takes the kept bundle with the model.
+#[test]
+fn ensure_finds_a_signed_push_among_its_referrers_by_the_tag_scheme() -> TestResult {
+    let registry = Registry::start()?;
+    let (fx, id) = with_folder_model()?;
+    let (private, public) = key_pair(fx.root(), "org");
+    let (_, other) = key_pair(fx.root(), "other");
+    let dest = format!("oci://{}/fleet/referred:v1", registry.host());
+    fx.json([
+        "push",
+        &id,
+        &dest,
+        "--sign",
+        &format!("key:{}", private.display()),
+        "--json",
+    ])?;
+
+    let node = Fixture::new()?;
+    let policy = format!("key:{}", public.display());
+    let pulled = node.json(["ensure", &dest, "--signed-by", &policy, "--json"])?;
+    assert_eq!(pulled["signature"]["outcome"], "verified", "{pulled:#}");
+    assert!(
+        !Path::new(str_field(&pulled, "local_path"))
+            .join("model.sig")
+            .exists(),
+        "the bundle is no file of the model"
+    );
+    let kept = kept_bundle(&node, &dest);
+    assert!(kept.is_file(), "the referrer's bundle is kept");
+    let refused = Fixture::new()?;
+    let out = refused.run([
+        "ensure",
+        &dest,
+        "--signed-by",
+        &format!("key:{}", other.display()),
+    ]);
+    assert_failure(&out, 3, &["does not satisfy"]);
+    let listed = stdout(&refused.run(["ls", "--json"]));
+    assert!(!listed.contains(&dest), "nothing recorded: {listed}");
+
+    let unchecked = Fixture::new()?.json(["ensure", &dest, "--json"])?;
+    assert_eq!(
+        unchecked["signature"]["outcome"], "unchecked",
+        "{unchecked:#}"
+    );
+
+    // `verify` checks it again from the kept copy, under a rule for the registry, which is
+    // gone.
+    drop(registry);
+    let mut verify = node.command(["verify", &dest]);
+    verify.env("MODEL_PROVISIONER_SIGNERS", format!("{dest}={policy}"));
+    assert_code(&verify.output()?, 0);
+    assert_eq!(
+        node.entry(&dest)?["signature"]["outcome"],
+        "verified",
+        "verified again"
+    );
+    let out = node.run(["rm", &dest]);
+    assert_code(&out, 0);
+    assert!(!kept.exists(), "removed with its model");
+    Ok(())
+}
+
+/// A registry with the referrers API (the front answers it, from the tag scheme's index
+/// upstream): `ensure` asks the API and never reads the tag.
+#[test]
+fn ensure_asks_the_referrers_api_when_the_registry_has_one() -> TestResult {
+    let registry = Registry::start()?;
+    let (fx, id) = with_folder_model()?;
+    let (private, public) = key_pair(fx.root(), "org");
+    let pushed = fx.json([
+        "push",
+        &id,
+        &format!("oci://{}/fleet/api:v1", registry.host()),
+        "--sign",
+        &format!("key:{}", private.display()),
+        "--json",
+    ])?;
+    let subject = str_field(&pushed, "manifest_digest").to_owned();
+    let front = RegistryFront::start(
+        &registry,
+        FrontOptions {
+            referrers_api: true,
+            ..FrontOptions::default()
+        },
+    )?;
+    let node = Fixture::new()?;
+    let policy = format!("key:{}", public.display());
+    let reference = format!("oci://{}/fleet/api:v1", front.host());
+    let pulled = node.json(["ensure", &reference, "--signed-by", &policy, "--json"])?;
+    assert_eq!(pulled["signature"]["outcome"], "verified", "{pulled:#}");
+    let paths: Vec<String> = front.log().into_iter().map(|r| r.path).collect();
+    assert!(
+        paths
+            .iter()
+            .any(|p| p.starts_with(&format!("/v2/fleet/api/referrers/{subject}?artifactType="))),
+        "{paths:#?}"
+    );
+    let tag = subject.replacen(':', "-", 1);
+    assert!(
+        !paths.iter().any(|p| p.contains(&tag)),
+        "the tag scheme was read: {paths:#?}"
+    );
+    Ok(())
+}
+
+/// `mirror --sign` to a registry attaches the bundle to the mirror's copy; `ensure` through
+/// the rule with a policy finds it among that copy's referrers.
+#[test]
+fn a_registry_mirror_signed_on_its_way_passes_the_policy_through_the_rule() -> TestResult {
+    let origin = Registry::start()?;
+    let copies = Registry::start()?;
+    let (fx, id) = with_folder_model()?;
+    let reference = format!("oci://{}/team/m:v1", origin.host());
+    fx.json(["push", &id, &reference, "--json"])?;
+    let seed = Fixture::new()?;
+    seed.json(["ensure", &reference, "--json"])?;
+    let (private, public) = key_pair(fx.root(), "org");
+    let mirrored = seed.json([
+        "mirror",
+        &reference,
+        &format!("oci://{}", copies.host()),
+        "--sign",
+        &format!("key:{}", private.display()),
+        "--json",
+    ])?;
+    let rule = str_field(&mirrored, "rule").to_owned();
+
+    let node = Fixture::new()?;
+    let policy = format!("key:{}", public.display());
+    let pulled = node.json([
+        "ensure",
+        &reference,
+        "--mirror",
+        &rule,
+        "--signed-by",
+        &policy,
+        "--json",
+    ])?;
+    assert_eq!(pulled["signature"]["outcome"], "verified", "{pulled:#}");
+    let origin_of = &node.entry(&reference)?["provenance"]["origin"];
+    assert!(
+        origin_of
+            .as_str()
+            .is_some_and(|o| o.contains(&copies.host())),
+        "{origin_of}"
+    );
+    Ok(())
+}
+
+/// A policy holds a model already in the catalog: the recorded files against its signature,
+/// nothing fetched or hashed again; a refusal fails the ensure and is recorded, the entry
+/// stays.
+#[test]
+fn a_policy_applies_to_a_model_already_in_the_catalog() -> TestResult {
+    let fx = Fixture::new()?;
+    let (private, public) = key_pair(fx.root(), "org");
+    let (_, other) = key_pair(fx.root(), "other");
+    let model = signed_model(&fx.path("a"), &private)?;
+    let model = model.to_str().ok_or("utf-8")?;
+    let first = fx.json(["ensure", model, "--json"])?;
+    assert_eq!(first["signature"]["outcome"], "unchecked", "{first:#}");
+    let id = str_field(&first, "id").to_owned();
+
+    let right = format!("key:{}", public.display());
+    let passed = fx.json(["ensure", model, "--signed-by", &right, "--json"])?;
+    assert_eq!(passed["cached"], true, "{passed:#}");
+    assert_eq!(passed["signature"]["outcome"], "verified", "{passed:#}");
+
+    let out = fx.run([
+        "ensure",
+        model,
+        "--signed-by",
+        &format!("key:{}", other.display()),
+    ]);
+    assert_failure(&out, 3, &["does not satisfy"]);
+    let entry = fx.entry(&id)?;
+    assert_eq!(entry["lifecycle"], "active", "the entry stays: {entry:#}");
+    assert_eq!(entry["signature"]["outcome"], "failed", "{entry:#}");
     Ok(())
 }
 

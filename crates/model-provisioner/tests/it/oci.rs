@@ -436,6 +436,7 @@ fn a_token_refused_in_the_middle_of_a_parallel_pull_is_fetched_again() -> TestRe
                 expires_in: 300,
             },
             redirect_blobs: false,
+            referrers_api: false,
         },
     )?;
     let cache = tempfile::tempdir()?;
@@ -496,6 +497,7 @@ fn a_redirect_to_another_host_is_followed_once_and_gets_no_token() -> TestResult
                 expires_in: 300,
             },
             redirect_blobs: true,
+            referrers_api: false,
         },
     )?;
     let cache = tempfile::tempdir()?;
