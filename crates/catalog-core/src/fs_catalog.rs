@@ -426,7 +426,7 @@ impl CatalogStore for FsCatalog {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             // `gc` removes it later: no entry has its id now.
             Err(e) => {
-                tracing::warn!(path = %signature.display(), error = %e, "the kept signature stays")
+                tracing::warn!(path = %signature.display(), error = %e, "the kept signature stays");
             }
         }
         let artifact = match entry.storage {

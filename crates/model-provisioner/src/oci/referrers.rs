@@ -148,7 +148,7 @@ pub(crate) fn add_to_index(
 ///
 /// What is wrong with `index`, in words: it is no image index.
 #[cfg_attr(
-    not(feature = "signing"),
+    not(any(feature = "signing", test)),
     expect(dead_code, reason = "a pull reads referrers to check signatures")
 )]
 pub(crate) fn bundle_referrers(index: &[u8]) -> std::result::Result<Vec<Digest>, String> {
@@ -173,7 +173,7 @@ pub(crate) fn bundle_referrers(index: &[u8]) -> std::result::Result<Vec<Digest>,
 ///
 /// What is wrong with it, in words: another subject, no bundle layer.
 #[cfg_attr(
-    not(feature = "signing"),
+    not(any(feature = "signing", test)),
     expect(dead_code, reason = "a pull reads referrers to check signatures")
 )]
 pub(crate) fn bundle_layer(
@@ -342,6 +342,53 @@ mod tests {
         assert_eq!(listed(&again), vec![sbom, b.to_string(), a.to_string()]);
         assert!(add_to_index(Some(b"[]"), &a, 1).is_err());
         assert!(add_to_index(Some(b"{"), &a, 1).is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn a_pull_takes_the_bundles_a_list_names_newest_first_and_nothing_else()
+    -> std::result::Result<(), String> {
+        let (old, new, sbom) = (
+            Digest::sha256_of(b"old"),
+            Digest::sha256_of(b"new"),
+            Digest::sha256_of(b"sbom"),
+        );
+        let list = json!({"manifests": [
+            {"digest": old.to_string(), "artifactType": BUNDLE_TYPE},
+            {"digest": sbom.to_string(), "artifactType": "application/spdx+json"},
+            {"digest": "not a digest", "artifactType": BUNDLE_TYPE},
+            {"digest": new.to_string(), "artifactType": BUNDLE_TYPE},
+        ]});
+        assert_eq!(
+            bundle_referrers(list.to_string().as_bytes())?,
+            vec![new, old]
+        );
+        assert!(bundle_referrers(b"{").is_err());
+        assert!(bundle_referrers(b"{\"manifests\": 1}").is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn a_referrer_must_name_the_subject_and_hold_a_bundle() -> std::result::Result<(), String> {
+        let (subject, bundle) = (Digest::sha256_of(b"m"), Digest::sha256_of(b"b"));
+        let manifest = bundle_manifest(&bundle, 7, &subject, "x", 1).to_string();
+        assert_eq!(
+            bundle_layer(manifest.as_bytes(), &subject)?,
+            (bundle.clone(), 7)
+        );
+        let other = Digest::sha256_of(b"other");
+        let err = bundle_layer(manifest.as_bytes(), &other)
+            .err()
+            .unwrap_or_default();
+        assert!(err.contains("its subject is"), "{err}");
+        let sbom = json!({"subject": {"digest": subject.to_string()}, "layers": [
+            {"mediaType": "application/spdx+json", "digest": bundle.to_string(), "size": 7}
+        ]});
+        let err = bundle_layer(sbom.to_string().as_bytes(), &subject)
+            .err()
+            .unwrap_or_default();
+        assert!(err.contains("has no"), "{err}");
+        assert!(bundle_layer(b"[", &subject).is_err());
         Ok(())
     }
 
