@@ -17,7 +17,9 @@ use anyhow::{Context as _, bail, ensure};
 use catalog_core::Digest;
 use test_support::Nginx;
 
-use model_provisioner_bench::measure::{CpuWatch, ProcStat, loadavg, machine, mbps};
+use model_provisioner_bench::measure::{
+    CpuWatch, ProcStat, first_words, loadavg, machine, mbps, nginx_version, secs,
+};
 use model_provisioner_bench::run::{Stdout, timed};
 use model_provisioner_bench::settle::{SETTLE, settle};
 
@@ -588,27 +590,6 @@ fn tool_version(tool: &str, args: &[&str]) -> anyhow::Result<String> {
     }
 }
 
-fn first_words(line: &str, n: usize) -> String {
-    line.split_whitespace()
-        .take(n)
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-/// `nginx/1.22.1`, from `nginx -v` (which prints to stderr).
-fn nginx_version() -> String {
-    ["/usr/sbin/nginx", "nginx"]
-        .iter()
-        .find_map(|bin| Command::new(bin).arg("-v").output().ok())
-        .and_then(|o| {
-            let text = String::from_utf8_lossy(&o.stderr).into_owned();
-            text.split_whitespace()
-                .find(|w| w.starts_with("nginx/"))
-                .map(str::to_owned)
-        })
-        .unwrap_or_else(|| "nginx".to_owned())
-}
-
 /// User and system time of mp-bench, of its children waited for, and of nginx, in clock ticks.
 fn ours_ticks(nginx: &Nginx) -> Option<u64> {
     let own = ProcStat::read("self")?.ticks.iter().sum::<u64>();
@@ -621,10 +602,6 @@ fn ours_ticks(nginx: &Nginx) -> Option<u64> {
 #[expect(clippy::cast_precision_loss, reason = "sizes are far below 2^52 bytes")]
 fn percent(part: u64, whole: u64) -> f64 {
     part as f64 * 100.0 / whole as f64
-}
-
-fn secs(d: Duration) -> String {
-    format!("{:.2} s", d.as_secs_f64())
 }
 
 fn render(

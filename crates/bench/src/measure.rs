@@ -272,6 +272,33 @@ pub fn mbps(bytes: u64, d: Duration) -> f64 {
     bytes as f64 / 1e6 / d.as_secs_f64()
 }
 
+/// A duration as the tables print it: `1.23 s`.
+pub fn secs(d: Duration) -> String {
+    format!("{:.2} s", d.as_secs_f64())
+}
+
+/// The first `n` words of `line` (`curl 7.88.1`, without the list of libraries).
+pub fn first_words(line: &str, n: usize) -> String {
+    line.split_whitespace()
+        .take(n)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// `nginx/1.22.1`, from `nginx -v` (which prints to stderr).
+pub fn nginx_version() -> String {
+    ["/usr/sbin/nginx", "nginx"]
+        .iter()
+        .find_map(|bin| Command::new(bin).arg("-v").output().ok())
+        .and_then(|o| {
+            let text = String::from_utf8_lossy(&o.stderr).into_owned();
+            text.split_whitespace()
+                .find(|w| w.starts_with("nginx/"))
+                .map(str::to_owned)
+        })
+        .unwrap_or_else(|| "nginx".to_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -43,7 +43,7 @@ use serde_json::Value;
 use test_support::{Nginx, S3Server, s3s_fs_binary};
 
 use model_provisioner_bench::measure::{
-    self, CpuWatch, ProcStat, child_ticks, date, loadavg, machine,
+    self, CpuWatch, ProcStat, child_ticks, date, first_words, loadavg, machine, nginx_version, secs,
 };
 use model_provisioner_bench::run::{
     Binaries, Sampled, Stdout, s3_command, timed, timed_sampling, tool_version,
@@ -871,8 +871,8 @@ impl Report<'_> {
                 let row = format!(
                     "| {}: {label} |{} {} | {} | {} | {} |",
                     dir.name(),
-                    cells(&ws.iter().map(secs).collect::<Vec<_>>()),
-                    secs(&m),
+                    cells(&ws.iter().copied().map(secs).collect::<Vec<_>>()),
+                    secs(m),
                     mbps(rate(largest.bytes(dir), m)),
                     if steady.is_empty() {
                         "?".to_owned()
@@ -934,32 +934,6 @@ fn cells(values: &[String]) -> String {
 /// Decimal megabytes per second, from bytes per second.
 fn mbps(bytes_per_second: f64) -> String {
     format!("{:.1}", bytes_per_second / 1e6)
-}
-
-fn secs(d: &Duration) -> String {
-    format!("{:.2} s", d.as_secs_f64())
-}
-
-/// The first `n` words of `line` (`curl 7.88.1`, without the list of libraries).
-fn first_words(line: &str, n: usize) -> String {
-    line.split_whitespace()
-        .take(n)
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-/// `nginx/1.22.1`, from `nginx -v` (which prints to stderr).
-fn nginx_version() -> String {
-    ["/usr/sbin/nginx", "nginx"]
-        .iter()
-        .find_map(|bin| Command::new(bin).arg("-v").output().ok())
-        .and_then(|o| {
-            let text = String::from_utf8_lossy(&o.stderr).into_owned();
-            text.split_whitespace()
-                .find(|w| w.starts_with("nginx/"))
-                .map(str::to_owned)
-        })
-        .unwrap_or_else(|| "nginx".to_owned())
 }
 
 /// User and system time of this process, of its children waited for, of nginx and of the
