@@ -60,6 +60,8 @@ mod registered;
 mod request;
 #[cfg(feature = "s3")]
 pub mod s3;
+#[cfg(feature = "http")]
+mod sign;
 #[cfg(feature = "signing")]
 pub mod signing;
 #[cfg(feature = "http")]

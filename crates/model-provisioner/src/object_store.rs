@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::model_files::{ModelFile, ModelFiles, model_files};
-use crate::publish::Sign;
+use crate::sign::Sign;
 use mp_progress::{FileTask, Progress, Reporter};
 
 /// The name of the manifest object inside a pushed folder: `<prefix>.model-provisioner.json`.
@@ -85,15 +85,6 @@ impl Manifest {
             ));
         }
         Ok(manifest)
-    }
-
-    /// What it says the folder holds, when it records the model's provenance: what a mirror's
-    /// copy is held against ([`Listing::claim`](crate::pipeline::Listing::claim)).
-    pub fn claim(self) -> Option<crate::pipeline::Claim> {
-        Some(crate::pipeline::Claim {
-            id: Some(self.id),
-            provenance: self.provenance?,
-        })
     }
 
     /// The sha256 it states for each of `listed`, the paths of a folder's objects, for the

@@ -77,6 +77,17 @@ pub struct Claim {
     pub provenance: Provenance,
 }
 
+impl Claim {
+    /// What a pushed folder's manifest says the folder holds, when it records the model's
+    /// provenance: what a mirror's copy is held against ([`Listing::claim`]).
+    pub fn from_manifest(manifest: crate::object_store::Manifest) -> Option<Claim> {
+        Some(Claim {
+            id: Some(manifest.id),
+            provenance: manifest.provenance?,
+        })
+    }
+}
+
 /// What a reference resolved to, as recorded in the entry's provenance.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Revision {

@@ -304,7 +304,7 @@ impl Azure {
                 "check the folder's path, and the `--include`/`--exclude` patterns",
             ));
         }
-        Ok((chosen, manifest.and_then(Manifest::claim)))
+        Ok((chosen, manifest.and_then(Claim::from_manifest)))
     }
 }
 

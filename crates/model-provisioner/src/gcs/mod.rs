@@ -278,7 +278,7 @@ impl Gcs {
                 ),
             });
         }
-        Ok((placed, manifest.and_then(Manifest::claim)))
+        Ok((placed, manifest.and_then(Claim::from_manifest)))
     }
 
     /// A session that reads `gs`: at the configured endpoint with its token, or anonymously at

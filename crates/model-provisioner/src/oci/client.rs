@@ -25,6 +25,9 @@ application/vnd.oci.image.manifest.v1+json, \
 application/vnd.docker.distribution.manifest.list.v2+json, \
 application/vnd.docker.distribution.manifest.v2+json";
 
+/// An OCI image manifest's media type, which a pushed artifact and a referrer have.
+pub(crate) const MANIFEST_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
+
 /// The largest manifest we read: real ones are a few KiB.
 const MANIFEST_LIMIT: usize = 4 << 20;
 

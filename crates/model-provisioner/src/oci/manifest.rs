@@ -501,6 +501,19 @@ impl Names {
     }
 }
 
+/// The config of a `ModelKit`'s `manifest`, its Kitfile, as a file at the model's root named
+/// [`KITFILE`](super::modelkit::KITFILE), checked against the config's digest.
+pub(crate) fn kitfile_layer(manifest: &ImageManifest) -> Result<Layer> {
+    let config = manifest.config();
+    Ok(Layer {
+        digest: descriptor_digest(config)?,
+        size: config.size(),
+        media_type: config.media_type().to_string(),
+        place: Place::File(SafeRelPath::file_name(super::modelkit::KITFILE)?),
+        weight: false,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -200,7 +200,7 @@ impl OciFetcher {
         let mut layers: Vec<(Arc<Repository>, Layer)> = Vec::new();
         let single = match &kitfile {
             Some(kitfile) => {
-                layers.push((repo.clone(), modelkit::kitfile_layer(&resolved.manifest)?));
+                layers.push((repo.clone(), manifest::kitfile_layer(&resolved.manifest)?));
                 match kitfile.model_reference() {
                     Some(model) => {
                         let referred =

@@ -26,7 +26,7 @@
 //!
 //! The Kitfile is written at the model's root as `Kitfile`, where `kit unpack` writes it: the
 //! config blob's own bytes (JSON, which is YAML, so `kit` reads it back), checked against the
-//! config's digest like any layer ([`kitfile_layer`]). `kit unpack` writes the same Kitfile
+//! config's digest like any layer ([`kitfile_layer`](super::manifest::kitfile_layer)). `kit unpack` writes the same Kitfile
 //! re-serialised as YAML; those bytes are not reproducible outside `kit`, and they would have
 //! no digest the registry states.
 //!
@@ -43,7 +43,6 @@ use serde::Deserialize;
 
 use super::client::Repository;
 use super::layer::{Place, Placed, descriptor_digest};
-use super::manifest::Layer;
 use super::unpack::Compression;
 use crate::error::{Error, Result, printable};
 
@@ -309,19 +308,6 @@ pub(crate) fn model_reference(model: &str) -> std::result::Result<OciRef, String
         Ok(_) => Err("is not a `registry/repository[:tag|@digest]` reference".to_owned()),
         Err(e) => Err(format!("is not a reference: {e}")),
     }
-}
-
-/// The config of a `ModelKit`'s `manifest`, its Kitfile, as a file at the model's root named
-/// [`KITFILE`], checked against the config's digest.
-pub(crate) fn kitfile_layer(manifest: &ImageManifest) -> Result<Layer> {
-    let config = manifest.config();
-    Ok(Layer {
-        digest: descriptor_digest(config)?,
-        size: config.size(),
-        media_type: config.media_type().to_string(),
-        place: Place::File(SafeRelPath::file_name(KITFILE)?),
-        weight: false,
-    })
 }
 
 /// The kind named in a `ModelKit` tar layer's media type, and its compression (`None` for

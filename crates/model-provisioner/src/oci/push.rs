@@ -29,17 +29,15 @@ use reqwest::{Client, StatusCode};
 use serde_json::{Value, json};
 
 use super::OciFetcher;
-use super::client::{Access, Repository};
+use super::client::{Access, MANIFEST_TYPE, Repository};
 use super::referrers;
 use crate::error::{Error, Result};
 use crate::model_files::{ModelFile, ModelFiles, model_files};
-use crate::publish::Sign;
+use crate::sign::Sign;
 use crate::upload::{Hash, read_pieces};
 use mp_progress::{FileTask, NoReporter, Progress, Reporter};
 use mp_transfer::{Failure, with_retries};
 
-/// The manifest's own media type.
-pub(crate) const MANIFEST_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
 /// What a `ModelPack` manifest declares itself to be.
 const ARTIFACT_TYPE: &str = "application/vnd.cncf.model.manifest.v1+json";
 /// The `ModelPack` config blob.

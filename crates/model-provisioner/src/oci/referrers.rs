@@ -73,7 +73,7 @@ pub(crate) fn bundle_manifest(
 ) -> Value {
     json!({
         "schemaVersion": 2,
-        "mediaType": super::push::MANIFEST_TYPE,
+        "mediaType": super::client::MANIFEST_TYPE,
         "artifactType": BUNDLE_TYPE,
         "config": {
             "mediaType": EMPTY_TYPE,
@@ -124,7 +124,7 @@ pub(crate) fn add_to_index(
     let digest = referrer.to_string();
     manifests.retain(|m| m.get("digest").and_then(Value::as_str) != Some(digest.as_str()));
     manifests.push(json!({
-        "mediaType": super::push::MANIFEST_TYPE,
+        "mediaType": super::client::MANIFEST_TYPE,
         "digest": digest,
         "size": size,
         "artifactType": BUNDLE_TYPE,

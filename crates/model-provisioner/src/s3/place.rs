@@ -10,7 +10,7 @@ use reqwest::{Client, RequestBuilder, StatusCode};
 
 use super::session::Session;
 use super::{Manifest, Object, S3Fetcher};
-use crate::pipeline::{ListedFile, Listing, Revision, Stated};
+use crate::pipeline::{Claim, ListedFile, Listing, Revision, Stated};
 use crate::request::FetchRequest;
 use mp_transfer::{BoxFuture, RequestSource};
 
@@ -54,7 +54,7 @@ impl S3Fetcher {
             exclude,
             parallel: self.options.parallel_files,
             engine: &self.engine,
-            claim: manifest.and_then(Manifest::claim),
+            claim: manifest.and_then(Claim::from_manifest),
             signatures: Vec::new(),
             files: objects
                 .into_iter()

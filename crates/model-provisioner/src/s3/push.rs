@@ -33,7 +33,7 @@ use super::session::{SIGNATURE_LIFETIME, Session, error_code};
 use crate::error::{Error, Result};
 use crate::model_files::ModelFile;
 use crate::object_store::{self, Folder, MANIFEST_NAME, PartSizes, Upload};
-use crate::publish::Sign;
+use crate::sign::Sign;
 use crate::upload::{Hash, ReadCheck, read_pieces, send_parts};
 use mp_progress::{Progress, Reporter};
 
