@@ -428,7 +428,10 @@ fn parse_signature(text: &str) -> Result<model_provisioner::signing::SignatureSo
 /// `--sign`'s value.
 fn parse_signer(text: &str) -> Result<model_provisioner::signing::PushSigner, String> {
     model_provisioner::signing::PushSigner::parse(text).map_err(|e| {
-        format!("{e}\nhint: write `key:PRIVATE.pem` or `cert-chain:KEY.pem,CHAIN.pem`")
+        format!(
+            "{e}\nhint: {}",
+            model_provisioner::signing::PushSigner::hint()
+        )
     })
 }
 

@@ -492,7 +492,8 @@ impl Error {
     }
 
     /// Whether the request cannot be met as written (a reference no source reads, a push or
-    /// mirror destination that takes no model): the command line's exit status 2.
+    /// mirror destination that takes no model, a mirror rule given or in the environment that
+    /// is no rule): the command line's exit status 2.
     pub fn is_usage(&self) -> bool {
         matches!(
             self,
@@ -502,7 +503,7 @@ impl Error {
                 | Error::MirrorPrefix(_)
                 | Error::MirrorLocation { .. }
                 | Error::MirrorScheme { .. }
-        )
+        ) || matches!(self, Error::MirrorRule(e) if !e.in_file())
     }
 
     /// Whether a download was stopped by the builder's [`Cancel`](crate::Cancel) flag.

@@ -32,6 +32,20 @@ use crate::model_files::{ModelFile, ModelFiles, model_files};
 use crate::sign::Sign;
 use mp_progress::{FileTask, Progress, Reporter};
 
+/// `text` as the endpoint of a store or hub (see
+/// [`ProvisionerBuilder::endpoint_url`](crate::ProvisionerBuilder::endpoint_url)), when it is
+/// `http(s)://host[:port]` with nothing else: no credentials, path or query.
+pub fn parse_endpoint(text: &str) -> Option<url::Url> {
+    let url = url::Url::parse(text.trim()).ok()?;
+    let plain = matches!(url.scheme(), "http" | "https")
+        && url.host_str().is_some_and(|h| !h.is_empty())
+        && url.username().is_empty()
+        && url.password().is_none()
+        && url.query().is_none()
+        && matches!(url.path(), "" | "/");
+    plain.then_some(url)
+}
+
 /// The name of the manifest object inside a pushed folder: `<prefix>.model-provisioner.json`.
 pub const MANIFEST_NAME: &str = ".model-provisioner.json";
 

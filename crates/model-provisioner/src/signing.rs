@@ -172,6 +172,11 @@ impl PushSigner {
         &self.text
     }
 
+    /// What to write instead of a signer [`PushSigner::parse`] refused.
+    pub fn hint() -> &'static str {
+        "write `key:PRIVATE.pem` or `cert-chain:KEY.pem,CHAIN.pem`"
+    }
+
     /// The bundle (`model.sig`) over `files`, as the model `name`: the sha256s given, no file
     /// read.
     #[cfg_attr(
@@ -320,6 +325,23 @@ impl SignerRules {
                 e.to_string(),
             )),
         }
+    }
+
+    /// The rules in force for a provisioner over `cache_dir`: [`SIGNERS_ENV`]'s, then those of
+    /// `<cache_dir>/`[`SIGNERS_FILE`]. What the command line and the Python package read, read
+    /// once here.
+    ///
+    /// # Errors
+    ///
+    /// The first rule that is no rule, or whose policy cannot be read; a file that cannot be
+    /// read.
+    pub fn configured(cache_dir: &Path) -> std::result::Result<SignerRules, ParsePolicyError> {
+        let mut rules = match std::env::var(SIGNERS_ENV) {
+            Ok(value) => SignerRules::from_env_value(&value)?,
+            Err(_) => SignerRules::new(),
+        };
+        rules.extend(SignerRules::from_file(&cache_dir.join(SIGNERS_FILE))?);
+        Ok(rules)
     }
 
     /// Adds the rule `PREFIX=POLICY` after the others.

@@ -7,12 +7,12 @@ use std::time::Duration;
 use catalog_core::{ModelRef, Outcome};
 use model_provisioner::HfClient;
 use model_provisioner::list::{LIST_LIMIT, ModelList};
-use model_provisioner::mirror::{MIRRORS_ENV, MIRRORS_FILE, Mirrors, ParseMirrorError};
+use model_provisioner::mirror::Mirrors;
 use serde::Serialize;
 
 use super::{
     Context, Provisioner, UsageError, object_store, parse_reference, registry_access,
-    transfer_settings,
+    transfer_settings, usage_if_refused,
 };
 use crate::cli::{EnsureArgs, Via};
 use crate::output::{human_bytes, outcome_text, print, print_json};
@@ -348,19 +348,7 @@ fn mirror_rules(cx: &Context, args: &EnsureArgs, first: &[String]) -> anyhow::Re
     if args.no_mirror {
         return Ok(Mirrors::new());
     }
-    let usage = |e: ParseMirrorError| {
-        UsageError(match e.hint() {
-            Some(hint) => format!("{e}\nhint: {hint}"),
-            None => e.to_string(),
-        })
-    };
-    let mut mirrors = Mirrors::from_flags(first).map_err(usage)?;
-    mirrors.extend(Mirrors::from_flags(&args.mirror).map_err(usage)?);
-    if let Ok(value) = std::env::var(MIRRORS_ENV) {
-        mirrors.extend(Mirrors::from_env_value(&value).map_err(usage)?);
-    }
-    mirrors.extend(Mirrors::from_file(&cx.cache_dir.join(MIRRORS_FILE))?);
-    Ok(mirrors)
+    Mirrors::configured(first.iter().chain(&args.mirror), &cx.cache_dir).map_err(usage_if_refused)
 }
 
 /// `reference` with `--revision` applied; a conflicting pin is a usage error.

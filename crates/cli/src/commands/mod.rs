@@ -17,7 +17,7 @@ use model_provisioner::{
     S3Access, Secret, json_line,
 };
 
-use model_provisioner::signing::{SIGNERS_ENV, SIGNERS_FILE, SignerRules};
+use model_provisioner::signing::SignerRules;
 
 use crate::cli::{Cli, Command, ProgressFormat, RegistryArgs, S3Args, TransferArgs};
 use crate::progress::BarReporter;
@@ -79,15 +79,8 @@ impl Context {
 
     /// The signer rules: `MODEL_PROVISIONER_SIGNERS`, then `<cache>/signers.conf`.
     fn signer_rules(&self) -> anyhow::Result<SignerRules> {
-        let usage = |e: model_provisioner::signing::ParsePolicyError| {
-            UsageError(format!("{e}\nhint: {}", e.hint()))
-        };
-        let mut rules = match std::env::var(SIGNERS_ENV) {
-            Ok(value) => SignerRules::from_env_value(&value).map_err(usage)?,
-            Err(_) => SignerRules::new(),
-        };
-        rules.extend(SignerRules::from_file(&self.cache_dir.join(SIGNERS_FILE)).map_err(usage)?);
-        Ok(rules)
+        Ok(SignerRules::configured(&self.cache_dir)
+            .map_err(|e| UsageError(format!("{e}\nhint: {}", e.hint())))?)
     }
 }
 
@@ -132,12 +125,14 @@ fn registry_access(args: &RegistryArgs) -> anyhow::Result<RegistryAccess> {
 /// for every source that reads them, `--region` for S3.
 fn object_store(builder: ProvisionerBuilder, args: &S3Args) -> anyhow::Result<ProvisionerBuilder> {
     let endpoint = match &args.endpoint_url {
-        Some(text) => Some(url_of_endpoint(text).ok_or_else(|| {
-            UsageError(format!(
-                "`--endpoint-url` takes `http(s)://host[:port]`, not `{}`",
-                catalog_core::printable(text)
-            ))
-        })?),
+        Some(text) => Some(
+            model_provisioner::object_store::parse_endpoint(text).ok_or_else(|| {
+                UsageError(format!(
+                    "`--endpoint-url` takes `http(s)://host[:port]`, not `{}`",
+                    catalog_core::printable(text)
+                ))
+            })?,
+        ),
         None => None,
     };
     Ok(builder
@@ -161,18 +156,6 @@ fn transfer_settings(builder: ProvisionerBuilder, args: &TransferArgs) -> Provis
             let _ = std::io::stderr().lock().write_all(line.as_bytes());
         }))),
     }
-}
-
-/// `http(s)://host[:port]` with nothing else, as an endpoint.
-fn url_of_endpoint(text: &str) -> Option<url::Url> {
-    let url = url::Url::parse(text.trim()).ok()?;
-    let plain = matches!(url.scheme(), "http" | "https")
-        && url.host_str().is_some_and(|h| !h.is_empty())
-        && url.username().is_empty()
-        && url.password().is_none()
-        && url.query().is_none()
-        && matches!(url.path(), "" | "/");
-    plain.then_some(url)
 }
 
 /// A reference from the command line, parsed here rather than by clap, whose message would

@@ -69,6 +69,11 @@ impl ParseMirrorError {
         }
     }
 
+    /// Whether the rule was written in a file (rather than given, or in the environment).
+    pub(crate) fn in_file(&self) -> bool {
+        self.at.is_some()
+    }
+
     /// What to write instead.
     pub fn hint(&self) -> Option<&str> {
         Some(
@@ -498,6 +503,28 @@ impl Mirrors {
             .map(|r| MirrorRule::parse(r.as_ref(), RuleOrigin::Flag))
             .collect::<std::result::Result<_, _>>()?;
         Ok(Mirrors { rules })
+    }
+
+    /// The rules in force for a provisioner over `cache_dir`, in the order they apply: `given`
+    /// (`--mirror`, or a library caller's), then [`MIRRORS_ENV`]'s, then those of
+    /// `<cache_dir>/`[`MIRRORS_FILE`]. What the command line and the Python package read,
+    /// read once here.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::MirrorRule`] for the first rule that does not parse (a usage error, see
+    /// [`Error::is_usage`], when it was given or in the environment); [`Error::Read`] when the
+    /// file exists and cannot be read.
+    pub fn configured<S: AsRef<str>>(
+        given: impl IntoIterator<Item = S>,
+        cache_dir: &Path,
+    ) -> Result<Self> {
+        let mut mirrors = Mirrors::from_flags(given)?;
+        if let Ok(value) = std::env::var(MIRRORS_ENV) {
+            mirrors.extend(Mirrors::from_env_value(&value)?);
+        }
+        mirrors.extend(Mirrors::from_file(&cache_dir.join(MIRRORS_FILE))?);
+        Ok(mirrors)
     }
 
     /// Rules separated by whitespace, as [`MIRRORS_ENV`] holds them.
