@@ -4,13 +4,13 @@
 //! | module | its one job |
 //! |---|---|
 //! | `errors` | the exception classes, and the library's errors as them |
-//! | `rules` | the mirror and signer rules of the environment and the cache, as the CLI reads them |
+//! | `options` | the options the command line's flags carry, read from their Python values |
 //! | `run` | a call on a worker thread: the GIL released, progress and Ctrl-C on the caller's |
 //!
 //! The Python package (`python/model_provisioner/`) re-exports these and carries the stubs.
 
 mod errors;
-mod rules;
+mod options;
 mod run;
 
 use std::path::PathBuf;
@@ -75,18 +75,30 @@ fn parse_reference(text: &str) -> PyResult<ModelRef> {
 
 /// Makes sure the model `reference` names is on this machine, verified and recorded.
 ///
-/// `digest` (`sha256:…`) is what the bytes must hash to; `cache_dir` defaults to
-/// `$MODEL_PROVISIONER_CACHE`, then the XDG cache directory; `revision` pins an `hf:`
-/// reference's branch, tag or commit; `include` and `exclude` select files of a whole `hf:`
-/// repository or an S3 folder. `on_progress` is called on this thread with each progress
-/// event, a `dict` of `docs/progress.md`'s schema; an exception it raises stops the call and is
-/// raised from it. Ctrl-C stops the download, resumable, and raises `KeyboardInterrupt`.
+/// Each argument is the `model-provisioner ensure` flag of its name: `digest` (`sha256:…`) is
+/// what the bytes must hash to; `cache_dir` defaults to `$MODEL_PROVISIONER_CACHE`, then the
+/// XDG cache directory; `revision` pins an `hf:` reference's branch, tag or commit; `include`
+/// and `exclude` select files of a whole `hf:` repository or an S3 folder; `offline` makes no
+/// network request; `refresh` resolves again a model the catalog has; `mirrors` are rules
+/// (`SOURCE=MIRROR`) tried before the environment's and the cache's, `no_mirror` turns every
+/// rule off; `signed_by` (`key:PATH.pem`, `cert-chain:CA.pem[#IDENTITY]`) says who must have
+/// signed the model, `signature` (a path or an `http(s)://` URL) is its bundle given apart;
+/// `limit_rate` caps the bytes per second (`"50M"`, or an `int`); `connections` is the ranged
+/// requests in flight for one file (1 to 64); `endpoint_url` and `no_sign_request` reach an
+/// object store or hub. `on_progress` is called on this thread with each progress event, a
+/// `dict` of `docs/progress.md`'s schema; an exception it raises stops the call and is raised
+/// from it. Ctrl-C stops the download, resumable, and raises `KeyboardInterrupt`.
 /// Raises `UsageError`, `VerificationError` or `ProvisionError`.
 #[pyfunction]
-#[pyo3(signature = (reference, *, digest=None, cache_dir=None, revision=None, include=None, exclude=None, on_progress=None))]
+#[pyo3(signature = (
+    reference, *, digest=None, cache_dir=None, revision=None, include=None, exclude=None,
+    offline=false, refresh=false, mirrors=None, no_mirror=false, signed_by=None, signature=None,
+    limit_rate=None, connections=None, endpoint_url=None, no_sign_request=false, on_progress=None
+))]
 #[expect(
     clippy::too_many_arguments,
-    reason = "the keyword arguments of the Python call"
+    clippy::fn_params_excessive_bools,
+    reason = "the keyword arguments of the Python call, the command line's flags"
 )]
 fn ensure(
     py: Python<'_>,
@@ -96,6 +108,16 @@ fn ensure(
     revision: Option<&str>,
     include: Option<Vec<String>>,
     exclude: Option<Vec<String>>,
+    offline: bool,
+    refresh: bool,
+    mirrors: Option<Vec<String>>,
+    no_mirror: bool,
+    signed_by: Option<&str>,
+    signature: Option<&str>,
+    limit_rate: Option<options::Rate>,
+    connections: Option<i64>,
+    endpoint_url: Option<&str>,
+    no_sign_request: bool,
     on_progress: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<Model> {
     let reference = parse_reference(reference)?;
@@ -114,9 +136,19 @@ fn ensure(
             "`include` and `exclude` select files of a whole `hf:` repository (`hf:org/repo`) or an S3 folder (`s3://bucket/prefix/`)",
         ));
     }
+    let (builder, dir) = options::builder(cache_dir)?;
+    let builder = options::transfer(builder, limit_rate, endpoint_url, no_sign_request)?
+        .connections(options::connections(connections)?)
+        .offline(offline)
+        .refresh(refresh)
+        .include(include)
+        .exclude(exclude)
+        .mirrors(options::mirror_rules(mirrors, no_mirror, &dir)?)
+        .signed_by(options::signer_policy(signed_by)?)
+        .signature(options::signature(signature))
+        .signers(options::signer_rules(&dir)?);
     let work: Work<_> = Box::new(move |builder: ProvisionerBuilder| {
-        let provisioner = builder.include(include).exclude(exclude).build()?;
-        let ensured = provisioner.ensure(&reference, digest.as_ref())?;
+        let ensured = builder.build()?.ensure(&reference, digest.as_ref())?;
         let e = ensured.entry;
         Ok(Model {
             id: e.id,
@@ -129,7 +161,7 @@ fn ensure(
             cached: ensured.cached,
         })
     });
-    run::run(py, cache_dir, on_progress, work)
+    run::run(py, builder, on_progress, work)
 }
 
 /// `value` as Python data, as `json.loads` reads its JSON.
@@ -256,7 +288,9 @@ fn verify(
             .map(|id| VerifyOutcome::of(id, provisioner.verify(id)))
             .collect())
     });
-    let results = run::run(py, cache_dir, None, work)?;
+    let (builder, dir) = options::builder(cache_dir)?;
+    let builder = builder.signers(options::signer_rules(&dir)?);
+    let results = run::run(py, builder, None, work)?;
     to_python(py, &results)
 }
 
@@ -275,23 +309,63 @@ struct Pushed {
     blobs_skipped: Option<usize>,
 }
 
+/// What a mirror push did, as `model-provisioner mirror --json` prints it.
+#[derive(Debug, Serialize)]
+struct MirroredJson {
+    id: String,
+    mirror: String,
+    rule: String,
+    destinations: Vec<String>,
+    files: usize,
+    bytes_uploaded: u64,
+}
+
+/// A builder that reaches registries and buckets as the options say, and fetches nothing: what
+/// `push` and `mirror` publish with.
+fn publisher(
+    cache_dir: Option<PathBuf>,
+    sign: Option<&str>,
+    limit_rate: Option<options::Rate>,
+    endpoint_url: Option<&str>,
+    no_sign_request: bool,
+) -> PyResult<ProvisionerBuilder> {
+    let (builder, _) = options::builder(cache_dir)?;
+    Ok(
+        options::transfer(builder, limit_rate, endpoint_url, no_sign_request)?
+            .http(false)
+            .hf(None)
+            .sign_pushes(options::push_signer(sign)?),
+    )
+}
+
 /// Publishes a model of the catalog to a registry's tag or a bucket's folder, verified.
+///
+/// `sign` (`key:PRIVATE.pem`, `cert-chain:KEY.pem,CHAIN.pem`) signs the pushed copy;
+/// `limit_rate`, `endpoint_url` and `no_sign_request` are as for `ensure`.
 #[pyfunction]
-#[pyo3(signature = (id, destination, *, cache_dir=None, on_progress=None))]
+#[pyo3(signature = (
+    id, destination, *, cache_dir=None, sign=None, limit_rate=None, endpoint_url=None,
+    no_sign_request=false, on_progress=None
+))]
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the keyword arguments of the Python call"
+)]
 fn push<'py>(
     py: Python<'py>,
     id: String,
     destination: &str,
     cache_dir: Option<PathBuf>,
+    sign: Option<&str>,
+    limit_rate: Option<options::Rate>,
+    endpoint_url: Option<&str>,
+    no_sign_request: bool,
     on_progress: Option<&Bound<'_, PyAny>>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let destination = parse_reference(destination)?;
+    let builder = publisher(cache_dir, sign, limit_rate, endpoint_url, no_sign_request)?;
     let work: Work<Pushed> = Box::new(move |builder: ProvisionerBuilder| {
-        let p = builder
-            .http(false)
-            .hf(None)
-            .build()?
-            .push(&id, &destination)?;
+        let p = builder.build()?.push(&id, &destination)?;
         Ok(Pushed {
             id: p.id,
             destination: p.destination,
@@ -302,8 +376,50 @@ fn push<'py>(
             blobs_skipped: p.blobs_skipped,
         })
     });
-    let pushed = run::run(py, cache_dir, on_progress, work)?;
+    let pushed = run::run(py, builder, on_progress, work)?;
     to_python(py, &pushed)
+}
+
+/// Pushes a model of the catalog to a mirror, exactly where `ensure` with the rule returned
+/// looks for it.
+///
+/// `mirror_prefix` is a rule's mirror side (`oci://registry[/path]`, `s3://bucket[/prefix]`,
+/// `gs://bucket[/prefix]`, `az://account/container[/prefix]`); `sign`, `limit_rate`,
+/// `endpoint_url` and `no_sign_request` are as for `push`.
+#[pyfunction]
+#[pyo3(signature = (
+    id, mirror_prefix, *, cache_dir=None, sign=None, limit_rate=None, endpoint_url=None,
+    no_sign_request=false, on_progress=None
+))]
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the keyword arguments of the Python call"
+)]
+fn mirror<'py>(
+    py: Python<'py>,
+    id: String,
+    mirror_prefix: String,
+    cache_dir: Option<PathBuf>,
+    sign: Option<&str>,
+    limit_rate: Option<options::Rate>,
+    endpoint_url: Option<&str>,
+    no_sign_request: bool,
+    on_progress: Option<&Bound<'_, PyAny>>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let builder = publisher(cache_dir, sign, limit_rate, endpoint_url, no_sign_request)?;
+    let work: Work<MirroredJson> = Box::new(move |builder: ProvisionerBuilder| {
+        let m = builder.build()?.mirror(&id, &mirror_prefix)?;
+        Ok(MirroredJson {
+            id: m.id,
+            mirror: m.mirror,
+            rule: m.rule,
+            destinations: m.destinations,
+            files: m.files,
+            bytes_uploaded: m.bytes_uploaded,
+        })
+    });
+    let mirrored = run::run(py, builder, on_progress, work)?;
+    to_python(py, &mirrored)
 }
 
 /// The native half of the `model_provisioner` package.
@@ -317,5 +433,6 @@ fn native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(show, m)?)?;
     m.add_function(wrap_pyfunction!(verify, m)?)?;
     m.add_function(wrap_pyfunction!(push, m)?)?;
+    m.add_function(wrap_pyfunction!(mirror, m)?)?;
     Ok(())
 }

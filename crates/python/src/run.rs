@@ -4,14 +4,11 @@
 //! `KeyboardInterrupt`) or one raised by `on_progress` cancels the call, and is raised once the
 //! call has stopped.
 
-use std::path::PathBuf;
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use model_provisioner::{
-    Cancel, Error, Event, Events, ModelProvisioner, ProvisionerBuilder, json_line,
-};
+use model_provisioner::{Cancel, Error, Event, Events, ProvisionerBuilder, json_line};
 use pyo3::prelude::*;
 
 use crate::errors;
@@ -19,7 +16,7 @@ use crate::errors;
 /// How often the calling thread looks at Python's signals while the work runs.
 const POLL: Duration = Duration::from_millis(100);
 
-/// A call of the library, given a builder with the cache directory and the reporter set.
+/// A call of the library, given the builder with the cancel flag and the reporter set.
 pub(crate) type Work<T> = Box<dyn FnOnce(ProvisionerBuilder) -> Result<T, Error> + Send>;
 
 /// What the worker tells the calling thread.
@@ -30,21 +27,17 @@ enum Message<T> {
     Done(Result<T, Error>),
 }
 
-/// Runs `work` on a worker thread over the cache in `cache_dir` (the command line's default
-/// when `None`), handing its progress events to `on_progress` on this thread.
+/// Runs `work` on a worker thread with `builder` (its options set), handing its progress events
+/// to `on_progress` on this thread.
 pub(crate) fn run<T: Send + 'static>(
     py: Python<'_>,
-    cache_dir: Option<PathBuf>,
+    builder: ProvisionerBuilder,
     on_progress: Option<&Bound<'_, PyAny>>,
     work: Work<T>,
 ) -> PyResult<T> {
-    let cache_dir = crate::cache_dir(cache_dir).map_err(errors::to_py)?;
     let (tx, rx) = mpsc::channel::<Message<T>>();
     let cancel = Cancel::new();
-    let mut builder = crate::rules::apply(
-        ModelProvisioner::builder(&cache_dir).cancel(cancel.clone()),
-        &cache_dir,
-    )?;
+    let mut builder = builder.cancel(cancel.clone());
     if on_progress.is_some() {
         let events = tx.clone();
         builder = builder.reporter(Arc::new(Events::new(move |event: &Event<'_>| {
