@@ -8,6 +8,7 @@
 //! | [`azure`] | Azure Blob Storage: SAS tokens, connection strings, account keys, Entra ID, managed identity | `azure` |
 //! | [`registry`] | OCI registries: docker's configuration, credential helpers, tokens | `registry` |
 //! | [`hf`] | the Hugging Face Hub: `HF_TOKEN` or the user's token file | — |
+//! | [`modelscope`] | ModelScope: the session its client saved at login, read as data | — |
 //!
 //! A secret is a [`Secret`] (or the Hub's [`hf::Token`]): its `Debug` and `Display` print
 //! `<redacted>`. The services asked over the network (STS, the container and instance
@@ -22,6 +23,7 @@ pub mod azure;
 #[cfg(feature = "gcp")]
 pub mod gcp;
 pub mod hf;
+pub mod modelscope;
 #[cfg(feature = "registry")]
 pub mod registry;
 mod secret;
