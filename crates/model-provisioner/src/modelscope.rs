@@ -22,6 +22,11 @@
 //!   `MODELSCOPE_DOMAIN` as a deprecated name.
 //! - `MODELSCOPE_API_TOKEN`, when set, logs in once per source; the session cookie goes to the
 //!   endpoint only (the HTTP client drops it on a redirect to another host).
+//! - Without it (unset: a blank one means "no token", as in ModelScope's client), the session
+//!   its client saved at `modelscope login` is sent as it is, when its cookie is for the
+//!   endpoint's host and has not expired ([`mp_credentials::modelscope`], which reads the
+//!   client's pickled cookie jar as data). Anything else about the file is logged at debug
+//!   level and the source goes on without a session.
 //! - Files are published under `models/modelscope/<org>/<repo>/<commit>-<variant>/`, the
 //!   variant naming the file filters, as for `hf:`.
 
@@ -58,15 +63,15 @@ pub struct ModelScopeKind {
 }
 
 impl ModelScopeKind {
-    /// `MODELSCOPE_ENDPOINT` (else `MODELSCOPE_DOMAIN`) and `MODELSCOPE_API_TOKEN`, read when a
-    /// provisioner is built.
+    /// `MODELSCOPE_ENDPOINT` (else `MODELSCOPE_DOMAIN`) and `MODELSCOPE_API_TOKEN`, else the
+    /// login ModelScope's client saved, read when a provisioner is built.
     pub const FROM_ENV: ModelScopeKind = ModelScopeKind {
         endpoint: None,
         token: None,
     };
 
     /// ModelScope at `endpoint` (a URL, or a host name over `https://`), logged in to with
-    /// `token` when one is given; the environment is not read.
+    /// `token` when one is given; neither the environment nor a saved login is read.
     pub fn new(endpoint: &str, token: Option<mp_credentials::Secret>) -> Self {
         ModelScopeKind {
             endpoint: Some(self::endpoint(Some(endpoint))),
@@ -92,19 +97,29 @@ impl SourceKind for ModelScopeKind {
 
     fn build(&self, context: &SourceContext<'_>) -> Result<Box<dyn Source + Send + Sync>> {
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
-        let (endpoint, token) = match (&self.endpoint, context.endpoint) {
-            (Some(given), _) => (given.clone(), self.token.clone()),
-            (None, named) => (
-                match named {
+        let (endpoint, token, saved) = match (&self.endpoint, context.endpoint) {
+            (Some(given), _) => (given.clone(), self.token.clone(), None),
+            (None, named) => {
+                let endpoint = match named {
                     Some(url) => endpoint(Some(url.as_str())),
                     None => endpoint(named_by(var).as_deref()),
-                },
-                var("MODELSCOPE_API_TOKEN").map(mp_credentials::Secret::new),
-            ),
+                };
+                // Set, even blank, it stands before the saved login, as in ModelScope's client.
+                let saved = match std::env::var_os("MODELSCOPE_API_TOKEN") {
+                    Some(_) => None,
+                    None => saved_login(&endpoint, &|name| std::env::var(name).ok()),
+                };
+                (
+                    endpoint,
+                    var("MODELSCOPE_API_TOKEN").map(mp_credentials::Secret::new),
+                    saved,
+                )
+            }
         };
         Ok(Box::new(ModelScope {
             endpoint,
             token,
+            saved,
             session: OnceLock::new(),
             engine: context.engine.clone(),
             offline: context.offline,
@@ -134,6 +149,34 @@ fn named_by(var: impl Fn(&str) -> Option<String>) -> Option<String> {
     var("MODELSCOPE_ENDPOINT").or_else(|| var("MODELSCOPE_DOMAIN"))
 }
 
+/// The session ModelScope's client saved at login for `endpoint`'s host, as the cookie to
+/// send; `None`, with the reason logged at debug level, when there is none to use.
+fn saved_login(endpoint: &str, env: &dyn Fn(&str) -> Option<String>) -> Option<HeaderValue> {
+    let url = url::Url::parse(endpoint).ok()?;
+    let host = url.host_str()?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let session =
+        mp_credentials::modelscope::saved_session(env, host, url.scheme() == "https", now)
+            .map_err(|why| tracing::debug!(endpoint, %why, "no saved ModelScope login"))
+            .ok()?;
+    let Ok(mut cookie) = HeaderValue::from_str(&format!("m_session_id={}", session.expose()))
+    else {
+        tracing::debug!(
+            endpoint,
+            "the saved ModelScope session is not a cookie value"
+        );
+        return None;
+    };
+    cookie.set_sensitive(true);
+    tracing::debug!(
+        endpoint,
+        "the session ModelScope's client saved at login is sent"
+    );
+    Some(cookie)
+}
+
 /// The endpoint `domain` names: a URL as given, a host name over `https://`.
 fn endpoint(domain: Option<&str>) -> String {
     let domain = domain
@@ -151,6 +194,8 @@ fn endpoint(domain: Option<&str>) -> String {
 struct ModelScope {
     endpoint: String,
     token: Option<mp_credentials::Secret>,
+    /// The session cookie ModelScope's client saved, when there is no token.
+    saved: Option<HeaderValue>,
     /// The session cookie the token logged in for, once asked.
     session: OnceLock<Option<HeaderValue>>,
     engine: Engine,
@@ -199,13 +244,14 @@ impl ModelScope {
         Ok(read(other)?)
     }
 
-    /// The cookie of a session the token logged in for; `None` without a token.
+    /// The cookie of a session the token logged in for, else the saved one; `None` without
+    /// either.
     fn session(&self) -> Result<Option<HeaderValue>> {
         if let Some(session) = self.session.get() {
             return Ok(session.clone());
         }
         let Some(token) = &self.token else {
-            return Ok(None);
+            return Ok(self.saved.clone());
         };
         let url = format!("{}/api/v1/login", self.endpoint);
         let body = serde_json::json!({ "AccessToken": token.expose() }).to_string();
@@ -311,7 +357,7 @@ impl ModelScope {
                 return Err(failure(
                     SourceFailure::Denied,
                     format!("ModelScope refused access to {at} (HTTP {status})"),
-                    "set `MODELSCOPE_API_TOKEN` to a token with access to this repository",
+                    "set `MODELSCOPE_API_TOKEN` to a token with access to this repository, or log in again with `modelscope login`",
                 ));
             }
             s if !s.is_success() => {

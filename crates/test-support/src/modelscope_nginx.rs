@@ -26,6 +26,10 @@
 //!   `Set-Cookie: m_session_id=<session>; Path=/; HttpOnly`, where `<session>` is
 //!   [`ModelScopeNginx::session`]. nginx cannot read the body, so any token (or none) logs in;
 //!   another method answers `405`;
+//! - `GET /openapi/v1/users/me`, which the SDK's `modelscope login` asks after logging in (and
+//!   fails without): `200`, `{"success":true,"data":{"Username":"test-user","Email":""}}` when
+//!   the request carries the session or the token as the `m_session_id` cookie or as
+//!   `Authorization: Bearer …`; else `401` as below;
 //! - a repo started as private answers the listing and the downloads with `401`,
 //!   `{"Code":401,"Message":"unauthorized","Success":false}`, unless the request carries the
 //!   cookie `m_session_id=<session>` or `m_session_id=<token>` ([`ModelScopeNginx::token`]:
@@ -362,6 +366,8 @@ fn config(tmp: &Path, port: u16, [session, token]: [&str; 2], repos: &[MsRepo]) 
 http {{
     map $cookie_m_session_id $ms_session {{ "" "-"; default "session"; }}
     map $cookie_m_session_id $ms_authorized {{ "~^({session}|{token})$" 1; default ""; }}
+    map $http_authorization $ms_bearer {{ "~^Bearer ({session}|{token})$" 1; default ""; }}
+    map "$ms_authorized$ms_bearer" $ms_me {{ "" ""; default 1; }}
 {maps}    log_format modelscope '$request_method $host $status $body_bytes_sent $ms_session "$http_range" $request_uri';
     access_log {d}/access.log modelscope;
 {temp_paths}
@@ -372,6 +378,7 @@ http {{
         listen 127.0.0.1:{port} default_server;
         server_name 127.0.0.1;
         location = /api/v1/login {{ if ($request_method != POST) {{ rewrite ^ /_ms/method last; }} {json} add_header Set-Cookie "m_session_id={session}; Path=/; HttpOnly" always; return 200 '{{"Code":200,"Data":{{"AccessToken":"{GIT_TOKEN}","Username":"test-user","Email":""}},"Message":"success","Success":true}}'; }}
+        location = /openapi/v1/users/me {{ if ($ms_me = "") {{ rewrite ^ /_ms/unauthorized last; }} {json} return 200 '{{"success":true,"data":{{"Username":"test-user","Email":""}}}}'; }}
 {locations}        location /api/v1/models/ {{ {json} return 404 '{{"Code":10010205001,"Message":"model not found","Success":false}}'; }}
         location = /_ms/unauthorized {{ internal; {json} return 401 '{{"Code":401,"Message":"unauthorized","Success":false}}'; }}
         location = /_ms/no-revision {{ internal; {json} return 404 '{{"Code":404,"Message":"revision $arg_Revision not found","Success":false}}'; }}
@@ -703,6 +710,32 @@ mod tests {
         assert!(
             !text.contains(ms.session()) && !text.contains(ms.token()),
             "the log holds no session value"
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn who_is_logged_in_answers_to_the_token_or_the_session_as_a_cookie_or_a_bearer() -> TestResult
+    {
+        let (tiny, secret) = (tiny_files(), secret_files());
+        let ms = both(&tiny, &secret);
+        let me = "/openapi/v1/users/me";
+        for value in [ms.token(), ms.session()] {
+            let cookie = format!("m_session_id={value}");
+            let bearer = format!("Bearer {value}");
+            for headers in [
+                [("Cookie", cookie.as_str())],
+                [("Authorization", bearer.as_str())],
+            ] {
+                let r = get(&ms, me, &headers);
+                assert_eq!(r.status, 200, "{headers:?}");
+                assert_eq!(json(&r)?["data"]["Username"], "test-user");
+            }
+        }
+        assert_eq!(get(&ms, me, &[]).status, 401);
+        assert_eq!(
+            get(&ms, me, &[("Authorization", "Bearer wrong")]).status,
+            401
         );
         Ok(())
     }

@@ -1,8 +1,9 @@
 //! `ensure modelscope:…` from the command line against a ModelScope-shaped nginx
 //! ([`test_support::ModelScopeNginx`]): the source this build registers, configured by
-//! `MODELSCOPE_ENDPOINT` or `MODELSCOPE_DOMAIN` (or `--endpoint-url`) and `MODELSCOPE_API_TOKEN`; and ModelScope's own
-//! client against the same fixture, which must get the same bytes, so that the fixture is
-//! known to answer as ModelScope does.
+//! `MODELSCOPE_ENDPOINT` or `MODELSCOPE_DOMAIN` (or `--endpoint-url`) and `MODELSCOPE_API_TOKEN`
+//! or the login ModelScope's client saved; and ModelScope's own client against the same
+//! fixture, which must get the same bytes, so that the fixture is known to answer as ModelScope
+//! does.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -265,5 +266,176 @@ fn modelscopes_own_client_reads_a_private_repository_of_the_fixture_with_a_token
         ensure_files(&fx, &ms, "modelscope:org/tiny", ms.token())?,
         theirs
     );
+    Ok(())
+}
+
+/// Runs `modelscope login --token <token>` against `ms`, with `HOME` at `home` (where our
+/// binary's fixture has it), so that the client saves its login where it keeps it.
+fn modelscope_login(ms: &ModelScopeNginx, home: &Path, token: &str) -> std::io::Result<Output> {
+    Command::new(modelscope_cli_path())
+        .args(["login", "--token", token])
+        .env("MODELSCOPE_DOMAIN", ms.endpoint())
+        .env("HOME", home)
+        .env_remove("MODELSCOPE_HOME")
+        .env_remove("MODELSCOPE_ENDPOINT")
+        .env_remove("MODELSCOPE_API_TOKEN")
+        .output()
+}
+
+/// `ensure modelscope:org/tiny` against `endpoint` with no `MODELSCOPE_API_TOKEN`.
+fn ensure_without_token(fx: &Fixture, endpoint: &str) -> std::io::Result<Output> {
+    let mut cmd = fx.command(["ensure", "modelscope:org/tiny", "--json"]);
+    cmd.env("MODELSCOPE_DOMAIN", endpoint)
+        .env("MODEL_PROVISIONER_LOG", "model_provisioner=debug");
+    cmd.output()
+}
+
+#[test]
+fn the_login_modelscopes_own_client_saved_reads_a_private_repository_on_its_host_only() -> TestResult
+{
+    let files = tiny();
+    let ms = ModelScopeNginx::start_one("org/tiny", &files, true);
+    let fx = Fixture::new()?;
+    let home = fx.path("home");
+
+    let out = modelscope_login(&ms, &home, ms.token())?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(home.join(".modelscope/credentials/cookies").is_file());
+    // Its login asked the fixture once, and was answered.
+    let login = ms.requests_of_at_least(1);
+    assert!(
+        login
+            .iter()
+            .any(|r| r.method == "POST" && r.uri == "/api/v1/login" && r.status == 200),
+        "{login:#?}"
+    );
+
+    // Our binary, with the same HOME and no token, sends the session it saved: no login of
+    // its own, every request answered with the session.
+    ms.clear_log();
+    let out = ensure_without_token(&fx, &ms.endpoint())?;
+    assert_code(&out, 0);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    assert_eq!(str_field(&json, "verification"), "pass", "{json:#}");
+    assert_eq!(
+        files_under(Path::new(str_field(&json, "local_path")))?,
+        files
+    );
+    let log = ms.requests_of_at_least(3);
+    assert!(log.iter().all(|r| r.method == "GET"), "{log:#?}");
+    assert!(
+        log.iter()
+            .all(|r| matches!(r.status, 200 | 206) && r.session),
+        "{log:#?}"
+    );
+    // Neither the session nor the token is written anywhere we write.
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let index = std::fs::read_to_string(fx.index_path())?;
+    for text in [&said, &index] {
+        assert!(
+            !text.contains(ms.session()) && !text.contains(ms.token()),
+            "{text}"
+        );
+    }
+
+    // The same server named `localhost`: another host than the login's, so no session goes.
+    ms.clear_log();
+    let fx2 = Fixture::new()?;
+    let creds = ".modelscope/credentials";
+    std::fs::create_dir_all(fx2.path("home").join(creds))?;
+    std::fs::copy(
+        home.join(creds).join("cookies"),
+        fx2.path("home").join(creds).join("cookies"),
+    )?;
+    let out = ensure_without_token(&fx2, &format!("http://localhost:{}", ms.port()))?;
+    assert_failure(&out, 1, &["ModelScope refused access to `org/tiny`"]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no `m_session_id` cookie for `localhost`"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let log = ms.requests_of_at_least(1);
+    assert!(log.iter().all(|r| !r.session), "{log:#?}");
+    Ok(())
+}
+
+#[test]
+fn an_expired_saved_login_is_not_sent() -> TestResult {
+    let files = tiny();
+    let ms = ModelScopeNginx::start_one("org/tiny", &files, true);
+    let fx = Fixture::new()?;
+    let home = fx.path("home");
+    // ModelScope's client saves a jar with the token as the session, for this host, expired
+    // an hour ago: a value the fixture would take, were it sent.
+    let python = modelscope_cli_path().with_file_name("python");
+    let script = r#"
+import sys, time
+from http.cookiejar import Cookie
+from requests.cookies import RequestsCookieJar
+from modelscope_hub.config import HubConfig
+jar = RequestsCookieJar()
+jar.set_cookie(Cookie(0, "m_session_id", sys.argv[1], None, False, "127.0.0.1", True, False,
+                      "/", True, False, int(time.time()) - 3600, False, None, None, {}, False))
+HubConfig().save_cookies(jar)
+assert HubConfig().load_cookies() is None, "the client itself takes it as expired"
+"#;
+    let out = Command::new(python)
+        .args(["-c", script, ms.token()])
+        .env("HOME", &home)
+        .env_remove("MODELSCOPE_HOME")
+        .output()?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(home.join(".modelscope/credentials/cookies").is_file());
+
+    let out = ensure_without_token(&fx, &ms.endpoint())?;
+    assert_failure(&out, 1, &["ModelScope refused access to `org/tiny`"]);
+    assert!(
+        hints(&out)
+            .iter()
+            .any(|h| h.contains("MODELSCOPE_API_TOKEN") && h.contains("modelscope login")),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("the `m_session_id` cookie for `127.0.0.1` has expired"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let log = ms.requests_of_at_least(1);
+    assert!(log.iter().all(|r| !r.session), "{log:#?}");
+    Ok(())
+}
+
+#[test]
+fn a_cookies_file_that_is_garbage_or_huge_is_no_login() -> TestResult {
+    let files = tiny();
+    let ms = ModelScopeNginx::start_one("org/tiny", &files, false);
+    for (contents, why) in [
+        (b"not a pickle".to_vec(), "the cookies file does not parse"),
+        (vec![b'('; 2 << 20], "is larger than 1048576 bytes"),
+    ] {
+        let fx = Fixture::new()?;
+        let creds = fx.path("home").join(".modelscope/credentials");
+        std::fs::create_dir_all(&creds)?;
+        std::fs::write(creds.join("cookies"), contents)?;
+        // A public repository: fetched without a session, the file noted at debug level.
+        let out = ensure_without_token(&fx, &ms.endpoint())?;
+        assert_code(&out, 0);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(why), "{stderr}");
+    }
     Ok(())
 }
