@@ -20,7 +20,7 @@ fi
 export RUSTC_BOOTSTRAP=1
 
 status=0
-for target in model_ref index gguf safetensors signing_bundle; do
+for target in model_ref index gguf safetensors signing_bundle modelscope_cookies; do
     log="$(mktemp)"
     echo "== ${target}: ${seconds}s"
     # New inputs go to fuzz/corpus/<target> (ignored by git); fuzz/seeds/<target> holds the
