@@ -716,7 +716,10 @@ impl ProvisionerBuilder {
         // was asked; the engine's configuration exists only with it.
         #[cfg(feature = "http")]
         if self.http {
-            fetcher = fetcher.with_http(crate::http::HttpFetcher::with_engine(engine.clone()));
+            fetcher = fetcher.with_http(
+                crate::http::HttpFetcher::with_engine(engine.clone())
+                    .offline(self.settings.offline),
+            );
         }
         #[cfg(not(feature = "http"))]
         let _ = self.http;

@@ -2,7 +2,7 @@
 
 use catalog_core::{Digest, ModelRef, SafeRelPath};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::pipeline::{ListedFile, Listing, Revision, Source, Stated};
 use crate::request::{FetchRequest, unsupported};
 use mp_transfer::{DownloadConfig, Downloader, Engine, UrlSource};
@@ -17,6 +17,7 @@ use mp_transfer::{DownloadConfig, Downloader, Engine, UrlSource};
 #[derive(Debug)]
 pub struct HttpFetcher {
     engine: Engine,
+    offline: bool,
 }
 
 impl Default for HttpFetcher {
@@ -33,7 +34,18 @@ impl HttpFetcher {
 
     /// A fetcher that downloads with `engine`, shared with other fetchers.
     pub fn with_engine(engine: Engine) -> Self {
-        HttpFetcher { engine }
+        HttpFetcher {
+            engine,
+            offline: false,
+        }
+    }
+
+    /// The same fetcher, asking nothing when `offline`: a URL not in the catalog is then
+    /// [`Error::Offline`](crate::Error::Offline), as for every other source.
+    #[must_use]
+    pub fn offline(mut self, offline: bool) -> Self {
+        self.offline = offline;
+        self
     }
 
     /// The download engine, built on first use.
@@ -53,6 +65,11 @@ impl Source for HttpFetcher {
         let ModelRef::Http(http) = req.reference else {
             return Err(unsupported(req.reference));
         };
+        if self.offline {
+            return Err(Error::Offline {
+                reference: req.reference.redacted(),
+            });
+        }
         let name = http
             .file_name()
             .and_then(file_name)

@@ -447,3 +447,39 @@ fn a_parallel_download_killed_midway_fetches_no_byte_of_a_complete_chunk_again()
     assert_eq!(u64_field(&json, "bytes_read"), resent);
     Ok(())
 }
+
+#[test]
+fn offline_a_url_not_in_the_catalog_is_refused_unasked_and_one_in_it_is_handed_out() -> TestResult {
+    let nginx = Nginx::start();
+    nginx.put("m.gguf", &bytes(100_000, 6))?;
+    let fx = Fixture::new()?;
+    let url = nginx.url("files/m.gguf");
+
+    // The server would answer: the refusal says that nothing was asked.
+    let out = run_within_limit(&mut fx.command(["ensure", &url, "--offline"]));
+    assert_code(&out, 1);
+    let err = stderr(&out);
+    assert!(
+        err.starts_with(&format!(
+            "error: offline, and `{url}` is not in the catalog"
+        )),
+        "{err}"
+    );
+    assert!(err.contains("hint: drop `--offline`"), "{err}");
+    assert!(nginx.log().is_empty(), "{:?}", nginx.log());
+
+    let first = run_within_limit(&mut fx.command(["ensure", &url, "--json"]));
+    assert_code(&first, 0);
+    let first: serde_json::Value = serde_json::from_str(&stdout(&first))?;
+
+    // The server is gone: the catalog answers.
+    drop(nginx);
+    let again = run_within_limit(&mut fx.command(["ensure", &url, "--json", "--offline"]));
+    assert_code(&again, 0);
+    let again: serde_json::Value = serde_json::from_str(&stdout(&again))?;
+    assert_eq!(
+        str_field(&again, "local_path"),
+        str_field(&first, "local_path")
+    );
+    Ok(())
+}
