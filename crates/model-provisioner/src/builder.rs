@@ -299,14 +299,15 @@ impl ProvisionerBuilder {
         self
     }
 
-    /// For a whole `hf:` repository or an S3 folder: only files matching one of these patterns
-    /// (`*` matches any run of characters, `/` included).
+    /// For a whole repository (`hf:`, `modelscope:`) or a bucket's folder: only files matching
+    /// one of these patterns (`*` matches any run of characters, `/` included).
     pub fn include(mut self, patterns: Vec<String>) -> Self {
         self.settings.include = Some(patterns);
         self
     }
 
-    /// For a whole `hf:` repository or an S3 folder: no file matching one of these patterns.
+    /// For a whole repository (`hf:`, `modelscope:`) or a bucket's folder: no file matching one
+    /// of these patterns.
     pub fn exclude(mut self, patterns: Vec<String>) -> Self {
         self.settings.exclude = Some(patterns);
         self

@@ -78,7 +78,7 @@ fn parse_reference(text: &str) -> PyResult<ModelRef> {
 /// Each argument is the `model-provisioner ensure` flag of its name: `digest` (`sha256:…`) is
 /// what the bytes must hash to; `cache_dir` defaults to `$MODEL_PROVISIONER_CACHE`, then the
 /// XDG cache directory; `revision` pins an `hf:` reference's branch, tag or commit; `include`
-/// and `exclude` select files of a whole `hf:` repository or an S3 folder; `offline` makes no
+/// and `exclude` select files of a whole repository or a bucket's folder; `offline` makes no
 /// network request; `refresh` resolves again a model the catalog has; `mirrors` are rules
 /// (`SOURCE=MIRROR`) tried before the environment's and the cache's, `no_mirror` turns every
 /// rule off; `signed_by` (`key:PATH.pem`, `cert-chain:CA.pem[#IDENTITY]`) says who must have
@@ -133,7 +133,7 @@ fn ensure(
     let (include, exclude) = (include.unwrap_or_default(), exclude.unwrap_or_default());
     if !(reference.is_collection() || include.is_empty() && exclude.is_empty()) {
         return Err(UsageError::new_err(
-            "`include` and `exclude` select files of a whole `hf:` repository (`hf:org/repo`) or an S3 folder (`s3://bucket/prefix/`)",
+            "`include` and `exclude` select files of a whole repository (`hf:org/repo`, `modelscope:org/repo`) or a bucket's folder (`s3://bucket/prefix/`, `gs://…/`, `az://…/`)",
         ));
     }
     let (builder, dir) = options::builder(cache_dir)?;

@@ -58,7 +58,7 @@ pub(super) fn ensure(cx: &Context, args: &EnsureArgs) -> anyhow::Result<ExitCode
     let filtered = !(args.include.is_empty() && args.exclude.is_empty());
     if filtered && !reference.is_collection() {
         return Err(UsageError(
-            "`--include` and `--exclude` select files of a whole `hf:` repository (`hf:org/repo`) or an S3 folder (`s3://bucket/prefix/`)"
+            "`--include` and `--exclude` select files of a whole repository (`hf:org/repo`, `modelscope:org/repo`) or a bucket's folder (`s3://bucket/prefix/`, `gs://…/`, `az://…/`)"
                 .into(),
         )
         .into());

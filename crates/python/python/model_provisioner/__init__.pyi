@@ -89,7 +89,7 @@ def ensure(
     (``sha256:…``) is what the bytes must hash to; ``cache_dir`` defaults to
     ``$MODEL_PROVISIONER_CACHE``, then the XDG cache directory; ``revision`` pins an ``hf:``
     reference's branch, tag or commit; ``include`` and ``exclude`` select files of a whole
-    ``hf:`` repository or an S3 folder.
+    repository (``hf:``, ``modelscope:``) or a bucket's folder (``s3://``, ``gs://``, ``az://``).
 
     ``offline`` makes no network request: the catalog answers, or the call fails.
     ``refresh`` resolves and fetches again a model the catalog has (files already in the cache
