@@ -468,8 +468,9 @@ impl ProvisionerBuilder {
     }
 
     /// A signature given apart from the model (the command line's `ensure --signature`): a
-    /// bundle file or an `http(s)://` URL, read (fetched, bounded) when the provisioner is
-    /// built; it stands for a model's `model.sig` when it has none, and a model of one file is
+    /// bundle file, read when the provisioner is built, or an `http(s)://` URL, fetched
+    /// (bounded) once, when a check first needs it (a model fetched, or a policy for a model
+    /// already in the catalog); it stands for a model's `model.sig` when it has none, and a model of one file is
     /// checked against it alone. See [`signing`](crate::signing).
     #[cfg(feature = "signing")]
     pub fn signature(mut self, source: Option<crate::signing::SignatureSource>) -> Self {
@@ -477,63 +478,40 @@ impl ProvisionerBuilder {
         self
     }
 
-    /// The signature given apart (`signature`), read: a file, or a URL fetched with `engine`,
-    /// at most [`mp_signing::MAX_BUNDLE_BYTES`] either way; with where it came from.
+    /// The signature given apart (`signature`): a file, read now, or a URL, to be fetched with
+    /// `engine` when a check first needs it; at most [`mp_signing::MAX_BUNDLE_BYTES`] either
+    /// way.
     #[cfg(all(feature = "signing", feature = "http"))]
     fn detached_signature(
         &self,
         engine: &mp_transfer::Engine,
-    ) -> Result<Option<(String, Vec<u8>)>> {
-        use crate::error::Error;
-        use crate::signing::SignatureSource;
-        let url = match &self.signature {
-            None => return Ok(None),
+    ) -> Result<Option<crate::signing::Detached>> {
+        use crate::signing::{Detached, SignatureSource};
+        match &self.signature {
+            None => Ok(None),
             Some(SignatureSource::File(path)) => {
                 let bundle = crate::signing::read_signature_file(path)?;
-                return Ok(Some((path.display().to_string(), bundle)));
+                Ok(Some(Detached::read(path.display().to_string(), bundle)))
             }
-            Some(SignatureSource::Url(url)) => url,
-        };
-        if self.settings.offline {
-            return Err(Error::Offline {
-                reference: url.clone(),
-            });
+            Some(SignatureSource::Url(url)) => {
+                let (url, engine, offline) = (url.clone(), engine.clone(), self.settings.offline);
+                Ok(Some(Detached::fetched_by(url.clone(), move || {
+                    fetch_signature(&url, &engine, offline)
+                })))
+            }
         }
-        let unusable = |reason: String| Error::DetachedSignature {
-            source_name: url.clone(),
-            reason,
-        };
-        let parsed = url::Url::parse(url).map_err(|e| unusable(e.to_string()))?;
-        let call = mp_transfer::Call::new(url, |c: &reqwest::Client| c.get(parsed.clone()));
-        let engine = engine.get().map_err(Error::Transfer)?;
-        let bundle = engine.block_on(async {
-            let response =
-                mp_transfer::call(engine.client(), engine.config().retry, &call, &|| None)
-                    .await
-                    .map_err(Error::Transfer)?;
-            if !response.status().is_success() {
-                return Err(unusable(format!("HTTP {}", response.status())));
-            }
-            mp_transfer::read_bounded(response, mp_signing::MAX_BUNDLE_BYTES)
-                .await
-                .map_err(|e| match e {
-                    mp_transfer::BodyError::TooLarge => crate::signing::too_large(url),
-                    mp_transfer::BodyError::Failed(e) => unusable(e.to_string()),
-                })
-        })?;
-        Ok(Some((url.clone(), bundle)))
     }
 
     /// The signature given apart (`signature`), read from its file; a URL needs the `http`
     /// feature.
     #[cfg(all(feature = "signing", not(feature = "http")))]
-    fn detached_signature(&self) -> Result<Option<(String, Vec<u8>)>> {
-        use crate::signing::SignatureSource;
+    fn detached_signature(&self) -> Result<Option<crate::signing::Detached>> {
+        use crate::signing::{Detached, SignatureSource};
         match &self.signature {
             None => Ok(None),
             Some(SignatureSource::File(path)) => {
                 let bundle = crate::signing::read_signature_file(path)?;
-                Ok(Some((path.display().to_string(), bundle)))
+                Ok(Some(Detached::read(path.display().to_string(), bundle)))
             }
             Some(SignatureSource::Url(url)) => Err(crate::error::Error::DetachedSignature {
                 source_name: url.clone(),
@@ -780,7 +758,8 @@ impl ProvisionerBuilder {
             Some(HfClient::Cli) => fetcher = fetcher.with_hf(HfCliFetcher::new(self.hub_config())),
             _ => {}
         }
-        // A signature given apart is read now, so that a bad one fails before anything else.
+        // A signature file given apart is read now, so that a bad one fails before anything
+        // else; a URL waits for a check that needs it.
         #[cfg(all(feature = "signing", feature = "http"))]
         let detached = self.detached_signature(&engine)?;
         #[cfg(all(feature = "signing", not(feature = "http")))]
@@ -797,6 +776,39 @@ impl ProvisionerBuilder {
         let provisioner = provisioner.with_publisher(publisher);
         Ok(provisioner)
     }
+}
+
+/// The bundle at `url`, fetched through `engine`'s request loop and read at most
+/// [`mp_signing::MAX_BUNDLE_BYTES`]; nothing asked when `offline`.
+#[cfg(all(feature = "signing", feature = "http"))]
+fn fetch_signature(url: &str, engine: &mp_transfer::Engine, offline: bool) -> Result<Vec<u8>> {
+    use crate::error::Error;
+    if offline {
+        return Err(Error::Offline {
+            reference: url.to_owned(),
+        });
+    }
+    let unusable = |reason: String| Error::DetachedSignature {
+        source_name: url.to_owned(),
+        reason,
+    };
+    let parsed = url::Url::parse(url).map_err(|e| unusable(e.to_string()))?;
+    let call = mp_transfer::Call::new(url, |c: &reqwest::Client| c.get(parsed.clone()));
+    let engine = engine.get().map_err(Error::Transfer)?;
+    engine.block_on(async {
+        let response = mp_transfer::call(engine.client(), engine.config().retry, &call, &|| None)
+            .await
+            .map_err(Error::Transfer)?;
+        if !response.status().is_success() {
+            return Err(unusable(format!("HTTP {}", response.status())));
+        }
+        mp_transfer::read_bounded(response, mp_signing::MAX_BUNDLE_BYTES)
+            .await
+            .map_err(|e| match e {
+                mp_transfer::BodyError::TooLarge => crate::signing::too_large(url),
+                mp_transfer::BodyError::Failed(e) => unusable(e.to_string()),
+            })
+    })
 }
 
 #[cfg(test)]

@@ -112,11 +112,14 @@ impl<C: CatalogStore, F: ModelFetcher> ModelProvisioner<C, F> {
         self
     }
 
-    /// Checks models against a bundle (read from where its source says) when they have no
-    /// `model.sig` of their own (the command line's `--signature`).
+    /// Checks models against a bundle (read, or fetched when a check first needs it) when they
+    /// have no `model.sig` of their own (the command line's `--signature`).
     #[cfg(feature = "signing")]
     #[must_use]
-    pub(crate) fn with_detached_signature(mut self, detached: Option<(String, Vec<u8>)>) -> Self {
+    pub(crate) fn with_detached_signature(
+        mut self,
+        detached: Option<crate::signing::Detached>,
+    ) -> Self {
         self.signing.detached = detached;
         self
     }
@@ -377,7 +380,9 @@ impl<C: CatalogStore, F: ModelFetcher> ModelProvisioner<C, F> {
         }
         updated.lifecycle = Lifecycle::Active;
         // A policy for it holds its recorded files (no byte read again) against its signature;
-        // a refusal is recorded on the entry, which stays, and fails the ensure.
+        // a refusal is recorded on the entry, which stays, and fails the ensure. A signature
+        // that cannot be had (`--offline`, a server that does not answer) fails it unrecorded:
+        // it says nothing of the model.
         #[cfg(feature = "signing")]
         let refused = if self.signing.has_policy(&entry.id, &entry.source) {
             match self
@@ -389,7 +394,9 @@ impl<C: CatalogStore, F: ModelFetcher> ModelProvisioner<C, F> {
                     None
                 }
                 Err(e) => {
-                    updated.signature = Some(crate::signing::failed(&e.to_string()));
+                    if e.is_verification_failure() {
+                        updated.signature = Some(crate::signing::failed(&e.to_string()));
+                    }
                     Some(e)
                 }
             }
@@ -612,7 +619,9 @@ impl<C: CatalogStore, F: ModelFetcher> ModelProvisioner<C, F> {
                     Ok(())
                 }
                 Err(e) => {
-                    updated.signature = Some(crate::signing::failed(&e.to_string()));
+                    if e.is_verification_failure() {
+                        updated.signature = Some(crate::signing::failed(&e.to_string()));
+                    }
                     Err(e)
                 }
             },

@@ -17,7 +17,8 @@
 //!   not), so that users see signatures before they enforce them.
 //!
 //! - A signature given apart ([`SignatureSource`], `ensure --signature PATH|URL`, read at most
-//!   64 MiB) stands for `model.sig` when the model has none, and is kept in the cache
+//!   64 MiB; a URL fetched once, by the first check that needs it) stands for
+//!   `model.sig` when the model has none, and is kept in the cache
 //!   (`signatures/`) for `verify`. A model of one file is checked alone against it: its file
 //!   must be signed with its sha256, under its name or the one signed path ending with it.
 //! - [`PushSigner`] signs what `push --sign` publishes (`crate::publish`).
@@ -254,6 +255,120 @@ pub(crate) fn too_large(what: &str) -> Error {
     }
 }
 
+/// A signature given apart from the model (`ensure --signature`), had once per provisioner: a
+/// file is read as the provisioner is built (a bad path fails before anything else); a URL is
+/// fetched by the first check that needs it, not before, so that a model already in the
+/// catalog with no policy asks nothing of its server, and `--offline` holds for it. What that
+/// fetch gave, its bytes or its failure, serves every later check (the models of a list).
+#[derive(Clone)]
+pub(crate) struct Detached {
+    /// The file or URL, as given.
+    name: String,
+    state: std::sync::Arc<std::sync::Mutex<DetachedState>>,
+}
+
+/// Where a [`Detached`] signature is at.
+enum DetachedState {
+    /// Not fetched yet; how to.
+    Pending(Box<dyn Fn() -> Result<Vec<u8>> + Send>),
+    /// Read.
+    Read(std::sync::Arc<[u8]>),
+    /// It could not be had: told again to every later check.
+    Failed(Unfetched),
+}
+
+/// Why a [`Detached`] signature could not be had, kept to build its error again.
+#[derive(Clone)]
+enum Unfetched {
+    /// `--offline`, which fetches nothing.
+    Offline,
+    /// Unreachable, too large, or refused by its server: in words.
+    Unusable(String),
+}
+
+impl Detached {
+    /// The bundle `bytes`, already read from `name`.
+    pub(crate) fn read(name: String, bytes: Vec<u8>) -> Self {
+        Detached::with(name, DetachedState::Read(bytes.into()))
+    }
+
+    /// The bundle at `name`, which `fetch` gets when a check first needs it.
+    #[cfg_attr(
+        not(feature = "http"),
+        expect(dead_code, reason = "only a URL is fetched, and a URL needs `http`")
+    )]
+    pub(crate) fn fetched_by(
+        name: String,
+        fetch: impl Fn() -> Result<Vec<u8>> + Send + 'static,
+    ) -> Self {
+        Detached::with(name, DetachedState::Pending(Box::new(fetch)))
+    }
+
+    fn with(name: String, state: DetachedState) -> Self {
+        Detached {
+            name,
+            state: std::sync::Arc::new(std::sync::Mutex::new(state)),
+        }
+    }
+
+    /// The bundle's bytes, fetched now if no check has asked before. The lock is held while it
+    /// is fetched, so that checks running at once wait for the one fetch.
+    fn bytes(&self) -> Result<std::sync::Arc<[u8]>> {
+        let mut state = self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let fetched = match &*state {
+            DetachedState::Read(bytes) => return Ok(bytes.clone()),
+            DetachedState::Failed(why) => return Err(why.error(&self.name)),
+            DetachedState::Pending(fetch) => fetch(),
+        };
+        match fetched {
+            Ok(bytes) => {
+                let bytes: std::sync::Arc<[u8]> = bytes.into();
+                *state = DetachedState::Read(bytes.clone());
+                Ok(bytes)
+            }
+            Err(e) => {
+                // A cancelled fetch is no answer about the signature; the next check asks again.
+                if !e.is_cancelled() {
+                    *state = DetachedState::Failed(Unfetched::of(&e));
+                }
+                Err(e)
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for Detached {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Detached").field(&self.name).finish()
+    }
+}
+
+impl Unfetched {
+    fn of(e: &Error) -> Self {
+        match e {
+            Error::Offline { .. } => Unfetched::Offline,
+            Error::DetachedSignature { reason, .. } => Unfetched::Unusable(reason.clone()),
+            e => Unfetched::Unusable(e.to_string()),
+        }
+    }
+
+    /// The error again, for the signature at `name`.
+    fn error(&self, name: &str) -> Error {
+        match self {
+            Unfetched::Offline => Error::Offline {
+                reference: name.to_owned(),
+            },
+            Unfetched::Unusable(reason) => Error::DetachedSignature {
+                source_name: name.to_owned(),
+                reason: reason.clone(),
+            },
+        }
+    }
+}
+
 /// A policy per reference prefix: `PREFIX=POLICY`, the first whose prefix starts a model's
 /// id (or the reference as written) applies.
 #[derive(Debug, Clone, Default)]
@@ -379,8 +494,8 @@ impl SignerRules {
 pub(crate) struct Signing {
     pub(crate) explicit: Option<SignerPolicy>,
     pub(crate) rules: SignerRules,
-    /// A bundle given apart from the model (`ensure --signature`), read, and where from.
-    pub(crate) detached: Option<(String, Vec<u8>)>,
+    /// A bundle given apart from the model (`ensure --signature`).
+    pub(crate) detached: Option<Detached>,
 }
 
 impl Signing {
@@ -422,8 +537,9 @@ impl Signing {
             }
         }
         let kept = layout.signature_path(&entry.id);
-        let apart: Vec<&[u8]> = match &self.detached {
-            Some((_, bytes)) => vec![bytes.as_slice()],
+        let given = self.detached.as_ref().map(Detached::bytes).transpose()?;
+        let apart: Vec<&[u8]> = match &given {
+            Some(bytes) => vec![bytes],
             None => found.iter().map(Vec::as_slice).collect(),
         };
         if !apart.is_empty() {
