@@ -157,7 +157,7 @@ pub struct EnsureArgs {
     /// A signature given apart from the model: a bundle file (`PATH`) or an `http(s)://` URL,
     /// at most 64 MiB. It stands for the model's `model.sig` when it has none; a model of one
     /// file (`hf:org/repo/file.gguf`, a URL) passes when its file is signed in it with its
-    /// sha256. Kept with the catalog, for `verify`.
+    /// sha256. A URL is fetched only when a check needs it. Kept with the catalog, for `verify`.
     #[arg(long, value_name = "PATH|URL", value_parser = parse_signature, help_heading = "Signatures")]
     pub signature: Option<model_provisioner::signing::SignatureSource>,
 

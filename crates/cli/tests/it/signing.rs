@@ -686,6 +686,123 @@ fn one_file_passes_against_a_detached_signature_of_its_repository_and_verify_kee
     Ok(())
 }
 
+/// `--signature URL` is fetched when a check needs it: a model already in the catalog with no
+/// policy asks nothing of its server (also `--offline`, also with the server gone); a policy on
+/// it fetches the bundle and checks; `--offline` then refuses, naming the URL.
+#[test]
+fn a_signature_url_is_fetched_only_when_a_check_needs_it() -> TestResult {
+    let nginx = Nginx::start();
+    let fx = Fixture::new()?;
+    let (private, public) = key_pair(fx.root(), "org");
+    let (weights, bundle_url, _) = served_one_file(&nginx, fx.root(), &private)?;
+    let first = fx.json(["ensure", &weights, "--json"])?;
+    let id = str_field(&first, "id").to_owned();
+    nginx.wait_idle();
+    nginx.clear_log();
+
+    let again = fx.json(["ensure", &weights, "--signature", &bundle_url, "--json"])?;
+    assert_eq!(again["cached"], true, "{again:#}");
+    let offline = fx.json([
+        "ensure",
+        &weights,
+        "--signature",
+        &bundle_url,
+        "--offline",
+        "--json",
+    ])?;
+    assert_eq!(offline["cached"], true, "{offline:#}");
+    nginx.wait_idle();
+    assert!(nginx.log().is_empty(), "{:?}", nginx.log());
+
+    let policy = format!("key:{}", public.display());
+    let checked = fx.json([
+        "ensure",
+        &weights,
+        "--signature",
+        &bundle_url,
+        "--signed-by",
+        &policy,
+        "--json",
+    ])?;
+    assert_eq!(checked["cached"], true, "{checked:#}");
+    assert_eq!(checked["signature"]["outcome"], "verified", "{checked:#}");
+    nginx.wait_idle();
+    let asked: Vec<_> = nginx.log().into_iter().map(|l| (l.uri, l.status)).collect();
+    assert_eq!(asked, [("/files/model.sig".to_owned(), 200)]);
+
+    // Offline, the check cannot have its bundle: the ensure fails as for any URL, and the
+    // entry keeps the check it had.
+    let out = fx.run([
+        "ensure",
+        &weights,
+        "--signature",
+        &bundle_url,
+        "--signed-by",
+        &policy,
+        "--offline",
+    ]);
+    assert_failure(
+        &out,
+        1,
+        &[&format!(
+            "offline, and `{bundle_url}` is not in the catalog"
+        )],
+    );
+    let entry = fx.entry(&id)?;
+    assert_eq!(entry["signature"]["outcome"], "verified", "{entry:#}");
+
+    // The server gone: a cached model with no policy is still handed out.
+    drop(nginx);
+    let gone = fx.json(["ensure", &weights, "--signature", &bundle_url, "--json"])?;
+    assert_eq!(gone["cached"], true, "{gone:#}");
+    Ok(())
+}
+
+/// The models of a list checked against one `--signature URL` share one fetch of it.
+#[test]
+fn a_signature_url_is_fetched_once_for_every_model_of_a_list() -> TestResult {
+    let nginx = Nginx::start();
+    let fx = Fixture::new()?;
+    let (private, public) = key_pair(fx.root(), "org");
+    let (weights, bundle_url, _) = served_one_file(&nginx, fx.root(), &private)?;
+    nginx.put("config.json", b"{}")?;
+    let list = fx.path("models.toml");
+    fs::write(
+        &list,
+        format!(
+            "[[models]]\nref = \"{weights}\"\n\n[[models]]\nref = \"{}\"\n",
+            nginx.url("files/config.json")
+        ),
+    )?;
+    let policy = format!("key:{}", public.display());
+    let out = fx.run([
+        "ensure",
+        "--from",
+        list.to_str().ok_or("utf-8")?,
+        "--signature",
+        &bundle_url,
+        "--signed-by",
+        &policy,
+        "--json",
+    ]);
+    assert_code(&out, 0);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let models = json["models"].as_array().ok_or("models")?;
+    assert_eq!(models.len(), 2, "{json:#}");
+    for model in models {
+        let entry = fx.entry(str_field(model, "id"))?;
+        assert_eq!(entry["signature"]["outcome"], "verified", "{entry:#}");
+    }
+    nginx.wait_idle();
+    let fetched = nginx
+        .log()
+        .iter()
+        .filter(|l| l.uri == "/files/model.sig")
+        .count();
+    assert_eq!(fetched, 1, "{:?}", nginx.log());
+    Ok(())
+}
+
 #[test]
 fn a_file_not_as_signed_or_not_signed_fails_its_detached_signature() -> TestResult {
     let nginx = Nginx::start();
