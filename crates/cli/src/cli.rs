@@ -144,8 +144,8 @@ pub struct EnsureArgs {
     )]
     pub from: Option<std::path::PathBuf>,
 
-    /// Who must have signed the model (an OpenSSF model-signing bundle, `model.sig` at its
-    /// root): `key:PATH.pem` (a public key), `cert-chain:CA.pem` or `cert-chain:CA.pem#IDENTITY`
+    /// Who must have signed the model (an OpenSSF model-signing bundle: `model.sig` at its
+    /// root, a registry's referrer of its manifest, or `--signature`): `key:PATH.pem` (a public key), `cert-chain:CA.pem` or `cert-chain:CA.pem#IDENTITY`
     /// (a certificate issued under that CA, naming that subject, common name or alternative
     /// name). Rules per reference prefix also come from `MODEL_PROVISIONER_SIGNERS` (`PREFIX=POLICY`,
     /// separated by whitespace), then `<cache>/signers.conf` (one a line). A model its policy
