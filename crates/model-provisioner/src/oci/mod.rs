@@ -20,9 +20,10 @@
 //!    (parallel ranges, resume, stall detection). A redirect to storage is followed once and
 //!    the ranges go there, without `Authorization` on another host. Tar layers are unpacked
 //!    with nothing escaping the model's directory.
-//! 5. With the `signing` feature, the Sigstore bundles among the referrers of what the tag
-//!    named (the referrers API, else the tag scheme; `referrers.rs`) go with the listing, for
-//!    the model's signature check when it has no `model.sig` of its own.
+//! 5. With the `signing` feature, the Sigstore bundles among the referrers of the manifest
+//!    pulled, then of the index it was picked from (the referrers API, else the tag scheme;
+//!    `referrers.rs`), go with the listing, for the model's signature check when it has no
+//!    `model.sig` of its own.
 //! 6. The files are published as one directory under `models/oci/<registry>/<repo>/<manifest
 //!    digest hex>/`; the model is that directory, or its one GGUF for a single-weight model,
 //!    or the file the reference names. The catalog records the manifest digest the tag
@@ -127,7 +128,26 @@ pub struct OciFetcher {
 struct Resolved {
     /// The digest of what the tag named (an index, when it names one).
     digest: Digest,
+    /// The digest of the manifest this platform's entry of that index names, when it is one.
+    #[cfg_attr(
+        not(feature = "signing"),
+        expect(dead_code, reason = "its referrers are read to check signatures")
+    )]
+    platform: Option<Digest>,
     manifest: ImageManifest,
+}
+
+impl Resolved {
+    /// The manifests whose referrers may hold the model's signature: the one pulled, then the
+    /// index it was picked from.
+    #[cfg(feature = "signing")]
+    fn signed_subjects(&self) -> Vec<Digest> {
+        self.platform
+            .iter()
+            .chain([&self.digest])
+            .cloned()
+            .collect()
+    }
 }
 
 impl OciFetcher {
@@ -229,10 +249,14 @@ impl OciFetcher {
                 listed(&repo, layer, etag)
             })
             .collect::<Result<_>>()?;
-        // The signatures attached to what the tag named, for the model's signature check.
+        // The signatures attached to the manifest pulled, then to the index it came from, for
+        // the model's signature check.
         #[cfg(feature = "signing")]
-        let signatures =
-            engine.block_on(referrers::bundles(&repo, engine.client(), &resolved.digest));
+        let signatures = engine.block_on(referrers::bundles(
+            &repo,
+            engine.client(),
+            &resolved.signed_subjects(),
+        ));
         #[cfg(not(feature = "signing"))]
         let signatures = Vec::new();
         let dest = req
@@ -462,8 +486,8 @@ async fn resolve(
             reason,
         }
     })?;
-    let manifest = match parsed {
-        Parsed::Manifest(m) => *m,
+    let (platform, manifest) = match parsed {
+        Parsed::Manifest(m) => (None, *m),
         Parsed::Index(index) => {
             let entry = manifest::pick(&index).map_err(|available| {
                 let (os, arch) = manifest::this_platform();
@@ -477,7 +501,7 @@ async fn resolve(
             let raw = repo.manifest(client, &entry_digest.to_string()).await?;
             checked_digest(&raw, Some(&entry_digest), id)?;
             match manifest::parse(&raw.bytes, raw.content_type.as_deref()) {
-                Ok(Parsed::Manifest(m)) => *m,
+                Ok(Parsed::Manifest(m)) => (Some(entry_digest), *m),
                 Ok(Parsed::Index(_)) => {
                     return Err(Error::OciProtocol {
                         registry: repo.registry().to_owned(),
@@ -493,7 +517,11 @@ async fn resolve(
             }
         }
     };
-    Ok(Resolved { digest, manifest })
+    Ok(Resolved {
+        digest,
+        platform,
+        manifest,
+    })
 }
 
 /// The sha256 of a manifest's bytes, which must be the digest that named it and the one the

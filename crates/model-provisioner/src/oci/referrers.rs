@@ -20,13 +20,14 @@
 //! back under the tag, so that other referrers stay listed; a list past [`MAX_REFERRERS`]
 //! loses its oldest entries.
 //!
-//! A pull reads them back ([`bundles`]): `GET /v2/<repo>/referrers/<digest>?artifactType=…`
-//! (the API; a `404` says there is none), else the tag scheme's index, each at most
-//! [`MAX_LIST_BYTES`]; of the referrers listed as Sigstore bundles, the newest
-//! [`MAX_BUNDLES_READ`], each a manifest checked against its digest and its `subject`, its
-//! bundle layer read at most [`mp_signing::MAX_BUNDLE_BYTES`] and checked against its sha256. A
-//! list or referrer that is not so is passed over with a warning: what a policy then lacks is
-//! its own refusal.
+//! A pull reads them back ([`bundles`]) for the manifest it pulled, then for the index it picked
+//! that manifest from (a signature may be attached to either): `GET
+//! /v2/<repo>/referrers/<digest>?artifactType=…` (the API; a `404` says there is none), else the
+//! tag scheme's index, each at most [`MAX_LIST_BYTES`]; of the referrers listed as Sigstore
+//! bundles, the newest, [`MAX_BUNDLES_READ`] in all, each a manifest checked against its digest
+//! and its `subject`, its bundle layer read at most [`mp_signing::MAX_BUNDLE_BYTES`] and checked
+//! against its sha256; a bundle found twice is kept once. A list or referrer that is not so is
+//! passed over with a warning: what a policy then lacks is its own refusal.
 
 use serde_json::{Value, json};
 
@@ -54,7 +55,7 @@ pub(crate) const MAX_REFERRERS: usize = 1_000;
 #[cfg(feature = "signing")]
 pub(crate) const MAX_LIST_BYTES: usize = 4 << 20;
 
-/// The most bundles of one manifest read on a pull: the newest listed.
+/// The most bundles read on a pull, of the manifest and its index together: the newest listed.
 #[cfg(feature = "signing")]
 pub(crate) const MAX_BUNDLES_READ: usize = 8;
 
@@ -202,14 +203,47 @@ pub(crate) fn bundle_layer(
         .ok_or_else(|| format!("it has no `{BUNDLE_TYPE}` layer"))
 }
 
-/// The Sigstore bundles attached to `subject` in `repo`, the newest first; whatever cannot be
-/// read is passed over with a warning (see the module's docs).
+/// The Sigstore bundles attached to `subjects` in `repo`, those of the first subject first and
+/// the newest first of each, [`MAX_BUNDLES_READ`] referrers read in all, each bundle once;
+/// whatever cannot be read is passed over with a warning (see the module's docs).
 #[cfg(feature = "signing")]
 pub(crate) async fn bundles(
     repo: &Repository,
     client: &reqwest::Client,
-    subject: &Digest,
+    subjects: &[Digest],
 ) -> Vec<Vec<u8>> {
+    let mut bundles = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    let mut left = MAX_BUNDLES_READ;
+    for subject in subjects {
+        if left == 0 {
+            break;
+        }
+        let digests = referrers(repo, client, subject).await;
+        let mut read = 0;
+        for referrer in digests.iter().take(left) {
+            left -= 1;
+            match bundle(repo, client, subject, referrer).await {
+                Ok((digest, bytes)) => {
+                    read += 1;
+                    if seen.insert(digest) {
+                        bundles.push(bytes);
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(%referrer, error = %e, "a signature referrer is passed over");
+                }
+            }
+        }
+        tracing::debug!(manifest = %subject, listed = digests.len(), read, "signature referrers");
+    }
+    bundles
+}
+
+/// The referrers of `subject` listed as Sigstore bundles, the newest first; none, with a
+/// warning, when they cannot be listed.
+#[cfg(feature = "signing")]
+async fn referrers(repo: &Repository, client: &reqwest::Client, subject: &Digest) -> Vec<Digest> {
     let listed = match list(repo, client, subject).await {
         Ok(Some(listed)) => listed,
         Ok(None) => return Vec::new(),
@@ -218,22 +252,10 @@ pub(crate) async fn bundles(
             return Vec::new();
         }
     };
-    let digests = match bundle_referrers(&listed) {
-        Ok(digests) => digests,
-        Err(reason) => {
-            tracing::warn!(manifest = %subject, "{reason}; no signature is taken from it");
-            return Vec::new();
-        }
-    };
-    let mut bundles = Vec::new();
-    for referrer in digests.iter().take(MAX_BUNDLES_READ) {
-        match bundle(repo, client, subject, referrer).await {
-            Ok(bytes) => bundles.push(bytes),
-            Err(e) => tracing::warn!(%referrer, error = %e, "a signature referrer is passed over"),
-        }
-    }
-    tracing::debug!(manifest = %subject, listed = digests.len(), read = bundles.len(), "signature referrers");
-    bundles
+    bundle_referrers(&listed).unwrap_or_else(|reason| {
+        tracing::warn!(manifest = %subject, "{reason}; no signature is taken from it");
+        Vec::new()
+    })
 }
 
 /// The referrers list of `subject`: the API's, else the tag scheme's index; `None` when neither
@@ -274,15 +296,15 @@ async fn list(
     }
 }
 
-/// The bundle of the referrer manifest `referrer` of `subject`, checked against the digests
-/// that name the manifest and the bundle.
+/// The bundle of the referrer manifest `referrer` of `subject`, with its digest, checked against
+/// the digests that name the manifest and the bundle.
 #[cfg(feature = "signing")]
 async fn bundle(
     repo: &Repository,
     client: &reqwest::Client,
     subject: &Digest,
     referrer: &Digest,
-) -> Result<Vec<u8>> {
+) -> Result<(Digest, Vec<u8>)> {
     let what = format!("{}/{}@{referrer}", repo.registry(), repo.name());
     let unusable = |reason: String| Error::OciProtocol {
         registry: repo.registry().to_owned(),
@@ -303,7 +325,7 @@ async fn bundle(
     )
     .await?;
     Error::check_digest(&what, Some(&layer), &Digest::sha256_of(&bytes))?;
-    Ok(bytes)
+    Ok((layer, bytes))
 }
 
 #[cfg(test)]
