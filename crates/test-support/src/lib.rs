@@ -120,7 +120,7 @@ pub use nginx::{LogLine, Nginx};
 pub use olah::{Olah, OlahRequest, hf_cli_path, olah_cli_path, venv_dir};
 pub use registry::{
     Artifact, DOCKER_CONFIG, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, IndexEntry, MANIFEST_ACCEPT,
-    OCI_EMPTY, OCI_INDEX, OCI_MANIFEST, Pushed, Registry, RegistryResponse,
+    OCI_EMPTY, OCI_INDEX, OCI_MANIFEST, Pushed, Registry, RegistryResponse, this_platform,
 };
 pub use registry_front::{
     FrontAuth, FrontOptions, FrontRequest, RegistryFront, StorageRequest, TokenRequest,

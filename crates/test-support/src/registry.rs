@@ -43,6 +43,19 @@ pub const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json"
 /// An `Accept` value naming every manifest type, for manifest `GET`s.
 pub const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json";
 
+/// This machine's platform as an image index names it, `(os, architecture)`: what a pull here
+/// picks from an index.
+pub fn this_platform() -> (&'static str, &'static str) {
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "x86" => "386",
+        "powerpc64" => "ppc64le",
+        other => other,
+    };
+    (std::env::consts::OS, arch)
+}
+
 /// One entry of an image index for [`Registry::push_index`]: a manifest's digest, size and
 /// media type, and its platform `(os, architecture)` if any.
 pub type IndexEntry<'a> = (&'a str, u64, &'a str, Option<(&'a str, &'a str)>);

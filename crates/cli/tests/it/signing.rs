@@ -9,7 +9,9 @@ use std::process::{Command, Output};
 use catalog_core::{Digest, SafeRelPath};
 use mp_signing::{Signer, sign};
 use test_support::signing_keys::{self, LeafUsage, model_signing};
-use test_support::{FrontOptions, Nginx, Registry, RegistryFront, S3Server};
+use test_support::{
+    FrontOptions, Nginx, OCI_EMPTY, OCI_INDEX, OCI_MANIFEST, Registry, RegistryFront, S3Server,
+};
 
 use crate::fixture::{Fixture, TestResult, assert_code, assert_failure, stdout, str_field};
 use crate::push::with_folder_model;
@@ -273,6 +275,24 @@ fn tag_scheme_bundles(registry: &Registry, repo: &str, subject: &str) -> TestRes
     Ok(bundles)
 }
 
+/// The files of `with_folder_model`'s model, as a push of it publishes them, with their
+/// sha256s.
+fn pushed_files(fx: &Fixture) -> TestResult<Vec<(SafeRelPath, Digest)>> {
+    [
+        "config.json",
+        "model.safetensors",
+        "tokenizer/tokenizer.json",
+    ]
+    .iter()
+    .map(|n| -> TestResult<(SafeRelPath, Digest)> {
+        Ok((
+            SafeRelPath::new((*n).to_owned())?,
+            Digest::sha256_of(&fs::read(fx.path("model").join(n))?),
+        ))
+    })
+    .collect()
+}
+
 /// The registry here is Debian's docker-registry 2.8, which has no referrers API: the bundle
 /// is listed under the tag scheme, and a second signature is added to the list.
 #[test]
@@ -294,19 +314,7 @@ fn a_push_signed_to_a_registry_attaches_the_bundle_as_a_referrer_by_the_tag_sche
 
     let bundles = tag_scheme_bundles(&registry, "fleet/signed", &subject)?;
     assert_eq!(bundles.len(), 2, "the list was added to, not replaced");
-    let files = [
-        "config.json",
-        "model.safetensors",
-        "tokenizer/tokenizer.json",
-    ]
-    .iter()
-    .map(|n| -> TestResult<(SafeRelPath, Digest)> {
-        Ok((
-            SafeRelPath::new((*n).to_owned())?,
-            Digest::sha256_of(&fs::read(fx.path("model").join(n))?),
-        ))
-    })
-    .collect::<TestResult<Vec<_>>>()?;
+    let files = pushed_files(&fx)?;
     for (bundle, public) in bundles.iter().zip([&second_public, &first_public]) {
         let key = mp_signing::PublicKey::from_pem(&fs::read(public)?)?;
         mp_signing::verify(
@@ -475,6 +483,109 @@ fn ensure_finds_a_signed_push_among_its_referrers_by_the_tag_scheme() -> TestRes
     let out = node.run(["rm", &dest]);
     assert_code(&out, 0);
     assert!(!kept.exists(), "removed with its model");
+    Ok(())
+}
+
+/// Attaches `bundle` to the manifest `subject` (of `subject_type` and `subject_size` bytes) in
+/// `repo` as a referrer, by the tag scheme, as cosign does on a registry without the API.
+fn attach_bundle(
+    registry: &Registry,
+    repo: &str,
+    (subject, subject_type, subject_size): (&str, &str, u64),
+    bundle: &[u8],
+) -> TestResult {
+    const BUNDLE: &str = "application/vnd.dev.sigstore.bundle.v0.3+json";
+    let config = registry.push_blob(repo, b"{}")?;
+    let layer = registry.push_blob(repo, bundle)?;
+    let referrer = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "artifactType": BUNDLE,
+        "config": { "mediaType": OCI_EMPTY, "digest": config, "size": 2 },
+        "layers": [{ "mediaType": BUNDLE, "digest": layer, "size": bundle.len() }],
+        "subject": { "mediaType": subject_type, "digest": subject, "size": subject_size },
+    }))?;
+    let digest = Digest::sha256_of(&referrer).to_string();
+    registry.push_manifest(repo, &digest, OCI_MANIFEST, &referrer)?;
+    let list = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_INDEX,
+        "manifests": [{
+            "mediaType": OCI_MANIFEST,
+            "digest": digest,
+            "size": referrer.len(),
+            "artifactType": BUNDLE,
+        }],
+    }))?;
+    registry.push_manifest(repo, &subject.replacen(':', "-", 1), OCI_INDEX, &list)?;
+    Ok(())
+}
+
+/// A tag naming an index: the bundle `push --sign` attached to the manifest the index lists for
+/// this platform is found, and so is one attached to the index itself.
+#[test]
+fn ensure_of_an_index_finds_the_signatures_of_its_platform_manifest_and_of_the_index() -> TestResult
+{
+    let registry = Registry::start()?;
+    let (fx, id) = with_folder_model()?;
+    let (platform, platform_public) = key_pair(fx.root(), "platform");
+    let (index_key, index_public) = key_pair(fx.root(), "index");
+    let (_, other) = key_pair(fx.root(), "other");
+    let pushed = fx.json([
+        "push",
+        &id,
+        &format!("oci://{}/fleet/multi:single", registry.host()),
+        "--sign",
+        &format!("key:{}", platform.display()),
+        "--json",
+    ])?;
+    let manifest = str_field(&pushed, "manifest_digest").to_owned();
+    let size = registry.get_manifest("fleet/multi", &manifest)?.body.len() as u64;
+    let index = registry.push_index(
+        "fleet/multi",
+        "v1",
+        &[(
+            &manifest,
+            size,
+            OCI_MANIFEST,
+            Some(test_support::this_platform()),
+        )],
+    )?;
+    let reference = format!("oci://{}/fleet/multi:v1", registry.host());
+    let ensure = |public: &Path| {
+        Fixture::new().map(|node| {
+            node.run([
+                "ensure",
+                &reference,
+                "--signed-by",
+                &format!("key:{}", public.display()),
+                "--json",
+            ])
+        })
+    };
+    let verified = |public: &Path| -> TestResult {
+        let out = ensure(public)?;
+        assert_code(&out, 0);
+        let pulled: serde_json::Value = serde_json::from_str(&stdout(&out))?;
+        assert_eq!(pulled["signature"]["outcome"], "verified", "{pulled:#}");
+        Ok(())
+    };
+    verified(&platform_public)?;
+    assert_failure(&ensure(&index_public)?, 3, &["does not satisfy"]);
+
+    // A signature of the same files attached to the index.
+    let files = pushed_files(&fx)?;
+    let bundle = sign(&files, &Signer::key(&fs::read(&index_key)?)?, "model")?;
+    let index_size = registry.get_manifest("fleet/multi", &index)?.body.len() as u64;
+    attach_bundle(
+        &registry,
+        "fleet/multi",
+        (&index, OCI_INDEX, index_size),
+        &bundle,
+    )?;
+    verified(&index_public)?;
+    verified(&platform_public)?;
+    assert_failure(&ensure(&other)?, 3, &["does not satisfy"]);
     Ok(())
 }
 

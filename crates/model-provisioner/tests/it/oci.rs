@@ -284,11 +284,6 @@ fn an_index_gives_this_platforms_manifest_and_a_digest_reference_pins_it() -> Te
     let mine = Artifact::new(OCI_MANIFEST)
         .layer("application/octet-stream", &mine_bytes, &[(TITLE, "m.bin")])
         .push(&registry, "multi/model", "mine")?;
-    let arch = match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        other => other,
-    };
     let index = registry.push_index(
         "multi/model",
         "latest",
@@ -303,7 +298,7 @@ fn an_index_gives_this_platforms_manifest_and_a_digest_reference_pins_it() -> Te
                 &mine.manifest_digest,
                 mine.manifest_bytes.len() as u64,
                 OCI_MANIFEST,
-                Some(("linux", arch)),
+                Some(test_support::this_platform()),
             ),
         ],
     )?;
