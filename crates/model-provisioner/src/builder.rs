@@ -744,7 +744,15 @@ impl ProvisionerBuilder {
                 &registries,
             );
             context.shapes = shapes;
-            self.mirrors.check(&context)?;
+            // A rule's mirror in a registered store is checked by the store's own kind.
+            #[cfg(feature = "http")]
+            let kinds = crate::registered::kinds(&self.sources);
+            #[cfg(feature = "http")]
+            let read = |folder: &catalog_core::OtherRef| crate::registered::check(&kinds, folder);
+            // Without `http` no scheme is registered: a rule naming one is refused before this.
+            #[cfg(not(feature = "http"))]
+            let read = |_: &catalog_core::OtherRef| Ok(());
+            self.mirrors.check(&context, read)?;
             fetcher = fetcher.with_mirrors(self.mirrors.clone(), context);
         }
         match self.hf {

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use catalog_core::{ModelRef, ParseRefError};
+use catalog_core::{ModelRef, OtherRef, ParseRefError};
 
 use crate::register::SourceKind;
 
@@ -28,14 +28,26 @@ static BUILT_IN: &[&dyn SourceKind] = &[
 pub fn parse_ref(text: &str) -> std::result::Result<ModelRef, ParseRefError> {
     let schemes: Vec<&str> = BUILT_IN.iter().flat_map(|k| k.schemes()).copied().collect();
     let reference = claim(ModelRef::parse_with(text, &schemes)?);
-    if let ModelRef::Other(other) = &reference
-        && let Some(kind) = BUILT_IN
-            .iter()
-            .find(|k| k.schemes().contains(&other.scheme()))
-    {
-        kind.check(other)?;
+    if let ModelRef::Other(other) = &reference {
+        check(BUILT_IN, other)?;
     }
     Ok(reference)
+}
+
+/// Refuses `reference` when the first of `kinds` that reads its scheme cannot read it
+/// ([`SourceKind::check`]); a scheme none reads is not theirs to refuse.
+///
+/// # Errors
+///
+/// The kind's own reason.
+pub(crate) fn check(
+    kinds: &[&dyn SourceKind],
+    reference: &OtherRef,
+) -> std::result::Result<(), ParseRefError> {
+    kinds
+        .iter()
+        .find(|k| k.schemes().contains(&reference.scheme()))
+        .map_or(Ok(()), |k| k.check(reference))
 }
 
 /// `reference`, or the reference of a registered scheme that one of this crate's kinds reads

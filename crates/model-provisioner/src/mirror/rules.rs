@@ -11,7 +11,7 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use catalog_core::{HfRef, ModelRef, printable};
+use catalog_core::{HfRef, ModelRef, OtherRef, ParseRefError, printable};
 
 use super::{HfLocation, HfMirror};
 use crate::error::{Error, Result};
@@ -272,9 +272,14 @@ impl MirrorRule {
     }
 
     /// Checks what the rule names against the registered sources `context` knows: each scheme
-    /// is read by a source, a hub's repositories go to a registry or a store of folders, and a
-    /// registry is mirrored by a registry only.
-    fn check(&self, context: &MirrorContext) -> std::result::Result<(), ParseMirrorError> {
+    /// is read by a source, a mirror in a store is a folder its source reads (`read`), a hub's
+    /// repositories go to a registry or a store of folders, and a registry is mirrored by a
+    /// registry only.
+    fn check(
+        &self,
+        context: &MirrorContext,
+        read: &dyn Fn(&OtherRef) -> std::result::Result<(), ParseRefError>,
+    ) -> std::result::Result<(), ParseMirrorError> {
         let err = |reason: String| ParseMirrorError::new(&self.to_string(), reason, &self.origin);
         let shape = |prefix: &str| match kind_of(prefix) {
             Some(Kind::Other) => context.shape(scheme_of(prefix)).ok_or_else(|| {
@@ -294,6 +299,28 @@ impl MirrorRule {
                 "`{}:` is a hub, and a mirror is a registry or a store",
                 scheme_of(&self.mirror)
             )));
+        }
+        if mirror_shape == MirrorShape::Bucket {
+            // What the rule maps to lies in the folder the prefix names, so the prefix must name
+            // one (a bucket, a container) by the store's own grammar, as `s3://`'s does when the
+            // rule is parsed: otherwise it would fail at the first fetch, in the store's words.
+            let folder = if self.mirror.ends_with('/') {
+                self.mirror.clone()
+            } else {
+                format!("{}/", self.mirror)
+            };
+            let checked = match ModelRef::parse_with(&folder, &[scheme_of(&folder)]) {
+                Ok(ModelRef::Other(other)) => read(&other),
+                Ok(_) => Ok(()),
+                Err(e) => Err(e),
+            };
+            if let Err(e) = checked {
+                return Err(err(format!(
+                    "the mirror `{}` is no folder of its store: {}",
+                    printable(&self.mirror),
+                    e.reason()
+                )));
+            }
         }
         if source_is_hub {
             let names = self.source.split_once(':').map_or("", |(_, n)| n);
@@ -480,14 +507,22 @@ impl Mirrors {
     }
 
     /// Checks every rule against the registered sources `context` knows (see
-    /// [`MirrorShape`]): a scheme no source reads, a hub mirrored where no folder or tag can
-    /// hold it, a registry mirrored by something else.
+    /// [`MirrorShape`]): a scheme no source reads, a mirror in a store that names no folder
+    /// `read` (the source's [`SourceKind::check`](crate::SourceKind::check) of a reference of
+    /// its scheme) accepts, a hub mirrored where no folder or tag can hold it, a registry
+    /// mirrored by something else.
     ///
     /// # Errors
     ///
     /// The first rule refused, naming where it was written.
-    pub fn check(&self, context: &MirrorContext) -> std::result::Result<(), ParseMirrorError> {
-        self.rules.iter().try_for_each(|rule| rule.check(context))
+    pub fn check(
+        &self,
+        context: &MirrorContext,
+        read: impl Fn(&OtherRef) -> std::result::Result<(), ParseRefError>,
+    ) -> std::result::Result<(), ParseMirrorError> {
+        self.rules
+            .iter()
+            .try_for_each(|rule| rule.check(context, &read))
     }
 
     /// Rules given one by one (`--mirror`).
@@ -653,7 +688,7 @@ mod tests {
     use catalog_core::Digest;
 
     use super::*;
-    use crate::mirror::testing::{context, rules, targets};
+    use crate::mirror::testing::{context, read_registered, rules, targets};
 
     #[test]
     fn rules_match_in_order_and_at_boundaries_only() {
@@ -755,7 +790,7 @@ mod tests {
             "shelf:=https://cache.internal/shelf/",
         ] {
             let m = rules(&[good]);
-            assert_eq!(m.check(&cx), Ok(()), "{good}");
+            assert_eq!(m.check(&cx, read_registered), Ok(()), "{good}");
         }
         for (bad, why) in [
             ("ftp://x=oci://r/y", "no source of this build reads `ftp:`"),
@@ -775,11 +810,55 @@ mod tests {
         ] {
             // Refused when parsed, or once the sources are known.
             let err = match Mirrors::from_flags([bad]) {
-                Ok(m) => m.check(&cx).expect_err(bad),
+                Ok(m) => m.check(&cx, read_registered).expect_err(bad),
                 Err(e) => e,
             };
             assert!(err.to_string().contains(why), "{bad}: {err}");
         }
+    }
+
+    #[cfg(all(feature = "gcs", feature = "azure"))]
+    #[test]
+    fn a_mirror_in_a_store_is_a_folder_the_store_reads_or_the_rule_is_refused() {
+        let cx = context();
+        for good in [
+            "hf:=gs://fleet",
+            "hf:=gs://fleet/hf/",
+            "hf:org=az://acct/container",
+            "modelscope:=gs+http://127.0.0.1:4443/fleet/ms",
+            "gs://a/=az://acct/mirror-container/",
+            "s3://a/=gs://fleet",
+        ] {
+            assert_eq!(rules(&[good]).check(&cx, read_registered), Ok(()), "{good}");
+        }
+        for (bad, why) in [
+            ("hf:=gs://", "nothing follows `gs:`"),
+            ("hf:=az://acct", "needs at least `account/container`"),
+            ("gs://a/=az://acct", "needs at least `account/container`"),
+            ("s3://a/=gs://", "nothing follows `gs:`"),
+            ("hf:=gs+http://127.0.0.1:4443", "names no bucket"),
+            ("modelscope:=gs://ab/ms", "not a bucket name"),
+        ] {
+            let err = rules(&[bad]).check(&cx, read_registered).expect_err(bad);
+            let text = err.to_string();
+            assert!(
+                text.starts_with(&format!("invalid mirror rule `{bad}`: the mirror `"))
+                    && text.contains("is no folder of its store")
+                    && text.contains(why),
+                "{bad}: {text}"
+            );
+        }
+        // Written in a file: the line is named.
+        let path = Path::new("/cache/mirrors.conf");
+        let m = Mirrors::from_file_text(path, "hf:=oci://r/x\nhf:=gs://\n").expect("parses");
+        let err = m
+            .check(&cx, read_registered)
+            .expect_err("a bucket-less mirror");
+        assert!(
+            err.to_string()
+                .starts_with("`/cache/mirrors.conf`, line 2: invalid mirror rule `hf:=gs://`"),
+            "{err}"
+        );
     }
 
     #[test]

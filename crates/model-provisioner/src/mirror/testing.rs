@@ -1,6 +1,6 @@
 //! Fixtures for the tests of mirror rules and of the layout of a mirrored `hf:` model.
 
-use catalog_core::ModelRef;
+use catalog_core::{ModelRef, OtherRef, ParseRefError};
 
 use super::{MirrorContext, MirrorShape, Mirrors, Target};
 
@@ -32,6 +32,19 @@ pub(super) fn context() -> MirrorContext {
         shapes: SHAPES.to_vec(),
         ..MirrorContext::default()
     }
+}
+
+/// `reference`, of a registered scheme, checked by this crate's kind of it, as a provisioner
+/// checks a rule's mirror in a store: the stores' own grammars, in the builds that have them.
+#[cfg(feature = "http")]
+pub(super) fn read_registered(reference: &OtherRef) -> Result<(), ParseRefError> {
+    crate::registered::check(&crate::registered::kinds(&[]), reference)
+}
+
+/// Without `http` no kind is registered, and none refuses a reference.
+#[cfg(not(feature = "http"))]
+pub(super) fn read_registered(_: &OtherRef) -> Result<(), ParseRefError> {
+    Ok(())
 }
 
 pub(super) fn targets(mirrors: &Mirrors, reference: &str) -> Vec<String> {
