@@ -477,6 +477,33 @@ fn a_rule_naming_a_scheme_no_source_reads_is_a_usage_error() -> TestResult {
 }
 
 #[test]
+fn a_rule_whose_store_mirror_names_no_bucket_is_a_usage_error_before_any_request() -> TestResult {
+    let hub =
+        HubNginx::start_with_files(&[(TINY_LLAMA, HfRepoBuilder::tiny_llama_sized(SHARD).files())]);
+    let node = Fixture::new()?;
+    let out = run(
+        &hub,
+        &node,
+        &["ensure", &reference(), "--mirror", "hf:=gs://"],
+        &[],
+    );
+    assert_failure(
+        &out,
+        1,
+        &[
+            "invalid mirror rule `hf:=gs://`",
+            "is no folder of its store",
+        ],
+    );
+    assert!(
+        hub.requests().is_empty(),
+        "the Hub was asked:\n{}",
+        describe(&hub.requests())
+    );
+    Ok(())
+}
+
+#[test]
 fn an_hf_model_mirrored_in_a_registry_is_pulled_from_there_and_not_from_the_hub() -> TestResult {
     let (hub, seed) = seeded()?;
     let registry = Registry::start()?;
