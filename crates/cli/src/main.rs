@@ -143,6 +143,10 @@ fn report(err: &anyhow::Error) -> ExitCode {
             }
             if e.is_verification_failure() {
                 code = ExitCode::from(EXIT_VERIFY_FAILED);
+            } else if e.is_usage() {
+                // What the arguments named, refused by the library (a mirror rule given as a
+                // flag that no source of this build can follow, say): the caller's usage.
+                code = ExitCode::from(2);
             }
             break;
         }

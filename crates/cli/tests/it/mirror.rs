@@ -472,7 +472,7 @@ fn a_rule_naming_a_scheme_no_source_reads_is_a_usage_error() -> TestResult {
         "--mirror",
         "hf:=ftp://cache.internal/hf",
     ]);
-    assert_failure(&out, 1, &["no source of this build reads `ftp:`"]);
+    assert_failure(&out, 2, &["no source of this build reads `ftp:`"]);
     Ok(())
 }
 
@@ -489,7 +489,7 @@ fn a_rule_whose_store_mirror_names_no_bucket_is_a_usage_error_before_any_request
     );
     assert_failure(
         &out,
-        1,
+        2,
         &[
             "invalid mirror rule `hf:=gs://`",
             "is no folder of its store",
