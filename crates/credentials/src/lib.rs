@@ -24,6 +24,8 @@ pub mod azure;
 pub mod gcp;
 pub mod hf;
 pub mod modelscope;
+#[cfg(any(feature = "gcp", feature = "azure"))]
+mod oauth;
 #[cfg(feature = "registry")]
 pub mod registry;
 mod secret;

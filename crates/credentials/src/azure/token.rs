@@ -347,7 +347,9 @@ impl TokenCredential {
                 provider,
                 endpoint,
                 status: status.as_u16(),
-                code: answer.and_then(|a| a.error).and_then(|c| code(&c)),
+                code: answer
+                    .and_then(|a| a.error)
+                    .and_then(|c| crate::oauth::error_code(&c)),
             });
         }
         let bad = |reason: &str| AzureCredentialError::TokenAnswer {
@@ -398,17 +400,6 @@ fn entra(
             "application/x-www-form-urlencoded",
         )
         .body(form.finish())
-}
-
-/// An error code fit to show: a short identifier (`invalid_client`).
-fn code(text: &str) -> Option<String> {
-    let text = text.trim();
-    (!text.is_empty()
-        && text.len() <= 64
-        && text
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.'))
-    .then(|| text.to_owned())
 }
 
 #[cfg(test)]

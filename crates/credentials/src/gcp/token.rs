@@ -132,7 +132,9 @@ fn parse_answer(
             from: from.clone(),
             endpoint: endpoint.to_owned(),
             status: status.as_u16(),
-            code: answer.and_then(|a| a.error).and_then(|c| error_code(&c)),
+            code: answer
+                .and_then(|a| a.error)
+                .and_then(|c| crate::oauth::error_code(&c)),
         });
     }
     let bad = |reason: &str| CredentialError::Answer {
@@ -153,17 +155,6 @@ fn parse_answer(
             .expires_in
             .and_then(|s| now.checked_add(Duration::from_secs(s))),
     })
-}
-
-/// An OAuth error code fit to show (`invalid_grant`): a short identifier.
-fn error_code(code: &str) -> Option<String> {
-    let code = code.trim();
-    (!code.is_empty()
-        && code.len() <= 64
-        && code
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-'))
-    .then(|| code.to_owned())
 }
 
 #[cfg(test)]
@@ -210,6 +201,6 @@ mod tests {
             now,
         );
         assert!(matches!(empty, Err(CredentialError::Answer { .. })));
-        assert_eq!(error_code("a b"), None);
+        assert_eq!(crate::oauth::error_code("a b"), None);
     }
 }
