@@ -197,11 +197,7 @@ impl Session {
                 self.build(c, Method::GET, url.clone(), HeaderMap::new())
             })
             .await?;
-        let status = response.status();
-        if !status.is_success() {
-            let code = error_code(response.headers(), None);
-            return Err(self.refusal(status, code.as_deref(), Some(blob)));
-        }
+        self.accepted(&response, blob)?;
         mp_transfer::read_bounded(response, ANSWER_LIMIT)
             .await
             .map_err(|_| self.protocol(&format!("`{blob}` did not come whole")))
@@ -244,11 +240,7 @@ impl Session {
             return Err(stopped);
         }
         let response = sent?;
-        let status = response.status();
-        if !status.is_success() {
-            let code = error_code(response.headers(), None);
-            return Err(self.refusal(status, code.as_deref(), Some(blob)));
-        }
+        self.accepted(&response, blob)?;
         Ok(())
     }
 
@@ -273,11 +265,7 @@ impl Session {
                     .body(bytes.clone())
             })
             .await?;
-        let status = response.status();
-        if !status.is_success() {
-            let code = error_code(response.headers(), None);
-            return Err(self.refusal(status, code.as_deref(), Some(blob)));
-        }
+        self.accepted(&response, blob)?;
         Ok(())
     }
 
@@ -313,11 +301,7 @@ impl Session {
                     .body(body.clone())
             })
             .await?;
-        let status = response.status();
-        if !status.is_success() {
-            let code = error_code(response.headers(), None);
-            return Err(self.refusal(status, code.as_deref(), Some(blob)));
-        }
+        self.accepted(&response, blob)?;
         Ok(())
     }
 
@@ -392,6 +376,16 @@ impl Session {
             ),
             "check `--endpoint-url`: it should name a Blob service",
         )
+    }
+
+    /// `Ok` when `response` is a success; else the refusal of `blob` it is.
+    fn accepted(&self, response: &reqwest::Response, blob: &str) -> Result<()> {
+        let status = response.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        let code = error_code(response.headers(), None);
+        Err(self.refusal(status, code.as_deref(), Some(blob)))
     }
 
     /// What a refused request means, by its status and the service's error code.
