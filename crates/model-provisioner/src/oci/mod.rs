@@ -33,6 +33,8 @@
 //! as Docker does; any other over HTTPS unless it is named insecure. Credentials never appear
 //! in logs, errors, the index or provenance.
 
+mod artifact;
+mod blob_upload;
 mod client;
 mod layer;
 mod manifest;
