@@ -1,9 +1,28 @@
 //! The one error type of this crate.
+//!
+//! | module | its one job |
+//! |---|---|
+//! | `classify` | what kind of failure an error is: verification, usage, cancelled |
+//! | `hint` | what the user can do about an error, a transfer's included |
+//! | `source` | [`SourceFailure`]: a registered source's failure in its own words |
+//! | `transfer` | an error to and from the transfer engine's (feature `http`) |
 
 use std::io;
 use std::path::PathBuf;
 
 use catalog_core::{Digest, DigestMismatch, Outcome, ParseRefError, ParseRelPathError};
+
+mod classify;
+mod hint;
+mod source;
+#[cfg(feature = "http")]
+mod transfer;
+
+pub use source::SourceFailure;
+#[cfg(any(feature = "gcs", feature = "azure"))]
+pub(crate) use source::no_answer;
+#[cfg(any(feature = "hf", feature = "gcs", feature = "azure"))]
+pub(crate) use source::source_failure;
 
 /// What went wrong while ensuring or verifying a model.
 #[derive(Debug, thiserror::Error)]
@@ -438,22 +457,6 @@ pub enum Error {
     },
 }
 
-/// What kind of failure a registered source reports ([`Error::Source`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum SourceFailure {
-    /// No such model, file, bucket or repository.
-    NotFound,
-    /// The credentials were refused, or none were found where some are needed.
-    Denied,
-    /// The endpoint does not answer.
-    Unreachable,
-    /// The endpoint's certificate is not one this machine trusts.
-    Untrusted,
-    /// The endpoint answered something its protocol does not allow.
-    Protocol,
-}
-
 impl Error {
     /// Compares the digest of the bytes with the expected one, if any (see
     /// [`catalog_core::check_digest`]). `Pass` or `Warn` (nothing expected) when they agree,
@@ -475,252 +478,6 @@ impl Error {
                 source,
             }
         }
-    }
-
-    /// Whether this is a failed verification (a digest mismatch, a broken file).
-    pub fn is_verification_failure(&self) -> bool {
-        matches!(
-            self,
-            Error::DigestMismatch { .. }
-                | Error::GitBlobMismatch { .. }
-                | Error::ChecksumMismatch { .. }
-                | Error::Signature { .. }
-                | Error::MirrorMismatch { .. }
-                | Error::PushDigestRefused { .. }
-                | Error::Structure { .. }
-        )
-    }
-
-    /// Whether the request cannot be met as written (a reference no source reads, a push or
-    /// mirror destination that takes no model, a mirror rule given or in the environment that
-    /// is no rule): the command line's exit status 2.
-    pub fn is_usage(&self) -> bool {
-        matches!(
-            self,
-            Error::InvalidRef(_)
-                | Error::PushScheme { .. }
-                | Error::MirrorSource { .. }
-                | Error::MirrorPrefix(_)
-                | Error::MirrorLocation { .. }
-                | Error::MirrorScheme { .. }
-        ) || matches!(self, Error::MirrorRule(e) if !e.in_file())
-    }
-
-    /// Whether a download was stopped by the builder's [`Cancel`](crate::Cancel) flag.
-    pub fn is_cancelled(&self) -> bool {
-        #[cfg(feature = "http")]
-        return matches!(self, Error::Transfer(mp_transfer::Error::Cancelled));
-        #[cfg(not(feature = "http"))]
-        {
-            let _ = self;
-            false
-        }
-    }
-
-    /// The error's class, as progress events name it: `verification` (the command line's exit
-    /// status 3), `usage` (2), `cancelled` (the builder's cancel flag stopped it; 1) or `error`
-    /// (1).
-    pub fn class(&self) -> &'static str {
-        if self.is_cancelled() {
-            "cancelled"
-        } else if self.is_verification_failure() {
-            "verification"
-        } else if self.is_usage() {
-            "usage"
-        } else {
-            "error"
-        }
-    }
-
-    /// What the user can do about it, when there is something.
-    pub fn hint(&self) -> Option<String> {
-        match self {
-            Error::Catalog(e) => e.hint(),
-            Error::InvalidRef(e) => e.hint().map(str::to_owned),
-            Error::NotFound { .. } => Some("check the path; relative paths are taken from the current directory".into()),
-            Error::Signature { .. } => Some("the model is not signed as its policy (`--signed-by`, `MODEL_PROVISIONER_SIGNERS` or `<cache>/signers.conf`) asks; `show ID` tells who signed what was checked before".into()),
-            Error::ChecksumMismatch { .. } => Some("the bytes were damaged on their way, or the object changed while it was read: run the same command again; a second mismatch means the store's copy is damaged".into()),
-            Error::Read { source, .. } if source.kind() == io::ErrorKind::PermissionDenied => {
-                Some("make the file readable by this user".into())
-            }
-            Error::ChangedWhileHashing { .. } => Some("wait until the file is fully written, then run again".into()),
-            Error::DigestMismatch { .. } => Some(
-                "the file is not the one expected: check the `--digest` value, or fetch the file again".into(),
-            ),
-            Error::Structure { .. } => Some(
-                "the file is damaged or incomplete: fetch it again, or remove it with `model-provisioner rm`".into(),
-            ),
-            Error::PushDigestRefused { .. } => Some(
-                "the model's bytes changed on disk: run `model-provisioner verify` on it, and fetch it again".into(),
-            ),
-            Error::Unsupported { hint, .. } => Some(hint.clone()),
-            Error::PushDestination { .. } => Some(
-                "push to a folder: end the destination with `/`, as in `s3://bucket/models/name/`".into(),
-            ),
-            Error::UnknownId { .. } => Some("`model-provisioner ls` lists the catalog".into()),
-            Error::Source { hint, .. } => hint.clone(),
-            Error::LockTimeout { .. } => Some(
-                "the other process may still be downloading: run again later, or raise `--lock-timeout`".into(),
-            ),
-            Error::HfToolMissing => Some(
-                "install one with `pip install -U huggingface_hub` (it provides `hf`), or use the native client, which needs no tool (`--via native`)".into(),
-            ),
-            Error::HfDenied { .. } => Some(
-                "set `HF_TOKEN` (or log in with `hf auth login`) with access to this repository".into(),
-            ),
-            Error::HfOffline { .. } => Some("unset `HF_HUB_OFFLINE` (or drop `--offline`) to download it".into()),
-            Error::UnsafeArchive { .. } => Some(
-                "the artifact is malformed or hostile; nothing from it was published".into(),
-            ),
-            Error::HfUnknownQuant { repo, available, .. } => Some(match available.first() {
-                Some(first) => format!("name one of them, as in `hf:{repo}:{first}`"),
-                None => format!("name a file (`hf:{repo}/<file>`) or the whole repository (`hf:{repo}`)"),
-            }),
-            Error::HfNotFound { .. } => Some("check the organisation, repository, revision and file names".into()),
-            Error::OciNotFound { .. } => Some("check the registry, repository, tag and file names".into()),
-            Error::OciDenied { registry, looked, .. } => Some(format!(
-                "log in with `docker login {registry}`, or set `MODEL_PROVISIONER_REGISTRY_USERNAME` and `MODEL_PROVISIONER_REGISTRY_PASSWORD` ({looked})"
-            )),
-            Error::OciPushTarget { .. } => Some("push to a tag: `oci://registry/repository:tag`".into()),
-            Error::OciUnknownFormat { .. } => Some(
-                "model-provisioner lays out ModelPack, Docker model, Ollama, KitOps ModelKit and ORAS artifacts (files named by `org.opencontainers.image.title`)".into(),
-            ),
-            Error::OciModelKitParent { .. } => Some(
-                "a Kitfile's `model.path` may name another ModelKit as `registry/repository:tag` (or `@sha256:…`), pushed to that registry; fix the Kitfile that names it, or push that ModelKit".into(),
-            ),
-            Error::OciNoPlatform { .. } => Some("name the manifest you want by its digest: `oci://registry/repo@sha256:…`".into()),
-            Error::Offline { .. } => Some("drop `--offline` to fetch it".into()),
-            Error::MirrorMismatch { .. } => Some(
-                "push the model to the mirror again with `model-provisioner mirror`, or pass `--no-mirror` to fetch it from its origin".into(),
-            ),
-            Error::MirrorRule(e) => e.hint().map(str::to_owned),
-            Error::MirrorSource { .. } => Some(
-                "a model from a web server is mirrored by a caching server in front of it, and `ensure --mirror 'https://host/=https://cache.internal/host/'`".into(),
-            ),
-            Error::S3NotFound { .. } => Some("check the bucket, the key (a folder ends with `/`) and the endpoint (`AWS_ENDPOINT_URL`)".into()),
-            Error::S3Denied { write: false, .. } => Some(
-                "check that the credentials may read it (`s3:GetObject`, and `s3:ListBucket` for a folder); a public bucket takes `--no-sign-request`".into(),
-            ),
-            Error::S3Denied { write: true, .. } => Some(
-                "check that the credentials may write there (`s3:PutObject`, and `s3:AbortMultipartUpload` for files of 64 MiB and more)".into(),
-            ),
-            Error::S3SignatureMismatch { .. } => Some(
-                "check the secret key, this machine's clock, and the region (`AWS_REGION`)".into(),
-            ),
-            Error::S3Unreachable { .. } => Some("check the endpoint (`AWS_ENDPOINT_URL`, `--endpoint-url`) and that the server is up".into()),
-            Error::S3Untrusted { .. } => Some(
-                "if the endpoint's certificate comes from a private certificate authority, point `AWS_CA_BUNDLE` (or `ca_bundle` in the AWS profile) at a PEM file holding that authority's certificate".into(),
-            ),
-            #[cfg(feature = "s3")]
-            Error::S3Credentials(e) => Some(e.hint()),
-            #[cfg(feature = "http")]
-            Error::Transfer(e) => transfer_hint(e),
-            _ => None,
-        }
-    }
-}
-
-/// What the user can do about a failed transfer.
-#[cfg(feature = "http")]
-fn transfer_hint(e: &mp_transfer::Error) -> Option<String> {
-    use mp_transfer::Error as E;
-    match e {
-        E::NoSpace { .. } => Some(
-            "free space (`model-provisioner gc` deletes what the catalog no longer needs), or use a cache on a larger file system with `--cache-dir DIR` or `MODEL_PROVISIONER_CACHE`".into(),
-        ),
-        E::Download { status: Some(401 | 403), .. } => {
-            Some("the server refused access: check the URL and its credentials".into())
-        }
-        E::Download { status: Some(404 | 410), .. } => Some("check the URL".into()),
-        E::Download { attempts, .. } if *attempts > 1 => {
-            Some("run the same command again: the download resumes where it stopped".into())
-        }
-        E::CaBundle { .. } => Some("name a PEM file of certificate authorities".into()),
-        E::Catalog(e) => e.hint(),
-        _ => None,
-    }
-}
-
-/// A transfer's error in this crate's terms: a mismatch or a cache failure as the ones found
-/// without the engine, and an error of ours that the engine carried handed back as it was.
-#[cfg(feature = "http")]
-impl From<mp_transfer::Error> for Error {
-    fn from(e: mp_transfer::Error) -> Self {
-        match e {
-            mp_transfer::Error::DigestMismatch(m) => Error::DigestMismatch(m),
-            mp_transfer::Error::ChecksumMismatch {
-                file,
-                expected,
-                computed,
-            } => Error::ChecksumMismatch {
-                file,
-                expected: expected.to_string(),
-                computed: computed.to_string(),
-            },
-            mp_transfer::Error::Catalog(e) => Error::Catalog(e),
-            mp_transfer::Error::Caller(e) => match e.downcast::<Error>() {
-                Ok(ours) => *ours,
-                Err(other) => Error::Transfer(mp_transfer::Error::Caller(other)),
-            },
-            e => Error::Transfer(e),
-        }
-    }
-}
-
-/// An error of ours for the engine to carry (from a request source, a re-authorisation or an
-/// upload's check): a transfer error goes back as itself, anything else as the caller's own.
-#[cfg(feature = "http")]
-impl From<Error> for mp_transfer::Error {
-    fn from(e: Error) -> Self {
-        match e {
-            Error::Transfer(e) => e,
-            Error::DigestMismatch(m) => mp_transfer::Error::DigestMismatch(m),
-            e => mp_transfer::Error::Caller(Box::new(e)),
-        }
-    }
-}
-
-/// A source's failure in its own words, with what to do ([`Error::Source`]).
-#[cfg(any(feature = "hf", feature = "gcs", feature = "azure"))]
-pub(crate) fn source_failure(failure: SourceFailure, message: String, hint: &str) -> Error {
-    Error::Source {
-        failure,
-        message,
-        hint: Some(hint.to_owned()),
-    }
-}
-
-/// A request of a source's that got no answer, in the source's words: an endpoint whose
-/// certificate is not trusted (`untrusted_hint`), or one that does not answer (`unreachable`
-/// words the reason, with its hint); any other transfer error in this crate's terms.
-#[cfg(any(feature = "gcs", feature = "azure"))]
-pub(crate) fn no_answer(
-    e: mp_transfer::Error,
-    endpoint: &str,
-    untrusted_hint: &str,
-    unreachable: impl FnOnce(&str) -> (String, &'static str),
-) -> Error {
-    match e {
-        mp_transfer::Error::Download {
-            status: None,
-            reason,
-            source,
-            ..
-        } => match source
-            .as_deref()
-            .and_then(|s| mp_transfer::untrusted_certificate(s))
-        {
-            Some(problem) => source_failure(
-                SourceFailure::Untrusted,
-                format!("the certificate of `{endpoint}` is not trusted: {problem}"),
-                untrusted_hint,
-            ),
-            None => {
-                let (message, hint) = unreachable(&reason);
-                source_failure(SourceFailure::Unreachable, message, hint)
-            }
-        },
-        other => Error::from(other),
     }
 }
 
